@@ -1,0 +1,10 @@
+//! Wire-format decoders: bytes in, canonical samples and per-item rejections out.
+//!
+//! One module per format. Decoders never do I/O and never read the clock; validation
+//! against the catalog and "now" happens through [`vitals_core::Validator`].
+
+pub mod batch;
+pub mod native;
+
+pub use batch::Batch;
+pub use native::{DecodeError, Format};
