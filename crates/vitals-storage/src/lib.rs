@@ -1,1 +1,9 @@
-//! placeholder
+//! The storage engine: write-ahead log, in-memory buffer, Parquet segments in a
+//! Hive-partitioned lake, a manifest, compaction and retention.
+//!
+//! Only this crate opens files under the data directory.
+
+pub mod buffer;
+pub mod record;
+pub mod segment;
+pub mod wal;

@@ -1,0 +1,375 @@
+//! The write-ahead log: every acknowledged sample is here, fsynced, until it is in a segment.
+//!
+//! Files `wal/wal-<first seq, 20 digits>.log` in the record format of [`crate::record`]
+//! (magic `VWAL`, version 1). One record per write request:
+//! `seq u64 | groups u32 | group*`, a group being one series' points:
+//! `patient str8 | metric code str8 | device str8 (empty = none) | n u32 | (time i64, value f64, id str8)*`
+//! where `str8` is a length byte and UTF-8 bytes; all integers little-endian.
+//!
+//! Fsync policy: [`Wal::append`] writes all records of a group commit with one `write` and
+//! one `fdatasync`; nothing is acknowledged before that returns. New files are created with
+//! their header fsynced and the directory fsynced.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use vitals_core::{Catalog, DeviceId, PatientId, Sample, SampleId};
+
+use crate::record::{self, Tail};
+
+const MAGIC: [u8; 4] = *b"VWAL";
+const VERSION: u32 = 1;
+
+/// What went wrong with the log.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Header { path: PathBuf, reason: String },
+    #[error(
+        "{path}: corrupt record at offset {offset} ({reason}); refusing to start so that no acknowledged data is silently dropped. Start with --repair-wal to keep the records before it and set the damaged file aside"
+    )]
+    Corrupt { path: PathBuf, offset: u64, reason: String },
+    #[error("{path}: record at offset {offset} does not decode: {reason}")]
+    BadPayload { path: PathBuf, offset: u64, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+    move |source| WalError::Io { path: path.to_owned(), source }
+}
+
+/// A record read back at start-up.
+#[derive(Debug)]
+pub struct Replayed {
+    pub seq: u64,
+    pub samples: Vec<Sample>,
+}
+
+/// The open log.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    file: File,
+    path: PathBuf,
+    /// Closed and current files: (first seq, path, size).
+    files: Vec<(u64, PathBuf, u64)>,
+    next_seq: u64,
+    buf: Vec<u8>,
+}
+
+impl Wal {
+    /// Opens the log in `dir`, returning it and every record found, in order.
+    ///
+    /// A torn last record is dropped (it was never acknowledged) and the file truncated.
+    /// Corruption before the end fails unless `repair` is set.
+    /// `min_next_seq` is a floor for the next seq (the manifest's flushed seq + 1), so seqs
+    /// never go backwards even when every log file was deleted after a flush.
+    pub fn open(
+        dir: &Path,
+        repair: bool,
+        catalog: &Catalog,
+        min_next_seq: u64,
+    ) -> Result<(Wal, Vec<Replayed>), WalError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                let seq = name.strip_prefix("wal-")?.strip_suffix(".log")?.parse().ok()?;
+                Some((seq, e.path()))
+            })
+            .collect();
+        names.sort();
+        let mut replayed = Vec::new();
+        let mut files = Vec::new();
+        let mut next_seq = min_next_seq.max(1);
+        let count = names.len();
+        for (i, (first_seq, path)) in names.into_iter().enumerate() {
+            next_seq = next_seq.max(first_seq);
+            let bytes = fs::read(&path).map_err(io(&path))?;
+            let scan = record::scan(&bytes, MAGIC, VERSION)
+                .map_err(|e| WalError::Header { path: path.clone(), reason: e.to_string() })?;
+            for (offset, payload) in &scan.records {
+                let r = decode(payload, catalog).map_err(|reason| WalError::BadPayload {
+                    path: path.clone(),
+                    offset: *offset,
+                    reason,
+                })?;
+                next_seq = next_seq.max(r.seq + 1);
+                replayed.push(r);
+            }
+            let is_last = i + 1 == count;
+            let keep_len = match scan.tail {
+                Tail::Clean => bytes.len() as u64,
+                Tail::Torn { offset } if is_last => {
+                    tracing::warn!(path = %path.display(), offset, "dropping torn last record of the log (never acknowledged)");
+                    offset
+                }
+                Tail::Torn { offset } | Tail::Corrupt { offset, .. } => {
+                    let reason = match &scan.tail {
+                        Tail::Corrupt { reason, .. } => reason.clone(),
+                        _ => "damaged record at the end of a closed log file".to_owned(),
+                    };
+                    if !repair {
+                        return Err(WalError::Corrupt { path, offset, reason });
+                    }
+                    let aside = path.with_extension("damaged");
+                    tracing::error!(path = %path.display(), offset, %reason, aside = %aside.display(),
+                        "repair: keeping records before the damage, setting the file aside");
+                    fs::rename(&path, &aside).map_err(io(&path))?;
+                    continue;
+                }
+            };
+            if scan.records.is_empty() {
+                fs::remove_file(&path).map_err(io(&path))?;
+                continue;
+            }
+            if keep_len < bytes.len() as u64 {
+                let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                f.set_len(keep_len).map_err(io(&path))?;
+                f.sync_all().map_err(io(&path))?;
+            }
+            files.push((first_seq, path, keep_len));
+        }
+        let (file, path) = create_file(dir, next_seq)?;
+        files.push((next_seq, path.clone(), record::HEADER_LEN as u64));
+        let wal = Wal { dir: dir.to_owned(), file, path, files, next_seq, buf: Vec::with_capacity(1 << 20) };
+        Ok((wal, replayed))
+    }
+
+    /// Appends one record per batch with one write and one fdatasync; returns the seq of
+    /// the first record (the others follow consecutively).
+    pub fn append(&mut self, batches: &[&[Sample]], catalog: &Catalog) -> Result<u64, WalError> {
+        let first = self.next_seq;
+        self.buf.clear();
+        for batch in batches {
+            let seq = self.next_seq;
+            record::encode_with(&mut self.buf, |out| encode(out, seq, batch, catalog));
+            self.next_seq += 1;
+        }
+        let res = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data());
+        if let Err(e) = res {
+            // The file's state is unknown after a failed write or fsync: never reuse it.
+            self.next_seq = first;
+            return Err(WalError::Io { path: self.path.clone(), source: e });
+        }
+        if let Some(last) = self.files.last_mut() {
+            last.2 += self.buf.len() as u64;
+        }
+        if self.buf.capacity() > 64 << 20 {
+            self.buf = Vec::with_capacity(1 << 20);
+        }
+        Ok(first)
+    }
+
+    /// Starts a new file, so that every record so far is in closed files.
+    pub fn rotate(&mut self) -> Result<(), WalError> {
+        let (file, path) = create_file(&self.dir, self.next_seq)?;
+        self.file = file;
+        self.path = path.clone();
+        self.files.push((self.next_seq, path, record::HEADER_LEN as u64));
+        Ok(())
+    }
+
+    /// Deletes closed files whose every record has a seq <= `seq`.
+    pub fn remove_through(&mut self, seq: u64) -> Result<(), WalError> {
+        while self.files.len() > 1 && self.files[1].0 <= seq + 1 {
+            let (_, path, _) = self.files.remove(0);
+            fs::remove_file(&path).map_err(io(&path))?;
+        }
+        Ok(())
+    }
+
+    /// Seq of the last record written (0 if none).
+    pub fn last_seq(&self) -> u64 {
+        self.next_seq - 1
+    }
+
+    /// Bytes in all log files.
+    pub fn size_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.2).sum()
+    }
+
+    /// Bytes in the current file.
+    pub fn current_file_bytes(&self) -> u64 {
+        self.files.last().map(|f| f.2).unwrap_or(0)
+    }
+}
+
+fn create_file(dir: &Path, first_seq: u64) -> Result<(File, PathBuf), WalError> {
+    let path = dir.join(format!("wal-{first_seq:020}.log"));
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io(&path))?;
+    f.write_all(&record::header(MAGIC, VERSION)).map_err(io(&path))?;
+    f.sync_all().map_err(io(&path))?;
+    sync_dir(dir).map_err(io(dir))?;
+    Ok((f, path))
+}
+
+/// Fsyncs a directory so that entries created or removed in it are durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let b = s.as_bytes();
+    let n = b.len().min(255);
+    out.push(n as u8);
+    out.extend_from_slice(&b[..n]);
+}
+
+/// Encodes one request: consecutive samples of the same series share a group header.
+fn encode(out: &mut Vec<u8>, seq: u64, samples: &[Sample], catalog: &Catalog) {
+    out.extend_from_slice(&seq.to_le_bytes());
+    let groups_at = out.len();
+    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut groups = 0u32;
+    let mut i = 0;
+    while i < samples.len() {
+        let s = &samples[i];
+        let mut j = i + 1;
+        while j < samples.len()
+            && samples[j].patient == s.patient
+            && samples[j].metric == s.metric
+            && samples[j].device == s.device
+        {
+            j += 1;
+        }
+        put_str(out, s.patient.as_str());
+        put_str(out, catalog.get(s.metric).code);
+        put_str(out, s.device.as_ref().map(|d| d.as_str()).unwrap_or(""));
+        out.extend_from_slice(&((j - i) as u32).to_le_bytes());
+        for p in &samples[i..j] {
+            out.extend_from_slice(&p.time_ms.to_le_bytes());
+            out.extend_from_slice(&p.value.to_le_bytes());
+            put_str(out, p.id.as_ref().map(|d| d.as_str()).unwrap_or(""));
+        }
+        groups += 1;
+        i = j;
+    }
+    out[groups_at..groups_at + 4].copy_from_slice(&groups.to_le_bytes());
+}
+
+struct Cursor<'a>(&'a [u8]);
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        if self.0.len() < n {
+            return Err("truncated payload".into());
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn str8(&mut self) -> Result<&'a str, String> {
+        let n = self.take(1)?[0] as usize;
+        std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())
+    }
+}
+
+fn decode(payload: &[u8], catalog: &Catalog) -> Result<Replayed, String> {
+    let mut c = Cursor(payload);
+    let seq = c.u64()?;
+    let groups = c.u32()?;
+    let mut samples = Vec::new();
+    for _ in 0..groups {
+        let patient = PatientId::new(c.str8()?).map_err(|e| format!("patient {e}"))?;
+        let code = c.str8()?;
+        let metric = catalog.id(code).ok_or_else(|| format!("metric {code:?} is not in this build's catalog"))?;
+        let device = match c.str8()? {
+            "" => None,
+            d => Some(DeviceId::new(d).map_err(|e| format!("device {e}"))?),
+        };
+        let n = c.u32()? as usize;
+        samples.reserve(n.min(1 << 20));
+        for _ in 0..n {
+            let time_ms = c.u64()? as i64;
+            let value = f64::from_bits(c.u64()?);
+            let id = match c.str8()? {
+                "" => None,
+                s => Some(SampleId::new(s).map_err(|e| format!("sample id {e}"))?),
+            };
+            samples.push(Sample { patient: patient.clone(), metric, time_ms, value, device: device.clone(), id });
+        }
+    }
+    if !c.0.is_empty() {
+        return Err(format!("{} trailing bytes", c.0.len()));
+    }
+    Ok(Replayed { seq, samples })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(patient: &str, metric: &str, t: i64, v: f64, device: Option<&str>, id: Option<&str>) -> Sample {
+        Sample {
+            patient: PatientId::new(patient).expect("id"),
+            metric: Catalog::standard().id(metric).expect("metric"),
+            time_ms: t,
+            value: v,
+            device: device.map(|d| DeviceId::new(d).expect("device")),
+            id: id.map(|d| SampleId::new(d).expect("id")),
+        }
+    }
+
+    #[test]
+    fn appended_records_replay_in_order_after_reopen() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cat = Catalog::standard();
+        let a = vec![
+            sample("p1", "heart_rate", 1000, 60.0, Some("w"), None),
+            sample("p1", "heart_rate", 2000, 61.0, Some("w"), Some("s-2")),
+            sample("p2", "eda", 1000, 0.25, None, None),
+        ];
+        let b = vec![sample("p1", "heart_rate", 1000, 62.0, Some("w"), None)];
+        {
+            let (mut wal, replayed) = Wal::open(dir.path(), false, cat, 1).expect("open");
+            assert!(replayed.is_empty());
+            assert_eq!(wal.append(&[&a, &b], cat).expect("append"), 1);
+            wal.rotate().expect("rotate");
+            assert_eq!(wal.append(&[&b], cat).expect("append"), 3);
+        }
+        let (mut wal, replayed) = Wal::open(dir.path(), false, cat, 1).expect("reopen");
+        assert_eq!(replayed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(replayed[0].samples, a);
+        assert_eq!(replayed[1].samples, b);
+        assert_eq!(wal.last_seq(), 3);
+        wal.remove_through(2).expect("remove");
+        drop(wal);
+        let (_, replayed) = Wal::open(dir.path(), false, cat, 1).expect("reopen");
+        assert_eq!(replayed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
+    }
+
+    #[test]
+    fn corrupt_middle_record_refuses_to_open_unless_repairing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cat = Catalog::standard();
+        let s = vec![sample("p1", "heart_rate", 1000, 60.0, None, None)];
+        let path = {
+            let (mut wal, _) = Wal::open(dir.path(), false, cat, 1).expect("open");
+            wal.append(&[&s, &s, &s], cat).expect("append");
+            wal.path.clone()
+        };
+        let mut bytes = fs::read(&path).expect("read");
+        bytes[record::HEADER_LEN + record::FRAME_LEN + 2] ^= 0xff;
+        fs::write(&path, &bytes).expect("write");
+        let err = Wal::open(dir.path(), false, cat, 1).expect_err("must refuse");
+        let msg = err.to_string();
+        assert!(msg.contains(&path.display().to_string()) && msg.contains("offset 8"), "{msg}");
+        let (_, replayed) = Wal::open(dir.path(), true, cat, 1).expect("repair opens");
+        assert!(replayed.is_empty(), "the damaged first record and what followed it are set aside");
+        assert!(path.with_extension("damaged").exists());
+    }
+}
