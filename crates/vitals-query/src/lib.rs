@@ -1,1 +1,8 @@
-//! placeholder
+//! Range and bucketed aggregate queries over the store.
+//!
+//! Raw queries merge every device's points; bucketed queries fold raw points and, for
+//! whole days when the bucket width is a multiple of an hour, the segments' hourly rollups.
+
+pub mod series_query;
+
+pub use series_query::{Agg, Bucket, QueryError, QueryResult, RawPoint, SeriesQuery, run};

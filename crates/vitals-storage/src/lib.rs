@@ -7,3 +7,7 @@ pub mod buffer;
 pub mod record;
 pub mod segment;
 pub mod wal;
+pub mod manifest;
+pub mod store;
+
+pub use store::{Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig, StoreError, StoreSizes};

@@ -1,0 +1,252 @@
+//! The manifest: which segments exist and how far the log has been flushed.
+//!
+//! An append-only log of edits (record format, magic `VMAN`, JSON payloads) named
+//! `manifest/MANIFEST-<n>`, with `manifest/CURRENT` naming the live one. A segment becomes
+//! visible to recovery exactly when the edit adding it is fsynced; when the log grows, a
+//! snapshot edit is written to a new log and `CURRENT` is switched atomically (write,
+//! fsync, rename, fsync directory).
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::record::{self, Tail};
+use crate::wal::sync_dir;
+
+const MAGIC: [u8; 4] = *b"VMAN";
+const VERSION: u32 = 1;
+const SNAPSHOT_AFTER_EDITS: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ManifestError + '_ {
+    move |source| ManifestError::Io { path: path.to_owned(), source }
+}
+
+/// The newest point of one device in a segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastPoint {
+    pub device: Option<String>,
+    pub time_ms: i64,
+    pub value: f64,
+}
+
+/// One segment file of the lake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    pub id: u64,
+    pub metric: String,
+    pub patient: String,
+    /// Start of the UTC day of the partition.
+    pub day_ms: i64,
+    /// Path relative to the lake directory.
+    pub path: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub min_ms: i64,
+    pub max_ms: i64,
+    /// Precedence on equal (series, time): higher wins. The WAL seq the data was flushed at;
+    /// a compacted segment keeps the highest order of its inputs.
+    pub order: u64,
+    pub last: Vec<LastPoint>,
+}
+
+/// One atomic change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Edit {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add: Vec<SegmentMeta>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flushed_seq: Option<u64>,
+    /// Ids below this were handed out (filled in by [`Manifest::commit`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_segment_id: Option<u64>,
+}
+
+/// The state the edits add up to.
+#[derive(Debug, Clone, Default)]
+pub struct ManifestState {
+    pub segments: BTreeMap<u64, SegmentMeta>,
+    /// Every WAL record with a seq at or below this is in segments.
+    pub flushed_seq: u64,
+    pub next_segment_id: u64,
+}
+
+impl ManifestState {
+    fn apply(&mut self, e: &Edit) {
+        for id in &e.remove {
+            self.segments.remove(id);
+        }
+        for s in &e.add {
+            self.next_segment_id = self.next_segment_id.max(s.id + 1);
+            self.segments.insert(s.id, s.clone());
+        }
+        if let Some(seq) = e.flushed_seq {
+            self.flushed_seq = self.flushed_seq.max(seq);
+        }
+        if let Some(n) = e.next_segment_id {
+            self.next_segment_id = self.next_segment_id.max(n);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Manifest {
+    dir: PathBuf,
+    file: File,
+    number: u64,
+    edits: usize,
+    pub state: ManifestState,
+}
+
+impl Manifest {
+    pub fn open(dir: &Path) -> Result<Manifest, ManifestError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let current = dir.join("CURRENT");
+        let number = match fs::read_to_string(&current) {
+            Ok(s) => s
+                .trim()
+                .strip_prefix("MANIFEST-")
+                .and_then(|n| n.parse::<u64>().ok())
+                .ok_or_else(|| ManifestError::Corrupt { path: current.clone(), reason: format!("bad content {s:?}") })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut m = Manifest::create(dir, 1, &ManifestState { next_segment_id: 1, ..Default::default() })?;
+                m.edits = 0;
+                return Ok(m);
+            }
+            Err(e) => return Err(ManifestError::Io { path: current, source: e }),
+        };
+        let path = log_path(dir, number);
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        let scan = record::scan(&bytes, MAGIC, VERSION)
+            .map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let mut state = ManifestState { next_segment_id: 1, ..Default::default() };
+        for (offset, payload) in &scan.records {
+            let edit: Edit = serde_json::from_slice(payload).map_err(|e| ManifestError::Corrupt {
+                path: path.clone(),
+                reason: format!("edit at offset {offset}: {e}"),
+            })?;
+            state.apply(&edit);
+        }
+        match scan.tail {
+            Tail::Clean => {}
+            Tail::Torn { offset } => {
+                tracing::warn!(path = %path.display(), offset, "dropping torn last manifest edit (never committed)");
+                let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                f.set_len(offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
+                f.sync_all().map_err(io(&path))?;
+            }
+            Tail::Corrupt { offset, reason } => {
+                return Err(ManifestError::Corrupt { path, reason: format!("corrupt edit at offset {offset}: {reason}") });
+            }
+        }
+        let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        Ok(Manifest { dir: dir.to_owned(), file, number, edits: scan.records.len(), state })
+    }
+
+    /// Writes a new log holding `state` as one edit and points CURRENT at it.
+    fn create(dir: &Path, number: u64, state: &ManifestState) -> Result<Manifest, ManifestError> {
+        let path = log_path(dir, number);
+        let mut bytes = record::header(MAGIC, VERSION).to_vec();
+        let snapshot = Edit { add: state.segments.values().cloned().collect(), remove: Vec::new(),
+            flushed_seq: Some(state.flushed_seq),
+            next_segment_id: Some(state.next_segment_id),
+        };
+        let payload = serde_json::to_vec(&snapshot).map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        record::encode(&mut bytes, &payload);
+        let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io(&path))?;
+        f.write_all(&bytes).map_err(io(&path))?;
+        f.sync_all().map_err(io(&path))?;
+        let tmp = dir.join("CURRENT.tmp");
+        let mut c = File::create(&tmp).map_err(io(&tmp))?;
+        c.write_all(format!("MANIFEST-{number:06}\n").as_bytes()).map_err(io(&tmp))?;
+        c.sync_all().map_err(io(&tmp))?;
+        fs::rename(&tmp, dir.join("CURRENT")).map_err(io(&tmp))?;
+        sync_dir(dir).map_err(io(dir))?;
+        let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        Ok(Manifest { dir: dir.to_owned(), file, number, edits: 1, state: state.clone() })
+    }
+
+    /// Makes an edit durable, then applies it.
+    pub fn commit(&mut self, mut edit: Edit) -> Result<(), ManifestError> {
+        edit.next_segment_id = Some(self.state.next_segment_id);
+        let path = log_path(&self.dir, self.number);
+        let payload = serde_json::to_vec(&edit).map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let mut bytes = Vec::with_capacity(payload.len() + record::FRAME_LEN);
+        record::encode(&mut bytes, &payload);
+        self.file.write_all(&bytes).and_then(|()| self.file.sync_data()).map_err(io(&path))?;
+        self.state.apply(&edit);
+        self.edits += 1;
+        if self.edits >= SNAPSHOT_AFTER_EDITS {
+            let next = Manifest::create(&self.dir, self.number + 1, &self.state)?;
+            let old = log_path(&self.dir, self.number);
+            *self = next;
+            fs::remove_file(&old).map_err(io(&old))?;
+        }
+        Ok(())
+    }
+
+    /// Reserves `n` segment ids (made durable by the edit that adds the segments).
+    pub fn allocate_ids(&mut self, n: u64) -> u64 {
+        let first = self.state.next_segment_id;
+        self.state.next_segment_id += n;
+        first
+    }
+}
+
+fn log_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("MANIFEST-{number:06}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: u64) -> SegmentMeta {
+        SegmentMeta {
+            id,
+            metric: "heart_rate".into(),
+            patient: "p".into(),
+            day_ms: 0,
+            path: format!("x/part-{id}.parquet"),
+            rows: 1,
+            bytes: 1,
+            min_ms: 0,
+            max_ms: 0,
+            order: id,
+            last: vec![],
+        }
+    }
+
+    #[test]
+    fn edits_survive_reopen_and_snapshots() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let mut m = Manifest::open(dir.path()).expect("open");
+            for i in 1..=(SNAPSHOT_AFTER_EDITS as u64 + 10) {
+                let id = m.allocate_ids(1);
+                assert_eq!(id, i);
+                let remove = if i > 2 { vec![i - 2] } else { vec![] };
+                m.commit(Edit { add: vec![seg(id)], remove, flushed_seq: Some(i * 10), next_segment_id: None }).expect("commit");
+            }
+            assert!(m.number > 1, "a snapshot was taken");
+        }
+        let m = Manifest::open(dir.path()).expect("reopen");
+        let n = SNAPSHOT_AFTER_EDITS as u64 + 10;
+        assert_eq!(m.state.segments.keys().copied().collect::<Vec<_>>(), vec![n - 1, n]);
+        assert_eq!(m.state.flushed_seq, n * 10);
+        assert_eq!(m.state.next_segment_id, n + 1);
+        assert_eq!(fs::read_dir(dir.path()).expect("ls").count(), 2, "old logs are deleted");
+    }
+}
