@@ -8,6 +8,7 @@ pub mod record;
 pub mod segment;
 pub mod wal;
 pub mod manifest;
+pub mod meta_file;
 pub mod store;
 
 pub use store::{Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig, StoreError, StoreSizes};

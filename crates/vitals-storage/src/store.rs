@@ -83,6 +83,8 @@ pub enum StoreError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("write path overloaded: {what} (limit {limit}); retry shortly")]
     Overloaded { what: &'static str, limit: usize },
+    #[error("data directory {path} is in use by another process (a running server? use --url)")]
+    Locked { path: PathBuf },
     #[error("the store is shut down")]
     Closed,
     #[error("the store stopped accepting writes after a failure: {0}")]
@@ -216,6 +218,8 @@ struct Inner {
     stats: StoreStats,
     wake: (std::sync::Mutex<bool>, Condvar),
     shutdown: AtomicBool,
+    /// Held (flock) for the life of the store: one process per data directory.
+    _lock: fs::File,
 }
 
 /// The storage engine. Cheap to share behind an `Arc`; [`Store::close`] flushes and stops.
@@ -236,6 +240,12 @@ impl Store {
     /// Opens (or creates) the store in `data_dir`, recovering from the WAL.
     pub fn open(data_dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         let catalog = Catalog::standard();
+        fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let lock_path = data_dir.join("LOCK");
+        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        if lock.try_lock().is_err() {
+            return Err(StoreError::Locked { path: data_dir.to_owned() });
+        }
         let lake = data_dir.join("lake");
         fs::create_dir_all(&lake).map_err(io(&lake))?;
         let manifest = Manifest::open(&data_dir.join("manifest"))?;
@@ -281,6 +291,7 @@ impl Store {
             stats: StoreStats::default(),
             wake: (std::sync::Mutex::new(false), Condvar::new()),
             shutdown: AtomicBool::new(false),
+            _lock: lock,
             clock,
             config,
         });

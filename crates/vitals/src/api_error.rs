@@ -1,0 +1,124 @@
+//! The one error type of the HTTP API: a stable code, a status and a message.
+//!
+//! Body: `{"code": "...", "message": "..."}`. Codes are part of the public API; internal
+//! details are logged once and never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Unauthorized,
+    Forbidden,
+    InvalidBody,
+    PayloadTooLarge,
+    InvalidQuery,
+    InvalidPatient,
+    UnknownMetric,
+    UnknownPatient,
+    NotFound,
+    TooManyPoints,
+    Overloaded,
+    Unavailable,
+    Internal,
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "unauthorized",
+            Code::Forbidden => "forbidden",
+            Code::InvalidBody => "invalid_body",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::InvalidQuery => "invalid_query",
+            Code::InvalidPatient => "invalid_patient",
+            Code::UnknownMetric => "unknown_metric",
+            Code::UnknownPatient => "unknown_patient",
+            Code::NotFound => "not_found",
+            Code::TooManyPoints => "too_many_points",
+            Code::Overloaded => "overloaded",
+            Code::Unavailable => "unavailable",
+            Code::Internal => "internal",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        match self {
+            Code::Unauthorized => StatusCode::UNAUTHORIZED,
+            Code::Forbidden => StatusCode::FORBIDDEN,
+            Code::InvalidBody | Code::InvalidQuery | Code::InvalidPatient | Code::TooManyPoints => StatusCode::BAD_REQUEST,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnknownMetric | Code::UnknownPatient | Code::NotFound => StatusCode::NOT_FOUND,
+            Code::Overloaded | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: Code,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
+    }
+
+    /// Logs the detail and answers with a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(Code::Internal, "internal error; see the server log")
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.code.status(), Json(Body { code: self.code.as_str(), message: &self.message })).into_response();
+        match self.code {
+            Code::Overloaded => {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Code::Unauthorized => {
+                r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vitals\""));
+            }
+            _ => {}
+        }
+        r
+    }
+}
+
+impl From<vitals_storage::StoreError> for ApiError {
+    fn from(e: vitals_storage::StoreError) -> Self {
+        use vitals_storage::StoreError as E;
+        match e {
+            E::Overloaded { .. } => ApiError::new(Code::Overloaded, e.to_string()),
+            E::Closed => ApiError::new(Code::Unavailable, "the server is shutting down"),
+            E::Failed(_) => {
+                tracing::error!(error = %e, "write refused");
+                ApiError::new(Code::Unavailable, "storage failed; writes are refused until an operator restarts the server")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<vitals_query::QueryError> for ApiError {
+    fn from(e: vitals_query::QueryError) -> Self {
+        use vitals_query::QueryError as E;
+        match e {
+            E::TooManyPoints | E::TooManyBuckets { .. } => ApiError::new(Code::TooManyPoints, e.to_string()),
+            E::EmptyRange => ApiError::new(Code::InvalidQuery, e.to_string()),
+            E::Store(s) => s.into(),
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::auth::Role;
+
+#[derive(Debug, Parser)]
+#[command(name = "vitals", version, about = "Vitals: wearable health data, stored safely, watched in real time")]
+pub struct Cli {
+    /// Config file (TOML); see config/vitals.example.toml.
+    #[arg(long, global = true, env = "VITALS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides storage.data_dir).
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Query one series of one patient.
+    Query(QueryArgs),
+    /// Ingest NDJSON, JSON or CSV files.
+    Ingest(IngestArgs),
+    /// Administration: tokens.
+    Admin(AdminArgs),
+    /// Benchmark ingest, storage size and queries on a generated wearable dataset.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Start even if the WAL has a corrupt record in the middle (keeps what precedes it).
+    #[arg(long)]
+    pub repair_wal: bool,
+}
+
+/// Where a command acts: a running server (`--url`) or a data directory (`--data-dir`).
+#[derive(Debug, Args, Clone)]
+pub struct RemoteArgs {
+    /// Base URL of a running server, e.g. http://127.0.0.1:8080.
+    #[arg(long, env = "VITALS_URL")]
+    pub url: Option<String>,
+    /// API token for --url.
+    #[arg(long, env = "VITALS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    #[arg(long)]
+    pub patient: String,
+    #[arg(long)]
+    pub metric: String,
+    /// Start (RFC 3339 or ms since epoch); default: the beginning.
+    #[arg(long)]
+    pub from: Option<String>,
+    /// End, exclusive; default: now.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Bucket width, e.g. 1h; omit for raw points.
+    #[arg(long)]
+    pub every: Option<String>,
+    /// Aggregates per bucket: mean,min,max,count,sum,first,last.
+    #[arg(long)]
+    pub agg: Option<String>,
+    /// Only this device.
+    #[arg(long)]
+    pub device: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files: NDJSON, a JSON array or {"samples": [...]}, or CSV patient,metric,time,value[,unit,device].
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Lines per request or write batch.
+    #[arg(long, default_value_t = 50_000)]
+    pub batch_lines: usize,
+    /// Do not draw a progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub remote: RemoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    #[command(subcommand)]
+    pub command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (it is shown only once).
+    Create {
+        #[arg(long, value_enum)]
+        role: Role,
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Revoke a token by id; it stops working at once.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}

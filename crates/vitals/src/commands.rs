@@ -1,0 +1,398 @@
+//! The commands: serve, query, ingest, admin.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+use vitals_core::time::{format_time, parse_time};
+use vitals_core::{Catalog, Clock, DeviceId, DurationMs, PatientId, Rejection, SystemClock, Validator};
+use vitals_ingest::{Format, native};
+use vitals_query::{Agg, QueryResult, SeriesQuery};
+use vitals_storage::Store;
+
+use crate::auth::{Role, TokenStore};
+use crate::cli::{AdminCommand, Cli, Command, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs, TokenCommand};
+use crate::client::Client;
+use crate::config::{Config, Overrides};
+use crate::series_api::{ParsedSeries, render_csv, render_json};
+use crate::server::{self, App};
+use crate::telemetry::Telemetry;
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut overrides = Overrides { data_dir: cli.data_dir.clone(), ..Overrides::default() };
+    if let Command::Serve(a) = &cli.command {
+        overrides.listen = a.listen.clone();
+        overrides.repair_wal = a.repair_wal;
+    }
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    init_logging(&config, matches!(cli.command, Command::Serve(_)));
+    match cli.command {
+        Command::Serve(a) => serve(config, &a),
+        Command::Query(a) => query(&config, &a),
+        Command::Ingest(a) => ingest(&config, &a),
+        Command::Admin(a) => match a.command {
+            AdminCommand::Token { command } => token(&config, command),
+        },
+        Command::Bench(a) => crate::bench::run(&config, &a),
+    }
+}
+
+fn init_logging(config: &Config, server: bool) {
+    let default = if server { config.log.level.clone() } else { "warn".to_owned() };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&default))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if config.log.format == "json" { builder.json().try_init() } else { builder.try_init() };
+}
+
+fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let dir = &config.storage.data_dir;
+    let store = Store::open(dir, config.store_config(), Arc::new(SystemClock))
+        .with_context(|| format!("opening the data directory {}", dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    rt.block_on(async move {
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let store = open_store(&config)?;
+        let tokens = TokenStore::open(&config.storage.data_dir)?;
+        if tokens.is_empty() {
+            let preset = crate::config::initial_admin_token();
+            let (_, secret) = tokens.create("initial admin", Role::Admin, preset.as_deref(), clock.now_ms())?;
+            if preset.is_none() {
+                println!("admin token (shown once, store it safely): {secret}");
+            } else {
+                println!("admin token set from VITALS_ADMIN_TOKEN");
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen_addr())
+            .await
+            .with_context(|| format!("listening on {}", config.server.listen))?;
+        let addr = listener.local_addr()?;
+        println!("vitals listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+        tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
+        let app = Arc::new(App { store: store.clone(), tokens, config, clock, telemetry: Telemetry::new(), catalog: Catalog::standard() });
+        server::serve(listener, app, server::shutdown_signal()).await?;
+        tokio::task::spawn_blocking(move || store.close()).await?.context("flushing the store at shutdown")?;
+        tracing::info!("stopped cleanly");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn remote(r: &RemoteArgs) -> anyhow::Result<Option<Client>> {
+    r.url.as_deref().map(|u| Client::new(u, r.token.as_deref())).transpose()
+}
+
+fn query(config: &Config, a: &QueryArgs) -> anyhow::Result<ExitCode> {
+    let catalog = Catalog::standard();
+    let metric = catalog.id(&a.metric).with_context(|| format!("unknown metric {:?}", a.metric))?;
+    let aggs: Vec<Agg> = match &a.agg {
+        Some(s) => s.split(',').map(str::parse::<Agg>).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
+        None => vec![Agg::Mean],
+    };
+    if let Some(client) = remote(&a.remote)? {
+        let mut params = vec![];
+        for (k, v) in [("from", &a.from), ("to", &a.to), ("every", &a.every), ("agg", &a.agg), ("device", &a.device)] {
+            if let Some(v) = v {
+                params.push(format!("{k}={}", url_escape(v)));
+            }
+        }
+        if a.every.is_none() {
+            params.push("include=device".into());
+        }
+        let path = format!("/api/v1/patients/{}/series/{}?{}", url_escape(&a.patient), url_escape(&a.metric), params.join("&"));
+        match a.format {
+            OutputFormat::Csv => print!("{}", client.get(&path, "text/csv")?),
+            OutputFormat::Json => println!("{}", client.get(&path, "application/json")?),
+            OutputFormat::Table => {
+                let v: serde_json::Value = serde_json::from_str(&client.get(&path, "application/json")?)?;
+                print_table_json(&v, a.every.is_some(), &aggs);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let patient = PatientId::new(&a.patient).map_err(|e| anyhow::anyhow!("patient {:?} {e}", a.patient))?;
+    let from = a.from.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+    let to = a.to.as_deref().map(parse_time).transpose()?.unwrap_or_else(|| SystemClock.now_ms() + 1);
+    let every_ms = a.every.as_deref().map(|s| s.parse::<DurationMs>()).transpose()?.map(|d| d.as_ms());
+    let device = a.device.as_deref().map(DeviceId::new).transpose().map_err(|e| anyhow::anyhow!("device {e}"))?;
+    let store = open_store(config)?;
+    let q = SeriesQuery { patient, metric, device, from, to, every_ms, aggs: aggs.clone() };
+    let result = vitals_query::run(&store, &q)?;
+    let parsed = ParsedSeries::new(q, every_ms.is_none());
+    match a.format {
+        OutputFormat::Csv => print!("{}", render_csv(&parsed, &result)),
+        OutputFormat::Json => println!("{}", render_json(catalog, &parsed, &result)),
+        OutputFormat::Table => print_table(&result, &aggs),
+    }
+    store.close()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table(result: &QueryResult, aggs: &[Agg]) {
+    match result {
+        QueryResult::Raw(points) => {
+            println!("{:<26} {:>12}  device", "time", "value");
+            for p in points {
+                println!("{:<26} {:>12}  {}", format_time(p.time_ms), p.value, p.device.as_ref().map(|d| d.as_str()).unwrap_or("-"));
+            }
+        }
+        QueryResult::Buckets(buckets) => {
+            print!("{:<26}", "time");
+            for a in aggs {
+                print!(" {:>12}", a.as_str());
+            }
+            println!();
+            for b in buckets {
+                print!("{:<26}", format_time(b.time_ms));
+                for v in &b.values {
+                    print!(" {:>12}", format!("{v:.3}").trim_end_matches('0').trim_end_matches('.'));
+                }
+                println!();
+            }
+        }
+    }
+}
+
+fn print_table_json(v: &serde_json::Value, bucketed: bool, aggs: &[Agg]) {
+    let points = v.get("points").and_then(|p| p.as_array()).cloned().unwrap_or_default();
+    let cols: Vec<&str> = if bucketed { aggs.iter().map(|a| a.as_str()).collect() } else { vec!["value", "device"] };
+    print!("{:<26}", "time");
+    for c in &cols {
+        print!(" {c:>12}");
+    }
+    println!();
+    for p in points {
+        print!("{:<26}", p.get("time").and_then(|t| t.as_str()).unwrap_or(""));
+        for c in &cols {
+            let cell = match p.get(*c) {
+                Some(serde_json::Value::String(s)) => s.clone(),
+                Some(serde_json::Value::Null) | None => "-".into(),
+                Some(x) => x.to_string(),
+            };
+            print!(" {cell:>12}");
+        }
+        println!();
+    }
+}
+
+fn url_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~,".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Totals of an ingest run.
+#[derive(Debug, Default)]
+struct Tally {
+    accepted: usize,
+    rejected: usize,
+}
+
+const MAX_PRINTED_REJECTIONS: usize = 50;
+
+fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
+    let client = remote(&a.remote)?;
+    let store = if client.is_none() { Some(open_store(config)?) } else { None };
+    let total_bytes: u64 = a.files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
+    let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_bytes) };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut all = Tally::default();
+    let mut printed = 0usize;
+    for file in &a.files {
+        let mut tally = Tally::default();
+        let mut report = |offset: usize, rejections: Vec<Rejection>, accepted: usize| {
+            tally.accepted += accepted;
+            tally.rejected += rejections.len();
+            for r in rejections {
+                if printed < MAX_PRINTED_REJECTIONS {
+                    bar.suspend(|| eprintln!("{}:{}: {}: {}", file.display(), r.index + offset + 1, r.code, r.message));
+                    printed += 1;
+                }
+            }
+        };
+        for_each_chunk(file, a.batch_lines, &bar, |format, first_line, chunk| {
+            let (accepted, rejections) = match (&client, &store) {
+                (Some(c), _) => post_chunk(c, format, chunk)?,
+                (None, Some(s)) => write_chunk(config, s, format, chunk)?,
+                (None, None) => bail!("no target"),
+            };
+            report(first_line, rejections, accepted);
+            Ok(())
+        })
+        .with_context(|| format!("ingesting {}", file.display()))?;
+        bar.suspend(|| eprintln!("{}: {} accepted, {} rejected", file.display(), tally.accepted, tally.rejected));
+        all.accepted += tally.accepted;
+        all.rejected += tally.rejected;
+    }
+    bar.finish_and_clear();
+    if printed < all.rejected {
+        eprintln!("({} more rejections not shown)", all.rejected - printed);
+    }
+    println!("{} accepted, {} rejected", all.accepted, all.rejected);
+    if let Some(s) = store {
+        s.close()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Calls `f(format, first line number (0-based), bytes)` for chunks of whole lines (NDJSON, CSV)
+/// or once for a whole JSON document.
+fn for_each_chunk(
+    path: &Path,
+    batch_lines: usize,
+    bar: &ProgressBar,
+    mut f: impl FnMut(Format, usize, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let head = reader.fill_buf()?.to_vec();
+    let format = Format::sniff(&head);
+    if format == Format::Json {
+        let mut all = Vec::new();
+        reader.read_to_end(&mut all)?;
+        f(format, 0, &all)?;
+        bar.inc(all.len() as u64);
+        return Ok(());
+    }
+    let mut chunk = Vec::with_capacity(8 << 20);
+    let mut header: Option<Vec<u8>> = None;
+    let (mut first_line, mut lines) = (0usize, 0usize);
+    loop {
+        let before = chunk.len();
+        let n = reader.read_until(b'\n', &mut chunk)?;
+        if n > 0 && header.is_none() && format == Format::Csv && first_line == 0 && lines == 0 {
+            // Remember a CSV header so that the decoder of every chunk can skip it.
+            let line = &chunk[before..];
+            header = Some(if line.starts_with(b"patient") { line.to_vec() } else { Vec::new() });
+        }
+        if n > 0 {
+            lines += 1;
+        }
+        if (n == 0 && !chunk.is_empty()) || lines >= batch_lines {
+            let len = chunk.len();
+            f(format, first_line, &chunk)?;
+            bar.inc(len as u64);
+            first_line += lines;
+            lines = 0;
+            chunk.clear();
+            // Later CSV chunks start with the header again so line numbers stay exact:
+            // the header takes line "-1" of the chunk.
+            if let Some(h) = header.as_ref().filter(|h| !h.is_empty()) {
+                chunk.extend_from_slice(h);
+                first_line -= 1;
+                lines = 1;
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
+}
+
+fn write_chunk(config: &Config, store: &Store, format: Format, chunk: &[u8]) -> anyhow::Result<(usize, Vec<Rejection>)> {
+    if chunk.iter().all(u8::is_ascii_whitespace) || is_only_header(chunk) {
+        return Ok((0, Vec::new()));
+    }
+    let mut v = Validator::new(
+        Catalog::standard(),
+        SystemClock.now_ms(),
+        config.ingest.max_future.as_ms(),
+        config.ingest.max_age.map(|d| d.as_ms()),
+    );
+    let batch = native::decode(chunk, format, &mut v)?;
+    let n = batch.samples.len();
+    store.write(batch.samples)?;
+    Ok((n, batch.rejections))
+}
+
+fn is_only_header(chunk: &[u8]) -> bool {
+    chunk.starts_with(b"patient") && chunk.iter().filter(|b| **b == b'\n').count() <= 1
+}
+
+fn post_chunk(client: &Client, format: Format, chunk: &[u8]) -> anyhow::Result<(usize, Vec<Rejection>)> {
+    if chunk.iter().all(u8::is_ascii_whitespace) || is_only_header(chunk) {
+        return Ok((0, Vec::new()));
+    }
+    let ct = match format {
+        Format::Json => "application/json",
+        Format::Ndjson => "application/x-ndjson",
+        Format::Csv => "text/csv",
+    };
+    let text = client.post("/api/v1/samples", ct, chunk)?;
+    #[derive(serde::Deserialize)]
+    struct Resp {
+        accepted: usize,
+        rejected: Vec<RemoteRejection>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RemoteRejection {
+        index: usize,
+        code: String,
+        message: String,
+    }
+    let r: Resp = serde_json::from_str(&text).context("reading the server's answer")?;
+    let rejections = r
+        .rejected
+        .into_iter()
+        .map(|x| {
+            let code = vitals_core::RejectCode::ALL
+                .into_iter()
+                .find(|c| c.as_str() == x.code)
+                .unwrap_or(vitals_core::RejectCode::Malformed);
+            Rejection::new(x.index, code, x.message)
+        })
+        .collect();
+    Ok((r.accepted, rejections))
+}
+
+fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create { role, name, remote: r } => {
+            if let Some(c) = remote(&r)? {
+                let body = serde_json::json!({"name": name, "role": role}).to_string();
+                let v: serde_json::Value = serde_json::from_str(&c.post("/api/v1/tokens", "application/json", body.as_bytes())?)?;
+                println!("{}", v.get("token").and_then(|t| t.as_str()).unwrap_or_default());
+            } else {
+                let tokens = TokenStore::open(&config.storage.data_dir)?;
+                let (rec, secret) = tokens.create(&name, role, None, SystemClock.now_ms())?;
+                eprintln!("created {} token {} ({}); it is shown only this once:", rec.role.as_str(), rec.id, rec.name);
+                println!("{secret}");
+            }
+        }
+        TokenCommand::List { remote: r } => {
+            if let Some(c) = remote(&r)? {
+                println!("{}", c.get("/api/v1/tokens", "application/json")?);
+            } else {
+                for t in TokenStore::open(&config.storage.data_dir)?.list() {
+                    println!("{}  {:<7} {}  {}", t.id, t.role.as_str(), format_time(t.created_ms), t.name);
+                }
+            }
+        }
+        TokenCommand::Revoke { id, remote: r } => {
+            if let Some(c) = remote(&r)? {
+                c.delete(&format!("/api/v1/tokens/{}", url_escape(&id)))?;
+            } else if !TokenStore::open(&config.storage.data_dir)?.revoke(&id)? {
+                bail!("no token {id:?}");
+            }
+            eprintln!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

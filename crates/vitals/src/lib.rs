@@ -1,0 +1,16 @@
+//! The Vitals server and command line: configuration, the HTTP API, commands and their
+//! wiring. The `vitals` binary is a thin `main` over [`commands::run`]; integration tests
+//! use the same router in-process.
+
+pub mod api_error;
+pub mod auth;
+pub mod bench;
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod config;
+pub mod samples_api;
+pub mod series_api;
+pub mod server;
+pub mod telemetry;
+pub mod tokens_api;

@@ -1,0 +1,128 @@
+//! The HTTP server: state, router, authentication and graceful shutdown.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use tokio::net::TcpListener;
+use vitals_core::{Catalog, Clock};
+use vitals_storage::Store;
+
+use crate::api_error::{ApiError, Code};
+use crate::auth::{Permission, Principal, TokenStore};
+use crate::config::Config;
+use crate::telemetry::Telemetry;
+use crate::{samples_api, series_api, tokens_api};
+
+/// Everything a handler needs.
+pub struct App {
+    pub store: Arc<Store>,
+    pub tokens: TokenStore,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    pub telemetry: Telemetry,
+    pub catalog: &'static Catalog,
+}
+
+pub type AppState = Arc<App>;
+
+/// Every route with the permission it requires. `/healthz` is the only public route.
+pub fn router(app: AppState) -> Router {
+    let guarded = |perm: Permission, route: MethodRouter<AppState>| {
+        route.route_layer(middleware::from_fn_with_state((app.clone(), perm), require))
+    };
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", guarded(Permission::Admin, get(metrics)))
+        .route("/api/v1/samples", guarded(Permission::WriteSamples, post(samples_api::post_samples)))
+        .route("/api/v1/metrics", guarded(Permission::ReadData, get(series_api::list_metrics)))
+        .route("/api/v1/patients", guarded(Permission::ReadData, get(series_api::list_patients)))
+        .route("/api/v1/patients/{patient}/latest", guarded(Permission::ReadData, get(series_api::latest)))
+        .route("/api/v1/patients/{patient}/series/{metric}", guarded(Permission::ReadData, get(series_api::series)))
+        .route(
+            "/api/v1/tokens",
+            guarded(Permission::Admin, get(tokens_api::list_tokens).post(tokens_api::create_token)),
+        )
+        .route("/api/v1/tokens/{id}", guarded(Permission::Admin, axum::routing::delete(tokens_api::revoke_token)))
+        .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
+        .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app)
+}
+
+/// Authenticates the bearer token and checks the route's permission.
+async fn require(State((app, perm)): State<(AppState, Permission)>, mut req: Request, next: Next) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(token) = token else {
+        return ApiError::new(Code::Unauthorized, "missing Authorization: Bearer <token>").into_response();
+    };
+    let Some(principal) = app.tokens.authenticate(token) else {
+        return ApiError::new(Code::Unauthorized, "invalid or revoked token").into_response();
+    };
+    if !principal.role.allows(perm) {
+        return ApiError::new(Code::Forbidden, format!("a {} token may not do this", principal.role.as_str()))
+            .into_response();
+    }
+    req.extensions_mut().insert::<Principal>(principal);
+    next.run(req).await
+}
+
+async fn healthz(State(app): State<AppState>) -> Response {
+    match app.store.failure() {
+        None => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        Some(why) => {
+            tracing::error!(error = %why, "health check: storage failed");
+            ApiError::new(Code::Unavailable, "storage failed").into_response()
+        }
+    }
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.telemetry.render(&app.store),
+    )
+        .into_response()
+}
+
+/// Serves until `shutdown` completes, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown requested; finishing requests and flushing");
+}

@@ -1,0 +1,99 @@
+//! Prometheus metrics of the server (`GET /metrics`).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicU64, Ordering};
+use vitals_storage::Store;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: String,
+}
+
+pub struct Telemetry {
+    registry: Registry,
+    pub ingested: Counter,
+    pub rejected: Family<CodeLabel, Counter>,
+    pub write_latency: Histogram,
+    pub query_latency: Histogram,
+    wal_bytes: Gauge<u64, AtomicU64>,
+    segments: Gauge,
+    segment_bytes: Gauge<u64, AtomicU64>,
+    buffered: Gauge,
+    flushes: Counter,
+    compactions: Counter,
+    maintenance_errors: Counter,
+}
+
+impl Telemetry {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("vitals");
+        let ingested = Counter::default();
+        let rejected = Family::<CodeLabel, Counter>::default();
+        let write_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let query_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 18));
+        let t = Telemetry {
+            ingested,
+            rejected,
+            write_latency,
+            query_latency,
+            wal_bytes: Gauge::default(),
+            segments: Gauge::default(),
+            segment_bytes: Gauge::default(),
+            buffered: Gauge::default(),
+            flushes: Counter::default(),
+            compactions: Counter::default(),
+            maintenance_errors: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register("ingested_samples", "Samples accepted and durable", t.ingested.clone());
+        registry.register("rejected_samples", "Samples rejected, by code", t.rejected.clone());
+        registry.register("write_latency_seconds", "Time from request to durable acknowledgement", t.write_latency.clone());
+        registry.register("query_latency_seconds", "Time to answer a series query", t.query_latency.clone());
+        registry.register("wal_bytes", "Bytes in write-ahead log files", t.wal_bytes.clone());
+        registry.register("segments", "Parquet segments in the lake", t.segments.clone());
+        registry.register("segment_bytes", "Bytes of Parquet segments in the lake", t.segment_bytes.clone());
+        registry.register("buffered_samples", "Samples in memory not yet in segments", t.buffered.clone());
+        registry.register("flushes", "Buffer flushes to segments", t.flushes.clone());
+        registry.register("compactions", "Partition compactions", t.compactions.clone());
+        registry.register("maintenance_errors", "Failed flush, compaction or retention runs", t.maintenance_errors.clone());
+        Telemetry { registry, ..t }
+    }
+
+    /// Refreshes the storage gauges and renders everything in the Prometheus text format.
+    pub fn render(&self, store: &Store) -> String {
+        let sizes = store.sizes();
+        let stats = store.stats();
+        self.wal_bytes.set(stats.wal_bytes.load(Ordering::Relaxed));
+        self.segments.set(sizes.segments as i64);
+        self.segment_bytes.set(sizes.segment_bytes);
+        self.buffered.set(sizes.buffered_samples as i64);
+        catch_up(&self.flushes, stats.flushes.load(Ordering::Relaxed));
+        catch_up(&self.compactions, stats.compactions.load(Ordering::Relaxed));
+        catch_up(&self.maintenance_errors, stats.maintenance_errors.load(Ordering::Relaxed));
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        out
+    }
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Brings a counter up to a total kept elsewhere (counters only go up).
+fn catch_up(c: &Counter, total: u64) {
+    let cur = c.get();
+    if total > cur {
+        c.inc_by(total - cur);
+    }
+}
