@@ -119,11 +119,7 @@ impl Catalog {
     pub fn standard() -> &'static Catalog {
         static CATALOG: OnceLock<Catalog> = OnceLock::new();
         CATALOG.get_or_init(|| Catalog {
-            by_code: METRICS
-                .iter()
-                .enumerate()
-                .map(|(i, m)| (m.code, MetricId(i as u16)))
-                .collect(),
+            by_code: METRICS.iter().enumerate().map(|(i, m)| (m.code, MetricId(i as u16))).collect(),
         })
     }
 
@@ -182,11 +178,29 @@ mod tests {
     use super::*;
 
     const REQUIRED: [&str; 23] = [
-        "heart_rate", "rr_interval", "skin_temperature", "body_temperature", "eda", "blood_glucose",
-        "step_count", "active_energy", "resting_energy", "resting_heart_rate", "hrv_sdnn", "spo2",
-        "respiratory_rate", "blood_pressure_systolic", "blood_pressure_diastolic", "flights_climbed",
-        "headphone_audio_exposure", "walking_running_distance", "walking_speed", "walking_step_length",
-        "walking_asymmetry", "walking_double_support", "battery_level",
+        "heart_rate",
+        "rr_interval",
+        "skin_temperature",
+        "body_temperature",
+        "eda",
+        "blood_glucose",
+        "step_count",
+        "active_energy",
+        "resting_energy",
+        "resting_heart_rate",
+        "hrv_sdnn",
+        "spo2",
+        "respiratory_rate",
+        "blood_pressure_systolic",
+        "blood_pressure_diastolic",
+        "flights_climbed",
+        "headphone_audio_exposure",
+        "walking_running_distance",
+        "walking_speed",
+        "walking_step_length",
+        "walking_asymmetry",
+        "walking_double_support",
+        "battery_level",
     ];
 
     #[test]

@@ -224,7 +224,11 @@ impl<'c> Validator<'c> {
     }
 }
 
-fn intern<T: Clone, E>(cache: &mut HashMap<String, T>, s: &str, make: impl FnOnce(&str) -> Result<T, E>) -> Result<T, E> {
+fn intern<T: Clone, E>(
+    cache: &mut HashMap<String, T>,
+    s: &str,
+    make: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, E> {
     if let Some(v) = cache.get(s) {
         return Ok(v.clone());
     }

@@ -70,9 +70,7 @@ pub fn parse_time(s: &str) -> Result<i64, TimeError> {
     let ms = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
         s.parse::<i64>().map_err(|_| TimeError::BadTime(s.to_owned()))?
     } else {
-        DateTime::parse_from_rfc3339(s)
-            .map_err(|_| TimeError::BadTime(s.to_owned()))?
-            .timestamp_millis()
+        DateTime::parse_from_rfc3339(s).map_err(|_| TimeError::BadTime(s.to_owned()))?.timestamp_millis()
     };
     if !(0..=MAX_TIME_MS).contains(&ms) {
         return Err(TimeError::OutOfRange(s.to_owned()));
@@ -90,10 +88,7 @@ pub fn format_time(ms: i64) -> String {
 
 /// The UTC calendar day of a timestamp, as (year, month, day).
 pub fn civil_day(ms: i64) -> (i32, u32, u32) {
-    let t = Utc
-        .timestamp_millis_opt(ms.div_euclid(MS_PER_DAY) * MS_PER_DAY)
-        .single()
-        .unwrap_or_default();
+    let t = Utc.timestamp_millis_opt(ms.div_euclid(MS_PER_DAY) * MS_PER_DAY).single().unwrap_or_default();
     (t.year(), t.month(), t.day())
 }
 
@@ -128,22 +123,14 @@ impl std::str::FromStr for DurationMs {
             "w" => 7 * MS_PER_DAY,
             _ => return Err(TimeError::BadDuration(s.to_owned())),
         };
-        n.checked_mul(per)
-            .filter(|ms| *ms > 0)
-            .map(DurationMs)
-            .ok_or_else(|| TimeError::BadDuration(s.to_owned()))
+        n.checked_mul(per).filter(|ms| *ms > 0).map(DurationMs).ok_or_else(|| TimeError::BadDuration(s.to_owned()))
     }
 }
 
 impl fmt::Display for DurationMs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let units = [
-            (7 * MS_PER_DAY, "w"),
-            (MS_PER_DAY, "d"),
-            (MS_PER_HOUR, "h"),
-            (MS_PER_MINUTE, "m"),
-            (MS_PER_SECOND, "s"),
-        ];
+        let units =
+            [(7 * MS_PER_DAY, "w"), (MS_PER_DAY, "d"), (MS_PER_HOUR, "h"), (MS_PER_MINUTE, "m"), (MS_PER_SECOND, "s")];
         for (per, name) in units {
             if self.0 % per == 0 {
                 return write!(f, "{}{name}", self.0 / per);
@@ -189,7 +176,14 @@ mod tests {
 
     #[test]
     fn durations_round_trip() {
-        for (s, ms) in [("500ms", 500), ("10s", 10_000), ("5m", 300_000), ("1h", 3_600_000), ("7d", 604_800_000), ("2w", 1_209_600_000)] {
+        for (s, ms) in [
+            ("500ms", 500),
+            ("10s", 10_000),
+            ("5m", 300_000),
+            ("1h", 3_600_000),
+            ("7d", 604_800_000),
+            ("2w", 1_209_600_000),
+        ] {
             let d: DurationMs = s.parse().expect("valid");
             assert_eq!(d.0, ms);
             assert_eq!(d.to_string().parse::<DurationMs>().expect("round trip"), d);

@@ -350,9 +350,14 @@ impl<'a> Item<'a> {
         if let Some(kind) = self.not_object {
             return Err(Rejection::new(index, RejectCode::Malformed, format!("item {index} is {kind}, not an object")));
         }
-        let missing = |name: &str| Rejection::new(index, RejectCode::MissingField, format!("item {index}: no {name:?}"));
+        let missing =
+            |name: &str| Rejection::new(index, RejectCode::MissingField, format!("item {index}: no {name:?}"));
         let wrong = |name: &str, want: &str, f: &Field<'_>| {
-            Rejection::new(index, RejectCode::InvalidField, format!("item {index}: {name:?} must be {want}, not {}", f.kind()))
+            Rejection::new(
+                index,
+                RejectCode::InvalidField,
+                format!("item {index}: {name:?} must be {want}, not {}", f.kind()),
+            )
         };
         let req_str = |name: &str, f: Option<Field<'a>>| match f {
             Some(Field::Str(s)) => Ok(s),

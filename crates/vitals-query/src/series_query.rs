@@ -114,7 +114,14 @@ struct Acc {
 
 impl Acc {
     fn of(h: &HourAgg) -> Acc {
-        Acc { count: h.count, sum: h.sum, min: h.min, max: h.max, first: (h.first_ms, h.first), last: (h.last_ms, h.last) }
+        Acc {
+            count: h.count,
+            sum: h.sum,
+            min: h.min,
+            max: h.max,
+            first: (h.first_ms, h.first),
+            last: (h.last_ms, h.last),
+        }
     }
 
     fn point(t: i64, v: f64) -> Acc {

@@ -162,7 +162,14 @@ impl Buffer {
     }
 
     /// Every device's points of one series in `[from, to)`, sorted and de-duplicated.
-    pub fn read(&self, patient: &PatientId, metric: MetricId, device: Option<&DeviceId>, from: i64, to: i64) -> Vec<DevicePoints> {
+    pub fn read(
+        &self,
+        patient: &PatientId,
+        metric: MetricId,
+        device: Option<&DeviceId>,
+        from: i64,
+        to: i64,
+    ) -> Vec<DevicePoints> {
         let Some(devices) = self.series.get(&(patient.clone(), metric)) else {
             return Vec::new();
         };

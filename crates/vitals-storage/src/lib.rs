@@ -4,11 +4,11 @@
 //! Only this crate opens files under the data directory.
 
 pub mod buffer;
-pub mod record;
-pub mod segment;
-pub mod wal;
 pub mod manifest;
 pub mod meta_file;
+pub mod record;
+pub mod segment;
 pub mod store;
+pub mod wal;
 
 pub use store::{Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig, StoreError, StoreSizes};

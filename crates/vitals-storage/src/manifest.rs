@@ -115,11 +115,9 @@ impl Manifest {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let current = dir.join("CURRENT");
         let number = match fs::read_to_string(&current) {
-            Ok(s) => s
-                .trim()
-                .strip_prefix("MANIFEST-")
-                .and_then(|n| n.parse::<u64>().ok())
-                .ok_or_else(|| ManifestError::Corrupt { path: current.clone(), reason: format!("bad content {s:?}") })?,
+            Ok(s) => s.trim().strip_prefix("MANIFEST-").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
+                ManifestError::Corrupt { path: current.clone(), reason: format!("bad content {s:?}") }
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut m = Manifest::create(dir, 1, &ManifestState { next_segment_id: 1, ..Default::default() })?;
                 m.edits = 0;
@@ -148,7 +146,10 @@ impl Manifest {
                 f.sync_all().map_err(io(&path))?;
             }
             Tail::Corrupt { offset, reason } => {
-                return Err(ManifestError::Corrupt { path, reason: format!("corrupt edit at offset {offset}: {reason}") });
+                return Err(ManifestError::Corrupt {
+                    path,
+                    reason: format!("corrupt edit at offset {offset}: {reason}"),
+                });
             }
         }
         let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
@@ -159,11 +160,14 @@ impl Manifest {
     fn create(dir: &Path, number: u64, state: &ManifestState) -> Result<Manifest, ManifestError> {
         let path = log_path(dir, number);
         let mut bytes = record::header(MAGIC, VERSION).to_vec();
-        let snapshot = Edit { add: state.segments.values().cloned().collect(), remove: Vec::new(),
+        let snapshot = Edit {
+            add: state.segments.values().cloned().collect(),
+            remove: Vec::new(),
             flushed_seq: Some(state.flushed_seq),
             next_segment_id: Some(state.next_segment_id),
         };
-        let payload = serde_json::to_vec(&snapshot).map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let payload = serde_json::to_vec(&snapshot)
+            .map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         record::encode(&mut bytes, &payload);
         let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io(&path))?;
         f.write_all(&bytes).map_err(io(&path))?;
@@ -182,7 +186,8 @@ impl Manifest {
     pub fn commit(&mut self, mut edit: Edit) -> Result<(), ManifestError> {
         edit.next_segment_id = Some(self.state.next_segment_id);
         let path = log_path(&self.dir, self.number);
-        let payload = serde_json::to_vec(&edit).map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let payload = serde_json::to_vec(&edit)
+            .map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         let mut bytes = Vec::with_capacity(payload.len() + record::FRAME_LEN);
         record::encode(&mut bytes, &payload);
         self.file.write_all(&bytes).and_then(|()| self.file.sync_data()).map_err(io(&path))?;
@@ -238,7 +243,8 @@ mod tests {
                 let id = m.allocate_ids(1);
                 assert_eq!(id, i);
                 let remove = if i > 2 { vec![i - 2] } else { vec![] };
-                m.commit(Edit { add: vec![seg(id)], remove, flushed_seq: Some(i * 10), next_segment_id: None }).expect("commit");
+                m.commit(Edit { add: vec![seg(id)], remove, flushed_seq: Some(i * 10), next_segment_id: None })
+                    .expect("commit");
             }
             assert!(m.number > 1, "a snapshot was taken");
         }

@@ -22,9 +22,9 @@ pub enum MetaFileError {
 pub fn read<T: DeserializeOwned>(dir: &Path, name: &str) -> Result<Option<T>, MetaFileError> {
     let path = dir.join(name);
     match fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| MetaFileError::Format { path, reason: e.to_string() }),
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).map(Some).map_err(|e| MetaFileError::Format { path, reason: e.to_string() })
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(MetaFileError::Io { path, source }),
     }
@@ -42,7 +42,8 @@ pub fn write<T: Serialize>(dir: &Path, name: &str, value: &T) -> Result<(), Meta
     let path = dir.join(name);
     let io = |source| MetaFileError::Io { path: path.clone(), source };
     fs::create_dir_all(dir).map_err(io)?;
-    let bytes = serde_json::to_vec_pretty(value).map_err(|e| MetaFileError::Format { path: path.clone(), reason: e.to_string() })?;
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| MetaFileError::Format { path: path.clone(), reason: e.to_string() })?;
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut f = File::create(&tmp).map_err(io)?;
     f.write_all(&bytes).map_err(io)?;

@@ -184,7 +184,11 @@ pub fn read(path: &Path, from: i64, to: i64, device: Option<&DeviceId>) -> Resul
     let perr = |source| SegmentError::Parquet { path: path.to_owned(), source };
     let ferr = |reason: &str| SegmentError::Format { path: path.to_owned(), reason: reason.to_owned() };
     let file = File::open(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?.with_batch_size(64 * 1024).build().map_err(perr)?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(perr)?
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(perr)?;
     let mut out: Vec<SeriesRows> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|source| SegmentError::Arrow { path: path.to_owned(), source })?;
@@ -234,13 +238,15 @@ pub fn read(path: &Path, from: i64, to: i64, device: Option<&DeviceId>) -> Resul
 /// Reads the hourly rollups from a segment's footer.
 pub fn read_rollup(path: &Path) -> Result<Vec<DeviceRollup>, SegmentError> {
     let file = File::open(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
-    let reader = SerializedFileReader::new(file).map_err(|source| SegmentError::Parquet { path: path.to_owned(), source })?;
+    let reader =
+        SerializedFileReader::new(file).map_err(|source| SegmentError::Parquet { path: path.to_owned(), source })?;
     let kv = reader.metadata().file_metadata().key_value_metadata();
     let json = kv
         .and_then(|kv| kv.iter().find(|e| e.key == ROLLUP_KEY))
         .and_then(|e| e.value.as_deref())
         .ok_or_else(|| SegmentError::Format { path: path.to_owned(), reason: format!("no {ROLLUP_KEY} metadata") })?;
-    serde_json::from_str(json).map_err(|e| SegmentError::Format { path: path.to_owned(), reason: format!("bad rollup: {e}") })
+    serde_json::from_str(json)
+        .map_err(|e| SegmentError::Format { path: path.to_owned(), reason: format!("bad rollup: {e}") })
 }
 
 #[cfg(test)]
@@ -252,8 +258,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("part.parquet");
         let series = vec![
-            SeriesRows { device: None, times: vec![0, 1_000, MS_PER_HOUR + 5], values: vec![60.0, 61.5, 70.0], ids: vec![None, Some(SampleId::new("a").expect("id")), None] },
-            SeriesRows { device: Some(DeviceId::new("w1").expect("id")), times: vec![10], values: vec![0.125], ids: vec![None] },
+            SeriesRows {
+                device: None,
+                times: vec![0, 1_000, MS_PER_HOUR + 5],
+                values: vec![60.0, 61.5, 70.0],
+                ids: vec![None, Some(SampleId::new("a").expect("id")), None],
+            },
+            SeriesRows {
+                device: Some(DeviceId::new("w1").expect("id")),
+                times: vec![10],
+                values: vec![0.125],
+                ids: vec![None],
+            },
         ];
         let w = write(&path, 3, &series).expect("write");
         assert_eq!((w.rows, w.min_ms, w.max_ms), (4, 0, MS_PER_HOUR + 5));

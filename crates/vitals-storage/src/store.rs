@@ -162,9 +162,18 @@ pub struct Latest {
     pub value: f64,
 }
 
+/// A series of the index: one patient's one metric.
+type SeriesKey = (PatientId, MetricId);
+/// Segments of a series by UTC day.
+type Days = BTreeMap<i64, Vec<Arc<SegmentMeta>>>;
+/// Work for one compaction: the series, the day and the segments to merge.
+type CompactionJob = (SeriesKey, i64, Vec<Arc<SegmentMeta>>);
+/// Per device: merged points, and the sample ids their `id` fields index.
+type MergedRows = BTreeMap<Option<DeviceId>, (Vec<Point>, Vec<Option<vitals_core::SampleId>>)>;
+
 #[derive(Debug, Default)]
 struct Index {
-    series: HashMap<(PatientId, MetricId), BTreeMap<i64, Vec<Arc<SegmentMeta>>>>,
+    series: HashMap<SeriesKey, Days>,
     sizes: StoreSizes,
 }
 
@@ -242,7 +251,8 @@ impl Store {
         let catalog = Catalog::standard();
         fs::create_dir_all(data_dir).map_err(io(data_dir))?;
         let lock_path = data_dir.join("LOCK");
-        let lock = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
+        let lock =
+            fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io(&lock_path))?;
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked { path: data_dir.to_owned() });
         }
@@ -272,12 +282,7 @@ impl Store {
         if state.active.last_seq == 0 {
             state.active.last_seq = flushed;
         }
-        tracing::info!(
-            segments = state.index.sizes.segments,
-            replayed_samples,
-            flushed_seq = flushed,
-            "store opened"
-        );
+        tracing::info!(segments = state.index.sizes.segments, replayed_samples, flushed_seq = flushed, "store opened");
         let inner = Arc::new(Inner {
             lake,
             catalog,
@@ -317,7 +322,11 @@ impl Store {
 
     /// Queues samples for the durable write path; `done` runs once they are fsynced and
     /// visible to reads (or failed). Fails at once when a limit is reached.
-    pub fn submit(&self, samples: Vec<Sample>, done: impl FnOnce(Result<u64, StoreError>) + Send + 'static) -> Result<(), StoreError> {
+    pub fn submit(
+        &self,
+        samples: Vec<Sample>,
+        done: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
+    ) -> Result<(), StoreError> {
         if let Some(why) = self.inner.failed.lock().clone() {
             return Err(StoreError::Failed(why));
         }
@@ -610,7 +619,8 @@ fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
         {
             let (lock, cv) = &inner.wake;
             let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
-            let (mut woken, _) = cv.wait_timeout_while(guard, Duration::from_secs(1), |w| !*w).unwrap_or_else(|e| e.into_inner());
+            let (mut woken, _) =
+                cv.wait_timeout_while(guard, Duration::from_secs(1), |w| !*w).unwrap_or_else(|e| e.into_inner());
             *woken = false;
         }
         if inner.shutdown.load(Ordering::SeqCst) {
@@ -839,7 +849,13 @@ impl Inner {
         self.buffered.fetch_sub(b.len().min(self.buffered.load(Ordering::Relaxed)), Ordering::Relaxed);
         let _ = tx.send(WriterMsg::RemoveWalThrough(order));
         self.stats.flushes.fetch_add(1, Ordering::Relaxed);
-        tracing::info!(segments, rows, flushed_seq = order, elapsed_ms = started.elapsed().as_millis() as u64, "flushed buffer to segments");
+        tracing::info!(
+            segments,
+            rows,
+            flushed_seq = order,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flushed buffer to segments"
+        );
         Ok(())
     }
 
@@ -939,7 +955,7 @@ impl Inner {
     fn compact(&self, max_partitions: usize) -> Result<usize, StoreError> {
         let _m = self.maintenance.lock();
         let now = self.clock.now_ms();
-        let jobs: Vec<((PatientId, MetricId), i64, Vec<Arc<SegmentMeta>>)> = {
+        let jobs: Vec<CompactionJob> = {
             let g = self.read.read();
             let mut jobs = Vec::new();
             'outer: for (key, days) in &g.index.series {
@@ -957,7 +973,7 @@ impl Inner {
         };
         let count = jobs.len();
         for ((patient, metric), day, inputs) in jobs {
-            let mut merged: BTreeMap<Option<DeviceId>, (Vec<Point>, Vec<Option<vitals_core::SampleId>>)> = BTreeMap::new();
+            let mut merged: MergedRows = BTreeMap::new();
             for s in &inputs {
                 for rows in segment::read(&self.segment_path(s), i64::MIN, i64::MAX, None)? {
                     // Sample ids ride along by index into a side table while points are merged.
@@ -989,7 +1005,11 @@ impl Inner {
             let mut dirs = BTreeSet::new();
             let (meta, rollup) = self.write_segment(id, metric, &patient, day, order, &series, &mut dirs)?;
             self.sync_dirs(&dirs)?;
-            manifest.commit(Edit { add: vec![meta.clone()], remove: inputs.iter().map(|s| s.id).collect(), ..Edit::default() })?;
+            manifest.commit(Edit {
+                add: vec![meta.clone()],
+                remove: inputs.iter().map(|s| s.id).collect(),
+                ..Edit::default()
+            })?;
             drop(manifest);
             self.cache_rollup(id, Arc::new(rollup));
             {

@@ -48,7 +48,9 @@ impl Code {
         match self {
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
             Code::Forbidden => StatusCode::FORBIDDEN,
-            Code::InvalidBody | Code::InvalidQuery | Code::InvalidPatient | Code::TooManyPoints => StatusCode::BAD_REQUEST,
+            Code::InvalidBody | Code::InvalidQuery | Code::InvalidPatient | Code::TooManyPoints => {
+                StatusCode::BAD_REQUEST
+            }
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnknownMetric | Code::UnknownPatient | Code::NotFound => StatusCode::NOT_FOUND,
             Code::Overloaded | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -83,7 +85,8 @@ struct Body<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut r = (self.code.status(), Json(Body { code: self.code.as_str(), message: &self.message })).into_response();
+        let mut r =
+            (self.code.status(), Json(Body { code: self.code.as_str(), message: &self.message })).into_response();
         match self.code {
             Code::Overloaded => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -105,7 +108,10 @@ impl From<vitals_storage::StoreError> for ApiError {
             E::Closed => ApiError::new(Code::Unavailable, "the server is shutting down"),
             E::Failed(_) => {
                 tracing::error!(error = %e, "write refused");
-                ApiError::new(Code::Unavailable, "storage failed; writes are refused until an operator restarts the server")
+                ApiError::new(
+                    Code::Unavailable,
+                    "storage failed; writes are refused until an operator restarts the server",
+                )
             }
             other => ApiError::internal(other),
         }

@@ -100,7 +100,8 @@ pub fn generate_token() -> anyhow::Result<String> {
 
 impl TokenStore {
     pub fn open(dir: &Path) -> anyhow::Result<TokenStore> {
-        let store = TokenStore { dir: dir.to_owned(), loaded: Mutex::new(Loaded { by_hash: HashMap::new(), version: None }) };
+        let store =
+            TokenStore { dir: dir.to_owned(), loaded: Mutex::new(Loaded { by_hash: HashMap::new(), version: None }) };
         store.reload()?;
         Ok(store)
     }
@@ -121,7 +122,9 @@ impl TokenStore {
     /// Checks a presented token.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         let h = hash_token(token);
-        let found = |l: &Loaded| l.by_hash.get(&h).map(|t| Principal { token_id: t.id.clone(), name: t.name.clone(), role: t.role });
+        let found = |l: &Loaded| {
+            l.by_hash.get(&h).map(|t| Principal { token_id: t.id.clone(), name: t.name.clone(), role: t.role })
+        };
         {
             let l = self.loaded.lock();
             let changed = meta_file::version(&self.dir, TOKENS_FILE) != l.version;
@@ -136,7 +139,13 @@ impl TokenStore {
     }
 
     /// Adds a token (the given secret, or a new random one) and returns the secret.
-    pub fn create(&self, name: &str, role: Role, secret: Option<&str>, now_ms: i64) -> anyhow::Result<(TokenRecord, String)> {
+    pub fn create(
+        &self,
+        name: &str,
+        role: Role,
+        secret: Option<&str>,
+        now_ms: i64,
+    ) -> anyhow::Result<(TokenRecord, String)> {
         if name.trim().is_empty() || name.len() > 100 {
             bail!("a token name must be 1 to 100 characters");
         }

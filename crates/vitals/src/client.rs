@@ -65,7 +65,8 @@ impl Client {
             let text = resp.body_mut().read_to_string().context("reading response")?;
             if status.as_u16() == 503 && waited < Duration::from_secs(60) {
                 let pause = Duration::from_secs(retry_after.clamp(1, 10));
-                std::thread::sleep(pause); // the server asked us to back off for this long
+                #[allow(clippy::disallowed_methods)] // reason: the server asked for this back-off (Retry-After)
+                std::thread::sleep(pause);
                 waited += pause;
                 continue;
             }
@@ -78,7 +79,12 @@ impl Client {
 
     pub fn delete(&self, path: &str) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base);
-        let mut resp = self.agent.delete(&url).header("Authorization", &self.auth()).call().with_context(|| format!("DELETE {url}"))?;
+        let mut resp = self
+            .agent
+            .delete(&url)
+            .header("Authorization", &self.auth())
+            .call()
+            .with_context(|| format!("DELETE {url}"))?;
         let status = resp.status();
         if !status.is_success() {
             let text = resp.body_mut().read_to_string().unwrap_or_default();

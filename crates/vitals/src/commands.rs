@@ -14,7 +14,9 @@ use vitals_query::{Agg, QueryResult, SeriesQuery};
 use vitals_storage::Store;
 
 use crate::auth::{Role, TokenStore};
-use crate::cli::{AdminCommand, Cli, Command, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs, TokenCommand};
+use crate::cli::{
+    AdminCommand, Cli, Command, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs, TokenCommand,
+};
 use crate::client::Client;
 use crate::config::{Config, Overrides};
 use crate::series_api::{ParsedSeries, render_csv, render_json};
@@ -78,7 +80,14 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         println!("vitals listening on http://{addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
-        let app = Arc::new(App { store: store.clone(), tokens, config, clock, telemetry: Telemetry::new(), catalog: Catalog::standard() });
+        let app = Arc::new(App {
+            store: store.clone(),
+            tokens,
+            config,
+            clock,
+            telemetry: Telemetry::new(),
+            catalog: Catalog::standard(),
+        });
         server::serve(listener, app, server::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || store.close()).await?.context("flushing the store at shutdown")?;
         tracing::info!("stopped cleanly");
@@ -107,7 +116,12 @@ fn query(config: &Config, a: &QueryArgs) -> anyhow::Result<ExitCode> {
         if a.every.is_none() {
             params.push("include=device".into());
         }
-        let path = format!("/api/v1/patients/{}/series/{}?{}", url_escape(&a.patient), url_escape(&a.metric), params.join("&"));
+        let path = format!(
+            "/api/v1/patients/{}/series/{}?{}",
+            url_escape(&a.patient),
+            url_escape(&a.metric),
+            params.join("&")
+        );
         match a.format {
             OutputFormat::Csv => print!("{}", client.get(&path, "text/csv")?),
             OutputFormat::Json => println!("{}", client.get(&path, "application/json")?),
@@ -141,7 +155,12 @@ fn print_table(result: &QueryResult, aggs: &[Agg]) {
         QueryResult::Raw(points) => {
             println!("{:<26} {:>12}  device", "time", "value");
             for p in points {
-                println!("{:<26} {:>12}  {}", format_time(p.time_ms), p.value, p.device.as_ref().map(|d| d.as_str()).unwrap_or("-"));
+                println!(
+                    "{:<26} {:>12}  {}",
+                    format_time(p.time_ms),
+                    p.value,
+                    p.device.as_ref().map(|d| d.as_str()).unwrap_or("-")
+                );
             }
         }
         QueryResult::Buckets(buckets) => {
@@ -306,7 +325,12 @@ fn for_each_chunk(
     }
 }
 
-fn write_chunk(config: &Config, store: &Store, format: Format, chunk: &[u8]) -> anyhow::Result<(usize, Vec<Rejection>)> {
+fn write_chunk(
+    config: &Config,
+    store: &Store,
+    format: Format,
+    chunk: &[u8],
+) -> anyhow::Result<(usize, Vec<Rejection>)> {
     if chunk.iter().all(u8::is_ascii_whitespace) || is_only_header(chunk) {
         return Ok((0, Vec::new()));
     }
@@ -367,7 +391,8 @@ fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
         TokenCommand::Create { role, name, remote: r } => {
             if let Some(c) = remote(&r)? {
                 let body = serde_json::json!({"name": name, "role": role}).to_string();
-                let v: serde_json::Value = serde_json::from_str(&c.post("/api/v1/tokens", "application/json", body.as_bytes())?)?;
+                let v: serde_json::Value =
+                    serde_json::from_str(&c.post("/api/v1/tokens", "application/json", body.as_bytes())?)?;
                 println!("{}", v.get("token").and_then(|t| t.as_str()).unwrap_or_default());
             } else {
                 let tokens = TokenStore::open(&config.storage.data_dir)?;

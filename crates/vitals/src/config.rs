@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use vitals_core::{Catalog, DurationMs};
 use vitals_storage::StoreConfig;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
@@ -64,18 +64,6 @@ pub struct LogConfig {
     pub format: String,
     /// A tracing filter, e.g. `info` or `vitals=debug,info`.
     pub level: String,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            storage: StorageConfig::default(),
-            ingest: IngestConfig::default(),
-            retention: BTreeMap::new(),
-            log: LogConfig::default(),
-        }
-    }
 }
 
 impl Default for ServerConfig {
@@ -128,15 +116,22 @@ impl Config {
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
         let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k.starts_with("VITALS_")).collect();
         let text = match file {
-            Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?),
+            Some(p) => {
+                Some(std::fs::read_to_string(p).with_context(|| format!("reading config file {}", p.display()))?)
+            }
             None => None,
         };
-        Config::from_parts(text.as_deref(), &env, overrides)
-            .with_context(|| format!("invalid configuration{}", file.map(|p| format!(" ({})", p.display())).unwrap_or_default()))
+        Config::from_parts(text.as_deref(), &env, overrides).with_context(|| {
+            format!("invalid configuration{}", file.map(|p| format!(" ({})", p.display())).unwrap_or_default())
+        })
     }
 
     /// Builds a config from file text, env vars and flags, reporting every problem at once.
-    pub fn from_parts(file: Option<&str>, env: &HashMap<String, String>, overrides: &Overrides) -> anyhow::Result<Config> {
+    pub fn from_parts(
+        file: Option<&str>,
+        env: &HashMap<String, String>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<Config> {
         let mut value = toml::Value::try_from(Config::default()).context("serializing defaults")?;
         if let Some(text) = file {
             let parsed: toml::Table = toml::from_str(text).context("parsing TOML")?;
@@ -263,6 +258,11 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
     }
 }
 
+/// `VITALS_ADMIN_TOKEN`: the initial admin token of a new data directory, for automation.
+pub fn initial_admin_token() -> Option<String> {
+    std::env::var("VITALS_ADMIN_TOKEN").ok().filter(|s| !s.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,7 +299,12 @@ mod tests {
         let file = "[server]\nlisten = \"127.0.0.1:9000\"\nbody_limit_bytes = 2048\n[storage]\nflush_max_samples = 10\nmax_buffered_samples = 100\n";
         let c = Config::from_parts(Some(file), &HashMap::new(), &Overrides::default()).expect("file");
         assert_eq!((c.server.listen.as_str(), c.server.body_limit_bytes), ("127.0.0.1:9000", 2048));
-        let e = env(&[("VITALS_SERVER_LISTEN", "127.0.0.1:9001"), ("VITALS_STORAGE_FLUSH_INTERVAL", "1m"), ("VITALS_RETENTION_EDA", "30d"), ("VITALS_INGEST_MAX_AGE", "365d")]);
+        let e = env(&[
+            ("VITALS_SERVER_LISTEN", "127.0.0.1:9001"),
+            ("VITALS_STORAGE_FLUSH_INTERVAL", "1m"),
+            ("VITALS_RETENTION_EDA", "30d"),
+            ("VITALS_INGEST_MAX_AGE", "365d"),
+        ]);
         let c = Config::from_parts(Some(file), &e, &Overrides::default()).expect("env");
         assert_eq!(c.server.listen, "127.0.0.1:9001");
         assert_eq!(c.storage.flush_interval, DurationMs(60_000));
@@ -310,7 +315,10 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:9002");
         assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/x"));
         assert!(c.storage.repair_wal);
-        assert_eq!(Config::from_parts(None, &HashMap::new(), &Overrides::default()).expect("defaults"), Config::default());
+        assert_eq!(
+            Config::from_parts(None, &HashMap::new(), &Overrides::default()).expect("defaults"),
+            Config::default()
+        );
     }
 
     #[test]
@@ -321,12 +329,8 @@ mod tests {
         for want in ["server.listen", "retention.foo", "log.format"] {
             assert!(msg.contains(want), "{msg}");
         }
-        let err = Config::from_parts(Some("[server]\nlisen = 1\n"), &HashMap::new(), &Overrides::default()).expect_err("typo");
+        let err = Config::from_parts(Some("[server]\nlisen = 1\n"), &HashMap::new(), &Overrides::default())
+            .expect_err("typo");
         assert!(format!("{err:#}").contains("lisen"), "{err:#}");
     }
-}
-
-/// `VITALS_ADMIN_TOKEN`: the initial admin token of a new data directory, for automation.
-pub fn initial_admin_token() -> Option<String> {
-    std::env::var("VITALS_ADMIN_TOKEN").ok().filter(|s| !s.is_empty())
 }

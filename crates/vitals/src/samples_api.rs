@@ -34,7 +34,10 @@ pub async fn post_samples(
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 Code::PayloadTooLarge,
-                format!("body larger than {} bytes; split it into several requests", app.config.server.body_limit_bytes),
+                format!(
+                    "body larger than {} bytes; split it into several requests",
+                    app.config.server.body_limit_bytes
+                ),
             )
         } else {
             ApiError::new(Code::InvalidBody, e.body_text())
@@ -66,20 +69,12 @@ async fn decode(app: &AppState, body: Bytes, format: Format) -> Result<Batch, Ap
         let app = app.clone();
         move || {
             let cfg = &app.config.ingest;
-            let mut v = Validator::new(
-                app.catalog,
-                app.clock.now_ms(),
-                cfg.max_future.as_ms(),
-                cfg.max_age.map(|d| d.as_ms()),
-            );
+            let mut v =
+                Validator::new(app.catalog, app.clock.now_ms(), cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()));
             native::decode(&body, format, &mut v)
         }
     };
     // Large bodies are decoded off the async workers so they never stall other requests.
-    let result = if big {
-        tokio::task::spawn_blocking(run).await.map_err(ApiError::internal)?
-    } else {
-        run()
-    };
+    let result = if big { tokio::task::spawn_blocking(run).await.map_err(ApiError::internal)? } else { run() };
     result.map_err(|e| ApiError::new(Code::InvalidBody, e.to_string()))
 }

@@ -61,7 +61,10 @@ fn metric_id(app: &AppState, code: &str) -> Result<MetricId, ApiError> {
         .ok_or_else(|| ApiError::new(Code::UnknownMetric, format!("unknown metric {code:?}; see GET /api/v1/metrics")))
 }
 
-pub async fn latest(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn latest(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let p = patient_id(&app, &patient)?;
     let metrics: Vec<_> = app
         .store
@@ -123,7 +126,12 @@ impl ParsedSeries {
     }
 }
 
-pub fn parse_series_params(app: &AppState, patient: PatientId, metric: MetricId, p: &SeriesParams) -> Result<ParsedSeries, ApiError> {
+pub fn parse_series_params(
+    app: &AppState,
+    patient: PatientId,
+    metric: MetricId,
+    p: &SeriesParams,
+) -> Result<ParsedSeries, ApiError> {
     let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
     let now = app.clock.now_ms();
     let from = match p.from.as_deref() {
@@ -164,7 +172,11 @@ pub fn parse_series_params(app: &AppState, patient: PatientId, metric: MetricId,
         Some("ms") => TimeFormat::Ms,
         Some(other) => return Err(bad(format!("time_format={other:?}: use rfc3339 or ms"))),
     };
-    Ok(ParsedSeries { query: SeriesQuery { patient, metric, device, from, to, every_ms, aggs }, with_device, time_format })
+    Ok(ParsedSeries {
+        query: SeriesQuery { patient, metric, device, from, to, every_ms, aggs },
+        with_device,
+        time_format,
+    })
 }
 
 pub async fn series(
@@ -179,11 +191,9 @@ pub async fn series(
     let parsed = parse_series_params(&app, patient, metric, &params)?;
     let store = app.store.clone();
     let q = parsed.query.clone();
-    let result = tokio::task::spawn_blocking(move || vitals_query::run(&store, &q)).await.map_err(ApiError::internal)??;
-    let csv = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("text/csv"));
+    let result =
+        tokio::task::spawn_blocking(move || vitals_query::run(&store, &q)).await.map_err(ApiError::internal)??;
+    let csv = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).is_some_and(|a| a.contains("text/csv"));
     let response = if csv {
         ([(header::CONTENT_TYPE, "text/csv; charset=utf-8")], render_csv(&parsed, &result)).into_response()
     } else {

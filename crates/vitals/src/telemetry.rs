@@ -53,7 +53,11 @@ impl Telemetry {
         };
         registry.register("ingested_samples", "Samples accepted and durable", t.ingested.clone());
         registry.register("rejected_samples", "Samples rejected, by code", t.rejected.clone());
-        registry.register("write_latency_seconds", "Time from request to durable acknowledgement", t.write_latency.clone());
+        registry.register(
+            "write_latency_seconds",
+            "Time from request to durable acknowledgement",
+            t.write_latency.clone(),
+        );
         registry.register("query_latency_seconds", "Time to answer a series query", t.query_latency.clone());
         registry.register("wal_bytes", "Bytes in write-ahead log files", t.wal_bytes.clone());
         registry.register("segments", "Parquet segments in the lake", t.segments.clone());
@@ -61,7 +65,11 @@ impl Telemetry {
         registry.register("buffered_samples", "Samples in memory not yet in segments", t.buffered.clone());
         registry.register("flushes", "Buffer flushes to segments", t.flushes.clone());
         registry.register("compactions", "Partition compactions", t.compactions.clone());
-        registry.register("maintenance_errors", "Failed flush, compaction or retention runs", t.maintenance_errors.clone());
+        registry.register(
+            "maintenance_errors",
+            "Failed flush, compaction or retention runs",
+            t.maintenance_errors.clone(),
+        );
         Telemetry { registry, ..t }
     }
 

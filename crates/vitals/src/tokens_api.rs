@@ -35,7 +35,10 @@ pub async fn create_token(
         .tokens
         .create(&req.name, req.role, None, app.clock.now_ms())
         .map_err(|e| ApiError::new(Code::InvalidBody, format!("{e:#}")))?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({"id": rec.id, "name": rec.name, "role": rec.role, "token": secret}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"id": rec.id, "name": rec.name, "role": rec.role, "token": secret})),
+    ))
 }
 
 pub async fn revoke_token(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {

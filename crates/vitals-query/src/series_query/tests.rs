@@ -40,7 +40,15 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, cfg, Arc::new(ManualClock::new(BASE + 10 * MS_PER_DAY))).expect("open")
 }
 
-fn query(store: &Store, patient: usize, metric: usize, device: Option<&str>, from: i64, to: i64, every: Option<i64>) -> QueryResult {
+fn query(
+    store: &Store,
+    patient: usize,
+    metric: usize,
+    device: Option<&str>,
+    from: i64,
+    to: i64,
+    every: Option<i64>,
+) -> QueryResult {
     run(
         store,
         &SeriesQuery {
@@ -56,10 +64,20 @@ fn query(store: &Store, patient: usize, metric: usize, device: Option<&str>, fro
     .expect("query")
 }
 
-fn model_answer(model: &Model, patient: usize, metric: usize, device: Option<&str>, from: i64, to: i64, every: Option<i64>) -> QueryResult {
+fn model_answer(
+    model: &Model,
+    patient: usize,
+    metric: usize,
+    device: Option<&str>,
+    from: i64,
+    to: i64,
+    every: Option<i64>,
+) -> QueryResult {
     let mut pts: Vec<(i64, Option<String>, f64)> = model
         .iter()
-        .filter(|((p, m, d, t), _)| *p == patient && *m == metric && *t >= from && *t < to && device.is_none_or(|x| d.as_deref() == Some(x)))
+        .filter(|((p, m, d, t), _)| {
+            *p == patient && *m == metric && *t >= from && *t < to && device.is_none_or(|x| d.as_deref() == Some(x))
+        })
         .map(|((_, _, d, t), v)| (*t, d.clone(), *v))
         .collect();
     pts.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
@@ -103,7 +121,14 @@ fn assert_same(got: &QueryResult, want: &QueryResult, ambiguous_ends: bool) -> R
                 prop_assert_eq!(a.time_ms, b.time_ms);
                 let checked = if ambiguous_ends { 5 } else { 7 };
                 for i in 0..checked {
-                    prop_assert!((a.values[i] - b.values[i]).abs() < 1e-6, "bucket {} agg {}: {} vs {}", a.time_ms, i, a.values[i], b.values[i]);
+                    prop_assert!(
+                        (a.values[i] - b.values[i]).abs() < 1e-6,
+                        "bucket {} agg {}: {} vs {}",
+                        a.time_ms,
+                        i,
+                        a.values[i],
+                        b.values[i]
+                    );
                 }
             }
         }
@@ -182,7 +207,9 @@ fn resent_samples_are_stored_once_across_flushes() {
     assert_eq!(raw, QueryResult::Raw(vec![RawPoint { time_ms: BASE + 1000, value: 62.0, device: None }]));
     assert_eq!(store.compact().expect("compact"), 1);
     assert_eq!(store.segments().len(), 1);
-    let QueryResult::Buckets(b) = query(&store, 0, 0, None, BASE, BASE + MS_PER_DAY, Some(MS_PER_DAY)) else { panic!("buckets") };
+    let QueryResult::Buckets(b) = query(&store, 0, 0, None, BASE, BASE + MS_PER_DAY, Some(MS_PER_DAY)) else {
+        panic!("buckets")
+    };
     assert_eq!(b[0].values[3], 1.0, "count after compaction");
     assert_eq!(b[0].values[0], 62.0, "the buffered write still wins");
 }

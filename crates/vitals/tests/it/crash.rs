@@ -1,0 +1,152 @@
+//! Durability: the real binary is killed with SIGKILL while concurrent clients write; every
+//! acknowledged sample must be there exactly once after a restart.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN, agent, into_resp};
+
+pub struct Running {
+    pub child: Child,
+    pub url: String,
+}
+
+/// Starts `vitals serve` on a free port and waits for its "listening" line.
+pub fn spawn_server(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitals"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir)
+        .env("VITALS_ADMIN_TOKEN", ADMIN)
+        .env("VITALS_LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn vitals");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines.next().expect("server exited before listening").expect("read stdout");
+        if let Some(rest) = line.strip_prefix("vitals listening on ") {
+            break rest.trim().to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, url }
+}
+
+const CLIENTS: u64 = 4;
+const BATCH: u64 = 250;
+
+#[test]
+fn acknowledged_samples_survive_kill_9_exactly_once() {
+    let dir = tempfile::tempdir().expect("tmp");
+    // Times a month back, one second apart per sample, unique across rounds and clients.
+    let base = chrono_now_ms() - 30 * 86_400_000;
+    let next_time = Arc::new(AtomicU64::new(0));
+    let acked: Arc<Mutex<BTreeMap<(String, i64), f64>>> = Arc::new(Mutex::new(BTreeMap::new()));
+    for round in 0..5 {
+        // A small flush threshold makes flushes (segments + WAL truncation) happen mid-run.
+        let server = spawn_server(dir.path(), &[("VITALS_STORAGE_FLUSH_MAX_SAMPLES", "4000")]);
+        let stop = Arc::new(AtomicBool::new(false));
+        let progress = Arc::new((Mutex::new(0u64), Condvar::new()));
+        let mut clients = Vec::new();
+        for c in 0..CLIENTS {
+            let (url, stop, acked, next_time, progress) =
+                (server.url.clone(), stop.clone(), acked.clone(), next_time.clone(), progress.clone());
+            clients.push(std::thread::spawn(move || {
+                let agent = agent();
+                let patient = format!("c{c}");
+                while !stop.load(Ordering::SeqCst) {
+                    let first = next_time.fetch_add(BATCH, Ordering::SeqCst);
+                    let items: Vec<(i64, f64)> =
+                        (first..first + BATCH).map(|k| (base + k as i64 * 1000, 40.0 + (k % 150) as f64)).collect();
+                    let body = Value::Array(
+                        items.iter().map(|(t, v)| json!({"patient": patient, "metric": "heart_rate", "time": t, "value": v, "device": "w"})).collect(),
+                    );
+                    let sent = agent
+                        .post(&format!("{url}/api/v1/samples"))
+                        .header("Authorization", &format!("Bearer {ADMIN}"))
+                        .header("Content-Type", "application/json")
+                        .send(body.to_string().as_bytes());
+                    match sent.map(into_resp) {
+                        Ok(r) if r.status == 200 => {
+                            let mut a = acked.lock().expect("lock");
+                            for (t, v) in items {
+                                a.insert((patient.clone(), t), v);
+                            }
+                            drop(a);
+                            let (m, cv) = &*progress;
+                            *m.lock().expect("lock") += 1;
+                            cv.notify_all();
+                        }
+                        // Not acknowledged (the server died mid-request): promises nothing.
+                        _ => break,
+                    }
+                }
+            }));
+        }
+        // Kill once enough batches were acknowledged in this round, while writes continue.
+        {
+            let (m, cv) = &*progress;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let mut n = m.lock().expect("lock");
+            while *n < 60 {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "round {round}: clients made no progress");
+                n = cv.wait_timeout(n, left).expect("wait").0;
+            }
+        }
+        let mut child = server.child;
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+        stop.store(true, Ordering::SeqCst);
+        for c in clients {
+            c.join().expect("client");
+        }
+    }
+    let server = spawn_server(dir.path(), &[]);
+    let acked = acked.lock().expect("lock").clone();
+    assert!(acked.len() as u64 >= 5 * 60 * BATCH, "enough acknowledged samples to mean something");
+    for c in 0..CLIENTS {
+        let patient = format!("c{c}");
+        let r = into_resp(
+            agent()
+                .get(&format!("{}/api/v1/patients/{patient}/series/heart_rate?time_format=ms", server.url))
+                .header("Authorization", &format!("Bearer {ADMIN}"))
+                .call()
+                .expect("query"),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        let stored: Vec<(i64, f64)> = r.json()["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| (p["time"].as_i64().expect("t"), p["value"].as_f64().expect("v")))
+            .collect();
+        let mut seen = BTreeMap::new();
+        for (t, v) in &stored {
+            assert!(seen.insert(*t, *v).is_none(), "{patient}: time {t} stored twice");
+        }
+        for ((p, t), v) in acked.iter().filter(|((p, _), _)| *p == patient) {
+            assert_eq!(seen.get(t), Some(v), "{p}: acknowledged sample at {t} lost");
+        }
+    }
+    let mut child = server.child;
+    child.kill().expect("kill");
+    child.wait().expect("reap");
+}
+
+fn chrono_now_ms() -> i64 {
+    use vitals_core::Clock;
+    vitals_core::SystemClock.now_ms()
+}

@@ -1,0 +1,155 @@
+//! Test harness: the real router on port 0 in a temp dir with a manual clock, and helpers
+//! to run the real binary.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use vitals::auth::{Role, TokenStore};
+use vitals::config::Config;
+use vitals::server::{self, App};
+use vitals::telemetry::Telemetry;
+use vitals_core::{Catalog, ManualClock};
+use vitals_storage::Store;
+
+/// "Now" for in-process servers: 2025-11-22T03:00:00Z.
+pub const NOW: i64 = 1_763_780_400_000;
+pub const ADMIN: &str = "test-admin-token-0123456789";
+pub const DEVICE: &str = "test-device-token-0123456789";
+
+pub struct TestServer {
+    pub url: String,
+    pub store: Arc<Store>,
+    #[allow(dead_code)] // reason: some tests move time
+    pub clock: ManualClock,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+    agent: ureq::Agent,
+}
+
+/// A response: status, headers we look at, body.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub body: String,
+    pub retry_after: Option<String>,
+    pub content_type: Option<String>,
+}
+
+impl Resp {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+impl TestServer {
+    pub fn start() -> TestServer {
+        TestServer::with_config(|_| {})
+    }
+
+    pub fn with_config(f: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut config = Config::default();
+        config.storage.data_dir = dir.path().to_owned();
+        f(&mut config);
+        let clock = ManualClock::new(NOW);
+        let mut sc = config.store_config();
+        sc.background = false;
+        let store = Arc::new(Store::open(dir.path(), sc, Arc::new(clock.clone())).expect("store"));
+        let tokens = TokenStore::open(dir.path()).expect("tokens");
+        tokens.create("admin", Role::Admin, Some(ADMIN), 0).expect("admin token");
+        tokens.create("watch", Role::Device, Some(DEVICE), 0).expect("device token");
+        let app = Arc::new(App {
+            store: store.clone(),
+            tokens,
+            config,
+            clock: Arc::new(clock.clone()),
+            telemetry: Telemetry::new(),
+            catalog: Catalog::standard(),
+        });
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).expect("listener");
+                server::serve(l, app, async move {
+                    let _ = rx.await;
+                })
+                .await
+                .expect("serve");
+            });
+        });
+        TestServer { url, store, clock, shutdown: Some(tx), thread: Some(thread), _dir: dir, agent: agent() }
+    }
+
+    pub fn post(&self, path: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> Resp {
+        let mut req = self.agent.post(&format!("{}{path}", self.url)).header("Content-Type", content_type);
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        into_resp(req.send(body).expect("request"))
+    }
+
+    pub fn get(&self, path: &str, token: Option<&str>) -> Resp {
+        self.get_accept(path, token, "application/json")
+    }
+
+    pub fn get_accept(&self, path: &str, token: Option<&str>, accept: &str) -> Resp {
+        let mut req = self.agent.get(&format!("{}{path}", self.url)).header("Accept", accept);
+        if let Some(t) = token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        into_resp(req.call().expect("request"))
+    }
+
+    /// Posts a JSON value as samples with the admin token.
+    pub fn ingest(&self, body: &serde_json::Value) -> Resp {
+        self.post("/api/v1/samples", Some(ADMIN), "application/json", body.to_string().as_bytes())
+    }
+}
+
+pub fn into_resp(mut r: ureq::http::Response<ureq::Body>) -> Resp {
+    let status = r.status().as_u16();
+    let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let retry_after = header("retry-after");
+    let content_type = header("content-type");
+    let body = r.body_mut().read_to_string().unwrap_or_default();
+    Resp { status, body, retry_after, content_type }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let _ = self.store.close();
+    }
+}
+
+/// A small deterministic generator (xorshift64*), so tests need no RNG crate.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed.max(1))
+    }
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the `vitals` server and binary.
+
+#![allow(unreachable_pub)] // reason: helpers of a test binary are shared between its modules
+
+mod api;
+mod cli;
+mod crash;
+mod harness;
