@@ -13,19 +13,22 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Decimal128Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use vitals_core::time::MS_PER_HOUR;
 use vitals_core::{DeviceId, SampleId};
 
 const ROLLUP_KEY: &str = "vitals.rollup.v1";
-const MAX_ROW_GROUP_ROWS: usize = 1 << 20;
+/// Rows per row group: about 2 h of a 4 Hz signal, so a read of recent minutes decodes one
+/// small group (groups are pruned by their `time` statistics) at little cost in size.
+const MAX_ROW_GROUP_ROWS: usize = 32 * 1024;
 
 /// Errors reading or writing a segment file.
 #[derive(Debug, thiserror::Error)]
@@ -179,16 +182,38 @@ pub fn write(path: &Path, scale: u8, series: &[SeriesRows]) -> Result<WrittenSeg
     Ok(WrittenSegment { rows: rows as u64, bytes, min_ms, max_ms, rollup })
 }
 
-/// Reads the rows of a segment with `from <= time < to`, optionally of one device.
-pub fn read(path: &Path, from: i64, to: i64, device: Option<&DeviceId>) -> Result<Vec<SeriesRows>, SegmentError> {
+/// Reads the rows of a segment with `from <= time < to`, optionally of one device;
+/// `with_ids` also reads the sample ids (compaction needs them, queries do not).
+pub fn read(
+    path: &Path,
+    from: i64,
+    to: i64,
+    device: Option<&DeviceId>,
+    with_ids: bool,
+) -> Result<Vec<SeriesRows>, SegmentError> {
     let perr = |source| SegmentError::Parquet { path: path.to_owned(), source };
     let ferr = |reason: &str| SegmentError::Format { path: path.to_owned(), reason: reason.to_owned() };
     let file = File::open(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(perr)?
-        .with_batch_size(64 * 1024)
-        .build()
-        .map_err(perr)?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    // Skip row groups whose time statistics lie outside the range.
+    let groups: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .enumerate()
+        .filter(|(_, rg)| match rg.column(0).statistics() {
+            Some(Statistics::Int64(st)) => match (st.min_opt(), st.max_opt()) {
+                (Some(lo), Some(hi)) => *hi >= from && *lo < to,
+                _ => true,
+            },
+            _ => true,
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let columns: &[usize] = if with_ids { &[0, 1, 2, 3] } else { &[0, 1, 2] };
+    let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+    let reader =
+        builder.with_row_groups(groups).with_projection(mask).with_batch_size(64 * 1024).build().map_err(perr)?;
     let mut out: Vec<SeriesRows> = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|source| SegmentError::Arrow { path: path.to_owned(), source })?;
@@ -228,8 +253,9 @@ pub fn read(path: &Path, from: i64, to: i64, device: Option<&DeviceId>) -> Resul
             let s = out.last_mut().ok_or_else(|| ferr("unreachable: no series"))?;
             s.times.push(time);
             s.values.push(v.value(i) as f64 / div);
-            let id = ids.filter(|a| !a.is_null(i)).and_then(|a| SampleId::new(a.value(i)).ok());
-            s.ids.push(id);
+            if let Some(ids) = ids {
+                s.ids.push(if ids.is_null(i) { None } else { SampleId::new(ids.value(i)).ok() });
+            }
         }
     }
     Ok(out)
@@ -273,11 +299,12 @@ mod tests {
         ];
         let w = write(&path, 3, &series).expect("write");
         assert_eq!((w.rows, w.min_ms, w.max_ms), (4, 0, MS_PER_HOUR + 5));
-        let back = read(&path, i64::MIN, i64::MAX, None).expect("read");
+        let back = read(&path, i64::MIN, i64::MAX, None, true).expect("read");
         assert_eq!(back, series);
-        let only = read(&path, 1_000, MS_PER_HOUR, None).expect("range");
+        let only = read(&path, 1_000, MS_PER_HOUR, None, false).expect("range");
+        assert!(only[0].ids.is_empty(), "ids are only read when asked");
         assert_eq!(only[0].times, vec![1_000]);
-        let dev = read(&path, i64::MIN, i64::MAX, Some(&DeviceId::new("w1").expect("id"))).expect("device");
+        let dev = read(&path, i64::MIN, i64::MAX, Some(&DeviceId::new("w1").expect("id")), false).expect("device");
         assert_eq!(dev.len(), 1);
         assert_eq!(dev[0].values, vec![0.125]);
         let r = read_rollup(&path).expect("rollup");

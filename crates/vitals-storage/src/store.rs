@@ -760,7 +760,7 @@ impl Inner {
             }
             segs.sort_by_key(|s| s.order);
             for s in &segs {
-                for rows in segment::read(&self.segment_path(s), req.from, req.to, req.device.as_ref())? {
+                for rows in segment::read(&self.segment_path(s), req.from, req.to, req.device.as_ref(), false)? {
                     let pts = to_points(&rows);
                     let e = from_segments.entry(rows.device).or_default();
                     // Segments are visited oldest first, so equal times resolve to the newest.
@@ -975,7 +975,7 @@ impl Inner {
         for ((patient, metric), day, inputs) in jobs {
             let mut merged: MergedRows = BTreeMap::new();
             for s in &inputs {
-                for rows in segment::read(&self.segment_path(s), i64::MIN, i64::MAX, None)? {
+                for rows in segment::read(&self.segment_path(s), i64::MIN, i64::MAX, None, true)? {
                     // Sample ids ride along by index into a side table while points are merged.
                     let e = merged.entry(rows.device.clone()).or_default();
                     let base = e.1.len() as u32;
