@@ -1079,3 +1079,6 @@ impl Inner {
         Ok(doomed.len())
     }
 }
+
+#[cfg(test)]
+mod tests;

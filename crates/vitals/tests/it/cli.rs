@@ -200,3 +200,43 @@ fn a_corrupt_wal_refuses_to_start_unless_repair_is_asked() {
     child.wait().expect("reap");
     assert!(started, "--repair-wal starts the server");
 }
+
+#[test]
+fn sigterm_finishes_requests_flushes_and_exits_cleanly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let server = spawn_server(&data, &[]);
+    let file = dir.path().join("s.ndjson");
+    std::fs::write(&file, "{\"patient\":\"p\",\"metric\":\"heart_rate\",\"time\":\"2025-01-01T00:00:00Z\",\"value\":61}\n").expect("write");
+    let (ok, _, err) = vitals(&["ingest", "--quiet", "--url", &server.url, "--token", ADMIN, file.to_str().expect("p")]);
+    assert!(ok, "{err}");
+    let mut child = server.child;
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    // Flushed: the sample is in a segment and the WAL holds no records.
+    let parts: Vec<_> = walk(&data.join("lake")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    assert_eq!(parts.len(), 1, "{parts:?}");
+    for wal in walk(&data.join("wal")) {
+        assert!(std::fs::metadata(&wal).expect("meta").len() <= 8, "{} still has records", wal.display());
+    }
+    let (ok, out, err) = vitals(&["query", "--data-dir", data.to_str().expect("p"), "--patient", "p", "--metric", "heart_rate", "--format", "csv"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "time,value,device\n2025-01-01T00:00:00.000Z,61,\n");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
