@@ -44,7 +44,10 @@ fn count(store: &Store, metric: &str) -> usize {
 fn retention_deletes_whole_partitions_older_than_the_metric_limit() {
     let dir = tempfile::tempdir().expect("tmp");
     let hr_id = Catalog::standard().id("heart_rate").expect("m");
-    let cfg = StoreConfig { retention: HashMap::from([(hr_id, Duration::from_millis(2 * MS_PER_DAY as u64))]), ..StoreConfig::default() };
+    let cfg = StoreConfig {
+        retention: HashMap::from([(hr_id, Duration::from_millis(2 * MS_PER_DAY as u64))]),
+        ..StoreConfig::default()
+    };
     let store = open(dir.path(), cfg);
     let samples: Vec<Sample> = (0..5)
         .flat_map(|d| [hr("p", "heart_rate", NOW - d * MS_PER_DAY, 60.0), hr("p", "eda", NOW - d * MS_PER_DAY, 1.0)])

@@ -207,8 +207,13 @@ fn sigterm_finishes_requests_flushes_and_exits_cleanly() {
     let data = dir.path().join("data");
     let server = spawn_server(&data, &[]);
     let file = dir.path().join("s.ndjson");
-    std::fs::write(&file, "{\"patient\":\"p\",\"metric\":\"heart_rate\",\"time\":\"2025-01-01T00:00:00Z\",\"value\":61}\n").expect("write");
-    let (ok, _, err) = vitals(&["ingest", "--quiet", "--url", &server.url, "--token", ADMIN, file.to_str().expect("p")]);
+    std::fs::write(
+        &file,
+        "{\"patient\":\"p\",\"metric\":\"heart_rate\",\"time\":\"2025-01-01T00:00:00Z\",\"value\":61}\n",
+    )
+    .expect("write");
+    let (ok, _, err) =
+        vitals(&["ingest", "--quiet", "--url", &server.url, "--token", ADMIN, file.to_str().expect("p")]);
     assert!(ok, "{err}");
     let mut child = server.child;
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
@@ -216,12 +221,23 @@ fn sigterm_finishes_requests_flushes_and_exits_cleanly() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "clean exit on SIGTERM: {status}");
     // Flushed: the sample is in a segment and the WAL holds no records.
-    let parts: Vec<_> = walk(&data.join("lake")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
+    let parts: Vec<_> =
+        walk(&data.join("lake")).into_iter().filter(|p| p.extension().is_some_and(|e| e == "parquet")).collect();
     assert_eq!(parts.len(), 1, "{parts:?}");
     for wal in walk(&data.join("wal")) {
         assert!(std::fs::metadata(&wal).expect("meta").len() <= 8, "{} still has records", wal.display());
     }
-    let (ok, out, err) = vitals(&["query", "--data-dir", data.to_str().expect("p"), "--patient", "p", "--metric", "heart_rate", "--format", "csv"]);
+    let (ok, out, err) = vitals(&[
+        "query",
+        "--data-dir",
+        data.to_str().expect("p"),
+        "--patient",
+        "p",
+        "--metric",
+        "heart_rate",
+        "--format",
+        "csv",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(out, "time,value,device\n2025-01-01T00:00:00.000Z,61,\n");
 }

@@ -109,6 +109,10 @@ impl TestServer {
         into_resp(req.call().expect("request"))
     }
 
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// Posts a JSON value as samples with the admin token.
     pub fn ingest(&self, body: &serde_json::Value) -> Resp {
         self.post("/api/v1/samples", Some(ADMIN), "application/json", body.to_string().as_bytes())

@@ -6,3 +6,4 @@ mod api;
 mod cli;
 mod crash;
 mod harness;
+mod lake;
