@@ -15,13 +15,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use vitals_core::time::{MS_PER_DAY, MS_PER_MINUTE};
-use vitals_core::{Catalog, Clock, SystemClock};
+use vitals_core::{Clock, SystemClock};
 use vitals_storage::Store;
 
 use crate::auth::{Role, TokenStore};
 use crate::config::Config;
 use crate::server::{self, App};
-use crate::telemetry::Telemetry;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -367,14 +366,7 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let tokens = TokenStore::open(&data_dir)?;
     let (_, token) = tokens.create("bench", Role::Admin, None, clock.now_ms())?;
     let auth = format!("Bearer {token}");
-    let app = Arc::new(App {
-        store: store.clone(),
-        tokens,
-        config,
-        clock: Arc::new(SystemClock),
-        telemetry: Telemetry::new(),
-        catalog: Catalog::standard(),
-    });
+    let app = Arc::new(App::new(store.clone(), tokens, config, Arc::new(SystemClock)));
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -589,6 +581,7 @@ fn tempfile_dir(keep: Option<&Path>) -> anyhow::Result<DataDir> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitals_core::Catalog;
 
     #[test]
     fn dataset_is_deterministic_quantized_and_plausible() {

@@ -21,7 +21,6 @@ use crate::client::Client;
 use crate::config::{Config, Overrides};
 use crate::series_api::{ParsedSeries, render_csv, render_json};
 use crate::server::{self, App};
-use crate::telemetry::Telemetry;
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut overrides = Overrides { data_dir: cli.data_dir.clone(), ..Overrides::default() };
@@ -80,14 +79,7 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         println!("vitals listening on http://{addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
-        let app = Arc::new(App {
-            store: store.clone(),
-            tokens,
-            config,
-            clock,
-            telemetry: Telemetry::new(),
-            catalog: Catalog::standard(),
-        });
+        let app = Arc::new(App::new(store.clone(), tokens, config, clock));
         server::serve(listener, app, server::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || store.close()).await?.context("flushing the store at shutdown")?;
         tracing::info!("stopped cleanly");

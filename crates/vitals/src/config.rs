@@ -32,6 +32,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest request body; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// Write requests handled at once; more get 503 with Retry-After before their body is
+    /// read, so request bodies in memory stay below this times `body_limit_bytes`.
+    pub max_concurrent_writes: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -68,7 +71,7 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 64 << 20 }
+        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 64 << 20, max_concurrent_writes: 32 }
     }
 }
 
@@ -180,6 +183,9 @@ impl Config {
         }
         if config.server.listen.parse::<SocketAddr>().is_err() {
             problems.push(format!("server.listen {:?} is not an address like 127.0.0.1:8080", config.server.listen));
+        }
+        if config.server.max_concurrent_writes == 0 {
+            problems.push("server.max_concurrent_writes must be positive".into());
         }
         if config.server.body_limit_bytes < 1024 {
             problems.push("server.body_limit_bytes must be at least 1024".into());

@@ -9,6 +9,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get, post};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use vitals_core::{Catalog, Clock};
 use vitals_storage::Store;
 
@@ -26,6 +27,15 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub telemetry: Telemetry,
     pub catalog: &'static Catalog,
+    /// Permits for write requests in progress (see `server.max_concurrent_writes`).
+    pub write_permits: Arc<Semaphore>,
+}
+
+impl App {
+    pub fn new(store: Arc<Store>, tokens: TokenStore, config: Config, clock: Arc<dyn Clock>) -> App {
+        let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
+        App { store, tokens, config, clock, telemetry: Telemetry::new(), catalog: Catalog::standard(), write_permits }
+    }
 }
 
 pub type AppState = Arc<App>;
@@ -38,7 +48,13 @@ pub fn router(app: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", guarded(Permission::Admin, get(metrics)))
-        .route("/api/v1/samples", guarded(Permission::WriteSamples, post(samples_api::post_samples)))
+        .route(
+            "/api/v1/samples",
+            guarded(
+                Permission::WriteSamples,
+                post(samples_api::post_samples).route_layer(middleware::from_fn_with_state(app.clone(), limit_writes)),
+            ),
+        )
         .route("/api/v1/metrics", guarded(Permission::ReadData, get(series_api::list_metrics)))
         .route("/api/v1/patients", guarded(Permission::ReadData, get(series_api::list_patients)))
         .route("/api/v1/patients/{patient}/latest", guarded(Permission::ReadData, get(series_api::latest)))
@@ -73,6 +89,14 @@ async fn require(State((app, perm)): State<(AppState, Permission)>, mut req: Req
             .into_response();
     }
     req.extensions_mut().insert::<Principal>(principal);
+    next.run(req).await
+}
+
+/// Sheds write requests beyond `server.max_concurrent_writes` before their body is read.
+async fn limit_writes(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = app.write_permits.clone().try_acquire_owned() else {
+        return ApiError::new(Code::Overloaded, "too many write requests at once; retry shortly").into_response();
+    };
     next.run(req).await
 }
 

@@ -349,3 +349,35 @@ fn query_errors_have_stable_codes() {
         assert_eq!(r.json()["code"], json!(code), "{path}");
     }
 }
+
+#[test]
+fn write_requests_beyond_the_concurrency_limit_are_shed_before_their_body_is_read() {
+    use std::io::{Read, Write};
+    let server = TestServer::with_config(|c| c.server.max_concurrent_writes = 1);
+    let body = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW, "value": 70}]).to_string();
+    // A slow client: headers sent, body withheld, so its request holds the only permit.
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+    write!(
+        slow,
+        "POST /api/v1/samples HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .expect("headers");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = server.ingest(&json!([]));
+        if r.status == 503 {
+            assert_eq!(r.json()["code"], json!("overloaded"));
+            assert_eq!(r.retry_after.as_deref(), Some("1"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the second write was never shed");
+    }
+    slow.write_all(body.as_bytes()).expect("body");
+    let mut answer = [0u8; 12];
+    slow.read_exact(&mut answer).expect("answer");
+    assert_eq!(&answer, b"HTTP/1.1 200");
+    drop(slow);
+    assert_eq!(server.ingest(&json!([])).status, 200, "the permit is released");
+}

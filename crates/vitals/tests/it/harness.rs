@@ -7,8 +7,7 @@ use std::thread::JoinHandle;
 use vitals::auth::{Role, TokenStore};
 use vitals::config::Config;
 use vitals::server::{self, App};
-use vitals::telemetry::Telemetry;
-use vitals_core::{Catalog, ManualClock};
+use vitals_core::ManualClock;
 use vitals_storage::Store;
 
 /// "Now" for in-process servers: 2025-11-22T03:00:00Z.
@@ -63,14 +62,7 @@ impl TestServer {
         let tokens = TokenStore::open(dir.path()).expect("tokens");
         tokens.create("admin", Role::Admin, Some(ADMIN), 0).expect("admin token");
         tokens.create("watch", Role::Device, Some(DEVICE), 0).expect("device token");
-        let app = Arc::new(App {
-            store: store.clone(),
-            tokens,
-            config,
-            clock: Arc::new(clock.clone()),
-            telemetry: Telemetry::new(),
-            catalog: Catalog::standard(),
-        });
+        let app = Arc::new(App::new(store.clone(), tokens, config, Arc::new(clock.clone())));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
