@@ -86,6 +86,45 @@ pub fn format_time(ms: i64) -> String {
     }
 }
 
+/// Appends `ms` as RFC 3339 UTC with milliseconds (`2025-11-22T03:00:00.123Z`) without
+/// allocating; the hot path of query responses. Times outside 0..=9999 years fall back to
+/// [`format_time`].
+pub fn write_time(out: &mut String, ms: i64) {
+    if !(0..=MAX_TIME_MS).contains(&ms) {
+        out.push_str(&format_time(ms));
+        return;
+    }
+    let days = ms.div_euclid(MS_PER_DAY);
+    let rem = ms.rem_euclid(MS_PER_DAY);
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (h, mi, sec, milli) = (rem / MS_PER_HOUR, rem / MS_PER_MINUTE % 60, rem / 1000 % 60, rem % 1000);
+    let mut buf = *b"0000-00-00T00:00:00.000Z";
+    let mut put = |at: usize, v: i64, width: usize| {
+        let mut v = v;
+        for i in (0..width).rev() {
+            buf[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, y, 4);
+    put(5, m, 2);
+    put(8, d, 2);
+    put(11, h, 2);
+    put(14, mi, 2);
+    put(17, sec, 2);
+    put(20, milli, 3);
+    out.push_str(std::str::from_utf8(&buf).unwrap_or("0000-00-00T00:00:00.000Z"));
+}
+
 /// The UTC calendar day of a timestamp, as (year, month, day).
 pub fn civil_day(ms: i64) -> (i32, u32, u32) {
     let t = Utc.timestamp_millis_opt(ms.div_euclid(MS_PER_DAY) * MS_PER_DAY).single().unwrap_or_default();
@@ -190,6 +229,15 @@ mod tests {
         }
         for bad in ["", "5", "m", "0s", "5 parsecs", "-1h"] {
             assert!(bad.parse::<DurationMs>().is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn write_time_matches_chrono(ms in 0i64..=MAX_TIME_MS) {
+            let mut s = String::new();
+            write_time(&mut s, ms);
+            proptest::prop_assert_eq!(s, format_time(ms));
         }
     }
 

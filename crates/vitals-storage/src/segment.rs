@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use arrow_array::{Array, ArrayRef, Decimal128Array, RecordBatch, StringArray, TimestampMillisecondArray};
 use arrow_schema::{DataType, Field, Schema, TimeUnit};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::{ArrowWriter, ProjectionMask};
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::metadata::KeyValue;
@@ -182,10 +182,19 @@ pub fn write(path: &Path, scale: u8, series: &[SeriesRows]) -> Result<WrittenSeg
     Ok(WrittenSegment { rows: rows as u64, bytes, min_ms, max_ms, rollup })
 }
 
+/// Reads and parses a segment's footer, for [`read`] to reuse across queries.
+pub fn load_metadata(path: &Path) -> Result<ArrowReaderMetadata, SegmentError> {
+    let file = File::open(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
+    ArrowReaderMetadata::load(&file, ArrowReaderOptions::default())
+        .map_err(|source| SegmentError::Parquet { path: path.to_owned(), source })
+}
+
 /// Reads the rows of a segment with `from <= time < to`, optionally of one device;
 /// `with_ids` also reads the sample ids (compaction needs them, queries do not).
+/// `metadata` is the footer from [`load_metadata`] if the caller cached it.
 pub fn read(
     path: &Path,
+    metadata: Option<&ArrowReaderMetadata>,
     from: i64,
     to: i64,
     device: Option<&DeviceId>,
@@ -194,7 +203,10 @@ pub fn read(
     let perr = |source| SegmentError::Parquet { path: path.to_owned(), source };
     let ferr = |reason: &str| SegmentError::Format { path: path.to_owned(), reason: reason.to_owned() };
     let file = File::open(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?;
+    let builder = match metadata {
+        Some(m) => ParquetRecordBatchReaderBuilder::new_with_metadata(file, m.clone()),
+        None => ParquetRecordBatchReaderBuilder::try_new(file).map_err(perr)?,
+    };
     // Skip row groups whose time statistics lie outside the range.
     let groups: Vec<usize> = builder
         .metadata()
@@ -299,12 +311,14 @@ mod tests {
         ];
         let w = write(&path, 3, &series).expect("write");
         assert_eq!((w.rows, w.min_ms, w.max_ms), (4, 0, MS_PER_HOUR + 5));
-        let back = read(&path, i64::MIN, i64::MAX, None, true).expect("read");
+        let back = read(&path, None, i64::MIN, i64::MAX, None, true).expect("read");
         assert_eq!(back, series);
-        let only = read(&path, 1_000, MS_PER_HOUR, None, false).expect("range");
+        let only =
+            read(&path, Some(&load_metadata(&path).expect("footer")), 1_000, MS_PER_HOUR, None, false).expect("range");
         assert!(only[0].ids.is_empty(), "ids are only read when asked");
         assert_eq!(only[0].times, vec![1_000]);
-        let dev = read(&path, i64::MIN, i64::MAX, Some(&DeviceId::new("w1").expect("id")), false).expect("device");
+        let dev =
+            read(&path, None, i64::MIN, i64::MAX, Some(&DeviceId::new("w1").expect("id")), false).expect("device");
         assert_eq!(dev.len(), 1);
         assert_eq!(dev[0].values, vec![0.125]);
         let r = read_rollup(&path).expect("rollup");

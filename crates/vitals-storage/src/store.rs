@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
+use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use vitals_core::time::{MS_PER_DAY, civil_day, day_start};
 use vitals_core::{Catalog, Clock, DeviceId, MetricId, PatientId, Sample};
 
@@ -70,6 +71,8 @@ const SMALL_SEGMENT_ROWS: u64 = 200_000;
 const MAX_GROUP_SAMPLES: usize = 1_000_000;
 /// Rollups kept in memory (entries are per segment, a few KiB each).
 const ROLLUP_CACHE_ENTRIES: usize = 50_000;
+/// Parsed segment footers kept in memory (a few KiB each).
+const FOOTER_CACHE_ENTRIES: usize = 20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -221,6 +224,8 @@ struct Inner {
     /// Serialises flush, compaction and retention.
     maintenance: Mutex<()>,
     rollups: Mutex<HashMap<u64, Arc<Vec<DeviceRollup>>>>,
+    /// Parsed footers of segments, so reads of recent minutes skip re-parsing them.
+    footers: Mutex<HashMap<u64, ArrowReaderMetadata>>,
     in_flight: AtomicUsize,
     buffered: AtomicUsize,
     failed: Mutex<Option<String>>,
@@ -271,14 +276,15 @@ impl Store {
             state.index.add((patient, metric), Arc::new(meta.clone()));
         }
         let flushed = manifest.state.flushed_seq;
-        let (wal, replayed) = Wal::open(&data_dir.join("wal"), config.repair_wal, catalog, flushed + 1)?;
         let mut replayed_samples = 0usize;
-        for r in replayed.iter().filter(|r| r.seq > flushed) {
-            state.active.insert(&r.samples);
-            note_patients(&mut state.patients, &r.samples);
-            state.active.last_seq = r.seq;
-            replayed_samples += r.samples.len();
-        }
+        let wal = Wal::open(&data_dir.join("wal"), config.repair_wal, catalog, flushed + 1, |r| {
+            if r.seq > flushed {
+                state.active.insert(&r.samples);
+                note_patients(&mut state.patients, &r.samples);
+                state.active.last_seq = r.seq;
+                replayed_samples += r.samples.len();
+            }
+        })?;
         if state.active.last_seq == 0 {
             state.active.last_seq = flushed;
         }
@@ -291,6 +297,7 @@ impl Store {
             manifest: Mutex::new(manifest),
             maintenance: Mutex::new(()),
             rollups: Mutex::new(HashMap::new()),
+            footers: Mutex::new(HashMap::new()),
             in_flight: AtomicUsize::new(0),
             failed: Mutex::new(None),
             stats: StoreStats::default(),
@@ -380,6 +387,11 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// Whether any sample of this patient was ever stored.
+    pub fn has_patient(&self, patient: &PatientId) -> bool {
+        self.inner.read.read().patients.contains_key(patient)
     }
 
     /// Every patient with the time of their newest sample.
@@ -714,6 +726,25 @@ impl Inner {
         Ok(r)
     }
 
+    fn footer_of(&self, meta: &SegmentMeta) -> Result<ArrowReaderMetadata, StoreError> {
+        if let Some(m) = self.footers.lock().get(&meta.id) {
+            return Ok(m.clone());
+        }
+        let m = segment::load_metadata(&self.segment_path(meta))?;
+        let mut c = self.footers.lock();
+        if c.len() >= FOOTER_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(meta.id, m.clone());
+        Ok(m)
+    }
+
+    /// Forgets cached footers and rollups of segments that no longer exist.
+    fn forget(&self, id: u64) {
+        self.rollups.lock().remove(&id);
+        self.footers.lock().remove(&id);
+    }
+
     fn cache_rollup(&self, id: u64, r: Arc<Vec<DeviceRollup>>) {
         let mut c = self.rollups.lock();
         if c.len() >= ROLLUP_CACHE_ENTRIES {
@@ -760,7 +791,10 @@ impl Inner {
             }
             segs.sort_by_key(|s| s.order);
             for s in &segs {
-                for rows in segment::read(&self.segment_path(s), req.from, req.to, req.device.as_ref(), false)? {
+                let footer = self.footer_of(s)?;
+                for rows in
+                    segment::read(&self.segment_path(s), Some(&footer), req.from, req.to, req.device.as_ref(), false)?
+                {
                     let pts = to_points(&rows);
                     let e = from_segments.entry(rows.device).or_default();
                     // Segments are visited oldest first, so equal times resolve to the newest.
@@ -975,7 +1009,7 @@ impl Inner {
         for ((patient, metric), day, inputs) in jobs {
             let mut merged: MergedRows = BTreeMap::new();
             for s in &inputs {
-                for rows in segment::read(&self.segment_path(s), i64::MIN, i64::MAX, None, true)? {
+                for rows in segment::read(&self.segment_path(s), None, i64::MIN, i64::MAX, None, true)? {
                     // Sample ids ride along by index into a side table while points are merged.
                     let e = merged.entry(rows.device.clone()).or_default();
                     let base = e.1.len() as u32;
@@ -1023,7 +1057,7 @@ impl Inner {
             for s in &inputs {
                 let p = self.segment_path(s);
                 fs::remove_file(&p).map_err(io(&p))?;
-                self.rollups.lock().remove(&s.id);
+                self.forget(s.id);
             }
             self.stats.compactions.fetch_add(1, Ordering::Relaxed);
         }
@@ -1063,6 +1097,7 @@ impl Inner {
             }
         }
         for (_, s) in &doomed {
+            self.forget(s.id);
             let p = self.segment_path(s);
             fs::remove_file(&p).map_err(io(&p))?;
             // Remove the partition's now-empty directories (remove_dir fails on non-empty ones).

@@ -60,7 +60,8 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Opens the log in `dir`, returning it and every record found, in order.
+    /// Opens the log in `dir`, handing every record found to `on_record` in order (streamed,
+    /// so a large log is never held in memory as samples all at once).
     ///
     /// A torn last record is dropped (it was never acknowledged) and the file truncated.
     /// Corruption before the end fails unless `repair` is set.
@@ -71,7 +72,8 @@ impl Wal {
         repair: bool,
         catalog: &Catalog,
         min_next_seq: u64,
-    ) -> Result<(Wal, Vec<Replayed>), WalError> {
+        mut on_record: impl FnMut(Replayed),
+    ) -> Result<Wal, WalError> {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
             .map_err(io(dir))?
@@ -83,7 +85,6 @@ impl Wal {
             })
             .collect();
         names.sort();
-        let mut replayed = Vec::new();
         let mut files = Vec::new();
         let mut next_seq = min_next_seq.max(1);
         let count = names.len();
@@ -99,7 +100,7 @@ impl Wal {
                     reason,
                 })?;
                 next_seq = next_seq.max(r.seq + 1);
-                replayed.push(r);
+                on_record(r);
             }
             let is_last = i + 1 == count;
             let keep_len = match scan.tail {
@@ -136,8 +137,7 @@ impl Wal {
         }
         let (file, path) = create_file(dir, next_seq)?;
         files.push((next_seq, path.clone(), record::HEADER_LEN as u64));
-        let wal = Wal { dir: dir.to_owned(), file, path, files, next_seq, buf: Vec::with_capacity(1 << 20) };
-        Ok((wal, replayed))
+        Ok(Wal { dir: dir.to_owned(), file, path, files, next_seq, buf: Vec::with_capacity(1 << 20) })
     }
 
     /// Appends one record per batch with one write and one fdatasync; returns the seq of
@@ -324,6 +324,12 @@ mod tests {
         }
     }
 
+    fn open(dir: &Path, repair: bool) -> Result<(Wal, Vec<Replayed>), WalError> {
+        let mut replayed = Vec::new();
+        let wal = Wal::open(dir, repair, Catalog::standard(), 1, |r| replayed.push(r))?;
+        Ok((wal, replayed))
+    }
+
     #[test]
     fn appended_records_replay_in_order_after_reopen() {
         let dir = tempfile::tempdir().expect("tmp");
@@ -335,20 +341,20 @@ mod tests {
         ];
         let b = vec![sample("p1", "heart_rate", 1000, 62.0, Some("w"), None)];
         {
-            let (mut wal, replayed) = Wal::open(dir.path(), false, cat, 1).expect("open");
+            let (mut wal, replayed) = open(dir.path(), false).expect("open");
             assert!(replayed.is_empty());
             assert_eq!(wal.append(&[&a, &b], cat).expect("append"), 1);
             wal.rotate().expect("rotate");
             assert_eq!(wal.append(&[&b], cat).expect("append"), 3);
         }
-        let (mut wal, replayed) = Wal::open(dir.path(), false, cat, 1).expect("reopen");
+        let (mut wal, replayed) = open(dir.path(), false).expect("reopen");
         assert_eq!(replayed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(replayed[0].samples, a);
         assert_eq!(replayed[1].samples, b);
         assert_eq!(wal.last_seq(), 3);
         wal.remove_through(2).expect("remove");
         drop(wal);
-        let (_, replayed) = Wal::open(dir.path(), false, cat, 1).expect("reopen");
+        let (_, replayed) = open(dir.path(), false).expect("reopen");
         assert_eq!(replayed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
     }
 
@@ -358,17 +364,17 @@ mod tests {
         let cat = Catalog::standard();
         let s = vec![sample("p1", "heart_rate", 1000, 60.0, None, None)];
         let path = {
-            let (mut wal, _) = Wal::open(dir.path(), false, cat, 1).expect("open");
+            let (mut wal, _) = open(dir.path(), false).expect("open");
             wal.append(&[&s, &s, &s], cat).expect("append");
             wal.path.clone()
         };
         let mut bytes = fs::read(&path).expect("read");
         bytes[record::HEADER_LEN + record::FRAME_LEN + 2] ^= 0xff;
         fs::write(&path, &bytes).expect("write");
-        let err = Wal::open(dir.path(), false, cat, 1).expect_err("must refuse");
+        let err = open(dir.path(), false).expect_err("must refuse");
         let msg = err.to_string();
         assert!(msg.contains(&path.display().to_string()) && msg.contains("offset 8"), "{msg}");
-        let (_, replayed) = Wal::open(dir.path(), true, cat, 1).expect("repair opens");
+        let (_, replayed) = open(dir.path(), true).expect("repair opens");
         assert!(replayed.is_empty(), "the damaged first record and what followed it are set aside");
         assert!(path.with_extension("damaged").exists());
     }

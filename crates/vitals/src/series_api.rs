@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use vitals_core::time::{format_time, parse_time};
+use vitals_core::time::{format_time, parse_time, write_time};
 use vitals_core::{Catalog, DeviceId, DurationMs, MetricId, PatientId};
 use vitals_query::{Agg, QueryResult, SeriesQuery};
 
@@ -49,7 +49,7 @@ pub async fn list_patients(State(app): State<AppState>) -> Json<serde_json::Valu
 
 fn patient_id(app: &AppState, raw: &str) -> Result<PatientId, ApiError> {
     let p = PatientId::new(raw).map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {raw:?} {e}")))?;
-    if !app.store.patients().iter().any(|(q, _)| *q == p) {
+    if !app.store.has_patient(&p) {
         return Err(ApiError::new(Code::UnknownPatient, format!("no data for patient {raw:?}")));
     }
     Ok(p)
@@ -104,7 +104,7 @@ enum TimeFormat {
 impl TimeFormat {
     fn write(self, out: &mut String, t: i64) {
         match self {
-            TimeFormat::Rfc3339 => out.push_str(&format_time(t)),
+            TimeFormat::Rfc3339 => write_time(out, t),
             TimeFormat::Ms => {
                 let _ = write!(out, "{t}");
             }
@@ -238,7 +238,8 @@ pub fn render_json(catalog: &Catalog, parsed: &ParsedSeries, result: &QueryResul
                 }
                 out.push_str("{\"time\":");
                 time(&mut out, p.time_ms);
-                let _ = write!(out, ",\"value\":{}", json_num(p.value));
+                out.push_str(",\"value\":");
+                push_num(&mut out, p.value);
                 if parsed.with_device {
                     match &p.device {
                         Some(d) => {
@@ -258,7 +259,8 @@ pub fn render_json(catalog: &Catalog, parsed: &ParsedSeries, result: &QueryResul
                 out.push_str("{\"time\":");
                 time(&mut out, b.time_ms);
                 for (a, v) in q.aggs.iter().zip(&b.values) {
-                    let _ = write!(out, ",\"{}\":{}", a.as_str(), json_num(*v));
+                    let _ = write!(out, ",\"{}\":", a.as_str());
+                    push_num(&mut out, *v);
                 }
                 out.push('}');
             }
@@ -276,7 +278,8 @@ pub fn render_csv(parsed: &ParsedSeries, result: &QueryResult) -> String {
             out.push_str(if parsed.with_device { "time,value,device\n" } else { "time,value\n" });
             for p in points {
                 tf.write(&mut out, p.time_ms);
-                let _ = write!(out, ",{}", json_num(p.value));
+                out.push(',');
+                push_num(&mut out, p.value);
                 if parsed.with_device {
                     out.push(',');
                     out.push_str(p.device.as_ref().map(|d| d.as_str()).unwrap_or(""));
@@ -294,7 +297,8 @@ pub fn render_csv(parsed: &ParsedSeries, result: &QueryResult) -> String {
             for b in buckets {
                 tf.write(&mut out, b.time_ms);
                 for v in &b.values {
-                    let _ = write!(out, ",{}", json_num(*v));
+                    out.push(',');
+                    push_num(&mut out, *v);
                 }
                 out.push('\n');
             }
@@ -315,6 +319,10 @@ fn json_str(s: &str) -> String {
 }
 
 /// Numbers print as the shortest exact decimal; integers without a fraction.
-fn json_num(v: f64) -> String {
-    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") }
+fn push_num(out: &mut String, v: f64) {
+    if v.is_finite() && v.fract() == 0.0 && v.abs() < 1e15 {
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        let _ = write!(out, "{v}");
+    }
 }
