@@ -19,6 +19,7 @@ use vitals_core::{Clock, SystemClock};
 use vitals_storage::Store;
 
 use crate::auth::{Role, TokenStore};
+use crate::commands::url_escape;
 use crate::config::Config;
 use crate::server::{self, App};
 
@@ -151,11 +152,10 @@ fn patient_name(p: usize) -> String {
     format!("bench-p{p}")
 }
 
-/// Encodes a batch; the closure gets each finished body.
+/// Encodes samples into a request body of one wire format.
 trait Encoder: Send + Sync {
     fn content_type(&self) -> &'static str;
     fn push(&self, out: &mut String, patient: &str, metric: &str, t: i64, v: f64);
-    fn finish(&self, out: &mut String);
 }
 
 struct NativeJson;
@@ -166,7 +166,6 @@ impl Encoder for NativeJson {
     fn push(&self, out: &mut String, patient: &str, metric: &str, t: i64, v: f64) {
         let _ = writeln!(out, "{{\"patient\":\"{patient}\",\"metric\":\"{metric}\",\"time\":{t},\"value\":{v}}}");
     }
-    fn finish(&self, _out: &mut String) {}
 }
 
 struct LineProtocol;
@@ -177,7 +176,6 @@ impl Encoder for LineProtocol {
     fn push(&self, out: &mut String, patient: &str, metric: &str, t: i64, v: f64) {
         let _ = writeln!(out, "{metric},patient={patient} value={v} {t}");
     }
-    fn finish(&self, _out: &mut String) {}
 }
 
 struct IngestReport {
@@ -216,7 +214,6 @@ fn ingest(
                 if *n == 0 {
                     return Ok(());
                 }
-                encoder.finish(body);
                 let mut req = agent.post(&url).header("Content-Type", encoder.content_type());
                 if let Some(a) = &auth {
                     req = req.header("Authorization", a);
@@ -314,18 +311,6 @@ struct QueryTimes {
     q3: (f64, f64),
 }
 
-fn enc(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
-}
-
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -374,11 +359,7 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
         let _ = stop_rx.await;
     }));
 
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} {per_sec} eta {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress(total);
     let r = ingest(
         &ds,
         a.clients,
@@ -472,13 +453,9 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
 
     if let Some(influx) = &a.influx_url {
         println!("\n## InfluxDB at {influx}, same data, same clients and batch size");
-        http_post(&agent, &format!("{influx}/query?q={}", enc("DROP DATABASE bench")))?;
-        http_post(&agent, &format!("{influx}/query?q={}", enc("CREATE DATABASE bench")))?;
-        let bar = ProgressBar::new(total);
-        bar.set_style(
-            ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} {per_sec} eta {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        http_post(&agent, &format!("{influx}/query?q={}", url_escape("DROP DATABASE bench")))?;
+        http_post(&agent, &format!("{influx}/query?q={}", url_escape("CREATE DATABASE bench")))?;
+        let bar = progress(total);
         let ir = ingest(
             &ds,
             a.clients,
@@ -491,7 +468,7 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         let influx_rate = ir.samples as f64 / ir.elapsed.as_secs_f64();
         println!("influx ingest: {:.2} M samples/s", influx_rate / 1e6);
-        let q = |s: &str| format!("{influx}/query?db=bench&epoch=ms&q={}", enc(s));
+        let q = |s: &str| format!("{influx}/query?db=bench&epoch=ms&q={}", url_escape(s));
         let it = QueryTimes {
             q1: median_ms(
                 || {
@@ -532,6 +509,15 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn progress(total: u64) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {human_pos}/{human_len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 fn print_queries(who: &str, t: &QueryTimes) {

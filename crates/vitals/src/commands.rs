@@ -194,7 +194,8 @@ fn print_table_json(v: &serde_json::Value, bucketed: bool, aggs: &[Agg]) {
     }
 }
 
-fn url_escape(s: &str) -> String {
+/// Percent-encodes a URL path segment or query value.
+pub fn url_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~,".contains(&b) {
