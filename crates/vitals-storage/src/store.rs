@@ -67,6 +67,11 @@ impl Default for StoreConfig {
 
 /// A segment whose row count is below this is "small" for compaction.
 const SMALL_SEGMENT_ROWS: u64 = 200_000;
+/// Partitions compacted per maintenance round (a round runs about every second while
+/// there is work), so one round never holds the maintenance lock for long.
+const MAX_COMPACTIONS_PER_ROUND: usize = 16;
+/// How often compaction looks for work when nothing was flushed.
+const COMPACTION_SCAN_INTERVAL: Duration = Duration::from_secs(300);
 /// Most samples one group commit takes from the queue.
 const MAX_GROUP_SAMPLES: usize = 1_000_000;
 /// Rollups kept in memory (entries are per segment, a few KiB each).
@@ -627,6 +632,10 @@ fn freeze(inner: &Inner, wal: &mut Wal) -> Result<(), StoreError> {
 fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
     let mut last_flush = Instant::now();
     let mut last_retention: Option<Instant> = None;
+    // Compaction scans the whole index, so it runs after flushes, while a round left work,
+    // and every few minutes (to merge days that have just ended), not every tick.
+    let mut compact_pending = true;
+    let mut last_compaction = Instant::now();
     loop {
         {
             let (lock, cv) = &inner.wake;
@@ -644,12 +653,17 @@ fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
         let mut errors = Vec::new();
         if due {
             last_flush = Instant::now();
+            compact_pending = true;
             if let Err(e) = inner.flush(tx) {
                 errors.push(e);
             }
         }
-        if let Err(e) = inner.compact(16) {
-            errors.push(e);
+        if compact_pending || last_compaction.elapsed() >= COMPACTION_SCAN_INTERVAL {
+            last_compaction = Instant::now();
+            match inner.compact(MAX_COMPACTIONS_PER_ROUND) {
+                Ok(n) => compact_pending = n >= MAX_COMPACTIONS_PER_ROUND,
+                Err(e) => errors.push(e),
+            }
         }
         if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             last_retention = Some(Instant::now());
