@@ -13,7 +13,7 @@ pub enum IdError {
     Empty,
     #[error("is {len} characters long, at most {MAX_ID_LEN} are allowed")]
     TooLong { len: usize },
-    #[error("contains {ch:?} at position {pos}; allowed are A-Z a-z 0-9 . _ -")]
+    #[error("contains {ch:?} at position {pos}; allowed are A-Z a-z 0-9 . _ - (and : in device and sample ids)")]
     BadChar { ch: char, pos: usize },
     #[error("must not be \".\" or \"..\"")]
     DotPath,
@@ -24,6 +24,12 @@ pub enum IdError {
 /// A UUID satisfies this. The alphabet is safe in file paths, URLs and Hive
 /// partition names without escaping, which the lake layout relies on.
 pub fn check_id(s: &str) -> Result<(), IdError> {
+    check_id_with(s, "")
+}
+
+/// Like [`check_id`], also allowing the characters in `extra` (device and sample ids,
+/// which never become paths, also take `:` so that MAC addresses fit).
+fn check_id_with(s: &str, extra: &str) -> Result<(), IdError> {
     if s.is_empty() {
         return Err(IdError::Empty);
     }
@@ -31,7 +37,7 @@ pub fn check_id(s: &str) -> Result<(), IdError> {
         return Err(IdError::TooLong { len: s.chars().count() });
     }
     for (pos, ch) in s.chars().enumerate() {
-        if !(ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' || ch == '-') {
+        if !(ch.is_ascii_alphanumeric() || ch == '.' || ch == '_' || ch == '-' || extra.contains(ch)) {
             return Err(IdError::BadChar { ch, pos });
         }
     }
@@ -42,7 +48,7 @@ pub fn check_id(s: &str) -> Result<(), IdError> {
 }
 
 macro_rules! id_type {
-    ($(#[$doc:meta])* $name:ident) => {
+    ($(#[$doc:meta])* $name:ident, $extra:literal) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(Arc<str>);
@@ -50,7 +56,7 @@ macro_rules! id_type {
         impl $name {
             /// Validates and wraps an identifier.
             pub fn new(s: &str) -> Result<Self, IdError> {
-                check_id(s)?;
+                check_id_with(s, $extra)?;
                 Ok(Self(Arc::from(s)))
             }
 
@@ -82,15 +88,18 @@ macro_rules! id_type {
 
 id_type!(
     /// A patient's pseudonym. Never a name: identity lives elsewhere.
-    PatientId
+    PatientId,
+    ""
 );
 id_type!(
-    /// A device's id (a wristband serial, an uploader name...).
-    DeviceId
+    /// A device's id (a wristband serial, a MAC address, an uploader name...).
+    DeviceId,
+    ":"
 );
 id_type!(
     /// An optional sender-assigned id of one sample (kept for lineage).
-    SampleId
+    SampleId,
+    ":"
 );
 
 #[cfg(test)]
@@ -115,5 +124,7 @@ mod tests {
         for (s, ok) in cases {
             assert_eq!(check_id(s).is_ok(), *ok, "{s:?}");
         }
+        assert!(DeviceId::new("AA:BB:CC:DD:EE:FF").is_ok());
+        assert!(PatientId::new("AA:BB").is_err(), "patient ids are path components");
     }
 }
