@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use vitals_core::{Catalog, DurationMs};
+use vitals_ingest::line_protocol::{Mapping, MeasurementRule};
 use vitals_storage::StoreConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -22,7 +23,22 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// Metric code -> how long to keep its data, e.g. `eda = "90d"`. Unlisted: forever.
     pub retention: BTreeMap<String, DurationMs>,
+    pub line_protocol: LineProtocolConfig,
     pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LineProtocolConfig {
+    /// Measurement rules; a measurement without a rule is read generically (measurement =
+    /// metric code, tags `patient`, `device`, `id`, `unit`, field `value`).
+    pub measurements: Vec<MeasurementRule>,
+}
+
+impl Default for LineProtocolConfig {
+    fn default() -> Self {
+        Self { measurements: Mapping::epilepsy_platform() }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -201,6 +217,11 @@ impl Config {
         }
         if config.storage.max_buffered_samples < config.storage.flush_max_samples {
             problems.push("storage.max_buffered_samples must be at least storage.flush_max_samples".into());
+        }
+        for r in &config.line_protocol.measurements {
+            if Catalog::standard().id(&r.metric).is_none() {
+                problems.push(format!("line_protocol.measurements {:?}: no metric {:?}", r.measurement, r.metric));
+            }
         }
         for code in config.retention.keys() {
             if Catalog::standard().id(code).is_none() {

@@ -17,7 +17,7 @@ use crate::api_error::{ApiError, Code};
 use crate::auth::{Permission, Principal, TokenStore};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
-use crate::{samples_api, series_api, tokens_api};
+use crate::{line_protocol_api, samples_api, series_api, tokens_api};
 
 /// Everything a handler needs.
 pub struct App {
@@ -45,6 +45,11 @@ pub fn router(app: AppState) -> Router {
     let guarded = |perm: Permission, route: MethodRouter<AppState>| {
         route.route_layer(middleware::from_fn_with_state((app.clone(), perm), require))
     };
+    // InfluxDB clients send credentials their own way and expect InfluxDB's error bodies.
+    let influx_guarded = |perm: Permission, route: MethodRouter<AppState>| {
+        route.route_layer(middleware::from_fn_with_state((app.clone(), perm), line_protocol_api::require_influx))
+    };
+    let write_limit = || middleware::from_fn_with_state(app.clone(), limit_writes);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", guarded(Permission::Admin, get(metrics)))
@@ -54,6 +59,14 @@ pub fn router(app: AppState) -> Router {
                 Permission::WriteSamples,
                 post(samples_api::post_samples).route_layer(middleware::from_fn_with_state(app.clone(), limit_writes)),
             ),
+        )
+        .route(
+            "/write",
+            influx_guarded(Permission::WriteSamples, post(line_protocol_api::write_v1).route_layer(write_limit())),
+        )
+        .route(
+            "/api/v2/write",
+            influx_guarded(Permission::WriteSamples, post(line_protocol_api::write_v2).route_layer(write_limit())),
         )
         .route("/api/v1/metrics", guarded(Permission::ReadData, get(series_api::list_metrics)))
         .route("/api/v1/patients", guarded(Permission::ReadData, get(series_api::list_patients)))
