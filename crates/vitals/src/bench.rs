@@ -37,6 +37,10 @@ pub struct BenchArgs {
     /// Samples per request.
     #[arg(long, default_value_t = 20_000)]
     pub batch: usize,
+    /// Wire format Vitals receives: `native` (NDJSON to /api/v1/samples) or `line`
+    /// (InfluxDB line protocol to /write, the same bytes InfluxDB gets).
+    #[arg(long, value_enum, default_value = "native")]
+    pub protocol: Protocol,
     /// Repetitions of each query (the median is reported).
     #[arg(long, default_value_t = 30)]
     pub repeat: usize,
@@ -49,6 +53,12 @@ pub struct BenchArgs {
     /// Keep the Vitals data here instead of a temporary directory.
     #[arg(long)]
     pub keep_data: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    Native,
+    Line,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -342,7 +352,13 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
         "dataset: {} patients x {} days = {} samples (HR 1 Hz, EDA 4 Hz, skin temperature 4 Hz, glucose 5 min)",
         a.patients, a.days, total
     );
-    println!("clients: {}, batch: {} samples/request, data dir: {}", a.clients, a.batch, data_dir.display());
+    println!(
+        "clients: {}, batch: {} samples/request, protocol: {:?}, data dir: {}",
+        a.clients,
+        a.batch,
+        a.protocol,
+        data_dir.display()
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut config = Config::default();
@@ -360,15 +376,11 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     }));
 
     let bar = progress(total);
-    let r = ingest(
-        &ds,
-        a.clients,
-        a.batch,
-        Arc::new(NativeJson),
-        &format!("{base}/api/v1/samples"),
-        Some(auth.clone()),
-        &bar,
-    )?;
+    let (encoder, path): (Arc<dyn Encoder>, &str) = match a.protocol {
+        Protocol::Native => (Arc::new(NativeJson), "/api/v1/samples"),
+        Protocol::Line => (Arc::new(LineProtocol), "/write?db=bench&precision=ms"),
+    };
+    let r = ingest(&ds, a.clients, a.batch, encoder, &format!("{base}{path}"), Some(auth.clone()), &bar)?;
     bar.finish_and_clear();
     let vitals_rate = r.samples as f64 / r.elapsed.as_secs_f64();
     println!(
