@@ -4,6 +4,7 @@
 //! Only this crate opens files under the data directory.
 
 pub mod buffer;
+pub mod dead_letter;
 pub mod manifest;
 pub mod meta_file;
 pub mod record;

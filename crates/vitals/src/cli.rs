@@ -116,6 +116,43 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Refused input kept for inspection and replay.
+    DeadLetters {
+        #[command(subcommand)]
+        command: DeadLetterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List dead letters, oldest first.
+    List {
+        /// Only entries with a larger id.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Show one dead letter with its raw input.
+    Show {
+        id: u64,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Decode a dead letter again with today's rules and store what passes; the entry is
+    /// removed when nothing is refused any more.
+    Replay {
+        id: u64,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Delete every dead letter.
+    Purge {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -12,10 +12,12 @@ use vitals_core::{Catalog, Clock, DeviceId, DurationMs, PatientId, Rejection, Sy
 use vitals_ingest::{Format, native};
 use vitals_query::{Agg, QueryResult, SeriesQuery};
 use vitals_storage::Store;
+use vitals_storage::dead_letter::DeadLetters;
 
 use crate::auth::{Role, TokenStore};
 use crate::cli::{
-    AdminCommand, Cli, Command, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs, TokenCommand,
+    AdminCommand, Cli, Command, DeadLetterCommand, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs,
+    TokenCommand,
 };
 use crate::client::Client;
 use crate::config::{Config, Overrides};
@@ -36,6 +38,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => ingest(&config, &a),
         Command::Admin(a) => match a.command {
             AdminCommand::Token { command } => token(&config, command),
+            AdminCommand::DeadLetters { command } => dead_letters(&config, command),
         },
         Command::Bench(a) => crate::bench::run(&config, &a),
     }
@@ -55,6 +58,14 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     let store = Store::open(dir, config.store_config(), Arc::new(SystemClock))
         .with_context(|| format!("opening the data directory {}", dir.display()))?;
     Ok(Arc::new(store))
+}
+
+/// Opens the dead-letter store of a data directory.
+pub fn open_dead_letters(config: &Config) -> anyhow::Result<Arc<DeadLetters>> {
+    let dir = config.storage.data_dir.join("dead-letters");
+    let d = DeadLetters::open(&dir, config.ingest.dead_letter_max_bytes)
+        .with_context(|| format!("opening the dead-letter store {}", dir.display()))?;
+    Ok(Arc::new(d))
 }
 
 fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
@@ -79,7 +90,8 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         println!("vitals listening on http://{addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
-        let app = Arc::new(App::new(store.clone(), tokens, config, clock));
+        let dead = open_dead_letters(&config)?;
+        let app = Arc::new(App::new(store.clone(), tokens, dead, config, clock));
         server::serve(listener, app, server::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || store.close()).await?.context("flushing the store at shutdown")?;
         tracing::info!("stopped cleanly");
@@ -219,6 +231,7 @@ const MAX_PRINTED_REJECTIONS: usize = 50;
 fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
     let client = remote(&a.remote)?;
     let store = if client.is_none() { Some(open_store(config)?) } else { None };
+    let dead = if client.is_none() { Some(open_dead_letters(config)?) } else { None };
     let total_bytes: u64 = a.files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_bytes) };
     bar.set_style(
@@ -242,7 +255,7 @@ fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
         for_each_chunk(file, a.batch_lines, &bar, |format, first_line, chunk| {
             let (accepted, rejections) = match (&client, &store) {
                 (Some(c), _) => post_chunk(c, format, chunk)?,
-                (None, Some(s)) => write_chunk(config, s, format, chunk)?,
+                (None, Some(s)) => write_chunk(config, s, dead.as_deref(), format, chunk)?,
                 (None, None) => bail!("no target"),
             };
             report(first_line, rejections, accepted);
@@ -321,6 +334,7 @@ fn for_each_chunk(
 fn write_chunk(
     config: &Config,
     store: &Store,
+    dead: Option<&DeadLetters>,
     format: Format,
     chunk: &[u8],
 ) -> anyhow::Result<(usize, Vec<Rejection>)> {
@@ -334,6 +348,10 @@ fn write_chunk(
         config.ingest.max_age.map(|d| d.as_ms()),
     );
     let batch = native::decode(chunk, format, &mut v)?;
+    if let Some(d) = dead {
+        let wire = crate::dead_letter_api::WireFormat::Native(format);
+        crate::dead_letter_api::keep(d, SystemClock.now_ms(), "cli/ingest", wire, chunk, &batch.rejections, None);
+    }
     let n = batch.samples.len();
     store.write(batch.samples)?;
     Ok((n, batch.rejections))
@@ -410,6 +428,61 @@ fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 bail!("no token {id:?}");
             }
             eprintln!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dead_letters(config: &Config, cmd: DeadLetterCommand) -> anyhow::Result<ExitCode> {
+    let pretty = |text: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| text.to_owned())
+    };
+    match cmd {
+        DeadLetterCommand::List { after, limit, remote: r } => {
+            if let Some(c) = remote(&r)? {
+                println!(
+                    "{}",
+                    pretty(&c.get(&format!("/api/v1/dead-letters?after={after}&limit={limit}"), "application/json")?)
+                );
+            } else {
+                let dead = open_dead_letters(config)?;
+                for d in dead.list(after, limit) {
+                    println!("{:>6}  {}  {:<14} {:<13} {}", d.id, format_time(d.time_ms), d.source, d.format, d.reason);
+                }
+                eprintln!("{} kept, {} dropped because the store was full", dead.len(), dead.dropped());
+            }
+        }
+        DeadLetterCommand::Show { id, remote: r } => {
+            if let Some(c) = remote(&r)? {
+                println!("{}", pretty(&c.get(&format!("/api/v1/dead-letters/{id}"), "application/json")?));
+            } else {
+                let (meta, raw) = open_dead_letters(config)?.get(id)?;
+                println!("{}", serde_json::to_string_pretty(&meta)?);
+                println!("--- raw ({} bytes) ---", raw.len());
+                println!("{}", String::from_utf8_lossy(&raw));
+            }
+        }
+        DeadLetterCommand::Replay { id, remote: r } => {
+            if let Some(c) = remote(&r)? {
+                println!("{}", pretty(&c.post(&format!("/api/v1/dead-letters/{id}/replay"), "application/json", b"")?));
+            } else {
+                let store = open_store(config)?;
+                let dead = open_dead_letters(config)?;
+                let r = crate::dead_letter_api::replay(config, &store, &dead, SystemClock.now_ms(), id)?;
+                println!("{}", serde_json::to_string_pretty(&r)?);
+                store.close()?;
+            }
+        }
+        DeadLetterCommand::Purge { remote: r } => {
+            if let Some(c) = remote(&r)? {
+                c.delete("/api/v1/dead-letters")?;
+                eprintln!("purged");
+            } else {
+                eprintln!("purged {} dead letters", open_dead_letters(config)?.purge()?);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

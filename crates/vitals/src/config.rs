@@ -74,6 +74,8 @@ pub struct IngestConfig {
     /// How old a sample may be; absent means any past time (historical imports).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_age: Option<DurationMs>,
+    /// Bytes of refused input kept for inspection and replay; past it the oldest is dropped.
+    pub dead_letter_max_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -109,7 +111,7 @@ impl Default for StorageConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { max_future: DurationMs(10 * 60 * 1000), max_age: None }
+        Self { max_future: DurationMs(10 * 60 * 1000), max_age: None, dead_letter_max_bytes: 256 << 20 }
     }
 }
 

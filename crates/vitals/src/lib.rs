@@ -9,6 +9,7 @@ pub mod cli;
 pub mod client;
 pub mod commands;
 pub mod config;
+pub mod dead_letter_api;
 pub mod line_protocol_api;
 pub mod samples_api;
 pub mod series_api;

@@ -23,6 +23,7 @@ use vitals_core::{Rejection, Validator};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
 
 use crate::auth::{Permission, Principal};
+use crate::dead_letter_api::WireFormat;
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
 
@@ -147,6 +148,7 @@ async fn write(app: AppState, precision: &str, headers: &HeaderMap, body: Result
             let mut v = Validator::new(app.catalog, now, cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()));
             let batch = line_protocol::decode(bytes, precision, &mapping, &mut v, now);
             let first_bad_line = batch.rejections.first().map(|r| line_text(bytes, r.index));
+            app.keep_refused("line_protocol", WireFormat::LineProtocol(precision), bytes, &batch.rejections, None);
             Ok((batch, first_bad_line))
         })
         .await

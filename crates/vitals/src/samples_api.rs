@@ -12,8 +12,12 @@ use vitals_core::{Rejection, Validator};
 use vitals_ingest::{Batch, Format, native};
 
 use crate::api_error::{ApiError, Code};
+use crate::dead_letter_api::WireFormat;
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
+
+/// The dead-letter source name of this route.
+const SOURCE: &str = "api/samples";
 
 /// Bodies larger than this are decoded on a blocking thread.
 const INLINE_DECODE_BYTES: usize = 256 * 1024;
@@ -44,7 +48,15 @@ pub async fn post_samples(
         }
     })?;
     let format = Format::from_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
-    let batch = decode(&app, body, format).await?;
+    let wire = WireFormat::Native(format);
+    let batch = match decode(&app, body.clone(), format).await {
+        Ok(b) => b,
+        Err(e) => {
+            app.keep_refused(SOURCE, wire, &body, &[], Some(&e.message));
+            return Err(e);
+        }
+    };
+    app.keep_refused(SOURCE, wire, &body, &batch.rejections, None);
     for r in &batch.rejections {
         app.telemetry.rejected.get_or_create(&CodeLabel { code: r.code.as_str().to_owned() }).inc();
     }

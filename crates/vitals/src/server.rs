@@ -12,12 +12,13 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use vitals_core::{Catalog, Clock};
 use vitals_storage::Store;
+use vitals_storage::dead_letter::DeadLetters;
 
 use crate::api_error::{ApiError, Code};
 use crate::auth::{Permission, Principal, TokenStore};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
-use crate::{line_protocol_api, samples_api, series_api, tokens_api};
+use crate::{dead_letter_api, line_protocol_api, samples_api, series_api, tokens_api};
 
 /// Everything a handler needs.
 pub struct App {
@@ -29,12 +30,48 @@ pub struct App {
     pub catalog: &'static Catalog,
     /// Permits for write requests in progress (see `server.max_concurrent_writes`).
     pub write_permits: Arc<Semaphore>,
+    pub dead_letters: Arc<DeadLetters>,
 }
 
 impl App {
-    pub fn new(store: Arc<Store>, tokens: TokenStore, config: Config, clock: Arc<dyn Clock>) -> App {
+    pub fn new(
+        store: Arc<Store>,
+        tokens: TokenStore,
+        dead_letters: Arc<DeadLetters>,
+        config: Config,
+        clock: Arc<dyn Clock>,
+    ) -> App {
         let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
-        App { store, tokens, config, clock, telemetry: Telemetry::new(), catalog: Catalog::standard(), write_permits }
+        App {
+            store,
+            tokens,
+            config,
+            clock,
+            telemetry: Telemetry::new(),
+            catalog: Catalog::standard(),
+            write_permits,
+            dead_letters,
+        }
+    }
+
+    /// Keeps refused input of a request (see [`crate::dead_letter_api::keep`]).
+    pub fn keep_refused(
+        &self,
+        source: &str,
+        format: crate::dead_letter_api::WireFormat,
+        body: &[u8],
+        rejections: &[vitals_core::Rejection],
+        whole_failure: Option<&str>,
+    ) -> Option<u64> {
+        crate::dead_letter_api::keep(
+            &self.dead_letters,
+            self.clock.now_ms(),
+            source,
+            format,
+            body,
+            rejections,
+            whole_failure,
+        )
     }
 }
 
@@ -76,6 +113,15 @@ pub fn router(app: AppState) -> Router {
             "/api/v1/tokens",
             guarded(Permission::Admin, get(tokens_api::list_tokens).post(tokens_api::create_token)),
         )
+        .route(
+            "/api/v1/dead-letters",
+            guarded(Permission::Admin, get(dead_letter_api::list).delete(dead_letter_api::purge)),
+        )
+        .route(
+            "/api/v1/dead-letters/{id}",
+            guarded(Permission::Admin, get(dead_letter_api::show).delete(dead_letter_api::remove_one)),
+        )
+        .route("/api/v1/dead-letters/{id}/replay", guarded(Permission::Admin, post(dead_letter_api::replay_one)))
         .route("/api/v1/tokens/{id}", guarded(Permission::Admin, axum::routing::delete(tokens_api::revoke_token)))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
@@ -124,7 +170,10 @@ async fn healthz(State(app): State<AppState>) -> Response {
 }
 
 async fn metrics(State(app): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], app.telemetry.render(&app.store))
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        app.telemetry.render(&app.store, &app.dead_letters),
+    )
         .into_response()
 }
 

@@ -9,6 +9,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use vitals_storage::Store;
+use vitals_storage::dead_letter::DeadLetters;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
@@ -28,6 +29,8 @@ pub struct Telemetry {
     flushes: Counter,
     compactions: Counter,
     maintenance_errors: Counter,
+    dead_letters: Gauge,
+    dead_letters_dropped: Counter,
 }
 
 impl Telemetry {
@@ -49,6 +52,8 @@ impl Telemetry {
             flushes: Counter::default(),
             compactions: Counter::default(),
             maintenance_errors: Counter::default(),
+            dead_letters: Gauge::default(),
+            dead_letters_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("ingested_samples", "Samples accepted and durable", t.ingested.clone());
@@ -70,11 +75,19 @@ impl Telemetry {
             "Failed flush, compaction or retention runs",
             t.maintenance_errors.clone(),
         );
+        registry.register("dead_letters", "Refused inputs kept for inspection and replay", t.dead_letters.clone());
+        registry.register(
+            "dead_letters_dropped",
+            "Dead letters dropped because the store was full",
+            t.dead_letters_dropped.clone(),
+        );
         Telemetry { registry, ..t }
     }
 
     /// Refreshes the storage gauges and renders everything in the Prometheus text format.
-    pub fn render(&self, store: &Store) -> String {
+    pub fn render(&self, store: &Store, dead: &DeadLetters) -> String {
+        self.dead_letters.set(dead.len() as i64);
+        catch_up(&self.dead_letters_dropped, dead.dropped());
         let sizes = store.sizes();
         let stats = store.stats();
         self.wal_bytes.set(stats.wal_bytes.load(Ordering::Relaxed));

@@ -62,7 +62,8 @@ impl TestServer {
         let tokens = TokenStore::open(dir.path()).expect("tokens");
         tokens.create("admin", Role::Admin, Some(ADMIN), 0).expect("admin token");
         tokens.create("watch", Role::Device, Some(DEVICE), 0).expect("device token");
-        let app = Arc::new(App::new(store.clone(), tokens, config, Arc::new(clock.clone())));
+        let dead = vitals::commands::open_dead_letters(&config).expect("dead letters");
+        let app = Arc::new(App::new(store.clone(), tokens, dead, config, Arc::new(clock.clone())));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));

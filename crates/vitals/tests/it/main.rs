@@ -5,6 +5,7 @@
 mod api;
 mod cli;
 mod crash;
+mod dead_letters;
 mod harness;
 mod lake;
 mod line_protocol;

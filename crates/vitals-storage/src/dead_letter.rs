@@ -1,0 +1,372 @@
+//! The dead-letter store: input that was refused, kept with its reason so that an admin can
+//! inspect it and replay it once the cause is fixed (a unit added to the catalog, a patient
+//! id corrected at the source...). Bounded: past `max_bytes` the oldest files are dropped
+//! (and counted).
+//!
+//! Files `dead-letters/dlq-<first id:020>.log` in the record format (magic `VDLQ`,
+//! version 1). A record is either an entry (`0u8 | header json length u32 | header json |
+//! raw bytes`) or a removal (`1u8 | id u64`) written when an entry is replayed or purged.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::record::{self, Tail};
+use crate::wal::sync_dir;
+
+const MAGIC: [u8; 4] = *b"VDLQ";
+const VERSION: u32 = 1;
+/// Start a new file past this size, so the oldest entries can be dropped a file at a time.
+const FILE_BYTES: u64 = 8 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeadLetterError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("no dead letter {0}")]
+    NotFound(u64),
+}
+
+/// One refused item of an entry, as reported to the sender.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RefusedItem {
+    pub index: usize,
+    pub code: String,
+    pub message: String,
+}
+
+/// What is known about a dead letter besides its raw bytes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: u64,
+    /// When it was refused (ms since the epoch).
+    pub time_ms: i64,
+    /// Which adapter refused it, e.g. `api/samples`, `line_protocol`.
+    pub source: String,
+    /// The content type or format the raw bytes are in, for replay.
+    pub format: String,
+    /// A one-line summary.
+    pub reason: String,
+    /// The refused items (empty when the whole input was refused).
+    pub items: Vec<RefusedItem>,
+    /// Free-form context for replay (e.g. the precision of line protocol).
+    #[serde(default)]
+    pub context: BTreeMap<String, String>,
+    pub raw_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Located {
+    meta: DeadLetter,
+    file: u64,
+    raw_offset: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    current: File,
+    current_first: u64,
+    current_len: u64,
+    /// First id of each file -> its size.
+    files: BTreeMap<u64, u64>,
+    entries: BTreeMap<u64, Located>,
+    next_id: u64,
+    dropped: u64,
+}
+
+/// The store; cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct DeadLetters {
+    dir: PathBuf,
+    max_bytes: u64,
+    inner: Mutex<Inner>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DeadLetterError + '_ {
+    move |source| DeadLetterError::Io { path: path.to_owned(), source }
+}
+
+fn file_path(dir: &Path, first: u64) -> PathBuf {
+    dir.join(format!("dlq-{first:020}.log"))
+}
+
+impl DeadLetters {
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<DeadLetters, DeadLetterError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut firsts: Vec<u64> = fs::read_dir(dir)
+            .map_err(io(dir))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix("dlq-")?.strip_suffix(".log")?.parse().ok())
+            .collect();
+        firsts.sort_unstable();
+        let mut entries = BTreeMap::new();
+        let mut files = BTreeMap::new();
+        let mut next_id = 1u64;
+        for first in &firsts {
+            let path = file_path(dir, *first);
+            let bytes = fs::read(&path).map_err(io(&path))?;
+            let scan = record::scan(&bytes, MAGIC, VERSION)
+                .map_err(|e| DeadLetterError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+            next_id = next_id.max(*first);
+            for (offset, payload) in &scan.records {
+                match payload.first() {
+                    Some(0) if payload.len() >= 5 => {
+                        let n = u32::from_le_bytes([payload[1], payload[2], payload[3], payload[4]]) as usize;
+                        let header = payload.get(5..5 + n).ok_or_else(|| DeadLetterError::Corrupt {
+                            path: path.clone(),
+                            reason: format!("entry at offset {offset} is cut short"),
+                        })?;
+                        let meta: DeadLetter =
+                            serde_json::from_slice(header).map_err(|e| DeadLetterError::Corrupt {
+                                path: path.clone(),
+                                reason: format!("entry at offset {offset}: {e}"),
+                            })?;
+                        next_id = next_id.max(meta.id + 1);
+                        let raw_offset = offset + record::FRAME_LEN as u64 + 5 + n as u64;
+                        entries.insert(meta.id, Located { meta, file: *first, raw_offset });
+                    }
+                    Some(1) if payload.len() == 9 => {
+                        let mut id = [0u8; 8];
+                        id.copy_from_slice(&payload[1..9]);
+                        entries.remove(&u64::from_le_bytes(id));
+                    }
+                    _ => {
+                        return Err(DeadLetterError::Corrupt {
+                            path,
+                            reason: format!("unknown record at offset {offset}"),
+                        });
+                    }
+                }
+            }
+            let len = match scan.tail {
+                Tail::Clean => bytes.len() as u64,
+                Tail::Torn { offset } | Tail::Corrupt { offset, .. } => {
+                    // Dead letters are a diagnostic store: keep what is readable, log the rest.
+                    tracing::warn!(path = %path.display(), offset, "dead-letter file damaged at the end; truncating");
+                    let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                    f.set_len(offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
+                    offset.max(record::HEADER_LEN as u64)
+                }
+            };
+            files.insert(*first, len);
+        }
+        let (current, current_first, current_len) = match files.iter().next_back() {
+            Some((first, len)) if *len < FILE_BYTES => {
+                let path = file_path(dir, *first);
+                (OpenOptions::new().append(true).open(&path).map_err(io(&path))?, *first, *len)
+            }
+            _ => {
+                let (f, len) = create(dir, next_id)?;
+                files.insert(next_id, len);
+                (f, next_id, len)
+            }
+        };
+        Ok(DeadLetters {
+            dir: dir.to_owned(),
+            max_bytes,
+            inner: Mutex::new(Inner { current, current_first, current_len, files, entries, next_id, dropped: 0 }),
+        })
+    }
+
+    /// Keeps refused input; returns its id. Durable (fsynced) when this returns.
+    pub fn add(&self, mut meta: DeadLetter, raw: &[u8]) -> Result<u64, DeadLetterError> {
+        let mut g = self.inner.lock();
+        meta.id = g.next_id;
+        meta.raw_bytes = raw.len() as u64;
+        let header = serde_json::to_vec(&meta).map_err(|e| DeadLetterError::Corrupt {
+            path: self.dir.clone(),
+            reason: format!("entry does not serialize: {e}"),
+        })?;
+        if g.current_len >= FILE_BYTES {
+            let (f, len) = create(&self.dir, meta.id)?;
+            g.current = f;
+            g.current_first = meta.id;
+            g.current_len = len;
+            let first = meta.id;
+            g.files.insert(first, len);
+        }
+        let mut buf = Vec::with_capacity(header.len() + raw.len() + 16);
+        record::encode_with(&mut buf, |out| {
+            out.push(0);
+            out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+            out.extend_from_slice(&header);
+            out.extend_from_slice(raw);
+        });
+        let path = file_path(&self.dir, g.current_first);
+        g.current.write_all(&buf).and_then(|()| g.current.sync_data()).map_err(io(&path))?;
+        let raw_offset = g.current_len + record::FRAME_LEN as u64 + 5 + header.len() as u64;
+        g.current_len += buf.len() as u64;
+        let (first, len) = (g.current_first, g.current_len);
+        g.files.insert(first, len);
+        g.next_id += 1;
+        let id = meta.id;
+        g.entries.insert(id, Located { meta, file: first, raw_offset });
+        self.enforce_bound(&mut g)?;
+        Ok(id)
+    }
+
+    fn enforce_bound(&self, g: &mut Inner) -> Result<(), DeadLetterError> {
+        while g.files.values().sum::<u64>() > self.max_bytes && g.files.len() > 1 {
+            let Some((&first, _)) = g.files.iter().next() else { break };
+            if first == g.current_first {
+                break;
+            }
+            let path = file_path(&self.dir, first);
+            fs::remove_file(&path).map_err(io(&path))?;
+            g.files.remove(&first);
+            let doomed: Vec<u64> = g.entries.iter().filter(|(_, l)| l.file == first).map(|(id, _)| *id).collect();
+            g.dropped += doomed.len() as u64;
+            for id in doomed {
+                g.entries.remove(&id);
+            }
+            tracing::warn!(path = %path.display(), "dead-letter store full: dropped its oldest file");
+        }
+        Ok(())
+    }
+
+    /// Entries, oldest first, after `after` (an id), at most `limit`.
+    pub fn list(&self, after: u64, limit: usize) -> Vec<DeadLetter> {
+        self.inner.lock().entries.range(after + 1..).take(limit).map(|(_, l)| l.meta.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Entries dropped because the store was full, since start.
+    pub fn dropped(&self) -> u64 {
+        self.inner.lock().dropped
+    }
+
+    /// An entry with its raw bytes.
+    pub fn get(&self, id: u64) -> Result<(DeadLetter, Vec<u8>), DeadLetterError> {
+        let (meta, file, offset) = {
+            let g = self.inner.lock();
+            let l = g.entries.get(&id).ok_or(DeadLetterError::NotFound(id))?;
+            (l.meta.clone(), l.file, l.raw_offset)
+        };
+        let path = file_path(&self.dir, file);
+        let mut f = File::open(&path).map_err(io(&path))?;
+        f.seek(SeekFrom::Start(offset)).map_err(io(&path))?;
+        let mut raw = vec![0u8; meta.raw_bytes as usize];
+        f.read_exact(&mut raw).map_err(io(&path))?;
+        Ok((meta, raw))
+    }
+
+    /// Forgets an entry (after a replay, or on purge). Durable when this returns.
+    pub fn remove(&self, id: u64) -> Result<(), DeadLetterError> {
+        let mut g = self.inner.lock();
+        if !g.entries.contains_key(&id) {
+            return Err(DeadLetterError::NotFound(id));
+        }
+        let mut buf = Vec::new();
+        record::encode_with(&mut buf, |out| {
+            out.push(1);
+            out.extend_from_slice(&id.to_le_bytes());
+        });
+        let path = file_path(&self.dir, g.current_first);
+        g.current.write_all(&buf).and_then(|()| g.current.sync_data()).map_err(io(&path))?;
+        g.current_len += buf.len() as u64;
+        let (first, len) = (g.current_first, g.current_len);
+        g.files.insert(first, len);
+        g.entries.remove(&id);
+        Ok(())
+    }
+
+    /// Deletes every entry and file; returns how many entries there were.
+    pub fn purge(&self) -> Result<usize, DeadLetterError> {
+        let mut g = self.inner.lock();
+        let n = g.entries.len();
+        let next = g.next_id;
+        let (f, len) = create(&self.dir, next)?;
+        for first in g.files.keys().copied().collect::<Vec<_>>() {
+            if first != next {
+                let path = file_path(&self.dir, first);
+                fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+        g.files.clear();
+        g.files.insert(next, len);
+        g.current = f;
+        g.current_first = next;
+        g.current_len = len;
+        g.entries.clear();
+        sync_dir(&self.dir).map_err(io(&self.dir))?;
+        Ok(n)
+    }
+}
+
+fn create(dir: &Path, first: u64) -> Result<(File, u64), DeadLetterError> {
+    let path = file_path(dir, first);
+    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io(&path))?;
+    f.write_all(&record::header(MAGIC, VERSION)).and_then(|()| f.sync_all()).map_err(io(&path))?;
+    sync_dir(dir).map_err(io(dir))?;
+    Ok((OpenOptions::new().append(true).open(&path).map_err(io(&path))?, record::HEADER_LEN as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn letter(source: &str) -> DeadLetter {
+        DeadLetter {
+            id: 0,
+            time_ms: 1,
+            source: source.into(),
+            format: "application/x-ndjson".into(),
+            reason: "1 of 2 items refused".into(),
+            items: vec![RefusedItem { index: 1, code: "unknown_unit".into(), message: "unit \"x\"".into() }],
+            context: BTreeMap::new(),
+            raw_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn entries_survive_reopen_and_removal_is_durable() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (a, b) = {
+            let d = DeadLetters::open(dir.path(), 1 << 30).expect("open");
+            let a = d.add(letter("api/samples"), b"{\"bad\": 1}").expect("add");
+            let b = d.add(letter("line_protocol"), b"m v=x").expect("add");
+            d.remove(a).expect("remove");
+            (a, b)
+        };
+        let d = DeadLetters::open(dir.path(), 1 << 30).expect("reopen");
+        assert_eq!(d.list(0, 10).iter().map(|e| e.id).collect::<Vec<_>>(), vec![b]);
+        let (meta, raw) = d.get(b).expect("get");
+        assert_eq!((meta.source.as_str(), raw.as_slice()), ("line_protocol", b"m v=x".as_slice()));
+        assert!(matches!(d.get(a), Err(DeadLetterError::NotFound(_))));
+        let c = d.add(letter("x"), b"y").expect("add");
+        assert!(c > b, "ids never repeat");
+        assert_eq!(d.purge().expect("purge"), 2);
+        drop(d);
+        assert!(DeadLetters::open(dir.path(), 1 << 30).expect("reopen").is_empty());
+    }
+
+    #[test]
+    fn the_store_is_bounded_by_dropping_its_oldest_files() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = DeadLetters::open(dir.path(), 3 * FILE_BYTES).expect("open");
+        let raw = vec![b'x'; 1 << 20];
+        for _ in 0..40 {
+            d.add(letter("api/samples"), &raw).expect("add");
+        }
+        let on_disk: u64 =
+            fs::read_dir(dir.path()).expect("ls").flatten().map(|e| e.metadata().expect("m").len()).sum();
+        assert!(on_disk <= 3 * FILE_BYTES + (2 << 20), "bounded: {on_disk}");
+        assert!(d.dropped() > 0);
+        assert_eq!(d.len() as u64 + d.dropped(), 40, "every entry is kept or counted as dropped");
+        let newest = d.list(0, 100).last().map(|e| e.id).expect("entries");
+        assert_eq!(d.get(newest).expect("get").1, raw);
+    }
+}

@@ -1,0 +1,258 @@
+//! Keeping refused input (dead letters) and the admin routes to list, show, replay and
+//! purge it. Shared by every adapter: [`keep`] is called with the body and the batch's
+//! rejections; line-based formats keep only the refused lines, JSON keeps the whole body.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use serde::Deserialize;
+use vitals_core::{Rejection, Validator};
+use vitals_ingest::line_protocol::{self, Mapping, Precision};
+use vitals_ingest::{Batch, Format, native};
+use vitals_storage::dead_letter::{DeadLetter, DeadLetterError, DeadLetters, RefusedItem};
+use vitals_storage::{Store, StoreError};
+
+use crate::api_error::{ApiError, Code};
+use crate::config::Config;
+use crate::server::AppState;
+
+/// The wire formats a dead letter can be replayed through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WireFormat {
+    Native(Format),
+    LineProtocol(Precision),
+}
+
+impl WireFormat {
+    fn name(self) -> &'static str {
+        match self {
+            WireFormat::Native(Format::Json) => "json",
+            WireFormat::Native(Format::Ndjson) => "ndjson",
+            WireFormat::Native(Format::Csv) => "csv",
+            WireFormat::LineProtocol(_) => "line_protocol",
+        }
+    }
+
+    fn line_based(self) -> bool {
+        !matches!(self, WireFormat::Native(Format::Json))
+    }
+}
+
+/// Decodes a body of any supported format with the server's validation rules.
+pub fn decode(config: &Config, now_ms: i64, format: WireFormat, body: &[u8]) -> Result<Batch, String> {
+    let cfg = &config.ingest;
+    let mut v = Validator::new(
+        vitals_core::Catalog::standard(),
+        now_ms,
+        cfg.max_future.as_ms(),
+        cfg.max_age.map(|d| d.as_ms()),
+    );
+    match format {
+        WireFormat::Native(f) => native::decode(body, f, &mut v).map_err(|e| e.to_string()),
+        WireFormat::LineProtocol(p) => {
+            let mapping = Mapping { rules: config.line_protocol.measurements.clone() };
+            Ok(line_protocol::decode(body, p, &mapping, &mut v, now_ms))
+        }
+    }
+}
+
+/// Keeps what a batch refused. `whole_failure` is set when the body could not be decoded at
+/// all. Failing to keep is logged (the sender still gets the per-item answer).
+pub fn keep(
+    dead: &DeadLetters,
+    now_ms: i64,
+    source: &str,
+    format: WireFormat,
+    body: &[u8],
+    rejections: &[Rejection],
+    whole_failure: Option<&str>,
+) -> Option<u64> {
+    if rejections.is_empty() && whole_failure.is_none() {
+        return None;
+    }
+    let mut context = BTreeMap::new();
+    if let WireFormat::LineProtocol(p) = format {
+        context.insert("precision".to_owned(), precision_name(p).to_owned());
+    }
+    let (raw, items): (Vec<u8>, Vec<RefusedItem>) = if format.line_based() && whole_failure.is_none() {
+        // Only the refused lines (and a CSV header), renumbered in the excerpt; the original
+        // line is in each item's message.
+        let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
+        let mut raw = Vec::new();
+        let mut items = Vec::new();
+        let header = matches!(format, WireFormat::Native(Format::Csv))
+            && lines.first().is_some_and(|l| l.starts_with(b"patient"));
+        if header {
+            raw.extend_from_slice(lines[0]);
+            raw.push(b'\n');
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for r in rejections {
+            if seen.insert(r.index)
+                && let Some(l) = lines.get(r.index)
+            {
+                raw.extend_from_slice(l);
+                raw.push(b'\n');
+            }
+            items.push(RefusedItem {
+                index: seen.len() - 1 + usize::from(header),
+                code: r.code.as_str().to_owned(),
+                message: format!("(line {} of the original) {}", r.index + 1, r.message),
+            });
+        }
+        (raw, items)
+    } else {
+        let items = rejections
+            .iter()
+            .map(|r| RefusedItem { index: r.index, code: r.code.as_str().to_owned(), message: r.message.clone() })
+            .collect();
+        (body.to_vec(), items)
+    };
+    let reason = match whole_failure {
+        Some(why) => why.to_owned(),
+        None => format!("{} item(s) refused, first: {}", rejections.len(), rejections[0].code),
+    };
+    let letter = DeadLetter {
+        id: 0,
+        time_ms: now_ms,
+        source: source.to_owned(),
+        format: format.name().to_owned(),
+        reason,
+        items,
+        context,
+        raw_bytes: 0,
+    };
+    match dead.add(letter, &raw) {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::error!(error = %e, source, "could not keep a dead letter");
+            None
+        }
+    }
+}
+
+fn precision_name(p: Precision) -> &'static str {
+    match p {
+        Precision::Nanoseconds => "ns",
+        Precision::Microseconds => "u",
+        Precision::Milliseconds => "ms",
+        Precision::Seconds => "s",
+        Precision::Minutes => "m",
+        Precision::Hours => "h",
+    }
+}
+
+fn format_of(letter: &DeadLetter) -> Option<WireFormat> {
+    Some(match letter.format.as_str() {
+        "json" => WireFormat::Native(Format::Json),
+        "ndjson" => WireFormat::Native(Format::Ndjson),
+        "csv" => WireFormat::Native(Format::Csv),
+        "line_protocol" => {
+            WireFormat::LineProtocol(letter.context.get("precision").map(String::as_str).unwrap_or("ns").parse().ok()?)
+        }
+        _ => return None,
+    })
+}
+
+/// The result of a replay.
+#[derive(Debug, serde::Serialize)]
+pub struct Replayed {
+    pub id: u64,
+    pub accepted: usize,
+    pub rejected: Vec<Rejection>,
+    /// The entry is removed when nothing was refused this time.
+    pub removed: bool,
+}
+
+/// Decodes a dead letter again with today's rules and writes what now passes. Samples that
+/// were accepted the first time are written again, which is harmless: the same (patient,
+/// metric, device, time) is one sample.
+pub fn replay(
+    config: &Config,
+    store: &Store,
+    dead: &DeadLetters,
+    now_ms: i64,
+    id: u64,
+) -> Result<Replayed, ReplayError> {
+    let (letter, raw) = dead.get(id)?;
+    let format = format_of(&letter).ok_or_else(|| ReplayError::Format(letter.format.clone()))?;
+    let batch = decode(config, now_ms, format, &raw).map_err(ReplayError::Decode)?;
+    let accepted = batch.samples.len();
+    store.write(batch.samples)?;
+    let removed = batch.rejections.is_empty();
+    if removed {
+        dead.remove(id)?;
+    }
+    Ok(Replayed { id, accepted, rejected: batch.rejections, removed })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("unknown format {0:?}")]
+    Format(String),
+    #[error("still not decodable: {0}")]
+    Decode(String),
+}
+
+impl From<ReplayError> for ApiError {
+    fn from(e: ReplayError) -> Self {
+        match e {
+            ReplayError::DeadLetter(DeadLetterError::NotFound(id)) => {
+                ApiError::new(Code::NotFound, format!("no dead letter {id}"))
+            }
+            ReplayError::Store(s) => s.into(),
+            ReplayError::Decode(m) => ApiError::new(Code::InvalidBody, m),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+pub async fn list(State(app): State<AppState>, Query(p): Query<ListParams>) -> Json<serde_json::Value> {
+    let entries = app.dead_letters.list(p.after.unwrap_or(0), p.limit.unwrap_or(100).min(1000));
+    Json(
+        serde_json::json!({ "dead_letters": entries, "total": app.dead_letters.len(), "dropped": app.dead_letters.dropped() }),
+    )
+}
+
+pub async fn show(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Json<serde_json::Value>, ApiError> {
+    let (meta, raw) = app.dead_letters.get(id).map_err(ReplayError::from)?;
+    let mut v = serde_json::to_value(&meta).map_err(ApiError::internal)?;
+    match String::from_utf8(raw) {
+        Ok(text) => v["raw"] = serde_json::Value::String(text),
+        Err(e) => {
+            v["raw_base64"] = serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(e.as_bytes()))
+        }
+    }
+    Ok(Json(v))
+}
+
+pub async fn replay_one(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Json<Replayed>, ApiError> {
+    let r =
+        tokio::task::spawn_blocking(move || replay(&app.config, &app.store, &app.dead_letters, app.clock.now_ms(), id))
+            .await
+            .map_err(ApiError::internal)??;
+    Ok(Json(r))
+}
+
+pub async fn remove_one(State(app): State<AppState>, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+    app.dead_letters.remove(id).map_err(ReplayError::from)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn purge(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let n = app.dead_letters.purge().map_err(ApiError::internal)?;
+    Ok(Json(serde_json::json!({ "purged": n })))
+}
