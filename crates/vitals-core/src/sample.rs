@@ -61,10 +61,12 @@ pub enum RejectCode {
     TimeTooOld,
     ValueNotFinite,
     ValueOutOfRange,
+    /// The sender's token is bound to another patient.
+    PatientNotAllowed,
 }
 
 impl RejectCode {
-    pub const ALL: [RejectCode; 13] = [
+    pub const ALL: [RejectCode; 14] = [
         Self::Malformed,
         Self::MissingField,
         Self::InvalidField,
@@ -78,6 +80,7 @@ impl RejectCode {
         Self::TimeTooOld,
         Self::ValueNotFinite,
         Self::ValueOutOfRange,
+        Self::PatientNotAllowed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +98,7 @@ impl RejectCode {
             Self::TimeTooOld => "time_too_old",
             Self::ValueNotFinite => "value_not_finite",
             Self::ValueOutOfRange => "value_out_of_range",
+            Self::PatientNotAllowed => "patient_not_allowed",
         }
     }
 }
@@ -132,11 +136,26 @@ pub struct Validator<'c> {
     max_age_ms: Option<i64>,
     patients: HashMap<String, PatientId>,
     devices: HashMap<String, DeviceId>,
+    only_patient: Option<PatientId>,
 }
 
 impl<'c> Validator<'c> {
     pub fn new(catalog: &'c Catalog, now_ms: i64, max_future_ms: i64, max_age_ms: Option<i64>) -> Self {
-        Self { catalog, now_ms, max_future_ms, max_age_ms, patients: HashMap::new(), devices: HashMap::new() }
+        Self {
+            catalog,
+            now_ms,
+            max_future_ms,
+            max_age_ms,
+            patients: HashMap::new(),
+            devices: HashMap::new(),
+            only_patient: None,
+        }
+    }
+
+    /// Refuses samples of any other patient (a sender whose token is bound to one patient).
+    pub fn only_patient(mut self, patient: Option<PatientId>) -> Self {
+        self.only_patient = patient;
+        self
     }
 
     pub fn catalog(&self) -> &'c Catalog {
@@ -153,6 +172,14 @@ impl<'c> Validator<'c> {
         let metric = self.catalog.get(metric_id);
         let patient = intern(&mut self.patients, &raw.patient, PatientId::new)
             .map_err(|e| reject(RejectCode::InvalidPatient, format!("patient {:?} {e}", raw.patient)))?;
+        if let Some(only) = &self.only_patient
+            && *only != patient
+        {
+            return Err(reject(
+                RejectCode::PatientNotAllowed,
+                format!("this token may only write for patient {only}, not {patient}"),
+            ));
+        }
         let device = match raw.device.as_deref() {
             None | Some("") => None,
             Some(d) => Some(
@@ -259,8 +286,11 @@ mod tests {
 
     #[test]
     fn every_rejection_code_reachable_by_validation_has_a_case() {
-        let mut v = Validator::new(Catalog::standard(), NOW, 600_000, Some(86_400_000));
+        let mut v = Validator::new(Catalog::standard(), NOW, 600_000, Some(86_400_000))
+            .only_patient(Some(PatientId::new("p-1").expect("id")));
         let ok = RawTime::Ms(NOW);
+        let mut other = raw("heart_rate", ok.clone(), 70.0, None);
+        other.patient = "p-2".into();
         let mut bad_patient = raw("heart_rate", ok.clone(), 70.0, None);
         bad_patient.patient = "a b".into();
         let mut bad_device = raw("heart_rate", ok.clone(), 70.0, None);
@@ -270,6 +300,7 @@ mod tests {
         let mut long_id = raw("heart_rate", ok.clone(), 70.0, None);
         long_id.id = Some("i".repeat(65).into());
         let cases = [
+            (other, RejectCode::PatientNotAllowed),
             (bad_patient, RejectCode::InvalidPatient),
             (bad_device, RejectCode::InvalidDevice),
             (long_id, RejectCode::InvalidSampleId),

@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use vitals_core::PatientId;
 use vitals_storage::meta_file;
 
 const TOKENS_FILE: &str = "tokens.json";
@@ -59,6 +60,9 @@ pub struct TokenRecord {
     /// Hex SHA-256 of the token.
     pub hash: String,
     pub created_ms: i64,
+    /// A token bound to one patient may only write that patient's samples.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patient: Option<String>,
 }
 
 /// Who made a request.
@@ -67,6 +71,8 @@ pub struct Principal {
     pub token_id: String,
     pub name: String,
     pub role: Role,
+    /// Set for tokens bound to one patient.
+    pub patient: Option<PatientId>,
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -123,7 +129,12 @@ impl TokenStore {
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
         let h = hash_token(token);
         let found = |l: &Loaded| {
-            l.by_hash.get(&h).map(|t| Principal { token_id: t.id.clone(), name: t.name.clone(), role: t.role })
+            l.by_hash.get(&h).map(|t| Principal {
+                token_id: t.id.clone(),
+                name: t.name.clone(),
+                role: t.role,
+                patient: t.patient.as_deref().and_then(|p| PatientId::new(p).ok()),
+            })
         };
         {
             let l = self.loaded.lock();
@@ -144,8 +155,12 @@ impl TokenStore {
         name: &str,
         role: Role,
         secret: Option<&str>,
+        patient: Option<&str>,
         now_ms: i64,
     ) -> anyhow::Result<(TokenRecord, String)> {
+        if let Some(p) = patient {
+            PatientId::new(p).map_err(|e| anyhow::anyhow!("patient {p:?} {e}"))?;
+        }
         if name.trim().is_empty() || name.len() > 100 {
             bail!("a token name must be 1 to 100 characters");
         }
@@ -160,7 +175,14 @@ impl TokenStore {
             bail!("that token already exists");
         }
         let id = format!("tok-{}", &generate_token()?[TOKEN_PREFIX.len()..TOKEN_PREFIX.len() + 12]);
-        let rec = TokenRecord { id, name: name.to_owned(), role, hash, created_ms: now_ms };
+        let rec = TokenRecord {
+            id,
+            name: name.to_owned(),
+            role,
+            hash,
+            created_ms: now_ms,
+            patient: patient.map(str::to_owned),
+        };
         file.tokens.push(rec.clone());
         meta_file::write(&self.dir, TOKENS_FILE, &file).context("saving tokens")?;
         self.reload()?;
@@ -196,12 +218,14 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let store = TokenStore::open(dir.path()).expect("open");
         assert!(store.is_empty());
-        let (rec, secret) = store.create("ops", Role::Admin, None, 1).expect("create");
-        let (_, dev) = store.create("watch", Role::Device, Some("device-secret-0123456789"), 2).expect("create");
+        let (rec, secret) = store.create("ops", Role::Admin, None, None, 1).expect("create");
+        let (_, dev) =
+            store.create("watch", Role::Device, Some("device-secret-0123456789"), Some("p-1"), 2).expect("create");
         let on_disk = std::fs::read_to_string(dir.path().join(TOKENS_FILE)).expect("file");
         assert!(!on_disk.contains(&secret) && !on_disk.contains(&dev), "secrets never stored");
         assert_eq!(store.authenticate(&secret).map(|p| p.role), Some(Role::Admin));
         assert_eq!(store.authenticate(&dev).map(|p| p.role), Some(Role::Device));
+        assert_eq!(store.authenticate(&dev).and_then(|p| p.patient).map(|p| p.to_string()), Some("p-1".into()));
         assert!(store.authenticate("vt_nope").is_none());
         assert!(Role::Device.allows(Permission::WriteSamples));
         assert!(!Role::Device.allows(Permission::ReadData));
@@ -210,6 +234,6 @@ mod tests {
         let other = TokenStore::open(dir.path()).expect("open");
         assert!(other.revoke(&rec.id).expect("revoke"));
         assert!(store.authenticate(&secret).is_none());
-        assert!(store.create("x", Role::Admin, Some("short"), 3).is_err());
+        assert!(store.create("x", Role::Admin, Some("short"), None, 3).is_err());
     }
 }

@@ -365,7 +365,7 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     config.storage.data_dir = data_dir.clone();
     let store = Arc::new(Store::open(&data_dir, config.store_config(), Arc::new(SystemClock))?);
     let tokens = TokenStore::open(&data_dir)?;
-    let (_, token) = tokens.create("bench", Role::Admin, None, clock.now_ms())?;
+    let (_, token) = tokens.create("bench", Role::Admin, None, None, clock.now_ms())?;
     let auth = format!("Bearer {token}");
     let dead = crate::commands::open_dead_letters(&config)?;
     let app = Arc::new(App::new(store.clone(), tokens, dead, config, Arc::new(SystemClock)));

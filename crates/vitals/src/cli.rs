@@ -163,6 +163,9 @@ pub enum TokenCommand {
         role: Role,
         #[arg(long)]
         name: String,
+        /// Bind the token to one patient: it may only write that patient's samples.
+        #[arg(long)]
+        patient: Option<String>,
         #[command(flatten)]
         remote: RemoteArgs,
     },

@@ -76,7 +76,7 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let tokens = TokenStore::open(&config.storage.data_dir)?;
         if tokens.is_empty() {
             let preset = crate::config::initial_admin_token();
-            let (_, secret) = tokens.create("initial admin", Role::Admin, preset.as_deref(), clock.now_ms())?;
+            let (_, secret) = tokens.create("initial admin", Role::Admin, preset.as_deref(), None, clock.now_ms())?;
             if preset.is_none() {
                 println!("admin token (shown once, store it safely): {secret}");
             } else {
@@ -399,15 +399,15 @@ fn post_chunk(client: &Client, format: Format, chunk: &[u8]) -> anyhow::Result<(
 
 fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TokenCommand::Create { role, name, remote: r } => {
+        TokenCommand::Create { role, name, patient, remote: r } => {
             if let Some(c) = remote(&r)? {
-                let body = serde_json::json!({"name": name, "role": role}).to_string();
+                let body = serde_json::json!({"name": name, "role": role, "patient": patient}).to_string();
                 let v: serde_json::Value =
                     serde_json::from_str(&c.post("/api/v1/tokens", "application/json", body.as_bytes())?)?;
                 println!("{}", v.get("token").and_then(|t| t.as_str()).unwrap_or_default());
             } else {
                 let tokens = TokenStore::open(&config.storage.data_dir)?;
-                let (rec, secret) = tokens.create(&name, role, None, SystemClock.now_ms())?;
+                let (rec, secret) = tokens.create(&name, role, None, patient.as_deref(), SystemClock.now_ms())?;
                 eprintln!("created {} token {} ({}); it is shown only this once:", rec.role.as_str(), rec.id, rec.name);
                 println!("{secret}");
             }

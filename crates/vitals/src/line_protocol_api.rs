@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Extension, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -89,6 +89,7 @@ pub async fn require_influx(
 /// `POST /write?db=...&precision=...` (InfluxDB 1.x).
 pub async fn write_v1(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -97,12 +98,13 @@ pub async fn write_v1(
         return influx_response(StatusCode::BAD_REQUEST, Some("database is required"));
     }
     let precision = params.get("precision").map(String::as_str).unwrap_or("");
-    write(app, precision, &headers, body).await
+    write(app, principal, precision, &headers, body).await
 }
 
 /// `POST /api/v2/write?org=...&bucket=...&precision=...` (InfluxDB 2.x).
 pub async fn write_v2(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     Query(params): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -111,10 +113,16 @@ pub async fn write_v2(
         return influx_response(StatusCode::BAD_REQUEST, Some("bucket is required"));
     }
     let precision = params.get("precision").map(String::as_str).unwrap_or("");
-    write(app, precision, &headers, body).await
+    write(app, principal, precision, &headers, body).await
 }
 
-async fn write(app: AppState, precision: &str, headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+async fn write(
+    app: AppState,
+    principal: Principal,
+    precision: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let started = Instant::now();
     let limit = app.config.server.body_limit_bytes;
     let body = match body {
@@ -145,7 +153,8 @@ async fn write(app: AppState, precision: &str, headers: &HeaderMap, body: Result
             };
             let now = app.clock.now_ms();
             let cfg = &app.config.ingest;
-            let mut v = Validator::new(app.catalog, now, cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()));
+            let mut v = Validator::new(app.catalog, now, cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()))
+                .only_patient(principal.patient);
             let batch = line_protocol::decode(bytes, precision, &mapping, &mut v, now);
             let first_bad_line = batch.rejections.first().map(|r| line_text(bytes, r.index));
             app.keep_refused("line_protocol", WireFormat::LineProtocol(precision), bytes, &batch.rejections, None);

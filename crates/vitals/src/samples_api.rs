@@ -4,14 +4,15 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Serialize;
-use vitals_core::{Rejection, Validator};
+use vitals_core::{PatientId, Rejection, Validator};
 use vitals_ingest::{Batch, Format, native};
 
 use crate::api_error::{ApiError, Code};
+use crate::auth::Principal;
 use crate::dead_letter_api::WireFormat;
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
@@ -30,6 +31,7 @@ pub struct IngestResponse {
 
 pub async fn post_samples(
     State(app): State<AppState>,
+    Extension(principal): Extension<Principal>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<IngestResponse>, ApiError> {
@@ -49,7 +51,7 @@ pub async fn post_samples(
     })?;
     let format = Format::from_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()));
     let wire = WireFormat::Native(format);
-    let batch = match decode(&app, body.clone(), format).await {
+    let batch = match decode(&app, body.clone(), format, principal.patient).await {
         Ok(b) => b,
         Err(e) => {
             app.keep_refused(SOURCE, wire, &body, &[], Some(&e.message));
@@ -75,14 +77,15 @@ pub async fn post_samples(
     Ok(Json(IngestResponse { accepted, rejected: batch.rejections }))
 }
 
-async fn decode(app: &AppState, body: Bytes, format: Format) -> Result<Batch, ApiError> {
+async fn decode(app: &AppState, body: Bytes, format: Format, only: Option<PatientId>) -> Result<Batch, ApiError> {
     let big = body.len() > INLINE_DECODE_BYTES;
     let run = {
         let app = app.clone();
         move || {
             let cfg = &app.config.ingest;
             let mut v =
-                Validator::new(app.catalog, app.clock.now_ms(), cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()));
+                Validator::new(app.catalog, app.clock.now_ms(), cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()))
+                    .only_patient(only);
             native::decode(&body, format, &mut v)
         }
     };

@@ -13,6 +13,8 @@ use crate::server::AppState;
 pub struct CreateToken {
     name: String,
     role: Role,
+    /// Binds the token to one patient.
+    patient: Option<String>,
 }
 
 pub async fn list_tokens(State(app): State<AppState>) -> Json<serde_json::Value> {
@@ -20,7 +22,12 @@ pub async fn list_tokens(State(app): State<AppState>) -> Json<serde_json::Value>
         .tokens
         .list()
         .into_iter()
-        .map(|t| serde_json::json!({"id": t.id, "name": t.name, "role": t.role, "created": vitals_core::time::format_time(t.created_ms)}))
+        .map(|t| {
+            serde_json::json!({
+                "id": t.id, "name": t.name, "role": t.role, "patient": t.patient,
+                "created": vitals_core::time::format_time(t.created_ms),
+            })
+        })
         .collect();
     Json(serde_json::json!({ "tokens": tokens }))
 }
@@ -33,7 +40,7 @@ pub async fn create_token(
     let Json(req) = body.map_err(|e| ApiError::new(Code::InvalidBody, e.body_text()))?;
     let (rec, secret) = app
         .tokens
-        .create(&req.name, req.role, None, app.clock.now_ms())
+        .create(&req.name, req.role, None, req.patient.as_deref(), app.clock.now_ms())
         .map_err(|e| ApiError::new(Code::InvalidBody, format!("{e:#}")))?;
     Ok((
         StatusCode::CREATED,

@@ -220,15 +220,33 @@ fn every_rejection_code_is_reported_per_item_and_good_items_are_kept() {
     let r = server.post("/api/v1/samples", Some(ADMIN), "text/csv", csv.as_bytes()).json();
     assert_eq!(r["rejected"][0]["code"], json!("value_not_finite"), "{r}");
     assert_eq!(r["rejected"][1]["code"], json!("value_not_finite"), "{r}");
+    // A token bound to one patient writes only that patient's samples.
+    let r = server.post(
+        "/api/v1/tokens",
+        Some(ADMIN),
+        "application/json",
+        br#"{"name":"w","role":"device","patient":"p-1"}"#,
+    );
+    let bound = r.json()["token"].as_str().expect("token").to_owned();
+    let two = json!([ok.clone(), with("patient", json!("p-2"))]).to_string();
+    let r = server.post("/api/v1/samples", Some(&bound), "application/json", two.as_bytes()).json();
+    assert_eq!(r["accepted"], json!(1), "{r}");
+    assert_eq!(
+        (r["rejected"][0]["index"].clone(), r["rejected"][0]["code"].clone()),
+        (json!(1), json!("patient_not_allowed"))
+    );
+    let lp = format!("heart_rate,patient=p-2 value=70 {NOW}");
+    let r = server.post("/write?db=x&precision=ms", Some(&bound), "text/plain", lp.as_bytes());
+    assert!(r.json()["error"].as_str().unwrap_or("").contains("patient_not_allowed"), "{}", r.body);
     let covered: std::collections::BTreeSet<&str> =
-        cases.iter().map(|c| c.1.as_str()).chain(["time_too_old", "value_not_finite"]).collect();
+        cases.iter().map(|c| c.1.as_str()).chain(["time_too_old", "value_not_finite", "patient_not_allowed"]).collect();
     for code in RejectCode::ALL {
         assert!(covered.contains(code.as_str()), "no case for {code}");
     }
     // Rejections are counted in /metrics by code.
     let m = server.get("/metrics", Some(ADMIN)).body;
     assert!(m.contains("vitals_rejected_samples_total{code=\"unknown_metric\"} 1"), "{m}");
-    assert!(m.contains("vitals_ingested_samples_total 2"), "{m}");
+    assert!(m.contains("vitals_ingested_samples_total 3"), "{m}");
 }
 
 #[test]

@@ -60,8 +60,8 @@ impl TestServer {
         sc.background = false;
         let store = Arc::new(Store::open(dir.path(), sc, Arc::new(clock.clone())).expect("store"));
         let tokens = TokenStore::open(dir.path()).expect("tokens");
-        tokens.create("admin", Role::Admin, Some(ADMIN), 0).expect("admin token");
-        tokens.create("watch", Role::Device, Some(DEVICE), 0).expect("device token");
+        tokens.create("admin", Role::Admin, Some(ADMIN), None, 0).expect("admin token");
+        tokens.create("watch", Role::Device, Some(DEVICE), None, 0).expect("device token");
         let dead = vitals::commands::open_dead_letters(&config).expect("dead letters");
         let app = Arc::new(App::new(store.clone(), tokens, dead, config, Arc::new(clock.clone())));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
