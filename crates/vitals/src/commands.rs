@@ -350,7 +350,8 @@ fn write_chunk(
     let batch = native::decode(chunk, format, &mut v)?;
     if let Some(d) = dead {
         let wire = crate::dead_letter_api::WireFormat::Native(format);
-        crate::dead_letter_api::keep(d, SystemClock.now_ms(), "cli/ingest", wire, chunk, &batch.rejections, None);
+        let refused = crate::dead_letter_api::Refused { rejections: &batch.rejections, ..Default::default() };
+        crate::dead_letter_api::keep(d, SystemClock.now_ms(), "cli/ingest", wire, chunk, &refused);
     }
     let n = batch.samples.len();
     store.write(batch.samples)?;

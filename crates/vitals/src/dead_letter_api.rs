@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::Deserialize;
 use vitals_core::{Rejection, Validator};
+use vitals_ingest::health_auto_export::{self, Unsupported};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
 use vitals_ingest::{Batch, Format, native};
 use vitals_storage::dead_letter::{DeadLetter, DeadLetterError, DeadLetters, RefusedItem};
@@ -24,6 +25,8 @@ use crate::server::AppState;
 pub enum WireFormat {
     Native(Format),
     LineProtocol(Precision),
+    /// Health Auto Export JSON; the patient travels in the entry's context.
+    HealthAutoExport,
 }
 
 impl WireFormat {
@@ -33,16 +36,24 @@ impl WireFormat {
             WireFormat::Native(Format::Ndjson) => "ndjson",
             WireFormat::Native(Format::Csv) => "csv",
             WireFormat::LineProtocol(_) => "line_protocol",
+            WireFormat::HealthAutoExport => "health_auto_export",
         }
     }
 
     fn line_based(self) -> bool {
-        !matches!(self, WireFormat::Native(Format::Json))
+        matches!(self, WireFormat::Native(Format::Ndjson | Format::Csv) | WireFormat::LineProtocol(_))
     }
 }
 
-/// Decodes a body of any supported format with the server's validation rules.
-pub fn decode(config: &Config, now_ms: i64, format: WireFormat, body: &[u8]) -> Result<Batch, String> {
+/// Decodes a body of any supported format with the server's validation rules. Parts of a
+/// Health Auto Export that cannot be stored yet count as refused (`unsupported`).
+pub fn decode(
+    config: &Config,
+    now_ms: i64,
+    format: WireFormat,
+    body: &[u8],
+    patient: Option<&str>,
+) -> Result<(Batch, Vec<Unsupported>), String> {
     let cfg = &config.ingest;
     let mut v = Validator::new(
         vitals_core::Catalog::standard(),
@@ -51,31 +62,51 @@ pub fn decode(config: &Config, now_ms: i64, format: WireFormat, body: &[u8]) -> 
         cfg.max_age.map(|d| d.as_ms()),
     );
     match format {
-        WireFormat::Native(f) => native::decode(body, f, &mut v).map_err(|e| e.to_string()),
+        WireFormat::Native(f) => native::decode(body, f, &mut v).map(|b| (b, Vec::new())).map_err(|e| e.to_string()),
         WireFormat::LineProtocol(p) => {
             let mapping = Mapping { rules: config.line_protocol.measurements.clone() };
-            Ok(line_protocol::decode(body, p, &mapping, &mut v, now_ms))
+            Ok((line_protocol::decode(body, p, &mapping, &mut v, now_ms), Vec::new()))
+        }
+        WireFormat::HealthAutoExport => {
+            let patient = patient.ok_or("no patient recorded for this export")?;
+            let d = health_auto_export::decode(body, patient, &mut v).map_err(|e| e.to_string())?;
+            Ok((d.batch, d.unsupported))
         }
     }
 }
 
-/// Keeps what a batch refused. `whole_failure` is set when the body could not be decoded at
-/// all. Failing to keep is logged (the sender still gets the per-item answer).
+/// What a request refused, for [`keep`].
+#[derive(Debug, Default)]
+pub struct Refused<'a> {
+    pub rejections: &'a [Rejection],
+    /// Set when the body could not be decoded at all.
+    pub whole_failure: Option<&'a str>,
+    /// Parts that cannot be stored yet (the whole body is kept for a later replay).
+    pub unsupported: &'a [Unsupported],
+    /// The patient an export belongs to (formats without patient ids in the body).
+    pub patient: Option<&'a str>,
+}
+
+/// Keeps what a request refused. Failing to keep is logged (the sender still gets the
+/// per-item answer).
 pub fn keep(
     dead: &DeadLetters,
     now_ms: i64,
     source: &str,
     format: WireFormat,
     body: &[u8],
-    rejections: &[Rejection],
-    whole_failure: Option<&str>,
+    refused: &Refused<'_>,
 ) -> Option<u64> {
-    if rejections.is_empty() && whole_failure.is_none() {
+    let Refused { rejections, whole_failure, unsupported, patient } = *refused;
+    if rejections.is_empty() && whole_failure.is_none() && unsupported.is_empty() {
         return None;
     }
     let mut context = BTreeMap::new();
     if let WireFormat::LineProtocol(p) = format {
         context.insert("precision".to_owned(), precision_name(p).to_owned());
+    }
+    if let Some(p) = patient {
+        context.insert("patient".to_owned(), p.to_owned());
     }
     let (raw, items): (Vec<u8>, Vec<RefusedItem>) = if format.line_based() && whole_failure.is_none() {
         // Only the refused lines (and a CSV header), renumbered in the excerpt; the original
@@ -111,9 +142,13 @@ pub fn keep(
             .collect();
         (body.to_vec(), items)
     };
-    let reason = match whole_failure {
-        Some(why) => why.to_owned(),
-        None => format!("{} item(s) refused, first: {}", rejections.len(), rejections[0].code),
+    let reason = match (whole_failure, rejections.first()) {
+        (Some(why), _) => why.to_owned(),
+        (None, Some(first)) => format!("{} item(s) refused, first: {}", rejections.len(), first.code),
+        (None, None) => {
+            let parts: Vec<String> = unsupported.iter().map(|u| format!("{} ({})", u.section, u.count)).collect();
+            format!("not stored yet: {}", parts.join(", "))
+        }
     };
     let letter = DeadLetter {
         id: 0,
@@ -150,6 +185,7 @@ fn format_of(letter: &DeadLetter) -> Option<WireFormat> {
         "json" => WireFormat::Native(Format::Json),
         "ndjson" => WireFormat::Native(Format::Ndjson),
         "csv" => WireFormat::Native(Format::Csv),
+        "health_auto_export" => WireFormat::HealthAutoExport,
         "line_protocol" => {
             WireFormat::LineProtocol(letter.context.get("precision").map(String::as_str).unwrap_or("ns").parse().ok()?)
         }
@@ -163,6 +199,7 @@ pub struct Replayed {
     pub id: u64,
     pub accepted: usize,
     pub rejected: Vec<Rejection>,
+    pub unsupported: Vec<Unsupported>,
     /// The entry is removed when nothing was refused this time.
     pub removed: bool,
 }
@@ -179,14 +216,15 @@ pub fn replay(
 ) -> Result<Replayed, ReplayError> {
     let (letter, raw) = dead.get(id)?;
     let format = format_of(&letter).ok_or_else(|| ReplayError::Format(letter.format.clone()))?;
-    let batch = decode(config, now_ms, format, &raw).map_err(ReplayError::Decode)?;
+    let patient = letter.context.get("patient").map(String::as_str);
+    let (batch, unsupported) = decode(config, now_ms, format, &raw, patient).map_err(ReplayError::Decode)?;
     let accepted = batch.samples.len();
     store.write(batch.samples)?;
-    let removed = batch.rejections.is_empty();
+    let removed = batch.rejections.is_empty() && unsupported.is_empty();
     if removed {
         dead.remove(id)?;
     }
-    Ok(Replayed { id, accepted, rejected: batch.rejections, removed })
+    Ok(Replayed { id, accepted, rejected: batch.rejections, unsupported, removed })
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -23,7 +23,7 @@ use vitals_core::{Rejection, Validator};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
 
 use crate::auth::{Permission, Principal};
-use crate::dead_letter_api::WireFormat;
+use crate::dead_letter_api::{Refused, WireFormat};
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
 
@@ -157,7 +157,8 @@ async fn write(
                 .only_patient(principal.patient);
             let batch = line_protocol::decode(bytes, precision, &mapping, &mut v, now);
             let first_bad_line = batch.rejections.first().map(|r| line_text(bytes, r.index));
-            app.keep_refused("line_protocol", WireFormat::LineProtocol(precision), bytes, &batch.rejections, None);
+            let refused = Refused { rejections: &batch.rejections, ..Refused::default() };
+            app.keep_refused("line_protocol", WireFormat::LineProtocol(precision), bytes, &refused);
             Ok((batch, first_bad_line))
         })
         .await

@@ -13,7 +13,7 @@ use vitals_ingest::{Batch, Format, native};
 
 use crate::api_error::{ApiError, Code};
 use crate::auth::Principal;
-use crate::dead_letter_api::WireFormat;
+use crate::dead_letter_api::{Refused, WireFormat};
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
 
@@ -54,11 +54,11 @@ pub async fn post_samples(
     let batch = match decode(&app, body.clone(), format, principal.patient).await {
         Ok(b) => b,
         Err(e) => {
-            app.keep_refused(SOURCE, wire, &body, &[], Some(&e.message));
+            app.keep_refused(SOURCE, wire, &body, &Refused { whole_failure: Some(&e.message), ..Refused::default() });
             return Err(e);
         }
     };
-    app.keep_refused(SOURCE, wire, &body, &batch.rejections, None);
+    app.keep_refused(SOURCE, wire, &body, &Refused { rejections: &batch.rejections, ..Refused::default() });
     for r in &batch.rejections {
         app.telemetry.rejected.get_or_create(&CodeLabel { code: r.code.as_str().to_owned() }).inc();
     }

@@ -18,7 +18,7 @@ use crate::api_error::{ApiError, Code};
 use crate::auth::{Permission, Principal, TokenStore};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
-use crate::{dead_letter_api, line_protocol_api, samples_api, series_api, tokens_api};
+use crate::{dead_letter_api, health_auto_export_api, line_protocol_api, samples_api, series_api, tokens_api};
 
 /// Everything a handler needs.
 pub struct App {
@@ -60,18 +60,9 @@ impl App {
         source: &str,
         format: crate::dead_letter_api::WireFormat,
         body: &[u8],
-        rejections: &[vitals_core::Rejection],
-        whole_failure: Option<&str>,
+        refused: &crate::dead_letter_api::Refused<'_>,
     ) -> Option<u64> {
-        crate::dead_letter_api::keep(
-            &self.dead_letters,
-            self.clock.now_ms(),
-            source,
-            format,
-            body,
-            rejections,
-            whole_failure,
-        )
+        crate::dead_letter_api::keep(&self.dead_letters, self.clock.now_ms(), source, format, body, refused)
     }
 }
 
@@ -96,6 +87,10 @@ pub fn router(app: AppState) -> Router {
                 Permission::WriteSamples,
                 post(samples_api::post_samples).route_layer(middleware::from_fn_with_state(app.clone(), limit_writes)),
             ),
+        )
+        .route(
+            "/api/v1/ingest/health-auto-export",
+            guarded(Permission::WriteSamples, post(health_auto_export_api::post_export).route_layer(write_limit())),
         )
         .route(
             "/write",

@@ -7,5 +7,6 @@ mod cli;
 mod crash;
 mod dead_letters;
 mod harness;
+mod health_auto_export;
 mod lake;
 mod line_protocol;

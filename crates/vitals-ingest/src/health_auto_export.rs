@@ -1,0 +1,390 @@
+//! Health Auto Export (the iPhone app that exports Apple Health) REST JSON:
+//! `{"data": {"metrics": [{"name", "units", "data": [...]}], "workouts": [...], ...}}`,
+//! both export format versions.
+//!
+//! Quantity metrics become samples of the catalog (`heart_rate` `Min`/`Avg`/`Max` become
+//! `heart_rate_min`/`heart_rate`/`heart_rate_max`; `blood_pressure` becomes systolic and
+//! diastolic). Units go through the catalog. Dates are `yyyy-MM-dd HH:mm:ss Z`, also in the
+//! 12-hour form with AM/PM after a space, a no-break space or a narrow no-break space
+//! (U+202F), as real phones send them. The `source` becomes the device id (sanitised).
+//! Sections and metrics Vitals cannot store yet (workouts, sleep analysis, medications...)
+//! are reported back as `unsupported`, never silently dropped.
+
+use std::borrow::Cow;
+
+use chrono::DateTime;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::Value;
+use vitals_core::{RawSample, RawTime, RejectCode, Rejection, Validator};
+
+use crate::batch::Batch;
+use crate::native::DecodeError;
+
+/// A part of an export that was not stored, with how many items it had.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Unsupported {
+    pub section: String,
+    pub count: usize,
+}
+
+/// What an export decoded to.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batch: Batch,
+    pub unsupported: Vec<Unsupported>,
+}
+
+#[derive(Deserialize)]
+struct Export {
+    data: Data,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    #[serde(default)]
+    metrics: Vec<MetricEntry>,
+    #[serde(default)]
+    workouts: Vec<IgnoredAny>,
+    #[serde(default)]
+    state_of_mind: Vec<IgnoredAny>,
+    #[serde(default)]
+    medications: Vec<IgnoredAny>,
+    #[serde(default)]
+    symptoms: Vec<IgnoredAny>,
+    #[serde(default)]
+    cycle_tracking: Vec<IgnoredAny>,
+    #[serde(default)]
+    ecg: Vec<IgnoredAny>,
+    #[serde(default)]
+    heart_rate_notifications: Vec<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct MetricEntry {
+    name: String,
+    #[serde(default)]
+    units: Option<String>,
+    #[serde(default)]
+    data: Vec<Value>,
+}
+
+/// Which catalog metric a field of an export's metric becomes.
+fn targets(name: &str) -> Option<&'static [(&'static str, &'static str)]> {
+    // (field of the data point, metric code)
+    Some(match name {
+        "heart_rate" => {
+            &[("Avg", "heart_rate"), ("Min", "heart_rate_min"), ("Max", "heart_rate_max"), ("qty", "heart_rate")]
+        }
+        "blood_pressure" => &[("systolic", "blood_pressure_systolic"), ("diastolic", "blood_pressure_diastolic")],
+        "active_energy" => &[("qty", "active_energy")],
+        "basal_energy_burned" | "resting_energy" => &[("qty", "resting_energy")],
+        "resting_heart_rate" => &[("qty", "resting_heart_rate")],
+        "flights_climbed" => &[("qty", "flights_climbed")],
+        "headphone_audio_exposure" => &[("qty", "headphone_audio_exposure")],
+        "step_count" => &[("qty", "step_count")],
+        "walking_running_distance" => &[("qty", "walking_running_distance")],
+        "walking_speed" => &[("qty", "walking_speed")],
+        "walking_step_length" => &[("qty", "walking_step_length")],
+        "walking_asymmetry_percentage" | "walking_asymmetry" => &[("qty", "walking_asymmetry")],
+        "walking_double_support_percentage" | "walking_double_support" => &[("qty", "walking_double_support")],
+        "heart_rate_variability" | "heart_rate_variability_sdnn" | "hrv" => &[("qty", "hrv_sdnn")],
+        "blood_oxygen_saturation" | "oxygen_saturation" => &[("qty", "spo2")],
+        "respiratory_rate" => &[("qty", "respiratory_rate")],
+        "body_temperature" => &[("qty", "body_temperature")],
+        "blood_glucose" => &[("qty", "blood_glucose")],
+        "weight_body_mass" | "body_mass" => &[("qty", "body_mass")],
+        _ => return None,
+    })
+}
+
+/// Parses `yyyy-MM-dd HH:mm:ss Z` (24- or 12-hour), or RFC 3339, to ms since the epoch.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let norm: String = s.trim().chars().map(|c| if c == '\u{202f}' || c == '\u{a0}' { ' ' } else { c }).collect();
+    for fmt in ["%Y-%m-%d %H:%M:%S %z", "%Y-%m-%d %I:%M:%S %p %z", "%Y-%m-%d %H:%M %z", "%Y-%m-%d %I:%M %p %z"] {
+        if let Ok(t) = DateTime::parse_from_str(&norm, fmt) {
+            return Some(t.timestamp_millis());
+        }
+    }
+    if let Ok(t) = DateTime::parse_from_rfc3339(&norm) {
+        return Some(t.timestamp_millis());
+    }
+    // A date without an offset is the phone's local time, which is unknown: refused.
+    None
+}
+
+/// Turns an app `source` ("Alex’s Apple Watch|Alex’s iPhone") into a device id.
+pub fn device_from_source(source: &str) -> Option<String> {
+    let mut out = String::with_capacity(source.len().min(64));
+    let mut dash = false;
+    for c in source.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '_' {
+            out.push(c.to_ascii_lowercase());
+            dash = false;
+        } else if !dash && !out.is_empty() {
+            out.push('-');
+            dash = true;
+        }
+        if out.len() >= 64 {
+            break;
+        }
+    }
+    let out = out.trim_end_matches('-').to_owned();
+    (!out.is_empty()).then_some(out)
+}
+
+/// Decodes an export for `patient`.
+pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let export: Export = serde_json::from_slice(body).map_err(|e| DecodeError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let mut out = Decoded::default();
+    let d = export.data;
+    for (section, n) in [
+        ("workouts", d.workouts.len()),
+        ("stateOfMind", d.state_of_mind.len()),
+        ("medications", d.medications.len()),
+        ("symptoms", d.symptoms.len()),
+        ("cycleTracking", d.cycle_tracking.len()),
+        ("ecg", d.ecg.len()),
+        ("heartRateNotifications", d.heart_rate_notifications.len()),
+    ] {
+        if n > 0 {
+            out.unsupported.push(Unsupported { section: section.to_owned(), count: n });
+        }
+    }
+    let mut index = 0usize;
+    for (m, entry) in d.metrics.iter().enumerate() {
+        let Some(targets) = targets(&entry.name) else {
+            out.unsupported.push(Unsupported { section: format!("metrics/{}", entry.name), count: entry.data.len() });
+            index += entry.data.len();
+            continue;
+        };
+        let unit = entry.units.as_deref().map(hae_unit);
+        for (k, point) in entry.data.iter().enumerate() {
+            let here = format!("data.metrics[{m}].data[{k}] ({})", entry.name);
+            let item = index;
+            index += 1;
+            let Some(obj) = point.as_object() else {
+                out.batch.items += 1;
+                out.batch.rejections.push(Rejection::new(
+                    item,
+                    RejectCode::Malformed,
+                    format!("{here}: not an object"),
+                ));
+                continue;
+            };
+            let date = obj.get("date").and_then(Value::as_str);
+            let Some(time) = date.and_then(parse_date) else {
+                out.batch.items += 1;
+                let why = match date {
+                    Some(s) => format!("{here}: date {s:?} is not yyyy-MM-dd HH:mm:ss Z"),
+                    None => format!("{here}: no date"),
+                };
+                out.batch.rejections.push(Rejection::new(item, RejectCode::InvalidTime, why));
+                continue;
+            };
+            let device = obj.get("source").and_then(Value::as_str).and_then(device_from_source);
+            let mut any = false;
+            for (field, code) in targets {
+                // heart_rate with Avg does not also read qty (older exports have only qty).
+                if *field == "qty" && *code == "heart_rate" && obj.contains_key("Avg") {
+                    continue;
+                }
+                let Some(v) = obj.get(*field) else { continue };
+                any = true;
+                out.batch.items += 1;
+                let Some(mut value) = v.as_f64() else {
+                    out.batch.rejections.push(Rejection::new(
+                        item,
+                        RejectCode::InvalidField,
+                        format!("{here}: {field} is not a number"),
+                    ));
+                    continue;
+                };
+                // SpO2 as a fraction (0.97) with unit % is a percentage (97).
+                if *code == "spo2" && value <= 1.0 {
+                    value *= 100.0;
+                }
+                let raw = RawSample {
+                    patient: Cow::Borrowed(patient),
+                    metric: Cow::Borrowed(code),
+                    time: RawTime::Ms(time),
+                    value,
+                    unit: unit.map(Cow::Borrowed),
+                    device: device.as_deref().map(Cow::Borrowed),
+                    id: None,
+                };
+                match validator.validate(item, &raw) {
+                    Ok(s) => out.batch.samples.push(s),
+                    Err(r) => out.batch.rejections.push(Rejection { message: format!("{here}: {}", r.message), ..r }),
+                }
+            }
+            if !any {
+                out.batch.items += 1;
+                let fields: Vec<&str> = targets.iter().map(|t| t.0).collect();
+                out.batch.rejections.push(Rejection::new(
+                    item,
+                    RejectCode::MissingField,
+                    format!("{here}: none of {}", fields.join(", ")),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Unit spellings of the app mapped onto the catalog's.
+fn hae_unit(u: &str) -> &str {
+    match u {
+        "count/min" | "bpm" => "count/min",
+        "degC" | "ºC" => "degC",
+        "degF" | "ºF" => "degF",
+        "km/hr" => "km/hr",
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitals_core::Catalog;
+
+    const NOW: i64 = 1_709_700_000_000; // 2024-03-06T04:40:00Z
+
+    fn run(body: &str) -> Decoded {
+        let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
+        decode(body.as_bytes(), "alias-42", &mut v).expect("decodes")
+    }
+
+    fn codes(d: &Decoded) -> Vec<&'static str> {
+        d.batch.samples.iter().map(|s| Catalog::standard().get(s.metric).code).collect()
+    }
+
+    #[test]
+    fn dates_in_every_form_phones_send() {
+        let want = parse_date("2024-01-01 15:04:05 -0800").expect("24h");
+        for s in [
+            "2024-01-01 3:04:05 PM -0800",
+            "2024-01-01 3:04:05\u{202f}PM -0800",
+            "2024-01-01 03:04:05\u{a0}PM -0800",
+            "2024-01-01T15:04:05-08:00",
+        ] {
+            assert_eq!(parse_date(s), Some(want), "{s:?}");
+        }
+        assert_eq!(want, 1_704_150_245_000);
+        assert_eq!(parse_date("2024-01-01 12:00:00 AM +0000"), Some(1_704_067_200_000));
+        for bad in ["2024-01-01", "2024-01-01 15:04:05", "yesterday", "2024-13-01 00:00:00 +0000"] {
+            assert_eq!(parse_date(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sources_become_device_ids() {
+        assert_eq!(device_from_source("Alex’s Apple Watch").as_deref(), Some("alex-s-apple-watch"));
+        assert_eq!(
+            device_from_source("Alex’s iPhone|Alex’s Apple Watch").as_deref(),
+            Some("alex-s-iphone-alex-s-apple-watch")
+        );
+        assert_eq!(device_from_source("’’"), None);
+    }
+
+    #[test]
+    fn the_documented_example_decodes_with_units_and_unsupported_parts_reported() {
+        let body = r#"{"data":{"metrics":[
+          {"name":"heart_rate","units":"count/min","data":[
+             {"date":"2024-03-05 07:41:00 -0800","Min":58,"Avg":63.5,"Max":71,"source":"Alex’s Apple Watch"}]},
+          {"name":"step_count","units":"count","data":[
+             {"date":"2024-03-05 07:41:00 -0800","qty":112,"source":"Alex’s iPhone|Alex’s Apple Watch"}]},
+          {"name":"blood_glucose","units":"mmol/L","data":[
+             {"date":"2024-03-05 07:45:00 -0800","qty":6.1,"mealTime":"Before Meal"}]},
+          {"name":"blood_pressure","units":"mmHg","data":[
+             {"date":"2024-03-05 08:00:00 -0800","systolic":121,"diastolic":79}]},
+          {"name":"active_energy","units":"kJ","data":[{"date":"2024-03-05 08:00:00 -0800","qty":418.4}]},
+          {"name":"blood_oxygen_saturation","units":"%","data":[{"date":"2024-03-05 08:00:00 -0800","qty":0.97}]},
+          {"name":"sleep_analysis","units":"hr","data":[{"date":"2024-03-05","totalSleep":7.1}]},
+          {"name":"apple_stand_hour","units":"count","data":[]}
+        ],"workouts":[{"id":"9d2b","name":"Outdoor Walk"}]}}"#;
+        let d = run(body);
+        assert_eq!(
+            codes(&d),
+            vec![
+                "heart_rate",
+                "heart_rate_min",
+                "heart_rate_max",
+                "step_count",
+                "blood_glucose",
+                "blood_pressure_systolic",
+                "blood_pressure_diastolic",
+                "active_energy",
+                "spo2"
+            ]
+        );
+        assert!(d.batch.rejections.is_empty(), "{:?}", d.batch.rejections);
+        assert_eq!(d.batch.samples[0].time_ms, 1_709_653_260_000);
+        assert_eq!(d.batch.samples[0].value, 63.5);
+        assert_eq!(d.batch.samples[0].device.as_ref().map(|x| x.as_str()), Some("alex-s-apple-watch"));
+        assert_eq!(d.batch.samples[4].value, 109.9, "6.1 mmol/L");
+        assert_eq!(d.batch.samples[7].value, 100.0, "418.4 kJ");
+        assert_eq!(d.batch.samples[8].value, 97.0, "fraction to percent");
+        assert_eq!(
+            d.unsupported,
+            vec![
+                Unsupported { section: "workouts".into(), count: 1 },
+                Unsupported { section: "metrics/sleep_analysis".into(), count: 1 },
+                Unsupported { section: "metrics/apple_stand_hour".into(), count: 0 },
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_points_are_refused_one_by_one_with_their_path() {
+        let body = r#"{"data":{"metrics":[{"name":"step_count","units":"count","data":[
+            {"date":"2024-03-05 07:41:00 -0800","qty":10},
+            {"date":"05/03/2024","qty":10},
+            {"qty":10},
+            {"date":"2024-03-05 07:42:00 -0800","qty":"ten"},
+            {"date":"2024-03-05 07:43:00 -0800"},
+            7,
+            {"date":"2024-03-05 07:44:00 -0800","qty":10}]},
+          {"name":"body_temperature","units":"furlongs","data":[{"date":"2024-03-05 07:41:00 -0800","qty":37}]}]}}"#;
+        let d = run(body);
+        assert_eq!(d.batch.samples.len(), 2);
+        let got: Vec<(usize, RejectCode)> = d.batch.rejections.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, RejectCode::InvalidTime),
+                (2, RejectCode::InvalidTime),
+                (3, RejectCode::InvalidField),
+                (4, RejectCode::MissingField),
+                (5, RejectCode::Malformed),
+                (7, RejectCode::UnknownUnit),
+            ]
+        );
+        assert!(d.batch.rejections[0].message.starts_with("data.metrics[0].data[1] (step_count)"));
+        assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
+    }
+
+    #[test]
+    fn the_body_must_be_an_export() {
+        let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
+        for bad in ["[]", "{\"metrics\": []}", "{\"data\": {\"metrics\": 5}}", "{"] {
+            assert!(decode(bad.as_bytes(), "p", &mut v).is_err(), "{bad}");
+        }
+        assert!(decode(b"{\"data\": {}}", "p", &mut v).expect("empty export").batch.samples.is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
+            if let Ok(d) = decode(&bytes, "p", &mut v) {
+                proptest::prop_assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
+            }
+        }
+    }
+}

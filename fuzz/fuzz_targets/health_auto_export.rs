@@ -1,0 +1,13 @@
+//! Fuzz target: the Health Auto Export decoder never panics and accounts for every item.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vitals_core::{Catalog, Validator};
+use vitals_ingest::health_auto_export;
+
+fuzz_target!(|data: &[u8]| {
+    let mut v = Validator::new(Catalog::standard(), 1_763_780_400_000, 600_000, None);
+    if let Ok(d) = health_auto_export::decode(data, "p", &mut v) {
+        assert_eq!(d.batch.samples.len() + d.batch.rejections.len(), d.batch.items);
+    }
+});
