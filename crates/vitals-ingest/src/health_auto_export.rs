@@ -114,7 +114,9 @@ pub fn parse_date(s: &str) -> Option<i64> {
     None
 }
 
-/// Turns an app `source` ("Alex’s Apple Watch|Alex’s iPhone") into a device id.
+/// Turns a free-form device label (an app `source` such as "Alex’s Apple Watch|Alex’s
+/// iPhone", an uploader such as "loop://iPhone") into a device id: lower case, runs of other
+/// characters become one `-`, at most 64 characters.
 pub fn device_from_source(source: &str) -> Option<String> {
     let mut out = String::with_capacity(source.len().min(64));
     let mut dash = false;

@@ -7,6 +7,7 @@ pub mod batch;
 pub mod health_auto_export;
 pub mod line_protocol;
 pub mod native;
+pub mod nightscout;
 
 pub use batch::Batch;
 pub use native::{DecodeError, Format};

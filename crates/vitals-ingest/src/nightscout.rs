@@ -1,0 +1,256 @@
+//! Nightscout uploader payloads (xDrip+, Loop, AndroidAPS): `entries` and `devicestatus`.
+//!
+//! Entries: an array or a single object; `type` `sgv` (sensor glucose, becomes
+//! `blood_glucose`) or `mbg` (meter, `blood_glucose_meter`); `cal` records are reported as
+//! unsupported. Time from `date` (ms, also as a float as Loop sends it), else `dateString`
+//! or `sysTime`. The uploader `device` becomes the device id. Devicestatus: the uploader's
+//! battery (`uploader.battery`, AndroidAPS' `uploaderBattery`) and the pump's battery
+//! percentage become `battery_level` of the uploader (or `<device>-pump`).
+
+use std::borrow::Cow;
+
+use serde_json::{Map, Value};
+use vitals_core::{RawSample, RawTime, RejectCode, Rejection, Validator};
+
+use crate::batch::Batch;
+use crate::health_auto_export::{Unsupported, device_from_source};
+use crate::native::DecodeError;
+
+/// What a payload decoded to.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub batch: Batch,
+    pub unsupported: Vec<Unsupported>,
+}
+
+fn objects(body: &[u8]) -> Result<Vec<Value>, DecodeError> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|e| DecodeError::Syntax { line: e.line(), column: e.column(), message: e.to_string() })?;
+    match v {
+        Value::Array(items) => Ok(items),
+        Value::Object(_) => Ok(vec![v]),
+        other => Err(DecodeError::Shape { found: format!("a JSON {}", kind(&other)) }),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// The time of a record: `date`/`mills` (ms), else `dateString`/`sysTime`/`created_at`.
+fn time_of(o: &Map<String, Value>) -> Option<RawTime<'_>> {
+    for k in ["date", "mills"] {
+        if let Some(n) = o.get(k).and_then(Value::as_f64) {
+            return Some(RawTime::FloatMs(n));
+        }
+    }
+    for k in ["dateString", "sysTime", "created_at"] {
+        if let Some(s) = o.get(k).and_then(Value::as_str) {
+            return Some(RawTime::Text(Cow::Owned(normalise_iso(s))));
+        }
+    }
+    None
+}
+
+/// xDrip+ writes offsets as `-0800`; RFC 3339 wants `-08:00`.
+fn normalise_iso(s: &str) -> String {
+    let b = s.as_bytes();
+    if b.len() > 5 && (b[b.len() - 5] == b'+' || b[b.len() - 5] == b'-') && b[b.len() - 4..].iter().all(u8::is_ascii_digit) {
+        return format!("{}:{}", &s[..s.len() - 2], &s[s.len() - 2..]);
+    }
+    s.to_owned()
+}
+
+fn push(batch: &mut Batch, validator: &mut Validator<'_>, index: usize, raw: RawSample<'_>) {
+    batch.items += 1;
+    match validator.validate(index, &raw) {
+        Ok(s) => batch.samples.push(s),
+        Err(r) => batch.rejections.push(r),
+    }
+}
+
+/// Decodes `POST /api/v1/entries`.
+pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let mut out = Decoded::default();
+    let mut cal = 0usize;
+    for (i, item) in objects(body)?.iter().enumerate() {
+        let Some(o) = item.as_object() else {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(i, RejectCode::Malformed, format!("entry {i} is not an object")));
+            continue;
+        };
+        let ty = o.get("type").and_then(Value::as_str).unwrap_or(if o.contains_key("mbg") { "mbg" } else { "sgv" });
+        let (field, metric) = match ty {
+            "sgv" => ("sgv", "blood_glucose"),
+            "mbg" => ("mbg", "blood_glucose_meter"),
+            "cal" => {
+                cal += 1;
+                continue;
+            }
+            other => {
+                out.batch.items += 1;
+                out.batch.rejections.push(Rejection::new(i, RejectCode::InvalidField, format!("entry {i}: unknown type {other:?}")));
+                continue;
+            }
+        };
+        let Some(time) = time_of(o) else {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(i, RejectCode::MissingField, format!("entry {i}: no date or dateString")));
+            continue;
+        };
+        let value = match o.get(field) {
+            Some(v) => match v.as_f64() {
+                Some(x) => x,
+                None => {
+                    out.batch.items += 1;
+                    out.batch.rejections.push(Rejection::new(i, RejectCode::InvalidField, format!("entry {i}: {field} is not a number")));
+                    continue;
+                }
+            },
+            None => {
+                out.batch.items += 1;
+                out.batch.rejections.push(Rejection::new(i, RejectCode::MissingField, format!("entry {i}: no {field}")));
+                continue;
+            }
+        };
+        let device = o.get("device").and_then(Value::as_str).and_then(device_from_source);
+        let raw = RawSample {
+            patient: Cow::Borrowed(patient),
+            metric: Cow::Borrowed(metric),
+            time,
+            value,
+            unit: Some(Cow::Borrowed("mg/dL")),
+            device: device.map(Cow::Owned),
+            id: None,
+        };
+        push(&mut out.batch, validator, i, raw);
+    }
+    if cal > 0 {
+        out.unsupported.push(Unsupported { section: "entries/cal".into(), count: cal });
+    }
+    Ok(out)
+}
+
+/// Decodes `POST /api/v1/devicestatus`.
+pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let mut out = Decoded::default();
+    for (i, item) in objects(body)?.iter().enumerate() {
+        let Some(o) = item.as_object() else {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(i, RejectCode::Malformed, format!("status {i} is not an object")));
+            continue;
+        };
+        let Some(time) = time_of(o) else {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(i, RejectCode::MissingField, format!("status {i}: no created_at")));
+            continue;
+        };
+        let device = o.get("device").and_then(Value::as_str).and_then(device_from_source).unwrap_or_else(|| "uploader".into());
+        let uploader = o
+            .get("uploader")
+            .and_then(|u| u.get("battery"))
+            .or_else(|| o.get("uploaderBattery"))
+            .and_then(Value::as_f64);
+        let pump = o.get("pump").and_then(|p| p.get("battery")).and_then(|b| b.get("percent")).and_then(Value::as_f64);
+        if uploader.is_none() && pump.is_none() {
+            // A status without telemetry Vitals stores (loop state, predictions...).
+            continue;
+        }
+        for (value, dev) in [(uploader, device.clone()), (pump, format!("{device}-pump"))] {
+            let Some(value) = value else { continue };
+            let raw = RawSample {
+                patient: Cow::Borrowed(patient),
+                metric: Cow::Borrowed("battery_level"),
+                time: time.clone(),
+                value,
+                unit: None,
+                device: Some(Cow::Owned(dev)),
+                id: None,
+            };
+            push(&mut out.batch, validator, i, raw);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitals_core::Catalog;
+
+    const NOW: i64 = 1_709_700_000_000;
+
+    fn v() -> Validator<'static> {
+        Validator::new(Catalog::standard(), NOW, 600_000, None)
+    }
+
+    #[test]
+    fn xdrip_entries_decode_with_devices_and_times() {
+        let body = br#"[{"device":"xDrip-DexcomG6","date":1709653500000,"dateString":"2024-03-05T07:45:00.000-0800",
+            "sysTime":"2024-03-05T07:45:00.000-0800","sgv":118,"delta":-2.5,"direction":"Flat","type":"sgv",
+            "filtered":120000,"unfiltered":121000,"rssi":100,"noise":1},
+           {"device":"xDrip-DexcomG6","date":1709653200000,"dateString":"2024-03-05T07:40:00.000-0800","mbg":115,"type":"mbg"},
+           {"device":"loop://iPhone","date":1709653800000.0,"sgv":120,"type":"sgv","trend":4},
+           {"dateString":"2024-03-05T07:50:00.000-0800","sgv":121},
+           {"type":"cal","date":1709653500000,"slope":1000},
+           {"type":"sgv","sgv":"high","date":1709653500000},
+           {"type":"sgv","date":1709653500000}]"#;
+        let d = decode_entries(body, "p-1", &mut v()).expect("decodes");
+        let got: Vec<(&str, i64, f64, Option<&str>)> = d
+            .batch
+            .samples
+            .iter()
+            .map(|s| (Catalog::standard().get(s.metric).code, s.time_ms, s.value, s.device.as_ref().map(|x| x.as_str())))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("blood_glucose", 1_709_653_500_000, 118.0, Some("xdrip-dexcomg6")),
+                ("blood_glucose_meter", 1_709_653_200_000, 115.0, Some("xdrip-dexcomg6")),
+                ("blood_glucose", 1_709_653_800_000, 120.0, Some("loop-iphone")),
+                ("blood_glucose", 1_709_653_800_000, 121.0, None),
+            ]
+        );
+        let codes: Vec<(usize, RejectCode)> = d.batch.rejections.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(codes, vec![(5, RejectCode::InvalidField), (6, RejectCode::MissingField)]);
+        assert_eq!(d.unsupported, vec![Unsupported { section: "entries/cal".into(), count: 1 }]);
+        // A single object is one entry.
+        let one = decode_entries(br#"{"sgv": 100, "date": 1709653500000}"#, "p-1", &mut v()).expect("one");
+        assert_eq!(one.batch.samples.len(), 1);
+    }
+
+    #[test]
+    fn devicestatus_batteries_become_readings() {
+        let body = br#"[{"device":"xDrip-DexcomG6","created_at":"2024-03-05T15:50:02.000Z","uploader":{"battery":76}},
+            {"device":"openaps://phone","date":1709653800000,"uploaderBattery":55,"pump":{"battery":{"percent":80}}},
+            {"device":"loop://iPhone","created_at":"2024-03-05T15:50:02.000Z","loop":{"iob":1.2}}]"#;
+        let d = decode_devicestatus(body, "p-1", &mut v()).expect("decodes");
+        let got: Vec<(f64, &str)> = d.batch.samples.iter().map(|s| (s.value, s.device.as_ref().map(|x| x.as_str()).unwrap_or(""))).collect();
+        assert_eq!(got, vec![(76.0, "xdrip-dexcomg6"), (55.0, "openaps-phone"), (80.0, "openaps-phone-pump")]);
+        assert!(d.batch.rejections.is_empty());
+    }
+
+    #[test]
+    fn offsets_without_colons_are_read() {
+        assert_eq!(normalise_iso("2024-03-05T07:45:00.000-0800"), "2024-03-05T07:45:00.000-08:00");
+        assert_eq!(normalise_iso("2024-03-05T15:45:00.000Z"), "2024-03-05T15:45:00.000Z");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            for f in [decode_entries, decode_devicestatus] {
+                if let Ok(d) = f(&bytes, "p", &mut v()) {
+                    proptest::prop_assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
+                }
+            }
+        }
+    }
+}
