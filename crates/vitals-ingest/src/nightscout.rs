@@ -24,8 +24,11 @@ pub struct Decoded {
 }
 
 fn objects(body: &[u8]) -> Result<Vec<Value>, DecodeError> {
-    let v: Value = serde_json::from_slice(body)
-        .map_err(|e| DecodeError::Syntax { line: e.line(), column: e.column(), message: e.to_string() })?;
+    let v: Value = serde_json::from_slice(body).map_err(|e| DecodeError::Syntax {
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
     match v {
         Value::Array(items) => Ok(items),
         Value::Object(_) => Ok(vec![v]),
@@ -62,7 +65,10 @@ fn time_of(o: &Map<String, Value>) -> Option<RawTime<'_>> {
 /// xDrip+ writes offsets as `-0800`; RFC 3339 wants `-08:00`.
 fn normalise_iso(s: &str) -> String {
     let b = s.as_bytes();
-    if b.len() > 5 && (b[b.len() - 5] == b'+' || b[b.len() - 5] == b'-') && b[b.len() - 4..].iter().all(u8::is_ascii_digit) {
+    if b.len() > 5
+        && (b[b.len() - 5] == b'+' || b[b.len() - 5] == b'-')
+        && b[b.len() - 4..].iter().all(u8::is_ascii_digit)
+    {
         return format!("{}:{}", &s[..s.len() - 2], &s[s.len() - 2..]);
     }
     s.to_owned()
@@ -96,13 +102,21 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             }
             other => {
                 out.batch.items += 1;
-                out.batch.rejections.push(Rejection::new(i, RejectCode::InvalidField, format!("entry {i}: unknown type {other:?}")));
+                out.batch.rejections.push(Rejection::new(
+                    i,
+                    RejectCode::InvalidField,
+                    format!("entry {i}: unknown type {other:?}"),
+                ));
                 continue;
             }
         };
         let Some(time) = time_of(o) else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(i, RejectCode::MissingField, format!("entry {i}: no date or dateString")));
+            out.batch.rejections.push(Rejection::new(
+                i,
+                RejectCode::MissingField,
+                format!("entry {i}: no date or dateString"),
+            ));
             continue;
         };
         let value = match o.get(field) {
@@ -110,13 +124,21 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
                 Some(x) => x,
                 None => {
                     out.batch.items += 1;
-                    out.batch.rejections.push(Rejection::new(i, RejectCode::InvalidField, format!("entry {i}: {field} is not a number")));
+                    out.batch.rejections.push(Rejection::new(
+                        i,
+                        RejectCode::InvalidField,
+                        format!("entry {i}: {field} is not a number"),
+                    ));
                     continue;
                 }
             },
             None => {
                 out.batch.items += 1;
-                out.batch.rejections.push(Rejection::new(i, RejectCode::MissingField, format!("entry {i}: no {field}")));
+                out.batch.rejections.push(Rejection::new(
+                    i,
+                    RejectCode::MissingField,
+                    format!("entry {i}: no {field}"),
+                ));
                 continue;
             }
         };
@@ -149,10 +171,15 @@ pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator
         };
         let Some(time) = time_of(o) else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(i, RejectCode::MissingField, format!("status {i}: no created_at")));
+            out.batch.rejections.push(Rejection::new(
+                i,
+                RejectCode::MissingField,
+                format!("status {i}: no created_at"),
+            ));
             continue;
         };
-        let device = o.get("device").and_then(Value::as_str).and_then(device_from_source).unwrap_or_else(|| "uploader".into());
+        let device =
+            o.get("device").and_then(Value::as_str).and_then(device_from_source).unwrap_or_else(|| "uploader".into());
         let uploader = o
             .get("uploader")
             .and_then(|u| u.get("battery"))
@@ -207,7 +234,9 @@ mod tests {
             .batch
             .samples
             .iter()
-            .map(|s| (Catalog::standard().get(s.metric).code, s.time_ms, s.value, s.device.as_ref().map(|x| x.as_str())))
+            .map(|s| {
+                (Catalog::standard().get(s.metric).code, s.time_ms, s.value, s.device.as_ref().map(|x| x.as_str()))
+            })
             .collect();
         assert_eq!(
             got,
@@ -232,7 +261,8 @@ mod tests {
             {"device":"openaps://phone","date":1709653800000,"uploaderBattery":55,"pump":{"battery":{"percent":80}}},
             {"device":"loop://iPhone","created_at":"2024-03-05T15:50:02.000Z","loop":{"iob":1.2}}]"#;
         let d = decode_devicestatus(body, "p-1", &mut v()).expect("decodes");
-        let got: Vec<(f64, &str)> = d.batch.samples.iter().map(|s| (s.value, s.device.as_ref().map(|x| x.as_str()).unwrap_or(""))).collect();
+        let got: Vec<(f64, &str)> =
+            d.batch.samples.iter().map(|s| (s.value, s.device.as_ref().map(|x| x.as_str()).unwrap_or(""))).collect();
         assert_eq!(got, vec![(76.0, "xdrip-dexcomg6"), (55.0, "openaps-phone"), (80.0, "openaps-phone-pump")]);
         assert!(d.batch.rejections.is_empty());
     }

@@ -63,6 +63,9 @@ pub struct TokenRecord {
     /// A token bound to one patient may only write that patient's samples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub patient: Option<String>,
+    /// Hex SHA-1 of the token: Nightscout uploaders send `api-secret: sha1(secret)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha1: Option<String>,
 }
 
 /// Who made a request.
@@ -83,6 +86,8 @@ struct TokenFile {
 #[derive(Debug)]
 struct Loaded {
     by_hash: HashMap<String, TokenRecord>,
+    /// SHA-1 hex -> SHA-256 hex, for Nightscout's `api-secret`.
+    by_sha1: HashMap<String, String>,
     version: Option<(u64, i64, i64, u64)>,
 }
 
@@ -106,8 +111,10 @@ pub fn generate_token() -> anyhow::Result<String> {
 
 impl TokenStore {
     pub fn open(dir: &Path) -> anyhow::Result<TokenStore> {
-        let store =
-            TokenStore { dir: dir.to_owned(), loaded: Mutex::new(Loaded { by_hash: HashMap::new(), version: None }) };
+        let store = TokenStore {
+            dir: dir.to_owned(),
+            loaded: Mutex::new(Loaded { by_hash: HashMap::new(), by_sha1: HashMap::new(), version: None }),
+        };
         store.reload()?;
         Ok(store)
     }
@@ -116,6 +123,7 @@ impl TokenStore {
         let version = meta_file::version(&self.dir, TOKENS_FILE);
         let file: TokenFile = meta_file::read(&self.dir, TOKENS_FILE)?.unwrap_or_default();
         let mut l = self.loaded.lock();
+        l.by_sha1 = file.tokens.iter().filter_map(|t| Some((t.sha1.clone()?, t.hash.clone()))).collect();
         l.by_hash = file.tokens.into_iter().map(|t| (t.hash.clone(), t)).collect();
         l.version = version;
         Ok(())
@@ -127,9 +135,27 @@ impl TokenStore {
 
     /// Checks a presented token.
     pub fn authenticate(&self, token: &str) -> Option<Principal> {
-        let h = hash_token(token);
+        self.authenticate_hash(&hash_token(token))
+    }
+
+    /// Checks the hex SHA-1 of a token (Nightscout's `api-secret`).
+    pub fn authenticate_sha1(&self, sha1_hex: &str) -> Option<Principal> {
+        let key = sha1_hex.trim().to_ascii_lowercase();
+        let found = self.loaded.lock().by_sha1.get(&key).cloned();
+        match found {
+            Some(h) => self.authenticate_hash(&h),
+            None => {
+                // The token file may have changed since it was loaded.
+                self.authenticate_hash("");
+                let h = self.loaded.lock().by_sha1.get(&key).cloned()?;
+                self.authenticate_hash(&h)
+            }
+        }
+    }
+
+    fn authenticate_hash(&self, h: &str) -> Option<Principal> {
         let found = |l: &Loaded| {
-            l.by_hash.get(&h).map(|t| Principal {
+            l.by_hash.get(h).map(|t| Principal {
                 token_id: t.id.clone(),
                 name: t.name.clone(),
                 role: t.role,
@@ -175,6 +201,7 @@ impl TokenStore {
             bail!("that token already exists");
         }
         let id = format!("tok-{}", &generate_token()?[TOKEN_PREFIX.len()..TOKEN_PREFIX.len() + 12]);
+        let sha1 = Some(hex::encode(<sha1::Sha1 as sha1::Digest>::digest(secret.as_bytes())));
         let rec = TokenRecord {
             id,
             name: name.to_owned(),
@@ -182,6 +209,7 @@ impl TokenStore {
             hash,
             created_ms: now_ms,
             patient: patient.map(str::to_owned),
+            sha1,
         };
         file.tokens.push(rec.clone());
         meta_file::write(&self.dir, TOKENS_FILE, &file).context("saving tokens")?;
@@ -227,6 +255,9 @@ mod tests {
         assert_eq!(store.authenticate(&dev).map(|p| p.role), Some(Role::Device));
         assert_eq!(store.authenticate(&dev).and_then(|p| p.patient).map(|p| p.to_string()), Some("p-1".into()));
         assert!(store.authenticate("vt_nope").is_none());
+        let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(dev.as_bytes()));
+        assert_eq!(store.authenticate_sha1(&sha1.to_uppercase()).map(|p| p.role), Some(Role::Device));
+        assert!(store.authenticate_sha1("0000000000000000000000000000000000000000").is_none());
         assert!(Role::Device.allows(Permission::WriteSamples));
         assert!(!Role::Device.allows(Permission::ReadData));
         assert!(!Role::Device.allows(Permission::Admin));

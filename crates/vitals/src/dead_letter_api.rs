@@ -12,7 +12,7 @@ use serde::Deserialize;
 use vitals_core::{Rejection, Validator};
 use vitals_ingest::health_auto_export::{self, Unsupported};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
-use vitals_ingest::{Batch, Format, native};
+use vitals_ingest::{Batch, Format, native, nightscout};
 use vitals_storage::dead_letter::{DeadLetter, DeadLetterError, DeadLetters, RefusedItem};
 use vitals_storage::{Store, StoreError};
 
@@ -27,6 +27,9 @@ pub enum WireFormat {
     LineProtocol(Precision),
     /// Health Auto Export JSON; the patient travels in the entry's context.
     HealthAutoExport,
+    /// A Nightscout collection (`entries`, `devicestatus`, `treatments`); the patient
+    /// travels in the entry's context.
+    Nightscout(&'static str),
 }
 
 impl WireFormat {
@@ -37,6 +40,9 @@ impl WireFormat {
             WireFormat::Native(Format::Csv) => "csv",
             WireFormat::LineProtocol(_) => "line_protocol",
             WireFormat::HealthAutoExport => "health_auto_export",
+            WireFormat::Nightscout("entries") => "nightscout_entries",
+            WireFormat::Nightscout("devicestatus") => "nightscout_devicestatus",
+            WireFormat::Nightscout(_) => "nightscout_treatments",
         }
     }
 
@@ -70,6 +76,16 @@ pub fn decode(
         WireFormat::HealthAutoExport => {
             let patient = patient.ok_or("no patient recorded for this export")?;
             let d = health_auto_export::decode(body, patient, &mut v).map_err(|e| e.to_string())?;
+            Ok((d.batch, d.unsupported))
+        }
+        WireFormat::Nightscout(what) => {
+            let patient = patient.ok_or("no patient recorded for this upload")?;
+            let d = match what {
+                "entries" => nightscout::decode_entries(body, patient, &mut v),
+                "devicestatus" => nightscout::decode_devicestatus(body, patient, &mut v),
+                _ => return Ok((Batch::default(), vec![Unsupported { section: what.to_owned(), count: 1 }])),
+            };
+            let d = d.map_err(|e| e.to_string())?;
             Ok((d.batch, d.unsupported))
         }
     }
@@ -186,6 +202,9 @@ fn format_of(letter: &DeadLetter) -> Option<WireFormat> {
         "ndjson" => WireFormat::Native(Format::Ndjson),
         "csv" => WireFormat::Native(Format::Csv),
         "health_auto_export" => WireFormat::HealthAutoExport,
+        "nightscout_entries" => WireFormat::Nightscout("entries"),
+        "nightscout_devicestatus" => WireFormat::Nightscout("devicestatus"),
+        "nightscout_treatments" => WireFormat::Nightscout("treatments"),
         "line_protocol" => {
             WireFormat::LineProtocol(letter.context.get("precision").map(String::as_str).unwrap_or("ns").parse().ok()?)
         }

@@ -9,7 +9,6 @@
 //! user:password` is a Vitals token; `Token <token>` and `Bearer <token>` work too.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -136,21 +135,17 @@ async fn write(
         Ok(p) => p,
         Err(e) => return influx_response(StatusCode::BAD_REQUEST, Some(&e)),
     };
-    let gzip = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("gzip"));
+    let headers = headers.clone();
     let mapping = Mapping { rules: app.config.line_protocol.measurements.clone() };
     let decoded = {
         let app = app.clone();
         tokio::task::spawn_blocking(move || -> Result<_, (StatusCode, String)> {
-            let plain;
-            let bytes: &[u8] = if gzip {
-                plain = gunzip(&body, limit)?;
-                &plain
-            } else {
-                &body
-            };
+            let plain = crate::request_body::plain(&headers, &body, limit).map_err(|(status, msg)| {
+                let msg =
+                    if status == StatusCode::PAYLOAD_TOO_LARGE { "Request Entity Too Large".to_owned() } else { msg };
+                (status, msg)
+            })?;
+            let bytes: &[u8] = &plain;
             let now = app.clock.now_ms();
             let cfg = &app.config.ingest;
             let mut v = Validator::new(app.catalog, now, cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()))
@@ -211,18 +206,6 @@ fn describe(r: &Rejection, line: &str) -> String {
 
 fn line_text(body: &[u8], index: usize) -> String {
     body.split(|b| *b == b'\n').nth(index).map(|l| String::from_utf8_lossy(l).into_owned()).unwrap_or_default()
-}
-
-fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, (StatusCode, String)> {
-    let mut out = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("invalid gzip body: {e}")))?;
-    if out.len() > limit {
-        return Err((StatusCode::PAYLOAD_TOO_LARGE, "Request Entity Too Large".into()));
-    }
-    Ok(out)
 }
 
 fn store_error(e: vitals_storage::StoreError) -> Response {

@@ -18,7 +18,9 @@ use crate::api_error::{ApiError, Code};
 use crate::auth::{Permission, Principal, TokenStore};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
-use crate::{dead_letter_api, health_auto_export_api, line_protocol_api, samples_api, series_api, tokens_api};
+use crate::{
+    dead_letter_api, health_auto_export_api, line_protocol_api, nightscout_api, samples_api, series_api, tokens_api,
+};
 
 /// Everything a handler needs.
 pub struct App {
@@ -100,6 +102,7 @@ pub fn router(app: AppState) -> Router {
             "/api/v2/write",
             influx_guarded(Permission::WriteSamples, post(line_protocol_api::write_v2).route_layer(write_limit())),
         )
+        .merge(nightscout_routes(app.clone()))
         .route("/api/v1/metrics", guarded(Permission::ReadData, get(series_api::list_metrics)))
         .route("/api/v1/patients", guarded(Permission::ReadData, get(series_api::list_patients)))
         .route("/api/v1/patients/{patient}/latest", guarded(Permission::ReadData, get(series_api::latest)))
@@ -122,6 +125,32 @@ pub fn router(app: AppState) -> Router {
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app)
+}
+
+/// The Nightscout-compatible API of each patient (its own authentication: reads need
+/// `ReadData`, writes `WriteSamples`, see `nightscout_api::require_nightscout`).
+fn nightscout_routes(app: AppState) -> Router<AppState> {
+    let base = "/nightscout/{patient}/api/v1";
+    let r = Router::new()
+        .route(&format!("{base}/entries"), post(nightscout_api::post_entries).get(nightscout_api::get_entries))
+        .route(&format!("{base}/entries.json"), post(nightscout_api::post_entries).get(nightscout_api::get_entries))
+        .route(&format!("{base}/entries/sgv.json"), get(nightscout_api::get_sgv))
+        .route(&format!("{base}/entries/sgv"), get(nightscout_api::get_sgv))
+        .route(&format!("{base}/entries/mbg.json"), get(nightscout_api::get_mbg))
+        .route(&format!("{base}/entries/current.json"), get(nightscout_api::get_current))
+        .route(&format!("{base}/devicestatus"), post(nightscout_api::post_devicestatus))
+        .route(&format!("{base}/devicestatus.json"), post(nightscout_api::post_devicestatus))
+        .route(
+            &format!("{base}/treatments"),
+            post(nightscout_api::post_treatments).put(nightscout_api::post_treatments),
+        )
+        .route(
+            &format!("{base}/treatments.json"),
+            post(nightscout_api::post_treatments).put(nightscout_api::post_treatments),
+        )
+        .route(&format!("{base}/status.json"), get(nightscout_api::status))
+        .route(&format!("{base}/status"), get(nightscout_api::status));
+    r.route_layer(middleware::from_fn_with_state(app, nightscout_api::require_nightscout))
 }
 
 /// Authenticates the bearer token and checks the route's permission.

@@ -10,3 +10,4 @@ mod harness;
 mod health_auto_export;
 mod lake;
 mod line_protocol;
+mod nightscout;

@@ -1,0 +1,114 @@
+//! The Nightscout-compatible API: an xDrip+-style upload replayed by a real HTTP client
+//! (Python requests, gzip, `api-secret: sha1(token)`), reads as followers do them, and auth.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use vitals_core::time::MS_PER_MINUTE;
+
+use crate::harness::{ADMIN, DEVICE, NOW, TestServer};
+
+const XDRIP: &str = r#"
+import gzip, hashlib, json, sys
+import requests
+
+base, token, now = sys.argv[1], sys.argv[2], int(sys.argv[3])
+secret = hashlib.sha1(token.encode()).hexdigest()
+entries = [{"device": "xDrip-DexcomG6", "date": now - i * 300000, "dateString": "", "sgv": 120 - 3 * i,
+            "delta": 3, "direction": "FortyFiveUp", "type": "sgv", "filtered": 120000, "unfiltered": 121000,
+            "rssi": 100, "noise": 1} for i in range(6)]
+for e in entries:
+    del e["dateString"]
+entries.append({"device": "xDrip-DexcomG6", "date": now - 60000, "mbg": 115, "type": "mbg"})
+headers = {"api-secret": secret, "Content-Type": "application/json", "Content-Encoding": "gzip", "User-Agent": "xDrip+"}
+r = requests.post(base + "/api/v1/entries", data=gzip.compress(json.dumps(entries).encode()), headers=headers)
+print(r.status_code, len(r.json()))
+r = requests.post(base + "/api/v1/devicestatus", json={"device": "xDrip-DexcomG6", "created_at": "2025-11-22T02:59:00.000Z", "uploader": {"battery": 76}}, headers={"api-secret": secret})
+print(r.status_code)
+r = requests.post(base + "/api/v1/treatments", json=[{"eventType": "Meal Bolus", "created_at": "2025-11-22T02:50:00.000Z", "carbs": 45, "insulin": 4.5}], headers={"api-secret": secret})
+print(r.status_code)
+r = requests.get(base + "/api/v1/entries.json", params={"count": 3}, headers={"api-secret": secret})
+print(json.dumps(r.json()))
+"#;
+
+#[test]
+fn an_xdrip_style_upload_works_unchanged_and_followers_read_it_back() {
+    let server = TestServer::start();
+    let base = format!("{}/nightscout/ns-1", server.url);
+    let out =
+        Command::new("python3").args(["-c", XDRIP, &base, ADMIN, &NOW.to_string()]).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "200 7", "all seven entries stored");
+    assert_eq!(lines[1], "200");
+    assert_eq!(lines[2], "200", "treatments are acknowledged (and kept)");
+    let newest: Vec<Value> = serde_json::from_str(lines[3]).expect("entries");
+    assert_eq!(newest.len(), 3);
+    assert_eq!(
+        (newest[0]["type"].clone(), newest[0]["sgv"].clone(), newest[0]["date"].clone()),
+        (json!("sgv"), json!(120), json!(NOW))
+    );
+    assert_eq!(newest[0]["direction"], json!("Flat"), "computed from the readings: +3 mg/dL in 5 min: {}", newest[0]);
+    assert_eq!(newest[1]["type"], json!("mbg"));
+    assert_eq!(newest[0]["device"], json!("xdrip-dexcomg6"));
+
+    // sgv.json with date filters, newest first; current.json; status.json.
+    let from = NOW - 12 * MS_PER_MINUTE;
+    let r =
+        server.get(&format!("/nightscout/ns-1/api/v1/entries/sgv.json?count=10&find[date][$gte]={from}"), Some(ADMIN));
+    let sgv: Vec<i64> = r.json().as_array().expect("array").iter().map(|e| e["sgv"].as_i64().expect("sgv")).collect();
+    assert_eq!(sgv, vec![120, 117, 114]);
+    let cur = server.get("/nightscout/ns-1/api/v1/entries/current.json", Some(ADMIN)).json();
+    assert_eq!(cur.as_array().map(Vec::len), Some(1));
+    let status = server.get("/nightscout/ns-1/api/v1/status.json", Some(ADMIN)).json();
+    assert_eq!(status["status"], json!("ok"));
+    // The uploader battery became a reading; the treatment waits in the dead letters.
+    let latest = server.get("/api/v1/patients/ns-1/latest", Some(ADMIN)).json();
+    assert!(
+        latest["metrics"].as_array().expect("m").iter().any(|m| m["metric"] == "battery_level" && m["value"] == 76.0),
+        "{latest}"
+    );
+    let dl = server.get("/api/v1/dead-letters", Some(ADMIN)).json();
+    assert_eq!(dl["dead_letters"][0]["source"], json!("nightscout/treatments"));
+}
+
+#[test]
+fn nightscout_auth_is_never_anonymous_and_respects_roles_and_bound_patients() {
+    let server = TestServer::start();
+    let agent = crate::harness::agent();
+    let get = |path: &str, header: Option<(&str, String)>| {
+        let mut req = agent.get(&format!("{}{path}", server.url));
+        if let Some((k, v)) = &header {
+            req = req.header(*k, v);
+        }
+        crate::harness::into_resp(req.call().expect("request"))
+    };
+    let sha1 = |t: &str| hex::encode(<sha1::Sha1 as sha1::Digest>::digest(t.as_bytes()));
+    let path = "/nightscout/ns-2/api/v1/entries.json";
+    assert_eq!(get(path, None).status, 401, "no anonymous reads");
+    assert_eq!(get(path, Some(("api-secret", sha1("wrong-token-0123456789")))).status, 401);
+    assert_eq!(get(path, Some(("api-secret", sha1(ADMIN)))).status, 200);
+    assert_eq!(get(&format!("{path}?token={ADMIN}"), None).status, 200);
+    assert_eq!(get(&format!("{path}?secret={}", sha1(ADMIN)), None).status, 200);
+    assert_eq!(get(path, Some(("api-secret", sha1(DEVICE)))).status, 403, "a device token only writes");
+    let r = server.post(
+        "/api/v1/tokens",
+        Some(ADMIN),
+        "application/json",
+        br#"{"name":"cgm","role":"device","patient":"ns-3"}"#,
+    );
+    let bound = r.json()["token"].as_str().expect("token").to_owned();
+    let entry = format!("[{{\"sgv\": 100, \"date\": {NOW}}}]");
+    let post = |p: &str| {
+        let r = agent
+            .post(&format!("{}/nightscout/{p}/api/v1/entries", server.url))
+            .header("api-secret", &sha1(&bound))
+            .header("Content-Type", "application/json")
+            .send(entry.as_bytes())
+            .expect("post");
+        r.status().as_u16()
+    };
+    assert_eq!(post("ns-3"), 200);
+    assert_eq!(post("ns-4"), 403, "a bound token serves only its patient");
+}
