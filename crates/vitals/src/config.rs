@@ -24,7 +24,36 @@ pub struct Config {
     /// Metric code -> how long to keep its data, e.g. `eda = "90d"`. Unlisted: forever.
     pub retention: BTreeMap<String, DurationMs>,
     pub line_protocol: LineProtocolConfig,
+    pub mqtt: MqttConfig,
     pub log: LogConfig,
+}
+
+/// MQTT client mode: subscribe to an external broker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    /// `host:port` of the broker.
+    pub broker: String,
+    /// The client id; the broker keeps this session's unacknowledged messages.
+    pub client_id: String,
+    pub username: String,
+    pub password: String,
+    /// Topics are `<topic_prefix>/<patient>/samples` and `.../health-auto-export`.
+    pub topic_prefix: String,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            broker: "127.0.0.1:1883".into(),
+            client_id: "vitals".into(),
+            username: String::new(),
+            password: String::new(),
+            topic_prefix: "vitals".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -224,6 +253,12 @@ impl Config {
             if Catalog::standard().id(&r.metric).is_none() {
                 problems.push(format!("line_protocol.measurements {:?}: no metric {:?}", r.measurement, r.metric));
             }
+        }
+        if config.mqtt.enabled && config.mqtt.broker.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+            problems.push(format!("mqtt.broker {:?} must be host:port", config.mqtt.broker));
+        }
+        if config.mqtt.topic_prefix.is_empty() || config.mqtt.topic_prefix.contains(['+', '#']) {
+            problems.push("mqtt.topic_prefix must be a plain topic level path".into());
         }
         for code in config.retention.keys() {
             if Catalog::standard().id(code).is_none() {

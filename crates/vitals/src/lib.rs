@@ -12,6 +12,7 @@ pub mod config;
 pub mod dead_letter_api;
 pub mod health_auto_export_api;
 pub mod line_protocol_api;
+pub mod mqtt;
 pub mod nightscout_api;
 pub mod request_body;
 pub mod samples_api;

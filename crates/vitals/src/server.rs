@@ -207,7 +207,12 @@ pub async fn serve(
     app: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await?;
+    let mqtt = crate::mqtt::spawn(app.clone());
+    let served = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
+    if let Some(m) = mqtt {
+        m.abort();
+    }
+    served?;
     Ok(())
 }
 

@@ -22,6 +22,8 @@ pub struct Telemetry {
     pub rejected: Family<CodeLabel, Counter>,
     pub write_latency: Histogram,
     pub query_latency: Histogram,
+    pub mqtt_messages: Counter,
+    pub mqtt_malformed: Counter,
     wal_bytes: Gauge<u64, AtomicU64>,
     segments: Gauge,
     segment_bytes: Gauge<u64, AtomicU64>,
@@ -45,6 +47,8 @@ impl Telemetry {
             rejected,
             write_latency,
             query_latency,
+            mqtt_messages: Counter::default(),
+            mqtt_malformed: Counter::default(),
             wal_bytes: Gauge::default(),
             segments: Gauge::default(),
             segment_bytes: Gauge::default(),
@@ -75,6 +79,8 @@ impl Telemetry {
             "Failed flush, compaction or retention runs",
             t.maintenance_errors.clone(),
         );
+        registry.register("mqtt_messages", "MQTT messages received", t.mqtt_messages.clone());
+        registry.register("mqtt_malformed", "MQTT payloads refused as a whole", t.mqtt_malformed.clone());
         registry.register("dead_letters", "Refused inputs kept for inspection and replay", t.dead_letters.clone());
         registry.register(
             "dead_letters_dropped",

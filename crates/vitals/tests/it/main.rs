@@ -10,4 +10,5 @@ mod harness;
 mod health_auto_export;
 mod lake;
 mod line_protocol;
+mod mqtt;
 mod nightscout;
