@@ -4,6 +4,7 @@
 //! against the catalog and "now" happens through [`vitals_core::Validator`].
 
 pub mod batch;
+pub mod empatica;
 pub mod health_auto_export;
 pub mod line_protocol;
 pub mod native;

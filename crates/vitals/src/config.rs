@@ -25,7 +25,24 @@ pub struct Config {
     pub retention: BTreeMap<String, DurationMs>,
     pub line_protocol: LineProtocolConfig,
     pub mqtt: MqttConfig,
+    pub file_drop: FileDropConfig,
     pub log: LogConfig,
+}
+
+/// The watched staging directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileDropConfig {
+    pub enabled: bool,
+    /// The staging directory (`inbox/`, `processed/`, `failed/`); empty: `<data_dir>/drop`.
+    pub dir: PathBuf,
+    pub poll_interval: DurationMs,
+}
+
+impl Default for FileDropConfig {
+    fn default() -> Self {
+        Self { enabled: false, dir: PathBuf::new(), poll_interval: DurationMs(2000) }
+    }
 }
 
 /// MQTT client mode: subscribe to an external broker.

@@ -10,6 +10,7 @@ pub mod client;
 pub mod commands;
 pub mod config;
 pub mod dead_letter_api;
+pub mod file_drop;
 pub mod health_auto_export_api;
 pub mod line_protocol_api;
 pub mod mqtt;

@@ -208,9 +208,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let mqtt = crate::mqtt::spawn(app.clone());
+    let file_drop = crate::file_drop::spawn(app.clone())?;
     let served = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
     if let Some(m) = mqtt {
         m.abort();
+    }
+    if let Some(f) = file_drop {
+        // Stopping waits for the file being processed; do it off the async workers.
+        tokio::task::spawn_blocking(move || drop(f)).await?;
     }
     served?;
     Ok(())

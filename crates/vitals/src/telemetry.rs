@@ -24,6 +24,7 @@ pub struct Telemetry {
     pub query_latency: Histogram,
     pub mqtt_messages: Counter,
     pub mqtt_malformed: Counter,
+    pub file_drop_failed: Counter,
     wal_bytes: Gauge<u64, AtomicU64>,
     segments: Gauge,
     segment_bytes: Gauge<u64, AtomicU64>,
@@ -49,6 +50,7 @@ impl Telemetry {
             query_latency,
             mqtt_messages: Counter::default(),
             mqtt_malformed: Counter::default(),
+            file_drop_failed: Counter::default(),
             wal_bytes: Gauge::default(),
             segments: Gauge::default(),
             segment_bytes: Gauge::default(),
@@ -80,6 +82,11 @@ impl Telemetry {
             t.maintenance_errors.clone(),
         );
         registry.register("mqtt_messages", "MQTT messages received", t.mqtt_messages.clone());
+        registry.register(
+            "file_drop_failed",
+            "Dropped files that failed and moved to failed/",
+            t.file_drop_failed.clone(),
+        );
         registry.register("mqtt_malformed", "MQTT payloads refused as a whole", t.mqtt_malformed.clone());
         registry.register("dead_letters", "Refused inputs kept for inspection and replay", t.dead_letters.clone());
         registry.register(

@@ -6,6 +6,7 @@ mod api;
 mod cli;
 mod crash;
 mod dead_letters;
+mod file_drop;
 mod harness;
 mod health_auto_export;
 mod lake;

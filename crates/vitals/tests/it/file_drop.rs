@@ -1,0 +1,97 @@
+//! The staging directory: files processed once, in order, moved with reports; duplicates
+//! recognised by content; failures set aside with an error and counted.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vitals_core::DurationMs;
+
+use crate::harness::{ADMIN, TestServer};
+
+fn drop_file(inbox: &Path, rel: &str, content: &[u8]) {
+    let target = inbox.join(rel);
+    let parent = target.parent().expect("parent");
+    std::fs::create_dir_all(parent).expect("mkdir");
+    let tmp = parent.join(format!(".{}.tmp", target.file_name().expect("name").to_string_lossy()));
+    std::fs::write(&tmp, content).expect("write");
+    std::fs::rename(&tmp, &target).expect("rename");
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).expect("ls").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+fn count(server: &TestServer, patient: &str, metric: &str) -> usize {
+    let r = server.get(&format!("/api/v1/patients/{patient}/series/{metric}"), Some(ADMIN));
+    if r.status != 200 {
+        return 0;
+    }
+    r.json()["points"].as_array().map(Vec::len).unwrap_or(0)
+}
+
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
+    }
+}
+
+fn find(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    names(dir).into_iter().filter(|n| n.ends_with(suffix)).map(|n| dir.join(n)).collect()
+}
+
+#[test]
+fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
+    let server = TestServer::with_config(|c| {
+        c.file_drop.enabled = true;
+        c.file_drop.poll_interval = DurationMs(20);
+    });
+    let drop = server.data_dir().join("drop");
+    let inbox = drop.join("inbox");
+    eventually("the inbox", || inbox.exists());
+    let csv = b"patient,metric,time,value,unit,device\nfd-1,blood_glucose,2025-11-21T00:00:00Z,101,mg/dL,cgm\nfd-1,blood_glucose,2025-11-21T00:05:00Z,high,mg/dL,cgm\nfd-1,blood_glucose,2025-11-21T00:10:00Z,103,mg/dL,cgm\n";
+    drop_file(&inbox, "g.csv", csv);
+    let hae = br#"{"data":{"metrics":[{"name":"step_count","units":"count","data":[{"date":"2025-11-21 07:41:00 -0800","qty":112}]}]}}"#;
+    drop_file(&inbox, "fd-2/export.json", hae);
+    drop_file(&inbox, "fd-3/session-1/EDA.csv", b"1763690000\n4\n0.1\n0.2\n0.3\n0.4\n");
+    drop_file(&inbox, "fd-3/session-1/TEMP.csv", b"1763690000\n4\n33.1\n33.2\n");
+    drop_file(&inbox, "garbage.bin", &[0xff, 0xfe, 0x00, 0x01]);
+    let orphan = String::from_utf8_lossy(hae).replace("112", "113");
+    drop_file(&inbox, "orphan-export.json", orphan.as_bytes());
+    eventually("every item processed", || {
+        names(&inbox).iter().all(|n| n.starts_with("fd-"))
+            && std::fs::read_dir(inbox.join("fd-3")).map(|d| d.count() == 0).unwrap_or(true)
+            && names(&inbox.join("fd-2")).is_empty()
+    });
+    assert_eq!(count(&server, "fd-1", "blood_glucose"), 2, "the good lines of a partly bad file");
+    assert_eq!(count(&server, "fd-2", "step_count"), 1);
+    assert_eq!(count(&server, "fd-3", "eda"), 4);
+    assert_eq!(count(&server, "fd-3", "skin_temperature"), 2);
+    let processed = drop.join("processed");
+    let reports = find(&processed, "g.csv.report.json");
+    let report: Value = serde_json::from_slice(&std::fs::read(&reports[0]).expect("report")).expect("json");
+    assert_eq!((report["accepted"].as_u64(), report["rejected"].as_u64()), (Some(2), Some(1)));
+    assert_eq!(report["refused"][0]["line"].as_u64(), Some(3), "the report names the bad line");
+    let failed = drop.join("failed");
+    let errors: Vec<String> =
+        find(&failed, ".error.txt").iter().map(|p| std::fs::read_to_string(p).expect("read")).collect();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("garbage.bin") && e.contains("UTF-8")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("orphan-export.json") && e.contains("no patient ids")), "{errors:?}");
+    assert!(find(&failed, "garbage.bin").len() == 1, "the failed file itself is kept");
+    assert!(server.get("/metrics", Some(ADMIN)).body.contains("vitals_file_drop_failed_total 2"));
+
+    // The same content under another name is recognised and not ingested again.
+    drop_file(&inbox, "again.csv", csv);
+    eventually("the duplicate", || !find(&processed, "again.csv.report.json").is_empty());
+    assert_eq!(count(&server, "fd-1", "blood_glucose"), 2);
+    let dup: Value = serde_json::from_slice(&std::fs::read(&find(&processed, "again.csv.report.json")[0]).expect("r"))
+        .expect("json");
+    assert_eq!(dup["duplicate_of"], Value::String("g.csv".into()));
+    assert!(names(&drop).contains(&"ledger.log".to_owned()));
+}
