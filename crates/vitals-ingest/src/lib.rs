@@ -3,6 +3,7 @@
 //! One module per format. Decoders never do I/O and never read the clock; validation
 //! against the catalog and "now" happens through [`vitals_core::Validator`].
 
+pub mod apple_health;
 pub mod batch;
 pub mod empatica;
 pub mod health_auto_export;

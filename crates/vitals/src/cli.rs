@@ -90,9 +90,14 @@ pub struct QueryArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Files: NDJSON, a JSON array or {"samples": [...]}, or CSV patient,metric,time,value[,unit,device].
+    /// Files: NDJSON, a JSON array or {"samples": [...]}, CSV patient,metric,time,value[,unit,device];
+    /// with --patient also a Health Auto Export JSON export, an Apple Health export.xml, or
+    /// Empatica E4 signal files and session folders.
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// The patient of files that carry no patient ids (Health Auto Export, Apple Health, E4).
+    #[arg(long)]
+    pub patient: Option<String>,
     /// Lines per request or write batch.
     #[arg(long, default_value_t = 50_000)]
     pub batch_lines: usize,

@@ -240,7 +240,44 @@ fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
     );
     let mut all = Tally::default();
     let mut printed = 0usize;
+    let patient = a.patient.as_deref().map(PatientId::new).transpose().map_err(|e| anyhow::anyhow!("--patient {e}"))?;
+    let mut done_bytes = 0u64;
     for file in &a.files {
+        if !is_native_file(file)? {
+            let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            let o = match (&client, &store) {
+                (None, Some(s)) => {
+                    let base = done_bytes;
+                    let mut progress = |b: u64| bar.set_position(base + b);
+                    crate::file_drop::ingest_path(
+                        config,
+                        s,
+                        SystemClock.now_ms(),
+                        file,
+                        patient.as_ref(),
+                        &mut progress,
+                    )
+                    .with_context(|| format!("ingesting {}", file.display()))?
+                }
+                (Some(c), _) => post_export(c, file, patient.as_ref())?,
+                (None, None) => bail!("no target"),
+            };
+            done_bytes += size;
+            bar.set_position(done_bytes);
+            for r in o.rejections.iter().take(MAX_PRINTED_REJECTIONS.saturating_sub(printed)) {
+                bar.suspend(|| eprintln!("{}: item {}: {}: {}", file.display(), r.index + 1, r.code, r.message));
+                printed += 1;
+            }
+            let extra = if o.not_stored.is_empty() {
+                String::new()
+            } else {
+                format!("; not stored yet: {}", o.not_stored.join(", "))
+            };
+            bar.suspend(|| eprintln!("{}: {} accepted, {} rejected{extra}", file.display(), o.accepted, o.refused));
+            all.accepted += o.accepted as usize;
+            all.rejected += o.refused as usize;
+            continue;
+        }
         let mut tally = Tally::default();
         let mut report = |offset: usize, rejections: Vec<Rejection>, accepted: usize| {
             tally.accepted += accepted;
@@ -275,6 +312,68 @@ fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
         s.close()?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether a file is native NDJSON/CSV/JSON (streamed in chunks) rather than a format
+/// that needs a patient (Health Auto Export, Apple Health, Empatica E4).
+fn is_native_file(path: &Path) -> anyhow::Result<bool> {
+    if path.is_dir() {
+        return Ok(false);
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if vitals_ingest::empatica::SIGNAL_FILES.iter().any(|f| f.eq_ignore_ascii_case(&name)) {
+        return Ok(false);
+    }
+    let mut head = vec![0u8; 512];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| f.read(&mut head))
+        .with_context(|| format!("reading {}", path.display()))?;
+    let head: String = String::from_utf8_lossy(&head[..n]).chars().filter(|c| !c.is_whitespace()).collect();
+    Ok(!(head.starts_with('<') || head.starts_with("{\"data\":")))
+}
+
+/// Sends a Health Auto Export file to a running server; other patient-less formats need
+/// the data directory (or the server's file-drop inbox).
+fn post_export(
+    client: &Client,
+    path: &Path,
+    patient: Option<&PatientId>,
+) -> anyhow::Result<crate::file_drop::FileOutcome> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|b| *b != b'{') {
+        bail!(
+            "{}: only Health Auto Export files can be sent to --url; use --data-dir or the file-drop inbox",
+            path.display()
+        );
+    }
+    let patient = patient.context("Health Auto Export files need --patient")?;
+    let text = client.post(
+        &format!("/api/v1/ingest/health-auto-export?patient={}", url_escape(patient.as_str())),
+        "application/json",
+        &bytes,
+    )?;
+    let v: serde_json::Value = serde_json::from_str(&text).context("reading the server's answer")?;
+    let rejections: Vec<Rejection> = serde_json::from_value::<Vec<serde_json::Value>>(v["rejected"].clone())
+        .unwrap_or_default()
+        .iter()
+        .map(|r| {
+            let code = vitals_core::RejectCode::ALL
+                .into_iter()
+                .find(|c| Some(c.as_str()) == r["code"].as_str())
+                .unwrap_or(vitals_core::RejectCode::Malformed);
+            Rejection::new(r["index"].as_u64().unwrap_or(0) as usize, code, r["message"].as_str().unwrap_or(""))
+        })
+        .collect();
+    let not_stored = v["unsupported"]
+        .as_array()
+        .map(|a| a.iter().map(|u| format!("{} ({})", u["section"].as_str().unwrap_or("?"), u["count"])).collect())
+        .unwrap_or_default();
+    Ok(crate::file_drop::FileOutcome {
+        accepted: v["accepted"].as_u64().unwrap_or(0),
+        refused: rejections.len() as u64,
+        rejections,
+        not_stored,
+    })
 }
 
 /// Calls `f(format, first line number (0-based), bytes)` for chunks of whole lines (NDJSON, CSV)

@@ -22,11 +22,12 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
-use vitals_core::{PatientId, Rejection, Validator};
-use vitals_ingest::{Batch, Format, empatica, health_auto_export, native};
-use vitals_storage::StoreError;
+use vitals_core::{Catalog, PatientId, Rejection, Validator};
+use vitals_ingest::{Batch, Format, apple_health, empatica, health_auto_export, native};
 use vitals_storage::ledger::{FileLedger, LedgerEntry};
+use vitals_storage::{Store, StoreError};
 
+use crate::config::Config;
 use crate::server::AppState;
 
 /// The running watcher; dropping it stops the thread.
@@ -173,69 +174,108 @@ fn hash(unit: &Unit) -> anyhow::Result<String> {
     Ok(hex::encode(h.finalize()))
 }
 
-/// Decodes a unit by its content.
-fn decode(app: &AppState, unit: &Unit) -> anyhow::Result<(Batch, Vec<String>)> {
-    let cfg = &app.config.ingest;
-    let mut v = Validator::new(app.catalog, app.clock.now_ms(), cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()))
-        .only_patient(unit.patient.clone());
-    let name = unit.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let patient = || {
-        unit.patient
-            .as_ref()
+/// What ingesting one file or folder gave.
+#[derive(Debug, Default)]
+pub struct FileOutcome {
+    pub accepted: u64,
+    /// Refused items (the first [`MAX_REPORTED`]), with `refused` counting all.
+    pub rejections: Vec<Rejection>,
+    pub refused: u64,
+    /// Parts that cannot be stored yet, e.g. `Workout (3)`.
+    pub not_stored: Vec<String>,
+}
+
+/// Refused items listed in a report (all are counted).
+pub const MAX_REPORTED: usize = 10_000;
+
+/// Chunk size when streaming large files into the store.
+const CHUNK: usize = 50_000;
+
+impl FileOutcome {
+    fn add(&mut self, store: &Store, batch: Batch) -> anyhow::Result<()> {
+        self.refused += batch.rejections.len() as u64;
+        let room = MAX_REPORTED.saturating_sub(self.rejections.len());
+        self.rejections.extend(batch.rejections.into_iter().take(room));
+        self.accepted += batch.samples.len() as u64;
+        match store.write(batch.samples) {
+            Ok(_) => Ok(()),
+            Err(StoreError::Overloaded { .. }) => bail!("the store is overloaded; try again later"),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// Ingests one file or folder by its content: an Empatica E4 session folder or signal file,
+/// an Apple Health `export.xml` (streamed), a Health Auto Export JSON export (these need
+/// `patient`), or native NDJSON/CSV/JSON. Shared by the file drop and `vitals ingest`;
+/// `progress` gets the bytes read so far of large files.
+pub fn ingest_path(
+    config: &Config,
+    store: &Store,
+    now_ms: i64,
+    path: &Path,
+    patient: Option<&PatientId>,
+    progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<FileOutcome> {
+    let cfg = &config.ingest;
+    let mut v = Validator::new(Catalog::standard(), now_ms, cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()))
+        .only_patient(patient.cloned());
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let need_patient = || {
+        patient
             .map(|p| p.as_str().to_owned())
-            .context("this format has no patient ids: drop it into inbox/<patient>/")
+            .context("this format has no patient ids: drop it into inbox/<patient>/ (or pass --patient)")
     };
-    if unit.folder {
-        let p = patient()?;
+    let mut out = FileOutcome::default();
+    if path.is_dir() {
+        let p = need_patient()?;
         let device =
             format!("e4-{}", health_auto_export::device_from_source(&name).unwrap_or_else(|| "session".into()));
-        let mut all = Batch::default();
         let mut found = 0;
         for f in empatica::SIGNAL_FILES {
-            let path = unit.path.join(f);
-            let Ok(text) = fs::read_to_string(&path) else { continue };
+            let Ok(text) = fs::read_to_string(path.join(f)) else { continue };
             found += 1;
-            let b = empatica::decode(f, &text, &p, &device, &mut v)?;
-            all.items += b.items;
-            all.samples.extend(b.samples);
-            all.rejections.extend(
-                b.rejections
-                    .into_iter()
-                    .map(|r| Rejection { message: format!("{f} line {}: {}", r.index + 1, r.message), ..r }),
-            );
+            let mut b = empatica::decode(f, &text, &p, &device, &mut v)?;
+            for r in &mut b.rejections {
+                r.message = format!("{f} line {}: {}", r.index + 1, r.message);
+            }
+            out.add(store, b)?;
         }
         if found == 0 {
             bail!("folder holds none of {}", empatica::SIGNAL_FILES.join(", "));
         }
-        return Ok((all, Vec::new()));
+        return Ok(out);
     }
-    let bytes = fs::read(&unit.path)?;
     if empatica::SIGNAL_FILES.iter().any(|f| f.eq_ignore_ascii_case(&name)) {
-        let p = patient()?;
-        let text = String::from_utf8(bytes).context("not UTF-8 text")?;
-        return Ok((empatica::decode(&name, &text, &p, "e4", &mut v)?, Vec::new()));
+        let p = need_patient()?;
+        let text = fs::read_to_string(path).context("not UTF-8 text")?;
+        out.add(store, empatica::decode(&name, &text, &p, "e4", &mut v)?)?;
+        return Ok(out);
     }
-    let head: String =
-        String::from_utf8_lossy(&bytes[..bytes.len().min(256)]).chars().filter(|c| !c.is_whitespace()).collect();
-    if head.starts_with("<?xml") || head.starts_with("<HealthData") {
-        bail!("Apple Health export.xml is not supported yet");
+    let mut head = vec![0u8; 512];
+    let n = std::io::Read::read(&mut fs::File::open(path)?, &mut head)?;
+    let head: String = String::from_utf8_lossy(&head[..n]).chars().filter(|c| !c.is_whitespace()).collect();
+    if head.starts_with("<?xml") || head.starts_with("<HealthData") || head.starts_with("<!DOCTYPEHealthData") {
+        let p = need_patient()?;
+        let reader = std::io::BufReader::with_capacity(1 << 20, fs::File::open(path)?);
+        let summary = apple_health::stream(reader, &p, &mut v, CHUNK, |batch, bytes| {
+            progress(bytes);
+            out.add(store, batch)
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        out.not_stored = summary.not_stored.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+        return Ok(out);
     }
+    let bytes = fs::read(path)?;
     if head.starts_with("{\"data\":") {
-        let p = patient()?;
+        let p = need_patient()?;
         let d = health_auto_export::decode(&bytes, &p, &mut v)?;
-        let unsupported = d.unsupported.iter().map(|u| format!("{} ({})", u.section, u.count)).collect();
-        return Ok((d.batch, unsupported));
+        out.not_stored = d.unsupported.iter().map(|u| format!("{} ({})", u.section, u.count)).collect();
+        out.add(store, d.batch)?;
+        return Ok(out);
     }
-    Ok((native::decode(&bytes, Format::sniff(&bytes), &mut v)?, Vec::new()))
-}
-
-/// Writes durably; an overloaded store leaves the file in the inbox for the next poll.
-fn write(app: &AppState, batch: Batch) -> anyhow::Result<()> {
-    match app.store.write(batch.samples) {
-        Ok(_) => Ok(()),
-        Err(StoreError::Overloaded { .. }) => bail!("the store is overloaded; the file stays for the next poll"),
-        Err(e) => Err(e.into()),
-    }
+    out.add(store, native::decode(&bytes, Format::sniff(&bytes), &mut v)?)?;
+    Ok(out)
 }
 
 fn stamp(app: &AppState) -> String {
@@ -291,25 +331,21 @@ fn process(app: &AppState, dir: &Path, ledger: &FileLedger, unit: &Unit) {
         report_and_move("processed", &mut entry, report, ".report.json");
         tracing::info!(file = %shown, first = %before.name, "file drop: same content already processed; not ingested again");
     } else {
-        match decode(app, unit).and_then(|(batch, unsupported)| {
-            let accepted = batch.samples.len() as u64;
-            let rejections = batch.rejections.clone();
-            write(app, batch)?;
-            Ok((accepted, rejections, unsupported))
-        }) {
-            Ok((accepted, rejections, unsupported)) => {
+        let now = app.clock.now_ms();
+        match ingest_path(&app.config, &app.store, now, &unit.path, unit.patient.as_ref(), &mut |_| {}) {
+            Ok(o) => {
                 entry.status = "processed".into();
-                entry.accepted = accepted;
-                entry.rejected = rejections.len() as u64;
-                let bad: Vec<serde_json::Value> = rejections
+                entry.accepted = o.accepted;
+                entry.rejected = o.refused;
+                let bad: Vec<serde_json::Value> = o
+                    .rejections
                     .iter()
-                    .take(10_000)
                     .map(|r| serde_json::json!({"line": r.index + 1, "code": r.code, "message": r.message}))
                     .collect();
-                let report = serde_json::json!({"file": shown, "sha256": sha, "accepted": accepted,
-                    "rejected": rejections.len(), "refused": bad, "not_stored_yet": unsupported});
+                let report = serde_json::json!({"file": shown, "sha256": sha, "accepted": o.accepted,
+                    "rejected": o.refused, "refused": bad, "not_stored_yet": o.not_stored});
                 report_and_move("processed", &mut entry, report, ".report.json");
-                tracing::info!(file = %shown, accepted, rejected = rejections.len(), "file drop: processed");
+                tracing::info!(file = %shown, accepted = o.accepted, rejected = o.refused, "file drop: processed");
             }
             Err(e) => {
                 let why = format!("{e:#}");

@@ -256,3 +256,38 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn ingest_reads_apple_health_exports_and_e4_sessions_for_a_patient() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path().join("data");
+    let xml = dir.path().join("export.xml");
+    std::fs::write(&xml, crate::file_drop::APPLE_EXPORT).expect("write");
+    let session = dir.path().join("session-7");
+    std::fs::create_dir_all(&session).expect("mkdir");
+    std::fs::write(session.join("HR.csv"), "1763600000\n1\n70\n71\n72\n").expect("write");
+    std::fs::write(session.join("IBI.csv"), "1763600000, IBI\n1.0, 0.85\nbad\n").expect("write");
+    let d_s = d.to_str().expect("p");
+    let (ok, _, err) = vitals(&["ingest", "--quiet", "--data-dir", d_s, xml.to_str().expect("p")]);
+    assert!(!ok && err.contains("--patient"), "patient-less formats need --patient: {err}");
+    let (ok, out, err) = vitals(&[
+        "ingest",
+        "--quiet",
+        "--data-dir",
+        d_s,
+        "--patient",
+        "cli-9",
+        xml.to_str().expect("p"),
+        session.to_str().expect("p"),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("6 accepted, 1 rejected"), "{out}{err}");
+    assert!(err.contains("not stored yet: HKCategoryTypeIdentifierSleepAnalysis (1)"), "{err}");
+    let (ok, out, _) =
+        vitals(&["query", "--data-dir", d_s, "--patient", "cli-9", "--metric", "heart_rate", "--format", "csv"]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 1 + 2 + 3, "{out}");
+    let (ok, out, _) =
+        vitals(&["query", "--data-dir", d_s, "--patient", "cli-9", "--metric", "rr_interval", "--format", "csv"]);
+    assert!(ok && out.contains(",850,e4-session-7"), "{out}");
+}

@@ -9,6 +9,18 @@ use vitals_core::DurationMs;
 
 use crate::harness::{ADMIN, TestServer};
 
+pub const APPLE_EXPORT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE HealthData [
+<!ELEMENT HealthData (ExportDate,Me,(Record|Workout)*)>
+]>
+<HealthData locale="en_US">
+ <ExportDate value="2025-11-21 10:00:00 -0800"/>
+ <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Watch" unit="count/min" startDate="2025-11-21 07:41:00 -0800" endDate="2025-11-21 07:41:00 -0800" value="63"/>
+ <Record type="HKQuantityTypeIdentifierHeartRate" sourceName="Watch" unit="count/min" startDate="2025-11-21 07:42:00 -0800" endDate="2025-11-21 07:42:00 -0800" value="64"/>
+ <Record type="HKCategoryTypeIdentifierSleepAnalysis" sourceName="Watch" startDate="2025-11-20 23:00:00 -0800" endDate="2025-11-21 06:00:00 -0800" value="HKCategoryValueSleepAnalysisAsleepCore"/>
+</HealthData>
+"#;
+
 fn drop_file(inbox: &Path, rel: &str, content: &[u8]) {
     let target = inbox.join(rel);
     let parent = target.parent().expect("parent");
@@ -60,6 +72,7 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     drop_file(&inbox, "fd-2/export.json", hae);
     drop_file(&inbox, "fd-3/session-1/EDA.csv", b"1763690000\n4\n0.1\n0.2\n0.3\n0.4\n");
     drop_file(&inbox, "fd-3/session-1/TEMP.csv", b"1763690000\n4\n33.1\n33.2\n");
+    drop_file(&inbox, "fd-4/export.xml", APPLE_EXPORT.as_bytes());
     drop_file(&inbox, "garbage.bin", &[0xff, 0xfe, 0x00, 0x01]);
     let orphan = String::from_utf8_lossy(hae).replace("112", "113");
     drop_file(&inbox, "orphan-export.json", orphan.as_bytes());
@@ -72,6 +85,11 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     assert_eq!(count(&server, "fd-2", "step_count"), 1);
     assert_eq!(count(&server, "fd-3", "eda"), 4);
     assert_eq!(count(&server, "fd-3", "skin_temperature"), 2);
+    assert_eq!(count(&server, "fd-4", "heart_rate"), 2, "Apple Health export.xml");
+    let xml_report: Value =
+        serde_json::from_slice(&std::fs::read(&find(&drop.join("processed"), "export.xml.report.json")[0]).expect("r"))
+            .expect("json");
+    assert_eq!(xml_report["not_stored_yet"], serde_json::json!(["HKCategoryTypeIdentifierSleepAnalysis (1)"]));
     let processed = drop.join("processed");
     let reports = find(&processed, "g.csv.report.json");
     let report: Value = serde_json::from_slice(&std::fs::read(&reports[0]).expect("report")).expect("json");
