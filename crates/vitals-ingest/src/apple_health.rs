@@ -235,4 +235,15 @@ mod tests {
         assert!(matches!(r, Err(AppleHealthError::Xml { .. })), "{r:?}");
         assert!(batches.is_empty() || batches.iter().all(|b| b.items <= 10));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn streamer_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
+            let _ = stream(&bytes[..], "p", &mut v, 3, |b, _| -> Result<(), ()> {
+                assert_eq!(b.items, b.samples.len() + b.rejections.len());
+                Ok(())
+            });
+        }
+    }
 }

@@ -73,7 +73,7 @@ pub fn decode(
             let mut cols = l.split(',').map(|c| c.trim().parse::<f64>());
             match (cols.next(), cols.next()) {
                 (Some(Ok(offset)), Some(Ok(ibi))) => {
-                    push(&mut batch, line, "rr_interval", start_ms + (offset * 1000.0).round() as i64, ibi, Some("s"));
+                    push(&mut batch, line, "rr_interval", start_ms.saturating_add((offset * 1000.0).round() as i64), ibi, Some("s"));
                 }
                 _ => bad(&mut batch, line, format!("expected <seconds>, <interval>, got {l:?}")),
             }
@@ -97,7 +97,7 @@ pub fn decode(
         if l.trim().is_empty() {
             continue;
         }
-        let t = start_ms + (i as f64 * 1000.0 / rate).round() as i64;
+        let t = start_ms.saturating_add((i as f64 * 1000.0 / rate).round() as i64);
         let cols: Vec<&str> = l.split(',').map(str::trim).collect();
         if cols.len() < metrics.len() {
             bad(&mut batch, line, format!("expected {} columns, got {l:?}", metrics.len()));
@@ -147,6 +147,13 @@ mod tests {
     }
 
     #[test]
+    fn huge_offsets_never_overflow() {
+        // Found by the fuzzer: an IBI offset far beyond the session start.
+        let b = run("IBI.csv", "1763780000, IBI\n1e300, 0.8\n").expect("ibi");
+        assert_eq!(b.rejections[0].code, RejectCode::InvalidTime);
+    }
+
+    #[test]
     fn files_without_their_header_fail_as_a_whole() {
         for (name, text) in [
             ("EDA.csv", ""),
@@ -156,6 +163,16 @@ mod tests {
             ("notes.csv", "1\n1\n"),
         ] {
             assert!(run(name, text).is_err(), "{name}: {text:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics(text in "[0-9.,e\\- \n]{0,200}", which in 0usize..6) {
+            let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
+            if let Ok(b) = decode(SIGNAL_FILES[which], &text, "p", "e4", &mut v) {
+                proptest::prop_assert_eq!(b.items, b.samples.len() + b.rejections.len());
+            }
         }
     }
 }
