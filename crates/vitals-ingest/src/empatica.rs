@@ -73,7 +73,14 @@ pub fn decode(
             let mut cols = l.split(',').map(|c| c.trim().parse::<f64>());
             match (cols.next(), cols.next()) {
                 (Some(Ok(offset)), Some(Ok(ibi))) => {
-                    push(&mut batch, line, "rr_interval", start_ms.saturating_add((offset * 1000.0).round() as i64), ibi, Some("s"));
+                    push(
+                        &mut batch,
+                        line,
+                        "rr_interval",
+                        start_ms.saturating_add((offset * 1000.0).round() as i64),
+                        ibi,
+                        Some("s"),
+                    );
                 }
                 _ => bad(&mut batch, line, format!("expected <seconds>, <interval>, got {l:?}")),
             }
