@@ -3,11 +3,13 @@
 //! This crate does no I/O and never reads the clock: "now" always comes in as a parameter.
 
 pub mod catalog;
+pub mod event;
 pub mod id;
 pub mod sample;
 pub mod time;
 
 pub use catalog::{Aggregation, Catalog, Metric, MetricId};
+pub use event::Event;
 pub use id::{DeviceId, IdError, PatientId, SampleId};
 pub use sample::{RawSample, RawTime, RejectCode, Rejection, Sample, Validator};
 pub use time::{Clock, DurationMs, ManualClock, SystemClock};

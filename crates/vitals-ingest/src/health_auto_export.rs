@@ -16,7 +16,7 @@ use chrono::DateTime;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
-use vitals_core::{RawSample, RawTime, RejectCode, Rejection, Validator};
+use vitals_core::{Event, RawSample, RawTime, RejectCode, Rejection, Validator};
 
 use crate::batch::Batch;
 use crate::native::DecodeError;
@@ -32,6 +32,8 @@ pub struct Unsupported {
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub batch: Batch,
+    /// Workouts (with their heart-rate series in `batch`) and sleep.
+    pub events: Vec<Event>,
     pub unsupported: Vec<Unsupported>,
 }
 
@@ -46,7 +48,7 @@ struct Data {
     #[serde(default)]
     metrics: Vec<MetricEntry>,
     #[serde(default)]
-    workouts: Vec<IgnoredAny>,
+    workouts: Vec<Value>,
     #[serde(default)]
     state_of_mind: Vec<IgnoredAny>,
     #[serde(default)]
@@ -146,7 +148,6 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
     let mut out = Decoded::default();
     let d = export.data;
     for (section, n) in [
-        ("workouts", d.workouts.len()),
         ("stateOfMind", d.state_of_mind.len()),
         ("medications", d.medications.len()),
         ("symptoms", d.symptoms.len()),
@@ -159,7 +160,14 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
         }
     }
     let mut index = 0usize;
+    for (w, workout) in d.workouts.iter().enumerate() {
+        decode_workout(w, workout, patient, validator, &mut out, &mut index);
+    }
     for (m, entry) in d.metrics.iter().enumerate() {
+        if entry.name == "sleep_analysis" {
+            decode_sleep(m, entry, patient, &mut out, &mut index);
+            continue;
+        }
         let Some(targets) = targets(&entry.name) else {
             out.unsupported.push(Unsupported { section: format!("metrics/{}", entry.name), count: entry.data.len() });
             index += entry.data.len();
@@ -239,6 +247,151 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
     Ok(out)
 }
 
+fn attributes(o: &serde_json::Map<String, Value>, skip: &[&str]) -> std::collections::BTreeMap<String, Value> {
+    o.iter().filter(|(k, _)| !skip.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// A workout (both export versions) becomes an event; its heart-rate series samples.
+fn decode_workout(
+    w: usize,
+    workout: &Value,
+    patient: &str,
+    validator: &mut Validator<'_>,
+    out: &mut Decoded,
+    index: &mut usize,
+) {
+    let here = format!("data.workouts[{w}]");
+    let item = *index;
+    *index += 1;
+    let Some(o) = workout.as_object() else {
+        out.batch.items += 1;
+        out.batch.rejections.push(Rejection::new(item, RejectCode::Malformed, format!("{here}: not an object")));
+        return;
+    };
+    let start = o.get("start").and_then(Value::as_str).and_then(parse_date);
+    let end = o.get("end").and_then(Value::as_str).and_then(parse_date);
+    let (Some(start), Some(end)) = (start, end) else {
+        out.batch.items += 1;
+        out.batch.rejections.push(Rejection::new(
+            item,
+            RejectCode::InvalidTime,
+            format!("{here}: no readable start and end"),
+        ));
+        return;
+    };
+    let name = o.get("name").and_then(Value::as_str).unwrap_or("workout");
+    let id = match o.get("id").and_then(Value::as_str) {
+        Some(id) => format!("workout-{id}"),
+        None => Event::content_id(patient, "workout", start, end, name),
+    };
+    let series = [
+        "heartRateData",
+        "heartRateRecovery",
+        "route",
+        "activeEnergy",
+        "basalEnergy",
+        "cyclingCadence",
+        "cyclingDistance",
+        "cyclingPower",
+        "cyclingSpeed",
+        "swimDistance",
+        "swimStroke",
+        "stepCount",
+        "walkingAndRunningDistance",
+    ];
+    out.events.push(Event {
+        id,
+        patient: patient.to_owned(),
+        kind: "workout".into(),
+        start_ms: start,
+        end_ms: end.max(start),
+        source: "health_auto_export".into(),
+        attributes: attributes(o, &series),
+    });
+    for (k, point) in o.get("heartRateData").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        let item = *index;
+        *index += 1;
+        let at = format!("{here}.heartRateData[{k}]");
+        let Some(p) = point.as_object() else { continue };
+        let Some(time) = p.get("date").and_then(Value::as_str).and_then(parse_date) else {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(item, RejectCode::InvalidTime, format!("{at}: no readable date")));
+            continue;
+        };
+        for (field, metric) in
+            [("Avg", "heart_rate"), ("qty", "heart_rate"), ("Min", "heart_rate_min"), ("Max", "heart_rate_max")]
+        {
+            let Some(value) = p.get(field).and_then(Value::as_f64) else { continue };
+            if field == "qty" && p.contains_key("Avg") {
+                continue;
+            }
+            out.batch.items += 1;
+            let raw = RawSample {
+                patient: Cow::Borrowed(patient),
+                metric: Cow::Borrowed(metric),
+                time: RawTime::Ms(time),
+                value,
+                unit: None,
+                device: p.get("source").and_then(Value::as_str).and_then(device_from_source).map(Cow::Owned),
+                id: None,
+            };
+            match validator.validate(item, &raw) {
+                Ok(s) => out.batch.samples.push(s),
+                Err(r) => out.batch.rejections.push(Rejection { message: format!("{at}: {}", r.message), ..r }),
+            }
+        }
+    }
+}
+
+/// Sleep analysis in all three shapes the app has used: aggregated (>= 6.6.2 and older)
+/// become a `sleep` event from sleepStart to sleepEnd (and an `in_bed` one), unaggregated
+/// records a `sleep` event per stage.
+fn decode_sleep(m: usize, entry: &MetricEntry, patient: &str, out: &mut Decoded, index: &mut usize) {
+    for (k, point) in entry.data.iter().enumerate() {
+        let item = *index;
+        *index += 1;
+        let here = format!("data.metrics[{m}].data[{k}] (sleep_analysis)");
+        let Some(o) = point.as_object() else {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(item, RejectCode::Malformed, format!("{here}: not an object")));
+            continue;
+        };
+        let date = |key: &str| o.get(key).and_then(Value::as_str).and_then(parse_date);
+        let mut made = 0;
+        let mut push = |kind: &str, start: i64, end: i64, extra: &str, attrs| {
+            out.events.push(Event {
+                id: Event::content_id(patient, kind, start, end, extra),
+                patient: patient.to_owned(),
+                kind: kind.into(),
+                start_ms: start,
+                end_ms: end.max(start),
+                source: "health_auto_export".into(),
+                attributes: attrs,
+            });
+            made += 1;
+        };
+        if let (Some(s), Some(e)) = (date("startDate"), date("endDate")) {
+            let stage = o.get("value").and_then(Value::as_str).unwrap_or("Unspecified").to_owned();
+            push("sleep", s, e, &stage, attributes(o, &["startDate", "endDate"]));
+        } else {
+            if let (Some(s), Some(e)) = (date("sleepStart"), date("sleepEnd")) {
+                push("sleep", s, e, "", attributes(o, &["sleepStart", "sleepEnd", "inBedStart", "inBedEnd"]));
+            }
+            if let (Some(s), Some(e)) = (date("inBedStart"), date("inBedEnd")) {
+                push("in_bed", s, e, "", attributes(o, &["sleepStart", "sleepEnd", "inBedStart", "inBedEnd"]));
+            }
+        }
+        if made == 0 {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(
+                item,
+                RejectCode::InvalidTime,
+                format!("{here}: no readable sleep or in-bed interval"),
+            ));
+        }
+    }
+}
+
 /// Unit spellings of the app mapped onto the catalog's.
 fn hae_unit(u: &str) -> &str {
     match u {
@@ -307,9 +460,17 @@ mod tests {
              {"date":"2024-03-05 08:00:00 -0800","systolic":121,"diastolic":79}]},
           {"name":"active_energy","units":"kJ","data":[{"date":"2024-03-05 08:00:00 -0800","qty":418.4}]},
           {"name":"blood_oxygen_saturation","units":"%","data":[{"date":"2024-03-05 08:00:00 -0800","qty":0.97}]},
-          {"name":"sleep_analysis","units":"hr","data":[{"date":"2024-03-05","totalSleep":7.1}]},
+          {"name":"sleep_analysis","units":"hr","data":[{"date":"2024-03-05","totalSleep":7.1,"asleep":0,"core":3.9,"deep":1.1,"rem":1.6,"awake":0.5,
+             "sleepStart":"2024-03-04 23:12:10 -0800","sleepEnd":"2024-03-05 06:41:02 -0800","inBed":7.5,
+             "inBedStart":"2024-03-04 23:05:00 -0800","inBedEnd":"2024-03-05 06:45:00 -0800","source":"Alex’s Apple Watch"},
+             {"startDate":"2024-03-05 01:00:00 -0800","endDate":"2024-03-05 01:30:00 -0800","qty":0.5,"value":"Deep","source":"Watch"},
+             {"date":"2024-03-05","totalSleep":7.1}]},
           {"name":"apple_stand_hour","units":"count","data":[]}
-        ],"workouts":[{"id":"9d2b","name":"Outdoor Walk"}]}}"#;
+        ],"workouts":[{"id":"9d2b","name":"Outdoor Walk","start":"2024-03-05 17:02:43 -0800","end":"2024-03-05 17:31:53 -0800",
+            "duration":1750,"distance":{"qty":2.41,"units":"km"},
+            "heartRateData":[{"date":"2024-03-05 17:03:00 -0800","Min":96,"Avg":101,"Max":108,"units":"count/min"}]},
+          {"name":"Legacy Run","start":"2024-03-04 17:00:00 -0800","end":"2024-03-04 17:30:00 -0800",
+            "heartRateData":[{"date":"2024-03-04 17:01:00 -0800","qty":140,"units":"count"}]}]}}"#;
         let d = run(body);
         assert_eq!(
             codes(&d),
@@ -326,20 +487,14 @@ mod tests {
             ]
         );
         assert!(d.batch.rejections.is_empty(), "{:?}", d.batch.rejections);
-        assert_eq!(d.batch.samples[0].time_ms, 1_709_653_260_000);
-        assert_eq!(d.batch.samples[0].value, 63.5);
-        assert_eq!(d.batch.samples[0].device.as_ref().map(|x| x.as_str()), Some("alex-s-apple-watch"));
-        assert_eq!(d.batch.samples[4].value, 109.9, "6.1 mmol/L");
-        assert_eq!(d.batch.samples[7].value, 100.0, "418.4 kJ");
-        assert_eq!(d.batch.samples[8].value, 97.0, "fraction to percent");
-        assert_eq!(
-            d.unsupported,
-            vec![
-                Unsupported { section: "workouts".into(), count: 1 },
-                Unsupported { section: "metrics/sleep_analysis".into(), count: 1 },
-                Unsupported { section: "metrics/apple_stand_hour".into(), count: 0 },
-            ]
-        );
+        let s = &d.batch.samples[4..];
+        assert_eq!(s[0].time_ms, 1_709_653_260_000);
+        assert_eq!(s[0].value, 63.5);
+        assert_eq!(s[0].device.as_ref().map(|x| x.as_str()), Some("alex-s-apple-watch"));
+        assert_eq!(s[4].value, 109.9, "6.1 mmol/L");
+        assert_eq!(s[7].value, 100.0, "418.4 kJ");
+        assert_eq!(s[8].value, 97.0, "fraction to percent");
+        assert_eq!(d.unsupported, vec![Unsupported { section: "metrics/apple_stand_hour".into(), count: 0 }]);
     }
 
     #[test]

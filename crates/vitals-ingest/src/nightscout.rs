@@ -10,7 +10,7 @@
 use std::borrow::Cow;
 
 use serde_json::{Map, Value};
-use vitals_core::{RawSample, RawTime, RejectCode, Rejection, Validator};
+use vitals_core::{Event, RawSample, RawTime, RejectCode, Rejection, Validator};
 
 use crate::batch::Batch;
 use crate::health_auto_export::{Unsupported, device_from_source};
@@ -20,6 +20,7 @@ use crate::native::DecodeError;
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub batch: Batch,
+    pub events: Vec<Event>,
     pub unsupported: Vec<Unsupported>,
 }
 
@@ -160,6 +161,66 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
     Ok(out)
 }
 
+/// Decodes `POST`/`PUT /api/v1/treatments`: each becomes a `treatment` event (meal
+/// boluses, carbs, BG checks, temp basals...) at `created_at` (or `timestamp`, `date`),
+/// lasting `duration` minutes, with every field kept as an attribute. The sender's id
+/// (`_id`, `identifier`, `syncIdentifier`, `uuid`) makes re-sends replace the event.
+pub fn decode_treatments(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let _ = validator;
+    let mut out = Decoded::default();
+    for (i, item) in objects(body)?.iter().enumerate() {
+        out.batch.items += 1;
+        let Some(o) = item.as_object() else {
+            out.batch.rejections.push(Rejection::new(
+                i,
+                RejectCode::Malformed,
+                format!("treatment {i} is not an object"),
+            ));
+            continue;
+        };
+        let start = match time_of(o)
+            .or_else(|| o.get("timestamp").and_then(Value::as_str).map(|s| RawTime::Text(Cow::Owned(normalise_iso(s)))))
+        {
+            Some(RawTime::FloatMs(ms)) if ms.is_finite() && ms >= 0.0 => Some(ms as i64),
+            Some(RawTime::Text(t)) => vitals_core::time::parse_time(&t).ok(),
+            _ => None,
+        };
+        let Some(start) = start else {
+            out.batch.rejections.push(Rejection::new(
+                i,
+                RejectCode::MissingField,
+                format!("treatment {i}: no created_at"),
+            ));
+            continue;
+        };
+        let minutes = o.get("duration").and_then(Value::as_f64).filter(|d| d.is_finite() && *d > 0.0).unwrap_or(0.0);
+        let end = start.saturating_add((minutes * 60_000.0) as i64);
+        let event_type = o.get("eventType").and_then(Value::as_str).unwrap_or("Note");
+        let id = ["_id", "identifier", "syncIdentifier", "uuid"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str))
+            .map(|id| format!("treatment-{id}"))
+            .unwrap_or_else(|| Event::content_id(patient, "treatment", start, end, event_type));
+        let attributes = o
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "secret" | "api-secret"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.events.push(Event {
+            id,
+            patient: patient.to_owned(),
+            kind: "treatment".into(),
+            start_ms: start,
+            end_ms: end,
+            source: "nightscout".into(),
+            attributes,
+        });
+        // Counted as an accepted item: it is stored, as an event.
+        out.batch.items -= 1;
+    }
+    Ok(out)
+}
+
 /// Decodes `POST /api/v1/devicestatus`.
 pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
     let mut out = Decoded::default();
@@ -268,6 +329,23 @@ mod tests {
     }
 
     #[test]
+    fn treatments_become_events_replaced_on_resend() {
+        let body = br#"[{"eventType":"Meal Bolus","created_at":"2024-03-05T15:50:00.000Z","enteredBy":"caregiver-app",
+            "carbs":45,"insulin":4.5,"glucose":118,"glucoseType":"Sensor","units":"mg/dl","notes":"oatmeal","secret":"x"},
+           {"eventType":"Temp Basal","timestamp":"2024-03-05T07:00:00.000-0800","duration":30,"percent":-50,"identifier":"abc"},
+           {"eventType":"Note"}]"#;
+        let d = decode_treatments(body, "p-1", &mut v()).expect("decodes");
+        assert_eq!(d.events.len(), 2);
+        assert_eq!(d.events[0].attributes.get("carbs"), Some(&serde_json::json!(45)));
+        assert!(!d.events[0].attributes.contains_key("secret"));
+        assert_eq!((d.events[1].id.as_str(), d.events[1].end_ms - d.events[1].start_ms), ("treatment-abc", 1_800_000));
+        assert_eq!(d.events[1].start_ms, 1_709_650_800_000);
+        assert_eq!((d.batch.rejections[0].index, d.batch.rejections[0].code), (2, RejectCode::MissingField));
+        let again = decode_treatments(body, "p-1", &mut v()).expect("decodes");
+        assert_eq!(again.events[0].id, d.events[0].id, "content ids are stable");
+    }
+
+    #[test]
     fn offsets_without_colons_are_read() {
         assert_eq!(normalise_iso("2024-03-05T07:45:00.000-0800"), "2024-03-05T07:45:00.000-08:00");
         assert_eq!(normalise_iso("2024-03-05T15:45:00.000Z"), "2024-03-05T15:45:00.000Z");
@@ -276,7 +354,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            for f in [decode_entries, decode_devicestatus] {
+            for f in [decode_entries, decode_devicestatus, decode_treatments] {
                 if let Ok(d) = f(&bytes, "p", &mut v()) {
                     proptest::prop_assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
                 }

@@ -5,6 +5,7 @@
 
 pub mod buffer;
 pub mod dead_letter;
+pub mod event_store;
 pub mod ledger;
 pub mod manifest;
 pub mod meta_file;

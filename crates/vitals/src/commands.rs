@@ -13,6 +13,7 @@ use vitals_ingest::{Format, native};
 use vitals_query::{Agg, QueryResult, SeriesQuery};
 use vitals_storage::Store;
 use vitals_storage::dead_letter::DeadLetters;
+use vitals_storage::event_store::EventStore;
 
 use crate::auth::{Role, TokenStore};
 use crate::cli::{
@@ -60,6 +61,12 @@ fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     Ok(Arc::new(store))
 }
 
+/// Opens the event store of a data directory.
+pub fn open_events(config: &Config) -> anyhow::Result<Arc<EventStore>> {
+    let dir = config.storage.data_dir.join("events");
+    Ok(Arc::new(EventStore::open(&dir).with_context(|| format!("opening the event store {}", dir.display()))?))
+}
+
 /// Opens the dead-letter store of a data directory.
 pub fn open_dead_letters(config: &Config) -> anyhow::Result<Arc<DeadLetters>> {
     let dir = config.storage.data_dir.join("dead-letters");
@@ -91,7 +98,8 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
         let dead = open_dead_letters(&config)?;
-        let app = Arc::new(App::new(store.clone(), tokens, dead, config, clock));
+        let events = open_events(&config)?;
+        let app = Arc::new(App::new(store.clone(), tokens, dead, events, config, clock));
         server::serve(listener, app, server::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || store.close()).await?.context("flushing the store at shutdown")?;
         tracing::info!("stopped cleanly");
@@ -232,6 +240,7 @@ fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
     let client = remote(&a.remote)?;
     let store = if client.is_none() { Some(open_store(config)?) } else { None };
     let dead = if client.is_none() { Some(open_dead_letters(config)?) } else { None };
+    let events = if client.is_none() { Some(open_events(config)?) } else { None };
     let total_bytes: u64 = a.files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
     let bar = if a.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_bytes) };
     bar.set_style(
@@ -249,9 +258,11 @@ fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
                 (None, Some(s)) => {
                     let base = done_bytes;
                     let mut progress = |b: u64| bar.set_position(base + b);
+                    let evs = events.as_deref().context("no event store")?;
                     crate::file_drop::ingest_path(
                         config,
                         s,
+                        evs,
                         SystemClock.now_ms(),
                         file,
                         patient.as_ref(),
@@ -369,6 +380,7 @@ fn post_export(
         .map(|a| a.iter().map(|u| format!("{} ({})", u["section"].as_str().unwrap_or("?"), u["count"])).collect())
         .unwrap_or_default();
     Ok(crate::file_drop::FileOutcome {
+        events: v["events"].as_u64().unwrap_or(0),
         accepted: v["accepted"].as_u64().unwrap_or(0),
         refused: rejections.len() as u64,
         rejections,
@@ -571,7 +583,8 @@ fn dead_letters(config: &Config, cmd: DeadLetterCommand) -> anyhow::Result<ExitC
             } else {
                 let store = open_store(config)?;
                 let dead = open_dead_letters(config)?;
-                let r = crate::dead_letter_api::replay(config, &store, &dead, SystemClock.now_ms(), id)?;
+                let events = open_events(config)?;
+                let r = crate::dead_letter_api::replay(config, &store, &events, &dead, SystemClock.now_ms(), id)?;
                 println!("{}", serde_json::to_string_pretty(&r)?);
                 store.close()?;
             }

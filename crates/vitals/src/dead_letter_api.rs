@@ -9,11 +9,12 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::Deserialize;
-use vitals_core::{Rejection, Validator};
+use vitals_core::{Event, Rejection, Validator};
 use vitals_ingest::health_auto_export::{self, Unsupported};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
 use vitals_ingest::{Batch, Format, native, nightscout};
 use vitals_storage::dead_letter::{DeadLetter, DeadLetterError, DeadLetters, RefusedItem};
+use vitals_storage::event_store::EventStore;
 use vitals_storage::{Store, StoreError};
 
 use crate::api_error::{ApiError, Code};
@@ -59,7 +60,7 @@ pub fn decode(
     format: WireFormat,
     body: &[u8],
     patient: Option<&str>,
-) -> Result<(Batch, Vec<Unsupported>), String> {
+) -> Result<(Batch, Vec<Event>, Vec<Unsupported>), String> {
     let cfg = &config.ingest;
     let mut v = Validator::new(
         vitals_core::Catalog::standard(),
@@ -68,25 +69,27 @@ pub fn decode(
         cfg.max_age.map(|d| d.as_ms()),
     );
     match format {
-        WireFormat::Native(f) => native::decode(body, f, &mut v).map(|b| (b, Vec::new())).map_err(|e| e.to_string()),
+        WireFormat::Native(f) => {
+            native::decode(body, f, &mut v).map(|b| (b, Vec::new(), Vec::new())).map_err(|e| e.to_string())
+        }
         WireFormat::LineProtocol(p) => {
             let mapping = Mapping { rules: config.line_protocol.measurements.clone() };
-            Ok((line_protocol::decode(body, p, &mapping, &mut v, now_ms), Vec::new()))
+            Ok((line_protocol::decode(body, p, &mapping, &mut v, now_ms), Vec::new(), Vec::new()))
         }
         WireFormat::HealthAutoExport => {
             let patient = patient.ok_or("no patient recorded for this export")?;
             let d = health_auto_export::decode(body, patient, &mut v).map_err(|e| e.to_string())?;
-            Ok((d.batch, d.unsupported))
+            Ok((d.batch, d.events, d.unsupported))
         }
         WireFormat::Nightscout(what) => {
             let patient = patient.ok_or("no patient recorded for this upload")?;
             let d = match what {
                 "entries" => nightscout::decode_entries(body, patient, &mut v),
                 "devicestatus" => nightscout::decode_devicestatus(body, patient, &mut v),
-                _ => return Ok((Batch::default(), vec![Unsupported { section: what.to_owned(), count: 1 }])),
+                _ => nightscout::decode_treatments(body, patient, &mut v),
             };
             let d = d.map_err(|e| e.to_string())?;
-            Ok((d.batch, d.unsupported))
+            Ok((d.batch, d.events, d.unsupported))
         }
     }
 }
@@ -229,6 +232,7 @@ pub struct Replayed {
 pub fn replay(
     config: &Config,
     store: &Store,
+    events: &EventStore,
     dead: &DeadLetters,
     now_ms: i64,
     id: u64,
@@ -236,7 +240,8 @@ pub fn replay(
     let (letter, raw) = dead.get(id)?;
     let format = format_of(&letter).ok_or_else(|| ReplayError::Format(letter.format.clone()))?;
     let patient = letter.context.get("patient").map(String::as_str);
-    let (batch, unsupported) = decode(config, now_ms, format, &raw, patient).map_err(ReplayError::Decode)?;
+    let (batch, evs, unsupported) = decode(config, now_ms, format, &raw, patient).map_err(ReplayError::Decode)?;
+    events.put(evs).map_err(|e| ReplayError::Decode(e.to_string()))?;
     let accepted = batch.samples.len();
     store.write(batch.samples)?;
     let removed = batch.rejections.is_empty() && unsupported.is_empty();
@@ -297,10 +302,11 @@ pub async fn show(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Js
 }
 
 pub async fn replay_one(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Json<Replayed>, ApiError> {
-    let r =
-        tokio::task::spawn_blocking(move || replay(&app.config, &app.store, &app.dead_letters, app.clock.now_ms(), id))
-            .await
-            .map_err(ApiError::internal)??;
+    let r = tokio::task::spawn_blocking(move || {
+        replay(&app.config, &app.store, &app.events, &app.dead_letters, app.clock.now_ms(), id)
+    })
+    .await
+    .map_err(ApiError::internal)??;
     Ok(Json(r))
 }
 

@@ -24,6 +24,7 @@ use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
 use vitals_core::{Catalog, PatientId, Rejection, Validator};
 use vitals_ingest::{Batch, Format, apple_health, empatica, health_auto_export, native};
+use vitals_storage::event_store::EventStore;
 use vitals_storage::ledger::{FileLedger, LedgerEntry};
 use vitals_storage::{Store, StoreError};
 
@@ -183,6 +184,8 @@ pub struct FileOutcome {
     pub refused: u64,
     /// Parts that cannot be stored yet, e.g. `Workout (3)`.
     pub not_stored: Vec<String>,
+    /// Events stored (workouts, sleep).
+    pub events: u64,
 }
 
 /// Refused items listed in a report (all are counted).
@@ -212,6 +215,7 @@ impl FileOutcome {
 pub fn ingest_path(
     config: &Config,
     store: &Store,
+    events: &EventStore,
     now_ms: i64,
     path: &Path,
     patient: Option<&PatientId>,
@@ -271,6 +275,8 @@ pub fn ingest_path(
         let p = need_patient()?;
         let d = health_auto_export::decode(&bytes, &p, &mut v)?;
         out.not_stored = d.unsupported.iter().map(|u| format!("{} ({})", u.section, u.count)).collect();
+        out.events = d.events.len() as u64;
+        events.put(d.events)?;
         out.add(store, d.batch)?;
         return Ok(out);
     }
@@ -332,7 +338,7 @@ fn process(app: &AppState, dir: &Path, ledger: &FileLedger, unit: &Unit) {
         tracing::info!(file = %shown, first = %before.name, "file drop: same content already processed; not ingested again");
     } else {
         let now = app.clock.now_ms();
-        match ingest_path(&app.config, &app.store, now, &unit.path, unit.patient.as_ref(), &mut |_| {}) {
+        match ingest_path(&app.config, &app.store, &app.events, now, &unit.path, unit.patient.as_ref(), &mut |_| {}) {
             Ok(o) => {
                 entry.status = "processed".into();
                 entry.accepted = o.accepted;

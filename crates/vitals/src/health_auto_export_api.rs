@@ -28,6 +28,8 @@ const SOURCE: &str = "health_auto_export";
 #[derive(Debug, Serialize)]
 pub struct ExportResponse {
     pub accepted: usize,
+    /// Workouts and sleep intervals stored as events.
+    pub events: usize,
     pub rejected: Vec<Rejection>,
     pub unsupported: Vec<Unsupported>,
 }
@@ -100,6 +102,13 @@ pub async fn post_export(
         app.telemetry.rejected.get_or_create(&CodeLabel { code: r.code.as_str().to_owned() }).inc();
     }
     let accepted = d.batch.samples.len();
+    let events = d.events.len();
+    let store_events = {
+        let app = app.clone();
+        let evs = d.events;
+        tokio::task::spawn_blocking(move || app.events.put(evs)).await.map_err(ApiError::internal)?
+    };
+    store_events.map_err(ApiError::internal)?;
     let (tx, rx) = tokio::sync::oneshot::channel();
     app.store.submit(d.batch.samples, move |r| {
         let _ = tx.send(r);
@@ -111,5 +120,5 @@ pub async fn post_export(
     }
     app.telemetry.ingested.inc_by(accepted as u64);
     app.telemetry.write_latency.observe(started.elapsed().as_secs_f64());
-    Ok(Json(ExportResponse { accepted, rejected: d.batch.rejections, unsupported: d.unsupported }))
+    Ok(Json(ExportResponse { accepted, events, rejected: d.batch.rejections, unsupported: d.unsupported }))
 }

@@ -141,6 +141,11 @@ async fn handle(app: &AppState, p: &Publish) -> Durable {
                     ..Refused::default()
                 };
                 keep(WireFormat::HealthAutoExport, &refused);
+                if let Err(e) = app.events.put(d.events) {
+                    tracing::error!(error = %e, "mqtt: events not stored; the message will be delivered again");
+                    let _ = tx.send(false);
+                    return rx;
+                }
                 d.batch
             }
             Err(e) => {

@@ -106,13 +106,7 @@ async fn ingest(
             let decoded = match what {
                 "entries" => nightscout::decode_entries(&plain, p.as_str(), &mut v),
                 "devicestatus" => nightscout::decode_devicestatus(&plain, p.as_str(), &mut v),
-                _ => Ok(nightscout::Decoded {
-                    unsupported: vec![vitals_ingest::health_auto_export::Unsupported {
-                        section: what.to_owned(),
-                        count: 1,
-                    }],
-                    ..Default::default()
-                }),
+                _ => nightscout::decode_treatments(&plain, p.as_str(), &mut v),
             };
             let source = format!("nightscout/{what}");
             let refused = match &decoded {
@@ -123,11 +117,22 @@ async fn ingest(
             let refused = Refused { whole_failure: whole.as_deref(), patient: Some(p.as_str()), ..refused };
             // Kept in its own format so a replay knows how to read it.
             app.keep_refused(&source, WireFormat::Nightscout(what), &plain, &refused);
-            decoded.map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))
+            let mut decoded = decoded.map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+            let events = std::mem::take(&mut decoded.events);
+            let docs: Vec<Value> = events
+                .iter()
+                .map(|e| {
+                    let mut doc = Value::Object(e.attributes.clone().into_iter().collect());
+                    doc["_id"] = json!(e.id);
+                    doc
+                })
+                .collect();
+            app.events.put(events).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+            Ok((decoded, docs))
         })
         .await
     };
-    let decoded = match result {
+    let (decoded, event_docs) = match result {
         Ok(Ok(d)) => d,
         Ok(Err((status, msg))) => return ns_error(status, &msg),
         Err(e) => {
@@ -135,7 +140,7 @@ async fn ingest(
             return ns_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
         }
     };
-    let docs: Vec<Value> = decoded
+    let mut docs: Vec<Value> = decoded
         .batch
         .samples
         .iter()
@@ -152,6 +157,7 @@ async fn ingest(
                    "dateString": format_time(s.time_ms), "device": s.device.as_ref().map(|d| d.as_str())})
         })
         .collect();
+    docs.extend(event_docs);
     let accepted = decoded.batch.samples.len();
     let (tx, rx) = tokio::sync::oneshot::channel();
     if let Err(e) = app.store.submit(decoded.batch.samples, move |r| {
@@ -195,8 +201,7 @@ pub async fn post_devicestatus(
     ingest(app, p, headers, body, "devicestatus").await
 }
 
-/// Treatments are events, which Vitals cannot store yet: they are kept as a dead letter
-/// (nothing is lost) and acknowledged so uploaders do not retry forever.
+/// Treatments become `treatment` events (re-sends with the same id replace them).
 pub async fn post_treatments(
     State(app): State<AppState>,
     Path(p): Path<String>,

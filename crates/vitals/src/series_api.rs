@@ -82,6 +82,36 @@ pub async fn latest(
 }
 
 #[derive(Debug, Deserialize)]
+pub struct EventParams {
+    from: Option<String>,
+    to: Option<String>,
+    kind: Option<String>,
+}
+
+/// `GET /api/v1/patients/{patient}/events?from=&to=&kind=`: workouts, sleep, treatments...
+pub async fn events(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+    Query(q): Query<EventParams>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let p = PatientId::new(&patient)
+        .map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient {patient:?} {e}")))?;
+    let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
+    let from = q.from.as_deref().map(parse_time).transpose().map_err(|e| bad(format!("from: {e}")))?.unwrap_or(0);
+    let to = q.to.as_deref().map(parse_time).transpose().map_err(|e| bad(format!("to: {e}")))?.unwrap_or(i64::MAX);
+    let events: Vec<serde_json::Value> = app
+        .events
+        .query(p.as_str(), from, to, q.kind.as_deref())
+        .into_iter()
+        .map(|e| {
+            serde_json::json!({"id": e.id, "kind": e.kind, "start": format_time(e.start_ms), "end": format_time(e.end_ms),
+                               "source": e.source, "attributes": e.attributes})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "patient": p.to_string(), "events": events })))
+}
+
+#[derive(Debug, Deserialize)]
 pub struct SeriesParams {
     from: Option<String>,
     to: Option<String>,

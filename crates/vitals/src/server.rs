@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use vitals_core::{Catalog, Clock};
 use vitals_storage::Store;
 use vitals_storage::dead_letter::DeadLetters;
+use vitals_storage::event_store::EventStore;
 
 use crate::api_error::{ApiError, Code};
 use crate::auth::{Permission, Principal, TokenStore};
@@ -33,6 +34,7 @@ pub struct App {
     /// Permits for write requests in progress (see `server.max_concurrent_writes`).
     pub write_permits: Arc<Semaphore>,
     pub dead_letters: Arc<DeadLetters>,
+    pub events: Arc<EventStore>,
 }
 
 impl App {
@@ -40,6 +42,7 @@ impl App {
         store: Arc<Store>,
         tokens: TokenStore,
         dead_letters: Arc<DeadLetters>,
+        events: Arc<EventStore>,
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> App {
@@ -53,6 +56,7 @@ impl App {
             catalog: Catalog::standard(),
             write_permits,
             dead_letters,
+            events,
         }
     }
 
@@ -105,6 +109,7 @@ pub fn router(app: AppState) -> Router {
         .merge(nightscout_routes(app.clone()))
         .route("/api/v1/metrics", guarded(Permission::ReadData, get(series_api::list_metrics)))
         .route("/api/v1/patients", guarded(Permission::ReadData, get(series_api::list_patients)))
+        .route("/api/v1/patients/{patient}/events", guarded(Permission::ReadData, get(series_api::events)))
         .route("/api/v1/patients/{patient}/latest", guarded(Permission::ReadData, get(series_api::latest)))
         .route("/api/v1/patients/{patient}/series/{metric}", guarded(Permission::ReadData, get(series_api::series)))
         .route(

@@ -42,7 +42,7 @@ fn an_xdrip_style_upload_works_unchanged_and_followers_read_it_back() {
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines[0], "200 7", "all seven entries stored");
     assert_eq!(lines[1], "200");
-    assert_eq!(lines[2], "200", "treatments are acknowledged (and kept)");
+    assert_eq!(lines[2], "200", "treatments are stored as events");
     let newest: Vec<Value> = serde_json::from_str(lines[3]).expect("entries");
     assert_eq!(newest.len(), 3);
     assert_eq!(
@@ -63,14 +63,15 @@ fn an_xdrip_style_upload_works_unchanged_and_followers_read_it_back() {
     assert_eq!(cur.as_array().map(Vec::len), Some(1));
     let status = server.get("/nightscout/ns-1/api/v1/status.json", Some(ADMIN)).json();
     assert_eq!(status["status"], json!("ok"));
-    // The uploader battery became a reading; the treatment waits in the dead letters.
+    // The uploader battery became a reading; the treatment an event.
     let latest = server.get("/api/v1/patients/ns-1/latest", Some(ADMIN)).json();
     assert!(
         latest["metrics"].as_array().expect("m").iter().any(|m| m["metric"] == "battery_level" && m["value"] == 76.0),
         "{latest}"
     );
-    let dl = server.get("/api/v1/dead-letters", Some(ADMIN)).json();
-    assert_eq!(dl["dead_letters"][0]["source"], json!("nightscout/treatments"));
+    let ev = server.get("/api/v1/patients/ns-1/events?kind=treatment", Some(ADMIN)).json();
+    assert_eq!(ev["events"][0]["attributes"]["carbs"], json!(45), "{ev}");
+    assert_eq!(ev["events"][0]["start"], json!("2025-11-22T02:50:00.000Z"));
 }
 
 #[test]
