@@ -478,15 +478,37 @@ mod tests {
                 "heart_rate",
                 "heart_rate_min",
                 "heart_rate_max",
+                "heart_rate",
+                "heart_rate",
+                "heart_rate_min",
+                "heart_rate_max",
                 "step_count",
                 "blood_glucose",
                 "blood_pressure_systolic",
                 "blood_pressure_diastolic",
                 "active_energy",
                 "spo2"
+            ],
+            "the workouts' heart-rate series come first"
+        );
+        // The sleep point without any interval is refused with why.
+        assert_eq!(d.batch.rejections.len(), 1, "{:?}", d.batch.rejections);
+        assert_eq!(d.batch.rejections[0].code, RejectCode::InvalidTime);
+        let kinds: Vec<(&str, i64)> = d.events.iter().map(|e| (e.kind.as_str(), e.end_ms - e.start_ms)).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("workout", 1_750_000),
+                ("workout", 1_800_000),
+                ("sleep", 26_932_000),
+                ("in_bed", 27_600_000),
+                ("sleep", 1_800_000)
             ]
         );
-        assert!(d.batch.rejections.is_empty(), "{:?}", d.batch.rejections);
+        assert_eq!(d.events[0].id, "workout-9d2b");
+        assert_eq!(d.events[0].attributes.get("distance"), Some(&serde_json::json!({"qty": 2.41, "units": "km"})));
+        assert!(!d.events[0].attributes.contains_key("heartRateData"), "series become samples, not attributes");
+        assert_eq!(d.events[4].attributes.get("value"), Some(&serde_json::json!("Deep")));
         let s = &d.batch.samples[4..];
         assert_eq!(s[0].time_ms, 1_709_653_260_000);
         assert_eq!(s[0].value, 63.5);
