@@ -7,7 +7,7 @@ use vitals_ingest::{apple_health, empatica};
 
 fuzz_target!(|data: &[u8]| {
     let mut v = Validator::new(Catalog::standard(), 1_763_780_400_000, 600_000, None);
-    let _ = apple_health::stream(data, "p", &mut v, 7, |b, _| -> Result<(), ()> {
+    let _ = apple_health::stream(data, "p", &mut v, 7, |b, _, _| -> Result<(), ()> {
         assert_eq!(b.samples.len() + b.rejections.len(), b.items);
         Ok(())
     });

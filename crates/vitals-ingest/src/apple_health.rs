@@ -10,9 +10,9 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::BufRead;
 
-use quick_xml::events::{BytesStart, Event};
+use quick_xml::events::{BytesStart, Event as XmlEvent};
 use quick_xml::{Reader, XmlVersion};
-use vitals_core::{RawSample, RawTime, RejectCode, Rejection, Validator};
+use vitals_core::{Event, RawSample, RawTime, RejectCode, Rejection, Validator};
 
 use crate::batch::Batch;
 use crate::health_auto_export::{device_from_source, parse_date};
@@ -75,14 +75,65 @@ fn attrs(e: &BytesStart<'_>) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Streams an export; `sink` gets batches of about `chunk` items and the bytes read so far.
+/// The event of a sleep record or a workout element, if it is one.
+fn event_of(name: &str, a: &BTreeMap<String, String>, patient: &str) -> Option<Event> {
+    let start = a.get("startDate").and_then(|d| parse_date(d))?;
+    let end = a.get("endDate").and_then(|d| parse_date(d)).unwrap_or(start).max(start);
+    let source = a.get("sourceName").cloned().unwrap_or_default();
+    let (kind, extra, attributes): (&str, String, BTreeMap<String, serde_json::Value>) = if name == "Workout" {
+        let activity = a
+            .get("workoutActivityType")
+            .map(|t| t.trim_start_matches("HKWorkoutActivityType").to_owned())
+            .unwrap_or_default();
+        let keep = [
+            "workoutActivityType",
+            "duration",
+            "durationUnit",
+            "totalDistance",
+            "totalDistanceUnit",
+            "totalEnergyBurned",
+            "totalEnergyBurnedUnit",
+            "sourceName",
+        ];
+        let mut attrs: BTreeMap<String, serde_json::Value> = a
+            .iter()
+            .filter(|(k, _)| keep.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        attrs.insert("activity".into(), serde_json::Value::String(activity.clone()));
+        ("workout", format!("{source}|{activity}"), attrs)
+    } else if a.get("type").map(String::as_str) == Some("HKCategoryTypeIdentifierSleepAnalysis") {
+        let stage =
+            a.get("value").map(|v| v.trim_start_matches("HKCategoryValueSleepAnalysis").to_owned()).unwrap_or_default();
+        let kind = if stage == "InBed" { "in_bed" } else { "sleep" };
+        let mut attrs = BTreeMap::new();
+        attrs.insert("stage".to_owned(), serde_json::Value::String(stage.clone()));
+        attrs.insert("sourceName".to_owned(), serde_json::Value::String(source.clone()));
+        (kind, format!("{source}|{stage}"), attrs)
+    } else {
+        return None;
+    };
+    Some(Event {
+        id: Event::content_id(patient, kind, start, end, &extra),
+        patient: patient.to_owned(),
+        kind: kind.to_owned(),
+        start_ms: start,
+        end_ms: end,
+        source: "apple_health".into(),
+        attributes,
+    })
+}
+
+/// Streams an export; `sink` gets batches of about `chunk` items, the events (sleep,
+/// workouts) read meanwhile, and the bytes read so far.
 pub fn stream<R: BufRead, E>(
     input: R,
     patient: &str,
     validator: &mut Validator<'_>,
     chunk: usize,
-    mut sink: impl FnMut(Batch, u64) -> Result<(), E>,
+    mut sink: impl FnMut(Batch, Vec<Event>, u64) -> Result<(), E>,
 ) -> Result<Summary, AppleHealthError<E>> {
+    let mut events: Vec<Event> = Vec::new();
     let mut reader = Reader::from_reader(input);
     let mut buf = Vec::new();
     let mut summary = Summary::default();
@@ -93,8 +144,8 @@ pub fn stream<R: BufRead, E>(
         let event =
             reader.read_event_into(&mut buf).map_err(|e| AppleHealthError::Xml { offset, message: e.to_string() })?;
         match event {
-            Event::Eof => break,
-            Event::Start(e) | Event::Empty(e) => {
+            XmlEvent::Eof => break,
+            XmlEvent::Start(e) | XmlEvent::Empty(e) => {
                 let name = e.name().into_inner().to_owned();
                 if !root_seen {
                     root_seen = true;
@@ -110,7 +161,10 @@ pub fn stream<R: BufRead, E>(
                         let a = attrs(&e);
                         let ty = a.get("type").cloned().unwrap_or_default();
                         let Some((metric, fraction)) = metric_of(&ty) else {
-                            *summary.not_stored.entry(ty).or_default() += 1;
+                            match event_of("Record", &a, patient) {
+                                Some(e) => events.push(e),
+                                None => *summary.not_stored.entry(ty).or_default() += 1,
+                            }
                             continue;
                         };
                         batch.items += 1;
@@ -150,12 +204,16 @@ pub fn stream<R: BufRead, E>(
                             Ok(s) => batch.samples.push(s),
                             Err(r) => batch.rejections.push(Rejection { message: format!("{at}: {}", r.message), ..r }),
                         }
-                        if batch.items >= chunk {
-                            sink(std::mem::take(&mut batch), reader.buffer_position())
+                        if batch.items + events.len() >= chunk {
+                            sink(std::mem::take(&mut batch), std::mem::take(&mut events), reader.buffer_position())
                                 .map_err(AppleHealthError::Sink)?;
                         }
                     }
-                    "Workout" | "ActivitySummary" | "ClinicalRecord" | "Audiogram" | "VisionPrescription" => {
+                    "Workout" => match event_of("Workout", &attrs(&e), patient) {
+                        Some(ev) => events.push(ev),
+                        None => *summary.not_stored.entry(name).or_default() += 1,
+                    },
+                    "ActivitySummary" | "ClinicalRecord" | "Audiogram" | "VisionPrescription" => {
                         *summary.not_stored.entry(name).or_default() += 1;
                     }
                     _ => {}
@@ -168,7 +226,7 @@ pub fn stream<R: BufRead, E>(
     if !root_seen {
         return Err(AppleHealthError::NotAnExport(String::new()));
     }
-    sink(batch, reader.buffer_position()).map_err(AppleHealthError::Sink)?;
+    sink(batch, events, reader.buffer_position()).map_err(AppleHealthError::Sink)?;
     Ok(summary)
 }
 
@@ -199,22 +257,37 @@ mod tests {
 "#;
 
     fn run(xml: &str, chunk: usize) -> (Vec<Batch>, Result<Summary, AppleHealthError<()>>) {
+        run_with_events(xml, chunk).0
+    }
+
+    #[allow(clippy::type_complexity)] // reason: a test helper returning everything it saw
+    fn run_with_events(xml: &str, chunk: usize) -> ((Vec<Batch>, Result<Summary, AppleHealthError<()>>), Vec<Event>) {
         let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
         let mut batches = Vec::new();
-        let r = stream(xml.as_bytes(), "p-1", &mut v, chunk, |b, _| {
+        let mut events = Vec::new();
+        let r = stream(xml.as_bytes(), "p-1", &mut v, chunk, |b, e, _| {
             batches.push(b);
+            events.extend(e);
             Ok(())
         });
-        (batches, r)
+        ((batches, r), events)
     }
 
     #[test]
     fn records_stream_out_in_chunks_with_units_and_fractions() {
-        let (batches, summary) = run(EXPORT, 2);
+        let ((batches, summary), events) = run_with_events(EXPORT, 2);
         let summary = summary.expect("reads");
         assert_eq!(summary.records, 6);
-        assert_eq!(summary.not_stored.get("HKCategoryTypeIdentifierSleepAnalysis"), Some(&1));
-        assert_eq!(summary.not_stored.get("Workout"), Some(&1));
+        assert!(summary.not_stored.is_empty(), "{:?}", summary.not_stored);
+        let kinds: Vec<(&str, Option<&serde_json::Value>)> = events
+            .iter()
+            .map(|e| (e.kind.as_str(), e.attributes.get("stage").or(e.attributes.get("activity"))))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![("sleep", Some(&serde_json::json!("AsleepCore"))), ("workout", Some(&serde_json::json!("Walking")))]
+        );
+        assert_eq!(events[0].end_ms - events[0].start_ms, 7 * 3_600_000);
         assert!(batches.len() >= 2, "chunked");
         let samples: Vec<_> = batches.iter().flat_map(|b| b.samples.iter()).collect();
         let got: Vec<(&str, f64)> = samples.iter().map(|s| (Catalog::standard().get(s.metric).code, s.value)).collect();
@@ -240,7 +313,7 @@ mod tests {
         #[test]
         fn streamer_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
             let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
-            let _ = stream(&bytes[..], "p", &mut v, 3, |b, _| -> Result<(), ()> {
+            let _ = stream(&bytes[..], "p", &mut v, 3, |b, _, _| -> Result<(), ()> {
                 assert_eq!(b.items, b.samples.len() + b.rejections.len());
                 Ok(())
             });

@@ -284,7 +284,15 @@ fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode> {
             } else {
                 format!("; not stored yet: {}", o.not_stored.join(", "))
             };
-            bar.suspend(|| eprintln!("{}: {} accepted, {} rejected{extra}", file.display(), o.accepted, o.refused));
+            bar.suspend(|| {
+                eprintln!(
+                    "{}: {} accepted, {} rejected, {} events{extra}",
+                    file.display(),
+                    o.accepted,
+                    o.refused,
+                    o.events
+                )
+            });
             all.accepted += o.accepted as usize;
             all.rejected += o.refused as usize;
             continue;

@@ -262,8 +262,10 @@ pub fn ingest_path(
     if head.starts_with("<?xml") || head.starts_with("<HealthData") || head.starts_with("<!DOCTYPEHealthData") {
         let p = need_patient()?;
         let reader = std::io::BufReader::with_capacity(1 << 20, fs::File::open(path)?);
-        let summary = apple_health::stream(reader, &p, &mut v, CHUNK, |batch, bytes| {
+        let summary = apple_health::stream(reader, &p, &mut v, CHUNK, |batch, evs, bytes| {
             progress(bytes);
+            out.events += evs.len() as u64;
+            events.put(evs)?;
             out.add(store, batch)
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -282,7 +282,7 @@ fn ingest_reads_apple_health_exports_and_e4_sessions_for_a_patient() {
     ]);
     assert!(ok, "{err}");
     assert!(out.contains("6 accepted, 1 rejected"), "{out}{err}");
-    assert!(err.contains("not stored yet: HKCategoryTypeIdentifierSleepAnalysis (1)"), "{err}");
+    assert!(err.contains("export.xml: 2 accepted, 0 rejected, 1 events"), "the sleep record is an event: {err}");
     let (ok, out, _) =
         vitals(&["query", "--data-dir", d_s, "--patient", "cli-9", "--metric", "heart_rate", "--format", "csv"]);
     assert!(ok);

@@ -89,7 +89,9 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     let xml_report: Value =
         serde_json::from_slice(&std::fs::read(&find(&drop.join("processed"), "export.xml.report.json")[0]).expect("r"))
             .expect("json");
-    assert_eq!(xml_report["not_stored_yet"], serde_json::json!(["HKCategoryTypeIdentifierSleepAnalysis (1)"]));
+    assert_eq!(xml_report["not_stored_yet"], serde_json::json!([]));
+    let ev = server.get("/api/v1/patients/fd-4/events?kind=sleep", Some(ADMIN)).json();
+    assert_eq!(ev["events"][0]["attributes"]["stage"], serde_json::json!("AsleepCore"), "{ev}");
     let processed = drop.join("processed");
     let reports = find(&processed, "g.csv.report.json");
     let report: Value = serde_json::from_slice(&std::fs::read(&reports[0]).expect("report")).expect("json");
