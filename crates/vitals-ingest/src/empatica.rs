@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use vitals_core::{RawSample, RawTime, RejectCode, Rejection, Validator};
+use vitals_core::{Event, RawSample, RawTime, RejectCode, Rejection, Validator};
 
 use crate::batch::Batch;
 
@@ -27,6 +27,40 @@ fn header_error(file: &str, reason: impl Into<String>) -> EmpaticaError {
 
 fn first_number(line: &str) -> Option<f64> {
     line.split(',').next()?.trim().parse().ok()
+}
+
+/// Decodes `tags.csv` (one UNIX timestamp in seconds per line: the wearer pressed the
+/// button) into `tag` events; lines that are not timestamps are refused by 0-based line.
+pub fn decode_tags(text: &str, patient: &str, device: &str) -> (Vec<Event>, Vec<Rejection>) {
+    let mut events = Vec::new();
+    let mut bad = Vec::new();
+    for (line, l) in text.lines().enumerate() {
+        if l.trim().is_empty() {
+            continue;
+        }
+        match l.trim().parse::<f64>() {
+            Ok(s) if s.is_finite() && (0.0..=vitals_core::time::MAX_TIME_MS as f64 / 1000.0).contains(&s) => {
+                let t = (s * 1000.0).round() as i64;
+                let mut attributes = std::collections::BTreeMap::new();
+                attributes.insert("device".to_owned(), serde_json::Value::String(device.to_owned()));
+                events.push(Event {
+                    id: Event::content_id(patient, "tag", t, t, device),
+                    patient: patient.to_owned(),
+                    kind: "tag".into(),
+                    start_ms: t,
+                    end_ms: t,
+                    source: "empatica".into(),
+                    attributes,
+                });
+            }
+            _ => bad.push(Rejection::new(
+                line,
+                RejectCode::InvalidTime,
+                format!("tags.csv line {}: {l:?} is not a UNIX time", line + 1),
+            )),
+        }
+    }
+    (events, bad)
 }
 
 /// Decodes one signal file of a session.
@@ -151,6 +185,14 @@ mod tests {
         let got: Vec<(i64, f64)> = b.samples.iter().map(|s| (s.time_ms, s.value)).collect();
         assert_eq!(got, vec![(1_763_780_010_234, 812.0), (1_763_780_011_046, 812.0)]);
         assert_eq!(b.rejections.len(), 1);
+    }
+
+    #[test]
+    fn tags_are_button_press_events() {
+        let (events, bad) = decode_tags("1763780000.5\n\nnope\n1763780100\n", "p-1", "e4-a01");
+        assert_eq!(events.iter().map(|e| e.start_ms).collect::<Vec<_>>(), vec![1_763_780_000_500, 1_763_780_100_000]);
+        assert_eq!(events[0].kind, "tag");
+        assert_eq!((bad.len(), bad[0].index), (1, 2));
     }
 
     #[test]

@@ -208,7 +208,43 @@ impl FileOutcome {
     }
 }
 
-/// Ingests one file or folder by its content: an Empatica E4 session folder or signal file,
+fn is_signal(name: &str) -> bool {
+    empatica::SIGNAL_FILES.iter().any(|f| f.eq_ignore_ascii_case(name))
+}
+
+/// An Empatica E4 session (from a folder or a zip): its signal files and `tags.csv`.
+#[allow(clippy::too_many_arguments)] // reason: the shared tail of two callers
+fn ingest_e4_session(
+    store: &Store,
+    events: &EventStore,
+    v: &mut Validator<'_>,
+    patient: &str,
+    session: &str,
+    files: Vec<(String, String)>,
+    out: &mut FileOutcome,
+) -> anyhow::Result<()> {
+    let device = format!("e4-{}", health_auto_export::device_from_source(session).unwrap_or_else(|| "session".into()));
+    if !files.iter().any(|(n, _)| is_signal(n)) {
+        bail!("holds none of {}", empatica::SIGNAL_FILES.join(", "));
+    }
+    for (f, text) in files {
+        if f.eq_ignore_ascii_case("tags.csv") {
+            let (evs, bad) = empatica::decode_tags(&text, patient, &device);
+            out.events += evs.len() as u64;
+            events.put(evs)?;
+            out.add(store, Batch { items: bad.len(), samples: Vec::new(), rejections: bad })?;
+            continue;
+        }
+        let mut b = empatica::decode(&f, &text, patient, &device, v)?;
+        for r in &mut b.rejections {
+            r.message = format!("{f} line {}: {}", r.index + 1, r.message);
+        }
+        out.add(store, b)?;
+    }
+    Ok(())
+}
+
+/// Ingests one file or folder by its content: an Empatica E4 session folder, zip or signal file,
 /// an Apple Health `export.xml` (streamed), a Health Auto Export JSON export (these need
 /// `patient`), or native NDJSON/CSV/JSON. Shared by the file drop and `vitals ingest`;
 /// `progress` gets the bytes read so far of large files.
@@ -233,21 +269,37 @@ pub fn ingest_path(
     let mut out = FileOutcome::default();
     if path.is_dir() {
         let p = need_patient()?;
-        let device =
-            format!("e4-{}", health_auto_export::device_from_source(&name).unwrap_or_else(|| "session".into()));
-        let mut found = 0;
-        for f in empatica::SIGNAL_FILES {
-            let Ok(text) = fs::read_to_string(path.join(f)) else { continue };
-            found += 1;
-            let mut b = empatica::decode(f, &text, &p, &device, &mut v)?;
-            for r in &mut b.rejections {
-                r.message = format!("{f} line {}: {}", r.index + 1, r.message);
+        let mut files = Vec::new();
+        for e in fs::read_dir(path)?.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if e.path().is_file() && (is_signal(&n) || n.eq_ignore_ascii_case("tags.csv")) {
+                files.push((
+                    n,
+                    fs::read_to_string(e.path()).with_context(|| format!("{}: not UTF-8 text", e.path().display()))?,
+                ));
             }
-            out.add(store, b)?;
         }
-        if found == 0 {
-            bail!("folder holds none of {}", empatica::SIGNAL_FILES.join(", "));
+        ingest_e4_session(store, events, &mut v, &p, &name, files, &mut out)?;
+        return Ok(out);
+    }
+    let mut magic = [0u8; 4];
+    let n = std::io::Read::read(&mut fs::File::open(path)?, &mut magic)?;
+    if n == 4 && &magic == b"PK\x03\x04" {
+        let p = need_patient()?;
+        let mut archive = zip::ZipArchive::new(fs::File::open(path)?).context("reading the zip archive")?;
+        let mut files = Vec::new();
+        for i in 0..archive.len() {
+            let mut f = archive.by_index(i).context("reading the zip archive")?;
+            let base = f.name().context("a zip entry name")?.rsplit('/').next().unwrap_or_default().to_owned();
+            if f.is_file() && (is_signal(&base) || base.eq_ignore_ascii_case("tags.csv")) {
+                let mut text = String::new();
+                std::io::Read::read_to_string(&mut f, &mut text)
+                    .with_context(|| format!("{base} in the zip: not UTF-8 text"))?;
+                files.push((base, text));
+            }
         }
+        let stem = name.strip_suffix(".zip").unwrap_or(&name).to_owned();
+        ingest_e4_session(store, events, &mut v, &p, &stem, files, &mut out)?;
         return Ok(out);
     }
     if empatica::SIGNAL_FILES.iter().any(|f| f.eq_ignore_ascii_case(&name)) {

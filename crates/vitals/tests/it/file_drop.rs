@@ -21,6 +21,22 @@ pub const APPLE_EXPORT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 </HealthData>
 "#;
 
+/// An E4 session zipped the way the E4 connect site exports it (files under a folder).
+fn e4_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default();
+    for (name, text) in [
+        ("A01/EDA.csv", "1763690000\n4\n0.1\n0.2\n0.3\n"),
+        ("A01/tags.csv", "1763690001\n1763690002.5\n"),
+        ("A01/info.txt", "x"),
+    ] {
+        z.start_file(name, opts).expect("zip entry");
+        z.write_all(text.as_bytes()).expect("zip write");
+    }
+    z.finish().expect("zip").into_inner()
+}
+
 fn drop_file(inbox: &Path, rel: &str, content: &[u8]) {
     let target = inbox.join(rel);
     let parent = target.parent().expect("parent");
@@ -73,6 +89,7 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     drop_file(&inbox, "fd-3/session-1/EDA.csv", b"1763690000\n4\n0.1\n0.2\n0.3\n0.4\n");
     drop_file(&inbox, "fd-3/session-1/TEMP.csv", b"1763690000\n4\n33.1\n33.2\n");
     drop_file(&inbox, "fd-4/export.xml", APPLE_EXPORT.as_bytes());
+    drop_file(&inbox, "fd-5/A01-session.zip", &e4_zip());
     drop_file(&inbox, "garbage.bin", &[0xff, 0xfe, 0x00, 0x01]);
     let orphan = String::from_utf8_lossy(hae).replace("112", "113");
     drop_file(&inbox, "orphan-export.json", orphan.as_bytes());
@@ -86,6 +103,10 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     assert_eq!(count(&server, "fd-3", "eda"), 4);
     assert_eq!(count(&server, "fd-3", "skin_temperature"), 2);
     assert_eq!(count(&server, "fd-4", "heart_rate"), 2, "Apple Health export.xml");
+    assert_eq!(count(&server, "fd-5", "eda"), 3, "a zipped E4 session");
+    let tags = server.get("/api/v1/patients/fd-5/events?kind=tag", Some(ADMIN)).json();
+    assert_eq!(tags["events"].as_array().map(Vec::len), Some(2), "{tags}");
+    assert_eq!(tags["events"][0]["attributes"]["device"], serde_json::json!("e4-a01-session"));
     let xml_report: Value =
         serde_json::from_slice(&std::fs::read(&find(&drop.join("processed"), "export.xml.report.json")[0]).expect("r"))
             .expect("json");
