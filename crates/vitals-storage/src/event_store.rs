@@ -3,26 +3,17 @@
 //! with an existing id replaces it (re-sends are harmless). Durable when `put` returns.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use parking_lot::Mutex;
 use vitals_core::Event;
 
-use crate::record::{self, Tail};
-use crate::wal::sync_dir;
+use crate::json_log::JsonLog;
 
 const MAGIC: [u8; 4] = *b"VEVT";
 const VERSION: u32 = 1;
 
-#[derive(Debug, thiserror::Error)]
-pub enum EventStoreError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
-}
+pub use crate::json_log::JsonLogError as EventStoreError;
 
 #[derive(Debug, Default)]
 struct Index {
@@ -46,53 +37,18 @@ impl Index {
 
 #[derive(Debug)]
 pub struct EventStore {
-    path: PathBuf,
-    file: Mutex<File>,
+    log: Mutex<JsonLog>,
     index: parking_lot::RwLock<Index>,
 }
 
 impl EventStore {
     pub fn open(dir: &Path) -> Result<EventStore, EventStoreError> {
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |source| EventStoreError::Io { path: p, source }
-        };
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let path = dir.join("events.log");
+        let (log, records) = JsonLog::open::<Vec<Event>>(dir, "events.log", MAGIC, VERSION)?;
         let mut index = Index::default();
-        match fs::read(&path) {
-            Ok(bytes) => {
-                let scan = record::scan(&bytes, MAGIC, VERSION)
-                    .map_err(|e| EventStoreError::Corrupt { path: path.clone(), reason: e.to_string() })?;
-                for (offset, payload) in &scan.records {
-                    let events: Vec<Event> = serde_json::from_slice(payload).map_err(|e| EventStoreError::Corrupt {
-                        path: path.clone(),
-                        reason: format!("record at offset {offset}: {e}"),
-                    })?;
-                    for e in events {
-                        index.put(e);
-                    }
-                }
-                match scan.tail {
-                    Tail::Clean => {}
-                    Tail::Torn { offset } => {
-                        let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-                        f.set_len(offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
-                    }
-                    Tail::Corrupt { offset, reason } => {
-                        return Err(EventStoreError::Corrupt { path, reason: format!("offset {offset}: {reason}") });
-                    }
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut f = File::create(&path).map_err(io(&path))?;
-                f.write_all(&record::header(MAGIC, VERSION)).and_then(|()| f.sync_all()).map_err(io(&path))?;
-                sync_dir(dir).map_err(io(dir))?;
-            }
-            Err(e) => return Err(EventStoreError::Io { path, source: e }),
+        for e in records.into_iter().flatten() {
+            index.put(e);
         }
-        let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        Ok(EventStore { path, file: Mutex::new(file), index: parking_lot::RwLock::new(index) })
+        Ok(EventStore { log: Mutex::new(log), index: parking_lot::RwLock::new(index) })
     }
 
     /// Stores events durably (one fsync), replacing events with the same id.
@@ -100,16 +56,7 @@ impl EventStore {
         if events.is_empty() {
             return Ok(());
         }
-        let payload = serde_json::to_vec(&events)
-            .map_err(|e| EventStoreError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
-        let mut buf = Vec::with_capacity(payload.len() + record::FRAME_LEN);
-        record::encode(&mut buf, &payload);
-        {
-            let mut f = self.file.lock();
-            f.write_all(&buf)
-                .and_then(|()| f.sync_data())
-                .map_err(|source| EventStoreError::Io { path: self.path.clone(), source })?;
-        }
+        self.log.lock().append(&events)?;
         let mut idx = self.index.write();
         for e in events {
             idx.put(e);

@@ -6,6 +6,7 @@
 pub mod buffer;
 pub mod dead_letter;
 pub mod event_store;
+pub mod json_log;
 pub mod ledger;
 pub mod manifest;
 pub mod meta_file;

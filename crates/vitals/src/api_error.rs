@@ -96,8 +96,17 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
+        if matches!(self.code, Code::Overloaded | Code::Unauthorized | Code::Forbidden | Code::PayloadTooLarge) {
+            closing(&mut r);
+        }
         r
     }
+}
+
+/// Answers that may come before the request body was read end the connection: the unread
+/// body would otherwise be taken for the next request, and clients must not reuse it.
+pub fn closing(r: &mut Response) {
+    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
 }
 
 impl From<vitals_storage::StoreError> for ApiError {

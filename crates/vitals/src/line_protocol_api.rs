@@ -76,10 +76,13 @@ pub async fn require_influx(
     let Some(principal) = principal else {
         let mut r = influx_response(StatusCode::UNAUTHORIZED, Some("authorization failed"));
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"InfluxDB\""));
+        crate::api_error::closing(&mut r);
         return r;
     };
     if !principal.role.allows(perm) {
-        return influx_response(StatusCode::FORBIDDEN, Some("this token may not write"));
+        let mut r = influx_response(StatusCode::FORBIDDEN, Some("this token may not write"));
+        crate::api_error::closing(&mut r);
+        return r;
     }
     req.extensions_mut().insert::<Principal>(principal);
     next.run(req).await
@@ -127,7 +130,9 @@ async fn write(
     let body = match body {
         Ok(b) => b,
         Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return influx_response(StatusCode::PAYLOAD_TOO_LARGE, Some("Request Entity Too Large"));
+            let mut r = influx_response(StatusCode::PAYLOAD_TOO_LARGE, Some("Request Entity Too Large"));
+            crate::api_error::closing(&mut r);
+            return r;
         }
         Err(e) => return influx_response(StatusCode::BAD_REQUEST, Some(&e.body_text())),
     };

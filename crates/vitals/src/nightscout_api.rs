@@ -26,7 +26,11 @@ use crate::dead_letter_api::{Refused, WireFormat};
 use crate::server::AppState;
 
 fn ns_error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({"status": status.as_u16(), "message": message}))).into_response()
+    let mut r = (status, Json(json!({"status": status.as_u16(), "message": message}))).into_response();
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE) {
+        crate::api_error::closing(&mut r);
+    }
+    r
 }
 
 fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {

@@ -319,7 +319,9 @@ fn every_route_but_healthz_needs_a_token_and_device_tokens_only_write() {
         assert_eq!(server.get(path, Some("vt_wrong")).status, 401, "{path} with a wrong token");
         assert_eq!(server.get(path, Some(DEVICE)).status, 403, "{path} with a device token");
     }
-    assert_eq!(server.post("/api/v1/samples", None, "application/json", sample.as_bytes()).status, 401);
+    let r = server.post("/api/v1/samples", None, "application/json", sample.as_bytes());
+    assert_eq!(r.status, 401);
+    assert_eq!(r.connection.as_deref(), Some("close"), "a refused body is never read: the connection ends");
     assert_eq!(server.post("/api/v1/samples", Some("vt_wrong"), "application/json", sample.as_bytes()).status, 401);
     assert_eq!(server.post("/api/v1/samples", Some(DEVICE), "application/json", sample.as_bytes()).status, 200);
     for path in reads {

@@ -2,12 +2,11 @@
 //! recognised by content; failures set aside with an error and counted.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use vitals_core::DurationMs;
 
-use crate::harness::{ADMIN, TestServer};
+use crate::harness::{ADMIN, TestServer, eventually};
 
 pub const APPLE_EXPORT: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
 <!DOCTYPE HealthData [
@@ -59,14 +58,6 @@ fn count(server: &TestServer, patient: &str, metric: &str) -> usize {
         return 0;
     }
     r.json()["points"].as_array().map(Vec::len).unwrap_or(0)
-}
-
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
-    }
 }
 
 fn find(dir: &Path, suffix: &str) -> Vec<PathBuf> {

@@ -33,6 +33,7 @@ pub struct Resp {
     pub body: String,
     pub retry_after: Option<String>,
     pub content_type: Option<String>,
+    pub connection: Option<String>,
 }
 
 impl Resp {
@@ -118,8 +119,9 @@ pub fn into_resp(mut r: ureq::http::Response<ureq::Body>) -> Resp {
     let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let retry_after = header("retry-after");
     let content_type = header("content-type");
+    let connection = header("connection");
     let body = r.body_mut().read_to_string().unwrap_or_default();
-    Resp { status, body, retry_after, content_type }
+    Resp { status, body, retry_after, content_type, connection }
 }
 
 impl Drop for TestServer {
@@ -149,5 +151,14 @@ impl Rng {
     }
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
+    }
+}
+
+/// Waits (with a deadline) until `cond` holds; `what` names it in the failure.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::yield_now();
     }
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::harness::{ADMIN, NOW, TestServer};
+use crate::harness::{ADMIN, NOW, TestServer, eventually};
 
 struct Broker {
     child: Child,
@@ -55,15 +55,6 @@ fn points(server: &TestServer, patient: &str, metric: &str) -> usize {
         return 0;
     }
     r.json()["points"].as_array().map(Vec::len).unwrap_or(0)
-}
-
-/// Waits (with a deadline) until `cond` holds.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
-    }
 }
 
 fn server_for(port: u16, client_id: &str) -> TestServer {

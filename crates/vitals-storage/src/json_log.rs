@@ -1,0 +1,110 @@
+//! An append-only log of JSON records in one file (the record format of [`crate::record`]),
+//! for the small stores that replay everything at start-up: the event store and the
+//! file-drop ledger. A torn last record is dropped; corruption before it fails the open.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::record::{self, Tail};
+use crate::wal::sync_dir;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JsonLogError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+}
+
+#[derive(Debug)]
+pub struct JsonLog {
+    path: PathBuf,
+    file: File,
+}
+
+impl JsonLog {
+    /// Opens (or creates) `dir/name`, returning the log and every record in order.
+    pub fn open<T: DeserializeOwned>(
+        dir: &Path,
+        name: &str,
+        magic: [u8; 4],
+        version: u32,
+    ) -> Result<(JsonLog, Vec<T>), JsonLogError> {
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| JsonLogError::Io { path: p, source }
+        };
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let path = dir.join(name);
+        let mut records = Vec::new();
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let scan = record::scan(&bytes, magic, version)
+                    .map_err(|e| JsonLogError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+                for (offset, payload) in &scan.records {
+                    records.push(serde_json::from_slice::<T>(payload).map_err(|e| JsonLogError::Corrupt {
+                        path: path.clone(),
+                        reason: format!("record at offset {offset}: {e}"),
+                    })?);
+                }
+                match scan.tail {
+                    Tail::Clean => {}
+                    Tail::Torn { offset } => {
+                        let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
+                        f.set_len(offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
+                        f.sync_all().map_err(io(&path))?;
+                    }
+                    Tail::Corrupt { offset, reason } => {
+                        return Err(JsonLogError::Corrupt { path, reason: format!("offset {offset}: {reason}") });
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut f = File::create(&path).map_err(io(&path))?;
+                f.write_all(&record::header(magic, version)).and_then(|()| f.sync_all()).map_err(io(&path))?;
+                sync_dir(dir).map_err(io(dir))?;
+            }
+            Err(e) => return Err(JsonLogError::Io { path, source: e }),
+        }
+        let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        Ok((JsonLog { path, file }, records))
+    }
+
+    /// Appends one record durably (write + fdatasync).
+    pub fn append<T: Serialize>(&mut self, value: &T) -> Result<(), JsonLogError> {
+        let payload = serde_json::to_vec(value)
+            .map_err(|e| JsonLogError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
+        let mut buf = Vec::with_capacity(payload.len() + record::FRAME_LEN);
+        record::encode(&mut buf, &payload);
+        self.file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|source| JsonLogError::Io { path: self.path.clone(), source })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_survive_reopen_and_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().expect("tmp");
+        {
+            let (mut log, old) = JsonLog::open::<Vec<u32>>(dir.path(), "x.log", *b"TEST", 1).expect("open");
+            assert!(old.is_empty());
+            log.append(&vec![1u32, 2]).expect("append");
+            log.append(&vec![3u32]).expect("append");
+        }
+        let path = dir.path().join("x.log");
+        let len = fs::metadata(&path).expect("meta").len();
+        OpenOptions::new().write(true).open(&path).expect("open").set_len(len - 2).expect("cut");
+        let (_, records) = JsonLog::open::<Vec<u32>>(dir.path(), "x.log", *b"TEST", 1).expect("reopen");
+        assert_eq!(records, vec![vec![1, 2]]);
+        assert!(JsonLog::open::<Vec<u32>>(dir.path(), "x.log", *b"NOPE", 1).is_err());
+    }
+}
