@@ -198,6 +198,23 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
                 continue;
             };
             let device = obj.get("source").and_then(Value::as_str).and_then(device_from_source);
+            // A glucose reading's meal time ("Before Meal", "After Meal") is kept as an event
+            // at the reading, so charts and rules can tell fasting from post-meal values.
+            if entry.name == "blood_glucose"
+                && let Some(meal) = obj.get("mealTime").and_then(Value::as_str).filter(|m| *m != "Unspecified")
+            {
+                let mut attributes = std::collections::BTreeMap::new();
+                attributes.insert("mealTime".to_owned(), Value::String(meal.to_owned()));
+                out.events.push(Event {
+                    id: Event::content_id(patient, "glucose_meal_time", time, time, meal),
+                    patient: patient.to_owned(),
+                    kind: "glucose_meal_time".into(),
+                    start_ms: time,
+                    end_ms: time,
+                    source: "health_auto_export".into(),
+                    attributes,
+                });
+            }
             let mut any = false;
             for (field, code) in targets {
                 // heart_rate with Avg does not also read qty (older exports have only qty).
@@ -500,15 +517,17 @@ mod tests {
             vec![
                 ("workout", 1_750_000),
                 ("workout", 1_800_000),
+                ("glucose_meal_time", 0),
                 ("sleep", 26_932_000),
                 ("in_bed", 27_600_000),
                 ("sleep", 1_800_000)
             ]
         );
+        assert_eq!(d.events[2].attributes.get("mealTime"), Some(&serde_json::json!("Before Meal")));
         assert_eq!(d.events[0].id, "workout-9d2b");
         assert_eq!(d.events[0].attributes.get("distance"), Some(&serde_json::json!({"qty": 2.41, "units": "km"})));
         assert!(!d.events[0].attributes.contains_key("heartRateData"), "series become samples, not attributes");
-        assert_eq!(d.events[4].attributes.get("value"), Some(&serde_json::json!("Deep")));
+        assert_eq!(d.events[5].attributes.get("value"), Some(&serde_json::json!("Deep")));
         let s = &d.batch.samples[4..];
         assert_eq!(s[0].time_ms, 1_709_653_260_000);
         assert_eq!(s[0].value, 63.5);
