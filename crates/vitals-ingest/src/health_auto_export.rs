@@ -409,6 +409,134 @@ fn decode_sleep(m: usize, entry: &MetricEntry, patient: &str, out: &mut Decoded,
     }
 }
 
+/// Decodes the app's CSV export of health metrics (daily aggregates): a header row
+/// `Date/Time,<Metric> (<unit>),<Metric> [<Field>] (<unit>),...` (e.g. `Active Energy
+/// (kcal)`, `Heart Rate [Min] (count/min)`), then one row per day. Column names map onto
+/// the same metric names as the JSON export (`Active Energy` -> `active_energy`); dates
+/// without an offset are taken as UTC (the CSV carries days, so the calendar day is kept).
+/// Rejections are indexed by 0-based line; unknown columns are reported as unsupported.
+pub fn decode_csv(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let text = std::str::from_utf8(body).map_err(|e| DecodeError::NotUtf8 { offset: e.valid_up_to() })?;
+    let mut rdr = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(text.as_bytes());
+    let mut records = rdr.records();
+    let header = match records.next() {
+        Some(Ok(h)) => h,
+        _ => return Err(DecodeError::Shape { found: "a CSV without a header row".into() }),
+    };
+    // Per column: the metric code and the unit, or None for unknown columns.
+    let mut columns: Vec<Option<(&'static str, Option<String>)>> = Vec::new();
+    let mut out = Decoded::default();
+    for h in header.iter().skip(1) {
+        let (name, unit) = match (h.rfind('('), h.ends_with(')')) {
+            (Some(i), true) => (h[..i].trim(), Some(h[i + 1..h.len() - 1].trim().to_owned())),
+            _ => (h.trim(), None),
+        };
+        let (name, field) = match (name.find('['), name.ends_with(']')) {
+            (Some(i), true) => (name[..i].trim(), Some(name[i + 1..name.len() - 1].trim())),
+            _ => (name, None),
+        };
+        let snake: String = name
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch.to_ascii_lowercase() } else { '_' })
+            .collect::<String>()
+            .split('_')
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("_");
+        let wanted = match field.map(str::to_ascii_lowercase).as_deref() {
+            None => "qty",
+            Some("min") => "Min",
+            Some("max") => "Max",
+            Some("avg") => "Avg",
+            Some("systolic") => "systolic",
+            Some("diastolic") => "diastolic",
+            Some(_) => "",
+        };
+        let metric = targets(&snake)
+            .and_then(|t| t.iter().find(|(f, _)| *f == wanted || (wanted == "qty" && *f == "Avg")).map(|(_, m)| *m));
+        match metric {
+            Some(m) => columns.push(Some((m, unit.map(|u| hae_unit(&u).to_owned())))),
+            None => {
+                columns.push(None);
+                out.unsupported.push(Unsupported { section: format!("csv/{h}"), count: 0 });
+            }
+        }
+    }
+    for rec in records {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                out.batch.items += 1;
+                let line = e.position().map(|p| p.line().saturating_sub(1) as usize).unwrap_or(0);
+                out.batch.rejections.push(Rejection::new(line, RejectCode::Malformed, e.to_string()));
+                continue;
+            }
+        };
+        let line = rec.position().map(|p| p.line().saturating_sub(1) as usize).unwrap_or(0);
+        let date = rec.get(0).unwrap_or("").trim();
+        if rec.iter().all(|f| f.trim().is_empty()) {
+            continue;
+        }
+        let time = parse_date(date).or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(date, "%Y-%m-%d %H:%M:%S")
+                .ok()
+                .or_else(|| {
+                    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0))
+                })
+                .map(|n| n.and_utc().timestamp_millis())
+        });
+        let Some(time) = time else {
+            out.batch.items += 1;
+            out.batch.rejections.push(Rejection::new(
+                line,
+                RejectCode::InvalidTime,
+                format!("line {}: date {date:?}", line + 1),
+            ));
+            continue;
+        };
+        for (i, col) in columns.iter().enumerate() {
+            let cell = rec.get(i + 1).unwrap_or("").trim();
+            if cell.is_empty() {
+                continue;
+            }
+            let Some((metric, unit)) = col else {
+                if let Some(u) =
+                    out.unsupported.iter_mut().find(|u| u.section == format!("csv/{}", header.get(i + 1).unwrap_or("")))
+                {
+                    u.count += 1;
+                }
+                continue;
+            };
+            out.batch.items += 1;
+            let Ok(mut value) = cell.parse::<f64>() else {
+                out.batch.rejections.push(Rejection::new(
+                    line,
+                    RejectCode::InvalidField,
+                    format!("line {}: {cell:?} is not a number", line + 1),
+                ));
+                continue;
+            };
+            if *metric == "spo2" && value <= 1.0 {
+                value *= 100.0;
+            }
+            let raw = RawSample {
+                patient: Cow::Borrowed(patient),
+                metric: Cow::Borrowed(metric),
+                time: RawTime::Ms(time),
+                value,
+                unit: unit.as_deref().map(Cow::Borrowed),
+                device: None,
+                id: None,
+            };
+            match validator.validate(line, &raw) {
+                Ok(s) => out.batch.samples.push(s),
+                Err(r) => out.batch.rejections.push(r),
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Unit spellings of the app mapped onto the catalog's.
 fn hae_unit(u: &str) -> &str {
     match u {
@@ -564,6 +692,27 @@ mod tests {
             ]
         );
         assert!(d.batch.rejections[0].message.starts_with("data.metrics[0].data[1] (step_count)"));
+        assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
+    }
+
+    #[test]
+    fn the_csv_export_maps_columns_onto_metrics() {
+        let csv = "Date/Time,Active Energy (kcal),Heart Rate [Min] (count/min),Heart Rate [Max] (count/min),Heart Rate [Avg] (count/min),Step Count (count),Walking + Running Distance (km),Blood Pressure [Systolic] (mmHg),Apple Stand Hour (count)\n\
+                   2024-03-04 00:00:00,512.5,52,141,71.3,10234,7.41,,12\n\
+                   2024-03-05 00:00:00,480,55,150,73,abc,,121,10\n\
+                   yesterday,1,1,1,1,1,1,1,1\n";
+        let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
+        let d = decode_csv(csv.as_bytes(), "p-1", &mut v).expect("csv");
+        let got: Vec<(&str, i64, f64)> =
+            d.batch.samples.iter().map(|s| (Catalog::standard().get(s.metric).code, s.time_ms, s.value)).collect();
+        assert_eq!(got[0], ("active_energy", 1_709_510_400_000, 512.5));
+        assert_eq!(got.iter().filter(|g| g.1 == 1_709_510_400_000).count(), 6);
+        assert!(got.contains(&("walking_running_distance", 1_709_510_400_000, 7410.0)));
+        assert!(got.contains(&("heart_rate", 1_709_596_800_000, 73.0)));
+        assert!(got.contains(&("blood_pressure_systolic", 1_709_596_800_000, 121.0)));
+        let codes: Vec<(usize, RejectCode)> = d.batch.rejections.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(codes, vec![(2, RejectCode::InvalidField), (3, RejectCode::InvalidTime)]);
+        assert_eq!(d.unsupported, vec![Unsupported { section: "csv/Apple Stand Hour (count)".into(), count: 2 }]);
         assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
     }
 

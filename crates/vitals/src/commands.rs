@@ -348,7 +348,10 @@ fn is_native_file(path: &Path) -> anyhow::Result<bool> {
         .and_then(|mut f| f.read(&mut head))
         .with_context(|| format!("reading {}", path.display()))?;
     let head: String = String::from_utf8_lossy(&head[..n]).chars().filter(|c| !c.is_whitespace()).collect();
-    Ok(!(head.starts_with('<') || head.starts_with("{\"data\":")))
+    let hae_csv = head.len() > 4
+        && head[..4].eq_ignore_ascii_case("date")
+        && head.split(',').next().is_some_and(|_| head.contains('('));
+    Ok(!(head.starts_with('<') || head.starts_with("{\"data\":") || hae_csv))
 }
 
 /// Sends a Health Auto Export file to a running server; other patient-less formats need

@@ -245,8 +245,8 @@ fn ingest_e4_session(
 }
 
 /// Ingests one file or folder by its content: an Empatica E4 session folder, zip or signal file,
-/// an Apple Health `export.xml` (streamed), a Health Auto Export JSON export (these need
-/// `patient`), or native NDJSON/CSV/JSON. Shared by the file drop and `vitals ingest`;
+/// an Apple Health `export.xml` (streamed), a Health Auto Export JSON or CSV export (these
+/// need `patient`), or native NDJSON/CSV/JSON. Shared by the file drop and `vitals ingest`;
 /// `progress` gets the bytes read so far of large files.
 pub fn ingest_path(
     config: &Config,
@@ -331,6 +331,15 @@ pub fn ingest_path(
         out.not_stored = d.unsupported.iter().map(|u| format!("{} ({})", u.section, u.count)).collect();
         out.events = d.events.len() as u64;
         events.put(d.events)?;
+        out.add(store, d.batch)?;
+        return Ok(out);
+    }
+    let first_line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    if first_line.len() > 4 && first_line[..4].eq_ignore_ascii_case(b"date") && first_line.contains(&b'(') {
+        // Health Auto Export's CSV export: `Date/Time,Active Energy (kcal),...`.
+        let p = need_patient()?;
+        let d = health_auto_export::decode_csv(&bytes, &p, &mut v)?;
+        out.not_stored = d.unsupported.iter().map(|u| format!("{} ({})", u.section, u.count)).collect();
         out.add(store, d.batch)?;
         return Ok(out);
     }

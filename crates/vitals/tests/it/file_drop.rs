@@ -81,6 +81,7 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     drop_file(&inbox, "fd-3/session-1/TEMP.csv", b"1763690000\n4\n33.1\n33.2\n");
     drop_file(&inbox, "fd-4/export.xml", APPLE_EXPORT.as_bytes());
     drop_file(&inbox, "fd-5/A01-session.zip", &e4_zip());
+    drop_file(&inbox, "fd-6/HealthMetrics.csv", b"Date/Time,Step Count (count),Resting Heart Rate (count/min)\n2025-11-20 00:00:00,10234,58\n2025-11-21 00:00:00,8000,\n");
     drop_file(&inbox, "garbage.bin", &[0xff, 0xfe, 0x00, 0x01]);
     let orphan = String::from_utf8_lossy(hae).replace("112", "113");
     drop_file(&inbox, "orphan-export.json", orphan.as_bytes());
@@ -95,6 +96,8 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     assert_eq!(count(&server, "fd-3", "skin_temperature"), 2);
     assert_eq!(count(&server, "fd-4", "heart_rate"), 2, "Apple Health export.xml");
     assert_eq!(count(&server, "fd-5", "eda"), 3, "a zipped E4 session");
+    assert_eq!(count(&server, "fd-6", "step_count"), 2, "a Health Auto Export CSV");
+    assert_eq!(count(&server, "fd-6", "resting_heart_rate"), 1);
     let tags = server.get("/api/v1/patients/fd-5/events?kind=tag", Some(ADMIN)).json();
     assert_eq!(tags["events"].as_array().map(Vec::len), Some(2), "{tags}");
     assert_eq!(tags["events"][0]["attributes"]["device"], serde_json::json!("e4-a01-session"));
