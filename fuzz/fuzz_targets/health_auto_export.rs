@@ -7,7 +7,9 @@ use vitals_ingest::health_auto_export;
 
 fuzz_target!(|data: &[u8]| {
     let mut v = Validator::new(Catalog::standard(), 1_763_780_400_000, 600_000, None);
-    if let Ok(d) = health_auto_export::decode(data, "p", &mut v) {
-        assert_eq!(d.batch.samples.len() + d.batch.rejections.len(), d.batch.items);
+    for decode in [health_auto_export::decode, health_auto_export::decode_csv] {
+        if let Ok(d) = decode(data, "p", &mut v) {
+            assert_eq!(d.batch.samples.len() + d.batch.rejections.len(), d.batch.items);
+        }
     }
 });

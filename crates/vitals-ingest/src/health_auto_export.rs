@@ -728,9 +728,11 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
-            if let Ok(d) = decode(&bytes, "p", &mut v) {
-                proptest::prop_assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
+            for f in [decode, decode_csv] {
+                let mut v = Validator::new(Catalog::standard(), NOW, 600_000, None);
+                if let Ok(d) = f(&bytes, "p", &mut v) {
+                    proptest::prop_assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
+                }
             }
         }
     }
