@@ -16,6 +16,7 @@ use chrono::DateTime;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use vitals_core::{Event, RawSample, RawTime, RejectCode, Rejection, Validator};
 
 use crate::batch::Batch;
@@ -37,18 +38,21 @@ pub struct Decoded {
     pub unsupported: Vec<Unsupported>,
 }
 
+// Points and workouts stay raw slices of the body until each is read on its own, so a
+// large export is never held as a whole second tree in memory.
 #[derive(Deserialize)]
-struct Export {
-    data: Data,
+struct Export<'a> {
+    #[serde(borrow)]
+    data: Data<'a>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Data {
-    #[serde(default)]
-    metrics: Vec<MetricEntry>,
-    #[serde(default)]
-    workouts: Vec<Value>,
+struct Data<'a> {
+    #[serde(default, borrow)]
+    metrics: Vec<MetricEntry<'a>>,
+    #[serde(default, borrow)]
+    workouts: Vec<&'a RawValue>,
     #[serde(default)]
     state_of_mind: Vec<IgnoredAny>,
     #[serde(default)]
@@ -64,12 +68,17 @@ struct Data {
 }
 
 #[derive(Deserialize)]
-struct MetricEntry {
+struct MetricEntry<'a> {
     name: String,
     #[serde(default)]
     units: Option<String>,
-    #[serde(default)]
-    data: Vec<Value>,
+    #[serde(default, borrow)]
+    data: Vec<&'a RawValue>,
+}
+
+/// One raw point read on its own (already known to be valid JSON).
+fn point(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
 /// Which catalog metric a field of an export's metric becomes.
@@ -161,7 +170,7 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
     }
     let mut index = 0usize;
     for (w, workout) in d.workouts.iter().enumerate() {
-        decode_workout(w, workout, patient, validator, &mut out, &mut index);
+        decode_workout(w, &point(workout), patient, validator, &mut out, &mut index);
     }
     for (m, entry) in d.metrics.iter().enumerate() {
         if entry.name == "sleep_analysis" {
@@ -174,7 +183,8 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
             continue;
         };
         let unit = entry.units.as_deref().map(hae_unit);
-        for (k, point) in entry.data.iter().enumerate() {
+        for (k, raw) in entry.data.iter().enumerate() {
+            let point = point(raw);
             let here = format!("data.metrics[{m}].data[{k}] ({})", entry.name);
             let item = index;
             index += 1;
@@ -363,8 +373,9 @@ fn decode_workout(
 /// Sleep analysis in all three shapes the app has used: aggregated (>= 6.6.2 and older)
 /// become a `sleep` event from sleepStart to sleepEnd (and an `in_bed` one), unaggregated
 /// records a `sleep` event per stage.
-fn decode_sleep(m: usize, entry: &MetricEntry, patient: &str, out: &mut Decoded, index: &mut usize) {
-    for (k, point) in entry.data.iter().enumerate() {
+fn decode_sleep(m: usize, entry: &MetricEntry<'_>, patient: &str, out: &mut Decoded, index: &mut usize) {
+    for (k, raw) in entry.data.iter().enumerate() {
+        let point = point(raw);
         let item = *index;
         *index += 1;
         let here = format!("data.metrics[{m}].data[{k}] (sleep_analysis)");
