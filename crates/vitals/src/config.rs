@@ -58,6 +58,15 @@ pub struct MqttConfig {
     pub password: String,
     /// Topics are `<topic_prefix>/<patient>/samples` and `.../health-auto-export`.
     pub topic_prefix: String,
+    /// Connect with TLS 1.2+ (what cloud IoT hubs require).
+    pub tls: bool,
+    /// PEM file of the CA certificates that may sign the broker's certificate; empty: the
+    /// operating system's trust store.
+    pub ca_file: PathBuf,
+    /// PEM files of Vitals' own client certificate (chain) and private key, for brokers
+    /// that authenticate clients by certificate; both or neither.
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 impl Default for MqttConfig {
@@ -69,6 +78,10 @@ impl Default for MqttConfig {
             username: String::new(),
             password: String::new(),
             topic_prefix: "vitals".into(),
+            tls: false,
+            ca_file: PathBuf::new(),
+            cert_file: PathBuf::new(),
+            key_file: PathBuf::new(),
         }
     }
 }
@@ -276,6 +289,13 @@ impl Config {
         }
         if config.mqtt.topic_prefix.is_empty() || config.mqtt.topic_prefix.contains(['+', '#']) {
             problems.push("mqtt.topic_prefix must be a plain topic level path".into());
+        }
+        let m = &config.mqtt;
+        if m.cert_file.as_os_str().is_empty() != m.key_file.as_os_str().is_empty() {
+            problems.push("mqtt.cert_file and mqtt.key_file go together".into());
+        }
+        if !m.tls && [&m.ca_file, &m.cert_file, &m.key_file].iter().any(|f| !f.as_os_str().is_empty()) {
+            problems.push("mqtt.ca_file, cert_file and key_file need mqtt.tls = true".into());
         }
         for code in config.retention.keys() {
             if Catalog::standard().id(code).is_none() {

@@ -7,60 +7,126 @@
 //! devices may publish to which patient's topics is the broker's ACL (device identity from
 //! its credentials or client certificates). A message is acknowledged (PUBACK) only after
 //! its samples are durable, in the order received; the session is persistent, so messages
-//! published while Vitals is down or not acknowledged are delivered again. Refused payloads
-//! and items become dead letters (source `mqtt`) and are counted in `/metrics`.
+//! published while Vitals is down are delivered when it is back, and a message that could
+//! not be stored makes the client reconnect so that the broker delivers it again. Refused
+//! payloads and items become dead letters (source `mqtt`) and are counted in `/metrics`.
+//!
+//! With `tls = true` the connection is TLS 1.2+ (rustls, ring provider): the broker is
+//! verified against `ca_file` or the system's roots, and Vitals presents its own client
+//! certificate when `cert_file`/`key_file` are set.
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};
+use anyhow::Context;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use vitals_core::{PatientId, Validator};
 use vitals_ingest::{Format, health_auto_export, native};
 use vitals_storage::StoreError;
 
+use crate::config::MqttConfig;
 use crate::dead_letter_api::{Refused, WireFormat};
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
 
-/// Starts the subscriber if `[mqtt] enabled`; it runs until the task is aborted.
-pub fn spawn(app: AppState) -> Option<tokio::task::JoinHandle<()>> {
+/// Starts the subscriber if `[mqtt] enabled`; it runs until the task is aborted. Fails at
+/// once on what cannot work (an address that is not `host:port`, unreadable certificates).
+pub fn spawn(app: AppState) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     if !app.config.mqtt.enabled {
-        return None;
+        return Ok(None);
     }
-    Some(tokio::spawn(run(app)))
+    let opts = options(&app.config.mqtt, app.config.server.body_limit_bytes)?;
+    Ok(Some(tokio::spawn(run(app, opts))))
+}
+
+/// The connection options: a persistent session, manual acknowledgements, TLS if asked.
+fn options(cfg: &MqttConfig, max_packet: usize) -> anyhow::Result<MqttOptions> {
+    let (host, port) = cfg
+        .broker
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
+        .with_context(|| format!("mqtt.broker {:?} must be host:port", cfg.broker))?;
+    let mut opts = MqttOptions::new(cfg.client_id.clone(), host, port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_session(false);
+    opts.set_manual_acks(true);
+    opts.set_max_packet_size(max_packet, max_packet);
+    if !cfg.username.is_empty() {
+        opts.set_credentials(cfg.username.clone(), cfg.password.clone());
+    }
+    if cfg.tls {
+        let tls = tls_config(cfg)?;
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls))));
+    }
+    Ok(opts)
+}
+
+/// A rustls client config (ring provider, TLS 1.2 and 1.3) trusting `ca_file` or the
+/// system's roots, presenting `cert_file`/`key_file` if given.
+pub fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    if cfg.ca_file.as_os_str().is_empty() {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(error = %e, "mqtt: a system CA certificate could not be read");
+        }
+        roots.add_parsable_certificates(found.certs);
+    } else {
+        for cert in read_certs(&cfg.ca_file)? {
+            roots
+                .add(cert)
+                .with_context(|| format!("mqtt.ca_file {}: a certificate is invalid", cfg.ca_file.display()))?;
+        }
+    }
+    anyhow::ensure!(!roots.is_empty(), "mqtt: no CA certificate to verify the broker with");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("mqtt: TLS protocol versions")?
+        .with_root_certificates(roots);
+    if cfg.cert_file.as_os_str().is_empty() {
+        return Ok(builder.with_no_client_auth());
+    }
+    let chain = read_certs(&cfg.cert_file)?;
+    let key = PrivateKeyDer::from_pem_file(&cfg.key_file)
+        .with_context(|| format!("mqtt.key_file {}: no PEM private key", cfg.key_file.display()))?;
+    builder.with_client_auth_cert(chain, key).context("mqtt: the client certificate does not match its key")
+}
+
+fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("{}: not a readable PEM certificate file", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "{}: no certificate in it", path.display());
+    Ok(certs)
 }
 
 /// What one message turned into, for the acknowledging task.
 type Durable = tokio::sync::oneshot::Receiver<bool>;
 
-async fn run(app: AppState) {
+async fn run(app: AppState, opts: MqttOptions) {
     let cfg = app.config.mqtt.clone();
-    let (host, port) = match cfg.broker.rsplit_once(':').and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
-    {
-        Some(x) => x,
-        None => {
-            tracing::error!(broker = %cfg.broker, "mqtt.broker must be host:port; MQTT is off");
-            return;
-        }
-    };
-    let mut opts = MqttOptions::new(cfg.client_id.clone(), host, port);
-    opts.set_keep_alive(Duration::from_secs(30));
-    opts.set_clean_session(false);
-    opts.set_manual_acks(true);
-    let limit = app.config.server.body_limit_bytes;
-    opts.set_max_packet_size(limit, limit);
-    if !cfg.username.is_empty() {
-        opts.set_credentials(cfg.username.clone(), cfg.password.clone());
-    }
     let (client, mut events) = AsyncClient::new(opts, 256);
     let (ack_tx, mut ack_rx) = tokio::sync::mpsc::channel::<(Publish, Durable)>(1024);
     let acker = client.clone();
     // Acknowledges in arrival order, each once its samples are durable.
     tokio::spawn(async move {
         while let Some((publish, durable)) = ack_rx.recv().await {
-            if durable.await.unwrap_or(false)
-                && let Err(e) = acker.ack(&publish).await
-            {
-                tracing::warn!(error = %e, "mqtt ack");
+            if durable.await.unwrap_or(false) {
+                if let Err(e) = acker.ack(&publish).await {
+                    tracing::warn!(error = %e, "mqtt ack");
+                }
+            } else {
+                // Not stored (overload that outlasted the retries, a failing disk): leave
+                // it unacknowledged and reconnect, so that the broker delivers it (and
+                // every later unacknowledged message) again; rewriting samples is idempotent.
+                tracing::warn!(topic = %publish.topic, "mqtt message not stored; reconnecting for redelivery");
+                if let Err(e) = acker.disconnect().await {
+                    tracing::warn!(error = %e, "mqtt disconnect");
+                }
             }
         }
     });
@@ -69,6 +135,7 @@ async fn run(app: AppState) {
         match events.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 tracing::info!(broker = %cfg.broker, "mqtt connected");
+                app.telemetry.mqtt_connected.set(1);
                 for t in &topics {
                     if let Err(e) = client.subscribe(t.clone(), QoS::AtLeastOnce).await {
                         tracing::error!(error = %e, topic = %t, "mqtt subscribe");
@@ -84,6 +151,8 @@ async fn run(app: AppState) {
             }
             Ok(_) => {}
             Err(e) => {
+                app.telemetry.mqtt_connected.set(0);
+                app.telemetry.mqtt_connection_errors.inc();
                 tracing::warn!(error = %e, broker = %cfg.broker, "mqtt connection lost; retrying");
                 tokio::time::sleep(Duration::from_secs(1)).await; // reconnect back-off
             }
@@ -173,10 +242,10 @@ async fn handle(app: &AppState, p: &Publish) -> Durable {
         app.telemetry.rejected.get_or_create(&CodeLabel { code: r.code.as_str().to_owned() }).inc();
     }
     let accepted = batch.samples.len() as u64;
-    // Overload is temporary: retry for up to ~5 s (the event loop keeps the connection
-    // alive meanwhile only between messages, so the wait is short). A message that is
-    // never acknowledged is delivered again by the broker after a reconnect.
-    for _ in 0..50 {
+    // Overload is temporary: retry for up to ~2 s (the event loop keeps the connection
+    // alive meanwhile only between messages, so the wait is short). A message still not
+    // stored then makes the acknowledging task reconnect, and the broker delivers it again.
+    for _ in 0..20 {
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<Result<u64, StoreError>>();
         match app.store.submit(batch.samples.clone(), move |r| {
             let _ = done_tx.send(r);

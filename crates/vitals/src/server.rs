@@ -212,7 +212,7 @@ pub async fn serve(
     app: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let mqtt = crate::mqtt::spawn(app.clone());
+    let mqtt = crate::mqtt::spawn(app.clone())?;
     let file_drop = crate::file_drop::spawn(app.clone())?;
     let served = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
     if let Some(m) = mqtt {

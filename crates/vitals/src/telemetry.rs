@@ -24,6 +24,9 @@ pub struct Telemetry {
     pub query_latency: Histogram,
     pub mqtt_messages: Counter,
     pub mqtt_malformed: Counter,
+    /// 1 while the MQTT client is connected to its broker.
+    pub mqtt_connected: Gauge,
+    pub mqtt_connection_errors: Counter,
     pub file_drop_failed: Counter,
     wal_bytes: Gauge<u64, AtomicU64>,
     segments: Gauge,
@@ -50,6 +53,8 @@ impl Telemetry {
             query_latency,
             mqtt_messages: Counter::default(),
             mqtt_malformed: Counter::default(),
+            mqtt_connected: Gauge::default(),
+            mqtt_connection_errors: Counter::default(),
             file_drop_failed: Counter::default(),
             wal_bytes: Gauge::default(),
             segments: Gauge::default(),
@@ -88,6 +93,12 @@ impl Telemetry {
             t.file_drop_failed.clone(),
         );
         registry.register("mqtt_malformed", "MQTT payloads refused as a whole", t.mqtt_malformed.clone());
+        registry.register("mqtt_connected", "1 while connected to the MQTT broker", t.mqtt_connected.clone());
+        registry.register(
+            "mqtt_connection_errors",
+            "Failed or lost connections to the MQTT broker (TLS errors included)",
+            t.mqtt_connection_errors.clone(),
+        );
         registry.register("dead_letters", "Refused inputs kept for inspection and replay", t.dead_letters.clone());
         registry.register(
             "dead_letters_dropped",
