@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::profile::{Mix, Profile};
-use crate::rng::{Draws, key};
+use crate::rng::{Draws, key, str_key};
 
 /// One simulated person: a pseudonym (the only id the data carries), the profiles, and a
 /// made-up display name for the people who care for them.
@@ -23,8 +23,8 @@ const LAST: [&str; 24] = [
     "Moreau", "Novak", "Okafor", "Petrov", "Quist", "Rossi", "Sato", "Tamm", "Ueda", "Varga", "Weiss", "Zeller",
 ];
 
-fn member(seed: u64, index: u64, profiles: Mix) -> Member {
-    let mut d = Draws::new(key(&[seed, 0xC0_407, index]));
+fn member(seed: u64, group: u64, index: u64, profiles: Mix) -> Member {
+    let mut d = Draws::new(key(&[seed, 0xC0_407, group, index]));
     let id = format!("p-{:012x}", d.next() >> 16);
     let name = format!("{} {}", FIRST[(d.next() % 24) as usize], LAST[(d.next() % 24) as usize]);
     Member { id, profiles, name }
@@ -32,7 +32,9 @@ fn member(seed: u64, index: u64, profiles: Mix) -> Member {
 
 /// `n` patients with the same profiles.
 pub fn uniform(seed: u64, profiles: &Mix, n: usize) -> Vec<Member> {
-    (0..n as u64).map(|i| member(seed, i, profiles.clone())).collect()
+    // Cohorts of other profiles get other pseudonyms.
+    let group = str_key(&profiles.to_string());
+    (0..n as u64).map(|i| member(seed, group, i, profiles.clone())).collect()
 }
 
 /// The demo's cohort: 20 people covering every profile (and one mix).
@@ -54,7 +56,7 @@ pub fn demo(seed: u64) -> Vec<Member> {
         for _ in 0..n {
             // A Mix from this fixed table is valid by construction.
             if let Ok(mix) = Mix::new(profiles.to_vec()) {
-                out.push(member(seed, out.len() as u64, mix));
+                out.push(member(seed, 0, out.len() as u64, mix));
             }
         }
     }

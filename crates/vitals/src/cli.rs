@@ -31,6 +31,10 @@ pub enum Command {
     Admin(AdminArgs),
     /// Benchmark ingest, storage size and queries on a generated wearable dataset.
     Bench(crate::bench::BenchArgs),
+    /// The demo: the server with 20 synthetic patients, 7 days of history, then live data.
+    Demo(crate::demo::DemoArgs),
+    /// Synthetic patients: backfill, live streaming or load, to files or a server.
+    Simulate(crate::simulate::SimulateArgs),
 }
 
 #[derive(Debug, Args)]

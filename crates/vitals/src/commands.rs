@@ -31,6 +31,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         overrides.listen = a.listen.clone();
         overrides.repair_wal = a.repair_wal;
     }
+    if let Command::Demo(a) = &cli.command {
+        overrides.listen = a.listen.clone();
+        overrides.data_dir = Some(cli.data_dir.clone().unwrap_or_else(crate::demo::default_data_dir));
+    }
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     init_logging(&config, matches!(cli.command, Command::Serve(_)));
     match cli.command {
@@ -42,6 +46,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             AdminCommand::DeadLetters { command } => dead_letters(&config, command),
         },
         Command::Bench(a) => crate::bench::run(&config, &a),
+        Command::Simulate(a) => crate::simulate::run(&a),
+        Command::Demo(a) => crate::demo::run(config, &a),
     }
 }
 
@@ -54,7 +60,7 @@ fn init_logging(config: &Config, server: bool) {
     let _ = if config.log.format == "json" { builder.json().try_init() } else { builder.try_init() };
 }
 
-fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     let dir = &config.storage.data_dir;
     let store = Store::open(dir, config.store_config(), Arc::new(SystemClock))
         .with_context(|| format!("opening the data directory {}", dir.display()))?;

@@ -13,3 +13,4 @@ mod lake;
 mod line_protocol;
 mod mqtt;
 mod nightscout;
+mod simulate;

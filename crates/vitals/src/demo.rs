@@ -1,0 +1,188 @@
+//! `vitals demo`: the server on the embedded default with a synthetic cohort (20 people,
+//! every profile), a 7-day backfill and then live data, in one command. Stopped with
+//! Ctrl-C, it resumes where it left off when run again.
+//!
+//! The demo keeps its own state in `<data_dir>/demo/`: `cohort.json` (seed, pseudonyms,
+//! profiles and made-up display names), `progress.json` (how far the data goes) and
+//! `labels.ndjson` (ground truth: seizures, illnesses, low-glucose episodes).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use vitals_core::time::DurationMs;
+use vitals_core::{Clock, SystemClock};
+use vitals_sim::{Member, Options};
+
+use crate::auth::{Role, TokenStore};
+use crate::client::Client;
+use crate::config::Config;
+use crate::server::{self, App};
+use crate::simulate::{Cohort, HttpTarget, LiveOptions, Stop, Via, backfill, live};
+
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// History written on first start (and at most this much to catch up on a resume).
+    #[arg(long, default_value = "7d")]
+    pub backfill: DurationMs,
+    /// History of the dense wristband streams (4 Hz EDA, 32 Hz motion).
+    #[arg(long, default_value = "1d")]
+    pub dense_backfill: DurationMs,
+    /// Seed of a new cohort (a resumed demo keeps its own).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Mean seizures per day of the epilepsy patients.
+    #[arg(long, default_value_t = 1.0)]
+    pub seizures_per_day: f64,
+    /// Stop after streaming live this long (default: until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<DurationMs>,
+}
+
+/// `<data_dir>/demo/cohort.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedCohort {
+    seed: u64,
+    seizures_per_day: f64,
+    patients: Vec<Member>,
+}
+
+/// `<data_dir>/demo/progress.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct Progress {
+    until_ms: i64,
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
+    let stop = Stop::on_signals()?;
+    let clock = SystemClock;
+    let dir = config.storage.data_dir.clone();
+    let state = dir.join("demo");
+    std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
+    let cohort_path = state.join("cohort.json");
+    let progress_path = state.join("progress.json");
+    let saved: SavedCohort = match std::fs::read(&cohort_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| format!("reading {}", cohort_path.display()))?,
+        Err(_) => {
+            let c = SavedCohort {
+                seed: a.seed,
+                seizures_per_day: a.seizures_per_day,
+                patients: vitals_sim::demo_cohort(a.seed),
+            };
+            write_atomically(&cohort_path, &serde_json::to_vec_pretty(&c)?)?;
+            c
+        }
+    };
+    let progress: Option<Progress> = std::fs::read(&progress_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let options = Options { seizures_per_day: saved.seizures_per_day, ..Options::default() };
+    let cohort = Cohort::new(saved.seed, saved.patients, options);
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let store = crate::commands::open_store(&config)?;
+    let tokens = TokenStore::open(&dir)?;
+    // A fresh admin token per run; the previous run's one stops working.
+    for t in tokens.list() {
+        if t.name == "demo" {
+            tokens.revoke(&t.id)?;
+        }
+    }
+    let (_, secret) = tokens.create("demo", Role::Admin, None, None, clock.now_ms())?;
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind(config.listen_addr()))
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    let dead = crate::commands::open_dead_letters(&config)?;
+    let events = crate::commands::open_events(&config)?;
+    let app = Arc::new(App::new(store.clone(), tokens, dead, events, config, Arc::new(SystemClock)));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(server::serve(listener, app, async move {
+        let _ = shutdown_rx.await;
+    }));
+
+    let url = format!("http://{addr}");
+    println!("vitals listening on {url}");
+    println!("demo: {} synthetic patients, data in {}", cohort.members.len(), dir.display());
+    println!("admin token for this run: {secret}");
+    println!("try: curl -H 'Authorization: Bearer {secret}' {url}/api/v1/patients");
+    let _ = std::io::stdout().flush();
+
+    let now = clock.now_ms();
+    let from = match &progress {
+        Some(p) => p.until_ms.max(now - a.backfill.as_ms()),
+        None => now - a.backfill.as_ms(),
+    };
+    let dense_from = from.max(now - a.dense_backfill.as_ms());
+    let labels_path = state.join("labels.ndjson");
+    let mut labels = std::fs::OpenOptions::new().create(true).append(true).open(&labels_path)?;
+    let target = HttpTarget::new(Client::new(&url, Some(&secret))?, Via::Native);
+    let result = (|| -> anyhow::Result<()> {
+        if progress.is_some() {
+            println!("resuming: catching up {} of data", DurationMs(((now - from) / 1000).max(1) * 1000));
+        }
+        let t0 = Instant::now();
+        let sent = backfill(&cohort, &target, (from, dense_from, now), 2, 20_000, &stop, false)?;
+        if stop.stopped() {
+            return Ok(());
+        }
+        write_labels(&cohort, from, now, &mut labels)?;
+        write_atomically(&progress_path, &serde_json::to_vec(&Progress { until_ms: now })?)?;
+        println!(
+            "backfill done: {} samples in {:.1}s; streaming live (Ctrl-C stops, run again to resume)",
+            sent.accepted,
+            t0.elapsed().as_secs_f64()
+        );
+        let _ = std::io::stdout().flush();
+        let until_wall = a.duration.map(|d| Instant::now() + Duration::from_millis(d.as_ms() as u64));
+        let mut last = now;
+        let mut failure = None;
+        let o = LiveOptions { start_ms: now, speed: 1.0, clamp_to_now: true, until_wall };
+        live(&cohort, &target, o, &stop, |t, _| {
+            let r = write_labels(&cohort, last, t, &mut labels)
+                .and_then(|()| write_atomically(&progress_path, &serde_json::to_vec(&Progress { until_ms: t })?));
+            if let Err(e) = r {
+                failure.get_or_insert(e);
+            }
+            last = t;
+        })?;
+        failure.map_or(Ok(()), Err)
+    })();
+    let _ = shutdown_tx.send(());
+    rt.block_on(server).context("the server task")??;
+    store.close().context("flushing the store at shutdown")?;
+    result?;
+    println!("demo stopped cleanly; run it again to resume");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_labels(cohort: &Cohort, from: i64, to: i64, out: &mut std::fs::File) -> anyhow::Result<()> {
+    let mut buf = Vec::new();
+    for (_, p) in &cohort.members {
+        for l in cohort.sim.labels(p, from, to) {
+            serde_json::to_writer(&mut buf, &l)?;
+            buf.push(b'\n');
+        }
+    }
+    out.write_all(&buf)?;
+    Ok(())
+}
+
+/// The demo's data directory when none is given: apart from a real `vitals-data`.
+pub fn default_data_dir() -> PathBuf {
+    PathBuf::from("vitals-demo")
+}
