@@ -13,8 +13,10 @@ mod model;
 mod plan;
 mod profile;
 mod rng;
+mod wire;
 
 pub use cohort::{Member, demo as demo_cohort, uniform as uniform_cohort};
 pub use encode::Encoding;
 pub use model::{Device, Label, Options, Patient, Reading, SimEvent, Simulator, Which};
 pub use profile::{Mix, Profile, ProfileError};
+pub use wire::{Payload, health_auto_export, nightscout};

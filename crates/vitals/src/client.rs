@@ -45,16 +45,26 @@ impl Client {
 
     /// POST a body; retries on 503 (overload) honouring Retry-After, up to a minute.
     pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<String> {
+        self.post_with(path, content_type, body, &[])
+    }
+
+    /// POST with extra headers (e.g. Nightscout's `api-secret`).
+    pub fn post_with(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<String> {
         let url = format!("{}{path}", self.base);
         let mut waited = Duration::ZERO;
         loop {
-            let mut resp = self
-                .agent
-                .post(&url)
-                .header("Authorization", &self.auth())
-                .header("Content-Type", content_type)
-                .send(body)
-                .with_context(|| format!("POST {url}"))?;
+            let mut req =
+                self.agent.post(&url).header("Authorization", &self.auth()).header("Content-Type", content_type);
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let mut resp = req.send(body).with_context(|| format!("POST {url}"))?;
             let status = resp.status();
             let retry_after = resp
                 .headers()

@@ -130,13 +130,13 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     let dense_from = from.max(now - a.dense_backfill.as_ms());
     let labels_path = state.join("labels.ndjson");
     let mut labels = std::fs::OpenOptions::new().create(true).append(true).open(&labels_path)?;
-    let target = HttpTarget::new(Client::new(&url, Some(&secret))?, Via::Native);
+    let target = HttpTarget::new(Client::new(&url, Some(&secret))?, &secret, Via::Native, 20_000);
     let result = (|| -> anyhow::Result<()> {
         if progress.is_some() {
             println!("resuming: catching up {} of data", DurationMs(((now - from) / 1000).max(1) * 1000));
         }
         let t0 = Instant::now();
-        let sent = backfill(&cohort, &target, (from, dense_from, now), 2, 20_000, &stop, false)?;
+        let sent = backfill(&cohort, &target, (from, dense_from, now), 2, &stop, false)?;
         if stop.stopped() {
             return Ok(());
         }

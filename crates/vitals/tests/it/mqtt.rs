@@ -10,9 +10,9 @@ use serde_json::json;
 
 use crate::harness::{ADMIN, NOW, TestServer, eventually};
 
-struct Broker {
+pub struct Broker {
     child: Child,
-    port: u16,
+    pub port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -23,7 +23,7 @@ impl Drop for Broker {
     }
 }
 
-fn start_broker() -> Broker {
+pub fn start_broker() -> Broker {
     start_broker_with(tempfile::tempdir().expect("tmp"), |port| {
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
     })

@@ -142,6 +142,132 @@ fn simulated_patients_arrive_whole_over_the_native_and_line_paths() {
     assert_eq!(patients["patients"].as_array().map(Vec::len), Some(4));
 }
 
+/// What `--out` wrote for a cohort: per patient, its readings as (metric, time, value).
+fn file_readings(dir: &Path) -> std::collections::BTreeMap<String, Vec<(String, i64, f64)>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, bytes) in read_dir_sorted(dir) {
+        let Some(patient) = name.strip_suffix(".ndjson").filter(|n| n.starts_with("p-")) else { continue };
+        let rows = String::from_utf8(bytes)
+            .expect("utf8")
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).expect("line");
+                (
+                    v["metric"].as_str().expect("m").to_owned(),
+                    v["time"].as_i64().expect("t"),
+                    v["value"].as_f64().expect("v"),
+                )
+            })
+            .collect();
+        out.insert(patient.to_owned(), rows);
+    }
+    out
+}
+
+fn points(server: &TestServer, patient: &str, metric: &str) -> Vec<(i64, f64)> {
+    let r = server.get(&format!("/api/v1/patients/{patient}/series/{metric}?from=0&time_format=ms"), Some(ADMIN));
+    if r.status == 404 {
+        return Vec::new();
+    }
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .map(|p| (p["time"].as_i64().expect("time"), p["value"].as_f64().expect("value")))
+        .collect()
+}
+
+#[test]
+fn simulated_patients_arrive_as_health_auto_export_nightscout_and_mqtt_clients_send_them() {
+    let broker = crate::mqtt::start_broker();
+    let server = TestServer::with_config(|c| {
+        c.mqtt.enabled = true;
+        c.mqtt.broker = format!("127.0.0.1:{}", broker.port);
+        c.mqtt.client_id = "vitals-sim-test".into();
+    });
+    eventually("the MQTT subscription", || {
+        server.get("/metrics", Some(ADMIN)).body.lines().any(|l| l == "vitals_mqtt_connected 1")
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let run = |seed: &str, via: &str, out: Option<&Path>| -> Value {
+        let mut args = vec![
+            "simulate",
+            "--seed",
+            seed,
+            "--cohort",
+            "diabetic+wearable",
+            "--patients",
+            "2",
+            "--backfill",
+            "1d",
+            "--until",
+            UNTIL,
+            "--quiet",
+            "--json",
+        ];
+        let port = broker.port.to_string();
+        let mqtt = format!("127.0.0.1:{port}");
+        match out {
+            Some(o) => args.extend(["--out", o.to_str().expect("p")]),
+            None => args.extend(["--url", &server.url, "--token", ADMIN, "--via", via, "--mqtt-broker", &mqtt]),
+        }
+        let (ok, stdout, err) = vitals(&args);
+        assert!(ok, "{via}: {err}");
+        serde_json::from_str(stdout.trim()).expect("report")
+    };
+
+    // Health Auto Export: hourly sums and heart-rate Min/Avg/Max, sleep and workouts.
+    let files = dir.path().join("hae");
+    run("31", "", Some(&files));
+    let report = run("31", "health-auto-export", None);
+    assert_eq!(report["rejected"], 0, "{report}");
+    assert!(report["skipped"].as_u64() > Some(0), "EDA and skin temperature have no HAE form: {report}");
+    for (patient, rows) in file_readings(&files) {
+        let total = |m: &str| rows.iter().filter(|r| r.0 == m).map(|r| r.2).sum::<f64>();
+        let steps: f64 = points(&server, &patient, "step_count").iter().map(|p| p.1).sum();
+        assert_eq!(steps, total("step_count"), "{patient}: the day's steps, in hourly sums");
+        let hourly = points(&server, &patient, "step_count");
+        assert!(hourly.iter().all(|p| p.0 % 3_600_000 == 0) && hourly.len() <= 24, "{hourly:?}");
+        let max = points(&server, &patient, "heart_rate_max");
+        let hr_max = rows.iter().filter(|r| r.0 == "heart_rate").map(|r| r.2).fold(0.0, f64::max);
+        assert_eq!(max.iter().map(|p| p.1).fold(0.0, f64::max), hr_max, "{patient}");
+        assert_eq!(
+            points(&server, &patient, "blood_glucose").len(),
+            rows.iter().filter(|r| r.0 == "blood_glucose").count()
+        );
+        let events = server.get(&format!("/api/v1/patients/{patient}/events?from=0"), Some(ADMIN)).json();
+        let kinds: Vec<&str> =
+            events["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
+        assert!(kinds.contains(&"sleep"), "{patient}: {kinds:?}");
+    }
+
+    // Nightscout: the CGM's entries and the uploader's battery; read back as followers do.
+    let files = dir.path().join("ns");
+    run("32", "", Some(&files));
+    let report = run("32", "nightscout", None);
+    assert_eq!(report["rejected"], 0, "{report}");
+    for (patient, rows) in file_readings(&files) {
+        let want: Vec<(i64, f64)> = rows.iter().filter(|r| r.0 == "blood_glucose").map(|r| (r.1, r.2)).collect();
+        assert_eq!(points(&server, &patient, "blood_glucose"), want, "{patient}");
+        let battery = rows.iter().filter(|r| r.0 == "battery_level").count();
+        assert_eq!(points(&server, &patient, "battery_level").len(), battery);
+        assert!(points(&server, &patient, "heart_rate").is_empty(), "no Nightscout form for heart rate");
+    }
+
+    // MQTT: devices publish through the broker; Vitals' subscription stores it all.
+    let files = dir.path().join("mqtt");
+    run("33", "", Some(&files));
+    let report = run("33", "mqtt", None);
+    assert_eq!((report["rejected"].clone(), report["skipped"].clone()), (Value::from(0), Value::from(0)), "{report}");
+    for (patient, rows) in file_readings(&files) {
+        let want = rows.iter().filter(|r| r.0 == "heart_rate").count();
+        eventually("the broker's messages", || points(&server, &patient, "heart_rate").len() == want);
+        let eda = rows.iter().filter(|r| r.0 == "eda").count();
+        assert_eq!(points(&server, &patient, "eda").len(), eda);
+    }
+}
+
 fn scrape(url: &str, name: &str) -> u64 {
     let r = into_resp(
         agent()

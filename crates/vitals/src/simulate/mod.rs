@@ -2,10 +2,13 @@
 //! running server over an ingest path, as a backfill, live (real time or accelerated), or
 //! as a sustained load with latency percentiles.
 
-use std::collections::HashMap;
+mod targets;
+
+pub use targets::{FileTarget, HttpTarget, MqttTarget, Sent, Target, Via};
+
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -14,8 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vitals_core::time::{DurationMs, parse_time};
+use vitals_core::time::{MS_PER_DAY as DAY, MS_PER_HOUR as HOUR};
 use vitals_core::{Clock, SystemClock};
-use vitals_sim::{Encoding, Member, Mix, Options, Patient, Simulator, Which};
+use vitals_sim::{Encoding, Member, Mix, Options, Patient, Reading, SimEvent, Simulator, Which};
 
 use crate::cli::RemoteArgs;
 use crate::client::Client;
@@ -63,10 +67,19 @@ pub struct SimulateArgs {
     pub format: FileFormat,
     #[command(flatten)]
     pub remote: RemoteArgs,
-    /// Ingest path on the server: `native` (NDJSON to /api/v1/samples) or `line` (InfluxDB
-    /// line protocol to /write).
+    /// Ingest path: `native` (NDJSON to /api/v1/samples), `line` (InfluxDB line protocol
+    /// to /write), `health-auto-export` (the app's JSON: hourly sums, heart rate
+    /// Min/Avg/Max, sleep, workouts), `nightscout` (an uploader's glucose entries and
+    /// battery), or `mqtt` (native NDJSON through --mqtt-broker). Readings a path has no
+    /// form for are counted as skipped.
     #[arg(long, value_enum, default_value = "native")]
     pub via: Via,
+    /// The MQTT broker (host:port) for --via mqtt.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub mqtt_broker: String,
+    /// Topic prefix for --via mqtt (Vitals' `mqtt.topic_prefix`).
+    #[arg(long, default_value = "vitals")]
+    pub mqtt_topic_prefix: String,
     /// Also write the ground-truth labels (seizures, illnesses, low-glucose episodes) here.
     #[arg(long)]
     pub labels: Option<PathBuf>,
@@ -97,21 +110,6 @@ pub enum FileFormat {
     Line,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Via {
-    Native,
-    Line,
-}
-
-impl Via {
-    fn encoding(self) -> Encoding {
-        match self {
-            Via::Native => Encoding::Ndjson,
-            Via::Line => Encoding::Line,
-        }
-    }
-}
-
 /// The simulated people and their generator.
 pub struct Cohort {
     pub sim: Simulator,
@@ -134,114 +132,6 @@ impl Cohort {
             vitals_sim::uniform_cohort(a.seed, &mix, a.patients)
         };
         Ok(Cohort::new(a.seed, members, options))
-    }
-}
-
-/// What a send achieved.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Sent {
-    pub accepted: u64,
-    pub rejected: u64,
-}
-
-/// Where readings go.
-pub trait Target: Send + Sync {
-    fn encoding(&self) -> Encoding;
-    /// Sends lines of one patient.
-    fn send(&self, patient: &str, body: &str, lines: u64) -> anyhow::Result<Sent>;
-}
-
-/// One file per patient in a directory.
-pub struct FileTarget {
-    dir: PathBuf,
-    encoding: Encoding,
-    files: Mutex<HashMap<String, BufWriter<File>>>,
-}
-
-impl FileTarget {
-    pub fn new(dir: &Path, format: FileFormat) -> anyhow::Result<FileTarget> {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let encoding = match format {
-            FileFormat::Ndjson => Encoding::Ndjson,
-            FileFormat::Csv => Encoding::Csv,
-            FileFormat::Line => Encoding::Line,
-        };
-        Ok(FileTarget { dir: dir.to_owned(), encoding, files: Mutex::new(HashMap::new()) })
-    }
-
-    pub fn finish(&self) -> anyhow::Result<()> {
-        let mut files = self.files.lock().map_err(|_| anyhow::anyhow!("a writer panicked"))?;
-        for (_, f) in files.iter_mut() {
-            f.flush()?;
-            f.get_ref().sync_all()?;
-        }
-        Ok(())
-    }
-}
-
-impl Target for FileTarget {
-    fn encoding(&self) -> Encoding {
-        self.encoding
-    }
-
-    fn send(&self, patient: &str, body: &str, lines: u64) -> anyhow::Result<Sent> {
-        let mut files = self.files.lock().map_err(|_| anyhow::anyhow!("a writer panicked"))?;
-        if !files.contains_key(patient) {
-            let path = self.dir.join(format!("{patient}.{}", self.encoding.extension()));
-            let mut f = BufWriter::new(File::create(&path).with_context(|| format!("creating {}", path.display()))?);
-            f.write_all(self.encoding.header().as_bytes())?;
-            files.insert(patient.to_owned(), f);
-        }
-        if let Some(f) = files.get_mut(patient) {
-            f.write_all(body.as_bytes())?;
-        }
-        Ok(Sent { accepted: lines, rejected: 0 })
-    }
-}
-
-/// A running server, over the native or the line-protocol path.
-pub struct HttpTarget {
-    client: Client,
-    via: Via,
-}
-
-impl HttpTarget {
-    pub fn new(client: Client, via: Via) -> HttpTarget {
-        HttpTarget { client, via }
-    }
-}
-
-impl Target for HttpTarget {
-    fn encoding(&self) -> Encoding {
-        self.via.encoding()
-    }
-
-    fn send(&self, _patient: &str, body: &str, lines: u64) -> anyhow::Result<Sent> {
-        match self.via {
-            Via::Native => {
-                let text = self.client.post("/api/v1/samples", "application/x-ndjson", body.as_bytes())?;
-                let v: serde_json::Value = serde_json::from_str(&text).context("the server's answer")?;
-                let accepted = v["accepted"].as_u64().unwrap_or(0);
-                let rejected = v["rejected"].as_array().map_or(0, |r| r.len() as u64);
-                Ok(Sent { accepted, rejected })
-            }
-            Via::Line => match self.client.post("/write?db=vitals&precision=ms", "text/plain", body.as_bytes()) {
-                Ok(_) => Ok(Sent { accepted: lines, rejected: 0 }),
-                Err(e) => {
-                    // A partial write (400) keeps the good lines and says how many dropped.
-                    let msg = format!("{e:#}");
-                    let dropped = msg
-                        .split("dropped=")
-                        .nth(1)
-                        .and_then(|s| s.split(|c: char| !c.is_ascii_digit()).next())
-                        .and_then(|s| s.parse::<u64>().ok());
-                    match dropped {
-                        Some(d) => Ok(Sent { accepted: lines.saturating_sub(d), rejected: d }),
-                        None => Err(e),
-                    }
-                }
-            },
-        }
     }
 }
 
@@ -292,6 +182,23 @@ impl Stop {
 pub struct Totals {
     pub accepted: AtomicU64,
     pub rejected: AtomicU64,
+    pub skipped: AtomicU64,
+}
+
+impl Totals {
+    fn add(&self, s: Sent) {
+        self.accepted.fetch_add(s.accepted, Ordering::Relaxed);
+        self.rejected.fetch_add(s.rejected, Ordering::Relaxed);
+        self.skipped.fetch_add(s.skipped, Ordering::Relaxed);
+    }
+
+    fn take(&self) -> Sent {
+        Sent {
+            accepted: self.accepted.swap(0, Ordering::Relaxed),
+            rejected: self.rejected.swap(0, Ordering::Relaxed),
+            skipped: self.skipped.swap(0, Ordering::Relaxed),
+        }
+    }
 }
 
 /// One patient's stretch of time.
@@ -303,45 +210,42 @@ struct Window {
     which: Which,
 }
 
-/// Generates a window and sends it in batches.
-fn send_window(cohort: &Cohort, w: Window, target: &dyn Target, batch: usize, totals: &Totals) -> anyhow::Result<()> {
+/// Generates a window and sends it in batches (whole, with the events that ended in it,
+/// to a target that aggregates hours).
+fn send_window(cohort: &Cohort, w: Window, target: &dyn Target, totals: &Totals) -> anyhow::Result<()> {
     let Window { patient: i, from, to, which } = w;
-    let (member, patient) = &cohort.members[i];
-    let enc = target.encoding();
-    let mut buf = String::new();
-    let mut lines = 0u64;
+    let (_, patient) = &cohort.members[i];
+    let hourly = target.hourly();
+    let gen_from = if hourly { from.div_euclid(HOUR) * HOUR } else { from };
+    let batch = if hourly { usize::MAX } else { target.batch().max(1) };
+    let events: Vec<SimEvent> = if hourly {
+        let mut ev = cohort.sim.events(patient, from - 2 * DAY, to);
+        ev.retain(|e| e.end_ms >= from && e.end_ms < to);
+        ev
+    } else {
+        Vec::new()
+    };
+    let mut readings = Vec::with_capacity(batch.min(1 << 16));
     let mut failure = None;
-    let devices: HashMap<vitals_sim::Device, String> =
-        [vitals_sim::Device::Cgm, vitals_sim::Device::Watch, vitals_sim::Device::Wristband]
-            .into_iter()
-            .map(|d| (d, patient.device_id(d)))
-            .collect();
-    let mut flush = |buf: &mut String, lines: &mut u64| {
-        if *lines == 0 || failure.is_some() {
+    let mut flush = |readings: &mut Vec<Reading>, events: &[SimEvent]| {
+        if failure.is_some() || (readings.is_empty() && events.is_empty()) {
+            readings.clear();
             return;
         }
-        match target.send(&member.id, buf, *lines) {
-            Ok(s) => {
-                totals.accepted.fetch_add(s.accepted, Ordering::Relaxed);
-                totals.rejected.fetch_add(s.rejected, Ordering::Relaxed);
-            }
+        match target.send(patient, readings, events) {
+            Ok(s) => totals.add(s),
             Err(e) => failure = Some(e),
         }
-        buf.clear();
-        *lines = 0;
+        readings.clear();
     };
-    cohort.sim.generate(patient, from, to, which, &mut |r| {
-        enc.push(&mut buf, &member.id, devices.get(&r.device).map_or("", String::as_str), &r);
-        lines += 1;
-        if lines as usize >= batch {
-            flush(&mut buf, &mut lines);
+    cohort.sim.generate(patient, gen_from, to, which, &mut |r| {
+        readings.push(r);
+        if readings.len() >= batch {
+            flush(&mut readings, &[]);
         }
     });
-    flush(&mut buf, &mut lines);
-    match failure {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
+    flush(&mut readings, &events);
+    failure.map_or(Ok(()), Err)
 }
 
 /// Writes the cohort's labels and events starting in `[from, to)` as NDJSON lines.
@@ -373,7 +277,6 @@ pub fn backfill(
     target: &dyn Target,
     (from, dense_from, to): (i64, i64, i64),
     workers: usize,
-    batch: usize,
     stop: &Stop,
     quiet: bool,
 ) -> anyhow::Result<Sent> {
@@ -384,7 +287,7 @@ pub fn backfill(
         while t < to {
             let end = (t + CHUNK).min(to);
             units.push(Window { patient: i, from: t, to: end, which: Which::Sparse });
-            if end > dense_from {
+            if end > dense_from && target.carries_dense() {
                 units.push(Window { patient: i, from: t.max(dense_from), to: end, which: Which::Dense });
             }
             t = end;
@@ -403,7 +306,7 @@ pub fn backfill(
                     if k >= units.len() || stop.stopped() {
                         return;
                     }
-                    if let Err(e) = send_window(cohort, units[k], target, batch, &totals) {
+                    if let Err(e) = send_window(cohort, units[k], target, &totals) {
                         if let Ok(mut f) = failure.lock() {
                             f.get_or_insert(e);
                         }
@@ -421,7 +324,7 @@ pub fn backfill(
     if let Some(e) = failure.into_inner().ok().flatten() {
         return Err(e);
     }
-    Ok(Sent { accepted: totals.accepted.into_inner(), rejected: totals.rejected.into_inner() })
+    Ok(totals.take())
 }
 
 fn progress(len: u64, quiet: bool, template: &str) -> ProgressBar {
@@ -473,16 +376,11 @@ pub fn live(
             continue;
         }
         for i in 0..cohort.members.len() {
-            let w = Window { patient: i, from: sim_at, to: next, which: Which::All };
-            send_window(cohort, w, target, usize::MAX, &totals)?;
+            let which = if target.carries_dense() { Which::All } else { Which::Sparse };
+            let w = Window { patient: i, from: sim_at, to: next, which };
+            send_window(cohort, w, target, &totals)?;
         }
-        on_tick(
-            next,
-            Sent {
-                accepted: totals.accepted.swap(0, Ordering::Relaxed),
-                rejected: totals.rejected.swap(0, Ordering::Relaxed),
-            },
-        );
+        on_tick(next, totals.take());
         sim_at = next;
     }
 }
@@ -501,15 +399,28 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
     if a.backfill.is_none() && !a.live {
         bail!("nothing to do: give --backfill DURATION, --live, or --rate");
     }
-    let (target, files): (Box<dyn Target>, Option<Arc<FileTarget>>) = match (&a.out, remote_client(a)?) {
+    let (target, files): (Arc<dyn Target>, Option<Arc<FileTarget>>) = match (&a.out, &a.remote.url) {
         (Some(_), Some(_)) => bail!("--out and --url exclude each other"),
         (Some(dir), None) => {
-            let f = Arc::new(FileTarget::new(dir, a.format)?);
+            let encoding = match a.format {
+                FileFormat::Ndjson => Encoding::Ndjson,
+                FileFormat::Csv => Encoding::Csv,
+                FileFormat::Line => Encoding::Line,
+            };
+            let f = Arc::new(FileTarget::new(dir, encoding, a.batch)?);
             std::fs::write(dir.join("cohort.json"), serde_json::to_vec_pretty(&cohort_json(&cohort, a.seed))?)?;
-            (Box::new(ArcTarget(f.clone())), Some(f))
+            (f.clone(), Some(f))
         }
-        (None, Some(c)) => (Box::new(HttpTarget::new(c, a.via)), None),
-        (None, None) => bail!("where to? --out DIR or --url URL --token TOKEN"),
+        (None, _) if a.via == Via::Mqtt => {
+            let id = format!("vitals-simulate-{}", std::process::id());
+            (Arc::new(MqttTarget::connect(&a.mqtt_broker, &a.mqtt_topic_prefix, &id, a.batch)?), None)
+        }
+        (None, Some(_)) => {
+            let client = remote_client(a)?.context("--url needs --token")?;
+            let token = a.remote.token.clone().unwrap_or_default();
+            (Arc::new(HttpTarget::new(client, &token, a.via, a.batch)), None)
+        }
+        (None, None) => bail!("where to? --out DIR, --url URL --token TOKEN, or --via mqtt --mqtt-broker HOST:PORT"),
     };
     let mut labels: Option<BufWriter<File>> = match (&a.labels, &a.out) {
         (Some(p), _) => Some(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),
@@ -527,16 +438,17 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         let from = now - b.as_ms();
         let dense_from = now - a.dense_backfill.map_or(b.as_ms(), |d| d.as_ms().min(b.as_ms()));
         let t0 = Instant::now();
-        total = backfill(&cohort, target.as_ref(), (from, dense_from, now), workers, a.batch, &stop, a.quiet)?;
+        total = backfill(&cohort, target.as_ref(), (from, dense_from, now), workers, &stop, a.quiet)?;
         if let Some(l) = labels.as_mut() {
             append_labels(&cohort, from, now, l, events.as_mut().map(|e| e as &mut dyn std::io::Write))?;
         }
         if !a.json {
             eprintln!(
-                "backfill: {} patients, {} accepted, {} rejected in {:.1}s",
+                "backfill: {} patients, {} accepted, {} rejected, {} skipped in {:.1}s",
                 cohort.members.len(),
                 total.accepted,
                 total.rejected,
+                total.skipped,
                 t0.elapsed().as_secs_f64()
             );
         }
@@ -552,6 +464,7 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         sim_at = live(&cohort, target.as_ref(), o, &stop, |t, s| {
             total.accepted += s.accepted;
             total.rejected += s.rejected;
+            total.skipped += s.skipped;
             if let Some(l) = labels.as_mut()
                 && let Err(e) =
                     append_labels(&cohort, last, t, l, events.as_mut().map(|e| e as &mut dyn std::io::Write))
@@ -574,26 +487,16 @@ pub fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         "patients": cohort.members.len(),
         "accepted": total.accepted,
         "rejected": total.rejected,
+        "skipped": total.skipped,
         "until_ms": sim_at,
     });
     if a.json {
         println!("{report}");
     } else {
         let verb = if a.out.is_some() { "written" } else { "accepted" };
-        println!("{} samples {verb}, {} rejected", total.accepted, total.rejected);
+        println!("{} samples {verb}, {} rejected, {} skipped", total.accepted, total.rejected, total.skipped);
     }
     Ok(if total.rejected > 0 { ExitCode::from(2) } else { ExitCode::SUCCESS })
-}
-
-struct ArcTarget(Arc<FileTarget>);
-
-impl Target for ArcTarget {
-    fn encoding(&self) -> Encoding {
-        self.0.encoding()
-    }
-    fn send(&self, patient: &str, body: &str, lines: u64) -> anyhow::Result<Sent> {
-        self.0.send(patient, body, lines)
-    }
 }
 
 fn remote_client(a: &SimulateArgs) -> anyhow::Result<Option<Client>> {
