@@ -5,7 +5,8 @@ use std::process::Command;
 use crate::crash::spawn_server;
 use crate::harness::ADMIN;
 
-fn vitals(args: &[&str]) -> (bool, String, String) {
+/// Runs the `vitals` binary: (success, stdout, stderr).
+pub fn vitals(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_vitals")).args(args).output().expect("run vitals");
     (
         out.status.success(),

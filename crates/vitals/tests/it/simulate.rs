@@ -8,17 +8,9 @@ use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
+use crate::cli::vitals;
 use crate::crash::spawn_server;
 use crate::harness::{ADMIN, NOW, TestServer, agent, eventually, into_resp};
-
-fn vitals(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vitals")).args(args).output().expect("run vitals");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 fn read_dir_sorted(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -417,4 +409,60 @@ fn the_demo_starts_ingests_answers_streams_live_and_resumes() {
     let rest = interrupt(demo);
     assert!(rest.iter().any(|l| l.contains("demo stopped cleanly")), "{rest:?}");
     let _ = NOW;
+}
+
+#[test]
+fn accelerated_live_streaming_writes_what_a_backfill_of_the_same_span_writes() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let live = dir.path().join("live");
+    let (ok, stdout, err) = vitals(&[
+        "simulate",
+        "--seed",
+        "4",
+        "--cohort",
+        "diabetic+wearable",
+        "--patients",
+        "1",
+        "--live",
+        "--speed",
+        "3600",
+        "--duration",
+        "3s",
+        "--until",
+        UNTIL,
+        "--json",
+        "--out",
+        live.to_str().expect("p"),
+    ]);
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("report");
+    let end = report["until_ms"].as_i64().expect("until");
+    let span = end - NOW;
+    assert!(span >= 2 * 3_600_000, "3 s at 3600x is about 3 simulated hours: {span} ms");
+    let back = dir.path().join("back");
+    let (ok, _, err) = vitals(&[
+        "simulate",
+        "--seed",
+        "4",
+        "--cohort",
+        "diabetic+wearable",
+        "--patients",
+        "1",
+        "--backfill",
+        &format!("{span}ms"),
+        "--until",
+        &end.to_string(),
+        "--quiet",
+        "--out",
+        back.to_str().expect("p"),
+    ]);
+    assert!(ok, "{err}");
+    let sorted = |d: &Path| {
+        let mut all: Vec<String> = file_readings(d).into_values().flatten().map(|r| format!("{r:?}")).collect();
+        all.sort();
+        all
+    };
+    let (a, b) = (sorted(&live), sorted(&back));
+    assert!(a.len() > 1000, "{}", a.len());
+    assert_eq!(a, b, "live ticks and one backfill generate the same readings");
 }
