@@ -389,7 +389,8 @@ impl Simulator {
                 && t > s
             {
                 let ramp = clamp01((t - s) as f64 / (20 * MINUTE) as f64);
-                let after = if t > e { (-((t - e) as f64) / (90 * MINUTE) as f64).exp() } else { 1.0 };
+                // Muscles keep taking up glucose for hours after training.
+                let after = if t > e { (-((t - e) as f64) / (150 * MINUTE) as f64).exp() } else { 1.0 };
                 v -= g.exercise_drop * intensity * ramp * after;
             }
             for &(s, e, depth) in &plan.hypos {

@@ -51,7 +51,7 @@ impl GlucoseParams {
         };
         match p {
             Profile::Diabetic => g(150.0, 12.0, 1.6, 60.0, 20.0, 14.0, 6.0),
-            Profile::Athlete => g(86.0, 5.0, 0.5, 35.0, 28.0, 5.0, 4.0),
+            Profile::Athlete => g(88.0, 5.0, 0.5, 35.0, 35.0, 5.0, 4.0),
             Profile::PartyGoer => g(100.0, 8.0, 0.9, 40.0, 10.0, 14.0, 9.0),
             Profile::LowGlucose => g(80.0, 5.0, 0.5, 35.0, 10.0, 5.0, 4.0),
             _ => g(125.0, 4.0, 0.6, 50.0, 5.0, 4.0, 3.0), // elderly

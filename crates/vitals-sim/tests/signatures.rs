@@ -285,3 +285,23 @@ fn illness_labels_cover_a_rise_of_the_nightly_resting_heart_rate() {
         assert!(ill > base + 4.0, "resting heart rate {base} -> {ill}");
     }
 }
+
+#[test]
+fn an_athletes_glucose_is_lower_after_training() {
+    let s = sim();
+    let (mut after, mut all) = (Vec::new(), Vec::new());
+    for i in 0..3 {
+        let p = patient(&s, &format!("p-ath{i}"), "athlete+wearable");
+        let rs = readings(&s, &p, T0, T0 + 7 * DAY, Which::Sparse);
+        let g = series(&rs, "blood_glucose");
+        let workouts: Vec<_> = s.events(&p, T0, T0 + 7 * DAY).into_iter().filter(|e| e.kind == "workout").collect();
+        assert!(workouts.len() >= 6, "an athlete trains daily: {}", workouts.len());
+        all.extend(g.iter().map(|r| r.value));
+        for w in &workouts {
+            after
+                .extend(g.iter().filter(|r| r.time_ms >= w.end_ms && r.time_ms < w.end_ms + 90 * MIN).map(|r| r.value));
+        }
+    }
+    let (a, m) = (mean(&after), mean(&all));
+    assert!(a < m - 8.0, "after training {a} vs overall {m}");
+}
