@@ -9,10 +9,12 @@
 
 mod lexer;
 mod parse;
+mod rule;
 
 pub mod eval;
 
 pub use parse::{ArOp, CmpOp, Expr, Func, parse};
+pub use rule::{Rule, RuleError, RuleSpec, Scope, Severity};
 
 /// A rule that does not parse: where (byte offset) and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,6 +19,8 @@ pub enum Code {
     UnknownMetric,
     UnknownPatient,
     NotFound,
+    Conflict,
+    InvalidRule,
     TooManyPoints,
     Overloaded,
     Unavailable,
@@ -37,6 +39,8 @@ impl Code {
             Code::UnknownMetric => "unknown_metric",
             Code::UnknownPatient => "unknown_patient",
             Code::NotFound => "not_found",
+            Code::Conflict => "conflict",
+            Code::InvalidRule => "invalid_rule",
             Code::TooManyPoints => "too_many_points",
             Code::Overloaded => "overloaded",
             Code::Unavailable => "unavailable",
@@ -48,11 +52,12 @@ impl Code {
         match self {
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
             Code::Forbidden => StatusCode::FORBIDDEN,
-            Code::InvalidBody | Code::InvalidQuery | Code::InvalidPatient | Code::TooManyPoints => {
+            Code::InvalidBody | Code::InvalidQuery | Code::InvalidPatient | Code::InvalidRule | Code::TooManyPoints => {
                 StatusCode::BAD_REQUEST
             }
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnknownMetric | Code::UnknownPatient | Code::NotFound => StatusCode::NOT_FOUND,
+            Code::Conflict => StatusCode::CONFLICT,
             Code::Overloaded | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -73,6 +73,15 @@ pub fn open_events(config: &Config) -> anyhow::Result<Arc<EventStore>> {
     Ok(Arc::new(EventStore::open(&dir).with_context(|| format!("opening the event store {}", dir.display()))?))
 }
 
+/// Opens the rule store of a data directory (with the config file's rules).
+pub fn open_rules(config: &Config) -> anyhow::Result<Arc<crate::rules::RuleStore>> {
+    let dir = config.storage.data_dir.join("rules");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let r = crate::rules::RuleStore::open(&dir, &config.alerting.rules)
+        .with_context(|| format!("opening the rule store {}", dir.display()))?;
+    Ok(Arc::new(r))
+}
+
 /// Opens the dead-letter store of a data directory.
 pub fn open_dead_letters(config: &Config) -> anyhow::Result<Arc<DeadLetters>> {
     let dir = config.storage.data_dir.join("dead-letters");
@@ -105,7 +114,8 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
         let dead = open_dead_letters(&config)?;
         let events = open_events(&config)?;
-        let app = Arc::new(App::new(store.clone(), tokens, dead, events, config, clock));
+        let rules = open_rules(&config)?;
+        let app = Arc::new(App::new(store.clone(), tokens, dead, events, rules, config, clock));
         server::serve(listener, app, server::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || store.close()).await?.context("flushing the store at shutdown")?;
         tracing::info!("stopped cleanly");

@@ -26,7 +26,15 @@ pub struct Config {
     pub line_protocol: LineProtocolConfig,
     pub mqtt: MqttConfig,
     pub file_drop: FileDropConfig,
+    pub alerting: AlertingConfig,
     pub log: LogConfig,
+}
+
+/// Alert rules from the config file (read-only through the API).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingConfig {
+    pub rules: Vec<vitals_rules::RuleSpec>,
 }
 
 /// The watched staging directory.
@@ -296,6 +304,15 @@ impl Config {
         }
         if !m.tls && [&m.ca_file, &m.cert_file, &m.key_file].iter().any(|f| !f.as_os_str().is_empty()) {
             problems.push("mqtt.ca_file, cert_file and key_file need mqtt.tls = true".into());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for spec in &config.alerting.rules {
+            if let Err(e) = vitals_rules::Rule::compile(spec.clone()) {
+                problems.push(format!("alerting.rules {:?}: {e}", spec.name));
+            }
+            if !names.insert(spec.name.clone()) {
+                problems.push(format!("alerting.rules: {:?} is defined twice", spec.name));
+            }
         }
         for code in config.retention.keys() {
             if Catalog::standard().id(code).is_none() {

@@ -17,6 +17,8 @@ pub mod line_protocol_api;
 pub mod mqtt;
 pub mod nightscout_api;
 pub mod request_body;
+pub mod rules;
+pub mod rules_api;
 pub mod samples_api;
 pub mod series_api;
 pub mod server;

@@ -20,7 +20,8 @@ use crate::auth::{Permission, Principal, TokenStore};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
 use crate::{
-    dead_letter_api, health_auto_export_api, line_protocol_api, nightscout_api, samples_api, series_api, tokens_api,
+    dead_letter_api, health_auto_export_api, line_protocol_api, nightscout_api, rules_api, samples_api, series_api,
+    tokens_api,
 };
 
 /// Everything a handler needs.
@@ -35,6 +36,7 @@ pub struct App {
     pub write_permits: Arc<Semaphore>,
     pub dead_letters: Arc<DeadLetters>,
     pub events: Arc<EventStore>,
+    pub rules: Arc<crate::rules::RuleStore>,
 }
 
 impl App {
@@ -43,6 +45,7 @@ impl App {
         tokens: TokenStore,
         dead_letters: Arc<DeadLetters>,
         events: Arc<EventStore>,
+        rules: Arc<crate::rules::RuleStore>,
         config: Config,
         clock: Arc<dyn Clock>,
     ) -> App {
@@ -57,6 +60,7 @@ impl App {
             write_permits,
             dead_letters,
             events,
+            rules,
         }
     }
 
@@ -126,6 +130,14 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/api/v1/dead-letters/{id}/replay", guarded(Permission::Admin, post(dead_letter_api::replay_one)))
         .route("/api/v1/tokens/{id}", guarded(Permission::Admin, axum::routing::delete(tokens_api::revoke_token)))
+        .route("/api/v1/rules", guarded(Permission::ReadData, get(rules_api::list)))
+        .route("/api/v1/rules", guarded(Permission::Admin, post(rules_api::create)))
+        .route("/api/v1/rules/backtest", guarded(Permission::ReadData, post(rules_api::backtest)))
+        .route("/api/v1/rules/{name}", guarded(Permission::ReadData, get(rules_api::get_one)))
+        .route(
+            "/api/v1/rules/{name}",
+            guarded(Permission::Admin, axum::routing::put(rules_api::replace).delete(rules_api::delete)),
+        )
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -310,6 +310,7 @@ fn every_route_but_healthz_needs_a_token_and_device_tokens_only_write() {
         "/api/v1/patients/p-1/latest",
         "/api/v1/patients/p-1/series/heart_rate",
         "/api/v1/tokens",
+        "/api/v1/rules",
     ];
     assert_eq!(server.get("/healthz", None).status, 200);
     for path in reads {

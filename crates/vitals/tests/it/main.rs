@@ -13,4 +13,5 @@ mod lake;
 mod line_protocol;
 mod mqtt;
 mod nightscout;
+mod rules;
 mod simulate;

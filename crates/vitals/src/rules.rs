@@ -1,0 +1,159 @@
+//! The alert rules in force: those of the config file (read-only through the API) and
+//! those made through the API, kept in `<data_dir>/rules/rules.log` (an append-only JSON
+//! log of puts and deletes, replayed at start). Changes take effect at once: readers get
+//! the current set on every evaluation.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use vitals_rules::{Rule, RuleError, RuleSpec};
+use vitals_storage::json_log::JsonLog;
+
+/// Where a rule comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Source {
+    Config,
+    Api,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Change {
+    Put(RuleSpec),
+    Delete(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error(transparent)]
+    Invalid(#[from] RuleError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("no rule {0:?}")]
+    NotFound(String),
+    #[error("the rule store: {0}")]
+    Io(String),
+}
+
+pub struct RuleStore {
+    config: BTreeMap<String, Rule>,
+    api: RwLock<BTreeMap<String, Rule>>,
+    log: Mutex<JsonLog>,
+}
+
+impl RuleStore {
+    /// Opens the store; config rules must already be valid (the config checks them).
+    pub fn open(dir: &Path, config_rules: &[RuleSpec]) -> anyhow::Result<RuleStore> {
+        let mut config = BTreeMap::new();
+        for spec in config_rules {
+            let rule = Rule::compile(spec.clone())?;
+            config.insert(rule.spec.name.clone(), rule);
+        }
+        let (log, changes) = JsonLog::open::<Change>(dir, "rules.log", *b"VRUL", 1)?;
+        let mut api = BTreeMap::new();
+        for c in changes {
+            match c {
+                Change::Put(spec) => match Rule::compile(spec) {
+                    Ok(rule) => {
+                        api.insert(rule.spec.name.clone(), rule);
+                    }
+                    // A rule saved by an older version that this one refuses: kept out, said.
+                    Err(e) => tracing::error!(error = %e, "a stored rule no longer compiles; it is not in force"),
+                },
+                Change::Delete(name) => {
+                    api.remove(&name);
+                }
+            }
+        }
+        for name in api.keys() {
+            if config.contains_key(name) {
+                tracing::warn!(rule = %name, "the config file defines this rule too; the config's wins");
+            }
+        }
+        Ok(RuleStore { config, api: RwLock::new(api), log: Mutex::new(log) })
+    }
+
+    /// Every rule in force (config rules win over API rules of the same name).
+    pub fn list(&self) -> Vec<(Rule, Source)> {
+        let api = self.api.read();
+        let mut out: Vec<(Rule, Source)> = self.config.values().map(|r| (r.clone(), Source::Config)).collect();
+        out.extend(api.values().filter(|r| !self.config.contains_key(&r.spec.name)).map(|r| (r.clone(), Source::Api)));
+        out.sort_by(|a, b| a.0.spec.name.cmp(&b.0.spec.name));
+        out
+    }
+
+    pub fn get(&self, name: &str) -> Option<(Rule, Source)> {
+        if let Some(r) = self.config.get(name) {
+            return Some((r.clone(), Source::Config));
+        }
+        self.api.read().get(name).map(|r| (r.clone(), Source::Api))
+    }
+
+    /// Saves a rule; `create` refuses an existing name, otherwise it replaces. Returns the
+    /// rule and whether it is new.
+    pub fn put(&self, spec: RuleSpec, create: bool) -> Result<(Rule, bool), RulesError> {
+        let rule = Rule::compile(spec)?;
+        let name = rule.spec.name.clone();
+        if self.config.contains_key(&name) {
+            return Err(RulesError::Conflict(format!("rule {name:?} comes from the config file; change it there")));
+        }
+        let mut api = self.api.write();
+        let exists = api.contains_key(&name);
+        if create && exists {
+            return Err(RulesError::Conflict(format!("rule {name:?} exists; PUT /api/v1/rules/{name} replaces it")));
+        }
+        self.log.lock().append(&Change::Put(rule.spec.clone())).map_err(|e| RulesError::Io(e.to_string()))?;
+        api.insert(name, rule.clone());
+        Ok((rule, !exists))
+    }
+
+    pub fn delete(&self, name: &str) -> Result<(), RulesError> {
+        if self.config.contains_key(name) {
+            return Err(RulesError::Conflict(format!("rule {name:?} comes from the config file; remove it there")));
+        }
+        let mut api = self.api.write();
+        if !api.contains_key(name) {
+            return Err(RulesError::NotFound(name.to_owned()));
+        }
+        self.log.lock().append(&Change::Delete(name.to_owned())).map_err(|e| RulesError::Io(e.to_string()))?;
+        api.remove(name);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, expr: &str) -> RuleSpec {
+        serde_json::from_value(serde_json::json!({"name": name, "expr": expr})).expect("spec")
+    }
+
+    #[test]
+    fn api_rules_survive_reopen_and_config_rules_cannot_be_changed_through_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cfg = [spec("cfg", "spo2 < 90")];
+        let s = RuleStore::open(dir.path(), &cfg).expect("open");
+        assert!(s.put(spec("a", "heart_rate > 120"), true).expect("a").1);
+        assert!(s.put(spec("b", "heart_rate > 130"), true).expect("b").1);
+        assert!(!s.put(spec("a", "heart_rate > 140"), false).expect("replace").1);
+        s.delete("b").expect("delete");
+        assert!(matches!(s.put(spec("cfg", "spo2 < 80"), false), Err(RulesError::Conflict(_))));
+        assert!(matches!(s.delete("cfg"), Err(RulesError::Conflict(_))));
+        assert!(matches!(s.put(spec("c", "spo2 <"), true), Err(RulesError::Invalid(_))));
+        drop(s);
+        let s = RuleStore::open(dir.path(), &cfg).expect("reopen");
+        let names: Vec<(String, Source, String)> =
+            s.list().into_iter().map(|(r, src)| (r.spec.name.clone(), src, r.spec.expr.clone())).collect();
+        assert_eq!(
+            names,
+            [
+                ("a".to_owned(), Source::Api, "heart_rate > 140".to_owned()),
+                ("cfg".to_owned(), Source::Config, "spo2 < 90".to_owned())
+            ]
+        );
+    }
+}
