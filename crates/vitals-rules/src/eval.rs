@@ -198,52 +198,62 @@ pub struct Episode {
     pub cleared: Option<i64>,
 }
 
+/// The episode state machine, one evaluation point at a time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Machine {
+    Idle,
+    /// Holding since `start`, not yet for `for`.
+    Pending {
+        start: i64,
+    },
+    Firing {
+        start: i64,
+        fired: i64,
+        last: i64,
+    },
+}
+
+impl Machine {
+    /// Advances over one point; returns the episode that closed at it, if any.
+    pub fn step(&mut self, t: i64, holds: bool, clears: Option<bool>, for_ms: i64) -> Option<Episode> {
+        let (next, closed) = match *self {
+            Machine::Idle | Machine::Pending { .. } if !holds => (Machine::Idle, None),
+            Machine::Idle if for_ms == 0 => (Machine::Firing { start: t, fired: t, last: t }, None),
+            Machine::Idle => (Machine::Pending { start: t }, None),
+            Machine::Pending { start } if t - start >= for_ms => (Machine::Firing { start, fired: t, last: t }, None),
+            Machine::Pending { start } => (Machine::Pending { start }, None),
+            Machine::Firing { start, fired, last } => {
+                if clears.unwrap_or(!holds) {
+                    (Machine::Idle, Some(Episode { start, fired, end: last, cleared: Some(t) }))
+                } else {
+                    (Machine::Firing { start, fired, last: t }, None)
+                }
+            }
+        };
+        *self = next;
+        closed
+    }
+
+    /// The open episode, if firing.
+    pub fn open(&self) -> Option<Episode> {
+        match *self {
+            Machine::Firing { start, fired, last } => Some(Episode { start, fired, end: last, cleared: None }),
+            _ => None,
+        }
+    }
+}
+
 /// Turns truth at the evaluation points into episodes: a run of points where the condition
 /// holds, firing once it has held `for_ms` (0: at once), and ending when `clear` holds (if
 /// given: hysteresis) or else when the condition stops holding.
 pub fn episodes(times: &[i64], holds: &[bool], clear: Option<&[bool]>, for_ms: i64) -> Vec<Episode> {
-    #[derive(Clone, Copy)]
-    enum State {
-        Idle,
-        Pending { start: i64 },
-        Firing { start: i64, fired: i64, last: i64 },
-    }
+    let mut m = Machine::Idle;
     let mut out = Vec::new();
-    let mut st = State::Idle;
     for (i, &t) in times.iter().enumerate() {
         let h = holds.get(i).copied().unwrap_or(false);
-        st = match st {
-            State::Idle | State::Pending { .. } if !h => State::Idle,
-            State::Idle => {
-                if for_ms == 0 {
-                    State::Firing { start: t, fired: t, last: t }
-                } else {
-                    State::Pending { start: t }
-                }
-            }
-            State::Pending { start } => {
-                if t - start >= for_ms {
-                    State::Firing { start, fired: t, last: t }
-                } else {
-                    State::Pending { start }
-                }
-            }
-            State::Firing { start, fired, last } => {
-                let clears = match clear {
-                    Some(c) => c.get(i).copied().unwrap_or(false),
-                    None => !h,
-                };
-                if clears {
-                    out.push(Episode { start, fired, end: last, cleared: Some(t) });
-                    State::Idle
-                } else {
-                    State::Firing { start, fired, last: t }
-                }
-            }
-        };
+        let c = clear.map(|c| c.get(i).copied().unwrap_or(false));
+        out.extend(m.step(t, h, c, for_ms));
     }
-    if let State::Firing { start, fired, last } = st {
-        out.push(Episode { start, fired, end: last, cleared: None });
-    }
+    out.extend(m.open());
     out
 }

@@ -12,6 +12,7 @@ mod parse;
 mod rule;
 
 pub mod eval;
+pub mod live;
 
 pub use parse::{ArOp, CmpOp, Expr, Func, parse};
 pub use rule::{Rule, RuleError, RuleSpec, Scope, Severity};
