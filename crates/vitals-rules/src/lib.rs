@@ -13,6 +13,8 @@ mod rule;
 
 pub mod eval;
 pub mod live;
+pub mod pack;
+pub mod seizure;
 
 pub use parse::{ArOp, CmpOp, Expr, Func, parse};
 pub use rule::{Rule, RuleError, RuleSpec, Scope, Severity};

@@ -8,8 +8,9 @@
 //! points), starting from the machine state just before `s`; everything before is
 //! untouched, because a point's value only depends on readings at or before it. Points
 //! later than `now` (a stale-data window still running) wait for [`Engine::advance`].
-//! Points older than `now - horizon` are settled: readings that old arrive too late to
-//! change alerts and are counted in [`Engine::late`].
+//! Points older than the patient's newest reading minus the horizon are settled: readings
+//! that old arrive too late to change alerts and are counted in [`Engine::late`]. Settling
+//! follows the data, not the clock, so a backfill of old history is evaluated too.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -71,6 +72,9 @@ struct PatientState {
     rules: HashMap<String, RuleState>,
     /// Points before this are final.
     settled_to: i64,
+    /// The newest reading's time: settling follows the data, so a backfill of old history
+    /// is evaluated like live data.
+    newest: i64,
 }
 
 /// The live rule evaluator.
@@ -117,6 +121,19 @@ fn diff(rule: &str, patient: &str, before: &[Episode], after: &[Episode], out: &
     }
 }
 
+/// The readings of `metrics` that evaluation points at or after `start` depend on: those
+/// inside the longest window, and the last one before (a metric alone is its latest
+/// reading).
+fn view(data: &BTreeMap<String, Series>, metrics: &[(String, i64)], start: i64) -> BTreeMap<String, Series> {
+    let mut out = BTreeMap::new();
+    for (m, w) in metrics {
+        let Some(s) = data.get(m) else { continue };
+        let cut = s.partition_point(|x| x.0 <= start - w);
+        out.insert(m.clone(), s[cut.saturating_sub(1)..].to_vec());
+    }
+    out
+}
+
 impl Engine {
     /// `horizon_ms`: how late a reading may arrive and still change alerts.
     pub fn new(horizon_ms: i64) -> Engine {
@@ -133,6 +150,18 @@ impl Engine {
         self.patients.get(patient).and_then(|p| p.rules.get(rule)).map_or_else(Vec::new, RuleState::episodes)
     }
 
+    /// The latest reading of `metric` at or before `at` that the engine holds.
+    pub fn latest(&self, patient: &str, metric: &str, at: i64) -> Option<f64> {
+        let s = self.patients.get(patient)?.data.get(metric)?;
+        let i = s.partition_point(|x| x.0 <= at);
+        i.checked_sub(1).map(|i| s[i].1)
+    }
+
+    /// Patients the engine holds state for.
+    pub fn patients(&self) -> usize {
+        self.patients.len()
+    }
+
     /// Takes durable readings `(metric, time, value)` of one patient and evaluates what they
     /// change, up to `now`.
     pub fn ingest(&mut self, rules: &[Rule], patient: &str, readings: &[(&str, i64, f64)], now: i64) -> Vec<Change> {
@@ -147,22 +176,28 @@ impl Engine {
             if !wanted.iter().any(|(m, _)| m == metric) {
                 continue;
             }
+            let s = p.data.entry(metric.to_owned()).or_default();
             if t < p.settled_to {
-                self.late += 1;
+                // Too late to change settled points; still part of the windows of later
+                // ones, as a backtest would see it. A reading already held is no news.
+                if let Err(i) = s.binary_search_by_key(&t, |x| x.0) {
+                    s.insert(i, (t, v));
+                    self.late += 1;
+                }
                 continue;
             }
-            let s = p.data.entry(metric.to_owned()).or_default();
             match s.binary_search_by_key(&t, |x| x.0) {
                 Ok(i) => s[i].1 = v,
                 Err(i) => s.insert(i, (t, v)),
             }
             from = from.min(t);
+            p.newest = p.newest.max(t);
         }
         let mut out = Vec::new();
         if from != i64::MAX {
             Self::evaluate(p, rules, patient, from, now, &mut out);
         }
-        Self::settle(p, now - self.horizon_ms);
+        Self::settle(p, p.newest - self.horizon_ms);
         out
     }
 
@@ -171,7 +206,6 @@ impl Engine {
         let mut out = Vec::new();
         for (patient, p) in &mut self.patients {
             Self::evaluate(p, rules, patient, i64::MAX, now, &mut out);
-            Self::settle(p, now - self.horizon_ms);
         }
         out
     }
@@ -198,9 +232,12 @@ impl Engine {
             if let Some(c) = &rule.clear {
                 exprs.push(c);
             }
-            let times = points(&exprs, &p.data, start, now.saturating_add(1));
-            let holds = truths(&rule.expr, &p.data, &times);
-            let clears = rule.clear.as_ref().map(|c| truths(c, &p.data, &times));
+            // Only the readings that points from `start` on can see: in-order data costs
+            // the window, not the history held.
+            let data = view(&p.data, &rule.metrics(), start);
+            let times = points(&exprs, &data, start, now.saturating_add(1));
+            let holds = truths(&rule.expr, &data, &times);
+            let clears = rule.clear.as_ref().map(|c| truths(c, &data, &times));
             for (i, &t) in times.iter().enumerate() {
                 let c = clears.as_ref().map(|c| c[i]);
                 if let Some(e) = m.step(t, holds[i], c, rule.for_ms) {

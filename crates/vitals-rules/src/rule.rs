@@ -28,14 +28,19 @@ pub enum Scope {
     Patient(String),
     /// A list of patients.
     Patients(Vec<String>),
+    /// The members of a cohort (a named group of patients kept by the server, which turns
+    /// this into [`Scope::Patients`] before evaluation).
+    Cohort(String),
 }
 
 impl Scope {
+    /// Whether the scope holds the patient; a cohort not yet resolved holds no one.
     pub fn includes(&self, patient: &str) -> bool {
         match self {
             Scope::All => true,
             Scope::Patient(p) => p == patient,
             Scope::Patients(ps) => ps.iter().any(|p| p == patient),
+            Scope::Cohort(_) => false,
         }
     }
 }
@@ -123,10 +128,16 @@ impl Rule {
         let clear = spec.clear.as_deref().map(parse).transpose().map_err(|e| RuleError::expr("clear", e))?;
         let for_ms = duration("for", &spec.for_)?.unwrap_or(0);
         let renotify_ms = duration("renotify", &spec.renotify)?;
-        if let Scope::Patient(p) = &spec.scope
-            && vitals_core::PatientId::new(p).is_err()
-        {
-            return Err(RuleError::plain("scope", format!("{p:?} is not a patient id")));
+        let ids: Vec<&String> = match &spec.scope {
+            Scope::Patient(p) => vec![p],
+            Scope::Patients(ps) => ps.iter().collect(),
+            Scope::Cohort(c) => vec![c],
+            Scope::All => Vec::new(),
+        };
+        for p in ids {
+            if vitals_core::PatientId::new(p).is_err() {
+                return Err(RuleError::plain("scope", format!("{p:?} is not a patient or cohort id")));
+            }
         }
         Ok(Rule { spec, expr, clear, for_ms, renotify_ms })
     }

@@ -237,8 +237,24 @@ struct Inner {
     stats: StoreStats,
     wake: (std::sync::Mutex<bool>, Condvar),
     shutdown: AtomicBool,
+    /// Who hears about durable samples (the live rule engine), and of which metrics.
+    feed: RwLock<Option<Feed>>,
     /// Held (flock) for the life of the store: one process per data directory.
     _lock: fs::File,
+}
+
+/// A subscription to durable samples of some metrics.
+struct Feed {
+    metrics: Vec<bool>,
+    tx: SyncSender<DurableBatch>,
+}
+
+/// Samples of one group commit, sent to the subscriber once durable and readable.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DurableBatch {
+    /// When they became durable (for latency measurements).
+    pub at: std::time::Instant,
+    pub samples: Vec<Sample>,
 }
 
 /// The storage engine. Cheap to share behind an `Arc`; [`Store::close`] flushes and stops.
@@ -308,6 +324,7 @@ impl Store {
             stats: StoreStats::default(),
             wake: (std::sync::Mutex::new(false), Condvar::new()),
             shutdown: AtomicBool::new(false),
+            feed: RwLock::new(None),
             _lock: lock,
             clock,
             config,
@@ -366,6 +383,23 @@ impl Store {
                     TrySendError::Disconnected(_) => Err(StoreError::Closed),
                 }
             }
+        }
+    }
+
+    /// Subscribes to durable samples of `metrics`: right after each group commit (WAL
+    /// fsynced, samples readable), the committed samples of those metrics arrive as one
+    /// batch. The channel holds `capacity` batches; when it is full the writer waits, so a
+    /// slow subscriber slows ingest rather than missing samples. One subscriber at a time.
+    pub fn subscribe_durable(&self, metrics: &[MetricId], capacity: usize) -> Receiver<DurableBatch> {
+        let (tx, rx) = mpsc::sync_channel(capacity.max(1));
+        *self.inner.feed.write() = Some(Feed { metrics: metric_mask(self.inner.catalog, metrics), tx });
+        rx
+    }
+
+    /// Changes which metrics the subscriber hears about (rules changed).
+    pub fn set_durable_metrics(&self, metrics: &[MetricId]) {
+        if let Some(f) = self.inner.feed.write().as_mut() {
+            f.metrics = metric_mask(self.inner.catalog, metrics);
         }
     }
 
@@ -565,6 +599,16 @@ fn writer_loop(inner: &Inner, mut wal: Wal, rx: &Receiver<WriterMsg>) {
     }
 }
 
+fn metric_mask(catalog: &Catalog, metrics: &[MetricId]) -> Vec<bool> {
+    let mut mask = vec![false; catalog.len()];
+    for m in metrics {
+        if let Some(b) = mask.get_mut(usize::from(m.0)) {
+            *b = true;
+        }
+    }
+    mask
+}
+
 fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample>, Done)>) {
     let n: usize = writes.iter().map(|w| w.0.len()).sum();
     if let Some(why) = inner.failed.lock().clone() {
@@ -589,8 +633,24 @@ fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample>, Done)>) 
             inner.in_flight.fetch_sub(n, Ordering::AcqRel);
             inner.stats.group_commits.fetch_add(1, Ordering::Relaxed);
             inner.stats.samples_written.fetch_add(n as u64, Ordering::Relaxed);
+            let feed: Option<(Vec<Sample>, SyncSender<DurableBatch>)> = inner.feed.read().as_ref().map(|f| {
+                let picked = writes
+                    .iter()
+                    .flat_map(|w| w.0.iter())
+                    .filter(|s| f.metrics.get(usize::from(s.metric.0)).copied().unwrap_or(false))
+                    .cloned()
+                    .collect();
+                (picked, f.tx.clone())
+            });
             for (i, (_, done)) in writes.into_iter().enumerate() {
                 done(Ok(first_seq + i as u64));
+            }
+            if let Some((picked, tx)) = feed
+                && !picked.is_empty()
+                && tx.send(DurableBatch { at: std::time::Instant::now(), samples: picked }).is_err()
+            {
+                // The subscriber is gone.
+                *inner.feed.write() = None;
             }
             if wal.current_file_bytes() > inner.config.wal_max_file_bytes
                 && let Err(e) = wal.rotate()

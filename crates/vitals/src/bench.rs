@@ -367,10 +367,7 @@ pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let tokens = TokenStore::open(&data_dir)?;
     let (_, token) = tokens.create("bench", Role::Admin, None, None, clock.now_ms())?;
     let auth = format!("Bearer {token}");
-    let dead = crate::commands::open_dead_letters(&config)?;
-    let events = crate::commands::open_events(&config)?;
-    let rules = crate::commands::open_rules(&config)?;
-    let app = Arc::new(App::new(store.clone(), tokens, dead, events, rules, config, Arc::new(SystemClock)));
+    let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(SystemClock))?);
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
     let base = format!("http://{}", listener.local_addr()?);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

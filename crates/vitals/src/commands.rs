@@ -77,9 +77,25 @@ pub fn open_events(config: &Config) -> anyhow::Result<Arc<EventStore>> {
 pub fn open_rules(config: &Config) -> anyhow::Result<Arc<crate::rules::RuleStore>> {
     let dir = config.storage.data_dir.join("rules");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let r = crate::rules::RuleStore::open(&dir, &config.alerting.rules)
+    let r = crate::rules::RuleStore::open(&dir, &config.alerting.rules, &config.alerting.packs)
         .with_context(|| format!("opening the rule store {}", dir.display()))?;
     Ok(Arc::new(r))
+}
+
+/// Opens the alert store of a data directory.
+pub fn open_alerts(config: &Config) -> anyhow::Result<Arc<crate::alerts::AlertStore>> {
+    let dir = config.storage.data_dir.join("alerts");
+    let a =
+        crate::alerts::AlertStore::open(&dir).with_context(|| format!("opening the alert store {}", dir.display()))?;
+    Ok(Arc::new(a))
+}
+
+/// Opens the cohort store of a data directory.
+pub fn open_cohorts(config: &Config) -> anyhow::Result<Arc<crate::cohorts::CohortStore>> {
+    let dir = config.storage.data_dir.join("cohorts");
+    let c = crate::cohorts::CohortStore::open(&dir)
+        .with_context(|| format!("opening the cohort store {}", dir.display()))?;
+    Ok(Arc::new(c))
 }
 
 /// Opens the dead-letter store of a data directory.
@@ -112,10 +128,7 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
         println!("vitals listening on http://{addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
-        let dead = open_dead_letters(&config)?;
-        let events = open_events(&config)?;
-        let rules = open_rules(&config)?;
-        let app = Arc::new(App::new(store.clone(), tokens, dead, events, rules, config, clock));
+        let app = Arc::new(App::open(store.clone(), tokens, config, clock)?);
         server::serve(listener, app, server::shutdown_signal()).await?;
         tokio::task::spawn_blocking(move || store.close()).await?.context("flushing the store at shutdown")?;
         tracing::info!("stopped cleanly");

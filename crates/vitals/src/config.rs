@@ -27,14 +27,112 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub file_drop: FileDropConfig,
     pub alerting: AlertingConfig,
+    pub notify: NotifyConfig,
     pub log: LogConfig,
 }
 
-/// Alert rules from the config file (read-only through the API).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+/// Live alerting.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AlertingConfig {
+    /// Evaluate rules on the stream of durable samples.
+    pub enabled: bool,
+    /// How late a reading may arrive and still change alerts (out-of-order tolerance).
+    pub horizon: DurationMs,
+    /// Alerts that fire on data older than this are recorded but page no one (backfills).
+    pub fresh: DurationMs,
+    /// The longest snooze.
+    pub max_snooze: DurationMs,
+    /// Built-in rule packs in force (see `vitals_rules::pack::PACK_NAMES`).
+    pub packs: Vec<String>,
+    /// Rules from the config file (read-only through the API).
     pub rules: Vec<vitals_rules::RuleSpec>,
+    /// The seizure detector for wrist wearables.
+    pub seizure: vitals_rules::seizure::SeizureConfig,
+}
+
+impl Default for AlertingConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            horizon: DurationMs(3_600_000),
+            fresh: DurationMs(600_000),
+            max_snooze: DurationMs(4 * 3_600_000),
+            packs: Vec::new(),
+            rules: Vec::new(),
+            seizure: vitals_rules::seizure::SeizureConfig::default(),
+        }
+    }
+}
+
+/// Notifications: channels, contacts and who hears of what.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotifyConfig {
+    /// Delivery attempts of a notice before it goes to the dead-letter list.
+    pub max_attempts: u32,
+    /// The first retry waits this long; each next one twice as long, up to `retry_max_backoff`.
+    pub retry_backoff: DurationMs,
+    pub retry_max_backoff: DurationMs,
+    /// Time limit of one delivery attempt.
+    pub timeout: DurationMs,
+    /// Contacts that hear of operator events (a dropped file that failed, a notice that
+    /// went to the dead-letter list).
+    pub operator_contacts: Vec<String>,
+    /// A link to the dashboard put in messages; empty: none.
+    pub public_url: String,
+    /// Webhooks are signed with HMAC-SHA256 of this key (header `X-Vitals-Signature`).
+    pub webhook_secret: String,
+    /// Telegram Bot API: the bot's token and the API's base URL.
+    pub telegram_bot_token: String,
+    pub telegram_api_base: String,
+    /// SMTP: server, port, `starttls` | `tls` | `none`, credentials, sender, and a PEM file
+    /// of extra CA certificates (for a private mail server); empty: the system's roots.
+    pub smtp_host: String,
+    pub smtp_port: u16,
+    pub smtp_security: String,
+    pub smtp_username: String,
+    pub smtp_password: String,
+    pub smtp_from: String,
+    pub smtp_ca_file: PathBuf,
+    /// SMS through a Twilio-compatible gateway: the Messages URL (e.g.
+    /// `https://api.twilio.com/2010-04-01/Accounts/<sid>/Messages.json`), the account's
+    /// credentials (HTTP Basic) and the sending number.
+    pub sms_url: String,
+    pub sms_account_sid: String,
+    pub sms_auth_token: String,
+    pub sms_from: String,
+    pub contacts: Vec<crate::notice::Contact>,
+    pub subscriptions: Vec<crate::notice::Subscription>,
+}
+
+impl Default for NotifyConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            retry_backoff: DurationMs(5_000),
+            retry_max_backoff: DurationMs(10 * 60_000),
+            timeout: DurationMs(10_000),
+            operator_contacts: Vec::new(),
+            public_url: String::new(),
+            webhook_secret: String::new(),
+            telegram_bot_token: String::new(),
+            telegram_api_base: "https://api.telegram.org".into(),
+            smtp_host: String::new(),
+            smtp_port: 587,
+            smtp_security: "starttls".into(),
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_from: "vitals@localhost".into(),
+            smtp_ca_file: PathBuf::new(),
+            sms_url: String::new(),
+            sms_account_sid: String::new(),
+            sms_auth_token: String::new(),
+            sms_from: String::new(),
+            contacts: Vec::new(),
+            subscriptions: Vec::new(),
+        }
+    }
 }
 
 /// The watched staging directory.
@@ -314,6 +412,25 @@ impl Config {
                 problems.push(format!("alerting.rules: {:?} is defined twice", spec.name));
             }
         }
+        for p in &config.alerting.packs {
+            match vitals_rules::pack::pack(p) {
+                None => problems.push(format!(
+                    "alerting.packs: no pack {p:?} (there are {})",
+                    vitals_rules::pack::PACK_NAMES.join(", ")
+                )),
+                Some(pack) => {
+                    for r in pack.rules {
+                        if !names.insert(r.name.clone()) {
+                            problems.push(format!("alerting.rules: {:?} is the name of a rule of pack {p:?}", r.name));
+                        }
+                    }
+                }
+            }
+        }
+        for why in config.alerting.seizure.problems() {
+            problems.push(format!("alerting.seizure.{why}"));
+        }
+        problems.extend(crate::notice::check_config(&config.notify));
         for code in config.retention.keys() {
             if Catalog::standard().id(code).is_none() {
                 problems.push(format!("retention.{code}: no such metric"));

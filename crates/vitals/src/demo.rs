@@ -107,10 +107,7 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
         .block_on(tokio::net::TcpListener::bind(config.listen_addr()))
         .with_context(|| format!("listening on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
-    let dead = crate::commands::open_dead_letters(&config)?;
-    let events = crate::commands::open_events(&config)?;
-    let rules = crate::commands::open_rules(&config)?;
-    let app = Arc::new(App::new(store.clone(), tokens, dead, events, rules, config, Arc::new(SystemClock)));
+    let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(SystemClock))?);
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(server::serve(listener, app, async move {
         let _ = shutdown_rx.await;

@@ -11,8 +11,8 @@
 //! writing elsewhere and renaming in is best). Each is recorded in the ledger by content
 //! hash: the same content dropped again is not ingested twice. Then it moves to
 //! `processed/` with a `.report.json` beside it listing every refused line, or to
-//! `failed/` with an `.error.txt`; a failure is logged as an operator notification and
-//! counted in `/metrics` (`vitals_file_drop_failed`).
+//! `failed/` with an `.error.txt`; a failure goes to the operator contacts through the
+//! notifier's outbox, and is logged and counted in `/metrics` (`vitals_file_drop_failed`).
 
 use std::collections::HashMap;
 use std::fs;
@@ -431,8 +431,15 @@ fn process(app: &AppState, dir: &Path, ledger: &FileLedger, unit: &Unit) {
                     ".error.txt",
                 );
                 app.telemetry.file_drop_failed.inc();
-                // Operator notification (delivered by the notifier once alerting exists).
                 tracing::error!(file = %shown, error = %why, operator_notification = true, "file drop: failed");
+                crate::alerting::operator_event(
+                    app,
+                    &format!("file-drop:{}", entry.sha256),
+                    &format!("dropped file {shown} failed"),
+                    &format!(
+                        "The dropped file {shown} could not be processed: {why}. It was moved to failed/ with an .error.txt; fix it and drop it again."
+                    ),
+                );
             }
         }
     }

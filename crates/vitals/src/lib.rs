@@ -2,11 +2,16 @@
 //! wiring. The `vitals` binary is a thin `main` over [`commands::run`]; integration tests
 //! use the same router in-process.
 
+pub mod alerting;
+pub mod alerts;
+pub mod alerts_api;
 pub mod api_error;
 pub mod auth;
 pub mod bench;
 pub mod cli;
 pub mod client;
+pub mod cohorts;
+pub mod cohorts_api;
 pub mod commands;
 pub mod config;
 pub mod dead_letter_api;
@@ -16,6 +21,9 @@ pub mod health_auto_export_api;
 pub mod line_protocol_api;
 pub mod mqtt;
 pub mod nightscout_api;
+pub mod notice;
+pub mod notifications_api;
+pub mod notifier;
 pub mod request_body;
 pub mod rules;
 pub mod rules_api;

@@ -1,5 +1,5 @@
-//! The alert rules in force: those of the config file (read-only through the API) and
-//! those made through the API, kept in `<data_dir>/rules/rules.log` (an append-only JSON
+//! The alert rules in force: those of the config file and of the built-in packs it
+//! switches on (read-only through the API), and those made through the API, kept in `<data_dir>/rules/rules.log` (an append-only JSON
 //! log of puts and deletes, replayed at start). Changes take effect at once: readers get
 //! the current set on every evaluation.
 
@@ -16,6 +16,7 @@ use vitals_storage::json_log::JsonLog;
 #[serde(rename_all = "lowercase")]
 pub enum Source {
     Config,
+    Pack,
     Api,
 }
 
@@ -39,18 +40,27 @@ pub enum RulesError {
 }
 
 pub struct RuleStore {
-    config: BTreeMap<String, Rule>,
+    /// Config and pack rules.
+    config: BTreeMap<String, (Rule, Source)>,
     api: RwLock<BTreeMap<String, Rule>>,
     log: Mutex<JsonLog>,
 }
 
 impl RuleStore {
-    /// Opens the store; config rules must already be valid (the config checks them).
-    pub fn open(dir: &Path, config_rules: &[RuleSpec]) -> anyhow::Result<RuleStore> {
+    /// Opens the store; config rules and pack names must already be valid (the config
+    /// checks them).
+    pub fn open(dir: &Path, config_rules: &[RuleSpec], packs: &[String]) -> anyhow::Result<RuleStore> {
         let mut config = BTreeMap::new();
         for spec in config_rules {
             let rule = Rule::compile(spec.clone())?;
-            config.insert(rule.spec.name.clone(), rule);
+            config.insert(rule.spec.name.clone(), (rule, Source::Config));
+        }
+        for name in packs {
+            let pack = vitals_rules::pack::pack(name).ok_or_else(|| anyhow::anyhow!("no rule pack {name:?}"))?;
+            for spec in pack.rules {
+                let rule = Rule::compile(spec)?;
+                config.insert(rule.spec.name.clone(), (rule, Source::Pack));
+            }
         }
         let (log, changes) = JsonLog::open::<Change>(dir, "rules.log", *b"VRUL", 1)?;
         let mut api = BTreeMap::new();
@@ -79,7 +89,7 @@ impl RuleStore {
     /// Every rule in force (config rules win over API rules of the same name).
     pub fn list(&self) -> Vec<(Rule, Source)> {
         let api = self.api.read();
-        let mut out: Vec<(Rule, Source)> = self.config.values().map(|r| (r.clone(), Source::Config)).collect();
+        let mut out: Vec<(Rule, Source)> = self.config.values().cloned().collect();
         out.extend(api.values().filter(|r| !self.config.contains_key(&r.spec.name)).map(|r| (r.clone(), Source::Api)));
         out.sort_by(|a, b| a.0.spec.name.cmp(&b.0.spec.name));
         out
@@ -87,7 +97,7 @@ impl RuleStore {
 
     pub fn get(&self, name: &str) -> Option<(Rule, Source)> {
         if let Some(r) = self.config.get(name) {
-            return Some((r.clone(), Source::Config));
+            return Some(r.clone());
         }
         self.api.read().get(name).map(|r| (r.clone(), Source::Api))
     }
@@ -98,7 +108,9 @@ impl RuleStore {
         let rule = Rule::compile(spec)?;
         let name = rule.spec.name.clone();
         if self.config.contains_key(&name) {
-            return Err(RulesError::Conflict(format!("rule {name:?} comes from the config file; change it there")));
+            return Err(RulesError::Conflict(format!(
+                "rule {name:?} comes from the config file or a rule pack; change it there"
+            )));
         }
         let mut api = self.api.write();
         let exists = api.contains_key(&name);
@@ -112,7 +124,9 @@ impl RuleStore {
 
     pub fn delete(&self, name: &str) -> Result<(), RulesError> {
         if self.config.contains_key(name) {
-            return Err(RulesError::Conflict(format!("rule {name:?} comes from the config file; remove it there")));
+            return Err(RulesError::Conflict(format!(
+                "rule {name:?} comes from the config file or a rule pack; remove it there"
+            )));
         }
         let mut api = self.api.write();
         if !api.contains_key(name) {
@@ -136,16 +150,18 @@ mod tests {
     fn api_rules_survive_reopen_and_config_rules_cannot_be_changed_through_it() {
         let dir = tempfile::tempdir().expect("tmp");
         let cfg = [spec("cfg", "spo2 < 90")];
-        let s = RuleStore::open(dir.path(), &cfg).expect("open");
+        let s = RuleStore::open(dir.path(), &cfg, &["glucose-system".to_owned()]).expect("open");
         assert!(s.put(spec("a", "heart_rate > 120"), true).expect("a").1);
         assert!(s.put(spec("b", "heart_rate > 130"), true).expect("b").1);
         assert!(!s.put(spec("a", "heart_rate > 140"), false).expect("replace").1);
         s.delete("b").expect("delete");
         assert!(matches!(s.put(spec("cfg", "spo2 < 80"), false), Err(RulesError::Conflict(_))));
         assert!(matches!(s.delete("cfg"), Err(RulesError::Conflict(_))));
+        assert_eq!(s.get("glucose-system.high").map(|r| r.1), Some(Source::Pack));
+        assert!(matches!(s.delete("glucose-system.high"), Err(RulesError::Conflict(_))));
         assert!(matches!(s.put(spec("c", "spo2 <"), true), Err(RulesError::Invalid(_))));
         drop(s);
-        let s = RuleStore::open(dir.path(), &cfg).expect("reopen");
+        let s = RuleStore::open(dir.path(), &cfg, &[]).expect("reopen");
         let names: Vec<(String, Source, String)> =
             s.list().into_iter().map(|(r, src)| (r.spec.name.clone(), src, r.spec.expr.clone())).collect();
         assert_eq!(

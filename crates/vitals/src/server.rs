@@ -20,8 +20,8 @@ use crate::auth::{Permission, Principal, TokenStore};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
 use crate::{
-    dead_letter_api, health_auto_export_api, line_protocol_api, nightscout_api, rules_api, samples_api, series_api,
-    tokens_api,
+    alerts_api, cohorts_api, dead_letter_api, health_auto_export_api, line_protocol_api, nightscout_api,
+    notifications_api, rules_api, samples_api, series_api, tokens_api,
 };
 
 /// Everything a handler needs.
@@ -37,20 +37,21 @@ pub struct App {
     pub dead_letters: Arc<DeadLetters>,
     pub events: Arc<EventStore>,
     pub rules: Arc<crate::rules::RuleStore>,
+    pub alerts: Arc<crate::alerts::AlertStore>,
+    pub cohorts: Arc<crate::cohorts::CohortStore>,
 }
 
 impl App {
-    pub fn new(
-        store: Arc<Store>,
-        tokens: TokenStore,
-        dead_letters: Arc<DeadLetters>,
-        events: Arc<EventStore>,
-        rules: Arc<crate::rules::RuleStore>,
-        config: Config,
-        clock: Arc<dyn Clock>,
-    ) -> App {
+    /// The application over an open store: the other stores of the data directory (dead
+    /// letters, events, rules, alerts and their outbox, cohorts) are opened here.
+    pub fn open(store: Arc<Store>, tokens: TokenStore, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let dead_letters = crate::commands::open_dead_letters(&config)?;
+        let events = crate::commands::open_events(&config)?;
+        let rules = crate::commands::open_rules(&config)?;
+        let alerts = crate::commands::open_alerts(&config)?;
+        let cohorts = crate::commands::open_cohorts(&config)?;
         let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
-        App {
+        Ok(App {
             store,
             tokens,
             config,
@@ -61,7 +62,9 @@ impl App {
             dead_letters,
             events,
             rules,
-        }
+            alerts,
+            cohorts,
+        })
     }
 
     /// Keeps refused input of a request (see [`crate::dead_letter_api::keep`]).
@@ -130,6 +133,20 @@ pub fn router(app: AppState) -> Router {
         )
         .route("/api/v1/dead-letters/{id}/replay", guarded(Permission::Admin, post(dead_letter_api::replay_one)))
         .route("/api/v1/tokens/{id}", guarded(Permission::Admin, axum::routing::delete(tokens_api::revoke_token)))
+        .route("/api/v1/alerts", guarded(Permission::ReadData, get(alerts_api::list)))
+        .route("/api/v1/alerts/{id}", guarded(Permission::ReadData, get(alerts_api::get_one)))
+        .route("/api/v1/alerts/{id}/ack", guarded(Permission::ReadData, post(alerts_api::ack)))
+        .route("/api/v1/alerts/{id}/snooze", guarded(Permission::ReadData, post(alerts_api::snooze)))
+        .route("/api/v1/notifications", guarded(Permission::Admin, get(notifications_api::list)))
+        .route("/api/v1/notifications/test", guarded(Permission::Admin, post(notifications_api::test)))
+        .route("/api/v1/notifications/{id}", guarded(Permission::Admin, get(notifications_api::get_one)))
+        .route("/api/v1/notifications/{id}/replay", guarded(Permission::Admin, post(notifications_api::replay)))
+        .route("/api/v1/cohorts", guarded(Permission::ReadData, get(cohorts_api::list)))
+        .route(
+            "/api/v1/cohorts/{name}",
+            guarded(Permission::ReadData, get(cohorts_api::get_one))
+                .merge(guarded(Permission::Admin, axum::routing::put(cohorts_api::put).delete(cohorts_api::delete))),
+        )
         .route("/api/v1/rules", guarded(Permission::ReadData, get(rules_api::list)))
         .route("/api/v1/rules", guarded(Permission::Admin, post(rules_api::create)))
         .route("/api/v1/rules/backtest", guarded(Permission::ReadData, post(rules_api::backtest)))
@@ -224,6 +241,8 @@ pub async fn serve(
     app: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let notifier = crate::notifier::spawn(app.clone())?;
+    let alerting = crate::alerting::spawn(app.clone());
     let mqtt = crate::mqtt::spawn(app.clone())?;
     let file_drop = crate::file_drop::spawn(app.clone())?;
     let served = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
@@ -234,6 +253,10 @@ pub async fn serve(
         // Stopping waits for the file being processed; do it off the async workers.
         tokio::task::spawn_blocking(move || drop(f)).await?;
     }
+    if let Some(a) = alerting {
+        tokio::task::spawn_blocking(move || a.stop()).await?;
+    }
+    tokio::task::spawn_blocking(move || notifier.stop()).await?;
     served?;
     Ok(())
 }

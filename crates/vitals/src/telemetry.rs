@@ -16,10 +16,28 @@ pub struct CodeLabel {
     pub code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoticeLabel {
+    pub channel: String,
+    /// delivered, retry or dead
+    pub outcome: String,
+}
+
 pub struct Telemetry {
     registry: Registry,
     pub ingested: Counter,
     pub rejected: Family<CodeLabel, Counter>,
+    /// Alert state changes, by kind (opened, resolved, reopened, retracted).
+    pub alert_transitions: Family<CodeLabel, Counter>,
+    /// Delivery attempts of notices, by channel and outcome.
+    pub notices: Family<NoticeLabel, Counter>,
+    /// Time of one delivery attempt.
+    pub notice_send_seconds: Histogram,
+    /// Time from a batch of samples being durable to its alert changes being committed
+    /// (with their notices).
+    pub alert_eval_seconds: Histogram,
+    /// Readings that arrived too late to change alerts (older than the horizon).
+    pub alert_late_readings: Counter,
     pub write_latency: Histogram,
     pub query_latency: Histogram,
     pub mqtt_messages: Counter,
@@ -49,6 +67,11 @@ impl Telemetry {
         let t = Telemetry {
             ingested,
             rejected,
+            alert_transitions: Family::default(),
+            notices: Family::default(),
+            notice_send_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 18)),
+            alert_eval_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 18)),
+            alert_late_readings: Counter::default(),
             write_latency,
             query_latency,
             mqtt_messages: Counter::default(),
@@ -69,6 +92,19 @@ impl Telemetry {
         };
         registry.register("ingested_samples", "Samples accepted and durable", t.ingested.clone());
         registry.register("rejected_samples", "Samples rejected, by code", t.rejected.clone());
+        registry.register("alert_transitions", "Alert state changes, by kind", t.alert_transitions.clone());
+        registry.register("notices", "Notice delivery attempts, by channel and outcome", t.notices.clone());
+        registry.register("notice_send_seconds", "Time of one notice delivery attempt", t.notice_send_seconds.clone());
+        registry.register(
+            "alert_eval_seconds",
+            "Time from samples being durable to their alert changes being recorded",
+            t.alert_eval_seconds.clone(),
+        );
+        registry.register(
+            "alert_late_readings",
+            "Readings too late (beyond alerting.horizon) to change alerts",
+            t.alert_late_readings.clone(),
+        );
         registry.register(
             "write_latency_seconds",
             "Time from request to durable acknowledgement",

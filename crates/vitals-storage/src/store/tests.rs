@@ -116,3 +116,22 @@ fn unflushed_samples_come_back_from_the_wal_exactly_once() {
     assert_eq!(r.raw[0].values, vec![62.0, 61.0], "the replayed write beats the flushed one");
     assert_eq!(store.sizes().buffered_samples, 2);
 }
+
+#[test]
+fn subscribers_hear_durable_samples_of_their_metrics_only() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = open(dir.path(), StoreConfig::default());
+    let c = Catalog::standard();
+    let rx = store.subscribe_durable(&[c.id("heart_rate").expect("hr")], 4);
+    store.write(vec![hr("p", "heart_rate", NOW - 3_000, 60.0), hr("p", "eda", NOW - 3_000, 0.5)]).expect("write");
+    let got = rx.recv_timeout(Duration::from_secs(10)).expect("a batch").samples;
+    assert_eq!(got, vec![hr("p", "heart_rate", NOW - 3_000, 60.0)]);
+    store.write(vec![hr("p", "eda", NOW - 2_000, 0.6)]).expect("write");
+    store.set_durable_metrics(&[c.id("eda").expect("eda"), c.id("heart_rate").expect("hr")]);
+    store.write(vec![hr("p", "heart_rate", NOW - 1_000, 61.0), hr("p", "eda", NOW - 1_000, 0.7)]).expect("write");
+    // The eda-only write before the change sent nothing: the next batch is this one.
+    let got = rx.recv_timeout(Duration::from_secs(10)).expect("a batch").samples;
+    assert_eq!(got, vec![hr("p", "heart_rate", NOW - 1_000, 61.0), hr("p", "eda", NOW - 1_000, 0.7)]);
+    // Samples are readable by the time the subscriber hears of them.
+    assert_eq!(count(&store, "eda"), 3);
+}

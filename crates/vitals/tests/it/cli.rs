@@ -138,7 +138,8 @@ fn ingest_and_query_through_a_running_server_and_tokens_from_the_cli() {
         "spo2",
     ]);
     assert!(!ok && err.contains("in use"), "{err}");
-    let mut child = server.child;
+    let mut server = server;
+    let child = &mut server.child;
     child.kill().expect("kill");
     child.wait().expect("reap");
     // Offline token management works on the data dir.
@@ -173,7 +174,8 @@ fn a_corrupt_wal_refuses_to_start_unless_repair_is_asked() {
             vitals(&["ingest", "--quiet", "--url", &server.url, "--token", ADMIN, nd.to_str().expect("p")]);
         assert!(ok, "{err}");
     }
-    let mut child = server.child;
+    let mut server = server;
+    let child = &mut server.child;
     child.kill().expect("kill");
     child.wait().expect("reap");
     let wal = std::fs::read_dir(data.join("wal"))
@@ -216,7 +218,8 @@ fn sigterm_finishes_requests_flushes_and_exits_cleanly() {
     let (ok, _, err) =
         vitals(&["ingest", "--quiet", "--url", &server.url, "--token", ADMIN, file.to_str().expect("p")]);
     assert!(ok, "{err}");
-    let mut child = server.child;
+    let mut server = server;
+    let child = &mut server.child;
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let status = child.wait().expect("wait");

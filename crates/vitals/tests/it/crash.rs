@@ -18,6 +18,14 @@ pub struct Running {
     pub url: String,
 }
 
+/// A server left running by a failed test would hold the test's output open: kill it.
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Starts `vitals serve` on a free port and waits for its "listening" line.
 pub fn spawn_server(dir: &Path, extra_env: &[(&str, &str)]) -> Running {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vitals"));
@@ -106,7 +114,8 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
                 n = cv.wait_timeout(n, left).expect("wait").0;
             }
         }
-        let mut child = server.child;
+        let mut server = server;
+        let child = &mut server.child;
         child.kill().expect("kill -9");
         child.wait().expect("reap");
         stop.store(true, Ordering::SeqCst);
@@ -141,12 +150,13 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
             assert_eq!(seen.get(t), Some(v), "{p}: acknowledged sample at {t} lost");
         }
     }
-    let mut child = server.child;
+    let mut server = server;
+    let child = &mut server.child;
     child.kill().expect("kill");
     child.wait().expect("reap");
 }
 
-fn chrono_now_ms() -> i64 {
+pub fn chrono_now_ms() -> i64 {
     use vitals_core::Clock;
     vitals_core::SystemClock.now_ms()
 }

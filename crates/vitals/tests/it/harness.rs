@@ -63,10 +63,7 @@ impl TestServer {
         let tokens = TokenStore::open(dir.path()).expect("tokens");
         tokens.create("admin", Role::Admin, Some(ADMIN), None, 0).expect("admin token");
         tokens.create("watch", Role::Device, Some(DEVICE), None, 0).expect("device token");
-        let dead = vitals::commands::open_dead_letters(&config).expect("dead letters");
-        let events = vitals::commands::open_events(&config).expect("events");
-        let rules = vitals::commands::open_rules(&config).expect("rules");
-        let app = Arc::new(App::new(store.clone(), tokens, dead, events, rules, config, Arc::new(clock.clone())));
+        let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(clock.clone())).expect("app"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));

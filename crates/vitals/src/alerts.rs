@@ -1,0 +1,463 @@
+//! Alerts and the notification outbox.
+//!
+//! An alert is one episode of a rule for a patient: it opens when the rule fires, stays
+//! open while the episode lasts, and resolves when it clears; an episode that late
+//! readings show never happened is retracted. People acknowledge and snooze alerts.
+//!
+//! Kept in `<data_dir>/alerts/alerts.log`, an append-only log whose records are lists of
+//! alert versions and notice versions (the last version of an id wins). An alert change and
+//! the notices it causes are one record, written and fsynced together: the outbox cannot
+//! miss an alert, nor hold a notice of an alert that was never recorded. The live engine
+//! re-derives episodes after a restart and finds the alerts it already raised by id, so
+//! none is raised twice.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use vitals_rules::Severity;
+use vitals_rules::eval::Episode;
+use vitals_rules::live::Change;
+use vitals_storage::json_log::JsonLog;
+
+use crate::notice::{Notice, NoticeState};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    #[default]
+    Open,
+    Acknowledged,
+    Resolved,
+    Retracted,
+}
+
+impl AlertState {
+    pub fn parse(s: &str) -> Option<AlertState> {
+        Some(match s {
+            "open" => AlertState::Open,
+            "acknowledged" => AlertState::Acknowledged,
+            "resolved" => AlertState::Resolved,
+            "retracted" => AlertState::Retracted,
+            _ => return None,
+        })
+    }
+
+    /// Open or acknowledged: the episode goes on.
+    pub fn active(self) -> bool {
+        matches!(self, AlertState::Open | AlertState::Acknowledged)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Alert {
+    pub id: String,
+    pub rule: String,
+    pub patient: String,
+    pub severity: Severity,
+    pub state: AlertState,
+    pub start_ms: i64,
+    pub fired_ms: i64,
+    pub end_ms: i64,
+    pub cleared_ms: Option<i64>,
+    /// Fresh enough to page someone when it opened (backfilled history is recorded, not paged).
+    pub page: bool,
+    pub acked_by: Option<String>,
+    pub acked_ms: Option<i64>,
+    pub snoozed_until_ms: Option<i64>,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+    /// The rule's condition and description when it fired.
+    #[serde(default)]
+    pub expr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Metrics the rule reads: a higher-severity alert of the patient on one of them
+    /// suppresses this one.
+    #[serde(default)]
+    pub metrics: Vec<String>,
+    /// The latest reading of each metric when it fired: (value, unit).
+    #[serde(default)]
+    pub values: BTreeMap<String, (f64, String)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suppressed_by: Option<String>,
+    /// Whether anyone was told it opened.
+    #[serde(default)]
+    pub notified: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_notified_ms: Option<i64>,
+    /// Escalation level reached per subscription.
+    #[serde(default)]
+    pub escalations: BTreeMap<String, u32>,
+    #[serde(default)]
+    pub reminders: u32,
+}
+
+impl Alert {
+    /// Whether reminders and escalation may go out now.
+    pub fn wants_attention(&self, now: i64) -> bool {
+        self.state == AlertState::Open
+            && self.page
+            && self.suppressed_by.is_none()
+            && self.snoozed_until_ms.is_none_or(|u| u <= now)
+    }
+}
+
+/// The stable id of the alert of an episode.
+pub fn alert_id(rule: &str, patient: &str, start_ms: i64) -> String {
+    let h = vitals_core::Event::content_id(patient, rule, start_ms, 0, "alert");
+    format!("al-{}", h.rsplit('-').next().unwrap_or_default())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlertError {
+    #[error("no alert {0:?}")]
+    NotFound(String),
+    #[error("no notice {0:?}")]
+    NoticeNotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("the alert store: {0}")]
+    Io(String),
+}
+
+/// One log record holds any number of these, applied together.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Record {
+    Alert(Box<Alert>),
+    Notice(Box<Notice>),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    alerts: BTreeMap<String, Alert>,
+    notices: BTreeMap<String, Notice>,
+}
+
+pub struct AlertStore {
+    state: RwLock<State>,
+    log: Mutex<JsonLog>,
+    /// Bumped on every commit that adds pending notices; the notifier waits on it.
+    outbox: (Mutex<u64>, Condvar),
+}
+
+/// What applying a change did, for the notifier.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition {
+    Opened(Alert),
+    Resolved(Alert),
+    Reopened(Alert),
+    Retracted(Alert),
+}
+
+impl Transition {
+    pub fn alert(&self) -> &Alert {
+        match self {
+            Transition::Opened(a) | Transition::Resolved(a) | Transition::Reopened(a) | Transition::Retracted(a) => a,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Transition::Opened(_) => "opened",
+            Transition::Resolved(_) => "resolved",
+            Transition::Reopened(_) => "reopened",
+            Transition::Retracted(_) => "retracted",
+        }
+    }
+}
+
+/// The alert version an engine change leads to (not yet committed), given the alert's
+/// current version, or `None` when the change changes nothing (an alert raised before a
+/// restart is not raised again).
+pub fn plan(change: &Change, existing: Option<Alert>, rule: &RuleInfo, now: i64, fresh_ms: i64) -> Option<Transition> {
+    let (rule_name, patient, ep, kind): (&str, &str, &Episode, u8) = match change {
+        Change::Opened { rule, patient, episode } => (rule, patient, episode, 0),
+        Change::Resolved { rule, patient, episode } => (rule, patient, episode, 1),
+        Change::Reopened { rule, patient, episode } => (rule, patient, episode, 2),
+        Change::Retracted { rule, patient, episode } => (rule, patient, episode, 3),
+    };
+    let id = alert_id(rule_name, patient, ep.start);
+    match (kind, existing) {
+        (0, Some(a)) if a.state != AlertState::Retracted => None,
+        (0, _) => Some(Transition::Opened(Alert {
+            id,
+            rule: rule_name.to_owned(),
+            patient: patient.to_owned(),
+            severity: rule.severity,
+            state: AlertState::Open,
+            start_ms: ep.start,
+            fired_ms: ep.fired,
+            end_ms: ep.end,
+            cleared_ms: None,
+            page: now - ep.fired <= fresh_ms,
+            created_ms: now,
+            updated_ms: now,
+            expr: rule.expr.clone(),
+            description: rule.description.clone(),
+            metrics: rule.metrics.clone(),
+            ..Alert::default()
+        })),
+        (1, Some(a)) if a.state != AlertState::Retracted && a.cleared_ms != ep.cleared => {
+            Some(Transition::Resolved(Alert {
+                state: AlertState::Resolved,
+                end_ms: ep.end,
+                cleared_ms: ep.cleared,
+                updated_ms: now,
+                ..a
+            }))
+        }
+        (2, Some(a)) if a.state == AlertState::Resolved => Some(Transition::Reopened(Alert {
+            state: if a.acked_ms.is_some() { AlertState::Acknowledged } else { AlertState::Open },
+            cleared_ms: None,
+            updated_ms: now,
+            ..a
+        })),
+        (3, Some(a)) if a.state != AlertState::Retracted => {
+            Some(Transition::Retracted(Alert { state: AlertState::Retracted, updated_ms: now, ..a }))
+        }
+        _ => None,
+    }
+}
+
+/// What the engine knows of the rule of a change.
+#[derive(Debug, Clone, Default)]
+pub struct RuleInfo {
+    pub severity: Severity,
+    pub expr: String,
+    pub description: Option<String>,
+    pub metrics: Vec<String>,
+}
+
+impl AlertStore {
+    pub fn open(dir: &Path) -> anyhow::Result<AlertStore> {
+        std::fs::create_dir_all(dir)?;
+        let (log, records) = JsonLog::open::<Vec<Record>>(dir, "alerts.log", *b"VALR", 1)?;
+        let mut st = State::default();
+        for r in records.into_iter().flatten() {
+            match r {
+                Record::Alert(a) => {
+                    st.alerts.insert(a.id.clone(), *a);
+                }
+                Record::Notice(n) => {
+                    st.notices.insert(n.id.clone(), *n);
+                }
+            }
+        }
+        Ok(AlertStore { state: RwLock::new(st), log: Mutex::new(log), outbox: (Mutex::new(0), Condvar::new()) })
+    }
+
+    /// Writes alert and notice versions as one durable record, then makes them visible.
+    pub fn commit(&self, alerts: Vec<Alert>, notices: Vec<Notice>) -> Result<(), AlertError> {
+        if alerts.is_empty() && notices.is_empty() {
+            return Ok(());
+        }
+        let pending = notices.iter().any(|n| n.state == NoticeState::Pending);
+        let records: Vec<Record> = alerts
+            .into_iter()
+            .map(|a| Record::Alert(Box::new(a)))
+            .chain(notices.into_iter().map(|n| Record::Notice(Box::new(n))))
+            .collect();
+        let mut log = self.log.lock();
+        log.append(&records).map_err(|e| AlertError::Io(e.to_string()))?;
+        let mut st = self.state.write();
+        for r in records {
+            match r {
+                Record::Alert(a) => {
+                    st.alerts.insert(a.id.clone(), *a);
+                }
+                Record::Notice(n) => {
+                    st.notices.insert(n.id.clone(), *n);
+                }
+            }
+        }
+        drop(st);
+        drop(log);
+        if pending {
+            self.poke();
+        }
+        Ok(())
+    }
+
+    /// Wakes the notifier.
+    pub fn poke(&self) {
+        let (m, cv) = &self.outbox;
+        *m.lock() += 1;
+        cv.notify_all();
+    }
+
+    /// Waits until a commit added pending notices after `seen` (or `timeout`); returns the
+    /// new counter.
+    pub fn wait_outbox(&self, seen: u64, timeout: Duration) -> u64 {
+        let (m, cv) = &self.outbox;
+        let mut g = m.lock();
+        if *g == seen {
+            cv.wait_for(&mut g, timeout);
+        }
+        *g
+    }
+
+    pub fn get(&self, id: &str) -> Option<Alert> {
+        self.state.read().alerts.get(id).cloned()
+    }
+
+    /// Alerts matching the filters, newest first.
+    pub fn list(&self, patient: Option<&str>, state: Option<AlertState>, from: i64, to: i64) -> Vec<Alert> {
+        let mut v: Vec<Alert> = self
+            .state
+            .read()
+            .alerts
+            .values()
+            .filter(|a| patient.is_none_or(|p| a.patient == p))
+            .filter(|a| state.is_none_or(|s| a.state == s))
+            .filter(|a| a.fired_ms >= from && a.fired_ms < to)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.fired_ms.cmp(&a.fired_ms).then_with(|| a.id.cmp(&b.id)));
+        v
+    }
+
+    /// Alerts still going on (open or acknowledged).
+    pub fn active(&self) -> Vec<Alert> {
+        self.state.read().alerts.values().filter(|a| a.state.active()).cloned().collect()
+    }
+
+    /// Acknowledges an open alert (by whom, when): reminders and escalation stop.
+    pub fn ack(&self, id: &str, who: &str, now: i64) -> Result<Alert, AlertError> {
+        let a = self.get(id).ok_or_else(|| AlertError::NotFound(id.to_owned()))?;
+        match a.state {
+            AlertState::Open => {
+                let a = Alert {
+                    state: AlertState::Acknowledged,
+                    acked_by: Some(who.to_owned()),
+                    acked_ms: Some(now),
+                    updated_ms: now,
+                    ..a
+                };
+                self.commit(vec![a.clone()], Vec::new())?;
+                Ok(a)
+            }
+            AlertState::Acknowledged => Ok(a),
+            s => Err(AlertError::Invalid(
+                format!("the alert is {s:?}; only open alerts are acknowledged").to_lowercase(),
+            )),
+        }
+    }
+
+    /// Silences reminders and escalation of an open alert for `for_ms` (at most `max_ms`).
+    pub fn snooze(&self, id: &str, for_ms: i64, max_ms: i64, now: i64) -> Result<Alert, AlertError> {
+        let a = self.get(id).ok_or_else(|| AlertError::NotFound(id.to_owned()))?;
+        if !a.state.active() {
+            return Err(AlertError::Invalid("only open alerts can be snoozed".into()));
+        }
+        if for_ms <= 0 || for_ms > max_ms {
+            return Err(AlertError::Invalid(format!(
+                "snooze for 1 ms to {} at most",
+                vitals_core::time::DurationMs(max_ms)
+            )));
+        }
+        let a = Alert { snoozed_until_ms: Some(now + for_ms), updated_ms: now, ..a };
+        self.commit(vec![a.clone()], Vec::new())?;
+        Ok(a)
+    }
+
+    pub fn notice(&self, id: &str) -> Option<Notice> {
+        self.state.read().notices.get(id).cloned()
+    }
+
+    /// Notices matching the filters, newest first, at most `limit`.
+    pub fn notices(&self, state: Option<NoticeState>, alert: Option<&str>, limit: usize) -> Vec<Notice> {
+        let mut v: Vec<Notice> = self
+            .state
+            .read()
+            .notices
+            .values()
+            .filter(|n| state.is_none_or(|s| n.state == s))
+            .filter(|n| alert.is_none_or(|a| n.alert.as_deref() == Some(a)))
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| b.created_ms.cmp(&a.created_ms).then_with(|| a.id.cmp(&b.id)));
+        v.truncate(limit);
+        v
+    }
+
+    /// Pending notices due by `now`, oldest first, and the time the next later one is due.
+    pub fn due(&self, now: i64, limit: usize) -> (Vec<Notice>, Option<i64>) {
+        let st = self.state.read();
+        let mut due: Vec<Notice> = Vec::new();
+        let mut next: Option<i64> = None;
+        for n in st.notices.values().filter(|n| n.state == NoticeState::Pending) {
+            if n.next_ms <= now {
+                due.push(n.clone());
+            } else {
+                next = Some(next.map_or(n.next_ms, |x| x.min(n.next_ms)));
+            }
+        }
+        due.sort_by(|a, b| a.next_ms.cmp(&b.next_ms).then_with(|| a.id.cmp(&b.id)));
+        due.truncate(limit);
+        (due, next)
+    }
+
+    /// Puts a dead notice back in the outbox for a fresh round of attempts.
+    pub fn replay_notice(&self, id: &str, now: i64) -> Result<Notice, AlertError> {
+        let n = self.notice(id).ok_or_else(|| AlertError::NoticeNotFound(id.to_owned()))?;
+        if n.state != NoticeState::Dead {
+            return Err(AlertError::Invalid(format!("notice {id} is not dead (it is {:?})", n.state).to_lowercase()));
+        }
+        let n = Notice { state: NoticeState::Pending, attempts: 0, next_ms: now, ..n };
+        self.commit(Vec::new(), vec![n.clone()])?;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::notice::{Channel, NoticeKind};
+
+    fn notice(id: &str, state: NoticeState, next_ms: i64) -> Notice {
+        Notice {
+            id: id.into(),
+            kind: NoticeKind::Opened,
+            alert: Some("al-1".into()),
+            contact: "ann".into(),
+            channel: Channel::Console,
+            address: "log".into(),
+            severity: Severity::Urgent,
+            subject: "s".into(),
+            text: "t".into(),
+            payload: serde_json::Value::Null,
+            created_ms: 0,
+            state,
+            attempts: 0,
+            next_ms,
+            last_error: None,
+            delivered_ms: None,
+        }
+    }
+
+    #[test]
+    fn an_alert_and_its_notices_come_back_together_after_reopening() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = AlertStore::open(dir.path()).expect("open");
+        let a = Alert { id: "al-1".into(), rule: "r".into(), patient: "p".into(), ..Alert::default() };
+        s.commit(
+            vec![a.clone()],
+            vec![notice("nt-1", NoticeState::Pending, 10), notice("nt-2", NoticeState::Pending, 50)],
+        )
+        .expect("commit");
+        s.commit(Vec::new(), vec![notice("nt-2", NoticeState::Dead, 50)]).expect("update");
+        drop(s);
+        let s = AlertStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get("al-1"), Some(a));
+        let (due, next) = s.due(20, 10);
+        assert_eq!((due.len(), due[0].id.as_str(), next), (1, "nt-1", None));
+        assert_eq!(s.notices(Some(NoticeState::Dead), None, 10).len(), 1);
+        let n = s.replay_notice("nt-2", 30).expect("replay");
+        assert_eq!((n.state, n.attempts, n.next_ms), (NoticeState::Pending, 0, 30));
+        assert!(matches!(s.replay_notice("nt-1", 30), Err(AlertError::Invalid(_))));
+    }
+}

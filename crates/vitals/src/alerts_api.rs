@@ -1,0 +1,97 @@
+//! `/api/v1/alerts`: list (`?patient=&state=&from=&to=`), read, acknowledge, snooze.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::{Extension, Json};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vitals_core::time::{DurationMs, format_time, parse_time};
+
+use crate::alerts::{Alert, AlertState};
+use crate::api_error::{ApiError, Code};
+use crate::auth::Principal;
+use crate::server::AppState;
+
+/// An alert as the API shows it.
+pub fn render(a: &Alert) -> Value {
+    let values: serde_json::Map<String, Value> =
+        a.values.iter().map(|(m, (v, unit))| (m.clone(), json!({"value": v, "unit": unit}))).collect();
+    json!({
+        "id": a.id, "rule": a.rule, "patient": a.patient, "severity": a.severity, "state": a.state,
+        "expr": a.expr, "description": a.description, "values": values,
+        "start": format_time(a.start_ms), "fired": format_time(a.fired_ms), "end": format_time(a.end_ms),
+        "cleared": a.cleared_ms.map(format_time), "paged": a.page, "suppressed_by": a.suppressed_by,
+        "acknowledged_by": a.acked_by, "acknowledged_at": a.acked_ms.map(format_time),
+        "snoozed_until": a.snoozed_until_ms.map(format_time), "escalations": a.escalations,
+        "reminders": a.reminders, "updated": format_time(a.updated_ms),
+    })
+}
+
+fn time_param(q: &HashMap<String, String>, key: &str, default: i64) -> Result<i64, ApiError> {
+    match q.get(key) {
+        None => Ok(default),
+        Some(s) => {
+            s.parse::<i64>().ok().or_else(|| parse_time(s).ok()).ok_or_else(|| {
+                ApiError::new(Code::InvalidQuery, format!("{key}: an RFC 3339 time or ms since the epoch"))
+            })
+        }
+    }
+}
+
+pub async fn list(
+    State(app): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let state = match q.get("state") {
+        Some(s) => Some(
+            AlertState::parse(s)
+                .ok_or_else(|| ApiError::new(Code::InvalidQuery, "state: open, acknowledged, resolved or retracted"))?,
+        ),
+        None => None,
+    };
+    let from = time_param(&q, "from", i64::MIN)?;
+    let to = time_param(&q, "to", i64::MAX)?;
+    let alerts: Vec<Value> =
+        app.alerts.list(q.get("patient").map(String::as_str), state, from, to).iter().map(render).collect();
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let a = app.alerts.get(&id).ok_or_else(|| ApiError::new(Code::NotFound, format!("no alert {id:?}")))?;
+    Ok(Json(render(&a)))
+}
+
+pub async fn ack(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let a = app.alerts.ack(&id, &who.name, app.clock.now_ms())?;
+    Ok(Json(render(&a)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snooze {
+    #[serde(rename = "for")]
+    for_: String,
+}
+
+pub async fn snooze(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<Snooze>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(s) = body.map_err(|e| ApiError::new(Code::InvalidBody, e.body_text()))?;
+    let d: DurationMs = s
+        .for_
+        .parse()
+        .map_err(|_| ApiError::new(Code::InvalidBody, format!("for: {:?} is not a duration like 30m", s.for_)))?;
+    let max = app.config.alerting.max_snooze;
+    if d.as_ms() > max.as_ms() {
+        return Err(ApiError::new(Code::InvalidBody, format!("for: at most {max}")));
+    }
+    let a = app.alerts.snooze(&id, d.as_ms(), max.as_ms(), app.clock.now_ms())?;
+    Ok(Json(render(&a)))
+}

@@ -1,0 +1,70 @@
+//! Email over SMTP (lettre): STARTTLS (required, not opportunistic), implicit TLS, or plain
+//! for a relay on the same host; TLS 1.2+ by rustls, verified against the bundled web roots
+//! plus `smtp_ca_file`. The notice id is the Message-ID, so a duplicate is recognisable.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use lettre::Transport as _;
+use lettre::message::header::ContentType;
+use lettre::message::{Mailbox, Message};
+use lettre::transport::smtp::SmtpTransport;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+
+use super::SendError;
+use crate::config::NotifyConfig;
+use crate::notice::Notice;
+
+pub(super) struct Email {
+    transport: SmtpTransport,
+    from: Mailbox,
+}
+
+impl Email {
+    pub(super) fn new(cfg: &NotifyConfig, timeout: Duration) -> anyhow::Result<Email> {
+        let tls = || -> anyhow::Result<TlsParameters> {
+            let mut b = TlsParameters::builder(cfg.smtp_host.clone());
+            if !cfg.smtp_ca_file.as_os_str().is_empty() {
+                let pem = std::fs::read(&cfg.smtp_ca_file)
+                    .with_context(|| format!("reading notify.smtp_ca_file {}", cfg.smtp_ca_file.display()))?;
+                b = b.add_root_certificate(
+                    Certificate::from_pem(&pem).context("notify.smtp_ca_file is not a PEM certificate")?,
+                );
+            }
+            b.build_rustls().context("SMTP TLS settings")
+        };
+        let security = match cfg.smtp_security.as_str() {
+            "tls" => Tls::Wrapper(tls()?),
+            "none" => Tls::None,
+            _ => Tls::Required(tls()?),
+        };
+        let mut b = SmtpTransport::builder_dangerous(cfg.smtp_host.clone())
+            .port(cfg.smtp_port)
+            .tls(security)
+            .timeout(Some(timeout));
+        if !cfg.smtp_username.is_empty() {
+            b = b.credentials(Credentials::new(cfg.smtp_username.clone(), cfg.smtp_password.clone()));
+        }
+        let from: Mailbox = cfg.smtp_from.parse().context("notify.smtp_from")?;
+        Ok(Email { transport: b.build(), from })
+    }
+
+    pub(super) fn send(&self, n: &Notice) -> Result<(), SendError> {
+        let to: Mailbox =
+            n.address.parse().map_err(|e| SendError::permanent(format!("email: {:?}: {e}", n.address)))?;
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(n.subject.clone())
+            .message_id(Some(format!("<{}@vitals>", n.id)))
+            .header(ContentType::TEXT_PLAIN)
+            .body(n.text.clone())
+            .map_err(|e| SendError::permanent(format!("email: {e}")))?;
+        match self.transport.send(&message) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_permanent() => Err(SendError::permanent(format!("email: {e}"))),
+            Err(e) => Err(SendError::transient(format!("email: {e}"))),
+        }
+    }
+}
