@@ -440,7 +440,8 @@ impl Live {
             {
                 a2.reminders += 1;
                 a2.last_notified_ms = Some(now);
-                self.route(&a2, NoticeKind::Reminder, &a2.reminders.to_string(), &mut notices);
+                // To those told so far: a contact escalated to this tick just heard.
+                self.route(&a, NoticeKind::Reminder, &a2.reminders.to_string(), &mut notices);
             }
             if a2 != a {
                 a2.updated_ms = now;

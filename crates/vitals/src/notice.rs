@@ -78,7 +78,7 @@ impl Contact {
 }
 
 /// Who hears of which alerts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Subscription {
     /// Names the subscription in alerts' escalation state; default `subscription-<n>`.
@@ -119,6 +119,26 @@ pub struct Subscription {
     /// Operator events too (a failed dropped file, a notice given up on).
     #[serde(default)]
     pub operator: bool,
+}
+
+impl Default for Subscription {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            contacts: Vec::new(),
+            patients: Vec::new(),
+            cohorts: Vec::new(),
+            severities: Vec::new(),
+            rules: Vec::new(),
+            channels: Vec::new(),
+            quiet_hours: None,
+            utc_offset: utc(),
+            escalate_after: None,
+            escalation: Vec::new(),
+            all_clear: true,
+            operator: false,
+        }
+    }
 }
 
 fn utc() -> String {

@@ -102,6 +102,16 @@ impl TestServer {
         into_resp(req.call().expect("request"))
     }
 
+    /// PUT of a JSON body with the admin token.
+    pub fn put_json(&self, path: &str, body: &serde_json::Value) -> Resp {
+        let req = self
+            .agent
+            .put(&format!("{}{path}", self.url))
+            .header("Content-Type", "application/json")
+            .header("Authorization", &format!("Bearer {ADMIN}"));
+        into_resp(req.send(body.to_string()).expect("request"))
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }
@@ -159,4 +169,113 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::yield_now();
     }
+}
+
+/// A request a [`Capture`] server received.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    pub method: String,
+    pub path: String,
+    /// Header names lower-cased.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Captured {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+type Replies = std::collections::VecDeque<(u16, String)>;
+
+/// A local HTTP server standing in for a third-party API (a webhook receiver, Telegram, an
+/// SMS gateway): it records every request and answers with queued replies, then a default.
+pub struct Capture {
+    pub url: String,
+    requests: Arc<std::sync::Mutex<Vec<Captured>>>,
+    replies: Arc<std::sync::Mutex<(Replies, (u16, String))>>,
+}
+
+impl Capture {
+    pub fn start() -> Capture {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let requests: Arc<std::sync::Mutex<Vec<Captured>>> = Arc::default();
+        let replies = Arc::new(std::sync::Mutex::new((Replies::new(), (200, "{\"ok\":true}".to_owned()))));
+        let (reqs, reps) = (requests.clone(), replies.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (reqs, reps) = (reqs.clone(), reps.clone());
+                std::thread::spawn(move || serve_one(stream, &reqs, &reps));
+            }
+        });
+        Capture { url, requests, replies }
+    }
+
+    /// Answers the next request with this (before the default).
+    pub fn queue(&self, status: u16, body: &str) {
+        self.replies.lock().expect("lock").0.push_back((status, body.to_owned()));
+    }
+
+    /// Answers every later request with this.
+    pub fn respond(&self, status: u16, body: &str) {
+        self.replies.lock().expect("lock").1 = (status, body.to_owned());
+    }
+
+    pub fn requests(&self) -> Vec<Captured> {
+        self.requests.lock().expect("lock").clone()
+    }
+}
+
+fn serve_one(
+    mut stream: std::net::TcpStream,
+    reqs: &std::sync::Mutex<Vec<Captured>>,
+    reps: &std::sync::Mutex<(Replies, (u16, String))>,
+) {
+    use std::io::{BufRead, Read, Write};
+    let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() || line.is_empty() {
+        return;
+    }
+    let mut parts = line.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or_default().to_owned(), parts.next().unwrap_or_default().to_owned());
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
+        }
+    }
+    let len: usize = headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0u8; len];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let (status, reply) = {
+        let mut r = reps.lock().expect("lock");
+        r.0.pop_front().unwrap_or_else(|| r.1.clone())
+    };
+    // Recorded before answering, so a test that saw the answer's effect sees the request.
+    reqs.lock().expect("lock").push(Captured { method, path, headers, body });
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+        reply.len()
+    );
+    let _ = stream.flush();
 }

@@ -14,5 +14,6 @@ mod lake;
 mod line_protocol;
 mod mqtt;
 mod nightscout;
+mod notify;
 mod rules;
 mod simulate;
