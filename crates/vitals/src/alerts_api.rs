@@ -62,10 +62,12 @@ pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>) -> Res
     Ok(Json(render(&a)))
 }
 
+/// Acknowledges an alert. (A body is read and ignored, so the connection stays usable.)
 pub async fn ack(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
+    _body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let a = app.alerts.ack(&id, &who.name, app.clock.now_ms())?;
     Ok(Json(render(&a)))

@@ -130,6 +130,37 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: DeadLetterCommand,
     },
+    /// The notification outbox and its dead-letter list (notices given up on).
+    Notifications {
+        #[command(subcommand)]
+        command: NotificationCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotificationCommand {
+    /// List notices, newest first.
+    List {
+        /// pending, delivered or dead (default: all).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Show one notice with its last error.
+    Show {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Put a dead notice back into the outbox (after fixing the contact or the channel).
+    Replay {
+        id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,7 +17,7 @@ use vitals_storage::event_store::EventStore;
 
 use crate::auth::{Role, TokenStore};
 use crate::cli::{
-    AdminCommand, Cli, Command, DeadLetterCommand, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs,
+    AdminCommand, Cli, Command, DeadLetterCommand, NotificationCommand, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs,
     TokenCommand,
 };
 use crate::client::Client;
@@ -44,6 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Admin(a) => match a.command {
             AdminCommand::Token { command } => token(&config, command),
             AdminCommand::DeadLetters { command } => dead_letters(&config, command),
+            AdminCommand::Notifications { command } => notifications(&config, command),
         },
         Command::Bench(a) => crate::bench::run(&config, &a),
         Command::Simulate(a) => crate::simulate::run(&a),
@@ -580,6 +581,65 @@ fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 bail!("no token {id:?}");
             }
             eprintln!("revoked {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn notifications(config: &Config, cmd: NotificationCommand) -> anyhow::Result<ExitCode> {
+    use crate::notice::NoticeState;
+    let pretty = |text: &str| -> String {
+        serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|v| serde_json::to_string_pretty(&v).ok())
+            .unwrap_or_else(|| text.to_owned())
+    };
+    match cmd {
+        NotificationCommand::List { state, limit, remote: r } => {
+            let parsed = match &state {
+                Some(s) => Some(NoticeState::parse(s).ok_or_else(|| anyhow::anyhow!("--state: pending, delivered or dead"))?),
+                None => None,
+            };
+            if let Some(c) = remote(&r)? {
+                let q = state.map(|s| format!("&state={s}")).unwrap_or_default();
+                println!("{}", pretty(&c.get(&format!("/api/v1/notifications?limit={limit}{q}"), "application/json")?));
+            } else {
+                let alerts = open_alerts(config)?;
+                for n in alerts.notices(parsed, None, limit) {
+                    let state = serde_json::to_value(n.state)?.as_str().unwrap_or_default().to_owned();
+                    println!(
+                        "{}  {}  {:<9} {:<8} {:<16} {:>2}  {}{}",
+                        n.id,
+                        format_time(n.created_ms),
+                        state,
+                        n.channel.as_str(),
+                        n.contact,
+                        n.attempts,
+                        n.subject,
+                        n.last_error.map(|e| format!("  ({e})")).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        NotificationCommand::Show { id, remote: r } => {
+            if let Some(c) = remote(&r)? {
+                println!("{}", pretty(&c.get(&format!("/api/v1/notifications/{id}"), "application/json")?));
+            } else {
+                let n = open_alerts(config)?.notice(&id).ok_or_else(|| anyhow::anyhow!("no notice {id:?}"))?;
+                println!("{}", serde_json::to_string_pretty(&crate::notifications_api::render(&n))?);
+            }
+        }
+        NotificationCommand::Replay { id, remote: r } => {
+            if let Some(c) = remote(&r)? {
+                println!("{}", pretty(&c.post(&format!("/api/v1/notifications/{id}/replay"), "application/json", b"")?));
+            } else {
+                // The data directory's lock: no server may be running on it meanwhile.
+                let store = open_store(config)?;
+                let n = open_alerts(config)?.replay_notice(&id, SystemClock.now_ms())?;
+                println!("{}", serde_json::to_string_pretty(&crate::notifications_api::render(&n))?);
+                eprintln!("back in the outbox; the server delivers it when it runs");
+                store.close()?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -301,7 +301,13 @@ pub async fn show(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Js
     Ok(Json(v))
 }
 
-pub async fn replay_one(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Json<Replayed>, ApiError> {
+/// (A body, if any, is read and ignored: a connection whose request body was left unread
+/// cannot be kept alive.)
+pub async fn replay_one(
+    State(app): State<AppState>,
+    Path(id): Path<u64>,
+    _body: axum::body::Bytes,
+) -> Result<Json<Replayed>, ApiError> {
     let r = tokio::task::spawn_blocking(move || {
         replay(&app.config, &app.store, &app.events, &app.dead_letters, app.clock.now_ms(), id)
     })

@@ -61,8 +61,13 @@ pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>) -> Res
     Ok(Json(render(&n)))
 }
 
-/// Puts a dead notice back into the outbox.
-pub async fn replay(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+/// Puts a dead notice back into the outbox. (A body is read and ignored, so the connection
+/// stays usable.)
+pub async fn replay(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+    _body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
     let n = app.alerts.replay_notice(&id, app.clock.now_ms())?;
     Ok(Json(render(&n)))
 }

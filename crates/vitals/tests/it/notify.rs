@@ -207,6 +207,25 @@ fn failing_notices_go_to_the_dead_letter_list_tell_the_operator_and_replay() {
     let dead = notices(&server, "?state=dead");
     let flaky = dead.iter().find(|n| n["contact"] == "flaky").expect("flaky");
     assert!(flaky["last_error"].as_str().expect("error").contains("HTTP 500"), "{flaky}");
+    // `vitals admin notifications` lists them too, and replays through the server.
+    let cli = |args: &[&str]| -> String {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vitals"))
+            .args(["admin", "notifications"])
+            .args(args)
+            .args(["--url", &server.url, "--token", ADMIN])
+            .output()
+            .expect("vitals admin");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let listed = cli(&["list", "--state", "dead"]);
+    for n in &dead {
+        assert!(listed.contains(n["id"].as_str().expect("id")), "{listed}");
+    }
+    let gone = dead.iter().find(|n| n["contact"] == "gone").expect("gone")["id"].as_str().expect("id").to_owned();
+    let replayed: Value = serde_json::from_str(&cli(&["replay", &gone])).expect("json");
+    assert_eq!(replayed["state"], "pending");
+    eventually("refused again", || server.get(&format!("/api/v1/notifications/{gone}"), Some(ADMIN)).json()["state"] == "dead");
     // Fixed: replay delivers it, with the same key.
     hook.respond(200, "{}");
     let id = flaky["id"].as_str().expect("id");
