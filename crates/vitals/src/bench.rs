@@ -1,9 +1,15 @@
 //! `vitals bench`: a deterministic wearable dataset pushed through the real HTTP write path,
 //! then bytes on disk and the latency of three reference queries; optionally the same data
-//! and queries against InfluxDB 1.x in the same run, with ratios.
+//! and queries against InfluxDB 1.x in the same run, with ratios. `vitals bench seizures`
+//! scores the seizure detector; `vitals bench alerts` measures sample-to-notification
+//! latency under load.
+
 //!
 //! Dataset per patient-day: heart rate 1 Hz (integer bpm), EDA 4 Hz (0.001 µS), skin
 //! temperature 4 Hz (0.01 °C), glucose every 5 min (integer mg/dL) = 777,888 samples.
+
+pub mod alert_latency;
+pub mod seizures;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -23,8 +29,19 @@ use crate::commands::url_escape;
 use crate::config::Config;
 use crate::server::{self, App};
 
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchKind {
+    /// Score the seizure detector on the simulator's labelled epilepsy patients.
+    Seizures(seizures::SeizureArgs),
+    /// Time from a sample's acknowledgement to the notifier's HTTP request, under load.
+    Alerts(alert_latency::AlertLatencyArgs),
+}
+
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub kind: Option<BenchKind>,
     /// Patients in the dataset.
     #[arg(long, default_value_t = 4)]
     pub patients: usize,
@@ -340,7 +357,12 @@ fn machine() -> String {
     format!("{cores} cores ({cpu}), {mem} GiB RAM")
 }
 
-pub fn run(_config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
+pub fn run(config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
+    match &a.kind {
+        Some(BenchKind::Seizures(s)) => return seizures::run(config, s),
+        Some(BenchKind::Alerts(l)) => return alert_latency::run(config, l),
+        None => {}
+    }
     let clock = SystemClock;
     let ds = Arc::new(Dataset::new(a.patients, a.days, clock.now_ms()));
     let total = ds.samples();
