@@ -43,8 +43,9 @@ struct RuleState {
     closed: Vec<Episode>,
     /// Points up to here (inclusive) are evaluated.
     evaluated_to: i64,
-    /// The rule as it was when this state began; a changed rule starts over.
-    rule: Rule,
+    /// The rule as it was when this state began (its fingerprint); a changed rule starts over.
+    fingerprint: u64,
+    lookback_ms: i64,
 }
 
 impl RuleState {
@@ -54,7 +55,8 @@ impl RuleState {
             steps: Vec::new(),
             closed: Vec::new(),
             evaluated_to: from - 1,
-            rule: rule.clone(),
+            fingerprint: rule.fingerprint(),
+            lookback_ms: rule.lookback_ms(),
         }
     }
 
@@ -165,18 +167,23 @@ impl Engine {
     /// Takes durable readings `(metric, time, value)` of one patient and evaluates what they
     /// change, up to `now`.
     pub fn ingest(&mut self, rules: &[Rule], patient: &str, readings: &[(&str, i64, f64)], now: i64) -> Vec<Change> {
-        let wanted: Vec<(String, i64)> =
-            rules.iter().filter(|r| r.spec.enabled && r.spec.scope.includes(patient)).flat_map(Rule::metrics).collect();
-        if wanted.is_empty() {
+        let in_scope: Vec<&Rule> = rules.iter().filter(|r| r.spec.enabled && r.spec.scope.includes(patient)).collect();
+        if in_scope.is_empty() {
             return Vec::new();
         }
-        let p = self.patients.entry(patient.to_owned()).or_default();
+        if !self.patients.contains_key(patient) {
+            self.patients.insert(patient.to_owned(), PatientState::default());
+        }
+        let Some(p) = self.patients.get_mut(patient) else { return Vec::new() };
         let mut from = i64::MAX;
         for &(metric, t, v) in readings {
-            if !wanted.iter().any(|(m, _)| m == metric) {
+            if !in_scope.iter().any(|r| r.reads(metric)) {
                 continue;
             }
-            let s = p.data.entry(metric.to_owned()).or_default();
+            if !p.data.contains_key(metric) {
+                p.data.insert(metric.to_owned(), Series::new());
+            }
+            let Some(s) = p.data.get_mut(metric) else { continue };
             if t < p.settled_to {
                 // Too late to change settled points; still part of the windows of later
                 // ones, as a backtest would see it. A reading already held is no news.
@@ -215,8 +222,11 @@ impl Engine {
         for rule in rules.iter().filter(|r| r.spec.enabled && r.spec.scope.includes(patient)) {
             let name = &rule.spec.name;
             let settled = p.settled_to;
-            let st = p.rules.entry(name.clone()).or_insert_with(|| RuleState::new(rule, settled));
-            if st.rule != *rule {
+            if !p.rules.contains_key(name) {
+                p.rules.insert(name.clone(), RuleState::new(rule, settled));
+            }
+            let Some(st) = p.rules.get_mut(name) else { continue };
+            if st.fingerprint != rule.fingerprint() {
                 *st = RuleState::new(rule, settled);
             }
             let start = from.min(st.evaluated_to + 1).max(settled);
@@ -234,7 +244,7 @@ impl Engine {
             }
             // Only the readings that points from `start` on can see: in-order data costs
             // the window, not the history held.
-            let data = view(&p.data, &rule.metrics(), start);
+            let data = view(&p.data, rule.metric_list(), start);
             let times = points(&exprs, &data, start, now.saturating_add(1));
             let holds = truths(&rule.expr, &data, &times);
             let clears = rule.clear.as_ref().map(|c| truths(c, &data, &times));
@@ -258,7 +268,7 @@ impl Engine {
         p.settled_to = to;
         let mut lookback = 0;
         for st in p.rules.values_mut() {
-            lookback = lookback.max(st.rule.lookback_ms());
+            lookback = lookback.max(st.lookback_ms);
             let n = st.steps.partition_point(|s| s.0 < to);
             if n > 0 {
                 st.base = st.steps[n - 1].1;

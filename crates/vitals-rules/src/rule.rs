@@ -103,6 +103,10 @@ pub struct Rule {
     pub clear: Option<Expr>,
     pub for_ms: i64,
     pub renotify_ms: Option<i64>,
+    /// The metrics read and the longest window over each (computed once).
+    metrics: Vec<(String, i64)>,
+    /// A hash of the spec: two rules with the same fingerprint are the same rule.
+    fingerprint: u64,
 }
 
 fn duration(field: &'static str, s: &Option<String>) -> Result<Option<i64>, RuleError> {
@@ -139,22 +143,40 @@ impl Rule {
                 return Err(RuleError::plain("scope", format!("{p:?} is not a patient or cohort id")));
             }
         }
-        Ok(Rule { spec, expr, clear, for_ms, renotify_ms })
+        let mut metrics = Vec::new();
+        expr.metrics(&mut metrics);
+        if let Some(c) = &clear {
+            c.metrics(&mut metrics);
+        }
+        // FNV-1a over the spec as JSON: stable within a process, which is all it is for.
+        let text = serde_json::to_string(&spec).unwrap_or_default();
+        let fingerprint =
+            text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        Ok(Rule { spec, expr, clear, for_ms, renotify_ms, metrics, fingerprint })
     }
 
     /// Metric codes the rule reads and how much history before an evaluation point it
     /// needs (its longest window).
     pub fn metrics(&self) -> Vec<(String, i64)> {
-        let mut m = Vec::new();
-        self.expr.metrics(&mut m);
-        if let Some(c) = &self.clear {
-            c.metrics(&mut m);
-        }
-        m
+        self.metrics.clone()
+    }
+
+    /// [`Rule::metrics`] without a copy.
+    pub fn metric_list(&self) -> &[(String, i64)] {
+        &self.metrics
+    }
+
+    /// Whether `metric` is read by the rule.
+    pub fn reads(&self, metric: &str) -> bool {
+        self.metrics.iter().any(|(m, _)| m == metric)
+    }
+
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub fn lookback_ms(&self) -> i64 {
-        self.metrics().iter().map(|m| m.1).max().unwrap_or(0)
+        self.metrics.iter().map(|m| m.1).max().unwrap_or(0)
     }
 
     /// Episodes over one patient's series with evaluation points in `[from, to)`.

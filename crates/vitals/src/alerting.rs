@@ -127,7 +127,8 @@ struct Live {
     detector: Option<SeizureDetector>,
     rules: Vec<Rule>,
     info: HashMap<String, RuleInfo>,
-    cohorts_version: u64,
+    /// Versions of the rule and cohort stores the rules were resolved at.
+    versions: (u64, u64),
     late_seen: u64,
 }
 
@@ -136,7 +137,15 @@ impl Live {
         let cfg = &app.config.alerting;
         let engine = Engine::new(cfg.horizon.as_ms());
         let detector = cfg.seizure.enabled.then(|| SeizureDetector::new(cfg.seizure.clone()));
-        Live { engine, detector, rules: Vec::new(), info: HashMap::new(), cohorts_version: u64::MAX, late_seen: 0, app }
+        Live {
+            engine,
+            detector,
+            rules: Vec::new(),
+            info: HashMap::new(),
+            versions: (u64::MAX, u64::MAX),
+            late_seen: 0,
+            app,
+        }
     }
 
     fn run(mut self, rx: &std::sync::mpsc::Receiver<DurableBatch>, stop: &AtomicBool) {
@@ -177,12 +186,12 @@ impl Live {
     /// Picks up rule and cohort changes: the new metrics are subscribed to first, then the
     /// recent data re-read, so no sample falls between the two.
     fn refresh_rules(&mut self, first: bool) {
-        let cv = self.app.cohorts.version();
-        let current = rules_in_force(&self.app);
-        if !first && current == self.rules && cv == self.cohorts_version {
+        let versions = (self.app.rules.version(), self.app.cohorts.version());
+        if !first && versions == self.versions {
             return;
         }
-        self.cohorts_version = cv;
+        self.versions = versions;
+        let current = rules_in_force(&self.app);
         let before = metric_ids(&self.rules, self.detector.is_some());
         self.rules = current;
         self.info = rule_info(&self.rules);

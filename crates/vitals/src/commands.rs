@@ -17,8 +17,8 @@ use vitals_storage::event_store::EventStore;
 
 use crate::auth::{Role, TokenStore};
 use crate::cli::{
-    AdminCommand, Cli, Command, DeadLetterCommand, NotificationCommand, IngestArgs, OutputFormat, QueryArgs, RemoteArgs, ServeArgs,
-    TokenCommand,
+    AdminCommand, Cli, Command, DeadLetterCommand, IngestArgs, NotificationCommand, OutputFormat, QueryArgs,
+    RemoteArgs, ServeArgs, TokenCommand,
 };
 use crate::client::Client;
 use crate::config::{Config, Overrides};
@@ -597,7 +597,9 @@ fn notifications(config: &Config, cmd: NotificationCommand) -> anyhow::Result<Ex
     match cmd {
         NotificationCommand::List { state, limit, remote: r } => {
             let parsed = match &state {
-                Some(s) => Some(NoticeState::parse(s).ok_or_else(|| anyhow::anyhow!("--state: pending, delivered or dead"))?),
+                Some(s) => {
+                    Some(NoticeState::parse(s).ok_or_else(|| anyhow::anyhow!("--state: pending, delivered or dead"))?)
+                }
                 None => None,
             };
             if let Some(c) = remote(&r)? {
@@ -631,7 +633,10 @@ fn notifications(config: &Config, cmd: NotificationCommand) -> anyhow::Result<Ex
         }
         NotificationCommand::Replay { id, remote: r } => {
             if let Some(c) = remote(&r)? {
-                println!("{}", pretty(&c.post(&format!("/api/v1/notifications/{id}/replay"), "application/json", b"")?));
+                println!(
+                    "{}",
+                    pretty(&c.post(&format!("/api/v1/notifications/{id}/replay"), "application/json", b"")?)
+                );
             } else {
                 // The data directory's lock: no server may be running on it meanwhile.
                 let store = open_store(config)?;

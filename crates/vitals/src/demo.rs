@@ -1,5 +1,6 @@
 //! `vitals demo`: the server on the embedded default with a synthetic cohort (20 people,
-//! every profile), a 7-day backfill and then live data, in one command. Stopped with
+//! every profile), a 7-day backfill and then live data, in one command, with every rule
+//! pack and the seizure detector on and live alerts written to the log. Stopped with
 //! Ctrl-C, it resumes where it left off when run again.
 //!
 //! The demo keeps its own state in `<data_dir>/demo/`: `cohort.json` (seed, pseudonyms,
@@ -93,6 +94,7 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     let options = Options { seizures_per_day: saved.seizures_per_day, ..Options::default() };
     let cohort = Cohort::new(saved.seed, saved.patients, options);
 
+    let config = with_demo_alerting(config);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let store = crate::commands::open_store(&config)?;
     let tokens = TokenStore::open(&dir)?;
@@ -107,7 +109,9 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
         .block_on(tokio::net::TcpListener::bind(config.listen_addr()))
         .with_context(|| format!("listening on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
+    let packs = config.alerting.packs.clone();
     let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(SystemClock))?);
+    let app_rules = app.rules.list().len();
     let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(server::serve(listener, app, async move {
         let _ = shutdown_rx.await;
@@ -118,6 +122,12 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("demo: {} synthetic patients, data in {}", cohort.members.len(), dir.display());
     println!("admin token for this run: {secret}");
     println!("try: curl -H 'Authorization: Bearer {secret}' {url}/api/v1/patients");
+    println!(
+        "alerting: {} rules (packs {}) and the seizure detector; live alerts are written to this log, \
+         history is recorded without paging: curl -H 'Authorization: Bearer {secret}' {url}/api/v1/alerts",
+        app_rules,
+        packs.join(", ")
+    );
     let _ = std::io::stdout().flush();
 
     let now = clock.now_ms();
@@ -166,6 +176,28 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     result?;
     println!("demo stopped cleanly; run it again to resume");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's alerting: every built-in rule pack (unless the config names packs), the
+/// seizure detector, and a console contact that hears of warnings and urgent alerts (unless
+/// the config has contacts of its own).
+fn with_demo_alerting(mut config: Config) -> Config {
+    if config.alerting.packs.is_empty() {
+        config.alerting.packs = vitals_rules::pack::PACK_NAMES.iter().map(|p| (*p).to_owned()).collect();
+    }
+    config.alerting.seizure.enabled = true;
+    if config.notify.contacts.is_empty() {
+        config.notify.contacts =
+            vec![crate::notice::Contact { name: "demo-console".into(), console: true, ..Default::default() }];
+        config.notify.subscriptions = vec![crate::notice::Subscription {
+            name: "demo".into(),
+            contacts: vec!["demo-console".into()],
+            severities: vec![vitals_rules::Severity::Warning, vitals_rules::Severity::Urgent],
+            operator: true,
+            ..Default::default()
+        }];
+    }
+    config
 }
 
 fn write_labels(cohort: &Cohort, from: i64, to: i64, out: &mut std::fs::File) -> anyhow::Result<()> {

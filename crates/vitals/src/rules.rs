@@ -44,6 +44,8 @@ pub struct RuleStore {
     config: BTreeMap<String, (Rule, Source)>,
     api: RwLock<BTreeMap<String, Rule>>,
     log: Mutex<JsonLog>,
+    /// Bumped on every change, so the engine notices cheaply.
+    version: std::sync::atomic::AtomicU64,
 }
 
 impl RuleStore {
@@ -83,7 +85,11 @@ impl RuleStore {
                 tracing::warn!(rule = %name, "the config file defines this rule too; the config's wins");
             }
         }
-        Ok(RuleStore { config, api: RwLock::new(api), log: Mutex::new(log) })
+        Ok(RuleStore { config, api: RwLock::new(api), log: Mutex::new(log), version: Default::default() })
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Every rule in force (config rules win over API rules of the same name).
@@ -119,6 +125,7 @@ impl RuleStore {
         }
         self.log.lock().append(&Change::Put(rule.spec.clone())).map_err(|e| RulesError::Io(e.to_string()))?;
         api.insert(name, rule.clone());
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok((rule, !exists))
     }
 
@@ -134,6 +141,7 @@ impl RuleStore {
         }
         self.log.lock().append(&Change::Delete(name.to_owned())).map_err(|e| RulesError::Io(e.to_string()))?;
         api.remove(name);
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(())
     }
 }

@@ -98,6 +98,15 @@ fn receiver(arrivals: Arc<Arrivals>) -> anyhow::Result<String> {
     Ok(url)
 }
 
+/// A load generator's pacing: waiting for a time, not for a condition (so no busy loop
+/// steals the cores the server under test runs on).
+fn pace_until(t: Instant) {
+    if let Some(wait) = t.checked_duration_since(Instant::now()) {
+        #[allow(clippy::disallowed_methods)] // reason: pacing a benchmark's load is waiting for a time
+        std::thread::sleep(wait);
+    }
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -113,7 +122,9 @@ pub fn run(_config: &Config, a: &AlertLatencyArgs) -> anyhow::Result<ExitCode> {
     config.storage.data_dir = dir.clone();
     config.alerting.rules = vec![
         serde_json::from_value(serde_json::json!({"name": "tachycardia", "expr": "heart_rate > 250"}))?,
-        serde_json::from_value(serde_json::json!({"name": "high", "expr": "blood_glucose > 180", "severity": "urgent"}))?,
+        serde_json::from_value(
+            serde_json::json!({"name": "high", "expr": "blood_glucose > 180", "severity": "urgent"}),
+        )?,
     ];
     config.notify.contacts = vec![Contact { name: "bench".into(), webhook: Some(hook), ..Contact::default() }];
     config.notify.subscriptions = vec![Subscription { contacts: vec!["bench".into()], ..Subscription::default() }];
@@ -140,9 +151,12 @@ pub fn run(_config: &Config, a: &AlertLatencyArgs) -> anyhow::Result<ExitCode> {
     let refused = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut loaders = Vec::new();
-    for c in 0..a.clients {
+    // --rate 0: probes alone, the baseline.
+    let clients = if a.rate == 0 { 0 } else { a.clients.max(1) };
+    for c in 0..clients {
         let (stop, sent, refused, url, auth) = (stop.clone(), sent.clone(), refused.clone(), url.clone(), auth.clone());
-        let per_client = a.rate as f64 / a.clients as f64;
+        // Requests per second of this client.
+        let per_client = a.rate as f64 / clients as f64 / a.batch.max(1) as f64;
         let batch = a.batch;
         loaders.push(std::thread::spawn(move || {
             let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -150,13 +164,9 @@ pub fn run(_config: &Config, a: &AlertLatencyArgs) -> anyhow::Result<ExitCode> {
             let base_ms = SystemClock.now_ms() - 3_600_000;
             let mut n: u64 = 0;
             while !stop.load(Ordering::Relaxed) {
-                // Paced: request k goes at k * batch / rate.
-                let due = t0 + Duration::from_secs_f64(n as f64 / per_client);
-                if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                    // Pacing a load generator is waiting for a time, not for a condition.
-                    #[allow(clippy::disallowed_methods)] // reason: the load generator paces itself
-                    std::thread::sleep(wait);
-                }
+                // Paced: request k goes at k / (requests per second).
+                let due = t0 + Duration::from_secs_f64((n / batch as u64) as f64 / per_client);
+                pace_until(due);
                 let mut body = String::with_capacity(batch * 90);
                 for i in 0..batch as u64 {
                     let k = n + i;
@@ -168,7 +178,12 @@ pub fn run(_config: &Config, a: &AlertLatencyArgs) -> anyhow::Result<ExitCode> {
                         60 + (k % 40)
                     ));
                 }
-                match agent.post(&url).header("Authorization", &auth).header("Content-Type", "application/x-ndjson").send(body) {
+                match agent
+                    .post(&url)
+                    .header("Authorization", &auth)
+                    .header("Content-Type", "application/x-ndjson")
+                    .send(body)
+                {
                     Ok(r) if r.status() == 200 => {
                         sent.fetch_add(batch as u64, Ordering::Relaxed);
                     }
@@ -181,10 +196,7 @@ pub fn run(_config: &Config, a: &AlertLatencyArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     // Warm up for a second, then probe.
-    let warm = Instant::now() + Duration::from_secs(1);
-    while Instant::now() < warm {
-        std::thread::yield_now();
-    }
+    pace_until(Instant::now() + Duration::from_secs(1));
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let mut latencies_ms = Vec::new();
     let mut missed = 0;
@@ -219,9 +231,7 @@ pub fn run(_config: &Config, a: &AlertLatencyArgs) -> anyhow::Result<ExitCode> {
         }
         drop(seen);
         i += 1;
-        while Instant::now() < next {
-            std::thread::yield_now();
-        }
+        pace_until(next);
     }
     let achieved = (sent.load(Ordering::Relaxed) - sent_at_start) as f64 / t_start.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);

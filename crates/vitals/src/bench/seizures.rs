@@ -39,7 +39,13 @@ pub struct PatientRun {
 
 /// Runs the detector over `[from, to)` of one simulated patient, a minute at a time as a
 /// wristband would upload it.
-pub fn run_patient(sim: &Simulator, id: &str, from: i64, to: i64, config: &SeizureConfig) -> anyhow::Result<PatientRun> {
+pub fn run_patient(
+    sim: &Simulator,
+    id: &str,
+    from: i64,
+    to: i64,
+    config: &SeizureConfig,
+) -> anyhow::Result<PatientRun> {
     let mix: Mix = "epilepsy".parse()?;
     let p = sim.patient(id, mix);
     let mut d = SeizureDetector::new(config.clone());
@@ -63,7 +69,8 @@ pub fn run_patient(sim: &Simulator, id: &str, from: i64, to: i64, config: &Seizu
         }
         t = end;
     }
-    let labels = sim.labels(&p, from, to).into_iter().filter(|l| l.kind == "seizure").map(|l| (l.start_ms, l.end_ms)).collect();
+    let labels =
+        sim.labels(&p, from, to).into_iter().filter(|l| l.kind == "seizure").map(|l| (l.start_ms, l.end_ms)).collect();
     Ok(PatientRun { labels, fired, samples })
 }
 
@@ -77,7 +84,8 @@ pub fn run(config: &Config, a: &SeizureArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let ids: Vec<String> = (0..a.patients).map(|i| format!("p-epilepsy-{i:03}")).collect();
     let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(ids.len().max(1));
-    let chunks: Vec<Vec<String>> = (0..workers).map(|w| ids.iter().skip(w).step_by(workers).cloned().collect()).collect();
+    let chunks: Vec<Vec<String>> =
+        (0..workers).map(|w| ids.iter().skip(w).step_by(workers).cloned().collect()).collect();
     let runs: Vec<anyhow::Result<PatientRun>> = std::thread::scope(|s| {
         let handles: Vec<_> = chunks
             .iter()

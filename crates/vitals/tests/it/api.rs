@@ -311,6 +311,9 @@ fn every_route_but_healthz_needs_a_token_and_device_tokens_only_write() {
         "/api/v1/patients/p-1/series/heart_rate",
         "/api/v1/tokens",
         "/api/v1/rules",
+        "/api/v1/alerts",
+        "/api/v1/notifications",
+        "/api/v1/cohorts",
     ];
     assert_eq!(server.get("/healthz", None).status, 200);
     for path in reads {

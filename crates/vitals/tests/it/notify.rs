@@ -225,7 +225,9 @@ fn failing_notices_go_to_the_dead_letter_list_tell_the_operator_and_replay() {
     let gone = dead.iter().find(|n| n["contact"] == "gone").expect("gone")["id"].as_str().expect("id").to_owned();
     let replayed: Value = serde_json::from_str(&cli(&["replay", &gone])).expect("json");
     assert_eq!(replayed["state"], "pending");
-    eventually("refused again", || server.get(&format!("/api/v1/notifications/{gone}"), Some(ADMIN)).json()["state"] == "dead");
+    eventually("refused again", || {
+        server.get(&format!("/api/v1/notifications/{gone}"), Some(ADMIN)).json()["state"] == "dead"
+    });
     // Fixed: replay delivers it, with the same key.
     hook.respond(200, "{}");
     let id = flaky["id"].as_str().expect("id");

@@ -384,6 +384,20 @@ fn the_demo_starts_ingests_answers_streams_live_and_resumes() {
     assert_eq!(status, 200);
     let n = series["points"].as_array().map_or(0, Vec::len);
     assert!((18..=24).contains(&n), "2 h of 5-minute readings, a few lost: {n}");
+    // The rule packs and the seizure detector are on; history made alerts (not paged).
+    let (_, rules) = get(&demo.url, &demo.token, "/api/v1/rules");
+    let names: Vec<&str> =
+        rules["rules"].as_array().expect("rules").iter().filter_map(|r| r["name"].as_str()).collect();
+    for want in
+        ["glucose-system.high", "glucose-consensus.low-level2", "nightscout.urgent-low", "glucose-rate.falling-fast"]
+    {
+        assert!(names.contains(&want), "{want} in {names:?}");
+    }
+    eventually("alerts of the backfilled history", || {
+        get(&demo.url, &demo.token, &format!("/api/v1/alerts?patient={id}")).1["alerts"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty())
+    });
     // Live: progress moves on while the demo runs.
     let progress = || -> i64 {
         std::fs::read(dir.path().join("demo/progress.json"))
