@@ -191,23 +191,34 @@ pub fn window_features(axes: [&[(i64, f64)]; 3], window_ms: i64, band: (f64, f64
         // The sampling rate bounds the frequencies there is information about.
         let span_s = xs.last().map_or(0.0, |x| x.0);
         let top = if span_s > 0.0 { (0.5 * (n - 1.0) / span_s).min(16.0) } else { 0.0 };
-        let mut k = (0.5 / df).ceil() as i64;
-        while k as f64 * df <= top {
-            let f = k as f64 * df;
-            let (mut re, mut im) = (0.0, 0.0);
-            for &(t, a) in &xs {
-                let ph = TAU * f * t;
-                re += a * ph.cos();
-                im -= a * ph.sin();
+        let k0 = (0.5 / df).ceil() as i64;
+        let k1 = (top / df).floor() as i64;
+        if k1 < k0 {
+            continue;
+        }
+        let bins = (k1 - k0 + 1) as usize;
+        let (mut re, mut im) = (vec![0.0; bins], vec![0.0; bins]);
+        // Sample by sample, the phasor e^{-i 2 pi f t} of each bin follows from the one
+        // before by a rotation: one sin/cos per sample instead of one per sample and bin.
+        for &(t, a) in &xs {
+            let (s1, c1) = (TAU * df * t).sin_cos();
+            let (s0, c0) = (TAU * k0 as f64 * df * t).sin_cos();
+            let (mut pr, mut pi) = (c0, -s0);
+            for (r, i) in re.iter_mut().zip(im.iter_mut()) {
+                *r += a * pr;
+                *i += a * pi;
+                (pr, pi) = (pr * c1 + pi * s1, pi * c1 - pr * s1);
             }
-            let p = re * re + im * im;
+        }
+        for (j, (r, i)) in re.iter().zip(&im).enumerate() {
+            let f = (k0 + j as i64) as f64 * df;
+            let p = r * r + i * i;
             total_power += p;
             if f >= band.0 && f <= band.1 {
                 band_power += p;
                 // Parseval: the band's mean square of the unweighted signal.
                 band_ms += 2.0 * p / (n * n * mean_w2);
             }
-            k += 1;
         }
     }
     WindowFeatures {
