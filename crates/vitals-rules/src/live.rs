@@ -159,6 +159,13 @@ impl Engine {
         i.checked_sub(1).map(|i| s[i].1)
     }
 
+    /// Forgets the state of rules not in `rules` (removed ones).
+    pub fn retain_rules(&mut self, rules: &[Rule]) {
+        for p in self.patients.values_mut() {
+            p.rules.retain(|name, _| rules.iter().any(|r| r.spec.name == *name));
+        }
+    }
+
     /// Patients the engine holds state for.
     pub fn patients(&self) -> usize {
         self.patients.len()

@@ -188,3 +188,49 @@ proptest! {
         }
     }
 }
+
+/// Bits of the language, so that random rules are often almost right.
+fn fragment() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("blood_glucose".to_owned()),
+        Just("heart_rate".to_owned()),
+        Just("mean(".to_owned()),
+        Just("absent(".to_owned()),
+        Just("rate(".to_owned()),
+        Just(", 10m)".to_owned()),
+        Just(" and ".to_owned()),
+        Just(" or ".to_owned()),
+        Just(" not ".to_owned()),
+        Just(" > ".to_owned()),
+        Just(" <= ".to_owned()),
+        Just("115".to_owned()),
+        Just("3.9 mmol/L".to_owned()),
+        Just("(".to_owned()),
+        Just(")".to_owned()),
+        Just("-".to_owned()),
+        Just("*".to_owned()),
+        "[ -~]{0,4}".prop_map(|s| s),
+        "\\PC{0,3}".prop_map(|s| s),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn the_parser_never_panics_and_errors_point_inside_the_rule(parts in proptest::collection::vec(fragment(), 0..12)) {
+        let src: String = parts.concat();
+        match parse(&src) {
+            Err(e) => prop_assert!(e.pos <= src.len(), "{e:?} for {src:?}"),
+            Ok(expr) => {
+                // What parses evaluates, whatever the data.
+                let mut data = BTreeMap::new();
+                let mut metrics = Vec::new();
+                expr.metrics(&mut metrics);
+                for (m, _) in &metrics {
+                    data.insert(m.clone(), series(5, &[100.0, 40.0, 300.0]));
+                }
+                let times = points(&[&expr], &data, -MIN * 60, MIN * 120);
+                prop_assert_eq!(truths(&expr, &data, &times).len(), times.len());
+            }
+        }
+    }
+}

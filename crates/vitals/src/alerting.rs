@@ -213,6 +213,8 @@ impl Live {
             self.app.store.set_durable_metrics(&ids);
         }
         self.prime();
+        self.reconcile(first);
+        self.engine.retain_rules(&self.rules);
     }
 
     /// Feeds the engine the last horizon of stored data of every recent patient.
@@ -224,9 +226,20 @@ impl Live {
         let mut metrics: Vec<String> = self.rules.iter().flat_map(Rule::metrics).map(|(m, _)| m).collect();
         metrics.sort();
         metrics.dedup();
+        // Episodes of alerts still open are re-derived from their start, however old, so
+        // that they are found again rather than raised twice.
+        let mut oldest: HashMap<String, i64> = HashMap::new();
+        for a in self.app.alerts.active().into_iter().filter(|a| a.rule != DETECTOR_RULE) {
+            let e = oldest.entry(a.patient.clone()).or_insert(a.start_ms);
+            *e = (*e).min(a.start_ms);
+        }
         let mut changes = Vec::new();
         for (patient, last) in self.app.store.patients() {
-            if last < now - horizon {
+            // Settling follows each patient's data, not the clock: a patient whose newest
+            // reading is older than the horizon still has its last horizon evaluated (up to
+            // a day back; older history changes no alert that is not still open).
+            let open_since = oldest.get(patient.as_str()).copied();
+            if last < now - horizon.max(vitals_core::time::MS_PER_DAY) && open_since.is_none() {
                 continue;
             }
             let mut readings: Vec<(String, i64, f64)> = Vec::new();
@@ -236,7 +249,7 @@ impl Live {
                     patient: patient.clone(),
                     metric,
                     device: None,
-                    from: last - horizon - lookback,
+                    from: open_since.map_or(last - horizon, |o| o.min(last - horizon)) - lookback,
                     to: now + 1,
                     every_ms: None,
                     aggs: Vec::new(),
@@ -252,9 +265,35 @@ impl Live {
             let r: Vec<(&str, i64, f64)> = readings.iter().map(|(m, t, v)| (m.as_str(), *t, *v)).collect();
             changes.extend(self.engine.ingest(&self.rules, patient.as_str(), &r, now));
         }
-        // The detector picks up from live data only: re-reading dense streams at start-up
-        // would cost more than the minutes of motion it could recover.
         self.handle(&changes, now);
+    }
+
+    /// Open alerts the engine no longer holds (their rule was removed or changed, their
+    /// data is gone) are resolved now. So are the seizure detector's at start-up: its state
+    /// does not survive a restart (re-reading dense motion would cost more than the minutes
+    /// it could recover), and a seizure still going on raises a new alert.
+    fn reconcile(&mut self, startup: bool) {
+        let now = self.app.clock.now_ms();
+        let mut changed = BTreeMap::new();
+        for a in self.app.alerts.active() {
+            let orphan = if a.rule == DETECTOR_RULE {
+                startup
+            } else {
+                let in_force = self.rules.iter().any(|r| r.spec.name == a.rule && r.spec.scope.includes(&a.patient));
+                !in_force
+                    || !self
+                        .engine
+                        .episodes(&a.rule, &a.patient)
+                        .iter()
+                        .any(|e| e.start == a.start_ms && e.cleared.is_none())
+            };
+            if orphan {
+                tracing::info!(alert = %a.id, rule = %a.rule, patient = %a.patient, "alert closed: its rule or data no longer holds it");
+                let a = Alert { state: AlertState::Resolved, cleared_ms: Some(now), updated_ms: now, ..a };
+                changed.insert(a.id.clone(), a);
+            }
+        }
+        self.commit(changed, BTreeMap::new());
     }
 
     fn ingest(&mut self, samples: &[&vitals_core::Sample], now: i64) -> Vec<Change> {

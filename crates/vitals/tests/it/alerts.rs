@@ -150,7 +150,9 @@ fn metric_value(url: &str, line_prefix: &str) -> u64 {
 fn after_kill_9_no_episode_is_lost_and_none_is_raised_twice() {
     let dir = tempfile::tempdir().expect("tmp");
     let now = crate::crash::chrono_now_ms();
-    let server = crate::crash::spawn_server(dir.path(), &[]);
+    // A short horizon: p-a's episode began long before it, and must still be found again.
+    let env = [("VITALS_ALERTING_HORIZON", "5m")];
+    let server = crate::crash::spawn_server(dir.path(), &env);
     let rule = json!({"name": "high", "expr": "blood_glucose > 115", "severity": "urgent"});
     assert_eq!(call(&server.url, "POST", "/api/v1/rules", Some(&rule)).0, 201);
     let readings = |p: &str, pts: &[(i64, f64)]| -> Value {
@@ -165,7 +167,7 @@ fn after_kill_9_no_episode_is_lost_and_none_is_raised_twice() {
             .unwrap_or_default()
     };
     // An episode raised before the crash.
-    let body = readings("p-a", &[(now - 20 * MIN, 100.0), (now - 15 * MIN, 130.0), (now - 10 * MIN, 140.0)]);
+    let body = readings("p-a", &[(now - 50 * MIN, 100.0), (now - 40 * MIN, 130.0), (now - 10 * MIN, 140.0)]);
     assert_eq!(call(&server.url, "POST", "/api/v1/samples", Some(&body)).0, 200);
     eventually("the alert", || open_alerts(&server.url, "p-a").len() == 1);
     let id = open_alerts(&server.url, "p-a")[0]["id"].clone();
@@ -174,7 +176,7 @@ fn after_kill_9_no_episode_is_lost_and_none_is_raised_twice() {
     assert_eq!(call(&server.url, "POST", "/api/v1/samples", Some(&body)).0, 200);
     kill_9(server);
 
-    let server = crate::crash::spawn_server(dir.path(), &[]);
+    let server = crate::crash::spawn_server(dir.path(), &env);
     // The rule came back from the rule store; p-b's episode is found by re-reading the data.
     eventually("p-b's alert", || open_alerts(&server.url, "p-b").len() == 1);
     let a = open_alerts(&server.url, "p-a");
@@ -190,4 +192,23 @@ fn after_kill_9_no_episode_is_lost_and_none_is_raised_twice() {
     let opened_again = metric_value(&server.url, "vitals_alert_transitions_total{code=\"opened\"}");
     assert!(opened_again <= 1, "only p-b's alert may be opened after the restart: {opened_again}");
     kill_9(server);
+}
+
+#[test]
+fn removing_a_rule_closes_its_open_alerts() {
+    let server = TestServer::start();
+    let rule = json!({"name": "api-high", "expr": "blood_glucose > 115"});
+    assert_eq!(post(&server, "/api/v1/rules", ADMIN, &rule).0, 201);
+    // The rule is in force at once: readings right after it was saved are evaluated.
+    glucose(&server, "p-r", NOW - 10 * MIN, &[120.0]);
+    eventually("the alert", || alerts(&server, "?patient=p-r&state=open").len() == 1);
+    let del = into_resp(
+        agent()
+            .delete(&format!("{}/api/v1/rules/api-high", server.url))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .call()
+            .expect("delete"),
+    );
+    assert_eq!(del.status, 204);
+    eventually("closed", || alerts(&server, "?patient=p-r&state=resolved").len() == 1);
 }
