@@ -408,10 +408,15 @@ impl Live {
             .filter(|x| x.patient == a.patient)
             .map(|x| (x.id.clone(), x))
             .collect();
-        for (id, x) in changed.iter() {
+        for (id, x) in changed.iter().filter(|(_, x)| x.patient == a.patient) {
             active.insert(id.clone(), x.clone());
         }
-        let shares = |x: &Alert| x.id != a.id && x.state.active() && x.metrics.iter().any(|m| a.metrics.contains(m));
+        let shares = |x: &Alert| {
+            x.id != a.id
+                && x.patient == a.patient
+                && x.state.active()
+                && x.metrics.iter().any(|m| a.metrics.contains(m))
+        };
         if let Some(top) = active.values().filter(|x| shares(x) && x.severity > a.severity).max_by_key(|x| x.severity) {
             a.suppressed_by = Some(top.id.clone());
             return;
@@ -434,7 +439,7 @@ impl Live {
     ) {
         let mut held: Vec<Alert> =
             self.app.alerts.active().into_iter().filter(|x| x.suppressed_by.as_deref() == Some(&a.id)).collect();
-        for x in changed.values() {
+        for x in changed.values().filter(|x| x.patient == a.patient) {
             if x.suppressed_by.as_deref() == Some(&a.id) && x.state.active() && !held.iter().any(|h| h.id == x.id) {
                 held.push(x.clone());
             }

@@ -114,8 +114,10 @@ fn backfilled_history_records_alerts_without_paging() {
     eventually("the historical alert", || alerts(&server, "?patient=p-3&state=resolved").len() == 1);
     let a = &alerts(&server, "?patient=p-3")[0];
     assert_eq!((a["paged"].clone(), a["state"].clone()), (json!(false), json!("resolved")));
-    let m = server.get("/metrics", Some(ADMIN)).body;
-    assert!(m.contains("vitals_alert_transitions_total{code=\"opened\"}"), "{m}");
+    // Counted just after the alert is recorded.
+    eventually("the transition counted", || {
+        server.get("/metrics", Some(ADMIN)).body.contains("vitals_alert_transitions_total{code=\"opened\"} 1")
+    });
 }
 
 /// `vitals serve` as a real process: requests with the admin token.
@@ -188,7 +190,9 @@ fn after_kill_9_no_episode_is_lost_and_none_is_raised_twice() {
     assert_eq!(call(&server.url, "POST", "/api/v1/samples", Some(&body)).0, 200);
     eventually("the all-clear", || open_alerts(&server.url, "p-a").first().is_some_and(|a| a["state"] == "resolved"));
     assert_eq!(open_alerts(&server.url, "p-a").len(), 1);
-    assert_eq!(metric_value(&server.url, "vitals_alert_transitions_total{code=\"resolved\"}"), 1);
+    eventually("the resolution counted", || {
+        metric_value(&server.url, "vitals_alert_transitions_total{code=\"resolved\"}") == 1
+    });
     let opened_again = metric_value(&server.url, "vitals_alert_transitions_total{code=\"opened\"}");
     assert!(opened_again <= 1, "only p-b's alert may be opened after the restart: {opened_again}");
     kill_9(server);

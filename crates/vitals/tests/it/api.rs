@@ -381,13 +381,25 @@ fn write_requests_beyond_the_concurrency_limit_are_shed_before_their_body_is_rea
     let body = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW, "value": 70}]).to_string();
     // A slow client: headers sent, body withheld, so its request holds the only permit.
     let addr = server.url.trim_start_matches("http://").to_owned();
-    let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
-    write!(
-        slow,
-        "POST /api/v1/samples HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    )
-    .expect("headers");
+    let slow_client = || {
+        let mut slow = std::net::TcpStream::connect(&addr).expect("connect");
+        write!(
+            slow,
+            "POST /api/v1/samples HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .expect("headers");
+        slow
+    };
+    // Did the slow request get an answer already (it lost the race for the permit to one of
+    // ours and was shed itself)?
+    let answered = |s: &std::net::TcpStream| {
+        s.set_nonblocking(true).expect("nonblocking");
+        let got = matches!(s.peek(&mut [0u8; 1]), Ok(n) if n > 0);
+        s.set_nonblocking(false).expect("blocking");
+        got
+    };
+    let mut slow = slow_client();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let r = server.ingest(&json!([]));
@@ -395,6 +407,9 @@ fn write_requests_beyond_the_concurrency_limit_are_shed_before_their_body_is_rea
             assert_eq!(r.json()["code"], json!("overloaded"));
             assert_eq!(r.retry_after.as_deref(), Some("1"));
             break;
+        }
+        if answered(&slow) {
+            slow = slow_client();
         }
         assert!(std::time::Instant::now() < deadline, "the second write was never shed");
     }
