@@ -586,14 +586,16 @@ fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A JSON answer of the server, indented (other text as it is).
+fn pretty(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| text.to_owned())
+}
+
 fn notifications(config: &Config, cmd: NotificationCommand) -> anyhow::Result<ExitCode> {
     use crate::notice::NoticeState;
-    let pretty = |text: &str| -> String {
-        serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| text.to_owned())
-    };
     match cmd {
         NotificationCommand::List { state, limit, remote: r } => {
             let parsed = match &state {
@@ -651,12 +653,6 @@ fn notifications(config: &Config, cmd: NotificationCommand) -> anyhow::Result<Ex
 }
 
 fn dead_letters(config: &Config, cmd: DeadLetterCommand) -> anyhow::Result<ExitCode> {
-    let pretty = |text: &str| -> String {
-        serde_json::from_str::<serde_json::Value>(text)
-            .ok()
-            .and_then(|v| serde_json::to_string_pretty(&v).ok())
-            .unwrap_or_else(|| text.to_owned())
-    };
     match cmd {
         DeadLetterCommand::List { after, limit, remote: r } => {
             if let Some(c) = remote(&r)? {
