@@ -87,6 +87,49 @@ impl JsonLog {
     }
 }
 
+impl JsonLog {
+    /// Bytes in the file.
+    pub fn len_bytes(&self) -> u64 {
+        self.file.metadata().map_or(0, |m| m.len())
+    }
+
+    /// Replaces the whole log by `records` (a snapshot of what the log means): written to a
+    /// temporary file, fsynced, renamed over the log and the directory fsynced, so a crash
+    /// leaves either the old log or the new one.
+    pub fn rewrite<T: Serialize>(&mut self, records: &[T]) -> Result<(), JsonLogError> {
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| JsonLogError::Io { path: p, source }
+        };
+        let tmp = self.path.with_extension("compacting");
+        let header = self.header()?;
+        let mut buf = header.to_vec();
+        for r in records {
+            let payload = serde_json::to_vec(r)
+                .map_err(|e| JsonLogError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
+            record::encode(&mut buf, &payload);
+        }
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+        fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        if let Some(dir) = self.path.parent() {
+            sync_dir(dir).map_err(io(dir))?;
+        }
+        self.file = OpenOptions::new().append(true).open(&self.path).map_err(io(&self.path))?;
+        Ok(())
+    }
+
+    /// The file's header (magic and version), read back from the file itself.
+    fn header(&self) -> Result<[u8; record::HEADER_LEN], JsonLogError> {
+        use std::io::Read;
+        let mut h = [0u8; record::HEADER_LEN];
+        File::open(&self.path)
+            .and_then(|mut f| f.read_exact(&mut h))
+            .map_err(|source| JsonLogError::Io { path: self.path.clone(), source })?;
+        Ok(h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,5 +149,22 @@ mod tests {
         let (_, records) = JsonLog::open::<Vec<u32>>(dir.path(), "x.log", *b"TEST", 1).expect("reopen");
         assert_eq!(records, vec![vec![1, 2]]);
         assert!(JsonLog::open::<Vec<u32>>(dir.path(), "x.log", *b"NOPE", 1).is_err());
+    }
+
+    #[test]
+    fn a_rewrite_replaces_the_log_and_appends_go_on_after_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (mut log, _) = JsonLog::open::<u32>(dir.path(), "x.log", *b"TEST", 1).expect("open");
+        for i in 0..100u32 {
+            log.append(&i).expect("append");
+        }
+        let before = log.len_bytes();
+        log.rewrite(&[7u32, 8]).expect("rewrite");
+        assert!(log.len_bytes() < before);
+        log.append(&9u32).expect("append");
+        drop(log);
+        let (_, records) = JsonLog::open::<u32>(dir.path(), "x.log", *b"TEST", 1).expect("reopen");
+        assert_eq!(records, vec![7, 8, 9]);
+        assert!(!dir.path().join("x.compacting").exists());
     }
 }

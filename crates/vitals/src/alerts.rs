@@ -9,7 +9,9 @@
 //! the notices it causes are one record, written and fsynced together: the outbox cannot
 //! miss an alert, nor hold a notice of an alert that was never recorded. The live engine
 //! re-derives episodes after a restart and finds the alerts it already raised by id, so
-//! none is raised twice.
+//! none is raised twice. Past 64 MiB (and twice its last snapshot) the log is rewritten as a
+//! snapshot of its meaning: every alert, every pending or dead notice, delivered ones of the
+//! last 30 days.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -142,7 +144,18 @@ pub struct AlertStore {
     log: Mutex<JsonLog>,
     /// Bumped on every commit that adds pending notices; the notifier waits on it.
     outbox: (Mutex<u64>, Condvar),
+    /// The log is rewritten as a snapshot once it is larger than this and than twice its
+    /// size after the last snapshot.
+    compact_bytes: u64,
+    compacted_size: std::sync::atomic::AtomicU64,
 }
+
+/// Default for [`AlertStore::open_with`]: 64 MiB.
+pub const COMPACT_BYTES: u64 = 64 << 20;
+/// Delivered notices are kept (in memory and in snapshots) this long after the newest one.
+pub const DELIVERED_KEEP_MS: i64 = 30 * 86_400_000;
+/// Items per record of a snapshot.
+const SNAPSHOT_CHUNK: usize = 512;
 
 /// What applying a change did, for the notifier.
 #[derive(Debug, Clone, PartialEq)]
@@ -234,6 +247,11 @@ pub struct RuleInfo {
 
 impl AlertStore {
     pub fn open(dir: &Path) -> anyhow::Result<AlertStore> {
+        AlertStore::open_with(dir, COMPACT_BYTES)
+    }
+
+    /// Opens the store, compacting the log past `compact_bytes`.
+    pub fn open_with(dir: &Path, compact_bytes: u64) -> anyhow::Result<AlertStore> {
         std::fs::create_dir_all(dir)?;
         let (log, records) = JsonLog::open::<Vec<Record>>(dir, "alerts.log", *b"VALR", 1)?;
         let mut st = State::default();
@@ -247,7 +265,41 @@ impl AlertStore {
                 }
             }
         }
-        Ok(AlertStore { state: RwLock::new(st), log: Mutex::new(log), outbox: (Mutex::new(0), Condvar::new()) })
+        Ok(AlertStore {
+            state: RwLock::new(st),
+            log: Mutex::new(log),
+            outbox: (Mutex::new(0), Condvar::new()),
+            compact_bytes,
+            // A log already past the limit is compacted at the first commit.
+            compacted_size: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Rewrites the log as a snapshot of the state when it has grown enough: every alert,
+    /// every pending or dead notice, delivered ones of the last [`DELIVERED_KEEP_MS`].
+    fn maybe_compact(&self, log: &mut JsonLog, st: &mut State) {
+        use std::sync::atomic::Ordering;
+        let size = log.len_bytes();
+        if size < self.compact_bytes || size < 2 * self.compacted_size.load(Ordering::Relaxed) {
+            return;
+        }
+        let newest = st.notices.values().map(|n| n.created_ms).max().unwrap_or(0);
+        st.notices.retain(|_, n| n.state != NoticeState::Delivered || n.created_ms >= newest - DELIVERED_KEEP_MS);
+        let items: Vec<Record> = st
+            .alerts
+            .values()
+            .map(|a| Record::Alert(Box::new(a.clone())))
+            .chain(st.notices.values().map(|n| Record::Notice(Box::new(n.clone()))))
+            .collect();
+        let chunks: Vec<&[Record]> = items.chunks(SNAPSHOT_CHUNK).collect();
+        match log.rewrite(&chunks) {
+            Ok(()) => {
+                let after = log.len_bytes();
+                self.compacted_size.store(after, Ordering::Relaxed);
+                tracing::info!(before = size, after, "alert log compacted");
+            }
+            Err(e) => tracing::error!(error = %e, "compacting the alert log (it keeps growing)"),
+        }
     }
 
     /// Writes alert and notice versions as one durable record, then makes them visible.
@@ -274,6 +326,7 @@ impl AlertStore {
                 }
             }
         }
+        self.maybe_compact(&mut log, &mut st);
         drop(st);
         drop(log);
         if pending {
@@ -459,5 +512,29 @@ mod tests {
         let n = s.replay_notice("nt-2", 30).expect("replay");
         assert_eq!((n.state, n.attempts, n.next_ms), (NoticeState::Pending, 0, 30));
         assert!(matches!(s.replay_notice("nt-1", 30), Err(AlertError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_log_is_compacted_to_what_it_means_and_old_deliveries_are_forgotten() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = AlertStore::open_with(dir.path(), 20_000).expect("open");
+        let day = 86_400_000;
+        // An old delivered notice, then many versions of one alert.
+        s.commit(Vec::new(), vec![Notice { created_ms: 0, ..notice("nt-old", NoticeState::Delivered, 0) }])
+            .expect("old");
+        s.commit(Vec::new(), vec![Notice { created_ms: 40 * day, ..notice("nt-dead", NoticeState::Dead, 0) }])
+            .expect("dead");
+        for i in 0..200 {
+            let a = Alert { id: "al-1".into(), updated_ms: i, ..Alert::default() };
+            s.commit(vec![a], Vec::new()).expect("commit");
+        }
+        let size = std::fs::metadata(dir.path().join("alerts.log")).expect("meta").len();
+        assert!(size < 20_000, "compacted: {size} bytes");
+        assert!(s.notice("nt-old").is_none(), "delivered 40 days before the newest: forgotten");
+        drop(s);
+        let s = AlertStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.get("al-1").map(|a| a.updated_ms), Some(199));
+        assert_eq!(s.notice("nt-dead").map(|n| n.state), Some(NoticeState::Dead));
+        assert!(s.notice("nt-old").is_none());
     }
 }
