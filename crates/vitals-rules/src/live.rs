@@ -3,10 +3,13 @@
 //! horizon.
 //!
 //! Per patient the engine keeps the recent readings of the metrics rules read; per rule
-//! and patient, the state machine after each evaluation point not yet settled. New readings
-//! from time `s` on re-evaluate only the points at or after `s` (in-order data: only the new
-//! points), starting from the machine state just before `s`; everything before is
-//! untouched, because a point's value only depends on readings at or before it. Points
+//! and patient, the state machine after the last evaluation point, and exact checkpoints of
+//! it (after each point where it changed, and every [`CHECKPOINT_EVERY`] points) for points
+//! not yet settled, so memory grows with episodes and a small fraction of points, not with
+//! every point. New readings from time `s` on re-evaluate only the points at or after `s`
+//! (in-order data: only the new points), starting from the machine state just before `s`
+//! (rebuilt from the checkpoint before it); everything before is untouched, because a
+//! point's value only depends on readings at or before it. Points
 //! later than `now` (a stale-data window still running) wait for [`Engine::advance`].
 //! Points older than the patient's newest reading minus the horizon are settled: readings
 //! that old arrive too late to change alerts and are counted in [`Engine::late`]. Settling
@@ -33,12 +36,22 @@ pub enum Change {
     Retracted { rule: String, patient: String, episode: Episode },
 }
 
+/// A checkpoint at least this often (in evaluation points), so rebuilding the machine
+/// state before an out-of-order reading looks at no more than this many points.
+pub const CHECKPOINT_EVERY: usize = 64;
+
 #[derive(Debug, Clone)]
 struct RuleState {
-    /// The machine before the first unsettled step.
+    /// The machine after the last settled point.
     base: Machine,
-    /// (point time, machine after it) for points not yet settled, in time order.
-    steps: Vec<(i64, Machine)>,
+    /// (point time, machine after it) at unsettled points where the machine changed (its
+    /// kind, start or firing time) and at least every `checkpoint_every` points, in order.
+    marks: Vec<(i64, Machine)>,
+    /// The machine after the last evaluated point, and that point's time.
+    current: Machine,
+    last_point: Option<i64>,
+    /// Points evaluated since the last mark.
+    since_mark: usize,
     /// Episodes that closed at an unsettled point.
     closed: Vec<Episode>,
     /// Points up to here (inclusive) are evaluated.
@@ -48,11 +61,24 @@ struct RuleState {
     lookback_ms: i64,
 }
 
+/// Two machine states that differ at most in the time of their last point.
+fn same_phase(a: &Machine, b: &Machine) -> bool {
+    match (a, b) {
+        (Machine::Firing { start: s1, fired: f1, .. }, Machine::Firing { start: s2, fired: f2, .. }) => {
+            s1 == s2 && f1 == f2
+        }
+        _ => a == b,
+    }
+}
+
 impl RuleState {
     fn new(rule: &Rule, from: i64) -> RuleState {
         RuleState {
             base: Machine::Idle,
-            steps: Vec::new(),
+            marks: Vec::new(),
+            current: Machine::Idle,
+            last_point: None,
+            since_mark: 0,
             closed: Vec::new(),
             evaluated_to: from - 1,
             fingerprint: rule.fingerprint(),
@@ -62,9 +88,35 @@ impl RuleState {
 
     fn episodes(&self) -> Vec<Episode> {
         let mut v = self.closed.clone();
-        let m = self.steps.last().map_or(self.base, |s| s.1);
-        v.extend(m.open());
+        v.extend(self.current.open());
         v
+    }
+
+    /// The machine after the last evaluation point before `start`: the mark before `start`
+    /// (or the settled base), brought up to the last point since, which only changes a
+    /// firing machine's `last`.
+    fn before(&self, rule: &Rule, data: &BTreeMap<String, Series>, settled: i64, start: i64) -> Machine {
+        match self.last_point {
+            None => return self.base,
+            Some(lp) if lp < start => return self.current,
+            Some(_) => {}
+        }
+        let i = self.marks.partition_point(|m| m.0 < start);
+        let (lo, mut m) = match i.checked_sub(1).map(|i| self.marks[i]) {
+            Some((t, m)) => (t, m),
+            None => (settled, self.base),
+        };
+        if let Machine::Firing { last, .. } = &mut m {
+            let mut exprs = vec![&rule.expr];
+            if let Some(c) = &rule.clear {
+                exprs.push(c);
+            }
+            let view = view(data, rule.metric_list(), lo);
+            if let Some(&q) = points(&exprs, &view, lo, start).last() {
+                *last = q;
+            }
+        }
+        m
     }
 }
 
@@ -85,6 +137,7 @@ pub struct Engine {
     horizon_ms: i64,
     patients: HashMap<String, PatientState>,
     late: u64,
+    checkpoint_every: usize,
 }
 
 fn diff(rule: &str, patient: &str, before: &[Episode], after: &[Episode], out: &mut Vec<Change>) {
@@ -139,7 +192,13 @@ fn view(data: &BTreeMap<String, Series>, metrics: &[(String, i64)], start: i64) 
 impl Engine {
     /// `horizon_ms`: how late a reading may arrive and still change alerts.
     pub fn new(horizon_ms: i64) -> Engine {
-        Engine { horizon_ms, patients: HashMap::new(), late: 0 }
+        Engine::with_checkpoints(horizon_ms, CHECKPOINT_EVERY)
+    }
+
+    /// An engine that marks a checkpoint at least every `every` points (tests use small
+    /// values to exercise rebuilding machine states).
+    pub fn with_checkpoints(horizon_ms: i64, every: usize) -> Engine {
+        Engine { horizon_ms, patients: HashMap::new(), late: 0, checkpoint_every: every.max(1) }
     }
 
     /// Readings that arrived after their time was settled.
@@ -209,9 +268,9 @@ impl Engine {
         }
         let mut out = Vec::new();
         if from != i64::MAX {
-            Self::evaluate(p, rules, patient, from, now, &mut out);
+            Self::evaluate(p, rules, patient, from, now, self.checkpoint_every, &mut out);
         }
-        Self::settle(p, p.newest - self.horizon_ms);
+        Self::settle(p, rules, p.newest - self.horizon_ms);
         out
     }
 
@@ -219,13 +278,21 @@ impl Engine {
     pub fn advance(&mut self, rules: &[Rule], now: i64) -> Vec<Change> {
         let mut out = Vec::new();
         for (patient, p) in &mut self.patients {
-            Self::evaluate(p, rules, patient, i64::MAX, now, &mut out);
+            Self::evaluate(p, rules, patient, i64::MAX, now, self.checkpoint_every, &mut out);
         }
         out
     }
 
     /// Re-evaluates each rule in scope from `from` (or from where it stopped) up to `now`.
-    fn evaluate(p: &mut PatientState, rules: &[Rule], patient: &str, from: i64, now: i64, out: &mut Vec<Change>) {
+    fn evaluate(
+        p: &mut PatientState,
+        rules: &[Rule],
+        patient: &str,
+        from: i64,
+        now: i64,
+        every: usize,
+        out: &mut Vec<Change>,
+    ) {
         for rule in rules.iter().filter(|r| r.spec.enabled && r.spec.scope.includes(patient)) {
             let name = &rule.spec.name;
             let settled = p.settled_to;
@@ -241,10 +308,14 @@ impl Engine {
                 continue;
             }
             let before = st.episodes();
-            let keep = st.steps.partition_point(|s| s.0 < start);
-            st.steps.truncate(keep);
+            let mut m = st.before(rule, &p.data, settled, start);
+            // An upper bound of the last point before `start` (exact after the loop if it
+            // evaluates any): overstating it only sends a later call the slow way.
+            let mut last_point = st.last_point.map(|_| start - 1);
+            let keep = st.marks.partition_point(|s| s.0 < start);
+            st.marks.truncate(keep);
+            st.since_mark = 0;
             st.closed.retain(|e| e.cleared.is_some_and(|c| c < start));
-            let mut m = st.steps.last().map_or(st.base, |s| s.1);
             let mut exprs = vec![&rule.expr];
             if let Some(c) = &rule.clear {
                 exprs.push(c);
@@ -257,34 +328,44 @@ impl Engine {
             let clears = rule.clear.as_ref().map(|c| truths(c, &data, &times));
             for (i, &t) in times.iter().enumerate() {
                 let c = clears.as_ref().map(|c| c[i]);
+                let prev = m;
                 if let Some(e) = m.step(t, holds[i], c, rule.for_ms) {
                     st.closed.push(e);
                 }
-                st.steps.push((t, m));
+                st.since_mark += 1;
+                if !same_phase(&prev, &m) || st.since_mark >= every {
+                    st.marks.push((t, m));
+                    st.since_mark = 0;
+                }
+                last_point = Some(t);
             }
+            st.current = m;
+            st.last_point = last_point;
             st.evaluated_to = now;
             diff(name, patient, &before, &st.episodes(), out);
         }
     }
 
     /// Makes points before `to` final and forgets what they no longer need.
-    fn settle(p: &mut PatientState, to: i64) {
+    fn settle(p: &mut PatientState, rules: &[Rule], to: i64) {
         if to <= p.settled_to {
             return;
         }
-        p.settled_to = to;
+        let settled = p.settled_to;
         let mut lookback = 0;
-        for st in p.rules.values_mut() {
+        for (name, st) in p.rules.iter_mut() {
             lookback = lookback.max(st.lookback_ms);
-            let n = st.steps.partition_point(|s| s.0 < to);
-            if n > 0 {
-                st.base = st.steps[n - 1].1;
-                st.steps.drain(..n);
-            }
+            let Some(rule) = rules.iter().find(|r| r.spec.name == *name) else { continue };
+            // The exact machine after the last point before `to` becomes the base.
+            st.base = st.before(rule, &p.data, settled, to);
+            let n = st.marks.partition_point(|s| s.0 < to);
+            st.marks.drain(..n);
             st.closed.retain(|e| e.cleared.is_none_or(|c| c >= to));
         }
-        // Keep what windows of unsettled points reach, and each metric's last reading
-        // before that (a metric alone is its latest reading, however old).
+        p.settled_to = to;
+        // Keep what windows of unsettled points reach (and of the points since the first
+        // mark, which rebuilding a machine state may look at), and each metric's last
+        // reading before that (a metric alone is its latest reading, however old).
         for s in p.data.values_mut() {
             let cut = s.partition_point(|x| x.0 <= to - lookback);
             if cut > 1 {

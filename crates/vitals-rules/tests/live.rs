@@ -74,6 +74,7 @@ proptest! {
         rs in readings(),
         order in any::<u64>(),
         cuts in prop::collection::vec(1usize..12, 1..40),
+        every in prop::sample::select(vec![1usize, 2, 3, 64]),
     ) {
         let rules = rules();
         let mut shuffled = rs.clone();
@@ -85,7 +86,7 @@ proptest! {
         }
         let span = rs.last().map_or(0, |r| r.1) + 1;
         // Nothing settles during the test: every reading is within the horizon.
-        let mut engine = Engine::new(span + 25 * 60 * MIN);
+        let mut engine = Engine::with_checkpoints(span + 25 * 60 * MIN, every);
         let mut changes = Vec::new();
         let (mut i, mut k, mut now) = (0, 0, 0);
         while i < shuffled.len() {
@@ -113,9 +114,13 @@ proptest! {
     /// engine, but the changes still tell every one, and stale windows fire only once their
     /// time has come.
     #[test]
-    fn in_order_streams_settle_and_still_tell_every_episode(rs in readings(), batch_size in 1usize..8) {
+    fn in_order_streams_settle_and_still_tell_every_episode(
+        rs in readings(),
+        batch_size in 1usize..8,
+        every in prop::sample::select(vec![1usize, 2, 3, 64]),
+    ) {
         let rules = rules();
-        let mut engine = Engine::new(30 * MIN);
+        let mut engine = Engine::with_checkpoints(30 * MIN, every);
         let mut changes = Vec::new();
         let mut now = 0;
         for b in rs.chunks(batch_size) {
