@@ -36,6 +36,18 @@ pub enum Change {
     Retracted { rule: String, patient: String, episode: Episode },
 }
 
+impl Change {
+    /// The rule, the patient and the episode the change is about.
+    pub fn parts(&self) -> (&str, &str, &Episode) {
+        match self {
+            Change::Opened { rule, patient, episode }
+            | Change::Resolved { rule, patient, episode }
+            | Change::Reopened { rule, patient, episode }
+            | Change::Retracted { rule, patient, episode } => (rule, patient, episode),
+        }
+    }
+}
+
 /// A checkpoint at least this often (in evaluation points), so rebuilding the machine
 /// state before an out-of-order reading looks at no more than this many points.
 pub const CHECKPOINT_EVERY: usize = 64;
@@ -223,11 +235,6 @@ impl Engine {
         for p in self.patients.values_mut() {
             p.rules.retain(|name, _| rules.iter().any(|r| r.spec.name == *name));
         }
-    }
-
-    /// Patients the engine holds state for.
-    pub fn patients(&self) -> usize {
-        self.patients.len()
     }
 
     /// Takes durable readings `(metric, time, value)` of one patient and evaluates what they

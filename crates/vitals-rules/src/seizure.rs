@@ -232,10 +232,6 @@ impl SeizureDetector {
         SeizureDetector { config, patients: HashMap::new(), late: 0 }
     }
 
-    pub fn config(&self) -> &SeizureConfig {
-        &self.config
-    }
-
     /// Accelerometer samples that arrived after their window was analysed.
     pub fn late(&self) -> u64 {
         self.late
@@ -499,6 +495,22 @@ mod tests {
         readings.extend(axes(t0 + 18 * 60_000, 7 * 60, 5.0, 0.8, onset, onset + 60_000));
         readings.sort_by_key(|r| r.1);
         assert!(d.ingest("p", &readings).is_empty());
+    }
+
+    #[test]
+    fn thresholds_out_of_range_are_reported() {
+        assert!(SeizureConfig::default().problems().is_empty());
+        let bad = SeizureConfig {
+            band_low_hz: 9.0,
+            min_band_ratio: 1.5,
+            hop: DurationMs(10_000),
+            hr_gain: 0.0,
+            ..SeizureConfig::default()
+        };
+        let p = bad.problems().join("; ");
+        for want in ["band_low_hz", "min_band_ratio", "hop", "hr_gain"] {
+            assert!(p.contains(want), "{want} in {p}");
+        }
     }
 
     #[test]

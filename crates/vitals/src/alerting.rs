@@ -71,7 +71,7 @@ fn rules_in_force(app: &AppState) -> Vec<Rule> {
 
 fn metric_ids(rules: &[Rule], detector: bool) -> Vec<MetricId> {
     let c = Catalog::standard();
-    let mut v: Vec<MetricId> = rules.iter().flat_map(Rule::metrics).filter_map(|(m, _)| c.id(&m)).collect();
+    let mut v: Vec<MetricId> = rules.iter().flat_map(Rule::metric_list).filter_map(|(m, _)| c.id(m)).collect();
     if detector {
         v.extend(vitals_rules::seizure::METRICS.iter().filter_map(|m| c.id(m)));
     }
@@ -89,7 +89,7 @@ fn rule_info(rules: &[Rule]) -> HashMap<String, RuleInfo> {
                 severity: r.spec.severity,
                 expr: r.spec.expr.clone(),
                 description: r.spec.description.clone(),
-                metrics: r.metrics().into_iter().map(|x| x.0).collect(),
+                metrics: r.metric_list().iter().map(|x| x.0.clone()).collect(),
             };
             (r.spec.name.clone(), info)
         })
@@ -223,8 +223,8 @@ impl Live {
         let horizon = self.app.config.alerting.horizon.as_ms();
         let lookback = self.rules.iter().map(Rule::lookback_ms).max().unwrap_or(0);
         let c = Catalog::standard();
-        let mut metrics: Vec<String> = self.rules.iter().flat_map(Rule::metrics).map(|(m, _)| m).collect();
-        metrics.sort();
+        let mut metrics: Vec<&str> = self.rules.iter().flat_map(Rule::metric_list).map(|(m, _)| m.as_str()).collect();
+        metrics.sort_unstable();
         metrics.dedup();
         // Episodes of alerts still open are re-derived from their start, however old, so
         // that they are found again rather than raised twice.
@@ -242,8 +242,8 @@ impl Live {
             if last < now - horizon.max(vitals_core::time::MS_PER_DAY) && open_since.is_none() {
                 continue;
             }
-            let mut readings: Vec<(String, i64, f64)> = Vec::new();
-            for code in &metrics {
+            let mut readings: Vec<(&str, i64, f64)> = Vec::new();
+            for &code in &metrics {
                 let Some(metric) = c.id(code) else { continue };
                 let q = SeriesQuery {
                     patient: patient.clone(),
@@ -256,14 +256,13 @@ impl Live {
                 };
                 match vitals_query::run(&self.app.store, &q) {
                     Ok(QueryResult::Raw(points)) => {
-                        readings.extend(points.into_iter().map(|p| (code.clone(), p.time_ms, p.value)));
+                        readings.extend(points.into_iter().map(|p| (code, p.time_ms, p.value)));
                     }
                     Ok(QueryResult::Buckets(_)) => {}
                     Err(e) => tracing::error!(error = %e, patient = %patient, "alerting: reading recent data"),
                 }
             }
-            let r: Vec<(&str, i64, f64)> = readings.iter().map(|(m, t, v)| (m.as_str(), *t, *v)).collect();
-            changes.extend(self.engine.ingest(&self.rules, patient.as_str(), &r, now));
+            changes.extend(self.engine.ingest(&self.rules, patient.as_str(), &readings, now));
         }
         self.handle(&changes, now);
     }
@@ -342,14 +341,13 @@ impl Live {
         let fresh = self.app.config.alerting.fresh.as_ms();
         // Higher severities first, so that within one batch they suppress lower ones.
         let mut order: Vec<&Change> = changes.iter().collect();
-        order.sort_by_key(|c| std::cmp::Reverse(self.info.get(change_rule(c)).map(|i| i.severity)));
+        order.sort_by_key(|c| std::cmp::Reverse(self.info.get(c.parts().0).map(|i| i.severity)));
         let mut changed: BTreeMap<String, Alert> = BTreeMap::new();
         let mut notices: BTreeMap<String, Notice> = BTreeMap::new();
         let mut transitions: Vec<Transition> = Vec::new();
         for c in order {
-            let rule = change_rule(c);
+            let (rule, patient, ep) = c.parts();
             let info = self.info.get(rule).cloned().unwrap_or_default();
-            let (patient, ep) = change_episode(c);
             let id = alert_id(rule, patient, ep.start);
             let existing = changed.get(&id).cloned().or_else(|| self.app.alerts.get(&id));
             let Some(t) = crate::alerts::plan(c, existing, &info, now, fresh) else { continue };
@@ -384,12 +382,7 @@ impl Live {
                 }
             }
             changed.insert(a.id.clone(), a.clone());
-            transitions.push(match t {
-                Transition::Opened(_) => Transition::Opened(a),
-                Transition::Resolved(_) => Transition::Resolved(a),
-                Transition::Reopened(_) => Transition::Reopened(a),
-                Transition::Retracted(_) => Transition::Retracted(a),
-            });
+            transitions.push(t.with_alert(a));
         }
         self.commit(changed, notices);
         for t in &transitions {
@@ -516,24 +509,6 @@ impl Live {
         }
         drop(in_cohort);
         self.commit(changed, notices);
-    }
-}
-
-fn change_rule(c: &Change) -> &str {
-    match c {
-        Change::Opened { rule, .. }
-        | Change::Resolved { rule, .. }
-        | Change::Reopened { rule, .. }
-        | Change::Retracted { rule, .. } => rule,
-    }
-}
-
-fn change_episode(c: &Change) -> (&str, &vitals_rules::eval::Episode) {
-    match c {
-        Change::Opened { patient, episode, .. }
-        | Change::Resolved { patient, episode, .. }
-        | Change::Reopened { patient, episode, .. }
-        | Change::Retracted { patient, episode, .. } => (patient, episode),
     }
 }
 

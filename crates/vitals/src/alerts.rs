@@ -20,7 +20,6 @@ use std::time::Duration;
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use vitals_rules::Severity;
-use vitals_rules::eval::Episode;
 use vitals_rules::live::Change;
 use vitals_storage::json_log::JsonLog;
 
@@ -173,6 +172,16 @@ impl Transition {
         }
     }
 
+    /// The same transition of another version of the alert.
+    pub fn with_alert(&self, a: Alert) -> Transition {
+        match self {
+            Transition::Opened(_) => Transition::Opened(a),
+            Transition::Resolved(_) => Transition::Resolved(a),
+            Transition::Reopened(_) => Transition::Reopened(a),
+            Transition::Retracted(_) => Transition::Retracted(a),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Transition::Opened(_) => "opened",
@@ -187,16 +196,11 @@ impl Transition {
 /// current version, or `None` when the change changes nothing (an alert raised before a
 /// restart is not raised again).
 pub fn plan(change: &Change, existing: Option<Alert>, rule: &RuleInfo, now: i64, fresh_ms: i64) -> Option<Transition> {
-    let (rule_name, patient, ep, kind): (&str, &str, &Episode, u8) = match change {
-        Change::Opened { rule, patient, episode } => (rule, patient, episode, 0),
-        Change::Resolved { rule, patient, episode } => (rule, patient, episode, 1),
-        Change::Reopened { rule, patient, episode } => (rule, patient, episode, 2),
-        Change::Retracted { rule, patient, episode } => (rule, patient, episode, 3),
-    };
+    let (rule_name, patient, ep) = change.parts();
     let id = alert_id(rule_name, patient, ep.start);
-    match (kind, existing) {
-        (0, Some(a)) if a.state != AlertState::Retracted => None,
-        (0, _) => Some(Transition::Opened(Alert {
+    match (change, existing) {
+        (Change::Opened { .. }, Some(a)) if a.state != AlertState::Retracted => None,
+        (Change::Opened { .. }, _) => Some(Transition::Opened(Alert {
             id,
             rule: rule_name.to_owned(),
             patient: patient.to_owned(),
@@ -214,7 +218,7 @@ pub fn plan(change: &Change, existing: Option<Alert>, rule: &RuleInfo, now: i64,
             metrics: rule.metrics.clone(),
             ..Alert::default()
         })),
-        (1, Some(a)) if a.state != AlertState::Retracted && a.cleared_ms != ep.cleared => {
+        (Change::Resolved { .. }, Some(a)) if a.state != AlertState::Retracted && a.cleared_ms != ep.cleared => {
             Some(Transition::Resolved(Alert {
                 state: AlertState::Resolved,
                 end_ms: ep.end,
@@ -223,13 +227,13 @@ pub fn plan(change: &Change, existing: Option<Alert>, rule: &RuleInfo, now: i64,
                 ..a
             }))
         }
-        (2, Some(a)) if a.state == AlertState::Resolved => Some(Transition::Reopened(Alert {
+        (Change::Reopened { .. }, Some(a)) if a.state == AlertState::Resolved => Some(Transition::Reopened(Alert {
             state: if a.acked_ms.is_some() { AlertState::Acknowledged } else { AlertState::Open },
             cleared_ms: None,
             updated_ms: now,
             ..a
         })),
-        (3, Some(a)) if a.state != AlertState::Retracted => {
+        (Change::Retracted { .. }, Some(a)) if a.state != AlertState::Retracted => {
             Some(Transition::Retracted(Alert { state: AlertState::Retracted, updated_ms: now, ..a }))
         }
         _ => None,

@@ -531,6 +531,50 @@ mod tests {
     }
 
     #[test]
+    fn notify_config_problems_name_the_option() {
+        let c = |name: &str| Contact { name: name.into(), ..Contact::default() };
+        let cfg = NotifyConfig {
+            contacts: vec![
+                Contact { telegram_chat_id: Some("1".into()), ..c("tg") },
+                Contact { email: Some("not an address".into()), ..c("mail") },
+                Contact { sms: Some("555-1234".into()), ..c("phone") },
+                Contact { webhook: Some("ftp://x".into()), ..c("hook") },
+                c("nowhere"),
+                Contact { console: true, ..c("tg") },
+            ],
+            subscriptions: vec![Subscription {
+                contacts: vec!["ghost".into()],
+                escalation: vec!["tg".into()],
+                quiet_hours: Some("late".into()),
+                ..Subscription::default()
+            }],
+            operator_contacts: vec!["nobody".into()],
+            smtp_security: "ssl".into(),
+            max_attempts: 0,
+            ..NotifyConfig::default()
+        };
+        let all = check_config(&cfg).join("\n");
+        for want in [
+            "\"tg\": telegram needs notify.telegram_bot_token",
+            "\"tg\" is empty or defined twice",
+            "\"mail\": email is not an address",
+            "\"mail\": email needs notify.smtp_host",
+            "\"phone\": sms must be a number like +15551234567",
+            "\"hook\": webhook must be an http(s) URL",
+            "\"nowhere\": no way to reach it",
+            "\"subscription-0\": no contact \"ghost\"",
+            "\"subscription-0\": quiet_hours like",
+            "\"subscription-0\": escalation needs escalate_after",
+            "notify.operator_contacts: no contact \"nobody\"",
+            "notify.smtp_security: starttls, tls or none",
+            "notify.max_attempts must be positive",
+        ] {
+            assert!(all.contains(want), "{want:?} not in\n{all}");
+        }
+        assert!(check_config(&NotifyConfig::default()).is_empty());
+    }
+
+    #[test]
     fn subscriptions_match_patients_cohorts_severities_and_rule_packs() {
         let a = Alert {
             rule: "nightscout.low".into(),

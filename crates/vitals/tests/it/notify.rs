@@ -633,3 +633,24 @@ fn pending_notices_survive_kill_9_and_are_delivered_after_restart() {
         hook.requests().iter().filter_map(|r| r.header("idempotency-key").map(str::to_owned)).collect();
     assert_eq!(keys.len(), 1, "one notice, however many attempts");
 }
+
+#[test]
+fn bad_parameters_of_the_alert_routes_are_refused_with_stable_codes() {
+    let server = TestServer::start();
+    for path in [
+        "/api/v1/alerts?state=closed",
+        "/api/v1/alerts?from=yesterday",
+        "/api/v1/notifications?state=lost",
+        "/api/v1/notifications?limit=many",
+    ] {
+        let r = server.get(path, Some(ADMIN));
+        assert_eq!((r.status, r.json()["code"].clone()), (400, json!("invalid_query")), "{path}: {}", r.body);
+    }
+    let (status, body) = post(&server, "/api/v1/alerts/al-x/snooze", &json!({"for": "soon"}));
+    assert_eq!((status, body["code"].clone()), (400, json!("invalid_body")));
+    assert_eq!(post(&server, "/api/v1/alerts/al-x/snooze", &json!({"for": "10m"})).0, 404);
+    let r = server.put_json("/api/v1/cohorts/bad%20name", &json!({"patients": []}));
+    assert_eq!((r.status, r.json()["code"].clone()), (400, json!("invalid_body")), "{}", r.body);
+    let r = server.put_json("/api/v1/cohorts/ward", &json!({"patients": ["no spaces allowed"]}));
+    assert_eq!(r.status, 400, "{}", r.body);
+}
