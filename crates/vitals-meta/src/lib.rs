@@ -1,0 +1,149 @@
+//! The metadata store: who may use Vitals and what they did.
+//!
+//! People (users with Argon2id passwords and a role), care teams linking clinicians and
+//! caregivers to patients, API tokens of users and devices (hashed, revocable, expiring),
+//! dashboard sessions, the registry of patients' pseudonyms, and the hash-chained audit log.
+//! Identity (names, birth dates...) is not here: it lives in the encrypted vault
+//! (`vitals-vault`). [`MetaStore`] is the contract; [`SqliteMeta`] the embedded
+//! implementation, and a PostgreSQL one can satisfy the same trait later.
+//!
+//! Policy that does not depend on the database (password rules, lockout, the audit chain's
+//! hashing and verification) lives in this crate outside the trait, so every implementation
+//! shares it.
+
+pub mod audit;
+pub mod model;
+pub mod password;
+mod sqlite;
+
+pub use audit::{AuditEntry, AuditEvent, ChainBreak};
+pub use model::{Patient, Role, Session, Team, Token, User};
+pub use sqlite::SqliteMeta;
+
+/// Errors of the metadata store.
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("metadata database {path}: {source}")]
+    Db { path: String, source: rusqlite::Error },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} already exists")]
+    Conflict(String),
+    #[error("{0} does not exist")]
+    NotFound(String),
+    #[error("{0}")]
+    Crypto(String),
+    #[error("audit chain broken: {0}")]
+    Chain(#[from] ChainBreak),
+}
+
+/// Which audit entries to return (newest first).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub patient: Option<String>,
+    pub actor: Option<String>,
+    /// An action or a prefix ending in `.` (`login.` matches `login.ok` and `login.failed`).
+    pub action: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Entries with a smaller sequence number only (paging backwards).
+    pub before_seq: Option<i64>,
+    pub limit: usize,
+}
+
+/// The metadata contract. Every method is one transaction.
+pub trait MetaStore: Send + Sync {
+    fn create_user(&self, user: &User) -> Result<(), MetaError>;
+    /// By id or by sign-in name.
+    fn user(&self, id_or_name: &str) -> Result<Option<User>, MetaError>;
+    fn users(&self) -> Result<Vec<User>, MetaError>;
+    /// Replaces the user's role, password hash, patient, disabled flag and lockout state.
+    fn update_user(&self, user: &User) -> Result<(), MetaError>;
+    /// Deletes the user with their tokens, sessions and team memberships.
+    fn delete_user(&self, id: &str) -> Result<bool, MetaError>;
+
+    fn create_token(&self, token: &Token) -> Result<(), MetaError>;
+    fn token(&self, id: &str) -> Result<Option<Token>, MetaError>;
+    fn token_by_sha256(&self, sha256_hex: &str) -> Result<Option<Token>, MetaError>;
+    fn token_by_sha1(&self, sha1_hex: &str) -> Result<Option<Token>, MetaError>;
+    fn tokens(&self) -> Result<Vec<Token>, MetaError>;
+    /// Marks a token revoked (kept for the record); false if it does not exist or already was.
+    fn revoke_token(&self, id: &str, at_ms: i64) -> Result<bool, MetaError>;
+
+    fn create_team(&self, name: &str, now_ms: i64) -> Result<(), MetaError>;
+    fn delete_team(&self, name: &str) -> Result<bool, MetaError>;
+    fn teams(&self) -> Result<Vec<Team>, MetaError>;
+    fn set_member(&self, team: &str, user_id: &str, member: bool) -> Result<(), MetaError>;
+    fn set_team_patient(&self, team: &str, patient: &str, linked: bool) -> Result<(), MetaError>;
+    /// The patients of all care teams the user is a member of.
+    fn patients_of_member(&self, user_id: &str) -> Result<Vec<String>, MetaError>;
+
+    fn create_patient(&self, patient: &Patient) -> Result<(), MetaError>;
+    fn patient(&self, id: &str) -> Result<Option<Patient>, MetaError>;
+    fn patients(&self) -> Result<Vec<Patient>, MetaError>;
+    /// Removes the patient's registration, team links, patient accounts' binding and
+    /// device tokens bound to them (erasure).
+    fn delete_patient(&self, id: &str) -> Result<bool, MetaError>;
+
+    fn create_session(&self, session: &Session) -> Result<(), MetaError>;
+    fn session(&self, sha256_hex: &str) -> Result<Option<Session>, MetaError>;
+    fn delete_session(&self, sha256_hex: &str) -> Result<(), MetaError>;
+    fn delete_sessions_of(&self, user_id: &str) -> Result<(), MetaError>;
+
+    /// Appends an entry to the chain (durably, before returning).
+    fn append_audit(&self, event: &AuditEvent) -> Result<AuditEntry, MetaError>;
+    fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, MetaError>;
+    /// Entries with `seq > after`, in order, at most `limit` (for verification).
+    fn audit_run(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>, MetaError>;
+    /// The last entry's `(seq, hash)` as recorded when it was appended.
+    fn audit_head(&self) -> Result<(i64, String), MetaError>;
+}
+
+/// Verifies the whole audit chain against its recorded head; returns the number of
+/// entries and the head hash.
+pub fn verify_audit(store: &dyn MetaStore) -> Result<(i64, String), MetaError> {
+    let mut at = (0, audit::GENESIS.to_string());
+    loop {
+        let run = store.audit_run(at.0, 10_000)?;
+        if run.is_empty() {
+            break;
+        }
+        at = audit::verify_run(at, &run)?;
+    }
+    let head = store.audit_head()?;
+    if head != at {
+        return Err(ChainBreak::Truncated { last: at.0, hash_found: at.1, head_seq: head.0, head_hash: head.1 }.into());
+    }
+    Ok(at)
+}
+
+/// A new random secret: `prefix` and 64 hex digits (256 bits).
+pub fn random_secret(prefix: &str) -> Result<String, MetaError> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| MetaError::Crypto(format!("no randomness available: {e}")))?;
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// A new random id: `prefix` and 12 hex digits.
+pub fn random_id(prefix: &str) -> Result<String, MetaError> {
+    let mut bytes = [0u8; 6];
+    getrandom::fill(&mut bytes).map_err(|e| MetaError::Crypto(format!("no randomness available: {e}")))?;
+    Ok(format!("{prefix}{}", hex::encode(bytes)))
+}
+
+/// A new patient pseudonym: a random (version 4) UUID, which says nothing about the person.
+pub fn new_pseudonym() -> Result<String, MetaError> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| MetaError::Crypto(format!("no randomness available: {e}")))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    Ok(format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32]))
+}
+
+/// Hex SHA-256 of a secret (tokens and session cookies are 256-bit random values, so a fast
+/// hash is enough: nothing to stretch).
+pub fn sha256_hex(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
+}

@@ -1,0 +1,662 @@
+//! [`MetaStore`] over an embedded SQLite database (`meta.sqlite` in the data directory).
+//!
+//! WAL journal with `synchronous = FULL`: a committed change survives a crash. The server
+//! and the `vitals admin` commands open the same file; SQLite's locking serializes them and
+//! every read goes to the database, so a revoked token or a disabled user is refused at
+//! their next request.
+
+use std::path::Path;
+
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::audit::{self, AuditEntry, AuditEvent};
+use crate::model::{Patient, Role, Session, Team, Token, User};
+use crate::{AuditFilter, MetaError, MetaStore};
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE users (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    password_hash TEXT,
+    patient TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    failed_logins INTEGER NOT NULL DEFAULT 0,
+    locked_until_ms INTEGER,
+    created_ms INTEGER NOT NULL
+);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    role TEXT NOT NULL,
+    user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+    device TEXT,
+    patient TEXT,
+    sha256 TEXT NOT NULL UNIQUE,
+    sha1 TEXT UNIQUE,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER,
+    revoked_ms INTEGER
+);
+CREATE TABLE teams (name TEXT PRIMARY KEY, created_ms INTEGER NOT NULL);
+CREATE TABLE team_members (
+    team TEXT NOT NULL REFERENCES teams(name) ON DELETE CASCADE,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    PRIMARY KEY (team, user_id)
+);
+CREATE TABLE team_patients (
+    team TEXT NOT NULL REFERENCES teams(name) ON DELETE CASCADE,
+    patient TEXT NOT NULL,
+    PRIMARY KEY (team, patient)
+);
+CREATE INDEX team_patients_by_patient ON team_patients(patient);
+CREATE TABLE patients (id TEXT PRIMARY KEY, created_ms INTEGER NOT NULL, created_by TEXT NOT NULL);
+CREATE TABLE sessions (
+    sha256 TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    csrf TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    ts_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    patient TEXT,
+    target TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    prev TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX audit_by_patient ON audit(patient, seq);
+CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, hash TEXT NOT NULL);
+";
+
+/// The SQLite metadata store.
+pub struct SqliteMeta {
+    path: String,
+    conn: Mutex<Connection>,
+}
+
+impl std::fmt::Debug for SqliteMeta {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteMeta").field("path", &self.path).finish()
+    }
+}
+
+fn role_of(s: &str) -> rusqlite::Result<Role> {
+    s.parse().map_err(|e: String| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<User> {
+    Ok(User {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: role_of(&r.get::<_, String>(2)?)?,
+        password_hash: r.get(3)?,
+        patient: r.get(4)?,
+        disabled: r.get(5)?,
+        failed_logins: r.get(6)?,
+        locked_until_ms: r.get(7)?,
+        created_ms: r.get(8)?,
+    })
+}
+const USER_COLS: &str = "id, name, role, password_hash, patient, disabled, failed_logins, locked_until_ms, created_ms";
+
+fn token_row(r: &Row<'_>) -> rusqlite::Result<Token> {
+    Ok(Token {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        role: role_of(&r.get::<_, String>(2)?)?,
+        user_id: r.get(3)?,
+        device: r.get(4)?,
+        patient: r.get(5)?,
+        sha256: r.get(6)?,
+        sha1: r.get(7)?,
+        created_ms: r.get(8)?,
+        expires_ms: r.get(9)?,
+        revoked_ms: r.get(10)?,
+    })
+}
+const TOKEN_COLS: &str = "id, name, role, user_id, device, patient, sha256, sha1, created_ms, expires_ms, revoked_ms";
+
+fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
+    Ok(AuditEntry {
+        seq: r.get(0)?,
+        event: AuditEvent {
+            ts_ms: r.get(1)?,
+            actor: r.get(2)?,
+            action: r.get(3)?,
+            patient: r.get(4)?,
+            target: r.get(5)?,
+            origin: r.get(6)?,
+            outcome: r.get(7)?,
+        },
+        prev: r.get(8)?,
+        hash: r.get(9)?,
+    })
+}
+const AUDIT_COLS: &str = "seq, ts_ms, actor, action, patient, target, origin, outcome, prev, hash";
+
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
+}
+
+impl SqliteMeta {
+    /// Opens (creating if needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<SqliteMeta, MetaError> {
+        let p = path.display().to_string();
+        let db = |source| MetaError::Db { path: p.clone(), source };
+        let conn = Connection::open(path).map_err(db)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
+        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
+        conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
+        if version == 0 {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+                .or_else(|e| {
+                    // Another process created the schema at the same moment.
+                    let _ = conn.execute_batch("ROLLBACK");
+                    let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                    if now == SCHEMA_VERSION { Ok(()) } else { Err(e) }
+                })
+                .map_err(db)?;
+        } else if version != SCHEMA_VERSION {
+            return Err(MetaError::Invalid(format!(
+                "{p}: schema version {version}, this build knows {SCHEMA_VERSION} (a newer Vitals wrote it?)"
+            )));
+        }
+        Ok(SqliteMeta { path: p, conn: Mutex::new(conn) })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, MetaError> {
+        let mut c = self.conn.lock();
+        f(&mut c).map_err(|source| MetaError::Db { path: self.path.clone(), source })
+    }
+
+    /// Like [`Self::with`], but a uniqueness violation is a [`MetaError::Conflict`].
+    fn insert(
+        &self,
+        what: String,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<usize>,
+    ) -> Result<(), MetaError> {
+        let mut c = self.conn.lock();
+        match f(&mut c) {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(MetaError::Conflict(what)),
+            Err(source) => Err(MetaError::Db { path: self.path.clone(), source }),
+        }
+    }
+}
+
+impl MetaStore for SqliteMeta {
+    fn create_user(&self, u: &User) -> Result<(), MetaError> {
+        self.insert(format!("user {:?}", u.name), |c| {
+            c.execute(
+                &format!("INSERT INTO users ({USER_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"),
+                params![
+                    u.id,
+                    u.name,
+                    u.role.as_str(),
+                    u.password_hash,
+                    u.patient,
+                    u.disabled,
+                    u.failed_logins,
+                    u.locked_until_ms,
+                    u.created_ms
+                ],
+            )
+        })
+    }
+
+    fn user(&self, id_or_name: &str) -> Result<Option<User>, MetaError> {
+        self.with(|c| {
+            c.query_row(
+                &format!("SELECT {USER_COLS} FROM users WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1"),
+                [id_or_name],
+                user_row,
+            )
+            .optional()
+        })
+    }
+
+    fn users(&self) -> Result<Vec<User>, MetaError> {
+        self.with(|c| {
+            let mut s = c.prepare(&format!("SELECT {USER_COLS} FROM users ORDER BY name"))?;
+            s.query_map([], user_row)?.collect()
+        })
+    }
+
+    fn update_user(&self, u: &User) -> Result<(), MetaError> {
+        let n = self.with(|c| {
+            c.execute(
+                "UPDATE users SET role = ?2, password_hash = ?3, patient = ?4, disabled = ?5, failed_logins = ?6,
+                 locked_until_ms = ?7 WHERE id = ?1",
+                params![
+                    u.id,
+                    u.role.as_str(),
+                    u.password_hash,
+                    u.patient,
+                    u.disabled,
+                    u.failed_logins,
+                    u.locked_until_ms
+                ],
+            )
+        })?;
+        if n == 0 { Err(MetaError::NotFound(format!("user {:?}", u.name))) } else { Ok(()) }
+    }
+
+    fn delete_user(&self, id: &str) -> Result<bool, MetaError> {
+        self.with(|c| c.execute("DELETE FROM users WHERE id = ?1", [id]).map(|n| n > 0))
+    }
+
+    fn create_token(&self, t: &Token) -> Result<(), MetaError> {
+        self.insert("that token".to_string(), |c| {
+            c.execute(
+                &format!("INSERT INTO tokens ({TOKEN_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"),
+                params![
+                    t.id,
+                    t.name,
+                    t.role.as_str(),
+                    t.user_id,
+                    t.device,
+                    t.patient,
+                    t.sha256,
+                    t.sha1,
+                    t.created_ms,
+                    t.expires_ms,
+                    t.revoked_ms
+                ],
+            )
+        })
+    }
+
+    fn token(&self, id: &str) -> Result<Option<Token>, MetaError> {
+        self.with(|c| {
+            c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"), [id], token_row).optional()
+        })
+    }
+
+    fn token_by_sha256(&self, h: &str) -> Result<Option<Token>, MetaError> {
+        self.with(|c| {
+            c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE sha256 = ?1"), [h], token_row).optional()
+        })
+    }
+
+    fn token_by_sha1(&self, h: &str) -> Result<Option<Token>, MetaError> {
+        self.with(|c| {
+            c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE sha1 = ?1"), [h], token_row).optional()
+        })
+    }
+
+    fn tokens(&self) -> Result<Vec<Token>, MetaError> {
+        self.with(|c| {
+            let mut s = c.prepare(&format!("SELECT {TOKEN_COLS} FROM tokens ORDER BY created_ms, id"))?;
+            s.query_map([], token_row)?.collect()
+        })
+    }
+
+    fn revoke_token(&self, id: &str, at_ms: i64) -> Result<bool, MetaError> {
+        self.with(|c| {
+            c.execute("UPDATE tokens SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL", params![id, at_ms])
+                .map(|n| n > 0)
+        })
+    }
+
+    fn create_team(&self, name: &str, now_ms: i64) -> Result<(), MetaError> {
+        self.insert(format!("team {name:?}"), |c| {
+            c.execute("INSERT INTO teams (name, created_ms) VALUES (?1, ?2)", params![name, now_ms])
+        })
+    }
+
+    fn delete_team(&self, name: &str) -> Result<bool, MetaError> {
+        self.with(|c| c.execute("DELETE FROM teams WHERE name = ?1", [name]).map(|n| n > 0))
+    }
+
+    fn teams(&self) -> Result<Vec<Team>, MetaError> {
+        self.with(|c| {
+            let mut teams: Vec<Team> = {
+                let mut s = c.prepare("SELECT name, created_ms FROM teams ORDER BY name")?;
+                s.query_map([], |r| {
+                    Ok(Team { name: r.get(0)?, created_ms: r.get(1)?, members: Vec::new(), patients: Vec::new() })
+                })?
+                .collect::<rusqlite::Result<_>>()?
+            };
+            let mut members = c.prepare("SELECT user_id FROM team_members WHERE team = ?1 ORDER BY user_id")?;
+            let mut patients = c.prepare("SELECT patient FROM team_patients WHERE team = ?1 ORDER BY patient")?;
+            for t in &mut teams {
+                t.members = members.query_map([&t.name], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+                t.patients = patients.query_map([&t.name], |r| r.get(0))?.collect::<rusqlite::Result<_>>()?;
+            }
+            Ok(teams)
+        })
+    }
+
+    fn set_member(&self, team: &str, user_id: &str, member: bool) -> Result<(), MetaError> {
+        self.team_link(team, member, |c| {
+            if member {
+                c.execute("INSERT OR IGNORE INTO team_members (team, user_id) VALUES (?1, ?2)", [team, user_id])
+            } else {
+                c.execute("DELETE FROM team_members WHERE team = ?1 AND user_id = ?2", [team, user_id])
+            }
+        })
+    }
+
+    fn set_team_patient(&self, team: &str, patient: &str, linked: bool) -> Result<(), MetaError> {
+        self.team_link(team, linked, |c| {
+            if linked {
+                c.execute("INSERT OR IGNORE INTO team_patients (team, patient) VALUES (?1, ?2)", [team, patient])
+            } else {
+                c.execute("DELETE FROM team_patients WHERE team = ?1 AND patient = ?2", [team, patient])
+            }
+        })
+    }
+
+    fn patients_of_member(&self, user_id: &str) -> Result<Vec<String>, MetaError> {
+        self.with(|c| {
+            let mut s = c.prepare_cached(
+                "SELECT DISTINCT p.patient FROM team_patients p JOIN team_members m ON m.team = p.team
+                 WHERE m.user_id = ?1 ORDER BY p.patient",
+            )?;
+            s.query_map([user_id], |r| r.get(0))?.collect()
+        })
+    }
+
+    fn create_patient(&self, p: &Patient) -> Result<(), MetaError> {
+        self.insert(format!("patient {:?}", p.id), |c| {
+            c.execute(
+                "INSERT INTO patients (id, created_ms, created_by) VALUES (?1, ?2, ?3)",
+                params![p.id, p.created_ms, p.created_by],
+            )
+        })
+    }
+
+    fn patient(&self, id: &str) -> Result<Option<Patient>, MetaError> {
+        self.with(|c| {
+            c.query_row("SELECT id, created_ms, created_by FROM patients WHERE id = ?1", [id], |r| {
+                Ok(Patient { id: r.get(0)?, created_ms: r.get(1)?, created_by: r.get(2)? })
+            })
+            .optional()
+        })
+    }
+
+    fn patients(&self) -> Result<Vec<Patient>, MetaError> {
+        self.with(|c| {
+            let mut s = c.prepare("SELECT id, created_ms, created_by FROM patients ORDER BY id")?;
+            s.query_map([], |r| Ok(Patient { id: r.get(0)?, created_ms: r.get(1)?, created_by: r.get(2)? }))?.collect()
+        })
+    }
+
+    fn delete_patient(&self, id: &str) -> Result<bool, MetaError> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            let n = tx.execute("DELETE FROM patients WHERE id = ?1", [id])?;
+            let links = tx.execute("DELETE FROM team_patients WHERE patient = ?1", [id])?;
+            let tokens = tx.execute("DELETE FROM tokens WHERE patient = ?1", [id])?;
+            let users = tx.execute("UPDATE users SET patient = NULL, disabled = 1 WHERE patient = ?1", [id])?;
+            tx.commit()?;
+            Ok(n + links + tokens + users > 0)
+        })
+    }
+
+    fn create_session(&self, s: &Session) -> Result<(), MetaError> {
+        self.insert("that session".to_string(), |c| {
+            c.execute(
+                "INSERT INTO sessions (sha256, user_id, csrf, created_ms, expires_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![s.sha256, s.user_id, s.csrf, s.created_ms, s.expires_ms],
+            )
+        })
+    }
+
+    fn session(&self, h: &str) -> Result<Option<Session>, MetaError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT sha256, user_id, csrf, created_ms, expires_ms FROM sessions WHERE sha256 = ?1",
+                [h],
+                |r| {
+                    Ok(Session {
+                        sha256: r.get(0)?,
+                        user_id: r.get(1)?,
+                        csrf: r.get(2)?,
+                        created_ms: r.get(3)?,
+                        expires_ms: r.get(4)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    fn delete_session(&self, h: &str) -> Result<(), MetaError> {
+        self.with(|c| c.execute("DELETE FROM sessions WHERE sha256 = ?1", [h]).map(drop))
+    }
+
+    fn delete_sessions_of(&self, user_id: &str) -> Result<(), MetaError> {
+        self.with(|c| c.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id]).map(drop))
+    }
+
+    fn append_audit(&self, e: &AuditEvent) -> Result<AuditEntry, MetaError> {
+        self.with(|c| {
+            let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let (last, prev): (i64, String) = tx
+                .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?
+                .unwrap_or((0, audit::GENESIS.to_string()));
+            let seq = last + 1;
+            let hash = audit::chain_hash(&prev, seq, e);
+            tx.execute(
+                &format!("INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
+                params![seq, e.ts_ms, e.actor, e.action, e.patient, e.target, e.origin, e.outcome, prev, hash],
+            )?;
+            tx.execute(
+                "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+                params![seq, hash],
+            )?;
+            tx.commit()?;
+            Ok(AuditEntry { seq, event: e.clone(), prev, hash })
+        })
+    }
+
+    fn audit(&self, f: &AuditFilter) -> Result<Vec<AuditEntry>, MetaError> {
+        let mut sql = format!("SELECT {AUDIT_COLS} FROM audit WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut arg = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(p) = &f.patient {
+            arg(&mut sql, " AND patient = ?", p.clone().into());
+        }
+        if let Some(a) = &f.actor {
+            arg(&mut sql, " AND actor = ?", a.clone().into());
+        }
+        match &f.action {
+            Some(a) if a.ends_with('.') => {
+                let like = format!("{}%", a.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"));
+                arg(&mut sql, " AND action LIKE ? ESCAPE '\\'", like.into());
+            }
+            Some(a) => arg(&mut sql, " AND action = ?", a.clone().into()),
+            None => {}
+        }
+        if let Some(t) = f.from_ms {
+            arg(&mut sql, " AND ts_ms >= ?", t.into());
+        }
+        if let Some(t) = f.to_ms {
+            arg(&mut sql, " AND ts_ms < ?", t.into());
+        }
+        if let Some(s) = f.before_seq {
+            arg(&mut sql, " AND seq < ?", s.into());
+        }
+        let limit = f.limit.clamp(1, 10_000);
+        let sql = format!("{sql} ORDER BY seq DESC LIMIT {limit}");
+        self.with(|c| {
+            let mut s = c.prepare(&sql)?;
+            s.query_map(rusqlite::params_from_iter(args), audit_row)?.collect()
+        })
+    }
+
+    fn audit_run(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>, MetaError> {
+        self.with(|c| {
+            let mut s = c.prepare(&format!("SELECT {AUDIT_COLS} FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2"))?;
+            s.query_map(params![after, limit as i64], audit_row)?.collect()
+        })
+    }
+
+    fn audit_head(&self) -> Result<(i64, String), MetaError> {
+        self.with(|c| {
+            c.query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+                .map(|h| h.unwrap_or((0, audit::GENESIS.to_string())))
+        })
+    }
+}
+
+impl SqliteMeta {
+    fn team_link(
+        &self,
+        team: &str,
+        adding: bool,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<usize>,
+    ) -> Result<(), MetaError> {
+        let mut c = self.conn.lock();
+        let exists: bool = c
+            .query_row("SELECT 1 FROM teams WHERE name = ?1", [team], |_| Ok(()))
+            .optional()
+            .map_err(|source| MetaError::Db { path: self.path.clone(), source })?
+            .is_some();
+        if !exists {
+            return Err(MetaError::NotFound(format!("team {team:?}")));
+        }
+        match f(&mut c) {
+            Ok(_) => Ok(()),
+            // A member that is not a user.
+            Err(rusqlite::Error::SqliteFailure(f, _))
+                if adding && f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(MetaError::NotFound("that user".to_string()))
+            }
+            Err(source) => Err(MetaError::Db { path: self.path.clone(), source }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verify_audit;
+
+    fn user(name: &str, role: Role) -> User {
+        User {
+            id: format!("u-{name}"),
+            name: name.into(),
+            role,
+            password_hash: None,
+            patient: None,
+            disabled: false,
+            failed_logins: 0,
+            locked_until_ms: None,
+            created_ms: 1,
+        }
+    }
+
+    fn event(i: i64, patient: Option<&str>, action: &str) -> AuditEvent {
+        AuditEvent {
+            ts_ms: i,
+            actor: "user:ann".into(),
+            action: action.into(),
+            patient: patient.map(str::to_owned),
+            target: "/api/v1/x".into(),
+            origin: "127.0.0.1".into(),
+            outcome: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn users_teams_and_tokens_round_trip_and_another_handle_sees_changes_at_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("meta.sqlite");
+        let a = SqliteMeta::open(&path).expect("open");
+        let b = SqliteMeta::open(&path).expect("open again");
+        a.create_user(&user("ann", Role::Clinician)).expect("ann");
+        assert!(matches!(a.create_user(&user("ann", Role::Admin)), Err(MetaError::Conflict(_))));
+        assert_eq!(b.user("ann").expect("by name").map(|u| u.role), Some(Role::Clinician));
+        assert_eq!(b.user("u-ann").expect("by id").map(|u| u.name), Some("ann".into()));
+        a.create_team("ward-3", 1).expect("team");
+        a.set_member("ward-3", "u-ann", true).expect("member");
+        assert!(matches!(a.set_member("ward-3", "u-nobody", true), Err(MetaError::NotFound(_))));
+        assert!(matches!(a.set_member("ward-9", "u-ann", true), Err(MetaError::NotFound(_))));
+        a.set_team_patient("ward-3", "p-1", true).expect("patient");
+        a.set_team_patient("ward-3", "p-2", true).expect("patient");
+        assert_eq!(b.patients_of_member("u-ann").expect("patients"), vec!["p-1", "p-2"]);
+        a.set_team_patient("ward-3", "p-2", false).expect("unlink");
+        assert_eq!(b.patients_of_member("u-ann").expect("patients"), vec!["p-1"]);
+
+        let t = Token {
+            id: "tok-1".into(),
+            name: "watch".into(),
+            role: Role::Device,
+            user_id: None,
+            device: Some("w1".into()),
+            patient: Some("p-1".into()),
+            sha256: "aa".into(),
+            sha1: Some("bb".into()),
+            created_ms: 1,
+            expires_ms: Some(100),
+            revoked_ms: None,
+        };
+        a.create_token(&t).expect("token");
+        assert!(matches!(a.create_token(&t), Err(MetaError::Conflict(_))));
+        assert_eq!(b.token_by_sha256("aa").expect("lookup"), Some(t.clone()));
+        assert_eq!(b.token_by_sha1("bb").expect("lookup").map(|t| t.id), Some("tok-1".into()));
+        assert!(b.revoke_token("tok-1", 5).expect("revoke"));
+        assert!(!b.revoke_token("tok-1", 6).expect("revoke twice"));
+        assert_eq!(a.token("tok-1").expect("lookup").and_then(|t| t.revoked_ms), Some(5));
+
+        // Deleting a user removes their memberships; deleting a patient their links and tokens.
+        a.create_patient(&Patient { id: "p-1".into(), created_ms: 1, created_by: "cli".into() }).expect("patient");
+        assert!(a.delete_patient("p-1").expect("delete"));
+        assert!(a.patient("p-1").expect("lookup").is_none());
+        assert!(a.token("tok-1").expect("lookup").is_none());
+        assert!(a.patients_of_member("u-ann").expect("patients").is_empty());
+        assert!(a.delete_user("u-ann").expect("delete"));
+        assert!(a.teams().expect("teams")[0].members.is_empty());
+    }
+
+    #[test]
+    fn the_audit_chain_detects_changed_inserted_and_removed_entries() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("meta.sqlite");
+        let m = SqliteMeta::open(&path).expect("open");
+        assert_eq!(verify_audit(&m).expect("empty chain").0, 0);
+        for i in 1..=5 {
+            m.append_audit(&event(i, Some("p-1"), if i % 2 == 0 { "login.failed" } else { "patient.read" }))
+                .expect("append");
+        }
+        assert_eq!(verify_audit(&m).expect("intact").0, 5);
+        let logins = m.audit(&AuditFilter { action: Some("login.".into()), limit: 10, ..Default::default() });
+        assert_eq!(logins.expect("query").iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 2]);
+        let page = m.audit(&AuditFilter { before_seq: Some(3), limit: 10, ..Default::default() }).expect("query");
+        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
+
+        let raw = Connection::open(&path).expect("raw");
+        raw.execute("UPDATE audit SET actor = 'user:eve' WHERE seq = 3", []).expect("tamper");
+        let err = verify_audit(&m).expect_err("tampered");
+        assert!(matches!(err, MetaError::Chain(ChainBreak::Altered { seq: 3 })), "{err}");
+        raw.execute("UPDATE audit SET actor = 'user:ann' WHERE seq = 3", []).expect("restore");
+        raw.execute("DELETE FROM audit WHERE seq = 5", []).expect("truncate");
+        let err = verify_audit(&m).expect_err("truncated");
+        assert!(matches!(err, MetaError::Chain(ChainBreak::Truncated { last: 4, .. })), "{err}");
+        raw.execute("DELETE FROM audit WHERE seq = 2", []).expect("remove");
+        let err = verify_audit(&m).expect_err("gap");
+        assert!(matches!(err, MetaError::Chain(ChainBreak::Gap { seq: 3, prev_seq: 1 })), "{err}");
+    }
+
+    use crate::ChainBreak;
+}

@@ -1,0 +1,144 @@
+use super::*;
+
+fn ann() -> Identity {
+    Identity {
+        name: Some("Annika Lindqvist".into()),
+        date_of_birth: Some("1984-03-09".into()),
+        contacts: vec![ContactPoint { kind: "phone".into(), value: "+46 70 555 0199".into(), label: None }],
+        external_ids: [("mrn".to_string(), "H-884213".to_string())].into(),
+        notes: None,
+    }
+}
+
+/// All bytes of the vault's files (main database and write-ahead log).
+fn files_bytes(dir: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for e in std::fs::read_dir(dir).expect("dir") {
+        let p = e.expect("entry").path();
+        if p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("identity.sqlite")) {
+            all.extend(std::fs::read(&p).expect("read"));
+        }
+    }
+    all
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn identities_are_sealed_at_rest_and_read_back_with_the_key() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = Keyring::create_file(&dir.path().join("vault.key"), "k1").expect("key");
+    let path = dir.path().join("identity.sqlite");
+    let v = Vault::open(&path, keys.clone()).expect("open");
+    v.put("p-1", &ann(), 1).expect("put");
+    assert_eq!(v.get("p-1").expect("get"), Some(ann()));
+    assert_eq!(v.get("p-2").expect("get"), None);
+    let bytes = files_bytes(dir.path());
+    assert!(contains(&bytes, "p-1"), "the pseudonym is the key");
+    for plain in ["Annika", "Lindqvist", "1984-03-09", "555 0199", "H-884213", "mrn"] {
+        assert!(!contains(&bytes, plain), "{plain:?} found in the vault's files");
+    }
+    drop(v);
+    assert_eq!(Vault::open(&path, keys).expect("reopen").get("p-1").expect("get"), Some(ann()));
+}
+
+#[test]
+fn a_wrong_or_missing_key_fails_clearly_and_a_moved_record_does_not_open() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("identity.sqlite");
+    let right = Keyring::parse_env(&format!("k1:{}", STANDARD_KEY_A)).expect("ring");
+    Vault::open(&path, right.clone()).expect("open").put("p-1", &ann(), 1).expect("put");
+    let wrong = Keyring::parse_env(&format!("k1:{}", STANDARD_KEY_B)).expect("ring");
+    let err = Vault::open(&path, wrong).expect_err("wrong key");
+    assert!(matches!(err, VaultError::WrongKey { ref id } if id == "k1"), "{err}");
+    assert!(err.to_string().contains("wrong key for key id \"k1\""), "{err}");
+    let other = Keyring::parse_env(&format!("k2:{}", STANDARD_KEY_A)).expect("ring");
+    let err = Vault::open(&path, other).expect_err("missing key");
+    assert!(matches!(err, VaultError::MissingKey { ref id } if id == "k1"), "{err}");
+
+    // Copying one patient's sealed record onto another patient is detected.
+    let v = Vault::open(&path, right).expect("open");
+    v.put("p-2", &Identity { name: Some("Other".into()), ..Default::default() }, 2).expect("put");
+    drop(v);
+    let raw = Connection::open(&path).expect("raw");
+    raw.execute(
+        "UPDATE identities SET nonce = (SELECT nonce FROM identities WHERE patient = 'p-1'),
+         sealed = (SELECT sealed FROM identities WHERE patient = 'p-1') WHERE patient = 'p-2'",
+        [],
+    )
+    .expect("move");
+    let v = Vault::open(&path, Keyring::parse_env(&format!("k1:{}", STANDARD_KEY_A)).expect("ring")).expect("open");
+    assert!(matches!(v.get("p-2"), Err(VaultError::Damaged { .. })));
+    assert_eq!(v.get("p-1").expect("untouched"), Some(ann()));
+}
+
+const STANDARD_KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const STANDARD_KEY_B: &str = "HxwdHh8AAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRo=";
+
+#[test]
+fn rotation_reseals_every_record_under_the_new_key_so_the_old_one_can_go() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let key_file = dir.path().join("vault.key");
+    let path = dir.path().join("identity.sqlite");
+    let v = Vault::open(&path, Keyring::create_file(&key_file, "k1").expect("key")).expect("open");
+    for i in 0..5 {
+        v.put(&format!("p-{i}"), &ann(), 1).expect("put");
+    }
+    drop(v);
+    let ring = Keyring::add_primary(&key_file, "k2").expect("add");
+    assert_eq!(ring.ids(), vec!["k2", "k1"]);
+    let v = Vault::open(&path, ring).expect("open with both");
+    v.put("p-new", &ann(), 2).expect("put under k2");
+    assert_eq!(v.key_usage().expect("usage"), [("k1".to_string(), 5), ("k2".to_string(), 1)].into());
+    assert_eq!(v.rotate(3).expect("rotate"), 5);
+    assert_eq!(v.key_usage().expect("usage"), [("k2".to_string(), 6)].into());
+    assert_eq!(v.rotate(4).expect("again"), 0, "idempotent");
+    drop(v);
+    let ring = Keyring::remove_from_file(&key_file, "k1").expect("retire k1");
+    assert_eq!(ring.ids(), vec!["k2"]);
+    let v = Vault::open(&path, Keyring::load(&key_file).expect("load")).expect("open with k2 only");
+    assert_eq!(v.get("p-3").expect("get"), Some(ann()));
+    assert!(Keyring::remove_from_file(&key_file, "k2").is_err(), "the primary key stays");
+}
+
+#[test]
+fn erased_identities_leave_no_sealed_bytes_behind() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("identity.sqlite");
+    let v = Vault::open(&path, Keyring::parse_env(&format!("k1:{STANDARD_KEY_A}")).expect("ring")).expect("open");
+    v.put("p-erase-me", &ann(), 1).expect("put");
+    let sealed: Vec<u8> = {
+        let c = v.conn.lock();
+        c.query_row("SELECT sealed FROM identities", [], |r| r.get(0)).expect("sealed")
+    };
+    assert!(v.delete("p-erase-me").expect("delete"));
+    assert!(!v.delete("p-erase-me").expect("twice"));
+    assert_eq!(v.get("p-erase-me").expect("get"), None);
+    let bytes = files_bytes(dir.path());
+    assert!(!contains(&bytes, "p-erase-me"));
+    assert!(!bytes.windows(sealed.len()).any(|w| w == sealed.as_slice()), "ciphertext gone");
+}
+
+#[test]
+fn key_material_and_identity_fields_are_validated() {
+    assert!(Keyring::parse_env("k1:AAAA").is_err(), "short key");
+    assert!(Keyring::parse_env("").is_err());
+    assert!(Keyring::parse_file("k1 not-base64!\n", "f").is_err());
+    assert!(Keyring::parse_file(&format!("k1 {STANDARD_KEY_A}\nk1 {STANDARD_KEY_B}\n"), "f").is_err(), "dup");
+    let ring = Keyring::parse_file(&format!("# c\nk2 {STANDARD_KEY_B}\nk1 {STANDARD_KEY_A} # old\n"), "f").expect("ok");
+    assert_eq!(ring.primary_id(), "k2");
+    assert!(!format!("{ring:?}").contains(STANDARD_KEY_A), "Debug hides keys");
+    let bad = Identity { date_of_birth: Some("09.03.1984".into()), ..Default::default() };
+    assert!(matches!(bad.validate(), Err(VaultError::Invalid(_))));
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("k");
+    std::fs::write(&f, format!("k1 {STANDARD_KEY_A}\n")).expect("write");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        assert!(Keyring::load(&f).expect_err("world-readable").to_string().contains("chmod 600"));
+    }
+}
