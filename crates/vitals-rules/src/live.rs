@@ -230,6 +230,11 @@ impl Engine {
         i.checked_sub(1).map(|i| s[i].1)
     }
 
+    /// Forgets everything about a patient (after their erasure).
+    pub fn forget_patient(&mut self, patient: &str) {
+        self.patients.remove(patient);
+    }
+
     /// Forgets the state of rules not in `rules` (removed ones).
     pub fn retain_rules(&mut self, rules: &[Rule]) {
         for p in self.patients.values_mut() {

@@ -237,6 +237,11 @@ impl SeizureDetector {
         self.late
     }
 
+    /// Forgets everything about a patient (after their erasure).
+    pub fn forget_patient(&mut self, patient: &str) {
+        self.patients.remove(patient);
+    }
+
     /// Whether the detector reads this metric.
     pub fn reads(metric: &str) -> bool {
         METRICS.contains(&metric)

@@ -283,6 +283,63 @@ impl DeadLetters {
         Ok(())
     }
 
+    /// Deletes the entries `doomed` picks (given the entry and its raw bytes) and rewrites
+    /// the store as one new file of the others, so no byte of a deleted entry (nor of an
+    /// entry removed earlier) stays on disk. Returns how many were deleted.
+    pub fn erase_matching(&self, doomed: impl Fn(&DeadLetter, &[u8]) -> bool) -> Result<usize, DeadLetterError> {
+        let mut g = self.inner.lock();
+        let mut keep: Vec<(DeadLetter, Vec<u8>)> = Vec::new();
+        let mut erased = 0;
+        for l in g.entries.values() {
+            let path = file_path(&self.dir, l.file);
+            let mut f = File::open(&path).map_err(io(&path))?;
+            f.seek(SeekFrom::Start(l.raw_offset)).map_err(io(&path))?;
+            let mut raw = vec![0u8; l.meta.raw_bytes as usize];
+            f.read_exact(&mut raw).map_err(io(&path))?;
+            if doomed(&l.meta, &raw) {
+                erased += 1;
+            } else {
+                keep.push((l.meta.clone(), raw));
+            }
+        }
+        let first = g.next_id;
+        let mut buf = record::header(MAGIC, VERSION).to_vec();
+        let mut entries = BTreeMap::new();
+        for (meta, raw) in keep {
+            let header = serde_json::to_vec(&meta).map_err(|e| DeadLetterError::Corrupt {
+                path: self.dir.clone(),
+                reason: format!("entry does not serialize: {e}"),
+            })?;
+            let raw_offset = buf.len() as u64 + record::FRAME_LEN as u64 + 5 + header.len() as u64;
+            record::encode_with(&mut buf, |out| {
+                out.push(0);
+                out.extend_from_slice(&(header.len() as u32).to_le_bytes());
+                out.extend_from_slice(&header);
+                out.extend_from_slice(&raw);
+            });
+            entries.insert(meta.id, Located { meta, file: first, raw_offset });
+        }
+        let path = file_path(&self.dir, first);
+        let tmp = path.with_extension("rewrite");
+        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+        fs::rename(&tmp, &path).map_err(io(&path))?;
+        for old in g.files.keys().copied().collect::<Vec<_>>() {
+            if old != first {
+                let p = file_path(&self.dir, old);
+                fs::remove_file(&p).map_err(io(&p))?;
+            }
+        }
+        sync_dir(&self.dir).map_err(io(&self.dir))?;
+        g.current = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        g.current_first = first;
+        g.current_len = buf.len() as u64;
+        g.files.clear();
+        g.files.insert(first, buf.len() as u64);
+        g.entries = entries;
+        Ok(erased)
+    }
+
     /// Deletes every entry and file; returns how many entries there were.
     pub fn purge(&self) -> Result<usize, DeadLetterError> {
         let mut g = self.inner.lock();
@@ -317,6 +374,35 @@ fn create(dir: &Path, first: u64) -> Result<(File, u64), DeadLetterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn erasing_entries_leaves_no_byte_of_them_and_keeps_the_others_readable() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = DeadLetters::open(dir.path(), 1 << 30).expect("open");
+        let gone = d.add(letter("a"), b"secret-of-erased-patient").expect("add");
+        let kept = d.add(letter("b"), b"other patient").expect("add");
+        let replayed = d.add(letter("c"), b"removed-earlier-bytes").expect("add");
+        d.remove(replayed).expect("remove");
+        assert_eq!(d.erase_matching(|_, raw| raw.starts_with(b"secret")).expect("erase"), 1);
+        let mut all = Vec::new();
+        for e in fs::read_dir(dir.path()).expect("dir") {
+            all.extend(fs::read(e.expect("entry").path()).expect("read"));
+        }
+        for needle in [&b"secret-of-erased"[..], b"removed-earlier"] {
+            assert!(
+                !all.windows(needle.len()).any(|w| w == needle),
+                "{:?} left on disk",
+                String::from_utf8_lossy(needle)
+            );
+        }
+        assert!(matches!(d.get(gone), Err(DeadLetterError::NotFound(_))));
+        assert_eq!(d.get(kept).expect("kept").1, b"other patient");
+        let next = d.add(letter("d"), b"later").expect("add after");
+        assert!(next > replayed);
+        drop(d);
+        let d = DeadLetters::open(dir.path(), 1 << 30).expect("reopen");
+        assert_eq!(d.list(0, 10).iter().map(|l| l.id).collect::<Vec<_>>(), vec![kept, next]);
+    }
 
     fn letter(source: &str) -> DeadLetter {
         DeadLetter {

@@ -64,6 +64,21 @@ impl EventStore {
         Ok(())
     }
 
+    /// Removes every event of a patient and rewrites the log without them (so no earlier
+    /// record holds them); returns how many were removed.
+    pub fn erase_patient(&self, patient: &str) -> Result<usize, EventStoreError> {
+        let mut log = self.log.lock();
+        let mut idx = self.index.write();
+        let Some(gone) = idx.by_patient.remove(patient) else { return Ok(0) };
+        for (_, id) in gone.keys() {
+            idx.by_id.remove(id);
+        }
+        let rest: Vec<Event> = idx.by_patient.values().flat_map(|m| m.values().cloned()).collect();
+        let chunks: Vec<&[Event]> = rest.chunks(1000).collect();
+        log.rewrite(&chunks)?;
+        Ok(gone.len())
+    }
+
     /// A patient's events overlapping `[from, to)`, by start time, optionally of one kind.
     pub fn query(&self, patient: &str, from: i64, to: i64, kind: Option<&str>) -> Vec<Event> {
         let idx = self.index.read();
@@ -106,5 +121,22 @@ mod tests {
         assert_eq!(s.query("p", 0, 1000, Some("workout")).len(), 1);
         assert_eq!(s.query("p", 165, 1000, None).len(), 1, "an event ending before from is out");
         assert!(s.query("q", 0, 1000, None).is_empty());
+    }
+
+    #[test]
+    fn erasing_a_patient_rewrites_the_log_without_their_events() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = EventStore::open(dir.path()).expect("open");
+        let mut other = ev("c", 5, "sleep");
+        other.patient = "keep-me".into();
+        s.put(vec![ev("a", 100, "sleep-of-erased"), other]).expect("put");
+        assert_eq!(s.erase_patient("p").expect("erase"), 1);
+        assert_eq!(s.erase_patient("p").expect("again"), 0);
+        let bytes = std::fs::read(dir.path().join("events.log")).expect("read");
+        assert!(!bytes.windows(14).any(|w| w == b"sleep-of-erase"), "no trace in the file");
+        drop(s);
+        let s = EventStore::open(dir.path()).expect("reopen");
+        assert!(s.query("p", 0, 1000, None).is_empty());
+        assert_eq!(s.query("keep-me", 0, 1000, None).len(), 1);
     }
 }

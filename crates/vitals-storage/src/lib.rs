@@ -15,4 +15,6 @@ pub mod segment;
 pub mod store;
 pub mod wal;
 
-pub use store::{DurableBatch, Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig, StoreError, StoreSizes};
+pub use store::{
+    DurableBatch, Erased, Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig, StoreError, StoreSizes,
+};

@@ -202,6 +202,15 @@ impl Manifest {
         Ok(())
     }
 
+    /// Rewrites the state as a snapshot in a new log and deletes the old log, so that no
+    /// earlier edit (naming removed segments) remains on disk.
+    pub fn snapshot(&mut self) -> Result<(), ManifestError> {
+        let next = Manifest::create(&self.dir, self.number + 1, &self.state)?;
+        let old = log_path(&self.dir, self.number);
+        *self = next;
+        fs::remove_file(&old).map_err(io(&old))
+    }
+
     /// Reserves `n` segment ids (made durable by the edit that adds the segments).
     pub fn allocate_ids(&mut self, n: u64) -> u64 {
         let first = self.state.next_segment_id;

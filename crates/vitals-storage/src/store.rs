@@ -106,10 +106,26 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
 type Done = Box<dyn FnOnce(Result<u64, StoreError>) + Send>;
 
 enum WriterMsg {
-    Write { samples: Vec<Sample>, done: Done },
-    Freeze { reply: SyncSender<Result<(), StoreError>> },
+    Write {
+        samples: Vec<Sample>,
+        done: Done,
+    },
+    Freeze {
+        reply: SyncSender<Result<(), StoreError>>,
+    },
     RemoveWalThrough(u64),
+    /// Answers once every message before it was handled.
+    Barrier {
+        reply: SyncSender<()>,
+    },
     Stop,
+}
+
+/// What [`Store::erase_patient`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    pub segments: usize,
+    pub rows: u64,
 }
 
 /// Counters for `/metrics`.
@@ -478,6 +494,15 @@ impl Store {
         self.inner.flush(&self.tx)
     }
 
+    /// Erases every sample of a patient: from the buffer and the write-ahead log (by
+    /// flushing and deleting the flushed log files), from every lake partition, and from
+    /// the manifest (rewritten as a snapshot so no old edit names the patient's segments).
+    /// Stop the patient's senders first (revoke their tokens): a sample written during the
+    /// erasure is erased too if it arrives before the last round, else it remains.
+    pub fn erase_patient(&self, patient: &PatientId) -> Result<Erased, StoreError> {
+        self.inner.erase_patient(patient, &self.tx)
+    }
+
     /// Runs one round of compaction; returns how many partitions were compacted.
     pub fn compact(&self) -> Result<usize, StoreError> {
         self.inner.compact(usize::MAX)
@@ -592,6 +617,9 @@ fn writer_loop(inner: &Inner, mut wal: Wal, rx: &Receiver<WriterMsg>) {
                         tracing::error!(error = %e, "deleting flushed WAL files");
                     }
                     inner.stats.wal_bytes.store(wal.size_bytes(), Ordering::Relaxed);
+                }
+                WriterMsg::Barrier { reply } => {
+                    let _ = reply.send(());
                 }
                 WriterMsg::Stop => return,
             }
@@ -1136,6 +1164,92 @@ impl Inner {
             self.stats.compactions.fetch_add(1, Ordering::Relaxed);
         }
         Ok(count)
+    }
+
+    fn erase_patient(&self, patient: &PatientId, tx: &SyncSender<WriterMsg>) -> Result<Erased, StoreError> {
+        let mut erased = Erased::default();
+        // A few rounds in case the patient's samples keep arriving while we flush.
+        for _ in 0..3 {
+            // Flush: the buffer's samples go to segments and the WAL files holding them
+            // (closed at the freeze) are deleted.
+            self.flush(tx)?;
+            let (reply, rx) = mpsc::sync_channel(1);
+            tx.send(WriterMsg::Barrier { reply }).map_err(|_| StoreError::Closed)?;
+            rx.recv().map_err(|_| StoreError::Closed)?;
+            let _m = self.maintenance.lock();
+            let doomed: Vec<Arc<SegmentMeta>> = {
+                let g = self.read.read();
+                g.index
+                    .series
+                    .iter()
+                    .filter(|(k, _)| &k.0 == patient)
+                    .flat_map(|(_, days)| days.values().flatten().cloned())
+                    .collect()
+            };
+            let mut manifest = self.manifest.lock();
+            if !doomed.is_empty() {
+                manifest.commit(Edit { remove: doomed.iter().map(|d| d.id).collect(), ..Edit::default() })?;
+            }
+            manifest.snapshot()?;
+            drop(manifest);
+            {
+                let mut g = self.read.write();
+                for s in &doomed {
+                    if let Some(metric) = self.catalog.id(&s.metric) {
+                        g.index.remove(&(patient.clone(), metric), s.day_ms, s.id);
+                    }
+                }
+            }
+            for s in &doomed {
+                self.forget(s.id);
+                let p = self.segment_path(s);
+                fs::remove_file(&p).map_err(io(&p))?;
+                erased.segments += 1;
+                erased.rows += s.rows;
+            }
+            self.remove_patient_dirs(patient)?;
+            let mut g = self.read.write();
+            let still = g.active.series_keys().any(|(p, _)| p == patient) || !g.frozen.is_empty();
+            if !still {
+                g.patients.remove(patient);
+                return Ok(erased);
+            }
+        }
+        Err(StoreError::Failed(format!("samples of {patient} kept arriving during its erasure; stop its senders")))
+    }
+
+    /// Removes `patient=<id>` partition directories (empty after an erasure) and the empty
+    /// directories above them.
+    fn remove_patient_dirs(&self, patient: &PatientId) -> Result<(), StoreError> {
+        let wanted = format!("patient={patient}");
+        let mut stack = vec![self.lake.clone()];
+        let mut found = Vec::new();
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let path = e.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                if e.file_name().to_string_lossy() == wanted {
+                    found.push(path);
+                } else {
+                    stack.push(path);
+                }
+            }
+        }
+        for dir in found {
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            let mut up = dir.parent();
+            while let Some(d) = up {
+                if d == self.lake || fs::remove_dir(d).is_err() {
+                    break;
+                }
+                up = d.parent();
+            }
+        }
+        sync_dir(&self.lake).map_err(io(&self.lake))?;
+        Ok(())
     }
 
     fn apply_retention(&self) -> Result<usize, StoreError> {

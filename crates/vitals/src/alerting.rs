@@ -132,6 +132,8 @@ struct Live {
     /// Versions of the rule and cohort stores the rules were resolved at.
     versions: (u64, u64),
     late_seen: u64,
+    /// Version of the erased-patients set last applied.
+    erased_seen: u64,
 }
 
 impl Live {
@@ -146,6 +148,7 @@ impl Live {
             info: HashMap::new(),
             versions: (u64::MAX, u64::MAX),
             late_seen: 0,
+            erased_seen: 0,
             app,
         }
     }
@@ -170,6 +173,7 @@ impl Live {
                 batches.push(b);
             }
             let now = self.app.clock.now_ms();
+            self.forget_erased();
             self.refresh_rules(false);
             let mut changes = Vec::new();
             if !batches.is_empty() {
@@ -192,6 +196,21 @@ impl Live {
             if late > self.late_seen {
                 self.app.telemetry.alert_late_readings.inc_by(late - self.late_seen);
                 self.late_seen = late;
+            }
+        }
+    }
+
+    /// Drops the state of patients erased since the last look.
+    fn forget_erased(&mut self) {
+        let v = self.app.erased.version();
+        if v == self.erased_seen {
+            return;
+        }
+        self.erased_seen = v;
+        for p in self.app.erased.all() {
+            self.engine.forget_patient(&p);
+            if let Some(d) = &mut self.detector {
+                d.forget_patient(&p);
             }
         }
     }
@@ -303,6 +322,9 @@ impl Live {
         }
         let mut changes = Vec::new();
         for (patient, readings) in by_patient {
+            if self.app.erased.contains(patient) {
+                continue;
+            }
             changes.extend(self.engine.ingest(&self.rules, patient, &readings, now));
             if let Some(d) = &mut self.detector {
                 let motion: Vec<(&str, i64, f64)> =
@@ -347,6 +369,9 @@ impl Live {
         let mut transitions: Vec<Transition> = Vec::new();
         for c in order {
             let (rule, patient, ep) = c.parts();
+            if self.app.erased.contains(patient) {
+                continue;
+            }
             let info = self.info.get(rule).cloned().unwrap_or_default();
             let id = alert_id(rule, patient, ep.start);
             let existing = changed.get(&id).cloned().or_else(|| self.app.alerts.get(&id));

@@ -306,6 +306,29 @@ impl AlertStore {
         }
     }
 
+    /// Removes a patient's alerts and their notices and rewrites the log as a snapshot
+    /// without them (no earlier record keeps them); returns (alerts, notices) removed.
+    pub fn erase_patient(&self, patient: &str) -> Result<(usize, usize), AlertError> {
+        let mut log = self.log.lock();
+        let mut st = self.state.write();
+        let ids: std::collections::BTreeSet<String> =
+            st.alerts.values().filter(|a| a.patient == patient).map(|a| a.id.clone()).collect();
+        st.alerts.retain(|id, _| !ids.contains(id));
+        let before = st.notices.len();
+        st.notices.retain(|_, n| !n.alert.as_ref().is_some_and(|a| ids.contains(a)));
+        let notices = before - st.notices.len();
+        let items: Vec<Record> = st
+            .alerts
+            .values()
+            .map(|a| Record::Alert(Box::new(a.clone())))
+            .chain(st.notices.values().map(|n| Record::Notice(Box::new(n.clone()))))
+            .collect();
+        let chunks: Vec<&[Record]> = items.chunks(SNAPSHOT_CHUNK).collect();
+        log.rewrite(&chunks).map_err(|e| AlertError::Io(e.to_string()))?;
+        self.compacted_size.store(log.len_bytes(), std::sync::atomic::Ordering::Relaxed);
+        Ok((ids.len(), notices))
+    }
+
     /// Writes alert and notice versions as one durable record, then makes them visible.
     pub fn commit(&self, alerts: Vec<Alert>, notices: Vec<Notice>) -> Result<(), AlertError> {
         if alerts.is_empty() && notices.is_empty() {

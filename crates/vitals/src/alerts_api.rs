@@ -11,7 +11,10 @@ use vitals_core::time::{DurationMs, format_time, parse_time};
 use crate::alerts::{Alert, AlertState};
 use crate::api_error::{ApiError, Code};
 use crate::auth::Principal;
+use crate::authz::{self, Action};
 use crate::server::AppState;
+use crate::server::AuditPatient;
+use axum::response::{IntoResponse, Response};
 
 /// An alert as the API shows it.
 pub fn render(a: &Alert) -> Value {
@@ -41,6 +44,7 @@ fn time_param(q: &HashMap<String, String>, key: &str, default: i64) -> Result<i6
 
 pub async fn list(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let state = match q.get("state") {
@@ -52,14 +56,41 @@ pub async fn list(
     };
     let from = time_param(&q, "from", i64::MIN)?;
     let to = time_param(&q, "to", i64::MAX)?;
-    let alerts: Vec<Value> =
-        app.alerts.list(q.get("patient").map(String::as_str), state, from, to).iter().map(render).collect();
+    let alerts: Vec<Value> = app
+        .alerts
+        .list(q.get("patient").map(String::as_str), state, from, to)
+        .iter()
+        .filter(|a| authz::visible(&who, Action::ReadAlerts, &a.patient))
+        .map(render)
+        .collect();
     Ok(Json(json!({ "alerts": alerts })))
 }
 
-pub async fn get_one(State(app): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let a = app.alerts.get(&id).ok_or_else(|| ApiError::new(Code::NotFound, format!("no alert {id:?}")))?;
-    Ok(Json(render(&a)))
+/// An alert the caller may see (others are "not found", not "forbidden": their existence
+/// is not the caller's business).
+fn reachable(app: &AppState, who: &Principal, id: &str, action: Action) -> Result<Alert, ApiError> {
+    app.alerts
+        .get(id)
+        .filter(|a| authz::visible(who, Action::ReadAlerts, &a.patient))
+        .ok_or_else(|| ApiError::new(Code::NotFound, format!("no alert {id:?}")))
+        .and_then(|a| {
+            authz::check(who, action, Some(&a.patient)).map_err(|d| ApiError::new(Code::Forbidden, d.to_string()))?;
+            Ok(a)
+        })
+}
+
+fn answer(a: &Alert) -> Response {
+    let mut r = Json(render(a)).into_response();
+    r.extensions_mut().insert(AuditPatient(a.patient.clone()));
+    r
+}
+
+pub async fn get_one(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(answer(&reachable(&app, &who, &id, Action::ReadAlerts)?))
 }
 
 /// Acknowledges an alert. (A body is read and ignored, so the connection stays usable.)
@@ -68,9 +99,10 @@ pub async fn ack(
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     _body: axum::body::Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    reachable(&app, &who, &id, Action::ActOnAlerts)?;
     let a = app.alerts.ack(&id, &who.name, app.clock.now_ms())?;
-    Ok(Json(render(&a)))
+    Ok(answer(&a))
 }
 
 #[derive(Debug, Deserialize)]
@@ -82,9 +114,10 @@ pub struct Snooze {
 
 pub async fn snooze(
     State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
     Path(id): Path<String>,
     body: Result<Json<Snooze>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(s) = body.map_err(|e| ApiError::new(Code::InvalidBody, e.body_text()))?;
     let d: DurationMs = s
         .for_
@@ -94,6 +127,7 @@ pub async fn snooze(
     if d.as_ms() > max.as_ms() {
         return Err(ApiError::new(Code::InvalidBody, format!("for: at most {max}")));
     }
+    reachable(&app, &who, &id, Action::ActOnAlerts)?;
     let a = app.alerts.snooze(&id, d.as_ms(), max.as_ms(), app.clock.now_ms())?;
-    Ok(Json(render(&a)))
+    Ok(answer(&a))
 }

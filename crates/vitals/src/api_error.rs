@@ -23,6 +23,8 @@ pub enum Code {
     InvalidRule,
     TooManyPoints,
     Overloaded,
+    AccountLocked,
+    RateLimited,
     Unavailable,
     Internal,
 }
@@ -43,6 +45,8 @@ impl Code {
             Code::InvalidRule => "invalid_rule",
             Code::TooManyPoints => "too_many_points",
             Code::Overloaded => "overloaded",
+            Code::AccountLocked => "account_locked",
+            Code::RateLimited => "rate_limited",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -58,6 +62,8 @@ impl Code {
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnknownMetric | Code::UnknownPatient | Code::NotFound => StatusCode::NOT_FOUND,
             Code::Conflict => StatusCode::CONFLICT,
+            Code::AccountLocked => StatusCode::LOCKED,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::Overloaded | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -24,7 +24,7 @@ use vitals_core::time::{MS_PER_DAY, MS_PER_MINUTE};
 use vitals_core::{Clock, SystemClock};
 use vitals_storage::Store;
 
-use crate::auth::{Role, TokenStore};
+use crate::auth::{Directory, Role};
 use crate::commands::url_escape;
 use crate::config::Config;
 use crate::server::{self, App};
@@ -386,7 +386,7 @@ pub fn run(config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::default();
     config.storage.data_dir = data_dir.clone();
     let store = Arc::new(Store::open(&data_dir, config.store_config(), Arc::new(SystemClock))?);
-    let tokens = TokenStore::open(&data_dir)?;
+    let tokens = Directory::open(&data_dir)?;
     let (_, token) = tokens.create("bench", Role::Admin, None, None, clock.now_ms())?;
     let auth = format!("Bearer {token}");
     let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(SystemClock))?);

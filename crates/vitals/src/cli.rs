@@ -27,7 +27,7 @@ pub enum Command {
     Query(QueryArgs),
     /// Ingest NDJSON, JSON or CSV files.
     Ingest(IngestArgs),
-    /// Administration: tokens.
+    /// Administration: users, care teams, tokens, patients, audit log, vault keys, outboxes.
     Admin(AdminArgs),
     /// Benchmark ingest, storage size and queries on a generated wearable dataset.
     Bench(crate::bench::BenchArgs),
@@ -125,6 +125,31 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// People who sign in.
+    User {
+        #[command(subcommand)]
+        command: crate::admin::UserCommand,
+    },
+    /// Care teams: clinicians and caregivers with the patients they look after.
+    Team {
+        #[command(subcommand)]
+        command: crate::admin::TeamCommand,
+    },
+    /// Patients: pseudonyms and identities.
+    Patient {
+        #[command(subcommand)]
+        command: crate::admin::PatientCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: crate::admin::AuditCommand,
+    },
+    /// The identity vault's keys.
+    Vault {
+        #[command(subcommand)]
+        command: crate::admin::VaultCommand,
+    },
     /// Refused input kept for inspection and replay.
     DeadLetters {
         #[command(subcommand)]
@@ -199,13 +224,23 @@ pub enum DeadLetterCommand {
 pub enum TokenCommand {
     /// Create a token and print it (it is shown only once).
     Create {
-        #[arg(long, value_enum)]
-        role: Role,
+        /// admin or device, for tokens without --user.
+        #[arg(long)]
+        role: Option<Role>,
         #[arg(long)]
         name: String,
-        /// Bind the token to one patient: it may only write that patient's samples.
+        /// The user the token acts for (their role and care teams apply).
+        #[arg(long)]
+        user: Option<String>,
+        /// The device a device token belongs to.
+        #[arg(long)]
+        device: Option<String>,
+        /// Bind a device token to one patient: it may only write that patient's samples.
         #[arg(long)]
         patient: Option<String>,
+        /// Lifetime, e.g. 90d (default: until revoked).
+        #[arg(long)]
+        expires_in: Option<vitals_core::DurationMs>,
         #[command(flatten)]
         remote: RemoteArgs,
     },

@@ -83,6 +83,21 @@ impl CohortStore {
         Ok(new)
     }
 
+    /// Takes a patient out of every cohort and rewrites the log without them; returns the
+    /// number of cohorts changed.
+    pub fn erase_patient(&self, patient: &str) -> Result<usize, CohortError> {
+        let mut c = self.cohorts.write();
+        let mut changed = 0;
+        for members in c.values_mut() {
+            changed += usize::from(members.remove(patient));
+        }
+        let snapshot: Vec<Change> =
+            c.iter().map(|(name, patients)| Change::Put { name: name.clone(), patients: patients.clone() }).collect();
+        self.log.lock().rewrite(&snapshot).map_err(|e| CohortError::Io(e.to_string()))?;
+        self.version.fetch_add(1, Ordering::AcqRel);
+        Ok(changed)
+    }
+
     pub fn delete(&self, name: &str) -> Result<(), CohortError> {
         let mut c = self.cohorts.write();
         if !c.contains_key(name) {

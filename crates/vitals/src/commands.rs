@@ -15,7 +15,7 @@ use vitals_storage::Store;
 use vitals_storage::dead_letter::DeadLetters;
 use vitals_storage::event_store::EventStore;
 
-use crate::auth::{Role, TokenStore};
+use crate::auth::{Directory, Role};
 use crate::cli::{
     AdminCommand, Cli, Command, DeadLetterCommand, IngestArgs, NotificationCommand, OutputFormat, QueryArgs,
     RemoteArgs, ServeArgs, TokenCommand,
@@ -43,6 +43,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ingest(a) => ingest(&config, &a),
         Command::Admin(a) => match a.command {
             AdminCommand::Token { command } => token(&config, command),
+            AdminCommand::User { command } => crate::admin::user(&config, command),
+            AdminCommand::Team { command } => crate::admin::team(&config, command),
+            AdminCommand::Patient { command } => crate::admin::patient(&config, command),
+            AdminCommand::Audit { command } => crate::admin::audit(&config, command),
+            AdminCommand::Vault { command } => crate::admin::vault(&config, command),
             AdminCommand::DeadLetters { command } => dead_letters(&config, command),
             AdminCommand::Notifications { command } => notifications(&config, command),
         },
@@ -92,6 +97,40 @@ pub fn open_alerts(config: &Config) -> anyhow::Result<Arc<crate::alerts::AlertSt
 }
 
 /// Opens the cohort store of a data directory.
+/// Opens the identity vault with the configured key ring (see [`crate::config::VaultConfig`]).
+pub fn open_vault(config: &Config) -> anyhow::Result<vitals_vault::Vault> {
+    let keys = vault_keys(config)?;
+    let dir = config.storage.data_dir.join("vault");
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(vitals_vault::Vault::open(&dir.join("identity.sqlite"), keys)?)
+}
+
+/// The vault's key file: configured, or the default one in the data directory.
+pub fn vault_key_file(config: &Config) -> std::path::PathBuf {
+    if config.vault.key_file.as_os_str().is_empty() {
+        config.storage.data_dir.join("keys").join("vault.key")
+    } else {
+        config.vault.key_file.clone()
+    }
+}
+
+fn vault_keys(config: &Config) -> anyhow::Result<vitals_vault::Keyring> {
+    if config.vault.key_file.as_os_str().is_empty()
+        && let Some(v) = crate::config::vault_key_env()
+    {
+        return Ok(vitals_vault::Keyring::parse_env(&v)?);
+    }
+    let path = vault_key_file(config);
+    if !path.exists() && config.vault.key_file.as_os_str().is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            "created a new identity vault key next to the data; move it off the data disk (vault.key_file) and back it up"
+        );
+        return Ok(vitals_vault::Keyring::create_file(&path, "k1")?);
+    }
+    Ok(vitals_vault::Keyring::load(&path)?)
+}
+
 pub fn open_cohorts(config: &Config) -> anyhow::Result<Arc<crate::cohorts::CohortStore>> {
     let dir = config.storage.data_dir.join("cohorts");
     let c = crate::cohorts::CohortStore::open(&dir)
@@ -112,8 +151,8 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
     rt.block_on(async move {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let store = open_store(&config)?;
-        let tokens = TokenStore::open(&config.storage.data_dir)?;
-        if tokens.is_empty() {
+        let tokens = Directory::open(&config.storage.data_dir)?;
+        if tokens.is_empty()? {
             let preset = crate::config::initial_admin_token();
             let (_, secret) = tokens.create("initial admin", Role::Admin, preset.as_deref(), None, clock.now_ms())?;
             if preset.is_none() {
@@ -552,15 +591,28 @@ fn post_chunk(client: &Client, format: Format, chunk: &[u8]) -> anyhow::Result<(
 
 fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TokenCommand::Create { role, name, patient, remote: r } => {
+        TokenCommand::Create { role, name, user, device, patient, expires_in, remote: r } => {
             if let Some(c) = remote(&r)? {
-                let body = serde_json::json!({"name": name, "role": role, "patient": patient}).to_string();
+                let body = serde_json::json!({"name": name, "role": role, "user": user, "device": device,
+                    "patient": patient, "expires_in": expires_in.map(|d| d.to_string())})
+                .to_string();
                 let v: serde_json::Value =
                     serde_json::from_str(&c.post("/api/v1/tokens", "application/json", body.as_bytes())?)?;
                 println!("{}", v.get("token").and_then(|t| t.as_str()).unwrap_or_default());
             } else {
-                let tokens = TokenStore::open(&config.storage.data_dir)?;
-                let (rec, secret) = tokens.create(&name, role, None, patient.as_deref(), SystemClock.now_ms())?;
+                let tokens = Directory::open(&config.storage.data_dir)?;
+                let now = SystemClock.now_ms();
+                let new = crate::auth::NewToken {
+                    name: &name,
+                    role,
+                    user: user.as_deref(),
+                    device: device.as_deref(),
+                    patient: patient.as_deref(),
+                    expires_ms: expires_in.map(|d| now + d.as_ms()),
+                    secret: None,
+                };
+                let (rec, secret) = tokens.create_token(&new, now)?;
+                crate::admin::cli_audit(&tokens, "token.create", None, &format!("token {}", rec.id))?;
                 eprintln!("created {} token {} ({}); it is shown only this once:", rec.role.as_str(), rec.id, rec.name);
                 println!("{secret}");
             }
@@ -569,16 +621,37 @@ fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             if let Some(c) = remote(&r)? {
                 println!("{}", c.get("/api/v1/tokens", "application/json")?);
             } else {
-                for t in TokenStore::open(&config.storage.data_dir)?.list() {
-                    println!("{}  {:<7} {}  {}", t.id, t.role.as_str(), format_time(t.created_ms), t.name);
+                let now = SystemClock.now_ms();
+                for t in Directory::open(&config.storage.data_dir)?.list()? {
+                    let state = if t.revoked_ms.is_some() {
+                        "revoked"
+                    } else if t.is_live(now) {
+                        "live"
+                    } else {
+                        "expired"
+                    };
+                    let owner = t.user_id.clone().or_else(|| t.patient.clone().map(|p| format!("patient {p}")));
+                    println!(
+                        "{}  {:<9} {:<7} {}  {}  {}",
+                        t.id,
+                        t.role.as_str(),
+                        state,
+                        format_time(t.created_ms),
+                        t.name,
+                        owner.unwrap_or_default()
+                    );
                 }
             }
         }
         TokenCommand::Revoke { id, remote: r } => {
             if let Some(c) = remote(&r)? {
                 c.delete(&format!("/api/v1/tokens/{}", url_escape(&id)))?;
-            } else if !TokenStore::open(&config.storage.data_dir)?.revoke(&id)? {
-                bail!("no token {id:?}");
+            } else {
+                let d = Directory::open(&config.storage.data_dir)?;
+                if !d.revoke(&id, SystemClock.now_ms())? {
+                    bail!("no live token {id:?}");
+                }
+                crate::admin::cli_audit(&d, "token.revoke", None, &format!("token {id}"))?;
             }
             eprintln!("revoked {id}");
         }

@@ -28,7 +28,44 @@ pub struct Config {
     pub file_drop: FileDropConfig,
     pub alerting: AlertingConfig,
     pub notify: NotifyConfig,
+    pub auth: AuthConfig,
+    pub vault: VaultConfig,
     pub log: LogConfig,
+}
+
+/// Sign-in and sessions.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Consecutive failed sign-ins that lock an account.
+    pub max_failed_logins: u32,
+    /// How long a locked account stays locked.
+    pub lockout: DurationMs,
+    /// Sign-in attempts per client address per minute (beyond: 429).
+    pub login_attempts_per_minute: u32,
+    /// How long a dashboard session lasts.
+    pub session_ttl: DurationMs,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            max_failed_logins: 5,
+            lockout: DurationMs(15 * 60_000),
+            login_attempts_per_minute: 20,
+            session_ttl: DurationMs(12 * 3_600_000),
+        }
+    }
+}
+
+/// The identity vault's key.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct VaultConfig {
+    /// The key file (`<id> <base64 key>` lines, the first seals). Empty: the environment
+    /// variable `VITALS_VAULT_KEY` if set, else `<data_dir>/keys/vault.key`, created on first
+    /// start (move it off the data disk for real encryption at rest).
+    pub key_file: PathBuf,
 }
 
 /// Live alerting.
@@ -216,6 +253,12 @@ pub struct ServerConfig {
     /// Write requests handled at once; more get 503 with Retry-After before their body is
     /// read, so request bodies in memory stay below this times `body_limit_bytes`.
     pub max_concurrent_writes: usize,
+    /// PEM certificate chain for HTTPS; empty: plain HTTP (for 127.0.0.1 or behind a proxy).
+    pub tls_cert: PathBuf,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: PathBuf,
+    /// PEM CA certificates that sign device client certificates (mTLS); empty: none asked.
+    pub tls_client_ca: PathBuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -254,7 +297,14 @@ pub struct LogConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), body_limit_bytes: 64 << 20, max_concurrent_writes: 32 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 64 << 20,
+            max_concurrent_writes: 32,
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            tls_client_ca: PathBuf::new(),
+        }
     }
 }
 
@@ -496,6 +546,11 @@ fn merge(base: &mut toml::Value, over: toml::Value) {
 /// `VITALS_ADMIN_TOKEN`: the initial admin token of a new data directory, for automation.
 pub fn initial_admin_token() -> Option<String> {
     std::env::var("VITALS_ADMIN_TOKEN").ok().filter(|s| !s.is_empty())
+}
+
+/// `VITALS_VAULT_KEY`: the identity vault's key ring, instead of a key file.
+pub fn vault_key_env() -> Option<String> {
+    std::env::var(vitals_vault::KEY_ENV).ok().filter(|s| !s.is_empty())
 }
 
 #[cfg(test)]

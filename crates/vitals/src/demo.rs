@@ -19,7 +19,7 @@ use vitals_core::time::DurationMs;
 use vitals_core::{Clock, SystemClock};
 use vitals_sim::{Member, Options};
 
-use crate::auth::{Role, TokenStore};
+use crate::auth::{Directory, Role};
 use crate::client::Client;
 use crate::config::Config;
 use crate::server::{self, App};
@@ -97,11 +97,11 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     let config = with_demo_alerting(config);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
     let store = crate::commands::open_store(&config)?;
-    let tokens = TokenStore::open(&dir)?;
+    let tokens = Directory::open(&dir)?;
     // A fresh admin token per run; the previous run's one stops working.
-    for t in tokens.list() {
-        if t.name == "demo" {
-            tokens.revoke(&t.id)?;
+    for t in tokens.list()? {
+        if t.name == "demo" && t.revoked_ms.is_none() {
+            tokens.revoke(&t.id, clock.now_ms())?;
         }
     }
     let (_, secret) = tokens.create("demo", Role::Admin, None, None, clock.now_ms())?;

@@ -2,11 +2,14 @@
 //! wiring. The `vitals` binary is a thin `main` over [`commands::run`]; integration tests
 //! use the same router in-process.
 
+pub mod admin;
 pub mod alerting;
 pub mod alerts;
 pub mod alerts_api;
 pub mod api_error;
+pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod bench;
 pub mod cli;
 pub mod client;
@@ -24,12 +27,18 @@ pub mod nightscout_api;
 pub mod notice;
 pub mod notifications_api;
 pub mod notifier;
+pub mod patients_api;
+pub mod people;
+pub mod people_api;
 pub mod request_body;
+pub mod rights;
 pub mod rules;
 pub mod rules_api;
 pub mod samples_api;
 pub mod series_api;
 pub mod server;
+pub mod session_api;
 pub mod simulate;
 pub mod telemetry;
+pub mod tls;
 pub mod tokens_api;

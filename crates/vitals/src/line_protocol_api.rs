@@ -15,13 +15,12 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use vitals_core::{Rejection, Validator};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
 
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::dead_letter_api::{Refused, WireFormat};
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
@@ -65,27 +64,16 @@ pub fn influx_token(headers: &HeaderMap, uri: &axum::http::Uri) -> Option<String
     params.get("p").cloned()
 }
 
-/// Authentication for the InfluxDB routes, answering as InfluxDB does.
-pub async fn require_influx(
-    State((app, perm)): State<(AppState, Permission)>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let token = influx_token(req.headers(), req.uri());
-    let principal = token.as_deref().and_then(|t| app.tokens.authenticate(t));
-    let Some(principal) = principal else {
-        let mut r = influx_response(StatusCode::UNAUTHORIZED, Some("authorization failed"));
-        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"InfluxDB\""));
-        crate::api_error::closing(&mut r);
-        return r;
-    };
-    if !principal.role.allows(perm) {
-        let mut r = influx_response(StatusCode::FORBIDDEN, Some("this token may not write"));
-        crate::api_error::closing(&mut r);
-        return r;
-    }
-    req.extensions_mut().insert::<Principal>(principal);
-    next.run(req).await
+/// The principal of an InfluxDB client's credentials.
+pub fn principal(app: &AppState, req: &Request, now: i64) -> Option<Principal> {
+    influx_token(req.headers(), req.uri()).and_then(|t| app.directory.authenticate(&t, now))
+}
+
+/// A refusal as InfluxDB answers it.
+pub fn refuse(status: StatusCode, message: &str) -> Response {
+    let mut r = influx_response(status, Some(message));
+    crate::api_error::closing(&mut r);
+    r
 }
 
 /// `POST /write?db=...&precision=...` (InfluxDB 1.x).

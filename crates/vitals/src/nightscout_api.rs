@@ -13,7 +13,6 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vitals_core::time::{MS_PER_DAY, format_time, parse_time};
@@ -21,7 +20,7 @@ use vitals_core::{PatientId, Validator};
 use vitals_ingest::nightscout;
 use vitals_query::{QueryResult, SeriesQuery};
 
-use crate::auth::{Permission, Principal};
+use crate::auth::Principal;
 use crate::dead_letter_api::{Refused, WireFormat};
 use crate::server::AppState;
 
@@ -38,45 +37,64 @@ fn query_param(uri: &axum::http::Uri, key: &str) -> Option<String> {
     q.get(key).cloned()
 }
 
-/// Authenticates as Nightscout clients do; reads need `ReadData`, writes `WriteSamples`.
-pub async fn require_nightscout(State(app): State<AppState>, mut req: Request, next: Next) -> Response {
+/// A refusal as Nightscout answers it.
+pub fn refuse(status: StatusCode, message: &str) -> Response {
+    ns_error(status, message)
+}
+
+/// Authenticates as Nightscout clients do: `api-secret` (the token or its SHA-1), a bearer
+/// token, or `token`/`secret` query parameters.
+pub fn principal(app: &AppState, req: &Request, now: i64) -> Option<Principal> {
+    let d = &app.directory;
     let headers = req.headers();
-    let mut principal = None;
     if let Some(secret) = headers.get("api-secret").and_then(|v| v.to_str().ok()) {
         let s = secret.trim();
-        principal = if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
-            app.tokens.authenticate_sha1(s)
+        let p = if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            d.authenticate_sha1(s, now)
         } else {
-            app.tokens.authenticate(s)
+            d.authenticate(s, now)
         };
+        if p.is_some() {
+            return p;
+        }
     }
-    if principal.is_none()
-        && let Some(b) =
-            headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+    if let Some(b) =
+        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "))
+        && let Some(p) = d.authenticate(b.trim(), now)
     {
-        principal = app.tokens.authenticate(b.trim());
+        return Some(p);
     }
-    if principal.is_none() {
-        principal = query_param(req.uri(), "token").and_then(|t| app.tokens.authenticate(&t));
+    if let Some(p) = query_param(req.uri(), "token").and_then(|t| d.authenticate(&t, now)) {
+        return Some(p);
     }
-    if principal.is_none() {
-        principal = query_param(req.uri(), "secret").and_then(|t| app.tokens.authenticate_sha1(&t));
+    query_param(req.uri(), "secret").and_then(|t| d.authenticate_sha1(&t, now))
+}
+
+/// The Nightscout-compatible API of each patient: reads are `ReadPatientData`, writes
+/// `WriteSamples`, both on the path's patient.
+pub(crate) fn routes(r: &mut crate::server::Routes) {
+    use crate::authz::Action::{ReadPatientData as Read, WriteSamples as Write};
+    use crate::server::Credentials::Nightscout as Ns;
+    let base = "/nightscout/{patient}/api/v1";
+    for path in ["entries", "entries.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, post_entries);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, get_entries);
     }
-    let Some(principal) = principal else {
-        return ns_error(StatusCode::UNAUTHORIZED, "Unauthorized");
-    };
-    let perm = if req.method() == Method::GET { Permission::ReadData } else { Permission::WriteSamples };
-    if !principal.role.allows(perm) {
-        return ns_error(StatusCode::FORBIDDEN, "this token may not do this");
+    for path in ["entries/sgv.json", "entries/sgv"] {
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, get_sgv);
     }
-    let path_patient = req.uri().path().split('/').nth(2).unwrap_or_default().to_owned();
-    if let Some(bound) = &principal.patient
-        && bound.as_str() != path_patient
-    {
-        return ns_error(StatusCode::FORBIDDEN, "this token is bound to another patient");
+    r.add(Method::GET, &format!("{base}/entries/mbg.json"), Read, Ns, false, get_mbg);
+    r.add(Method::GET, &format!("{base}/entries/current.json"), Read, Ns, false, get_current);
+    for path in ["devicestatus", "devicestatus.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, post_devicestatus);
     }
-    req.extensions_mut().insert::<Principal>(principal);
-    next.run(req).await
+    for path in ["treatments", "treatments.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, post_treatments);
+        r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, false, post_treatments);
+    }
+    for path in ["status.json", "status"] {
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, status);
+    }
 }
 
 fn patient(raw: &str) -> Result<PatientId, Box<Response>> {

@@ -129,6 +129,46 @@ impl RuleStore {
         Ok((rule, !exists))
     }
 
+    /// Takes a patient out of the scopes of API rules (a rule about them alone is deleted)
+    /// and rewrites the log without them; returns the names of the rules changed.
+    /// Config-file rules naming the patient are left to the operator (and reported).
+    pub fn erase_patient(&self, patient: &str) -> Result<Vec<String>, RulesError> {
+        use vitals_rules::Scope;
+        let mut api = self.api.write();
+        let mut changed = Vec::new();
+        let mut next = BTreeMap::new();
+        for (name, rule) in api.iter() {
+            let mut spec = rule.spec.clone();
+            let keep = match &mut spec.scope {
+                Scope::Patient(p) if p == patient => false,
+                Scope::Patients(ps) if ps.iter().any(|p| p == patient) => {
+                    ps.retain(|p| p != patient);
+                    !ps.is_empty()
+                }
+                _ => {
+                    next.insert(name.clone(), rule.clone());
+                    continue;
+                }
+            };
+            changed.push(name.clone());
+            if keep {
+                next.insert(name.clone(), Rule::compile(spec)?);
+            }
+        }
+        let snapshot: Vec<Change> = next.values().map(|r| Change::Put(r.spec.clone())).collect();
+        self.log.lock().rewrite(&snapshot).map_err(|e| RulesError::Io(e.to_string()))?;
+        *api = next;
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        for (name, (rule, _)) in &self.config {
+            if matches!(&rule.spec.scope, Scope::Patient(p) if p == patient)
+                || matches!(&rule.spec.scope, Scope::Patients(ps) if ps.iter().any(|p| p == patient))
+            {
+                changed.push(format!("{name} (config file: edit it there)"));
+            }
+        }
+        Ok(changed)
+    }
+
     pub fn delete(&self, name: &str) -> Result<(), RulesError> {
         if self.config.contains_key(name) {
             return Err(RulesError::Conflict(format!(

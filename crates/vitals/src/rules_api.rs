@@ -107,7 +107,11 @@ fn time(field: &str, v: &Value) -> Result<i64, ApiError> {
 
 /// Episodes of a rule over stored data: `{"episodes": [{"patient", "start", "fired", "end",
 /// "cleared"}], "points": n}`.
-pub async fn backtest(State(app): State<AppState>, b: JsonBody<Backtest>) -> Result<Json<Value>, ApiError> {
+pub async fn backtest(
+    State(app): State<AppState>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
+    b: JsonBody<Backtest>,
+) -> Result<Json<Value>, ApiError> {
     let req = body(b)?;
     let (from, to) = (time("from", &req.from)?, time("to", &req.to)?);
     if from >= to {
@@ -130,8 +134,18 @@ pub async fn backtest(State(app): State<AppState>, b: JsonBody<Backtest>) -> Res
             .iter()
             .map(|p| PatientId::new(p).map_err(|e| ApiError::new(Code::InvalidPatient, format!("{p:?}: {e}"))))
             .collect::<Result<_, _>>()?,
-        None => app.store.patients().into_iter().map(|(p, _)| p).collect(),
+        None => app
+            .store
+            .patients()
+            .into_iter()
+            .map(|(p, _)| p)
+            .filter(|p| crate::authz::visible(&who, crate::authz::Action::Backtest, p.as_str()))
+            .collect(),
     };
+    for p in &patients {
+        crate::authz::check(&who, crate::authz::Action::Backtest, Some(p.as_str()))
+            .map_err(|d| ApiError::new(Code::Forbidden, d.to_string()))?;
+    }
     let store = app.store.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let catalog = Catalog::standard();

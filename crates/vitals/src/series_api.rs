@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use vitals_core::time::{format_time, parse_time, write_time};
 use vitals_core::{Catalog, DeviceId, DurationMs, MetricId, PatientId};
 use vitals_query::{Agg, QueryResult, SeriesQuery};
@@ -29,22 +29,6 @@ pub async fn list_metrics(State(app): State<AppState>) -> Json<serde_json::Value
         })
         .collect();
     Json(serde_json::json!({ "metrics": metrics }))
-}
-
-#[derive(Serialize)]
-struct PatientOut {
-    patient: String,
-    last_seen: String,
-}
-
-pub async fn list_patients(State(app): State<AppState>) -> Json<serde_json::Value> {
-    let patients: Vec<PatientOut> = app
-        .store
-        .patients()
-        .into_iter()
-        .map(|(p, t)| PatientOut { patient: p.to_string(), last_seen: format_time(t) })
-        .collect();
-    Json(serde_json::json!({ "patients": patients }))
 }
 
 fn patient_id(app: &AppState, raw: &str) -> Result<PatientId, ApiError> {

@@ -2,12 +2,14 @@
 
 use std::sync::Arc;
 
+use axum::RequestExt;
 use axum::Router;
+use axum::extract::RawPathParams;
 use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::header;
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodRouter, get, post};
+use axum::routing::{MethodFilter, get, post};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use vitals_core::{Catalog, Clock};
@@ -16,18 +18,25 @@ use vitals_storage::dead_letter::DeadLetters;
 use vitals_storage::event_store::EventStore;
 
 use crate::api_error::{ApiError, Code};
-use crate::auth::{Permission, Principal, TokenStore};
+use crate::auth::{Directory, Principal};
+use crate::authz::{self, Action};
 use crate::config::Config;
 use crate::telemetry::Telemetry;
 use crate::{
     alerts_api, cohorts_api, dead_letter_api, health_auto_export_api, line_protocol_api, nightscout_api,
-    notifications_api, rules_api, samples_api, series_api, tokens_api,
+    notifications_api, patients_api, people_api, rules_api, samples_api, series_api, session_api, tokens_api,
 };
 
 /// Everything a handler needs.
 pub struct App {
     pub store: Arc<Store>,
-    pub tokens: TokenStore,
+    pub directory: Directory,
+    /// Patients' identities, sealed (see `vitals-vault`).
+    pub vault: Arc<vitals_vault::Vault>,
+    /// Patients erased while this process runs (the live engine forgets them).
+    pub erased: crate::rights::ErasedPatients,
+    /// Sign-in attempts per client address (rate limit).
+    pub login_limiter: crate::session_api::Limiter,
     pub config: Config,
     pub clock: Arc<dyn Clock>,
     pub telemetry: Telemetry,
@@ -44,16 +53,20 @@ pub struct App {
 impl App {
     /// The application over an open store: the other stores of the data directory (dead
     /// letters, events, rules, alerts and their outbox, cohorts) are opened here.
-    pub fn open(store: Arc<Store>, tokens: TokenStore, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+    pub fn open(store: Arc<Store>, directory: Directory, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
         let dead_letters = crate::commands::open_dead_letters(&config)?;
         let events = crate::commands::open_events(&config)?;
         let rules = crate::commands::open_rules(&config)?;
         let alerts = crate::commands::open_alerts(&config)?;
         let cohorts = crate::commands::open_cohorts(&config)?;
+        let vault = Arc::new(crate::commands::open_vault(&config)?);
         let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
         Ok(App {
             store,
-            tokens,
+            directory,
+            vault,
+            login_limiter: crate::session_api::Limiter::default(),
+            erased: crate::rights::ErasedPatients::default(),
             config,
             clock,
             telemetry: Telemetry::new(),
@@ -81,132 +94,291 @@ impl App {
 
 pub type AppState = Arc<App>;
 
-/// Every route with the permission it requires. `/healthz` is the only public route.
+/// How a route's clients present credentials (and expect refusals).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credentials {
+    /// `Authorization: Bearer <token>` or a dashboard session cookie; errors as [`ApiError`].
+    Bearer,
+    /// InfluxDB clients (token, basic auth, `u`/`p` query); errors as InfluxDB's.
+    Influx,
+    /// Nightscout uploaders (`api-secret`, `token`, `secret`); errors as Nightscout's.
+    Nightscout,
+}
+
+/// One route of the router and what it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: String,
+    pub action: Action,
+    pub credentials: Credentials,
+}
+
+/// Builds the router and its table of routes together, so no route exists without an
+/// [`Action`] (the authorization matrix test walks this table).
+pub(crate) struct Routes {
+    app: AppState,
+    router: Router<AppState>,
+    specs: Vec<RouteSpec>,
+}
+
+#[derive(Clone)]
+struct Guard {
+    app: AppState,
+    action: Action,
+    credentials: Credentials,
+}
+
+impl Routes {
+    pub(crate) fn add<H, T>(
+        &mut self,
+        method: Method,
+        path: &str,
+        action: Action,
+        credentials: Credentials,
+        limit: bool,
+        h: H,
+    ) where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match MethodFilter::try_from(method.clone()) {
+            Ok(f) => f,
+            Err(_) => unreachable!("routes use standard methods"),
+        };
+        let mut route = axum::routing::on(filter, h);
+        if limit {
+            route = route.route_layer(middleware::from_fn_with_state(self.app.clone(), limit_writes));
+        }
+        let guard = Guard { app: self.app.clone(), action, credentials };
+        let route = route.route_layer(middleware::from_fn_with_state(guard, require));
+        self.router = std::mem::take(&mut self.router).route(path, route);
+        self.specs.push(RouteSpec { method, path: path.to_owned(), action, credentials });
+    }
+
+    fn get<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::GET, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    fn post<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::POST, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    fn put<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::PUT, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    fn delete<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::DELETE, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    /// A sample-writing route: concurrency-limited.
+    fn write<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        &mut self,
+        path: &str,
+        c: Credentials,
+        h: H,
+    ) -> &mut Self {
+        self.add(Method::POST, path, Action::WriteSamples, c, true, h);
+        self
+    }
+}
+
+/// Every route with the action it performs. `/healthz` is the only public route.
 pub fn router(app: AppState) -> Router {
-    let guarded = |perm: Permission, route: MethodRouter<AppState>| {
-        route.route_layer(middleware::from_fn_with_state((app.clone(), perm), require))
-    };
-    // InfluxDB clients send credentials their own way and expect InfluxDB's error bodies.
-    let influx_guarded = |perm: Permission, route: MethodRouter<AppState>| {
-        route.route_layer(middleware::from_fn_with_state((app.clone(), perm), line_protocol_api::require_influx))
-    };
-    let write_limit = || middleware::from_fn_with_state(app.clone(), limit_writes);
-    Router::new()
+    routes(app).0
+}
+
+/// The router and the table of its routes.
+pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
+    use Action as A;
+    let mut r = Routes { app: app.clone(), router: Router::new(), specs: Vec::new() };
+    r.get("/metrics", A::Operate, metrics);
+    r.write("/api/v1/samples", Credentials::Bearer, samples_api::post_samples)
+        .write("/api/v1/ingest/health-auto-export", Credentials::Bearer, health_auto_export_api::post_export)
+        .write("/write", Credentials::Influx, line_protocol_api::write_v1)
+        .write("/api/v2/write", Credentials::Influx, line_protocol_api::write_v2);
+    nightscout_api::routes(&mut r);
+    r.get("/api/v1/metrics", A::ReadRules, series_api::list_metrics)
+        .get("/api/v1/patients", A::ListPatients, patients_api::list)
+        .post("/api/v1/patients", A::CreatePatient, patients_api::create)
+        .get("/api/v1/patients/{patient}/identity", A::ReadIdentity, patients_api::get_identity)
+        .put("/api/v1/patients/{patient}/identity", A::WriteIdentity, patients_api::put_identity)
+        .get("/api/v1/patients/{patient}/export", A::ExportPatient, patients_api::export)
+        .delete("/api/v1/patients/{patient}", A::ErasePatient, patients_api::erase)
+        .get("/api/v1/patients/{patient}/events", A::ReadPatientData, series_api::events)
+        .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
+        .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
+        .get("/api/v1/me", A::Me, people_api::me)
+        .delete("/api/v1/session", A::Me, session_api::logout)
+        .get("/api/v1/users", A::ManagePeople, people_api::list_users)
+        .post("/api/v1/users", A::ManagePeople, people_api::create_user)
+        .get("/api/v1/users/{user}", A::ManagePeople, people_api::get_user)
+        .put("/api/v1/users/{user}", A::ManagePeople, people_api::update_user)
+        .delete("/api/v1/users/{user}", A::ManagePeople, people_api::delete_user)
+        .get("/api/v1/teams", A::ManagePeople, people_api::list_teams)
+        .put("/api/v1/teams/{team}", A::ManagePeople, people_api::put_team)
+        .delete("/api/v1/teams/{team}", A::ManagePeople, people_api::delete_team)
+        .get("/api/v1/audit", A::ReadAudit, people_api::audit)
+        .get("/api/v1/tokens", A::ManagePeople, tokens_api::list_tokens)
+        .post("/api/v1/tokens", A::ManagePeople, tokens_api::create_token)
+        .delete("/api/v1/tokens/{id}", A::ManagePeople, tokens_api::revoke_token)
+        .get("/api/v1/dead-letters", A::Operate, dead_letter_api::list)
+        .delete("/api/v1/dead-letters", A::Operate, dead_letter_api::purge)
+        .get("/api/v1/dead-letters/{id}", A::Operate, dead_letter_api::show)
+        .delete("/api/v1/dead-letters/{id}", A::Operate, dead_letter_api::remove_one)
+        .post("/api/v1/dead-letters/{id}/replay", A::Operate, dead_letter_api::replay_one)
+        .get("/api/v1/alerts", A::ReadAlerts, alerts_api::list)
+        .get("/api/v1/alerts/{id}", A::ReadAlerts, alerts_api::get_one)
+        .post("/api/v1/alerts/{id}/ack", A::ActOnAlerts, alerts_api::ack)
+        .post("/api/v1/alerts/{id}/snooze", A::ActOnAlerts, alerts_api::snooze)
+        .get("/api/v1/notifications", A::ManageNotifications, notifications_api::list)
+        .post("/api/v1/notifications/test", A::ManageNotifications, notifications_api::test)
+        .get("/api/v1/notifications/{id}", A::ManageNotifications, notifications_api::get_one)
+        .post("/api/v1/notifications/{id}/replay", A::ManageNotifications, notifications_api::replay)
+        .get("/api/v1/cohorts", A::ReadCohorts, cohorts_api::list)
+        .get("/api/v1/cohorts/{name}", A::ReadCohorts, cohorts_api::get_one)
+        .put("/api/v1/cohorts/{name}", A::ManageCohorts, cohorts_api::put)
+        .delete("/api/v1/cohorts/{name}", A::ManageCohorts, cohorts_api::delete)
+        .get("/api/v1/rules", A::ReadRules, rules_api::list)
+        .post("/api/v1/rules", A::ManageRules, rules_api::create)
+        .post("/api/v1/rules/backtest", A::Backtest, rules_api::backtest)
+        .get("/api/v1/rules/{name}", A::ReadRules, rules_api::get_one)
+        .put("/api/v1/rules/{name}", A::ManageRules, rules_api::replace)
+        .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete);
+    let Routes { router, specs, .. } = r;
+    // Sign-in is the one route besides /healthz that takes no credentials (it checks a
+    // password, rate-limited).
+    let router = router
         .route("/healthz", get(healthz))
-        .route("/metrics", guarded(Permission::Admin, get(metrics)))
-        .route(
-            "/api/v1/samples",
-            guarded(
-                Permission::WriteSamples,
-                post(samples_api::post_samples).route_layer(middleware::from_fn_with_state(app.clone(), limit_writes)),
-            ),
-        )
-        .route(
-            "/api/v1/ingest/health-auto-export",
-            guarded(Permission::WriteSamples, post(health_auto_export_api::post_export).route_layer(write_limit())),
-        )
-        .route(
-            "/write",
-            influx_guarded(Permission::WriteSamples, post(line_protocol_api::write_v1).route_layer(write_limit())),
-        )
-        .route(
-            "/api/v2/write",
-            influx_guarded(Permission::WriteSamples, post(line_protocol_api::write_v2).route_layer(write_limit())),
-        )
-        .merge(nightscout_routes(app.clone()))
-        .route("/api/v1/metrics", guarded(Permission::ReadData, get(series_api::list_metrics)))
-        .route("/api/v1/patients", guarded(Permission::ReadData, get(series_api::list_patients)))
-        .route("/api/v1/patients/{patient}/events", guarded(Permission::ReadData, get(series_api::events)))
-        .route("/api/v1/patients/{patient}/latest", guarded(Permission::ReadData, get(series_api::latest)))
-        .route("/api/v1/patients/{patient}/series/{metric}", guarded(Permission::ReadData, get(series_api::series)))
-        .route(
-            "/api/v1/tokens",
-            guarded(Permission::Admin, get(tokens_api::list_tokens).post(tokens_api::create_token)),
-        )
-        .route(
-            "/api/v1/dead-letters",
-            guarded(Permission::Admin, get(dead_letter_api::list).delete(dead_letter_api::purge)),
-        )
-        .route(
-            "/api/v1/dead-letters/{id}",
-            guarded(Permission::Admin, get(dead_letter_api::show).delete(dead_letter_api::remove_one)),
-        )
-        .route("/api/v1/dead-letters/{id}/replay", guarded(Permission::Admin, post(dead_letter_api::replay_one)))
-        .route("/api/v1/tokens/{id}", guarded(Permission::Admin, axum::routing::delete(tokens_api::revoke_token)))
-        .route("/api/v1/alerts", guarded(Permission::ReadData, get(alerts_api::list)))
-        .route("/api/v1/alerts/{id}", guarded(Permission::ReadData, get(alerts_api::get_one)))
-        .route("/api/v1/alerts/{id}/ack", guarded(Permission::ReadData, post(alerts_api::ack)))
-        .route("/api/v1/alerts/{id}/snooze", guarded(Permission::ReadData, post(alerts_api::snooze)))
-        .route("/api/v1/notifications", guarded(Permission::Admin, get(notifications_api::list)))
-        .route("/api/v1/notifications/test", guarded(Permission::Admin, post(notifications_api::test)))
-        .route("/api/v1/notifications/{id}", guarded(Permission::Admin, get(notifications_api::get_one)))
-        .route("/api/v1/notifications/{id}/replay", guarded(Permission::Admin, post(notifications_api::replay)))
-        .route("/api/v1/cohorts", guarded(Permission::ReadData, get(cohorts_api::list)))
-        .route(
-            "/api/v1/cohorts/{name}",
-            guarded(Permission::ReadData, get(cohorts_api::get_one))
-                .merge(guarded(Permission::Admin, axum::routing::put(cohorts_api::put).delete(cohorts_api::delete))),
-        )
-        .route("/api/v1/rules", guarded(Permission::ReadData, get(rules_api::list)))
-        .route("/api/v1/rules", guarded(Permission::Admin, post(rules_api::create)))
-        .route("/api/v1/rules/backtest", guarded(Permission::ReadData, post(rules_api::backtest)))
-        .route("/api/v1/rules/{name}", guarded(Permission::ReadData, get(rules_api::get_one)))
-        .route(
-            "/api/v1/rules/{name}",
-            guarded(Permission::Admin, axum::routing::put(rules_api::replace).delete(rules_api::delete)),
-        )
+        .route("/api/v1/login", post(session_api::login))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(app)
+        .with_state(app);
+    (router, specs)
 }
 
-/// The Nightscout-compatible API of each patient (its own authentication: reads need
-/// `ReadData`, writes `WriteSamples`, see `nightscout_api::require_nightscout`).
-fn nightscout_routes(app: AppState) -> Router<AppState> {
-    let base = "/nightscout/{patient}/api/v1";
-    let r = Router::new()
-        .route(&format!("{base}/entries"), post(nightscout_api::post_entries).get(nightscout_api::get_entries))
-        .route(&format!("{base}/entries.json"), post(nightscout_api::post_entries).get(nightscout_api::get_entries))
-        .route(&format!("{base}/entries/sgv.json"), get(nightscout_api::get_sgv))
-        .route(&format!("{base}/entries/sgv"), get(nightscout_api::get_sgv))
-        .route(&format!("{base}/entries/mbg.json"), get(nightscout_api::get_mbg))
-        .route(&format!("{base}/entries/current.json"), get(nightscout_api::get_current))
-        .route(&format!("{base}/devicestatus"), post(nightscout_api::post_devicestatus))
-        .route(&format!("{base}/devicestatus.json"), post(nightscout_api::post_devicestatus))
-        .route(
-            &format!("{base}/treatments"),
-            post(nightscout_api::post_treatments).put(nightscout_api::post_treatments),
-        )
-        .route(
-            &format!("{base}/treatments.json"),
-            post(nightscout_api::post_treatments).put(nightscout_api::post_treatments),
-        )
-        .route(&format!("{base}/status.json"), get(nightscout_api::status))
-        .route(&format!("{base}/status"), get(nightscout_api::status));
-    r.route_layer(middleware::from_fn_with_state(app, nightscout_api::require_nightscout))
+/// The patient named in a request's response, for the audit log of routes that find the
+/// patient from an id (an alert) or a body.
+#[derive(Debug, Clone)]
+pub struct AuditPatient(pub String);
+
+/// The client's address, if the server was started with connection info.
+pub fn origin_of(req: &Request) -> String {
+    req.extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
 }
 
-/// Authenticates the bearer token and checks the route's permission.
-async fn require(State((app, perm)): State<(AppState, Permission)>, mut req: Request, next: Next) -> Response {
-    let token = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    let Some(token) = token else {
-        return ApiError::new(Code::Unauthorized, "missing Authorization: Bearer <token>").into_response();
-    };
-    let Some(principal) = app.tokens.authenticate(token) else {
-        return ApiError::new(Code::Unauthorized, "invalid or revoked token").into_response();
-    };
-    if !principal.role.allows(perm) {
-        return ApiError::new(Code::Forbidden, format!("a {} token may not do this", principal.role.as_str()))
-            .into_response();
+fn refuse(credentials: Credentials, status: axum::http::StatusCode, message: &str) -> Response {
+    match credentials {
+        Credentials::Bearer => {
+            let code = match status.as_u16() {
+                401 => Code::Unauthorized,
+                403 => Code::Forbidden,
+                _ => Code::Internal,
+            };
+            ApiError::new(code, message.to_owned()).into_response()
+        }
+        Credentials::Influx => line_protocol_api::refuse(status, message),
+        Credentials::Nightscout => nightscout_api::refuse(status, message),
     }
-    req.extensions_mut().insert::<Principal>(principal);
-    next.run(req).await
+}
+
+/// Whether the audit log records requests of this action (every one but sample writes,
+/// which the write-ahead log records, and one's own account).
+fn audited(action: Action) -> bool {
+    !matches!(action, Action::WriteSamples | Action::Me)
+}
+
+/// Authenticates, authorizes (the route's action, on the path's patient), checks CSRF for
+/// session-authenticated changes, and audits.
+async fn require(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+    let now = g.app.clock.now_ms();
+    let principal = match g.credentials {
+        Credentials::Bearer => session_api::principal(&g.app, req.headers(), now),
+        Credentials::Influx => line_protocol_api::principal(&g.app, &req, now),
+        Credentials::Nightscout => nightscout_api::principal(&g.app, &req, now),
+    };
+    let Some(principal) = principal else {
+        let message = match g.credentials {
+            Credentials::Bearer => "missing or invalid credentials: Authorization: Bearer <token> or a session",
+            Credentials::Influx => "authorization failed",
+            Credentials::Nightscout => "Unauthorized",
+        };
+        let mut r = refuse(g.credentials, axum::http::StatusCode::UNAUTHORIZED, message);
+        if g.credentials == Credentials::Influx {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"InfluxDB\""));
+        }
+        return r;
+    };
+    if let Some(csrf) = &principal.csrf
+        && !req.method().is_safe()
+        && req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) != Some(csrf.as_str())
+    {
+        return ApiError::new(Code::Forbidden, "missing or wrong X-CSRF-Token for this session").into_response();
+    }
+    let patient = match req.extract_parts::<RawPathParams>().await {
+        Ok(params) => params.iter().find(|(k, _)| *k == "patient").map(|(_, v)| v.to_owned()),
+        Err(_) => None,
+    };
+    let origin = origin_of(&req);
+    let target = format!("{} {}", req.method(), req.uri().path());
+    let event = |outcome: &str, patient: Option<String>| vitals_meta::AuditEvent {
+        ts_ms: now,
+        actor: principal.actor.clone(),
+        action: audit_action(g.action).to_owned(),
+        patient,
+        target: target.clone(),
+        origin: origin.clone(),
+        outcome: outcome.to_owned(),
+    };
+    if let Err(denied) = authz::check(&principal, g.action, patient.as_deref()) {
+        if audited(g.action) {
+            // A refusal is worth recording; a failure to record it does not change the answer.
+            let _ = crate::audit::record(&g.app, event("denied", patient.clone())).await;
+        }
+        return refuse(g.credentials, axum::http::StatusCode::FORBIDDEN, &denied.to_string());
+    }
+    req.extensions_mut().insert::<Principal>(principal.clone());
+    let response = next.run(req).await;
+    if !audited(g.action) {
+        return response;
+    }
+    let patient = response.extensions().get::<AuditPatient>().map(|p| p.0.clone()).or(patient);
+    let outcome = if response.status().is_success() { "ok" } else { "failed" };
+    match crate::audit::record(&g.app, event(outcome, patient)).await {
+        Ok(()) => response,
+        // Patient data is not handed out unrecorded.
+        Err(e) => ApiError::internal(format!("recording the audit entry: {e:#}")).into_response(),
+    }
+}
+
+/// The audit log's name of an action.
+pub fn audit_action(a: Action) -> &'static str {
+    match a {
+        Action::WriteSamples => "samples.write",
+        Action::ListPatients => "patients.list",
+        Action::ReadPatientData => "patient.read",
+        Action::CreatePatient => "patient.create",
+        Action::ReadIdentity => "identity.read",
+        Action::WriteIdentity => "identity.update",
+        Action::ExportPatient => "patient.export",
+        Action::ErasePatient => "patient.erase",
+        Action::ReadAlerts => "alerts.read",
+        Action::ActOnAlerts => "alerts.act",
+        Action::ReadRules => "rules.read",
+        Action::Backtest => "rules.backtest",
+        Action::ManageRules => "rules.change",
+        Action::ReadCohorts => "cohorts.read",
+        Action::ManageCohorts => "cohorts.change",
+        Action::ManageNotifications => "notifications.manage",
+        Action::ManagePeople => "people.manage",
+        Action::ReadAudit => "audit.read",
+        Action::Operate => "operate",
+        Action::Me => "me",
+    }
 }
 
 /// Sheds write requests beyond `server.max_concurrent_writes` before their body is read.
@@ -245,7 +417,9 @@ pub async fn serve(
     let alerting = crate::alerting::spawn(app.clone());
     let mqtt = crate::mqtt::spawn(app.clone())?;
     let file_drop = crate::file_drop::spawn(app.clone())?;
-    let served = axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await;
+    let served = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await;
     if let Some(m) = mqtt {
         m.abort();
     }

@@ -135,3 +135,49 @@ fn subscribers_hear_durable_samples_of_their_metrics_only() {
     // Samples are readable by the time the subscriber hears of them.
     assert_eq!(count(&store, "eda"), 3);
 }
+
+/// Every file under `dir` (recursively), with its bytes.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).expect("dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let bytes = fs::read(&p).expect("read");
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn erasing_a_patient_leaves_no_sample_segment_log_record_or_directory_of_theirs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = open(dir.path(), StoreConfig::default());
+    let erased = "erase-me-7f3a";
+    // Flushed data over several days, then more in the buffer and the WAL only.
+    let mut old: Vec<Sample> = (0..3).map(|d| hr(erased, "heart_rate", NOW - d * MS_PER_DAY, 61.0)).collect();
+    old.push(hr("p", "heart_rate", NOW - 1000, 70.0));
+    store.write(old).expect("write");
+    store.flush().expect("flush");
+    store.write(vec![hr(erased, "eda", NOW - 500, 2.0), hr("p", "heart_rate", NOW - 400, 71.0)]).expect("write");
+    assert!(all_files(dir.path()).iter().any(|(_, b)| b.windows(erased.len()).any(|w| w == erased.as_bytes())));
+
+    let report = store.erase_patient(&PatientId::new(erased).expect("id")).expect("erase");
+    assert_eq!(report.segments, 4, "3 days of heart rate + the buffered eda");
+    for (path, bytes) in all_files(dir.path()) {
+        let name = path.display().to_string();
+        assert!(!name.contains(erased), "{name} is left");
+        assert!(!bytes.windows(erased.len()).any(|w| w == erased.as_bytes()), "{name} still holds the patient");
+    }
+    assert!(!store.has_patient(&PatientId::new(erased).expect("id")));
+    assert_eq!(count(&store, "heart_rate"), 2, "the other patient keeps everything");
+    drop(store);
+    let store = open(dir.path(), StoreConfig::default());
+    assert!(!store.has_patient(&PatientId::new(erased).expect("id")), "not back after a restart");
+    assert_eq!(count(&store, "heart_rate"), 2);
+}

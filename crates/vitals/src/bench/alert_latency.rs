@@ -22,7 +22,7 @@ use vitals_core::time::DurationMs;
 use vitals_core::{Clock, SystemClock};
 use vitals_storage::Store;
 
-use crate::auth::{Role, TokenStore};
+use crate::auth::{Directory, Role};
 use crate::config::Config;
 use crate::notice::{Contact, Subscription};
 use crate::server::{self, App};
@@ -131,7 +131,7 @@ pub fn run(_config: &Config, a: &AlertLatencyArgs) -> anyhow::Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let clock = SystemClock;
     let store = Arc::new(Store::open(&dir, config.store_config(), Arc::new(SystemClock))?);
-    let tokens = TokenStore::open(&dir)?;
+    let tokens = Directory::open(&dir)?;
     let (_, token) = tokens.create("bench", Role::Admin, None, None, clock.now_ms())?;
     let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(SystemClock))?);
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;

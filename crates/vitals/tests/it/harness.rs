@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use vitals::auth::{Role, TokenStore};
+use vitals::auth::{Directory, Role};
 use vitals::config::Config;
 use vitals::server::{self, App};
 use vitals_core::ManualClock;
@@ -60,7 +60,7 @@ impl TestServer {
         let mut sc = config.store_config();
         sc.background = false;
         let store = Arc::new(Store::open(dir.path(), sc, Arc::new(clock.clone())).expect("store"));
-        let tokens = TokenStore::open(dir.path()).expect("tokens");
+        let tokens = Directory::open(dir.path()).expect("tokens");
         tokens.create("admin", Role::Admin, Some(ADMIN), None, 0).expect("admin token");
         tokens.create("watch", Role::Device, Some(DEVICE), None, 0).expect("device token");
         let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(clock.clone())).expect("app"));

@@ -1,0 +1,46 @@
+//! Care-team changes shared by the API and the `vitals admin team` command.
+
+use anyhow::{Context, bail};
+use vitals_core::PatientId;
+use vitals_meta::{MetaError, MetaStore, Team};
+
+/// Creates the team if needed and makes its members (user names or ids) and patients
+/// exactly the given ones.
+pub fn set_team(
+    meta: &dyn MetaStore,
+    name: &str,
+    members: &[String],
+    patients: &[String],
+    now_ms: i64,
+) -> anyhow::Result<Team> {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        bail!("a team name is 1 to 64 of A-Z a-z 0-9 - _ .");
+    }
+    let mut ids = Vec::new();
+    for m in members {
+        let u = meta.user(m)?.with_context(|| format!("no user {m:?}"))?;
+        ids.push(u.id);
+    }
+    for p in patients {
+        PatientId::new(p).map_err(|e| anyhow::anyhow!("patient {p:?} {e}"))?;
+    }
+    match meta.create_team(name, now_ms) {
+        Ok(()) | Err(MetaError::Conflict(_)) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let current =
+        meta.teams()?.into_iter().find(|t| t.name == name).with_context(|| format!("team {name:?} vanished"))?;
+    for old in current.members.iter().filter(|m| !ids.contains(m)) {
+        meta.set_member(name, old, false)?;
+    }
+    for id in &ids {
+        meta.set_member(name, id, true)?;
+    }
+    for old in current.patients.iter().filter(|p| !patients.contains(p)) {
+        meta.set_team_patient(name, old, false)?;
+    }
+    for p in patients {
+        meta.set_team_patient(name, p, true)?;
+    }
+    meta.teams()?.into_iter().find(|t| t.name == name).with_context(|| format!("team {name:?} vanished"))
+}
