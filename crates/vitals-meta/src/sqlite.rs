@@ -157,6 +157,8 @@ impl SqliteMeta {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
         conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
         conn.pragma_update(None, "foreign_keys", true).map_err(db)?;
+        // Deleted rows (an erased patient's) are overwritten, not left in free pages.
+        conn.pragma_update(None, "secure_delete", true).map_err(db)?;
         let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(db)?;
         if version == 0 {
             conn.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))

@@ -18,6 +18,8 @@ pub const DEVICE: &str = "test-device-token-0123456789";
 pub struct TestServer {
     pub url: String,
     pub store: Arc<Store>,
+    /// The application the server runs (its stores, directory, vault).
+    pub app: Arc<App>,
     #[allow(dead_code)] // reason: some tests move time
     pub clock: ManualClock,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -34,6 +36,8 @@ pub struct Resp {
     pub retry_after: Option<String>,
     pub content_type: Option<String>,
     pub connection: Option<String>,
+    pub set_cookie: Option<String>,
+    pub bytes: Vec<u8>,
 }
 
 impl Resp {
@@ -64,6 +68,7 @@ impl TestServer {
         tokens.create("admin", Role::Admin, Some(ADMIN), None, 0).expect("admin token");
         tokens.create("watch", Role::Device, Some(DEVICE), None, 0).expect("device token");
         let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(clock.clone())).expect("app"));
+        let served = app.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
@@ -72,14 +77,14 @@ impl TestServer {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).expect("listener");
-                server::serve(l, app, async move {
+                server::serve(l, served, async move {
                     let _ = rx.await;
                 })
                 .await
                 .expect("serve");
             });
         });
-        TestServer { url, store, clock, shutdown: Some(tx), thread: Some(thread), _dir: dir, agent: agent() }
+        TestServer { url, store, app, clock, shutdown: Some(tx), thread: Some(thread), _dir: dir, agent: agent() }
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> Resp {
@@ -112,6 +117,25 @@ impl TestServer {
         into_resp(req.send(body.to_string()).expect("request"))
     }
 
+    /// Any request: method, path, extra headers, optional body.
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+        let uri = format!("{}{path}", self.url);
+        let mut b = ureq::http::Request::builder().method(method).uri(&uri);
+        for (k, v) in headers {
+            b = b.header(*k, *v);
+        }
+        let r = match body {
+            Some(bytes) => self.agent.run(b.body(bytes.to_vec()).expect("request")),
+            None => self.agent.run(b.body(()).expect("request")),
+        };
+        into_resp(r.expect("request"))
+    }
+
+    /// The router's table of routes.
+    pub fn app_routes(&self) -> Vec<vitals::server::RouteSpec> {
+        vitals::server::routes(self.app.clone()).1
+    }
+
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()
     }
@@ -128,8 +152,10 @@ pub fn into_resp(mut r: ureq::http::Response<ureq::Body>) -> Resp {
     let retry_after = header("retry-after");
     let content_type = header("content-type");
     let connection = header("connection");
-    let body = r.body_mut().read_to_string().unwrap_or_default();
-    Resp { status, body, retry_after, content_type, connection }
+    let set_cookie = header("set-cookie");
+    let bytes = r.body_mut().with_config().limit(1 << 30).read_to_vec().unwrap_or_default();
+    let body = String::from_utf8_lossy(&bytes).into_owned();
+    Resp { status, body, retry_after, content_type, connection, set_cookie, bytes }
 }
 
 impl Drop for TestServer {

@@ -4,6 +4,7 @@
 
 mod alerts;
 mod api;
+mod authz;
 mod cli;
 mod crash;
 mod dead_letters;
@@ -15,5 +16,6 @@ mod line_protocol;
 mod mqtt;
 mod nightscout;
 mod notify;
+mod people;
 mod rules;
 mod simulate;
