@@ -261,7 +261,10 @@ pub fn team(config: &Config, cmd: TeamCommand) -> anyhow::Result<ExitCode> {
         Ok(meta.teams()?.into_iter().find(|t| t.name == team))
     };
     let names = |ids: &[String]| -> Vec<String> {
-        ids.iter().map(|id| meta.user(id).ok().flatten().map_or_else(|| id.clone(), |u| u.name)).collect()
+        let mut n: Vec<String> =
+            ids.iter().map(|id| meta.user(id).ok().flatten().map_or_else(|| id.clone(), |u| u.name)).collect();
+        n.sort();
+        n
     };
     match cmd {
         TeamCommand::List => {

@@ -148,11 +148,12 @@ pub async fn delete_user(State(app): State<AppState>, Path(key): Path<String>) -
 }
 
 fn render_team(app: &AppState, t: &vitals_meta::Team) -> Value {
-    let names: Vec<String> = t
+    let mut names: Vec<String> = t
         .members
         .iter()
         .map(|id| app.directory.meta().user(id).ok().flatten().map_or_else(|| id.clone(), |u| u.name))
         .collect();
+    names.sort();
     json!({"name": t.name, "members": names, "patients": t.patients, "created": format_time(t.created_ms)})
 }
 

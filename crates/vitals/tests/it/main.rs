@@ -2,6 +2,7 @@
 
 #![allow(unreachable_pub)] // reason: helpers of a test binary are shared between its modules
 
+mod admin;
 mod alerts;
 mod api;
 mod authz;
