@@ -2,6 +2,7 @@
 //!
 //! People (users with Argon2id passwords and a role), care teams linking clinicians and
 //! caregivers to patients, API tokens of users and devices (hashed, revocable, expiring),
+//! devices' client certificates (mTLS) mapped to a device and a patient,
 //! dashboard sessions, the registry of patients' pseudonyms, and the hash-chained audit log.
 //! Identity (names, birth dates...) is not here: it lives in the encrypted vault
 //! (`vitals-vault`). [`MetaStore`] is the contract; [`SqliteMeta`] the embedded
@@ -17,7 +18,7 @@ pub mod password;
 mod sqlite;
 
 pub use audit::{AuditEntry, AuditEvent, ChainBreak};
-pub use model::{Patient, Role, Session, Team, Token, User};
+pub use model::{DeviceCert, Patient, Role, Session, Team, Token, User};
 pub use sqlite::SqliteMeta;
 
 /// Errors of the metadata store.
@@ -84,6 +85,12 @@ pub trait MetaStore: Send + Sync {
     /// Removes the patient's registration, team links, patient accounts' binding and
     /// device tokens bound to them (erasure).
     fn delete_patient(&self, id: &str) -> Result<bool, MetaError>;
+
+    /// Registers a device's client certificate (by the SHA-256 of its DER encoding).
+    fn create_device_cert(&self, cert: &DeviceCert) -> Result<(), MetaError>;
+    fn device_cert(&self, sha256_hex: &str) -> Result<Option<DeviceCert>, MetaError>;
+    fn device_certs(&self) -> Result<Vec<DeviceCert>, MetaError>;
+    fn revoke_device_cert(&self, id: &str, at_ms: i64) -> Result<bool, MetaError>;
 
     fn create_session(&self, session: &Session) -> Result<(), MetaError>;
     fn session(&self, sha256_hex: &str) -> Result<Option<Session>, MetaError>;

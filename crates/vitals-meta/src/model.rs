@@ -135,3 +135,17 @@ pub struct Session {
     pub created_ms: i64,
     pub expires_ms: i64,
 }
+
+/// A device's client certificate: presenting it over mutual TLS (HTTPS or the MQTT
+/// listener) authenticates as this device, bound to `patient` if set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceCert {
+    /// Hex SHA-256 of the certificate's DER encoding.
+    pub sha256: String,
+    pub id: String,
+    pub name: String,
+    pub device: String,
+    pub patient: Option<String>,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}

@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use crate::audit::{self, AuditEntry, AuditEvent};
-use crate::model::{Patient, Role, Session, Team, Token, User};
+use crate::model::{DeviceCert, Patient, Role, Session, Team, Token, User};
 use crate::{AuditFilter, MetaError, MetaStore};
 
 const SCHEMA_VERSION: i64 = 1;
@@ -60,6 +60,15 @@ CREATE TABLE sessions (
     csrf TEXT NOT NULL,
     created_ms INTEGER NOT NULL,
     expires_ms INTEGER NOT NULL
+);
+CREATE TABLE device_certs (
+    sha256 TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    device TEXT NOT NULL,
+    patient TEXT,
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER
 );
 CREATE TABLE audit (
     seq INTEGER PRIMARY KEY,
@@ -124,6 +133,19 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<Token> {
     })
 }
 const TOKEN_COLS: &str = "id, name, role, user_id, device, patient, sha256, sha1, created_ms, expires_ms, revoked_ms";
+
+fn cert_row(r: &Row<'_>) -> rusqlite::Result<DeviceCert> {
+    Ok(DeviceCert {
+        sha256: r.get(0)?,
+        id: r.get(1)?,
+        name: r.get(2)?,
+        device: r.get(3)?,
+        patient: r.get(4)?,
+        created_ms: r.get(5)?,
+        revoked_ms: r.get(6)?,
+    })
+}
+const CERT_COLS: &str = "sha256, id, name, device, patient, created_ms, revoked_ms";
 
 fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     Ok(AuditEntry {
@@ -402,8 +424,42 @@ impl MetaStore for SqliteMeta {
             let links = tx.execute("DELETE FROM team_patients WHERE patient = ?1", [id])?;
             let tokens = tx.execute("DELETE FROM tokens WHERE patient = ?1", [id])?;
             let users = tx.execute("UPDATE users SET patient = NULL, disabled = 1 WHERE patient = ?1", [id])?;
+            let certs = tx.execute("DELETE FROM device_certs WHERE patient = ?1", [id])?;
             tx.commit()?;
-            Ok(n + links + tokens + users > 0)
+            Ok(n + links + tokens + users + certs > 0)
+        })
+    }
+
+    fn create_device_cert(&self, c: &DeviceCert) -> Result<(), MetaError> {
+        self.insert("a device with that certificate".to_string(), |conn| {
+            conn.execute(
+                &format!("INSERT INTO device_certs ({CERT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![c.sha256, c.id, c.name, c.device, c.patient, c.created_ms, c.revoked_ms],
+            )
+        })
+    }
+
+    fn device_cert(&self, sha256_hex: &str) -> Result<Option<DeviceCert>, MetaError> {
+        self.with(|c| {
+            c.query_row(&format!("SELECT {CERT_COLS} FROM device_certs WHERE sha256 = ?1"), [sha256_hex], cert_row)
+                .optional()
+        })
+    }
+
+    fn device_certs(&self) -> Result<Vec<DeviceCert>, MetaError> {
+        self.with(|c| {
+            let mut s = c.prepare(&format!("SELECT {CERT_COLS} FROM device_certs ORDER BY created_ms, id"))?;
+            s.query_map([], cert_row)?.collect()
+        })
+    }
+
+    fn revoke_device_cert(&self, id: &str, at_ms: i64) -> Result<bool, MetaError> {
+        self.with(|c| {
+            c.execute(
+                "UPDATE device_certs SET revoked_ms = ?2 WHERE id = ?1 AND revoked_ms IS NULL",
+                params![id, at_ms],
+            )
+            .map(|n| n > 0)
         })
     }
 

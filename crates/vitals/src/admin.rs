@@ -114,6 +114,27 @@ pub enum PatientCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Register a device's client certificate (PEM): presenting it over mutual TLS
+    /// authenticates as this device, writing for `--patient` only if given.
+    Add {
+        /// The device id (a serial, a MAC address...).
+        device: String,
+        #[arg(long)]
+        cert: std::path::PathBuf,
+        #[arg(long)]
+        patient: Option<String>,
+        /// A display name (default: the device id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List registered device certificates.
+    List,
+    /// Revoke a device certificate by id; it is refused at the next connection.
+    Revoke { id: String },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain of the whole log; prints the entry count and head hash.
     Verify {
@@ -372,6 +393,44 @@ pub fn patient(config: &Config, cmd: PatientCommand) -> anyhow::Result<ExitCode>
             let report = crate::rights::erase_offline(config, &patient)?;
             cli_audit(&d, "patient.erase", Some(&patient), "cli")?;
             eprintln!("erased {patient}: {report}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn device(config: &Config, cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
+    let d = Directory::open(&config.storage.data_dir)?;
+    let now = SystemClock.now_ms();
+    match cmd {
+        DeviceCommand::Add { device, cert, patient, name } => {
+            let certs = crate::tls::read_certs(&cert)?;
+            let leaf = certs.first().context("no certificate")?;
+            let c =
+                d.register_cert(name.as_deref().unwrap_or(&device), &device, patient.as_deref(), leaf.as_ref(), now)?;
+            cli_audit(&d, "device.register", c.patient.as_deref(), &format!("device certificate {}", c.id))?;
+            println!("{}  device {} sha256 {}", c.id, c.device, c.sha256);
+        }
+        DeviceCommand::List => {
+            for c in d.meta().device_certs()? {
+                let state = if c.revoked_ms.is_some() { "revoked" } else { "live" };
+                let patient = c.patient.as_deref().unwrap_or("any patient");
+                println!(
+                    "{}  {:<7} {}  {}  {}  sha256 {}",
+                    c.id,
+                    state,
+                    c.device,
+                    patient,
+                    format_time(c.created_ms),
+                    c.sha256
+                );
+            }
+        }
+        DeviceCommand::Revoke { id } => {
+            if !d.meta().revoke_device_cert(&id, now)? {
+                bail!("no live device certificate {id:?}");
+            }
+            cli_audit(&d, "device.revoke", None, &format!("device certificate {id}"))?;
+            eprintln!("revoked {id}");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -259,6 +259,61 @@ impl Directory {
         })
     }
 
+    /// The principal of a verified client certificate registered to a device.
+    pub fn authenticate_cert(&self, sha256_hex: &str, now_ms: i64) -> Option<Principal> {
+        let c = match self.meta.device_cert(sha256_hex) {
+            Ok(c) => c?,
+            Err(e) => {
+                tracing::error!(error = %e, "reading device certificates");
+                return None;
+            }
+        };
+        if c.revoked_ms.is_some_and(|r| r <= now_ms) {
+            return None;
+        }
+        let patient = c.patient.as_deref().and_then(|p| PatientId::new(p).ok());
+        let scope = match &patient {
+            Some(p) => Scope::Patients([p.to_string()].into()),
+            None => Scope::All,
+        };
+        Some(Principal {
+            actor: format!("cert:{}", c.id),
+            name: c.name,
+            role: Role::Device,
+            user_id: None,
+            token_id: None,
+            patient,
+            scope,
+            csrf: None,
+        })
+    }
+
+    /// Registers a device's client certificate (PEM or DER), bound to a patient if given.
+    pub fn register_cert(
+        &self,
+        name: &str,
+        device: &str,
+        patient: Option<&str>,
+        der: &[u8],
+        now_ms: i64,
+    ) -> anyhow::Result<vitals_meta::DeviceCert> {
+        vitals_core::DeviceId::new(device).map_err(|e| anyhow::anyhow!("device {device:?} {e}"))?;
+        if let Some(p) = patient {
+            PatientId::new(p).map_err(|e| anyhow::anyhow!("patient {p:?} {e}"))?;
+        }
+        let cert = vitals_meta::DeviceCert {
+            sha256: crate::tls::cert_sha256(der),
+            id: random_id("crt-")?,
+            name: name.to_owned(),
+            device: device.to_owned(),
+            patient: patient.map(str::to_owned),
+            created_ms: now_ms,
+            revoked_ms: None,
+        };
+        self.meta.create_device_cert(&cert)?;
+        Ok(cert)
+    }
+
     /// Adds a token and returns it with its secret (shown once, stored nowhere).
     pub fn create_token(&self, req: &NewToken<'_>, now_ms: i64) -> anyhow::Result<(Token, String)> {
         if req.name.trim().is_empty() || req.name.len() > 100 {

@@ -140,6 +140,11 @@ pub enum AdminCommand {
         #[command(subcommand)]
         command: crate::admin::PatientCommand,
     },
+    /// Devices' client certificates (mTLS on HTTPS and the MQTT listener).
+    Device {
+        #[command(subcommand)]
+        command: crate::admin::DeviceCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]

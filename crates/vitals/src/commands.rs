@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             AdminCommand::Team { command } => crate::admin::team(&config, command),
             AdminCommand::Patient { command } => crate::admin::patient(&config, command),
             AdminCommand::Audit { command } => crate::admin::audit(&config, command),
+            AdminCommand::Device { command } => crate::admin::device(&config, command),
             AdminCommand::Vault { command } => crate::admin::vault(&config, command),
             AdminCommand::DeadLetters { command } => dead_letters(&config, command),
             AdminCommand::Notifications { command } => notifications(&config, command),
@@ -165,7 +166,8 @@ fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("listening on {}", config.server.listen))?;
         let addr = listener.local_addr()?;
-        println!("vitals listening on http://{addr}");
+        let scheme = if crate::tls::enabled(&config) { "https" } else { "http" };
+        println!("vitals listening on {scheme}://{addr}");
         let _ = std::io::stdout().flush();
         tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "serving");
         let app = Arc::new(App::open(store.clone(), tokens, config, clock)?);

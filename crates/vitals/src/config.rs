@@ -25,12 +25,46 @@ pub struct Config {
     pub retention: BTreeMap<String, DurationMs>,
     pub line_protocol: LineProtocolConfig,
     pub mqtt: MqttConfig,
+    pub mqtt_listener: MqttListenerConfig,
     pub file_drop: FileDropConfig,
     pub alerting: AlertingConfig,
     pub notify: NotifyConfig,
     pub auth: AuthConfig,
     pub vault: VaultConfig,
     pub log: LogConfig,
+}
+
+/// The embedded MQTT listener (TLS; devices authenticate by client certificate).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttListenerConfig {
+    pub enabled: bool,
+    /// Address to listen on (MQTT over TLS; 8883 is the usual port).
+    pub listen: String,
+    /// PEM certificate chain and key; empty: the server's (`server.tls_cert`/`tls_key`).
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// PEM CA certificate(s) that sign device certificates; empty: `server.tls_client_ca`.
+    pub client_ca: PathBuf,
+    /// Only certificate-authenticated devices (otherwise a device token as the CONNECT
+    /// password is accepted too).
+    pub require_client_cert: bool,
+    /// Topics are `<topic_prefix>/<patient>/samples` and `.../health-auto-export`.
+    pub topic_prefix: String,
+}
+
+impl Default for MqttListenerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            listen: "127.0.0.1:8883".into(),
+            tls_cert: PathBuf::new(),
+            tls_key: PathBuf::new(),
+            client_ca: PathBuf::new(),
+            require_client_cert: true,
+            topic_prefix: "vitals".into(),
+        }
+    }
 }
 
 /// Sign-in and sessions.

@@ -23,6 +23,7 @@ pub mod file_drop;
 pub mod health_auto_export_api;
 pub mod line_protocol_api;
 pub mod mqtt;
+pub mod mqtt_listener;
 pub mod nightscout_api;
 pub mod notice;
 pub mod notifications_api;

@@ -15,14 +15,13 @@
 //! verified against `ca_file` or the system's roots, and Vitals presents its own client
 //! certificate when `cert_file`/`key_file` are set.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use rustls::pki_types::PrivateKeyDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use vitals_core::{PatientId, Validator};
 use vitals_ingest::{Format, health_auto_export, native};
 use vitals_storage::StoreError;
@@ -31,6 +30,7 @@ use crate::config::MqttConfig;
 use crate::dead_letter_api::{Refused, WireFormat};
 use crate::server::AppState;
 use crate::telemetry::CodeLabel;
+use crate::tls::read_certs;
 
 /// Starts the subscriber if `[mqtt] enabled`; it runs until the task is aborted. Fails at
 /// once on what cannot work (an address that is not `host:port`, unreadable certificates).
@@ -96,14 +96,6 @@ pub fn tls_config(cfg: &MqttConfig) -> anyhow::Result<rustls::ClientConfig> {
     builder.with_client_auth_cert(chain, key).context("mqtt: the client certificate does not match its key")
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("{}: not a readable PEM certificate file", path.display()))?;
-    anyhow::ensure!(!certs.is_empty(), "{}: no certificate in it", path.display());
-    Ok(certs)
-}
-
 /// What one message turned into, for the acknowledging task.
 type Durable = tokio::sync::oneshot::Receiver<bool>;
 
@@ -162,8 +154,13 @@ async fn run(app: AppState, opts: MqttOptions) {
 
 /// Decodes one message, keeps what is refused, submits what is accepted.
 async fn handle(app: &AppState, p: &Publish) -> Durable {
+    handle_with_prefix(app, p, &app.config.mqtt.topic_prefix).await
+}
+
+/// [`handle`] for topics under `prefix` (the embedded listener has its own).
+pub(crate) async fn handle_with_prefix(app: &AppState, p: &Publish, prefix: &str) -> Durable {
     let (tx, rx) = tokio::sync::oneshot::channel();
-    let prefix = format!("{}/", app.config.mqtt.topic_prefix);
+    let prefix = format!("{prefix}/");
     let rest = p.topic.strip_prefix(&prefix).unwrap_or("");
     let (patient_raw, kind) = rest.split_once('/').unwrap_or(("", ""));
     let now = app.clock.now_ms();

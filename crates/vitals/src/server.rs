@@ -33,6 +33,8 @@ pub struct App {
     pub directory: Directory,
     /// Patients' identities, sealed (see `vitals-vault`).
     pub vault: Arc<vitals_vault::Vault>,
+    /// Where the embedded MQTT listener listens, once started.
+    pub mqtt_listener_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Patients erased while this process runs (the live engine forgets them).
     pub erased: crate::rights::ErasedPatients,
     /// Sign-in attempts per client address (rate limit).
@@ -67,6 +69,7 @@ impl App {
             vault,
             login_limiter: crate::session_api::Limiter::default(),
             erased: crate::rights::ErasedPatients::default(),
+            mqtt_listener_addr: std::sync::OnceLock::new(),
             config,
             clock,
             telemetry: Telemetry::new(),
@@ -266,9 +269,12 @@ pub struct AuditPatient(pub String);
 
 /// The client's address, if the server was started with connection info.
 pub fn origin_of(req: &Request) -> String {
-    req.extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string())
+    peer_of(req).map_or_else(|| "unknown".to_string(), |p| p.addr.ip().to_string())
+}
+
+/// The connection's peer (address, client certificate).
+pub fn peer_of(req: &Request) -> Option<&crate::tls::Peer> {
+    req.extensions().get::<axum::extract::ConnectInfo<crate::tls::Peer>>().map(|c| &c.0)
 }
 
 fn refuse(credentials: Credentials, status: axum::http::StatusCode, message: &str) -> Response {
@@ -300,7 +306,12 @@ async fn require(State(g): State<Guard>, mut req: Request, next: Next) -> Respon
         Credentials::Bearer => session_api::principal(&g.app, req.headers(), now),
         Credentials::Influx => line_protocol_api::principal(&g.app, &req, now),
         Credentials::Nightscout => nightscout_api::principal(&g.app, &req, now),
-    };
+    }
+    // A device's client certificate (mTLS) when no other credentials were given.
+    .or_else(|| {
+        let fp = peer_of(&req)?.cert_sha256.as_deref()?;
+        g.app.directory.authenticate_cert(fp, now)
+    });
     let Some(principal) = principal else {
         let message = match g.credentials {
             Credentials::Bearer => "missing or invalid credentials: Authorization: Bearer <token> or a session",
@@ -416,11 +427,27 @@ pub async fn serve(
     let notifier = crate::notifier::spawn(app.clone())?;
     let alerting = crate::alerting::spawn(app.clone());
     let mqtt = crate::mqtt::spawn(app.clone())?;
+    let mqtt_listener = match crate::mqtt_listener::spawn(app.clone()).await? {
+        Some((addr, task)) => {
+            let _ = app.mqtt_listener_addr.set(addr);
+            Some(task)
+        }
+        None => None,
+    };
     let file_drop = crate::file_drop::spawn(app.clone())?;
-    let served = axum::serve(listener, router(app).into_make_service_with_connect_info::<std::net::SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let tls = crate::tls::http_config(&app.config)?;
+    let service = router(app).into_make_service_with_connect_info::<crate::tls::Peer>();
+    let served = match tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(listener, config)?;
+            axum::serve(listener, service).with_graceful_shutdown(shutdown).await
+        }
+        None => axum::serve(listener, service).with_graceful_shutdown(shutdown).await,
+    };
     if let Some(m) = mqtt {
+        m.abort();
+    }
+    if let Some(m) = mqtt_listener {
         m.abort();
     }
     if let Some(f) = file_drop {

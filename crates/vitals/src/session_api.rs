@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
@@ -87,8 +87,7 @@ fn set_cookie(app: &AppState, value: &str, max_age_s: i64) -> HeaderValue {
 /// Signs in: JSON `{"name", "password"}` (or a form with the same fields).
 pub async fn login(State(app): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
     let now = app.clock.now_ms();
-    let ip =
-        req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let ip = crate::server::peer_of(&req).map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
     let headers = req.headers().clone();
     let body = axum::body::to_bytes(req.into_body(), 64 << 10)
         .await

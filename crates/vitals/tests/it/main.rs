@@ -20,3 +20,4 @@ mod notify;
 mod people;
 mod rules;
 mod simulate;
+mod tls;

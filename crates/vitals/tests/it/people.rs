@@ -135,7 +135,7 @@ fn tokens_expire_and_a_revoked_one_is_refused_at_the_next_request() {
 /// with a notice, a dead letter, a cohort, a rule scoped to them. Returns the pseudonym.
 fn full_patient(server: &TestServer) -> String {
     let r = admin_json(
-        &server,
+        server,
         "POST",
         "/api/v1/patients",
         &json!({"identity": {"name": "Erik Johansson",
@@ -145,8 +145,8 @@ fn full_patient(server: &TestServer) -> String {
     let p = r.json()["patient"].as_str().expect("pseudonym").to_owned();
     assert_eq!(p.len(), 36, "a UUID: {p}");
     let rule = json!({"name": "erik-tachy", "expr": "heart_rate > 150", "scope": {"patient": p}});
-    assert_eq!(admin_json(&server, "POST", "/api/v1/rules", &rule).status, 201);
-    let c = admin_json(&server, "PUT", "/api/v1/cohorts/geriatrics", &json!({"patients": [p, "p-keep"]}));
+    assert_eq!(admin_json(server, "POST", "/api/v1/rules", &rule).status, 201);
+    let c = admin_json(server, "PUT", "/api/v1/cohorts/geriatrics", &json!({"patients": [p, "p-keep"]}));
     assert!(matches!(c.status, 200 | 201), "{}", c.body);
     let hr = |t: i64, v: f64| json!({"patient": p, "metric": "heart_rate", "time": t, "value": v});
     let day = 86_400_000;
