@@ -142,3 +142,26 @@ fn key_material_and_identity_fields_are_validated() {
         assert!(Keyring::load(&f).expect_err("world-readable").to_string().contains("chmod 600"));
     }
 }
+
+proptest::proptest! {
+    #[test]
+    fn key_files_and_env_values_never_panic_and_errors_name_the_line(text in "\\PC{0,300}") {
+        match Keyring::parse_file(&text, "k.key") {
+            Ok(ring) => proptest::prop_assert!(ring.get(ring.primary_id()).is_some()),
+            Err(e) => {
+                let m = e.to_string();
+                proptest::prop_assert!(m.contains("k.key") || m.contains("key id") || m.contains("key \""), "{}", m);
+            }
+        }
+        let _ = Keyring::parse_env(&text);
+    }
+
+    #[test]
+    fn valid_key_lines_round_trip_in_any_order(ids in proptest::collection::btree_set("[a-z0-9]{1,8}", 1..5)) {
+        let ids: Vec<String> = ids.into_iter().collect();
+        let text: String = ids.iter().map(|id| format!("{id} {STANDARD_KEY_A}\n")).collect();
+        let ring = Keyring::parse_file(&text, "k").expect("valid");
+        proptest::prop_assert_eq!(ring.ids(), ids.iter().map(String::as_str).collect::<Vec<_>>());
+        proptest::prop_assert_eq!(ring.primary_id(), ids[0].as_str());
+    }
+}
