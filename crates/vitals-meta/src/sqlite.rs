@@ -89,7 +89,11 @@ CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT 
 /// The SQLite metadata store.
 pub struct SqliteMeta {
     path: String,
+    /// Changes (one writer at a time, as SQLite has it).
     conn: Mutex<Connection>,
+    /// Lookups on every request (tokens, users, teams): a second connection, so they do not
+    /// wait behind a write's disk sync (WAL readers do not block on the writer).
+    reader: Mutex<Connection>,
 }
 
 impl std::fmt::Debug for SqliteMeta {
@@ -196,7 +200,16 @@ impl SqliteMeta {
                 "{p}: schema version {version}, this build knows {SCHEMA_VERSION} (a newer Vitals wrote it?)"
             )));
         }
-        Ok(SqliteMeta { path: p, conn: Mutex::new(conn) })
+        let reader = Connection::open(path).map_err(db)?;
+        reader.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
+        reader.pragma_update(None, "foreign_keys", true).map_err(db)?;
+        Ok(SqliteMeta { path: p, conn: Mutex::new(conn), reader: Mutex::new(reader) })
+    }
+
+    /// A lookup on the reading connection.
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, MetaError> {
+        let c = self.reader.lock();
+        f(&c).map_err(|source| MetaError::Db { path: self.path.clone(), source })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, MetaError> {
@@ -240,7 +253,7 @@ impl MetaStore for SqliteMeta {
     }
 
     fn user(&self, id_or_name: &str) -> Result<Option<User>, MetaError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 &format!("SELECT {USER_COLS} FROM users WHERE id = ?1 OR name = ?1 ORDER BY id = ?1 DESC LIMIT 1"),
                 [id_or_name],
@@ -302,19 +315,19 @@ impl MetaStore for SqliteMeta {
     }
 
     fn token(&self, id: &str) -> Result<Option<Token>, MetaError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE id = ?1"), [id], token_row).optional()
         })
     }
 
     fn token_by_sha256(&self, h: &str) -> Result<Option<Token>, MetaError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE sha256 = ?1"), [h], token_row).optional()
         })
     }
 
     fn token_by_sha1(&self, h: &str) -> Result<Option<Token>, MetaError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE sha1 = ?1"), [h], token_row).optional()
         })
     }
@@ -383,7 +396,7 @@ impl MetaStore for SqliteMeta {
     }
 
     fn patients_of_member(&self, user_id: &str) -> Result<Vec<String>, MetaError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut s = c.prepare_cached(
                 "SELECT DISTINCT p.patient FROM team_patients p JOIN team_members m ON m.team = p.team
                  WHERE m.user_id = ?1 ORDER BY p.patient",
@@ -440,7 +453,7 @@ impl MetaStore for SqliteMeta {
     }
 
     fn device_cert(&self, sha256_hex: &str) -> Result<Option<DeviceCert>, MetaError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(&format!("SELECT {CERT_COLS} FROM device_certs WHERE sha256 = ?1"), [sha256_hex], cert_row)
                 .optional()
         })
@@ -473,7 +486,7 @@ impl MetaStore for SqliteMeta {
     }
 
     fn session(&self, h: &str) -> Result<Option<Session>, MetaError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT sha256, user_id, csrf, created_ms, expires_ms FROM sessions WHERE sha256 = ?1",
                 [h],
@@ -499,26 +512,35 @@ impl MetaStore for SqliteMeta {
         self.with(|c| c.execute("DELETE FROM sessions WHERE user_id = ?1", [user_id]).map(drop))
     }
 
-    fn append_audit(&self, e: &AuditEvent) -> Result<AuditEntry, MetaError> {
+    fn append_audit_batch(&self, events: &[AuditEvent]) -> Result<Vec<AuditEntry>, MetaError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let (last, prev): (i64, String) = tx
+            let (mut last, mut prev): (i64, String) = tx
                 .query_row("SELECT seq, hash FROM audit_head WHERE id = 1", [], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?
                 .unwrap_or((0, audit::GENESIS.to_string()));
-            let seq = last + 1;
-            let hash = audit::chain_hash(&prev, seq, e);
-            tx.execute(
-                &format!("INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
-                params![seq, e.ts_ms, e.actor, e.action, e.patient, e.target, e.origin, e.outcome, prev, hash],
-            )?;
+            let mut out = Vec::with_capacity(events.len());
+            {
+                let mut insert = tx.prepare_cached(&format!(
+                    "INSERT INTO audit ({AUDIT_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+                ))?;
+                for e in events {
+                    let seq = last + 1;
+                    let hash = audit::chain_hash(&prev, seq, e);
+                    insert.execute(params![
+                        seq, e.ts_ms, e.actor, e.action, e.patient, e.target, e.origin, e.outcome, prev, hash
+                    ])?;
+                    out.push(AuditEntry { seq, event: e.clone(), prev: prev.clone(), hash: hash.clone() });
+                    (last, prev) = (seq, hash);
+                }
+            }
             tx.execute(
                 "INSERT INTO audit_head (id, seq, hash) VALUES (1, ?1, ?2)
                  ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
-                params![seq, hash],
+                params![last, prev],
             )?;
             tx.commit()?;
-            Ok(AuditEntry { seq, event: e.clone(), prev, hash })
+            Ok(out)
         })
     }
 
@@ -698,12 +720,18 @@ mod tests {
                 .expect("append");
         }
         assert_eq!(verify_audit(&m).expect("intact").0, 5);
+        let batch = m.append_audit_batch(&[event(6, None, "a.b"), event(7, None, "a.c")]).expect("batch");
+        assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![6, 7]);
+        assert_eq!(batch[1].prev, batch[0].hash, "a batch is chained entry by entry");
+        assert_eq!(verify_audit(&m).expect("intact after a batch").0, 7);
+        let raw = Connection::open(&path).expect("raw");
+        raw.execute("DELETE FROM audit WHERE seq > 5", []).expect("drop the batch");
+        raw.execute("UPDATE audit_head SET seq = 5, hash = (SELECT hash FROM audit WHERE seq = 5)", []).expect("head");
         let logins = m.audit(&AuditFilter { action: Some("login.".into()), limit: 10, ..Default::default() });
         assert_eq!(logins.expect("query").iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 2]);
         let page = m.audit(&AuditFilter { before_seq: Some(3), limit: 10, ..Default::default() }).expect("query");
         assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
 
-        let raw = Connection::open(&path).expect("raw");
         raw.execute("UPDATE audit SET actor = 'user:eve' WHERE seq = 3", []).expect("tamper");
         let err = verify_audit(&m).expect_err("tampered");
         assert!(matches!(err, MetaError::Chain(ChainBreak::Altered { seq: 3 })), "{err}");

@@ -9,6 +9,7 @@
 //! temperature 4 Hz (0.01 °C), glucose every 5 min (integer mg/dL) = 777,888 samples.
 
 pub mod alert_latency;
+pub mod security;
 pub mod seizures;
 
 use std::fmt::Write as _;
@@ -35,6 +36,8 @@ pub enum BenchKind {
     Seizures(seizures::SeizureArgs),
     /// Time from a sample's acknowledgement to the notifier's HTTP request, under load.
     Alerts(alert_latency::AlertLatencyArgs),
+    /// What authentication and auditing cost: token lookups, audit appends, audited reads.
+    Security(security::SecurityArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -361,6 +364,7 @@ pub fn run(config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     match &a.kind {
         Some(BenchKind::Seizures(s)) => return seizures::run(config, s),
         Some(BenchKind::Alerts(l)) => return alert_latency::run(config, l),
+        Some(BenchKind::Security(a)) => return security::run(config, a),
         None => {}
     }
     let clock = SystemClock;

@@ -119,6 +119,7 @@ pub async fn update_user(
         }
         u.role = r;
     }
+    let password_changed = change.password.is_some();
     if let Some(p) = change.password {
         u.password_hash = Some(
             tokio::task::spawn_blocking(move || password::hash(&p))
@@ -135,7 +136,7 @@ pub async fn update_user(
         u.failed_logins = 0;
     }
     app.directory.meta().update_user(&u).map_err(meta_error)?;
-    if u.disabled {
+    if u.disabled || password_changed {
         app.directory.meta().delete_sessions_of(&u.id).map_err(meta_error)?;
     }
     Ok(Json(render_user(&u, app.clock.now_ms())))

@@ -33,6 +33,8 @@ pub struct App {
     pub directory: Directory,
     /// Patients' identities, sealed (see `vitals-vault`).
     pub vault: Arc<vitals_vault::Vault>,
+    /// Appends audit entries (group commit).
+    pub auditor: crate::audit::Auditor,
     /// Where the embedded MQTT listener listens, once started.
     pub mqtt_listener_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Patients erased while this process runs (the live engine forgets them).
@@ -62,6 +64,7 @@ impl App {
         let alerts = crate::commands::open_alerts(&config)?;
         let cohorts = crate::commands::open_cohorts(&config)?;
         let vault = Arc::new(crate::commands::open_vault(&config)?);
+        let auditor = crate::audit::Auditor::start(directory.meta_arc())?;
         let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
         Ok(App {
             store,
@@ -70,6 +73,7 @@ impl App {
             login_limiter: crate::session_api::Limiter::default(),
             erased: crate::rights::ErasedPatients::default(),
             mqtt_listener_addr: std::sync::OnceLock::new(),
+            auditor,
             config,
             clock,
             telemetry: Telemetry::new(),
