@@ -1218,6 +1218,18 @@ impl Inner {
         Err(StoreError::Failed(format!("samples of {patient} kept arriving during its erasure; stop its senders")))
     }
 
+    /// Removes the now-empty directories above `path`, up to the lake (`remove_dir` fails on
+    /// a directory that is not empty, which ends the walk).
+    fn remove_empty_parents(&self, path: &Path) {
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.lake || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+
     /// Removes `patient=<id>` partition directories (empty after an erasure) and the empty
     /// directories above them.
     fn remove_patient_dirs(&self, patient: &PatientId) -> Result<(), StoreError> {
@@ -1240,13 +1252,7 @@ impl Inner {
         }
         for dir in found {
             fs::remove_dir_all(&dir).map_err(io(&dir))?;
-            let mut up = dir.parent();
-            while let Some(d) = up {
-                if d == self.lake || fs::remove_dir(d).is_err() {
-                    break;
-                }
-                up = d.parent();
-            }
+            self.remove_empty_parents(&dir);
         }
         sync_dir(&self.lake).map_err(io(&self.lake))?;
         Ok(())
@@ -1288,14 +1294,7 @@ impl Inner {
             self.forget(s.id);
             let p = self.segment_path(s);
             fs::remove_file(&p).map_err(io(&p))?;
-            // Remove the partition's now-empty directories (remove_dir fails on non-empty ones).
-            let mut dir = p.parent();
-            while let Some(d) = dir {
-                if d == self.lake || fs::remove_dir(d).is_err() {
-                    break;
-                }
-                dir = d.parent();
-            }
+            self.remove_empty_parents(&p);
         }
         self.stats.segments_deleted_by_retention.fetch_add(doomed.len() as u64, Ordering::Relaxed);
         tracing::info!(segments = doomed.len(), "retention deleted old partitions");

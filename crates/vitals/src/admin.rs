@@ -237,30 +237,19 @@ pub fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
             }
         }
         UserCommand::Set { name, role, password_stdin, disable, enable, unlock } => {
-            let mut u = d.meta().user(&name)?.with_context(|| format!("no user {name:?}"))?;
-            if let Some(r) = role {
-                if r == Role::Device || (r == Role::Patient) != u.patient.is_some() {
-                    bail!("that role change needs a new account");
-                }
-                u.role = r;
-            }
-            if password_stdin {
-                u.password_hash = Some(vitals_meta::password::hash(&read_password()?)?);
-            }
-            if disable {
-                u.disabled = true;
-            }
-            if enable {
-                u.disabled = false;
-            }
-            if unlock {
-                u.locked_until_ms = None;
-                u.failed_logins = 0;
-            }
-            d.meta().update_user(&u)?;
-            if u.disabled || password_stdin {
-                d.meta().delete_sessions_of(&u.id)?;
-            }
+            let change = crate::people::UserChange {
+                role,
+                password: if password_stdin { Some(read_password()?) } else { None },
+                disabled: if disable {
+                    Some(true)
+                } else if enable {
+                    Some(false)
+                } else {
+                    None
+                },
+                unlock: unlock.then_some(true),
+            };
+            let u = crate::people::change_user(d.meta(), &name, change)?;
             cli_audit(&d, "user.update", None, &format!("user {}", u.name))?;
             eprintln!("updated {}", u.name);
         }

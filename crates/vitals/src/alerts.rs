@@ -289,14 +289,7 @@ impl AlertStore {
         }
         let newest = st.notices.values().map(|n| n.created_ms).max().unwrap_or(0);
         st.notices.retain(|_, n| n.state != NoticeState::Delivered || n.created_ms >= newest - DELIVERED_KEEP_MS);
-        let items: Vec<Record> = st
-            .alerts
-            .values()
-            .map(|a| Record::Alert(Box::new(a.clone())))
-            .chain(st.notices.values().map(|n| Record::Notice(Box::new(n.clone()))))
-            .collect();
-        let chunks: Vec<&[Record]> = items.chunks(SNAPSHOT_CHUNK).collect();
-        match log.rewrite(&chunks) {
+        match Self::snapshot(log, st) {
             Ok(()) => {
                 let after = log.len_bytes();
                 self.compacted_size.store(after, Ordering::Relaxed);
@@ -304,6 +297,18 @@ impl AlertStore {
             }
             Err(e) => tracing::error!(error = %e, "compacting the alert log (it keeps growing)"),
         }
+    }
+
+    /// Rewrites the log as the state: every alert and notice, in chunks of records.
+    fn snapshot(log: &mut JsonLog, st: &State) -> Result<(), vitals_storage::json_log::JsonLogError> {
+        let items: Vec<Record> = st
+            .alerts
+            .values()
+            .map(|a| Record::Alert(Box::new(a.clone())))
+            .chain(st.notices.values().map(|n| Record::Notice(Box::new(n.clone()))))
+            .collect();
+        let chunks: Vec<&[Record]> = items.chunks(SNAPSHOT_CHUNK).collect();
+        log.rewrite(&chunks)
     }
 
     /// Removes a patient's alerts and their notices and rewrites the log as a snapshot
@@ -317,14 +322,7 @@ impl AlertStore {
         let before = st.notices.len();
         st.notices.retain(|_, n| !n.alert.as_ref().is_some_and(|a| ids.contains(a)));
         let notices = before - st.notices.len();
-        let items: Vec<Record> = st
-            .alerts
-            .values()
-            .map(|a| Record::Alert(Box::new(a.clone())))
-            .chain(st.notices.values().map(|n| Record::Notice(Box::new(n.clone()))))
-            .collect();
-        let chunks: Vec<&[Record]> = items.chunks(SNAPSHOT_CHUNK).collect();
-        log.rewrite(&chunks).map_err(|e| AlertError::Io(e.to_string()))?;
+        Self::snapshot(&mut log, &st).map_err(|e| AlertError::Io(e.to_string()))?;
         self.compacted_size.store(log.len_bytes(), std::sync::atomic::Ordering::Relaxed);
         Ok((ids.len(), notices))
     }

@@ -1,8 +1,8 @@
-//! Care-team changes shared by the API and the `vitals admin team` command.
+//! People changes shared by the API and the `vitals admin user|team` commands.
 
 use anyhow::{Context, bail};
 use vitals_core::PatientId;
-use vitals_meta::{MetaError, MetaStore, Team};
+use vitals_meta::{MetaError, MetaStore, Role, Team, User};
 
 /// Creates the team if needed and makes its members (user names or ids) and patients
 /// exactly the given ones.
@@ -43,4 +43,43 @@ pub fn set_team(
         meta.set_team_patient(name, p, true)?;
     }
     meta.teams()?.into_iter().find(|t| t.name == name).with_context(|| format!("team {name:?} vanished"))
+}
+
+/// Changes to a user; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    pub role: Option<Role>,
+    pub password: Option<String>,
+    pub disabled: Option<bool>,
+    /// `true` clears a lockout.
+    pub unlock: Option<bool>,
+}
+
+/// Applies a change to a user (by name or id). A new password or disabling ends the
+/// user's sessions; a role change that would need another kind of account is refused.
+pub fn change_user(meta: &dyn MetaStore, key: &str, change: UserChange) -> anyhow::Result<User> {
+    let mut u = meta.user(key)?.with_context(|| format!("no user {key:?}"))?;
+    if let Some(r) = change.role {
+        if r == Role::Device || (r == Role::Patient) != u.patient.is_some() {
+            bail!("a change to or from the {r} role needs a new account");
+        }
+        u.role = r;
+    }
+    let new_password = change.password.is_some();
+    if let Some(p) = &change.password {
+        u.password_hash = Some(vitals_meta::password::hash(p)?);
+    }
+    if let Some(d) = change.disabled {
+        u.disabled = d;
+    }
+    if change.unlock == Some(true) {
+        u.locked_until_ms = None;
+        u.failed_logins = 0;
+    }
+    meta.update_user(&u)?;
+    if u.disabled || new_password {
+        meta.delete_sessions_of(&u.id)?;
+    }
+    Ok(u)
 }

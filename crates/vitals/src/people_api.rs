@@ -8,7 +8,7 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vitals_core::time::format_time;
-use vitals_meta::{AuditFilter, MetaError, Role, User, password};
+use vitals_meta::{AuditFilter, MetaError, Role, User};
 
 use crate::api_error::{ApiError, Code};
 use crate::auth::{Principal, Scope};
@@ -95,50 +95,19 @@ pub async fn get_user(State(app): State<AppState>, Path(key): Path<String>) -> R
     Ok(Json(render_user(&find_user(&app, &key)?, app.clock.now_ms())))
 }
 
-/// Changes to a user; absent fields stay as they are.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserChange {
-    role: Option<Role>,
-    password: Option<String>,
-    disabled: Option<bool>,
-    /// `true` clears a lockout.
-    unlock: Option<bool>,
-}
-
+/// Changes a user: `{"role"?, "password"?, "disabled"?, "unlock"?}`.
 pub async fn update_user(
     State(app): State<AppState>,
     Path(key): Path<String>,
-    b: Result<Json<UserChange>, axum::extract::rejection::JsonRejection>,
+    b: Result<Json<crate::people::UserChange>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let change = body(b)?;
-    let mut u = find_user(&app, &key)?;
-    if let Some(r) = change.role {
-        if r == Role::Device || (r == Role::Patient) != u.patient.is_some() {
-            return Err(ApiError::new(Code::InvalidBody, "that role change needs a new account"));
-        }
-        u.role = r;
-    }
-    let password_changed = change.password.is_some();
-    if let Some(p) = change.password {
-        u.password_hash = Some(
-            tokio::task::spawn_blocking(move || password::hash(&p))
-                .await
-                .map_err(ApiError::internal)?
-                .map_err(meta_error)?,
-        );
-    }
-    if let Some(d) = change.disabled {
-        u.disabled = d;
-    }
-    if change.unlock == Some(true) {
-        u.locked_until_ms = None;
-        u.failed_logins = 0;
-    }
-    app.directory.meta().update_user(&u).map_err(meta_error)?;
-    if u.disabled || password_changed {
-        app.directory.meta().delete_sessions_of(&u.id).map_err(meta_error)?;
-    }
+    find_user(&app, &key)?;
+    let a = app.clone();
+    let u = tokio::task::spawn_blocking(move || crate::people::change_user(a.directory.meta(), &key, change))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(Code::InvalidBody, format!("{e:#}")))?;
     Ok(Json(render_user(&u, app.clock.now_ms())))
 }
 
