@@ -110,6 +110,17 @@ fn dummy_hash() -> &'static str {
     H.get_or_init(|| password::hash("not a password of anyone").unwrap_or_default())
 }
 
+/// A principal without a user (a device, or an admin token): it reaches its bound patient
+/// only, or every patient.
+fn bound(actor: String, name: String, role: Role, patient: Option<&str>) -> Principal {
+    let patient = patient.and_then(|p| PatientId::new(p).ok());
+    let scope = match &patient {
+        Some(p) => Scope::Patients([p.to_string()].into()),
+        None => Scope::All,
+    };
+    Principal { actor, name, role, user_id: None, token_id: None, patient, scope, csrf: None }
+}
+
 fn sha1_hex(secret: &str) -> String {
     hex::encode(<sha1::Sha1 as sha1::Digest>::digest(secret.as_bytes()))
 }
@@ -211,21 +222,9 @@ impl Directory {
                 Some(p)
             }
             None => {
-                let patient = t.patient.as_deref().and_then(|p| PatientId::new(p).ok());
-                let scope = match &patient {
-                    Some(p) => Scope::Patients([p.to_string()].into()),
-                    None => Scope::All,
-                };
-                Some(Principal {
-                    actor: format!("token:{}", t.id),
-                    name: t.name.clone(),
-                    role: t.role,
-                    user_id: None,
-                    token_id: Some(t.id.clone()),
-                    patient,
-                    scope,
-                    csrf: None,
-                })
+                let mut p = bound(format!("token:{}", t.id), t.name.clone(), t.role, t.patient.as_deref());
+                p.token_id = Some(t.id.clone());
+                Some(p)
             }
         }
     }
@@ -271,21 +270,7 @@ impl Directory {
         if c.revoked_ms.is_some_and(|r| r <= now_ms) {
             return None;
         }
-        let patient = c.patient.as_deref().and_then(|p| PatientId::new(p).ok());
-        let scope = match &patient {
-            Some(p) => Scope::Patients([p.to_string()].into()),
-            None => Scope::All,
-        };
-        Some(Principal {
-            actor: format!("cert:{}", c.id),
-            name: c.name,
-            role: Role::Device,
-            user_id: None,
-            token_id: None,
-            patient,
-            scope,
-            csrf: None,
-        })
+        Some(bound(format!("cert:{}", c.id), c.name, Role::Device, c.patient.as_deref()))
     }
 
     /// Registers a device's client certificate (PEM or DER), bound to a patient if given.

@@ -118,4 +118,21 @@ fn the_vault_key_rotates_and_a_wrong_or_missing_key_fails_clearly() {
     assert!(!success && err.contains("wrong key for key id \"k2\""), "{err}");
     let (success, _, err) = run(data, &["admin", "patient", "identity", &p], &[("VITALS_VAULT_KEY", "k2:AAAA")], "");
     assert!(!success && err.contains("32"), "{err}");
+
+    // Export and erase on the data directory (no server running).
+    let zip_path = dir.path().join("export.zip");
+    let (success, _, err) =
+        run(data, &["admin", "patient", "export", &p, "--out", zip_path.to_str().expect("p")], &[], "");
+    assert!(success, "{err}");
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&zip_path).expect("zip")).expect("a zip archive");
+    let mut identity = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("identity.json").expect("identity.json"), &mut identity)
+        .expect("read");
+    assert!(identity.contains("Noor Haddad") && identity.contains("943 476 5919"), "{identity}");
+    let (success, _, err) = run(data, &["admin", "patient", "erase", &p, "--yes"], &[], "");
+    assert!(success && err.contains("identity erased"), "{err}");
+    let (success, _, err) = run(data, &["admin", "patient", "identity", &p], &[], "");
+    assert!(!success && err.contains("no identity recorded"), "{err}");
+    assert!(!ok(data, &["admin", "patient", "list"]).contains(&p));
+    assert!(ok(data, &["admin", "audit", "list", "--patient", &p]).contains("patient.erase"));
 }
