@@ -125,6 +125,23 @@ fn https_serves_tls_and_a_registered_client_certificate_authenticates_its_device
     assert_eq!(post(&stranger, samples(OWN), None).expect("https").status, 401);
     // A certificate from another CA does not even complete the handshake.
     assert!(post(&https_agent(&pki, Some(&pki.rogue)), samples(OWN), None).is_err(), "rogue client certificate");
+    // TLS 1.2 and 1.3 are spoken, 1.1 is not (openssl is installed by scripts/test).
+    let port = server.url.rsplit(':').next().expect("port").to_owned();
+    let handshake = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}"), "-CAfile"])
+            .arg(&pki.ca)
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("openssl s_client");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert!(handshake(&["-tls1_2"]).contains("New, TLSv1.2"), "TLS 1.2");
+    assert!(handshake(&["-tls1_3"]).contains("New, TLSv1.3"), "TLS 1.3");
+    // The client allows TLS 1.1 (security level 0); the server refuses it.
+    let old = handshake(&["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"]);
+    assert!(old.contains("Cipher is (NONE)") && !old.contains("New, TLSv1.1"), "TLS 1.1 must be refused: {old}");
     // Plain HTTP to the HTTPS port gets no answer.
     let plain = crate::harness::agent().get(&format!("{}/healthz", server.url)).call();
     assert!(plain.is_err() || plain.is_ok_and(|r| r.status() != 200), "plain HTTP must not be served");
