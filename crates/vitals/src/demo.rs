@@ -105,6 +105,15 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (_, secret) = tokens.create("demo", Role::Admin, None, None, clock.now_ms())?;
+    // A dashboard account with a fresh password per run, too.
+    let password = vitals_meta::random_secret("")?[..20].to_owned();
+    if tokens.meta().user("demo")?.is_none() {
+        tokens.create_user("demo", Role::Admin, Some(&password), None, clock.now_ms())?;
+    } else {
+        let change =
+            crate::people::UserChange { password: Some(password.clone()), unlock: Some(true), ..Default::default() };
+        crate::people::change_user(tokens.meta(), "demo", change)?;
+    }
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(config.listen_addr()))
         .with_context(|| format!("listening on {}", config.server.listen))?;
@@ -121,6 +130,7 @@ pub fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     println!("vitals listening on {url}");
     println!("demo: {} synthetic patients, data in {}", cohort.members.len(), dir.display());
     println!("admin token for this run: {secret}");
+    println!("dashboard: {url}/ (sign in as demo, password {password})");
     println!("try: curl -H 'Authorization: Bearer {secret}' {url}/api/v1/patients");
     println!(
         "alerting: {} rules (packs {}) and the seizure detector; live alerts are written to this log, \

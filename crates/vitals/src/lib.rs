@@ -43,3 +43,4 @@ pub mod simulate;
 pub mod telemetry;
 pub mod tls;
 pub mod tokens_api;
+pub mod web;

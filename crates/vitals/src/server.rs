@@ -216,6 +216,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .get("/api/v1/patients/{patient}/events", A::ReadPatientData, series_api::events)
         .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
         .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
+        .get("/api/v1/overview", A::ListPatients, crate::web::overview)
         .get("/api/v1/me", A::Me, people_api::me)
         .delete("/api/v1/session", A::Me, session_api::logout)
         .get("/api/v1/users", A::ManagePeople, people_api::list_users)
@@ -254,11 +255,14 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .put("/api/v1/rules/{name}", A::ManageRules, rules_api::replace)
         .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete);
     let Routes { router, specs, .. } = r;
-    // Sign-in is the one route besides /healthz that takes no credentials (it checks a
-    // password, rate-limited).
+    // Besides /healthz, sign-in (it checks a password, rate-limited) and the dashboard's
+    // static shell are the only routes without credentials.
     let router = router
         .route("/healthz", get(healthz))
         .route("/api/v1/login", post(session_api::login))
+        // The dashboard's shell and assets: no data, so no credentials (see `web`).
+        .route("/", get(crate::web::index))
+        .route("/assets/{name}", get(crate::web::asset))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -48,6 +48,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/events", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/latest", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/series/{metric}", "any own own own any -"),
+    ("GET", "/api/v1/overview", "any own own own any -"),
     ("GET", "/api/v1/me", "any any any any any any"),
     ("DELETE", "/api/v1/session", "any any any any any any"),
     ("GET", "/api/v1/users", "any - - - - -"),

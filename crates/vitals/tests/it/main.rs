@@ -8,6 +8,7 @@ mod api;
 mod authz;
 mod cli;
 mod crash;
+mod dashboard;
 mod dead_letters;
 mod file_drop;
 mod harness;

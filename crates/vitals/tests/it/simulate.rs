@@ -319,6 +319,7 @@ struct Demo {
     child: Child,
     url: String,
     token: String,
+    password: String,
     lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
 
@@ -331,7 +332,7 @@ fn start_demo(dir: &Path) -> Demo {
         .spawn()
         .expect("spawn demo");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut url, mut token) = (String::new(), String::new());
+    let (mut url, mut token, mut password) = (String::new(), String::new(), String::new());
     for line in lines.by_ref() {
         let line = line.expect("line");
         if let Some(u) = line.strip_prefix("vitals listening on ") {
@@ -340,12 +341,16 @@ fn start_demo(dir: &Path) -> Demo {
         if let Some(t) = line.strip_prefix("admin token for this run: ") {
             token = t.trim().to_owned();
         }
+        if let Some(p) = line.split("(sign in as demo, password ").nth(1) {
+            password = p.trim().trim_end_matches(')').to_owned();
+        }
         if line.starts_with("backfill done") {
             break;
         }
     }
     assert!(!url.is_empty() && !token.is_empty(), "the demo printed its URL and token");
-    Demo { child, url, token, lines }
+    assert!(!password.is_empty(), "the demo printed a dashboard sign-in");
+    Demo { child, url, token, password, lines }
 }
 
 fn get(url: &str, token: &str, path: &str) -> (u16, Value) {
@@ -367,6 +372,15 @@ fn interrupt(mut demo: Demo) -> Vec<String> {
 fn the_demo_starts_ingests_answers_streams_live_and_resumes() {
     let dir = tempfile::tempdir().expect("tmp");
     let demo = start_demo(dir.path());
+    // The dashboard account it prints signs in.
+    let password = demo.password.clone();
+    let login = crate::harness::agent()
+        .post(&format!("{}/api/v1/login", demo.url))
+        .header("Content-Type", "application/json")
+        .send(serde_json::json!({"name": "demo", "password": password}).to_string())
+        .map(into_resp)
+        .expect("login");
+    assert_eq!(login.status, 200, "{}", login.body);
     let (status, patients) = get(&demo.url, &demo.token, "/api/v1/patients");
     assert_eq!(status, 200);
     assert_eq!(patients["patients"].as_array().map(Vec::len), Some(20), "{patients}");

@@ -1,0 +1,114 @@
+//! The web dashboard: its shell and security headers, the overview endpoint it reads, and
+//! an end-to-end run in a real browser (Debian's chromium driven by playwright-core,
+//! `e2e/dashboard.mjs`; screenshots in `$CARGO_TARGET_TMPDIR/e2e-artifacts`).
+
+use serde_json::{Value, json};
+use vitals::auth::{NewToken, Role};
+
+use crate::harness::{ADMIN, NOW, TestServer};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A clinician "nurse" whose team looks after p-1 (not p-2); both have recent readings.
+fn ward() -> TestServer {
+    let server = TestServer::start();
+    let d = &server.app.directory;
+    d.create_user("nurse", Role::Clinician, Some(PASSWORD), None, NOW).expect("user");
+    vitals::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into()], NOW).expect("team");
+    let mut samples = Vec::new();
+    for (p, hr) in [("p-1", 72), ("p-2", 90)] {
+        for i in 0..30 {
+            samples.push(json!({"patient": p, "metric": "heart_rate", "time": NOW - 60_000 * (30 - i), "value": hr}));
+        }
+        samples.push(json!({"patient": p, "metric": "blood_glucose", "time": NOW - 120_000, "value": 104}));
+        samples.push(json!({"patient": p, "metric": "battery_level", "time": NOW - 120_000, "value": 81}));
+    }
+    samples.push(json!({"patient": "p-3", "metric": "heart_rate", "time": NOW - 5 * 3_600_000, "value": 60}));
+    assert_eq!(server.ingest(&Value::Array(samples)).status, 200);
+    vitals::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into(), "p-3".into()], NOW).expect("team");
+    server
+}
+
+#[test]
+fn the_app_shell_is_served_with_a_strict_content_security_policy_and_no_credentials() {
+    let server = TestServer::start();
+    let r = server.request("GET", "/", &[], None);
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(r#"<script type="module" src="/assets/app.js">"#), "{}", r.body);
+    assert!(!r.body.contains("<script>"), "no inline scripts");
+    let js = server.request("GET", "/assets/app.js", &[], None);
+    assert_eq!((js.status, js.content_type.as_deref()), (200, Some("text/javascript; charset=utf-8")));
+    assert_eq!(server.request("GET", "/assets/nope.js", &[], None).status, 404);
+    // The headers, read raw.
+    let resp = crate::harness::agent().get(&format!("{}/", server.url)).call().expect("get");
+    let h = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let csp = h("content-security-policy");
+    for part in ["default-src 'none'", "script-src 'self'", "frame-ancestors 'none'", "connect-src 'self'"] {
+        assert!(csp.contains(part), "{csp}");
+    }
+    assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert_eq!(h("x-content-type-options"), "nosniff");
+    assert_eq!(h("referrer-policy"), "no-referrer");
+}
+
+#[test]
+fn the_overview_shows_the_callers_patients_with_latest_values_alerts_battery_and_staleness() {
+    let server = ward();
+    let (_, token) = server
+        .app
+        .directory
+        .create_token(&NewToken { name: "n", user: Some("nurse"), ..Default::default() }, NOW)
+        .expect("t");
+    let r = server.get("/api/v1/overview", Some(&token));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let patients = v["patients"].as_array().expect("patients");
+    let ids: Vec<&str> = patients.iter().map(|p| p["patient"].as_str().expect("id")).collect();
+    assert_eq!(ids, ["p-1", "p-3"], "only the team's patients");
+    assert_eq!(patients[0]["latest"]["heart_rate"]["value"], json!(72.0));
+    assert_eq!(patients[0]["latest"]["blood_glucose"]["unit"], json!("mg/dL"));
+    assert_eq!((patients[0]["battery"].clone(), patients[0]["stale"].clone()), (json!(81.0), json!(false)));
+    assert_eq!(patients[1]["stale"], json!(true), "nothing for 5 hours");
+    assert_eq!(patients[0]["open_alerts"], json!(0));
+    assert_eq!(server.get("/api/v1/overview", Some(ADMIN)).json()["patients"].as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn a_clinician_signs_in_sees_their_patients_opens_one_and_signs_out_in_a_real_browser() {
+    let server = ward();
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/dashboard.mjs");
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .env("VITALS_URL", &server.url)
+        .env("VITALS_USER", "nurse")
+        .env("VITALS_PASSWORD", PASSWORD)
+        .env("ARTIFACTS", &artifacts)
+        .output()
+        .expect("node (installed by scripts/test)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser run failed: {stderr}");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    assert_eq!(seen["wrong_password_message"], json!("wrong user name or password"));
+    assert_eq!(seen["who"], json!("nurse (clinician)"));
+    let rows = seen["rows"].as_array().expect("rows");
+    assert_eq!(rows.iter().map(|r| r["patient"].clone()).collect::<Vec<_>>(), [json!("p-1"), json!("p-3")]);
+    let cells: Vec<&str> =
+        rows[0]["cells"].as_array().expect("cells").iter().map(|c| c.as_str().expect("text")).collect();
+    assert_eq!(cells, ["p-1", "72 bpm", "104 mg/dL", "–", "81 %", "0", "60 s ago"], "{cells:?}");
+    assert_eq!(rows[1]["stale"], json!(true));
+    assert_eq!(seen["cookie"], json!({"httpOnly": true, "sameSite": "Strict"}));
+    assert_eq!(seen["patient_title"], json!("Patient p-1"));
+    assert_eq!(seen["latest_rows"], json!(3), "heart rate, glucose, battery");
+    assert!(seen["url_after_open"].as_str().is_some_and(|u| u.ends_with("/#/patient/p-1")), "{seen}");
+    assert_eq!(seen["signed_out"], json!(true));
+    assert_eq!(seen["page_errors"], json!([]), "{seen}");
+    // The two 401s the browser logs are expected (`/me` before signing in, the wrong
+    // password); anything else would be a CSP violation, a missing asset or a bug.
+    let console: Vec<&str> =
+        seen["console_errors"].as_array().expect("errors").iter().filter_map(Value::as_str).collect();
+    assert!(console.iter().all(|e| e.contains("401")), "{console:?}");
+    for shot in ["patients.png", "patient.png", "patients-800x480.png"] {
+        assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
+    }
+}

@@ -1,0 +1,165 @@
+// The Vitals dashboard: a small app over the authenticated API, with the session cookie.
+// No inline code (the Content-Security-Policy forbids it), no third-party requests, and
+// no patient data in URLs beyond pseudonyms.
+
+const app = document.getElementById("app");
+const nav = document.getElementById("nav");
+const who = document.getElementById("who");
+let me = null;
+
+/** A request to the API; changes carry the session's CSRF token. */
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && me && me.csrf) headers["X-CSRF-Token"] = me.csrf;
+  const r = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.text();
+  let data = null;
+  try { data = text ? JSON.parse(text) : null; } catch { data = { message: text }; }
+  if (!r.ok) {
+    const e = new Error((data && data.message) || `HTTP ${r.status}`);
+    e.status = r.status;
+    throw e;
+  }
+  return data;
+}
+
+/** An element with attributes and children (text is always set as text, never as HTML). */
+function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "class") e.className = v;
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (v !== undefined && v !== null && v !== false) e.setAttribute(k, v === true ? "" : v);
+  }
+  for (const c of children.flat()) {
+    if (c !== null && c !== undefined) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+function show(...nodes) {
+  app.replaceChildren(...nodes);
+  app.focus();
+}
+
+/** How long before the server's `now` (the server's clock, not this device's). */
+function ago(iso, now) {
+  if (!iso) return "never";
+  const s = Math.max(0, (Date.parse(now) - Date.parse(iso)) / 1000);
+  if (s < 90) return `${Math.round(s)} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function value(latest, code, digits = 0) {
+  const v = latest[code];
+  return v ? `${Number(v.value).toFixed(digits)} ${v.unit}` : "–";
+}
+
+function signIn(message) {
+  nav.hidden = true;
+  const error = el("p", { class: "error", role: "alert", id: "signin-error" }, message || "");
+  const name = el("input", { id: "name", name: "name", autocomplete: "username", required: true });
+  const password = el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
+  const form = el("form", { class: "signin", "aria-labelledby": "signin-title" },
+    el("h1", { id: "signin-title" }, "Sign in"),
+    el("label", { for: "name" }, "User name", name),
+    el("label", { for: "password" }, "Password", password),
+    error,
+    el("button", { class: "primary", type: "submit" }, "Sign in"));
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    error.textContent = "";
+    try {
+      await api("POST", "/api/v1/login", { name: name.value, password: password.value });
+      await start();
+    } catch (e) {
+      error.textContent = e.message;
+    }
+  });
+  show(form);
+  name.focus();
+}
+
+async function patients() {
+  const data = await api("GET", "/api/v1/overview");
+  const search = el("input", { type: "search", id: "search", placeholder: "Filter by pseudonym", "aria-label": "Filter patients" });
+  const staleOnly = el("input", { type: "checkbox", id: "stale-only" });
+  const body = el("tbody");
+  const render = () => {
+    const q = search.value.trim().toLowerCase();
+    const rows = data.patients
+      .filter((p) => !q || p.patient.toLowerCase().includes(q))
+      .filter((p) => !staleOnly.checked || p.stale)
+      .map((p) => el("tr", { class: p.stale ? "stale" : "", "data-patient": p.patient },
+        el("td", {}, el("a", { href: `#/patient/${encodeURIComponent(p.patient)}` }, p.patient)),
+        el("td", { class: "num" }, value(p.latest, "heart_rate")),
+        el("td", { class: "num" }, value(p.latest, "blood_glucose")),
+        el("td", { class: "num opt" }, value(p.latest, "spo2")),
+        el("td", { class: "num opt" }, p.battery === null ? "–" : `${Math.round(p.battery)} %`),
+        el("td", {}, p.open_alerts ? el("span", { class: "badge", "aria-label": `${p.open_alerts} open alerts` }, p.open_alerts) : "0"),
+        el("td", {}, ago(p.last_seen, data.now), p.stale ? el("span", { class: "muted" }, " (stale)") : null)));
+    body.replaceChildren(...rows);
+  };
+  search.addEventListener("input", render);
+  staleOnly.addEventListener("change", render);
+  render();
+  show(
+    el("h1", {}, "Patients"),
+    el("div", { class: "toolbar" }, search, el("label", { for: "stale-only" }, staleOnly, " Stale only"),
+      el("span", { class: "muted", id: "patient-count" }, `${data.patients.length} patients`)),
+    el("table", { id: "patients" },
+      el("thead", {}, el("tr", {},
+        ["Patient", "Heart rate", "Glucose"].map((h) => el("th", { scope: "col" }, h)),
+        ["SpO₂", "Battery"].map((h) => el("th", { scope: "col", class: "opt" }, h)),
+        ["Open alerts", "Last seen"].map((h) => el("th", { scope: "col" }, h)))),
+      body));
+}
+
+async function patient(id) {
+  const data = await api("GET", `/api/v1/patients/${encodeURIComponent(id)}/latest`);
+  const newest = data.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
+  show(
+    el("h1", {}, `Patient ${data.patient}`),
+    el("table", { id: "latest" },
+      el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, data.metrics.map((m) => el("tr", {},
+        el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))));
+}
+
+async function route() {
+  const [, view, arg] = location.hash.split("/");
+  try {
+    if (view === "patient" && arg) await patient(decodeURIComponent(arg));
+    else await patients();
+  } catch (e) {
+    if (e.status === 401) signIn("Your session ended; sign in again.");
+    else show(el("p", { class: "error", role: "alert" }, e.message));
+  }
+}
+
+async function start() {
+  try {
+    me = await api("GET", "/api/v1/me");
+  } catch (e) {
+    if (e.status === 401) return signIn();
+    return show(el("p", { class: "error", role: "alert" }, e.message));
+  }
+  who.textContent = `${me.name} (${me.role})`;
+  nav.hidden = false;
+  await route();
+}
+
+document.getElementById("signout").addEventListener("click", async () => {
+  try { await api("DELETE", "/api/v1/session"); } catch { /* signed out either way */ }
+  me = null;
+  location.hash = "";
+  signIn();
+});
+window.addEventListener("hashchange", () => { if (me) route(); });
+start();
