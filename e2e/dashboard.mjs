@@ -1,7 +1,7 @@
 // Drives the dashboard in Debian's chromium (headless) against a running Vitals server and
 // prints what it saw as JSON; the Rust integration test `dashboard` starts the server with
 // simulated data, runs this, and checks the output. Screenshots go to $ARTIFACTS.
-// Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, ARTIFACTS.
+// Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_KIOSK_PATIENT, ARTIFACTS.
 import { chromium } from "playwright-core";
 import { mkdirSync } from "node:fs";
 
@@ -49,6 +49,37 @@ try {
   out.url_after_open = page.url();
   out.latest_rows = await page.locator("#latest tbody tr").count();
   await page.screenshot({ path: `${artifacts}/patient.png`, fullPage: true });
+
+  // The alerts inbox: acknowledge the first alert with one click; it leaves the inbox.
+  await page.getByRole("link", { name: "Alerts" }).click();
+  await page.locator("#alerts").waitFor();
+  out.inbox_before = await page.locator("#alerts tbody tr").count();
+  out.inbox_patients = await page.locator("#alerts tbody tr td:nth-child(2)").allTextContents();
+  await page.screenshot({ path: `${artifacts}/alerts.png`, fullPage: true });
+  await page.locator("#alerts tbody tr").first().getByRole("button", { name: /^Acknowledge/ }).click();
+  await page.locator("#alerts-status").filter({ hasText: "Acknowledged" }).waitFor();
+  out.ack_status = await page.locator("#alerts-status").textContent();
+  out.inbox_after = await page.locator("#alerts tbody tr").count();
+  await page.getByRole("link", { name: "History" }).click();
+  await page.locator("#alerts tbody tr").first().waitFor();
+  out.history_states = await page.locator("#alerts tbody tr td:nth-child(5)").allTextContents();
+  await page.getByRole("link", { name: "Rules" }).click();
+  await page.locator("#rules li").first().waitFor();
+  out.rules = await page.locator("#rules li strong").allTextContents();
+
+  // The kiosk at 800x480: big numbers, a banner, a trend, nothing that needs a mouse.
+  await page.setViewportSize({ width: 800, height: 480 });
+  await page.goto(`${url}/#/kiosk/${encodeURIComponent(process.env.VITALS_KIOSK_PATIENT)}`);
+  await page.locator("#kiosk-banner").waitFor();
+  out.kiosk = {
+    banner: await page.locator("#kiosk-banner").textContent(),
+    heart_rate: await page.locator("#kiosk-heart_rate").textContent(),
+    trend_points: Number(await page.locator("canvas").getAttribute("data-points")),
+    heart_rate_font_px: await page.locator("#kiosk-heart_rate").evaluate((e) => parseFloat(getComputedStyle(e).fontSize)),
+    overflows: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth),
+    header_hidden: await page.locator("header.bar").isHidden(),
+  };
+  await page.screenshot({ path: `${artifacts}/kiosk-800x480.png` });
 
   // A narrow screen (the 800x480 kiosk size) still shows the patients table.
   await page.setViewportSize({ width: 800, height: 480 });

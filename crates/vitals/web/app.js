@@ -126,16 +126,128 @@ async function patient(id) {
   const newest = data.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
   show(
     el("h1", {}, `Patient ${data.patient}`),
+    el("p", {}, el("a", { href: `#/kiosk/${encodeURIComponent(data.patient)}` }, "Kiosk view")),
     el("table", { id: "latest" },
       el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
         el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))));
 }
 
+function fmtTime(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function alertValues(a) {
+  return Object.entries(a.values || {}).map(([m, v]) => `${m} ${v.value} ${v.unit}`).join(", ");
+}
+
+async function alerts(tab = "inbox") {
+  const tabs = el("nav", { class: "tabs", "aria-label": "Alert views" },
+    [["inbox", "Inbox"], ["history", "History"], ["rules", "Rules"]].map(([t, label]) =>
+      el("a", { href: `#/alerts/${t}`, "aria-current": t === tab ? "page" : null }, label)));
+  if (tab === "rules") {
+    const data = await api("GET", "/api/v1/rules");
+    return show(el("h1", {}, "Rules"), tabs, el("ul", { id: "rules", class: "cards" }, data.rules.map((r) =>
+      el("li", {}, el("strong", {}, r.name), " ", el("span", { class: `sev sev-${r.severity}` }, r.severity || ""),
+        el("p", {}, r.description || "Fires when: " + r.expr), el("code", {}, r.expr)))));
+  }
+  const path = tab === "history" ? "/api/v1/alerts" : "/api/v1/alerts?state=open";
+  const data = await api("GET", path);
+  const list = data.alerts.slice(0, 200);
+  const status = el("p", { class: "muted", id: "alerts-status", role: "status" },
+    tab === "inbox" ? `${list.length} open alerts` : `${list.length} alerts`);
+  const act = async (a, what) => {
+    try {
+      if (what === "ack") await api("POST", `/api/v1/alerts/${encodeURIComponent(a.id)}/ack`);
+      else await api("POST", `/api/v1/alerts/${encodeURIComponent(a.id)}/snooze`, { for: "30m" });
+      await alerts(tab);
+      document.getElementById("alerts-status").textContent =
+        what === "ack" ? `Acknowledged ${a.rule} for ${a.patient}` : `Snoozed ${a.rule} for ${a.patient} for 30 min`;
+    } catch (e) {
+      status.textContent = e.message;
+    }
+  };
+  const rows = list.map((a) => el("tr", { "data-alert": a.id, class: `row-${a.severity}` },
+    el("td", {}, el("span", { class: `sev sev-${a.severity}` }, a.severity)),
+    el("td", {}, el("a", { href: `#/patient/${encodeURIComponent(a.patient)}` }, a.patient)),
+    el("td", {}, a.description || a.rule, el("br"), el("span", { class: "muted" }, alertValues(a))),
+    el("td", {}, fmtTime(a.fired)),
+    el("td", {}, tab === "inbox"
+      ? [el("button", { class: "primary", type: "button", onclick: () => act(a, "ack"), "aria-label": `Acknowledge ${a.rule} for ${a.patient}` }, "Acknowledge"),
+         " ",
+         el("button", { type: "button", onclick: () => act(a, "snooze"), "aria-label": `Snooze ${a.rule} for ${a.patient}` }, "Snooze 30 min")]
+      : [a.state, a.acknowledged_by ? ` by ${a.acknowledged_by}` : ""])));
+  show(el("h1", {}, "Alerts"), tabs, status,
+    el("table", { id: "alerts" },
+      el("thead", {}, el("tr", {}, ["Severity", "Patient", "Alert", "Fired", tab === "inbox" ? "Act" : "State"].map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, rows)));
+}
+
+let kioskTimer = null;
+
+/** A simple trend line on a canvas (no axes: the kiosk shows the shape, the tiles the numbers). */
+function trend(points, label) {
+  const canvas = el("canvas", { width: 760, height: 120, role: "img", "aria-label": label });
+  const ctx = canvas.getContext("2d");
+  const ys = points.map((p) => p.mean).filter((v) => Number.isFinite(v));
+  if (ctx && ys.length > 1) {
+    const [lo, hi] = [Math.min(...ys), Math.max(...ys)];
+    const t0 = points[0].time, t1 = points[points.length - 1].time;
+    ctx.strokeStyle = getComputedStyle(document.body).color;
+    ctx.lineWidth = 4;
+    ctx.beginPath();
+    points.forEach((p, i) => {
+      const x = ((p.time - t0) / Math.max(1, t1 - t0)) * 740 + 10;
+      const y = 110 - ((p.mean - lo) / Math.max(1e-9, hi - lo)) * 100;
+      if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+    });
+    ctx.stroke();
+  }
+  canvas.dataset.points = String(points.length);
+  return canvas;
+}
+
+async function kiosk(id) {
+  document.body.classList.add("kiosk");
+  const render = async () => {
+    const enc = encodeURIComponent(id);
+    const [latest, al] = await Promise.all([
+      api("GET", `/api/v1/patients/${enc}/latest`),
+      api("GET", `/api/v1/alerts?patient=${enc}`),
+    ]);
+    const newest = latest.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
+    const from = new Date(Date.parse(newest || new Date().toISOString()) - 6 * 3600 * 1000).toISOString();
+    const by = Object.fromEntries(latest.metrics.map((m) => [m.metric, m]));
+    const trendMetric = by.blood_glucose ? "blood_glucose" : "heart_rate";
+    let series = { points: [] };
+    if (by[trendMetric]) {
+      series = await api("GET", `/api/v1/patients/${enc}/series/${trendMetric}?from=${encodeURIComponent(from)}&every=10m&agg=mean&time_format=ms`);
+    }
+    const active = al.alerts.filter((a) => a.state === "open" || a.state === "acknowledged");
+    const tile = (code, label, digits = 0) => el("div", { class: "tile" },
+      el("span", { class: "label" }, label),
+      el("span", { class: "big", id: `kiosk-${code}` }, by[code] ? Number(by[code].value).toFixed(digits) : "–"),
+      el("span", { class: "unit" }, by[code] ? by[code].unit : ""));
+    show(
+      active.length
+        ? el("div", { class: "banner", role: "alert", id: "kiosk-banner" }, `Alert: ${active[0].description || active[0].rule}`)
+        : el("div", { class: "banner ok", id: "kiosk-banner" }, "All well"),
+      el("div", { class: "tiles" }, tile("heart_rate", "Heart rate"), tile("blood_glucose", "Glucose"), tile("spo2", "SpO₂")),
+      trend(series.points, `${trendMetric} over the last 6 hours`),
+      el("p", { class: "muted" }, `Updated ${new Date().toLocaleTimeString()}`));
+  };
+  await render();
+  kioskTimer = setInterval(() => render().catch(() => {}), 30000);
+}
+
 async function route() {
   const [, view, arg] = location.hash.split("/");
+  if (kioskTimer) { clearInterval(kioskTimer); kioskTimer = null; }
+  document.body.classList.remove("kiosk");
   try {
     if (view === "patient" && arg) await patient(decodeURIComponent(arg));
+    else if (view === "alerts") await alerts(arg || "inbox");
+    else if (view === "kiosk" && arg) await kiosk(decodeURIComponent(arg));
     else await patients();
   } catch (e) {
     if (e.status === 401) signIn("Your session ended; sign in again.");

@@ -74,8 +74,25 @@ fn the_overview_shows_the_callers_patients_with_latest_values_alerts_battery_and
 }
 
 #[test]
-fn a_clinician_signs_in_sees_their_patients_opens_one_and_signs_out_in_a_real_browser() {
+fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_800x480_in_a_real_browser() {
     let server = ward();
+    let rule = json!({"name": "hr-over-70", "expr": "heart_rate > 70", "severity": "urgent",
+        "description": "Heart rate above 70"});
+    let r = server.request(
+        "POST",
+        "/api/v1/rules",
+        &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Type", "application/json")],
+        Some(rule.to_string().as_bytes()),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // An hour of glucose for p-1: the kiosk's trend.
+    let glucose: Vec<Value> = (1..=6)
+        .map(|i| json!({"patient": "p-1", "metric": "blood_glucose", "time": NOW - 600_000 * i - 150_000, "value": 100 + i}))
+        .collect();
+    assert_eq!(server.ingest(&Value::Array(glucose)).status, 200);
+    crate::harness::eventually("alerts for p-1 and p-2", || {
+        server.get("/api/v1/alerts?state=open", Some(ADMIN)).json()["alerts"].as_array().map(Vec::len) == Some(2)
+    });
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/dashboard.mjs");
     let out = std::process::Command::new("node")
@@ -83,6 +100,7 @@ fn a_clinician_signs_in_sees_their_patients_opens_one_and_signs_out_in_a_real_br
         .env("VITALS_URL", &server.url)
         .env("VITALS_USER", "nurse")
         .env("VITALS_PASSWORD", PASSWORD)
+        .env("VITALS_KIOSK_PATIENT", "p-1")
         .env("ARTIFACTS", &artifacts)
         .output()
         .expect("node (installed by scripts/test)");
@@ -95,12 +113,27 @@ fn a_clinician_signs_in_sees_their_patients_opens_one_and_signs_out_in_a_real_br
     assert_eq!(rows.iter().map(|r| r["patient"].clone()).collect::<Vec<_>>(), [json!("p-1"), json!("p-3")]);
     let cells: Vec<&str> =
         rows[0]["cells"].as_array().expect("cells").iter().map(|c| c.as_str().expect("text")).collect();
-    assert_eq!(cells, ["p-1", "72 bpm", "104 mg/dL", "–", "81 %", "0", "60 s ago"], "{cells:?}");
+    assert_eq!(cells, ["p-1", "72 bpm", "104 mg/dL", "–", "81 %", "1", "60 s ago"], "{cells:?}");
     assert_eq!(rows[1]["stale"], json!(true));
     assert_eq!(seen["cookie"], json!({"httpOnly": true, "sameSite": "Strict"}));
     assert_eq!(seen["patient_title"], json!("Patient p-1"));
     assert_eq!(seen["latest_rows"], json!(3), "heart rate, glucose, battery");
     assert!(seen["url_after_open"].as_str().is_some_and(|u| u.ends_with("/#/patient/p-1")), "{seen}");
+    // The inbox shows the nurse's patient's alert only; one click acknowledges it.
+    assert_eq!((seen["inbox_before"].clone(), seen["inbox_patients"].clone()), (json!(1), json!(["p-1"])), "{seen}");
+    assert_eq!(seen["ack_status"], json!("Acknowledged hr-over-70 for p-1"));
+    assert_eq!(seen["inbox_after"], json!(0));
+    assert_eq!(seen["history_states"], json!(["acknowledged by nurse"]));
+    assert!(seen["rules"].as_array().is_some_and(|r| r.contains(&json!("hr-over-70"))), "{seen}");
+    let acked = server.get("/api/v1/alerts?patient=p-1", Some(ADMIN)).json();
+    assert_eq!(acked["alerts"][0]["acknowledged_by"], json!("nurse"), "the click reached the server");
+    // The kiosk: the alert banner (acknowledged is still active), big numbers, the trend.
+    let k = &seen["kiosk"];
+    assert_eq!(k["banner"], json!("Alert: Heart rate above 70"), "{k}");
+    assert_eq!(k["heart_rate"], json!("72"));
+    assert!(k["trend_points"].as_u64().is_some_and(|n| n >= 3), "{k}");
+    assert!(k["heart_rate_font_px"].as_f64().is_some_and(|px| px >= 60.0), "{k}");
+    assert_eq!((k["overflows"].clone(), k["header_hidden"].clone()), (json!(false), json!(true)), "{k}");
     assert_eq!(seen["signed_out"], json!(true));
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
     // The two 401s the browser logs are expected (`/me` before signing in, the wrong
@@ -108,7 +141,7 @@ fn a_clinician_signs_in_sees_their_patients_opens_one_and_signs_out_in_a_real_br
     let console: Vec<&str> =
         seen["console_errors"].as_array().expect("errors").iter().filter_map(Value::as_str).collect();
     assert!(console.iter().all(|e| e.contains("401")), "{console:?}");
-    for shot in ["patients.png", "patient.png", "patients-800x480.png"] {
+    for shot in ["patients.png", "patient.png", "alerts.png", "kiosk-800x480.png", "patients-800x480.png"] {
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }
 }
