@@ -48,7 +48,24 @@ try {
   out.patient_title = await page.locator("main h1").textContent();
   out.url_after_open = page.url();
   out.latest_rows = await page.locator("#latest tbody tr").count();
+  // Charts: one panel per sensor on one time axis, downsampled on the server.
+  const points = () => page.locator("canvas.panel").evaluateAll((cs) =>
+    Object.fromEntries(cs.map((c) => [c.dataset.metric, Number(c.dataset.points)])));
+  await page.locator("canvas.panel[data-points]").first().waitFor();
+  out.chart_6h = await points();
+  out.chart_alerts = Number(await page.locator("#charts").getAttribute("data-alerts"));
   await page.screenshot({ path: `${artifacts}/patient.png`, fullPage: true });
+  // The range line is written once the new data is drawn.
+  const range6h = await page.locator("#chart-range").textContent();
+  await page.getByRole("button", { name: "24 h" }).click();
+  await page.locator("#chart-range").filter({ hasNotText: range6h }).waitFor();
+  out.chart_24h = await points();
+  // Keyboard: pan a quarter of the range earlier, out of the data.
+  await page.locator("#charts").focus();
+  const before = await page.locator("#chart-range").textContent();
+  await page.keyboard.press("ArrowLeft");
+  await page.locator("#chart-range").filter({ hasNotText: before }).waitFor();
+  out.chart_panned = await points();
 
   // The alerts inbox: acknowledge the first alert with one click; it leaves the inbox.
   await page.getByRole("link", { name: "Alerts" }).click();

@@ -100,3 +100,130 @@ pub async fn overview(State(app): State<AppState>, Extension(who): Extension<Pri
         .collect();
     Json(json!({ "patients": out, "now": format_time(now) }))
 }
+
+/// Bucket widths a chart uses: round numbers, so whole hours can be answered from rollups.
+const NICE_MS: &[i64] =
+    &[1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000];
+
+/// The bucket width that puts at most `width` buckets into `range_ms`.
+pub fn bucket_ms(range_ms: i64, width: i64) -> i64 {
+    let raw = (range_ms + width - 1) / width.max(1);
+    match NICE_MS.iter().find(|n| **n >= raw) {
+        Some(n) => *n,
+        None => (raw + 3_599_999) / 3_600_000 * 3_600_000,
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ChartParams {
+    /// Comma-separated metric codes.
+    metrics: String,
+    from: String,
+    to: String,
+    /// Buckets per series at most (the chart's width in pixels); 10 to 4000.
+    width: Option<i64>,
+}
+
+/// `GET /api/v1/patients/{patient}/chart?metrics=&from=&to=&width=`: each metric downsampled
+/// to the chart's width as columns (`t`, `mean`, `min`, `max`, `count`; ms times, bucket
+/// starts), plus the events and alert episodes overlapping the range, for one shared time
+/// axis.
+pub async fn chart(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+    axum::extract::Query(p): axum::extract::Query<ChartParams>,
+) -> Result<Json<Value>, crate::api_error::ApiError> {
+    use crate::api_error::{ApiError, Code};
+    let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
+    let time = |k: &str, s: &str| {
+        s.parse::<i64>()
+            .ok()
+            .or_else(|| vitals_core::time::parse_time(s).ok())
+            .ok_or_else(|| bad(format!("{k}: an RFC 3339 time or ms since the epoch")))
+    };
+    let (from, to) = (time("from", &p.from)?, time("to", &p.to)?);
+    if from >= to {
+        return Err(bad("from must be before to".into()));
+    }
+    let width = p.width.unwrap_or(1000);
+    if !(10..=4000).contains(&width) {
+        return Err(bad("width: 10 to 4000".into()));
+    }
+    let pid = vitals_core::PatientId::new(&patient)
+        .map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {patient:?} {e}")))?;
+    let mut metrics = Vec::new();
+    for code in p.metrics.split(',').map(str::trim).filter(|c| !c.is_empty()).take(12) {
+        let id = app
+            .catalog
+            .id(code)
+            .ok_or_else(|| ApiError::new(Code::UnknownMetric, format!("unknown metric {code:?}")))?;
+        metrics.push((code.to_owned(), id));
+    }
+    if metrics.is_empty() {
+        return Err(bad("metrics: one or more metric codes".into()));
+    }
+    let every = bucket_ms(to - from, width);
+    let aggs = vec![vitals_query::Agg::Mean, vitals_query::Agg::Min, vitals_query::Agg::Max, vitals_query::Agg::Count];
+    let store = app.store.clone();
+    let series = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
+        let mut out = Vec::new();
+        for (code, metric) in metrics {
+            // Align to the bucket width so that panning keeps buckets stable.
+            let q = vitals_query::SeriesQuery {
+                patient: pid.clone(),
+                metric,
+                device: None,
+                from: from.div_euclid(every) * every,
+                to,
+                every_ms: Some(every),
+                aggs: aggs.clone(),
+            };
+            let result = vitals_query::run(&store, &q).map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?;
+            let buckets = match result {
+                vitals_query::QueryResult::Buckets(b) => b,
+                vitals_query::QueryResult::Raw(_) => Vec::new(),
+            };
+            let col = |i: usize| -> Vec<f64> { buckets.iter().map(|b| b.values[i]).collect() };
+            let unit = vitals_core::Catalog::standard().get(metric).unit;
+            out.push(json!({
+                "metric": code, "unit": unit,
+                "t": buckets.iter().map(|b| b.time_ms).collect::<Vec<_>>(),
+                "mean": col(0), "min": col(1), "max": col(2), "count": col(3),
+            }));
+        }
+        Ok(out)
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    let events: Vec<Value> = app
+        .events
+        .query(&patient, from, to, None)
+        .into_iter()
+        .filter(|e| e.kind != "alert")
+        .map(|e| json!({"kind": e.kind, "start": e.start_ms, "end": e.end_ms.max(e.start_ms)}))
+        .collect();
+    let alerts: Vec<Value> = app
+        .alerts
+        .list(Some(&patient), None, i64::MIN, i64::MAX)
+        .into_iter()
+        .filter(|a| a.start_ms < to && a.end_ms.max(a.fired_ms) >= from)
+        .map(|a| {
+            json!({"id": a.id, "rule": a.rule, "severity": a.severity, "state": a.state,
+                "start": a.start_ms, "end": a.end_ms.max(a.fired_ms), "description": a.description})
+        })
+        .collect();
+    Ok(Json(json!({"patient": patient, "from": from, "to": to, "every_ms": every,
+        "series": series, "events": events, "alerts": alerts})))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn bucket_widths_are_round_and_whole_hours_past_an_hour() {
+        assert_eq!(super::bucket_ms(3_600_000, 1000), 5_000, "an hour in 1000 px: 5 s buckets (720)");
+        assert_eq!(super::bucket_ms(60_000, 1000), 1_000);
+        assert_eq!(super::bucket_ms(86_400_000, 1000), 120_000);
+        assert_eq!(super::bucket_ms(365 * 86_400_000, 1000), 9 * 3_600_000, "whole hours: rollups answer");
+        assert!(365 * 86_400_000 / super::bucket_ms(365 * 86_400_000, 1000) <= 1000);
+    }
+}

@@ -121,16 +121,124 @@ async function patients() {
       body));
 }
 
+const CHART_ORDER = ["heart_rate", "rr_interval", "skin_temperature", "eda", "acceleration_x", "spo2", "blood_glucose", "respiratory_rate", "steps"];
+const RANGES = [["1 h", 3600e3], ["6 h", 6 * 3600e3], ["24 h", 864e5], ["7 d", 7 * 864e5], ["30 d", 30 * 864e5], ["1 y", 365 * 864e5]];
+let liveTimer = null;
+
+/** Draws one panel: the min-max band, the mean line, events and alert episodes behind. */
+function drawPanel(canvas, s, view, events, alerts) {
+  const dpr = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return;
+  ctx.scale(dpr, dpr);
+  ctx.clearRect(0, 0, w, h);
+  const x = (t) => ((t - view.from) / (view.to - view.from)) * w;
+  for (const e of events) {
+    ctx.fillStyle = "rgba(120, 144, 156, 0.25)";
+    ctx.fillRect(x(e.start), 0, Math.max(2, x(e.end) - x(e.start)), h);
+  }
+  for (const a of alerts) {
+    ctx.fillStyle = "rgba(198, 40, 40, 0.25)";
+    ctx.fillRect(x(a.start), 0, Math.max(2, x(a.end) - x(a.start)), h);
+  }
+  const lo = Math.min(...s.min), hi = Math.max(...s.max);
+  const pad = (hi - lo) * 0.08 || 1;
+  const y = (v) => h - 14 - ((v - (lo - pad)) / (hi - lo + 2 * pad)) * (h - 24);
+  const color = getComputedStyle(document.body).getPropertyValue("--accent").trim() || "#0b57d0";
+  ctx.fillStyle = color + "33";
+  ctx.beginPath();
+  s.t.forEach((t, i) => (i ? ctx.lineTo(x(t), y(s.max[i])) : ctx.moveTo(x(t), y(s.max[i]))));
+  for (let i = s.t.length - 1; i >= 0; i--) ctx.lineTo(x(s.t[i]), y(s.min[i]));
+  ctx.closePath();
+  ctx.fill();
+  ctx.strokeStyle = color;
+  ctx.lineWidth = 1.5;
+  ctx.beginPath();
+  s.t.forEach((t, i) => (i ? ctx.lineTo(x(t), y(s.mean[i])) : ctx.moveTo(x(t), y(s.mean[i]))));
+  ctx.stroke();
+  ctx.fillStyle = getComputedStyle(document.body).color;
+  ctx.font = "12px system-ui, sans-serif";
+  if (s.t.length) ctx.fillText(`${hi.toFixed(1)} / ${lo.toFixed(1)} ${s.unit}`, 4, 12);
+}
+
 async function patient(id) {
-  const data = await api("GET", `/api/v1/patients/${encodeURIComponent(id)}/latest`);
+  const enc = encodeURIComponent(id);
+  const data = await api("GET", `/api/v1/patients/${enc}/latest`);
   const newest = data.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
+  const have = new Set(data.metrics.map((m) => m.metric));
+  const metrics = CHART_ORDER.filter((m) => have.has(m)).slice(0, 6);
+  const end = Date.parse(newest || new Date().toISOString()) + 1000;
+  const view = { from: end - 6 * 3600e3, to: end, live: true };
+  const panels = el("div", { id: "charts", class: "charts", tabindex: "0",
+    "aria-label": "Charts; arrow keys pan, plus and minus zoom, drag to zoom into a range" });
+  const status = el("p", { class: "muted", id: "chart-range", role: "status" });
+  const canvases = metrics.map((m) => el("canvas", { class: "panel", "data-metric": m, role: "img", "aria-label": `${m} chart` }));
+  panels.append(...metrics.map((m, i) => el("figure", {}, el("figcaption", {}, m), canvases[i])));
+  const draw = async () => {
+    const width = Math.max(10, Math.min(4000, Math.round(panels.clientWidth || 800)));
+    const c = await api("GET", `/api/v1/patients/${enc}/chart?metrics=${metrics.join(",")}&from=${Math.round(view.from)}&to=${Math.round(view.to)}&width=${width}`);
+    c.series.forEach((s, i) => {
+      canvases[i].dataset.points = String(s.t.length);
+      drawPanel(canvases[i], s, view, c.events, c.alerts);
+    });
+    panels.dataset.events = String(c.events.length);
+    panels.dataset.alerts = String(c.alerts.length);
+    status.textContent = `${new Date(view.from).toLocaleString()} – ${new Date(view.to).toLocaleString()}${view.live ? " (live)" : ""}`;
+  };
+  const setView = (from, to, live = false) => {
+    view.from = from; view.to = to; view.live = live;
+    draw().catch((e) => { status.textContent = e.message; });
+  };
+  const span = () => view.to - view.from;
+  const buttons = el("div", { class: "toolbar", role: "group", "aria-label": "Time range" },
+    RANGES.map(([label, ms]) => el("button", { type: "button", onclick: () => setView(end - ms, end, true) }, label)),
+    el("button", { type: "button", onclick: () => setView(view.from - span() / 2, view.to - span() / 2) }, "◀ Earlier"),
+    el("button", { type: "button", onclick: () => setView(view.from + span() / 2, view.to + span() / 2) }, "Later ▶"),
+    el("button", { type: "button", onclick: () => setView(view.from - span() / 2, view.to + span() / 2) }, "Zoom out"));
+  panels.addEventListener("keydown", (ev) => {
+    const k = ev.key, d = span() / 4;
+    if (k === "ArrowLeft") setView(view.from - d, view.to - d);
+    else if (k === "ArrowRight") setView(view.from + d, view.to + d);
+    else if (k === "+" || k === "=") setView(view.from + d, view.to - d);
+    else if (k === "-") setView(view.from - span() / 2, view.to + span() / 2);
+    else return;
+    ev.preventDefault();
+  });
+  // Drag across any panel: every panel zooms to the selected range.
+  for (const cv of canvases) {
+    let startX = null;
+    cv.addEventListener("pointerdown", (ev) => { startX = ev.offsetX; cv.setPointerCapture(ev.pointerId); });
+    cv.addEventListener("pointerup", (ev) => {
+      if (startX === null) return;
+      const [a, b] = [startX, ev.offsetX].sort((p, q) => p - q);
+      startX = null;
+      if (b - a < 5) return;
+      const t = (px) => view.from + (px / cv.clientWidth) * span();
+      setView(t(a), t(b));
+    });
+  }
   show(
     el("h1", {}, `Patient ${data.patient}`),
-    el("p", {}, el("a", { href: `#/kiosk/${encodeURIComponent(data.patient)}` }, "Kiosk view")),
+    el("p", {}, el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
+    buttons, status, panels,
+    el("h2", {}, "Latest"),
     el("table", { id: "latest" },
       el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
         el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))));
+  if (metrics.length) await draw();
+  // Live: while the view ends at the newest data, follow it.
+  liveTimer = setInterval(async () => {
+    if (!view.live) return;
+    try {
+      const l = await api("GET", `/api/v1/patients/${enc}/latest`);
+      const n = l.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
+      const to = Date.parse(n) + 1000;
+      if (to > view.to) setView(to - span(), to, true);
+    } catch { /* shown at the next interaction */ }
+  }, 5000);
 }
 
 function fmtTime(iso) {
@@ -243,6 +351,7 @@ async function kiosk(id) {
 async function route() {
   const [, view, arg] = location.hash.split("/");
   if (kioskTimer) { clearInterval(kioskTimer); kioskTimer = null; }
+  if (liveTimer) { clearInterval(liveTimer); liveTimer = null; }
   document.body.classList.remove("kiosk");
   try {
     if (view === "patient" && arg) await patient(decodeURIComponent(arg));

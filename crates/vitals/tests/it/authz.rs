@@ -47,6 +47,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("DELETE", "/api/v1/patients/{patient}", "any - - - - -"),
     ("GET", "/api/v1/patients/{patient}/events", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/latest", "any own own own any -"),
+    ("GET", "/api/v1/patients/{patient}/chart", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/series/{metric}", "any own own own any -"),
     ("GET", "/api/v1/overview", "any own own own any -"),
     ("GET", "/api/v1/me", "any any any any any any"),
@@ -178,7 +179,8 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         .replace("{user}", "nobody")
         .replace("{team}", "matrix-team")
         .replace("{name}", "nothing")
-        .replace("{id}", if template.starts_with("/api/v1/alerts/") { alert } else { "999999" });
+        .replace("{id}", if template.starts_with("/api/v1/alerts/") { alert } else { "999999" })
+        + if template.ends_with("/chart") { "?metrics=heart_rate&from=0&to=1763780400000" } else { "" };
     let body = match (method, template) {
         ("POST", "/api/v1/samples") => {
             json!([{"patient": patient, "metric": "heart_rate", "time": NOW - 1000, "value": 60}]).to_string()

@@ -118,6 +118,12 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(seen["cookie"], json!({"httpOnly": true, "sameSite": "Strict"}));
     assert_eq!(seen["patient_title"], json!("Patient p-1"));
     assert_eq!(seen["latest_rows"], json!(3), "heart rate, glucose, battery");
+    // 6 h in about 1100 px: 30 s buckets, so each of the 30 minute readings is one point;
+    // glucose: the 7 readings. 24 h: 2 min buckets, 15 of them hold the last 30 minutes.
+    assert_eq!(seen["chart_6h"], json!({"heart_rate": 30, "blood_glucose": 7}), "{seen}");
+    assert_eq!(seen["chart_alerts"], json!(1), "the alert episode is drawn on the charts");
+    assert_eq!(seen["chart_24h"]["heart_rate"], json!(15), "{seen}");
+    assert_eq!(seen["chart_panned"], json!({"heart_rate": 0, "blood_glucose": 0}), "panned 6 h back, before any data");
     assert!(seen["url_after_open"].as_str().is_some_and(|u| u.ends_with("/#/patient/p-1")), "{seen}");
     // The inbox shows the nurse's patient's alert only; one click acknowledges it.
     assert_eq!((seen["inbox_before"].clone(), seen["inbox_patients"].clone()), (json!(1), json!(["p-1"])), "{seen}");
