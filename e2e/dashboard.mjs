@@ -67,6 +67,19 @@ try {
   await page.locator("#chart-range").filter({ hasNotText: before }).waitFor();
   out.chart_panned = await points();
 
+  // Glucose: consensus metrics, the moving average, the daily profile, compared patients.
+  await page.getByRole("link", { name: "Patients" }).click();
+  await page.locator("#patients tbody tr").first().waitFor();
+  await page.goto(`${url}/#/glucose/p-1`);
+  await page.locator("#glucose-stats").waitFor();
+  const table = () => page.locator("#glucose-stats tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  out.glucose = await table();
+  out.glucose_canvas = await page.locator("canvas.panel.tall").evaluateAll((cs) => cs.map((c) => ({ ...c.dataset })));
+  await page.screenshot({ path: `${artifacts}/glucose.png`, fullPage: true });
+  await page.getByLabel("p-3").check();
+  await page.locator("#glucose-stats th", { hasText: "p-3" }).waitFor();
+  out.glucose_compared = await table();
+
   // The alerts inbox: acknowledge the first alert with one click; it leaves the inbox.
   await page.getByRole("link", { name: "Alerts" }).click();
   await page.locator("#alerts").waitFor();

@@ -20,6 +20,7 @@ pub mod config;
 pub mod dead_letter_api;
 pub mod demo;
 pub mod file_drop;
+pub mod glucose;
 pub mod health_auto_export_api;
 pub mod line_protocol_api;
 pub mod mqtt;

@@ -227,3 +227,69 @@ mod tests {
         assert!(365 * 86_400_000 / super::bucket_ms(365 * 86_400_000, 1000) <= 1000);
     }
 }
+
+#[derive(Debug, serde::Deserialize)]
+pub struct GlucoseParams {
+    from: String,
+    to: String,
+    /// The viewer's offset from UTC in minutes (the daily profile is by local time of day).
+    tz_offset_min: Option<i64>,
+}
+
+/// `GET /api/v1/patients/{patient}/glucose?from=&to=&tz_offset_min=`: the consensus metrics
+/// (time in ranges, mean, CV, GMI), the daily profile (percentiles per 30 min of the day)
+/// and the 2-day moving average (hourly), over the CGM readings (`blood_glucose`, mg/dL).
+pub async fn glucose(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+    axum::extract::Query(p): axum::extract::Query<GlucoseParams>,
+) -> Result<Json<Value>, crate::api_error::ApiError> {
+    use crate::api_error::{ApiError, Code};
+    let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
+    let time = |k: &str, s: &str| {
+        s.parse::<i64>()
+            .ok()
+            .or_else(|| vitals_core::time::parse_time(s).ok())
+            .ok_or_else(|| bad(format!("{k}: an RFC 3339 time or ms since the epoch")))
+    };
+    let (from, to) = (time("from", &p.from)?, time("to", &p.to)?);
+    if from >= to || to - from > 400 * 86_400_000 {
+        return Err(bad("from must be before to, at most 400 days apart".into()));
+    }
+    let offset_ms = p.tz_offset_min.unwrap_or(0).clamp(-14 * 60, 14 * 60) * 60_000;
+    let pid = vitals_core::PatientId::new(&patient)
+        .map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {patient:?} {e}")))?;
+    let metric = app.catalog.id("blood_glucose").ok_or_else(|| ApiError::internal("no blood_glucose metric"))?;
+    let window = 2 * 86_400_000;
+    let store = app.store.clone();
+    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        // The moving average needs the two days before `from` too.
+        let read = store
+            .read(&vitals_storage::ReadRequest {
+                patient: pid,
+                metric,
+                device: None,
+                from: from - window,
+                to,
+                rollups: false,
+            })
+            .map_err(ApiError::internal)?;
+        let mut all: Vec<(i64, f64)> =
+            read.raw.iter().flat_map(|s| s.times.iter().copied().zip(s.values.iter().copied())).collect();
+        all.sort_by_key(|r| r.0);
+        let inside: Vec<(i64, f64)> = all.iter().copied().filter(|r| r.0 >= from).collect();
+        let values: Vec<f64> = inside.iter().map(|r| r.1).collect();
+        let step = 3_600_000;
+        let ma = crate::glucose::moving_average(&all, from.div_euclid(step) * step + step, to, step, window);
+        Ok(json!({
+            "unit": "mg/dL", "from": from, "to": to,
+            "target": [70, 180],
+            "summary": crate::glucose::summary(&values),
+            "agp": crate::glucose::agp(&inside, offset_ms),
+            "moving_average": {"t": ma.iter().map(|m| m.0).collect::<Vec<_>>(), "mean": ma.iter().map(|m| m.1).collect::<Vec<_>>()},
+        }))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(out))
+}

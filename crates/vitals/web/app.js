@@ -221,7 +221,8 @@ async function patient(id) {
   }
   show(
     el("h1", {}, `Patient ${data.patient}`),
-    el("p", {}, el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
+    el("p", { class: "links" }, el("a", { href: `#/glucose/${enc}` }, "Glucose"), " · ",
+      el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
     buttons, status, panels,
     el("h2", {}, "Latest"),
     el("table", { id: "latest" },
@@ -239,6 +240,115 @@ async function patient(id) {
       if (to > view.to) setView(to - span(), to, true);
     } catch { /* shown at the next interaction */ }
   }, 5000);
+}
+
+/** A canvas with a y-scale over `lo..hi` mg/dL and an x-scale over `x0..x1`, target band drawn. */
+function glucoseCanvas(label, x0, x1, lo = 40, hi = 300) {
+  const canvas = el("canvas", { class: "panel tall", role: "img", "aria-label": label });
+  const setup = () => {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+    const ctx = canvas.getContext("2d");
+    ctx.scale(dpr, dpr);
+    const x = (t) => ((t - x0) / (x1 - x0)) * w;
+    const y = (v) => h - ((Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * h;
+    ctx.fillStyle = "rgba(46, 125, 50, 0.15)";
+    ctx.fillRect(0, y(180), w, y(70) - y(180));
+    ctx.fillStyle = getComputedStyle(document.body).color;
+    ctx.font = "12px system-ui, sans-serif";
+    ctx.fillText("180", 2, y(180) - 2);
+    ctx.fillText("70", 2, y(70) + 12);
+    return { ctx, x, y };
+  };
+  return { canvas, setup };
+}
+
+function line(ctx, xs, ys, x, y, color, width = 1.5) {
+  ctx.strokeStyle = color;
+  ctx.lineWidth = width;
+  ctx.beginPath();
+  xs.forEach((t, i) => (i ? ctx.lineTo(x(t), y(ys[i])) : ctx.moveTo(x(t), y(ys[i]))));
+  ctx.stroke();
+}
+
+function band(ctx, xs, top, bottom, x, y, color) {
+  ctx.fillStyle = color;
+  ctx.beginPath();
+  xs.forEach((t, i) => (i ? ctx.lineTo(x(t), y(top[i])) : ctx.moveTo(x(t), y(top[i]))));
+  for (let i = xs.length - 1; i >= 0; i--) ctx.lineTo(x(xs[i]), y(bottom[i]));
+  ctx.closePath();
+  ctx.fill();
+}
+
+const pct = (v) => (v === undefined || v === null ? "–" : `${v.toFixed(1)} %`);
+
+async function glucosePage(ids, days = 14) {
+  const primary = ids[0];
+  const enc = encodeURIComponent(primary);
+  const latest = await api("GET", `/api/v1/patients/${enc}/latest`);
+  const newest = latest.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
+  const to = Date.parse(newest || new Date().toISOString()) + 1000;
+  const from = to - days * 864e5;
+  const offset = -new Date().getTimezoneOffset();
+  const stats = await Promise.all(ids.map((id) =>
+    api("GET", `/api/v1/patients/${encodeURIComponent(id)}/glucose?from=${from}&to=${to}&tz_offset_min=${offset}`)));
+  const g = stats[0];
+  const chart = await api("GET", `/api/v1/patients/${enc}/chart?metrics=blood_glucose&from=${from}&to=${to}&width=1000`);
+  const readings = glucoseCanvas("Glucose readings with the 70-180 target band and the 2-day moving average", from, to);
+  const profile = glucoseCanvas("Daily glucose profile: median, 25-75 and 5-95 percentiles", 0, 1440);
+  const rows = [
+    ["Readings", (s) => String(s.readings)],
+    ["Mean glucose", (s) => `${s.mean.toFixed(0)} mg/dL`],
+    ["GMI", (s) => pct(s.gmi_percent)],
+    ["CV", (s) => pct(s.cv_percent)],
+    ["Time in range 70–180", (s) => pct(s.in_range_percent)],
+    ["Below 70", (s) => pct(s.low_percent + s.very_low_percent)],
+    ["Below 54", (s) => pct(s.very_low_percent)],
+    ["Above 180", (s) => pct(s.high_percent + s.very_high_percent)],
+    ["Above 250", (s) => pct(s.very_high_percent)],
+  ];
+  const overview = await api("GET", "/api/v1/overview");
+  const others = overview.patients.map((p) => p.patient).filter((p) => p !== primary);
+  const compare = el("fieldset", { class: "compare" }, el("legend", {}, "Compare with"),
+    others.map((p) => {
+      const box = el("input", { type: "checkbox", id: `cmp-${p}`, checked: ids.includes(p) || null,
+        onchange: () => {
+          const next = [primary, ...others.filter((o) => document.getElementById(`cmp-${o}`).checked)];
+          location.hash = `#/glucose/${next.map(encodeURIComponent).join(",")}`;
+        } });
+      return el("label", { for: `cmp-${p}` }, box, ` ${p} `);
+    }));
+  show(
+    el("h1", {}, `Glucose: ${primary}`),
+    el("div", { class: "toolbar", role: "group", "aria-label": "Period" },
+      [7, 14, 30, 90].map((d) => el("button", { type: "button", "aria-pressed": d === days ? "true" : "false",
+        onclick: () => glucosePage(ids, d) }, `${d} days`))),
+    el("table", { id: "glucose-stats" },
+      el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Last " + days + " days"), ids.map((id) => el("th", { scope: "col" }, id)))),
+      el("tbody", {}, rows.map(([label, f]) => el("tr", {}, el("th", { scope: "row" }, label),
+        stats.map((s) => el("td", { class: "num" }, s.summary ? f(s.summary) : "no readings")))))),
+    others.length ? compare : null,
+    el("h2", {}, "Readings and 2-day moving average"), readings.canvas,
+    el("h2", {}, "Daily profile"), profile.canvas);
+  const accent = getComputedStyle(document.body).getPropertyValue("--accent").trim() || "#0b57d0";
+  const s = chart.series[0];
+  {
+    const { ctx, x, y } = readings.setup();
+    ctx.fillStyle = accent;
+    s.t.forEach((t, i) => ctx.fillRect(x(t) - 1, y(s.mean[i]) - 1, 2, 2));
+    line(ctx, g.moving_average.t, g.moving_average.mean, x, y, "#e65100", 2.5);
+    readings.canvas.dataset.points = String(s.t.length);
+    readings.canvas.dataset.average = String(g.moving_average.t.length);
+  }
+  {
+    const { ctx, x, y } = profile.setup();
+    const m = g.agp.map((a) => a.minute + 15);
+    band(ctx, m, g.agp.map((a) => a.p95), g.agp.map((a) => a.p5), x, y, accent + "22");
+    band(ctx, m, g.agp.map((a) => a.p75), g.agp.map((a) => a.p25), x, y, accent + "55");
+    line(ctx, m, g.agp.map((a) => a.p50), x, y, accent, 2.5);
+    profile.canvas.dataset.slots = String(g.agp.length);
+  }
 }
 
 function fmtTime(iso) {
@@ -357,6 +467,7 @@ async function route() {
     if (view === "patient" && arg) await patient(decodeURIComponent(arg));
     else if (view === "alerts") await alerts(arg || "inbox");
     else if (view === "kiosk" && arg) await kiosk(decodeURIComponent(arg));
+    else if (view === "glucose" && arg) await glucosePage(arg.split(",").map(decodeURIComponent));
     else await patients();
   } catch (e) {
     if (e.status === 401) signIn("Your session ended; sign in again.");

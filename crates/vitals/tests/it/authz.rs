@@ -48,6 +48,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/events", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/latest", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/chart", "any own own own any -"),
+    ("GET", "/api/v1/patients/{patient}/glucose", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/series/{metric}", "any own own own any -"),
     ("GET", "/api/v1/overview", "any own own own any -"),
     ("GET", "/api/v1/me", "any any any any any any"),
@@ -180,7 +181,11 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         .replace("{team}", "matrix-team")
         .replace("{name}", "nothing")
         .replace("{id}", if template.starts_with("/api/v1/alerts/") { alert } else { "999999" })
-        + if template.ends_with("/chart") { "?metrics=heart_rate&from=0&to=1763780400000" } else { "" };
+        + match template.rsplit('/').next() {
+            Some("chart") => "?metrics=heart_rate&from=1763000000000&to=1763780400000",
+            Some("glucose") => "?from=1763000000000&to=1763780400000",
+            _ => "",
+        };
     let body = match (method, template) {
         ("POST", "/api/v1/samples") => {
             json!([{"patient": patient, "metric": "heart_rate", "time": NOW - 1000, "value": 60}]).to_string()

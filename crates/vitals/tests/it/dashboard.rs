@@ -101,6 +101,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         .env("VITALS_USER", "nurse")
         .env("VITALS_PASSWORD", PASSWORD)
         .env("VITALS_KIOSK_PATIENT", "p-1")
+        .env("TZ", "UTC")
         .env("ARTIFACTS", &artifacts)
         .output()
         .expect("node (installed by scripts/test)");
@@ -125,6 +126,21 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(seen["chart_24h"]["heart_rate"], json!(15), "{seen}");
     assert_eq!(seen["chart_panned"], json!({"heart_rate": 0, "blood_glucose": 0}), "panned 6 h back, before any data");
     assert!(seen["url_after_open"].as_str().is_some_and(|u| u.ends_with("/#/patient/p-1")), "{seen}");
+    // Glucose over 14 days: 7 readings of 101-106 mg/dL (mean 103.6, GMI 3.31 + 0.02392 x
+    // 103.6 = 5.8 %), all in range; readings in 30 min buckets, 3 of them; the profile's
+    // 30 min slots 01:30, 02:00, 02:30; one hourly 2-day average point (02:00).
+    let g = &seen["glucose"];
+    assert_eq!(g[0], json!(["Last 14 days", "p-1"]), "{g}");
+    let stat = |name: &str| g.as_array().and_then(|rows| rows.iter().find(|r| r[0] == name)).map(|r| r[1].clone());
+    assert_eq!(stat("Readings"), Some(json!("7")));
+    assert_eq!(stat("Mean glucose"), Some(json!("104 mg/dL")));
+    assert_eq!(stat("GMI"), Some(json!("5.8 %")));
+    assert_eq!(stat("Time in range 70–180"), Some(json!("100.0 %")));
+    assert_eq!(stat("Below 54"), Some(json!("0.0 %")));
+    assert_eq!(seen["glucose_canvas"], json!([{"points": "3", "average": "1"}, {"slots": "3"}]), "{seen}");
+    let compared = &seen["glucose_compared"];
+    assert_eq!(compared[0], json!(["Last 14 days", "p-1", "p-3"]), "{compared}");
+    assert_eq!(compared[1], json!(["Readings", "7", "no readings"]));
     // The inbox shows the nurse's patient's alert only; one click acknowledges it.
     assert_eq!((seen["inbox_before"].clone(), seen["inbox_patients"].clone()), (json!(1), json!(["p-1"])), "{seen}");
     assert_eq!(seen["ack_status"], json!("Acknowledged hr-over-70 for p-1"));
@@ -147,7 +163,9 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     let console: Vec<&str> =
         seen["console_errors"].as_array().expect("errors").iter().filter_map(Value::as_str).collect();
     assert!(console.iter().all(|e| e.contains("401")), "{console:?}");
-    for shot in ["patients.png", "patient.png", "alerts.png", "kiosk-800x480.png", "patients-800x480.png"] {
+    for shot in
+        ["patients.png", "patient.png", "glucose.png", "alerts.png", "kiosk-800x480.png", "patients-800x480.png"]
+    {
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }
 }
