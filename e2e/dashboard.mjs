@@ -80,6 +80,19 @@ try {
   await page.locator("#glucose-stats th", { hasText: "p-3" }).waitFor();
   out.glucose_compared = await table();
 
+  // Daily metrics: steps as daily bars, then hourly.
+  await page.goto(`${url}/#/daily/p-1`);
+  await page.locator("section.daily[data-metric=step_count] canvas").waitFor();
+  out.daily = {
+    bars: Number(await page.locator("section.daily[data-metric=step_count] canvas").getAttribute("data-bars")),
+    last: await page.locator("section.daily[data-metric=step_count] .last").textContent(),
+  };
+  await page.getByRole("button", { name: "Hours (48)" }).click();
+  await page.locator("button[aria-pressed=true]", { hasText: "Hours" }).waitFor();
+  await page.locator("section.daily[data-metric=step_count] canvas").waitFor();
+  out.daily.hourly_bars = Number(await page.locator("section.daily[data-metric=step_count] canvas").getAttribute("data-bars"));
+  await page.screenshot({ path: `${artifacts}/daily.png`, fullPage: true });
+
   // The alerts inbox: acknowledge the first alert with one click; it leaves the inbox.
   await page.getByRole("link", { name: "Alerts" }).click();
   await page.locator("#alerts").waitFor();
@@ -120,6 +133,12 @@ try {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   out.signed_out = true;
+} catch (e) {
+  // What was seen up to the failure, and the page's text, for the test's message.
+  const pages = browser.contexts().flatMap((c) => c.pages());
+  const text = pages.length ? await pages[0].locator("main").innerText().catch(() => "") : "";
+  console.error(JSON.stringify({ seen: out, main: text }));
+  throw e;
 } finally {
   await browser.close();
 }

@@ -222,6 +222,7 @@ async function patient(id) {
   show(
     el("h1", {}, `Patient ${data.patient}`),
     el("p", { class: "links" }, el("a", { href: `#/glucose/${enc}` }, "Glucose"), " · ",
+      el("a", { href: `#/daily/${enc}` }, "Daily metrics"), " · ",
       el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
     buttons, status, panels,
     el("h2", {}, "Latest"),
@@ -351,6 +352,69 @@ async function glucosePage(ids, days = 14) {
   }
 }
 
+const DAILY = ["step_count", "active_energy", "resting_energy", "walking_running_distance", "flights_climbed", "resting_heart_rate",
+  "walking_speed", "walking_step_length", "walking_asymmetry", "walking_double_support"];
+
+/** Bars of `values` at `times` over [x0, x1) with buckets `every` wide, and a trend line. */
+function bars(label, times, values, x0, x1, every, trendValues) {
+  const canvas = el("canvas", { class: "panel", role: "img", "aria-label": label });
+  requestAnimationFrame(() => {
+    const dpr = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth, h = canvas.clientHeight;
+    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
+    const ctx = canvas.getContext("2d");
+    ctx.scale(dpr, dpr);
+    const hi = Math.max(1, ...values) * 1.1;
+    const x = (t) => ((t - x0) / (x1 - x0)) * w;
+    const y = (v) => h - (v / hi) * (h - 14);
+    const accent = getComputedStyle(document.body).getPropertyValue("--accent").trim() || "#0b57d0";
+    ctx.fillStyle = accent;
+    const bw = Math.max(1, (every / (x1 - x0)) * w - 2);
+    times.forEach((t, i) => ctx.fillRect(x(t) + 1, y(values[i]), bw, h - y(values[i])));
+    if (trendValues) line(ctx, times.map((t) => t + every / 2), trendValues, x, y, "#e65100", 2);
+  });
+  canvas.dataset.bars = String(times.length);
+  return canvas;
+}
+
+async function daily(id, hourly = false) {
+  const enc = encodeURIComponent(id);
+  const [latest, catalog] = await Promise.all([
+    api("GET", `/api/v1/patients/${enc}/latest`), api("GET", "/api/v1/metrics")]);
+  const agg = Object.fromEntries(catalog.metrics.map((m) => [m.code, m.aggregation]));
+  const newest = latest.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
+  const end = Date.parse(newest || new Date().toISOString());
+  const every = hourly ? 3600e3 : 864e5;
+  const to = Math.floor(end / every) * every + every;
+  const from = to - (hourly ? 48 : 30) * every;
+  const have = new Set(latest.metrics.map((m) => m.metric));
+  const metrics = DAILY.filter((m) => have.has(m));
+  const sections = await Promise.all(metrics.map(async (m) => {
+    const a = agg[m] === "sum" ? "sum" : "mean";
+    const s = await api("GET", `/api/v1/patients/${enc}/series/${m}?from=${from}&to=${to}&every=${hourly ? "1h" : "1d"}&agg=${a}&time_format=ms`);
+    const times = s.points.map((p) => p.time), values = s.points.map((p) => p[a]);
+    // The trailing 7-bucket mean as the trend.
+    const trendValues = values.map((_, i) => {
+      const w = values.slice(Math.max(0, i - 6), i + 1);
+      return w.reduce((x, y) => x + y, 0) / w.length;
+    });
+    const last = values.length ? values[values.length - 1] : null;
+    const mean = values.length ? values.reduce((x, y) => x + y, 0) / values.length : null;
+    const fmt = (v) => (v === null ? "–" : `${v >= 100 ? Math.round(v) : v.toFixed(1)} ${s.unit}`);
+    return el("section", { class: "daily", "data-metric": m },
+      el("h2", {}, m.replaceAll("_", " ")),
+      el("p", { class: "muted" }, `latest ${hourly ? "hour" : "day"}: `, el("strong", { class: "last" }, fmt(last)),
+        ` · ${hourly ? "48-hour" : "30-day"} mean ${fmt(mean)} (${a} per ${hourly ? "hour" : "day"})`),
+      bars(`${m} per ${hourly ? "hour" : "day"}`, times, values, from, to, every, hourly ? null : trendValues));
+  }));
+  show(
+    el("h1", {}, `Daily metrics: ${id}`),
+    el("div", { class: "toolbar", role: "group", "aria-label": "Resolution" },
+      el("button", { type: "button", "aria-pressed": hourly ? "false" : "true", onclick: () => daily(id, false) }, "Days (30)"),
+      el("button", { type: "button", "aria-pressed": hourly ? "true" : "false", onclick: () => daily(id, true) }, "Hours (48)")),
+    ...(metrics.length ? sections : [el("p", {}, "No activity metrics for this patient yet.")]));
+}
+
 function fmtTime(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
@@ -467,6 +531,7 @@ async function route() {
     if (view === "patient" && arg) await patient(decodeURIComponent(arg));
     else if (view === "alerts") await alerts(arg || "inbox");
     else if (view === "kiosk" && arg) await kiosk(decodeURIComponent(arg));
+    else if (view === "daily" && arg) await daily(decodeURIComponent(arg));
     else if (view === "glucose" && arg) await glucosePage(arg.split(",").map(decodeURIComponent));
     else await patients();
   } catch (e) {

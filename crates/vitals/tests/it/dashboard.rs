@@ -90,6 +90,12 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         .map(|i| json!({"patient": "p-1", "metric": "blood_glucose", "time": NOW - 600_000 * i - 150_000, "value": 100 + i}))
         .collect();
     assert_eq!(server.ingest(&Value::Array(glucose)).status, 200);
+    // Steps: 100 an hour for the last 3 days (ending 02:00 UTC today: 3 x 24 + 2 hours).
+    let day_start = NOW - NOW % 86_400_000;
+    let steps: Vec<Value> = (0..74)
+        .map(|h| json!({"patient": "p-1", "metric": "step_count", "time": day_start + 2 * 3_600_000 - (h + 1) * 3_600_000, "value": 100}))
+        .collect();
+    assert_eq!(server.ingest(&Value::Array(steps)).status, 200);
     crate::harness::eventually("alerts for p-1 and p-2", || {
         server.get("/api/v1/alerts?state=open", Some(ADMIN)).json()["alerts"].as_array().map(Vec::len) == Some(2)
     });
@@ -118,7 +124,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(rows[1]["stale"], json!(true));
     assert_eq!(seen["cookie"], json!({"httpOnly": true, "sameSite": "Strict"}));
     assert_eq!(seen["patient_title"], json!("Patient p-1"));
-    assert_eq!(seen["latest_rows"], json!(3), "heart rate, glucose, battery");
+    assert_eq!(seen["latest_rows"], json!(4), "heart rate, glucose, battery, steps");
     // 6 h in about 1100 px: 30 s buckets, so each of the 30 minute readings is one point;
     // glucose: the 7 readings. 24 h: 2 min buckets, 15 of them hold the last 30 minutes.
     assert_eq!(seen["chart_6h"], json!({"heart_rate": 30, "blood_glucose": 7}), "{seen}");
@@ -141,6 +147,11 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     let compared = &seen["glucose_compared"];
     assert_eq!(compared[0], json!(["Last 14 days", "p-1", "p-3"]), "{compared}");
     assert_eq!(compared[1], json!(["Readings", "7", "no readings"]));
+    // Daily steps: 4 days with steps (3 whole days before today and today's 2 hours), the
+    // latest day 200 steps; hourly: the 48 hours up to 03:00, of which 02:00-03:00 has none.
+    assert_eq!(seen["daily"]["bars"], json!(4), "{seen}");
+    assert_eq!(seen["daily"]["last"], json!("200 count"), "{seen}");
+    assert_eq!(seen["daily"]["hourly_bars"], json!(47), "{seen}");
     // The inbox shows the nurse's patient's alert only; one click acknowledges it.
     assert_eq!((seen["inbox_before"].clone(), seen["inbox_patients"].clone()), (json!(1), json!(["p-1"])), "{seen}");
     assert_eq!(seen["ack_status"], json!("Acknowledged hr-over-70 for p-1"));
@@ -163,9 +174,15 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     let console: Vec<&str> =
         seen["console_errors"].as_array().expect("errors").iter().filter_map(Value::as_str).collect();
     assert!(console.iter().all(|e| e.contains("401")), "{console:?}");
-    for shot in
-        ["patients.png", "patient.png", "glucose.png", "alerts.png", "kiosk-800x480.png", "patients-800x480.png"]
-    {
+    for shot in [
+        "patients.png",
+        "patient.png",
+        "glucose.png",
+        "daily.png",
+        "alerts.png",
+        "kiosk-800x480.png",
+        "patients-800x480.png",
+    ] {
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }
 }
