@@ -35,6 +35,7 @@ try {
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.locator("#patients tbody tr").first().waitFor();
   out.who = await page.locator("#who").textContent();
+  out.admin_link_hidden = await page.locator("#admin-link").isHidden();
   out.rows = await page.locator("#patients tbody tr").evaluateAll((trs) =>
     trs.map((tr) => ({ patient: tr.dataset.patient, stale: tr.classList.contains("stale"), cells: [...tr.cells].map((c) => c.textContent) })));
   const cookies = await context.cookies();

@@ -201,6 +201,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
     use Action as A;
     let mut r = Routes { app: app.clone(), router: Router::new(), specs: Vec::new() };
     r.get("/metrics", A::Operate, metrics);
+    r.get("/api/v1/system", A::Operate, crate::web::system);
     r.write("/api/v1/samples", Credentials::Bearer, samples_api::post_samples)
         .write("/api/v1/ingest/health-auto-export", Credentials::Bearer, health_auto_export_api::post_export)
         .write("/write", Credentials::Influx, line_protocol_api::write_v1)

@@ -293,3 +293,26 @@ pub async fn glucose(
     .map_err(ApiError::internal)??;
     Ok(Json(out))
 }
+
+/// `GET /api/v1/system`: the admin view's health: storage sizes and write counters (the
+/// dashboard turns two readings into a rate), dead letters, people and patients.
+pub async fn system(State(app): State<AppState>) -> Json<Value> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let sizes = app.store.sizes();
+    let stats = app.store.stats();
+    let meta = app.directory.meta();
+    Json(json!({
+        "status": if app.store.failure().is_none() { "ok" } else { "storage failed" },
+        "now": format_time(app.clock.now_ms()),
+        "samples_written": stats.samples_written.load(Relaxed),
+        "wal_bytes": stats.wal_bytes.load(Relaxed),
+        "segments": sizes.segments, "segment_bytes": sizes.segment_bytes, "segment_rows": sizes.segment_rows,
+        "buffered_samples": sizes.buffered_samples,
+        "flushes": stats.flushes.load(Relaxed), "compactions": stats.compactions.load(Relaxed),
+        "maintenance_errors": stats.maintenance_errors.load(Relaxed),
+        "dead_letters": app.dead_letters.len(), "dead_letters_dropped": app.dead_letters.dropped(),
+        "patients": app.store.patients().len(),
+        "users": meta.users().map(|u| u.len()).unwrap_or(0),
+        "device_certificates": meta.device_certs().map(|c| c.len()).unwrap_or(0),
+    }))
+}

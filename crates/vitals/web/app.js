@@ -415,6 +415,57 @@ async function daily(id, hourly = false) {
     ...(metrics.length ? sections : [el("p", {}, "No activity metrics for this patient yet.")]));
 }
 
+function table(id, headers, rows) {
+  return el("table", { id },
+    el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c))))));
+}
+
+const bytes = (n) => (n > 1e9 ? `${(n / 1e9).toFixed(1)} GB` : n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.round(n / 1e3)} kB`);
+
+async function admin() {
+  const [sys, users, teams, tokens, dead] = await Promise.all([
+    api("GET", "/api/v1/system"), api("GET", "/api/v1/users"), api("GET", "/api/v1/teams"),
+    api("GET", "/api/v1/tokens"), api("GET", "/api/v1/dead-letters?limit=20")]);
+  const started = performance.now();
+  const status = el("p", { role: "status", id: "admin-status", class: "muted" });
+  const revoke = async (t) => {
+    try {
+      await api("DELETE", `/api/v1/tokens/${encodeURIComponent(t.id)}`);
+      await admin();
+      document.getElementById("admin-status").textContent = `Revoked token ${t.name}`;
+    } catch (e) { status.textContent = e.message; }
+  };
+  const rate = el("span", { id: "ingest-rate" }, "measuring…");
+  show(
+    el("h1", {}, "Administration"), status,
+    el("h2", {}, "System"),
+    table("system", ["Status", "Ingest rate", "Samples written", "Stored", "Buffered", "WAL", "Dead letters", "Patients"], [[
+      sys.status, rate, String(sys.samples_written),
+      `${bytes(sys.segment_bytes)} in ${sys.segments} segments (${sys.segment_rows} rows)`,
+      String(sys.buffered_samples), bytes(sys.wal_bytes),
+      `${sys.dead_letters}${sys.dead_letters_dropped ? ` (${sys.dead_letters_dropped} dropped)` : ""}`, String(sys.patients)]]),
+    el("h2", {}, "Users"),
+    table("users", ["Name", "Role", "State"], users.users.map((u) => [u.name, u.role,
+      u.disabled ? "disabled" : u.locked ? `locked until ${fmtTime(u.locked_until)}` : "active"])),
+    el("h2", {}, "Care teams"),
+    table("teams", ["Team", "Members", "Patients"], teams.teams.map((t) => [t.name, t.members.join(", "), t.patients.join(", ")])),
+    el("h2", {}, "Tokens"),
+    table("tokens", ["Name", "Role", "Bound to", "State", ""], tokens.tokens.map((t) => [t.name, t.role, t.patient || t.device || "",
+      t.revoked ? "revoked" : t.live ? "live" : "expired",
+      t.live ? el("button", { type: "button", onclick: () => revoke(t), "aria-label": `Revoke token ${t.name}` }, "Revoke") : ""])),
+    el("h2", {}, "Dead letters (refused input)"),
+    table("dead-letters", ["Id", "Time", "Source", "Reason"], dead.dead_letters.map((d) => [String(d.id), fmtTime(new Date(d.time_ms).toISOString()), d.source, d.reason])));
+  // The rate from two readings of the write counter.
+  setTimeout(async () => {
+    try {
+      const again = await api("GET", "/api/v1/system");
+      const secs = (performance.now() - started) / 1000;
+      rate.textContent = `${Math.round((again.samples_written - sys.samples_written) / secs)} samples/s`;
+    } catch { rate.textContent = "–"; }
+  }, 2000);
+}
+
 function fmtTime(iso) {
   return iso ? new Date(iso).toLocaleString() : "";
 }
@@ -531,6 +582,7 @@ async function route() {
     if (view === "patient" && arg) await patient(decodeURIComponent(arg));
     else if (view === "alerts") await alerts(arg || "inbox");
     else if (view === "kiosk" && arg) await kiosk(decodeURIComponent(arg));
+    else if (view === "admin") await admin();
     else if (view === "daily" && arg) await daily(decodeURIComponent(arg));
     else if (view === "glucose" && arg) await glucosePage(arg.split(",").map(decodeURIComponent));
     else await patients();
@@ -548,6 +600,7 @@ async function start() {
     return show(el("p", { class: "error", role: "alert" }, e.message));
   }
   who.textContent = `${me.name} (${me.role})`;
+  document.getElementById("admin-link").hidden = me.role !== "admin";
   nav.hidden = false;
   await route();
 }

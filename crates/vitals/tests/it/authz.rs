@@ -18,6 +18,7 @@ const SECRET_NAME: &str = "Annika Lindqvist";
 const MATRIX: &[(&str, &str, &str)] = &[
     // (method, path, "admin clinician caregiver patient analyst device")
     ("GET", "/metrics", "any - - - - -"),
+    ("GET", "/api/v1/system", "any - - - - -"),
     ("POST", "/api/v1/samples", "any - - - - own"),
     ("POST", "/api/v1/ingest/health-auto-export", "any - - - - own"),
     ("POST", "/write", "any - - - - own"),

@@ -73,6 +73,55 @@ fn the_overview_shows_the_callers_patients_with_latest_values_alerts_battery_and
     assert_eq!(server.get("/api/v1/overview", Some(ADMIN)).json()["patients"].as_array().map(Vec::len), Some(3));
 }
 
+/// Runs an e2e script against `server` as `user`: what it saw, as JSON.
+fn browse(server: &TestServer, script: &str, user: &str, env: &[(&str, &str)]) -> Value {
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e").join(script);
+    let out = std::process::Command::new("node")
+        .arg(&script)
+        .env("VITALS_URL", &server.url)
+        .env("VITALS_USER", user)
+        .env("VITALS_PASSWORD", PASSWORD)
+        .env("ARTIFACTS", &artifacts)
+        .envs(env.iter().copied())
+        .output()
+        .expect("node (installed by scripts/test)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the browser run failed: {stderr}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"))
+}
+
+#[test]
+fn an_admin_sees_system_health_people_teams_and_dead_letters_and_revokes_a_token_in_a_real_browser() {
+    let server = ward();
+    server.app.directory.create_user("root", Role::Admin, Some(PASSWORD), None, NOW).expect("admin");
+    let (_, band) = server
+        .app
+        .directory
+        .create_token(
+            &NewToken { name: "band", role: Some(Role::Device), patient: Some("p-1"), ..Default::default() },
+            NOW,
+        )
+        .expect("token");
+    let bad = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW, "value": "fast"}]);
+    assert_eq!(server.ingest(&bad).status, 200);
+    let seen = browse(&server, "admin.mjs", "root", &[]);
+    assert_eq!(seen["page_errors"], json!([]), "{seen}");
+    assert_eq!(seen["system_status"], json!("ok"));
+    assert!(seen["rate"].as_str().is_some_and(|r| r.ends_with("samples/s")), "{seen}");
+    let names: Vec<&str> = seen["users"].as_array().expect("users").iter().filter_map(|u| u[0].as_str()).collect();
+    assert_eq!(names, ["nurse", "root"]);
+    assert_eq!(seen["teams"], json!([["ward", "nurse", "p-1, p-3"]]));
+    assert_eq!(seen["dead_letters"].as_array().map(Vec::len), Some(1), "{seen}");
+    assert_eq!(seen["revoke_status"], json!("Revoked token band"));
+    let row = seen["tokens"].as_array().and_then(|t| t.iter().find(|r| r[0] == "band")).cloned();
+    assert_eq!(row.map(|r| r[3].clone()), Some(json!("revoked")), "{seen}");
+    let sample = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW, "value": 70}]).to_string();
+    assert_eq!(server.post("/api/v1/samples", Some(&band), "application/json", sample.as_bytes()).status, 401);
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts/admin.png");
+    assert!(shot.metadata().is_ok_and(|m| m.len() > 1000), "admin.png saved");
+}
+
 #[test]
 fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_800x480_in_a_real_browser() {
     let server = ward();
@@ -100,22 +149,10 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         server.get("/api/v1/alerts?state=open", Some(ADMIN)).json()["alerts"].as_array().map(Vec::len) == Some(2)
     });
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../e2e/dashboard.mjs");
-    let out = std::process::Command::new("node")
-        .arg(&script)
-        .env("VITALS_URL", &server.url)
-        .env("VITALS_USER", "nurse")
-        .env("VITALS_PASSWORD", PASSWORD)
-        .env("VITALS_KIOSK_PATIENT", "p-1")
-        .env("TZ", "UTC")
-        .env("ARTIFACTS", &artifacts)
-        .output()
-        .expect("node (installed by scripts/test)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the browser run failed: {stderr}");
-    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+    let seen = browse(&server, "dashboard.mjs", "nurse", &[("VITALS_KIOSK_PATIENT", "p-1"), ("TZ", "UTC")]);
     assert_eq!(seen["wrong_password_message"], json!("wrong user name or password"));
     assert_eq!(seen["who"], json!("nurse (clinician)"));
+    assert_eq!(seen["admin_link_hidden"], json!(true), "no admin view for a clinician");
     let rows = seen["rows"].as_array().expect("rows");
     assert_eq!(rows.iter().map(|r| r["patient"].clone()).collect::<Vec<_>>(), [json!("p-1"), json!("p-3")]);
     let cells: Vec<&str> =

@@ -1,0 +1,44 @@
+// The dashboard's admin view in Debian's chromium: system health, people, teams, tokens
+// (revoking one), dead letters. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, ARTIFACTS.
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+
+const url = process.env.VITALS_URL;
+const artifacts = process.env.ARTIFACTS || "e2e-artifacts";
+mkdirSync(artifacts, { recursive: true });
+const browser = await chromium.launch({
+  executablePath: "/usr/bin/chromium",
+  headless: true,
+  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--no-first-run", "--disable-quic", "--disable-sync"],
+});
+const out = { page_errors: [] };
+try {
+  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  page.setDefaultTimeout(15000);
+  page.on("pageerror", (e) => out.page_errors.push(String(e)));
+  await page.goto(`${url}/`);
+  await page.getByLabel("User name").fill(process.env.VITALS_USER);
+  await page.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("link", { name: "Admin" }).click();
+  await page.locator("#tokens tbody tr").first().waitFor();
+  const cells = (id) => page.locator(`#${id} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  out.users = await cells("users");
+  out.teams = await cells("teams");
+  out.dead_letters = await cells("dead-letters");
+  out.system_status = await page.locator("#system tbody td").first().textContent();
+  await page.locator("#ingest-rate").filter({ hasText: "samples/s" }).waitFor();
+  out.rate = await page.locator("#ingest-rate").textContent();
+  await page.getByRole("button", { name: "Revoke token band" }).click();
+  await page.locator("#admin-status").filter({ hasText: "Revoked" }).waitFor();
+  out.revoke_status = await page.locator("#admin-status").textContent();
+  out.tokens = await cells("tokens");
+  await page.screenshot({ path: `${artifacts}/admin.png`, fullPage: true });
+} catch (e) {
+  console.error(JSON.stringify(out));
+  throw e;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
