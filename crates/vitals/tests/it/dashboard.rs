@@ -223,3 +223,72 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }
 }
+
+#[test]
+fn the_chart_endpoint_downsamples_to_the_width_in_round_buckets_and_refuses_bad_queries() {
+    let server = ward();
+    let q = |query: &str| server.get(&format!("/api/v1/patients/p-1/chart?{query}"), Some(ADMIN));
+    // 30 minute readings over the last hour at width 12: 5-minute buckets, 6 with data.
+    let r = q(&format!("metrics=heart_rate,blood_glucose&from={}&to={}&width=12", NOW - 3_600_000, NOW));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["every_ms"], json!(300_000));
+    let hr = &v["series"][0];
+    assert_eq!((hr["metric"].clone(), hr["unit"].clone()), (json!("heart_rate"), json!("bpm")));
+    let t = hr["t"].as_array().expect("t");
+    assert_eq!(t.len(), 6, "{hr}");
+    assert!(t.iter().all(|x| x.as_i64().is_some_and(|x| x % 300_000 == 0)), "bucket starts: {hr}");
+    assert_eq!(hr["count"], json!([5.0, 5.0, 5.0, 5.0, 5.0, 5.0]));
+    assert_eq!(
+        (hr["min"][0].clone(), hr["max"][0].clone(), hr["mean"][0].clone()),
+        (json!(72.0), json!(72.0), json!(72.0))
+    );
+    assert_eq!(v["series"][1]["count"], json!([1.0]), "one glucose reading");
+    // A year at 1000 px: whole-hour buckets (the rollups answer).
+    let r = q(&format!("metrics=heart_rate&from={}&to={NOW}&width=1000", NOW - 365 * 86_400_000));
+    assert_eq!(r.json()["every_ms"], json!(9 * 3_600_000));
+    for bad in [
+        "metrics=nope&from=0&to=1",
+        "metrics=heart_rate&from=5&to=1",
+        "metrics=heart_rate&from=0&to=1&width=5",
+        "metrics=&from=0&to=1",
+    ] {
+        let r = q(bad);
+        assert!(matches!(r.status, 400 | 404), "{bad}: {} {}", r.status, r.body);
+    }
+}
+
+#[test]
+fn the_glucose_endpoint_computes_consensus_metrics_profile_and_moving_average() {
+    let server = TestServer::start();
+    // Two days of readings every 30 min: 50, 100, 200, 300 in turn.
+    let cycle = [50.0, 100.0, 200.0, 300.0];
+    let readings: Vec<Value> = (0..96)
+        .map(|i| json!({"patient": "g-1", "metric": "blood_glucose", "time": NOW - 1_800_000 * (96 - i), "value": cycle[(i % 4) as usize]}))
+        .collect();
+    assert_eq!(server.ingest(&Value::Array(readings)).status, 200);
+    let r = server.get(
+        &format!("/api/v1/patients/g-1/glucose?from={}&to={NOW}&tz_offset_min=60", NOW - 2 * 86_400_000),
+        Some(ADMIN),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let s = &v["summary"];
+    assert_eq!(s["readings"], json!(96));
+    assert_eq!(s["mean"], json!(162.5));
+    for (k, want) in [
+        ("very_low_percent", 25.0),
+        ("in_range_percent", 25.0),
+        ("high_percent", 25.0),
+        ("very_high_percent", 25.0),
+        ("low_percent", 0.0),
+    ] {
+        assert_eq!(s[k], json!(want), "{k}: {s}");
+    }
+    let gmi = s["gmi_percent"].as_f64().expect("gmi");
+    assert!((gmi - (3.31 + 0.02392 * 162.5)).abs() < 1e-9);
+    assert_eq!(v["agp"].as_array().map(Vec::len), Some(48), "every 30-minute slot of the day");
+    let ma = v["moving_average"]["mean"].as_array().expect("ma");
+    assert!(!ma.is_empty() && ma.iter().all(|m| m.as_f64().is_some_and(|m| (50.0..=300.0).contains(&m))));
+    assert_eq!(server.get("/api/v1/patients/g-1/glucose?from=5&to=1", Some(ADMIN)).status, 400);
+}
