@@ -1,17 +1,8 @@
 // The dashboard's admin view in Debian's chromium: system health, people, teams, tokens
 // (revoking one), dead letters. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, ARTIFACTS.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { artifacts, launch, url } from "./browser.mjs";
 
-const url = process.env.VITALS_URL;
-const artifacts = process.env.ARTIFACTS || "e2e-artifacts";
-mkdirSync(artifacts, { recursive: true });
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-quic", "--disable-sync"],
-});
+const browser = await launch();
 const out = { page_errors: [] };
 try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();

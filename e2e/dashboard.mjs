@@ -2,21 +2,9 @@
 // prints what it saw as JSON; the Rust integration test `dashboard` starts the server with
 // simulated data, runs this, and checks the output. Screenshots go to $ARTIFACTS.
 // Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_KIOSK_PATIENT, ARTIFACTS.
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
+import { artifacts, launch, url } from "./browser.mjs";
 
-const url = process.env.VITALS_URL;
-const artifacts = process.env.ARTIFACTS || "e2e-artifacts";
-mkdirSync(artifacts, { recursive: true });
-
-const browser = await chromium.launch({
-  executablePath: "/usr/bin/chromium",
-  headless: true,
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--no-first-run", "--disable-quic", "--disable-sync",
-  ],
-});
+const browser = await launch();
 const out = { console_errors: [], page_errors: [] };
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });

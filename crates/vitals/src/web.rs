@@ -101,6 +101,23 @@ pub async fn overview(State(app): State<AppState>, Extension(who): Extension<Pri
     Json(json!({ "patients": out, "now": format_time(now) }))
 }
 
+/// `from` and `to` query values (RFC 3339 or ms), `from` before `to`, at most `max_span_ms`
+/// apart.
+fn time_range(from: &str, to: &str, max_span_ms: i64) -> Result<(i64, i64), crate::api_error::ApiError> {
+    use crate::api_error::{ApiError, Code};
+    let time = |k: &str, s: &str| {
+        s.parse::<i64>()
+            .ok()
+            .or_else(|| vitals_core::time::parse_time(s).ok())
+            .ok_or_else(|| ApiError::new(Code::InvalidQuery, format!("{k}: an RFC 3339 time or ms since the epoch")))
+    };
+    let (from, to) = (time("from", from)?, time("to", to)?);
+    if from >= to || to - from > max_span_ms {
+        return Err(ApiError::new(Code::InvalidQuery, "from must be before to (and the range not too long)"));
+    }
+    Ok((from, to))
+}
+
 /// Bucket widths a chart uses: round numbers, so whole hours can be answered from rollups.
 const NICE_MS: &[i64] =
     &[1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000];
@@ -135,16 +152,7 @@ pub async fn chart(
 ) -> Result<Json<Value>, crate::api_error::ApiError> {
     use crate::api_error::{ApiError, Code};
     let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
-    let time = |k: &str, s: &str| {
-        s.parse::<i64>()
-            .ok()
-            .or_else(|| vitals_core::time::parse_time(s).ok())
-            .ok_or_else(|| bad(format!("{k}: an RFC 3339 time or ms since the epoch")))
-    };
-    let (from, to) = (time("from", &p.from)?, time("to", &p.to)?);
-    if from >= to {
-        return Err(bad("from must be before to".into()));
-    }
+    let (from, to) = time_range(&p.from, &p.to, i64::MAX)?;
     let width = p.width.unwrap_or(1000);
     if !(10..=4000).contains(&width) {
         return Err(bad("width: 10 to 4000".into()));
@@ -245,17 +253,7 @@ pub async fn glucose(
     axum::extract::Query(p): axum::extract::Query<GlucoseParams>,
 ) -> Result<Json<Value>, crate::api_error::ApiError> {
     use crate::api_error::{ApiError, Code};
-    let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
-    let time = |k: &str, s: &str| {
-        s.parse::<i64>()
-            .ok()
-            .or_else(|| vitals_core::time::parse_time(s).ok())
-            .ok_or_else(|| bad(format!("{k}: an RFC 3339 time or ms since the epoch")))
-    };
-    let (from, to) = (time("from", &p.from)?, time("to", &p.to)?);
-    if from >= to || to - from > 400 * 86_400_000 {
-        return Err(bad("from must be before to, at most 400 days apart".into()));
-    }
+    let (from, to) = time_range(&p.from, &p.to, 400 * 86_400_000)?;
     let offset_ms = p.tz_offset_min.unwrap_or(0).clamp(-14 * 60, 14 * 60) * 60_000;
     let pid = vitals_core::PatientId::new(&patient)
         .map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {patient:?} {e}")))?;
