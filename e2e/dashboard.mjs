@@ -44,6 +44,16 @@ try {
   out.chart_6h = await points();
   out.chart_alerts = Number(await page.locator("#charts").getAttribute("data-alerts"));
   await page.screenshot({ path: `${artifacts}/patient.png`, fullPage: true });
+  // Live: a device sends a reading; the server's event redraws the charts.
+  const rangeLive = await page.locator("#chart-range").textContent();
+  const sent = await fetch(`${url}/api/v1/samples`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${process.env.VITALS_DEVICE_TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify([{ patient: "p-1", metric: "heart_rate", time: Number(process.env.VITALS_NOW) - 20000, value: 74 }]),
+  });
+  out.live_sent = sent.status;
+  await page.locator("#chart-range").filter({ hasNotText: rangeLive }).waitFor();
+  out.chart_live = await points();
   // The range line is written once the new data is drawn.
   const range6h = await page.locator("#chart-range").textContent();
   await page.getByRole("button", { name: "24 h" }).click();

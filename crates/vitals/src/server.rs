@@ -218,6 +218,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
         .get("/api/v1/patients/{patient}/chart", A::ReadPatientData, crate::web::chart)
         .get("/api/v1/patients/{patient}/glucose", A::ReadPatientData, crate::web::glucose)
+        .get("/api/v1/patients/{patient}/live", A::ReadPatientData, crate::web::live)
         .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
         .get("/api/v1/overview", A::ListPatients, crate::web::overview)
         .get("/api/v1/me", A::Me, people_api::me)

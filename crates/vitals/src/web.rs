@@ -314,3 +314,52 @@ pub async fn system(State(app): State<AppState>) -> Json<Value> {
         "device_certificates": meta.device_certs().map(|c| c.len()).unwrap_or(0),
     }))
 }
+
+#[derive(Debug, serde::Deserialize)]
+pub struct LiveParams {
+    events: Option<u64>,
+}
+
+/// `GET /api/v1/patients/{patient}/live`: server-sent events, one `latest` event (the time
+/// of the newest reading, ms) whenever new data of the patient has become durable, checked
+/// every second, plus a comment every 15 s so proxies keep the stream open. The dashboard
+/// refetches what it shows on each event. `?events=N` ends the stream after N events.
+pub async fn live(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<LiveParams>,
+) -> Result<
+    axum::response::sse::Sse<
+        impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+    >,
+    crate::api_error::ApiError,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let pid = vitals_core::PatientId::new(&patient).map_err(|e| {
+        crate::api_error::ApiError::new(crate::api_error::Code::InvalidPatient, format!("patient id {patient:?} {e}"))
+    })?;
+    let newest = |app: &AppState, pid: &vitals_core::PatientId| app.store.latest(pid).iter().map(|l| l.time_ms).max();
+    let start = newest(&app, &pid);
+    let limit = q.events.unwrap_or(u64::MAX);
+    let stream = futures_util::stream::unfold((app, pid, start, 0u64), move |(app, pid, seen, sent)| async move {
+        if sent >= limit {
+            return None;
+        }
+        if sent > 0 {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let now = newest(&app, &pid);
+                if now > seen {
+                    let ev = Event::default().event("latest").data(now.unwrap_or_default().to_string());
+                    return Some((Ok(ev), (app, pid, now, sent + 1)));
+                }
+            }
+        }
+        // The first event says where the stream starts.
+        let ev = Event::default().event("latest").data(seen.unwrap_or_default().to_string());
+        Some((Ok(ev), (app, pid, seen, 1)))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
+}

@@ -123,7 +123,7 @@ async function patients() {
 
 const CHART_ORDER = ["heart_rate", "rr_interval", "skin_temperature", "eda", "acceleration_x", "spo2", "blood_glucose", "respiratory_rate", "steps"];
 const RANGES = [["1 h", 3600e3], ["6 h", 6 * 3600e3], ["24 h", 864e5], ["7 d", 7 * 864e5], ["30 d", 30 * 864e5], ["1 y", 365 * 864e5]];
-let liveTimer = null;
+let liveSource = null;
 
 /** Draws one panel: the min-max band, the mean line, events and alert episodes behind. */
 function drawPanel(canvas, s, view, events, alerts) {
@@ -231,16 +231,13 @@ async function patient(id) {
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
         el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))));
   if (metrics.length) await draw();
-  // Live: while the view ends at the newest data, follow it.
-  liveTimer = setInterval(async () => {
-    if (!view.live) return;
-    try {
-      const l = await api("GET", `/api/v1/patients/${enc}/latest`);
-      const n = l.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
-      const to = Date.parse(n) + 1000;
-      if (to > view.to) setView(to - span(), to, true);
-    } catch { /* shown at the next interaction */ }
-  }, 5000);
+  // Live: server-sent events announce new durable data; while the view ends at the
+  // newest data, it follows.
+  liveSource = new EventSource(`/api/v1/patients/${enc}/live`);
+  liveSource.addEventListener("latest", (ev) => {
+    const to = Number(ev.data) + 1000;
+    if (view.live && to > view.to) setView(to - span(), to, true);
+  });
 }
 
 /** A canvas with a y-scale over `lo..hi` mg/dL and an x-scale over `x0..x1`, target band drawn. */
@@ -576,7 +573,7 @@ async function kiosk(id) {
 async function route() {
   const [, view, arg] = location.hash.split("/");
   if (kioskTimer) { clearInterval(kioskTimer); kioskTimer = null; }
-  if (liveTimer) { clearInterval(liveTimer); liveTimer = null; }
+  if (liveSource) { liveSource.close(); liveSource = null; }
   document.body.classList.remove("kiosk");
   try {
     if (view === "patient" && arg) await patient(decodeURIComponent(arg));
@@ -606,6 +603,7 @@ async function start() {
 }
 
 document.getElementById("signout").addEventListener("click", async () => {
+  if (liveSource) { liveSource.close(); liveSource = null; }
   try { await api("DELETE", "/api/v1/session"); } catch { /* signed out either way */ }
   me = null;
   location.hash = "";

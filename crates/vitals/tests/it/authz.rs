@@ -50,6 +50,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/latest", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/chart", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/glucose", "any own own own any -"),
+    ("GET", "/api/v1/patients/{patient}/live", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/series/{metric}", "any own own own any -"),
     ("GET", "/api/v1/overview", "any own own own any -"),
     ("GET", "/api/v1/me", "any any any any any any"),
@@ -185,6 +186,7 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         + match template.rsplit('/').next() {
             Some("chart") => "?metrics=heart_rate&from=1763000000000&to=1763780400000",
             Some("glucose") => "?from=1763000000000&to=1763780400000",
+            Some("live") => "?events=1",
             _ => "",
         };
     let body = match (method, template) {

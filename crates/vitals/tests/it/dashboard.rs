@@ -149,7 +149,14 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         server.get("/api/v1/alerts?state=open", Some(ADMIN)).json()["alerts"].as_array().map(Vec::len) == Some(2)
     });
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
-    let seen = browse(&server, "dashboard.mjs", "nurse", &[("VITALS_KIOSK_PATIENT", "p-1"), ("TZ", "UTC")]);
+    let now = NOW.to_string();
+    let env = [
+        ("VITALS_KIOSK_PATIENT", "p-1"),
+        ("TZ", "UTC"),
+        ("VITALS_DEVICE_TOKEN", crate::harness::DEVICE),
+        ("VITALS_NOW", &now),
+    ];
+    let seen = browse(&server, "dashboard.mjs", "nurse", &env);
     assert_eq!(seen["wrong_password_message"], json!("wrong user name or password"));
     assert_eq!(seen["who"], json!("nurse (clinician)"));
     assert_eq!(seen["admin_link_hidden"], json!(true), "no admin view for a clinician");
@@ -166,6 +173,8 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     // glucose: the 7 readings. 24 h: 2 min buckets, 15 of them hold the last 30 minutes.
     assert_eq!(seen["chart_6h"], json!({"heart_rate": 30, "blood_glucose": 7}), "{seen}");
     assert_eq!(seen["chart_alerts"], json!(1), "the alert episode is drawn on the charts");
+    assert_eq!(seen["live_sent"], json!(200));
+    assert_eq!(seen["chart_live"]["heart_rate"], json!(31), "the new reading arrived by server-sent event: {seen}");
     assert_eq!(seen["chart_24h"]["heart_rate"], json!(15), "{seen}");
     assert_eq!(seen["chart_panned"], json!({"heart_rate": 0, "blood_glucose": 0}), "panned 6 h back, before any data");
     assert!(seen["url_after_open"].as_str().is_some_and(|u| u.ends_with("/#/patient/p-1")), "{seen}");
@@ -200,7 +209,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     // The kiosk: the alert banner (acknowledged is still active), big numbers, the trend.
     let k = &seen["kiosk"];
     assert_eq!(k["banner"], json!("Alert: Heart rate above 70"), "{k}");
-    assert_eq!(k["heart_rate"], json!("72"));
+    assert_eq!(k["heart_rate"], json!("74"), "the reading sent live is the latest");
     assert!(k["trend_points"].as_u64().is_some_and(|n| n >= 3), "{k}");
     assert!(k["heart_rate_font_px"].as_f64().is_some_and(|px| px >= 60.0), "{k}");
     assert_eq!((k["overflows"].clone(), k["header_hidden"].clone()), (json!(false), json!(true)), "{k}");
@@ -291,4 +300,38 @@ fn the_glucose_endpoint_computes_consensus_metrics_profile_and_moving_average() 
     let ma = v["moving_average"]["mean"].as_array().expect("ma");
     assert!(!ma.is_empty() && ma.iter().all(|m| m.as_f64().is_some_and(|m| (50.0..=300.0).contains(&m))));
     assert_eq!(server.get("/api/v1/patients/g-1/glucose?from=5&to=1", Some(ADMIN)).status, 400);
+}
+
+#[test]
+fn the_live_stream_sends_an_event_when_new_data_of_the_patient_is_durable() {
+    use std::io::{BufRead, BufReader};
+    let server = ward();
+    let (_, token) = server
+        .app
+        .directory
+        .create_token(&NewToken { name: "n", user: Some("nurse"), ..Default::default() }, NOW)
+        .expect("t");
+    let resp = crate::harness::agent()
+        .get(&format!("{}/api/v1/patients/p-1/live?events=2", server.url))
+        .header("Authorization", &format!("Bearer {token}"))
+        .call()
+        .expect("stream");
+    assert_eq!(resp.headers().get("content-type").and_then(|v| v.to_str().ok()), Some("text/event-stream"));
+    let mut lines = BufReader::new(resp.into_body().into_reader()).lines();
+    let mut data = || loop {
+        let l = lines.next().expect("an event").expect("line");
+        if let Some(d) = l.strip_prefix("data: ") {
+            break d.to_owned();
+        }
+    };
+    assert_eq!(data(), (NOW - 60_000).to_string(), "the first event: where the stream starts");
+    let s = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW - 1000, "value": 75}]);
+    assert_eq!(server.ingest(&s).status, 200);
+    assert_eq!(data(), (NOW - 1000).to_string(), "new data announced");
+    let (_, other) = server
+        .app
+        .directory
+        .create_token(&NewToken { name: "c", user: Some("nurse"), ..Default::default() }, NOW)
+        .expect("t");
+    assert_eq!(server.get("/api/v1/patients/p-2/live?events=1", Some(&other)).status, 403, "not the nurse's patient");
 }
