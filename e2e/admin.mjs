@@ -25,6 +25,10 @@ try {
   await page.locator("#admin-status").filter({ hasText: "Revoked" }).waitFor();
   out.revoke_status = await page.locator("#admin-status").textContent();
   out.tokens = await cells("tokens");
+  await page.getByRole("button", { name: "Revoke device wristband w1" }).click();
+  await page.locator("#admin-status").filter({ hasText: "Revoked device" }).waitFor();
+  out.devices = await cells("devices");
+  out.file_drop_text = await page.locator("main").innerText();
   await page.screenshot({ path: `${artifacts}/admin.png`, fullPage: true });
 } catch (e) {
   console.error(JSON.stringify(out));

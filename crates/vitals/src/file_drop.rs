@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
@@ -61,7 +62,8 @@ pub fn spawn(app: AppState) -> anyhow::Result<Option<FileDrop>> {
     for sub in ["inbox", "processed", "failed"] {
         fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
-    let ledger = FileLedger::open(&dir).context("opening the file-drop ledger")?;
+    let ledger = Arc::new(FileLedger::open(&dir).context("opening the file-drop ledger")?);
+    let _ = app.file_ledger.set(ledger.clone());
     let (stop, stopped) = mpsc::channel::<()>();
     let interval = Duration::from_millis(app.config.file_drop.poll_interval.as_ms() as u64);
     let thread = std::thread::Builder::new().name("vitals-file-drop".into()).spawn(move || {

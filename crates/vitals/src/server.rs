@@ -35,6 +35,8 @@ pub struct App {
     pub vault: Arc<vitals_vault::Vault>,
     /// Appends audit entries (group commit).
     pub auditor: crate::audit::Auditor,
+    /// The file-drop ledger, once the watcher runs (the admin view lists it).
+    pub file_ledger: std::sync::OnceLock<Arc<vitals_storage::ledger::FileLedger>>,
     /// Where the embedded MQTT listener listens, once started.
     pub mqtt_listener_addr: std::sync::OnceLock<std::net::SocketAddr>,
     /// Patients erased while this process runs (the live engine forgets them).
@@ -73,6 +75,7 @@ impl App {
             login_limiter: crate::session_api::Limiter::default(),
             erased: crate::rights::ErasedPatients::default(),
             mqtt_listener_addr: std::sync::OnceLock::new(),
+            file_ledger: std::sync::OnceLock::new(),
             auditor,
             config,
             clock,
@@ -202,6 +205,9 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
     let mut r = Routes { app: app.clone(), router: Router::new(), specs: Vec::new() };
     r.get("/metrics", A::Operate, metrics);
     r.get("/api/v1/system", A::Operate, crate::web::system);
+    r.get("/api/v1/file-drop", A::Operate, crate::web::file_drop_ledger);
+    r.get("/api/v1/devices", A::ManagePeople, crate::web::devices);
+    r.delete("/api/v1/devices/{id}", A::ManagePeople, crate::web::revoke_device);
     r.write("/api/v1/samples", Credentials::Bearer, samples_api::post_samples)
         .write("/api/v1/ingest/health-auto-export", Credentials::Bearer, health_auto_export_api::post_export)
         .write("/write", Credentials::Influx, line_protocol_api::write_v1)

@@ -363,3 +363,50 @@ pub async fn live(
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15))))
 }
+
+/// `GET /api/v1/file-drop?limit=`: the newest entries of the file-drop ledger (what each
+/// dropped file became), empty while the watcher is off.
+pub async fn file_drop_ledger(
+    State(app): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+) -> Json<Value> {
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).min(1000);
+    let entries: Vec<Value> = app
+        .file_ledger
+        .get()
+        .map(|l| l.recent(limit))
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| {
+            json!({"name": e.name, "time": format_time(e.time_ms), "status": e.status, "accepted": e.accepted,
+                "rejected": e.rejected, "moved_to": e.moved_to, "error": e.error, "sha256": e.sha256})
+        })
+        .collect();
+    Json(json!({"enabled": app.config.file_drop.enabled, "entries": entries}))
+}
+
+/// `GET /api/v1/devices`: registered device certificates (fingerprints, never keys).
+pub async fn devices(State(app): State<AppState>) -> Result<Json<Value>, crate::api_error::ApiError> {
+    let certs = app.directory.meta().device_certs().map_err(crate::api_error::ApiError::internal)?;
+    let out: Vec<Value> = certs
+        .iter()
+        .map(|c| {
+            json!({"id": c.id, "name": c.name, "device": c.device, "patient": c.patient, "sha256": c.sha256,
+                "created": format_time(c.created_ms), "revoked": c.revoked_ms.map(format_time)})
+        })
+        .collect();
+    Ok(Json(json!({ "devices": out })))
+}
+
+/// `DELETE /api/v1/devices/{id}`: revokes a device certificate; refused at the next connection.
+pub async fn revoke_device(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, crate::api_error::ApiError> {
+    use crate::api_error::{ApiError, Code};
+    match app.directory.meta().revoke_device_cert(&id, app.clock.now_ms()) {
+        Ok(true) => Ok(StatusCode::NO_CONTENT),
+        Ok(false) => Err(ApiError::new(Code::NotFound, format!("no live device certificate {id:?}"))),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}

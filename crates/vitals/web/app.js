@@ -421,9 +421,10 @@ function table(id, headers, rows) {
 const bytes = (n) => (n > 1e9 ? `${(n / 1e9).toFixed(1)} GB` : n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.round(n / 1e3)} kB`);
 
 async function admin() {
-  const [sys, users, teams, tokens, dead] = await Promise.all([
+  const [sys, users, teams, tokens, dead, devices, drops] = await Promise.all([
     api("GET", "/api/v1/system"), api("GET", "/api/v1/users"), api("GET", "/api/v1/teams"),
-    api("GET", "/api/v1/tokens"), api("GET", "/api/v1/dead-letters?limit=20")]);
+    api("GET", "/api/v1/tokens"), api("GET", "/api/v1/dead-letters?limit=20"), api("GET", "/api/v1/devices"),
+    api("GET", "/api/v1/file-drop?limit=20")]);
   const started = performance.now();
   const status = el("p", { role: "status", id: "admin-status", class: "muted" });
   const revoke = async (t) => {
@@ -451,6 +452,21 @@ async function admin() {
     table("tokens", ["Name", "Role", "Bound to", "State", ""], tokens.tokens.map((t) => [t.name, t.role, t.patient || t.device || "",
       t.revoked ? "revoked" : t.live ? "live" : "expired",
       t.live ? el("button", { type: "button", onclick: () => revoke(t), "aria-label": `Revoke token ${t.name}` }, "Revoke") : ""])),
+    el("h2", {}, "Devices (client certificates)"),
+    table("devices", ["Name", "Device", "Patient", "State", ""], devices.devices.map((d) => [d.name, d.device, d.patient || "any",
+      d.revoked ? "revoked" : "live",
+      d.revoked ? "" : el("button", { type: "button", "aria-label": `Revoke device ${d.name}`, onclick: async () => {
+        try {
+          await api("DELETE", `/api/v1/devices/${encodeURIComponent(d.id)}`);
+          await admin();
+          document.getElementById("admin-status").textContent = `Revoked device ${d.name}`;
+        } catch (e) { status.textContent = e.message; }
+      } }, "Revoke")])),
+    el("h2", {}, "Dropped files"),
+    drops.enabled
+      ? table("file-drop", ["File", "Time", "Status", "Accepted", "Refused"], drops.entries.map((e) =>
+        [e.name, fmtTime(e.time), e.error ? `${e.status}: ${e.error}` : e.status, String(e.accepted), String(e.rejected)]))
+      : el("p", { class: "muted" }, "The file-drop watcher is off ([file_drop] enabled = false)."),
     el("h2", {}, "Dead letters (refused input)"),
     table("dead-letters", ["Id", "Time", "Source", "Reason"], dead.dead_letters.map((d) => [String(d.id), fmtTime(new Date(d.time_ms).toISOString()), d.source, d.reason])));
   // The rate from two readings of the write counter.

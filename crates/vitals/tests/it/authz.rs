@@ -19,6 +19,9 @@ const MATRIX: &[(&str, &str, &str)] = &[
     // (method, path, "admin clinician caregiver patient analyst device")
     ("GET", "/metrics", "any - - - - -"),
     ("GET", "/api/v1/system", "any - - - - -"),
+    ("GET", "/api/v1/file-drop", "any - - - - -"),
+    ("GET", "/api/v1/devices", "any - - - - -"),
+    ("DELETE", "/api/v1/devices/{id}", "any - - - - -"),
     ("POST", "/api/v1/samples", "any - - - - own"),
     ("POST", "/api/v1/ingest/health-auto-export", "any - - - - own"),
     ("POST", "/write", "any - - - - own"),

@@ -103,6 +103,11 @@ fn an_admin_sees_system_health_people_teams_and_dead_letters_and_revokes_a_token
             NOW,
         )
         .expect("token");
+    server
+        .app
+        .directory
+        .register_cert("wristband w1", "w1", Some("p-1"), b"not a real certificate", NOW)
+        .expect("cert");
     let bad = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW, "value": "fast"}]);
     assert_eq!(server.ingest(&bad).status, 200);
     let seen = browse(&server, "admin.mjs", "root", &[]);
@@ -116,6 +121,12 @@ fn an_admin_sees_system_health_people_teams_and_dead_letters_and_revokes_a_token
     assert_eq!(seen["revoke_status"], json!("Revoked token band"));
     let row = seen["tokens"].as_array().and_then(|t| t.iter().find(|r| r[0] == "band")).cloned();
     assert_eq!(row.map(|r| r[3].clone()), Some(json!("revoked")), "{seen}");
+    assert_eq!(seen["devices"], json!([["wristband w1", "w1", "p-1", "revoked", ""]]), "{seen}");
+    assert!(
+        server.app.directory.meta().device_certs().expect("certs")[0].revoked_ms.is_some(),
+        "revoked on the server"
+    );
+    assert!(seen["file_drop_text"].as_str().is_some_and(|t| t.contains("The file-drop watcher is off")), "{seen}");
     let sample = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW, "value": 70}]).to_string();
     assert_eq!(server.post("/api/v1/samples", Some(&band), "application/json", sample.as_bytes()).status, 401);
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts/admin.png");

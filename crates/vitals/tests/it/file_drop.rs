@@ -129,4 +129,11 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
         .expect("json");
     assert_eq!(dup["duplicate_of"], Value::String("g.csv".into()));
     assert!(names(&drop).contains(&"ledger.log".to_owned()));
+    // The ledger as the admin view reads it, newest first.
+    let ledger = server.get("/api/v1/file-drop?limit=100", Some(ADMIN)).json();
+    assert_eq!(ledger["enabled"], Value::Bool(true));
+    let entries = ledger["entries"].as_array().expect("entries");
+    assert_eq!(entries[0]["name"], Value::String("again.csv".into()), "{ledger}");
+    assert_eq!(entries[0]["status"], Value::String("duplicate".into()));
+    assert!(entries.iter().any(|e| e["status"] == "failed" && e["name"] == "garbage.bin"), "{ledger}");
 }
