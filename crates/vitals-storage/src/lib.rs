@@ -9,7 +9,6 @@ pub mod event_store;
 pub mod json_log;
 pub mod ledger;
 pub mod manifest;
-pub mod meta_file;
 pub mod record;
 pub mod segment;
 pub mod store;

@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vitals_core::time::{DurationMs, format_time, parse_time};
+use vitals_core::time::{DurationMs, format_time};
 
 use crate::alerts::{Alert, AlertState};
 use crate::api_error::{ApiError, Code};
@@ -32,14 +32,7 @@ pub fn render(a: &Alert) -> Value {
 }
 
 fn time_param(q: &HashMap<String, String>, key: &str, default: i64) -> Result<i64, ApiError> {
-    match q.get(key) {
-        None => Ok(default),
-        Some(s) => {
-            s.parse::<i64>().ok().or_else(|| parse_time(s).ok()).ok_or_else(|| {
-                ApiError::new(Code::InvalidQuery, format!("{key}: an RFC 3339 time or ms since the epoch"))
-            })
-        }
-    }
+    q.get(key).map_or(Ok(default), |s| crate::api_error::query_time(key, s))
 }
 
 pub async fn list(

@@ -70,6 +70,14 @@ impl Code {
     }
 }
 
+/// A time given in a query parameter `key`: RFC 3339 or ms since the epoch.
+pub fn query_time(key: &str, s: &str) -> Result<i64, ApiError> {
+    s.parse::<i64>()
+        .ok()
+        .or_else(|| vitals_core::time::parse_time(s).ok())
+        .ok_or_else(|| ApiError::new(Code::InvalidQuery, format!("{key}: an RFC 3339 time or ms since the epoch")))
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub code: Code,

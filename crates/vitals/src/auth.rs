@@ -50,7 +50,6 @@ pub struct Principal {
     pub name: String,
     pub role: Role,
     pub user_id: Option<String>,
-    pub token_id: Option<String>,
     /// A device token bound to one patient, or a patient account's own pseudonym.
     pub patient: Option<PatientId>,
     /// The patients this principal may reach (for roles whose reach is their own patients).
@@ -118,7 +117,7 @@ fn bound(actor: String, name: String, role: Role, patient: Option<&str>) -> Prin
         Some(p) => Scope::Patients([p.to_string()].into()),
         None => Scope::All,
     };
-    Principal { actor, name, role, user_id: None, token_id: None, patient, scope, csrf: None }
+    Principal { actor, name, role, user_id: None, patient, scope, csrf: None }
 }
 
 fn sha1_hex(secret: &str) -> String {
@@ -217,15 +216,9 @@ impl Directory {
         match &t.user_id {
             Some(uid) => {
                 let user = self.meta.user(uid).ok()??;
-                let mut p = self.principal_of_user(&user)?;
-                p.token_id = Some(t.id.clone());
-                Some(p)
+                self.principal_of_user(&user)
             }
-            None => {
-                let mut p = bound(format!("token:{}", t.id), t.name.clone(), t.role, t.patient.as_deref());
-                p.token_id = Some(t.id.clone());
-                Some(p)
-            }
+            None => Some(bound(format!("token:{}", t.id), t.name.clone(), t.role, t.patient.as_deref())),
         }
     }
 
@@ -251,7 +244,6 @@ impl Directory {
             name: user.name.clone(),
             role: user.role,
             user_id: Some(user.id.clone()),
-            token_id: None,
             patient,
             scope,
             csrf: None,

@@ -25,7 +25,11 @@ fn vault_error(e: VaultError) -> ApiError {
 }
 
 /// The patients the caller reaches: registered ones and those with data, pseudonyms only.
-pub async fn list(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Result<Json<Value>, ApiError> {
+/// A listed patient: pseudonym, when registered, when last seen.
+pub(crate) type Listed = (String, Option<i64>, Option<i64>);
+
+/// The patients `who` may list: registered ones and those with data.
+pub(crate) fn reachable(app: &AppState, who: &Principal) -> Result<Vec<Listed>, ApiError> {
     let mut rows: std::collections::BTreeMap<String, (Option<i64>, Option<i64>)> = Default::default();
     for p in app.directory.meta().patients().map_err(ApiError::internal)? {
         rows.entry(p.id).or_default().0 = Some(p.created_ms);
@@ -33,10 +37,17 @@ pub async fn list(State(app): State<AppState>, Extension(who): Extension<Princip
     for (p, seen) in app.store.patients() {
         rows.entry(p.to_string()).or_default().1 = Some(seen);
     }
-    let out: Vec<Value> = rows
+    Ok(rows
         .into_iter()
-        .filter(|(p, _)| authz::visible(&who, Action::ListPatients, p))
-        .map(|(p, (registered, seen))| {
+        .filter(|(p, _)| authz::visible(who, Action::ListPatients, p))
+        .map(|(p, (registered, seen))| (p, registered, seen))
+        .collect())
+}
+
+pub async fn list(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Result<Json<Value>, ApiError> {
+    let out: Vec<Value> = reachable(&app, &who)?
+        .into_iter()
+        .map(|(p, registered, seen)| {
             json!({"patient": p, "registered": registered.map(format_time), "last_seen": seen.map(format_time)})
         })
         .collect();
@@ -94,7 +105,8 @@ pub async fn create(
     Ok(r)
 }
 
-fn pseudonym(raw: &str) -> Result<PatientId, ApiError> {
+/// A pseudonym from a path (checked, not looked up).
+pub(crate) fn pseudonym(raw: &str) -> Result<PatientId, ApiError> {
     PatientId::new(raw).map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {raw:?} {e}")))
 }
 

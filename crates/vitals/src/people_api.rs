@@ -167,15 +167,7 @@ pub async fn audit(
     State(app): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let time = |k: &str| -> Result<Option<i64>, ApiError> {
-        q.get(k)
-            .map(|s| {
-                s.parse::<i64>().ok().or_else(|| vitals_core::time::parse_time(s).ok()).ok_or_else(|| {
-                    ApiError::new(Code::InvalidQuery, format!("{k}: an RFC 3339 time or ms since the epoch"))
-                })
-            })
-            .transpose()
-    };
+    let time = |k: &str| q.get(k).map(|s| crate::api_error::query_time(k, s)).transpose();
     let number = |k: &str| -> Result<Option<i64>, ApiError> {
         q.get(k)
             .map(|s| s.parse::<i64>().map_err(|_| ApiError::new(Code::InvalidQuery, format!("{k}: a number"))))

@@ -352,6 +352,14 @@ async fn require(State(g): State<Guard>, mut req: Request, next: Next) -> Respon
         Ok(params) => params.iter().find(|(k, _)| *k == "patient").map(|(_, v)| v.to_owned()),
         Err(_) => None,
     };
+    if !audited(g.action) {
+        // Sample writes and one's own account: no audit entry, so nothing to prepare.
+        if let Err(denied) = authz::check(&principal, g.action, patient.as_deref()) {
+            return refuse(g.credentials, axum::http::StatusCode::FORBIDDEN, &denied.to_string());
+        }
+        req.extensions_mut().insert::<Principal>(principal);
+        return next.run(req).await;
+    }
     let origin = origin_of(&req);
     let target = format!("{} {}", req.method(), req.uri().path());
     let event = |outcome: &str, patient: Option<String>| vitals_meta::AuditEvent {
@@ -364,17 +372,12 @@ async fn require(State(g): State<Guard>, mut req: Request, next: Next) -> Respon
         outcome: outcome.to_owned(),
     };
     if let Err(denied) = authz::check(&principal, g.action, patient.as_deref()) {
-        if audited(g.action) {
-            // A refusal is worth recording; a failure to record it does not change the answer.
-            let _ = crate::audit::record(&g.app, event("denied", patient.clone())).await;
-        }
+        // A refusal is worth recording; a failure to record it does not change the answer.
+        let _ = crate::audit::record(&g.app, event("denied", patient.clone())).await;
         return refuse(g.credentials, axum::http::StatusCode::FORBIDDEN, &denied.to_string());
     }
     req.extensions_mut().insert::<Principal>(principal.clone());
     let response = next.run(req).await;
-    if !audited(g.action) {
-        return response;
-    }
     let patient = response.extensions().get::<AuditPatient>().map(|p| p.0.clone()).or(patient);
     let outcome = if response.status().is_success() { "ok" } else { "failed" };
     match crate::audit::record(&g.app, event(outcome, patient)).await {

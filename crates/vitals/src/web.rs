@@ -5,8 +5,6 @@
 //! The app shell (`/`, `/assets/*`) holds no data and needs no credentials; everything it
 //! shows comes from the authenticated API with the session cookie.
 
-use std::collections::BTreeMap;
-
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -16,7 +14,6 @@ use serde_json::{Value, json};
 use vitals_core::time::format_time;
 
 use crate::auth::Principal;
-use crate::authz::{self, Action};
 use crate::server::AppState;
 
 /// The assets, by the name they are served under.
@@ -63,23 +60,15 @@ const STALE_MS: i64 = 3_600_000;
 
 /// `GET /api/v1/overview`: every patient the caller reaches with their latest value of
 /// each metric, open alerts, device battery and whether they went quiet.
-pub async fn overview(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Json<Value> {
+pub async fn overview(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, crate::api_error::ApiError> {
     let now = app.clock.now_ms();
-    let mut rows: BTreeMap<String, Option<i64>> = BTreeMap::new();
-    if let Ok(registered) = app.directory.meta().patients() {
-        for p in registered {
-            rows.entry(p.id).or_default();
-        }
-    }
-    for (p, seen) in app.store.patients() {
-        rows.insert(p.to_string(), Some(seen));
-    }
-    let open: Vec<_> =
-        app.alerts.list(None, None, i64::MIN, i64::MAX).into_iter().filter(|a| a.state.active()).collect();
-    let out: Vec<Value> = rows
+    let open = app.alerts.active();
+    let out: Vec<Value> = crate::patients_api::reachable(&app, &who)?
         .into_iter()
-        .filter(|(p, _)| authz::visible(&who, Action::ListPatients, p))
-        .map(|(p, seen)| {
+        .map(|(p, _, seen)| {
             let latest: serde_json::Map<String, Value> = vitals_core::PatientId::new(&p)
                 .map(|id| app.store.latest(&id))
                 .unwrap_or_default()
@@ -98,7 +87,7 @@ pub async fn overview(State(app): State<AppState>, Extension(who): Extension<Pri
             })
         })
         .collect();
-    Json(json!({ "patients": out, "now": format_time(now) }))
+    Ok(Json(json!({ "patients": out, "now": format_time(now) })))
 }
 
 /// `from` and `to` query values (RFC 3339 or ms), `from` before `to`, at most `max_span_ms`
@@ -157,8 +146,7 @@ pub async fn chart(
     if !(10..=4000).contains(&width) {
         return Err(bad("width: 10 to 4000".into()));
     }
-    let pid = vitals_core::PatientId::new(&patient)
-        .map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {patient:?} {e}")))?;
+    let pid = crate::patients_api::pseudonym(&patient)?;
     let mut metrics = Vec::new();
     for code in p.metrics.split(',').map(str::trim).filter(|c| !c.is_empty()).take(12) {
         let id = app
@@ -252,11 +240,10 @@ pub async fn glucose(
     Path(patient): Path<String>,
     axum::extract::Query(p): axum::extract::Query<GlucoseParams>,
 ) -> Result<Json<Value>, crate::api_error::ApiError> {
-    use crate::api_error::{ApiError, Code};
+    use crate::api_error::ApiError;
     let (from, to) = time_range(&p.from, &p.to, 400 * 86_400_000)?;
     let offset_ms = p.tz_offset_min.unwrap_or(0).clamp(-14 * 60, 14 * 60) * 60_000;
-    let pid = vitals_core::PatientId::new(&patient)
-        .map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {patient:?} {e}")))?;
+    let pid = crate::patients_api::pseudonym(&patient)?;
     let metric = app.catalog.id("blood_glucose").ok_or_else(|| ApiError::internal("no blood_glucose metric"))?;
     let window = 2 * 86_400_000;
     let store = app.store.clone();
@@ -335,9 +322,7 @@ pub async fn live(
     crate::api_error::ApiError,
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
-    let pid = vitals_core::PatientId::new(&patient).map_err(|e| {
-        crate::api_error::ApiError::new(crate::api_error::Code::InvalidPatient, format!("patient id {patient:?} {e}"))
-    })?;
+    let pid = crate::patients_api::pseudonym(&patient)?;
     let newest = |app: &AppState, pid: &vitals_core::PatientId| app.store.latest(pid).iter().map(|l| l.time_ms).max();
     let start = newest(&app, &pid);
     let limit = q.events.unwrap_or(u64::MAX);

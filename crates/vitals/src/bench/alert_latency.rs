@@ -107,7 +107,8 @@ fn pace_until(t: Instant) {
     }
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+/// The nearest-rank percentile of sorted values (NaN when empty).
+pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }

@@ -17,6 +17,7 @@ use vitals_core::{Clock, SystemClock};
 use vitals_meta::AuditEvent;
 use vitals_storage::Store;
 
+use super::alert_latency::percentile;
 use crate::auth::{Directory, LockoutPolicy, Role};
 use crate::config::Config;
 use crate::server::{self, App};
@@ -41,13 +42,6 @@ fn event(i: usize) -> AuditEvent {
         origin: "127.0.0.1".into(),
         outcome: "ok".into(),
     }
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Requests/s and latency percentiles (ms) of GETs of `path` from `clients` threads.

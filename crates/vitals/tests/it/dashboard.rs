@@ -29,6 +29,12 @@ fn ward() -> TestServer {
     server
 }
 
+/// A new API token of the nurse.
+fn nurse_token(server: &TestServer) -> String {
+    let d = &server.app.directory;
+    d.create_token(&NewToken { name: "nurse's", user: Some("nurse"), ..Default::default() }, NOW).expect("token").1
+}
+
 #[test]
 fn the_app_shell_is_served_with_a_strict_content_security_policy_and_no_credentials() {
     let server = TestServer::start();
@@ -54,11 +60,7 @@ fn the_app_shell_is_served_with_a_strict_content_security_policy_and_no_credenti
 #[test]
 fn the_overview_shows_the_callers_patients_with_latest_values_alerts_battery_and_staleness() {
     let server = ward();
-    let (_, token) = server
-        .app
-        .directory
-        .create_token(&NewToken { name: "n", user: Some("nurse"), ..Default::default() }, NOW)
-        .expect("t");
+    let token = nurse_token(&server);
     let r = server.get("/api/v1/overview", Some(&token));
     assert_eq!(r.status, 200, "{}", r.body);
     let v = r.json();
@@ -317,11 +319,7 @@ fn the_glucose_endpoint_computes_consensus_metrics_profile_and_moving_average() 
 fn the_live_stream_sends_an_event_when_new_data_of_the_patient_is_durable() {
     use std::io::{BufRead, BufReader};
     let server = ward();
-    let (_, token) = server
-        .app
-        .directory
-        .create_token(&NewToken { name: "n", user: Some("nurse"), ..Default::default() }, NOW)
-        .expect("t");
+    let token = nurse_token(&server);
     let resp = crate::harness::agent()
         .get(&format!("{}/api/v1/patients/p-1/live?events=2", server.url))
         .header("Authorization", &format!("Bearer {token}"))
@@ -339,10 +337,6 @@ fn the_live_stream_sends_an_event_when_new_data_of_the_patient_is_durable() {
     let s = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW - 1000, "value": 75}]);
     assert_eq!(server.ingest(&s).status, 200);
     assert_eq!(data(), (NOW - 1000).to_string(), "new data announced");
-    let (_, other) = server
-        .app
-        .directory
-        .create_token(&NewToken { name: "c", user: Some("nurse"), ..Default::default() }, NOW)
-        .expect("t");
+    let other = nurse_token(&server);
     assert_eq!(server.get("/api/v1/patients/p-2/live?events=1", Some(&other)).status, 403, "not the nurse's patient");
 }
