@@ -1,11 +1,13 @@
 // The dashboard's admin view in Debian's chromium: system health, people, teams, tokens
 // (revoking one), dead letters. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, ARTIFACTS.
-import { artifacts, launch, url } from "./browser.mjs";
+import { accessibility, artifacts, launch, url, withAxe } from "./browser.mjs";
 
 const browser = await launch();
 const out = { page_errors: [] };
 try {
-  const page = await (await browser.newContext({ viewport: { width: 1280, height: 900 } })).newPage();
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  await withAxe(context);
+  const page = await context.newPage();
   page.setDefaultTimeout(15000);
   page.on("pageerror", (e) => out.page_errors.push(String(e)));
   await page.goto(`${url}/`);
@@ -30,6 +32,7 @@ try {
   out.devices = await cells("devices");
   out.file_drop_text = await page.locator("main").innerText();
   await page.screenshot({ path: `${artifacts}/admin.png`, fullPage: true });
+  out.a11y = await accessibility(page);
 } catch (e) {
   console.error(JSON.stringify(out));
   throw e;

@@ -17,3 +17,22 @@ export function launch() {
     ],
   });
 }
+
+// axe-core (pinned in package-lock.json) is added to every page of a context as an init
+// script, which the page's Content-Security-Policy does not apply to.
+const axePath = new URL("./node_modules/axe-core/axe.min.js", import.meta.url).pathname;
+
+export async function withAxe(context) {
+  await context.addInitScript({ path: axePath });
+}
+
+/** The WCAG 2.1 A and AA rules axe finds broken on the page as it is now: rule, impact and
+ *  up to three offending elements each. */
+export function accessibility(page) {
+  return page.evaluate(async () => {
+    const r = await globalThis.axe.run(document, {
+      runOnly: { type: "tag", values: ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"] },
+    });
+    return r.violations.map((v) => ({ rule: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+  });
+}

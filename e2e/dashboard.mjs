@@ -2,13 +2,15 @@
 // prints what it saw as JSON; the Rust integration test `dashboard` starts the server with
 // simulated data, runs this, and checks the output. Screenshots go to $ARTIFACTS.
 // Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_KIOSK_PATIENT, ARTIFACTS.
-import { artifacts, launch, url } from "./browser.mjs";
+import { accessibility, artifacts, launch, url, withAxe } from "./browser.mjs";
 
 const browser = await launch();
-const out = { console_errors: [], page_errors: [] };
+const out = { console_errors: [], page_errors: [], a11y: {} };
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  await withAxe(context);
   const page = await context.newPage();
+  const check = async (name) => { out.a11y[name] = await accessibility(page); };
   page.setDefaultTimeout(15000);
   page.on("console", (m) => { if (m.type() === "error") out.console_errors.push(m.text()); });
   page.on("pageerror", (e) => out.page_errors.push(String(e)));
@@ -18,6 +20,7 @@ try {
   await page.getByLabel("Password").fill("not the password");
   await page.getByRole("button", { name: "Sign in" }).click();
   out.wrong_password_message = await page.locator("#signin-error").filter({ hasText: /./ }).textContent();
+  await check("sign-in");
 
   await page.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
   await page.getByRole("button", { name: "Sign in" }).click();
@@ -25,10 +28,12 @@ try {
   out.who = await page.locator("#who").textContent();
   out.admin_link_hidden = await page.locator("#admin-link").isHidden();
   out.rows = await page.locator("#patients tbody tr").evaluateAll((trs) =>
-    trs.map((tr) => ({ patient: tr.dataset.patient, stale: tr.classList.contains("stale"), cells: [...tr.cells].map((c) => c.textContent) })));
+    trs.map((tr) => ({ patient: tr.dataset.patient, stale: tr.classList.contains("stale"), cells: [...tr.cells].map((c) => c.textContent),
+      spark: tr.querySelector("svg.spark") ? Number(tr.querySelector("svg.spark").dataset.points) : null })));
   const cookies = await context.cookies();
   out.cookie = cookies.filter((c) => c.name === "vitals_session").map((c) => ({ httpOnly: c.httpOnly, sameSite: c.sameSite }))[0] || null;
   await page.screenshot({ path: `${artifacts}/patients.png`, fullPage: true });
+  await check("patients");
 
   // Keyboard: the first patient link is reachable by Tab and opens with Enter.
   await page.locator("#patients tbody a").first().focus();
@@ -38,10 +43,19 @@ try {
   out.url_after_open = page.url();
   out.latest_rows = await page.locator("#latest tbody tr").count();
   // Charts: one panel per sensor on one time axis, downsampled on the server.
-  const points = () => page.locator("canvas.panel").evaluateAll((cs) =>
-    Object.fromEntries(cs.map((c) => [c.dataset.metric, Number(c.dataset.points)])));
-  await page.locator("canvas.panel[data-points]").first().waitFor();
+  const points = () => page.locator("#charts figure").evaluateAll((fs) =>
+    Object.fromEntries(fs.map((f) => [f.dataset.metric, Number(f.dataset.points)])));
+  await page.locator("#charts figure[data-points]").first().waitFor();
   out.chart_6h = await points();
+  out.chart_labels = await page.locator("#charts .plot").evaluateAll((ps) => ps.map((p) => p.getAttribute("aria-label")));
+  out.chart_canvases = await page.locator("#charts figure canvas").count();
+  // The mouse over one chart: every panel's readout shows its value at that time.
+  const over = await page.locator("#charts figure .u-over").first().boundingBox();
+  await page.mouse.move(over.x + over.width - 3, over.y + over.height / 2);
+  await page.locator("figure[data-metric=blood_glucose] .readout").filter({ hasText: /mg\/dL/ }).waitFor();
+  out.readouts = await page.locator("#charts .readout").allTextContents();
+  await page.mouse.move(0, 0);
+  await check("patient");
   out.chart_alerts = Number(await page.locator("#charts").getAttribute("data-alerts"));
   await page.screenshot({ path: `${artifacts}/patient.png`, fullPage: true });
   // Live: a device sends a reading; the server's event redraws the charts.
@@ -73,24 +87,27 @@ try {
   await page.locator("#glucose-stats").waitFor();
   const table = () => page.locator("#glucose-stats tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
   out.glucose = await table();
-  out.glucose_canvas = await page.locator("canvas.panel.tall").evaluateAll((cs) => cs.map((c) => ({ ...c.dataset })));
+  out.glucose_canvas = await page.locator("#glucose-readings, #glucose-profile").evaluateAll((fs) => fs.map((f) => ({ ...f.dataset })));
   await page.screenshot({ path: `${artifacts}/glucose.png`, fullPage: true });
+  await check("glucose");
   await page.getByLabel("p-3").check();
   await page.locator("#glucose-stats th", { hasText: "p-3" }).waitFor();
   out.glucose_compared = await table();
 
   // Daily metrics: steps as daily bars, then hourly.
   await page.goto(`${url}/#/daily/p-1`);
-  await page.locator("section.daily[data-metric=step_count] canvas").waitFor();
+  const steps = page.locator("section.daily[data-metric=step_count] .plot");
+  await steps.locator("canvas").waitFor();
   out.daily = {
-    bars: Number(await page.locator("section.daily[data-metric=step_count] canvas").getAttribute("data-bars")),
+    bars: Number(await steps.getAttribute("data-bars")),
     last: await page.locator("section.daily[data-metric=step_count] .last").textContent(),
   };
   await page.getByRole("button", { name: "Hours (48)" }).click();
   await page.locator("button[aria-pressed=true]", { hasText: "Hours" }).waitFor();
-  await page.locator("section.daily[data-metric=step_count] canvas").waitFor();
-  out.daily.hourly_bars = Number(await page.locator("section.daily[data-metric=step_count] canvas").getAttribute("data-bars"));
+  await steps.locator("canvas").waitFor();
+  out.daily.hourly_bars = Number(await steps.getAttribute("data-bars"));
   await page.screenshot({ path: `${artifacts}/daily.png`, fullPage: true });
+  await check("daily");
 
   // The alerts inbox: acknowledge the first alert with one click; it leaves the inbox.
   await page.getByRole("link", { name: "Alerts" }).click();
@@ -98,6 +115,7 @@ try {
   out.inbox_before = await page.locator("#alerts tbody tr").count();
   out.inbox_patients = await page.locator("#alerts tbody tr td:nth-child(2)").allTextContents();
   await page.screenshot({ path: `${artifacts}/alerts.png`, fullPage: true });
+  await check("alerts");
   await page.locator("#alerts tbody tr").first().getByRole("button", { name: /^Acknowledge/ }).click();
   await page.locator("#alerts-status").filter({ hasText: "Acknowledged" }).waitFor();
   out.ack_status = await page.locator("#alerts-status").textContent();
@@ -105,9 +123,11 @@ try {
   await page.getByRole("link", { name: "History" }).click();
   await page.locator("#alerts tbody tr").first().waitFor();
   out.history_states = await page.locator("#alerts tbody tr td:nth-child(5)").allTextContents();
+  await check("history");
   await page.getByRole("link", { name: "Rules" }).click();
   await page.locator("#rules li").first().waitFor();
   out.rules = await page.locator("#rules li strong").allTextContents();
+  await check("rules");
 
   // The kiosk at 800x480: big numbers, a banner, a trend, nothing that needs a mouse.
   await page.setViewportSize({ width: 800, height: 480 });
@@ -122,12 +142,64 @@ try {
     header_hidden: await page.locator("header.bar").isHidden(),
   };
   await page.screenshot({ path: `${artifacts}/kiosk-800x480.png` });
+  await check("kiosk");
 
   // A narrow screen (the 800x480 kiosk size) still shows the patients table.
   await page.setViewportSize({ width: 800, height: 480 });
   await page.goto(`${url}/#/patients`);
   await page.locator("#patients tbody tr").first().waitFor();
   await page.screenshot({ path: `${artifacts}/patients-800x480.png` });
+
+  // A phone (390x844, touch) in India (UTC+5:30): the patient page fits the width; one
+  // finger drags the time axis, two fingers pinch to zoom; daily bars are local days.
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true,
+    deviceScaleFactor: 2, timezoneId: "Asia/Kolkata" });
+  await withAxe(phone);
+  const mobile = await phone.newPage();
+  mobile.setDefaultTimeout(15000);
+  mobile.on("pageerror", (e) => out.page_errors.push(String(e)));
+  await mobile.goto(`${url}/#/patient/p-1`);
+  await mobile.getByLabel("User name").fill(process.env.VITALS_USER);
+  await mobile.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
+  await mobile.getByRole("button", { name: "Sign in" }).click();
+  await mobile.locator("#charts figure[data-points]").first().waitFor();
+  const range = async () => mobile.locator("#charts").evaluate((c) => [Number(c.dataset.from), Number(c.dataset.to)]);
+  await mobile.locator("#charts figure .u-over").first().scrollIntoViewIfNeeded();
+  const plotBox = () => mobile.locator("#charts figure .u-over").first().boundingBox();
+  const cdp = await phone.newCDPSession(mobile);
+  // Fingers at fractions of the plotting area's width, moving in 8 steps.
+  const gesture = async (from, to) => {
+    const plot = await plotBox();
+    const at = (f) => plot.x + f * plot.width;
+    const touch = (type, fs) => cdp.send("Input.dispatchTouchEvent", {
+      type, touchPoints: fs.map((f, id) => ({ x: at(f), y: plot.y + plot.height / 2, id })) });
+    const before = await mobile.locator("#chart-range").textContent();
+    await touch("touchStart", from);
+    for (let k = 1; k <= 8; k++) await touch("touchMove", from.map((f, i) => f + ((to[i] - f) * k) / 8));
+    await touch("touchEnd", []);
+    await mobile.locator("#chart-range").filter({ hasNotText: before }).waitFor();
+    return range();
+  };
+  out.phone = { start: await range() };
+  out.phone.swiped = await gesture([0.25], [0.75]); // a finger to the right: earlier times
+  out.phone.pinched = await gesture([0.4, 0.6], [0.25, 0.75]); // fingers apart: zoom in
+  out.phone.overflows = await mobile.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  await mobile.screenshot({ path: `${artifacts}/phone-patient.png`, fullPage: true });
+  out.a11y.phone_patient = await accessibility(mobile);
+  await mobile.goto(`${url}/#/patients`);
+  await mobile.locator("#patients tbody tr").first().waitFor();
+  out.phone.patients_overflow = await mobile.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);
+  await mobile.screenshot({ path: `${artifacts}/phone-patients.png`, fullPage: true });
+  await mobile.goto(`${url}/#/daily/p-1`);
+  const localSteps = mobile.locator("section.daily[data-metric=step_count] .plot");
+  await localSteps.locator("canvas").waitFor();
+  out.phone.daily = { bars: Number(await localSteps.getAttribute("data-bars")), last: await mobile.locator("section.daily[data-metric=step_count] .last").textContent() };
+  await mobile.getByRole("button", { name: "Hours (48)" }).click();
+  await mobile.locator("button[aria-pressed=true]", { hasText: "Hours" }).waitFor();
+  await localSteps.locator("canvas").waitFor();
+  out.phone.daily.hourly_bars = Number(await localSteps.getAttribute("data-bars"));
+  await mobile.screenshot({ path: `${artifacts}/phone-daily-kolkata.png`, fullPage: true });
+  await phone.close();
 
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in" }).waitFor();

@@ -20,7 +20,11 @@ use crate::server::AppState;
 const ASSETS: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../web/app.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../web/app.css")),
+    ("charts.js", "text/javascript; charset=utf-8", include_bytes!("../web/charts.js")),
     ("icon.svg", "image/svg+xml", include_bytes!("../web/icon.svg")),
+    // Vendored npm packages (pinned in web/package-lock.json; scripts/web-vendor).
+    ("uPlot.iife.min.js", "text/javascript; charset=utf-8", include_bytes!("../web/vendor/uPlot.iife.min.js")),
+    ("uPlot.min.css", "text/css; charset=utf-8", include_bytes!("../web/vendor/uPlot.min.css")),
 ];
 const INDEX: &[u8] = include_bytes!("../web/index.html");
 
@@ -58,35 +62,75 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 /// A patient is stale when nothing arrived for this long.
 const STALE_MS: i64 = 3_600_000;
 
+/// The metrics a patient's 24-hour sparkline can show, in order of preference.
+const SPARK_METRICS: &[&str] = &["heart_rate", "blood_glucose", "spo2", "skin_temperature", "respiratory_rate"];
+
+/// The hourly means of the last 24 hours of `metric` (hour-aligned, so the rollups answer).
+fn spark(
+    store: &vitals_storage::Store,
+    patient: &vitals_core::PatientId,
+    metric: vitals_core::MetricId,
+    now: i64,
+) -> Value {
+    const HOUR: i64 = 3_600_000;
+    let from = now.div_euclid(HOUR) * HOUR - 23 * HOUR;
+    let q = vitals_query::SeriesQuery {
+        patient: patient.clone(),
+        metric,
+        device: None,
+        from,
+        to: now + 1,
+        every_ms: Some(HOUR),
+        aggs: vec![vitals_query::Agg::Mean],
+    };
+    let (t, v): (Vec<i64>, Vec<f64>) = match vitals_query::run(store, &q) {
+        Ok(vitals_query::QueryResult::Buckets(b)) => b.iter().map(|b| (b.time_ms, b.values[0])).unzip(),
+        _ => (Vec::new(), Vec::new()),
+    };
+    json!({"metric": vitals_core::Catalog::standard().get(metric).code, "from": from, "to": from + 24 * HOUR, "t": t, "v": v})
+}
+
 /// `GET /api/v1/overview`: every patient the caller reaches with their latest value of
-/// each metric, open alerts, device battery and whether they went quiet.
+/// each metric, a 24-hour sparkline, open alerts, device battery and whether they went
+/// quiet.
 pub async fn overview(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, crate::api_error::ApiError> {
     let now = app.clock.now_ms();
     let open = app.alerts.active();
-    let out: Vec<Value> = crate::patients_api::reachable(&app, &who)?
-        .into_iter()
-        .map(|(p, _, seen)| {
-            let latest: serde_json::Map<String, Value> = vitals_core::PatientId::new(&p)
-                .map(|id| app.store.latest(&id))
-                .unwrap_or_default()
-                .into_iter()
-                .map(|l| {
-                    let m = app.catalog.get(l.metric);
-                    (m.code.to_owned(), json!({"value": l.value, "unit": m.unit, "time": format_time(l.time_ms)}))
+    let patients = crate::patients_api::reachable(&app, &who)?;
+    let out = tokio::task::spawn_blocking(move || -> Vec<Value> {
+        patients
+            .into_iter()
+            .map(|(p, _, seen)| {
+                let id = vitals_core::PatientId::new(&p).ok();
+                let rows = id.as_ref().map(|id| app.store.latest(id)).unwrap_or_default();
+                let latest: serde_json::Map<String, Value> = rows
+                    .iter()
+                    .map(|l| {
+                        let m = app.catalog.get(l.metric);
+                        (m.code.to_owned(), json!({"value": l.value, "unit": m.unit, "time": format_time(l.time_ms)}))
+                    })
+                    .collect();
+                let spark_metric =
+                    SPARK_METRICS.iter().find(|c| latest.contains_key(**c)).and_then(|c| app.catalog.id(c));
+                let spark = match (id, spark_metric) {
+                    (Some(id), Some(m)) => spark(&app.store, &id, m, now),
+                    _ => Value::Null,
+                };
+                let battery = latest.get("battery_level").and_then(|b| b.get("value")).cloned();
+                let alerts = open.iter().filter(|a| a.patient == p).count();
+                json!({
+                    "patient": p, "last_seen": seen.map(format_time),
+                    "stale": seen.is_none_or(|t| now - t > STALE_MS),
+                    "open_alerts": alerts, "battery": battery, "latest": latest, "spark": spark,
                 })
-                .collect();
-            let battery = latest.get("battery_level").and_then(|b| b.get("value")).cloned();
-            let alerts = open.iter().filter(|a| a.patient == p).count();
-            json!({
-                "patient": p, "last_seen": seen.map(format_time),
-                "stale": seen.is_none_or(|t| now - t > STALE_MS),
-                "open_alerts": alerts, "battery": battery, "latest": latest,
             })
-        })
-        .collect();
+            .collect()
+    })
+    .await
+    .map_err(crate::api_error::ApiError::internal)?;
     Ok(Json(json!({ "patients": out, "now": format_time(now) })))
 }
 

@@ -2,10 +2,13 @@
 // No inline code (the Content-Security-Policy forbids it), no third-party requests, and
 // no patient data in URLs beyond pseudonyms.
 
+import { barChart, profileChart, readingsChart, sparkline, timePanel, touchGestures, withGaps } from "./charts.js";
+
 const app = document.getElementById("app");
 const nav = document.getElementById("nav");
 const who = document.getElementById("who");
 let me = null;
+let charts = [];
 
 /** A request to the API; changes carry the session's CSRF token. */
 async function api(method, path, body) {
@@ -41,7 +44,10 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** Replaces the page's content; the charts of the page before stop following the window. */
 function show(...nodes) {
+  for (const c of charts) c.dispose();
+  charts = [];
   app.replaceChildren(...nodes);
   app.focus();
 }
@@ -99,6 +105,9 @@ async function patients() {
       .map((p) => el("tr", { class: p.stale ? "stale" : "", "data-patient": p.patient },
         el("td", {}, el("a", { href: `#/patient/${encodeURIComponent(p.patient)}` }, p.patient)),
         el("td", { class: "num" }, value(p.latest, "heart_rate")),
+        el("td", { class: "opt" }, p.spark
+          ? sparkline(p.spark, `${p.spark.metric.replaceAll("_", " ")} over the last 24 hours, hourly means`)
+          : "–"),
         el("td", { class: "num" }, value(p.latest, "blood_glucose")),
         el("td", { class: "num opt" }, value(p.latest, "spo2")),
         el("td", { class: "num opt" }, p.battery === null ? "–" : `${Math.round(p.battery)} %`),
@@ -115,52 +124,46 @@ async function patients() {
       el("span", { class: "muted", id: "patient-count" }, `${data.patients.length} patients`)),
     el("table", { id: "patients" },
       el("thead", {}, el("tr", {},
-        ["Patient", "Heart rate", "Glucose"].map((h) => el("th", { scope: "col" }, h)),
+        ["Patient", "Heart rate"].map((h) => el("th", { scope: "col" }, h)),
+        el("th", { scope: "col", class: "opt" }, "Last 24 h"),
+        el("th", { scope: "col" }, "Glucose"),
         ["SpO₂", "Battery"].map((h) => el("th", { scope: "col", class: "opt" }, h)),
         ["Open alerts", "Last seen"].map((h) => el("th", { scope: "col" }, h)))),
       body));
 }
 
-const CHART_ORDER = ["heart_rate", "rr_interval", "skin_temperature", "eda", "acceleration_x", "spo2", "blood_glucose", "respiratory_rate", "steps"];
+/** The patient page's panels: the metrics each one draws on the shared time axis. */
+const PANELS = [
+  { id: "heart_rate", label: "Heart rate", metrics: ["heart_rate"] },
+  { id: "rr_interval", label: "RR intervals (tachogram)", metrics: ["rr_interval"], points: true },
+  { id: "skin_temperature", label: "Skin temperature", metrics: ["skin_temperature"] },
+  { id: "eda", label: "Electrodermal activity", metrics: ["eda"] },
+  { id: "motion", label: "Motion (acceleration)", metrics: ["acceleration_x", "acceleration_y", "acceleration_z"], names: ["x", "y", "z"] },
+  { id: "spo2", label: "SpO₂", metrics: ["spo2"] },
+  { id: "blood_glucose", label: "Glucose", metrics: ["blood_glucose"], target: [70, 180] },
+  { id: "respiratory_rate", label: "Respiratory rate", metrics: ["respiratory_rate"] },
+];
 const RANGES = [["1 h", 3600e3], ["6 h", 6 * 3600e3], ["24 h", 864e5], ["7 d", 7 * 864e5], ["30 d", 30 * 864e5], ["1 y", 365 * 864e5]];
 let liveSource = null;
 
-/** Draws one panel: the min-max band, the mean line, events and alert episodes behind. */
-function drawPanel(canvas, s, view, events, alerts) {
-  const dpr = window.devicePixelRatio || 1;
-  const w = canvas.clientWidth, h = canvas.clientHeight;
-  canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
-  const ctx = canvas.getContext("2d");
-  if (!ctx) return;
-  ctx.scale(dpr, dpr);
-  ctx.clearRect(0, 0, w, h);
-  const x = (t) => ((t - view.from) / (view.to - view.from)) * w;
-  for (const e of events) {
-    ctx.fillStyle = "rgba(120, 144, 156, 0.25)";
-    ctx.fillRect(x(e.start), 0, Math.max(2, x(e.end) - x(e.start)), h);
-  }
-  for (const a of alerts) {
-    ctx.fillStyle = "rgba(198, 40, 40, 0.25)";
-    ctx.fillRect(x(a.start), 0, Math.max(2, x(a.end) - x(a.start)), h);
-  }
-  const lo = Math.min(...s.min), hi = Math.max(...s.max);
-  const pad = (hi - lo) * 0.08 || 1;
-  const y = (v) => h - 14 - ((v - (lo - pad)) / (hi - lo + 2 * pad)) * (h - 24);
-  const color = getComputedStyle(document.body).getPropertyValue("--accent").trim() || "#0b57d0";
-  ctx.fillStyle = color + "33";
-  ctx.beginPath();
-  s.t.forEach((t, i) => (i ? ctx.lineTo(x(t), y(s.max[i])) : ctx.moveTo(x(t), y(s.max[i]))));
-  for (let i = s.t.length - 1; i >= 0; i--) ctx.lineTo(x(s.t[i]), y(s.min[i]));
-  ctx.closePath();
-  ctx.fill();
-  ctx.strokeStyle = color;
-  ctx.lineWidth = 1.5;
-  ctx.beginPath();
-  s.t.forEach((t, i) => (i ? ctx.lineTo(x(t), y(s.mean[i])) : ctx.moveTo(x(t), y(s.mean[i]))));
-  ctx.stroke();
-  ctx.fillStyle = getComputedStyle(document.body).color;
-  ctx.font = "12px system-ui, sans-serif";
-  if (s.t.length) ctx.fillText(`${hi.toFixed(1)} / ${lo.toFixed(1)} ${s.unit}`, 4, 12);
+/** Where a line breaks: a step much longer than the series' usual spacing (and than 3 buckets). */
+function gapFor(t, every) {
+  const d = [];
+  for (let i = 1; i < t.length; i++) d.push(t[i] - t[i - 1]);
+  d.sort((a, b) => a - b);
+  const usual = d.length ? d[Math.floor(d.length / 2)] : every;
+  return Math.max(3 * every, 5 * usual);
+}
+
+/** What a panel shows, in words (the chart's accessible name). */
+function describe(label, series, view) {
+  const vals = series.flatMap((s) => s.mean);
+  const range = `${new Date(view.from).toLocaleString()} to ${new Date(view.to).toLocaleString()}`;
+  if (!vals.length) return `${label}: no data from ${range}`;
+  const unit = series[0].unit;
+  const last = series[0].mean[series[0].mean.length - 1];
+  return `${label} from ${range}: lowest ${Math.min(...series.flatMap((s) => s.min)).toFixed(1)}, ` +
+    `highest ${Math.max(...series.flatMap((s) => s.max)).toFixed(1)}, last ${last.toFixed(1)} ${unit}`;
 }
 
 async function patient(id) {
@@ -168,23 +171,45 @@ async function patient(id) {
   const data = await api("GET", `/api/v1/patients/${enc}/latest`);
   const newest = data.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
   const have = new Set(data.metrics.map((m) => m.metric));
-  const metrics = CHART_ORDER.filter((m) => have.has(m)).slice(0, 6);
   const end = Date.parse(newest || new Date().toISOString()) + 1000;
   const view = { from: end - 6 * 3600e3, to: end, live: true };
-  const panels = el("div", { id: "charts", class: "charts", tabindex: "0",
-    "aria-label": "Charts; arrow keys pan, plus and minus zoom, drag to zoom into a range" });
+  let overlay = { events: [], alerts: [] };
+  const box = el("div", { id: "charts", class: "charts", tabindex: "0", role: "group",
+    "aria-label": "Charts on one time axis; arrow keys pan, plus and minus zoom; drag with the mouse to zoom into a range; on a touchscreen drag to pan and pinch to zoom" });
   const status = el("p", { class: "muted", id: "chart-range", role: "status" });
-  const canvases = metrics.map((m) => el("canvas", { class: "panel", "data-metric": m, role: "img", "aria-label": `${m} chart` }));
-  panels.append(...metrics.map((m, i) => el("figure", {}, el("figcaption", {}, m), canvases[i])));
-  const draw = async () => {
-    const width = Math.max(10, Math.min(4000, Math.round(panels.clientWidth || 800)));
-    const c = await api("GET", `/api/v1/patients/${enc}/chart?metrics=${metrics.join(",")}&from=${Math.round(view.from)}&to=${Math.round(view.to)}&width=${width}`);
-    c.series.forEach((s, i) => {
-      canvases[i].dataset.points = String(s.t.length);
-      drawPanel(canvases[i], s, view, c.events, c.alerts);
+  const figures = PANELS.map((pn) => ({ pn, metrics: pn.metrics.filter((m) => have.has(m)) }))
+    .filter((f) => f.metrics.length)
+    .map((f) => {
+      const readout = el("span", { class: "readout", "aria-hidden": "true" });
+      const plotBox = el("div", { class: "plot", role: "img", "aria-label": f.pn.label });
+      const fig = el("figure", { "data-metric": f.pn.id }, el("figcaption", {}, el("strong", {}, f.pn.label), " ", readout), plotBox);
+      const spec = { unit: "", target: f.pn.target, lines: f.metrics.map((m) => ({
+        label: f.pn.names ? f.pn.names[f.pn.metrics.indexOf(m)] : f.pn.label, points: f.pn.points })) };
+      return { ...f, readout, plotBox, fig, spec, chart: null };
     });
-    panels.dataset.events = String(c.events.length);
-    panels.dataset.alerts = String(c.alerts.length);
+  box.append(...figures.map((f) => f.fig));
+  let loading = 0;
+  const draw = async () => {
+    const ticket = ++loading;
+    const width = Math.max(10, Math.min(4000, Math.round(box.clientWidth || 800)));
+    const wanted = figures.flatMap((f) => f.metrics);
+    const c = await api("GET", `/api/v1/patients/${enc}/chart?metrics=${wanted.join(",")}&from=${Math.round(view.from)}&to=${Math.round(view.to)}&width=${width}`);
+    if (ticket !== loading) return; // a newer range was asked for meanwhile
+    overlay = { events: c.events, alerts: c.alerts };
+    const by = Object.fromEntries(c.series.map((s) => [s.metric, s]));
+    for (const f of figures) {
+      const ss = f.metrics.map((m) => by[m]);
+      f.spec.unit = ss[0].unit;
+      const tables = ss.map((s) => withGaps(s.t, [s.mean, s.min, s.max], gapFor(s.t, c.every_ms)));
+      f.chart.setData(tables.length === 1 ? tables[0] : globalThis.uPlot.join(tables, tables.map(() => [1, 1, 1])));
+      f.fig.dataset.points = String(ss[0].t.length);
+      f.plotBox.setAttribute("aria-label", describe(f.pn.label, ss, view));
+    }
+    box.dataset.events = String(c.events.length);
+    box.dataset.alerts = String(c.alerts.length);
+    box.dataset.bucketMs = String(c.every_ms);
+    box.dataset.from = String(Math.round(view.from));
+    box.dataset.to = String(Math.round(view.to));
     status.textContent = `${new Date(view.from).toLocaleString()} – ${new Date(view.to).toLocaleString()}${view.live ? " (live)" : ""}`;
   };
   const setView = (from, to, live = false) => {
@@ -197,7 +222,7 @@ async function patient(id) {
     el("button", { type: "button", onclick: () => setView(view.from - span() / 2, view.to - span() / 2) }, "◀ Earlier"),
     el("button", { type: "button", onclick: () => setView(view.from + span() / 2, view.to + span() / 2) }, "Later ▶"),
     el("button", { type: "button", onclick: () => setView(view.from - span() / 2, view.to + span() / 2) }, "Zoom out"));
-  panels.addEventListener("keydown", (ev) => {
+  box.addEventListener("keydown", (ev) => {
     const k = ev.key, d = span() / 4;
     if (k === "ArrowLeft") setView(view.from - d, view.to - d);
     else if (k === "ArrowRight") setView(view.from + d, view.to + d);
@@ -206,31 +231,29 @@ async function patient(id) {
     else return;
     ev.preventDefault();
   });
-  // Drag across any panel: every panel zooms to the selected range.
-  for (const cv of canvases) {
-    let startX = null;
-    cv.addEventListener("pointerdown", (ev) => { startX = ev.offsetX; cv.setPointerCapture(ev.pointerId); });
-    cv.addEventListener("pointerup", (ev) => {
-      if (startX === null) return;
-      const [a, b] = [startX, ev.offsetX].sort((p, q) => p - q);
-      startX = null;
-      if (b - a < 5) return;
-      const t = (px) => view.from + (px / cv.clientWidth) * span();
-      setView(t(a), t(b));
-    });
-  }
   show(
     el("h1", {}, `Patient ${data.patient}`),
     el("p", { class: "links" }, el("a", { href: `#/glucose/${enc}` }, "Glucose"), " · ",
       el("a", { href: `#/daily/${enc}` }, "Daily metrics"), " · ",
       el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
-    buttons, status, panels,
+    buttons, status, box,
+    el("p", { class: "muted legend" }, el("span", { class: "key key-event" }), " labelled events (workouts, sleep, meals, seizures) ",
+      el("span", { class: "key key-alert" }), " alert episodes"),
     el("h2", {}, "Latest"),
     el("table", { id: "latest" },
       el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
         el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))));
-  if (metrics.length) await draw();
+  // The charts are made once they are in the page (they take its width).
+  for (const f of figures) {
+    f.chart = timePanel(f.plotBox, f.spec, view, () => overlay, (a, b) => setView(a, b), (text) => { f.readout.textContent = text; });
+  }
+  charts.push(...figures.map((f) => f.chart));
+  touchGestures(box, view, (a, b) => {
+    view.from = a; view.to = b; view.live = false;
+    for (const f of figures) f.chart.setScale("x", { min: a, max: b });
+  }, (a, b) => setView(a, b));
+  if (figures.length) await draw();
   // Live: server-sent events announce new durable data; while the view ends at the
   // newest data, it follows.
   liveSource = new EventSource(`/api/v1/patients/${enc}/live`);
@@ -240,46 +263,13 @@ async function patient(id) {
   });
 }
 
-/** A canvas with a y-scale over `lo..hi` mg/dL and an x-scale over `x0..x1`, target band drawn. */
-function glucoseCanvas(label, x0, x1, lo = 40, hi = 300) {
-  const canvas = el("canvas", { class: "panel tall", role: "img", "aria-label": label });
-  const setup = () => {
-    const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth, h = canvas.clientHeight;
-    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
-    const ctx = canvas.getContext("2d");
-    ctx.scale(dpr, dpr);
-    const x = (t) => ((t - x0) / (x1 - x0)) * w;
-    const y = (v) => h - ((Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * h;
-    ctx.fillStyle = "rgba(46, 125, 50, 0.15)";
-    ctx.fillRect(0, y(180), w, y(70) - y(180));
-    ctx.fillStyle = getComputedStyle(document.body).color;
-    ctx.font = "12px system-ui, sans-serif";
-    ctx.fillText("180", 2, y(180) - 2);
-    ctx.fillText("70", 2, y(70) + 12);
-    return { ctx, x, y };
-  };
-  return { canvas, setup };
-}
-
-function line(ctx, xs, ys, x, y, color, width = 1.5) {
-  ctx.strokeStyle = color;
-  ctx.lineWidth = width;
-  ctx.beginPath();
-  xs.forEach((t, i) => (i ? ctx.lineTo(x(t), y(ys[i])) : ctx.moveTo(x(t), y(ys[i]))));
-  ctx.stroke();
-}
-
-function band(ctx, xs, top, bottom, x, y, color) {
-  ctx.fillStyle = color;
-  ctx.beginPath();
-  xs.forEach((t, i) => (i ? ctx.lineTo(x(t), y(top[i])) : ctx.moveTo(x(t), y(top[i]))));
-  for (let i = xs.length - 1; i >= 0; i--) ctx.lineTo(x(xs[i]), y(bottom[i]));
-  ctx.closePath();
-  ctx.fill();
-}
-
 const pct = (v) => (v === undefined || v === null ? "–" : `${v.toFixed(1)} %`);
+
+/** A chart's place in the page: a caption and the box the chart is drawn in. */
+function figure(id, caption, label) {
+  const box = el("div", { class: "plot", role: "img", "aria-label": label });
+  return { fig: el("figure", { id }, el("figcaption", {}, caption), box), box };
+}
 
 async function glucosePage(ids, days = 14) {
   const primary = ids[0];
@@ -293,18 +283,17 @@ async function glucosePage(ids, days = 14) {
     api("GET", `/api/v1/patients/${encodeURIComponent(id)}/glucose?from=${from}&to=${to}&tz_offset_min=${offset}`)));
   const g = stats[0];
   const chart = await api("GET", `/api/v1/patients/${enc}/chart?metrics=blood_glucose&from=${from}&to=${to}&width=1000`);
-  const readings = glucoseCanvas("Glucose readings with the 70-180 target band and the 2-day moving average", from, to);
-  const profile = glucoseCanvas("Daily glucose profile: median, 25-75 and 5-95 percentiles", 0, 1440);
+  const s = chart.series[0];
   const rows = [
-    ["Readings", (s) => String(s.readings)],
-    ["Mean glucose", (s) => `${s.mean.toFixed(0)} mg/dL`],
-    ["GMI", (s) => pct(s.gmi_percent)],
-    ["CV", (s) => pct(s.cv_percent)],
-    ["Time in range 70–180", (s) => pct(s.in_range_percent)],
-    ["Below 70", (s) => pct(s.low_percent + s.very_low_percent)],
-    ["Below 54", (s) => pct(s.very_low_percent)],
-    ["Above 180", (s) => pct(s.high_percent + s.very_high_percent)],
-    ["Above 250", (s) => pct(s.very_high_percent)],
+    ["Readings", (x) => String(x.readings)],
+    ["Mean glucose", (x) => `${x.mean.toFixed(0)} mg/dL`],
+    ["GMI", (x) => pct(x.gmi_percent)],
+    ["CV", (x) => pct(x.cv_percent)],
+    ["Time in range 70–180", (x) => pct(x.in_range_percent)],
+    ["Below 70", (x) => pct(x.low_percent + x.very_low_percent)],
+    ["Below 54", (x) => pct(x.very_low_percent)],
+    ["Above 180", (x) => pct(x.high_percent + x.very_high_percent)],
+    ["Above 250", (x) => pct(x.very_high_percent)],
   ];
   const overview = await api("GET", "/api/v1/overview");
   const others = overview.patients.map((p) => p.patient).filter((p) => p !== primary);
@@ -317,6 +306,13 @@ async function glucosePage(ids, days = 14) {
         } });
       return el("label", { for: `cmp-${p}` }, box, ` ${p} `);
     }));
+  const summary = g.summary
+    ? `mean ${g.summary.mean.toFixed(0)} mg/dL, ${pct(g.summary.in_range_percent)} in range`
+    : "no readings";
+  const readings = figure("glucose-readings", el("span", {}, "Readings (dots), the 2-day moving average (line), target 70–180 mg/dL (band)"),
+    `Glucose readings over the last ${days} days with the 70 to 180 mg/dL target band and the 2-day moving average: ${summary}`);
+  const profile = figure("glucose-profile", el("span", {}, "Median (line), 25–75 % and 5–95 % of readings (bands) by time of day"),
+    "Daily glucose profile: the median and the 25 to 75 and 5 to 95 percentiles of readings by time of day");
   show(
     el("h1", {}, `Glucose: ${primary}`),
     el("div", { class: "toolbar", role: "group", "aria-label": "Period" },
@@ -325,53 +321,49 @@ async function glucosePage(ids, days = 14) {
     el("table", { id: "glucose-stats" },
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Last " + days + " days"), ids.map((id) => el("th", { scope: "col" }, id)))),
       el("tbody", {}, rows.map(([label, f]) => el("tr", {}, el("th", { scope: "row" }, label),
-        stats.map((s) => el("td", { class: "num" }, s.summary ? f(s.summary) : "no readings")))))),
+        stats.map((x) => el("td", { class: "num" }, x.summary ? f(x.summary) : "no readings")))))),
     others.length ? compare : null,
-    el("h2", {}, "Readings and 2-day moving average"), readings.canvas,
-    el("h2", {}, "Daily profile"), profile.canvas);
-  const accent = getComputedStyle(document.body).getPropertyValue("--accent").trim() || "#0b57d0";
-  const s = chart.series[0];
-  {
-    const { ctx, x, y } = readings.setup();
-    ctx.fillStyle = accent;
-    s.t.forEach((t, i) => ctx.fillRect(x(t) - 1, y(s.mean[i]) - 1, 2, 2));
-    line(ctx, g.moving_average.t, g.moving_average.mean, x, y, "#e65100", 2.5);
-    readings.canvas.dataset.points = String(s.t.length);
-    readings.canvas.dataset.average = String(g.moving_average.t.length);
-  }
-  {
-    const { ctx, x, y } = profile.setup();
-    const m = g.agp.map((a) => a.minute + 15);
-    band(ctx, m, g.agp.map((a) => a.p95), g.agp.map((a) => a.p5), x, y, accent + "22");
-    band(ctx, m, g.agp.map((a) => a.p75), g.agp.map((a) => a.p25), x, y, accent + "55");
-    line(ctx, m, g.agp.map((a) => a.p50), x, y, accent, 2.5);
-    profile.canvas.dataset.slots = String(g.agp.length);
-  }
+    el("h2", {}, "Readings and 2-day moving average"), readings.fig,
+    el("h2", {}, "Daily profile"), profile.fig);
+  charts.push(readingsChart(readings.box, { from, to, target: [70, 180], unit: "mg/dL" },
+    s.t, s.mean, g.moving_average.t, g.moving_average.mean));
+  readings.fig.dataset.points = String(s.t.length);
+  readings.fig.dataset.average = String(g.moving_average.t.length);
+  const col = (k) => g.agp.map((x) => x[k]);
+  charts.push(profileChart(profile.box, { target: [70, 180], unit: "mg/dL" },
+    g.agp.map((x) => x.minute + 15), col("p5"), col("p25"), col("p50"), col("p75"), col("p95")));
+  profile.fig.dataset.slots = String(g.agp.length);
 }
 
 const DAILY = ["step_count", "active_energy", "resting_energy", "walking_running_distance", "flights_climbed", "resting_heart_rate",
   "walking_speed", "walking_step_length", "walking_asymmetry", "walking_double_support"];
 
-/** Bars of `values` at `times` over [x0, x1) with buckets `every` wide, and a trend line. */
-function bars(label, times, values, x0, x1, every, trendValues) {
-  const canvas = el("canvas", { class: "panel", role: "img", "aria-label": label });
-  requestAnimationFrame(() => {
-    const dpr = window.devicePixelRatio || 1;
-    const w = canvas.clientWidth, h = canvas.clientHeight;
-    canvas.width = Math.round(w * dpr); canvas.height = Math.round(h * dpr);
-    const ctx = canvas.getContext("2d");
-    ctx.scale(dpr, dpr);
-    const hi = Math.max(1, ...values) * 1.1;
-    const x = (t) => ((t - x0) / (x1 - x0)) * w;
-    const y = (v) => h - (v / hi) * (h - 14);
-    const accent = getComputedStyle(document.body).getPropertyValue("--accent").trim() || "#0b57d0";
-    ctx.fillStyle = accent;
-    const bw = Math.max(1, (every / (x1 - x0)) * w - 2);
-    times.forEach((t, i) => ctx.fillRect(x(t) + 1, y(values[i]), bw, h - y(values[i])));
-    if (trendValues) line(ctx, times.map((t) => t + every / 2), trendValues, x, y, "#e65100", 2);
-  });
-  canvas.dataset.bars = String(times.length);
-  return canvas;
+/** The start of the local day (or hour) holding `t`, in this browser's time zone. */
+function localStart(t, hourly) {
+  const d = new Date(t);
+  if (hourly) d.setMinutes(0, 0, 0); else d.setHours(0, 0, 0, 0);
+  return d.getTime();
+}
+
+/** `t` moved by `n` local days (or hours): days are 23 to 25 hours long where clocks change. */
+function localAdd(t, n, hourly) {
+  if (hourly) return t + n * 3600e3;
+  const d = new Date(t);
+  d.setDate(d.getDate() + n);
+  return d.getTime();
+}
+
+/** Sums and counts of UTC-aligned buckets folded into local days (or hours). */
+function foldLocal(points, hourly) {
+  const out = new Map();
+  for (const p of points) {
+    const k = localStart(p.time, hourly);
+    const acc = out.get(k) || { sum: 0, count: 0 };
+    acc.sum += p.sum;
+    acc.count += p.count;
+    out.set(k, acc);
+  }
+  return [...out.entries()].sort((a, b) => a[0] - b[0]);
 }
 
 async function daily(id, hourly = false) {
@@ -381,15 +373,22 @@ async function daily(id, hourly = false) {
   const agg = Object.fromEntries(catalog.metrics.map((m) => [m.code, m.aggregation]));
   const newest = latest.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
   const end = Date.parse(newest || new Date().toISOString());
-  const every = hourly ? 3600e3 : 864e5;
-  const to = Math.floor(end / every) * every + every;
-  const from = to - (hourly ? 48 : 30) * every;
+  // Local days (or hours) in this browser's time zone, daylight-saving changes included: the
+  // server's buckets are UTC-aligned hours (quarter hours where the zone's offset is not
+  // whole hours), folded here into local ones.
+  const n = hourly ? 48 : 30;
+  const to = localAdd(localStart(end, hourly), 1, hourly);
+  const from = localAdd(to, -n, hourly);
+  const wholeHours = [from, to].every((t) => new Date(t).getTimezoneOffset() % 60 === 0);
   const have = new Set(latest.metrics.map((m) => m.metric));
   const metrics = DAILY.filter((m) => have.has(m));
-  const sections = await Promise.all(metrics.map(async (m) => {
-    const a = agg[m] === "sum" ? "sum" : "mean";
-    const s = await api("GET", `/api/v1/patients/${enc}/series/${m}?from=${from}&to=${to}&every=${hourly ? "1h" : "1d"}&agg=${a}&time_format=ms`);
-    const times = s.points.map((p) => p.time), values = s.points.map((p) => p[a]);
+  const unit = hourly ? "hour" : "day";
+  const figures = await Promise.all(metrics.map(async (m) => {
+    const sums = agg[m] === "sum";
+    const s = await api("GET", `/api/v1/patients/${enc}/series/${m}?from=${from}&to=${to}&every=${wholeHours ? "1h" : "15m"}&agg=sum,count&time_format=ms`);
+    const folded = foldLocal(s.points, hourly);
+    const times = folded.map(([t]) => t);
+    const values = folded.map(([, a]) => (sums ? a.sum : a.sum / a.count));
     // The trailing 7-bucket mean as the trend.
     const trendValues = values.map((_, i) => {
       const w = values.slice(Math.max(0, i - 6), i + 1);
@@ -398,18 +397,26 @@ async function daily(id, hourly = false) {
     const last = values.length ? values[values.length - 1] : null;
     const mean = values.length ? values.reduce((x, y) => x + y, 0) / values.length : null;
     const fmt = (v) => (v === null ? "–" : `${v >= 100 ? Math.round(v) : v.toFixed(1)} ${s.unit}`);
-    return el("section", { class: "daily", "data-metric": m },
-      el("h2", {}, m.replaceAll("_", " ")),
-      el("p", { class: "muted" }, `latest ${hourly ? "hour" : "day"}: `, el("strong", { class: "last" }, fmt(last)),
-        ` · ${hourly ? "48-hour" : "30-day"} mean ${fmt(mean)} (${a} per ${hourly ? "hour" : "day"})`),
-      bars(`${m} per ${hourly ? "hour" : "day"}`, times, values, from, to, every, hourly ? null : trendValues));
+    const name = m.replaceAll("_", " ");
+    const { fig, box } = figure(`daily-${m}`, el("span", {}, `${sums ? "total" : "mean"} per ${unit}`),
+      `${name} per ${unit}: latest ${fmt(last)}, mean ${fmt(mean)}`);
+    box.dataset.bars = String(times.length);
+    const section = el("section", { class: "daily", "data-metric": m },
+      el("h2", {}, name),
+      el("p", { class: "muted" }, `latest ${unit}: `, el("strong", { class: "last" }, fmt(last)),
+        ` · ${hourly ? "48-hour" : "30-day"} mean ${fmt(mean)} (${sums ? "sum" : "mean"} per ${unit})`),
+      fig);
+    return { section, box, times, values, trend: hourly ? null : trendValues, unit: s.unit };
   }));
   show(
     el("h1", {}, `Daily metrics: ${id}`),
     el("div", { class: "toolbar", role: "group", "aria-label": "Resolution" },
       el("button", { type: "button", "aria-pressed": hourly ? "false" : "true", onclick: () => daily(id, false) }, "Days (30)"),
       el("button", { type: "button", "aria-pressed": hourly ? "true" : "false", onclick: () => daily(id, true) }, "Hours (48)")),
-    ...(metrics.length ? sections : [el("p", {}, "No activity metrics for this patient yet.")]));
+    ...(metrics.length ? figures.map((f) => f.section) : [el("p", {}, "No activity metrics for this patient yet.")]));
+  for (const f of figures) {
+    charts.push(barChart(f.box, { from, to, unit: f.unit }, f.times, f.values, f.trend));
+  }
 }
 
 function table(id, headers, rows) {
@@ -521,7 +528,7 @@ async function alerts(tab = "inbox") {
     el("td", {}, tab === "inbox"
       ? [el("button", { class: "primary", type: "button", onclick: () => act(a, "ack"), "aria-label": `Acknowledge ${a.rule} for ${a.patient}` }, "Acknowledge"),
          " ",
-         el("button", { type: "button", onclick: () => act(a, "snooze"), "aria-label": `Snooze ${a.rule} for ${a.patient}` }, "Snooze 30 min")]
+         el("button", { type: "button", onclick: () => act(a, "snooze"), "aria-label": `Snooze 30 min: ${a.rule} for ${a.patient}` }, "Snooze 30 min")]
       : [a.state, a.acknowledged_by ? ` by ${a.acknowledged_by}` : ""])));
   show(el("h1", {}, "Alerts"), tabs, status,
     el("table", { id: "alerts" },

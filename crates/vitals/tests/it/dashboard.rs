@@ -60,6 +60,13 @@ fn the_app_shell_is_served_with_a_strict_content_security_policy_and_no_credenti
 #[test]
 fn the_overview_shows_the_callers_patients_with_latest_values_alerts_battery_and_staleness() {
     let server = ward();
+    // Heart rate 3 h and 25 h ago too: the sparkline holds the hourly means of the last 24 h.
+    let older = json!([
+        {"patient": "p-1", "metric": "heart_rate", "time": NOW - 3 * 3_600_000, "value": 60},
+        {"patient": "p-1", "metric": "heart_rate", "time": NOW - 3 * 3_600_000 + 1000, "value": 62},
+        {"patient": "p-1", "metric": "heart_rate", "time": NOW - 25 * 3_600_000, "value": 50},
+    ]);
+    assert_eq!(server.ingest(&older).status, 200);
     let token = nurse_token(&server);
     let r = server.get("/api/v1/overview", Some(&token));
     assert_eq!(r.status, 200, "{}", r.body);
@@ -72,6 +79,12 @@ fn the_overview_shows_the_callers_patients_with_latest_values_alerts_battery_and
     assert_eq!((patients[0]["battery"].clone(), patients[0]["stale"].clone()), (json!(81.0), json!(false)));
     assert_eq!(patients[1]["stale"], json!(true), "nothing for 5 hours");
     assert_eq!(patients[0]["open_alerts"], json!(0));
+    let spark = &patients[0]["spark"];
+    assert_eq!(spark["metric"], json!("heart_rate"));
+    assert_eq!((spark["from"].clone(), spark["to"].clone()), (json!(NOW - 23 * 3_600_000), json!(NOW + 3_600_000)));
+    assert_eq!(spark["t"], json!([NOW - 3 * 3_600_000, NOW - 3_600_000]), "{spark}");
+    assert_eq!(spark["v"], json!([61.0, 72.0]));
+    assert_eq!(patients[1]["spark"]["t"], json!([NOW - 5 * 3_600_000]));
     assert_eq!(server.get("/api/v1/overview", Some(ADMIN)).json()["patients"].as_array().map(Vec::len), Some(3));
 }
 
@@ -115,6 +128,7 @@ fn an_admin_sees_system_health_people_teams_and_dead_letters_and_revokes_a_token
     let seen = browse(&server, "admin.mjs", "root", &[]);
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
     assert_eq!(seen["system_status"], json!("ok"));
+    assert_eq!(seen["a11y"], json!([]), "no WCAG 2.1 A/AA rule broken (axe-core)");
     assert!(seen["rate"].as_str().is_some_and(|r| r.ends_with("samples/s")), "{seen}");
     let names: Vec<&str> = seen["users"].as_array().expect("users").iter().filter_map(|u| u[0].as_str()).collect();
     assert_eq!(names, ["nurse", "root"]);
@@ -177,7 +191,12 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(rows.iter().map(|r| r["patient"].clone()).collect::<Vec<_>>(), [json!("p-1"), json!("p-3")]);
     let cells: Vec<&str> =
         rows[0]["cells"].as_array().expect("cells").iter().map(|c| c.as_str().expect("text")).collect();
-    assert_eq!(cells, ["p-1", "72 bpm", "104 mg/dL", "–", "81 %", "1", "60 s ago"], "{cells:?}");
+    assert_eq!(cells, ["p-1", "72 bpm", "", "104 mg/dL", "–", "81 %", "1", "60 s ago"], "{cells:?}");
+    assert_eq!(
+        (rows[0]["spark"].clone(), rows[1]["spark"].clone()),
+        (json!(1), json!(1)),
+        "one hour of heart rate each"
+    );
     assert_eq!(rows[1]["stale"], json!(true));
     assert_eq!(seen["cookie"], json!({"httpOnly": true, "sameSite": "Strict"}));
     assert_eq!(seen["patient_title"], json!("Patient p-1"));
@@ -186,6 +205,17 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     // glucose: the 7 readings. 24 h: 2 min buckets, 15 of them hold the last 30 minutes.
     assert_eq!(seen["chart_6h"], json!({"heart_rate": 30, "blood_glucose": 7}), "{seen}");
     assert_eq!(seen["chart_alerts"], json!(1), "the alert episode is drawn on the charts");
+    assert_eq!(seen["chart_canvases"], json!(2), "one uPlot canvas per panel");
+    let label = seen["chart_labels"][0].as_str().unwrap_or_default();
+    assert!(
+        label.starts_with("Heart rate from ") && label.ends_with("lowest 72.0, highest 72.0, last 72.0 bpm"),
+        "{label}"
+    );
+    let readouts: Vec<&str> = seen["readouts"].as_array().expect("readouts").iter().filter_map(Value::as_str).collect();
+    assert!(
+        readouts[0].ends_with(": Heart rate 72 bpm") && readouts[1].ends_with(": Glucose 104 mg/dL"),
+        "{readouts:?}"
+    );
     assert_eq!(seen["live_sent"], json!(200));
     assert_eq!(seen["chart_live"]["heart_rate"], json!(31), "the new reading arrived by server-sent event: {seen}");
     assert_eq!(seen["chart_24h"]["heart_rate"], json!(15), "{seen}");
@@ -227,6 +257,29 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert!(k["heart_rate_font_px"].as_f64().is_some_and(|px| px >= 60.0), "{k}");
     assert_eq!((k["overflows"].clone(), k["header_hidden"].clone()), (json!(false), json!(true)), "{k}");
     assert_eq!(seen["signed_out"], json!(true));
+    // The phone: nothing wider than the screen; a one-finger drag of half the chart's width
+    // moves 6 h back by 3 h, a pinch from 20 % to 50 % of the width zooms to 40 % of the span
+    // around the same middle (a few pixels of rounding allowed).
+    let ph = &seen["phone"];
+    assert_eq!((ph["overflows"].clone(), ph["patients_overflow"].clone()), (json!(false), json!(false)), "{ph}");
+    let at = |k: &str, i: usize| ph[k][i].as_f64().expect("ms");
+    let tolerance = 0.02 * 6.0 * 3_600_000.0;
+    assert!((at("start", 1) - at("start", 0) - 6.0 * 3_600_000.0).abs() < 1.0, "{ph}");
+    assert!((at("swiped", 0) - at("start", 0) + 3.0 * 3_600_000.0).abs() < tolerance, "{ph}");
+    assert!((at("swiped", 1) - at("swiped", 0) - 6.0 * 3_600_000.0).abs() < 1.0, "a drag keeps the span: {ph}");
+    assert!((at("pinched", 1) - at("pinched", 0) - 0.4 * 6.0 * 3_600_000.0).abs() < tolerance, "{ph}");
+    let middle = |k: &str| (at(k, 0) + at(k, 1)) / 2.0;
+    assert!((middle("pinched") - middle("swiped")).abs() < tolerance, "{ph}");
+    // Local days at UTC+5:30 start at 18:30 UTC: of the 74 hourly steps, 19 fall on the
+    // first day, 24 on each of the next two and 7 (18:30-01:00 UTC) on today; the 48 local
+    // hours up to 09:00 IST hold 46 of them.
+    assert_eq!(ph["daily"], json!({"bars": 4, "last": "700 count", "hourly_bars": 46}), "{ph}");
+    // axe-core: no WCAG 2.1 A/AA rule broken on any view.
+    let a11y = seen["a11y"].as_object().expect("a11y");
+    assert_eq!(a11y.len(), 10, "every view checked: {a11y:?}");
+    for (view, violations) in a11y {
+        assert_eq!(violations, &json!([]), "{view}");
+    }
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
     // The two 401s the browser logs are expected (`/me` before signing in, the wrong
     // password); anything else would be a CSP violation, a missing asset or a bug.
@@ -241,6 +294,9 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         "alerts.png",
         "kiosk-800x480.png",
         "patients-800x480.png",
+        "phone-patient.png",
+        "phone-patients.png",
+        "phone-daily-kolkata.png",
     ] {
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }

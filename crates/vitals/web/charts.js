@@ -1,0 +1,285 @@
+// Charts of the dashboard, drawn by uPlot (vendor/uPlot.iife.min.js, the global `uPlot`;
+// pinned in package-lock.json, vendored by scripts/web-vendor). Times are ms since the
+// epoch, shown in the browser's time zone. Each chart fills its container's width and
+// follows it when the window changes.
+
+const U = globalThis.uPlot;
+
+/** The page's colours (light or dark scheme), from the CSS variables. */
+export function palette() {
+  const cs = getComputedStyle(document.body);
+  const v = (name, d) => cs.getPropertyValue(name).trim() || d;
+  return {
+    fg: v("--fg", "#111"), muted: v("--muted", "#555"), line: v("--line", "#ccc"), accent: v("--accent", "#0b57d0"),
+    warn: v("--warn", "#a61b1b"), second: v("--second", "#c43e00"), third: v("--third", "#2e7d32"),
+  };
+}
+
+/** Columns with a null wherever consecutive times are more than `gap` apart, so lines break
+ *  where there is no data instead of bridging it. */
+export function withGaps(t, cols, gap) {
+  const ot = [];
+  const oc = cols.map(() => []);
+  for (let i = 0; i < t.length; i++) {
+    if (i && t[i] - t[i - 1] > gap) {
+      ot.push(t[i - 1] + gap);
+      oc.forEach((c) => c.push(null));
+    }
+    ot.push(t[i]);
+    oc.forEach((c, j) => c.push(cols[j][i]));
+  }
+  return [ot, ...oc];
+}
+
+const axis = (p, extra = {}) => ({
+  stroke: p.fg, grid: { stroke: p.line, width: 1 }, ticks: { stroke: p.line, width: 1 }, font: "12px system-ui, sans-serif", ...extra,
+});
+
+/** A uPlot in `box`, `height` px tall and as wide as `box`; `chart.dispose()` stops following. */
+export function plot(box, opts, data) {
+  const width = () => Math.max(200, Math.floor(box.clientWidth || 600));
+  const u = new U({ ...opts, width: width() }, data, box);
+  let last = width();
+  const ro = new ResizeObserver(() => {
+    const w = width();
+    if (w !== last) { last = w; u.setSize({ width: w, height: opts.height }); }
+  });
+  ro.observe(box);
+  u.dispose = () => { ro.disconnect(); u.destroy(); };
+  return u;
+}
+
+/** Shades time spans (`{start, end}` in ms) over the plotting area, behind the series. */
+function shade(u, spans, fill) {
+  const { ctx, bbox } = u;
+  ctx.save();
+  ctx.fillStyle = fill;
+  for (const s of spans) {
+    const a = Math.max(bbox.left, u.valToPos(s.start, "x", true));
+    const b = Math.min(bbox.left + bbox.width, u.valToPos(s.end, "x", true));
+    if (b >= bbox.left && a <= bbox.left + bbox.width) ctx.fillRect(a, bbox.top, Math.max(2, b - a), bbox.height);
+  }
+  ctx.restore();
+}
+
+/** Shades a horizontal band of values (e.g. the glucose target range). */
+function hband(u, lo, hi, fill) {
+  const { ctx, bbox } = u;
+  const top = u.valToPos(hi, "y", true);
+  const bottom = u.valToPos(lo, "y", true);
+  ctx.save();
+  ctx.fillStyle = fill;
+  ctx.fillRect(bbox.left, Math.max(bbox.top, top), bbox.width, Math.min(bbox.top + bbox.height, bottom) - Math.max(bbox.top, top));
+  ctx.restore();
+}
+
+/**
+ * One panel of synchronized time charts. `spec`: {height, unit, lines: [{label, color,
+ * points?}], target?: [lo, hi]}. Data per line: mean, min and max columns (min/max drawn as
+ * a band). `view` is shared by the panels ({from, to}); `overlay()` returns the events and
+ * alerts to shade; `onSelect(from, to)` is called when a range is dragged out with a mouse;
+ * `onCursor(text)` with a readout of the values under the cursor.
+ */
+export function timePanel(box, spec, view, overlay, onSelect, onCursor) {
+  const p = palette();
+  const series = [{}];
+  const bands = [];
+  spec.lines.forEach((l, i) => {
+    const color = l.color || [p.accent, p.second, p.third][i % 3];
+    const mean = series.length;
+    series.push(l.points
+      ? { label: l.label, stroke: color, width: 0, paths: () => null, points: { show: true, size: 4, stroke: color, fill: color } }
+      : { label: l.label, stroke: color, width: 1.5, points: { show: false } });
+    series.push({ label: `${l.label} min`, stroke: "transparent", points: { show: false } });
+    series.push({ label: `${l.label} max`, stroke: "transparent", points: { show: false } });
+    bands.push({ series: [mean + 2, mean + 1], fill: color + "33" });
+  });
+  const opts = {
+    height: spec.height || 140,
+    ms: 1,
+    legend: { show: false },
+    padding: [8, 8, 0, 0],
+    cursor: {
+      sync: { key: "vitals-patient" },
+      drag: { x: true, y: false, setScale: false },
+      points: { show: false },
+    },
+    scales: {
+      x: { time: true, range: () => [view.from, view.to] },
+      // A y range even without data, so that the axis (and the plot's width) stays.
+      y: { range: (u, lo, hi) => (lo === null || hi === null ? [0, 1] : U.rangeNum(lo, hi, 0.1, true)) },
+    },
+    axes: [axis(p), axis(p, { size: 56, values: (u, vals) => vals.map((v) => `${+v.toFixed(2)}`) })],
+    series,
+    bands,
+    hooks: {
+      drawClear: [(u) => {
+        if (spec.target) hband(u, spec.target[0], spec.target[1], "rgba(46, 125, 50, 0.14)");
+        const o = overlay();
+        shade(u, o.events, "rgba(120, 144, 156, 0.25)");
+        shade(u, o.alerts, "rgba(198, 40, 40, 0.22)");
+      }],
+      setSelect: [(u) => {
+        const { left, width } = u.select;
+        if (width > 4) onSelect(u.posToVal(left, "x"), u.posToVal(left + width, "x"));
+        u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+      }],
+      setCursor: [(u) => {
+        const i = u.cursor.idx;
+        if (i === null || i === undefined) return onCursor("");
+        const t = u.data[0][i];
+        const vals = spec.lines.map((l, k) => {
+          const v = u.data[1 + 3 * k][i];
+          return v === null || v === undefined ? null : `${l.label} ${+v.toFixed(2)}`;
+        }).filter((s) => s);
+        onCursor(vals.length ? `${new Date(t).toLocaleString()}: ${vals.join(", ")} ${spec.unit}` : "");
+      }],
+    },
+  };
+  return plot(box, opts, [[], ...series.slice(1).map(() => [])]);
+}
+
+/** Readings as points, a line (e.g. the moving average), a target band; over a fixed range. */
+export function readingsChart(box, { from, to, target, height = 240, unit }, t, v, lineT, lineV) {
+  const p = palette();
+  const data = U.join([[t, v], [lineT, lineV]]);
+  return plot(box, {
+    height, ms: 1, legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { show: false } },
+    scales: { x: { time: true, range: () => [from, to] }, y: { range: (u, lo, hi) => [Math.min(40, lo ?? 40), Math.max(300, hi ?? 300)] } },
+    axes: [axis(p), axis(p, { size: 48, label: unit, labelSize: 18 })],
+    series: [{},
+      { label: "Readings", stroke: p.accent, width: 0, paths: () => null, points: { show: true, size: 3, stroke: p.accent, fill: p.accent } },
+      { label: "Moving average", stroke: p.second, width: 2.5, spanGaps: true, points: { show: false } }],
+    hooks: { drawClear: [(u) => target && hband(u, target[0], target[1], "rgba(46, 125, 50, 0.14)")] },
+  }, data);
+}
+
+const hhmm = (m) => `${String(Math.floor(m / 60) % 24).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
+
+/** The daily profile: median and percentile bands over the minutes of a day. */
+export function profileChart(box, { target, height = 240, unit }, minutes, p5, p25, p50, p75, p95) {
+  const p = palette();
+  return plot(box, {
+    height, legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { show: false } },
+    scales: { x: { time: false, range: () => [0, 1440] }, y: { range: (u, lo, hi) => [Math.min(40, lo ?? 40), Math.max(300, hi ?? 300)] } },
+    axes: [axis(p, { splits: () => [0, 180, 360, 540, 720, 900, 1080, 1260, 1440], values: (u, vals) => vals.map(hhmm) }),
+      axis(p, { size: 48, label: unit, labelSize: 18 })],
+    series: [{},
+      { label: "5th", stroke: "transparent", points: { show: false } },
+      { label: "25th", stroke: "transparent", points: { show: false } },
+      { label: "Median", stroke: p.accent, width: 2.5, points: { show: false } },
+      { label: "75th", stroke: "transparent", points: { show: false } },
+      { label: "95th", stroke: "transparent", points: { show: false } }],
+    bands: [{ series: [5, 1], fill: p.accent + "22" }, { series: [4, 2], fill: p.accent + "55" }],
+    hooks: { drawClear: [(u) => target && hband(u, target[0], target[1], "rgba(46, 125, 50, 0.14)")] },
+  }, [minutes, p5, p25, p50, p75, p95]);
+}
+
+/** Bars at bucket starts `t` (each `every` ms wide) over [from, to), with an optional trend. */
+export function barChart(box, { from, to, every, height = 140, unit }, t, v, trend) {
+  const p = palette();
+  const series = [{},
+    { label: unit, fill: p.accent, stroke: p.accent, width: 0, paths: U.paths.bars({ align: 1, size: [0.85, Infinity], gap: 1 }), points: { show: false } }];
+  const data = [t, v];
+  if (trend) {
+    series.push({ label: "7-day mean", stroke: p.second, width: 2, points: { show: false } });
+    data.push(trend);
+  }
+  return plot(box, {
+    height, ms: 1, legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { show: false } },
+    scales: { x: { time: true, range: () => [from, to] }, y: { range: (u, lo, hi) => [0, Math.max(1, hi ?? 1) * 1.1] } },
+    axes: [axis(p), axis(p, { size: 56, values: (u, vals) => vals.map((x) => (x >= 1000 ? `${+(x / 1000).toFixed(1)}k` : `${+x.toFixed(1)}`)) })],
+    series,
+  }, data);
+}
+
+/** A 24-hour sparkline as an SVG polyline (no axes: the shape at a glance). */
+export function sparkline(points, label, w = 120, h = 28) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+  svg.setAttribute("width", String(w));
+  svg.setAttribute("height", String(h));
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  svg.classList.add("spark");
+  svg.dataset.points = String(points.t.length);
+  if (points.t.length > 1) {
+    const lo = Math.min(...points.v), hi = Math.max(...points.v);
+    const t0 = points.from, t1 = points.to;
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", points.t.map((t, i) =>
+      `${(((t - t0) / (t1 - t0)) * (w - 2) + 1).toFixed(1)},${(h - 2 - ((points.v[i] - lo) / Math.max(1e-9, hi - lo)) * (h - 4)).toFixed(1)}`).join(" "));
+    svg.append(line);
+  }
+  return svg;
+}
+
+/**
+ * Touch gestures on the charts: one finger drags the time axis, two fingers pinch to zoom.
+ * `preview(from, to)` redraws without fetching while the fingers move; `commit(from, to)`
+ * loads data for the final range. Mouse and pen keep uPlot's drag-to-zoom.
+ */
+export function touchGestures(el, view, preview, commit) {
+  const touches = new Map();
+  let start = null;
+  let last = null; // the range shown since the gesture began, if it moved
+  const plotWidth = () => {
+    const over = el.querySelector(".u-over");
+    return over ? over.getBoundingClientRect() : el.getBoundingClientRect();
+  };
+  const snapshot = () => {
+    const r = plotWidth();
+    const xs = [...touches.values()].map((p) => p.x);
+    const mid = xs.reduce((a, b) => a + b, 0) / xs.length;
+    const dist = xs.length > 1 ? Math.abs(xs[0] - xs[1]) : 0;
+    const [from, to] = last || [view.from, view.to];
+    return { from, to, mid, dist, left: r.left, width: r.width, n: xs.length };
+  };
+  const current = () => {
+    if (!start) return null;
+    const now = snapshot();
+    const span = start.to - start.from;
+    const msPerPx = span / start.width;
+    if (start.n === 2 && now.n === 2 && now.dist > 10) {
+      // The time under the fingers' midpoint stays under it.
+      const anchor = start.from + (start.mid - start.left) * msPerPx;
+      const next = Math.max(60e3, Math.min(10 * 365 * 864e5, span * (start.dist / now.dist)));
+      const frac = (now.mid - now.left) / now.width;
+      return [anchor - frac * next, anchor - frac * next + next];
+    }
+    const shift = (start.mid - now.mid) * msPerPx;
+    return [start.from + shift, start.to + shift];
+  };
+  let done = false; // fingers still down after the gesture ended
+  el.addEventListener("pointerdown", (ev) => {
+    if (ev.pointerType !== "touch") return;
+    if (done && touches.size === 0) done = false;
+    if (done) return;
+    touches.set(ev.pointerId, { x: ev.clientX });
+    el.setPointerCapture(ev.pointerId);
+    start = snapshot();
+  });
+  el.addEventListener("pointermove", (ev) => {
+    if (!touches.has(ev.pointerId) || !start) return;
+    touches.get(ev.pointerId).x = ev.clientX;
+    const r = current();
+    if (r && (r[0] !== start.from || r[1] !== start.to)) {
+      last = r;
+      preview(r[0], r[1]);
+    }
+  });
+  // The first finger lifted ends the gesture and loads the range shown; the other fingers
+  // do nothing more until they are lifted too.
+  const end = (ev) => {
+    if (!touches.delete(ev.pointerId)) return;
+    if (start) {
+      start = null;
+      if (last) commit(last[0], last[1]);
+      last = null;
+    }
+    if (touches.size) done = true;
+  };
+  el.addEventListener("pointerup", end);
+  el.addEventListener("pointercancel", end);
+}
