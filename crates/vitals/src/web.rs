@@ -240,7 +240,10 @@ pub async fn chart(
         .query(&patient, from, to, None)
         .into_iter()
         .filter(|e| e.kind != "alert")
-        .map(|e| json!({"kind": e.kind, "start": e.start_ms, "end": e.end_ms.max(e.start_ms)}))
+        .map(|e| {
+            let name = e.attributes.get("name").and_then(Value::as_str);
+            json!({"kind": e.kind, "name": name, "start": e.start_ms, "end": e.end_ms.max(e.start_ms)})
+        })
         .collect();
     let alerts: Vec<Value> = app
         .alerts

@@ -177,15 +177,17 @@ async function patient(id) {
   const box = el("div", { id: "charts", class: "charts", tabindex: "0", role: "group",
     "aria-label": "Charts on one time axis; arrow keys pan, plus and minus zoom; drag with the mouse to zoom into a range; on a touchscreen drag to pan and pinch to zoom" });
   const status = el("p", { class: "muted", id: "chart-range", role: "status" });
+  const episodes = el("ul", { id: "chart-episodes", class: "episodes", "aria-label": "Events and alert episodes in view; choose one to zoom to it" });
   const figures = PANELS.map((pn) => ({ pn, metrics: pn.metrics.filter((m) => have.has(m)) }))
     .filter((f) => f.metrics.length)
     .map((f) => {
       const readout = el("span", { class: "readout", "aria-hidden": "true" });
+      const unit = el("span", { class: "unit" });
       const plotBox = el("div", { class: "plot", role: "img", "aria-label": f.pn.label });
-      const fig = el("figure", { "data-metric": f.pn.id }, el("figcaption", {}, el("strong", {}, f.pn.label), " ", readout), plotBox);
+      const fig = el("figure", { "data-metric": f.pn.id }, el("figcaption", {}, el("strong", {}, f.pn.label), " ", unit, " ", readout), plotBox);
       const spec = { unit: "", target: f.pn.target, lines: f.metrics.map((m) => ({
         label: f.pn.names ? f.pn.names[f.pn.metrics.indexOf(m)] : f.pn.label, points: f.pn.points })) };
-      return { ...f, readout, plotBox, fig, spec, chart: null };
+      return { ...f, readout, unit, plotBox, fig, spec, chart: null };
     });
   box.append(...figures.map((f) => f.fig));
   let loading = 0;
@@ -200,11 +202,19 @@ async function patient(id) {
     for (const f of figures) {
       const ss = f.metrics.map((m) => by[m]);
       f.spec.unit = ss[0].unit;
+      f.unit.textContent = `(${ss[0].unit})`;
       const tables = ss.map((s) => withGaps(s.t, [s.mean, s.min, s.max], gapFor(s.t, c.every_ms)));
       f.chart.setData(tables.length === 1 ? tables[0] : globalThis.uPlot.join(tables, tables.map(() => [1, 1, 1])));
       f.fig.dataset.points = String(ss[0].t.length);
       f.plotBox.setAttribute("aria-label", describe(f.pn.label, ss, view));
     }
+    const when = (a, b) => `${new Date(a).toLocaleString()} – ${new Date(b).toLocaleTimeString()}`;
+    const zoomTo = (a, b) => { const pad = Math.max(60e3, (b - a) / 2); setView(a - pad, b + pad); };
+    episodes.replaceChildren(
+      ...c.events.map((e) => el("li", { class: "ev" }, el("button", { type: "button", onclick: () => zoomTo(e.start, e.end) },
+        `${e.kind}${e.name ? `: ${e.name}` : ""}, ${when(e.start, e.end)}`))),
+      ...c.alerts.map((a) => el("li", { class: "al" }, el("button", { type: "button", onclick: () => zoomTo(a.start, a.end) },
+        `${a.severity} alert: ${a.description || a.rule}, ${when(a.start, a.end)} (${a.state})`))));
     box.dataset.events = String(c.events.length);
     box.dataset.alerts = String(c.alerts.length);
     box.dataset.bucketMs = String(c.every_ms);
@@ -239,6 +249,7 @@ async function patient(id) {
     buttons, status, box,
     el("p", { class: "muted legend" }, el("span", { class: "key key-event" }), " labelled events (workouts, sleep, meals, seizures) ",
       el("span", { class: "key key-alert" }), " alert episodes"),
+    episodes,
     el("h2", {}, "Latest"),
     el("table", { id: "latest" },
       el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),

@@ -98,7 +98,7 @@ export function timePanel(box, spec, view, overlay, onSelect, onCursor) {
     height: spec.height || 140,
     ms: 1,
     legend: { show: false },
-    padding: [8, 8, 0, 0],
+    padding: [8, 24, 0, 0],
     cursor: {
       sync: { key: "vitals-patient" },
       drag: { x: true, y: false, setScale: false },
@@ -107,7 +107,11 @@ export function timePanel(box, spec, view, overlay, onSelect, onCursor) {
     scales: {
       x: { time: true, range: () => [view.from, view.to] },
       // A y range even without data, so that the axis (and the plot's width) stays.
-      y: { range: (u, lo, hi) => (lo === null || hi === null ? [0, 1] : U.rangeNum(lo, hi, 0.1, true)) },
+      y: { range: (u, lo, hi) => {
+        if (lo === null || hi === null) return [0, 1];
+        if (hi - lo < 1e-9) { const d = Math.max(1, Math.abs(lo) * 0.05); return [lo - d, hi + d]; } // a flat line
+        return U.rangeNum(lo, hi, 0.1, true);
+      } },
     },
     axes: [axis(p), axis(p, { size: 56, values: (u, vals) => vals.map((v) => `${+v.toFixed(2)}`) })],
     series,

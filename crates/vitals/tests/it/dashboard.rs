@@ -396,3 +396,76 @@ fn the_live_stream_sends_an_event_when_new_data_of_the_patient_is_durable() {
     let other = nurse_token(&server);
     assert_eq!(server.get("/api/v1/patients/p-2/live?events=1", Some(&other)).status, 403, "not the nurse's patient");
 }
+
+#[test]
+fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_listed_in_a_real_browser() {
+    let server = TestServer::start();
+    server.app.directory.create_user("root", Role::Admin, Some(PASSWORD), None, NOW).expect("admin");
+    // The last hour: heart rate every 5 s, RR intervals, EDA every second, skin temperature
+    // every minute, and the last 10 minutes of 4 Hz motion; a seizure 6 to 4 minutes ago.
+    let mut s = Vec::new();
+    let at = |metric: &str, t: i64, value: f64| json!({"patient": "w-1", "metric": metric, "time": t, "value": value});
+    for k in 1..=720 {
+        s.push(at("heart_rate", NOW - 5000 * k, 70.0 + (k % 10) as f64));
+    }
+    for k in 1..=3600 {
+        s.push(at("rr_interval", NOW - 1000 * k, 800.0 + (k % 50) as f64));
+        s.push(at("eda", NOW - 1000 * k, 2.0 + (k % 7) as f64 / 10.0));
+    }
+    for k in 1..=60 {
+        s.push(at("skin_temperature", NOW - 60_000 * k, 33.5));
+    }
+    for k in 1..=2400 {
+        let t = NOW - 250 * k;
+        s.push(at("acceleration_x", t, ((k as f64) / 4.0).sin() / 2.0));
+        s.push(at("acceleration_y", t, ((k as f64) / 4.0).cos() / 2.0));
+        s.push(at("acceleration_z", t, 1.0));
+    }
+    assert_eq!(server.ingest(&Value::Array(s)).status, 200);
+    let seizure = vitals_core::Event {
+        id: "sz-1".into(),
+        patient: "w-1".into(),
+        kind: "seizure".into(),
+        start_ms: NOW - 360_000,
+        end_ms: NOW - 240_000,
+        source: "test".into(),
+        attributes: [("name".to_owned(), json!("tonic-clonic"))].into_iter().collect(),
+    };
+    server.app.events.put(vec![seizure]).expect("event");
+    let seen = browse(&server, "sensors.mjs", "root", &[("VITALS_PATIENT", "w-1")]);
+    assert_eq!(seen["page_errors"], json!([]), "{seen}");
+    // 6 hours in about 1100 px: 30 s buckets.
+    assert_eq!(seen["bucket_ms"], json!(30_000), "{seen}");
+    assert_eq!(
+        seen["panels"],
+        json!([["heart_rate", 120], ["rr_interval", 120], ["skin_temperature", 60], ["eda", 120], ["motion", 20]]),
+        "one panel per sensor, the three motion axes in one: {seen}"
+    );
+    assert_eq!(
+        seen["captions"],
+        json!([
+            "Heart rate",
+            "RR intervals (tachogram)",
+            "Skin temperature",
+            "Electrodermal activity",
+            "Motion (acceleration)"
+        ])
+    );
+    assert_eq!(seen["canvases"], json!(5));
+    let readout = seen["motion_readout"].as_str().unwrap_or_default();
+    assert!(readout.contains(": x ") && readout.contains(", y ") && readout.ends_with(", z 1 g"), "{readout}");
+    assert_eq!(seen["episodes"], json!(["seizure: tonic-clonic, 11/22/2025, 2:54:00 AM – 2:56:00 AM"]), "{seen}");
+    assert_eq!(seen["a11y"], json!([]), "no WCAG 2.1 A/AA rule broken (axe-core)");
+    // Zoomed to the seizure with a minute each side: 4 minutes in 1 s buckets.
+    assert_eq!(seen["zoomed"], json!([NOW - 420_000, NOW - 180_000]), "{seen}");
+    assert_eq!(seen["zoomed_bucket_ms"], json!(1000));
+    assert_eq!(
+        seen["zoomed_panels"],
+        json!([["heart_rate", 48], ["rr_interval", 240], ["skin_temperature", 4], ["eda", 240], ["motion", 240]]),
+        "{seen}"
+    );
+    let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
+    for shot in ["sensors.png", "sensors-seizure.png"] {
+        assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
+    }
+}

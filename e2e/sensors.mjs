@@ -1,0 +1,49 @@
+// The patient page of a wristband wearer (the epilepsy platform's view): heart rate, RR
+// intervals, skin temperature, electrodermal activity and motion on one time axis, a
+// labelled seizure shaded and listed; choosing it zooms every chart to it. Prints what it
+// saw as JSON. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_PATIENT, ARTIFACTS.
+import { accessibility, artifacts, launch, url, withAxe } from "./browser.mjs";
+
+const browser = await launch();
+const out = { page_errors: [] };
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 1100 }, timezoneId: "UTC" });
+  await withAxe(context);
+  const page = await context.newPage();
+  page.setDefaultTimeout(15000);
+  page.on("pageerror", (e) => out.page_errors.push(String(e)));
+  await page.goto(`${url}/#/patient/${encodeURIComponent(process.env.VITALS_PATIENT)}`);
+  await page.getByLabel("User name").fill(process.env.VITALS_USER);
+  await page.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.locator("#charts figure[data-points]").first().waitFor();
+  const panels = () => page.locator("#charts figure").evaluateAll((fs) => fs.map((f) => [f.dataset.metric, Number(f.dataset.points)]));
+  const range = () => page.locator("#charts").evaluate((c) => [Number(c.dataset.from), Number(c.dataset.to)]);
+  out.panels = await panels();
+  out.captions = await page.locator("#charts figcaption strong").allTextContents();
+  out.canvases = await page.locator("#charts canvas").count();
+  out.bucket_ms = Number(await page.locator("#charts").getAttribute("data-bucket-ms"));
+  out.episodes = await page.locator("#chart-episodes li").allTextContents();
+  // The cursor at the newest data: the motion panel reads out its three axes.
+  const over = await page.locator("figure[data-metric=motion] .u-over").boundingBox();
+  await page.mouse.move(over.x + over.width - 2, over.y + over.height / 2);
+  await page.locator("figure[data-metric=motion] .readout").filter({ hasText: / z / }).waitFor();
+  out.motion_readout = await page.locator("figure[data-metric=motion] .readout").textContent();
+  await page.mouse.move(0, 0);
+  await page.screenshot({ path: `${artifacts}/sensors.png`, fullPage: true });
+  out.a11y = await accessibility(page);
+  // Choosing the seizure in the list zooms to it (with a margin on each side).
+  const before = await page.locator("#chart-range").textContent();
+  await page.locator("#chart-episodes li.ev button").first().click();
+  await page.locator("#chart-range").filter({ hasNotText: before }).waitFor();
+  out.zoomed = await range();
+  out.zoomed_panels = await panels();
+  out.zoomed_bucket_ms = Number(await page.locator("#charts").getAttribute("data-bucket-ms"));
+  await page.screenshot({ path: `${artifacts}/sensors-seizure.png`, fullPage: true });
+} catch (e) {
+  console.error(JSON.stringify(out));
+  throw e;
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(out));
