@@ -131,11 +131,13 @@ try {
 
   // The kiosk at 800x480: big numbers, a banner, a trend, nothing that needs a mouse.
   await page.setViewportSize({ width: 800, height: 480 });
+  await page.clock.install(); // the 30 s refresh, fast-forwarded below
   await page.goto(`${url}/#/kiosk/${encodeURIComponent(process.env.VITALS_KIOSK_PATIENT)}`);
   await page.locator("#kiosk-banner").waitFor();
   out.kiosk = {
     banner: await page.locator("#kiosk-banner").textContent(),
     heart_rate: await page.locator("#kiosk-heart_rate").textContent(),
+    tiles: await page.locator(".tile").evaluateAll((ts) => ts.map((t) => [...t.children].map((c) => c.textContent))),
     trend_points: Number(await page.locator("canvas").getAttribute("data-points")),
     heart_rate_font_px: await page.locator("#kiosk-heart_rate").evaluate((e) => parseFloat(getComputedStyle(e).fontSize)),
     overflows: await page.evaluate(() => document.documentElement.scrollWidth > window.innerWidth),
@@ -143,6 +145,17 @@ try {
   };
   await page.screenshot({ path: `${artifacts}/kiosk-800x480.png` });
   await check("kiosk");
+  // The server out of reach: the next refresh says so in large type instead of going on
+  // showing the old numbers as current; once it is back, the screen recovers.
+  await page.route("**/api/v1/**", (r) => r.abort("connectionrefused"));
+  await page.clock.fastForward(31000);
+  await page.locator("#kiosk-updated.warn").waitFor();
+  out.kiosk.offline = await page.locator("#kiosk-updated").textContent();
+  await page.screenshot({ path: `${artifacts}/kiosk-offline.png` });
+  await page.unroute("**/api/v1/**");
+  await page.clock.fastForward(31000);
+  await page.locator("#kiosk-updated:not(.warn)").waitFor();
+  out.kiosk.recovered = await page.locator("#kiosk-updated").textContent();
 
   // A narrow screen (the 800x480 kiosk size) still shows the patients table.
   await page.setViewportSize({ width: 800, height: 480 });

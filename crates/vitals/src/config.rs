@@ -79,6 +79,9 @@ pub struct AuthConfig {
     pub login_attempts_per_minute: u32,
     /// How long a dashboard session lasts.
     pub session_ttl: DurationMs,
+    /// How long a session lasts when the sign-in asked to keep the screen signed in (a
+    /// kiosk or mirror); its cookie also outlives a browser restart.
+    pub kept_session_ttl: DurationMs,
 }
 
 impl Default for AuthConfig {
@@ -88,6 +91,7 @@ impl Default for AuthConfig {
             lockout: DurationMs(15 * 60_000),
             login_attempts_per_minute: 20,
             session_ttl: DurationMs(12 * 3_600_000),
+            kept_session_ttl: DurationMs(30 * 86_400_000),
         }
     }
 }

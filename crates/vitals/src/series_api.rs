@@ -62,7 +62,8 @@ pub async fn latest(
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "patient": p.to_string(), "metrics": metrics })))
+    let now = format_time(app.clock.now_ms());
+    Ok(Json(serde_json::json!({ "patient": p.to_string(), "metrics": metrics, "now": now })))
 }
 
 #[derive(Debug, Deserialize)]

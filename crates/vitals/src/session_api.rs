@@ -76,6 +76,9 @@ pub fn principal(app: &AppState, headers: &HeaderMap, now: i64) -> Option<Princi
 pub struct Login {
     name: String,
     password: String,
+    /// Keep this screen signed in (`[auth] kept_session_ttl` instead of `session_ttl`).
+    #[serde(default)]
+    keep: bool,
 }
 
 fn set_cookie(app: &AppState, value: &str, max_age_s: i64) -> HeaderValue {
@@ -84,7 +87,7 @@ fn set_cookie(app: &AppState, value: &str, max_age_s: i64) -> HeaderValue {
     HeaderValue::from_str(&c).unwrap_or_else(|_| HeaderValue::from_static("vitals_session=; Max-Age=0"))
 }
 
-/// Signs in: JSON `{"name", "password"}` (or a form with the same fields).
+/// Signs in: JSON `{"name", "password", "keep"?}` (or a form with the same fields).
 pub async fn login(State(app): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
     let now = app.clock.now_ms();
     let ip = crate::server::peer_of(&req).map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
@@ -118,18 +121,19 @@ pub async fn login(State(app): State<AppState>, req: axum::extract::Request) -> 
             .map_err(ApiError::internal)?
     };
     let origin = ip.to_string();
+    let kept = if form.keep { " (kept signed in)" } else { "" };
     let audit = |outcome: &str, actor: String| vitals_meta::AuditEvent {
         ts_ms: now,
         actor,
         action: if outcome == "ok" { "login.ok" } else { "login.failed" }.to_owned(),
         patient: None,
-        target: format!("user {}", form.name),
+        target: format!("user {}{kept}", form.name),
         origin: origin.clone(),
         outcome: outcome.to_owned(),
     };
     match directory_result {
         Ok(user) => {
-            let ttl = app.config.auth.session_ttl.as_ms();
+            let ttl = if form.keep { app.config.auth.kept_session_ttl } else { app.config.auth.session_ttl }.as_ms();
             let (cookie, csrf) = app.directory.start_session(&user, now, ttl).map_err(ApiError::internal)?;
             crate::audit::record(&app, audit("ok", format!("user:{}", user.name))).await.map_err(ApiError::internal)?;
             let mut r = Json(json!({"user": user.name, "role": user.role, "csrf": csrf,

@@ -15,10 +15,15 @@ async function api(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && me && me.csrf) headers["X-CSRF-Token"] = me.csrf;
-  const r = await fetch(path, {
-    method, headers, credentials: "same-origin",
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
+  let r;
+  try {
+    r = await fetch(path, {
+      method, headers, credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+  } catch {
+    throw new Error("the server cannot be reached");
+  }
   const text = await r.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch { data = { message: text }; }
@@ -72,17 +77,19 @@ function signIn(message) {
   const error = el("p", { class: "error", role: "alert", id: "signin-error" }, message || "");
   const name = el("input", { id: "name", name: "name", autocomplete: "username", required: true });
   const password = el("input", { id: "password", name: "password", type: "password", autocomplete: "current-password", required: true });
+  const keep = el("input", { id: "keep", name: "keep", type: "checkbox" });
   const form = el("form", { class: "signin", "aria-labelledby": "signin-title" },
     el("h1", { id: "signin-title" }, "Sign in"),
     el("label", { for: "name" }, "User name", name),
     el("label", { for: "password" }, "Password", password),
+    el("label", { for: "keep", class: "check" }, keep, " Keep this screen signed in (a kiosk or mirror)"),
     error,
     el("button", { class: "primary", type: "submit" }, "Sign in"));
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     error.textContent = "";
     try {
-      await api("POST", "/api/v1/login", { name: name.value, password: password.value });
+      await api("POST", "/api/v1/login", { name: name.value, password: password.value, keep: keep.checked });
       await start();
     } catch (e) {
       error.textContent = e.message;
@@ -571,37 +578,76 @@ function trend(points, label) {
   return canvas;
 }
 
+/** The tiles the kiosk shows: the first three of these the patient has. */
+const KIOSK_TILES = [["heart_rate", "Heart rate", 0], ["blood_glucose", "Glucose", 0], ["spo2", "SpO₂", 0], ["steps_today", "Steps today", 0]];
+/** A reading older than this is marked on the kiosk with its age. */
+const KIOSK_OLD_MS = 15 * 60e3;
+
 async function kiosk(id) {
   document.body.classList.add("kiosk");
+  const enc = encodeURIComponent(id);
+  let lastOk = null;
   const render = async () => {
-    const enc = encodeURIComponent(id);
     const [latest, al] = await Promise.all([
       api("GET", `/api/v1/patients/${enc}/latest`),
       api("GET", `/api/v1/alerts?patient=${enc}`),
     ]);
-    const newest = latest.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
-    const from = new Date(Date.parse(newest || new Date().toISOString()) - 6 * 3600 * 1000).toISOString();
+    const now = latest.now;
     const by = Object.fromEntries(latest.metrics.map((m) => [m.metric, m]));
     const trendMetric = by.blood_glucose ? "blood_glucose" : "heart_rate";
-    let series = { points: [] };
-    if (by[trendMetric]) {
-      series = await api("GET", `/api/v1/patients/${enc}/series/${trendMetric}?from=${encodeURIComponent(from)}&every=10m&agg=mean&time_format=ms`);
+    const from = Date.parse(now) - 6 * 3600e3;
+    const midnight = localStart(Date.parse(now), false);
+    const [series, steps] = await Promise.all([
+      by[trendMetric]
+        ? api("GET", `/api/v1/patients/${enc}/series/${trendMetric}?from=${from}&every=10m&agg=mean&time_format=ms`)
+        : { points: [] },
+      by.step_count && Date.parse(by.step_count.time) >= midnight
+        ? api("GET", `/api/v1/patients/${enc}/series/step_count?from=${midnight}&every=1h&agg=sum&time_format=ms`)
+        : null,
+    ]);
+    if (steps) {
+      by.steps_today = { value: steps.points.reduce((x, p) => x + p.sum, 0), unit: "steps", time: by.step_count.time };
     }
     const active = al.alerts.filter((a) => a.state === "open" || a.state === "acknowledged");
-    const tile = (code, label, digits = 0) => el("div", { class: "tile" },
-      el("span", { class: "label" }, label),
-      el("span", { class: "big", id: `kiosk-${code}` }, by[code] ? Number(by[code].value).toFixed(digits) : "–"),
-      el("span", { class: "unit" }, by[code] ? by[code].unit : ""));
+    const tile = ([code, label, digits]) => {
+      const m = by[code];
+      const old = Date.parse(now) - Date.parse(m.time) > KIOSK_OLD_MS;
+      return el("div", { class: old ? "tile old" : "tile" },
+        el("span", { class: "label" }, label),
+        el("span", { class: "big", id: `kiosk-${code}` }, Number(m.value).toFixed(digits)),
+        el("span", { class: "unit" }, old ? `${m.unit}, ${ago(m.time, now)}` : m.unit));
+    };
+    const tiles = KIOSK_TILES.filter(([code]) => by[code]).slice(0, 3);
+    lastOk = new Date(now).toLocaleTimeString();
     show(
       active.length
         ? el("div", { class: "banner", role: "alert", id: "kiosk-banner" }, `Alert: ${active[0].description || active[0].rule}`)
         : el("div", { class: "banner ok", id: "kiosk-banner" }, "All well"),
-      el("div", { class: "tiles" }, tile("heart_rate", "Heart rate"), tile("blood_glucose", "Glucose"), tile("spo2", "SpO₂")),
-      trend(series.points, `${trendMetric} over the last 6 hours`),
-      el("p", { class: "muted" }, `Updated ${new Date().toLocaleTimeString()}`));
+      tiles.length ? el("div", { class: "tiles" }, tiles.map(tile)) : el("p", { class: "big-note" }, "No readings yet."),
+      trend(series.points, `${trendMetric.replaceAll("_", " ")} over the last 6 hours`),
+      el("p", { class: "muted", id: "kiosk-updated" }, `Updated ${lastOk}`));
+  };
+  // Refreshed every 30 s. A screen that cannot refresh says so in large type rather than
+  // go on showing old numbers as if they were current.
+  const tick = async () => {
+    try {
+      await render();
+    } catch (e) {
+      if (e.status === 401) {
+        clearInterval(kioskTimer);
+        kioskTimer = null;
+        return signIn("This screen's session ended; sign in again.");
+      }
+      const u = document.getElementById("kiosk-updated");
+      if (u) {
+        u.className = "banner warn";
+        u.setAttribute("role", "alert");
+        u.textContent = `Not updated since ${lastOk}: ${e.message}`;
+      }
+    }
   };
   await render();
-  kioskTimer = setInterval(() => render().catch(() => {}), 30000);
+  kioskTimer = setInterval(tick, 30000);
 }
 
 async function route() {

@@ -253,6 +253,15 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     let k = &seen["kiosk"];
     assert_eq!(k["banner"], json!("Alert: Heart rate above 70"), "{k}");
     assert_eq!(k["heart_rate"], json!("74"), "the reading sent live is the latest");
+    // Steps since (UTC) midnight: 00:00 and 01:00; that reading is 2 hours old, so marked.
+    assert_eq!(
+        k["tiles"],
+        json!([["Heart rate", "74", "bpm"], ["Glucose", "104", "mg/dL"], ["Steps today", "200", "steps, 2 h ago"]]),
+        "{k}"
+    );
+    let offline = k["offline"].as_str().unwrap_or_default();
+    assert!(offline.starts_with("Not updated since ") && offline.ends_with(": the server cannot be reached"), "{k}");
+    assert!(k["recovered"].as_str().is_some_and(|t| t.starts_with("Updated ")), "{k}");
     assert!(k["trend_points"].as_u64().is_some_and(|n| n >= 3), "{k}");
     assert!(k["heart_rate_font_px"].as_f64().is_some_and(|px| px >= 60.0), "{k}");
     assert_eq!((k["overflows"].clone(), k["header_hidden"].clone()), (json!(false), json!(true)), "{k}");
@@ -282,10 +291,12 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     }
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
     // The two 401s the browser logs are expected (`/me` before signing in, the wrong
-    // password); anything else would be a CSP violation, a missing asset or a bug.
+    // password), and the refused connections of the kiosk's simulated outage; anything else
+    // would be a CSP violation, a missing asset or a bug.
     let console: Vec<&str> =
         seen["console_errors"].as_array().expect("errors").iter().filter_map(Value::as_str).collect();
-    assert!(console.iter().all(|e| e.contains("401")), "{console:?}");
+    assert!(console.iter().all(|e| e.contains("401") || e.contains("ERR_CONNECTION_REFUSED")), "{console:?}");
+    assert_eq!(console.iter().filter(|e| e.contains("401")).count(), 2, "{console:?}");
     for shot in [
         "patients.png",
         "patient.png",
@@ -293,6 +304,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         "daily.png",
         "alerts.png",
         "kiosk-800x480.png",
+        "kiosk-offline.png",
         "patients-800x480.png",
         "phone-patient.png",
         "phone-patients.png",

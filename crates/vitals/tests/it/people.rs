@@ -301,3 +301,37 @@ fn erasure_leaves_no_row_and_no_file_byte_of_the_patient_anywhere_but_the_audit_
     assert_eq!(server.get("/api/v1/rules/erik-tachy", Some(ADMIN)).status, 404, "the rule about them alone is gone");
     assert!(!server.get("/api/v1/patients", Some(ADMIN)).body.contains(&p));
 }
+
+#[test]
+fn a_screen_kept_signed_in_gets_a_30_day_session_and_an_ordinary_sign_in_ends_after_12_hours() {
+    let server = TestServer::start();
+    let r = admin_json(
+        &server,
+        "POST",
+        "/api/v1/users",
+        &json!({"name": "mirror", "role": "caregiver", "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let kept = server.request(
+        "POST",
+        "/api/v1/login",
+        &[("Content-Type", "application/json")],
+        Some(json!({"name": "mirror", "password": "correct horse battery", "keep": true}).to_string().as_bytes()),
+    );
+    assert_eq!(kept.status, 200, "{}", kept.body);
+    let plain = login(&server, "mirror", "correct horse battery");
+    let cookie = |r: &Resp| r.set_cookie.clone().expect("cookie");
+    assert!(cookie(&kept).contains("Max-Age=2592000"), "{}", cookie(&kept));
+    assert!(cookie(&plain).contains("Max-Age=43200"), "{}", cookie(&plain));
+    assert_eq!(kept.json()["expires"], json!(vitals_core::time::format_time(NOW + 30 * 86_400_000)));
+    let pair = |r: &Resp| cookie(r).split(';').next().expect("pair").to_owned();
+    let me = |r: &Resp| server.request("GET", "/api/v1/me", &[("Cookie", &pair(r))], None).status;
+    server.clock.advance(13 * 3_600_000);
+    assert_eq!((me(&kept), me(&plain)), (200, 401), "after 13 hours only the kept session is live");
+    server.clock.advance(30 * 86_400_000);
+    assert_eq!(me(&kept), 401, "and it too ends after 30 days");
+    let audit = server.get("/api/v1/audit?action=login.ok", Some(ADMIN)).json();
+    let targets: Vec<&str> =
+        audit["entries"].as_array().expect("entries").iter().filter_map(|e| e["target"].as_str()).collect();
+    assert!(targets.contains(&"user mirror (kept signed in)") && targets.contains(&"user mirror"), "{audit}");
+}
