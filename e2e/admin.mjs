@@ -1,19 +1,16 @@
 // The dashboard's admin view in Debian's chromium: system health, people, teams, tokens
 // (revoking one), dead letters. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, ARTIFACTS.
-import { accessibility, artifacts, launch, url, withAxe } from "./browser.mjs";
+import { accessibility, artifacts, run, signIn, url, withAxe } from "./browser.mjs";
 
-const browser = await launch();
 const out = { page_errors: [] };
-try {
+await run(out, async (browser) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
   await withAxe(context);
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   page.on("pageerror", (e) => out.page_errors.push(String(e)));
   await page.goto(`${url}/`);
-  await page.getByLabel("User name").fill(process.env.VITALS_USER);
-  await page.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await signIn(page);
   await page.getByRole("link", { name: "Admin" }).click();
   await page.locator("#tokens tbody tr").first().waitFor();
   const cells = (id) => page.locator(`#${id} tbody tr`).evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
@@ -33,10 +30,4 @@ try {
   out.file_drop_text = await page.locator("main").innerText();
   await page.screenshot({ path: `${artifacts}/admin.png`, fullPage: true });
   out.a11y = await accessibility(page);
-} catch (e) {
-  console.error(JSON.stringify(out));
-  throw e;
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(out));
+});

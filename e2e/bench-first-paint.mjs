@@ -2,16 +2,14 @@
 // scripts/bench-dashboard): reload to the patients table, open a patient until its charts
 // are drawn, switch the charts to a year. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD,
 // VITALS_PATIENT, ROUNDS. Prints one JSON object per round.
-import { launch, url } from "./browser.mjs";
+import { launch, signIn, url } from "./browser.mjs";
 
 const browser = await launch();
 try {
   const page = await (await browser.newContext({ viewport: { width: 1280, height: 800 } })).newPage();
   page.setDefaultTimeout(30000);
   await page.goto(`${url}/`);
-  await page.getByLabel("User name").fill(process.env.VITALS_USER);
-  await page.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await signIn(page);
   await page.locator("#patients tbody tr").first().waitFor();
   const patient = encodeURIComponent(process.env.VITALS_PATIENT);
   for (let round = 1; round <= Number(process.env.ROUNDS || 5); round++) {

@@ -36,3 +36,27 @@ export function accessibility(page) {
     return r.violations.map((v) => ({ rule: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
   });
 }
+
+/** Signs in on the page's sign-in form (the user and password of the environment). */
+export async function signIn(page, password = process.env.VITALS_PASSWORD) {
+  await page.getByLabel("User name").fill(process.env.VITALS_USER);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+}
+
+/** Runs `body(browser)` and prints `out` (what it saw) as JSON on stdout; on a failure,
+ *  prints what was seen so far and the text of the page to stderr, and fails. */
+export async function run(out, body) {
+  const browser = await launch();
+  try {
+    await body(browser);
+  } catch (e) {
+    const pages = browser.contexts().flatMap((c) => c.pages());
+    const text = pages.length ? await pages[0].locator("main").innerText().catch(() => "") : "";
+    console.error(JSON.stringify({ seen: out, main: text }));
+    throw e;
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(out));
+}

@@ -2,11 +2,10 @@
 // prints what it saw as JSON; the Rust integration test `dashboard` starts the server with
 // simulated data, runs this, and checks the output. Screenshots go to $ARTIFACTS.
 // Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_KIOSK_PATIENT, ARTIFACTS.
-import { accessibility, artifacts, launch, url, withAxe } from "./browser.mjs";
+import { accessibility, artifacts, run, signIn, url, withAxe } from "./browser.mjs";
 
-const browser = await launch();
 const out = { console_errors: [], page_errors: [], a11y: {} };
-try {
+await run(out, async (browser) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await withAxe(context);
   const page = await context.newPage();
@@ -16,14 +15,11 @@ try {
   page.on("pageerror", (e) => out.page_errors.push(String(e)));
 
   await page.goto(`${url}/`);
-  await page.getByLabel("User name").fill(process.env.VITALS_USER);
-  await page.getByLabel("Password").fill("not the password");
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await signIn(page, "not the password");
   out.wrong_password_message = await page.locator("#signin-error").filter({ hasText: /./ }).textContent();
   await check("sign-in");
 
-  await page.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await signIn(page);
   await page.locator("#patients tbody tr").first().waitFor();
   out.who = await page.locator("#who").textContent();
   out.admin_link_hidden = await page.locator("#admin-link").isHidden();
@@ -33,6 +29,17 @@ try {
   const cookies = await context.cookies();
   out.cookie = cookies.filter((c) => c.name === "vitals_session").map((c) => ({ httpOnly: c.httpOnly, sameSite: c.sameSite }))[0] || null;
   await page.screenshot({ path: `${artifacts}/patients.png`, fullPage: true });
+  // The filters: stale ones only, then those with open alerts only.
+  const shown = () => page.locator("#patients tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.patient));
+  await page.getByLabel("Stale only").check();
+  out.filter_stale = await shown();
+  await page.getByLabel("Stale only").uncheck();
+  await page.getByLabel("With open alerts").check();
+  out.filter_alerts = await shown();
+  await page.getByLabel("With open alerts").uncheck();
+  await page.getByLabel("Filter patients").fill("3");
+  out.filter_search = await shown();
+  await page.getByLabel("Filter patients").fill("");
   await check("patients");
 
   // Keyboard: the first patient link is reachable by Tab and opens with Enter.
@@ -172,9 +179,7 @@ try {
   mobile.setDefaultTimeout(15000);
   mobile.on("pageerror", (e) => out.page_errors.push(String(e)));
   await mobile.goto(`${url}/#/patient/p-1`);
-  await mobile.getByLabel("User name").fill(process.env.VITALS_USER);
-  await mobile.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
-  await mobile.getByRole("button", { name: "Sign in" }).click();
+  await signIn(mobile);
   await mobile.locator("#charts figure[data-points]").first().waitFor();
   const range = async () => mobile.locator("#charts").evaluate((c) => [Number(c.dataset.from), Number(c.dataset.to)]);
   await mobile.locator("#charts figure .u-over").first().scrollIntoViewIfNeeded();
@@ -217,13 +222,4 @@ try {
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   out.signed_out = true;
-} catch (e) {
-  // What was seen up to the failure, and the page's text, for the test's message.
-  const pages = browser.contexts().flatMap((c) => c.pages());
-  const text = pages.length ? await pages[0].locator("main").innerText().catch(() => "") : "";
-  console.error(JSON.stringify({ seen: out, main: text }));
-  throw e;
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(out));
+});

@@ -2,20 +2,17 @@
 // intervals, skin temperature, electrodermal activity and motion on one time axis, a
 // labelled seizure shaded and listed; choosing it zooms every chart to it. Prints what it
 // saw as JSON. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_PATIENT, ARTIFACTS.
-import { accessibility, artifacts, launch, url, withAxe } from "./browser.mjs";
+import { accessibility, artifacts, run, signIn, url, withAxe } from "./browser.mjs";
 
-const browser = await launch();
 const out = { page_errors: [] };
-try {
+await run(out, async (browser) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 1100 }, timezoneId: "UTC" });
   await withAxe(context);
   const page = await context.newPage();
   page.setDefaultTimeout(15000);
   page.on("pageerror", (e) => out.page_errors.push(String(e)));
   await page.goto(`${url}/#/patient/${encodeURIComponent(process.env.VITALS_PATIENT)}`);
-  await page.getByLabel("User name").fill(process.env.VITALS_USER);
-  await page.getByLabel("Password").fill(process.env.VITALS_PASSWORD);
-  await page.getByRole("button", { name: "Sign in" }).click();
+  await signIn(page);
   await page.locator("#charts figure[data-points]").first().waitFor();
   const panels = () => page.locator("#charts figure").evaluateAll((fs) => fs.map((f) => [f.dataset.metric, Number(f.dataset.points)]));
   const range = () => page.locator("#charts").evaluate((c) => [Number(c.dataset.from), Number(c.dataset.to)]);
@@ -40,10 +37,4 @@ try {
   out.zoomed_panels = await panels();
   out.zoomed_bucket_ms = Number(await page.locator("#charts").getAttribute("data-bucket-ms"));
   await page.screenshot({ path: `${artifacts}/sensors-seizure.png`, fullPage: true });
-} catch (e) {
-  console.error(JSON.stringify(out));
-  throw e;
-} finally {
-  await browser.close();
-}
-console.log(JSON.stringify(out));
+});

@@ -103,12 +103,16 @@ async function patients() {
   const data = await api("GET", "/api/v1/overview");
   const search = el("input", { type: "search", id: "search", placeholder: "Filter by pseudonym", "aria-label": "Filter patients" });
   const staleOnly = el("input", { type: "checkbox", id: "stale-only" });
+  const alertsOnly = el("input", { type: "checkbox", id: "alerts-only" });
+  // Who needs attention first: open alerts (most first), then by pseudonym.
+  data.patients.sort((a, b) => b.open_alerts - a.open_alerts || a.patient.localeCompare(b.patient));
   const body = el("tbody");
   const render = () => {
     const q = search.value.trim().toLowerCase();
     const rows = data.patients
       .filter((p) => !q || p.patient.toLowerCase().includes(q))
       .filter((p) => !staleOnly.checked || p.stale)
+      .filter((p) => !alertsOnly.checked || p.open_alerts > 0)
       .map((p) => el("tr", { class: p.stale ? "stale" : "", "data-patient": p.patient },
         el("td", {}, el("a", { href: `#/patient/${encodeURIComponent(p.patient)}` }, p.patient)),
         el("td", { class: "num" }, value(p.latest, "heart_rate")),
@@ -124,10 +128,12 @@ async function patients() {
   };
   search.addEventListener("input", render);
   staleOnly.addEventListener("change", render);
+  alertsOnly.addEventListener("change", render);
   render();
   show(
     el("h1", {}, "Patients"),
     el("div", { class: "toolbar" }, search, el("label", { for: "stale-only" }, staleOnly, " Stale only"),
+      el("label", { for: "alerts-only" }, alertsOnly, " With open alerts"),
       el("span", { class: "muted", id: "patient-count" }, `${data.patients.length} patients`)),
     el("table", { id: "patients" },
       el("thead", {}, el("tr", {},

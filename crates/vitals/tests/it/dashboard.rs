@@ -198,6 +198,11 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         "one hour of heart rate each"
     );
     assert_eq!(rows[1]["stale"], json!(true));
+    assert_eq!(
+        (seen["filter_stale"].clone(), seen["filter_alerts"].clone(), seen["filter_search"].clone()),
+        (json!(["p-3"]), json!(["p-1"]), json!(["p-3"])),
+        "{seen}"
+    );
     assert_eq!(seen["cookie"], json!({"httpOnly": true, "sameSite": "Strict"}));
     assert_eq!(seen["patient_title"], json!("Patient p-1"));
     assert_eq!(seen["latest_rows"], json!(4), "heart rate, glucose, battery, steps");
@@ -480,4 +485,50 @@ fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_li
     for shot in ["sensors.png", "sensors-seizure.png"] {
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }
+}
+
+#[test]
+fn the_admin_endpoints_report_system_health_and_list_and_revoke_device_certificates() {
+    let server = ward();
+    let sys = server.get("/api/v1/system", Some(ADMIN)).json();
+    assert_eq!((sys["status"].clone(), sys["now"].clone()), (json!("ok"), json!(vitals_core::time::format_time(NOW))));
+    assert_eq!(
+        sys["samples_written"],
+        json!(65),
+        "30 heart rates, a glucose and a battery reading each for 2, 1 for p-3"
+    );
+    assert_eq!((sys["patients"].clone(), sys["users"].clone()), (json!(3), json!(1)), "{sys}");
+    assert!(sys["wal_bytes"].as_u64().is_some_and(|b| b > 0), "{sys}");
+    assert_eq!(sys["dead_letters"], json!(0));
+    let bad = json!([{"patient": "p-1", "metric": "heart_rate", "time": NOW, "value": "fast"}]);
+    assert_eq!(server.ingest(&bad).status, 200);
+    let sys = server.get("/api/v1/system", Some(ADMIN)).json();
+    assert_eq!((sys["dead_letters"].clone(), sys["samples_written"].clone()), (json!(1), json!(65)), "{sys}");
+
+    let d = &server.app.directory;
+    d.register_cert("wristband w1", "w1", Some("p-1"), b"not a real certificate", NOW).expect("cert");
+    let list = server.get("/api/v1/devices", Some(ADMIN)).json();
+    let dev = &list["devices"][0];
+    assert_eq!(
+        (dev["name"].clone(), dev["device"].clone(), dev["patient"].clone(), dev["revoked"].clone()),
+        (json!("wristband w1"), json!("w1"), json!("p-1"), Value::Null),
+        "{list}"
+    );
+    let id = dev["id"].as_str().expect("id").to_owned();
+    server.clock.advance(1000);
+    let del = |id: &str| {
+        server.request(
+            "DELETE",
+            &format!("/api/v1/devices/{id}"),
+            &[("Authorization", &format!("Bearer {ADMIN}"))],
+            None,
+        )
+    };
+    assert_eq!(del(&id).status, 204);
+    let list = server.get("/api/v1/devices", Some(ADMIN)).json();
+    assert_eq!(list["devices"][0]["revoked"], json!(vitals_core::time::format_time(NOW + 1000)));
+    assert_eq!(del(&id).status, 404, "already revoked");
+    assert_eq!(del("nope").status, 404);
+    let nurse = nurse_token(&server);
+    assert_eq!(server.get("/api/v1/system", Some(&nurse)).status, 403, "admins only");
 }
