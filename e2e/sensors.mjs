@@ -21,6 +21,8 @@ await run(out, async (browser) => {
   out.canvases = await page.locator("#charts canvas").count();
   out.bucket_ms = Number(await page.locator("#charts").getAttribute("data-bucket-ms"));
   out.episodes = await page.locator("#chart-episodes li").allTextContents();
+  await page.getByRole("button", { name: /^Show all/ }).click();
+  out.all_episodes = await page.locator("#chart-episodes li").count();
   // The cursor at the newest data: the motion panel reads out its three axes.
   const over = await page.locator("figure[data-metric=motion] .u-over").boundingBox();
   await page.mouse.move(over.x + over.width - 2, over.y + over.height / 2);

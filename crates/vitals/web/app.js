@@ -223,11 +223,21 @@ async function patient(id) {
     }
     const when = (a, b) => `${new Date(a).toLocaleString()} – ${new Date(b).toLocaleTimeString()}`;
     const zoomTo = (a, b) => { const pad = Math.max(60e3, (b - a) / 2); setView(a - pad, b + pad); };
-    episodes.replaceChildren(
-      ...c.events.map((e) => el("li", { class: "ev" }, el("button", { type: "button", onclick: () => zoomTo(e.start, e.end) },
-        `${e.kind}${e.name ? `: ${e.name}` : ""}, ${when(e.start, e.end)}`))),
-      ...c.alerts.map((a) => el("li", { class: "al" }, el("button", { type: "button", onclick: () => zoomTo(a.start, a.end) },
-        `${a.severity} alert: ${a.description || a.rule}, ${when(a.start, a.end)} (${a.state})`))));
+    // Newest first; the first few, the rest behind a button.
+    const items = [
+      ...c.events.map((e) => ({ start: e.start, end: e.end, cls: "ev", text: `${e.kind}${e.name ? `: ${e.name}` : ""}` })),
+      ...c.alerts.map((a) => ({ start: a.start, end: a.end, cls: "al", text: `${a.severity} alert: ${a.description || a.rule}`, state: a.state })),
+    ].sort((a, b) => b.start - a.start);
+    const item = (x) => el("li", { class: x.cls }, el("button", { type: "button", onclick: () => zoomTo(x.start, x.end) },
+      `${x.text}, ${when(x.start, x.end)}${x.state ? ` (${x.state})` : ""}`));
+    const SHOWN = 8;
+    const more = items.length > SHOWN && !episodes.dataset.all
+      ? el("li", {}, el("button", { type: "button", class: "more", onclick: () => {
+        episodes.dataset.all = "1";
+        episodes.replaceChildren(...items.map(item));
+      } }, `Show all ${items.length}`))
+      : null;
+    episodes.replaceChildren(...items.slice(0, episodes.dataset.all ? items.length : SHOWN).map(item), ...(more ? [more] : []));
     box.dataset.events = String(c.events.length);
     box.dataset.alerts = String(c.alerts.length);
     box.dataset.bucketMs = String(c.every_ms);

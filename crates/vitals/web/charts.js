@@ -49,15 +49,34 @@ export function plot(box, opts, data) {
   return u;
 }
 
-/** Shades time spans (`{start, end}` in ms) over the plotting area, behind the series. */
-function shade(u, spans, fill) {
+/** Time spans (`{start, end}` in ms) merged where they overlap, so that stacked episodes
+ *  do not darken each other. */
+export function union(spans) {
+  const out = [];
+  for (const s of [...spans].sort((a, b) => a.start - b.start)) {
+    const last = out[out.length - 1];
+    if (last && s.start <= last.end) last.end = Math.max(last.end, s.end);
+    else out.push({ start: s.start, end: s.end });
+  }
+  return out;
+}
+
+/** Shades time spans over the plotting area, behind the series: the full height in `fill`
+ *  and, if given, a strip along the top in `strip`. */
+function shade(u, spans, fill, strip) {
   const { ctx, bbox } = u;
   ctx.save();
-  ctx.fillStyle = fill;
-  for (const s of spans) {
+  for (const s of union(spans)) {
     const a = Math.max(bbox.left, u.valToPos(s.start, "x", true));
     const b = Math.min(bbox.left + bbox.width, u.valToPos(s.end, "x", true));
-    if (b >= bbox.left && a <= bbox.left + bbox.width) ctx.fillRect(a, bbox.top, Math.max(2, b - a), bbox.height);
+    if (b < bbox.left || a > bbox.left + bbox.width) continue;
+    const w = Math.max(2, b - a);
+    ctx.fillStyle = fill;
+    ctx.fillRect(a, bbox.top, w, bbox.height);
+    if (strip) {
+      ctx.fillStyle = strip;
+      ctx.fillRect(a, bbox.top, w, 6 * (window.devicePixelRatio || 1));
+    }
   }
   ctx.restore();
 }
@@ -89,7 +108,7 @@ export function timePanel(box, spec, view, overlay, onSelect, onCursor) {
     const mean = series.length;
     series.push(l.points
       ? { label: l.label, stroke: color, width: 0, paths: () => null, points: { show: true, size: 4, stroke: color, fill: color } }
-      : { label: l.label, stroke: color, width: 1.5, points: { show: false } });
+      : { label: l.label, stroke: color, width: 1.5 }); // uPlot draws points where they are sparse
     series.push({ label: `${l.label} min`, stroke: "transparent", points: { show: false } });
     series.push({ label: `${l.label} max`, stroke: "transparent", points: { show: false } });
     bands.push({ series: [mean + 2, mean + 1], fill: color + "33" });
@@ -121,7 +140,7 @@ export function timePanel(box, spec, view, overlay, onSelect, onCursor) {
         if (spec.target) hband(u, spec.target[0], spec.target[1], "rgba(46, 125, 50, 0.14)");
         const o = overlay();
         shade(u, o.events, "rgba(120, 144, 156, 0.25)");
-        shade(u, o.alerts, "rgba(198, 40, 40, 0.22)");
+        shade(u, o.alerts, "rgba(198, 40, 40, 0.10)", "rgba(198, 40, 40, 0.85)");
       }],
       setSelect: [(u) => {
         const { left, width } = u.select;

@@ -448,7 +448,17 @@ fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_li
         source: "test".into(),
         attributes: [("name".to_owned(), json!("tonic-clonic"))].into_iter().collect(),
     };
-    server.app.events.put(vec![seizure]).expect("event");
+    // Nine meals before it: the list under the charts shows the newest 8, the rest on demand.
+    let meals = (0..9).map(|i| vitals_core::Event {
+        id: format!("meal-{i}"),
+        patient: "w-1".into(),
+        kind: "meal".into(),
+        start_ms: NOW - 3_600_000 + i * 60_000,
+        end_ms: NOW - 3_600_000 + i * 60_000,
+        source: "test".into(),
+        attributes: Default::default(),
+    });
+    server.app.events.put(std::iter::once(seizure).chain(meals).collect()).expect("events");
     let seen = browse(&server, "sensors.mjs", "root", &[("VITALS_PATIENT", "w-1")]);
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
     // 6 hours in about 1100 px: 30 s buckets.
@@ -471,7 +481,16 @@ fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_li
     assert_eq!(seen["canvases"], json!(5));
     let readout = seen["motion_readout"].as_str().unwrap_or_default();
     assert!(readout.contains(": x ") && readout.contains(", y ") && readout.ends_with(", z 1 g"), "{readout}");
-    assert_eq!(seen["episodes"], json!(["seizure: tonic-clonic, 11/22/2025, 2:54:00 AM – 2:56:00 AM"]), "{seen}");
+    let episodes = seen["episodes"].as_array().expect("episodes");
+    assert_eq!(episodes.len(), 9, "8 and a button: {seen}");
+    assert_eq!(
+        episodes[0],
+        json!("seizure: tonic-clonic, 11/22/2025, 2:54:00 AM – 2:56:00 AM"),
+        "newest first: {seen}"
+    );
+    assert_eq!(episodes[1], json!("meal, 11/22/2025, 2:08:00 AM – 2:08:00 AM"));
+    assert_eq!(episodes[8], json!("Show all 10"));
+    assert_eq!(seen["all_episodes"], json!(10));
     assert_eq!(seen["a11y"], json!([]), "no WCAG 2.1 A/AA rule broken (axe-core)");
     // Zoomed to the seizure with a minute each side: 4 minutes in 1 s buckets.
     assert_eq!(seen["zoomed"], json!([NOW - 420_000, NOW - 180_000]), "{seen}");
