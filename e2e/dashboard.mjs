@@ -97,9 +97,15 @@ await run(out, async (browser) => {
   out.glucose_canvas = await page.locator("#glucose-readings, #glucose-profile").evaluateAll((fs) => fs.map((f) => ({ ...f.dataset })));
   await page.screenshot({ path: `${artifacts}/glucose.png`, fullPage: true });
   await check("glucose");
-  await page.getByLabel("p-3").check();
+  await page.getByLabel("p-3", { exact: true }).check();
   await page.locator("#glucose-stats th", { hasText: "p-3" }).waitFor();
   out.glucose_compared = await table();
+  await page.locator("#glucose-profile[data-compared]").waitFor();
+  out.glucose_tir = await page.locator("#glucose-tir .tir-row").evaluateAll((rows) => rows.map((r) =>
+    [r.dataset.patient, [...r.querySelectorAll(".tir span")].map((x) => [x.className.replace("tir-", ""), x.dataset.percent])]));
+  out.glucose_profile_compared = Number(await page.locator("#glucose-profile").getAttribute("data-compared"));
+  await page.screenshot({ path: `${artifacts}/glucose-compared.png`, fullPage: true });
+  await check("glucose_compared");
 
   // Daily metrics: steps as daily bars, then hourly.
   await page.goto(`${url}/#/daily/p-1`);

@@ -2,7 +2,7 @@
 // No inline code (the Content-Security-Policy forbids it), no third-party requests, and
 // no patient data in URLs beyond pseudonyms.
 
-import { barChart, profileChart, readingsChart, sparkline, timePanel, touchGestures, withGaps } from "./charts.js";
+import { COMPARE_COLORS, barChart, profileChart, rangeBar, readingsChart, sparkline, timePanel, touchGestures, withGaps } from "./charts.js";
 
 const app = document.getElementById("app");
 const nav = document.getElementById("nav");
@@ -345,8 +345,22 @@ async function glucosePage(ids, days = 14) {
     : "no readings";
   const readings = figure("glucose-readings", el("span", {}, "Readings (dots), the 2-day moving average (line), target 70–180 mg/dL (band)"),
     `Glucose readings over the last ${days} days with the 70 to 180 mg/dL target band and the 2-day moving average: ${summary}`);
-  const profile = figure("glucose-profile", el("span", {}, "Median (line), 25–75 % and 5–95 % of readings (bands) by time of day"),
-    "Daily glucose profile: the median and the 25 to 75 and 5 to 95 percentiles of readings by time of day");
+  const compared = ids.slice(1).map((id, i) => ({ id, stats: stats[i + 1], color: COMPARE_COLORS[i % COMPARE_COLORS.length] }))
+    .filter((c) => c.stats.agp.length);
+  const profile = figure("glucose-profile", el("span", {}, `Median (line), 25–75 % and 5–95 % of readings (bands) by time of day`,
+    compared.map((c) => el("span", { class: "swatch-label" }, " · ", el("span", { class: "swatch", "data-color": c.color }), ` median of ${c.id} (dashed)`))),
+    `Daily glucose profile: the median and the 25 to 75 and 5 to 95 percentiles of readings by time of day${compared.length ? `, with the medians of ${compared.map((c) => c.id).join(", ")}` : ""}`);
+  // Time in ranges, one bar per patient (the consensus ranges).
+  const tir = el("div", { id: "glucose-tir", class: "tir-list" }, stats.map((x, i) => x.summary
+    ? el("div", { class: "tir-row", "data-patient": ids[i] }, el("span", { class: "tir-name" }, ids[i]),
+      rangeBar(`Time in ranges of ${ids[i]}`, [
+        { key: "vlow", name: "very low, below 54", percent: x.summary.very_low_percent },
+        { key: "low", name: "low, 54 to 69", percent: x.summary.low_percent },
+        { key: "in", name: "in range, 70 to 180", percent: x.summary.in_range_percent },
+        { key: "high", name: "high, 181 to 250", percent: x.summary.high_percent },
+        { key: "vhigh", name: "very high, above 250", percent: x.summary.very_high_percent },
+      ]))
+    : el("div", { class: "tir-row" }, el("span", { class: "tir-name" }, ids[i]), el("span", { class: "muted" }, "no readings"))));
   show(
     el("h1", {}, `Glucose: ${primary}`),
     el("div", { class: "toolbar", role: "group", "aria-label": "Period" },
@@ -357,6 +371,9 @@ async function glucosePage(ids, days = 14) {
       el("tbody", {}, rows.map(([label, f]) => el("tr", {}, el("th", { scope: "row" }, label),
         stats.map((x) => el("td", { class: "num" }, x.summary ? f(x.summary) : "no readings")))))),
     others.length ? compare : null,
+    el("h2", {}, "Time in ranges"), tir,
+    el("p", { class: "muted tir-keys" }, [["vlow", "below 54"], ["low", "54–69"], ["in", "70–180"], ["high", "181–250"], ["vhigh", "above 250"]]
+      .map(([k, t]) => el("span", {}, el("span", { class: `key tir-${k}` }), ` ${t} `))),
     el("h2", {}, "Readings and 2-day moving average"), readings.fig,
     el("h2", {}, "Daily profile"), profile.fig);
   charts.push(readingsChart(readings.box, { from, to, target: [70, 180], unit: "mg/dL" },
@@ -365,7 +382,10 @@ async function glucosePage(ids, days = 14) {
   readings.fig.dataset.average = String(g.moving_average.t.length);
   const col = (k) => g.agp.map((x) => x[k]);
   charts.push(profileChart(profile.box, { target: [70, 180], unit: "mg/dL" },
-    g.agp.map((x) => x.minute + 15), col("p5"), col("p25"), col("p50"), col("p75"), col("p95")));
+    g.agp.map((x) => x.minute + 15), col("p5"), col("p25"), col("p50"), col("p75"), col("p95"),
+    compared.map((c) => ({ label: c.id, minutes: c.stats.agp.map((x) => x.minute + 15), p50: c.stats.agp.map((x) => x.p50) }))));
+  for (const sw of profile.fig.querySelectorAll(".swatch")) sw.style.background = sw.dataset.color;
+  profile.fig.dataset.compared = String(compared.length);
   profile.fig.dataset.slots = String(g.agp.length);
 }
 

@@ -179,9 +179,15 @@ export function readingsChart(box, { from, to, target, height = 240, unit }, t, 
 
 const hhmm = (m) => `${String(Math.floor(m / 60) % 24).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
 
-/** The daily profile: median and percentile bands over the minutes of a day. */
-export function profileChart(box, { target, height = 240, unit }, minutes, p5, p25, p50, p75, p95) {
+/** Colours for patients compared with the first one. */
+export const COMPARE_COLORS = ["#c43e00", "#2e7d32", "#6a1b9a", "#00838f", "#ad1457"];
+
+/** The daily profile: median and percentile bands over the minutes of a day, and the
+ *  medians of compared patients (`others`: [{label, minutes, p50}]) as lines. */
+export function profileChart(box, { target, height = 240, unit }, minutes, p5, p25, p50, p75, p95, others = []) {
   const p = palette();
+  const tables = [[minutes, p5, p25, p50, p75, p95], ...others.map((o) => [o.minutes, o.p50])];
+  const data = others.length ? U.join(tables) : tables[0];
   return plot(box, {
     height, legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { show: false } },
     scales: { x: { time: false, range: () => [0, 1440] }, y: { range: (u, lo, hi) => [Math.min(40, lo ?? 40), Math.max(300, hi ?? 300)] } },
@@ -192,10 +198,31 @@ export function profileChart(box, { target, height = 240, unit }, minutes, p5, p
       { label: "25th", stroke: "transparent", points: { show: false } },
       { label: "Median", stroke: p.accent, width: 2.5, points: { show: false } },
       { label: "75th", stroke: "transparent", points: { show: false } },
-      { label: "95th", stroke: "transparent", points: { show: false } }],
+      { label: "95th", stroke: "transparent", points: { show: false } },
+      ...others.map((o, i) => ({ label: o.label, stroke: COMPARE_COLORS[i % COMPARE_COLORS.length], width: 2, dash: [6, 4], spanGaps: true, points: { show: false } }))],
     bands: [{ series: [5, 1], fill: p.accent + "22" }, { series: [4, 2], fill: p.accent + "55" }],
     hooks: { drawClear: [(u) => target && hband(u, target[0], target[1], "rgba(46, 125, 50, 0.14)")] },
-  }, [minutes, p5, p25, p50, p75, p95]);
+  }, data);
+}
+
+/** One patient's time in ranges as a stacked horizontal bar (very low ... very high), with
+ *  the percentages written in it and in its accessible name. */
+export function rangeBar(label, parts) {
+  const bar = document.createElement("div");
+  bar.className = "tir";
+  bar.setAttribute("role", "img");
+  bar.setAttribute("aria-label", `${label}: ${parts.map((x) => `${x.name} ${x.percent.toFixed(1)} %`).join(", ")}`);
+  for (const x of parts) {
+    if (x.percent <= 0) continue;
+    const seg = document.createElement("span");
+    seg.className = `tir-${x.key}`;
+    seg.style.width = `${x.percent}%`;
+    seg.title = `${x.name}: ${x.percent.toFixed(1)} %`;
+    seg.dataset.percent = x.percent.toFixed(1);
+    if (x.percent >= 6) seg.textContent = `${Math.round(x.percent)} %`;
+    bar.append(seg);
+  }
+  return bar;
 }
 
 /** Bars at bucket starts `t` (each `every` ms wide) over [from, to), with an optional trend. */

@@ -166,6 +166,13 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         .map(|i| json!({"patient": "p-1", "metric": "blood_glucose", "time": NOW - 600_000 * i - 150_000, "value": 100 + i}))
         .collect();
     assert_eq!(server.ingest(&Value::Array(glucose)).status, 200);
+    // Three older readings of p-3 (80, 90, 250 mg/dL): the glucose comparison.
+    let p3: Vec<Value> = [80, 90, 250]
+        .iter()
+        .enumerate()
+        .map(|(i, v)| json!({"patient": "p-3", "metric": "blood_glucose", "time": NOW - 6 * 3_600_000 - 600_000 * i as i64, "value": v}))
+        .collect();
+    assert_eq!(server.ingest(&Value::Array(p3)).status, 200);
     // Steps: 100 an hour for the last 3 days (ending 02:00 UTC today: 3 x 24 + 2 hours).
     let day_start = NOW - NOW % 86_400_000;
     let steps: Vec<Value> = (0..74)
@@ -237,10 +244,20 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(stat("GMI"), Some(json!("5.8 %")));
     assert_eq!(stat("Time in range 70–180"), Some(json!("100.0 %")));
     assert_eq!(stat("Below 54"), Some(json!("0.0 %")));
-    assert_eq!(seen["glucose_canvas"], json!([{"points": "3", "average": "1"}, {"slots": "3"}]), "{seen}");
+    assert_eq!(
+        seen["glucose_canvas"],
+        json!([{"points": "3", "average": "1"}, {"slots": "3", "compared": "0"}]),
+        "{seen}"
+    );
     let compared = &seen["glucose_compared"];
     assert_eq!(compared[0], json!(["Last 14 days", "p-1", "p-3"]), "{compared}");
-    assert_eq!(compared[1], json!(["Readings", "7", "no readings"]));
+    assert_eq!(compared[1], json!(["Readings", "7", "3"]));
+    assert_eq!(
+        seen["glucose_tir"],
+        json!([["p-1", [["in", "100.0"]]], ["p-3", [["in", "66.7"], ["high", "33.3"]]]]),
+        "time in ranges, one bar each: {seen}"
+    );
+    assert_eq!(seen["glucose_profile_compared"], json!(1), "p-3's median on p-1's profile");
     // Daily steps: 4 days with steps (3 whole days before today and today's 2 hours), the
     // latest day 200 steps; hourly: the 48 hours up to 03:00, of which 02:00-03:00 has none.
     assert_eq!(seen["daily"]["bars"], json!(4), "{seen}");
@@ -290,7 +307,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(ph["daily"], json!({"bars": 4, "last": "700 count", "hourly_bars": 46}), "{ph}");
     // axe-core: no WCAG 2.1 A/AA rule broken on any view.
     let a11y = seen["a11y"].as_object().expect("a11y");
-    assert_eq!(a11y.len(), 10, "every view checked: {a11y:?}");
+    assert_eq!(a11y.len(), 11, "every view checked: {a11y:?}");
     for (view, violations) in a11y {
         assert_eq!(violations, &json!([]), "{view}");
     }
@@ -306,6 +323,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         "patients.png",
         "patient.png",
         "glucose.png",
+        "glucose-compared.png",
         "daily.png",
         "alerts.png",
         "kiosk-800x480.png",
