@@ -80,6 +80,30 @@ await run(out, async (browser) => {
   await page.getByRole("button", { name: "24 h" }).click();
   await page.locator("#chart-range").filter({ hasNotText: range6h }).waitFor();
   out.chart_24h = await points();
+  // The mouse: dragging across the middle half of a chart zooms every chart to it.
+  const shownRange = () => page.locator("#charts").evaluate((c) => [Number(c.dataset.from), Number(c.dataset.to)]);
+  const dragFrom = await shownRange();
+  const plot = await page.locator("#charts figure .u-over").first().boundingBox();
+  const beforeDrag = await page.locator("#chart-range").textContent();
+  await page.mouse.move(plot.x + plot.width * 0.25, plot.y + plot.height / 2);
+  await page.mouse.down();
+  await page.mouse.move(plot.x + plot.width * 0.5, plot.y + plot.height / 2, { steps: 4 });
+  await page.mouse.move(plot.x + plot.width * 0.75, plot.y + plot.height / 2, { steps: 4 });
+  await page.mouse.up();
+  await page.locator("#chart-range").filter({ hasNotText: beforeDrag }).waitFor();
+  out.drag = { before: dragFrom, after: await shownRange(), plot_width: plot.width };
+  // Any range typed in: from and to, local date-times.
+  const beforeTyped = await page.locator("#chart-range").textContent();
+  await page.getByLabel("From", { exact: true }).fill("2025-11-21T12:00");
+  await page.getByLabel("to", { exact: true }).fill("2025-11-22T00:00");
+  await page.getByRole("button", { name: "Show range" }).click();
+  await page.locator("#chart-range").filter({ hasNotText: beforeTyped }).waitFor();
+  out.typed_range = await shownRange();
+  await page.getByLabel("From", { exact: true }).fill("2025-11-22T00:00");
+  await page.getByRole("button", { name: "Show range" }).click();
+  out.typed_error = await page.locator("#range-error").filter({ hasText: /./ }).textContent();
+  await page.getByRole("button", { name: "24 h" }).click();
+  await page.locator("#chart-range").filter({ hasText: "(live)" }).waitFor();
   // Keyboard: pan a quarter of the range earlier, out of the data.
   await page.locator("#charts").focus();
   const before = await page.locator("#chart-range").textContent();

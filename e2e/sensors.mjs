@@ -39,4 +39,16 @@ await run(out, async (browser) => {
   out.zoomed_panels = await panels();
   out.zoomed_bucket_ms = Number(await page.locator("#charts").getAttribute("data-bucket-ms"));
   await page.screenshot({ path: `${artifacts}/sensors-seizure.png`, fullPage: true });
+  // The same page in the dark scheme (the system's preference): its own colours, still
+  // within WCAG AA contrast.
+  const dark = await browser.newContext({ viewport: { width: 1280, height: 1100 }, timezoneId: "UTC", colorScheme: "dark" });
+  await withAxe(dark);
+  const night = await dark.newPage();
+  night.setDefaultTimeout(15000);
+  await night.goto(`${url}/#/patient/${encodeURIComponent(process.env.VITALS_PATIENT)}`);
+  await signIn(night);
+  await night.locator("#charts figure[data-points]").first().waitFor();
+  out.dark_background = await night.evaluate(() => getComputedStyle(document.body).backgroundColor);
+  out.dark_a11y = await accessibility(night);
+  await night.screenshot({ path: `${artifacts}/sensors-dark.png`, fullPage: true });
 });

@@ -241,6 +241,8 @@ async function patient(id) {
     box.dataset.events = String(c.events.length);
     box.dataset.alerts = String(c.alerts.length);
     box.dataset.bucketMs = String(c.every_ms);
+    fromInput.value = local(view.from);
+    toInput.value = local(view.to);
     box.dataset.from = String(Math.round(view.from));
     box.dataset.to = String(Math.round(view.to));
     status.textContent = `${new Date(view.from).toLocaleString()} – ${new Date(view.to).toLocaleString()}${view.live ? " (live)" : ""}`;
@@ -250,6 +252,25 @@ async function patient(id) {
     draw().catch((e) => { status.textContent = e.message; });
   };
   const span = () => view.to - view.from;
+  // Any range: two local date-times (what <input type=datetime-local> holds).
+  const local = (t) => {
+    const d = new Date(t);
+    const z = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${z(d.getMonth() + 1)}-${z(d.getDate())}T${z(d.getHours())}:${z(d.getMinutes())}`;
+  };
+  const fromInput = el("input", { type: "datetime-local", id: "range-from", required: true });
+  const toInput = el("input", { type: "datetime-local", id: "range-to", required: true });
+  const rangeError = el("span", { class: "error", id: "range-error", role: "alert" });
+  const rangeForm = el("form", { class: "toolbar range", "aria-label": "Show a range" },
+    el("label", { for: "range-from" }, "From ", fromInput), el("label", { for: "range-to" }, "to ", toInput),
+    el("button", { type: "submit" }, "Show range"), rangeError);
+  rangeForm.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const a = new Date(fromInput.value).getTime(), b = new Date(toInput.value).getTime();
+    if (!(a < b)) { rangeError.textContent = "The start must be before the end."; return; }
+    rangeError.textContent = "";
+    setView(a, b);
+  });
   const buttons = el("div", { class: "toolbar", role: "group", "aria-label": "Time range" },
     RANGES.map(([label, ms]) => el("button", { type: "button", onclick: () => setView(end - ms, end, true) }, label)),
     el("button", { type: "button", onclick: () => setView(view.from - span() / 2, view.to - span() / 2) }, "◀ Earlier"),
@@ -269,7 +290,7 @@ async function patient(id) {
     el("p", { class: "links" }, el("a", { href: `#/glucose/${enc}` }, "Glucose"), " · ",
       el("a", { href: `#/daily/${enc}` }, "Daily metrics"), " · ",
       el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
-    buttons, status, box,
+    buttons, rangeForm, status, box,
     el("p", { class: "muted legend" }, el("span", { class: "key key-event" }), " labelled events (workouts, sleep, meals, seizures) ",
       el("span", { class: "key key-alert" }), " alert episodes"),
     episodes,

@@ -231,6 +231,16 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(seen["live_sent"], json!(200));
     assert_eq!(seen["chart_live"]["heart_rate"], json!(31), "the new reading arrived by server-sent event: {seen}");
     assert_eq!(seen["chart_24h"]["heart_rate"], json!(15), "{seen}");
+    // Dragged from a quarter to three quarters of the 24 h chart: the middle 12 hours (to the
+    // pixel: one pixel is about a minute).
+    let d = &seen["drag"];
+    let ms = |k: &str, i: usize| d[k][i].as_f64().expect("ms");
+    let (span, px) = (ms("before", 1) - ms("before", 0), d["plot_width"].as_f64().expect("width"));
+    assert!((span - 86_400_000.0).abs() < 1.0, "{d}");
+    assert!((ms("after", 0) - (ms("before", 0) + span / 4.0)).abs() <= 2.0 * span / px, "{d}");
+    assert!((ms("after", 1) - ms("after", 0) - span / 2.0).abs() <= 2.0 * span / px, "{d}");
+    assert_eq!(seen["typed_range"], json!([NOW - 15 * 3_600_000, NOW - 3 * 3_600_000]), "12:00 to 00:00 UTC");
+    assert_eq!(seen["typed_error"], json!("The start must be before the end."));
     assert_eq!(seen["chart_panned"], json!({"heart_rate": 0, "blood_glucose": 0}), "panned 6 h back, before any data");
     assert!(seen["url_after_open"].as_str().is_some_and(|u| u.ends_with("/#/patient/p-1")), "{seen}");
     // Glucose over 14 days: 7 readings of 101-106 mg/dL (mean 103.6, GMI 3.31 + 0.02392 x
@@ -519,7 +529,9 @@ fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_li
         "{seen}"
     );
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
-    for shot in ["sensors.png", "sensors-seizure.png"] {
+    assert_eq!(seen["dark_background"], json!("rgb(17, 17, 17)"));
+    assert_eq!(seen["dark_a11y"], json!([]), "the dark scheme passes axe-core too");
+    for shot in ["sensors.png", "sensors-seizure.png", "sensors-dark.png"] {
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }
 }
