@@ -28,6 +28,7 @@ await run(out, async (browser) => {
       spark: tr.querySelector("svg.spark") ? Number(tr.querySelector("svg.spark").dataset.points) : null })));
   const cookies = await context.cookies();
   out.cookie = cookies.filter((c) => c.name === "vitals_session").map((c) => ({ httpOnly: c.httpOnly, sameSite: c.sameSite }))[0] || null;
+  out.cookie_hours = cookies.filter((c) => c.name === "vitals_session").map((c) => (c.expires - Date.now() / 1000) / 3600)[0];
   await page.screenshot({ path: `${artifacts}/patients.png`, fullPage: true });
   // The filters: stale ones only, then those with open alerts only.
   const shown = () => page.locator("#patients tbody tr").evaluateAll((trs) => trs.map((tr) => tr.dataset.patient));
@@ -209,6 +210,7 @@ await run(out, async (browser) => {
   mobile.setDefaultTimeout(15000);
   mobile.on("pageerror", (e) => out.page_errors.push(String(e)));
   await mobile.goto(`${url}/#/patient/p-1`);
+  await mobile.getByLabel("Keep this screen signed in").check();
   await signIn(mobile);
   await mobile.locator("#charts figure[data-points]").first().waitFor();
   const range = async () => mobile.locator("#charts").evaluate((c) => [Number(c.dataset.from), Number(c.dataset.to)]);
@@ -229,6 +231,8 @@ await run(out, async (browser) => {
     return range();
   };
   out.phone = { start: await range() };
+  const kept = (await phone.cookies()).find((c) => c.name === "vitals_session");
+  out.phone.cookie_days = kept ? (kept.expires - Date.now() / 1000) / 86400 : null;
   out.phone.swiped = await gesture([0.25], [0.75]); // a finger to the right: earlier times
   out.phone.pinched = await gesture([0.4, 0.6], [0.25, 0.75]); // fingers apart: zoom in
   out.phone.overflows = await mobile.evaluate(() => document.documentElement.scrollWidth > window.innerWidth);

@@ -211,6 +211,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         "{seen}"
     );
     assert_eq!(seen["cookie"], json!({"httpOnly": true, "sameSite": "Strict"}));
+    assert!(seen["cookie_hours"].as_f64().is_some_and(|h| (11.9..=12.0).contains(&h)), "a 12-hour session: {seen}");
     assert_eq!(seen["patient_title"], json!("Patient p-1"));
     assert_eq!(seen["latest_rows"], json!(4), "heart rate, glucose, battery, steps");
     // 6 h in about 1100 px: 30 s buckets, so each of the 30 minute readings is one point;
@@ -302,6 +303,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     // moves 6 h back by 3 h, a pinch from 20 % to 50 % of the width zooms to 40 % of the span
     // around the same middle (a few pixels of rounding allowed).
     let ph = &seen["phone"];
+    assert!(ph["cookie_days"].as_f64().is_some_and(|d| (29.9..=30.0).contains(&d)), "kept signed in: {ph}");
     assert_eq!((ph["overflows"].clone(), ph["patients_overflow"].clone()), (json!(false), json!(false)), "{ph}");
     let at = |k: &str, i: usize| ph[k][i].as_f64().expect("ms");
     let tolerance = 0.02 * 6.0 * 3_600_000.0;
