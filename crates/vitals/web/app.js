@@ -49,11 +49,35 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 
+/** A table that scrolls sideways on its own when it is wider than the screen (a phone),
+ *  instead of widening the page; focusable so that the keyboard can scroll it too. */
+function scroller(id, tableEl) {
+  return el("div", { class: "scroll", "data-label": `${id.replaceAll("-", " ")} table` }, tableEl);
+}
+
+/** Scrolling tables become a focusable region (a keyboard can scroll them); others stay
+ *  out of the tab order. */
+function markScrollers() {
+  for (const d of app.querySelectorAll(".scroll")) {
+    if (d.scrollWidth > d.clientWidth + 1) {
+      d.tabIndex = 0;
+      d.setAttribute("role", "region");
+      d.setAttribute("aria-label", d.dataset.label);
+    } else {
+      d.removeAttribute("tabindex");
+      d.removeAttribute("role");
+      d.removeAttribute("aria-label");
+    }
+  }
+}
+window.addEventListener("resize", markScrollers);
+
 /** Replaces the page's content; the charts of the page before stop following the window. */
 function show(...nodes) {
   for (const c of charts) c.dispose();
   charts = [];
   app.replaceChildren(...nodes);
+  requestAnimationFrame(markScrollers);
   app.focus();
 }
 
@@ -135,14 +159,14 @@ async function patients() {
     el("div", { class: "toolbar" }, search, el("label", { for: "stale-only" }, staleOnly, " Stale only"),
       el("label", { for: "alerts-only" }, alertsOnly, " With open alerts"),
       el("span", { class: "muted", id: "patient-count" }, `${data.patients.length} patients`)),
-    el("table", { id: "patients" },
+    scroller("patients", el("table", { id: "patients" },
       el("thead", {}, el("tr", {},
         ["Patient", "Heart rate"].map((h) => el("th", { scope: "col" }, h)),
         el("th", { scope: "col", class: "opt" }, "Last 24 h"),
         el("th", { scope: "col" }, "Glucose"),
         ["SpO₂", "Battery"].map((h) => el("th", { scope: "col", class: "opt" }, h)),
         ["Open alerts", "Last seen"].map((h) => el("th", { scope: "col" }, h)))),
-      body));
+      body)));
 }
 
 /** The patient page's panels: the metrics each one draws on the shared time axis. */
@@ -295,10 +319,10 @@ async function patient(id) {
       el("span", { class: "key key-alert" }), " alert episodes"),
     episodes,
     el("h2", {}, "Latest"),
-    el("table", { id: "latest" },
+    scroller("latest", el("table", { id: "latest" },
       el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
-        el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))));
+        el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest))))))));
   // The charts are made once they are in the page (they take its width).
   for (const f of figures) {
     f.chart = timePanel(f.plotBox, f.spec, view, () => overlay, (a, b) => setView(a, b), (text) => { f.readout.textContent = text; });
@@ -387,10 +411,10 @@ async function glucosePage(ids, days = 14) {
     el("div", { class: "toolbar", role: "group", "aria-label": "Period" },
       [7, 14, 30, 90].map((d) => el("button", { type: "button", "aria-pressed": d === days ? "true" : "false",
         onclick: () => glucosePage(ids, d) }, `${d} days`))),
-    el("table", { id: "glucose-stats" },
+    scroller("glucose-stats", el("table", { id: "glucose-stats" },
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Last " + days + " days"), ids.map((id) => el("th", { scope: "col" }, id)))),
       el("tbody", {}, rows.map(([label, f]) => el("tr", {}, el("th", { scope: "row" }, label),
-        stats.map((x) => el("td", { class: "num" }, x.summary ? f(x.summary) : "no readings")))))),
+        stats.map((x) => el("td", { class: "num" }, x.summary ? f(x.summary) : "no readings"))))))),
     others.length ? compare : null,
     el("h2", {}, "Time in ranges"), tir,
     el("p", { class: "muted tir-keys" }, [["vlow", "below 54"], ["low", "54–69"], ["in", "70–180"], ["high", "181–250"], ["vhigh", "above 250"]]
@@ -495,9 +519,9 @@ async function daily(id, hourly = false) {
 }
 
 function table(id, headers, rows) {
-  return el("table", { id },
+  return scroller(id, el("table", { id },
     el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, h)))),
-    el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c))))));
+    el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c)))))));
 }
 
 const bytes = (n) => (n > 1e9 ? `${(n / 1e9).toFixed(1)} GB` : n > 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${Math.round(n / 1e3)} kB`);
@@ -606,9 +630,9 @@ async function alerts(tab = "inbox") {
          el("button", { type: "button", onclick: () => act(a, "snooze"), "aria-label": `Snooze 30 min: ${a.rule} for ${a.patient}` }, "Snooze 30 min")]
       : [a.state, a.acknowledged_by ? ` by ${a.acknowledged_by}` : ""])));
   show(el("h1", {}, "Alerts"), tabs, status,
-    el("table", { id: "alerts" },
+    scroller("alerts", el("table", { id: "alerts" },
       el("thead", {}, el("tr", {}, ["Severity", "Patient", "Alert", "Fired", tab === "inbox" ? "Act" : "State"].map((h) => el("th", { scope: "col" }, h)))),
-      el("tbody", {}, rows)));
+      el("tbody", {}, rows))));
 }
 
 let kioskTimer = null;

@@ -129,6 +129,10 @@ fn an_admin_sees_system_health_people_teams_and_dead_letters_and_revokes_a_token
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
     assert_eq!(seen["system_status"], json!("ok"));
     assert_eq!(seen["a11y"], json!([]), "no WCAG 2.1 A/AA rule broken (axe-core)");
+    // A phone: the wide tables scroll on their own (focusable regions), the page does not.
+    assert_eq!(seen["phone_overflows"], json!(false), "{seen}");
+    assert!(seen["phone_scrolling_tables"].as_u64().is_some_and(|n| n >= 1), "{seen}");
+    assert_eq!(seen["phone_a11y"], json!([]), "{seen}");
     assert!(seen["rate"].as_str().is_some_and(|r| r.ends_with("samples/s")), "{seen}");
     let names: Vec<&str> = seen["users"].as_array().expect("users").iter().filter_map(|u| u[0].as_str()).collect();
     assert_eq!(names, ["nurse", "root"]);
@@ -147,6 +151,7 @@ fn an_admin_sees_system_health_people_teams_and_dead_letters_and_revokes_a_token
     assert_eq!(server.post("/api/v1/samples", Some(&band), "application/json", sample.as_bytes()).status, 401);
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts/admin.png");
     assert!(shot.metadata().is_ok_and(|m| m.len() > 1000), "admin.png saved");
+    assert!(shot.with_file_name("admin-phone.png").metadata().is_ok_and(|m| m.len() > 1000), "admin-phone.png saved");
 }
 
 #[test]
