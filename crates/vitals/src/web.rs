@@ -8,7 +8,7 @@
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vitals_core::time::format_time;
@@ -41,20 +41,46 @@ fn secured(mut r: Response) -> Response {
     r
 }
 
+/// A strong validator of an embedded file: the start of its SHA-256, quoted.
+fn etag(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::digest(bytes);
+    format!("\"{}\"", d.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>())
+}
+
+/// The validators of the shell and of every asset, computed once.
+fn etags() -> &'static (String, Vec<String>) {
+    static ETAGS: std::sync::OnceLock<(String, Vec<String>)> = std::sync::OnceLock::new();
+    ETAGS.get_or_init(|| (etag(INDEX), ASSETS.iter().map(|(_, _, b)| etag(b)).collect()))
+}
+
+/// An embedded file, or 304 when the browser already holds this version (`no-cache`: it
+/// asks every time, and gets the body only after an upgrade changed it).
+fn embedded(headers: &HeaderMap, ctype: &'static str, tag: &str, bytes: &'static [u8]) -> Response {
+    let tag_value = HeaderValue::from_str(tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""));
+    let fresh = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == tag));
+    let mut r = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([(header::CONTENT_TYPE, ctype)], bytes).into_response()
+    };
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r.headers_mut().insert(header::ETAG, tag_value);
+    secured(r)
+}
+
 /// The app shell.
-pub async fn index() -> Response {
-    secured(
-        ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], INDEX)
-            .into_response(),
-    )
+pub async fn index(headers: HeaderMap) -> Response {
+    embedded(&headers, "text/html; charset=utf-8", &etags().0, INDEX)
 }
 
 /// One embedded asset.
-pub async fn asset(Path(name): Path<String>) -> Response {
-    match ASSETS.iter().find(|(n, _, _)| *n == name) {
-        Some((_, ctype, bytes)) => {
-            secured(([(header::CONTENT_TYPE, *ctype), (header::CACHE_CONTROL, "no-cache")], *bytes).into_response())
-        }
+pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+    match ASSETS.iter().position(|(n, _, _)| *n == name) {
+        Some(i) => embedded(&headers, ASSETS[i].1, &etags().1[i], ASSETS[i].2),
         None => secured((StatusCode::NOT_FOUND, "no such asset").into_response()),
     }
 }

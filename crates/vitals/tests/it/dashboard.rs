@@ -55,6 +55,26 @@ fn the_app_shell_is_served_with_a_strict_content_security_policy_and_no_credenti
     assert!(!csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
     assert_eq!(h("x-content-type-options"), "nosniff");
     assert_eq!(h("referrer-policy"), "no-referrer");
+    // Every load asks again (no-cache) and gets the body only when it changed.
+    let get = |path: &str, tag: Option<&str>| {
+        let mut req = crate::harness::agent().get(&format!("{}{path}", server.url));
+        if let Some(t) = tag {
+            req = req.header("If-None-Match", t);
+        }
+        req.call().expect("get")
+    };
+    let first = get("/assets/uPlot.iife.min.js", None);
+    let tag = first.headers().get("etag").and_then(|v| v.to_str().ok()).expect("an ETag").to_owned();
+    assert_eq!(first.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-cache"));
+    let mut again = get("/assets/uPlot.iife.min.js", Some(&tag));
+    assert_eq!(again.status().as_u16(), 304);
+    assert_eq!(again.body_mut().read_to_string().expect("body"), "", "no body for an unchanged asset");
+    assert!(again.headers().get("content-security-policy").is_some(), "a 304 is secured too");
+    assert_eq!(get("/assets/uPlot.iife.min.js", Some("\"stale\"")).status().as_u16(), 200);
+    let shell = get("/", None);
+    let shell_tag = shell.headers().get("etag").and_then(|v| v.to_str().ok()).expect("the shell's ETag").to_owned();
+    assert_ne!(shell_tag, tag);
+    assert_eq!(get("/", Some(&shell_tag)).status().as_u16(), 304);
 }
 
 #[test]
