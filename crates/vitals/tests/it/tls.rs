@@ -233,3 +233,197 @@ fn the_mqtt_listener_takes_samples_from_certified_devices_for_their_patient_only
             .is_err()
     );
 }
+
+/// What a device saw of one MQTT session over TLS without a client certificate.
+#[derive(Debug, Default)]
+struct Session {
+    connack: Option<String>,
+    pubacks: usize,
+    suback: Option<String>,
+    closed: Option<String>,
+}
+
+/// Connects with `user`/`password` (a token as the password), publishes `messages` (topic,
+/// QoS, payload) and, if asked, subscribes; returns what came back until the listener
+/// answered everything or closed the connection.
+fn mqtt_token_session(
+    addr: std::net::SocketAddr,
+    ca: &Path,
+    password: &str,
+    messages: Vec<(String, rumqttc::QoS, String)>,
+    subscribe: bool,
+) -> Session {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca).expect("ca")).expect("root");
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    rt.block_on(async move {
+        let mut opts = MqttOptions::new("band-token", "127.0.0.1", addr.port());
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(Arc::new(tls))));
+        opts.set_credentials("band", password);
+        let (client, mut events) = AsyncClient::new(opts, 10);
+        let wanted_acks = messages.iter().filter(|m| m.1 == QoS::AtLeastOnce).count();
+        // A QoS 2 message is never answered here: wait for the listener to close.
+        let until_closed = messages.iter().any(|m| m.1 == QoS::ExactlyOnce);
+        for (topic, qos, payload) in messages {
+            client.publish(topic, qos, false, payload).await.expect("queued");
+        }
+        if subscribe {
+            client.subscribe("vitals/#", QoS::AtLeastOnce).await.expect("queued");
+        }
+        let mut seen = Session::default();
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            match tokio::time::timeout_at(deadline, events.poll()).await {
+                Err(_) => {
+                    seen.closed = Some("timed out".into());
+                    break;
+                }
+                Ok(Ok(Event::Incoming(Packet::ConnAck(c)))) => seen.connack = Some(format!("{:?}", c.code)),
+                Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => seen.pubacks += 1,
+                Ok(Ok(Event::Incoming(Packet::SubAck(s)))) => seen.suback = Some(format!("{:?}", s.return_codes)),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    seen.closed = Some(e.to_string());
+                    break;
+                }
+            }
+            if !until_closed
+                && seen.pubacks == wanted_acks
+                && (!subscribe || seen.suback.is_some())
+                && seen.connack.is_some()
+            {
+                break;
+            }
+        }
+        seen
+    })
+}
+
+#[test]
+fn without_client_certificates_a_device_token_is_the_mqtt_password_qos_2_is_refused_and_subscriptions_fail() {
+    use rumqttc::QoS;
+    let pki = pki();
+    let (cert, key) = (pki.server.cert.clone(), pki.server.key.clone());
+    let server = TestServer::with_config(move |c| {
+        c.server.tls_cert = cert;
+        c.server.tls_key = key;
+        c.mqtt_listener.enabled = true;
+        c.mqtt_listener.listen = "127.0.0.1:0".into();
+        c.mqtt_listener.require_client_cert = false;
+    });
+    let (_, token) = server
+        .app
+        .directory
+        .create_token(
+            &vitals::auth::NewToken {
+                name: "band",
+                role: Some(vitals::auth::Role::Device),
+                patient: Some(OWN),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect("token");
+    eventually("the MQTT listener is up", || server.app.mqtt_listener_addr.get().is_some());
+    let addr = *server.app.mqtt_listener_addr.get().expect("listener address");
+    let topic = format!("vitals/{OWN}/samples");
+    let sample =
+        |metric: &str, v: u32| json!([{"patient": OWN, "metric": metric, "time": NOW - 2000, "value": v}]).to_string();
+    let latest = |metric: &str| {
+        let id = vitals_core::PatientId::new(OWN).expect("id");
+        let m = server.app.catalog.id(metric).expect("metric");
+        server.store.latest(&id).into_iter().find(|l| l.metric == m).map(|l| l.value)
+    };
+    // The token as password: QoS 1 acknowledged once durable, QoS 0 stored unacknowledged;
+    // a subscription is answered with a failure code and the session goes on.
+    let ok = mqtt_token_session(
+        addr,
+        &pki.ca,
+        &token,
+        vec![
+            (topic.clone(), QoS::AtMostOnce, sample("spo2", 97)),
+            (topic.clone(), QoS::AtLeastOnce, sample("heart_rate", 71)),
+        ],
+        true,
+    );
+    assert_eq!(ok.connack.as_deref(), Some("Success"), "{ok:?}");
+    assert_eq!((ok.pubacks, ok.suback.as_deref(), ok.closed.as_deref()), (1, Some("[Failure]"), None), "{ok:?}");
+    assert_eq!(latest("heart_rate"), Some(71.0), "the acknowledged sample is durable");
+    eventually("the QoS 0 sample is stored", || latest("spo2") == Some(97.0));
+    // A wrong password: refused at CONNECT.
+    let wrong = mqtt_token_session(
+        addr,
+        &pki.ca,
+        "vt_not-a-token",
+        vec![(topic.clone(), QoS::AtLeastOnce, sample("heart_rate", 72))],
+        false,
+    );
+    assert!(wrong.closed.as_deref().is_some_and(|e| e.contains("BadUserNamePassword")), "{wrong:?}");
+    // QoS 2 is not offered: the connection closes and nothing of it is stored.
+    let exactly_once = mqtt_token_session(
+        addr,
+        &pki.ca,
+        &token,
+        vec![(topic, QoS::ExactlyOnce, sample("respiratory_rate", 14))],
+        false,
+    );
+    assert!(
+        exactly_once.closed.as_deref().is_some_and(|e| e != "timed out") && exactly_once.pubacks == 0,
+        "{exactly_once:?}"
+    );
+    assert_eq!(latest("respiratory_rate"), None);
+    assert_eq!(latest("heart_rate"), Some(71.0), "the refused sessions changed nothing");
+}
+
+/// `vitals serve` with these settings (environment variables): its exit status and stderr,
+/// or a panic if it started serving instead of stopping.
+fn serve_fails(env: &[(&str, &Path)]) -> String {
+    use std::io::Read as _;
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_vitals"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_os_str())))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn vitals");
+    let mut status = None;
+    let stopped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually("vitals serve to stop", || {
+            status = child.try_wait().expect("wait");
+            status.is_some()
+        })
+    }));
+    if stopped.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("vitals serve started with settings that cannot work: {env:?}");
+    }
+    assert!(status.is_some_and(|s| !s.success()), "a failing exit status");
+    let mut err = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut err).expect("stderr");
+    err
+}
+
+#[test]
+fn tls_settings_that_cannot_work_stop_the_server_at_start_naming_the_setting() {
+    let pki = pki();
+    let cert = pki.server.cert.as_path();
+    let err = serve_fails(&[("VITALS_SERVER_TLS_CERT", cert)]);
+    assert!(err.contains("server.tls_key is needed with server.tls_cert"), "{err}");
+    let err = serve_fails(&[
+        ("VITALS_MQTT_LISTENER_ENABLED", Path::new("true")),
+        ("VITALS_MQTT_LISTENER_TLS_CERT", cert),
+        ("VITALS_MQTT_LISTENER_TLS_KEY", pki.server.key.as_path()),
+    ]);
+    assert!(err.contains("client certificates are required but no client CA is configured"), "{err}");
+    let err = serve_fails(&[("VITALS_MQTT_LISTENER_ENABLED", Path::new("true"))]);
+    assert!(err.contains("mqtt_listener: a TLS certificate is needed"), "{err}");
+}
