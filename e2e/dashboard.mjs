@@ -200,6 +200,36 @@ await run(out, async (browser) => {
   await page.goto(`${url}/#/patients`);
   await page.locator("#patients tbody tr").first().waitFor();
   await page.screenshot({ path: `${artifacts}/patients-800x480.png` });
+  // The patients view keeps itself current: p-3's device comes back; 30 s later the row
+  // shows it (the page's clock is fast-forwarded).
+  const device = (samples) => fetch(`${url}/api/v1/samples`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${process.env.VITALS_DEVICE_TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify(samples),
+  });
+  await device([{ patient: "p-3", metric: "heart_rate", time: Number(process.env.VITALS_NOW) - 10000, value: 61 }]);
+  await page.clock.fastForward(31000);
+  await page.locator("#patients tr[data-patient=p-3]:not(.stale)").waitFor();
+  out.refreshed_p3 = await page.locator("#patients tr[data-patient=p-3] td").allTextContents();
+  // The inbox too: a new rule fires on a new reading; within 15 s it is listed and announced.
+  await page.goto(`${url}/#/alerts`);
+  await page.locator("#alerts-status").waitFor();
+  out.inbox_quiet = await page.locator("#alerts tbody tr").count();
+  await fetch(`${url}/api/v1/rules`, {
+    method: "POST",
+    headers: { Authorization: `Bearer ${process.env.VITALS_ADMIN_TOKEN}`, "Content-Type": "application/json" },
+    body: JSON.stringify({ name: "hr-over-78", expr: "heart_rate > 78", severity: "urgent", description: "Heart rate above 78" }),
+  });
+  await device([{ patient: "p-1", metric: "heart_rate", time: Number(process.env.VITALS_NOW) - 5000, value: 80 }]);
+  // The alert opens once the reading is durable and evaluated; the page asks every 15 s.
+  for (let i = 0; i < 20 && !(await page.locator("#alerts-status", { hasText: "new alert" }).count()); i++) {
+    const polled = page.waitForResponse((r) => r.url().includes("/api/v1/alerts?state=open"));
+    await page.clock.fastForward(15000);
+    await polled;
+  }
+  await page.locator("#alerts-status", { hasText: "new alert" }).waitFor();
+  out.inbox_announced = await page.locator("#alerts-status").textContent();
+  out.inbox_new = await page.locator("#alerts tbody tr td:nth-child(3)").allTextContents();
 
   // A phone (390x844, touch) in India (UTC+5:30): the patient page fits the width; one
   // finger drags the time axis, two fingers pinch to zoom; daily bars are local days.

@@ -9,6 +9,20 @@ const nav = document.getElementById("nav");
 const who = document.getElementById("who");
 let me = null;
 let charts = [];
+let pageTimer = null;
+
+/** Runs `fn` every `ms` while this view is shown (the next view stops it); a session that
+ *  ended sends the user to the sign-in form. */
+function every(ms, fn) {
+  if (pageTimer) clearInterval(pageTimer);
+  pageTimer = setInterval(() => fn().catch((e) => {
+    if (e.status === 401) {
+      clearInterval(pageTimer);
+      pageTimer = null;
+      signIn("Your session ended; sign in again.");
+    }
+  }), ms);
+}
 
 /** A request to the API; changes carry the session's CSRF token. */
 async function api(method, path, body) {
@@ -97,6 +111,7 @@ function value(latest, code, digits = 0) {
 }
 
 function signIn(message) {
+  if (pageTimer) { clearInterval(pageTimer); pageTimer = null; }
   nav.hidden = true;
   const error = el("p", { class: "error", role: "alert", id: "signin-error" }, message || "");
   const name = el("input", { id: "name", name: "name", autocomplete: "username", required: true });
@@ -123,14 +138,17 @@ function signIn(message) {
   name.focus();
 }
 
+/** Who needs attention first: open alerts (most first), then by pseudonym. */
+const byAttention = (a, b) => b.open_alerts - a.open_alerts || a.patient.localeCompare(b.patient);
+
 async function patients() {
-  const data = await api("GET", "/api/v1/overview");
+  let data = await api("GET", "/api/v1/overview");
   const search = el("input", { type: "search", id: "search", placeholder: "Filter by pseudonym", "aria-label": "Filter patients" });
   const staleOnly = el("input", { type: "checkbox", id: "stale-only" });
   const alertsOnly = el("input", { type: "checkbox", id: "alerts-only" });
-  // Who needs attention first: open alerts (most first), then by pseudonym.
-  data.patients.sort((a, b) => b.open_alerts - a.open_alerts || a.patient.localeCompare(b.patient));
+  data.patients.sort(byAttention);
   const body = el("tbody");
+  const count = el("span", { class: "muted", id: "patient-count" });
   const render = () => {
     const q = search.value.trim().toLowerCase();
     const rows = data.patients
@@ -149,7 +167,15 @@ async function patients() {
         el("td", {}, p.open_alerts ? el("span", { class: "badge", "aria-label": `${p.open_alerts} open alerts` }, p.open_alerts) : "0"),
         el("td", {}, ago(p.last_seen, data.now), p.stale ? el("span", { class: "muted" }, " (stale)") : null)));
     body.replaceChildren(...rows);
+    count.textContent = `${data.patients.length} patients`;
   };
+  // Kept current: every 30 s, filters and search as they are.
+  every(30000, async () => {
+    const next = await api("GET", "/api/v1/overview");
+    next.patients.sort(byAttention);
+    data = next;
+    render();
+  });
   search.addEventListener("input", render);
   staleOnly.addEventListener("change", render);
   alertsOnly.addEventListener("change", render);
@@ -158,7 +184,7 @@ async function patients() {
     el("h1", {}, "Patients"),
     el("div", { class: "toolbar" }, search, el("label", { for: "stale-only" }, staleOnly, " Stale only"),
       el("label", { for: "alerts-only" }, alertsOnly, " With open alerts"),
-      el("span", { class: "muted", id: "patient-count" }, `${data.patients.length} patients`)),
+      count),
     scroller("patients", el("table", { id: "patients" },
       el("thead", {}, el("tr", {},
         ["Patient", "Heart rate"].map((h) => el("th", { scope: "col" }, h)),
@@ -633,9 +659,17 @@ async function alerts(tab = "inbox") {
     scroller("alerts", el("table", { id: "alerts" },
       el("thead", {}, el("tr", {}, ["Severity", "Patient", "Alert", "Fired", tab === "inbox" ? "Act" : "State"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, rows))));
+  // Kept current: every 15 s; redrawn only when something changed, new alerts announced.
+  const signature = (l) => l.map((a) => `${a.id}:${a.state}`).join(",");
+  const shown = signature(list);
+  every(15000, async () => {
+    const next = (await api("GET", path)).alerts.slice(0, 200);
+    if (signature(next) === shown) return;
+    const fresh = next.filter((a) => !list.some((b) => b.id === a.id)).length;
+    await alerts(tab);
+    if (fresh) document.getElementById("alerts-status").textContent = `${fresh} new alert${fresh === 1 ? "" : "s"}`;
+  });
 }
-
-let kioskTimer = null;
 
 /** A simple trend line on a canvas (no axes: the kiosk shows the shape, the tiles the numbers). */
 function trend(points, label) {
@@ -715,8 +749,8 @@ async function kiosk(id) {
       await render();
     } catch (e) {
       if (e.status === 401) {
-        clearInterval(kioskTimer);
-        kioskTimer = null;
+        clearInterval(pageTimer);
+        pageTimer = null;
         return signIn("This screen's session ended; sign in again.");
       }
       const u = document.getElementById("kiosk-updated");
@@ -728,12 +762,12 @@ async function kiosk(id) {
     }
   };
   await render();
-  kioskTimer = setInterval(tick, 30000);
+  every(30000, tick);
 }
 
 async function route() {
   const [, view, arg] = location.hash.split("/");
-  if (kioskTimer) { clearInterval(kioskTimer); kioskTimer = null; }
+  if (pageTimer) { clearInterval(pageTimer); pageTimer = null; }
   if (liveSource) { liveSource.close(); liveSource = null; }
   document.body.classList.remove("kiosk");
   try {
