@@ -51,4 +51,15 @@ await run(out, async (browser) => {
   out.dark_background = await night.evaluate(() => getComputedStyle(document.body).backgroundColor);
   out.dark_a11y = await accessibility(night);
   await night.screenshot({ path: `${artifacts}/sensors-dark.png`, fullPage: true });
+  // In Berlin, 90 days back cross the end of summer time: the glucose page tells the
+  // server where the offset changes.
+  const berlin = await browser.newContext({ viewport: { width: 1280, height: 900 }, timezoneId: "Europe/Berlin" });
+  const b = await berlin.newPage();
+  b.setDefaultTimeout(15000);
+  await b.goto(`${url}/#/glucose/${encodeURIComponent(process.env.VITALS_PATIENT)}`);
+  await signIn(b);
+  await b.locator("#glucose-stats").waitFor();
+  const asked = b.waitForRequest((r) => r.url().includes("/glucose?"));
+  await b.getByRole("button", { name: "90 days" }).click();
+  out.berlin_glucose_query = new URL((await asked).url()).search;
 });

@@ -67,13 +67,38 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-/// Readings `(time_ms, mg/dL)` folded onto one day (at `offset_ms` from UTC) in
-/// [`AGP_SLOT_MIN`] slots; slots without readings are left out.
-pub fn agp(readings: &[(i64, f64)], offset_ms: i64) -> Vec<AgpSlot> {
+/// A time zone as the viewer's browser knows it over a period: the offset from UTC at the
+/// start and the times from which it changes (daylight saving), so that readings on either
+/// side of a change fall at their own local time of day.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Offsets {
+    /// The offset (ms) before the first change.
+    pub base_ms: i64,
+    /// `(from_ms, offset_ms)`, sorted by time: the offset in effect from `from_ms` on.
+    pub changes: Vec<(i64, i64)>,
+}
+
+impl Offsets {
+    pub fn fixed(offset_ms: i64) -> Offsets {
+        Offsets { base_ms: offset_ms, changes: Vec::new() }
+    }
+
+    /// The offset in effect at `t`.
+    pub fn at(&self, t: i64) -> i64 {
+        match self.changes.partition_point(|c| c.0 <= t) {
+            0 => self.base_ms,
+            i => self.changes[i - 1].1,
+        }
+    }
+}
+
+/// Readings `(time_ms, mg/dL)` folded onto one local day (the offset in effect at each
+/// reading) in [`AGP_SLOT_MIN`] slots; slots without readings are left out.
+pub fn agp(readings: &[(i64, f64)], offsets: &Offsets) -> Vec<AgpSlot> {
     let slots = (24 * 60 / AGP_SLOT_MIN) as usize;
     let mut by: Vec<Vec<f64>> = vec![Vec::new(); slots];
     for (t, v) in readings {
-        let minute = (t + offset_ms).rem_euclid(86_400_000) / 60_000;
+        let minute = (t + offsets.at(*t)).rem_euclid(86_400_000) / 60_000;
         by[(minute / AGP_SLOT_MIN) as usize].push(*v);
     }
     by.into_iter()
@@ -146,12 +171,19 @@ mod tests {
             .map(|d| (d * day + 8 * 3_600_000 + 600_000, 100.0 + 20.0 * d as f64))
             .chain(std::iter::once((20 * 3_600_000, 90.0)))
             .collect();
-        let p = agp(&r, 0);
+        let p = agp(&r, &Offsets::fixed(0));
         assert_eq!(p.len(), 2);
         assert_eq!((p[0].minute, p[0].readings, p[0].p50, p[0].p5), (480, 3, 120.0, 102.0));
         assert_eq!((p[1].minute, p[1].p95), (1200, 90.0));
         // At UTC+1 the same readings are an hour later in the day.
-        assert_eq!(agp(&r, 3_600_000)[0].minute, 540);
+        assert_eq!(agp(&r, &Offsets::fixed(3_600_000))[0].minute, 540);
+        // Clocks go forward (UTC+1 to UTC+2) between the second and the third day: the
+        // third 08:10 UTC reading is at 10:10 local, the others at 09:10.
+        let dst = Offsets { base_ms: 3_600_000, changes: vec![(2 * day, 7_200_000)] };
+        let p = agp(&r, &dst);
+        let at = |m: i64| p.iter().find(|s| s.minute == m).map(|s| s.readings);
+        assert_eq!((at(540), at(600)), (Some(2), Some(1)), "{p:?}");
+        assert_eq!((dst.at(2 * day - 1), dst.at(2 * day)), (3_600_000, 7_200_000));
     }
 
     #[test]

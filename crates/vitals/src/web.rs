@@ -303,9 +303,34 @@ pub struct GlucoseParams {
     to: String,
     /// The viewer's offset from UTC in minutes (the daily profile is by local time of day).
     tz_offset_min: Option<i64>,
+    /// Where that offset changes within the range (daylight saving): `ms:minutes,...`.
+    tz_changes: Option<String>,
 }
 
-/// `GET /api/v1/patients/{patient}/glucose?from=&to=&tz_offset_min=`: the consensus metrics
+/// The viewer's time zone over the range: `tz_offset_min` and the `tz_changes` after it.
+fn offsets(p: &GlucoseParams) -> Result<crate::glucose::Offsets, crate::api_error::ApiError> {
+    use crate::api_error::{ApiError, Code};
+    let minutes = |m: i64| {
+        if (-14 * 60..=14 * 60).contains(&m) {
+            Ok(m * 60_000)
+        } else {
+            Err(ApiError::new(Code::InvalidQuery, "an offset from UTC is at most 14 hours (840 minutes)"))
+        }
+    };
+    let mut changes = Vec::new();
+    for part in p.tz_changes.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad =
+            || ApiError::new(Code::InvalidQuery, format!("tz_changes: {part:?} is not <ms since the epoch>:<minutes>"));
+        let (t, m) = part.split_once(':').ok_or_else(bad)?;
+        changes.push((t.parse::<i64>().map_err(|_| bad())?, minutes(m.parse::<i64>().map_err(|_| bad())?)?));
+    }
+    if changes.len() > 64 || !changes.is_sorted_by_key(|c| c.0) {
+        return Err(ApiError::new(Code::InvalidQuery, "tz_changes: at most 64, in time order"));
+    }
+    Ok(crate::glucose::Offsets { base_ms: minutes(p.tz_offset_min.unwrap_or(0))?, changes })
+}
+
+/// `GET /api/v1/patients/{patient}/glucose?from=&to=&tz_offset_min=&tz_changes=`: the consensus metrics
 /// (time in ranges, mean, CV, GMI), the daily profile (percentiles per 30 min of the day)
 /// and the 2-day moving average (hourly), over the CGM readings (`blood_glucose`, mg/dL).
 pub async fn glucose(
@@ -315,7 +340,7 @@ pub async fn glucose(
 ) -> Result<Json<Value>, crate::api_error::ApiError> {
     use crate::api_error::ApiError;
     let (from, to) = time_range(&p.from, &p.to, 400 * 86_400_000)?;
-    let offset_ms = p.tz_offset_min.unwrap_or(0).clamp(-14 * 60, 14 * 60) * 60_000;
+    let offsets = offsets(&p)?;
     let pid = crate::patients_api::pseudonym(&patient)?;
     let metric = app.catalog.id("blood_glucose").ok_or_else(|| ApiError::internal("no blood_glucose metric"))?;
     let window = 2 * 86_400_000;
@@ -343,7 +368,7 @@ pub async fn glucose(
             "unit": "mg/dL", "from": from, "to": to,
             "target": [70, 180],
             "summary": crate::glucose::summary(&values),
-            "agp": crate::glucose::agp(&inside, offset_ms),
+            "agp": crate::glucose::agp(&inside, &offsets),
             "moving_average": {"t": ma.iter().map(|m| m.0).collect::<Vec<_>>(), "mean": ma.iter().map(|m| m.1).collect::<Vec<_>>()},
         }))
     })

@@ -383,9 +383,19 @@ async function glucosePage(ids, days = 14) {
   const newest = latest.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
   const to = Date.parse(newest || new Date().toISOString()) + 1000;
   const from = to - days * 864e5;
-  const offset = -new Date().getTimezoneOffset();
+  // This browser's zone over the period: the offset at its start and where it changes
+  // (daylight saving, found hour by hour), so that each reading falls at its local time.
+  const offsetAt = (t) => -new Date(t).getTimezoneOffset();
+  const changes = [];
+  for (let t = from + 3600e3, last = offsetAt(from); t < to; t += 3600e3) {
+    if (offsetAt(t) !== last) {
+      last = offsetAt(t);
+      changes.push(`${Math.floor(t / 3600e3) * 3600e3}:${last}`);
+    }
+  }
+  const tz = `tz_offset_min=${offsetAt(from)}${changes.length ? `&tz_changes=${changes.join(",")}` : ""}`;
   const stats = await Promise.all(ids.map((id) =>
-    api("GET", `/api/v1/patients/${encodeURIComponent(id)}/glucose?from=${from}&to=${to}&tz_offset_min=${offset}`)));
+    api("GET", `/api/v1/patients/${encodeURIComponent(id)}/glucose?from=${from}&to=${to}&${tz}`)));
   const g = stats[0];
   const chart = await api("GET", `/api/v1/patients/${enc}/chart?metrics=blood_glucose&from=${from}&to=${to}&width=1000`);
   const s = chart.series[0];

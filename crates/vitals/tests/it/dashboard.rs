@@ -569,6 +569,9 @@ fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_li
         "{seen}"
     );
     let artifacts = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-artifacts");
+    // 2025-10-26T01:00:00Z: Berlin goes from UTC+2 to UTC+1.
+    let q = seen["berlin_glucose_query"].as_str().unwrap_or_default();
+    assert!(q.ends_with("&tz_offset_min=120&tz_changes=1761440400000:60"), "{q}");
     assert_eq!(seen["dark_background"], json!("rgb(17, 17, 17)"));
     assert_eq!(seen["dark_a11y"], json!([]), "the dark scheme passes axe-core too");
     for shot in ["sensors.png", "sensors-seizure.png", "sensors-dark.png"] {
@@ -620,4 +623,38 @@ fn the_admin_endpoints_report_system_health_and_list_and_revoke_device_certifica
     assert_eq!(del("nope").status, 404);
     let nurse = nurse_token(&server);
     assert_eq!(server.get("/api/v1/system", Some(&nurse)).status, 403, "admins only");
+}
+
+#[test]
+fn the_glucose_profile_places_readings_at_their_local_time_across_a_daylight_saving_change() {
+    let server = TestServer::start();
+    // 07:10 UTC two mornings running; the clocks go from UTC+1 to UTC+2 in between.
+    let day = 86_400_000;
+    let first = NOW - NOW % day - 2 * day + 7 * 3_600_000 + 600_000;
+    let readings = json!([
+        {"patient": "g-2", "metric": "blood_glucose", "time": first, "value": 100},
+        {"patient": "g-2", "metric": "blood_glucose", "time": first + day, "value": 140},
+    ]);
+    assert_eq!(server.ingest(&readings).status, 200);
+    let agp = |tz: &str| {
+        let r = server.get(&format!("/api/v1/patients/g-2/glucose?from={}&to={NOW}&{tz}", NOW - 3 * day), Some(ADMIN));
+        assert_eq!(r.status, 200, "{}", r.body);
+        r.json()["agp"]
+            .as_array()
+            .expect("agp")
+            .iter()
+            .map(|s| (s["minute"].clone(), s["p50"].clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(agp("tz_offset_min=60"), [(json!(480), json!(120.0))], "one offset: both at 08:10");
+    let change = first + day / 2;
+    assert_eq!(
+        agp(&format!("tz_offset_min=60&tz_changes={change}:120")),
+        [(json!(480), json!(100.0)), (json!(540), json!(140.0))],
+        "08:10 before the change, 09:10 after"
+    );
+    for bad in ["tz_changes=soon", "tz_offset_min=900", "tz_changes=5:60,1:60", "tz_changes=1:-900"] {
+        let r = server.get(&format!("/api/v1/patients/g-2/glucose?from={}&to={NOW}&{bad}", NOW - 3 * day), Some(ADMIN));
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+    }
 }
