@@ -5,6 +5,12 @@
 import { accessibility, artifacts, run, signIn, url, withAxe } from "./browser.mjs";
 
 const out = { console_errors: [], page_errors: [], a11y: {} };
+/** Samples sent as the test's device. */
+const device = (samples) => fetch(`${url}/api/v1/samples`, {
+  method: "POST",
+  headers: { Authorization: `Bearer ${process.env.VITALS_DEVICE_TOKEN}`, "Content-Type": "application/json" },
+  body: JSON.stringify(samples),
+});
 await run(out, async (browser) => {
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   await withAxe(context);
@@ -68,11 +74,7 @@ await run(out, async (browser) => {
   await page.screenshot({ path: `${artifacts}/patient.png`, fullPage: true });
   // Live: a device sends a reading; the server's event redraws the charts.
   const rangeLive = await page.locator("#chart-range").textContent();
-  const sent = await fetch(`${url}/api/v1/samples`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${process.env.VITALS_DEVICE_TOKEN}`, "Content-Type": "application/json" },
-    body: JSON.stringify([{ patient: "p-1", metric: "heart_rate", time: Number(process.env.VITALS_NOW) - 20000, value: 74 }]),
-  });
+  const sent = await device([{ patient: "p-1", metric: "heart_rate", time: Number(process.env.VITALS_NOW) - 20000, value: 74 }]);
   out.live_sent = sent.status;
   await page.locator("#chart-range").filter({ hasNotText: rangeLive }).waitFor();
   out.chart_live = await points();
@@ -202,11 +204,6 @@ await run(out, async (browser) => {
   await page.screenshot({ path: `${artifacts}/patients-800x480.png` });
   // The patients view keeps itself current: p-3's device comes back; 30 s later the row
   // shows it (the page's clock is fast-forwarded).
-  const device = (samples) => fetch(`${url}/api/v1/samples`, {
-    method: "POST",
-    headers: { Authorization: `Bearer ${process.env.VITALS_DEVICE_TOKEN}`, "Content-Type": "application/json" },
-    body: JSON.stringify(samples),
-  });
   await device([{ patient: "p-3", metric: "heart_rate", time: Number(process.env.VITALS_NOW) - 10000, value: 61 }]);
   await page.clock.fastForward(31000);
   await page.locator("#patients tr[data-patient=p-3]:not(.stale)").waitFor();

@@ -44,8 +44,7 @@ fn secured(mut r: Response) -> Response {
 /// A strong validator of an embedded file: the start of its SHA-256, quoted.
 fn etag(bytes: &[u8]) -> String {
     use sha2::Digest as _;
-    let d = sha2::Sha256::digest(bytes);
-    format!("\"{}\"", d.iter().take(12).map(|b| format!("{b:02x}")).collect::<String>())
+    format!("\"{}\"", hex::encode(&sha2::Sha256::digest(bytes)[..12]))
 }
 
 /// The validators of the shell and of every asset, computed once.
@@ -95,7 +94,7 @@ const SPARK_METRICS: &[&str] = &["heart_rate", "blood_glucose", "spo2", "skin_te
 fn spark(
     store: &vitals_storage::Store,
     patient: &vitals_core::PatientId,
-    metric: vitals_core::MetricId,
+    (code, metric): (&str, vitals_core::MetricId),
     now: i64,
 ) -> Value {
     const HOUR: i64 = 3_600_000;
@@ -109,11 +108,16 @@ fn spark(
         every_ms: Some(HOUR),
         aggs: vec![vitals_query::Agg::Mean],
     };
+    // A sparkline that cannot be read is left empty rather than failing the whole overview.
     let (t, v): (Vec<i64>, Vec<f64>) = match vitals_query::run(store, &q) {
         Ok(vitals_query::QueryResult::Buckets(b)) => b.iter().map(|b| (b.time_ms, b.values[0])).unzip(),
-        _ => (Vec::new(), Vec::new()),
+        Ok(vitals_query::QueryResult::Raw(_)) => (Vec::new(), Vec::new()),
+        Err(e) => {
+            tracing::warn!(patient = %patient, metric = code, error = %e, "overview: no sparkline");
+            (Vec::new(), Vec::new())
+        }
     };
-    json!({"metric": vitals_core::Catalog::standard().get(metric).code, "from": from, "to": from + 24 * HOUR, "t": t, "v": v})
+    json!({"metric": code, "from": from, "to": from + 24 * HOUR, "t": t, "v": v})
 }
 
 /// `GET /api/v1/overview`: every patient the caller reaches with their latest value of
@@ -139,8 +143,10 @@ pub async fn overview(
                         (m.code.to_owned(), json!({"value": l.value, "unit": m.unit, "time": format_time(l.time_ms)}))
                     })
                     .collect();
-                let spark_metric =
-                    SPARK_METRICS.iter().find(|c| latest.contains_key(**c)).and_then(|c| app.catalog.id(c));
+                let spark_metric = SPARK_METRICS
+                    .iter()
+                    .find(|c| latest.contains_key(**c))
+                    .and_then(|c| Some((*c, app.catalog.id(c)?)));
                 let spark = match (id, spark_metric) {
                     (Some(id), Some(m)) => spark(&app.store, &id, m, now),
                     _ => Value::Null,

@@ -281,13 +281,13 @@ async function patient(id) {
     const item = (x) => el("li", { class: x.cls }, el("button", { type: "button", onclick: () => zoomTo(x.start, x.end) },
       `${x.text}, ${when(x.start, x.end)}${x.state ? ` (${x.state})` : ""}`));
     const SHOWN = 8;
-    const more = items.length > SHOWN && !episodes.dataset.all
-      ? el("li", {}, el("button", { type: "button", class: "more", onclick: () => {
-        episodes.dataset.all = "1";
-        episodes.replaceChildren(...items.map(item));
-      } }, `Show all ${items.length}`))
-      : null;
-    episodes.replaceChildren(...items.slice(0, episodes.dataset.all ? items.length : SHOWN).map(item), ...(more ? [more] : []));
+    const list = () => {
+      if (episodes.dataset.all || items.length <= SHOWN) return episodes.replaceChildren(...items.map(item));
+      const more = el("button", { type: "button", class: "more", onclick: () => { episodes.dataset.all = "1"; list(); } },
+        `Show all ${items.length}`);
+      episodes.replaceChildren(...items.slice(0, SHOWN).map(item), el("li", {}, more));
+    };
+    list();
     box.dataset.events = String(c.events.length);
     box.dataset.alerts = String(c.alerts.length);
     box.dataset.bucketMs = String(c.every_ms);

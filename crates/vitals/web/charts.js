@@ -274,12 +274,12 @@ export function touchGestures(el, view, preview, commit) {
   const touches = new Map();
   let start = null;
   let last = null; // the range shown since the gesture began, if it moved
-  const plotWidth = () => {
+  const plotRect = () => {
     const over = el.querySelector(".u-over");
     return over ? over.getBoundingClientRect() : el.getBoundingClientRect();
   };
   const snapshot = () => {
-    const r = plotWidth();
+    const r = plotRect();
     const xs = [...touches.values()].map((p) => p.x);
     const mid = xs.reduce((a, b) => a + b, 0) / xs.length;
     const dist = xs.length > 1 ? Math.abs(xs[0] - xs[1]) : 0;
