@@ -1,9 +1,10 @@
-//! The live rule engine wired to the store and the outbox. It hears of samples right after
-//! they are durable (the store's subscription), evaluates the rules in force (config, packs,
-//! API; cohort scopes resolved) and the seizure detector per patient, turns their changes
-//! into alert versions, and writes each batch's alert changes together with the notices
-//! they cause (routing by subscription, suppression, all-clears) as one durable record.
-//! Once a second it also sends reminders and escalations of alerts still unacknowledged.
+//! The alerting thread: the live rule engine wired to the store and the outbox. It hears of
+//! samples right after they are durable (the store's subscription), evaluates the rules in
+//! force (config, packs, API; cohort scopes resolved) and the seizure detector per patient,
+//! hands their changes to `vitals_alerts::decision` (alert versions, suppression, routing,
+//! all-clears), and writes each batch's alert versions together with their notices as one
+//! durable record. Once a second it asks for reminders and escalations of alerts still
+//! unacknowledged.
 //!
 //! After a restart, or when the rules change, it re-reads the last `horizon` of stored
 //! data, so episodes under way are found again and matched to the alerts already raised
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
+use vitals_alerts::decision::{self, Decision, Policy};
+use vitals_alerts::{Alert, RuleInfo, Transition};
 use vitals_core::{Catalog, Event, MetricId};
 use vitals_query::{QueryResult, SeriesQuery};
 use vitals_rules::live::{Change, Engine};
@@ -22,8 +25,6 @@ use vitals_rules::seizure::{DETECTOR_RULE, SeizureDetector};
 use vitals_rules::{Rule, Scope, Severity};
 use vitals_storage::DurableBatch;
 
-use crate::alerts::{Alert, AlertState, RuleInfo, Transition, alert_id};
-use crate::notice::{self, Notice, NoticeKind};
 use crate::server::AppState;
 
 /// How often reminders, escalations and stale-data windows are looked at.
@@ -129,6 +130,8 @@ struct Live {
     detector: Option<SeizureDetector>,
     rules: Vec<Rule>,
     info: HashMap<String, RuleInfo>,
+    /// Reminder interval per rule that has one.
+    renotify: HashMap<String, i64>,
     /// Versions of the rule and cohort stores the rules were resolved at.
     versions: (u64, u64),
     late_seen: u64,
@@ -146,6 +149,7 @@ impl Live {
             detector,
             rules: Vec::new(),
             info: HashMap::new(),
+            renotify: HashMap::new(),
             versions: (u64::MAX, u64::MAX),
             late_seen: 0,
             erased_seen: 0,
@@ -227,6 +231,7 @@ impl Live {
         let before = metric_ids(&self.rules, self.detector.is_some());
         self.rules = current;
         self.info = rule_info(&self.rules);
+        self.renotify = self.rules.iter().filter_map(|r| Some((r.spec.name.clone(), r.renotify_ms?))).collect();
         let ids = metric_ids(&self.rules, self.detector.is_some());
         if first || ids != before {
             self.app.store.set_durable_metrics(&ids);
@@ -292,26 +297,22 @@ impl Live {
     /// it could recover), and a seizure still going on raises a new alert.
     fn reconcile(&mut self, startup: bool) {
         let now = self.app.clock.now_ms();
-        let mut changed = BTreeMap::new();
-        for a in self.app.alerts.active() {
-            let orphan = if a.rule == DETECTOR_RULE {
-                startup
-            } else {
-                let in_force = self.rules.iter().any(|r| r.spec.name == a.rule && r.spec.scope.includes(&a.patient));
-                !in_force
-                    || !self
-                        .engine
-                        .episodes(&a.rule, &a.patient)
-                        .iter()
-                        .any(|e| e.start == a.start_ms && e.cleared.is_none())
+        let orphan = |a: &Alert| {
+            if a.rule == DETECTOR_RULE {
+                return startup;
+            }
+            let in_force = self.rules.iter().any(|r| r.spec.name == a.rule && r.spec.scope.includes(&a.patient));
+            let holds = || {
+                self.engine.episodes(&a.rule, &a.patient).iter().any(|e| e.start == a.start_ms && e.cleared.is_none())
             };
+            let orphan = !in_force || !holds();
             if orphan {
                 tracing::info!(alert = %a.id, rule = %a.rule, patient = %a.patient, "alert closed: its rule or data no longer holds it");
-                let a = Alert { state: AlertState::Resolved, cleared_ms: Some(now), updated_ms: now, ..a };
-                changed.insert(a.id.clone(), a);
             }
-        }
-        self.commit(changed, BTreeMap::new());
+            orphan
+        };
+        let d = decision::reconcile(&*self.app.alerts, &orphan, now);
+        self.commit(d);
     }
 
     fn ingest(&mut self, samples: &[&vitals_core::Sample], now: i64) -> Vec<Change> {
@@ -337,221 +338,60 @@ impl Live {
         changes
     }
 
-    fn in_cohort(&self) -> impl Fn(&str, &str) -> bool + '_ {
-        move |c: &str, p: &str| self.app.cohorts.contains(c, p)
-    }
-
-    /// Notices of `kind` about `a` to every matching subscription's recipients at their
-    /// escalation level.
-    fn route(&self, a: &Alert, kind: NoticeKind, seq: &str, out: &mut BTreeMap<String, Notice>) {
-        let cfg = &self.app.config.notify;
-        let in_cohort = self.in_cohort();
-        for (i, s) in cfg.subscriptions.iter().enumerate() {
-            if !s.matches(a, &in_cohort) || (kind == NoticeKind::Resolved && !s.all_clear) {
-                continue;
-            }
-            let level = a.escalations.get(&s.name_or(i)).copied().unwrap_or(0) as usize;
-            notice::make(cfg, a, kind, seq, s, &notice::recipients(s, level), self.app.clock.now_ms(), out);
-        }
-    }
-
     /// Turns engine changes into alert versions and notices, committed as one record.
     fn handle(&mut self, changes: &[Change], now: i64) {
+        let erased = &self.app.erased;
+        let changes: Vec<Change> = changes.iter().filter(|c| !erased.contains(c.parts().1)).cloned().collect();
         if changes.is_empty() {
             return;
         }
-        let fresh = self.app.config.alerting.fresh.as_ms();
-        // Higher severities first, so that within one batch they suppress lower ones.
-        let mut order: Vec<&Change> = changes.iter().collect();
-        order.sort_by_key(|c| std::cmp::Reverse(self.info.get(c.parts().0).map(|i| i.severity)));
-        let mut changed: BTreeMap<String, Alert> = BTreeMap::new();
-        let mut notices: BTreeMap<String, Notice> = BTreeMap::new();
-        let mut transitions: Vec<Transition> = Vec::new();
-        for c in order {
-            let (rule, patient, ep) = c.parts();
-            if self.app.erased.contains(patient) {
-                continue;
-            }
-            let info = self.info.get(rule).cloned().unwrap_or_default();
-            let id = alert_id(rule, patient, ep.start);
-            let existing = changed.get(&id).cloned().or_else(|| self.app.alerts.get(&id));
-            let Some(t) = crate::alerts::plan(c, existing, &info, now, fresh) else { continue };
-            let mut a = t.alert().clone();
-            match &t {
-                Transition::Opened(_) => {
-                    for m in &a.metrics {
-                        if let Some(v) = self.engine.latest(&a.patient, m, a.fired_ms) {
-                            let unit = Catalog::standard().by_code(m).map_or("", |x| x.unit);
-                            a.values.insert(m.clone(), (v, unit.to_owned()));
-                        }
-                    }
-                    self.suppress(&mut a, &mut changed);
-                    if a.page && a.suppressed_by.is_none() {
-                        self.route(&a, NoticeKind::Opened, "0", &mut notices);
-                        a.notified = true;
-                        a.last_notified_ms = Some(now);
-                    }
-                }
-                Transition::Resolved(_) | Transition::Retracted(_) => {
-                    let kind =
-                        if matches!(t, Transition::Resolved(_)) { NoticeKind::Resolved } else { NoticeKind::Retracted };
-                    if a.notified {
-                        self.route(&a, kind, &a.cleared_ms.unwrap_or(a.end_ms).to_string(), &mut notices);
-                    }
-                    self.release(&a, now, &mut changed, &mut notices);
-                }
-                Transition::Reopened(_) => {
-                    if a.page && a.suppressed_by.is_none() && a.notified {
-                        self.route(&a, NoticeKind::Reminder, &format!("reopened-{now}"), &mut notices);
-                    }
-                }
-            }
-            changed.insert(a.id.clone(), a.clone());
-            transitions.push(t.with_alert(a));
-        }
-        self.commit(changed, notices);
-        for t in &transitions {
-            log_transition(&self.app, t);
+        let engine = &self.engine;
+        let latest = |patient: &str, metric: &str, at: i64| engine.latest(patient, metric, at);
+        let cohorts = &self.app.cohorts;
+        let in_cohort = |c: &str, p: &str| cohorts.contains(c, p);
+        let policy = self.policy(&in_cohort);
+        let d = decision::on_changes(&policy, &*self.app.alerts, &changes, &latest, now);
+        self.commit(d);
+    }
+
+    fn policy<'a>(&'a self, in_cohort: &'a dyn Fn(&str, &str) -> bool) -> Policy<'a> {
+        Policy {
+            notify: &self.app.config.notify,
+            rules: &self.info,
+            renotify: &self.renotify,
+            fresh_ms: self.app.config.alerting.fresh.as_ms(),
+            in_cohort,
         }
     }
 
-    /// A higher-severity alert of the patient on a shared metric suppresses this one; this
-    /// one suppresses lower ones.
-    fn suppress(&self, a: &mut Alert, changed: &mut BTreeMap<String, Alert>) {
-        let mut active: BTreeMap<String, Alert> = self
-            .app
-            .alerts
-            .active()
-            .into_iter()
-            .filter(|x| x.patient == a.patient)
-            .map(|x| (x.id.clone(), x))
-            .collect();
-        for (id, x) in changed.iter().filter(|(_, x)| x.patient == a.patient) {
-            active.insert(id.clone(), x.clone());
-        }
-        let shares = |x: &Alert| {
-            x.id != a.id
-                && x.patient == a.patient
-                && x.state.active()
-                && x.metrics.iter().any(|m| a.metrics.contains(m))
-        };
-        if let Some(top) = active.values().filter(|x| shares(x) && x.severity > a.severity).max_by_key(|x| x.severity) {
-            a.suppressed_by = Some(top.id.clone());
+    /// Records a decision's alert versions and notices as one record, mirrors the alerts as
+    /// events (so they can be charted with the data) and logs the transitions.
+    fn commit(&self, d: Decision) {
+        if d.is_empty() {
             return;
         }
-        for x in active.values().filter(|x| shares(x) && x.severity < a.severity && x.suppressed_by.is_none()) {
-            changed.insert(
-                x.id.clone(),
-                Alert { suppressed_by: Some(a.id.clone()), updated_ms: a.updated_ms, ..x.clone() },
-            );
-        }
-    }
-
-    /// Alerts that `a` suppressed stand on their own again; those never announced are now.
-    fn release(
-        &self,
-        a: &Alert,
-        now: i64,
-        changed: &mut BTreeMap<String, Alert>,
-        notices: &mut BTreeMap<String, Notice>,
-    ) {
-        let mut held: Vec<Alert> =
-            self.app.alerts.active().into_iter().filter(|x| x.suppressed_by.as_deref() == Some(&a.id)).collect();
-        for x in changed.values().filter(|x| x.patient == a.patient) {
-            if x.suppressed_by.as_deref() == Some(&a.id) && x.state.active() && !held.iter().any(|h| h.id == x.id) {
-                held.push(x.clone());
-            }
-        }
-        for x in held {
-            let x = changed.get(&x.id).cloned().unwrap_or(x);
-            let mut x = Alert { suppressed_by: None, updated_ms: now, ..x };
-            if x.page && !x.notified && x.state == AlertState::Open {
-                self.route(&x, NoticeKind::Opened, "0", notices);
-                x.notified = true;
-                x.last_notified_ms = Some(now);
-            }
-            changed.insert(x.id.clone(), x);
-        }
-    }
-
-    fn commit(&self, changed: BTreeMap<String, Alert>, notices: BTreeMap<String, Notice>) {
-        let alerts: Vec<Alert> = changed.into_values().collect();
-        let events: Vec<Event> = alerts.iter().map(alert_event).collect();
-        // Notices already made (same id) are not made twice.
-        let fresh: Vec<Notice> = notices.into_values().filter(|n| self.app.alerts.notice(&n.id).is_none()).collect();
-        if let Err(e) = self.app.alerts.commit(alerts, fresh) {
+        let alerts: Vec<Alert> = d.alerts.into_values().collect();
+        let events: Vec<Event> = alerts.iter().map(Alert::to_event).collect();
+        if let Err(e) = self.app.alerts.commit(alerts, d.notices.into_values().collect()) {
             tracing::error!(error = %e, "alerting: saving alerts");
             return;
         }
-        // Alerts are also events, so they can be charted with the data.
         if !events.is_empty()
             && let Err(e) = self.app.events.put(events)
         {
             tracing::error!(error = %e, "alerting: recording alerts as events");
         }
+        for t in &d.transitions {
+            log_transition(&self.app, t);
+        }
     }
 
     /// Reminders (`renotify`) and escalations of open, unacknowledged, unsnoozed alerts.
     fn remind(&mut self, now: i64) {
-        let cfg = &self.app.config.notify;
-        let renotify: HashMap<&str, i64> =
-            self.rules.iter().filter_map(|r| Some((r.spec.name.as_str(), r.renotify_ms?))).collect();
-        let mut changed = BTreeMap::new();
-        let mut notices = BTreeMap::new();
-        let in_cohort = self.in_cohort();
-        for a in self.app.alerts.active() {
-            if !a.wants_attention(now) {
-                continue;
-            }
-            let mut a2 = a.clone();
-            for (i, s) in cfg.subscriptions.iter().enumerate() {
-                let (Some(after), true) = (s.escalate_after, a.severity == Severity::Urgent) else { continue };
-                if !s.matches(&a, &in_cohort) || s.escalation.is_empty() {
-                    continue;
-                }
-                let reached = (((now - a.fired_ms) / after.as_ms().max(1)) as usize).min(s.escalation.len());
-                let name = s.name_or(i);
-                let before = a.escalations.get(&name).copied().unwrap_or(0) as usize;
-                if reached > before {
-                    let next: Vec<&str> = s.escalation[before..reached].iter().map(String::as_str).collect();
-                    notice::make(cfg, &a, NoticeKind::Escalated, &reached.to_string(), s, &next, now, &mut notices);
-                    a2.escalations.insert(name, reached as u32);
-                    a2.last_notified_ms = Some(now);
-                }
-            }
-            if let Some(&every) = renotify.get(a.rule.as_str())
-                && now - a.last_notified_ms.unwrap_or(a.fired_ms) >= every
-            {
-                a2.reminders += 1;
-                a2.last_notified_ms = Some(now);
-                // To those told so far: a contact escalated to this tick just heard.
-                self.route(&a, NoticeKind::Reminder, &a2.reminders.to_string(), &mut notices);
-            }
-            if a2 != a {
-                a2.updated_ms = now;
-                changed.insert(a2.id.clone(), a2);
-            }
-        }
-        drop(in_cohort);
-        self.commit(changed, notices);
-    }
-}
-
-/// An alert as an event (`kind` `alert`, same id), drawn on charts with the data.
-pub fn alert_event(a: &Alert) -> Event {
-    let mut attributes = BTreeMap::new();
-    attributes.insert("rule".to_owned(), serde_json::json!(a.rule));
-    attributes.insert("severity".to_owned(), serde_json::json!(a.severity));
-    attributes.insert("state".to_owned(), serde_json::json!(a.state));
-    attributes.insert("fired_ms".to_owned(), serde_json::json!(a.fired_ms));
-    Event {
-        id: a.id.clone(),
-        patient: a.patient.clone(),
-        kind: "alert".into(),
-        start_ms: a.start_ms,
-        end_ms: a.cleared_ms.unwrap_or(a.end_ms).max(a.start_ms),
-        source: "alerting".into(),
-        attributes,
+        let cohorts = &self.app.cohorts;
+        let in_cohort = |c: &str, p: &str| cohorts.contains(c, p);
+        let d = decision::on_tick(&self.policy(&in_cohort), &*self.app.alerts, now);
+        self.commit(d);
     }
 }
 
@@ -569,18 +409,5 @@ fn log_transition(app: &AppState, t: &Transition) {
         );
     } else {
         tracing::info!(target: "vitals::alert", alert = %a.id, rule = %a.rule, patient = %a.patient, "alert {what} (history: not paged)");
-    }
-}
-
-/// An operator event (a failed dropped file, ...): notices to the operator contacts,
-/// through the same outbox.
-pub fn operator_event(app: &AppState, key: &str, subject: &str, text: &str) {
-    let now = app.clock.now_ms();
-    let notices: Vec<Notice> = notice::operator_notices(&app.config.notify, key, subject, text, now)
-        .into_iter()
-        .filter(|n| app.alerts.notice(&n.id).is_none())
-        .collect();
-    if let Err(e) = app.alerts.commit(Vec::new(), notices) {
-        tracing::error!(error = %e, "recording an operator notice");
     }
 }

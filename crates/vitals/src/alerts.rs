@@ -1,17 +1,13 @@
-//! Alerts and the notification outbox.
+//! The alert store: alerts and the notification outbox, durable.
 //!
-//! An alert is one episode of a rule for a patient: it opens when the rule fires, stays
-//! open while the episode lasts, and resolves when it clears; an episode that late
-//! readings show never happened is retracted. People acknowledge and snooze alerts.
-//!
-//! Kept in `<data_dir>/alerts/alerts.log`, an append-only log whose records are lists of
-//! alert versions and notice versions (the last version of an id wins). An alert change and
-//! the notices it causes are one record, written and fsynced together: the outbox cannot
-//! miss an alert, nor hold a notice of an alert that was never recorded. The live engine
-//! re-derives episodes after a restart and finds the alerts it already raised by id, so
-//! none is raised twice. Past 64 MiB (and twice its last snapshot) the log is rewritten as a
-//! snapshot of its meaning: every alert, every pending or dead notice, delivered ones of the
-//! last 30 days.
+//! What an alert is and what is decided about it lives in `vitals-alerts`; this is where
+//! alert and notice versions are kept: `<data_dir>/alerts/alerts.log`, an append-only log
+//! whose records are lists of alert versions and notice versions (the last version of an
+//! id wins). An alert change and the notices it causes are one record, written and fsynced
+//! together: the outbox cannot miss an alert, nor hold a notice of an alert that was never
+//! recorded. Past 64 MiB (and twice its last snapshot) the log is rewritten as a snapshot
+//! of its meaning: every alert, every pending or dead notice, delivered ones of the last 30
+//! days.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,98 +15,10 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 use serde::{Deserialize, Serialize};
-use vitals_rules::Severity;
-use vitals_rules::live::Change;
+use vitals_alerts::decision::Alerts;
+use vitals_alerts::notice::operator_notices;
+use vitals_alerts::{Alert, AlertState, Notice, NoticeState, NotifyConfig};
 use vitals_storage::json_log::JsonLog;
-
-use crate::notice::{Notice, NoticeState};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertState {
-    #[default]
-    Open,
-    Acknowledged,
-    Resolved,
-    Retracted,
-}
-
-impl AlertState {
-    pub fn parse(s: &str) -> Option<AlertState> {
-        Some(match s {
-            "open" => AlertState::Open,
-            "acknowledged" => AlertState::Acknowledged,
-            "resolved" => AlertState::Resolved,
-            "retracted" => AlertState::Retracted,
-            _ => return None,
-        })
-    }
-
-    /// Open or acknowledged: the episode goes on.
-    pub fn active(self) -> bool {
-        matches!(self, AlertState::Open | AlertState::Acknowledged)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-pub struct Alert {
-    pub id: String,
-    pub rule: String,
-    pub patient: String,
-    pub severity: Severity,
-    pub state: AlertState,
-    pub start_ms: i64,
-    pub fired_ms: i64,
-    pub end_ms: i64,
-    pub cleared_ms: Option<i64>,
-    /// Fresh enough to page someone when it opened (backfilled history is recorded, not paged).
-    pub page: bool,
-    pub acked_by: Option<String>,
-    pub acked_ms: Option<i64>,
-    pub snoozed_until_ms: Option<i64>,
-    pub created_ms: i64,
-    pub updated_ms: i64,
-    /// The rule's condition and description when it fired.
-    #[serde(default)]
-    pub expr: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    /// Metrics the rule reads: a higher-severity alert of the patient on one of them
-    /// suppresses this one.
-    #[serde(default)]
-    pub metrics: Vec<String>,
-    /// The latest reading of each metric when it fired: (value, unit).
-    #[serde(default)]
-    pub values: BTreeMap<String, (f64, String)>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub suppressed_by: Option<String>,
-    /// Whether anyone was told it opened.
-    #[serde(default)]
-    pub notified: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_notified_ms: Option<i64>,
-    /// Escalation level reached per subscription.
-    #[serde(default)]
-    pub escalations: BTreeMap<String, u32>,
-    #[serde(default)]
-    pub reminders: u32,
-}
-
-impl Alert {
-    /// Whether reminders and escalation may go out now.
-    pub fn wants_attention(&self, now: i64) -> bool {
-        self.state == AlertState::Open
-            && self.page
-            && self.suppressed_by.is_none()
-            && self.snoozed_until_ms.is_none_or(|u| u <= now)
-    }
-}
-
-/// The stable id of the alert of an episode.
-pub fn alert_id(rule: &str, patient: &str, start_ms: i64) -> String {
-    let h = vitals_core::Event::content_id(patient, rule, start_ms, 0, "alert");
-    format!("al-{}", h.rsplit('-').next().unwrap_or_default())
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
@@ -155,99 +63,6 @@ pub const COMPACT_BYTES: u64 = 64 << 20;
 pub const DELIVERED_KEEP_MS: i64 = 30 * 86_400_000;
 /// Items per record of a snapshot.
 const SNAPSHOT_CHUNK: usize = 512;
-
-/// What applying a change did, for the notifier.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Transition {
-    Opened(Alert),
-    Resolved(Alert),
-    Reopened(Alert),
-    Retracted(Alert),
-}
-
-impl Transition {
-    pub fn alert(&self) -> &Alert {
-        match self {
-            Transition::Opened(a) | Transition::Resolved(a) | Transition::Reopened(a) | Transition::Retracted(a) => a,
-        }
-    }
-
-    /// The same transition of another version of the alert.
-    pub fn with_alert(&self, a: Alert) -> Transition {
-        match self {
-            Transition::Opened(_) => Transition::Opened(a),
-            Transition::Resolved(_) => Transition::Resolved(a),
-            Transition::Reopened(_) => Transition::Reopened(a),
-            Transition::Retracted(_) => Transition::Retracted(a),
-        }
-    }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Transition::Opened(_) => "opened",
-            Transition::Resolved(_) => "resolved",
-            Transition::Reopened(_) => "reopened",
-            Transition::Retracted(_) => "retracted",
-        }
-    }
-}
-
-/// The alert version an engine change leads to (not yet committed), given the alert's
-/// current version, or `None` when the change changes nothing (an alert raised before a
-/// restart is not raised again).
-pub fn plan(change: &Change, existing: Option<Alert>, rule: &RuleInfo, now: i64, fresh_ms: i64) -> Option<Transition> {
-    let (rule_name, patient, ep) = change.parts();
-    let id = alert_id(rule_name, patient, ep.start);
-    match (change, existing) {
-        (Change::Opened { .. }, Some(a)) if a.state != AlertState::Retracted => None,
-        (Change::Opened { .. }, _) => Some(Transition::Opened(Alert {
-            id,
-            rule: rule_name.to_owned(),
-            patient: patient.to_owned(),
-            severity: rule.severity,
-            state: AlertState::Open,
-            start_ms: ep.start,
-            fired_ms: ep.fired,
-            end_ms: ep.end,
-            cleared_ms: None,
-            page: now - ep.fired <= fresh_ms,
-            created_ms: now,
-            updated_ms: now,
-            expr: rule.expr.clone(),
-            description: rule.description.clone(),
-            metrics: rule.metrics.clone(),
-            ..Alert::default()
-        })),
-        (Change::Resolved { .. }, Some(a)) if a.state != AlertState::Retracted && a.cleared_ms != ep.cleared => {
-            Some(Transition::Resolved(Alert {
-                state: AlertState::Resolved,
-                end_ms: ep.end,
-                cleared_ms: ep.cleared,
-                updated_ms: now,
-                ..a
-            }))
-        }
-        (Change::Reopened { .. }, Some(a)) if a.state == AlertState::Resolved => Some(Transition::Reopened(Alert {
-            state: if a.acked_ms.is_some() { AlertState::Acknowledged } else { AlertState::Open },
-            cleared_ms: None,
-            updated_ms: now,
-            ..a
-        })),
-        (Change::Retracted { .. }, Some(a)) if a.state != AlertState::Retracted => {
-            Some(Transition::Retracted(Alert { state: AlertState::Retracted, updated_ms: now, ..a }))
-        }
-        _ => None,
-    }
-}
-
-/// What the engine knows of the rule of a change.
-#[derive(Debug, Clone, Default)]
-pub struct RuleInfo {
-    pub severity: Severity,
-    pub expr: String,
-    pub description: Option<String>,
-    pub metrics: Vec<String>,
-}
 
 impl AlertStore {
     pub fn open(dir: &Path) -> anyhow::Result<AlertStore> {
@@ -489,12 +304,39 @@ impl AlertStore {
         self.commit(Vec::new(), vec![n.clone()])?;
         Ok(n)
     }
+    /// Records an operator event (a failed dropped file, ...): notices to the operator
+    /// contacts, through the same outbox; an event already recorded (same key) is not
+    /// recorded again.
+    pub fn operator_event(&self, cfg: &NotifyConfig, key: &str, subject: &str, text: &str, now: i64) {
+        let notices: Vec<Notice> = operator_notices(cfg, key, subject, text, now)
+            .into_iter()
+            .filter(|n| self.notice(&n.id).is_none())
+            .collect();
+        if let Err(e) = self.commit(Vec::new(), notices) {
+            tracing::error!(error = %e, "recording an operator notice");
+        }
+    }
+}
+
+impl Alerts for AlertStore {
+    fn get(&self, id: &str) -> Option<Alert> {
+        AlertStore::get(self, id)
+    }
+
+    fn active(&self) -> Vec<Alert> {
+        AlertStore::active(self)
+    }
+
+    fn has_notice(&self, id: &str) -> bool {
+        self.state.read().notices.contains_key(id)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notice::{Channel, NoticeKind};
+    use vitals_alerts::{Channel, NoticeKind};
+    use vitals_rules::Severity;
 
     fn notice(id: &str, state: NoticeState, next_ms: i64) -> Notice {
         Notice {

@@ -6,29 +6,19 @@ use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vitals_core::time::{DurationMs, format_time};
+use vitals_core::time::DurationMs;
 
-use crate::alerts::{Alert, AlertState};
 use crate::api_error::{ApiError, Code};
 use crate::auth::Principal;
 use crate::authz::{self, Action};
 use crate::server::AppState;
 use crate::server::AuditPatient;
 use axum::response::{IntoResponse, Response};
+use vitals_alerts::{Alert, AlertState};
 
 /// An alert as the API shows it.
 pub fn render(a: &Alert) -> Value {
-    let values: serde_json::Map<String, Value> =
-        a.values.iter().map(|(m, (v, unit))| (m.clone(), json!({"value": v, "unit": unit}))).collect();
-    json!({
-        "id": a.id, "rule": a.rule, "patient": a.patient, "severity": a.severity, "state": a.state,
-        "expr": a.expr, "description": a.description, "values": values,
-        "start": format_time(a.start_ms), "fired": format_time(a.fired_ms), "end": format_time(a.end_ms),
-        "cleared": a.cleared_ms.map(format_time), "paged": a.page, "suppressed_by": a.suppressed_by,
-        "acknowledged_by": a.acked_by, "acknowledged_at": a.acked_ms.map(format_time),
-        "snoozed_until": a.snoozed_until_ms.map(format_time), "escalations": a.escalations,
-        "reminders": a.reminders, "updated": format_time(a.updated_ms),
-    })
+    a.render()
 }
 
 fn time_param(q: &HashMap<String, String>, key: &str, default: i64) -> Result<i64, ApiError> {

@@ -670,7 +670,7 @@ fn pretty(text: &str) -> String {
 }
 
 fn notifications(config: &Config, cmd: NotificationCommand) -> anyhow::Result<ExitCode> {
-    use crate::notice::NoticeState;
+    use vitals_alerts::NoticeState;
     match cmd {
         NotificationCommand::List { state, limit, remote: r } => {
             let parsed = match &state {

@@ -15,6 +15,8 @@ use vitals_core::{Catalog, DurationMs};
 use vitals_ingest::line_protocol::{Mapping, MeasurementRule};
 use vitals_storage::StoreConfig;
 
+pub use vitals_alerts::NotifyConfig;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -136,76 +138,6 @@ impl Default for AlertingConfig {
             packs: Vec::new(),
             rules: Vec::new(),
             seizure: vitals_rules::seizure::SeizureConfig::default(),
-        }
-    }
-}
-
-/// Notifications: channels, contacts and who hears of what.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct NotifyConfig {
-    /// Delivery attempts of a notice before it goes to the dead-letter list.
-    pub max_attempts: u32,
-    /// The first retry waits this long; each next one twice as long, up to `retry_max_backoff`.
-    pub retry_backoff: DurationMs,
-    pub retry_max_backoff: DurationMs,
-    /// Time limit of one delivery attempt.
-    pub timeout: DurationMs,
-    /// Contacts that hear of operator events (a dropped file that failed, a notice that
-    /// went to the dead-letter list).
-    pub operator_contacts: Vec<String>,
-    /// A link to the dashboard put in messages; empty: none.
-    pub public_url: String,
-    /// Webhooks are signed with HMAC-SHA256 of this key (header `X-Vitals-Signature`).
-    pub webhook_secret: String,
-    /// Telegram Bot API: the bot's token and the API's base URL.
-    pub telegram_bot_token: String,
-    pub telegram_api_base: String,
-    /// SMTP: server, port, `starttls` | `tls` | `none`, credentials, sender, and a PEM file
-    /// of extra CA certificates (for a private mail server); empty: the system's roots.
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub smtp_security: String,
-    pub smtp_username: String,
-    pub smtp_password: String,
-    pub smtp_from: String,
-    pub smtp_ca_file: PathBuf,
-    /// SMS through a Twilio-compatible gateway: the Messages URL (e.g.
-    /// `https://api.twilio.com/2010-04-01/Accounts/<sid>/Messages.json`), the account's
-    /// credentials (HTTP Basic) and the sending number.
-    pub sms_url: String,
-    pub sms_account_sid: String,
-    pub sms_auth_token: String,
-    pub sms_from: String,
-    pub contacts: Vec<crate::notice::Contact>,
-    pub subscriptions: Vec<crate::notice::Subscription>,
-}
-
-impl Default for NotifyConfig {
-    fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            retry_backoff: DurationMs(5_000),
-            retry_max_backoff: DurationMs(10 * 60_000),
-            timeout: DurationMs(10_000),
-            operator_contacts: Vec::new(),
-            public_url: String::new(),
-            webhook_secret: String::new(),
-            telegram_bot_token: String::new(),
-            telegram_api_base: "https://api.telegram.org".into(),
-            smtp_host: String::new(),
-            smtp_port: 587,
-            smtp_security: "starttls".into(),
-            smtp_username: String::new(),
-            smtp_password: String::new(),
-            smtp_from: "vitals@localhost".into(),
-            smtp_ca_file: PathBuf::new(),
-            sms_url: String::new(),
-            sms_account_sid: String::new(),
-            sms_auth_token: String::new(),
-            sms_from: String::new(),
-            contacts: Vec::new(),
-            subscriptions: Vec::new(),
         }
     }
 }
@@ -518,7 +450,8 @@ impl Config {
         for why in config.alerting.seizure.problems() {
             problems.push(format!("alerting.seizure.{why}"));
         }
-        problems.extend(crate::notice::check_config(&config.notify));
+        problems.extend(vitals_alerts::config::check_config(&config.notify));
+        problems.extend(crate::notifier::email::problems(&config.notify));
         for code in config.retention.keys() {
             if Catalog::standard().id(code).is_none() {
                 problems.push(format!("retention.{code}: no such metric"));

@@ -198,8 +198,8 @@ fn with_demo_alerting(mut config: Config) -> Config {
     config.alerting.seizure.enabled = true;
     if config.notify.contacts.is_empty() {
         config.notify.contacts =
-            vec![crate::notice::Contact { name: "demo-console".into(), console: true, ..Default::default() }];
-        config.notify.subscriptions = vec![crate::notice::Subscription {
+            vec![vitals_alerts::Contact { name: "demo-console".into(), console: true, ..Default::default() }];
+        config.notify.subscriptions = vec![vitals_alerts::Subscription {
             name: "demo".into(),
             contacts: vec!["demo-console".into()],
             severities: vec![vitals_rules::Severity::Warning, vitals_rules::Severity::Urgent],

@@ -434,13 +434,14 @@ fn process(app: &AppState, dir: &Path, ledger: &FileLedger, unit: &Unit) {
                 );
                 app.telemetry.file_drop_failed.inc();
                 tracing::error!(file = %shown, error = %why, operator_notification = true, "file drop: failed");
-                crate::alerting::operator_event(
-                    app,
+                app.alerts.operator_event(
+                    &app.config.notify,
                     &format!("file-drop:{}", entry.sha256),
                     &format!("dropped file {shown} failed"),
                     &format!(
                         "The dropped file {shown} could not be processed: {why}. It was moved to failed/ with an .error.txt; fix it and drop it again."
                     ),
+                    app.clock.now_ms(),
                 );
             }
         }

@@ -26,7 +26,6 @@ pub mod line_protocol_api;
 pub mod mqtt;
 pub mod mqtt_listener;
 pub mod nightscout_api;
-pub mod notice;
 pub mod notifications_api;
 pub mod notifier;
 pub mod patients_api;

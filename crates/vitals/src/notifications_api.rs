@@ -13,8 +13,8 @@ use vitals_core::time::format_time;
 
 use crate::alerts::AlertError;
 use crate::api_error::{ApiError, Code};
-use crate::notice::{Notice, NoticeState};
 use crate::server::AppState;
+use vitals_alerts::{Notice, NoticeState};
 
 impl From<AlertError> for ApiError {
     fn from(e: AlertError) -> ApiError {
@@ -94,7 +94,7 @@ pub async fn test(
         subscriptions: Vec::new(),
         ..cfg.clone()
     };
-    let notices = crate::notice::operator_notices(
+    let notices = vitals_alerts::notice::operator_notices(
         &one,
         &format!("test:{now}"),
         "test message",

@@ -9,7 +9,7 @@
 //! outbox is the alert store's log. A crash between a send and its record sends it again,
 //! with the same key.
 
-mod email;
+pub(crate) mod email;
 mod http;
 
 use std::collections::HashSet;
@@ -20,8 +20,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::config::NotifyConfig;
-use crate::notice::{Channel, Notice, NoticeKind, NoticeState, operator_notices};
+use vitals_alerts::delivery::{after_attempt, given_up};
+use vitals_alerts::{Channel, Notice, NoticeState, NotifyConfig, SendError, Transport};
+
 use crate::server::AppState;
 
 /// Senders working at once.
@@ -32,61 +33,63 @@ const BATCH: usize = 256;
 /// clock in tests, moved without notice).
 const MAX_WAIT: Duration = Duration::from_millis(100);
 
-/// Why an attempt failed.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SendError {
-    /// Trying again will not help (the receiver refused the request itself).
-    pub permanent: bool,
-    /// The receiver asked to wait this long.
-    pub retry_after_ms: Option<i64>,
-    pub message: String,
-}
-
-impl SendError {
-    pub fn transient(message: impl Into<String>) -> SendError {
-        SendError { permanent: false, retry_after_ms: None, message: message.into() }
-    }
-
-    pub fn permanent(message: impl Into<String>) -> SendError {
-        SendError { permanent: true, retry_after_ms: None, message: message.into() }
-    }
-}
-
-/// The channels, configured once.
+/// Every channel, configured once: one [`Transport`] per channel.
 pub struct Transports {
-    config: NotifyConfig,
-    http: ureq::Agent,
-    email: Option<email::Email>,
+    by_channel: Vec<(Channel, Box<dyn Transport>)>,
 }
 
 impl Transports {
     pub fn new(config: &NotifyConfig) -> anyhow::Result<Transports> {
         let timeout = Duration::from_millis(config.timeout.as_ms() as u64);
-        let http = ureq::Agent::config_builder()
+        let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .user_agent(concat!("vitals/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        let email = if config.smtp_host.is_empty() { None } else { Some(email::Email::new(config, timeout)?) };
-        Ok(Transports { config: config.clone(), http, email })
+        let email: Box<dyn Transport> = if config.smtp_host.is_empty() {
+            Box::new(Unconfigured("no SMTP server is configured (notify.smtp_host)"))
+        } else {
+            Box::new(email::Email::new(config, timeout)?)
+        };
+        Ok(Transports {
+            by_channel: vec![
+                (Channel::Webhook, Box::new(http::Webhook::new(agent.clone(), config))),
+                (Channel::Telegram, Box::new(http::Telegram::new(agent.clone(), config))),
+                (Channel::Sms, Box::new(http::Sms::new(agent, config))),
+                (Channel::Email, email),
+                (Channel::Console, Box::new(Console)),
+            ],
+        })
     }
+}
 
-    /// One attempt to deliver a notice.
-    pub fn send(&self, n: &Notice) -> Result<(), SendError> {
-        match n.channel {
-            Channel::Webhook => http::webhook(&self.http, &self.config, n),
-            Channel::Telegram => http::telegram(&self.http, &self.config, n),
-            Channel::Sms => http::sms(&self.http, &self.config, n),
-            Channel::Email => match &self.email {
-                Some(e) => e.send(n),
-                None => Err(SendError::permanent("no SMTP server is configured (notify.smtp_host)")),
-            },
-            Channel::Console => {
-                tracing::warn!(target: "vitals::notify", notice = %n.id, contact = %n.contact, "{}", n.text);
-                Ok(())
-            }
+impl Transport for Transports {
+    /// One attempt to deliver a notice on its channel.
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
+        match self.by_channel.iter().find(|(c, _)| *c == n.channel) {
+            Some((_, t)) => t.send(n),
+            None => Err(SendError::permanent(format!("no transport for {}", n.channel.as_str()))),
         }
+    }
+}
+
+/// The log: notices written as warnings (target `vitals::notify`).
+struct Console;
+
+impl Transport for Console {
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
+        tracing::warn!(target: "vitals::notify", notice = %n.id, contact = %n.contact, "{}", n.text);
+        Ok(())
+    }
+}
+
+/// A channel that is not configured: every attempt is refused for good.
+struct Unconfigured(&'static str);
+
+impl Transport for Unconfigured {
+    fn send(&self, _: &Notice) -> Result<(), SendError> {
+        Err(SendError::permanent(self.0))
     }
 }
 
@@ -101,30 +104,6 @@ impl Notifier {
         self.stop.store(true, Ordering::SeqCst);
         for t in self.threads {
             let _ = t.join();
-        }
-    }
-}
-
-/// The wait before attempt `attempts + 1` (after `attempts` failures).
-pub fn backoff_ms(cfg: &NotifyConfig, attempts: u32) -> i64 {
-    let base = cfg.retry_backoff.as_ms().max(1);
-    let shift = attempts.saturating_sub(1).min(30);
-    base.saturating_mul(1i64 << shift).min(cfg.retry_max_backoff.as_ms().max(base))
-}
-
-/// The notice after an attempt's outcome.
-pub fn after_attempt(cfg: &NotifyConfig, n: &Notice, outcome: &Result<(), SendError>, now: i64) -> Notice {
-    let attempts = n.attempts + 1;
-    match outcome {
-        Ok(()) => {
-            Notice { state: NoticeState::Delivered, attempts, delivered_ms: Some(now), last_error: None, ..n.clone() }
-        }
-        Err(e) if e.permanent || attempts >= cfg.max_attempts => {
-            Notice { state: NoticeState::Dead, attempts, last_error: Some(e.message.clone()), ..n.clone() }
-        }
-        Err(e) => {
-            let wait = backoff_ms(cfg, attempts).max(e.retry_after_ms.unwrap_or(0));
-            Notice { attempts, next_ms: now + wait, last_error: Some(e.message.clone()), ..n.clone() }
         }
     }
 }
@@ -194,24 +173,7 @@ fn deliver(app: &AppState, transports: &Transports, n: &Notice) {
         (Err(e), NoticeState::Dead) => {
             app.telemetry.notices.get_or_create(&label("dead")).inc();
             tracing::error!(notice = %n.id, channel = current.channel.as_str(), contact = %current.contact, error = %e.message, attempts = next.attempts, "notice given up; it is in the dead-letter list");
-            if current.kind != NoticeKind::Operator {
-                extra = operator_notices(
-                    &app.config.notify,
-                    &format!("dead:{}", n.id),
-                    "a notice could not be delivered",
-                    &format!(
-                        "Notice {} ({} to {} by {}) failed {} times: {}. Replay it with `vitals admin notifications replay {}` once fixed.",
-                        n.id,
-                        current.subject,
-                        current.contact,
-                        current.channel.as_str(),
-                        next.attempts,
-                        e.message,
-                        n.id
-                    ),
-                    now,
-                );
-            }
+            extra = given_up(&app.config.notify, &next, &e.message, now);
         }
         (Err(e), _) => {
             app.telemetry.notices.get_or_create(&label("retry")).inc();
@@ -222,51 +184,5 @@ fn deliver(app: &AppState, transports: &Transports, n: &Notice) {
     notices.extend(extra);
     if let Err(e) = app.alerts.commit(Vec::new(), notices) {
         tracing::error!(error = %e, notice = %n.id, "recording a delivery");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vitals_core::DurationMs;
-
-    #[test]
-    fn backoff_doubles_up_to_its_maximum_and_the_last_attempt_is_dead() {
-        let cfg = NotifyConfig {
-            retry_backoff: DurationMs(1_000),
-            retry_max_backoff: DurationMs(5_000),
-            max_attempts: 4,
-            ..NotifyConfig::default()
-        };
-        let waits: Vec<i64> = (1..=5).map(|a| backoff_ms(&cfg, a)).collect();
-        assert_eq!(waits, vec![1_000, 2_000, 4_000, 5_000, 5_000]);
-        let n = crate::notice::Notice {
-            id: "nt-1".into(),
-            kind: NoticeKind::Opened,
-            alert: None,
-            contact: "c".into(),
-            channel: Channel::Webhook,
-            address: "http://x".into(),
-            severity: vitals_rules::Severity::Urgent,
-            subject: String::new(),
-            text: String::new(),
-            payload: serde_json::Value::Null,
-            created_ms: 0,
-            state: NoticeState::Pending,
-            attempts: 0,
-            next_ms: 0,
-            last_error: None,
-            delivered_ms: None,
-        };
-        let fail = Err(SendError::transient("503"));
-        let n1 = after_attempt(&cfg, &n, &fail, 100);
-        assert_eq!((n1.state, n1.attempts, n1.next_ms), (NoticeState::Pending, 1, 1_100));
-        let slow = Err(SendError { retry_after_ms: Some(30_000), ..SendError::transient("429") });
-        assert_eq!(after_attempt(&cfg, &n1, &slow, 200).next_ms, 30_200, "Retry-After wins when longer");
-        let n3 = Notice { attempts: 3, ..n.clone() };
-        assert_eq!(after_attempt(&cfg, &n3, &fail, 0).state, NoticeState::Dead);
-        assert_eq!(after_attempt(&cfg, &n, &Err(SendError::permanent("400")), 0).state, NoticeState::Dead);
-        let ok = after_attempt(&cfg, &n1, &Ok(()), 500);
-        assert_eq!((ok.state, ok.delivered_ms, ok.last_error), (NoticeState::Delivered, Some(500), None));
     }
 }

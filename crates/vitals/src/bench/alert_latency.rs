@@ -24,8 +24,8 @@ use vitals_storage::Store;
 
 use crate::auth::{Directory, Role};
 use crate::config::Config;
-use crate::notice::{Contact, Subscription};
 use crate::server::{self, App};
+use vitals_alerts::{Contact, Subscription};
 
 #[derive(Debug, clap::Args)]
 pub struct AlertLatencyArgs {

@@ -12,9 +12,7 @@ use lettre::transport::smtp::SmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 
-use super::SendError;
-use crate::config::NotifyConfig;
-use crate::notice::Notice;
+use vitals_alerts::{Notice, NotifyConfig, SendError, Transport};
 
 pub(super) struct Email {
     transport: SmtpTransport,
@@ -49,8 +47,10 @@ impl Email {
         let from: Mailbox = cfg.smtp_from.parse().context("notify.smtp_from")?;
         Ok(Email { transport: b.build(), from })
     }
+}
 
-    pub(super) fn send(&self, n: &Notice) -> Result<(), SendError> {
+impl Transport for Email {
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
         let to: Mailbox =
             n.address.parse().map_err(|e| SendError::permanent(format!("email: {:?}: {e}", n.address)))?;
         let message = Message::builder()
@@ -66,5 +66,43 @@ impl Email {
             Err(e) if e.is_permanent() => Err(SendError::permanent(format!("email: {e}"))),
             Err(e) => Err(SendError::transient(format!("email: {e}"))),
         }
+    }
+}
+
+/// Problems of the `[notify]` addresses this transport would refuse, each naming the option.
+pub(crate) fn problems(n: &NotifyConfig) -> Vec<String> {
+    let mut v = Vec::new();
+    for c in &n.contacts {
+        if c.email.as_deref().is_some_and(|e| e.parse::<lettre::Address>().is_err()) {
+            v.push(format!("notify.contacts {:?}: email is not an address", c.name));
+        }
+    }
+    if !n.smtp_from.is_empty() && n.smtp_from.parse::<Mailbox>().is_err() {
+        v.push("notify.smtp_from is not an address".into());
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use vitals_alerts::Contact;
+
+    use super::*;
+
+    #[test]
+    fn addresses_that_do_not_parse_are_named() {
+        let cfg = NotifyConfig {
+            contacts: vec![
+                Contact { name: "mail".into(), email: Some("not an address".into()), ..Contact::default() },
+                Contact { name: "ok".into(), email: Some("ann@example.org".into()), ..Contact::default() },
+            ],
+            smtp_from: "nobody at all".into(),
+            ..NotifyConfig::default()
+        };
+        assert_eq!(
+            problems(&cfg),
+            ["notify.contacts \"mail\": email is not an address", "notify.smtp_from is not an address"]
+        );
+        assert!(problems(&NotifyConfig::default()).is_empty());
     }
 }

@@ -5,9 +5,7 @@ use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::SendError;
-use crate::config::NotifyConfig;
-use crate::notice::Notice;
+use vitals_alerts::{Notice, NotifyConfig, SendError, Transport};
 
 type Response = ureq::http::Response<ureq::Body>;
 
@@ -44,7 +42,25 @@ pub(super) fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub(super) fn webhook(http: &ureq::Agent, cfg: &NotifyConfig, n: &Notice) -> Result<(), SendError> {
+/// Webhooks: the notice's JSON, signed when `notify.webhook_secret` is set.
+pub(super) struct Webhook {
+    http: ureq::Agent,
+    secret: String,
+}
+
+impl Webhook {
+    pub(super) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Webhook {
+        Webhook { http, secret: cfg.webhook_secret.clone() }
+    }
+}
+
+impl Transport for Webhook {
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
+        webhook(&self.http, &self.secret, n)
+    }
+}
+
+fn webhook(http: &ureq::Agent, secret: &str, n: &Notice) -> Result<(), SendError> {
     let body = serde_json::to_vec(&n.payload).map_err(|e| SendError::permanent(e.to_string()))?;
     let ts = n.created_ms.div_euclid(1000);
     let mut req = http
@@ -56,13 +72,31 @@ pub(super) fn webhook(http: &ureq::Agent, cfg: &NotifyConfig, n: &Notice) -> Res
             serde_json::to_value(n.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default(),
         )
         .header("X-Vitals-Timestamp", ts.to_string());
-    if !cfg.webhook_secret.is_empty() {
-        req = req.header("X-Vitals-Signature", signature(&cfg.webhook_secret, ts, &body));
+    if !secret.is_empty() {
+        req = req.header("X-Vitals-Signature", signature(secret, ts, &body));
     }
     outcome("webhook", req.send(&body[..])).map(|_| ())
 }
 
-pub(super) fn telegram(http: &ureq::Agent, cfg: &NotifyConfig, n: &Notice) -> Result<(), SendError> {
+/// The Telegram Bot API's `sendMessage`.
+pub(super) struct Telegram {
+    http: ureq::Agent,
+    config: NotifyConfig,
+}
+
+impl Telegram {
+    pub(super) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Telegram {
+        Telegram { http, config: cfg.clone() }
+    }
+}
+
+impl Transport for Telegram {
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
+        telegram(&self.http, &self.config, n)
+    }
+}
+
+fn telegram(http: &ureq::Agent, cfg: &NotifyConfig, n: &Notice) -> Result<(), SendError> {
     let url = format!("{}/bot{}/sendMessage", cfg.telegram_api_base.trim_end_matches('/'), cfg.telegram_bot_token);
     let body = serde_json::json!({
         "chat_id": n.address,
@@ -111,7 +145,25 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", enc(k), enc(v))).collect::<Vec<_>>().join("&")
 }
 
-pub(super) fn sms(http: &ureq::Agent, cfg: &NotifyConfig, n: &Notice) -> Result<(), SendError> {
+/// SMS through a Twilio-compatible gateway.
+pub(super) struct Sms {
+    http: ureq::Agent,
+    config: NotifyConfig,
+}
+
+impl Sms {
+    pub(super) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Sms {
+        Sms { http, config: cfg.clone() }
+    }
+}
+
+impl Transport for Sms {
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
+        sms(&self.http, &self.config, n)
+    }
+}
+
+fn sms(http: &ureq::Agent, cfg: &NotifyConfig, n: &Notice) -> Result<(), SendError> {
     // SMS is short: the first line of the message (1600 characters at most, Twilio's limit).
     let text: String = n.text.chars().take(1600).collect();
     let body = form_encode(&[("To", &n.address), ("From", &cfg.sms_from), ("Body", &text)]);

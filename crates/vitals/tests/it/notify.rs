@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use vitals::config::Config;
-use vitals::notice::{Contact, Subscription};
+use vitals_alerts::{Contact, Subscription};
 
 use crate::harness::{ADMIN, Capture, NOW, TestServer, agent, eventually, into_resp};
 

@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use serde_json::{Value, json};
-use vitals::notice::{Contact, Subscription};
+use vitals_alerts::{Contact, Subscription};
 
 use crate::harness::{ADMIN, NOW, Resp, TestServer, eventually};
 

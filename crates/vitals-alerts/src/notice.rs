@@ -6,7 +6,7 @@
 //! urgent ones that stay unacknowledged.
 //!
 //! Notices are written to the outbox in the same log record as the alert change that made
-//! them (see [`crate::alerts`]); the notifier delivers them.
+//! them; the server's notifier delivers them.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +15,7 @@ use vitals_core::DurationMs;
 use vitals_core::time::format_time;
 use vitals_rules::Severity;
 
-use crate::alerts::Alert;
+use crate::alert::Alert;
 use crate::config::NotifyConfig;
 
 /// A way to reach someone.
@@ -168,7 +168,7 @@ impl Subscription {
         patient_ok && severity_ok && rule_ok
     }
 
-    fn quiet(&self) -> Option<(i64, i64, i64)> {
+    pub(crate) fn quiet(&self) -> Option<(i64, i64, i64)> {
         let q = self.quiet_hours.as_deref()?;
         let (a, b) = q.split_once('-')?;
         Some((minute_of_day(a)?, minute_of_day(b)?, utc_offset_minutes(&self.utc_offset)?))
@@ -211,76 +211,6 @@ fn utc_offset_minutes(s: &str) -> Option<i64> {
     };
     let m = minute_of_day(rest)?;
     (m <= 14 * 60).then_some(sign * m)
-}
-
-/// Problems of the `[notify]` section, each naming the option.
-pub fn check_config(n: &NotifyConfig) -> Vec<String> {
-    let mut v = Vec::new();
-    let mut names = std::collections::BTreeSet::new();
-    for c in &n.contacts {
-        if c.name.is_empty() || !names.insert(c.name.as_str()) {
-            v.push(format!("notify.contacts: {:?} is empty or defined twice", c.name));
-        }
-        if Channel::ALL.iter().all(|ch| c.address(*ch).is_none()) {
-            v.push(format!(
-                "notify.contacts {:?}: no way to reach it (webhook, telegram_chat_id, email, sms, console)",
-                c.name
-            ));
-        }
-        if c.webhook.as_deref().is_some_and(|u| !(u.starts_with("http://") || u.starts_with("https://"))) {
-            v.push(format!("notify.contacts {:?}: webhook must be an http(s) URL", c.name));
-        }
-        if c.sms
-            .as_deref()
-            .is_some_and(|s| !(s.starts_with('+') && s.len() > 4 && s[1..].bytes().all(|b| b.is_ascii_digit())))
-        {
-            v.push(format!("notify.contacts {:?}: sms must be a number like +15551234567", c.name));
-        }
-        if c.email.as_deref().is_some_and(|e| e.parse::<lettre::Address>().is_err()) {
-            v.push(format!("notify.contacts {:?}: email is not an address", c.name));
-        }
-        if c.telegram_chat_id.is_some() && n.telegram_bot_token.is_empty() {
-            v.push(format!("notify.contacts {:?}: telegram needs notify.telegram_bot_token", c.name));
-        }
-        if c.email.is_some() && n.smtp_host.is_empty() {
-            v.push(format!("notify.contacts {:?}: email needs notify.smtp_host", c.name));
-        }
-        if c.sms.is_some() && n.sms_url.is_empty() {
-            v.push(format!("notify.contacts {:?}: sms needs notify.sms_url", c.name));
-        }
-    }
-    let known = |c: &String| names.contains(c.as_str());
-    for (i, s) in n.subscriptions.iter().enumerate() {
-        let name = s.name_or(i);
-        for c in s.contacts.iter().chain(&s.escalation) {
-            if !known(c) {
-                v.push(format!("notify.subscriptions {name:?}: no contact {c:?}"));
-            }
-        }
-        if s.quiet_hours.is_some() && s.quiet().is_none() {
-            v.push(format!(
-                "notify.subscriptions {name:?}: quiet_hours like \"22:00-07:00\" and utc_offset like \"+01:00\""
-            ));
-        }
-        if !s.escalation.is_empty() && s.escalate_after.is_none() {
-            v.push(format!("notify.subscriptions {name:?}: escalation needs escalate_after"));
-        }
-    }
-    for c in &n.operator_contacts {
-        if !known(c) {
-            v.push(format!("notify.operator_contacts: no contact {c:?}"));
-        }
-    }
-    if !matches!(n.smtp_security.as_str(), "starttls" | "tls" | "none") {
-        v.push("notify.smtp_security: starttls, tls or none".into());
-    }
-    if !n.smtp_from.is_empty() && n.smtp_from.parse::<lettre::message::Mailbox>().is_err() {
-        v.push("notify.smtp_from is not an address".into());
-    }
-    if n.max_attempts == 0 {
-        v.push("notify.max_attempts must be positive".into());
-    }
-    v
 }
 
 /// What a notice is about.
@@ -443,7 +373,7 @@ pub fn make(
             }
             let payload = serde_json::json!({
                 "id": id, "kind": kind, "text": text,
-                "alert": crate::alerts_api::render(a),
+                "alert": a.render(),
             });
             out.insert(
                 id.clone(),
@@ -528,50 +458,6 @@ mod tests {
         assert_eq!(sub("12:00-13:00", "+00:00").due(Severity::Info, t), t);
         assert!(sub("25:00-07:00", "+00:00").quiet().is_none());
         assert!(sub("22:00-07:00", "01:00").quiet().is_none());
-    }
-
-    #[test]
-    fn notify_config_problems_name_the_option() {
-        let c = |name: &str| Contact { name: name.into(), ..Contact::default() };
-        let cfg = NotifyConfig {
-            contacts: vec![
-                Contact { telegram_chat_id: Some("1".into()), ..c("tg") },
-                Contact { email: Some("not an address".into()), ..c("mail") },
-                Contact { sms: Some("555-1234".into()), ..c("phone") },
-                Contact { webhook: Some("ftp://x".into()), ..c("hook") },
-                c("nowhere"),
-                Contact { console: true, ..c("tg") },
-            ],
-            subscriptions: vec![Subscription {
-                contacts: vec!["ghost".into()],
-                escalation: vec!["tg".into()],
-                quiet_hours: Some("late".into()),
-                ..Subscription::default()
-            }],
-            operator_contacts: vec!["nobody".into()],
-            smtp_security: "ssl".into(),
-            max_attempts: 0,
-            ..NotifyConfig::default()
-        };
-        let all = check_config(&cfg).join("\n");
-        for want in [
-            "\"tg\": telegram needs notify.telegram_bot_token",
-            "\"tg\" is empty or defined twice",
-            "\"mail\": email is not an address",
-            "\"mail\": email needs notify.smtp_host",
-            "\"phone\": sms must be a number like +15551234567",
-            "\"hook\": webhook must be an http(s) URL",
-            "\"nowhere\": no way to reach it",
-            "\"subscription-0\": no contact \"ghost\"",
-            "\"subscription-0\": quiet_hours like",
-            "\"subscription-0\": escalation needs escalate_after",
-            "notify.operator_contacts: no contact \"nobody\"",
-            "notify.smtp_security: starttls, tls or none",
-            "notify.max_attempts must be positive",
-        ] {
-            assert!(all.contains(want), "{want:?} not in\n{all}");
-        }
-        assert!(check_config(&NotifyConfig::default()).is_empty());
     }
 
     #[test]
