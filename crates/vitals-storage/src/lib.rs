@@ -4,6 +4,7 @@
 //! Only this crate opens files under the data directory.
 
 pub mod buffer;
+pub mod data_dir;
 pub mod dead_letter;
 pub mod event_store;
 pub mod json_log;

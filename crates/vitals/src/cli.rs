@@ -4,23 +4,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::Role;
+use vitals_server::auth::Role;
 
 #[derive(Debug, Parser)]
 #[command(name = "vitals", version, about = "Vitals: wearable health data, stored safely, watched in real time")]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Config file (TOML); see config/vitals.example.toml.
     #[arg(long, global = true, env = "VITALS_CONFIG")]
-    pub config: Option<PathBuf>,
+    pub(crate) config: Option<PathBuf>,
     /// Data directory (overrides storage.data_dir).
     #[arg(long, global = true)]
-    pub data_dir: Option<PathBuf>,
+    pub(crate) data_dir: Option<PathBuf>,
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Query one series of one patient.
@@ -30,96 +30,96 @@ pub enum Command {
     /// Administration: users, care teams, tokens, patients, audit log, vault keys, outboxes.
     Admin(AdminArgs),
     /// Benchmark ingest, storage size and queries on a generated wearable dataset.
-    Bench(crate::bench::BenchArgs),
+    Bench(crate::commands::bench::BenchArgs),
     /// The demo: the server with 20 synthetic patients, 7 days of history, then live data.
-    Demo(crate::demo::DemoArgs),
+    Demo(crate::commands::demo::DemoArgs),
     /// Synthetic patients: backfill, live streaming or load, to files or a server.
-    Simulate(crate::simulate::SimulateArgs),
+    Simulate(crate::commands::simulate::SimulateArgs),
 }
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Address to listen on (overrides server.listen).
     #[arg(long)]
-    pub listen: Option<String>,
+    pub(crate) listen: Option<String>,
     /// Start even if the WAL has a corrupt record in the middle (keeps what precedes it).
     #[arg(long)]
-    pub repair_wal: bool,
+    pub(crate) repair_wal: bool,
 }
 
 /// Where a command acts: a running server (`--url`) or a data directory (`--data-dir`).
 #[derive(Debug, Args, Clone)]
-pub struct RemoteArgs {
+pub(crate) struct RemoteArgs {
     /// Base URL of a running server, e.g. http://127.0.0.1:8080.
     #[arg(long, env = "VITALS_URL")]
-    pub url: Option<String>,
+    pub(crate) url: Option<String>,
     /// API token for --url.
     #[arg(long, env = "VITALS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum OutputFormat {
+pub(crate) enum OutputFormat {
     Table,
     Csv,
     Json,
 }
 
 #[derive(Debug, Args)]
-pub struct QueryArgs {
+pub(crate) struct QueryArgs {
     #[arg(long)]
-    pub patient: String,
+    pub(crate) patient: String,
     #[arg(long)]
-    pub metric: String,
+    pub(crate) metric: String,
     /// Start (RFC 3339 or ms since epoch); default: the beginning.
     #[arg(long)]
-    pub from: Option<String>,
+    pub(crate) from: Option<String>,
     /// End, exclusive; default: now.
     #[arg(long)]
-    pub to: Option<String>,
+    pub(crate) to: Option<String>,
     /// Bucket width, e.g. 1h; omit for raw points.
     #[arg(long)]
-    pub every: Option<String>,
+    pub(crate) every: Option<String>,
     /// Aggregates per bucket: mean,min,max,count,sum,first,last.
     #[arg(long)]
-    pub agg: Option<String>,
+    pub(crate) agg: Option<String>,
     /// Only this device.
     #[arg(long)]
-    pub device: Option<String>,
+    pub(crate) device: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
-    pub format: OutputFormat,
+    pub(crate) format: OutputFormat,
     #[command(flatten)]
-    pub remote: RemoteArgs,
+    pub(crate) remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     /// Files: NDJSON, a JSON array or {"samples": [...]}, CSV patient,metric,time,value[,unit,device];
     /// with --patient also a Health Auto Export JSON export, an Apple Health export.xml, or
     /// Empatica E4 signal files and session folders.
     #[arg(required = true)]
-    pub files: Vec<PathBuf>,
+    pub(crate) files: Vec<PathBuf>,
     /// The patient of files that carry no patient ids (Health Auto Export, Apple Health, E4).
     #[arg(long)]
-    pub patient: Option<String>,
+    pub(crate) patient: Option<String>,
     /// Lines per request or write batch.
     #[arg(long, default_value_t = 50_000)]
-    pub batch_lines: usize,
+    pub(crate) batch_lines: usize,
     /// Do not draw a progress bar.
     #[arg(long)]
-    pub quiet: bool,
+    pub(crate) quiet: bool,
     #[command(flatten)]
-    pub remote: RemoteArgs,
+    pub(crate) remote: RemoteArgs,
 }
 
 #[derive(Debug, Args)]
-pub struct AdminArgs {
+pub(crate) struct AdminArgs {
     #[command(subcommand)]
-    pub command: AdminCommand,
+    pub(crate) command: AdminCommand,
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AdminCommand {
+pub(crate) enum AdminCommand {
     /// API tokens.
     Token {
         #[command(subcommand)]
@@ -128,32 +128,32 @@ pub enum AdminCommand {
     /// People who sign in.
     User {
         #[command(subcommand)]
-        command: crate::admin::UserCommand,
+        command: crate::commands::admin::UserCommand,
     },
     /// Care teams: clinicians and caregivers with the patients they look after.
     Team {
         #[command(subcommand)]
-        command: crate::admin::TeamCommand,
+        command: crate::commands::admin::TeamCommand,
     },
     /// Patients: pseudonyms and identities.
     Patient {
         #[command(subcommand)]
-        command: crate::admin::PatientCommand,
+        command: crate::commands::admin::PatientCommand,
     },
     /// Devices' client certificates (mTLS on HTTPS and the MQTT listener).
     Device {
         #[command(subcommand)]
-        command: crate::admin::DeviceCommand,
+        command: crate::commands::admin::DeviceCommand,
     },
     /// The audit log.
     Audit {
         #[command(subcommand)]
-        command: crate::admin::AuditCommand,
+        command: crate::commands::admin::AuditCommand,
     },
     /// The identity vault's keys.
     Vault {
         #[command(subcommand)]
-        command: crate::admin::VaultCommand,
+        command: crate::commands::admin::VaultCommand,
     },
     /// Refused input kept for inspection and replay.
     DeadLetters {
@@ -168,7 +168,7 @@ pub enum AdminCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum NotificationCommand {
+pub(crate) enum NotificationCommand {
     /// List notices, newest first.
     List {
         /// pending, delivered or dead (default: all).
@@ -194,7 +194,7 @@ pub enum NotificationCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum DeadLetterCommand {
+pub(crate) enum DeadLetterCommand {
     /// List dead letters, oldest first.
     List {
         /// Only entries with a larger id.
@@ -226,7 +226,7 @@ pub enum DeadLetterCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create a token and print it (it is shown only once).
     Create {
         /// admin or device, for tokens without --user.

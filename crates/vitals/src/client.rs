@@ -4,14 +4,14 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-pub struct Client {
+pub(crate) struct Client {
     base: String,
     token: String,
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub fn new(url: &str, token: Option<&str>) -> anyhow::Result<Client> {
+    pub(crate) fn new(url: &str, token: Option<&str>) -> anyhow::Result<Client> {
         let Some(token) = token else { bail!("--url needs --token (or VITALS_TOKEN)") };
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(300)))
@@ -26,7 +26,7 @@ impl Client {
     }
 
     /// GET a path; returns the body, failing with the server's message on an error status.
-    pub fn get(&self, path_and_query: &str, accept: &str) -> anyhow::Result<String> {
+    pub(crate) fn get(&self, path_and_query: &str, accept: &str) -> anyhow::Result<String> {
         let url = format!("{}{path_and_query}", self.base);
         let mut resp = self
             .agent
@@ -44,12 +44,12 @@ impl Client {
     }
 
     /// POST a body; retries on 503 (overload) honouring Retry-After, up to a minute.
-    pub fn post(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<String> {
+    pub(crate) fn post(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<String> {
         self.post_with(path, content_type, body, &[])
     }
 
     /// POST with extra headers (e.g. Nightscout's `api-secret`).
-    pub fn post_with(
+    pub(crate) fn post_with(
         &self,
         path: &str,
         content_type: &str,
@@ -87,7 +87,7 @@ impl Client {
         }
     }
 
-    pub fn delete(&self, path: &str) -> anyhow::Result<()> {
+    pub(crate) fn delete(&self, path: &str) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base);
         let mut resp = self
             .agent

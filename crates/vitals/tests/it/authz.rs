@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::json;
-use vitals::auth::{NewToken, Role};
+use vitals_server::auth::{NewToken, Role};
 
 use crate::harness::{ADMIN, NOW, Resp, TestServer, eventually};
 
@@ -116,7 +116,7 @@ fn world() -> World {
         d.create_user(name, role, None, None, NOW).expect("user");
     }
     d.create_user("pat", Role::Patient, None, Some(OWN), NOW).expect("patient user");
-    vitals::people::set_team(meta, "ward", &["cli".into(), "care".into()], &[OWN.into()], NOW).expect("team");
+    vitals_server::people::set_team(meta, "ward", &["cli".into(), "care".into()], &[OWN.into()], NOW).expect("team");
     for (name, role) in
         [("cli", Role::Clinician), ("care", Role::Caregiver), ("ana", Role::Analyst), ("pat", Role::Patient)]
     {

@@ -3,7 +3,7 @@
 //! `e2e/dashboard.mjs`; screenshots in `$CARGO_TARGET_TMPDIR/e2e-artifacts`).
 
 use serde_json::{Value, json};
-use vitals::auth::{NewToken, Role};
+use vitals_server::auth::{NewToken, Role};
 
 use crate::harness::{ADMIN, NOW, TestServer};
 
@@ -14,7 +14,7 @@ fn ward() -> TestServer {
     let server = TestServer::start();
     let d = &server.app.directory;
     d.create_user("nurse", Role::Clinician, Some(PASSWORD), None, NOW).expect("user");
-    vitals::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into()], NOW).expect("team");
+    vitals_server::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into()], NOW).expect("team");
     let mut samples = Vec::new();
     for (p, hr) in [("p-1", 72), ("p-2", 90)] {
         for i in 0..30 {
@@ -25,7 +25,8 @@ fn ward() -> TestServer {
     }
     samples.push(json!({"patient": "p-3", "metric": "heart_rate", "time": NOW - 5 * 3_600_000, "value": 60}));
     assert_eq!(server.ingest(&Value::Array(samples)).status, 200);
-    vitals::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into(), "p-3".into()], NOW).expect("team");
+    vitals_server::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into(), "p-3".into()], NOW)
+        .expect("team");
     server
 }
 

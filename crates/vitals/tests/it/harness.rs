@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use vitals::auth::{Directory, Role};
-use vitals::config::Config;
-use vitals::server::{self, App};
 use vitals_core::ManualClock;
+use vitals_server::app::App;
+use vitals_server::auth::{Directory, Role};
+use vitals_server::config::Config;
+use vitals_server::runtime;
 use vitals_storage::Store;
 
 /// "Now" for in-process servers: 2025-11-22T03:00:00Z.
@@ -77,7 +78,7 @@ impl TestServer {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).expect("listener");
-                server::serve(l, served, async move {
+                runtime::serve(l, served, async move {
                     let _ = rx.await;
                 })
                 .await
@@ -132,8 +133,8 @@ impl TestServer {
     }
 
     /// The router's table of routes.
-    pub fn app_routes(&self) -> Vec<vitals::server::RouteSpec> {
-        vitals::server::routes(self.app.clone()).1
+    pub fn app_routes(&self) -> Vec<vitals_server::api::RouteSpec> {
+        vitals_server::api::routes(self.app.clone()).1
     }
 
     pub fn data_dir(&self) -> &std::path::Path {

@@ -67,7 +67,7 @@ fn server_for(port: u16, client_id: &str) -> TestServer {
     server_with(port, client_id, |_| {})
 }
 
-fn server_with(port: u16, client_id: &str, f: impl FnOnce(&mut vitals::config::Config)) -> TestServer {
+fn server_with(port: u16, client_id: &str, f: impl FnOnce(&mut vitals_server::config::Config)) -> TestServer {
     let server = TestServer::with_config(|c| {
         c.mqtt.enabled = true;
         c.mqtt.broker = format!("127.0.0.1:{port}");
@@ -273,7 +273,7 @@ fn tls_with_client_certificates_and_the_broker_acl_decide_who_writes_for_whom() 
         )
     });
     let port = broker.port;
-    let tls = |c: &mut vitals::config::Config, ca: &str| {
+    let tls = |c: &mut vitals_server::config::Config, ca: &str| {
         c.mqtt.enabled = true;
         c.mqtt.broker = format!("127.0.0.1:{port}");
         c.mqtt.client_id = format!("vitals-tls-{ca}");
@@ -318,16 +318,16 @@ fn unusable_tls_files_are_reported_with_the_file_at_startup() {
     make_ca(d, "ca");
     let (cert, _) = make_cert(d, "ca", "a", false);
     let (_, other_key) = make_cert(d, "ca", "b", false);
-    let mut cfg = vitals::config::MqttConfig { tls: true, ca_file: d.join("ca.pem"), ..Default::default() };
-    assert!(vitals::mqtt::tls_config(&cfg).is_ok(), "a CA alone is enough");
+    let mut cfg = vitals_server::config::MqttConfig { tls: true, ca_file: d.join("ca.pem"), ..Default::default() };
+    assert!(vitals_server::source::mqtt::tls_config(&cfg).is_ok(), "a CA alone is enough");
     cfg.cert_file = cert;
     cfg.key_file = other_key;
-    let e = format!("{:#}", vitals::mqtt::tls_config(&cfg).expect_err("mismatched key"));
+    let e = format!("{:#}", vitals_server::source::mqtt::tls_config(&cfg).expect_err("mismatched key"));
     assert!(e.contains("does not match its key"), "{e}");
     cfg.ca_file = d.join("missing.pem");
-    let e = format!("{:#}", vitals::mqtt::tls_config(&cfg).expect_err("missing CA file"));
+    let e = format!("{:#}", vitals_server::source::mqtt::tls_config(&cfg).expect_err("missing CA file"));
     assert!(e.contains("missing.pem"), "{e}");
     cfg.ca_file = d.join("a.key");
-    let e = format!("{:#}", vitals::mqtt::tls_config(&cfg).expect_err("a key is not a certificate"));
+    let e = format!("{:#}", vitals_server::source::mqtt::tls_config(&cfg).expect_err("a key is not a certificate"));
     assert!(e.contains("no certificate"), "{e}");
 }

@@ -3,8 +3,8 @@
 //! escalation, reminders, suppression, operator events, and the outbox across `kill -9`.
 
 use serde_json::{Value, json};
-use vitals::config::Config;
 use vitals_alerts::{Contact, Subscription};
+use vitals_server::config::Config;
 
 use crate::harness::{ADMIN, Capture, NOW, TestServer, agent, eventually, into_resp};
 

@@ -185,7 +185,7 @@ fn full_patient(server: &TestServer) -> String {
     p
 }
 
-fn with_console_contact(c: &mut vitals::config::Config) {
+fn with_console_contact(c: &mut vitals_server::config::Config) {
     c.notify.contacts = vec![Contact { name: "ward".into(), console: true, ..Contact::default() }];
     c.notify.subscriptions = vec![Subscription { contacts: vec!["ward".into()], ..Subscription::default() }];
 }

@@ -149,7 +149,7 @@ fn https_serves_tls_and_a_registered_client_certificate_authenticates_its_device
     server
         .app
         .directory
-        .create_user("nurse", vitals::auth::Role::Clinician, Some("correct horse battery"), None, NOW)
+        .create_user("nurse", vitals_server::auth::Role::Clinician, Some("correct horse battery"), None, NOW)
         .expect("u");
     let r = anonymous
         .post(&https_url(&server, "/api/v1/login"))
@@ -321,9 +321,9 @@ fn without_client_certificates_a_device_token_is_the_mqtt_password_qos_2_is_refu
         .app
         .directory
         .create_token(
-            &vitals::auth::NewToken {
+            &vitals_server::auth::NewToken {
                 name: "band",
-                role: Some(vitals::auth::Role::Device),
+                role: Some(vitals_server::auth::Role::Device),
                 patient: Some(OWN),
                 ..Default::default()
             },

@@ -1,0 +1,213 @@
+//! The HTTP API: one table of every route with the action it performs and how its clients
+//! present credentials, built together with the router so that no route exists without an
+//! entry in the authorization matrix. Handlers live in this folder (`*_api.rs`, by
+//! resource) and, for the ways samples come in, in `crate::source`.
+
+pub mod dashboard_api;
+pub mod error;
+pub(crate) mod guard;
+pub mod system_api;
+
+pub mod alerts_api;
+pub mod cohorts_api;
+pub mod dead_letter_api;
+pub mod notifications_api;
+pub mod patients_api;
+pub mod people_api;
+pub mod rules_api;
+pub mod series_api;
+pub mod session_api;
+pub mod tokens_api;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Method;
+use axum::middleware;
+use axum::routing::{MethodFilter, get, post};
+
+use self::error::{ApiError, Code};
+use self::guard::Guard;
+use crate::app::AppState;
+use crate::auth::credentials::Credentials;
+use crate::authz::Action;
+use crate::source::{health_auto_export_api, line_protocol_api, nightscout_api, samples_api};
+use crate::web;
+
+/// One route of the router and what it requires.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: String,
+    pub action: Action,
+    pub credentials: Credentials,
+}
+
+/// Builds the router and its table of routes together, so no route exists without an
+/// [`Action`] (the authorization matrix test walks this table).
+struct Routes {
+    app: AppState,
+    router: Router<AppState>,
+    specs: Vec<RouteSpec>,
+}
+
+impl Routes {
+    fn add<H, T>(&mut self, method: Method, path: &str, action: Action, credentials: Credentials, limit: bool, h: H)
+    where
+        H: axum::handler::Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match MethodFilter::try_from(method.clone()) {
+            Ok(f) => f,
+            Err(_) => unreachable!("routes use standard methods"),
+        };
+        let mut route = axum::routing::on(filter, h);
+        if limit {
+            route = route.route_layer(middleware::from_fn_with_state(self.app.clone(), guard::limit_writes));
+        }
+        let guard = Guard { app: self.app.clone(), action, credentials };
+        let route = route.route_layer(middleware::from_fn_with_state(guard, guard::require));
+        self.router = std::mem::take(&mut self.router).route(path, route);
+        self.specs.push(RouteSpec { method, path: path.to_owned(), action, credentials });
+    }
+
+    fn get<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::GET, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    fn post<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::POST, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    fn put<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::PUT, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    fn delete<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
+        self.add(Method::DELETE, path, a, Credentials::Bearer, false, h);
+        self
+    }
+    /// A sample-writing route: concurrency-limited.
+    fn write<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        &mut self,
+        path: &str,
+        c: Credentials,
+        h: H,
+    ) -> &mut Self {
+        self.add(Method::POST, path, Action::WriteSamples, c, true, h);
+        self
+    }
+}
+
+/// Every route with the action it performs. `/healthz` is the only public route.
+pub fn router(app: AppState) -> Router {
+    routes(app).0
+}
+
+/// The router and the table of its routes.
+pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
+    use Action as A;
+    let mut r = Routes { app: app.clone(), router: Router::new(), specs: Vec::new() };
+    r.get("/metrics", A::Operate, system_api::metrics);
+    r.get("/api/v1/system", A::Operate, system_api::system);
+    r.get("/api/v1/file-drop", A::Operate, system_api::file_drop_ledger);
+    r.get("/api/v1/devices", A::ManagePeople, system_api::devices);
+    r.delete("/api/v1/devices/{id}", A::ManagePeople, system_api::revoke_device);
+    r.write("/api/v1/samples", Credentials::Bearer, samples_api::post_samples)
+        .write("/api/v1/ingest/health-auto-export", Credentials::Bearer, health_auto_export_api::post_export)
+        .write("/write", Credentials::Influx, line_protocol_api::write_v1)
+        .write("/api/v2/write", Credentials::Influx, line_protocol_api::write_v2);
+    nightscout(&mut r);
+    r.get("/api/v1/metrics", A::ReadRules, series_api::list_metrics)
+        .get("/api/v1/patients", A::ListPatients, patients_api::list)
+        .post("/api/v1/patients", A::CreatePatient, patients_api::create)
+        .get("/api/v1/patients/{patient}/identity", A::ReadIdentity, patients_api::get_identity)
+        .put("/api/v1/patients/{patient}/identity", A::WriteIdentity, patients_api::put_identity)
+        .get("/api/v1/patients/{patient}/export", A::ExportPatient, patients_api::export)
+        .delete("/api/v1/patients/{patient}", A::ErasePatient, patients_api::erase)
+        .get("/api/v1/patients/{patient}/events", A::ReadPatientData, series_api::events)
+        .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
+        .get("/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
+        .get("/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
+        .get("/api/v1/patients/{patient}/live", A::ReadPatientData, dashboard_api::live)
+        .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
+        .get("/api/v1/overview", A::ListPatients, dashboard_api::overview)
+        .get("/api/v1/me", A::Me, people_api::me)
+        .delete("/api/v1/session", A::Me, session_api::logout)
+        .get("/api/v1/users", A::ManagePeople, people_api::list_users)
+        .post("/api/v1/users", A::ManagePeople, people_api::create_user)
+        .get("/api/v1/users/{user}", A::ManagePeople, people_api::get_user)
+        .put("/api/v1/users/{user}", A::ManagePeople, people_api::update_user)
+        .delete("/api/v1/users/{user}", A::ManagePeople, people_api::delete_user)
+        .get("/api/v1/teams", A::ManagePeople, people_api::list_teams)
+        .put("/api/v1/teams/{team}", A::ManagePeople, people_api::put_team)
+        .delete("/api/v1/teams/{team}", A::ManagePeople, people_api::delete_team)
+        .get("/api/v1/audit", A::ReadAudit, people_api::audit)
+        .get("/api/v1/tokens", A::ManagePeople, tokens_api::list_tokens)
+        .post("/api/v1/tokens", A::ManagePeople, tokens_api::create_token)
+        .delete("/api/v1/tokens/{id}", A::ManagePeople, tokens_api::revoke_token)
+        .get("/api/v1/dead-letters", A::Operate, dead_letter_api::list)
+        .delete("/api/v1/dead-letters", A::Operate, dead_letter_api::purge)
+        .get("/api/v1/dead-letters/{id}", A::Operate, dead_letter_api::show)
+        .delete("/api/v1/dead-letters/{id}", A::Operate, dead_letter_api::remove_one)
+        .post("/api/v1/dead-letters/{id}/replay", A::Operate, dead_letter_api::replay_one)
+        .get("/api/v1/alerts", A::ReadAlerts, alerts_api::list)
+        .get("/api/v1/alerts/{id}", A::ReadAlerts, alerts_api::get_one)
+        .post("/api/v1/alerts/{id}/ack", A::ActOnAlerts, alerts_api::ack)
+        .post("/api/v1/alerts/{id}/snooze", A::ActOnAlerts, alerts_api::snooze)
+        .get("/api/v1/notifications", A::ManageNotifications, notifications_api::list)
+        .post("/api/v1/notifications/test", A::ManageNotifications, notifications_api::test)
+        .get("/api/v1/notifications/{id}", A::ManageNotifications, notifications_api::get_one)
+        .post("/api/v1/notifications/{id}/replay", A::ManageNotifications, notifications_api::replay)
+        .get("/api/v1/cohorts", A::ReadCohorts, cohorts_api::list)
+        .get("/api/v1/cohorts/{name}", A::ReadCohorts, cohorts_api::get_one)
+        .put("/api/v1/cohorts/{name}", A::ManageCohorts, cohorts_api::put)
+        .delete("/api/v1/cohorts/{name}", A::ManageCohorts, cohorts_api::delete)
+        .get("/api/v1/rules", A::ReadRules, rules_api::list)
+        .post("/api/v1/rules", A::ManageRules, rules_api::create)
+        .post("/api/v1/rules/backtest", A::Backtest, rules_api::backtest)
+        .get("/api/v1/rules/{name}", A::ReadRules, rules_api::get_one)
+        .put("/api/v1/rules/{name}", A::ManageRules, rules_api::replace)
+        .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete);
+    let Routes { router, specs, .. } = r;
+    // Besides /healthz, sign-in (it checks a password, rate-limited) and the dashboard's
+    // static shell are the only routes without credentials.
+    let router = router
+        .route("/healthz", get(system_api::healthz))
+        .route("/api/v1/login", post(session_api::login))
+        // The dashboard's shell and assets: no data, so no credentials (see `web`).
+        .route("/", get(web::index))
+        .route("/assets/{name}", get(web::asset))
+        .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
+        .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(app);
+    (router, specs)
+}
+
+/// The Nightscout-compatible API of each patient: reads are `ReadPatientData`, writes
+/// `WriteSamples`, both on the path's patient.
+fn nightscout(r: &mut Routes) {
+    use Action::{ReadPatientData as Read, WriteSamples as Write};
+    use Credentials::Nightscout as Ns;
+    use nightscout_api as ns;
+    let base = "/nightscout/{patient}/api/v1";
+    for path in ["entries", "entries.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, ns::post_entries);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, ns::get_entries);
+    }
+    for path in ["entries/sgv.json", "entries/sgv"] {
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, ns::get_sgv);
+    }
+    r.add(Method::GET, &format!("{base}/entries/mbg.json"), Read, Ns, false, ns::get_mbg);
+    r.add(Method::GET, &format!("{base}/entries/current.json"), Read, Ns, false, ns::get_current);
+    for path in ["devicestatus", "devicestatus.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, ns::post_devicestatus);
+    }
+    for path in ["treatments", "treatments.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, ns::post_treatments);
+        r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, false, ns::post_treatments);
+    }
+    for path in ["status.json", "status"] {
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, ns::status);
+    }
+}

@@ -1,0 +1,119 @@
+//! The guard every route passes through: authenticate (in the route's credential style),
+//! check CSRF for cookie-authenticated changes, authorize the route's action on the path's
+//! `{patient}`, and audit; and the shedding of write requests beyond
+//! `server.max_concurrent_writes` before their body is read.
+
+use axum::RequestExt;
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::error::{ApiError, Code};
+use crate::app::AppState;
+use crate::audit::{AuditPatient, audit_action};
+use crate::auth::Principal;
+use crate::auth::credentials::{self, Credentials};
+use crate::authz::{self, Action};
+use crate::source::{line_protocol_api, nightscout_api};
+use crate::tls::{origin_of, peer_of};
+
+/// What a route requires: its action and how its clients present credentials.
+#[derive(Clone)]
+pub(crate) struct Guard {
+    pub(crate) app: AppState,
+    pub(crate) action: Action,
+    pub(crate) credentials: Credentials,
+}
+
+fn refuse(credentials: Credentials, status: axum::http::StatusCode, message: &str) -> Response {
+    match credentials {
+        Credentials::Bearer => {
+            let code = match status.as_u16() {
+                401 => Code::Unauthorized,
+                403 => Code::Forbidden,
+                _ => Code::Internal,
+            };
+            ApiError::new(code, message.to_owned()).into_response()
+        }
+        Credentials::Influx => line_protocol_api::refuse(status, message),
+        Credentials::Nightscout => nightscout_api::refuse(status, message),
+    }
+}
+
+/// Whether the audit log records requests of this action (every one but sample writes,
+/// which the write-ahead log records, and one's own account).
+fn audited(action: Action) -> bool {
+    !matches!(action, Action::WriteSamples | Action::Me)
+}
+
+/// Authenticates, authorizes (the route's action, on the path's patient), checks CSRF for
+/// session-authenticated changes, and audits.
+pub(crate) async fn require(State(g): State<Guard>, mut req: Request, next: Next) -> Response {
+    let now = g.app.clock.now_ms();
+    let cert = peer_of(&req).and_then(|p| p.cert_sha256.as_deref());
+    let principal = credentials::authenticate(&g.app.directory, g.credentials, req.headers(), req.uri(), cert, now);
+    let Some(principal) = principal else {
+        let message = match g.credentials {
+            Credentials::Bearer => "missing or invalid credentials: Authorization: Bearer <token> or a session",
+            Credentials::Influx => "authorization failed",
+            Credentials::Nightscout => "Unauthorized",
+        };
+        let mut r = refuse(g.credentials, axum::http::StatusCode::UNAUTHORIZED, message);
+        if g.credentials == Credentials::Influx {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"InfluxDB\""));
+        }
+        return r;
+    };
+    if let Some(csrf) = &principal.csrf
+        && !req.method().is_safe()
+        && req.headers().get("x-csrf-token").and_then(|v| v.to_str().ok()) != Some(csrf.as_str())
+    {
+        return ApiError::new(Code::Forbidden, "missing or wrong X-CSRF-Token for this session").into_response();
+    }
+    let patient = match req.extract_parts::<RawPathParams>().await {
+        Ok(params) => params.iter().find(|(k, _)| *k == "patient").map(|(_, v)| v.to_owned()),
+        Err(_) => None,
+    };
+    if !audited(g.action) {
+        // Sample writes and one's own account: no audit entry, so nothing to prepare.
+        if let Err(denied) = authz::check(&principal, g.action, patient.as_deref()) {
+            return refuse(g.credentials, axum::http::StatusCode::FORBIDDEN, &denied.to_string());
+        }
+        req.extensions_mut().insert::<Principal>(principal);
+        return next.run(req).await;
+    }
+    let origin = origin_of(&req);
+    let target = format!("{} {}", req.method(), req.uri().path());
+    let event = |outcome: &str, patient: Option<String>| vitals_meta::AuditEvent {
+        ts_ms: now,
+        actor: principal.actor.clone(),
+        action: audit_action(g.action).to_owned(),
+        patient,
+        target: target.clone(),
+        origin: origin.clone(),
+        outcome: outcome.to_owned(),
+    };
+    if let Err(denied) = authz::check(&principal, g.action, patient.as_deref()) {
+        // A refusal is worth recording; a failure to record it does not change the answer.
+        let _ = g.app.auditor.record(event("denied", patient.clone())).await;
+        return refuse(g.credentials, axum::http::StatusCode::FORBIDDEN, &denied.to_string());
+    }
+    req.extensions_mut().insert::<Principal>(principal.clone());
+    let response = next.run(req).await;
+    let patient = response.extensions().get::<AuditPatient>().map(|p| p.0.clone()).or(patient);
+    let outcome = if response.status().is_success() { "ok" } else { "failed" };
+    match g.app.auditor.record(event(outcome, patient)).await {
+        Ok(()) => response,
+        // Patient data is not handed out unrecorded.
+        Err(e) => ApiError::internal(format!("recording the audit entry: {e:#}")).into_response(),
+    }
+}
+
+/// Sheds write requests beyond `server.max_concurrent_writes` before their body is read.
+pub(crate) async fn limit_writes(State(app): State<AppState>, req: Request, next: Next) -> Response {
+    let Ok(_permit) = app.write_permits.clone().try_acquire_owned() else {
+        return ApiError::new(Code::Overloaded, "too many write requests at once; retry shortly").into_response();
+    };
+    next.run(req).await
+}

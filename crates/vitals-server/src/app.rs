@@ -1,0 +1,106 @@
+//! The application's shared state: the open stores of a data directory and what every
+//! request handler and source needs (the ingest pipeline, who is who, the auditor, the
+//! configuration, the clock, telemetry).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
+use vitals_core::{Catalog, Clock};
+use vitals_ingest::line_protocol::Mapping;
+use vitals_storage::Store;
+use vitals_storage::dead_letter::DeadLetters;
+use vitals_storage::event_store::EventStore;
+use vitals_storage::ledger::FileLedger;
+use vitals_vault::Vault;
+
+use crate::alert_store::AlertStore;
+use crate::alerting::ErasedPatients;
+use crate::audit::Auditor;
+use crate::auth::Directory;
+use crate::auth::login_limiter::LoginLimiter;
+use crate::cohort_store::CohortStore;
+use crate::config::Config;
+use crate::rule_store::RuleStore;
+use crate::source::pipeline::Pipeline;
+use crate::stores;
+use crate::telemetry::Telemetry;
+
+/// Everything a handler needs.
+pub struct App {
+    pub store: Arc<Store>,
+    pub directory: Directory,
+    /// Patients' identities, sealed (see `vitals-vault`).
+    pub vault: Arc<Vault>,
+    /// Appends audit entries (group commit).
+    pub auditor: Auditor,
+    /// Every way in hands its bodies to this.
+    pub pipeline: Arc<Pipeline>,
+    /// The file-drop ledger, once the watcher runs (the admin view lists it).
+    pub file_ledger: OnceLock<Arc<FileLedger>>,
+    /// Where the embedded MQTT listener listens, once started.
+    pub mqtt_listener_addr: OnceLock<SocketAddr>,
+    /// Patients erased while this process runs (the live engine forgets them).
+    pub erased: Arc<ErasedPatients>,
+    /// Sign-in attempts per client address (rate limit).
+    pub login_limiter: LoginLimiter,
+    pub config: Config,
+    pub clock: Arc<dyn Clock>,
+    pub telemetry: Arc<Telemetry>,
+    pub catalog: &'static Catalog,
+    /// Permits for write requests in progress (see `server.max_concurrent_writes`).
+    pub write_permits: Arc<Semaphore>,
+    pub dead_letters: Arc<DeadLetters>,
+    pub events: Arc<EventStore>,
+    pub rules: Arc<RuleStore>,
+    pub alerts: Arc<AlertStore>,
+    pub cohorts: Arc<CohortStore>,
+}
+
+impl App {
+    /// The application over an open store: the other stores of the data directory (dead
+    /// letters, events, rules, alerts and their outbox, cohorts, the vault) are opened here.
+    pub fn open(store: Arc<Store>, directory: Directory, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        let dead_letters = stores::open_dead_letters(&config)?;
+        let events = stores::open_events(&config)?;
+        let rules = stores::open_rules(&config)?;
+        let alerts = stores::open_alerts(&config)?;
+        let cohorts = stores::open_cohorts(&config)?;
+        let vault = Arc::new(stores::open_vault(&config)?);
+        let auditor = Auditor::start(directory.meta_arc())?;
+        let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
+        let telemetry = Arc::new(Telemetry::new());
+        let pipeline = Arc::new(Pipeline::new(
+            store.clone(),
+            events.clone(),
+            dead_letters.clone(),
+            telemetry.clone(),
+            config.ingest.clone(),
+            Mapping { rules: config.line_protocol.measurements.clone() },
+            clock.clone(),
+        ));
+        Ok(App {
+            store,
+            directory,
+            vault,
+            pipeline,
+            login_limiter: LoginLimiter::default(),
+            erased: Arc::default(),
+            mqtt_listener_addr: OnceLock::new(),
+            file_ledger: OnceLock::new(),
+            auditor,
+            config,
+            clock,
+            telemetry,
+            catalog: Catalog::standard(),
+            write_permits,
+            dead_letters,
+            events,
+            rules,
+            alerts,
+            cohorts,
+        })
+    }
+}
+
+pub type AppState = Arc<App>;

@@ -1,0 +1,93 @@
+//! Recording to the audit log from the server (the chain itself is `vitals_meta::audit`).
+//!
+//! Requests hand their entries to one auditor thread, which appends everything queued in
+//! one transaction (group commit: one disk sync for all concurrent requests) and then
+//! answers each request, so an entry is durable before its response leaves.
+
+use std::sync::Arc;
+use std::sync::mpsc;
+
+use vitals_meta::{AuditEvent, MetaStore};
+
+use crate::authz::Action;
+
+/// Entries appended per transaction at most.
+const MAX_BATCH: usize = 1024;
+
+type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+
+/// The auditor thread's queue.
+pub struct Auditor {
+    tx: mpsc::Sender<(AuditEvent, Reply)>,
+}
+
+impl std::fmt::Debug for Auditor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Auditor")
+    }
+}
+
+impl Auditor {
+    /// Starts the thread; it ends when the auditor is dropped.
+    pub fn start(meta: Arc<dyn MetaStore>) -> std::io::Result<Auditor> {
+        let (tx, rx) = mpsc::channel::<(AuditEvent, Reply)>();
+        std::thread::Builder::new().name("audit".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(x) => batch.push(x),
+                        Err(_) => break,
+                    }
+                }
+                let events: Vec<AuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
+                let result = meta.append_audit_batch(&events).map(drop).map_err(|e| e.to_string());
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, entries = events.len(), "appending to the audit log");
+                }
+                for (_, reply) in batch {
+                    let _ = reply.send(result.clone());
+                }
+            }
+        })?;
+        Ok(Auditor { tx })
+    }
+
+    /// Appends an entry; resolves once it is durable.
+    pub async fn record(&self, event: AuditEvent) -> anyhow::Result<()> {
+        let (reply, done) = tokio::sync::oneshot::channel();
+        self.tx.send((event, reply)).map_err(|_| anyhow::anyhow!("the auditor stopped"))?;
+        done.await.map_err(|_| anyhow::anyhow!("the auditor stopped"))?.map_err(|e| anyhow::anyhow!(e))
+    }
+}
+
+/// The patient named in a request's response, for the audit log of routes that find the
+/// patient from an id (an alert) or a body.
+#[derive(Debug, Clone)]
+pub struct AuditPatient(pub String);
+
+/// The audit log's name of an action.
+pub fn audit_action(a: Action) -> &'static str {
+    match a {
+        Action::WriteSamples => "samples.write",
+        Action::ListPatients => "patients.list",
+        Action::ReadPatientData => "patient.read",
+        Action::CreatePatient => "patient.create",
+        Action::ReadIdentity => "identity.read",
+        Action::WriteIdentity => "identity.update",
+        Action::ExportPatient => "patient.export",
+        Action::ErasePatient => "patient.erase",
+        Action::ReadAlerts => "alerts.read",
+        Action::ActOnAlerts => "alerts.act",
+        Action::ReadRules => "rules.read",
+        Action::Backtest => "rules.backtest",
+        Action::ManageRules => "rules.change",
+        Action::ReadCohorts => "cohorts.read",
+        Action::ManageCohorts => "cohorts.change",
+        Action::ManageNotifications => "notifications.manage",
+        Action::ManagePeople => "people.manage",
+        Action::ReadAudit => "audit.read",
+        Action::Operate => "operate",
+        Action::Me => "me",
+    }
+}

@@ -1,0 +1,193 @@
+//! The notifier: delivers the outbox's notices, at least once, with an idempotency key.
+//!
+//! A dispatcher thread hands due notices to a few sender threads (so one slow endpoint
+//! does not hold the others up); each attempt's outcome is recorded in the alert store:
+//! delivered, a retry after exponential backoff (`retry_backoff`, doubling, at most
+//! `retry_max_backoff`, or the receiver's `Retry-After`), or, after `max_attempts` or a
+//! permanent refusal (a 4xx other than 408/429, an SMTP 5xx), dead: listed and replayable
+//! through the API and `vitals admin notifications`. Pending notices survive restarts: the
+//! outbox is the alert store's log. A crash between a send and its record sends it again,
+//! with the same key.
+
+pub(crate) mod email;
+mod http;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use vitals_alerts::delivery::{after_attempt, given_up};
+use vitals_alerts::{Channel, Notice, NoticeState, NotifyConfig, SendError, Transport};
+use vitals_core::Clock;
+
+use crate::alert_store::AlertStore;
+use crate::app::App;
+use crate::shutdown::Shutdown;
+use crate::telemetry::{NoticeLabel, Telemetry};
+
+/// What the notifier reads and writes: the outbox, not the whole application.
+pub struct Context {
+    pub alerts: Arc<AlertStore>,
+    pub notify: NotifyConfig,
+    pub clock: Arc<dyn Clock>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl Context {
+    pub fn of(app: &App) -> Context {
+        Context {
+            alerts: app.alerts.clone(),
+            notify: app.config.notify.clone(),
+            clock: app.clock.clone(),
+            telemetry: app.telemetry.clone(),
+        }
+    }
+}
+
+/// Senders working at once.
+const SENDERS: usize = 4;
+/// Notices taken from the outbox per round.
+const BATCH: usize = 256;
+/// The longest the dispatcher waits before looking at the clock again (it may be a manual
+/// clock in tests, moved without notice).
+const MAX_WAIT: Duration = Duration::from_millis(100);
+
+/// Every channel, configured once: one [`Transport`] per channel.
+pub struct Transports {
+    by_channel: Vec<(Channel, Box<dyn Transport>)>,
+}
+
+impl Transports {
+    pub fn new(config: &NotifyConfig) -> anyhow::Result<Transports> {
+        let timeout = Duration::from_millis(config.timeout.as_ms() as u64);
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(timeout))
+            .user_agent(concat!("vitals/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        let email: Box<dyn Transport> = if config.smtp_host.is_empty() {
+            Box::new(Unconfigured("no SMTP server is configured (notify.smtp_host)"))
+        } else {
+            Box::new(email::Email::new(config, timeout)?)
+        };
+        Ok(Transports {
+            by_channel: vec![
+                (Channel::Webhook, Box::new(http::Webhook::new(agent.clone(), config))),
+                (Channel::Telegram, Box::new(http::Telegram::new(agent.clone(), config))),
+                (Channel::Sms, Box::new(http::Sms::new(agent, config))),
+                (Channel::Email, email),
+                (Channel::Console, Box::new(Console)),
+            ],
+        })
+    }
+}
+
+impl Transport for Transports {
+    /// One attempt to deliver a notice on its channel.
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
+        match self.by_channel.iter().find(|(c, _)| *c == n.channel) {
+            Some((_, t)) => t.send(n),
+            None => Err(SendError::permanent(format!("no transport for {}", n.channel.as_str()))),
+        }
+    }
+}
+
+/// The log: notices written as warnings (target `vitals::notify`).
+struct Console;
+
+impl Transport for Console {
+    fn send(&self, n: &Notice) -> Result<(), SendError> {
+        tracing::warn!(target: "vitals::notify", notice = %n.id, contact = %n.contact, "{}", n.text);
+        Ok(())
+    }
+}
+
+/// A channel that is not configured: every attempt is refused for good.
+struct Unconfigured(&'static str);
+
+impl Transport for Unconfigured {
+    fn send(&self, _: &Notice) -> Result<(), SendError> {
+        Err(SendError::permanent(self.0))
+    }
+}
+
+/// Starts the dispatcher and the senders; they run until `shutdown`.
+pub fn spawn(app: Context, shutdown: Shutdown) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+    let transports = Arc::new(Transports::new(&app.notify)?);
+    let app = Arc::new(app);
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let (tx, rx) = mpsc::channel::<Notice>();
+    let rx = Arc::new(Mutex::new(rx));
+    let mut threads = Vec::new();
+    for i in 0..SENDERS {
+        let (app, transports, rx, in_flight) = (app.clone(), transports.clone(), rx.clone(), in_flight.clone());
+        threads.push(std::thread::Builder::new().name(format!("notify-{i}")).spawn(move || {
+            loop {
+                let next = rx.lock().recv();
+                let Ok(n) = next else { return };
+                deliver(&app, &transports, &n);
+                in_flight.lock().remove(&n.id);
+                // The dispatcher may be waiting for this one's retry time.
+                app.alerts.poke();
+            }
+        })?);
+    }
+    threads.push(std::thread::Builder::new().name("notify".into()).spawn(move || {
+        let mut seen = 0;
+        while !shutdown.is_triggered() {
+            let now = app.clock.now_ms();
+            let (due, next) = app.alerts.due(now, BATCH);
+            let mut wait = next.map_or(MAX_WAIT, |t| Duration::from_millis((t - now).clamp(1, 100) as u64));
+            for n in due {
+                if in_flight.lock().insert(n.id.clone()) && tx.send(n).is_err() {
+                    return;
+                }
+            }
+            if in_flight.lock().len() >= BATCH {
+                wait = Duration::from_millis(5);
+            }
+            seen = app.alerts.wait_outbox(seen, wait.min(MAX_WAIT));
+        }
+        // Dropping `tx` stops the senders.
+    })?);
+    Ok(threads)
+}
+
+fn deliver(app: &Context, transports: &Transports, n: &Notice) {
+    // The version in the store is the truth (it may have been replayed or delivered).
+    let Some(current) = app.alerts.notice(&n.id) else { return };
+    if current.state != NoticeState::Pending || current.next_ms > app.clock.now_ms() {
+        return;
+    }
+    let started = std::time::Instant::now();
+    let outcome = transports.send(&current);
+    let now = app.clock.now_ms();
+    let next = after_attempt(&app.notify, &current, &outcome, now);
+    let label =
+        |outcome: &str| NoticeLabel { channel: current.channel.as_str().to_owned(), outcome: outcome.to_owned() };
+    app.telemetry.notice_send_seconds.observe(started.elapsed().as_secs_f64());
+    let mut extra = Vec::new();
+    match (&outcome, next.state) {
+        (Ok(()), _) => {
+            app.telemetry.notices.get_or_create(&label("delivered")).inc();
+        }
+        (Err(e), NoticeState::Dead) => {
+            app.telemetry.notices.get_or_create(&label("dead")).inc();
+            tracing::error!(notice = %n.id, channel = current.channel.as_str(), contact = %current.contact, error = %e.message, attempts = next.attempts, "notice given up; it is in the dead-letter list");
+            extra = given_up(&app.notify, &next, &e.message, now);
+        }
+        (Err(e), _) => {
+            app.telemetry.notices.get_or_create(&label("retry")).inc();
+            tracing::warn!(notice = %n.id, channel = current.channel.as_str(), error = %e.message, attempts = next.attempts, "notice not delivered; will retry");
+        }
+    }
+    let mut notices = vec![next];
+    notices.extend(extra);
+    if let Err(e) = app.alerts.commit(Vec::new(), notices) {
+        tracing::error!(error = %e, notice = %n.id, "recording a delivery");
+    }
+}

@@ -1,0 +1,127 @@
+//! The running server: one [`Runtime`] starts every task of an [`App`](crate::app::App) (the
+//! HTTP API, the MQTT client and listener, the file drop, alerting, the notifier) and stops
+//! them all through one [`Shutdown`] signal: the HTTP server stops accepting and lets
+//! requests in flight finish, sources stop taking input, the alerting thread finishes its
+//! round, the notifier its attempts in progress.
+
+use std::future::Future;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::app::AppState;
+use crate::shutdown::Shutdown;
+use crate::source::{file_drop, mqtt, mqtt_listener};
+use crate::{alerting, api, notifier, tls};
+
+/// One running task, by kind.
+enum Task {
+    Async(&'static str, JoinHandle<anyhow::Result<()>>),
+    Thread(&'static str, std::thread::JoinHandle<()>),
+}
+
+/// Every task of a running server.
+pub struct Runtime {
+    shutdown: Shutdown,
+    /// In the order they are waited for at shutdown.
+    tasks: Vec<Task>,
+}
+
+impl Runtime {
+    /// Starts the HTTP API on `listener` and every enabled task. Fails at once on what
+    /// cannot work (certificates, an MQTT broker address, a listener address in use).
+    pub async fn start(app: AppState, listener: TcpListener) -> anyhow::Result<Runtime> {
+        let mut runtime = Runtime { shutdown: Shutdown::new(), tasks: Vec::new() };
+        match runtime.spawn_all(app, listener).await {
+            Ok(()) => Ok(runtime),
+            Err(e) => {
+                // What started stops again.
+                runtime.shutdown.trigger();
+                Err(e)
+            }
+        }
+    }
+
+    async fn spawn_all(&mut self, app: AppState, listener: TcpListener) -> anyhow::Result<()> {
+        let shutdown = self.shutdown.clone();
+        let tasks = &mut self.tasks;
+        let tls = tls::http_config(&app.config)?;
+        let service = api::router(app.clone()).into_make_service_with_connect_info::<tls::Peer>();
+        let stop = shutdown.clone();
+        let http = match tls {
+            Some(config) => {
+                let listener = tls::TlsListener::new(listener, config)?;
+                tokio::spawn(async move {
+                    axum::serve(listener, service)
+                        .with_graceful_shutdown(async move { stop.triggered().await })
+                        .await?;
+                    Ok(())
+                })
+            }
+            None => tokio::spawn(async move {
+                axum::serve(listener, service).with_graceful_shutdown(async move { stop.triggered().await }).await?;
+                Ok(())
+            }),
+        };
+        tasks.push(Task::Async("http", http));
+        if let Some(t) = mqtt::spawn(app.clone(), shutdown.clone())? {
+            tasks.push(Task::Async("mqtt", t));
+        }
+        if let Some((addr, t)) = mqtt_listener::spawn(app.clone(), shutdown.clone()).await? {
+            let _ = app.mqtt_listener_addr.set(addr);
+            tasks.push(Task::Async("mqtt-listener", t));
+        }
+        if let Some(t) = file_drop::spawn(app.clone(), shutdown.clone())? {
+            tasks.push(Task::Thread("file-drop", t));
+        }
+        if let Some(t) = alerting::spawn(alerting::Context::of(&app), shutdown.clone())? {
+            tasks.push(Task::Thread("alerting", t));
+        }
+        for t in notifier::spawn(notifier::Context::of(&app), shutdown.clone())? {
+            tasks.push(Task::Thread("notifier", t));
+        }
+        Ok(())
+    }
+
+    /// The signal every task listens to.
+    pub fn shutdown(&self) -> Shutdown {
+        self.shutdown.clone()
+    }
+
+    /// Signals shutdown and waits for every task; the first failure of a task is returned.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.trigger();
+        let mut first_error = None;
+        for task in self.tasks {
+            let result = match task {
+                Task::Async(name, t) => t.await.with_context(|| format!("the {name} task")).and_then(|r| r),
+                Task::Thread(name, t) => tokio::task::spawn_blocking(move || t.join())
+                    .await
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| r.map_err(|_| anyhow::anyhow!("the {name} thread panicked"))),
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %format!("{e:#}"), "stopping");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Serves until `signal` completes, then stops every task (see [`Runtime::stop`]).
+pub async fn serve(
+    listener: TcpListener,
+    app: AppState,
+    signal: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()> {
+    let runtime = Runtime::start(app, listener).await?;
+    let stopped = runtime.shutdown();
+    tokio::select! {
+        () = signal => {},
+        // A task may trigger it too (none does today).
+        () = stopped.triggered() => {},
+    }
+    runtime.stop().await
+}

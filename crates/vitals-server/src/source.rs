@@ -1,0 +1,27 @@
+//! Every way samples come in, and the one pipeline they all go through.
+//!
+//! - [`pipeline`]: validator, decoding, dead letters, counting, submitting, durability;
+//!   [`wire_format`]: the formats and decoding any of them; [`dead_letter`]: what is kept
+//!   of refused input;
+//! - HTTP: [`samples_api`] (native JSON/NDJSON/CSV), [`line_protocol_api`] (InfluxDB
+//!   `/write`), [`nightscout_api`] (CGM uploaders and followers), [`health_auto_export_api`];
+//! - MQTT: [`mqtt`] (client of an external broker), [`mqtt_listener`] (devices connect to
+//!   Vitals over TLS);
+//! - files: [`file_drop`] (the watched staging directory) over [`file`] (one file or folder
+//!   by its content), which `vitals ingest` uses too.
+//!
+//! A way in only translates its request into a [`pipeline::Submission`] and the
+//! [`pipeline::Report`] into its protocol's answer.
+
+pub mod dead_letter;
+pub mod file;
+pub mod file_drop;
+pub mod health_auto_export_api;
+pub mod line_protocol_api;
+pub mod mqtt;
+pub mod mqtt_listener;
+pub mod nightscout_api;
+pub mod pipeline;
+pub mod request_body;
+pub mod samples_api;
+pub mod wire_format;

@@ -1,0 +1,337 @@
+//! A Nightscout-compatible API per patient, `/nightscout/{patient}/api/v1/...`, so that
+//! existing CGM uploaders (xDrip+, Loop, AndroidAPS) and followers work unchanged.
+//!
+//! Auth as those clients do it: `api-secret: <hex SHA-1 of a Vitals token>` (Vitals keeps
+//! only hashes), `?token=<token>`, `?secret=<sha1>` or `Authorization: Bearer <token>`.
+//! Unlike Nightscout there are no anonymous reads. A token bound to a patient serves only
+//! that patient's URL. Gzip request bodies are accepted.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use vitals_core::PatientId;
+use vitals_core::time::{MS_PER_DAY, format_time, parse_time};
+use vitals_query::{QueryResult, SeriesQuery};
+
+use super::pipeline::{Accepted, IngestError, Submission};
+use super::wire_format::{NightscoutCollection, WireFormat};
+use crate::app::AppState;
+
+fn ns_error(status: StatusCode, message: &str) -> Response {
+    let mut r = (status, Json(json!({"status": status.as_u16(), "message": message}))).into_response();
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE) {
+        crate::api::error::closing(&mut r);
+    }
+    r
+}
+
+/// A refusal as Nightscout answers it.
+pub fn refuse(status: StatusCode, message: &str) -> Response {
+    ns_error(status, message)
+}
+
+fn patient(raw: &str) -> Result<PatientId, Box<Response>> {
+    PatientId::new(raw).map_err(|e| Box::new(ns_error(StatusCode::BAD_REQUEST, &format!("patient {raw:?} {e}"))))
+}
+
+/// Takes an upload through the pipeline; answers with the accepted documents.
+async fn ingest(
+    app: AppState,
+    patient_raw: String,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    what: NightscoutCollection,
+) -> Response {
+    let p = match patient(&patient_raw) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let body = match body {
+        Ok(b) => b,
+        Err(e) => return ns_error(e.status(), &e.body_text()),
+    };
+    let limit = app.config.server.body_limit_bytes;
+    let decoded = {
+        let app = app.clone();
+        tokio::task::spawn_blocking(move || {
+            let plain = super::request_body::plain(&headers, &body, limit)?;
+            let source = format!("nightscout/{}", what.as_str());
+            let sub = Submission::new(source, WireFormat::Nightscout(what), plain.into_owned()).patient(Some(p));
+            let accepted = app.pipeline.decode(&sub).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+            let docs = documents(&app, &accepted);
+            let pending = app.pipeline.submit(accepted).map_err(|e| match e {
+                IngestError::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+                e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            })?;
+            Ok::<_, (StatusCode, String)>((pending, docs))
+        })
+        .await
+    };
+    let (pending, docs) = match decoded {
+        Ok(Ok(d)) => d,
+        Ok(Err((status, msg))) => return ns_error(status, &msg),
+        Err(e) => {
+            tracing::error!(error = %e, "nightscout decode task");
+            return ns_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+        }
+    };
+    match pending.durable().await {
+        Ok(_) => Json(Value::Array(docs)).into_response(),
+        Err(IngestError::Store(e)) => crate::api::error::ApiError::from(e).into_response(),
+        Err(e) => ns_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+    }
+}
+
+/// The documents Nightscout answers an upload with: the accepted readings, then the events.
+fn documents(app: &AppState, accepted: &Accepted) -> Vec<Value> {
+    let mut docs: Vec<Value> = accepted
+        .samples
+        .iter()
+        .map(|s| {
+            let code = app.catalog.get(s.metric).code;
+            let ty = if code == "blood_glucose_meter" {
+                "mbg"
+            } else if code == "blood_glucose" {
+                "sgv"
+            } else {
+                code
+            };
+            json!({"_id": doc_id(ty, s.time_ms), "type": ty, ty: num(s.value), "date": s.time_ms,
+                   "dateString": format_time(s.time_ms), "device": s.device.as_ref().map(|d| d.as_str())})
+        })
+        .collect();
+    docs.extend(accepted.events.iter().map(|e| {
+        let mut doc = Value::Object(e.attributes.clone().into_iter().collect());
+        doc["_id"] = json!(e.id);
+        doc
+    }));
+    docs
+}
+
+/// Glucose as clients expect it: an integer when it is one (`118`, not `118.0`).
+fn num(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 1e15 { json!(v as i64) } else { json!(v) }
+}
+
+fn doc_id(ty: &str, time_ms: i64) -> String {
+    format!("{ty}-{time_ms}")
+}
+
+pub async fn post_entries(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    ingest(app, p, headers, body, NightscoutCollection::Entries).await
+}
+
+pub async fn post_devicestatus(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    ingest(app, p, headers, body, NightscoutCollection::DeviceStatus).await
+}
+
+/// Treatments become `treatment` events (re-sends with the same id replace them).
+pub async fn post_treatments(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    ingest(app, p, headers, body, NightscoutCollection::Treatments).await
+}
+
+/// Which entries a read returns.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    All,
+    Sgv,
+    Mbg,
+}
+
+fn bound(q: &HashMap<String, String>, field: &str, op: &str) -> Option<i64> {
+    let v = q.get(&format!("find[{field}][{op}]"))?;
+    if let Ok(ms) = v.trim().parse::<f64>() {
+        return Some(ms as i64);
+    }
+    parse_time(v).ok().or_else(|| parse_time(&format!("{}T00:00:00Z", v.trim())).ok())
+}
+
+async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kind, default_count: usize) -> Response {
+    let p = match patient(&p) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(default_count).min(100_000);
+    let now = app.clock.now_ms();
+    let mut from = 0i64;
+    let mut to = now + app.config.ingest.max_future.as_ms() + 1;
+    for field in ["date", "dateString"] {
+        if let Some(t) = bound(&q, field, "$gte") {
+            from = from.max(t);
+        }
+        if let Some(t) = bound(&q, field, "$gt") {
+            from = from.max(t + 1);
+        }
+        if let Some(t) = bound(&q, field, "$lte") {
+            to = to.min(t + 1);
+        }
+        if let Some(t) = bound(&q, field, "$lt") {
+            to = to.min(t);
+        }
+    }
+    let metrics: &[(&str, &str)] = match kind {
+        Kind::All => &[("blood_glucose", "sgv"), ("blood_glucose_meter", "mbg")],
+        Kind::Sgv => &[("blood_glucose", "sgv")],
+        Kind::Mbg => &[("blood_glucose_meter", "mbg")],
+    };
+    let store = app.store.clone();
+    let catalog = app.catalog;
+    let metrics: Vec<(&'static str, &'static str)> = metrics.to_vec();
+    let docs = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, String> {
+        let mut docs: Vec<(i64, Value)> = Vec::new();
+        for (code, ty) in metrics {
+            let Some(metric) = catalog.id(code) else { continue };
+            // Look back in growing windows until enough readings are found.
+            let mut window = MS_PER_DAY;
+            let points = loop {
+                let start = (to - window).max(from);
+                let q = SeriesQuery {
+                    patient: p.clone(),
+                    metric,
+                    device: None,
+                    from: start,
+                    to,
+                    every_ms: None,
+                    aggs: vec![],
+                };
+                let pts = match vitals_query::run(&store, &q).map_err(|e| e.to_string())? {
+                    QueryResult::Raw(pts) => pts,
+                    QueryResult::Buckets(_) => Vec::new(),
+                };
+                if pts.len() > count || start <= from || window > 400 * MS_PER_DAY {
+                    break pts;
+                }
+                window *= 4;
+            };
+            let n = points.len();
+            for (i, pt) in points.iter().enumerate().skip(n.saturating_sub(count)) {
+                let mut doc = json!({"_id": doc_id(ty, pt.time_ms), "type": ty, ty: num(pt.value), "date": pt.time_ms,
+                    "dateString": format_time(pt.time_ms), "sysTime": format_time(pt.time_ms),
+                    "device": pt.device.as_ref().map(|d| d.as_str())});
+                if ty == "sgv" {
+                    let prev = i.checked_sub(1).map(|j| &points[j]).filter(|q| pt.time_ms - q.time_ms <= 15 * 60_000);
+                    doc["direction"] = json!(direction(
+                        prev.map(|q| (pt.value - q.value) / ((pt.time_ms - q.time_ms) as f64 / 60_000.0))
+                    ));
+                }
+                docs.push((pt.time_ms, doc));
+            }
+        }
+        docs.sort_by_key(|d| std::cmp::Reverse(d.0));
+        docs.truncate(count);
+        Ok(docs.into_iter().map(|d| d.1).collect())
+    })
+    .await;
+    match docs {
+        Ok(Ok(d)) => Json(Value::Array(d)).into_response(),
+        Ok(Err(e)) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
+        Err(e) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// Nightscout's trend arrow for a rate of change in mg/dL per minute.
+fn direction(rate: Option<f64>) -> &'static str {
+    match rate {
+        None => "NONE",
+        Some(r) if !r.is_finite() => "NOT COMPUTABLE",
+        Some(r) if r > 3.0 => "DoubleUp",
+        Some(r) if r > 2.0 => "SingleUp",
+        Some(r) if r > 1.0 => "FortyFiveUp",
+        Some(r) if r >= -1.0 => "Flat",
+        Some(r) if r >= -2.0 => "FortyFiveDown",
+        Some(r) if r >= -3.0 => "SingleDown",
+        Some(_) => "DoubleDown",
+    }
+}
+
+pub async fn get_entries(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    entries(app, p, q, Kind::All, 10).await
+}
+
+pub async fn get_sgv(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    entries(app, p, q, Kind::Sgv, 10).await
+}
+
+pub async fn get_mbg(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    entries(app, p, q, Kind::Mbg, 10).await
+}
+
+pub async fn get_current(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(mut q): Query<HashMap<String, String>>,
+) -> Response {
+    q.insert("count".into(), "1".into());
+    entries(app, p, q, Kind::Sgv, 1).await
+}
+
+pub async fn status(State(app): State<AppState>, Path(p): Path<String>) -> Response {
+    if let Err(r) = patient(&p) {
+        return *r;
+    }
+    let now = app.clock.now_ms();
+    Json(json!({
+        "status": "ok", "name": "Vitals", "version": env!("CARGO_PKG_VERSION"),
+        "serverTime": format_time(now), "serverTimeEpoch": now,
+        "apiEnabled": true, "careportalEnabled": false, "boluscalcEnabled": false,
+        "settings": {"units": "mg/dl", "timeFormat": 24, "enable": [],
+                     "thresholds": {"bgHigh": 260, "bgTargetTop": 180, "bgTargetBottom": 80, "bgLow": 55}},
+        "authorized": null
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::direction;
+
+    #[test]
+    fn directions_follow_nightscout_thresholds() {
+        let cases = [
+            (None, "NONE"),
+            (Some(3.5), "DoubleUp"),
+            (Some(2.5), "SingleUp"),
+            (Some(1.5), "FortyFiveUp"),
+            (Some(0.0), "Flat"),
+            (Some(-1.5), "FortyFiveDown"),
+            (Some(-2.5), "SingleDown"),
+            (Some(-4.0), "DoubleDown"),
+        ];
+        for (rate, want) in cases {
+            assert_eq!(direction(rate), want, "{rate:?}");
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The one ingest pipeline every way in goes through: HTTP (native, line protocol,
+//! Nightscout, Health Auto Export), MQTT (client and listener), the file drop, `vitals
+//! ingest` and the replay of dead letters.
+//!
+//! It takes `(source, wire format, body, patient)`, builds the validator (catalog, units,
+//! plausible ranges, time limits against the clock, the caller's patient binding), decodes,
+//! keeps what was refused as a dead letter, counts refusals and acceptances in `/metrics`,
+//! stores events, submits the samples and resolves once they are durable. It answers with a
+//! [`Report`]: the accepted count and the first [`MAX_REPORTED`] refusals with their total.
+//! A way in only translates its request into a [`Submission`] and the report into its
+//! protocol's answer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use vitals_core::{Catalog, Clock, Event, PatientId, Rejection, Sample, Validator};
+use vitals_ingest::Batch;
+use vitals_ingest::health_auto_export::Unsupported;
+use vitals_ingest::line_protocol::Mapping;
+use vitals_storage::dead_letter::{DeadLetterError, DeadLetters};
+use vitals_storage::event_store::EventStore;
+use vitals_storage::{Store, StoreError};
+
+use super::dead_letter::{self, Refused};
+use super::wire_format::WireFormat;
+use crate::config::IngestConfig;
+use crate::telemetry::{CodeLabel, SourceLabel, Telemetry};
+
+/// Refusals listed in a report (all are counted).
+pub const MAX_REPORTED: usize = 1000;
+
+/// Bodies larger than this are decoded on a blocking thread.
+const INLINE_DECODE_BYTES: usize = 256 * 1024;
+
+/// One body to take in, as it came.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The way in, as dead letters name it (`api/samples`, `mqtt`, `file-drop`...).
+    pub source: String,
+    pub format: WireFormat,
+    pub body: Bytes,
+    /// The patient of formats without patient ids (Health Auto Export, Nightscout): from
+    /// the URL, the topic, the folder or the token.
+    pub patient: Option<PatientId>,
+    /// A caller bound to one patient: other patients' samples are refused.
+    pub only: Option<PatientId>,
+}
+
+impl Submission {
+    pub fn new(source: impl Into<String>, format: WireFormat, body: impl Into<Bytes>) -> Submission {
+        Submission { source: source.into(), format, body: body.into(), patient: None, only: None }
+    }
+
+    pub fn patient(mut self, patient: Option<PatientId>) -> Submission {
+        self.patient = patient;
+        self
+    }
+
+    pub fn only(mut self, only: Option<PatientId>) -> Submission {
+        self.only = only;
+        self
+    }
+}
+
+/// What a body gave.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Report {
+    pub accepted: usize,
+    /// Events stored (workouts, sleep, treatments, tags).
+    pub events: usize,
+    /// The first [`MAX_REPORTED`] refusals.
+    pub rejected: Vec<Rejection>,
+    /// Every refusal.
+    pub refused: usize,
+    /// Parts that cannot be stored yet.
+    pub unsupported: Vec<Unsupported>,
+    /// Where the refused input was kept.
+    pub dead_letter: Option<u64>,
+}
+
+impl Report {
+    fn refuse(&mut self, rejections: Vec<Rejection>) {
+        self.refused += rejections.len();
+        let room = MAX_REPORTED.saturating_sub(self.rejected.len());
+        self.rejected.extend(rejections.into_iter().take(room));
+    }
+
+    /// Adds another part's report (a file's chunks, a session's files).
+    pub fn absorb(&mut self, other: Report) {
+        self.accepted += other.accepted;
+        self.events += other.events;
+        self.refused += other.refused;
+        let room = MAX_REPORTED.saturating_sub(self.rejected.len());
+        self.rejected.extend(other.rejected.into_iter().take(room));
+        self.unsupported.extend(other.unsupported);
+        self.dead_letter = self.dead_letter.or(other.dead_letter);
+    }
+}
+
+/// Accepted samples and events of a body, not yet stored.
+#[derive(Debug)]
+pub struct Accepted {
+    pub samples: Vec<Sample>,
+    pub events: Vec<Event>,
+    pub report: Report,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// Nothing of the body could be read; it was kept as a dead letter.
+    #[error("{message}")]
+    Undecodable { message: String, dead_letter: Option<u64> },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("storing events: {0}")]
+    Events(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+/// The samples of a body are queued; [`Pending::durable`] resolves once they are durable.
+#[must_use = "a submission is acknowledged only once durable"]
+pub struct Pending {
+    rx: tokio::sync::oneshot::Receiver<Result<u64, StoreError>>,
+    report: Report,
+    started: Instant,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Pending {
+    /// Waits until the samples are durable (async).
+    pub async fn durable(self) -> Result<Report, IngestError> {
+        let Pending { rx, report, started, telemetry } = self;
+        finish(rx.await, report, started, &telemetry)
+    }
+
+    /// Waits until the samples are durable (blocking: threads, the command line).
+    pub fn wait(self) -> Result<Report, IngestError> {
+        let Pending { rx, report, started, telemetry } = self;
+        finish(rx.blocking_recv(), report, started, &telemetry)
+    }
+}
+
+fn finish(
+    done: Result<Result<u64, StoreError>, tokio::sync::oneshot::error::RecvError>,
+    report: Report,
+    started: Instant,
+    telemetry: &Telemetry,
+) -> Result<Report, IngestError> {
+    match done {
+        Ok(Ok(_)) => {
+            if report.accepted > 0 {
+                telemetry.ingested.inc_by(report.accepted as u64);
+                telemetry.write_latency.observe(started.elapsed().as_secs_f64());
+            }
+            Ok(report)
+        }
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(IngestError::ShuttingDown),
+    }
+}
+
+/// The result of replaying a dead letter.
+#[derive(Debug, Serialize)]
+pub struct Replayed {
+    pub id: u64,
+    pub accepted: usize,
+    pub rejected: Vec<Rejection>,
+    pub unsupported: Vec<Unsupported>,
+    /// The entry is removed when nothing was refused this time.
+    pub removed: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error(transparent)]
+    DeadLetter(#[from] DeadLetterError),
+    #[error("unknown format {0:?}")]
+    Format(String),
+    #[error("still not decodable: {0}")]
+    Decode(String),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+/// The pipeline and what it writes to.
+pub struct Pipeline {
+    store: Arc<Store>,
+    events: Arc<EventStore>,
+    dead_letters: Arc<DeadLetters>,
+    telemetry: Arc<Telemetry>,
+    ingest: IngestConfig,
+    mapping: Mapping,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Pipeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pipeline")
+    }
+}
+
+impl Pipeline {
+    pub fn new(
+        store: Arc<Store>,
+        events: Arc<EventStore>,
+        dead_letters: Arc<DeadLetters>,
+        telemetry: Arc<Telemetry>,
+        ingest: IngestConfig,
+        mapping: Mapping,
+        clock: Arc<dyn Clock>,
+    ) -> Pipeline {
+        Pipeline { store, events, dead_letters, telemetry, ingest, mapping, clock }
+    }
+
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dead_letters
+    }
+
+    /// The validator of the server's rules at this moment, for a caller bound to `only`.
+    pub fn validator(&self, only: Option<PatientId>) -> Validator<'static> {
+        let cfg = &self.ingest;
+        Validator::new(Catalog::standard(), self.clock.now_ms(), cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()))
+            .only_patient(only)
+    }
+
+    /// Decodes a body, keeps what it refused as a dead letter and counts every refusal.
+    pub fn decode(&self, sub: &Submission) -> Result<Accepted, IngestError> {
+        let mut v = self.validator(sub.only.clone());
+        let now = self.clock.now_ms();
+        let patient = sub.patient.as_ref().map(PatientId::as_str);
+        match sub.format.decode(&sub.body, patient, &self.mapping, &mut v, now) {
+            Ok(d) => Ok(self.accept(sub, &sub.body, d.batch, d.events, d.unsupported, &[])),
+            Err(message) => {
+                let dead_letter = self.refuse(sub, &message);
+                Err(IngestError::Undecodable { message, dead_letter })
+            }
+        }
+    }
+
+    /// Refuses a whole body without reading it (a topic that names no patient, ...): keeps
+    /// it as a dead letter with `why` and counts it as one malformed item.
+    pub fn refuse(&self, sub: &Submission, why: &str) -> Option<u64> {
+        let patient = sub.patient.as_ref().map(PatientId::as_str);
+        let refused = Refused { whole_failure: Some(why), patient, ..Refused::default() };
+        let dead_letter = self.keep(sub, &sub.body, &refused);
+        self.count_refused(sub, 1);
+        dead_letter
+    }
+
+    /// What a decoder of a file source gave (the file drop streams large files in parts):
+    /// keeps what was refused as a dead letter (`raw`: the part's bytes, or an excerpt),
+    /// with `context`, and counts every refusal.
+    pub fn accept(
+        &self,
+        sub: &Submission,
+        raw: &[u8],
+        batch: Batch,
+        events: Vec<Event>,
+        unsupported: Vec<Unsupported>,
+        context: &[(&str, String)],
+    ) -> Accepted {
+        let patient = sub.patient.as_ref().map(PatientId::as_str);
+        let refused = Refused {
+            rejections: &batch.rejections,
+            unsupported: &unsupported,
+            patient,
+            context,
+            ..Refused::default()
+        };
+        let dead_letter = self.keep(sub, raw, &refused);
+        self.count_refused(sub, batch.rejections.len());
+        for r in &batch.rejections {
+            self.telemetry.rejected.get_or_create(&CodeLabel { code: r.code.as_str().to_owned() }).inc();
+        }
+        let mut report = Report {
+            accepted: batch.samples.len(),
+            events: events.len(),
+            unsupported,
+            dead_letter,
+            ..Report::default()
+        };
+        report.refuse(batch.rejections);
+        Accepted { samples: batch.samples, events, report }
+    }
+
+    fn keep(&self, sub: &Submission, raw: &[u8], refused: &Refused<'_>) -> Option<u64> {
+        dead_letter::keep(&self.dead_letters, self.clock.now_ms(), &sub.source, sub.format, raw, refused)
+    }
+
+    fn count_refused(&self, sub: &Submission, n: usize) {
+        if n > 0 {
+            self.telemetry.refused.get_or_create(&SourceLabel { source: sub.source.clone() }).inc_by(n as u64);
+        }
+    }
+
+    /// Stores the events (blocking I/O) and queues the samples for the writer. A store
+    /// that is overloaded is tried again for up to `overload_retry` (blocking sleeps).
+    pub fn submit(&self, accepted: Accepted) -> Result<Pending, IngestError> {
+        let Accepted { samples, events, report } = accepted;
+        if !events.is_empty() {
+            self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.store.submit(samples, move |r| {
+            let _ = tx.send(r);
+        })?;
+        Ok(Pending { rx, report, started: Instant::now(), telemetry: self.telemetry.clone() })
+    }
+
+    /// [`submit`](Self::submit) for async callers that may wait out an overload for up to
+    /// `overload_retry` (MQTT: the broker's message stays unacknowledged meanwhile).
+    pub async fn submit_retrying(&self, accepted: Accepted, overload_retry: Duration) -> Result<Pending, IngestError> {
+        let deadline = Instant::now() + overload_retry;
+        let Accepted { samples, events, report } = accepted;
+        if !events.is_empty() {
+            self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
+        }
+        loop {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match self.store.submit(samples.clone(), move |r| {
+                let _ = tx.send(r);
+            }) {
+                Ok(()) => {
+                    return Ok(Pending { rx, report, started: Instant::now(), telemetry: self.telemetry.clone() });
+                }
+                Err(StoreError::Overloaded { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await; // overload back-off
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Takes a body in: decodes (large bodies and those with events off the async
+    /// workers), submits, and resolves once durable.
+    pub async fn ingest(self: &Arc<Self>, sub: Submission) -> Result<Report, IngestError> {
+        let pending = if sub.body.len() > INLINE_DECODE_BYTES || sub.format.needs_patient() {
+            let p = self.clone();
+            tokio::task::spawn_blocking(move || p.submit(p.decode(&sub)?))
+                .await
+                .map_err(|_| IngestError::ShuttingDown)??
+        } else {
+            self.submit(self.decode(&sub)?)?
+        };
+        pending.durable().await
+    }
+
+    /// Takes a body in from a thread (the file drop, the command line): blocks until durable.
+    pub fn ingest_blocking(&self, sub: &Submission) -> Result<Report, IngestError> {
+        self.submit(self.decode(sub)?)?.wait()
+    }
+
+    /// Decodes a dead letter again with today's rules and writes what now passes (blocking).
+    /// Samples that were accepted the first time are written again, which is harmless: the
+    /// same (patient, metric, device, time) is one sample. Nothing is kept again: the entry
+    /// stays until nothing of it is refused, then it is removed.
+    pub fn replay(&self, id: u64) -> Result<Replayed, ReplayError> {
+        let (letter, raw) = self.dead_letters.get(id)?;
+        let precision = letter.context.get("precision").map(String::as_str);
+        let format =
+            WireFormat::parse(&letter.format, precision).ok_or_else(|| ReplayError::Format(letter.format.clone()))?;
+        let patient = letter.context.get("patient").map(String::as_str);
+        let mut v = self.validator(None);
+        let d =
+            format.decode(&raw, patient, &self.mapping, &mut v, self.clock.now_ms()).map_err(ReplayError::Decode)?;
+        let accepted = d.batch.samples.len();
+        let removed = d.batch.rejections.is_empty() && d.unsupported.is_empty();
+        let report = Report { accepted, events: d.events.len(), ..Report::default() };
+        let pending = self.submit(Accepted { samples: d.batch.samples, events: d.events, report })?;
+        pending.wait()?;
+        if removed {
+            self.dead_letters.remove(id)?;
+        }
+        Ok(Replayed { id, accepted, rejected: d.batch.rejections, unsupported: d.unsupported, removed })
+    }
+}

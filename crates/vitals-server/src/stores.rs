@@ -1,0 +1,120 @@
+//! Opening the stores of a data directory (each path named by [`DataDir`]), with the context
+//! an operator needs when one cannot be opened. The server opens them all through
+//! [`crate::app::App::open`]; the command line opens single ones for offline work.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use vitals_core::SystemClock;
+use vitals_ingest::line_protocol::Mapping;
+use vitals_storage::Store;
+use vitals_storage::dead_letter::DeadLetters;
+use vitals_storage::event_store::EventStore;
+use vitals_vault::{Keyring, Vault};
+
+use crate::alert_store::AlertStore;
+use crate::cohort_store::CohortStore;
+use crate::config::Config;
+use crate::rule_store::RuleStore;
+use crate::source::pipeline::Pipeline;
+use crate::telemetry::Telemetry;
+
+/// Opens the sample store (WAL, buffer, lake) with the system clock; it takes the data
+/// directory's lock.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    let dir = config.data_dir();
+    let store = Store::open(dir.root(), config.store_config(), Arc::new(SystemClock))
+        .with_context(|| format!("opening the data directory {}", dir.root().display()))?;
+    Ok(Arc::new(store))
+}
+
+/// Opens the event store of a data directory.
+pub fn open_events(config: &Config) -> anyhow::Result<Arc<EventStore>> {
+    let dir = config.data_dir().events();
+    Ok(Arc::new(EventStore::open(&dir).with_context(|| format!("opening the event store {}", dir.display()))?))
+}
+
+/// Opens the rule store of a data directory (with the config file's rules).
+pub fn open_rules(config: &Config) -> anyhow::Result<Arc<RuleStore>> {
+    let dir = config.data_dir().rules();
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let r = RuleStore::open(&dir, &config.alerting.rules, &config.alerting.packs)
+        .with_context(|| format!("opening the rule store {}", dir.display()))?;
+    Ok(Arc::new(r))
+}
+
+/// Opens the alert store of a data directory.
+pub fn open_alerts(config: &Config) -> anyhow::Result<Arc<AlertStore>> {
+    let dir = config.data_dir().alerts();
+    let a = AlertStore::open(&dir).with_context(|| format!("opening the alert store {}", dir.display()))?;
+    Ok(Arc::new(a))
+}
+
+/// Opens the cohort store of a data directory.
+pub fn open_cohorts(config: &Config) -> anyhow::Result<Arc<CohortStore>> {
+    let dir = config.data_dir().cohorts();
+    let c = CohortStore::open(&dir).with_context(|| format!("opening the cohort store {}", dir.display()))?;
+    Ok(Arc::new(c))
+}
+
+/// Opens the dead-letter store of a data directory.
+pub fn open_dead_letters(config: &Config) -> anyhow::Result<Arc<DeadLetters>> {
+    let dir = config.data_dir().dead_letters();
+    let d = DeadLetters::open(&dir, config.ingest.dead_letter_max_bytes)
+        .with_context(|| format!("opening the dead-letter store {}", dir.display()))?;
+    Ok(Arc::new(d))
+}
+
+/// Opens the identity vault with the configured key ring (see [`crate::config::VaultConfig`]).
+pub fn open_vault(config: &Config) -> anyhow::Result<Vault> {
+    let keys = vault_keys(config)?;
+    let path = config.data_dir().vault();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    Ok(Vault::open(&path, keys)?)
+}
+
+/// The vault's key file: configured, or the default one in the data directory.
+pub fn vault_key_file(config: &Config) -> PathBuf {
+    if config.vault.key_file.as_os_str().is_empty() {
+        config.data_dir().vault_key()
+    } else {
+        config.vault.key_file.clone()
+    }
+}
+
+fn vault_keys(config: &Config) -> anyhow::Result<Keyring> {
+    if config.vault.key_file.as_os_str().is_empty()
+        && let Some(v) = crate::config::vault_key_env()
+    {
+        return Ok(Keyring::parse_env(&v)?);
+    }
+    let path = vault_key_file(config);
+    if !path.exists() && config.vault.key_file.as_os_str().is_empty() {
+        tracing::warn!(
+            file = %path.display(),
+            "created a new identity vault key next to the data; move it off the data disk (vault.key_file) and back it up"
+        );
+        return Ok(Keyring::create_file(&path, "k1")?);
+    }
+    Ok(Keyring::load(&path)?)
+}
+
+/// The ingest pipeline over a data directory, for offline work (`vitals ingest`, replaying
+/// a dead letter): the store (its lock held; close it when done), events and dead letters,
+/// the system clock.
+pub fn open_pipeline(config: &Config) -> anyhow::Result<(Arc<Store>, Pipeline)> {
+    let store = open_store(config)?;
+    let pipeline = Pipeline::new(
+        store.clone(),
+        open_events(config)?,
+        open_dead_letters(config)?,
+        Arc::new(Telemetry::new()),
+        config.ingest.clone(),
+        Mapping { rules: config.line_protocol.measurements.clone() },
+        Arc::new(SystemClock),
+    );
+    Ok((store, pipeline))
+}
