@@ -29,7 +29,6 @@ use vitals_storage::event_store::EventStore;
 use vitals_storage::{DurableBatch, Store};
 
 use crate::alert_store::AlertStore;
-use crate::app::App;
 use crate::cohort_store::CohortStore;
 use crate::config::{AlertingConfig, NotifyConfig};
 use crate::rule_store::RuleStore;
@@ -53,23 +52,6 @@ pub struct Context {
     pub notify: NotifyConfig,
     pub clock: Arc<dyn Clock>,
     pub telemetry: Arc<Telemetry>,
-}
-
-impl Context {
-    pub fn of(app: &App) -> Context {
-        Context {
-            store: app.store.clone(),
-            rules: app.rules.clone(),
-            cohorts: app.cohorts.clone(),
-            alerts: app.alerts.clone(),
-            events: app.events.clone(),
-            erased: app.erased.clone(),
-            alerting: app.config.alerting.clone(),
-            notify: app.config.notify.clone(),
-            clock: app.clock.clone(),
-            telemetry: app.telemetry.clone(),
-        }
-    }
 }
 
 /// Patients erased while the process runs, for the live engine to forget.

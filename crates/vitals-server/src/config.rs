@@ -452,7 +452,7 @@ impl Config {
             problems.push(format!("alerting.seizure.{why}"));
         }
         problems.extend(vitals_alerts::config::check_config(&config.notify));
-        problems.extend(crate::notifier::email::problems(&config.notify));
+        problems.extend(vitals_notify::email::problems(&config.notify));
         for code in config.retention.keys() {
             if Catalog::standard().id(code).is_none() {
                 problems.push(format!("retention.{code}: no such metric"));

@@ -9,9 +9,6 @@
 //! outbox is the alert store's log. A crash between a send and its record sends it again,
 //! with the same key.
 
-pub(crate) mod email;
-mod http;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc;
@@ -20,11 +17,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use vitals_alerts::delivery::{after_attempt, given_up};
-use vitals_alerts::{Channel, Notice, NoticeState, NotifyConfig, SendError, Transport};
+use vitals_alerts::{Notice, NoticeState, NotifyConfig, Transport};
 use vitals_core::Clock;
+use vitals_notify::Transports;
 
 use crate::alert_store::AlertStore;
-use crate::app::App;
 use crate::shutdown::Shutdown;
 use crate::telemetry::{NoticeLabel, Telemetry};
 
@@ -36,17 +33,6 @@ pub struct Context {
     pub telemetry: Arc<Telemetry>,
 }
 
-impl Context {
-    pub fn of(app: &App) -> Context {
-        Context {
-            alerts: app.alerts.clone(),
-            notify: app.config.notify.clone(),
-            clock: app.clock.clone(),
-            telemetry: app.telemetry.clone(),
-        }
-    }
-}
-
 /// Senders working at once.
 const SENDERS: usize = 4;
 /// Notices taken from the outbox per round.
@@ -54,66 +40,6 @@ const BATCH: usize = 256;
 /// The longest the dispatcher waits before looking at the clock again (it may be a manual
 /// clock in tests, moved without notice).
 const MAX_WAIT: Duration = Duration::from_millis(100);
-
-/// Every channel, configured once: one [`Transport`] per channel.
-pub struct Transports {
-    by_channel: Vec<(Channel, Box<dyn Transport>)>,
-}
-
-impl Transports {
-    pub fn new(config: &NotifyConfig) -> anyhow::Result<Transports> {
-        let timeout = Duration::from_millis(config.timeout.as_ms() as u64);
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(timeout))
-            .user_agent(concat!("vitals/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
-        let email: Box<dyn Transport> = if config.smtp_host.is_empty() {
-            Box::new(Unconfigured("no SMTP server is configured (notify.smtp_host)"))
-        } else {
-            Box::new(email::Email::new(config, timeout)?)
-        };
-        Ok(Transports {
-            by_channel: vec![
-                (Channel::Webhook, Box::new(http::Webhook::new(agent.clone(), config))),
-                (Channel::Telegram, Box::new(http::Telegram::new(agent.clone(), config))),
-                (Channel::Sms, Box::new(http::Sms::new(agent, config))),
-                (Channel::Email, email),
-                (Channel::Console, Box::new(Console)),
-            ],
-        })
-    }
-}
-
-impl Transport for Transports {
-    /// One attempt to deliver a notice on its channel.
-    fn send(&self, n: &Notice) -> Result<(), SendError> {
-        match self.by_channel.iter().find(|(c, _)| *c == n.channel) {
-            Some((_, t)) => t.send(n),
-            None => Err(SendError::permanent(format!("no transport for {}", n.channel.as_str()))),
-        }
-    }
-}
-
-/// The log: notices written as warnings (target `vitals::notify`).
-struct Console;
-
-impl Transport for Console {
-    fn send(&self, n: &Notice) -> Result<(), SendError> {
-        tracing::warn!(target: "vitals::notify", notice = %n.id, contact = %n.contact, "{}", n.text);
-        Ok(())
-    }
-}
-
-/// A channel that is not configured: every attempt is refused for good.
-struct Unconfigured(&'static str);
-
-impl Transport for Unconfigured {
-    fn send(&self, _: &Notice) -> Result<(), SendError> {
-        Err(SendError::permanent(self.0))
-    }
-}
 
 /// Starts the dispatcher and the senders; they run until `shutdown`.
 pub fn spawn(app: Context, shutdown: Shutdown) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {

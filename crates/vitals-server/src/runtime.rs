@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::shutdown::Shutdown;
 use crate::source::{file_drop, mqtt, mqtt_listener};
 use crate::{alerting, api, notifier, tls};
@@ -75,10 +75,10 @@ impl Runtime {
         if let Some(t) = file_drop::spawn(app.clone(), shutdown.clone())? {
             tasks.push(Task::Thread("file-drop", t));
         }
-        if let Some(t) = alerting::spawn(alerting::Context::of(&app), shutdown.clone())? {
+        if let Some(t) = alerting::spawn(alerting_context(&app), shutdown.clone())? {
             tasks.push(Task::Thread("alerting", t));
         }
-        for t in notifier::spawn(notifier::Context::of(&app), shutdown.clone())? {
+        for t in notifier::spawn(notifier_context(&app), shutdown.clone())? {
             tasks.push(Task::Thread("notifier", t));
         }
         Ok(())
@@ -124,4 +124,30 @@ pub async fn serve(
         () = stopped.triggered() => {},
     }
     runtime.stop().await
+}
+
+/// What the alerting thread works with: the stores, not the whole application.
+fn alerting_context(app: &App) -> alerting::Context {
+    alerting::Context {
+        store: app.store.clone(),
+        rules: app.rules.clone(),
+        cohorts: app.cohorts.clone(),
+        alerts: app.alerts.clone(),
+        events: app.events.clone(),
+        erased: app.erased.clone(),
+        alerting: app.config.alerting.clone(),
+        notify: app.config.notify.clone(),
+        clock: app.clock.clone(),
+        telemetry: app.telemetry.clone(),
+    }
+}
+
+/// What the notifier works with: the outbox.
+fn notifier_context(app: &App) -> notifier::Context {
+    notifier::Context {
+        alerts: app.alerts.clone(),
+        notify: app.config.notify.clone(),
+        clock: app.clock.clone(),
+        telemetry: app.telemetry.clone(),
+    }
 }

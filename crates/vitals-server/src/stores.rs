@@ -1,6 +1,6 @@
 //! Opening the stores of a data directory (each path named by [`DataDir`]), with the context
 //! an operator needs when one cannot be opened. The server opens them all through
-//! [`crate::app::App::open`]; the command line opens single ones for offline work.
+//! `App::open`; the command line opens single ones for offline work.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -14,13 +14,13 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 
 use vitals_alerts::{Notice, NotifyConfig, SendError, Transport};
 
-pub(super) struct Email {
+pub(crate) struct Email {
     transport: SmtpTransport,
     from: Mailbox,
 }
 
 impl Email {
-    pub(super) fn new(cfg: &NotifyConfig, timeout: Duration) -> anyhow::Result<Email> {
+    pub(crate) fn new(cfg: &NotifyConfig, timeout: Duration) -> anyhow::Result<Email> {
         let tls = || -> anyhow::Result<TlsParameters> {
             let mut b = TlsParameters::builder(cfg.smtp_host.clone());
             if !cfg.smtp_ca_file.as_os_str().is_empty() {
@@ -70,7 +70,7 @@ impl Transport for Email {
 }
 
 /// Problems of the `[notify]` addresses this transport would refuse, each naming the option.
-pub(crate) fn problems(n: &NotifyConfig) -> Vec<String> {
+pub fn problems(n: &NotifyConfig) -> Vec<String> {
     let mut v = Vec::new();
     for c in &n.contacts {
         if c.email.as_deref().is_some_and(|e| e.parse::<lettre::Address>().is_err()) {

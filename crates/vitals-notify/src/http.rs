@@ -33,7 +33,7 @@ fn outcome(what: &str, r: Result<Response, ureq::Error>) -> Result<String, SendE
 }
 
 /// `sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
-pub(super) fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+pub(crate) fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length.
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("invariant: HMAC accepts any key length");
     mac.update(timestamp.to_string().as_bytes());
@@ -43,13 +43,13 @@ pub(super) fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Webhooks: the notice's JSON, signed when `notify.webhook_secret` is set.
-pub(super) struct Webhook {
+pub(crate) struct Webhook {
     http: ureq::Agent,
     secret: String,
 }
 
 impl Webhook {
-    pub(super) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Webhook {
+    pub(crate) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Webhook {
         Webhook { http, secret: cfg.webhook_secret.clone() }
     }
 }
@@ -79,13 +79,13 @@ fn webhook(http: &ureq::Agent, secret: &str, n: &Notice) -> Result<(), SendError
 }
 
 /// The Telegram Bot API's `sendMessage`.
-pub(super) struct Telegram {
+pub(crate) struct Telegram {
     http: ureq::Agent,
     config: NotifyConfig,
 }
 
 impl Telegram {
-    pub(super) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Telegram {
+    pub(crate) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Telegram {
         Telegram { http, config: cfg.clone() }
     }
 }
@@ -146,13 +146,13 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
 }
 
 /// SMS through a Twilio-compatible gateway.
-pub(super) struct Sms {
+pub(crate) struct Sms {
     http: ureq::Agent,
     config: NotifyConfig,
 }
 
 impl Sms {
-    pub(super) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Sms {
+    pub(crate) fn new(http: ureq::Agent, cfg: &NotifyConfig) -> Sms {
         Sms { http, config: cfg.clone() }
     }
 }
