@@ -37,15 +37,48 @@ impl Runtime {
             Ok(()) => Ok(runtime),
             Err(e) => {
                 // What started stops again.
-                runtime.shutdown.trigger();
+                let _ = runtime.stop().await;
                 Err(e)
             }
         }
     }
 
+    /// Consumers first (the notifier, then alerting, which subscribes to durable samples
+    /// before anything can be written), then the ways in, the HTTP API last. They are
+    /// waited for at shutdown in the opposite order: input stops before what consumes it.
     async fn spawn_all(&mut self, app: AppState, listener: TcpListener) -> anyhow::Result<()> {
         let shutdown = self.shutdown.clone();
-        let tasks = &mut self.tasks;
+        let mut started = Vec::new();
+        for t in notifier::spawn(notifier_context(&app), shutdown.clone())? {
+            started.push(Task::Thread("notifier", t));
+        }
+        if let Some(t) = alerting::spawn(alerting_context(&app), shutdown.clone())? {
+            started.push(Task::Thread("alerting", t));
+        }
+        // Kept even if a later step fails, so that the caller's shutdown waits for them.
+        let result = self.spawn_inputs(&app, listener, &shutdown, &mut started).await;
+        started.reverse();
+        self.tasks = started;
+        result
+    }
+
+    async fn spawn_inputs(
+        &self,
+        app: &AppState,
+        listener: TcpListener,
+        shutdown: &Shutdown,
+        started: &mut Vec<Task>,
+    ) -> anyhow::Result<()> {
+        if let Some(t) = file_drop::spawn(app.clone(), shutdown.clone())? {
+            started.push(Task::Thread("file-drop", t));
+        }
+        if let Some((addr, t)) = mqtt_listener::spawn(app.clone(), shutdown.clone()).await? {
+            let _ = app.mqtt_listener_addr.set(addr);
+            started.push(Task::Async("mqtt-listener", t));
+        }
+        if let Some(t) = mqtt::spawn(app.clone(), shutdown.clone())? {
+            started.push(Task::Async("mqtt", t));
+        }
         let tls = tls::http_config(&app.config)?;
         let service = api::router(app.clone()).into_make_service_with_connect_info::<tls::Peer>();
         let stop = shutdown.clone();
@@ -64,23 +97,7 @@ impl Runtime {
                 Ok(())
             }),
         };
-        tasks.push(Task::Async("http", http));
-        if let Some(t) = mqtt::spawn(app.clone(), shutdown.clone())? {
-            tasks.push(Task::Async("mqtt", t));
-        }
-        if let Some((addr, t)) = mqtt_listener::spawn(app.clone(), shutdown.clone()).await? {
-            let _ = app.mqtt_listener_addr.set(addr);
-            tasks.push(Task::Async("mqtt-listener", t));
-        }
-        if let Some(t) = file_drop::spawn(app.clone(), shutdown.clone())? {
-            tasks.push(Task::Thread("file-drop", t));
-        }
-        if let Some(t) = alerting::spawn(alerting_context(&app), shutdown.clone())? {
-            tasks.push(Task::Thread("alerting", t));
-        }
-        for t in notifier::spawn(notifier_context(&app), shutdown.clone())? {
-            tasks.push(Task::Thread("notifier", t));
-        }
+        started.push(Task::Async("http", http));
         Ok(())
     }
 
