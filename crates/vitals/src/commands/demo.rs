@@ -75,7 +75,7 @@ pub(crate) fn run(config: Config, a: &DemoArgs) -> anyhow::Result<ExitCode> {
     let stop = Stop::on_signals()?;
     let clock = SystemClock;
     let dir = config.storage.data_dir.clone();
-    let state = dir.join("demo");
+    let state = config.data_dir().demo();
     std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
     let cohort_path = state.join("cohort.json");
     let progress_path = state.join("progress.json");

@@ -1,0 +1,116 @@
+//! Compaction: per partition, overlapping segments or runs of small ones are merged into
+//! one, swapped in by one manifest edit.
+
+use super::*;
+
+pub(super) fn non_overlapping(segs: &[Arc<SegmentMeta>]) -> bool {
+    let mut ranges: Vec<(i64, i64)> = segs.iter().map(|s| (s.min_ms, s.max_ms)).collect();
+    ranges.sort();
+    ranges.windows(2).all(|w| w[0].1 < w[1].0)
+}
+
+impl Inner {
+    /// Picks the segments of a partition to merge, if any: all of them when they overlap in
+    /// time or the day is over, else the longest run (by order) of small segments. Merging a
+    /// run that is contiguous in order keeps last-write-wins intact.
+    pub(super) fn compaction_pick(&self, segs: &[Arc<SegmentMeta>], day: i64, now: i64) -> Vec<Arc<SegmentMeta>> {
+        if segs.len() < 2 {
+            return Vec::new();
+        }
+        let mut by_order = segs.to_vec();
+        by_order.sort_by_key(|s| s.order);
+        let day_over = day + MS_PER_DAY + 3_600_000 <= now;
+        if day_over || !non_overlapping(segs) {
+            return by_order;
+        }
+        let mut best: &[Arc<SegmentMeta>] = &[];
+        let mut start = 0;
+        for i in 0..=by_order.len() {
+            if i == by_order.len() || by_order[i].rows >= SMALL_SEGMENT_ROWS {
+                if i - start > best.len() {
+                    best = &by_order[start..i];
+                }
+                start = i + 1;
+            }
+        }
+        if best.len() >= self.config.compact_min_segments.max(2) { best.to_vec() } else { Vec::new() }
+    }
+
+    pub(super) fn compact(&self, max_partitions: usize) -> Result<usize, StoreError> {
+        let _m = self.maintenance.lock();
+        let now = self.clock.now_ms();
+        let jobs: Vec<CompactionJob> = {
+            let g = self.read.read();
+            let mut jobs = Vec::new();
+            'outer: for (key, days) in &g.index.series {
+                for (day, segs) in days {
+                    let pick = self.compaction_pick(segs, *day, now);
+                    if !pick.is_empty() {
+                        jobs.push((key.clone(), *day, pick));
+                        if jobs.len() >= max_partitions {
+                            break 'outer;
+                        }
+                    }
+                }
+            }
+            jobs
+        };
+        let count = jobs.len();
+        for ((patient, metric), day, inputs) in jobs {
+            let mut merged: MergedRows = BTreeMap::new();
+            for s in &inputs {
+                for rows in segment::read(&self.segment_path(s), None, i64::MIN, i64::MAX, None, true)? {
+                    // Sample ids ride along by index into a side table while points are merged.
+                    let e = merged.entry(rows.device.clone()).or_default();
+                    let base = e.1.len() as u32;
+                    let pts: Vec<Point> = rows
+                        .times
+                        .iter()
+                        .zip(&rows.values)
+                        .enumerate()
+                        .map(|(i, (&t, &v))| Point { time_ms: t, value: v, id: base + i as u32 })
+                        .collect();
+                    e.1.extend(rows.ids.iter().cloned());
+                    e.0 = if e.0.is_empty() { pts } else { merge_dedup(&e.0, &pts) };
+                }
+            }
+            let series: Vec<SeriesRows> = merged
+                .into_iter()
+                .map(|(device, (pts, ids))| SeriesRows {
+                    device,
+                    times: pts.iter().map(|p| p.time_ms).collect(),
+                    values: pts.iter().map(|p| p.value).collect(),
+                    ids: pts.iter().map(|p| ids.get(p.id as usize).cloned().flatten()).collect(),
+                })
+                .collect();
+            let order = inputs.iter().map(|s| s.order).max().unwrap_or(0);
+            let mut manifest = self.manifest.lock();
+            let id = manifest.allocate_ids(1);
+            let mut dirs = BTreeSet::new();
+            let (meta, rollup) = self.write_segment(id, metric, &patient, day, order, &series, &mut dirs)?;
+            self.sync_dirs(&dirs)?;
+            manifest.commit(Edit {
+                add: vec![meta.clone()],
+                remove: inputs.iter().map(|s| s.id).collect(),
+                ..Edit::default()
+            })?;
+            drop(manifest);
+            self.cache_rollup(id, Arc::new(rollup));
+            {
+                let mut g = self.read.write();
+                let key = (patient.clone(), metric);
+                for s in &inputs {
+                    g.index.remove(&key, day, s.id);
+                }
+                g.index.add(key, Arc::new(meta));
+            }
+            for s in &inputs {
+                let p = self.segment_path(s);
+                fs::remove_file(&p).map_err(io(&p))?;
+                self.forget(s.id);
+            }
+            self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(count)
+    }
+}

@@ -1,0 +1,97 @@
+//! Erasure: every sample of a patient leaves the buffer, the WAL and every lake partition.
+
+use super::*;
+
+impl Inner {
+    pub(super) fn erase_patient(&self, patient: &PatientId, tx: &SyncSender<WriterMsg>) -> Result<Erased, StoreError> {
+        let mut erased = Erased::default();
+        // A few rounds in case the patient's samples keep arriving while we flush.
+        for _ in 0..3 {
+            // Flush: the buffer's samples go to segments and the WAL files holding them
+            // (closed at the freeze) are deleted.
+            self.flush(tx)?;
+            let (reply, rx) = mpsc::sync_channel(1);
+            tx.send(WriterMsg::Barrier { reply }).map_err(|_| StoreError::Closed)?;
+            rx.recv().map_err(|_| StoreError::Closed)?;
+            let _m = self.maintenance.lock();
+            let doomed: Vec<Arc<SegmentMeta>> = {
+                let g = self.read.read();
+                g.index
+                    .series
+                    .iter()
+                    .filter(|(k, _)| &k.0 == patient)
+                    .flat_map(|(_, days)| days.values().flatten().cloned())
+                    .collect()
+            };
+            let mut manifest = self.manifest.lock();
+            if !doomed.is_empty() {
+                manifest.commit(Edit { remove: doomed.iter().map(|d| d.id).collect(), ..Edit::default() })?;
+            }
+            manifest.snapshot()?;
+            drop(manifest);
+            {
+                let mut g = self.read.write();
+                for s in &doomed {
+                    if let Some(metric) = self.catalog.id(&s.metric) {
+                        g.index.remove(&(patient.clone(), metric), s.day_ms, s.id);
+                    }
+                }
+            }
+            for s in &doomed {
+                self.forget(s.id);
+                let p = self.segment_path(s);
+                fs::remove_file(&p).map_err(io(&p))?;
+                erased.segments += 1;
+                erased.rows += s.rows;
+            }
+            self.remove_patient_dirs(patient)?;
+            let mut g = self.read.write();
+            let still = g.active.series_keys().any(|(p, _)| p == patient) || !g.frozen.is_empty();
+            if !still {
+                g.patients.remove(patient);
+                return Ok(erased);
+            }
+        }
+        Err(StoreError::Failed(format!("samples of {patient} kept arriving during its erasure; stop its senders")))
+    }
+
+    /// Removes the now-empty directories above `path`, up to the lake (`remove_dir` fails on
+    /// a directory that is not empty, which ends the walk).
+    pub(super) fn remove_empty_parents(&self, path: &Path) {
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            if d == self.lake || fs::remove_dir(d).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+
+    /// Removes `patient=<id>` partition directories (empty after an erasure) and the empty
+    /// directories above them.
+    pub(super) fn remove_patient_dirs(&self, patient: &PatientId) -> Result<(), StoreError> {
+        let wanted = format!("patient={patient}");
+        let mut stack = vec![self.lake.clone()];
+        let mut found = Vec::new();
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&d) else { continue };
+            for e in entries.flatten() {
+                let path = e.path();
+                if !path.is_dir() {
+                    continue;
+                }
+                if e.file_name().to_string_lossy() == wanted {
+                    found.push(path);
+                } else {
+                    stack.push(path);
+                }
+            }
+        }
+        for dir in found {
+            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            self.remove_empty_parents(&dir);
+        }
+        sync_dir(&self.lake).map_err(io(&self.lake))?;
+        Ok(())
+    }
+}

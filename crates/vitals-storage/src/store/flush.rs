@@ -1,0 +1,236 @@
+//! Flushing: the maintenance thread writes frozen buffers as Parquet segments (fsynced,
+//! their directories too) and commits them in one manifest edit; it also runs compaction
+//! and retention on schedule, and removes orphaned files at start.
+
+use super::*;
+
+pub(super) fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
+    let mut last_flush = Instant::now();
+    let mut last_retention: Option<Instant> = None;
+    // Compaction scans the whole index, so it runs after flushes, while a round left work,
+    // and every few minutes (to merge days that have just ended), not every tick.
+    let mut compact_pending = true;
+    let mut last_compaction = Instant::now();
+    loop {
+        {
+            let (lock, cv) = &inner.wake;
+            let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+            let (mut woken, _) =
+                cv.wait_timeout_while(guard, Duration::from_secs(1), |w| !*w).unwrap_or_else(|e| e.into_inner());
+            *woken = false;
+        }
+        if inner.shutdown.load(Ordering::SeqCst) {
+            return;
+        }
+        let buffered = inner.buffered.load(Ordering::Relaxed);
+        let due = buffered >= inner.config.flush_max_samples
+            || (buffered > 0 && last_flush.elapsed() >= inner.config.flush_interval);
+        let mut errors = Vec::new();
+        if due {
+            last_flush = Instant::now();
+            compact_pending = true;
+            if let Err(e) = inner.flush(tx) {
+                errors.push(e);
+            }
+        }
+        if compact_pending || last_compaction.elapsed() >= COMPACTION_SCAN_INTERVAL {
+            last_compaction = Instant::now();
+            match inner.compact(MAX_COMPACTIONS_PER_ROUND) {
+                Ok(n) => compact_pending = n >= MAX_COMPACTIONS_PER_ROUND,
+                Err(e) => errors.push(e),
+            }
+        }
+        if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            last_retention = Some(Instant::now());
+            if let Err(e) = inner.apply_retention() {
+                errors.push(e);
+            }
+        }
+        for e in errors {
+            inner.stats.maintenance_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, "storage maintenance");
+        }
+    }
+}
+
+/// Deletes segment files that no manifest entry names (left by a crash mid-flush).
+pub(super) fn remove_orphans(lake: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+    let known: BTreeSet<&str> = manifest.state.segments.values().map(|s| s.path.as_str()).collect();
+    let mut stack = vec![lake.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).map_err(io(&dir))? {
+            let e = e.map_err(io(&dir))?;
+            let path = e.path();
+            let ft = e.file_type().map_err(io(&path))?;
+            if ft.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("part-") {
+                continue;
+            }
+            let rel = path.strip_prefix(lake).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            if !known.contains(rel.as_str()) {
+                tracing::info!(path = %path.display(), "removing orphan segment file");
+                fs::remove_file(&path).map_err(io(&path))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn partition_dir(metric: &str, patient: &PatientId, day_ms: i64) -> String {
+    let (y, m, d) = civil_day(day_ms);
+    format!("metric={metric}/year={y:04}/month={m:02}/day={d:02}/patient={patient}")
+}
+
+impl Inner {
+    pub(super) fn wake_maintenance(&self) {
+        let (lock, cv) = &self.wake;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_one();
+    }
+
+    pub(super) fn flush(&self, tx: &SyncSender<WriterMsg>) -> Result<(), StoreError> {
+        let _m = self.maintenance.lock();
+        let (reply, rx) = mpsc::sync_channel(1);
+        tx.send(WriterMsg::Freeze { reply }).map_err(|_| StoreError::Closed)?;
+        rx.recv().map_err(|_| StoreError::Closed)??;
+        loop {
+            let Some(b) = self.read.read().frozen.first().cloned() else { return Ok(()) };
+            self.flush_frozen(&b, tx)?;
+        }
+    }
+
+    pub(super) fn flush_frozen(&self, b: &Arc<Buffer>, tx: &SyncSender<WriterMsg>) -> Result<(), StoreError> {
+        let started = Instant::now();
+        let mut parts: BTreeMap<(MetricId, PatientId, i64), Vec<SeriesRows>> = BTreeMap::new();
+        let keys: Vec<(PatientId, MetricId)> = b.series_keys().map(|(p, m)| (p.clone(), m)).collect();
+        for (patient, metric) in keys {
+            for dp in b.read(&patient, metric, None, i64::MIN, i64::MAX) {
+                let mut i = 0;
+                while i < dp.points.len() {
+                    let day = day_start(dp.points[i].time_ms);
+                    let j = i + dp.points[i..].partition_point(|p| p.time_ms < day + MS_PER_DAY);
+                    let chunk = &dp.points[i..j];
+                    parts.entry((metric, patient.clone(), day)).or_default().push(SeriesRows {
+                        device: dp.device.clone(),
+                        times: chunk.iter().map(|p| p.time_ms).collect(),
+                        values: chunk.iter().map(|p| p.value).collect(),
+                        ids: chunk.iter().map(|p| b.sample_id(p.id).cloned()).collect(),
+                    });
+                    i = j;
+                }
+            }
+        }
+        let order = b.last_seq;
+        let mut manifest = self.manifest.lock();
+        let mut metas = Vec::with_capacity(parts.len());
+        let mut dirs = BTreeSet::new();
+        let mut rollups = Vec::with_capacity(parts.len());
+        for ((metric, patient, day), series) in parts {
+            let id = manifest.allocate_ids(1);
+            let (meta, rollup) = self.write_segment(id, metric, &patient, day, order, &series, &mut dirs)?;
+            metas.push((patient, metric, meta));
+            rollups.push((id, rollup));
+        }
+        self.sync_dirs(&dirs)?;
+        manifest.commit(Edit {
+            add: metas.iter().map(|m| m.2.clone()).collect(),
+            flushed_seq: Some(order),
+            ..Edit::default()
+        })?;
+        drop(manifest);
+        for (id, r) in rollups {
+            self.cache_rollup(id, Arc::new(r));
+        }
+        let rows: u64 = metas.iter().map(|m| m.2.rows).sum();
+        let segments = metas.len();
+        {
+            let mut g = self.read.write();
+            for (patient, metric, meta) in metas {
+                g.index.add((patient, metric), Arc::new(meta));
+            }
+            g.frozen.retain(|f| !Arc::ptr_eq(f, b));
+        }
+        self.buffered.fetch_sub(b.len().min(self.buffered.load(Ordering::Relaxed)), Ordering::Relaxed);
+        let _ = tx.send(WriterMsg::RemoveWalThrough(order));
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            segments,
+            rows,
+            flushed_seq = order,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "flushed buffer to segments"
+        );
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)] // reason: one call site each in flush and compaction
+    pub(super) fn write_segment(
+        &self,
+        id: u64,
+        metric: MetricId,
+        patient: &PatientId,
+        day: i64,
+        order: u64,
+        series: &[SeriesRows],
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> Result<(SegmentMeta, Vec<DeviceRollup>), StoreError> {
+        let m = self.catalog.get(metric);
+        let rel_dir = partition_dir(m.code, patient, day);
+        let dir = self.lake.join(&rel_dir);
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let name = format!("part-{id:020}.parquet");
+        let tmp = dir.join(format!("{name}.tmp"));
+        let w = segment::write(&tmp, m.scale, series)?;
+        let path = dir.join(&name);
+        fs::rename(&tmp, &path).map_err(io(&tmp))?;
+        dirs.insert(dir);
+        let last = series
+            .iter()
+            .filter_map(|s| {
+                Some(LastPoint {
+                    device: s.device.as_ref().map(|d| d.as_str().to_owned()),
+                    time_ms: *s.times.last()?,
+                    value: *s.values.last()?,
+                })
+            })
+            .collect();
+        let meta = SegmentMeta {
+            id,
+            metric: m.code.to_owned(),
+            patient: patient.as_str().to_owned(),
+            day_ms: day,
+            path: format!("{rel_dir}/{name}"),
+            rows: w.rows,
+            bytes: w.bytes,
+            min_ms: w.min_ms,
+            max_ms: w.max_ms,
+            order,
+            last,
+        };
+        Ok((meta, w.rollup))
+    }
+
+    /// Fsyncs each partition directory and its ancestors up to the lake, so new files and
+    /// directories survive a crash before the manifest names them.
+    pub(super) fn sync_dirs(&self, dirs: &BTreeSet<PathBuf>) -> Result<(), StoreError> {
+        let mut all = BTreeSet::new();
+        for d in dirs {
+            let mut cur = Some(d.as_path());
+            while let Some(p) = cur {
+                if !p.starts_with(&self.lake) {
+                    break;
+                }
+                all.insert(p.to_owned());
+                cur = p.parent();
+            }
+        }
+        for d in all.iter().rev() {
+            sync_dir(d).map_err(io(d))?;
+        }
+        Ok(())
+    }
+}

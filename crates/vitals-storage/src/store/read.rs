@@ -1,0 +1,116 @@
+//! The read path: a snapshot of the buffered points and the segment lists under the read
+//! lock, then files read without it (row groups pruned by time), with caches of segment
+//! footers and hourly rollups.
+
+use super::*;
+
+pub(super) fn to_points(s: &SeriesRows) -> Vec<Point> {
+    s.times.iter().zip(&s.values).map(|(&t, &v)| Point { time_ms: t, value: v, id: 0 }).collect()
+}
+
+impl Inner {
+    pub(super) fn segment_path(&self, meta: &SegmentMeta) -> PathBuf {
+        self.lake.join(&meta.path)
+    }
+
+    pub(super) fn rollup_of(&self, meta: &SegmentMeta) -> Result<Arc<Vec<DeviceRollup>>, StoreError> {
+        if let Some(r) = self.rollups.lock().get(&meta.id) {
+            return Ok(Arc::clone(r));
+        }
+        let r = Arc::new(segment::read_rollup(&self.segment_path(meta))?);
+        self.cache_rollup(meta.id, Arc::clone(&r));
+        Ok(r)
+    }
+
+    pub(super) fn footer_of(&self, meta: &SegmentMeta) -> Result<ArrowReaderMetadata, StoreError> {
+        if let Some(m) = self.footers.lock().get(&meta.id) {
+            return Ok(m.clone());
+        }
+        let m = segment::load_metadata(&self.segment_path(meta))?;
+        let mut c = self.footers.lock();
+        if c.len() >= FOOTER_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(meta.id, m.clone());
+        Ok(m)
+    }
+
+    /// Forgets cached footers and rollups of segments that no longer exist.
+    pub(super) fn forget(&self, id: u64) {
+        self.rollups.lock().remove(&id);
+        self.footers.lock().remove(&id);
+    }
+
+    pub(super) fn cache_rollup(&self, id: u64, r: Arc<Vec<DeviceRollup>>) {
+        let mut c = self.rollups.lock();
+        if c.len() >= ROLLUP_CACHE_ENTRIES {
+            c.clear();
+        }
+        c.insert(id, r);
+    }
+
+    pub(super) fn read_once(&self, req: &ReadRequest) -> Result<SeriesRead, StoreError> {
+        let key = (req.patient.clone(), req.metric);
+        // Snapshot under the lock: buffered points (oldest buffer first) and segment lists.
+        let mut buffered: BTreeMap<Option<DeviceId>, Vec<Point>> = BTreeMap::new();
+        let days: Vec<(i64, Vec<Arc<SegmentMeta>>)> = {
+            let g = self.read.read();
+            for b in g.frozen.iter().map(|b| &**b).chain(std::iter::once(&g.active)) {
+                for dp in b.read(&req.patient, req.metric, req.device.as_ref(), req.from, req.to) {
+                    let e = buffered.entry(dp.device).or_default();
+                    *e = if e.is_empty() { dp.points } else { merge_dedup(e, &dp.points) };
+                }
+            }
+            match g.index.series.get(&key) {
+                None => Vec::new(),
+                Some(days) => days
+                    .range(day_start(req.from)..req.to.max(day_start(req.from)))
+                    .map(|(d, segs)| (*d, segs.clone()))
+                    .collect(),
+            }
+        };
+        let buffered_days: BTreeSet<i64> =
+            buffered.values().flat_map(|ps| ps.iter().map(|p| day_start(p.time_ms))).collect();
+        let mut out = SeriesRead::default();
+        let mut from_segments: BTreeMap<Option<DeviceId>, Vec<Point>> = BTreeMap::new();
+        for (day, mut segs) in days {
+            let whole_day = day >= req.from && day.saturating_add(MS_PER_DAY) <= req.to;
+            if req.rollups && whole_day && !buffered_days.contains(&day) && non_overlapping(&segs) {
+                for s in &segs {
+                    for dr in self.rollup_of(s)?.iter() {
+                        if req.device.as_ref().is_none_or(|d| dr.device.as_deref() == Some(d.as_str())) {
+                            out.hours.extend_from_slice(&dr.hours);
+                        }
+                    }
+                }
+                continue;
+            }
+            segs.sort_by_key(|s| s.order);
+            for s in &segs {
+                let footer = self.footer_of(s)?;
+                for rows in
+                    segment::read(&self.segment_path(s), Some(&footer), req.from, req.to, req.device.as_ref(), false)?
+                {
+                    let pts = to_points(&rows);
+                    let e = from_segments.entry(rows.device).or_default();
+                    // Segments are visited oldest first, so equal times resolve to the newest.
+                    *e = if e.is_empty() { pts } else { merge_dedup(e, &pts) };
+                }
+            }
+        }
+        for (device, pts) in buffered {
+            let e = from_segments.entry(device).or_default();
+            *e = if e.is_empty() { pts } else { merge_dedup(e, &pts) };
+        }
+        out.raw = from_segments
+            .into_iter()
+            .filter(|(_, p)| !p.is_empty())
+            .map(|(device, pts)| RawSeries {
+                device,
+                times: pts.iter().map(|p| p.time_ms).collect(),
+                values: pts.iter().map(|p| p.value).collect(),
+            })
+            .collect();
+        Ok(out)
+    }
+}

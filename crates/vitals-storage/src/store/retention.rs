@@ -1,0 +1,49 @@
+//! Retention: whole day partitions that ended before `now - retention` of their metric
+//! leave the manifest, then the disk.
+
+use super::*;
+
+impl Inner {
+    pub(super) fn apply_retention(&self) -> Result<usize, StoreError> {
+        if self.config.retention.is_empty() {
+            return Ok(0);
+        }
+        let _m = self.maintenance.lock();
+        let now = self.clock.now_ms();
+        let doomed: Vec<((PatientId, MetricId), Arc<SegmentMeta>)> = {
+            let g = self.read.read();
+            let mut v = Vec::new();
+            for (key, days) in &g.index.series {
+                let Some(keep) = self.config.retention.get(&key.1) else { continue };
+                let cutoff = now - keep.as_millis() as i64;
+                for (_, segs) in days.range(..day_start(cutoff)) {
+                    for s in segs {
+                        if s.day_ms + MS_PER_DAY <= cutoff {
+                            v.push((key.clone(), Arc::clone(s)));
+                        }
+                    }
+                }
+            }
+            v
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        self.manifest.lock().commit(Edit { remove: doomed.iter().map(|d| d.1.id).collect(), ..Edit::default() })?;
+        {
+            let mut g = self.read.write();
+            for (key, s) in &doomed {
+                g.index.remove(key, s.day_ms, s.id);
+            }
+        }
+        for (_, s) in &doomed {
+            self.forget(s.id);
+            let p = self.segment_path(s);
+            fs::remove_file(&p).map_err(io(&p))?;
+            self.remove_empty_parents(&p);
+        }
+        self.stats.segments_deleted_by_retention.fetch_add(doomed.len() as u64, Ordering::Relaxed);
+        tracing::info!(segments = doomed.len(), "retention deleted old partitions");
+        Ok(doomed.len())
+    }
+}

@@ -1,0 +1,160 @@
+//! The writer thread: drains queued writes, appends them to the WAL with one fdatasync
+//! (group commit), inserts them into the buffer, completes each request, and feeds the
+//! durable samples to the subscriber; freezes the buffer for a flush.
+
+use super::*;
+
+pub(super) fn note_patients(patients: &mut HashMap<PatientId, i64>, samples: &[Sample]) {
+    let mut i = 0;
+    while i < samples.len() {
+        let p = &samples[i].patient;
+        let mut max = samples[i].time_ms;
+        let mut j = i + 1;
+        while j < samples.len() && &samples[j].patient == p {
+            max = max.max(samples[j].time_ms);
+            j += 1;
+        }
+        match patients.get_mut(p) {
+            Some(t) => *t = (*t).max(max),
+            None => {
+                patients.insert(p.clone(), max);
+            }
+        }
+        i = j;
+    }
+}
+
+pub(super) fn writer_loop(inner: &Inner, mut wal: Wal, rx: &Receiver<WriterMsg>) {
+    let mut writes: Vec<(Vec<Sample>, Done)> = Vec::new();
+    let mut controls: Vec<WriterMsg> = Vec::new();
+    loop {
+        let Ok(first) = rx.recv() else { return };
+        let mut total = 0usize;
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            match m {
+                WriterMsg::Write { samples, done } => {
+                    total += samples.len();
+                    writes.push((samples, done));
+                }
+                other => controls.push(other),
+            }
+            // A control message ends the group so that it sees every write queued before it.
+            if total < MAX_GROUP_SAMPLES && controls.is_empty() {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !writes.is_empty() {
+            commit_group(inner, &mut wal, std::mem::take(&mut writes));
+        }
+        for c in controls.drain(..) {
+            match c {
+                WriterMsg::Write { .. } => {}
+                WriterMsg::Freeze { reply } => {
+                    let r = freeze(inner, &mut wal);
+                    let _ = reply.send(r);
+                }
+                WriterMsg::RemoveWalThrough(seq) => {
+                    if let Err(e) = wal.remove_through(seq) {
+                        tracing::error!(error = %e, "deleting flushed WAL files");
+                    }
+                    inner.stats.wal_bytes.store(wal.size_bytes(), Ordering::Relaxed);
+                }
+                WriterMsg::Barrier { reply } => {
+                    let _ = reply.send(());
+                }
+                WriterMsg::Stop => return,
+            }
+        }
+    }
+}
+
+pub(super) fn metric_mask(catalog: &Catalog, metrics: &[MetricId]) -> Vec<bool> {
+    let mut mask = vec![false; catalog.len()];
+    for m in metrics {
+        if let Some(b) = mask.get_mut(usize::from(m.0)) {
+            *b = true;
+        }
+    }
+    mask
+}
+
+pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample>, Done)>) {
+    let n: usize = writes.iter().map(|w| w.0.len()).sum();
+    if let Some(why) = inner.failed.lock().clone() {
+        inner.in_flight.fetch_sub(n, Ordering::AcqRel);
+        for (_, done) in writes {
+            done(Err(StoreError::Failed(why.clone())));
+        }
+        return;
+    }
+    let batches: Vec<&[Sample]> = writes.iter().map(|w| &w.0[..]).collect();
+    match wal.append(&batches, inner.catalog) {
+        Ok(first_seq) => {
+            {
+                let mut g = inner.read.write();
+                for (samples, _) in &writes {
+                    g.active.insert(samples);
+                    note_patients(&mut g.patients, samples);
+                }
+                g.active.last_seq = first_seq + writes.len() as u64 - 1;
+            }
+            inner.buffered.fetch_add(n, Ordering::Relaxed);
+            inner.in_flight.fetch_sub(n, Ordering::AcqRel);
+            inner.stats.group_commits.fetch_add(1, Ordering::Relaxed);
+            inner.stats.samples_written.fetch_add(n as u64, Ordering::Relaxed);
+            let feed: Option<(Vec<Sample>, SyncSender<DurableBatch>)> = inner.feed.read().as_ref().map(|f| {
+                let picked = writes
+                    .iter()
+                    .flat_map(|w| w.0.iter())
+                    .filter(|s| f.metrics.get(usize::from(s.metric.0)).copied().unwrap_or(false))
+                    .cloned()
+                    .collect();
+                (picked, f.tx.clone())
+            });
+            for (i, (_, done)) in writes.into_iter().enumerate() {
+                done(Ok(first_seq + i as u64));
+            }
+            if let Some((picked, tx)) = feed
+                && !picked.is_empty()
+                && tx.send(DurableBatch { at: std::time::Instant::now(), samples: picked }).is_err()
+            {
+                // The subscriber is gone.
+                *inner.feed.write() = None;
+            }
+            if wal.current_file_bytes() > inner.config.wal_max_file_bytes
+                && let Err(e) = wal.rotate()
+            {
+                tracing::error!(error = %e, "rotating the WAL");
+            }
+            inner.stats.wal_bytes.store(wal.size_bytes(), Ordering::Relaxed);
+            if inner.buffered.load(Ordering::Relaxed) >= inner.config.flush_max_samples {
+                inner.wake_maintenance();
+            }
+        }
+        Err(e) => {
+            // After a failed fsync the kernel may have dropped the dirty pages: nothing written
+            // since the last good fsync can be trusted, so stop accepting writes (fsyncgate).
+            let why = e.to_string();
+            tracing::error!(error = %why, "WAL write failed; the store stops accepting writes");
+            *inner.failed.lock() = Some(why.clone());
+            inner.in_flight.fetch_sub(n, Ordering::AcqRel);
+            for (_, done) in writes {
+                done(Err(StoreError::Failed(why.clone())));
+            }
+        }
+    }
+}
+
+pub(super) fn freeze(inner: &Inner, wal: &mut Wal) -> Result<(), StoreError> {
+    let mut g = inner.read.write();
+    if g.active.is_empty() {
+        return Ok(());
+    }
+    wal.rotate()?;
+    let last = g.active.last_seq;
+    let frozen = std::mem::take(&mut g.active);
+    g.active.last_seq = last;
+    g.frozen.push(Arc::new(frozen));
+    Ok(())
+}
