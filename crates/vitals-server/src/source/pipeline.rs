@@ -105,6 +105,8 @@ pub struct Accepted {
     pub samples: Vec<Sample>,
     pub events: Vec<Event>,
     pub report: Report,
+    /// When decoding began (the write latency runs from here to durable).
+    started: Instant,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,11 +230,12 @@ impl Pipeline {
 
     /// Decodes a body, keeps what it refused as a dead letter and counts every refusal.
     pub fn decode(&self, sub: &Submission) -> Result<Accepted, IngestError> {
+        let started = Instant::now();
         let mut v = self.validator(sub.only.clone());
         let now = self.clock.now_ms();
         let patient = sub.patient.as_ref().map(PatientId::as_str);
         match sub.format.decode(&sub.body, patient, &self.mapping, &mut v, now) {
-            Ok(d) => Ok(self.accept(sub, &sub.body, d.batch, d.events, d.unsupported, &[])),
+            Ok(d) => Ok(Accepted { started, ..self.accept(sub, &sub.body, d.batch, d.events, d.unsupported, &[]) }),
             Err(message) => {
                 let dead_letter = self.refuse(sub, &message);
                 Err(IngestError::Undecodable { message, dead_letter })
@@ -283,7 +286,7 @@ impl Pipeline {
             ..Report::default()
         };
         report.refuse(batch.rejections);
-        Accepted { samples: batch.samples, events, report }
+        Accepted { samples: batch.samples, events, report, started: Instant::now() }
     }
 
     fn keep(&self, sub: &Submission, raw: &[u8], refused: &Refused<'_>) -> Option<u64> {
@@ -299,7 +302,7 @@ impl Pipeline {
     /// Stores the events (blocking I/O) and queues the samples for the writer. A store
     /// that is overloaded is tried again for up to `overload_retry` (blocking sleeps).
     pub fn submit(&self, accepted: Accepted) -> Result<Pending, IngestError> {
-        let Accepted { samples, events, report } = accepted;
+        let Accepted { samples, events, report, started } = accepted;
         if !events.is_empty() {
             self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
         }
@@ -307,14 +310,14 @@ impl Pipeline {
         self.store.submit(samples, move |r| {
             let _ = tx.send(r);
         })?;
-        Ok(Pending { rx, report, started: Instant::now(), telemetry: self.telemetry.clone() })
+        Ok(Pending { rx, report, started, telemetry: self.telemetry.clone() })
     }
 
     /// [`submit`](Self::submit) for async callers that may wait out an overload for up to
     /// `overload_retry` (MQTT: the broker's message stays unacknowledged meanwhile).
     pub async fn submit_retrying(&self, accepted: Accepted, overload_retry: Duration) -> Result<Pending, IngestError> {
         let deadline = Instant::now() + overload_retry;
-        let Accepted { samples, events, report } = accepted;
+        let Accepted { samples, events, report, started } = accepted;
         if !events.is_empty() {
             self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
         }
@@ -324,7 +327,7 @@ impl Pipeline {
                 let _ = tx.send(r);
             }) {
                 Ok(()) => {
-                    return Ok(Pending { rx, report, started: Instant::now(), telemetry: self.telemetry.clone() });
+                    return Ok(Pending { rx, report, started, telemetry: self.telemetry.clone() });
                 }
                 Err(StoreError::Overloaded { .. }) if Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(100)).await; // overload back-off
@@ -369,11 +372,100 @@ impl Pipeline {
         let accepted = d.batch.samples.len();
         let removed = d.batch.rejections.is_empty() && d.unsupported.is_empty();
         let report = Report { accepted, events: d.events.len(), ..Report::default() };
-        let pending = self.submit(Accepted { samples: d.batch.samples, events: d.events, report })?;
+        let pending =
+            self.submit(Accepted { samples: d.batch.samples, events: d.events, report, started: Instant::now() })?;
         pending.wait()?;
         if removed {
             self.dead_letters.remove(id)?;
         }
         Ok(Replayed { id, accepted, rejected: d.batch.rejections, unsupported: d.unsupported, removed })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vitals_core::{ManualClock, RejectCode};
+    use vitals_ingest::Format;
+    use vitals_storage::StoreConfig;
+
+    use super::*;
+
+    const NOW: i64 = 1_763_780_400_000;
+
+    fn pipeline(dir: &std::path::Path) -> (Arc<Store>, Pipeline) {
+        let clock = Arc::new(ManualClock::new(NOW));
+        let config = StoreConfig { background: false, ..StoreConfig::default() };
+        let store = Arc::new(Store::open(dir, config, clock.clone()).expect("store"));
+        let events = Arc::new(EventStore::open(&dir.join("events")).expect("events"));
+        let dead = Arc::new(DeadLetters::open(&dir.join("dead-letters"), 1 << 30).expect("dead letters"));
+        let p = Pipeline::new(
+            store.clone(),
+            events,
+            dead,
+            Arc::new(Telemetry::new()),
+            IngestConfig::default(),
+            Mapping::default(),
+            clock,
+        );
+        (store, p)
+    }
+
+    #[test]
+    fn refusals_are_reported_as_the_first_ones_and_a_count_and_kept_once() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (store, p) = pipeline(dir.path());
+        let mut body = String::new();
+        for i in 0..1500 {
+            body.push_str(&format!(
+                "{{\"patient\":\"p-1\",\"metric\":\"heart_rate\",\"time\":{},\"value\":999}}\n",
+                NOW - i
+            ));
+        }
+        body.push_str(&format!("{{\"patient\":\"p-1\",\"metric\":\"heart_rate\",\"time\":{NOW},\"value\":60}}\n"));
+        let sub = Submission::new("test", WireFormat::Native(Format::Ndjson), body);
+        let r = p.ingest_blocking(&sub).expect("ingest");
+        assert_eq!((r.accepted, r.refused, r.rejected.len()), (1, 1500, MAX_REPORTED));
+        assert!(r.rejected.iter().all(|x| x.code == RejectCode::ValueOutOfRange));
+        let id = r.dead_letter.expect("kept");
+        let (letter, raw) = p.dead_letters().get(id).expect("letter");
+        assert_eq!(letter.items.len(), super::super::dead_letter::MAX_ITEMS, "items described: capped");
+        assert!(letter.reason.starts_with("1500 item(s) refused"), "{}", letter.reason);
+        assert_eq!(raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), 1500, "every refused line is kept");
+        assert_eq!(p.telemetry.rejected.get_or_create(&CodeLabel { code: "value_out_of_range".into() }).get(), 1500);
+        assert_eq!(p.telemetry.refused.get_or_create(&SourceLabel { source: "test".into() }).get(), 1500);
+        assert_eq!(p.telemetry.ingested.get(), 1);
+        store.close().expect("close");
+    }
+
+    #[test]
+    fn an_undecodable_body_is_kept_whole_and_counted_as_one() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (store, p) = pipeline(dir.path());
+        let sub = Submission::new("test", WireFormat::Native(Format::Json), &b"[{\"patient\": "[..]);
+        let Err(IngestError::Undecodable { message, dead_letter }) = p.ingest_blocking(&sub) else {
+            panic!("a body that is not JSON is refused whole")
+        };
+        assert!(message.contains("invalid JSON"), "{message}");
+        let (letter, raw) = p.dead_letters().get(dead_letter.expect("kept")).expect("letter");
+        assert_eq!((letter.reason, raw), (message, b"[{\"patient\": ".to_vec()));
+        assert_eq!(p.telemetry.refused.get_or_create(&SourceLabel { source: "test".into() }).get(), 1);
+        store.close().expect("close");
+    }
+
+    #[test]
+    fn reports_of_parts_add_up_and_keep_the_first_refusals() {
+        let rej = |i| Rejection::new(i, RejectCode::Malformed, "x");
+        let part = |n: usize, at: usize| Report {
+            accepted: 2,
+            events: 1,
+            rejected: (at..at + n.min(MAX_REPORTED)).map(rej).collect(),
+            refused: n,
+            ..Report::default()
+        };
+        let mut all = Report::default();
+        all.absorb(part(900, 0));
+        all.absorb(part(300, 900));
+        assert_eq!((all.accepted, all.events, all.refused, all.rejected.len()), (4, 2, 1200, MAX_REPORTED));
+        assert_eq!(all.rejected.last().map(|r| r.index), Some(MAX_REPORTED - 1));
     }
 }

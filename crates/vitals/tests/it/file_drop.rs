@@ -36,7 +36,7 @@ fn e4_zip() -> Vec<u8> {
     z.finish().expect("zip").into_inner()
 }
 
-fn drop_file(inbox: &Path, rel: &str, content: &[u8]) {
+pub fn drop_file(inbox: &Path, rel: &str, content: &[u8]) {
     let target = inbox.join(rel);
     let parent = target.parent().expect("parent");
     std::fs::create_dir_all(parent).expect("mkdir");

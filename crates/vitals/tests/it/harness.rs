@@ -189,14 +189,19 @@ impl Rng {
     }
 }
 
-/// Waits (with a deadline) until `cond` holds; `what` names it in the failure.
+/// Waits (with a deadline) until `cond` holds; `what` names it in the failure. It polls
+/// with a short pause, so a waiting test leaves the cores to the server it waits for.
 pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !cond() {
         assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::yield_now();
+        #[allow(clippy::disallowed_methods)] // reason: the pause between polls of a condition with a deadline
+        std::thread::sleep(POLL);
     }
 }
+
+/// The pause between two looks at a condition [`eventually`] waits for.
+const POLL: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// A request a [`Capture`] server received.
 #[derive(Debug, Clone)]

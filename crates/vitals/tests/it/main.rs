@@ -22,3 +22,4 @@ mod people;
 mod rules;
 mod simulate;
 mod tls;
+mod ways_in;

@@ -47,7 +47,7 @@ fn start_broker_with(dir: tempfile::TempDir, conf_text: impl FnOnce(u16) -> Stri
     Broker { child, port, _dir: dir }
 }
 
-fn publish(port: u16, topic: &str, payload: &str) {
+pub fn publish(port: u16, topic: &str, payload: &str) {
     let out = Command::new("mosquitto_pub")
         .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-m", payload])
         .output()
@@ -67,7 +67,7 @@ fn server_for(port: u16, client_id: &str) -> TestServer {
     server_with(port, client_id, |_| {})
 }
 
-fn server_with(port: u16, client_id: &str, f: impl FnOnce(&mut vitals_server::config::Config)) -> TestServer {
+pub fn server_with(port: u16, client_id: &str, f: impl FnOnce(&mut vitals_server::config::Config)) -> TestServer {
     let server = TestServer::with_config(|c| {
         c.mqtt.enabled = true;
         c.mqtt.broker = format!("127.0.0.1:{port}");

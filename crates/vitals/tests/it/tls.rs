@@ -13,9 +13,9 @@ use crate::harness::{ADMIN, NOW, TestServer, eventually, into_resp};
 
 const OWN: &str = "p-own";
 
-struct Leaf {
-    cert: PathBuf,
-    key: PathBuf,
+pub struct Leaf {
+    pub cert: PathBuf,
+    pub key: PathBuf,
     der: Vec<u8>,
 }
 
@@ -40,16 +40,16 @@ fn leaf(dir: &Path, name: &str, issuer: &CertifiedIssuer<'static, KeyPair>, serv
     Leaf { cert: c, key: k, der: cert.der().to_vec() }
 }
 
-struct Pki {
+pub struct Pki {
     _dir: tempfile::TempDir,
-    ca: PathBuf,
-    server: Leaf,
+    pub ca: PathBuf,
+    pub server: Leaf,
     device: Leaf,
     unregistered: Leaf,
     rogue: Leaf,
 }
 
-fn pki() -> Pki {
+pub fn pki() -> Pki {
     let dir = tempfile::tempdir().expect("tmp");
     let root = ca("Vitals test CA");
     let other = ca("Somebody else's CA");
@@ -236,17 +236,17 @@ fn the_mqtt_listener_takes_samples_from_certified_devices_for_their_patient_only
 
 /// What a device saw of one MQTT session over TLS without a client certificate.
 #[derive(Debug, Default)]
-struct Session {
+pub struct Session {
     connack: Option<String>,
-    pubacks: usize,
+    pub pubacks: usize,
     suback: Option<String>,
-    closed: Option<String>,
+    pub closed: Option<String>,
 }
 
 /// Connects with `user`/`password` (a token as the password), publishes `messages` (topic,
 /// QoS, payload) and, if asked, subscribes; returns what came back until the listener
 /// answered everything or closed the connection.
-fn mqtt_token_session(
+pub fn mqtt_token_session(
     addr: std::net::SocketAddr,
     ca: &Path,
     password: &str,
