@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
-use vitals_core::{Catalog, Clock};
+use vitals_core::{Catalog, Clock, SystemClock};
 use vitals_ingest::line_protocol::Mapping;
 use vitals_storage::Store;
 use vitals_storage::dead_letter::DeadLetters;
@@ -58,6 +58,14 @@ pub struct App {
 }
 
 impl App {
+    /// The application over the data directory of `config`, with the system clock: the
+    /// sample store (its lock taken), people and tokens, and every other store.
+    pub fn open_data_dir(config: Config) -> anyhow::Result<App> {
+        let store = stores::open_store(&config)?;
+        let directory = Directory::open(&config.storage.data_dir)?;
+        App::open(store, directory, config, Arc::new(SystemClock))
+    }
+
     /// The application over an open store: the other stores of the data directory (dead
     /// letters, events, rules, alerts and their outbox, cohorts, the vault) are opened here.
     pub fn open(store: Arc<Store>, directory: Directory, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {

@@ -2,7 +2,7 @@
 //! HTTP API, the MQTT client and listener, the file drop, alerting, the notifier) and stops
 //! them all through one [`Shutdown`] signal: the HTTP server stops accepting and lets
 //! requests in flight finish, sources stop taking input, the alerting thread finishes its
-//! round, the notifier its attempts in progress.
+//! round, the notifier its attempts in progress; then the store flushes its buffer.
 
 use std::future::Future;
 
@@ -23,6 +23,7 @@ enum Task {
 
 /// Every task of a running server.
 pub struct Runtime {
+    app: AppState,
     shutdown: Shutdown,
     /// In the order they are waited for at shutdown.
     tasks: Vec<Task>,
@@ -32,7 +33,7 @@ impl Runtime {
     /// Starts the HTTP API on `listener` and every enabled task. Fails at once on what
     /// cannot work (certificates, an MQTT broker address, a listener address in use).
     pub async fn start(app: AppState, listener: TcpListener) -> anyhow::Result<Runtime> {
-        let mut runtime = Runtime { shutdown: Shutdown::new(), tasks: Vec::new() };
+        let mut runtime = Runtime { app: app.clone(), shutdown: Shutdown::new(), tasks: Vec::new() };
         match runtime.spawn_all(app, listener).await {
             Ok(()) => Ok(runtime),
             Err(e) => {
@@ -106,7 +107,8 @@ impl Runtime {
         self.shutdown.clone()
     }
 
-    /// Signals shutdown and waits for every task; the first failure of a task is returned.
+    /// Signals shutdown, waits for every task, then flushes the buffer into segments; the
+    /// first failure is returned.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.trigger();
         let mut first_error = None;
@@ -122,6 +124,15 @@ impl Runtime {
                 tracing::error!(error = %format!("{e:#}"), "stopping");
                 first_error.get_or_insert(e);
             }
+        }
+        let store = self.app.store.clone();
+        let closed = tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| r.context("flushing the store at shutdown"));
+        if let Err(e) = closed {
+            tracing::error!(error = %format!("{e:#}"), "stopping");
+            first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
     }

@@ -666,3 +666,39 @@ fn the_glucose_profile_places_readings_at_their_local_time_across_a_daylight_sav
         assert_eq!(r.status, 400, "{bad}: {}", r.body);
     }
 }
+
+/// The README's screenshots (`docs/dashboard-*.png`, copied from
+/// `$CARGO_TARGET_TMPDIR/e2e-artifacts/readme-*.png`) are taken here, from a day of the
+/// demo cohort's synthetic patients (`vitals demo`'s seed), in a real browser.
+#[test]
+fn the_readme_screenshots_show_a_day_of_the_demo_cohort_in_a_real_browser() {
+    use vitals_sim::{Options, Simulator, Which, demo_cohort};
+    let server = TestServer::start();
+    server.app.directory.create_user("root", Role::Admin, Some(PASSWORD), None, NOW).expect("admin");
+    let sim = Simulator::new(7, Options::default());
+    let cohort = demo_cohort(7);
+    // The first six of the demo (people with diabetes, athletes, a party-goer) and the
+    // diabetic wristband wearers; the one shown is the first of those.
+    let shown = cohort.iter().rev().find(|m| m.profiles.to_string().contains("wearable")).expect("a wearer").clone();
+    let members: Vec<_> = cohort.iter().take(6).chain(std::iter::once(&shown)).collect();
+    for m in &members {
+        let p = sim.patient(&m.id, m.profiles.clone());
+        let mut samples = Vec::new();
+        sim.generate(&p, NOW - 24 * 3_600_000, NOW, Which::Sparse, &mut |r| {
+            samples.push(json!({"patient": m.id, "metric": r.metric, "time": r.time_ms, "value": r.value,
+                "device": p.device_id(r.device)}));
+        });
+        for chunk in samples.chunks(20_000) {
+            let r = server.ingest(&Value::Array(chunk.to_vec()));
+            assert_eq!((r.status, r.json()["rejected_total"].clone()), (200, json!(0)), "{}", r.body);
+        }
+    }
+    let seen = browse(&server, "readme.mjs", "root", &[("VITALS_PATIENT", &shown.id)]);
+    assert_eq!(seen["page_errors"], json!([]));
+    assert_eq!(seen["rows"], json!(members.len()), "{seen}");
+    let panels = seen["panels"].as_array().expect("panels");
+    let drawn: Vec<&str> = panels.iter().filter(|p| p[1].as_u64() > Some(0)).filter_map(|p| p[0].as_str()).collect();
+    for metric in ["heart_rate", "blood_glucose"] {
+        assert!(drawn.contains(&metric), "{metric} not drawn: {seen}");
+    }
+}
