@@ -6,13 +6,17 @@ use std::io::Read;
 
 use axum::http::{HeaderMap, StatusCode, header};
 
-/// The plain bytes of a body; gzip bodies are inflated up to `limit` bytes.
-pub fn plain<'a>(headers: &HeaderMap, body: &'a [u8], limit: usize) -> Result<Cow<'a, [u8]>, (StatusCode, String)> {
-    let gzip = headers
+/// Whether the body says it is gzip-compressed.
+pub fn is_gzip(headers: &HeaderMap) -> bool {
+    headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    if !gzip {
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"))
+}
+
+/// The plain bytes of a body; gzip bodies are inflated up to `limit` bytes.
+pub fn plain<'a>(headers: &HeaderMap, body: &'a [u8], limit: usize) -> Result<Cow<'a, [u8]>, (StatusCode, String)> {
+    if !is_gzip(headers) {
         return Ok(Cow::Borrowed(body));
     }
     let mut out = Vec::new();
