@@ -357,7 +357,8 @@ mod tests {
             World { notify: notify(subscriptions), rules: rules(), renotify: HashMap::new(), book: Book::default() }
         }
 
-        fn changes(&mut self, changes: &[Change], now: i64) -> Decision {
+        /// Decides with this world's policy, then records the decision in the book.
+        fn decide(&mut self, f: impl FnOnce(&Policy<'_>, &Book) -> Decision) -> Decision {
             let policy = Policy {
                 notify: &self.notify,
                 rules: &self.rules,
@@ -365,22 +366,17 @@ mod tests {
                 fresh_ms: 10 * MIN,
                 in_cohort: &no_cohort,
             };
-            let d = on_changes(&policy, &self.book, changes, &no_reading, now);
+            let d = f(&policy, &self.book);
             self.book.apply(&d);
             d
         }
 
+        fn changes(&mut self, changes: &[Change], now: i64) -> Decision {
+            self.decide(|p, book| on_changes(p, book, changes, &no_reading, now))
+        }
+
         fn tick(&mut self, now: i64) -> Decision {
-            let policy = Policy {
-                notify: &self.notify,
-                rules: &self.rules,
-                renotify: &self.renotify,
-                fresh_ms: 10 * MIN,
-                in_cohort: &no_cohort,
-            };
-            let d = on_tick(&policy, &self.book, now);
-            self.book.apply(&d);
-            d
+            self.decide(|p, book| on_tick(p, book, now))
         }
 
         fn alert(&self, rule: &str, start: i64) -> Alert {

@@ -122,10 +122,19 @@ pub enum IngestError {
     ShuttingDown,
 }
 
+/// Hears when queued samples are durable.
+type Durable = tokio::sync::oneshot::Receiver<Result<u64, StoreError>>;
+
+/// A report and its start, while its samples wait to be queued.
+struct Unqueued {
+    report: Report,
+    started: Instant,
+}
+
 /// The samples of a body are queued; [`Pending::durable`] resolves once they are durable.
 #[must_use = "a submission is acknowledged only once durable"]
 pub struct Pending {
-    rx: tokio::sync::oneshot::Receiver<Result<u64, StoreError>>,
+    rx: Durable,
     report: Report,
     started: Instant,
     telemetry: Arc<Telemetry>,
@@ -299,42 +308,53 @@ impl Pipeline {
         }
     }
 
-    /// Stores the events (blocking I/O) and queues the samples for the writer. A store
-    /// that is overloaded is tried again for up to `overload_retry` (blocking sleeps).
+    /// Stores the events (blocking I/O) and queues the samples for the writer.
     pub fn submit(&self, accepted: Accepted) -> Result<Pending, IngestError> {
-        let Accepted { samples, events, report, started } = accepted;
-        if !events.is_empty() {
-            self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.store.submit(samples, move |r| {
-            let _ = tx.send(r);
-        })?;
-        Ok(Pending { rx, report, started, telemetry: self.telemetry.clone() })
+        let (samples, u) = self.store_events(accepted)?;
+        let rx = self.queue(samples)?;
+        Ok(self.pending(rx, u))
     }
 
     /// [`submit`](Self::submit) for async callers that may wait out an overload for up to
     /// `overload_retry` (MQTT: the broker's message stays unacknowledged meanwhile).
     pub async fn submit_retrying(&self, accepted: Accepted, overload_retry: Duration) -> Result<Pending, IngestError> {
         let deadline = Instant::now() + overload_retry;
-        let Accepted { samples, events, report, started } = accepted;
-        if !events.is_empty() {
-            self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
-        }
+        let (samples, u) = self.store_events(accepted)?;
         loop {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            match self.store.submit(samples.clone(), move |r| {
-                let _ = tx.send(r);
-            }) {
-                Ok(()) => {
-                    return Ok(Pending { rx, report, started, telemetry: self.telemetry.clone() });
-                }
-                Err(StoreError::Overloaded { .. }) if Instant::now() < deadline => {
+            // A copy for each try before the deadline, the samples themselves for the last.
+            if Instant::now() >= deadline {
+                return Ok(self.pending(self.queue(samples)?, u));
+            }
+            match self.queue(samples.clone()) {
+                Ok(rx) => return Ok(self.pending(rx, u)),
+                Err(StoreError::Overloaded { .. }) => {
                     tokio::time::sleep(Duration::from_millis(100)).await; // overload back-off
                 }
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Stores the events; the samples are left to queue, with what will answer for them.
+    fn store_events(&self, accepted: Accepted) -> Result<(Vec<Sample>, Unqueued), IngestError> {
+        let Accepted { samples, events, report, started } = accepted;
+        if !events.is_empty() {
+            self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
+        }
+        Ok((samples, Unqueued { report, started }))
+    }
+
+    /// Queues samples for the writer; the receiver hears when they are durable.
+    fn queue(&self, samples: Vec<Sample>) -> Result<Durable, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.store.submit(samples, move |r| {
+            let _ = tx.send(r);
+        })?;
+        Ok(rx)
+    }
+
+    fn pending(&self, rx: Durable, u: Unqueued) -> Pending {
+        Pending { rx, report: u.report, started: u.started, telemetry: self.telemetry.clone() }
     }
 
     /// Takes a body in: decodes (large bodies and those with events off the async
