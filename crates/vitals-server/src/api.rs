@@ -3,21 +3,21 @@
 //! entry in the authorization matrix. Handlers live in this folder (`*_api.rs`, by
 //! resource) and, for the ways samples come in, in `crate::source`.
 
-pub mod dashboard_api;
+pub(crate) mod dashboard_api;
 pub mod error;
 pub(crate) mod guard;
-pub mod system_api;
+pub(crate) mod system_api;
 
-pub mod alerts_api;
-pub mod cohorts_api;
-pub mod dead_letter_api;
+pub(crate) mod alerts_api;
+pub(crate) mod cohorts_api;
+pub(crate) mod dead_letter_api;
 pub mod notifications_api;
-pub mod patients_api;
-pub mod people_api;
-pub mod rules_api;
+pub(crate) mod patients_api;
+pub(crate) mod people_api;
+pub(crate) mod rules_api;
 pub mod series_api;
-pub mod session_api;
-pub mod tokens_api;
+pub(crate) mod session_api;
+pub(crate) mod tokens_api;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;

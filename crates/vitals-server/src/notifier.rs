@@ -26,11 +26,11 @@ use crate::shutdown::Shutdown;
 use crate::telemetry::{NoticeLabel, Telemetry};
 
 /// What the notifier reads and writes: the outbox, not the whole application.
-pub struct Context {
-    pub alerts: Arc<AlertStore>,
-    pub notify: NotifyConfig,
-    pub clock: Arc<dyn Clock>,
-    pub telemetry: Arc<Telemetry>,
+pub(crate) struct Context {
+    pub(crate) alerts: Arc<AlertStore>,
+    pub(crate) notify: NotifyConfig,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 /// Senders working at once.
@@ -42,7 +42,7 @@ const BATCH: usize = 256;
 const MAX_WAIT: Duration = Duration::from_millis(100);
 
 /// Starts the dispatcher and the senders; they run until `shutdown`.
-pub fn spawn(app: Context, shutdown: Shutdown) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
+pub(crate) fn spawn(app: Context, shutdown: Shutdown) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
     let transports = Arc::new(Transports::new(&app.notify)?);
     let app = Arc::new(app);
     let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();

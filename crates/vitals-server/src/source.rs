@@ -13,15 +13,15 @@
 //! A way in only translates its request into a [`pipeline::Submission`] and the
 //! [`pipeline::Report`] into its protocol's answer.
 
-pub mod dead_letter;
+pub(crate) mod dead_letter;
 pub mod file;
-pub mod file_drop;
-pub mod health_auto_export_api;
-pub mod line_protocol_api;
+pub(crate) mod file_drop;
+pub(crate) mod health_auto_export_api;
+pub(crate) mod line_protocol_api;
 pub mod mqtt;
-pub mod mqtt_listener;
-pub mod nightscout_api;
+pub(crate) mod mqtt_listener;
+pub(crate) mod nightscout_api;
 pub mod pipeline;
-pub mod request_body;
-pub mod samples_api;
+pub(crate) mod request_body;
+pub(crate) mod samples_api;
 pub mod wire_format;

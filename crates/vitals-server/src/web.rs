@@ -22,7 +22,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 const INDEX: &[u8] = include_bytes!("../web/index.html");
 
 /// Scripts, styles, images and requests from this origin only; no inline code, no frames.
-pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+pub(crate) const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
     connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 fn secured(mut r: Response) -> Response {
@@ -65,12 +65,12 @@ fn embedded(headers: &HeaderMap, ctype: &'static str, tag: &str, bytes: &'static
 }
 
 /// The app shell.
-pub async fn index(headers: HeaderMap) -> Response {
+pub(crate) async fn index(headers: HeaderMap) -> Response {
     embedded(&headers, "text/html; charset=utf-8", &etags().0, INDEX)
 }
 
 /// One embedded asset.
-pub async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
+pub(crate) async fn asset(Path(name): Path<String>, headers: HeaderMap) -> Response {
     match ASSETS.iter().position(|(n, _, _)| *n == name) {
         Some(i) => embedded(&headers, ASSETS[i].1, &etags().1[i], ASSETS[i].2),
         None => secured((StatusCode::NOT_FOUND, "no such asset").into_response()),

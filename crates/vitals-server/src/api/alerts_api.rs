@@ -20,7 +20,7 @@ fn time_param(q: &HashMap<String, String>, key: &str, default: i64) -> Result<i6
     q.get(key).map_or(Ok(default), |s| crate::api::error::query_time(key, s))
 }
 
-pub async fn list(
+pub(crate) async fn list(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     Query(q): Query<HashMap<String, String>>,
@@ -63,7 +63,7 @@ fn answer(a: &Alert) -> Response {
     r
 }
 
-pub async fn get_one(
+pub(crate) async fn get_one(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
@@ -72,7 +72,7 @@ pub async fn get_one(
 }
 
 /// Acknowledges an alert. (A body is read and ignored, so the connection stays usable.)
-pub async fn ack(
+pub(crate) async fn ack(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,
@@ -85,12 +85,12 @@ pub async fn ack(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Snooze {
+pub(crate) struct Snooze {
     #[serde(rename = "for")]
     for_: String,
 }
 
-pub async fn snooze(
+pub(crate) async fn snooze(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(id): Path<String>,

@@ -22,24 +22,24 @@ impl From<CohortError> for ApiError {
     }
 }
 
-pub async fn list(State(app): State<AppState>) -> Json<Value> {
+pub(crate) async fn list(State(app): State<AppState>) -> Json<Value> {
     let cohorts: Vec<Value> =
         app.cohorts.list().into_iter().map(|(name, patients)| json!({"name": name, "patients": patients})).collect();
     Json(json!({ "cohorts": cohorts }))
 }
 
-pub async fn get_one(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn get_one(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let m = app.cohorts.members(&name).ok_or_else(|| ApiError::new(Code::NotFound, format!("no cohort {name:?}")))?;
     Ok(Json(json!({"name": name, "patients": m})))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Members {
+pub(crate) struct Members {
     patients: BTreeSet<String>,
 }
 
-pub async fn put(
+pub(crate) async fn put(
     State(app): State<AppState>,
     Path(name): Path<String>,
     body: Result<Json<Members>, axum::extract::rejection::JsonRejection>,
@@ -50,7 +50,7 @@ pub async fn put(
     Ok((status, Json(json!({"name": name, "patients": m.patients}))))
 }
 
-pub async fn delete(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     app.cohorts.delete(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -51,7 +51,7 @@ fn spark(
 /// `GET /api/v1/overview`: every patient the caller reaches with their latest value of
 /// each metric, a 24-hour sparkline, open alerts, device battery and whether they went
 /// quiet.
-pub async fn overview(
+pub(crate) async fn overview(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
 ) -> Result<Json<Value>, crate::api::error::ApiError> {
@@ -116,7 +116,7 @@ const NICE_MS: &[i64] =
     &[1_000, 2_000, 5_000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000, 600_000, 900_000, 1_800_000, 3_600_000];
 
 /// The bucket width that puts at most `width` buckets into `range_ms`.
-pub fn bucket_ms(range_ms: i64, width: i64) -> i64 {
+pub(crate) fn bucket_ms(range_ms: i64, width: i64) -> i64 {
     let raw = (range_ms + width - 1) / width.max(1);
     match NICE_MS.iter().find(|n| **n >= raw) {
         Some(n) => *n,
@@ -125,7 +125,7 @@ pub fn bucket_ms(range_ms: i64, width: i64) -> i64 {
 }
 
 #[derive(Debug, serde::Deserialize)]
-pub struct ChartParams {
+pub(crate) struct ChartParams {
     /// Comma-separated metric codes.
     metrics: String,
     from: String,
@@ -138,7 +138,7 @@ pub struct ChartParams {
 /// to the chart's width as columns (`t`, `mean`, `min`, `max`, `count`; ms times, bucket
 /// starts), plus the events and alert episodes overlapping the range, for one shared time
 /// axis.
-pub async fn chart(
+pub(crate) async fn chart(
     State(app): State<AppState>,
     Path(patient): Path<String>,
     axum::extract::Query(p): axum::extract::Query<ChartParams>,
@@ -232,7 +232,7 @@ mod tests {
 }
 
 #[derive(Debug, serde::Deserialize)]
-pub struct GlucoseParams {
+pub(crate) struct GlucoseParams {
     from: String,
     to: String,
     /// The viewer's offset from UTC in minutes (the daily profile is by local time of day).
@@ -267,7 +267,7 @@ fn offsets(p: &GlucoseParams) -> Result<glucose::Offsets, crate::api::error::Api
 /// `GET /api/v1/patients/{patient}/glucose?from=&to=&tz_offset_min=&tz_changes=`: the consensus metrics
 /// (time in ranges, mean, CV, GMI), the daily profile (percentiles per 30 min of the day)
 /// and the 2-day moving average (hourly), over the CGM readings (`blood_glucose`, mg/dL).
-pub async fn glucose(
+pub(crate) async fn glucose(
     State(app): State<AppState>,
     Path(patient): Path<String>,
     axum::extract::Query(p): axum::extract::Query<GlucoseParams>,
@@ -312,7 +312,7 @@ pub async fn glucose(
 }
 
 #[derive(Debug, serde::Deserialize)]
-pub struct LiveParams {
+pub(crate) struct LiveParams {
     events: Option<u64>,
 }
 
@@ -320,7 +320,7 @@ pub struct LiveParams {
 /// of the newest reading, ms) whenever new data of the patient has become durable, checked
 /// every second, plus a comment every 15 s so proxies keep the stream open. The dashboard
 /// refetches what it shows on each event. `?events=N` ends the stream after N events.
-pub async fn live(
+pub(crate) async fn live(
     State(app): State<AppState>,
     Path(patient): Path<String>,
     axum::extract::Query(q): axum::extract::Query<LiveParams>,

@@ -12,19 +12,22 @@ use crate::app::AppState;
 use crate::source::pipeline::{ReplayError, Replayed};
 
 #[derive(Debug, Deserialize)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     after: Option<u64>,
     limit: Option<usize>,
 }
 
-pub async fn list(State(app): State<AppState>, Query(p): Query<ListParams>) -> Json<serde_json::Value> {
+pub(crate) async fn list(State(app): State<AppState>, Query(p): Query<ListParams>) -> Json<serde_json::Value> {
     let entries = app.dead_letters.list(p.after.unwrap_or(0), p.limit.unwrap_or(100).min(1000));
     Json(
         serde_json::json!({ "dead_letters": entries, "total": app.dead_letters.len(), "dropped": app.dead_letters.dropped() }),
     )
 }
 
-pub async fn show(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn show(
+    State(app): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let (meta, raw) = app.dead_letters.get(id).map_err(|e| ApiError::from(ReplayError::from(e)))?;
     let mut v = serde_json::to_value(&meta).map_err(ApiError::internal)?;
     match String::from_utf8(raw) {
@@ -38,7 +41,7 @@ pub async fn show(State(app): State<AppState>, Path(id): Path<u64>) -> Result<Js
 
 /// (A body, if any, is read and ignored: a connection whose request body was left unread
 /// cannot be kept alive.)
-pub async fn replay_one(
+pub(crate) async fn replay_one(
     State(app): State<AppState>,
     Path(id): Path<u64>,
     _body: axum::body::Bytes,
@@ -47,12 +50,12 @@ pub async fn replay_one(
     Ok(Json(r))
 }
 
-pub async fn remove_one(State(app): State<AppState>, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn remove_one(State(app): State<AppState>, Path(id): Path<u64>) -> Result<StatusCode, ApiError> {
     app.dead_letters.remove(id).map_err(|e| ApiError::from(ReplayError::from(e)))?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-pub async fn purge(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn purge(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let n = app.dead_letters.purge().map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "purged": n })))
 }

@@ -45,7 +45,10 @@ pub(crate) fn reachable(app: &AppState, who: &Principal) -> Result<Vec<Listed>, 
         .collect())
 }
 
-pub async fn list(State(app): State<AppState>, Extension(who): Extension<Principal>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+) -> Result<Json<Value>, ApiError> {
     let out: Vec<Value> = reachable(&app, &who)?
         .into_iter()
         .map(|(p, registered, seen)| {
@@ -57,7 +60,7 @@ pub async fn list(State(app): State<AppState>, Extension(who): Extension<Princip
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewPatient {
+pub(crate) struct NewPatient {
     /// A care team to link the patient to (a clinician must name one of theirs).
     team: Option<String>,
     identity: Option<Identity>,
@@ -65,7 +68,7 @@ pub struct NewPatient {
 
 /// Registers a patient: a new random pseudonym, optionally linked to a care team and with
 /// an identity. Answers with the pseudonym, the only id used anywhere else.
-pub async fn create(
+pub(crate) async fn create(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     body: Result<Json<NewPatient>, axum::extract::rejection::JsonRejection>,
@@ -111,7 +114,10 @@ pub(crate) fn pseudonym(raw: &str) -> Result<PatientId, ApiError> {
     PatientId::new(raw).map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient id {raw:?} {e}")))
 }
 
-pub async fn get_identity(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn get_identity(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let p = pseudonym(&patient)?;
     match app.vault.get(p.as_str()).map_err(vault_error)? {
         Some(identity) => Ok(Json(json!({"patient": p.as_str(), "identity": identity}))),
@@ -120,7 +126,7 @@ pub async fn get_identity(State(app): State<AppState>, Path(patient): Path<Strin
 }
 
 /// Replaces a patient's identity (registering the pseudonym if it only had data so far).
-pub async fn put_identity(
+pub(crate) async fn put_identity(
     State(app): State<AppState>,
     Extension(who): Extension<Principal>,
     Path(patient): Path<String>,
@@ -139,7 +145,7 @@ pub async fn put_identity(
 }
 
 /// Everything about a patient as one zip archive.
-pub async fn export(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn export(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Response, ApiError> {
     let p = pseudonym(&patient)?;
     let now = app.clock.now_ms();
     let a = app.clone();
@@ -160,7 +166,7 @@ pub async fn export(State(app): State<AppState>, Path(patient): Path<String>) ->
 }
 
 /// Erases a patient from every store (see [`crate::rights`]); answers with what went.
-pub async fn erase(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn erase(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Json<Value>, ApiError> {
     let p = pseudonym(&patient)?;
     let a = app.clone();
     let report = tokio::task::spawn_blocking(move || crate::rights::erase(&a, &p))

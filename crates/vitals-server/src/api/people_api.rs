@@ -28,7 +28,7 @@ fn body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Resul
 }
 
 /// A user as the API shows them (never the password hash).
-pub fn render_user(u: &User, now_ms: i64) -> Value {
+pub(crate) fn render_user(u: &User, now_ms: i64) -> Value {
     json!({
         "id": u.id, "name": u.name, "role": u.role, "patient": u.patient, "disabled": u.disabled,
         "locked": u.locked_until_ms.is_some_and(|t| now_ms < t),
@@ -38,7 +38,7 @@ pub fn render_user(u: &User, now_ms: i64) -> Value {
 }
 
 /// Who am I, and which patients do I reach.
-pub async fn me(Extension(who): Extension<Principal>) -> Json<Value> {
+pub(crate) async fn me(Extension(who): Extension<Principal>) -> Json<Value> {
     let patients = match &who.scope {
         Scope::All => Value::String("all".into()),
         Scope::Patients(p) => json!(p),
@@ -49,7 +49,7 @@ pub async fn me(Extension(who): Extension<Principal>) -> Json<Value> {
     }))
 }
 
-pub async fn list_users(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list_users(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let now = app.clock.now_ms();
     let users = app.directory.meta().users().map_err(meta_error)?;
     Ok(Json(json!({"users": users.iter().map(|u| render_user(u, now)).collect::<Vec<_>>()})))
@@ -57,14 +57,14 @@ pub async fn list_users(State(app): State<AppState>) -> Result<Json<Value>, ApiE
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct NewUser {
+pub(crate) struct NewUser {
     name: String,
     role: Role,
     password: Option<String>,
     patient: Option<String>,
 }
 
-pub async fn create_user(
+pub(crate) async fn create_user(
     State(app): State<AppState>,
     b: Result<Json<NewUser>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -91,12 +91,12 @@ fn find_user(app: &AppState, key: &str) -> Result<User, ApiError> {
         .ok_or_else(|| ApiError::new(Code::NotFound, format!("no user {key:?}")))
 }
 
-pub async fn get_user(State(app): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn get_user(State(app): State<AppState>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(render_user(&find_user(&app, &key)?, app.clock.now_ms())))
 }
 
 /// Changes a user: `{"role"?, "password"?, "disabled"?, "unlock"?}`.
-pub async fn update_user(
+pub(crate) async fn update_user(
     State(app): State<AppState>,
     Path(key): Path<String>,
     b: Result<Json<crate::people::UserChange>, axum::extract::rejection::JsonRejection>,
@@ -111,7 +111,7 @@ pub async fn update_user(
     Ok(Json(render_user(&u, app.clock.now_ms())))
 }
 
-pub async fn delete_user(State(app): State<AppState>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete_user(State(app): State<AppState>, Path(key): Path<String>) -> Result<StatusCode, ApiError> {
     let u = find_user(&app, &key)?;
     app.directory.meta().delete_user(&u.id).map_err(meta_error)?;
     Ok(StatusCode::NO_CONTENT)
@@ -127,7 +127,7 @@ fn render_team(app: &AppState, t: &vitals_meta::Team) -> Value {
     json!({"name": t.name, "members": names, "patients": t.patients, "created": format_time(t.created_ms)})
 }
 
-pub async fn list_teams(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list_teams(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let teams = app.directory.meta().teams().map_err(meta_error)?;
     Ok(Json(json!({"teams": teams.iter().map(|t| render_team(&app, t)).collect::<Vec<_>>()})))
 }
@@ -135,7 +135,7 @@ pub async fn list_teams(State(app): State<AppState>) -> Result<Json<Value>, ApiE
 /// A team's full membership: user names and patient pseudonyms.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TeamSpec {
+pub(crate) struct TeamSpec {
     #[serde(default)]
     members: Vec<String>,
     #[serde(default)]
@@ -143,7 +143,7 @@ pub struct TeamSpec {
 }
 
 /// Creates or replaces a care team.
-pub async fn put_team(
+pub(crate) async fn put_team(
     State(app): State<AppState>,
     Path(name): Path<String>,
     b: Result<Json<TeamSpec>, axum::extract::rejection::JsonRejection>,
@@ -154,7 +154,7 @@ pub async fn put_team(
     Ok(Json(render_team(&app, &team)))
 }
 
-pub async fn delete_team(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete_team(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     if app.directory.meta().delete_team(&name).map_err(meta_error)? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -163,7 +163,7 @@ pub async fn delete_team(State(app): State<AppState>, Path(name): Path<String>) 
 }
 
 /// The audit log, newest first: `?patient=&actor=&action=&from=&to=&before=&limit=`.
-pub async fn audit(
+pub(crate) async fn audit(
     State(app): State<AppState>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {

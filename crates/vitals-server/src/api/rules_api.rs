@@ -41,23 +41,26 @@ fn body<T>(b: JsonBody<T>) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(|e| ApiError::new(Code::InvalidBody, e.body_text()))
 }
 
-pub async fn list(State(app): State<AppState>) -> Json<Value> {
+pub(crate) async fn list(State(app): State<AppState>) -> Json<Value> {
     let rules: Vec<Value> = app.rules.list().iter().map(|(r, s)| render(r, *s)).collect();
     Json(json!({ "rules": rules }))
 }
 
-pub async fn get_one(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn get_one(State(app): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let (r, s) = app.rules.get(&name).ok_or_else(|| ApiError::new(Code::NotFound, format!("no rule {name:?}")))?;
     Ok(Json(render(&r, s)))
 }
 
-pub async fn create(State(app): State<AppState>, b: JsonBody<RuleSpec>) -> Result<(StatusCode, Json<Value>), ApiError> {
+pub(crate) async fn create(
+    State(app): State<AppState>,
+    b: JsonBody<RuleSpec>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let spec = body(b)?;
     let (rule, _) = app.rules.put(spec, true)?;
     Ok((StatusCode::CREATED, Json(render(&rule, Source::Api))))
 }
 
-pub async fn replace(
+pub(crate) async fn replace(
     State(app): State<AppState>,
     Path(name): Path<String>,
     b: JsonBody<RuleSpec>,
@@ -74,14 +77,14 @@ pub async fn replace(
     Ok((status, Json(render(&rule, Source::Api))))
 }
 
-pub async fn delete(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn delete(State(app): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     app.rules.delete(&name)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Backtest {
+pub(crate) struct Backtest {
     expr: String,
     #[serde(default)]
     clear: Option<String>,
@@ -107,7 +110,7 @@ fn time(field: &str, v: &Value) -> Result<i64, ApiError> {
 
 /// Episodes of a rule over stored data: `{"episodes": [{"patient", "start", "fired", "end",
 /// "cleared"}], "points": n}`.
-pub async fn backtest(
+pub(crate) async fn backtest(
     State(app): State<AppState>,
     axum::Extension(who): axum::Extension<crate::auth::Principal>,
     b: JsonBody<Backtest>,

@@ -19,7 +19,7 @@ use crate::auth::{LockoutPolicy, LoginError};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Login {
+pub(crate) struct Login {
     name: String,
     password: String,
     /// Keep this screen signed in (`[auth] kept_session_ttl` instead of `session_ttl`).
@@ -34,7 +34,7 @@ fn set_cookie(app: &AppState, value: &str, max_age_s: i64) -> HeaderValue {
 }
 
 /// Signs in: JSON `{"name", "password", "keep"?}` (or a form with the same fields).
-pub async fn login(State(app): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
+pub(crate) async fn login(State(app): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
     let now = app.clock.now_ms();
     let ip = crate::tls::peer_of(&req).map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
     let headers = req.headers().clone();
@@ -101,7 +101,7 @@ pub async fn login(State(app): State<AppState>, req: axum::extract::Request) -> 
 }
 
 /// Signs out: the session ends on the server, the cookie is cleared.
-pub async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub(crate) async fn logout(State(app): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(c) = session_cookie(&headers) {
         app.directory.end_session(c).map_err(ApiError::internal)?;
     }

@@ -12,7 +12,7 @@ use crate::api::error::{ApiError, Code};
 use crate::app::AppState;
 
 /// `GET /healthz`: 200 while storage works (no credentials).
-pub async fn healthz(State(app): State<AppState>) -> Response {
+pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
     match app.store.failure() {
         None => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
         Some(why) => {
@@ -23,7 +23,7 @@ pub async fn healthz(State(app): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
-pub async fn metrics(State(app): State<AppState>) -> Response {
+pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         app.telemetry.render(&app.store, &app.dead_letters),
@@ -33,7 +33,7 @@ pub async fn metrics(State(app): State<AppState>) -> Response {
 
 /// `GET /api/v1/system`: the admin view's health: storage sizes and write counters (the
 /// dashboard turns two readings into a rate), dead letters, people and patients.
-pub async fn system(State(app): State<AppState>) -> Json<Value> {
+pub(crate) async fn system(State(app): State<AppState>) -> Json<Value> {
     use std::sync::atomic::Ordering::Relaxed;
     let sizes = app.store.sizes();
     let stats = app.store.stats();
@@ -56,7 +56,7 @@ pub async fn system(State(app): State<AppState>) -> Json<Value> {
 
 /// `GET /api/v1/file-drop?limit=`: the newest entries of the file-drop ledger (what each
 /// dropped file became), empty while the watcher is off.
-pub async fn file_drop_ledger(
+pub(crate) async fn file_drop_ledger(
     State(app): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Json<Value> {
@@ -76,7 +76,7 @@ pub async fn file_drop_ledger(
 }
 
 /// `GET /api/v1/devices`: registered device certificates (fingerprints, never keys).
-pub async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiError> {
     let certs = app.directory.meta().device_certs().map_err(ApiError::internal)?;
     let out: Vec<Value> = certs
         .iter()
@@ -89,7 +89,7 @@ pub async fn devices(State(app): State<AppState>) -> Result<Json<Value>, ApiErro
 }
 
 /// `DELETE /api/v1/devices/{id}`: revokes a device certificate; refused at the next connection.
-pub async fn revoke_device(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn revoke_device(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     match app.directory.meta().revoke_device_cert(&id, app.clock.now_ms()) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::new(Code::NotFound, format!("no live device certificate {id:?}"))),

@@ -13,7 +13,7 @@ use crate::auth::{NewToken, Role};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CreateToken {
+pub(crate) struct CreateToken {
     name: String,
     /// `admin` or `device` for tokens without a user.
     role: Option<Role>,
@@ -28,7 +28,7 @@ pub struct CreateToken {
 }
 
 /// A token as listed (never its secret or hashes).
-pub fn render(t: &Token, now_ms: i64) -> serde_json::Value {
+pub(crate) fn render(t: &Token, now_ms: i64) -> serde_json::Value {
     serde_json::json!({
         "id": t.id, "name": t.name, "role": t.role, "user": t.user_id, "device": t.device, "patient": t.patient,
         "created": format_time(t.created_ms), "expires": t.expires_ms.map(format_time),
@@ -36,14 +36,14 @@ pub fn render(t: &Token, now_ms: i64) -> serde_json::Value {
     })
 }
 
-pub async fn list_tokens(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn list_tokens(State(app): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let now = app.clock.now_ms();
     let tokens = app.directory.list().map_err(ApiError::internal)?;
     Ok(Json(serde_json::json!({ "tokens": tokens.iter().map(|t| render(t, now)).collect::<Vec<_>>() })))
 }
 
 /// Creates a token; the secret is in this response and nowhere else, ever.
-pub async fn create_token(
+pub(crate) async fn create_token(
     State(app): State<AppState>,
     body: Result<Json<CreateToken>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
@@ -65,7 +65,7 @@ pub async fn create_token(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-pub async fn revoke_token(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub(crate) async fn revoke_token(State(app): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     match app.directory.revoke(&id, app.clock.now_ms()) {
         Ok(true) => Ok(StatusCode::NO_CONTENT),
         Ok(false) => Err(ApiError::new(Code::NotFound, format!("no live token {id:?}"))),

@@ -11,20 +11,20 @@ use vitals_storage::dead_letter::{DeadLetter, DeadLetters, RefusedItem};
 use super::wire_format::{WireFormat, precision_name};
 
 /// Refused items described in one dead letter (all of them are counted in its reason).
-pub const MAX_ITEMS: usize = 1000;
+pub(crate) const MAX_ITEMS: usize = 1000;
 
 /// What a body refused.
 #[derive(Debug, Default)]
-pub struct Refused<'a> {
-    pub rejections: &'a [Rejection],
+pub(crate) struct Refused<'a> {
+    pub(crate) rejections: &'a [Rejection],
     /// Set when the body could not be decoded at all.
-    pub whole_failure: Option<&'a str>,
+    pub(crate) whole_failure: Option<&'a str>,
     /// Parts that cannot be stored yet (the whole body is kept for a later replay).
-    pub unsupported: &'a [Unsupported],
+    pub(crate) unsupported: &'a [Unsupported],
     /// The patient of formats without patient ids in the body.
-    pub patient: Option<&'a str>,
+    pub(crate) patient: Option<&'a str>,
     /// More context to record (the dropped file's name, ...).
-    pub context: &'a [(&'a str, String)],
+    pub(crate) context: &'a [(&'a str, String)],
 }
 
 impl Refused<'_> {
@@ -35,7 +35,7 @@ impl Refused<'_> {
 
 /// Keeps what a body refused; `None` when nothing was refused, or when keeping failed
 /// (logged: the sender still gets the per-item answer).
-pub fn keep(
+pub(crate) fn keep(
     dead: &DeadLetters,
     now_ms: i64,
     source: &str,

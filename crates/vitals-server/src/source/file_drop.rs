@@ -36,7 +36,7 @@ const SOURCE: &str = "file-drop";
 
 /// Starts the watcher if `[file_drop] enabled`; it runs until `shutdown` (a file being
 /// processed is finished first).
-pub fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
+pub(crate) fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<Option<std::thread::JoinHandle<()>>> {
     if !app.config.file_drop.enabled {
         return Ok(None);
     }

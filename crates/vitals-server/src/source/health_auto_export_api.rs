@@ -25,17 +25,17 @@ use crate::auth::Principal;
 const SOURCE: &str = "health_auto_export";
 
 #[derive(Debug, Serialize)]
-pub struct ExportResponse {
-    pub accepted: usize,
+pub(crate) struct ExportResponse {
+    pub(crate) accepted: usize,
     /// Workouts and sleep intervals stored as events.
-    pub events: usize,
+    pub(crate) events: usize,
     /// The first refusals (see `rejected_total`).
-    pub rejected: Vec<Rejection>,
-    pub rejected_total: usize,
-    pub unsupported: Vec<Unsupported>,
+    pub(crate) rejected: Vec<Rejection>,
+    pub(crate) rejected_total: usize,
+    pub(crate) unsupported: Vec<Unsupported>,
 }
 
-pub async fn post_export(
+pub(crate) async fn post_export(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<HashMap<String, String>>,

@@ -45,14 +45,14 @@ fn influx_response(status: StatusCode, error: Option<&str>) -> Response {
 }
 
 /// A refusal as InfluxDB answers it.
-pub fn refuse(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
     let mut r = influx_response(status, Some(message));
     crate::api::error::closing(&mut r);
     r
 }
 
 /// `POST /write?db=...&precision=...` (InfluxDB 1.x).
-pub async fn write_v1(
+pub(crate) async fn write_v1(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<HashMap<String, String>>,
@@ -67,7 +67,7 @@ pub async fn write_v1(
 }
 
 /// `POST /api/v2/write?org=...&bucket=...&precision=...` (InfluxDB 2.x).
-pub async fn write_v2(
+pub(crate) async fn write_v2(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     Query(params): Query<HashMap<String, String>>,

@@ -31,7 +31,7 @@ type Listening = (std::net::SocketAddr, tokio::task::JoinHandle<anyhow::Result<(
 
 /// Starts the listener if `[mqtt_listener] enabled`; it and its connections run until
 /// `shutdown`. Fails at once on what cannot work (unreadable certificates, an address in use).
-pub async fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<Option<Listening>> {
+pub(crate) async fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<Option<Listening>> {
     let cfg = &app.config.mqtt_listener;
     if !cfg.enabled {
         return Ok(None);

@@ -32,7 +32,7 @@ fn ns_error(status: StatusCode, message: &str) -> Response {
 }
 
 /// A refusal as Nightscout answers it.
-pub fn refuse(status: StatusCode, message: &str) -> Response {
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
     ns_error(status, message)
 }
 
@@ -123,7 +123,7 @@ fn doc_id(ty: &str, time_ms: i64) -> String {
     format!("{ty}-{time_ms}")
 }
 
-pub async fn post_entries(
+pub(crate) async fn post_entries(
     State(app): State<AppState>,
     Path(p): Path<String>,
     headers: HeaderMap,
@@ -132,7 +132,7 @@ pub async fn post_entries(
     ingest(app, p, headers, body, NightscoutCollection::Entries).await
 }
 
-pub async fn post_devicestatus(
+pub(crate) async fn post_devicestatus(
     State(app): State<AppState>,
     Path(p): Path<String>,
     headers: HeaderMap,
@@ -142,7 +142,7 @@ pub async fn post_devicestatus(
 }
 
 /// Treatments become `treatment` events (re-sends with the same id replace them).
-pub async fn post_treatments(
+pub(crate) async fn post_treatments(
     State(app): State<AppState>,
     Path(p): Path<String>,
     headers: HeaderMap,
@@ -265,7 +265,7 @@ fn direction(rate: Option<f64>) -> &'static str {
     }
 }
 
-pub async fn get_entries(
+pub(crate) async fn get_entries(
     State(app): State<AppState>,
     Path(p): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -273,7 +273,7 @@ pub async fn get_entries(
     entries(app, p, q, Kind::All, 10).await
 }
 
-pub async fn get_sgv(
+pub(crate) async fn get_sgv(
     State(app): State<AppState>,
     Path(p): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -281,7 +281,7 @@ pub async fn get_sgv(
     entries(app, p, q, Kind::Sgv, 10).await
 }
 
-pub async fn get_mbg(
+pub(crate) async fn get_mbg(
     State(app): State<AppState>,
     Path(p): Path<String>,
     Query(q): Query<HashMap<String, String>>,
@@ -289,7 +289,7 @@ pub async fn get_mbg(
     entries(app, p, q, Kind::Mbg, 10).await
 }
 
-pub async fn get_current(
+pub(crate) async fn get_current(
     State(app): State<AppState>,
     Path(p): Path<String>,
     Query(mut q): Query<HashMap<String, String>>,
@@ -298,7 +298,7 @@ pub async fn get_current(
     entries(app, p, q, Kind::Sgv, 1).await
 }
 
-pub async fn status(State(app): State<AppState>, Path(p): Path<String>) -> Response {
+pub(crate) async fn status(State(app): State<AppState>, Path(p): Path<String>) -> Response {
     if let Err(r) = patient(&p) {
         return *r;
     }

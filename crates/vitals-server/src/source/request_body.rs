@@ -7,7 +7,7 @@ use std::io::Read;
 use axum::http::{HeaderMap, StatusCode, header};
 
 /// Whether the body says it is gzip-compressed.
-pub fn is_gzip(headers: &HeaderMap) -> bool {
+pub(crate) fn is_gzip(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -15,7 +15,11 @@ pub fn is_gzip(headers: &HeaderMap) -> bool {
 }
 
 /// The plain bytes of a body; gzip bodies are inflated up to `limit` bytes.
-pub fn plain<'a>(headers: &HeaderMap, body: &'a [u8], limit: usize) -> Result<Cow<'a, [u8]>, (StatusCode, String)> {
+pub(crate) fn plain<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+    limit: usize,
+) -> Result<Cow<'a, [u8]>, (StatusCode, String)> {
     if !is_gzip(headers) {
         return Ok(Cow::Borrowed(body));
     }

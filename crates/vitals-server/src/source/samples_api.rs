@@ -19,15 +19,15 @@ use crate::auth::Principal;
 const SOURCE: &str = "api/samples";
 
 #[derive(Debug, Serialize)]
-pub struct IngestResponse {
-    pub accepted: usize,
+pub(crate) struct IngestResponse {
+    pub(crate) accepted: usize,
     /// The first refusals (see `rejected_total`).
-    pub rejected: Vec<Rejection>,
+    pub(crate) rejected: Vec<Rejection>,
     /// Every refusal.
-    pub rejected_total: usize,
+    pub(crate) rejected_total: usize,
 }
 
-pub async fn post_samples(
+pub(crate) async fn post_samples(
     State(app): State<AppState>,
     Extension(principal): Extension<Principal>,
     headers: HeaderMap,
