@@ -2,7 +2,11 @@
 //! running server over an ingest path, as a backfill, live (real time or accelerated), or
 //! as a sustained load with latency percentiles.
 
+mod load;
+mod stream;
 mod targets;
+
+pub(crate) use stream::{LiveOptions, backfill, live};
 
 pub(crate) use targets::{FileTarget, HttpTarget, MqttTarget, Sent, Target, Via};
 
@@ -10,16 +14,15 @@ use std::fs::File;
 use std::io::{BufWriter, Write as _};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use vitals_core::time::{DurationMs, parse_time};
-use vitals_core::time::{MS_PER_DAY as DAY, MS_PER_HOUR as HOUR};
 use vitals_core::{Clock, SystemClock};
-use vitals_sim::{Encoding, Member, Mix, Options, Patient, Reading, SimEvent, Simulator, Which};
+use vitals_sim::{Encoding, Member, Mix, Options, Patient, Simulator};
 
 use crate::cli::RemoteArgs;
 use crate::client::Client;
@@ -201,132 +204,6 @@ impl Totals {
     }
 }
 
-/// One patient's stretch of time.
-#[derive(Debug, Clone, Copy)]
-struct Window {
-    patient: usize,
-    from: i64,
-    to: i64,
-    which: Which,
-}
-
-/// Generates a window and sends it in batches (whole, with the events that ended in it,
-/// to a target that aggregates hours).
-fn send_window(cohort: &Cohort, w: Window, target: &dyn Target, totals: &Totals) -> anyhow::Result<()> {
-    let Window { patient: i, from, to, which } = w;
-    let (_, patient) = &cohort.members[i];
-    let hourly = target.hourly();
-    let gen_from = if hourly { from.div_euclid(HOUR) * HOUR } else { from };
-    let batch = if hourly { usize::MAX } else { target.batch().max(1) };
-    let events: Vec<SimEvent> = if hourly {
-        let mut ev = cohort.sim.events(patient, from - 2 * DAY, to);
-        ev.retain(|e| e.end_ms >= from && e.end_ms < to);
-        ev
-    } else {
-        Vec::new()
-    };
-    let mut readings = Vec::with_capacity(batch.min(1 << 16));
-    let mut failure = None;
-    let mut flush = |readings: &mut Vec<Reading>, events: &[SimEvent]| {
-        if failure.is_some() || (readings.is_empty() && events.is_empty()) {
-            readings.clear();
-            return;
-        }
-        match target.send(patient, readings, events) {
-            Ok(s) => totals.add(s),
-            Err(e) => failure = Some(e),
-        }
-        readings.clear();
-    };
-    cohort.sim.generate(patient, gen_from, to, which, &mut |r| {
-        readings.push(r);
-        if readings.len() >= batch {
-            flush(&mut readings, &[]);
-        }
-    });
-    flush(&mut readings, &events);
-    failure.map_or(Ok(()), Err)
-}
-
-/// Writes the cohort's labels and events starting in `[from, to)` as NDJSON lines.
-fn append_labels(
-    cohort: &Cohort,
-    from: i64,
-    to: i64,
-    labels: &mut dyn std::io::Write,
-    events: Option<&mut dyn std::io::Write>,
-) -> anyhow::Result<()> {
-    for (_, p) in &cohort.members {
-        for l in cohort.sim.labels(p, from, to) {
-            writeln!(labels, "{}", serde_json::to_string(&l)?)?;
-        }
-    }
-    if let Some(ev) = events {
-        for (_, p) in &cohort.members {
-            for e in cohort.sim.events(p, from, to) {
-                writeln!(ev, "{}", serde_json::to_string(&e)?)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// The backfill of `[from, to)` (dense streams from `dense_from`), over `workers` threads.
-pub(crate) fn backfill(
-    cohort: &Cohort,
-    target: &dyn Target,
-    (from, dense_from, to): (i64, i64, i64),
-    workers: usize,
-    stop: &Stop,
-    quiet: bool,
-) -> anyhow::Result<Sent> {
-    const CHUNK: i64 = 3_600_000;
-    let mut units = Vec::new();
-    for i in 0..cohort.members.len() {
-        let mut t = from;
-        while t < to {
-            let end = (t + CHUNK).min(to);
-            units.push(Window { patient: i, from: t, to: end, which: Which::Sparse });
-            if end > dense_from && target.carries_dense() {
-                units.push(Window { patient: i, from: t.max(dense_from), to: end, which: Which::Dense });
-            }
-            t = end;
-        }
-    }
-    let bar = progress(units.len() as u64, quiet, "{elapsed_precise} [{bar:30}] {pos}/{len} hours {msg}");
-    let totals = Totals::default();
-    let next = AtomicUsize::new(0);
-    let failure: Mutex<Option<anyhow::Error>> = Mutex::new(None);
-    let started = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..workers.max(1) {
-            s.spawn(|| {
-                loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= units.len() || stop.stopped() {
-                        return;
-                    }
-                    if let Err(e) = send_window(cohort, units[k], target, &totals) {
-                        if let Ok(mut f) = failure.lock() {
-                            f.get_or_insert(e);
-                        }
-                        next.store(units.len(), Ordering::Relaxed);
-                        return;
-                    }
-                    bar.inc(1);
-                    let n = totals.accepted.load(Ordering::Relaxed);
-                    bar.set_message(format!("{n} samples, {:.0}/s", n as f64 / started.elapsed().as_secs_f64()));
-                }
-            });
-        }
-    });
-    bar.finish_and_clear();
-    if let Some(e) = failure.into_inner().ok().flatten() {
-        return Err(e);
-    }
-    Ok(totals.take())
-}
-
 fn progress(len: u64, quiet: bool, template: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
     if quiet {
@@ -337,59 +214,11 @@ fn progress(len: u64, quiet: bool, template: &str) -> ProgressBar {
     bar
 }
 
-/// How live streaming runs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct LiveOptions {
-    /// Simulated time to start from.
-    pub(crate) start_ms: i64,
-    /// Simulated seconds per wall-clock second.
-    pub(crate) speed: f64,
-    /// Never run ahead of the real clock (a server refuses the future).
-    pub(crate) clamp_to_now: bool,
-    /// Stop at this instant.
-    pub(crate) until_wall: Option<Instant>,
-}
-
-/// Streams live: each second, what the simulated clock passed since the last tick. Returns
-/// the simulated time reached.
-pub(crate) fn live(
-    cohort: &Cohort,
-    target: &dyn Target,
-    o: LiveOptions,
-    stop: &Stop,
-    mut on_tick: impl FnMut(i64, Sent),
-) -> anyhow::Result<i64> {
-    let LiveOptions { start_ms, speed, clamp_to_now, until_wall } = o;
-    let clock = SystemClock;
-    let wall0 = Instant::now();
-    let mut sim_at = start_ms;
-    let totals = Totals::default();
-    loop {
-        if stop.wait(Duration::from_secs(1)) || until_wall.is_some_and(|u| Instant::now() >= u) {
-            return Ok(sim_at);
-        }
-        let mut next = start_ms + (wall0.elapsed().as_secs_f64() * speed * 1000.0) as i64;
-        if clamp_to_now {
-            next = next.min(clock.now_ms());
-        }
-        if next <= sim_at {
-            continue;
-        }
-        for i in 0..cohort.members.len() {
-            let which = if target.carries_dense() { Which::All } else { Which::Sparse };
-            let w = Window { patient: i, from: sim_at, to: next, which };
-            send_window(cohort, w, target, &totals)?;
-        }
-        on_tick(next, totals.take());
-        sim_at = next;
-    }
-}
-
 pub(crate) fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let stop = Stop::on_signals()?;
     if let Some(rate) = a.rate {
         let client = remote_client(a)?.context("the load mode needs --url and --token")?;
-        return load(a, &client, rate, &stop);
+        return load::load(a, &client, rate, &stop);
     }
     let cohort = Cohort::from_args(a)?;
     let now = match &a.until {
@@ -440,7 +269,7 @@ pub(crate) fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
         let t0 = Instant::now();
         total = backfill(&cohort, target.as_ref(), (from, dense_from, now), workers, &stop, a.quiet)?;
         if let Some(l) = labels.as_mut() {
-            append_labels(&cohort, from, now, l, events.as_mut().map(|e| e as &mut dyn std::io::Write))?;
+            stream::append_labels(&cohort, from, now, l, events.as_mut().map(|e| e as &mut dyn std::io::Write))?;
         }
         if !a.json {
             eprintln!(
@@ -467,7 +296,7 @@ pub(crate) fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             total.skipped += s.skipped;
             if let Some(l) = labels.as_mut()
                 && let Err(e) =
-                    append_labels(&cohort, last, t, l, events.as_mut().map(|e| e as &mut dyn std::io::Write))
+                    stream::append_labels(&cohort, last, t, l, events.as_mut().map(|e| e as &mut dyn std::io::Write))
             {
                 failure = Some(e);
             }
@@ -507,165 +336,4 @@ fn remote_client(a: &SimulateArgs) -> anyhow::Result<Option<Client>> {
 pub(crate) fn cohort_json(c: &Cohort, seed: u64) -> serde_json::Value {
     let members: Vec<&Member> = c.members.iter().map(|(m, _)| m).collect();
     serde_json::json!({"seed": seed, "patients": members})
-}
-
-/// Latency percentiles of a run, in milliseconds.
-fn percentiles(lat_us: &mut [u64]) -> (f64, f64, f64) {
-    if lat_us.is_empty() {
-        return (0.0, 0.0, 0.0);
-    }
-    lat_us.sort_unstable();
-    let at = |q: f64| lat_us[((lat_us.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-    (at(0.5), at(0.99), at(1.0))
-}
-
-/// The load mode: `rate` samples/s over `connections` connections, paced request by
-/// request; reports achieved rate, rejections and latency percentiles every 5 s and at
-/// the end, and says so when the requested rate was not reached.
-fn load(a: &SimulateArgs, client: &Client, rate: u64, stop: &Stop) -> anyhow::Result<ExitCode> {
-    let duration = a.duration.map_or(Duration::from_secs(30), |d| Duration::from_millis(d.as_ms() as u64));
-    let conns = a.connections.max(1);
-    let batch = a.batch.clamp(1, (rate as usize).max(1));
-    let patients = a.patients.max(conns);
-    let total_samples = (rate as f64 * duration.as_secs_f64()) as u64;
-    // Each patient gets a watch's heart-rate timeline (every 5 s, with a daily charging
-    // break) in the recent past, long enough for its share of the run.
-    let requests_per_worker = total_samples / batch as u64 / conns as u64 + 2;
-    let fewest_patients_per_worker = (patients / conns).max(1) as u64;
-    let per_patient = requests_per_worker.div_ceil(fewest_patients_per_worker) * batch as u64;
-    let now = SystemClock.now_ms();
-    let start_ms = now - (per_patient as i64) * 5_000 * 11 / 10 - 3_600_000;
-    let sim = Simulator::new(a.seed, Options::default());
-    let mix: Mix = "wearable".parse()?;
-    let people: Vec<Patient> = (0..patients).map(|i| sim.patient(&format!("load-{i:05}"), mix.clone())).collect();
-    let sent = AtomicU64::new(0);
-    let accepted = AtomicU64::new(0);
-    let rejected = AtomicU64::new(0);
-    let errors = AtomicU64::new(0);
-    let latencies: Mutex<Vec<u64>> = Mutex::new(Vec::new());
-    let started = Instant::now();
-    let deadline = started + duration;
-    let bar = progress(duration.as_secs(), a.quiet || a.json, "{elapsed_precise} [{bar:30}] {msg}");
-    let report = |final_: bool| -> serde_json::Value {
-        let elapsed = started.elapsed().as_secs_f64();
-        let mut lat = latencies.lock().map(|l| l.clone()).unwrap_or_default();
-        let (p50, p99, max) = percentiles(&mut lat);
-        let acc = accepted.load(Ordering::Relaxed);
-        let achieved = acc as f64 / elapsed.max(1e-9);
-        serde_json::json!({
-            "final": final_,
-            "elapsed_s": (elapsed * 100.0).round() / 100.0,
-            "requested_per_s": rate,
-            "achieved_per_s": achieved.round(),
-            "reached": achieved >= 0.95 * rate as f64,
-            "accepted": acc,
-            "rejected": rejected.load(Ordering::Relaxed),
-            "failed_requests": errors.load(Ordering::Relaxed),
-            "requests": lat.len(),
-            "latency_ms": {"p50": p50, "p99": p99, "max": max},
-        })
-    };
-    std::thread::scope(|s| {
-        for w in 0..conns {
-            let (people, sent, accepted, rejected, errors, latencies, bar, sim) =
-                (&people, &sent, &accepted, &rejected, &errors, &latencies, &bar, &sim);
-            s.spawn(move || {
-                let enc = Encoding::Ndjson;
-                let mine: Vec<&Patient> = people.iter().skip(w).step_by(conns).collect();
-                let mut cursor: Vec<i64> = vec![start_ms; mine.len()];
-                let mut k = 0u64;
-                loop {
-                    // Request k of this worker is due when the whole run has sent its share.
-                    let due = started
-                        + Duration::from_secs_f64(((k * conns as u64 + w as u64) * batch as u64) as f64 / rate as f64);
-                    if due >= deadline || stop.stopped() {
-                        return;
-                    }
-                    let now = Instant::now();
-                    if due > now && stop.wait(due - now) {
-                        return;
-                    }
-                    let j = (k as usize) % mine.len();
-                    let p = mine[j];
-                    let mut body = String::with_capacity(batch * 110);
-                    let mut n = 0u64;
-                    let device = p.device_id(vitals_sim::Device::Watch);
-                    while (n as usize) < batch {
-                        let from = cursor[j];
-                        let to = from + 60_000;
-                        sim.generate(p, from, to, Which::Sparse, &mut |r| {
-                            if r.metric == "heart_rate" && (n as usize) < batch {
-                                enc.push(&mut body, &p.id, &device, &r);
-                                n += 1;
-                            }
-                        });
-                        cursor[j] = to;
-                    }
-                    let t0 = Instant::now();
-                    match client.post("/api/v1/samples", "application/x-ndjson", body.as_bytes()) {
-                        Ok(text) => {
-                            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                            accepted.fetch_add(v["accepted"].as_u64().unwrap_or(0), Ordering::Relaxed);
-                            rejected
-                                .fetch_add(v["rejected"].as_array().map_or(0, |r| r.len() as u64), Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            tracing::warn!(error = %e, "load request failed");
-                        }
-                    }
-                    if let Ok(mut l) = latencies.lock() {
-                        l.push(t0.elapsed().as_micros() as u64);
-                    }
-                    sent.fetch_add(n, Ordering::Relaxed);
-                    bar.set_position(started.elapsed().as_secs());
-                    k += 1;
-                }
-            });
-        }
-        // Periodic reports until the workers are done.
-        s.spawn(|| {
-            let mut next = started + Duration::from_secs(5);
-            while Instant::now() + Duration::from_millis(10) < deadline && !stop.stopped() {
-                let now = Instant::now();
-                if next > now && stop.wait((next - now).min(deadline.saturating_duration_since(now))) {
-                    return;
-                }
-                if Instant::now() >= next && Instant::now() < deadline {
-                    let r = report(false);
-                    bar.set_message(format!(
-                        "{} samples/s, p50 {} ms, p99 {} ms",
-                        r["achieved_per_s"], r["latency_ms"]["p50"], r["latency_ms"]["p99"]
-                    ));
-                    if !a.quiet && !a.json {
-                        bar.suspend(|| eprintln!("{r}"));
-                    }
-                    next += Duration::from_secs(5);
-                }
-            }
-        });
-    });
-    bar.finish_and_clear();
-    let r = report(true);
-    if a.json {
-        println!("{r}");
-    } else {
-        println!(
-            "load: requested {rate}/s, achieved {}/s over {} s; {} accepted, {} rejected, {} failed requests; latency p50 {} ms, p99 {} ms, max {} ms",
-            r["achieved_per_s"],
-            r["elapsed_s"],
-            r["accepted"],
-            r["rejected"],
-            r["failed_requests"],
-            r["latency_ms"]["p50"],
-            r["latency_ms"]["p99"],
-            r["latency_ms"]["max"]
-        );
-        if r["reached"] != serde_json::Value::Bool(true) {
-            println!(
-                "the requested rate was NOT reached (under 95%): the client, the server or the machine is the limit; try more --connections or a larger --batch"
-            );
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }

@@ -80,7 +80,7 @@ fn http_load(base: &str, token: &str, path: &str, clients: usize, duration: Dura
 }
 
 pub(crate) fn run(base_config: &Config, args: &SecurityArgs) -> anyhow::Result<ExitCode> {
-    let dir = super::tempfile_dir(None).context("temporary directory")?;
+    let dir = super::ingest::tempfile_dir(None).context("temporary directory")?;
     let mut config = base_config.clone();
     config.storage.data_dir = dir.path.clone();
     config.server.listen = "127.0.0.1:0".into();
