@@ -7,7 +7,8 @@
 //! permanent refusal (a 4xx other than 408/429, an SMTP 5xx), dead: listed and replayable
 //! through the API and `vitals admin notifications`. Pending notices survive restarts: the
 //! outbox is the alert store's log. A crash between a send and its record sends it again,
-//! with the same key.
+//! with the same key. The channels are `vitals-notify`'s transports; what follows an
+//! attempt is `vitals_alerts::delivery`'s policy.
 
 use std::collections::HashSet;
 use std::sync::Arc;
