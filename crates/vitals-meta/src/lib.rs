@@ -58,8 +58,21 @@ pub trait MetaStore: Send + Sync {
     /// By id or by sign-in name.
     fn user(&self, id_or_name: &str) -> Result<Option<User>, MetaError>;
     fn users(&self) -> Result<Vec<User>, MetaError>;
-    /// Replaces the user's role, password hash, patient, disabled flag and lockout state.
+    /// Replaces the user's role, password hash, patient and disabled flag (not the sign-in
+    /// counters: those change only through the three methods below, atomically).
     fn update_user(&self, user: &User) -> Result<(), MetaError>;
+    /// Counts a failed sign-in in one atomic update: a lockout that has expired starts the
+    /// count again; reaching `max_failed` locks the account until `now_ms + lockout_ms`.
+    /// Returns the lock's end if the account is locked now.
+    fn record_failed_login(
+        &self,
+        id: &str,
+        now_ms: i64,
+        max_failed: u32,
+        lockout_ms: i64,
+    ) -> Result<Option<i64>, MetaError>;
+    /// Ends a lockout and clears the count (an administrator's unlock).
+    fn unlock_user(&self, id: &str) -> Result<(), MetaError>;
     /// Deletes the user with their tokens, sessions and team memberships.
     fn delete_user(&self, id: &str) -> Result<bool, MetaError>;
 

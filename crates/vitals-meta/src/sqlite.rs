@@ -273,20 +273,48 @@ impl MetaStore for SqliteMeta {
     fn update_user(&self, u: &User) -> Result<(), MetaError> {
         let n = self.with(|c| {
             c.execute(
-                "UPDATE users SET role = ?2, password_hash = ?3, patient = ?4, disabled = ?5, failed_logins = ?6,
-                 locked_until_ms = ?7 WHERE id = ?1",
-                params![
-                    u.id,
-                    u.role.as_str(),
-                    u.password_hash,
-                    u.patient,
-                    u.disabled,
-                    u.failed_logins,
-                    u.locked_until_ms
-                ],
+                "UPDATE users SET role = ?2, password_hash = ?3, patient = ?4, disabled = ?5 WHERE id = ?1",
+                params![u.id, u.role.as_str(), u.password_hash, u.patient, u.disabled],
             )
         })?;
         if n == 0 { Err(MetaError::NotFound(format!("user {:?}", u.name))) } else { Ok(()) }
+    }
+
+    fn record_failed_login(
+        &self,
+        id: &str,
+        now_ms: i64,
+        max_failed: u32,
+        lockout_ms: i64,
+    ) -> Result<Option<i64>, MetaError> {
+        // One statement: concurrent failures each count, and nothing else of the row is
+        // written (an administrator's change made meanwhile stays).
+        let found = self.with(|c| {
+            c.query_row(
+                "UPDATE users SET
+                   failed_logins = CASE WHEN locked_until_ms IS NOT NULL AND locked_until_ms <= ?2
+                                        THEN 1 ELSE failed_logins + 1 END,
+                   locked_until_ms = CASE
+                     WHEN (CASE WHEN locked_until_ms IS NOT NULL AND locked_until_ms <= ?2
+                                THEN 1 ELSE failed_logins + 1 END) >= ?3 THEN ?2 + ?4
+                     WHEN locked_until_ms IS NOT NULL AND locked_until_ms <= ?2 THEN NULL
+                     ELSE locked_until_ms END
+                 WHERE id = ?1
+                 RETURNING locked_until_ms",
+                params![id, now_ms, max_failed, lockout_ms],
+                |r| r.get::<_, Option<i64>>(0),
+            )
+            .optional()
+        })?;
+        match found {
+            None => Err(MetaError::NotFound(format!("user {id:?}"))),
+            Some(until) => Ok(until.filter(|u| *u > now_ms)),
+        }
+    }
+
+    fn unlock_user(&self, id: &str) -> Result<(), MetaError> {
+        self.with(|c| c.execute("UPDATE users SET failed_logins = 0, locked_until_ms = NULL WHERE id = ?1", [id]))
+            .map(drop)
     }
 
     fn delete_user(&self, id: &str) -> Result<bool, MetaError> {

@@ -411,16 +411,12 @@ impl Directory {
     /// Checks a sign-in, counting failures and locking the account after too many.
     pub fn login(&self, name: &str, password: &str, now_ms: i64, policy: LockoutPolicy) -> Result<User, LoginError> {
         let store = |e: MetaError| LoginError::Store(e.to_string());
-        let Some(mut user) = self.meta.user(name).map_err(store)? else {
+        let Some(user) = self.meta.user(name).map_err(store)? else {
             password::verify(password, dummy_hash());
             return Err(LoginError::Invalid);
         };
-        if let Some(until) = user.locked_until_ms {
-            if now_ms < until {
-                return Err(LoginError::Locked { until: vitals_core::time::format_time(until) });
-            }
-            user.locked_until_ms = None;
-            user.failed_logins = 0;
+        if let Some(until) = user.locked_until_ms.filter(|u| now_ms < *u) {
+            return Err(LoginError::Locked { until: vitals_core::time::format_time(until) });
         }
         let ok = match &user.password_hash {
             Some(h) => password::verify(password, h),
@@ -430,26 +426,26 @@ impl Directory {
             }
         };
         if !ok {
-            user.failed_logins += 1;
-            let locked = user.failed_logins >= policy.max_failed;
-            if locked {
-                user.locked_until_ms = Some(now_ms + policy.lockout_ms);
-            }
-            self.meta.update_user(&user).map_err(store)?;
-            return Err(if locked {
-                LoginError::Locked { until: vitals_core::time::format_time(now_ms + policy.lockout_ms) }
-            } else {
-                LoginError::Invalid
+            // Counted in the store atomically, never by writing back this (stale) copy.
+            let locked =
+                self.meta.record_failed_login(&user.id, now_ms, policy.max_failed, policy.lockout_ms).map_err(store)?;
+            return Err(match locked {
+                Some(until) => LoginError::Locked { until: vitals_core::time::format_time(until) },
+                None => LoginError::Invalid,
             });
         }
+        // The account as it is now (an administrator may have changed it meanwhile).
+        let user = self.meta.user(&user.id).map_err(store)?.ok_or(LoginError::Invalid)?;
         if user.disabled {
             return Err(LoginError::Disabled);
         }
-        if user.failed_logins > 0 {
-            user.failed_logins = 0;
-            self.meta.update_user(&user).map_err(store)?;
+        if let Some(until) = user.locked_until_ms.filter(|u| now_ms < *u) {
+            return Err(LoginError::Locked { until: vitals_core::time::format_time(until) });
         }
-        Ok(user)
+        if user.failed_logins > 0 || user.locked_until_ms.is_some() {
+            self.meta.unlock_user(&user.id).map_err(store)?;
+        }
+        Ok(User { failed_logins: 0, locked_until_ms: None, ..user })
     }
 
     /// Starts a dashboard session: returns the cookie secret and the CSRF token.
@@ -562,6 +558,37 @@ mod tests {
         let (cookie, csrf) = d.start_session(&user, 10, 1000).expect("session");
         assert_eq!(d.authenticate_session(&cookie, 11).and_then(|p| p.csrf), Some(csrf));
         assert!(d.authenticate_session(&cookie, 1010).is_none(), "expired");
+    }
+
+    #[test]
+    fn concurrent_wrong_guesses_all_count_and_never_undo_an_administrators_change() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = std::sync::Arc::new(Directory::open(dir.path()).expect("open"));
+        d.create_user("cy", Role::Clinician, Some("a long enough secret"), None, 1).expect("user");
+        let policy = LockoutPolicy { max_failed: 1_000, lockout_ms: 60_000 };
+        // Four clients guess at once, ten times each, while an administrator disables the
+        // account: every guess counts, and the account stays disabled.
+        let guessers: Vec<_> = (0..4)
+            .map(|_| {
+                let d = d.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..10 {
+                        assert_eq!(d.login("cy", "wrong", 2, policy), Err(LoginError::Invalid));
+                    }
+                })
+            })
+            .collect();
+        let mut u = d.meta().user("cy").expect("read").expect("cy");
+        u.disabled = true;
+        d.meta().update_user(&u).expect("disable");
+        for g in guessers {
+            g.join().expect("guesser");
+        }
+        let u = d.meta().user("cy").expect("read").expect("cy");
+        assert_eq!((u.failed_logins, u.disabled), (40, true));
+        // At the limit the account locks, whoever's guess reached it.
+        let strict = LockoutPolicy { max_failed: 41, lockout_ms: 60_000 };
+        assert!(matches!(d.login("cy", "wrong", 3, strict), Err(LoginError::Locked { .. })));
     }
 
     #[test]

@@ -73,11 +73,12 @@ pub fn change_user(meta: &dyn MetaStore, key: &str, change: UserChange) -> anyho
     if let Some(d) = change.disabled {
         u.disabled = d;
     }
+    meta.update_user(&u)?;
     if change.unlock == Some(true) {
+        meta.unlock_user(&u.id)?;
         u.locked_until_ms = None;
         u.failed_logins = 0;
     }
-    meta.update_user(&u)?;
     if u.disabled || new_password {
         meta.delete_sessions_of(&u.id)?;
     }
