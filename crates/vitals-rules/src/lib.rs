@@ -16,7 +16,7 @@ pub mod live;
 pub mod pack;
 pub mod seizure;
 
-pub use parse::{ArOp, CmpOp, Expr, Func, parse};
+pub use parse::{ArOp, CmpOp, Expr, Func, MAX_NESTING, MAX_OPERATORS, MAX_RULE_BYTES, parse};
 pub use rule::{Rule, RuleError, RuleSpec, Scope, Severity};
 
 /// A rule that does not parse: where (byte offset) and why.

@@ -131,10 +131,21 @@ enum Raw {
     Not(usize, Box<Raw>),
 }
 
+/// The longest rule, in bytes of its source.
+pub const MAX_RULE_BYTES: usize = 4096;
+/// The deepest nesting of parentheses, `not` and unary minus.
+pub const MAX_NESTING: usize = 32;
+/// The most binary operators (`and`, `or`, comparisons, arithmetic) in one rule.
+pub const MAX_OPERATORS: usize = 256;
+
 struct Parser<'a> {
     toks: Vec<(usize, Tok)>,
     i: usize,
     catalog: &'a Catalog,
+    /// Current nesting (parentheses, `not`, unary minus) and binary operators so far: both
+    /// bounded, so parsing, checking, evaluating and dropping a rule never recurse deeply.
+    nesting: usize,
+    operators: usize,
 }
 
 impl Parser<'_> {
@@ -156,6 +167,24 @@ impl Parser<'_> {
         ParseError::at(self.pos(), format!("expected {what}, found {}", self.peek().describe()))
     }
 
+    /// Enters one more level of nesting, refusing past [`MAX_NESTING`].
+    fn enter(&mut self) -> Result<(), ParseError> {
+        self.nesting += 1;
+        if self.nesting > MAX_NESTING {
+            return Err(ParseError::at(self.pos(), format!("nested deeper than {MAX_NESTING} levels")));
+        }
+        Ok(())
+    }
+
+    /// Counts one binary operator, refusing past [`MAX_OPERATORS`].
+    fn operator(&mut self) -> Result<(), ParseError> {
+        self.operators += 1;
+        if self.operators > MAX_OPERATORS {
+            return Err(ParseError::at(self.pos(), format!("more than {MAX_OPERATORS} operators")));
+        }
+        Ok(())
+    }
+
     fn word_is(&self, w: &str) -> bool {
         matches!(self.peek(), Tok::Word(x) if x == w)
     }
@@ -164,6 +193,7 @@ impl Parser<'_> {
         let mut left = self.and()?;
         while self.word_is("or") {
             let pos = self.pos();
+            self.operator()?;
             self.bump();
             left = Raw::Or(pos, Box::new(left), Box::new(self.and()?));
         }
@@ -174,6 +204,7 @@ impl Parser<'_> {
         let mut left = self.not()?;
         while self.word_is("and") {
             let pos = self.pos();
+            self.operator()?;
             self.bump();
             left = Raw::And(pos, Box::new(left), Box::new(self.not()?));
         }
@@ -183,8 +214,11 @@ impl Parser<'_> {
     fn not(&mut self) -> Result<Raw, ParseError> {
         if self.word_is("not") {
             let pos = self.pos();
+            self.enter()?;
             self.bump();
-            return Ok(Raw::Not(pos, Box::new(self.not()?)));
+            let inner = self.not()?;
+            self.nesting -= 1;
+            return Ok(Raw::Not(pos, Box::new(inner)));
         }
         self.cmp()
     }
@@ -201,6 +235,7 @@ impl Parser<'_> {
             _ => return Ok(left),
         };
         let pos = self.pos();
+        self.operator()?;
         self.bump();
         let right = self.sum()?;
         Ok(Raw::Cmp(pos, Box::new(left), op, Box::new(right)))
@@ -215,6 +250,7 @@ impl Parser<'_> {
                 _ => return Ok(left),
             };
             let pos = self.pos();
+            self.operator()?;
             self.bump();
             left = Raw::Arith(pos, Box::new(left), op, Box::new(self.product()?));
         }
@@ -229,6 +265,7 @@ impl Parser<'_> {
                 _ => return Ok(left),
             };
             let pos = self.pos();
+            self.operator()?;
             self.bump();
             left = Raw::Arith(pos, Box::new(left), op, Box::new(self.unary()?));
         }
@@ -236,8 +273,11 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Raw, ParseError> {
         if *self.peek() == Tok::Minus {
+            self.enter()?;
             self.bump();
-            return Ok(Raw::Neg(Box::new(self.unary()?)));
+            let inner = self.unary()?;
+            self.nesting -= 1;
+            return Ok(Raw::Neg(Box::new(inner)));
         }
         self.primary()
     }
@@ -289,8 +329,10 @@ impl Parser<'_> {
                 Ok(Raw::Num(n))
             }
             Tok::LParen => {
+                self.enter()?;
                 self.bump();
                 let e = self.or()?;
+                self.nesting -= 1;
                 if *self.peek() != Tok::RParen {
                     return Err(self.expected("')'"));
                 }
@@ -401,8 +443,11 @@ fn metric_of(t: &Ty) -> Option<(&str, bool)> {
 
 /// Parses and checks a rule condition: it must be a condition (true or false).
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
+    if src.len() > MAX_RULE_BYTES {
+        return Err(ParseError::at(MAX_RULE_BYTES, format!("a rule is at most {MAX_RULE_BYTES} bytes long")));
+    }
     let catalog = Catalog::standard();
-    let mut p = Parser { toks: lex(src)?, i: 0, catalog };
+    let mut p = Parser { toks: lex(src)?, i: 0, catalog, nesting: 0, operators: 0 };
     let raw = p.or()?;
     if *p.peek() != Tok::End {
         return Err(p.expected("'and', 'or' or the end of the rule"));

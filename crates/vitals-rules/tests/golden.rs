@@ -234,3 +234,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn deep_or_long_rules_are_refused_with_the_limit_named_without_exhausting_the_stack() {
+    use vitals_rules::{MAX_NESTING, MAX_OPERATORS, MAX_RULE_BYTES};
+    let within_bytes = |s: String| s[..s.len().min(MAX_RULE_BYTES)].to_owned();
+    let cases: Vec<(String, String)> = vec![
+        ("(".repeat(50_000), format!("{MAX_RULE_BYTES} bytes")),
+        (within_bytes("(".repeat(4_000)), format!("deeper than {MAX_NESTING}")),
+        (format!("{}heart_rate > 1", "not ".repeat(1_000)), format!("deeper than {MAX_NESTING}")),
+        (format!("{}heart_rate > 1", "- ".repeat(2_000)), format!("deeper than {MAX_NESTING}")),
+        (within_bytes("heart_rate > 1 or ".repeat(300)), format!("more than {MAX_OPERATORS} operators")),
+        (format!("heart_rate > {}1", "1 + ".repeat(300)), format!("more than {MAX_OPERATORS} operators")),
+    ];
+    // A quarter of a tokio worker's stack: parsing, checking and dropping must not recurse
+    // with the input's size.
+    let results = std::thread::Builder::new()
+        .stack_size(512 << 10)
+        .spawn(move || cases.into_iter().map(|(src, want)| (parse(&src), want, src.len())).collect::<Vec<_>>())
+        .expect("thread")
+        .join()
+        .expect("no stack overflow");
+    for (result, want, len) in results {
+        let e = result.expect_err(&want);
+        assert!(e.message.contains(&want), "{e} (wanted {want})");
+        assert!(e.pos <= len, "{e:?}");
+    }
+    // At the limits, rules still parse.
+    let nested = format!("{}heart_rate > 1{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+    assert!(parse(&nested).is_ok(), "{MAX_NESTING} levels");
+    let chain = vec!["heart_rate > 1"; 100].join(" or ");
+    assert!(parse(&chain).is_ok(), "199 operators");
+}

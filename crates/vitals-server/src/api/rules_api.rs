@@ -41,6 +41,12 @@ fn body<T>(b: JsonBody<T>) -> Result<T, ApiError> {
     b.map(|Json(v)| v).map_err(|e| ApiError::new(Code::InvalidBody, e.body_text()))
 }
 
+/// Saves a rule; compiling (parsing, checking) runs off the async workers.
+async fn put(app: &AppState, spec: RuleSpec, create: bool) -> Result<(Rule, bool), ApiError> {
+    let app = app.clone();
+    Ok(tokio::task::spawn_blocking(move || app.rules.put(spec, create)).await.map_err(ApiError::internal)??)
+}
+
 pub(crate) async fn list(State(app): State<AppState>) -> Json<Value> {
     let rules: Vec<Value> = app.rules.list().iter().map(|(r, s)| render(r, *s)).collect();
     Json(json!({ "rules": rules }))
@@ -56,7 +62,7 @@ pub(crate) async fn create(
     b: JsonBody<RuleSpec>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let spec = body(b)?;
-    let (rule, _) = app.rules.put(spec, true)?;
+    let (rule, _) = put(&app, spec, true).await?;
     Ok((StatusCode::CREATED, Json(render(&rule, Source::Api))))
 }
 
@@ -72,7 +78,7 @@ pub(crate) async fn replace(
             format!("name: the body names {:?}, the URL {name:?}", spec.name),
         ));
     }
-    let (rule, created) = app.rules.put(spec, false)?;
+    let (rule, created) = put(&app, spec, false).await?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(render(&rule, Source::Api))))
 }
@@ -131,7 +137,10 @@ pub(crate) async fn backtest(
         enabled: true,
         description: None,
     };
-    let rule = Rule::compile(spec).map_err(|e| ApiError::new(Code::InvalidRule, e.to_string()))?;
+    let rule = tokio::task::spawn_blocking(move || Rule::compile(spec))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::new(Code::InvalidRule, e.to_string()))?;
     let patients: Vec<PatientId> = match req.patients {
         Some(ps) => ps
             .iter()

@@ -140,3 +140,19 @@ fn a_backtest_returns_the_episodes_the_rule_would_have_produced() {
         send(&server, "POST", "/api/v1/rules/backtest", DEVICE, &json!({"expr": "spo2 < 90", "from": t0, "to": NOW}));
     assert_eq!(r.status, 403);
 }
+
+#[test]
+fn a_deeply_nested_rule_is_refused_and_the_server_lives_on() {
+    let server = TestServer::start();
+    let deep = format!("{}heart_rate > 1{}", "(".repeat(40_000), ")".repeat(40_000));
+    let nested = format!("{}heart_rate > 1{}", "(".repeat(40), ")".repeat(40));
+    for expr in [deep, nested] {
+        let backtest = json!({"expr": expr, "from": NOW - 3_600_000, "to": NOW});
+        let r = send(&server, "POST", "/api/v1/rules/backtest", ADMIN, &backtest);
+        assert_eq!((r.status, r.json()["code"].clone()), (400, json!("invalid_rule")), "{}", r.body);
+        let rule = json!({"name": "deep", "expr": expr, "severity": "info"});
+        let r = send(&server, "POST", "/api/v1/rules", ADMIN, &rule);
+        assert_eq!((r.status, r.json()["code"].clone()), (400, json!("invalid_rule")), "{}", r.body);
+    }
+    assert_eq!(server.get("/healthz", None).status, 200, "still serving");
+}
