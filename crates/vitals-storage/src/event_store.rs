@@ -1,6 +1,8 @@
 //! The event store: events of every patient in an append-only log (record format, magic
 //! `VEVT`, JSON payloads), indexed in memory by patient and start time. Writing an event
-//! with an existing id replaces it (re-sends are harmless). Durable when `put` returns.
+//! with an id the same patient already has replaces it (re-sends are harmless); ids are
+//! the patient's own, so one patient's event never replaces another's. Durable when `put`
+//! returns.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -19,18 +21,19 @@ pub use crate::json_log::JsonLogError as EventStoreError;
 struct Index {
     /// patient -> (start, id) -> event
     by_patient: HashMap<String, BTreeMap<(i64, String), Event>>,
-    /// id -> (patient, start) to find what an id replaces
-    by_id: HashMap<String, (String, i64)>,
+    /// (patient, id) -> start, to find what an event replaces
+    by_id: HashMap<(String, String), i64>,
 }
 
 impl Index {
     fn put(&mut self, e: Event) {
-        if let Some((p, start)) = self.by_id.remove(&e.id)
-            && let Some(m) = self.by_patient.get_mut(&p)
+        let key = (e.patient.clone(), e.id.clone());
+        if let Some(start) = self.by_id.remove(&key)
+            && let Some(m) = self.by_patient.get_mut(&e.patient)
         {
             m.remove(&(start, e.id.clone()));
         }
-        self.by_id.insert(e.id.clone(), (e.patient.clone(), e.start_ms));
+        self.by_id.insert(key, e.start_ms);
         self.by_patient.entry(e.patient.clone()).or_default().insert((e.start_ms, e.id.clone()), e);
     }
 }
@@ -71,7 +74,7 @@ impl EventStore {
         let mut idx = self.index.write();
         let Some(gone) = idx.by_patient.remove(patient) else { return Ok(0) };
         for (_, id) in gone.keys() {
-            idx.by_id.remove(id);
+            idx.by_id.remove(&(patient.to_owned(), id.clone()));
         }
         let rest: Vec<Event> = idx.by_patient.values().flat_map(|m| m.values().cloned()).collect();
         let chunks: Vec<&[Event]> = rest.chunks(1000).collect();
@@ -105,6 +108,23 @@ mod tests {
             source: "test".into(),
             attributes: Default::default(),
         }
+    }
+
+    #[test]
+    fn an_id_is_the_patients_own_so_another_patient_cannot_replace_an_event() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let s = EventStore::open(dir.path()).expect("open");
+        let theirs =
+            |patient: &str, start| Event { patient: patient.into(), ..ev("treatment-abc", start, "treatment") };
+        s.put(vec![theirs("a", 100)]).expect("a's");
+        s.put(vec![theirs("b", 500)]).expect("b's, with the same id");
+        assert_eq!(s.query("a", 0, 1000, None).iter().map(|e| e.start_ms).collect::<Vec<_>>(), vec![100]);
+        assert_eq!(s.query("b", 0, 1000, None).iter().map(|e| e.start_ms).collect::<Vec<_>>(), vec![500]);
+        s.put(vec![theirs("b", 600)]).expect("b replaces its own");
+        drop(s);
+        let s = EventStore::open(dir.path()).expect("reopen");
+        assert_eq!(s.query("a", 0, 1000, None).len(), 1);
+        assert_eq!(s.query("b", 0, 1000, None).iter().map(|e| e.start_ms).collect::<Vec<_>>(), vec![600]);
     }
 
     #[test]
