@@ -14,7 +14,7 @@ use super::wire_format::{WireFormat, precision_name};
 pub(crate) const MAX_ITEMS: usize = 1000;
 
 /// What a body refused.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Refused<'a> {
     pub(crate) rejections: &'a [Rejection],
     /// Set when the body could not be decoded at all.

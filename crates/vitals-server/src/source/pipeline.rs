@@ -31,6 +31,9 @@ use crate::telemetry::{CodeLabel, SourceLabel, Telemetry};
 /// Refusals listed in a report (all are counted).
 pub const MAX_REPORTED: usize = 1000;
 
+/// The dead-letter context key of the patient the sender was bound to.
+const ONLY_PATIENT: &str = "only_patient";
+
 /// Bodies larger than this are decoded on a blocking thread.
 const INLINE_DECODE_BYTES: usize = 256 * 1024;
 
@@ -299,7 +302,13 @@ impl Pipeline {
     }
 
     fn keep(&self, sub: &Submission, raw: &[u8], refused: &Refused<'_>) -> Option<u64> {
-        dead_letter::keep(&self.dead_letters, self.clock.now_ms(), &sub.source, sub.format, raw, refused)
+        // A sender bound to one patient stays bound when its input is replayed.
+        let mut context: Vec<(&str, String)> = refused.context.to_vec();
+        if let Some(only) = &sub.only {
+            context.push((ONLY_PATIENT, only.to_string()));
+        }
+        let refused = Refused { context: &context, ..*refused };
+        dead_letter::keep(&self.dead_letters, self.clock.now_ms(), &sub.source, sub.format, raw, &refused)
     }
 
     fn count_refused(&self, sub: &Submission, n: usize) {
@@ -386,7 +395,11 @@ impl Pipeline {
         let format =
             WireFormat::parse(&letter.format, precision).ok_or_else(|| ReplayError::Format(letter.format.clone()))?;
         let patient = letter.context.get("patient").map(String::as_str);
-        let mut v = self.validator(None);
+        let only = match letter.context.get(ONLY_PATIENT) {
+            Some(p) => Some(PatientId::new(p).map_err(|e| ReplayError::Decode(format!("{ONLY_PATIENT} {p:?} {e}")))?),
+            None => None,
+        };
+        let mut v = self.validator(only);
         let d =
             format.decode(&raw, patient, &self.mapping, &mut v, self.clock.now_ms()).map_err(ReplayError::Decode)?;
         let accepted = d.batch.samples.len();

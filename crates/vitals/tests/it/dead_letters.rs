@@ -103,3 +103,22 @@ fn unparseable_bodies_and_line_protocol_are_kept_too_and_purge_empties_the_store
     assert!(list(&server).is_empty());
     assert_eq!(server.get("/api/v1/dead-letters", Some(DEVICE)).status, 403, "admins only");
 }
+
+#[test]
+fn a_replay_keeps_the_patient_binding_of_the_sender() {
+    let server = TestServer::start();
+    let r = server.post(
+        "/api/v1/tokens",
+        Some(ADMIN),
+        "application/json",
+        br#"{"name":"w","role":"device","patient":"d-3"}"#,
+    );
+    let bound = r.json()["token"].as_str().expect("token").to_owned();
+    let other = json!([{"patient": "d-4", "metric": "heart_rate", "time": NOW - 1000, "value": 60}]);
+    let r = server.post("/api/v1/samples", Some(&bound), "application/json", other.to_string().as_bytes());
+    assert_eq!(r.json()["rejected"][0]["code"], json!("patient_not_allowed"), "{}", r.body);
+    let id = list(&server)[0]["id"].as_u64().expect("id");
+    let r = server.post(&format!("/api/v1/dead-letters/{id}/replay"), Some(ADMIN), "application/json", b"").json();
+    assert_eq!((r["accepted"].clone(), r["rejected"][0]["code"].clone()), (json!(0), json!("patient_not_allowed")));
+    assert_eq!(count(&server, "d-4"), 0, "an administrator's replay does not widen what the device could write");
+}
