@@ -119,6 +119,20 @@ impl Manifest {
                 ManifestError::Corrupt { path: current.clone(), reason: format!("bad content {s:?}") }
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Logs without the file that names the live one: refuse rather than guess.
+                let logs = fs::read_dir(dir)
+                    .map_err(io(dir))?
+                    .flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
+                    .count();
+                if logs > 0 {
+                    return Err(ManifestError::Corrupt {
+                        path: current,
+                        reason: format!(
+                            "missing beside {logs} manifest log(s); restore it (it names the live MANIFEST-n)"
+                        ),
+                    });
+                }
                 let mut m = Manifest::create(dir, 1, &ManifestState { next_segment_id: 1, ..Default::default() })?;
                 m.edits = 0;
                 return Ok(m);
@@ -225,6 +239,16 @@ fn log_path(dir: &Path, number: u64) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn manifest_logs_without_current_are_refused_not_restarted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        drop(Manifest::open(dir.path()).expect("fresh"));
+        std::fs::remove_file(dir.path().join("CURRENT")).expect("lose CURRENT");
+        let err = Manifest::open(dir.path()).expect_err("refused");
+        assert!(err.to_string().contains("missing beside 1 manifest log(s)"), "{err}");
+        assert!(!dir.path().join("CURRENT").exists(), "nothing was started over");
+    }
+
     use super::*;
 
     fn seg(id: u64) -> SegmentMeta {

@@ -317,6 +317,7 @@ impl Store {
         }
         let lake = paths.lake();
         fs::create_dir_all(&lake).map_err(io(&lake))?;
+        refuse_a_lost_manifest(&paths)?;
         let manifest = Manifest::open(&paths.manifest())?;
         remove_orphans(&lake, &manifest)?;
         let mut state = ReadState::default();
@@ -567,6 +568,26 @@ impl Store {
         }
         flushed
     }
+}
+
+/// A new manifest is only started over an empty lake: segment files without a manifest
+/// mean it was lost, and starting afresh would take every one of them for an orphan.
+fn refuse_a_lost_manifest(paths: &DataDir) -> Result<(), StoreError> {
+    let current = paths.manifest().join("CURRENT");
+    if current.exists() {
+        return Ok(());
+    }
+    let segments = flush::segment_files(&paths.lake())?;
+    if segments == 0 {
+        return Ok(());
+    }
+    Err(StoreError::Manifest(ManifestError::Corrupt {
+        path: current,
+        reason: format!(
+            "missing, but the lake holds {segments} segment file(s); restore the manifest directory from a \
+             backup (nothing was changed)"
+        ),
+    }))
 }
 
 impl Drop for Store {

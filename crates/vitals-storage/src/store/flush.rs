@@ -53,6 +53,28 @@ pub(super) fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
     }
 }
 
+/// How many segment files (`part-*`) the lake holds.
+pub(super) fn segment_files(lake: &Path) -> Result<usize, StoreError> {
+    let mut n = 0;
+    let mut stack = vec![lake.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(&dir)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(io(&dir))?;
+            if e.file_type().map_err(io(&e.path()))?.is_dir() {
+                stack.push(e.path());
+            } else if e.file_name().to_string_lossy().starts_with("part-") {
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
+}
+
 /// Deletes segment files that no manifest entry names (left by a crash mid-flush).
 pub(super) fn remove_orphans(lake: &Path, manifest: &Manifest) -> Result<(), StoreError> {
     let known: BTreeSet<&str> = manifest.state.segments.values().map(|s| s.path.as_str()).collect();

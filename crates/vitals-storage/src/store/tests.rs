@@ -181,3 +181,32 @@ fn erasing_a_patient_leaves_no_sample_segment_log_record_or_directory_of_theirs(
     assert!(!store.has_patient(&PatientId::new(erased).expect("id")), "not back after a restart");
     assert_eq!(count(&store, "heart_rate"), 2);
 }
+
+#[test]
+fn a_lost_manifest_is_refused_instead_of_deleting_every_segment() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = open(dir.path(), StoreConfig::default());
+    store.write(vec![hr("p", "heart_rate", NOW - 1000, 60.0)]).expect("write");
+    store.flush().expect("flush");
+    let segments = store.segments().len();
+    assert!(segments > 0);
+    store.close().expect("close");
+    drop(store);
+    let manifest = dir.path().join("manifest");
+    // (what is lost, what the refusal says)
+    for (lose, want) in [("CURRENT", "segment file(s)"), ("the whole directory", "segment file(s)")] {
+        if lose == "CURRENT" {
+            std::fs::remove_file(manifest.join("CURRENT")).expect("remove CURRENT");
+        } else {
+            std::fs::remove_dir_all(&manifest).expect("remove the manifest");
+        }
+        let err = Store::open(
+            dir.path(),
+            StoreConfig { background: false, ..StoreConfig::default() },
+            Arc::new(ManualClock::new(NOW)),
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains(want), "{lose}: {err}");
+        assert_eq!(flush::segment_files(&dir.path().join("lake")).expect("count"), segments, "{lose}: nothing deleted");
+    }
+}
