@@ -79,7 +79,8 @@ pub trait MetaStore: Send + Sync {
     fn create_token(&self, token: &Token) -> Result<(), MetaError>;
     fn token(&self, id: &str) -> Result<Option<Token>, MetaError>;
     fn token_by_sha256(&self, sha256_hex: &str) -> Result<Option<Token>, MetaError>;
-    fn token_by_sha1(&self, sha1_hex: &str) -> Result<Option<Token>, MetaError>;
+    /// By [`Token::api_secret_sha256`].
+    fn token_by_api_secret(&self, api_secret_sha256: &str) -> Result<Option<Token>, MetaError>;
     fn tokens(&self) -> Result<Vec<Token>, MetaError>;
     /// Marks a token revoked (kept for the record); false if it does not exist or already was.
     fn revoke_token(&self, id: &str, at_ms: i64) -> Result<bool, MetaError>;

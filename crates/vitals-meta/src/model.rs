@@ -91,9 +91,11 @@ pub struct Token {
     /// Hex SHA-256 of the secret.
     #[serde(skip)]
     pub sha256: String,
-    /// Hex SHA-1 of the secret (Nightscout uploaders send `api-secret: sha1(secret)`).
+    /// For device tokens only: the hex SHA-256 of the hex SHA-1 of the secret. Nightscout
+    /// uploaders send `api-secret: sha1(secret)`; what is stored is a hash of that, so a
+    /// copy of the database cannot be replayed as an `api-secret`.
     #[serde(skip)]
-    pub sha1: Option<String>,
+    pub api_secret_sha256: Option<String>,
     pub created_ms: i64,
     pub expires_ms: Option<i64>,
     pub revoked_ms: Option<i64>,

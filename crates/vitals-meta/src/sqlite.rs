@@ -10,11 +10,13 @@ use std::path::Path;
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::sha256_hex;
+
 use crate::audit::{self, AuditEntry, AuditEvent};
 use crate::model::{DeviceCert, Patient, Role, Session, Team, Token, User};
 use crate::{AuditFilter, MetaError, MetaStore};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE users (
@@ -130,7 +132,7 @@ fn token_row(r: &Row<'_>) -> rusqlite::Result<Token> {
         device: r.get(4)?,
         patient: r.get(5)?,
         sha256: r.get(6)?,
-        sha1: r.get(7)?,
+        api_secret_sha256: r.get(7)?,
         created_ms: r.get(8)?,
         expires_ms: r.get(9)?,
         revoked_ms: r.get(10)?,
@@ -169,6 +171,35 @@ fn audit_row(r: &Row<'_>) -> rusqlite::Result<AuditEntry> {
 }
 const AUDIT_COLS: &str = "seq, ts_ms, actor, action, patient, target, origin, outcome, prev, hash";
 
+/// Version 2 keeps Nightscout secrets of device tokens only, and as a hash: the `sha1`
+/// column held the hex SHA-1 a client sends, for every token; it now holds the SHA-256 of
+/// that, for device tokens, and nothing for the others.
+fn migrate_1_to_2(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = (|| {
+        let now: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if now != 1 {
+            return Ok(()); // another process migrated it meanwhile
+        }
+        let rows: Vec<(String, String)> = {
+            let mut s = conn.prepare("SELECT id, sha1 FROM tokens WHERE role = 'device' AND sha1 IS NOT NULL")?;
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<rusqlite::Result<_>>()?
+        };
+        conn.execute("UPDATE tokens SET sha1 = NULL", [])?;
+        for (id, sha1) in rows {
+            conn.execute("UPDATE tokens SET sha1 = ?2 WHERE id = ?1", params![id, sha256_hex(&sha1)])?;
+        }
+        conn.pragma_update(None, "user_version", 2)
+    })();
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation)
 }
@@ -195,6 +226,8 @@ impl SqliteMeta {
                     if now == SCHEMA_VERSION { Ok(()) } else { Err(e) }
                 })
                 .map_err(db)?;
+        } else if version == 1 {
+            migrate_1_to_2(&conn).map_err(db)?;
         } else if version != SCHEMA_VERSION {
             return Err(MetaError::Invalid(format!(
                 "{p}: schema version {version}, this build knows {SCHEMA_VERSION} (a newer Vitals wrote it?)"
@@ -333,7 +366,7 @@ impl MetaStore for SqliteMeta {
                     t.device,
                     t.patient,
                     t.sha256,
-                    t.sha1,
+                    t.api_secret_sha256,
                     t.created_ms,
                     t.expires_ms,
                     t.revoked_ms
@@ -354,7 +387,7 @@ impl MetaStore for SqliteMeta {
         })
     }
 
-    fn token_by_sha1(&self, h: &str) -> Result<Option<Token>, MetaError> {
+    fn token_by_api_secret(&self, h: &str) -> Result<Option<Token>, MetaError> {
         self.read(|c| {
             c.query_row(&format!("SELECT {TOKEN_COLS} FROM tokens WHERE sha1 = ?1"), [h], token_row).optional()
         })
@@ -657,6 +690,31 @@ impl SqliteMeta {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn version_1_keeps_only_device_tokens_nightscout_secrets_and_hashes_them() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("meta.sqlite");
+        {
+            // A version-1 database: the SHA-1 a client sends, stored for every token.
+            let c = Connection::open(&path).expect("open");
+            c.execute_batch(&format!("{SCHEMA} PRAGMA user_version = 1;")).expect("schema");
+            for (id, role, sha1) in [("tok-a", "admin", "aaaa"), ("tok-d", "device", "dddd")] {
+                c.execute(
+                    "INSERT INTO tokens (id, name, role, sha256, sha1, created_ms) VALUES (?1, ?1, ?2, ?1, ?3, 0)",
+                    params![id, role, sha1],
+                )
+                .expect("token");
+            }
+        }
+        let m = SqliteMeta::open(&path).expect("migrates");
+        assert!(m.token_by_api_secret("aaaa").expect("lookup").is_none());
+        assert!(m.token_by_api_secret("dddd").expect("lookup").is_none(), "the stored value no longer opens");
+        assert_eq!(m.token_by_api_secret(&sha256_hex("dddd")).expect("lookup").map(|t| t.id), Some("tok-d".into()));
+        assert_eq!(m.token("tok-a").expect("read").and_then(|t| t.api_secret_sha256), None);
+        drop(m);
+        assert!(SqliteMeta::open(&path).is_ok(), "and opens again at version 2");
+    }
+
     use super::*;
     use crate::verify_audit;
 
@@ -714,7 +772,7 @@ mod tests {
             device: Some("w1".into()),
             patient: Some("p-1".into()),
             sha256: "aa".into(),
-            sha1: Some("bb".into()),
+            api_secret_sha256: Some("bb".into()),
             created_ms: 1,
             expires_ms: Some(100),
             revoked_ms: None,
@@ -722,7 +780,7 @@ mod tests {
         a.create_token(&t).expect("token");
         assert!(matches!(a.create_token(&t), Err(MetaError::Conflict(_))));
         assert_eq!(b.token_by_sha256("aa").expect("lookup"), Some(t.clone()));
-        assert_eq!(b.token_by_sha1("bb").expect("lookup").map(|t| t.id), Some("tok-1".into()));
+        assert_eq!(b.token_by_api_secret("bb").expect("lookup").map(|t| t.id), Some("tok-1".into()));
         assert!(b.revoke_token("tok-1", 5).expect("revoke"));
         assert!(!b.revoke_token("tok-1", 6).expect("revoke twice"));
         assert_eq!(a.token("tok-1").expect("lookup").and_then(|t| t.revoked_ms), Some(5));

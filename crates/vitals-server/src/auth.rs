@@ -171,7 +171,10 @@ impl Directory {
                 device: None,
                 patient: t.patient,
                 sha256: t.hash,
-                sha1: t.sha1,
+                api_secret_sha256: (t.role == Role::Device)
+                    .then_some(t.sha1)
+                    .flatten()
+                    .map(|s| sha256_hex(&s.to_ascii_lowercase())),
                 created_ms: t.created_ms,
                 expires_ms: None,
                 revoked_ms: None,
@@ -197,9 +200,10 @@ impl Directory {
         self.principal_of_token(found, now_ms)
     }
 
-    /// Checks the hex SHA-1 of a token (Nightscout's `api-secret`).
+    /// Checks the hex SHA-1 of a device token (Nightscout's `api-secret`): only device
+    /// tokens have one, kept as its SHA-256.
     pub fn authenticate_sha1(&self, sha1_hex: &str, now_ms: i64) -> Option<Principal> {
-        let found = self.meta.token_by_sha1(&sha1_hex.trim().to_ascii_lowercase());
+        let found = self.meta.token_by_api_secret(&sha256_hex(&sha1_hex.trim().to_ascii_lowercase()));
         self.principal_of_token(found, now_ms)
     }
 
@@ -338,7 +342,8 @@ impl Directory {
             device: req.device.map(str::to_owned),
             patient: req.patient.map(str::to_owned),
             sha256: sha256_hex(&secret),
-            sha1: Some(sha1_hex(&secret)),
+            // Nightscout uploaders are devices; people use their token as such.
+            api_secret_sha256: (role == Role::Device).then(|| sha256_hex(&sha1_hex(&secret))),
             created_ms: now_ms,
             expires_ms: req.expires_ms,
             revoked_ms: None,
@@ -501,6 +506,12 @@ mod tests {
         assert_eq!((p.role, p.patient.map(|p| p.to_string())), (Role::Device, Some("p-1".into())));
         assert!(d.authenticate("vt_nope", 3).is_none());
         assert_eq!(d.authenticate_sha1(&sha1_hex(&dev).to_uppercase(), 3).map(|p| p.role), Some(Role::Device));
+        // Only device tokens have a Nightscout secret, and what is stored does not open it.
+        assert!(d.authenticate_sha1(&sha1_hex(&secret), 3).is_none(), "an admin token has no SHA-1 form");
+        let stored: Vec<String> = d.list().expect("list").into_iter().filter_map(|t| t.api_secret_sha256).collect();
+        assert_eq!(stored.len(), 1, "the device's only");
+        assert!(!s.contains(&sha1_hex(&dev)), "not the value a client sends");
+        assert!(d.authenticate_sha1(&stored[0], 3).is_none(), "a copy of the database opens nothing");
         let other = Directory::open(dir.path()).expect("open again");
         assert!(other.revoke(&rec.id, 4).expect("revoke"));
         assert!(d.authenticate(&secret, 5).is_none(), "revoked at once");

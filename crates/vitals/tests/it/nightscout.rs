@@ -1,5 +1,6 @@
 //! The Nightscout-compatible API: an xDrip+-style upload replayed by a real HTTP client
-//! (Python requests, gzip, `api-secret: sha1(token)`), reads as followers do them, and auth.
+//! (Python requests, gzip, `api-secret: sha1(device token)`), reads as followers do them
+//! (`?token=`), and auth.
 
 use std::process::Command;
 
@@ -12,7 +13,7 @@ const XDRIP: &str = r#"
 import gzip, hashlib, json, sys
 import requests
 
-base, token, now = sys.argv[1], sys.argv[2], int(sys.argv[3])
+base, token, reader, now = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 secret = hashlib.sha1(token.encode()).hexdigest()
 entries = [{"device": "xDrip-DexcomG6", "date": now - i * 300000, "dateString": "", "sgv": 120 - 3 * i,
             "delta": 3, "direction": "FortyFiveUp", "type": "sgv", "filtered": 120000, "unfiltered": 121000,
@@ -27,7 +28,7 @@ r = requests.post(base + "/api/v1/devicestatus", json={"device": "xDrip-DexcomG6
 print(r.status_code)
 r = requests.post(base + "/api/v1/treatments", json=[{"eventType": "Meal Bolus", "created_at": "2025-11-22T02:50:00.000Z", "carbs": 45, "insulin": 4.5}], headers={"api-secret": secret})
 print(r.status_code)
-r = requests.get(base + "/api/v1/entries.json", params={"count": 3}, headers={"api-secret": secret})
+r = requests.get(base + "/api/v1/entries.json", params={"count": 3, "token": reader})
 print(json.dumps(r.json()))
 "#;
 
@@ -35,8 +36,11 @@ print(json.dumps(r.json()))
 fn an_xdrip_style_upload_works_unchanged_and_followers_read_it_back() {
     let server = TestServer::start();
     let base = format!("{}/nightscout/ns-1", server.url);
-    let out =
-        Command::new("python3").args(["-c", XDRIP, &base, ADMIN, &NOW.to_string()]).output().expect("python3 runs");
+    // The uploader's device token (its SHA-1 is the api-secret), and a follower's token.
+    let out = Command::new("python3")
+        .args(["-c", XDRIP, &base, DEVICE, ADMIN, &NOW.to_string()])
+        .output()
+        .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
@@ -89,9 +93,11 @@ fn nightscout_auth_is_never_anonymous_and_respects_roles_and_bound_patients() {
     let path = "/nightscout/ns-2/api/v1/entries.json";
     assert_eq!(get(path, None).status, 401, "no anonymous reads");
     assert_eq!(get(path, Some(("api-secret", sha1("wrong-token-0123456789")))).status, 401);
-    assert_eq!(get(path, Some(("api-secret", sha1(ADMIN)))).status, 200);
+    // People read with their token itself; the SHA-1 form is for device (uploader) tokens.
+    assert_eq!(get(path, Some(("api-secret", ADMIN.to_owned()))).status, 200);
     assert_eq!(get(&format!("{path}?token={ADMIN}"), None).status, 200);
-    assert_eq!(get(&format!("{path}?secret={}", sha1(ADMIN)), None).status, 200);
+    assert_eq!(get(path, Some(("api-secret", sha1(ADMIN)))).status, 401);
+    assert_eq!(get(&format!("{path}?secret={}", sha1(ADMIN)), None).status, 401);
     assert_eq!(get(path, Some(("api-secret", sha1(DEVICE)))).status, 403, "a device token only writes");
     let r = server.post(
         "/api/v1/tokens",
