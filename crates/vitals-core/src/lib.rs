@@ -11,5 +11,5 @@ pub mod time;
 pub use catalog::{Aggregation, Catalog, Metric, MetricId};
 pub use event::Event;
 pub use id::{DeviceId, IdError, PatientId, SampleId};
-pub use sample::{RawSample, RawTime, RejectCode, Rejection, Sample, Validator};
+pub use sample::{MAX_MESSAGE_CHARS, RawSample, RawTime, RejectCode, Rejection, Sample, Validator};
 pub use time::{Clock, DurationMs, ManualClock, SystemClock};

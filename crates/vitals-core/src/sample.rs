@@ -118,9 +118,18 @@ pub struct Rejection {
     pub message: String,
 }
 
+/// The longest message of a rejection, in characters: messages quote the input, and input
+/// is untrusted, so what they echo is cut (with `…`).
+pub const MAX_MESSAGE_CHARS: usize = 200;
+
 impl Rejection {
     pub fn new(index: usize, code: RejectCode, message: impl Into<String>) -> Self {
-        Self { index, code, message: message.into() }
+        let mut message = message.into();
+        if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+            message.truncate(cut);
+            message.push('…');
+        }
+        Self { index, code, message }
     }
 }
 

@@ -170,7 +170,7 @@ pub fn stream<R: BufRead, E>(
                         batch.items += 1;
                         let at = format!("record {} (byte {offset}, {ty})", index + 1);
                         let Some(time) = a.get("startDate").and_then(|d| parse_date(d)) else {
-                            batch.rejections.push(Rejection::new(
+                            batch.reject(Rejection::new(
                                 index,
                                 RejectCode::InvalidTime,
                                 format!("{at}: no readable startDate"),
@@ -178,7 +178,7 @@ pub fn stream<R: BufRead, E>(
                             continue;
                         };
                         let Some(mut value) = a.get("value").and_then(|v| v.trim().parse::<f64>().ok()) else {
-                            batch.rejections.push(Rejection::new(
+                            batch.reject(Rejection::new(
                                 index,
                                 RejectCode::InvalidField,
                                 format!("{at}: value is not a number"),
@@ -202,7 +202,7 @@ pub fn stream<R: BufRead, E>(
                         };
                         match validator.validate(index, &raw) {
                             Ok(s) => batch.samples.push(s),
-                            Err(r) => batch.rejections.push(Rejection { message: format!("{at}: {}", r.message), ..r }),
+                            Err(r) => batch.reject(Rejection { message: format!("{at}: {}", r.message), ..r }),
                         }
                         if batch.items + events.len() >= chunk {
                             sink(std::mem::take(&mut batch), std::mem::take(&mut events), reader.buffer_position())

@@ -91,12 +91,12 @@ pub fn decode(
             };
             match validator.validate(line, &raw) {
                 Ok(s) => batch.samples.push(s),
-                Err(r) => batch.rejections.push(r),
+                Err(r) => batch.reject(r),
             }
         };
     let bad = |batch: &mut Batch, line: usize, why: String| {
         batch.items += 1;
-        batch.rejections.push(Rejection::new(line, RejectCode::Malformed, why));
+        batch.reject(Rejection::new(line, RejectCode::Malformed, why));
     };
     if file_name.eq_ignore_ascii_case("IBI.csv") {
         for (i, l) in lines.enumerate() {

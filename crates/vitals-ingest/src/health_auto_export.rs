@@ -190,11 +190,7 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
             index += 1;
             let Some(obj) = point.as_object() else {
                 out.batch.items += 1;
-                out.batch.rejections.push(Rejection::new(
-                    item,
-                    RejectCode::Malformed,
-                    format!("{here}: not an object"),
-                ));
+                out.batch.reject(Rejection::new(item, RejectCode::Malformed, format!("{here}: not an object")));
                 continue;
             };
             let date = obj.get("date").and_then(Value::as_str);
@@ -204,7 +200,7 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
                     Some(s) => format!("{here}: date {s:?} is not yyyy-MM-dd HH:mm:ss Z"),
                     None => format!("{here}: no date"),
                 };
-                out.batch.rejections.push(Rejection::new(item, RejectCode::InvalidTime, why));
+                out.batch.reject(Rejection::new(item, RejectCode::InvalidTime, why));
                 continue;
             };
             let device = obj.get("source").and_then(Value::as_str).and_then(device_from_source);
@@ -235,7 +231,7 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
                 any = true;
                 out.batch.items += 1;
                 let Some(mut value) = v.as_f64() else {
-                    out.batch.rejections.push(Rejection::new(
+                    out.batch.reject(Rejection::new(
                         item,
                         RejectCode::InvalidField,
                         format!("{here}: {field} is not a number"),
@@ -257,13 +253,13 @@ pub fn decode(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Resu
                 };
                 match validator.validate(item, &raw) {
                     Ok(s) => out.batch.samples.push(s),
-                    Err(r) => out.batch.rejections.push(Rejection { message: format!("{here}: {}", r.message), ..r }),
+                    Err(r) => out.batch.reject(Rejection { message: format!("{here}: {}", r.message), ..r }),
                 }
             }
             if !any {
                 out.batch.items += 1;
                 let fields: Vec<&str> = targets.iter().map(|t| t.0).collect();
-                out.batch.rejections.push(Rejection::new(
+                out.batch.reject(Rejection::new(
                     item,
                     RejectCode::MissingField,
                     format!("{here}: none of {}", fields.join(", ")),
@@ -292,18 +288,14 @@ fn decode_workout(
     *index += 1;
     let Some(o) = workout.as_object() else {
         out.batch.items += 1;
-        out.batch.rejections.push(Rejection::new(item, RejectCode::Malformed, format!("{here}: not an object")));
+        out.batch.reject(Rejection::new(item, RejectCode::Malformed, format!("{here}: not an object")));
         return;
     };
     let start = o.get("start").and_then(Value::as_str).and_then(parse_date);
     let end = o.get("end").and_then(Value::as_str).and_then(parse_date);
     let (Some(start), Some(end)) = (start, end) else {
         out.batch.items += 1;
-        out.batch.rejections.push(Rejection::new(
-            item,
-            RejectCode::InvalidTime,
-            format!("{here}: no readable start and end"),
-        ));
+        out.batch.reject(Rejection::new(item, RejectCode::InvalidTime, format!("{here}: no readable start and end")));
         return;
     };
     let name = o.get("name").and_then(Value::as_str).unwrap_or("workout");
@@ -342,7 +334,7 @@ fn decode_workout(
         let Some(p) = point.as_object() else { continue };
         let Some(time) = p.get("date").and_then(Value::as_str).and_then(parse_date) else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(item, RejectCode::InvalidTime, format!("{at}: no readable date")));
+            out.batch.reject(Rejection::new(item, RejectCode::InvalidTime, format!("{at}: no readable date")));
             continue;
         };
         for (field, metric) in
@@ -364,7 +356,7 @@ fn decode_workout(
             };
             match validator.validate(item, &raw) {
                 Ok(s) => out.batch.samples.push(s),
-                Err(r) => out.batch.rejections.push(Rejection { message: format!("{at}: {}", r.message), ..r }),
+                Err(r) => out.batch.reject(Rejection { message: format!("{at}: {}", r.message), ..r }),
             }
         }
     }
@@ -381,7 +373,7 @@ fn decode_sleep(m: usize, entry: &MetricEntry<'_>, patient: &str, out: &mut Deco
         let here = format!("data.metrics[{m}].data[{k}] (sleep_analysis)");
         let Some(o) = point.as_object() else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(item, RejectCode::Malformed, format!("{here}: not an object")));
+            out.batch.reject(Rejection::new(item, RejectCode::Malformed, format!("{here}: not an object")));
             continue;
         };
         let date = |key: &str| o.get(key).and_then(Value::as_str).and_then(parse_date);
@@ -411,7 +403,7 @@ fn decode_sleep(m: usize, entry: &MetricEntry<'_>, patient: &str, out: &mut Deco
         }
         if made == 0 {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(
+            out.batch.reject(Rejection::new(
                 item,
                 RejectCode::InvalidTime,
                 format!("{here}: no readable sleep or in-bed interval"),
@@ -479,7 +471,7 @@ pub fn decode_csv(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> 
             Err(e) => {
                 out.batch.items += 1;
                 let line = e.position().map(|p| p.line().saturating_sub(1) as usize).unwrap_or(0);
-                out.batch.rejections.push(Rejection::new(line, RejectCode::Malformed, e.to_string()));
+                out.batch.reject(Rejection::new(line, RejectCode::Malformed, e.to_string()));
                 continue;
             }
         };
@@ -498,7 +490,7 @@ pub fn decode_csv(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> 
         });
         let Some(time) = time else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(
+            out.batch.reject(Rejection::new(
                 line,
                 RejectCode::InvalidTime,
                 format!("line {}: date {date:?}", line + 1),
@@ -520,7 +512,7 @@ pub fn decode_csv(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> 
             };
             out.batch.items += 1;
             let Ok(mut value) = cell.parse::<f64>() else {
-                out.batch.rejections.push(Rejection::new(
+                out.batch.reject(Rejection::new(
                     line,
                     RejectCode::InvalidField,
                     format!("line {}: {cell:?} is not a number", line + 1),
@@ -541,7 +533,7 @@ pub fn decode_csv(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> 
             };
             match validator.validate(line, &raw) {
                 Ok(s) => out.batch.samples.push(s),
-                Err(r) => out.batch.rejections.push(r),
+                Err(r) => out.batch.reject(r),
             }
         }
     }

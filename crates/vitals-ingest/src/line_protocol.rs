@@ -164,11 +164,7 @@ pub fn decode(
             Ok(p) => p,
             Err((col, why)) => {
                 batch.items += 1;
-                batch.rejections.push(Rejection::new(
-                    line_no,
-                    RejectCode::Malformed,
-                    format!("{why} at column {}", col + 1),
-                ));
+                batch.reject(Rejection::new(line_no, RejectCode::Malformed, format!("{why} at column {}", col + 1)));
                 continue;
             }
         };
@@ -198,11 +194,7 @@ fn map_point(
             Some(ms) => RawTime::Ms(ms),
             None => {
                 batch.items += 1;
-                batch.rejections.push(Rejection::new(
-                    line,
-                    RejectCode::InvalidTime,
-                    format!("timestamp {t} overflows"),
-                ));
+                batch.reject(Rejection::new(line, RejectCode::InvalidTime, format!("timestamp {t} overflows")));
                 return;
             }
         },
@@ -217,7 +209,7 @@ fn map_point(
         });
         let Some((name, value)) = field else {
             batch.items += 1;
-            batch.rejections.push(Rejection::new(line, RejectCode::MissingField, format!("no field {:?}", rule.field)));
+            batch.reject(Rejection::new(line, RejectCode::MissingField, format!("no field {:?}", rule.field)));
             return;
         };
         let who = Who {
@@ -237,7 +229,7 @@ fn map_point(
             let combined = format!("{}_{name}", p.measurement);
             if catalog.id(&combined).is_none() {
                 batch.items += 1;
-                batch.rejections.push(Rejection::new(
+                batch.reject(Rejection::new(
                     line,
                     RejectCode::UnknownMetric,
                     format!("field {name:?} of measurement {:?}: no metric {combined:?}", p.measurement),
@@ -275,16 +267,12 @@ fn emit(
         FieldValue::Float(v) => *v,
         FieldValue::Int(v) => *v as f64,
         FieldValue::Str(_) | FieldValue::Bool(_) => {
-            batch.rejections.push(Rejection::new(
-                line,
-                RejectCode::InvalidField,
-                format!("field {field:?} is not a number"),
-            ));
+            batch.reject(Rejection::new(line, RejectCode::InvalidField, format!("field {field:?} is not a number")));
             return;
         }
     };
     let Some(patient) = who.patient else {
-        batch.rejections.push(Rejection::new(line, RejectCode::MissingField, "no patient tag"));
+        batch.reject(Rejection::new(line, RejectCode::MissingField, "no patient tag"));
         return;
     };
     let raw = RawSample {
@@ -298,7 +286,7 @@ fn emit(
     };
     match validator.validate(line, &raw) {
         Ok(s) => batch.samples.push(s),
-        Err(r) => batch.rejections.push(r),
+        Err(r) => batch.reject(r),
     }
 }
 

@@ -98,7 +98,7 @@ fn decode_ndjson(body: &[u8], validator: &mut Validator<'_>) -> Batch {
             Ok(item) => push(&mut batch, validator, i, item),
             Err(e) => {
                 batch.items += 1;
-                batch.rejections.push(Rejection::new(
+                batch.reject(Rejection::new(
                     i,
                     RejectCode::Malformed,
                     format!("invalid JSON at column {}: {e}", e.column()),
@@ -123,7 +123,7 @@ fn decode_csv(body: &[u8], validator: &mut Validator<'_>) -> Result<Batch, Decod
             Ok(true) => {}
             Err(e) => {
                 batch.items += 1;
-                batch.rejections.push(Rejection::new(index, RejectCode::Malformed, e.to_string()));
+                batch.reject(Rejection::new(index, RejectCode::Malformed, e.to_string()));
                 continue;
             }
         }
@@ -136,7 +136,7 @@ fn decode_csv(body: &[u8], validator: &mut Validator<'_>) -> Result<Batch, Decod
         }
         batch.items += 1;
         if !(4..=6).contains(&record.len()) {
-            batch.rejections.push(Rejection::new(
+            batch.reject(Rejection::new(
                 index,
                 RejectCode::Malformed,
                 format!("{} fields, expected patient,metric,time,value[,unit,device]", record.len()),
@@ -147,7 +147,7 @@ fn decode_csv(body: &[u8], validator: &mut Validator<'_>) -> Result<Batch, Decod
         let value = match field(3).map(str::parse::<f64>) {
             Some(Ok(v)) => v,
             Some(Err(_)) => {
-                batch.rejections.push(Rejection::new(
+                batch.reject(Rejection::new(
                     index,
                     RejectCode::InvalidField,
                     format!("value {:?} is not a number", field(3).unwrap_or_default()),
@@ -155,16 +155,12 @@ fn decode_csv(body: &[u8], validator: &mut Validator<'_>) -> Result<Batch, Decod
                 continue;
             }
             None => {
-                batch.rejections.push(Rejection::new(index, RejectCode::MissingField, "no value"));
+                batch.reject(Rejection::new(index, RejectCode::MissingField, "no value"));
                 continue;
             }
         };
         let (Some(patient), Some(metric), Some(time)) = (field(0), field(1), field(2)) else {
-            batch.rejections.push(Rejection::new(
-                index,
-                RejectCode::MissingField,
-                "patient, metric and time are required",
-            ));
+            batch.reject(Rejection::new(index, RejectCode::MissingField, "patient, metric and time are required"));
             continue;
         };
         let raw = RawSample {
@@ -178,7 +174,7 @@ fn decode_csv(body: &[u8], validator: &mut Validator<'_>) -> Result<Batch, Decod
         };
         match validator.validate(index, &raw) {
             Ok(s) => batch.samples.push(s),
-            Err(r) => batch.rejections.push(r),
+            Err(r) => batch.reject(r),
         }
     }
     Ok(batch)
@@ -188,7 +184,7 @@ fn push(batch: &mut Batch, validator: &mut Validator<'_>, index: usize, item: It
     batch.items += 1;
     match item.into_raw(index).and_then(|raw| validator.validate(index, &raw)) {
         Ok(s) => batch.samples.push(s),
-        Err(r) => batch.rejections.push(r),
+        Err(r) => batch.reject(r),
     }
 }
 

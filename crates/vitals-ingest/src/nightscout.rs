@@ -79,7 +79,7 @@ fn push(batch: &mut Batch, validator: &mut Validator<'_>, index: usize, raw: Raw
     batch.items += 1;
     match validator.validate(index, &raw) {
         Ok(s) => batch.samples.push(s),
-        Err(r) => batch.rejections.push(r),
+        Err(r) => batch.reject(r),
     }
 }
 
@@ -90,7 +90,7 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
     for (i, item) in objects(body)?.iter().enumerate() {
         let Some(o) = item.as_object() else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(i, RejectCode::Malformed, format!("entry {i} is not an object")));
+            out.batch.reject(Rejection::new(i, RejectCode::Malformed, format!("entry {i} is not an object")));
             continue;
         };
         let ty = o.get("type").and_then(Value::as_str).unwrap_or(if o.contains_key("mbg") { "mbg" } else { "sgv" });
@@ -103,7 +103,7 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             }
             other => {
                 out.batch.items += 1;
-                out.batch.rejections.push(Rejection::new(
+                out.batch.reject(Rejection::new(
                     i,
                     RejectCode::InvalidField,
                     format!("entry {i}: unknown type {other:?}"),
@@ -113,11 +113,7 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
         };
         let Some(time) = time_of(o) else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(
-                i,
-                RejectCode::MissingField,
-                format!("entry {i}: no date or dateString"),
-            ));
+            out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("entry {i}: no date or dateString")));
             continue;
         };
         let value = match o.get(field) {
@@ -125,7 +121,7 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
                 Some(x) => x,
                 None => {
                     out.batch.items += 1;
-                    out.batch.rejections.push(Rejection::new(
+                    out.batch.reject(Rejection::new(
                         i,
                         RejectCode::InvalidField,
                         format!("entry {i}: {field} is not a number"),
@@ -135,11 +131,7 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             },
             None => {
                 out.batch.items += 1;
-                out.batch.rejections.push(Rejection::new(
-                    i,
-                    RejectCode::MissingField,
-                    format!("entry {i}: no {field}"),
-                ));
+                out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("entry {i}: no {field}")));
                 continue;
             }
         };
@@ -171,11 +163,7 @@ pub fn decode_treatments(body: &[u8], patient: &str, validator: &mut Validator<'
     for (i, item) in objects(body)?.iter().enumerate() {
         out.batch.items += 1;
         let Some(o) = item.as_object() else {
-            out.batch.rejections.push(Rejection::new(
-                i,
-                RejectCode::Malformed,
-                format!("treatment {i} is not an object"),
-            ));
+            out.batch.reject(Rejection::new(i, RejectCode::Malformed, format!("treatment {i} is not an object")));
             continue;
         };
         let start = match time_of(o)
@@ -186,11 +174,7 @@ pub fn decode_treatments(body: &[u8], patient: &str, validator: &mut Validator<'
             _ => None,
         };
         let Some(start) = start else {
-            out.batch.rejections.push(Rejection::new(
-                i,
-                RejectCode::MissingField,
-                format!("treatment {i}: no created_at"),
-            ));
+            out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("treatment {i}: no created_at")));
             continue;
         };
         let minutes = o.get("duration").and_then(Value::as_f64).filter(|d| d.is_finite() && *d > 0.0).unwrap_or(0.0);
@@ -227,16 +211,12 @@ pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator
     for (i, item) in objects(body)?.iter().enumerate() {
         let Some(o) = item.as_object() else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(i, RejectCode::Malformed, format!("status {i} is not an object")));
+            out.batch.reject(Rejection::new(i, RejectCode::Malformed, format!("status {i} is not an object")));
             continue;
         };
         let Some(time) = time_of(o) else {
             out.batch.items += 1;
-            out.batch.rejections.push(Rejection::new(
-                i,
-                RejectCode::MissingField,
-                format!("status {i}: no created_at"),
-            ));
+            out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("status {i}: no created_at")));
             continue;
         };
         let device =

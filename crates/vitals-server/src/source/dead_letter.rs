@@ -16,7 +16,11 @@ pub(crate) const MAX_ITEMS: usize = 1000;
 /// What a body refused.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct Refused<'a> {
+    /// The refused items listed (the first ones only, when `truncated`).
     pub(crate) rejections: &'a [Rejection],
+    /// More items were refused than listed: a line-based body is then kept whole (once),
+    /// since the lines of the unlisted ones are not known.
+    pub(crate) truncated: bool,
     /// Set when the body could not be decoded at all.
     pub(crate) whole_failure: Option<&'a str>,
     /// Parts that cannot be stored yet (the whole body is kept for a later replay).
@@ -46,7 +50,7 @@ pub(crate) fn keep(
     if refused.is_empty() {
         return None;
     }
-    let Refused { rejections, whole_failure, unsupported, patient, context: extra } = *refused;
+    let Refused { rejections, truncated, whole_failure, unsupported, patient, context: extra } = *refused;
     let mut context = BTreeMap::new();
     if let WireFormat::LineProtocol(p) = format {
         context.insert("precision".to_owned(), precision_name(p).to_owned());
@@ -58,7 +62,7 @@ pub(crate) fn keep(
         context.insert((*k).to_owned(), v.clone());
     }
     let described = &rejections[..rejections.len().min(MAX_ITEMS)];
-    let (raw, items): (Vec<u8>, Vec<RefusedItem>) = if format.line_based() && whole_failure.is_none() {
+    let (raw, items): (Vec<u8>, Vec<RefusedItem>) = if format.line_based() && whole_failure.is_none() && !truncated {
         // Only the refused lines (and a CSV header), renumbered in the excerpt; the original
         // line is in each item's message.
         let lines: Vec<&[u8]> = body.split(|b| *b == b'\n').collect();
@@ -96,7 +100,10 @@ pub(crate) fn keep(
     };
     let reason = match (whole_failure, rejections.first()) {
         (Some(why), _) => why.to_owned(),
-        (None, Some(first)) => format!("{} item(s) refused, first: {}", rejections.len(), first.code),
+        (None, Some(first)) if !truncated => format!("{} item(s) refused, first: {}", rejections.len(), first.code),
+        (None, Some(first)) => {
+            format!("more than {} item(s) refused (the whole body is kept), first: {}", rejections.len(), first.code)
+        }
         (None, None) => {
             let parts: Vec<String> = unsupported.iter().map(|u| format!("{} ({})", u.section, u.count)).collect();
             format!("not stored yet: {}", parts.join(", "))

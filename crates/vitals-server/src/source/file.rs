@@ -136,7 +136,10 @@ fn e4_session(
         let context = [("file", f.clone()), ("device", device.clone())];
         let accepted = if f.eq_ignore_ascii_case("tags.csv") {
             let (evs, bad) = empatica::decode_tags(&text, patient.as_str(), &device);
-            let batch = Batch { items: evs.len() + bad.len(), samples: Vec::new(), rejections: bad };
+            let mut batch = Batch { items: evs.len() + bad.len(), ..Batch::default() };
+            for r in bad {
+                batch.reject(r);
+            }
             pipeline.accept(&sub, text.as_bytes(), batch, evs, Vec::new(), &context)
         } else {
             let mut b = empatica::decode(&f, &text, patient.as_str(), &device, &mut v)?;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use serde::Serialize;
-use vitals_core::{Catalog, Clock, Event, PatientId, Rejection, Sample, Validator};
+use vitals_core::{Catalog, Clock, Event, PatientId, RejectCode, Rejection, Sample, Validator};
 use vitals_ingest::Batch;
 use vitals_ingest::health_auto_export::Unsupported;
 use vitals_ingest::line_protocol::Mapping;
@@ -84,8 +84,9 @@ pub struct Report {
 }
 
 impl Report {
-    fn refuse(&mut self, rejections: Vec<Rejection>) {
-        self.refused += rejections.len();
+    /// Adds `refused` refusals, of which `rejections` are the first ones.
+    fn refuse(&mut self, rejections: Vec<Rejection>, refused: usize) {
+        self.refused += refused;
         let room = MAX_REPORTED.saturating_sub(self.rejected.len());
         self.rejected.extend(rejections.into_iter().take(room));
     }
@@ -280,15 +281,18 @@ impl Pipeline {
         let patient = sub.patient.as_ref().map(PatientId::as_str);
         let refused = Refused {
             rejections: &batch.rejections,
+            truncated: batch.truncated(),
             unsupported: &unsupported,
             patient,
             context,
             ..Refused::default()
         };
         let dead_letter = self.keep(sub, raw, &refused);
-        self.count_refused(sub, batch.rejections.len());
-        for r in &batch.rejections {
-            self.telemetry.rejected.get_or_create(&CodeLabel { code: r.code.as_str().to_owned() }).inc();
+        self.count_refused(sub, batch.refused);
+        for (code, n) in RejectCode::ALL.iter().zip(batch.refused_by_code) {
+            if n > 0 {
+                self.telemetry.rejected.get_or_create(&CodeLabel { code: code.as_str().to_owned() }).inc_by(n as u64);
+            }
         }
         let mut report = Report {
             accepted: batch.samples.len(),
@@ -297,7 +301,7 @@ impl Pipeline {
             dead_letter,
             ..Report::default()
         };
-        report.refuse(batch.rejections);
+        report.refuse(batch.rejections, batch.refused);
         Accepted { samples: batch.samples, events, report, started: Instant::now() }
     }
 
@@ -462,8 +466,8 @@ mod tests {
         let id = r.dead_letter.expect("kept");
         let (letter, raw) = p.dead_letters().get(id).expect("letter");
         assert_eq!(letter.items.len(), super::super::dead_letter::MAX_ITEMS, "items described: capped");
-        assert!(letter.reason.starts_with("1500 item(s) refused"), "{}", letter.reason);
-        assert_eq!(raw.split(|b| *b == b'\n').filter(|l| !l.is_empty()).count(), 1500, "every refused line is kept");
+        assert!(letter.reason.starts_with("more than 1000 item(s) refused"), "{}", letter.reason);
+        assert_eq!(raw, sub.body.to_vec(), "the body is kept once, whole, when not every refusal is listed");
         assert_eq!(p.telemetry.rejected.get_or_create(&CodeLabel { code: "value_out_of_range".into() }).get(), 1500);
         assert_eq!(p.telemetry.refused.get_or_create(&SourceLabel { source: "test".into() }).get(), 1500);
         assert_eq!(p.telemetry.ingested.get(), 1);
