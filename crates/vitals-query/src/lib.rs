@@ -8,4 +8,6 @@
 pub mod glucose;
 pub mod series_query;
 
-pub use series_query::{Agg, Bucket, QueryError, QueryResult, RawPoint, SeriesQuery, run};
+pub use series_query::{
+    Agg, Bucket, MAX_RAW_POINTS, MAX_SCANNED_POINTS, QueryError, QueryResult, RawPoint, SeriesQuery, run,
+};

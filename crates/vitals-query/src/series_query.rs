@@ -11,6 +11,9 @@ use vitals_storage::{ReadRequest, Store, StoreError};
 
 /// Most raw points one query returns.
 pub const MAX_RAW_POINTS: usize = 2_000_000;
+/// Most raw points one bucketed query reads (buckets that are not whole hours, and days
+/// not answered by rollups, are folded from raw points).
+pub const MAX_SCANNED_POINTS: usize = 8_000_000;
 /// Most buckets one query may span.
 pub const MAX_BUCKETS: i64 = 1_000_000;
 
@@ -18,6 +21,10 @@ pub const MAX_BUCKETS: i64 = 1_000_000;
 pub enum QueryError {
     #[error("the range holds more than {MAX_RAW_POINTS} points; narrow it or aggregate with every=")]
     TooManyPoints,
+    #[error(
+        "these buckets would read more than {MAX_SCANNED_POINTS} raw points; narrow the range or use whole-hour buckets (every=1h), which the hourly rollups answer"
+    )]
+    TooManyScanned,
     #[error("every={every_ms}ms over this range makes more than {MAX_BUCKETS} buckets")]
     TooManyBuckets { every_ms: i64 },
     #[error("from must be before to")]
@@ -161,18 +168,26 @@ pub fn run(store: &Store, q: &SeriesQuery) -> Result<QueryResult, QueryError> {
     }
     let rollups = q.every_ms.is_some_and(|e| e > 0 && e % MS_PER_HOUR == 0);
     if let Some(every) = q.every_ms
-        && (q.to - q.from) / every.max(1) > MAX_BUCKETS
+        && q.to.saturating_sub(q.from) / every.max(1) > MAX_BUCKETS
     {
         return Err(QueryError::TooManyBuckets { every_ms: every });
     }
-    let read = store.read(&ReadRequest {
-        patient: q.patient.clone(),
-        metric: q.metric,
-        device: q.device.clone(),
-        from: q.from,
-        to: q.to,
-        rollups,
-    })?;
+    let bucketed = q.every_ms.is_some_and(|e| e > 0);
+    let read = store
+        .read(&ReadRequest {
+            patient: q.patient.clone(),
+            metric: q.metric,
+            device: q.device.clone(),
+            from: q.from,
+            to: q.to,
+            rollups,
+            max_points: if bucketed { MAX_SCANNED_POINTS } else { MAX_RAW_POINTS },
+        })
+        .map_err(|e| match e {
+            StoreError::TooManyPoints { .. } if bucketed => QueryError::TooManyScanned,
+            StoreError::TooManyPoints { .. } => QueryError::TooManyPoints,
+            other => other.into(),
+        })?;
     let Some(every) = q.every_ms.filter(|e| *e > 0) else {
         let n: usize = read.raw.iter().map(|s| s.times.len()).sum();
         if n > MAX_RAW_POINTS {

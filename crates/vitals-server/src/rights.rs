@@ -134,6 +134,8 @@ pub fn export(app: &App, patient: &PatientId, now_ms: i64) -> anyhow::Result<(Ve
             from: 0,
             to: i64::MAX / 4,
             rollups: false,
+            // The archive is built in memory; see docs/security.md on its size.
+            max_points: usize::MAX,
         })?;
         let n: usize = read.raw.iter().map(|s| s.times.len()).sum();
         if n == 0 {

@@ -113,6 +113,10 @@ pub enum StoreError {
     Closed,
     #[error("the store stopped accepting writes after a failure: {0}")]
     Failed(String),
+    /// A read would hold more raw points than its request allows (found from the segments'
+    /// row counts before reading, or while reading).
+    #[error("the range holds more than {limit} points")]
+    TooManyPoints { limit: usize },
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -191,6 +195,10 @@ pub struct ReadRequest {
     pub to: i64,
     /// May whole days be answered from hourly rollups?
     pub rollups: bool,
+    /// The most raw points the read may hold (after merging devices' and segments'
+    /// duplicates it may return fewer); past it the read stops with `TooManyPoints`, so
+    /// its memory follows this, not the range.
+    pub max_points: usize,
 }
 
 /// The newest value of one metric.
@@ -460,6 +468,13 @@ impl Store {
                 other => return other,
             }
         }
+    }
+
+    /// An upper estimate of the raw points a read of the range would hold, from the
+    /// segments' row counts (those partly in the range scaled by their overlap) and the
+    /// buffered points; days answered by rollups count their hours instead.
+    pub fn estimate(&self, req: &ReadRequest) -> u64 {
+        self.inner.estimate(req)
     }
 
     /// Whether any sample of this patient was ever stored.

@@ -98,13 +98,7 @@ pub(crate) async fn overview(
 /// apart.
 fn time_range(from: &str, to: &str, max_span_ms: i64) -> Result<(i64, i64), crate::api::error::ApiError> {
     use crate::api::error::{ApiError, Code};
-    let time = |k: &str, s: &str| {
-        s.parse::<i64>()
-            .ok()
-            .or_else(|| vitals_core::time::parse_time(s).ok())
-            .ok_or_else(|| ApiError::new(Code::InvalidQuery, format!("{k}: an RFC 3339 time or ms since the epoch")))
-    };
-    let (from, to) = (time("from", from)?, time("to", to)?);
+    let (from, to) = (crate::api::error::query_time("from", from)?, crate::api::error::query_time("to", to)?);
     if from >= to || to - from > max_span_ms {
         return Err(ApiError::new(Code::InvalidQuery, "from must be before to (and the range not too long)"));
     }
@@ -122,6 +116,13 @@ pub(crate) fn bucket_ms(range_ms: i64, width: i64) -> i64 {
         Some(n) => *n,
         None => (raw + 3_599_999) / 3_600_000 * 3_600_000,
     }
+}
+
+/// `every`, or whole hours (at least one) when a bucketing of `points` raw points over the
+/// range would read more than `budget`.
+fn hours_when_too_dense(every: i64, points: u64, budget: u64) -> i64 {
+    const HOUR: i64 = 3_600_000;
+    if every % HOUR == 0 || points <= budget { every } else { (every + HOUR - 1) / HOUR * HOUR }
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -162,10 +163,27 @@ pub(crate) async fn chart(
     if metrics.is_empty() {
         return Err(bad("metrics: one or more metric codes".into()));
     }
-    let every = bucket_ms(to - from, width);
+    let mut every = bucket_ms(to - from, width);
     let aggs = vec![vitals_query::Agg::Mean, vitals_query::Agg::Min, vitals_query::Agg::Max, vitals_query::Agg::Count];
     let store = app.store.clone();
-    let series = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, ApiError> {
+    let (every, series) = tokio::task::spawn_blocking(move || -> Result<(i64, Vec<Value>), ApiError> {
+        // Buckets shorter than an hour are folded from raw points: when that would read too
+        // many (a dense signal over weeks), whole hours, which the rollups answer, instead.
+        if every % 3_600_000 != 0 {
+            let scan = |metric| {
+                store.estimate(&vitals_storage::ReadRequest {
+                    patient: pid.clone(),
+                    metric,
+                    device: None,
+                    from,
+                    to,
+                    rollups: false,
+                    max_points: 0,
+                })
+            };
+            let densest = metrics.iter().map(|(_, m)| scan(*m)).max().unwrap_or(0);
+            every = hours_when_too_dense(every, densest, vitals_query::MAX_SCANNED_POINTS as u64);
+        }
         let mut out = Vec::new();
         for (code, metric) in metrics {
             // Align to the bucket width so that panning keeps buckets stable.
@@ -178,7 +196,7 @@ pub(crate) async fn chart(
                 every_ms: Some(every),
                 aggs: aggs.clone(),
             };
-            let result = vitals_query::run(&store, &q).map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?;
+            let result = vitals_query::run(&store, &q)?;
             let buckets = match result {
                 vitals_query::QueryResult::Buckets(b) => b,
                 vitals_query::QueryResult::Raw(_) => Vec::new(),
@@ -191,7 +209,7 @@ pub(crate) async fn chart(
                 "mean": col(0), "min": col(1), "max": col(2), "count": col(3),
             }));
         }
-        Ok(out)
+        Ok((every, out))
     })
     .await
     .map_err(ApiError::internal)??;
@@ -228,6 +246,20 @@ mod tests {
         assert_eq!(super::bucket_ms(86_400_000, 1000), 120_000);
         assert_eq!(super::bucket_ms(365 * 86_400_000, 1000), 9 * 3_600_000, "whole hours: rollups answer");
         assert!(365 * 86_400_000 / super::bucket_ms(365 * 86_400_000, 1000) <= 1000);
+    }
+
+    #[test]
+    fn sub_hour_buckets_turn_to_whole_hours_when_they_would_read_too_much() {
+        // (bucket, raw points in the range, budget, bucket used)
+        let cases = [
+            (1_800_000, 10, 100, 1_800_000),
+            (1_800_000, 101, 100, 3_600_000),
+            (300_000, u64::MAX, 100, 3_600_000),
+            (7_200_000, u64::MAX, 100, 7_200_000),
+        ];
+        for (every, points, budget, want) in cases {
+            assert_eq!(super::hours_when_too_dense(every, points, budget), want, "{every} {points}");
+        }
     }
 }
 
@@ -289,8 +321,9 @@ pub(crate) async fn glucose(
                 from: from - window,
                 to,
                 rollups: false,
-            })
-            .map_err(ApiError::internal)?;
+                // 400 days of a CGM every minute is 0.6 M readings.
+                max_points: vitals_query::MAX_RAW_POINTS,
+            })?;
         let mut all: Vec<(i64, f64)> =
             read.raw.iter().flat_map(|s| s.times.iter().copied().zip(s.values.iter().copied())).collect();
         all.sort_by_key(|r| r.0);

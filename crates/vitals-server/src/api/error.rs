@@ -75,10 +75,9 @@ impl Code {
 
 /// A time given in a query parameter `key`: RFC 3339 or ms since the epoch.
 pub fn query_time(key: &str, s: &str) -> Result<i64, ApiError> {
-    s.parse::<i64>()
-        .ok()
-        .or_else(|| vitals_core::time::parse_time(s).ok())
-        .ok_or_else(|| ApiError::new(Code::InvalidQuery, format!("{key}: an RFC 3339 time or ms since the epoch")))
+    // Bounded to years 1970 to 9999, so arithmetic on times never overflows.
+    vitals_core::time::parse_time(s)
+        .map_err(|e| ApiError::new(Code::InvalidQuery, format!("{key}: an RFC 3339 time or ms since the epoch ({e})")))
 }
 
 #[derive(Debug)]
@@ -136,6 +135,7 @@ impl From<vitals_storage::StoreError> for ApiError {
         use vitals_storage::StoreError as E;
         match e {
             E::Overloaded { .. } => ApiError::new(Code::Overloaded, e.to_string()),
+            E::TooManyPoints { .. } => ApiError::new(Code::TooManyPoints, e.to_string()),
             E::Closed => ApiError::new(Code::Unavailable, "the server is shutting down"),
             E::Failed(_) => {
                 tracing::error!(error = %e, "write refused");
@@ -153,7 +153,9 @@ impl From<vitals_query::QueryError> for ApiError {
     fn from(e: vitals_query::QueryError) -> Self {
         use vitals_query::QueryError as E;
         match e {
-            E::TooManyPoints | E::TooManyBuckets { .. } => ApiError::new(Code::TooManyPoints, e.to_string()),
+            E::TooManyPoints | E::TooManyScanned | E::TooManyBuckets { .. } => {
+                ApiError::new(Code::TooManyPoints, e.to_string())
+            }
             E::EmptyRange => ApiError::new(Code::InvalidQuery, e.to_string()),
             E::Store(s) => s.into(),
         }

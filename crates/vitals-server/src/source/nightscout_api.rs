@@ -162,7 +162,8 @@ enum Kind {
 fn bound(q: &HashMap<String, String>, field: &str, op: &str) -> Option<i64> {
     let v = q.get(&format!("find[{field}][{op}]"))?;
     if let Ok(ms) = v.trim().parse::<f64>() {
-        return Some(ms as i64);
+        // Clamped to the times Vitals stores, so `t + 1` and friends cannot overflow.
+        return Some((ms as i64).clamp(0, vitals_core::time::MAX_TIME_MS));
     }
     parse_time(v).ok().or_else(|| parse_time(&format!("{}T00:00:00Z", v.trim())).ok())
 }

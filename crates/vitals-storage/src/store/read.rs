@@ -71,11 +71,25 @@ impl Inner {
         };
         let buffered_days: BTreeSet<i64> =
             buffered.values().flat_map(|ps| ps.iter().map(|p| day_start(p.time_ms))).collect();
+        // The budget: buffered points (bounded by the buffer's own limit), then the rows of
+        // segments wholly in the range before any file is read, then what reads give.
+        let mut held: usize = buffered.values().map(Vec::len).sum();
+        let over = |n: usize| {
+            if n > req.max_points { Err(StoreError::TooManyPoints { limit: req.max_points }) } else { Ok(()) }
+        };
+        over(held)?;
+        let wholly_inside: u64 = days
+            .iter()
+            .filter(|(day, segs)| !self.answered_by_rollups(req, *day, segs, &buffered_days))
+            .flat_map(|(_, segs)| segs.iter())
+            .filter(|s| s.min_ms >= req.from && s.max_ms < req.to)
+            .map(|s| s.rows)
+            .sum();
+        over(held.saturating_add(usize::try_from(wholly_inside).unwrap_or(usize::MAX)))?;
         let mut out = SeriesRead::default();
         let mut from_segments: BTreeMap<Option<DeviceId>, Vec<Point>> = BTreeMap::new();
         for (day, mut segs) in days {
-            let whole_day = day >= req.from && day.saturating_add(MS_PER_DAY) <= req.to;
-            if req.rollups && whole_day && !buffered_days.contains(&day) && non_overlapping(&segs) {
+            if self.answered_by_rollups(req, day, &segs, &buffered_days) {
                 for s in &segs {
                     for dr in self.rollup_of(s)?.iter() {
                         if req.device.as_ref().is_none_or(|d| dr.device.as_deref() == Some(d.as_str())) {
@@ -91,6 +105,8 @@ impl Inner {
                 for rows in
                     segment::read(&self.segment_path(s), Some(&footer), req.from, req.to, req.device.as_ref(), false)?
                 {
+                    held = held.saturating_add(rows.times.len());
+                    over(held)?;
                     let pts = to_points(&rows);
                     let e = from_segments.entry(rows.device).or_default();
                     // Segments are visited oldest first, so equal times resolve to the newest.
@@ -112,5 +128,46 @@ impl Inner {
             })
             .collect();
         Ok(out)
+    }
+
+    /// Whether a day of a read comes from its hourly rollups: a whole UTC day in the range,
+    /// nothing of it buffered, and no two of its segments overlapping in time.
+    fn answered_by_rollups(
+        &self,
+        req: &ReadRequest,
+        day: i64,
+        segs: &[Arc<SegmentMeta>],
+        buffered: &BTreeSet<i64>,
+    ) -> bool {
+        let whole_day = day >= req.from && day.saturating_add(MS_PER_DAY) <= req.to;
+        req.rollups && whole_day && !buffered.contains(&day) && non_overlapping(segs)
+    }
+
+    pub(super) fn estimate(&self, req: &ReadRequest) -> u64 {
+        let key = (req.patient.clone(), req.metric);
+        let g = self.read.read();
+        let mut n: u64 = 0;
+        for b in g.frozen.iter().map(|b| &**b).chain(std::iter::once(&g.active)) {
+            for dp in b.read(&req.patient, req.metric, req.device.as_ref(), req.from, req.to) {
+                n = n.saturating_add(dp.points.len() as u64);
+            }
+        }
+        let Some(days) = g.index.series.get(&key) else { return n };
+        for (day, segs) in days.range(day_start(req.from)..req.to.max(day_start(req.from))) {
+            if self.answered_by_rollups(req, *day, segs, &BTreeSet::new()) {
+                n = n.saturating_add(24);
+                continue;
+            }
+            for s in segs {
+                let (lo, hi) = (s.min_ms.max(req.from), s.max_ms.min(req.to.saturating_sub(1)));
+                if lo > hi {
+                    continue;
+                }
+                let span = s.max_ms.saturating_sub(s.min_ms).max(1) as u128;
+                let part = (s.rows as u128 * (hi.saturating_sub(lo) as u128 + 1)).div_ceil(span + 1) as u64;
+                n = n.saturating_add(part.min(s.rows));
+            }
+        }
+        n
     }
 }

@@ -35,6 +35,7 @@ fn count(store: &Store, metric: &str) -> usize {
             from: 0,
             to: NOW + 1,
             rollups: false,
+            max_points: usize::MAX,
         })
         .expect("read");
     r.raw.iter().map(|s| s.times.len()).sum()
@@ -110,6 +111,7 @@ fn unflushed_samples_come_back_from_the_wal_exactly_once() {
             from: 0,
             to: NOW + 1,
             rollups: false,
+            max_points: usize::MAX,
         })
         .expect("read");
     assert_eq!(r.raw[0].times, vec![NOW - 1000, NOW]);
@@ -209,4 +211,45 @@ fn a_lost_manifest_is_refused_instead_of_deleting_every_segment() {
         assert!(err.to_string().contains(want), "{lose}: {err}");
         assert_eq!(flush::segment_files(&dir.path().join("lake")).expect("count"), segments, "{lose}: nothing deleted");
     }
+}
+
+#[test]
+fn a_read_over_its_point_budget_stops_before_or_while_reading() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = open(dir.path(), StoreConfig::default());
+    let samples: Vec<Sample> = (0..3000).map(|i| hr("p", "heart_rate", NOW - 3_000_000 + i * 1000, 60.0)).collect();
+    store.write(samples).expect("write");
+    store.flush().expect("flush");
+    store.write(vec![hr("p", "heart_rate", NOW - 500, 61.0)]).expect("buffered");
+    let req = |from: i64, max_points: usize| ReadRequest {
+        patient: PatientId::new("p").expect("id"),
+        metric: Catalog::standard().id("heart_rate").expect("m"),
+        device: None,
+        from,
+        to: NOW + 1,
+        rollups: false,
+        max_points,
+    };
+    // (from, budget, points read or refused)
+    let cases = [
+        (0, 5000, Some(3001)),
+        (0, 3000, None),                  // the segment wholly inside: refused before reading
+        (NOW - 100_500, 1000, Some(101)), // the last 100 s of the segment and the buffer
+        (NOW - 2_000_500, 1000, None),    // partly inside: refused while reading
+    ];
+    for (from, budget, want) in cases {
+        let got = match store.read(&req(from, budget)) {
+            Ok(r) => Some(r.raw.iter().map(|s| s.times.len()).sum::<usize>()),
+            Err(StoreError::TooManyPoints { limit }) => {
+                assert_eq!(limit, budget);
+                None
+            }
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(got, want, "from {from}, budget {budget}");
+    }
+    // The estimate is an upper bound from the metadata, close for evenly spaced data.
+    let e = store.estimate(&req(NOW - 100_500, 0));
+    assert!((101..=110).contains(&e), "{e}");
+    assert_eq!(store.estimate(&req(0, 0)), 3001);
 }

@@ -420,3 +420,29 @@ fn write_requests_beyond_the_concurrency_limit_are_shed_before_their_body_is_rea
     drop(slow);
     assert_eq!(server.ingest(&json!([])).status, 200, "the permit is released");
 }
+
+#[test]
+fn extreme_times_are_refused_or_clamped_and_never_overflow() {
+    let server = TestServer::start();
+    assert_eq!(
+        server.ingest(&json!([{"patient": "x-1", "metric": "heart_rate", "time": NOW, "value": 60}])).status,
+        200
+    );
+    let (min, max) = (i64::MIN.to_string(), i64::MAX.to_string());
+    // (path, status)
+    let cases = [
+        (format!("/api/v1/patients/x-1/series/heart_rate?from={min}&to={max}"), 400),
+        (format!("/api/v1/patients/x-1/series/heart_rate?to={max}"), 400),
+        (format!("/api/v1/patients/x-1/series/heart_rate?from=0&to=253402300799999&every=1ms"), 400),
+        (format!("/api/v1/patients/x-1/chart?metrics=heart_rate&from={min}&to={max}"), 400),
+        (format!("/api/v1/patients/x-1/chart?metrics=heart_rate&from=0&to={max}"), 400),
+        (format!("/api/v1/alerts?from={min}&to={max}"), 400),
+        ("/nightscout/x-1/api/v1/entries.json?find[date][$lte]=1e300&find[date][$gt]=-1e300".to_owned(), 200),
+        ("/api/v1/patients/x-1/series/heart_rate?from=0&to=253402300799999".to_owned(), 200),
+    ];
+    for (path, status) in cases {
+        let r = server.get(&path, Some(ADMIN));
+        assert_eq!(r.status, status, "{path}: {}", r.body);
+    }
+    assert_eq!(server.get("/healthz", None).status, 200, "still serving");
+}
