@@ -24,6 +24,11 @@ pub enum JsonLogError {
 pub struct JsonLog {
     path: PathBuf,
     file: File,
+    /// The length of the file up to its last complete, durable record.
+    good_len: u64,
+    /// Set when a failed append could not be undone: the log refuses further appends
+    /// rather than write after a partial record (which would make it unreadable).
+    failed: Option<String>,
 }
 
 impl JsonLog {
@@ -71,19 +76,34 @@ impl JsonLog {
             Err(e) => return Err(JsonLogError::Io { path, source: e }),
         }
         let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        Ok((JsonLog { path, file }, records))
+        let good_len = file.metadata().map_err(io(&path))?.len();
+        Ok((JsonLog { path, file, good_len, failed: None }, records))
     }
 
-    /// Appends one record durably (write + fdatasync).
+    /// Appends one record durably (write + fdatasync). If the write or the sync fails (a
+    /// full disk, an I/O error), the file is cut back to its last complete record and
+    /// synced, so the log stays readable and the next append may succeed; if even that
+    /// fails, the log refuses every further append.
     pub fn append<T: Serialize>(&mut self, value: &T) -> Result<(), JsonLogError> {
+        if let Some(why) = &self.failed {
+            return Err(JsonLogError::Io { path: self.path.clone(), source: std::io::Error::other(why.clone()) });
+        }
         let payload = serde_json::to_vec(value)
             .map_err(|e| JsonLogError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
         let mut buf = Vec::with_capacity(payload.len() + record::FRAME_LEN);
         record::encode(&mut buf, &payload);
-        self.file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-            .map_err(|source| JsonLogError::Io { path: self.path.clone(), source })
+        match self.file.write_all(&buf).and_then(|()| self.file.sync_data()) {
+            Ok(()) => {
+                self.good_len += buf.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                if let Err(e) = self.file.set_len(self.good_len).and_then(|()| self.file.sync_all()) {
+                    self.failed = Some(format!("a failed append could not be undone ({e}); restart to recover"));
+                }
+                Err(JsonLogError::Io { path: self.path.clone(), source })
+            }
+        }
     }
 }
 
@@ -116,6 +136,8 @@ impl JsonLog {
             sync_dir(dir).map_err(io(dir))?;
         }
         self.file = OpenOptions::new().append(true).open(&self.path).map_err(io(&self.path))?;
+        self.good_len = buf.len() as u64;
+        self.failed = None;
         Ok(())
     }
 

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -108,6 +108,10 @@ pub struct Manifest {
     number: u64,
     edits: usize,
     pub state: ManifestState,
+    /// The length of the log up to its last complete, durable edit.
+    good_len: u64,
+    /// Set when a failed edit could not be cut off again: no further edit is written.
+    failed: Option<String>,
 }
 
 impl Manifest {
@@ -167,7 +171,8 @@ impl Manifest {
             }
         }
         let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        Ok(Manifest { dir: dir.to_owned(), file, number, edits: scan.records.len(), state })
+        let good_len = file.metadata().map_err(io(&path))?.len();
+        Ok(Manifest { dir: dir.to_owned(), file, number, edits: scan.records.len(), state, good_len, failed: None })
     }
 
     /// Writes a new log holding `state` as one edit and points CURRENT at it.
@@ -193,7 +198,8 @@ impl Manifest {
         fs::rename(&tmp, dir.join("CURRENT")).map_err(io(&tmp))?;
         sync_dir(dir).map_err(io(dir))?;
         let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        Ok(Manifest { dir: dir.to_owned(), file, number, edits: 1, state: state.clone() })
+        let good_len = file.metadata().map_err(io(&path))?.len();
+        Ok(Manifest { dir: dir.to_owned(), file, number, edits: 1, state: state.clone(), good_len, failed: None })
     }
 
     /// Makes an edit durable, then applies it.
@@ -204,7 +210,24 @@ impl Manifest {
             .map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         let mut bytes = Vec::with_capacity(payload.len() + record::FRAME_LEN);
         record::encode(&mut bytes, &payload);
-        self.file.write_all(&bytes).and_then(|()| self.file.sync_data()).map_err(io(&path))?;
+        if let Some(why) = &self.failed {
+            return Err(ManifestError::Io { path, source: std::io::Error::other(why.clone()) });
+        }
+        if let Err(e) = self.file.write_all(&bytes).and_then(|()| self.file.sync_data()) {
+            // Cut back to the last complete edit, so the log stays readable; if that fails,
+            // refuse every further edit.
+            let good = self.good_len;
+            let undone = self
+                .file
+                .set_len(good)
+                .and_then(|()| self.file.sync_all())
+                .and_then(|()| self.file.seek(SeekFrom::Start(good)).map(drop));
+            if let Err(u) = undone {
+                self.failed = Some(format!("a failed edit could not be undone ({u}); restart to recover"));
+            }
+            return Err(ManifestError::Io { path, source: e });
+        }
+        self.good_len += bytes.len() as u64;
         self.state.apply(&edit);
         self.edits += 1;
         if self.edits >= SNAPSHOT_AFTER_EDITS {

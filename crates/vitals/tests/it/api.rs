@@ -433,7 +433,7 @@ fn extreme_times_are_refused_or_clamped_and_never_overflow() {
     let cases = [
         (format!("/api/v1/patients/x-1/series/heart_rate?from={min}&to={max}"), 400),
         (format!("/api/v1/patients/x-1/series/heart_rate?to={max}"), 400),
-        (format!("/api/v1/patients/x-1/series/heart_rate?from=0&to=253402300799999&every=1ms"), 400),
+        ("/api/v1/patients/x-1/series/heart_rate?from=0&to=253402300799999&every=1ms".to_owned(), 400),
         (format!("/api/v1/patients/x-1/chart?metrics=heart_rate&from={min}&to={max}"), 400),
         (format!("/api/v1/patients/x-1/chart?metrics=heart_rate&from=0&to={max}"), 400),
         (format!("/api/v1/alerts?from={min}&to={max}"), 400),
