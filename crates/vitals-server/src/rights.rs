@@ -31,13 +31,19 @@ pub struct ErasureReport {
     pub dead_letters: usize,
     pub cohorts: usize,
     pub rules: Vec<String>,
+    /// Files of the file drop (copies in `processed/` and `failed/`, their reports, files
+    /// waiting in the inbox) removed or rewritten without the patient, and ledger entries.
+    pub dropped_files: usize,
+    pub ledger_entries: usize,
+    /// WAL files set aside as damaged (`*.damaged`) that held the patient, removed.
+    pub damaged_wal_files: usize,
 }
 
 impl std::fmt::Display for ErasureReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "identity {}, {} samples in {} segments, {} events, {} alerts, {} notices, {} dead letters, {} cohorts, rules [{}]",
+            "identity {}, {} samples in {} segments, {} events, {} alerts, {} notices, {} dead letters, {} cohorts, rules [{}], {} dropped files, {} ledger entries, {} damaged WAL files",
             if self.identity { "erased" } else { "none" },
             self.samples,
             self.segments,
@@ -46,7 +52,10 @@ impl std::fmt::Display for ErasureReport {
             self.notices,
             self.dead_letters,
             self.cohorts,
-            self.rules.join(", ")
+            self.rules.join(", "),
+            self.dropped_files,
+            self.ledger_entries,
+            self.damaged_wal_files
         )
     }
 }
@@ -80,6 +89,13 @@ pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
         .context("erasing dead letters")?;
     let cohorts = app.cohorts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from cohorts: {e}"))?;
     let rules = app.rules.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from rules: {e}"))?;
+    let dropped_files = erase_from_file_drop(&app.config.file_drop_dir(), p).context("erasing dropped files")?;
+    let ledger_entries = match app.file_ledger.get() {
+        Some(l) => l.erase_matching(|e| e.name.starts_with(&format!("{p}/"))).context("erasing the file ledger")?,
+        None => erase_from_ledger_file(&app.config.file_drop_dir(), p)?,
+    };
+    let damaged_wal_files =
+        erase_damaged_wal_files(&app.config.data_dir().wal(), p).context("erasing damaged WAL files")?;
     Ok(ErasureReport {
         registered,
         identity,
@@ -91,7 +107,96 @@ pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
         dead_letters,
         cohorts,
         rules,
+        dropped_files,
+        ledger_entries,
+        damaged_wal_files,
     })
+}
+
+/// The ledger of a file drop that is not running (its log is opened here).
+fn erase_from_ledger_file(dir: &std::path::Path, p: &str) -> anyhow::Result<usize> {
+    if !dir.join("ledger.log").exists() {
+        return Ok(0);
+    }
+    let ledger = vitals_storage::ledger::FileLedger::open(dir).context("opening the file ledger")?;
+    ledger.erase_matching(|e| e.name.starts_with(&format!("{p}/"))).context("erasing the file ledger")
+}
+
+/// The file drop's copies of a patient's data: their own files (`inbox/<patient>/`, and in
+/// `processed/` and `failed/` the files named `<stamp>-<patient>-...` with their reports)
+/// are removed; other files that mention the patient are rewritten without the lines that
+/// do (line-based files and reports), or removed. Returns how many files were touched.
+fn erase_from_file_drop(dir: &std::path::Path, p: &str) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let inbox_dir = dir.join("inbox").join(p);
+    if inbox_dir.exists() {
+        std::fs::remove_dir_all(&inbox_dir).with_context(|| format!("removing {}", inbox_dir.display()))?;
+        n += 1;
+    }
+    for sub in ["processed", "failed", "inbox"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            if !path.is_file() {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let own = name.split_once('-').is_some_and(|(_, rest)| rest.starts_with(&format!("{p}-")));
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if !own && !mentions(&bytes, p) {
+                continue;
+            }
+            n += 1;
+            let kept: Option<Vec<u8>> = if own {
+                None
+            } else if name.ends_with(".report.json") {
+                // A report of a file of several patients: without the refusals naming this one.
+                serde_json::from_slice::<Value>(&bytes).ok().map(|mut v| {
+                    if let Some(items) = v.get_mut("refused").and_then(Value::as_array_mut) {
+                        items.retain(|i| !mentions(i.to_string().as_bytes(), p));
+                    }
+                    serde_json::to_vec_pretty(&v).unwrap_or_default()
+                })
+            } else if name.ends_with(".ndjson") || name.ends_with(".csv") || name.ends_with(".txt") {
+                Some(bytes.split_inclusive(|b| *b == b'\n').filter(|l| !mentions(l, p)).flatten().copied().collect())
+            } else {
+                None
+            };
+            match kept {
+                Some(k) if !mentions(&k, p) => {
+                    replace_file(&path, &k)?;
+                }
+                _ => std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?,
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Rewrites a file through a temporary one and a rename, so a crash leaves one or the other.
+fn replace_file(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("erasing");
+    let mut f = std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(())
+}
+
+/// WAL files set aside by `--repair-wal` (`*.damaged`) that mention the patient.
+fn erase_damaged_wal_files(wal: &std::path::Path, p: &str) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let Ok(entries) = std::fs::read_dir(wal) else { return Ok(0) };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().is_some_and(|x| x == "damaged") {
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            if mentions(&bytes, p) {
+                std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+                n += 1;
+            }
+        }
+    }
+    Ok(n)
 }
 
 fn zip_err(e: zip::result::ZipError) -> anyhow::Error {

@@ -75,6 +75,27 @@ impl FileLedger {
         Ok(())
     }
 
+    /// Removes the entries `doomed` picks and rewrites the log without them (so no earlier
+    /// record holds them); returns how many went.
+    pub fn erase_matching(&self, doomed: impl Fn(&LedgerEntry) -> bool) -> Result<usize, LedgerError> {
+        let mut g = self.inner.lock();
+        let before = g.entries.len();
+        let kept: Vec<LedgerEntry> = g.entries.iter().filter(|e| !doomed(e)).cloned().collect();
+        if kept.len() == before {
+            return Ok(0);
+        }
+        let chunks: Vec<&[LedgerEntry]> = kept.chunks(1000).collect();
+        g.log.rewrite(&chunks)?;
+        g.processed = kept
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.status == "processed")
+            .map(|(i, e)| (e.sha256.clone(), i))
+            .collect();
+        g.entries = kept;
+        Ok(before - g.entries.len())
+    }
+
     /// The newest entries, newest first.
     pub fn recent(&self, limit: usize) -> Vec<LedgerEntry> {
         self.inner.lock().entries.iter().rev().take(limit).cloned().collect()

@@ -335,3 +335,52 @@ fn a_screen_kept_signed_in_gets_a_30_day_session_and_an_ordinary_sign_in_ends_af
         audit["entries"].as_array().expect("entries").iter().filter_map(|e| e["target"].as_str()).collect();
     assert!(targets.contains(&"user mirror (kept signed in)") && targets.contains(&"user mirror"), "{audit}");
 }
+
+#[test]
+fn erasure_reaches_the_file_drops_copies_reports_ledger_and_damaged_wal_files() {
+    let server = TestServer::with_config(|c| {
+        c.file_drop.enabled = true;
+        c.file_drop.poll_interval = vitals_core::DurationMs(20);
+    });
+    let (p, other) = ("p-dropped-1", "p-stays-1");
+    let inbox = server.data_dir().join("drop").join("inbox");
+    eventually("the inbox", || inbox.exists());
+    let hae = br#"{"data":{"metrics":[{"name":"step_count","units":"count","data":[{"date":"2025-11-21 07:41:00 -0800","qty":112}]}]}}"#;
+    crate::file_drop::drop_file(&inbox, &format!("{p}/export.json"), hae);
+    let line = |who: &str, v: &str| {
+        format!("{{\"patient\":\"{who}\",\"metric\":\"heart_rate\",\"time\":{NOW},\"value\":{v}}}\n")
+    };
+    let mixed = format!("{}{}{}", line(p, "60"), line(other, "61"), line(p, "\"fast\""));
+    crate::file_drop::drop_file(&inbox, "mixed.ndjson", mixed.as_bytes());
+    eventually("both processed", || {
+        std::fs::read_dir(server.data_dir().join("drop").join("processed")).map(|d| d.count()).unwrap_or(0) == 4
+    });
+    // A WAL file set aside by --repair-wal that holds the patient.
+    let wal = server.data_dir().join("wal");
+    // (Strings in WAL records are a length byte and the bytes.)
+    let record = [&[0u8, 0, 1, p.len() as u8][..], p.as_bytes(), &[10u8][..], b"heart_rate"].concat();
+    std::fs::write(wal.join("wal-00000000000000000001.log.damaged"), record).expect("damaged");
+
+    let r = admin_json(&server, "DELETE", &format!("/api/v1/patients/{p}"), &json!({}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let report = r.json();
+    assert_eq!(
+        (report["dropped_files"].clone(), report["ledger_entries"].clone(), report["damaged_wal_files"].clone()),
+        (json!(4), json!(1), json!(1)),
+        "{report}: the export and its report, the mixed file and its report"
+    );
+    for (path, bytes) in files(server.data_dir()) {
+        if path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("meta.sqlite")) {
+            continue;
+        }
+        assert!(!path.display().to_string().contains(p), "{} is left", path.display());
+        assert!(!holds(&bytes, p), "{} still holds the patient", path.display());
+    }
+    let processed = server.data_dir().join("drop").join("processed");
+    let kept: Vec<String> = std::fs::read_dir(&processed)
+        .expect("processed")
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).expect("text"))
+        .collect();
+    assert!(kept.iter().any(|t| t.contains(other)), "the other patient's line stays: {kept:?}");
+}
