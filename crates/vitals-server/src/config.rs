@@ -498,6 +498,7 @@ impl Config {
                 .collect(),
             repair_wal: self.storage.repair_wal,
             background: true,
+            max_samples_per_record: StoreConfig::default().max_samples_per_record,
         }
     }
 }

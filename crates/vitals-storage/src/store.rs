@@ -63,6 +63,10 @@ pub struct StoreConfig {
     pub repair_wal: bool,
     /// Run the maintenance thread (tests may drive [`Store::flush`] themselves).
     pub background: bool,
+    /// A request's samples go into WAL records of at most this many, so that no record
+    /// comes near the size replay accepts ([`crate::record::MAX_RECORD_LEN`]: 256 MiB,
+    /// against at most ~300 bytes a sample).
+    pub max_samples_per_record: usize,
 }
 
 impl Default for StoreConfig {
@@ -77,6 +81,7 @@ impl Default for StoreConfig {
             retention: HashMap::new(),
             repair_wal: false,
             background: true,
+            max_samples_per_record: 500_000,
         }
     }
 }

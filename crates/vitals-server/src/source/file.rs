@@ -17,6 +17,30 @@ use super::wire_format::WireFormat;
 
 /// Items per part when streaming a large export into the store.
 const CHUNK: usize = 50_000;
+/// Lines per part of a native NDJSON or CSV file.
+pub const LINES_PER_PART: usize = 50_000;
+/// The largest file read whole (an E4 signal file, a JSON document, a Health Auto Export,
+/// a zip entry): larger ones fail with this named, rather than filling memory.
+pub const MAX_WHOLE_FILE_BYTES: u64 = 256 << 20;
+/// The longest line of a native file.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// Reads a whole file of at most [`MAX_WHOLE_FILE_BYTES`] (a zip entry too).
+fn read_capped(mut r: impl std::io::Read, what: &str) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut out = Vec::new();
+    std::io::Read::take(&mut r, MAX_WHOLE_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .with_context(|| format!("reading {what}"))?;
+    if out.len() as u64 > MAX_WHOLE_FILE_BYTES {
+        bail!("{what} is larger than {} MiB; split it", MAX_WHOLE_FILE_BYTES >> 20);
+    }
+    Ok(out)
+}
+
+fn read_text_capped(r: impl std::io::Read, what: &str) -> anyhow::Result<String> {
+    String::from_utf8(read_capped(r, what)?).map_err(|_| anyhow::anyhow!("{what}: not UTF-8 text"))
+}
 
 /// Takes one file or folder in, as `source` (the dead letters' name for the way in);
 /// `progress` gets the bytes read so far of large files. Each part is durable before the
@@ -41,8 +65,7 @@ pub fn ingest_path(
         for e in fs::read_dir(path)?.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
             if e.path().is_file() && (is_signal(&n) || n.eq_ignore_ascii_case("tags.csv")) {
-                let text =
-                    fs::read_to_string(e.path()).with_context(|| format!("{}: not UTF-8 text", e.path().display()))?;
+                let text = read_text_capped(fs::File::open(e.path())?, &e.path().display().to_string())?;
                 files.push((n, text));
             }
         }
@@ -58,9 +81,8 @@ pub fn ingest_path(
             let mut f = archive.by_index(i).context("reading the zip archive")?;
             let base = f.name().context("a zip entry name")?.rsplit('/').next().unwrap_or_default().to_owned();
             if f.is_file() && (is_signal(&base) || base.eq_ignore_ascii_case("tags.csv")) {
-                let mut text = String::new();
-                std::io::Read::read_to_string(&mut f, &mut text)
-                    .with_context(|| format!("{base} in the zip: not UTF-8 text"))?;
+                // Inflated with a cap: a small zip must not become a huge file (a zip bomb).
+                let text = read_text_capped(&mut f, &format!("{base} in the zip"))?;
                 files.push((base, text));
             }
         }
@@ -69,7 +91,7 @@ pub fn ingest_path(
     }
     if is_signal(&name) {
         let p = need_patient()?;
-        let text = fs::read_to_string(path).context("not UTF-8 text")?;
+        let text = read_text_capped(fs::File::open(path)?, &name)?;
         return e4_session(pipeline, source, &p, "e4", vec![(name, text)]);
     }
     let mut head = vec![0u8; 512];
@@ -79,9 +101,7 @@ pub fn ingest_path(
         let p = need_patient()?;
         return apple_health_export(pipeline, sub(WireFormat::AppleHealth, Vec::new()), &p, path, progress);
     }
-    let bytes = fs::read(path)?;
-    let first_line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    let hae_csv = first_line.len() > 4 && first_line[..4].eq_ignore_ascii_case(b"date") && first_line.contains(&b'(');
+    let hae_csv = head.len() > 4 && head.as_bytes()[..4].eq_ignore_ascii_case(b"date") && head.contains('(');
     let format = if head.starts_with("{\"data\":") {
         need_patient()?;
         WireFormat::HealthAutoExport
@@ -90,11 +110,97 @@ pub fn ingest_path(
         need_patient()?;
         WireFormat::HealthAutoExportCsv
     } else {
-        WireFormat::Native(Format::sniff(&bytes))
+        let mut sniff = vec![0u8; 512];
+        let n = std::io::Read::read(&mut fs::File::open(path)?, &mut sniff)?;
+        match Format::sniff(&sniff[..n]) {
+            // Line-based native files go in parts of whole lines.
+            f @ (Format::Ndjson | Format::Csv) => {
+                let mut report = Report::default();
+                for_each_chunk(path, LINES_PER_PART, progress, |format, first_line, chunk| {
+                    debug_assert_eq!(format, f);
+                    let context = [("first_line", (first_line + 1).to_string())];
+                    let mut part = sub(WireFormat::Native(format), chunk.to_vec());
+                    part.patient = None;
+                    let accepted = match pipeline.decode_with(&part, &context) {
+                        Ok(a) => a,
+                        Err(e) => return Err(e.into()),
+                    };
+                    let mut r = durable(pipeline, accepted)?;
+                    for x in &mut r.rejected {
+                        x.index += first_line;
+                    }
+                    report.absorb(r);
+                    Ok(())
+                })?;
+                return Ok(report);
+            }
+            f => WireFormat::Native(f),
+        }
     };
+    let bytes = read_capped(fs::File::open(path)?, &name)?;
     let s = sub(format, bytes);
     let accepted = pipeline.decode(&s)?;
     durable(pipeline, accepted)
+}
+
+/// Calls `f(format, first line number (0-based), bytes)` for parts of `batch_lines` whole
+/// lines of a native NDJSON or CSV file (a CSV header is repeated at the start of every part
+/// and counts as its line -1), or once for a whole JSON document (at most
+/// [`MAX_WHOLE_FILE_BYTES`]). A line longer than [`MAX_LINE_BYTES`] fails with its number.
+/// `progress` gets the bytes read so far.
+pub fn for_each_chunk(
+    path: &Path,
+    batch_lines: usize,
+    progress: &mut dyn FnMut(u64),
+    mut f: impl FnMut(Format, usize, &[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let head = reader.fill_buf()?.to_vec();
+    let format = Format::sniff(&head);
+    if format == Format::Json {
+        let all = read_capped(reader, &path.display().to_string())?;
+        f(format, 0, &all)?;
+        progress(all.len() as u64);
+        return Ok(());
+    }
+    let mut chunk = Vec::with_capacity(8 << 20);
+    let mut header: Option<Vec<u8>> = None;
+    let (mut first_line, mut lines, mut read) = (0usize, 0usize, 0u64);
+    loop {
+        let before = chunk.len();
+        let n = (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut chunk)?;
+        if n > MAX_LINE_BYTES && !chunk.ends_with(b"\n") {
+            bail!("line {} is longer than {} bytes", first_line + lines + 1, MAX_LINE_BYTES);
+        }
+        read += n as u64;
+        if n > 0 && header.is_none() && format == Format::Csv && first_line == 0 && lines == 0 {
+            // Remember a CSV header so that the decoder of every part can skip it.
+            let line = &chunk[before..];
+            header = Some(if line.starts_with(b"patient") { line.to_vec() } else { Vec::new() });
+        }
+        if n > 0 {
+            lines += 1;
+        }
+        if (n == 0 && !chunk.is_empty()) || lines >= batch_lines.max(1) {
+            f(format, first_line, &chunk)?;
+            progress(read);
+            first_line += lines;
+            lines = 0;
+            chunk.clear();
+            // Later CSV parts start with the header again so line numbers stay exact:
+            // the header takes line "-1" of the part.
+            if let Some(h) = header.as_ref().filter(|h| !h.is_empty()) {
+                chunk.extend_from_slice(h);
+                first_line -= 1;
+                lines = 1;
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+    }
 }
 
 /// Stores what a part gave and waits until it is durable; an overloaded store is an error

@@ -140,6 +140,7 @@ fn poll(
     Ok(())
 }
 
+/// The content hash of a file or folder, read in blocks (never a whole file in memory).
 fn hash(unit: &Unit) -> anyhow::Result<String> {
     let mut h = Sha256::new();
     if unit.folder {
@@ -149,12 +150,24 @@ fn hash(unit: &Unit) -> anyhow::Result<String> {
         for f in files {
             h.update(f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default().as_bytes());
             h.update([0]);
-            h.update(fs::read(&f)?);
+            hash_file(&mut h, &f)?;
         }
     } else {
-        h.update(fs::read(&unit.path)?);
+        hash_file(&mut h, &unit.path)?;
     }
     Ok(hex::encode(h.finalize()))
+}
+
+fn hash_file(h: &mut Sha256, path: &Path) -> anyhow::Result<()> {
+    let mut f = fs::File::open(path)?;
+    let mut block = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut block)?;
+        if n == 0 {
+            return Ok(());
+        }
+        h.update(&block[..n]);
+    }
 }
 
 fn stamp(app: &AppState) -> String {

@@ -243,12 +243,18 @@ impl Pipeline {
 
     /// Decodes a body, keeps what it refused as a dead letter and counts every refusal.
     pub fn decode(&self, sub: &Submission) -> Result<Accepted, IngestError> {
+        self.decode_with(sub, &[])
+    }
+
+    /// [`decode`](Self::decode), recording `context` with a dead letter (where in a file
+    /// the part began, ...).
+    pub fn decode_with(&self, sub: &Submission, context: &[(&str, String)]) -> Result<Accepted, IngestError> {
         let started = Instant::now();
         let mut v = self.validator(sub.only.clone());
         let now = self.clock.now_ms();
         let patient = sub.patient.as_ref().map(PatientId::as_str);
         match sub.format.decode(&sub.body, patient, &self.mapping, &mut v, now) {
-            Ok(d) => Ok(Accepted { started, ..self.accept(sub, &sub.body, d.batch, d.events, d.unsupported, &[]) }),
+            Ok(d) => Ok(Accepted { started, ..self.accept(sub, &sub.body, d.batch, d.events, d.unsupported, context) }),
             Err(message) => {
                 let dead_letter = self.refuse(sub, &message);
                 Err(IngestError::Undecodable { message, dead_letter })

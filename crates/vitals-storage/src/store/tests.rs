@@ -253,3 +253,30 @@ fn a_read_over_its_point_budget_stops_before_or_while_reading() {
     assert!((101..=110).contains(&e), "{e}");
     assert_eq!(store.estimate(&req(0, 0)), 3001);
 }
+
+fn store_segments(dir: &Path) -> usize {
+    flush::segment_files(&dir.join("lake")).expect("count")
+}
+
+#[test]
+fn a_large_request_goes_into_several_wal_records_that_all_replay() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = StoreConfig { max_samples_per_record: 1000, ..StoreConfig::default() };
+    let store = open(dir.path(), cfg.clone());
+    let seq = store
+        .write((0..2500).map(|i| hr("p", "heart_rate", NOW - 3_000_000 + i * 1000, 60.0)).collect())
+        .expect("write");
+    assert_eq!(seq, 3, "answered with the seq of its last record: 1000 + 1000 + 500");
+    let next = store.write(vec![hr("p", "heart_rate", NOW, 61.0)]).expect("write");
+    assert_eq!(next, 4);
+    // A crash before any flush: the WAL's records are all there is.
+    store.inner.shutdown.store(true, Ordering::SeqCst);
+    let _ = store.tx.send(WriterMsg::Stop);
+    if let Some(h) = store.writer.lock().take() {
+        h.join().expect("writer");
+    }
+    drop(store);
+    assert!(store_segments(dir.path()) == 0, "nothing was flushed");
+    let store = open(dir.path(), cfg);
+    assert_eq!(count(&store, "heart_rate"), 2501);
+}

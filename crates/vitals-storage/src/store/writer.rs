@@ -88,7 +88,19 @@ pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample
         }
         return;
     }
-    let batches: Vec<&[Sample]> = writes.iter().map(|w| &w.0[..]).collect();
+    // One record per request, or several for a large one; a request is answered with the
+    // seq of its last record.
+    let per_record = inner.config.max_samples_per_record.max(1);
+    let mut batches: Vec<&[Sample]> = Vec::with_capacity(writes.len());
+    let mut last_record: Vec<u64> = Vec::with_capacity(writes.len());
+    for (samples, _) in &writes {
+        if samples.is_empty() {
+            batches.push(samples);
+        } else {
+            batches.extend(samples.chunks(per_record));
+        }
+        last_record.push(batches.len() as u64 - 1);
+    }
     match wal.append(&batches, inner.catalog) {
         Ok(first_seq) => {
             {
@@ -97,7 +109,7 @@ pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample
                     g.active.insert(samples);
                     note_patients(&mut g.patients, samples);
                 }
-                g.active.last_seq = first_seq + writes.len() as u64 - 1;
+                g.active.last_seq = first_seq + batches.len() as u64 - 1;
             }
             inner.buffered.fetch_add(n, Ordering::Relaxed);
             inner.in_flight.fetch_sub(n, Ordering::AcqRel);
@@ -112,8 +124,8 @@ pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample
                     .collect();
                 (picked, f.tx.clone())
             });
-            for (i, (_, done)) in writes.into_iter().enumerate() {
-                done(Ok(first_seq + i as u64));
+            for ((_, done), last) in writes.into_iter().zip(last_record) {
+                done(Ok(first_seq + last));
             }
             if let Some((picked, tx)) = feed
                 && !picked.is_empty()

@@ -2,7 +2,7 @@
 //! `cli/ingest`) or to a running server over HTTP; native files are streamed in chunks of
 //! whole lines.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -12,7 +12,7 @@ use vitals_core::{PatientId, Rejection};
 use vitals_ingest::Format;
 use vitals_ingest::health_auto_export::Unsupported;
 use vitals_server::config::Config;
-use vitals_server::source::file::ingest_path;
+use vitals_server::source::file::{for_each_chunk, ingest_path};
 use vitals_server::source::pipeline::{Pipeline, Report, Submission};
 use vitals_server::source::wire_format::WireFormat;
 
@@ -95,7 +95,9 @@ pub(crate) fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode
                 }
             }
         };
-        for_each_chunk(file, a.batch_lines, &bar, |format, first_line, chunk| {
+        let base = done_bytes;
+        let mut progress = |b: u64| bar.set_position(base + b);
+        for_each_chunk(file, a.batch_lines, &mut progress, |format, first_line, chunk| {
             let r = match (&client, pipeline) {
                 (Some(c), _) => post_chunk(c, format, chunk)?,
                 (None, Some(p)) => write_chunk(p, format, chunk)?,
@@ -105,6 +107,7 @@ pub(crate) fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode
             Ok(())
         })
         .with_context(|| format!("ingesting {}", file.display()))?;
+        done_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
         bar.suspend(|| eprintln!("{}: {} accepted, {} rejected", file.display(), tally.accepted, tally.rejected));
         all.accepted += tally.accepted;
         all.rejected += tally.rejected;
@@ -191,60 +194,6 @@ fn answer(v: &serde_json::Value) -> Report {
         .collect();
     let refused = v["rejected_total"].as_u64().map_or(rejected.len(), |n| n as usize);
     Report { accepted: v["accepted"].as_u64().unwrap_or(0) as usize, rejected, refused, ..Report::default() }
-}
-
-/// Calls `f(format, first line number (0-based), bytes)` for chunks of whole lines (NDJSON, CSV)
-/// or once for a whole JSON document.
-fn for_each_chunk(
-    path: &Path,
-    batch_lines: usize,
-    bar: &ProgressBar,
-    mut f: impl FnMut(Format, usize, &[u8]) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
-    let head = reader.fill_buf()?.to_vec();
-    let format = Format::sniff(&head);
-    if format == Format::Json {
-        let mut all = Vec::new();
-        reader.read_to_end(&mut all)?;
-        f(format, 0, &all)?;
-        bar.inc(all.len() as u64);
-        return Ok(());
-    }
-    let mut chunk = Vec::with_capacity(8 << 20);
-    let mut header: Option<Vec<u8>> = None;
-    let (mut first_line, mut lines) = (0usize, 0usize);
-    loop {
-        let before = chunk.len();
-        let n = reader.read_until(b'\n', &mut chunk)?;
-        if n > 0 && header.is_none() && format == Format::Csv && first_line == 0 && lines == 0 {
-            // Remember a CSV header so that the decoder of every chunk can skip it.
-            let line = &chunk[before..];
-            header = Some(if line.starts_with(b"patient") { line.to_vec() } else { Vec::new() });
-        }
-        if n > 0 {
-            lines += 1;
-        }
-        if (n == 0 && !chunk.is_empty()) || lines >= batch_lines {
-            let len = chunk.len();
-            f(format, first_line, &chunk)?;
-            bar.inc(len as u64);
-            first_line += lines;
-            lines = 0;
-            chunk.clear();
-            // Later CSV chunks start with the header again so line numbers stay exact:
-            // the header takes line "-1" of the chunk.
-            if let Some(h) = header.as_ref().filter(|h| !h.is_empty()) {
-                chunk.extend_from_slice(h);
-                first_line -= 1;
-                lines = 1;
-            }
-        }
-        if n == 0 {
-            return Ok(());
-        }
-    }
 }
 
 /// Writes a chunk of a native file into the data directory through the pipeline.

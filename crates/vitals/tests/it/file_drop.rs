@@ -137,3 +137,37 @@ fn dropped_files_are_ingested_once_and_set_aside_with_reports() {
     assert_eq!(entries[0]["status"], Value::String("duplicate".into()));
     assert!(entries.iter().any(|e| e["status"] == "failed" && e["name"] == "garbage.bin"), "{ledger}");
 }
+
+#[test]
+fn a_zip_bomb_and_an_endless_line_fail_with_the_limit_named_instead_of_filling_memory() {
+    use std::io::Write;
+    let server = TestServer::with_config(|c| {
+        c.file_drop.enabled = true;
+        c.file_drop.poll_interval = DurationMs(20);
+    });
+    let drop = server.data_dir().join("drop");
+    let inbox = drop.join("inbox");
+    eventually("the inbox", || inbox.exists());
+    // 300 MiB of one EDA value inflate from well under a MiB.
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    z.start_file("S1/EDA.csv", zip::write::SimpleFileOptions::default()).expect("entry");
+    z.write_all(b"1763690000\n4\n").expect("header");
+    let block = "0.1\n".repeat(1 << 18);
+    for _ in 0..300 {
+        z.write_all(block.as_bytes()).expect("inflates");
+    }
+    let bomb = z.finish().expect("zip").into_inner();
+    assert!(bomb.len() < 4 << 20, "{} bytes", bomb.len());
+    drop_file(&inbox, "fd-9/bomb.zip", &bomb);
+    let long = format!(
+        "{{\"patient\":\"fd-9\",\"metric\":\"heart_rate\",\"time\":0,\"value\":60,\"x\":\"{}\"}}\n",
+        "y".repeat(2 << 20)
+    );
+    drop_file(&inbox, "long.ndjson", long.as_bytes());
+    eventually("both failed", || find(&drop.join("failed"), ".error.txt").len() == 2);
+    let errors: Vec<String> =
+        find(&drop.join("failed"), ".error.txt").iter().map(|p| std::fs::read_to_string(p).expect("error")).collect();
+    assert!(errors.iter().any(|e| e.contains("EDA.csv in the zip is larger than 256 MiB")), "{errors:?}");
+    assert!(errors.iter().any(|e| e.contains("line 1 is longer than 1048576 bytes")), "{errors:?}");
+    assert!(names(&inbox).iter().all(|n| n.starts_with("fd-")), "not retried: {:?}", names(&inbox));
+}
