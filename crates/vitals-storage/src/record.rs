@@ -105,11 +105,18 @@ pub fn scan(bytes: &[u8], magic: [u8; 4], version: u32) -> Result<Scan<'_>, Head
             }
             Err(reason) => {
                 let tail = match next_valid_record(bytes, pos + 1) {
-                    Some(next) => Tail::Corrupt {
+                    Search::Found(next) => Tail::Corrupt {
                         offset: pos as u64,
                         reason: format!("{reason}; a valid record follows at offset {next}"),
                     },
-                    None => Tail::Torn { offset: pos as u64 },
+                    Search::GaveUp(at) => Tail::Corrupt {
+                        offset: pos as u64,
+                        reason: format!(
+                            "{reason}; the {} bytes after offset {at} could not all be searched for a valid record, so this is treated as damage, not a torn write",
+                            bytes.len() - at
+                        ),
+                    },
+                    Search::None => Tail::Torn { offset: pos as u64 },
                 };
                 return Ok(Scan { records, tail });
             }
@@ -132,9 +139,37 @@ fn record_at(bytes: &[u8], pos: usize) -> Result<&[u8], &'static str> {
     Ok(payload)
 }
 
-/// Looks for any valid record starting after `from` (only on the failure path).
-fn next_valid_record(bytes: &[u8], from: usize) -> Option<usize> {
-    (from..bytes.len().saturating_sub(FRAME_LEN)).find(|&p| record_at(bytes, p).is_ok())
+/// The most bytes checksummed while looking for a valid record after a bad one: every
+/// offset is a candidate, and checksumming each candidate's claimed length could take hours
+/// on a large damaged file. A torn write (a short tail) never comes near it.
+pub const MAX_SEARCH_BYTES: usize = 256 << 20;
+
+enum Search {
+    Found(usize),
+    /// No valid record anywhere after: the bad record was the end (a torn write).
+    None,
+    /// The budget ran out at this offset.
+    GaveUp(usize),
+}
+
+/// Looks for any valid record starting after `from` (only on the failure path), within
+/// [`MAX_SEARCH_BYTES`] of checksumming.
+fn next_valid_record(bytes: &[u8], from: usize) -> Search {
+    let mut budget = MAX_SEARCH_BYTES;
+    for p in from..bytes.len().saturating_sub(FRAME_LEN) {
+        let len = u32::from_le_bytes([bytes[p], bytes[p + 1], bytes[p + 2], bytes[p + 3]]) as usize;
+        if len == 0 || len > MAX_RECORD_LEN || p + FRAME_LEN + len > bytes.len() {
+            continue;
+        }
+        if len > budget {
+            return Search::GaveUp(p);
+        }
+        budget -= len;
+        if record_at(bytes, p).is_ok() {
+            return Search::Found(p);
+        }
+    }
+    Search::None
 }
 
 #[cfg(test)]
@@ -156,6 +191,22 @@ mod tests {
 
     fn payloads() -> impl Strategy<Value = Vec<Vec<u8>>> {
         prop::collection::vec(prop::collection::vec(any::<u8>(), 1..40), 1..6)
+    }
+
+    #[test]
+    fn damage_early_in_a_large_file_is_found_quickly_not_searched_for_hours() {
+        // A good record, then 64 MiB in which every offset claims a plausible length.
+        let (mut bytes, _) = file(&[b"good".to_vec()]);
+        let damaged_at = bytes.len();
+        for _ in 0..(16 << 20) {
+            bytes.extend_from_slice(&[0, 0, 0x40, 0]);
+        }
+        // (Without the budget this scan runs for hours.)
+        let s = scan(&bytes, MAGIC, 1).expect("header");
+        assert_eq!(s.records.len(), 1);
+        let Tail::Corrupt { offset, reason } = s.tail else { panic!("{:?}", s.tail) };
+        assert_eq!(offset as usize, damaged_at);
+        assert!(reason.contains("could not all be searched"), "{reason}");
     }
 
     #[test]
