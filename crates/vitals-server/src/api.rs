@@ -26,7 +26,7 @@ use axum::middleware;
 use axum::routing::{MethodFilter, get, post};
 
 use self::error::{ApiError, Code};
-use self::guard::Guard;
+use self::guard::{Guard, Load};
 use crate::app::AppState;
 use crate::auth::credentials::Credentials;
 use crate::authz::Action;
@@ -51,7 +51,7 @@ struct Routes {
 }
 
 impl Routes {
-    fn add<H, T>(&mut self, method: Method, path: &str, action: Action, credentials: Credentials, limit: bool, h: H)
+    fn add<H, T>(&mut self, method: Method, path: &str, action: Action, credentials: Credentials, limit: Load, h: H)
     where
         H: axum::handler::Handler<T, AppState>,
         T: 'static,
@@ -61,8 +61,8 @@ impl Routes {
             Err(_) => unreachable!("routes use standard methods"),
         };
         let mut route = axum::routing::on(filter, h);
-        if limit {
-            route = route.route_layer(middleware::from_fn_with_state(self.app.clone(), guard::limit_writes));
+        if limit != Load::Light {
+            route = route.route_layer(middleware::from_fn_with_state((self.app.clone(), limit), guard::limit));
         }
         let guard = Guard { app: self.app.clone(), action, credentials };
         let route = route.route_layer(middleware::from_fn_with_state(guard, guard::require));
@@ -71,19 +71,19 @@ impl Routes {
     }
 
     fn get<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
-        self.add(Method::GET, path, a, Credentials::Bearer, false, h);
+        self.add(Method::GET, path, a, Credentials::Bearer, Load::Light, h);
         self
     }
     fn post<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
-        self.add(Method::POST, path, a, Credentials::Bearer, false, h);
+        self.add(Method::POST, path, a, Credentials::Bearer, Load::Light, h);
         self
     }
     fn put<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
-        self.add(Method::PUT, path, a, Credentials::Bearer, false, h);
+        self.add(Method::PUT, path, a, Credentials::Bearer, Load::Light, h);
         self
     }
     fn delete<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, a: Action, h: H) -> &mut Self {
-        self.add(Method::DELETE, path, a, Credentials::Bearer, false, h);
+        self.add(Method::DELETE, path, a, Credentials::Bearer, Load::Light, h);
         self
     }
     /// A sample-writing route: concurrency-limited.
@@ -93,7 +93,23 @@ impl Routes {
         c: Credentials,
         h: H,
     ) -> &mut Self {
-        self.add(Method::POST, path, Action::WriteSamples, c, true, h);
+        self.add(Method::POST, path, Action::WriteSamples, c, Load::Write, h);
+        self
+    }
+    /// The live stream of a patient: at most so many open at once.
+    fn add_live<H: axum::handler::Handler<T, AppState>, T: 'static>(&mut self, path: &str, h: H) -> &mut Self {
+        self.add(Method::GET, path, Action::ReadPatientData, Credentials::Bearer, Load::Live, h);
+        self
+    }
+    /// A route whose work grows with the data it reads: concurrency-limited.
+    fn heavy<H: axum::handler::Handler<T, AppState>, T: 'static>(
+        &mut self,
+        method: Method,
+        path: &str,
+        a: Action,
+        h: H,
+    ) -> &mut Self {
+        self.add(method, path, a, Credentials::Bearer, Load::Heavy, h);
         self
     }
 }
@@ -122,13 +138,13 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .post("/api/v1/patients", A::CreatePatient, patients_api::create)
         .get("/api/v1/patients/{patient}/identity", A::ReadIdentity, patients_api::get_identity)
         .put("/api/v1/patients/{patient}/identity", A::WriteIdentity, patients_api::put_identity)
-        .get("/api/v1/patients/{patient}/export", A::ExportPatient, patients_api::export)
+        .heavy(Method::GET, "/api/v1/patients/{patient}/export", A::ExportPatient, patients_api::export)
         .delete("/api/v1/patients/{patient}", A::ErasePatient, patients_api::erase)
         .get("/api/v1/patients/{patient}/events", A::ReadPatientData, series_api::events)
         .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
-        .get("/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
-        .get("/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
-        .get("/api/v1/patients/{patient}/live", A::ReadPatientData, dashboard_api::live)
+        .heavy(Method::GET, "/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
+        .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
+        .add_live("/api/v1/patients/{patient}/live", dashboard_api::live)
         .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
         .get("/api/v1/overview", A::ListPatients, dashboard_api::overview)
         .get("/api/v1/me", A::Me, people_api::me)
@@ -164,7 +180,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .delete("/api/v1/cohorts/{name}", A::ManageCohorts, cohorts_api::delete)
         .get("/api/v1/rules", A::ReadRules, rules_api::list)
         .post("/api/v1/rules", A::ManageRules, rules_api::create)
-        .post("/api/v1/rules/backtest", A::Backtest, rules_api::backtest)
+        .heavy(Method::POST, "/api/v1/rules/backtest", A::Backtest, rules_api::backtest)
         .get("/api/v1/rules/{name}", A::ReadRules, rules_api::get_one)
         .put("/api/v1/rules/{name}", A::ManageRules, rules_api::replace)
         .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete);
@@ -179,6 +195,9 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .route("/assets/{name}", get(web::asset))
         .fallback(|| async { ApiError::new(Code::NotFound, "no such route") })
         .layer(DefaultBodyLimit::max(app.config.server.body_limit_bytes))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(std::time::Duration::from_millis(
+            app.config.server.body_idle_timeout.as_ms().max(1) as u64,
+        )))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(app);
     (router, specs)
@@ -192,22 +211,22 @@ fn nightscout(r: &mut Routes) {
     use nightscout_api as ns;
     let base = "/nightscout/{patient}/api/v1";
     for path in ["entries", "entries.json"] {
-        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, ns::post_entries);
-        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, ns::get_entries);
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_entries);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_entries);
     }
     for path in ["entries/sgv.json", "entries/sgv"] {
-        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, ns::get_sgv);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_sgv);
     }
-    r.add(Method::GET, &format!("{base}/entries/mbg.json"), Read, Ns, false, ns::get_mbg);
-    r.add(Method::GET, &format!("{base}/entries/current.json"), Read, Ns, false, ns::get_current);
+    r.add(Method::GET, &format!("{base}/entries/mbg.json"), Read, Ns, Load::Light, ns::get_mbg);
+    r.add(Method::GET, &format!("{base}/entries/current.json"), Read, Ns, Load::Light, ns::get_current);
     for path in ["devicestatus", "devicestatus.json"] {
-        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, ns::post_devicestatus);
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_devicestatus);
     }
     for path in ["treatments", "treatments.json"] {
-        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, false, ns::post_treatments);
-        r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, false, ns::post_treatments);
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_treatments);
+        r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_treatments);
     }
     for path in ["status.json", "status"] {
-        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, false, ns::status);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::status);
     }
 }

@@ -50,6 +50,13 @@ pub struct App {
     pub catalog: &'static Catalog,
     /// Permits for write requests in progress (see `server.max_concurrent_writes`).
     pub write_permits: Arc<Semaphore>,
+    /// Permits for reads whose work grows with the data (`server.max_concurrent_heavy`).
+    pub heavy_permits: Arc<Semaphore>,
+    /// Permits for open live streams (`server.max_live_streams`).
+    pub live_permits: Arc<Semaphore>,
+    /// Permits for sign-ins being checked (Argon2 takes memory and a core each;
+    /// `auth.max_concurrent_logins`).
+    pub login_permits: Arc<Semaphore>,
     pub dead_letters: Arc<DeadLetters>,
     pub events: Arc<EventStore>,
     pub rules: Arc<RuleStore>,
@@ -77,6 +84,9 @@ impl App {
         let vault = Arc::new(stores::open_vault(&config)?);
         let auditor = Auditor::start(directory.meta_arc())?;
         let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
+        let heavy_permits = Arc::new(Semaphore::new(config.server.max_concurrent_heavy));
+        let live_permits = Arc::new(Semaphore::new(config.server.max_live_streams));
+        let login_permits = Arc::new(Semaphore::new(config.auth.max_concurrent_logins));
         let telemetry = Arc::new(Telemetry::new());
         let pipeline = Arc::new(Pipeline::new(
             store.clone(),
@@ -102,6 +112,9 @@ impl App {
             telemetry,
             catalog: Catalog::standard(),
             write_permits,
+            heavy_permits,
+            live_permits,
+            login_permits,
             dead_letters,
             events,
             rules,

@@ -54,6 +54,8 @@ pub struct MqttListenerConfig {
     pub require_client_cert: bool,
     /// Topics are `<topic_prefix>/<patient>/samples` and `.../health-auto-export`.
     pub topic_prefix: String,
+    /// Connections open at once; more are closed as they come.
+    pub max_connections: usize,
 }
 
 impl Default for MqttListenerConfig {
@@ -66,6 +68,7 @@ impl Default for MqttListenerConfig {
             client_ca: PathBuf::new(),
             require_client_cert: true,
             topic_prefix: "vitals".into(),
+            max_connections: 1024,
         }
     }
 }
@@ -85,6 +88,9 @@ pub struct AuthConfig {
     /// How long a session lasts when the sign-in asked to keep the screen signed in (a
     /// kiosk or mirror); its cookie also outlives a browser restart.
     pub kept_session_ttl: DurationMs,
+    /// Sign-ins checked at once (each Argon2 check takes 19 MiB and a core for tens of ms);
+    /// more get 503 with Retry-After.
+    pub max_concurrent_logins: usize,
 }
 
 impl Default for AuthConfig {
@@ -95,6 +101,7 @@ impl Default for AuthConfig {
             login_attempts_per_minute: 20,
             session_ttl: DurationMs(12 * 3_600_000),
             kept_session_ttl: DurationMs(30 * 86_400_000),
+            max_concurrent_logins: 4,
         }
     }
 }
@@ -224,6 +231,13 @@ pub struct ServerConfig {
     /// Write requests handled at once; more get 503 with Retry-After before their body is
     /// read, so request bodies in memory stay below this times `body_limit_bytes`.
     pub max_concurrent_writes: usize,
+    /// Reads whose work grows with the data (charts, glucose, backtests, exports) at once;
+    /// more get 503 with Retry-After.
+    pub max_concurrent_heavy: usize,
+    /// Live streams (server-sent events) open at once; more get 503.
+    pub max_live_streams: usize,
+    /// A request body that sends nothing for this long ends with an error.
+    pub body_idle_timeout: DurationMs,
     /// PEM certificate chain for HTTPS; empty: plain HTTP (for 127.0.0.1 or behind a proxy).
     pub tls_cert: PathBuf,
     /// PEM private key of `tls_cert`.
@@ -272,6 +286,9 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 64 << 20,
             max_concurrent_writes: 32,
+            max_concurrent_heavy: 4,
+            max_live_streams: 256,
+            body_idle_timeout: DurationMs(30_000),
             tls_cert: PathBuf::new(),
             tls_key: PathBuf::new(),
             tls_client_ca: PathBuf::new(),
@@ -388,8 +405,16 @@ impl Config {
         if config.server.listen.parse::<SocketAddr>().is_err() {
             problems.push(format!("server.listen {:?} is not an address like 127.0.0.1:8080", config.server.listen));
         }
-        if config.server.max_concurrent_writes == 0 {
-            problems.push("server.max_concurrent_writes must be positive".into());
+        for (name, v) in [
+            ("server.max_concurrent_writes", config.server.max_concurrent_writes),
+            ("server.max_concurrent_heavy", config.server.max_concurrent_heavy),
+            ("server.max_live_streams", config.server.max_live_streams),
+            ("auth.max_concurrent_logins", config.auth.max_concurrent_logins),
+            ("mqtt_listener.max_connections", config.mqtt_listener.max_connections),
+        ] {
+            if v == 0 {
+                problems.push(format!("{name} must be positive"));
+            }
         }
         if config.server.body_limit_bytes < 1024 {
             problems.push("server.body_limit_bytes must be at least 1024".into());

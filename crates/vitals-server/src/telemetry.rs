@@ -23,6 +23,11 @@ pub struct SourceLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoadLabel {
+    pub load: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NoticeLabel {
     pub channel: String,
     /// delivered, retry or dead
@@ -54,6 +59,8 @@ pub struct Telemetry {
     pub mqtt_connected: Gauge,
     pub mqtt_connection_errors: Counter,
     pub file_drop_failed: Counter,
+    /// Requests holding a slot of a limited class (`write`, `heavy`, `live`, `login`).
+    pub slots_in_use: Family<LoadLabel, Gauge>,
     wal_bytes: Gauge<u64, AtomicU64>,
     segments: Gauge,
     segment_bytes: Gauge<u64, AtomicU64>,
@@ -88,6 +95,7 @@ impl Telemetry {
             mqtt_connected: Gauge::default(),
             mqtt_connection_errors: Counter::default(),
             file_drop_failed: Counter::default(),
+            slots_in_use: Family::default(),
             wal_bytes: Gauge::default(),
             segments: Gauge::default(),
             segment_bytes: Gauge::default(),
@@ -141,6 +149,11 @@ impl Telemetry {
             "file_drop_failed",
             "Dropped files that failed and moved to failed/",
             t.file_drop_failed.clone(),
+        );
+        registry.register(
+            "slots_in_use",
+            "Requests holding a slot of a limited class (write, heavy, live, login)",
+            t.slots_in_use.clone(),
         );
         registry.register("mqtt_malformed", "MQTT payloads refused as a whole", t.mqtt_malformed.clone());
         registry.register("mqtt_connected", "1 while connected to the MQTT broker", t.mqtt_connected.clone());

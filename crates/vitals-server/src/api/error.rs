@@ -28,6 +28,7 @@ pub enum Code {
     Overloaded,
     AccountLocked,
     RateLimited,
+    RequestTimeout,
     Unavailable,
     Internal,
 }
@@ -50,6 +51,7 @@ impl Code {
             Code::Overloaded => "overloaded",
             Code::AccountLocked => "account_locked",
             Code::RateLimited => "rate_limited",
+            Code::RequestTimeout => "request_timeout",
             Code::Unavailable => "unavailable",
             Code::Internal => "internal",
         }
@@ -67,6 +69,7 @@ impl Code {
             Code::Conflict => StatusCode::CONFLICT,
             Code::AccountLocked => StatusCode::LOCKED,
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Overloaded | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }

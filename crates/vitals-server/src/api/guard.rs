@@ -111,9 +111,55 @@ pub(crate) async fn require(State(g): State<Guard>, mut req: Request, next: Next
 }
 
 /// Sheds write requests beyond `server.max_concurrent_writes` before their body is read.
-pub(crate) async fn limit_writes(State(app): State<AppState>, req: Request, next: Next) -> Response {
-    let Ok(_permit) = app.write_permits.clone().try_acquire_owned() else {
-        return ApiError::new(Code::Overloaded, "too many write requests at once; retry shortly").into_response();
+/// What a route costs, for the limits on how many run at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Load {
+    /// Bounded work: no limit beyond the server's.
+    Light,
+    /// Writes samples: `server.max_concurrent_writes` at once, each within
+    /// [`WRITE_REQUEST_TIMEOUT`] (so a slow upload cannot hold a permit for ever).
+    Write,
+    /// Work that grows with the data read (charts, glucose, backtests, exports).
+    Heavy,
+    /// A live stream (server-sent events), open for long.
+    Live,
+}
+
+/// The longest a write request may take, body upload and durability included.
+pub(crate) const WRITE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Sheds requests beyond their class's limit (503 with `Retry-After`) before their body is
+/// read; write requests also end with 408 past [`WRITE_REQUEST_TIMEOUT`].
+pub(crate) async fn limit(State((app, load)): State<(AppState, Load)>, req: Request, next: Next) -> Response {
+    let (permits, what) = match load {
+        Load::Light => return next.run(req).await,
+        Load::Write => (&app.write_permits, "write requests"),
+        Load::Heavy => (&app.heavy_permits, "heavy reads (charts, backtests, exports)"),
+        Load::Live => (&app.live_permits, "live streams"),
     };
-    next.run(req).await
+    let Ok(_permit) = permits.clone().try_acquire_owned() else {
+        return ApiError::new(Code::Overloaded, format!("too many {what} at once; retry shortly")).into_response();
+    };
+    if load == Load::Live {
+        // A stream's slot is held as long as its body is sent, not just until it starts.
+        use futures_util::StreamExt as _;
+        let (parts, body) = next.run(req).await.into_parts();
+        let held = body.into_data_stream().map(move |chunk| {
+            let _ = &_permit;
+            chunk
+        });
+        return Response::from_parts(parts, axum::body::Body::from_stream(held));
+    }
+    if load != Load::Write {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(WRITE_REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut r =
+                ApiError::new(Code::RequestTimeout, "the request took too long (a slow upload?)").into_response();
+            crate::api::error::closing(&mut r);
+            r
+        }
+    }
 }

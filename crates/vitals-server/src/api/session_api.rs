@@ -59,6 +59,9 @@ pub(crate) async fn login(State(app): State<AppState>, req: axum::extract::Reque
         max_failed: app.config.auth.max_failed_logins.max(1),
         lockout_ms: app.config.auth.lockout.as_ms(),
     };
+    let Ok(_permit) = app.login_permits.clone().try_acquire_owned() else {
+        return Err(ApiError::new(Code::Overloaded, "too many sign-ins at once; retry shortly"));
+    };
     let directory_result = {
         let app = app.clone();
         let (name, password) = (form.name.clone(), form.password);

@@ -10,6 +10,7 @@ use vitals_core::time::format_time;
 
 use crate::api::error::{ApiError, Code};
 use crate::app::AppState;
+use crate::telemetry::LoadLabel;
 
 /// `GET /healthz`: 200 while storage works (no credentials).
 pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
@@ -24,6 +25,16 @@ pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
 
 /// `GET /metrics`: Prometheus text.
 pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
+    let c = &app.config;
+    for (load, permits, max) in [
+        ("write", &app.write_permits, c.server.max_concurrent_writes),
+        ("heavy", &app.heavy_permits, c.server.max_concurrent_heavy),
+        ("live", &app.live_permits, c.server.max_live_streams),
+        ("login", &app.login_permits, c.auth.max_concurrent_logins),
+    ] {
+        let used = max.saturating_sub(permits.available_permits());
+        app.telemetry.slots_in_use.get_or_create(&LoadLabel { load: load.into() }).set(used as i64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         app.telemetry.render(&app.store, &app.dead_letters),

@@ -26,6 +26,9 @@ use crate::auth::Principal;
 use crate::authz::{self, Action};
 use crate::shutdown::Shutdown;
 
+/// The largest packet read before the client has authenticated (a CONNECT is small).
+const MAX_CONNECT_BYTES: usize = 64 << 10;
+
 /// The listener's address and its task.
 type Listening = (std::net::SocketAddr, tokio::task::JoinHandle<anyhow::Result<()>>);
 
@@ -52,6 +55,7 @@ pub(crate) async fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<O
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "mqtt listener (TLS) ready");
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(cfg.max_connections));
     let task = tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -59,10 +63,16 @@ pub(crate) async fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<O
                 () = shutdown.triggered() => return Ok(()),
             };
             let Ok((tcp, peer)) = accepted else { continue };
+            // At most `mqtt_listener.max_connections` at once; more are closed at once.
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                tracing::warn!(client = %peer, "mqtt: too many connections; closed");
+                continue;
+            };
             let acceptor = acceptor.clone();
             let app = app.clone();
             let shutdown = shutdown.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
@@ -127,7 +137,8 @@ where
     let max = app.config.server.body_limit_bytes;
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = BytesMut::with_capacity(4096);
-    let first = next_packet(&mut rd, &mut buf, max, Some(Duration::from_secs(10))).await?;
+    // Before it is known who is connecting, a packet may only be a small CONNECT.
+    let first = next_packet(&mut rd, &mut buf, max.min(MAX_CONNECT_BYTES), Some(Duration::from_secs(10))).await?;
     let Some(Packet::Connect(connect)) = first else { anyhow::bail!("the first packet was not CONNECT") };
     let now = app.clock.now_ms();
     let by_cert = cert.as_deref().and_then(|fp| app.directory.authenticate_cert(fp, now));

@@ -14,6 +14,7 @@ mod file_drop;
 mod harness;
 mod health_auto_export;
 mod lake;
+mod limits;
 mod line_protocol;
 mod mqtt;
 mod nightscout;
