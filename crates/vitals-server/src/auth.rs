@@ -110,14 +110,24 @@ fn dummy_hash() -> &'static str {
 }
 
 /// A principal without a user (a device, or an admin token): it reaches its bound patient
-/// only, or every patient.
-fn bound(actor: String, name: String, role: Role, patient: Option<&str>) -> Principal {
-    let patient = patient.and_then(|p| PatientId::new(p).ok());
+/// only, or every patient. A binding that does not parse (a damaged or hand-edited row)
+/// authenticates nobody: it never widens into no binding at all.
+fn bound(actor: String, name: String, role: Role, patient: Option<&str>) -> Option<Principal> {
+    let patient = match patient {
+        Some(p) => match PatientId::new(p) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                tracing::error!(actor = %actor, error = %e, "a credential's patient binding is invalid; refused");
+                return None;
+            }
+        },
+        None => None,
+    };
     let scope = match &patient {
         Some(p) => Scope::Patients([p.to_string()].into()),
         None => Scope::All,
     };
-    Principal { actor, name, role, user_id: None, patient, scope, csrf: None }
+    Some(Principal { actor, name, role, user_id: None, patient, scope, csrf: None })
 }
 
 fn sha1_hex(secret: &str) -> String {
@@ -223,7 +233,7 @@ impl Directory {
                 let user = self.meta.user(uid).ok()??;
                 self.principal_of_user(&user)
             }
-            None => Some(bound(format!("token:{}", t.id), t.name.clone(), t.role, t.patient.as_deref())),
+            None => bound(format!("token:{}", t.id), t.name.clone(), t.role, t.patient.as_deref()),
         }
     }
 
@@ -232,7 +242,12 @@ impl Directory {
         if user.disabled {
             return None;
         }
-        let patient = user.patient.as_deref().and_then(|p| PatientId::new(p).ok());
+        let patient = match user.patient.as_deref().map(PatientId::new) {
+            Some(Ok(p)) => Some(p),
+            // A patient account bound to nothing valid reaches nothing: refused.
+            Some(Err(_)) => return None,
+            None => None,
+        };
         let scope = match user.role {
             Role::Admin | Role::Analyst => Scope::All,
             Role::Patient => Scope::Patients(patient.iter().map(|p| p.to_string()).collect()),
@@ -267,7 +282,7 @@ impl Directory {
         if c.revoked_ms.is_some_and(|r| r <= now_ms) {
             return None;
         }
-        Some(bound(format!("cert:{}", c.id), c.name, Role::Device, c.patient.as_deref()))
+        bound(format!("cert:{}", c.id), c.name, Role::Device, c.patient.as_deref())
     }
 
     /// Registers a device's client certificate (PEM or DER), bound to a patient if given.
@@ -569,6 +584,25 @@ mod tests {
         let (cookie, csrf) = d.start_session(&user, 10, 1000).expect("session");
         assert_eq!(d.authenticate_session(&cookie, 11).and_then(|p| p.csrf), Some(csrf));
         assert!(d.authenticate_session(&cookie, 1010).is_none(), "expired");
+    }
+
+    #[test]
+    fn a_binding_that_does_not_parse_authenticates_nobody() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = Directory::open(dir.path()).expect("open");
+        let (t, secret) =
+            d.create("watch", Role::Device, Some("device-secret-0123456789"), Some("p-1"), 1).expect("dev");
+        assert!(d.authenticate(&secret, 2).is_some());
+        // The row damaged or edited by hand: the binding is no pseudonym any more.
+        let broken = Token {
+            patient: Some("not a pseudonym!".into()),
+            id: "tok-broken".into(),
+            sha256: sha256_hex("broken-secret-0123456789"),
+            api_secret_sha256: None,
+            ..t
+        };
+        d.meta().create_token(&broken).expect("insert");
+        assert!(d.authenticate("broken-secret-0123456789", 2).is_none(), "not widened to every patient");
     }
 
     #[test]
