@@ -185,18 +185,20 @@ pub(crate) async fn handle_with_prefix(app: &AppState, p: &Publish, prefix: &str
     let malformed = |sub: &Submission, why: String| {
         app.telemetry.mqtt_malformed.inc();
         tracing::warn!(topic = %p.topic, reason = %why, "mqtt payload refused");
-        app.pipeline.refuse(sub, &format!("topic {}: {why}", p.topic));
+        // Keeping the dead letter syncs a file: off the async workers.
+        let (pipeline, sub, why) = (app.pipeline.clone(), sub.clone(), format!("topic {}: {why}", p.topic));
+        tokio::task::spawn_blocking(move || pipeline.refuse(&sub, &why))
     };
     let patient = match PatientId::new(patient_raw) {
         Ok(pid) => pid,
         Err(e) => {
-            malformed(&sub, format!("patient {patient_raw:?} {e}"));
+            let _ = malformed(&sub, format!("patient {patient_raw:?} {e}")).await;
             let _ = tx.send(true);
             return rx;
         }
     };
     if !matches!(kind, "samples" | "health-auto-export") {
-        malformed(&sub, format!("unknown topic kind {kind:?} (use samples or health-auto-export)"));
+        let _ = malformed(&sub, format!("unknown topic kind {kind:?} (use samples or health-auto-export)")).await;
         let _ = tx.send(true);
         return rx;
     }
@@ -204,9 +206,16 @@ pub(crate) async fn handle_with_prefix(app: &AppState, p: &Publish, prefix: &str
         WireFormat::HealthAutoExport => sub.patient(Some(patient)),
         _ => sub.only(Some(patient)),
     };
-    let accepted = match app.pipeline.decode(&sub) {
-        Ok(a) => a,
-        Err(e) => {
+    // Decoding may keep a dead letter (a synced file): off the async workers.
+    let pipeline = app.pipeline.clone();
+    let decoded = tokio::task::spawn_blocking(move || pipeline.decode(&sub)).await;
+    let accepted = match decoded {
+        Ok(Ok(a)) => a,
+        Err(_) => {
+            let _ = tx.send(false);
+            return rx;
+        }
+        Ok(Err(e)) => {
             // Kept as a dead letter by the pipeline.
             app.telemetry.mqtt_malformed.inc();
             tracing::warn!(topic = %p.topic, reason = %e, "mqtt payload refused");

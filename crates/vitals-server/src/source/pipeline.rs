@@ -34,9 +34,6 @@ pub const MAX_REPORTED: usize = 1000;
 /// The dead-letter context key of the patient the sender was bound to.
 const ONLY_PATIENT: &str = "only_patient";
 
-/// Bodies larger than this are decoded on a blocking thread.
-const INLINE_DECODE_BYTES: usize = 256 * 1024;
-
 /// One body to take in, as it came.
 #[derive(Debug, Clone)]
 pub struct Submission {
@@ -336,9 +333,17 @@ impl Pipeline {
 
     /// [`submit`](Self::submit) for async callers that may wait out an overload for up to
     /// `overload_retry` (MQTT: the broker's message stays unacknowledged meanwhile).
-    pub async fn submit_retrying(&self, accepted: Accepted, overload_retry: Duration) -> Result<Pending, IngestError> {
+    pub async fn submit_retrying(
+        self: &Arc<Self>,
+        accepted: Accepted,
+        overload_retry: Duration,
+    ) -> Result<Pending, IngestError> {
         let deadline = Instant::now() + overload_retry;
-        let (samples, u) = self.store_events(accepted)?;
+        let p = self.clone();
+        // Storing events syncs a file: off the async workers.
+        let (samples, u) = tokio::task::spawn_blocking(move || p.store_events(accepted))
+            .await
+            .map_err(|_| IngestError::ShuttingDown)??;
         loop {
             // A copy for each try before the deadline, the samples themselves for the last.
             if Instant::now() >= deadline {
@@ -376,17 +381,14 @@ impl Pipeline {
         Pending { rx, report: u.report, started: u.started, telemetry: self.telemetry.clone() }
     }
 
-    /// Takes a body in: decodes (large bodies and those with events off the async
-    /// workers), submits, and resolves once durable.
+    /// Takes a body in: decodes and submits on a blocking thread, and resolves once durable.
     pub async fn ingest(self: &Arc<Self>, sub: Submission) -> Result<Report, IngestError> {
-        let pending = if sub.body.len() > INLINE_DECODE_BYTES || sub.format.needs_patient() {
-            let p = self.clone();
-            tokio::task::spawn_blocking(move || p.submit(p.decode(&sub)?))
-                .await
-                .map_err(|_| IngestError::ShuttingDown)??
-        } else {
-            self.submit(self.decode(&sub)?)?
-        };
+        // Decoding may keep a dead letter and storing events syncs a file: never on the
+        // async workers.
+        let p = self.clone();
+        let pending = tokio::task::spawn_blocking(move || p.submit(p.decode(&sub)?))
+            .await
+            .map_err(|_| IngestError::ShuttingDown)??;
         pending.durable().await
     }
 
