@@ -100,6 +100,13 @@ pub(crate) async fn require(State(g): State<Guard>, mut req: Request, next: Next
         return refuse(g.credentials, axum::http::StatusCode::FORBIDDEN, &denied.to_string());
     }
     req.extensions_mut().insert::<Principal>(principal.clone());
+    // Changes that cannot be undone or that touch identity are recorded before they are
+    // made: no erasure or identity change happens without its entry being durable first.
+    if matches!(g.action, Action::ErasePatient | Action::WriteIdentity)
+        && let Err(e) = g.app.auditor.record(event("requested", patient.clone())).await
+    {
+        return ApiError::internal(format!("recording the audit entry: {e:#}")).into_response();
+    }
     let response = next.run(req).await;
     let patient = response.extensions().get::<AuditPatient>().map(|p| p.0.clone()).or(patient);
     let outcome = if response.status().is_success() { "ok" } else { "failed" };
@@ -110,7 +117,6 @@ pub(crate) async fn require(State(g): State<Guard>, mut req: Request, next: Next
     }
 }
 
-/// Sheds write requests beyond `server.max_concurrent_writes` before their body is read.
 /// What a route costs, for the limits on how many run at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Load {

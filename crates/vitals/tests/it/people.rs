@@ -384,3 +384,20 @@ fn erasure_reaches_the_file_drops_copies_reports_ledger_and_damaged_wal_files() 
         .collect();
     assert!(kept.iter().any(|t| t.contains(other)), "the other patient's line stays: {kept:?}");
 }
+
+#[test]
+fn erasure_and_identity_changes_are_recorded_before_they_are_made() {
+    let server = TestServer::start();
+    let p = "p-audited-1";
+    assert_eq!(server.ingest(&json!([{"patient": p, "metric": "heart_rate", "time": NOW, "value": 60}])).status, 200);
+    let identity = json!({"name": "Ada Byron"});
+    assert_eq!(admin_json(&server, "PUT", &format!("/api/v1/patients/{p}/identity"), &identity).status, 200);
+    assert_eq!(admin_json(&server, "DELETE", &format!("/api/v1/patients/{p}"), &json!({})).status, 200);
+    for action in ["identity.update", "patient.erase"] {
+        let audit = server.get(&format!("/api/v1/audit?action={action}"), Some(ADMIN)).json();
+        // Newest first: the outcome, then the request recorded before the change was made.
+        let outcomes: Vec<&str> =
+            audit["entries"].as_array().expect("entries").iter().filter_map(|e| e["outcome"].as_str()).collect();
+        assert_eq!(outcomes, ["ok", "requested"], "{action}: {audit}");
+    }
+}
