@@ -288,10 +288,14 @@ fn erasure_leaves_no_row_and_no_file_byte_of_the_patient_anywhere_but_the_audit_
             }
         }
     }
-    let erased: i64 = db
-        .query_row("SELECT count(*) FROM audit WHERE patient = ?1 AND action = 'patient.erase'", [&p], |r| r.get(0))
+    let erased: Vec<String> = db
+        .prepare("SELECT outcome FROM audit WHERE patient = ?1 AND action = 'patient.erase' ORDER BY seq")
+        .expect("q")
+        .query_map([&p], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
         .expect("audit");
-    assert_eq!(erased, 1, "the erasure itself is audited");
+    assert_eq!(erased, ["requested", "ok"], "the erasure itself is audited, first before it is made");
     // The other patient keeps everything; the API knows nothing of the erased one.
     assert_eq!(server.get("/api/v1/patients/p-keep/latest", Some(ADMIN)).status, 200);
     assert_eq!(server.get(&format!("/api/v1/patients/{p}/latest",), Some(ADMIN)).status, 404);
