@@ -95,7 +95,13 @@ pub struct NewToken<'a> {
 /// People, tokens and sessions of a data directory.
 pub struct Directory {
     meta: Arc<dyn MetaStore>,
+    /// Failed sign-ins of names that are no account, counted like accounts' so that a
+    /// lockout answer does not tell which names exist.
+    ghosts: parking_lot::Mutex<std::collections::HashMap<String, (u32, Option<i64>)>>,
 }
+
+/// Names of no account whose failures are remembered at most (the oldest lockouts go first).
+const MAX_GHOSTS: usize = 10_000;
 
 impl std::fmt::Debug for Directory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -141,7 +147,7 @@ impl Directory {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let paths = DataDir::new(data_dir);
         let meta = SqliteMeta::open(&paths.meta())?;
-        let dir = Directory { meta: Arc::new(meta) };
+        let dir = Directory { meta: Arc::new(meta), ghosts: Default::default() };
         dir.import_legacy(&paths)?;
         Ok(dir)
     }
@@ -433,7 +439,7 @@ impl Directory {
         let store = |e: MetaError| LoginError::Store(e.to_string());
         let Some(user) = self.meta.user(name).map_err(store)? else {
             password::verify(password, dummy_hash());
-            return Err(LoginError::Invalid);
+            return Err(self.ghost_failure(name, now_ms, policy));
         };
         if let Some(until) = user.locked_until_ms.filter(|u| now_ms < *u) {
             return Err(LoginError::Locked { until: vitals_core::time::format_time(until) });
@@ -466,6 +472,32 @@ impl Directory {
             self.meta.unlock_user(&user.id).map_err(store)?;
         }
         Ok(User { failed_logins: 0, locked_until_ms: None, ..user })
+    }
+
+    /// A failed sign-in under a name that is no account: answered as an account's would be,
+    /// lockout included.
+    fn ghost_failure(&self, name: &str, now_ms: i64, policy: LockoutPolicy) -> LoginError {
+        let mut g = self.ghosts.lock();
+        if g.len() >= MAX_GHOSTS {
+            g.retain(|_, (_, until)| until.is_some_and(|u| u > now_ms));
+            if g.len() >= MAX_GHOSTS {
+                g.clear();
+            }
+        }
+        let e = g.entry(name.to_owned()).or_insert((0, None));
+        if let Some(until) = e.1 {
+            if now_ms < until {
+                return LoginError::Locked { until: vitals_core::time::format_time(until) };
+            }
+            *e = (0, None);
+        }
+        e.0 += 1;
+        if e.0 >= policy.max_failed {
+            let until = now_ms + policy.lockout_ms;
+            e.1 = Some(until);
+            return LoginError::Locked { until: vitals_core::time::format_time(until) };
+        }
+        LoginError::Invalid
     }
 
     /// Starts a dashboard session: returns the cookie secret and the CSRF token.
@@ -584,6 +616,19 @@ mod tests {
         let (cookie, csrf) = d.start_session(&user, 10, 1000).expect("session");
         assert_eq!(d.authenticate_session(&cookie, 11).and_then(|p| p.csrf), Some(csrf));
         assert!(d.authenticate_session(&cookie, 1010).is_none(), "expired");
+    }
+
+    #[test]
+    fn a_name_that_is_no_account_locks_like_one_so_answers_do_not_tell_which_exist() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = Directory::open(dir.path()).expect("open");
+        d.create_user("bo", Role::Caregiver, Some("a long enough secret"), None, 1).expect("user");
+        for name in ["bo", "nobody"] {
+            let answers: Vec<LoginError> =
+                (0..4).map(|i| d.login(name, "wrong", 10 + i, POLICY).expect_err(name)).collect();
+            assert_eq!(answers[..2], [LoginError::Invalid, LoginError::Invalid], "{name}");
+            assert!(answers[2..].iter().all(|a| matches!(a, LoginError::Locked { .. })), "{name}: {answers:?}");
+        }
     }
 
     #[test]
