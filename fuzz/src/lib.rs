@@ -1,0 +1,201 @@
+//! What every fuzz target checks, as plain functions: `fuzz_targets/*.rs` hand them
+//! libFuzzer's inputs (`cargo fuzz run <target>`), and `tests/smoke.rs` runs each over a
+//! few thousand generated and mutated inputs in every test run (`scripts/test`).
+//!
+//! Each check feeds untrusted bytes to one parser and asserts it neither panics nor breaks
+//! its own accounting.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use vitals_core::time::{DurationMs, parse_time};
+use vitals_core::{Catalog, Validator};
+use vitals_ingest::line_protocol::{self, Mapping, Precision};
+use vitals_ingest::{Batch, Format, apple_health, empatica, health_auto_export, native, nightscout};
+use vitals_rules::eval::{points, truths};
+
+const NOW: i64 = 1_763_780_400_000;
+
+fn validator() -> Validator<'static> {
+    Validator::new(Catalog::standard(), NOW, 600_000, None)
+}
+
+/// Every item is accepted or refused, and the kept refusals are the first of them.
+fn accounted(b: &Batch) {
+    assert_eq!(b.samples.len() + b.refused, b.items);
+    assert!(b.rejections.len() <= b.refused);
+    assert_eq!(b.refused_by_code.iter().sum::<usize>(), b.refused);
+}
+
+/// What a fuzz target runs on each input.
+pub type Check = fn(&[u8]);
+
+/// The pairs of (target name, check), for the smoke test and the targets.
+pub const CHECKS: &[(&str, Check)] = &[
+    ("native_json", native_json),
+    ("native_ndjson", native_ndjson),
+    ("native_csv", native_csv),
+    ("line_protocol", line_protocol),
+    ("health_auto_export", health_auto_export),
+    ("nightscout", nightscout),
+    ("apple_health", apple_health),
+    ("rule", rule),
+    ("vault_input", vault_input),
+    ("record_files", record_files),
+    ("time_params", time_params),
+    ("mqtt_packet", mqtt_packet),
+];
+
+pub fn native_json(data: &[u8]) {
+    if let Ok(b) = native::decode(data, Format::Json, &mut validator()) {
+        accounted(&b);
+    }
+}
+
+pub fn native_ndjson(data: &[u8]) {
+    if let Ok(b) = native::decode(data, Format::Ndjson, &mut validator()) {
+        accounted(&b);
+    }
+}
+
+pub fn native_csv(data: &[u8]) {
+    if let Ok(b) = native::decode(data, Format::Csv, &mut validator()) {
+        accounted(&b);
+    }
+}
+
+pub fn line_protocol(data: &[u8]) {
+    let b = line_protocol::decode(data, Precision::Milliseconds, &Mapping::default(), &mut validator(), NOW);
+    accounted(&b);
+}
+
+pub fn health_auto_export(data: &[u8]) {
+    for decode in [health_auto_export::decode, health_auto_export::decode_csv] {
+        if let Ok(d) = decode(data, "p", &mut validator()) {
+            accounted(&d.batch);
+        }
+    }
+}
+
+pub fn nightscout(data: &[u8]) {
+    for decode in [nightscout::decode_entries, nightscout::decode_devicestatus, nightscout::decode_treatments] {
+        if let Ok(d) = decode(data, "p", &mut validator()) {
+            accounted(&d.batch);
+        }
+    }
+}
+
+pub fn apple_health(data: &[u8]) {
+    let mut v = validator();
+    let _ = apple_health::stream(data, "p", &mut v, 7, |b, _, _| -> Result<(), ()> {
+        accounted(&b);
+        Ok(())
+    });
+    if let Ok(text) = std::str::from_utf8(data) {
+        for f in empatica::SIGNAL_FILES {
+            if let Ok(b) = empatica::decode(f, text, "p", "e4", &mut v) {
+                accounted(&b);
+            }
+        }
+        let _ = empatica::decode_tags(text, "p", "e4");
+    }
+}
+
+/// The rule language, at any depth and length: errors point inside the rule, and what
+/// parses evaluates.
+pub fn rule(data: &[u8]) {
+    let Ok(src) = std::str::from_utf8(data) else { return };
+    match vitals_rules::parse(src) {
+        Err(e) => assert!(e.pos <= src.len(), "{e:?} beyond {}", src.len()),
+        Ok(expr) => {
+            let mut data = BTreeMap::new();
+            let mut metrics = Vec::new();
+            expr.metrics(&mut metrics);
+            for (i, (m, _)) in metrics.iter().enumerate() {
+                data.insert(m.clone(), vec![(0, 1.0 + i as f64), (60_000, -2.5), (61_000, 1e9)]);
+            }
+            let times = points(&[&expr], &data, -3_600_000, 7_200_000);
+            assert_eq!(truths(&expr, &data, &times).len(), times.len());
+        }
+    }
+}
+
+pub fn vault_input(data: &[u8]) {
+    use vitals_vault::{Identity, Keyring};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    if let Ok(ring) = Keyring::parse_file(text, "fuzz") {
+        assert!(ring.get(ring.primary_id()).is_some());
+    }
+    if let Ok(ring) = Keyring::parse_env(text) {
+        assert!(!ring.ids().is_empty());
+    }
+    if let Ok(identity) = serde_json::from_str::<Identity>(text) {
+        let _ = identity.validate();
+    }
+}
+
+/// The on-disk formats, as they are read back at start-up: record files of every kind
+/// (WAL, manifest, JSON logs, dead letters) and the payloads of each.
+pub fn record_files(data: &[u8]) {
+    use vitals_storage::record;
+    // Whatever the file, with each format's header in front or not.
+    for magic in [*b"VWAL", *b"VMAN", *b"VEVT", *b"VDLQ"] {
+        let mut with_header = record::header(magic, 1).to_vec();
+        with_header.extend_from_slice(data);
+        for bytes in [data, &with_header[..]] {
+            if let Ok(scan) = record::scan(bytes, magic, 1) {
+                for (offset, payload) in &scan.records {
+                    assert!((*offset as usize) < bytes.len());
+                    let _ = vitals_storage::wal::decode_payload(payload, Catalog::standard());
+                    let _ = serde_json::from_slice::<vitals_storage::manifest::Edit>(payload);
+                    let _ = serde_json::from_slice::<Vec<vitals_core::Event>>(payload);
+                }
+            }
+        }
+    }
+    // The same bytes as the files the stores open.
+    let dir = tempfile::tempdir().expect("tmp");
+    let write = |rel: &str, magic: [u8; 4]| {
+        let path = dir.path().join(rel);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        let mut bytes = record::header(magic, 1).to_vec();
+        bytes.extend_from_slice(data);
+        std::fs::write(&path, bytes).expect("write");
+    };
+    write("events/events.log", *b"VEVT");
+    write("dead-letters/dlq-00000000000000000001.log", *b"VDLQ");
+    write("manifest/MANIFEST-000001", *b"VMAN");
+    std::fs::write(dir.path().join("manifest/CURRENT"), "MANIFEST-000001\n").expect("current");
+    let _ = vitals_storage::event_store::EventStore::open(&dir.path().join("events"));
+    let _ = vitals_storage::dead_letter::DeadLetters::open(&dir.path().join("dead-letters"), 1 << 30);
+    let _ = vitals_storage::manifest::Manifest::open(&dir.path().join("manifest"));
+}
+
+/// Time and duration parameters of queries and config: parse or refuse, and what parses
+/// stays within the times Vitals stores (so arithmetic on it cannot overflow).
+pub fn time_params(data: &[u8]) {
+    let Ok(s) = std::str::from_utf8(data) else { return };
+    if let Ok(t) = parse_time(s) {
+        assert!((0..=vitals_core::time::MAX_TIME_MS).contains(&t), "{t}");
+        let _ = t + 1;
+    }
+    if let Ok(d) = DurationMs::from_str(s) {
+        assert!(d.as_ms() > 0, "{s:?} parsed as {d:?}");
+        assert_eq!(DurationMs::from_str(&d.to_string()), Ok(d), "{s:?} does not round-trip");
+    }
+}
+
+/// MQTT packets as the embedded listener reads them (before and after CONNECT).
+pub fn mqtt_packet(data: &[u8]) {
+    for max in [64 << 10, 1 << 20] {
+        let mut buf = bytes::BytesMut::from(data);
+        for _ in 0..64 {
+            let before = buf.len();
+            if rumqttc::Packet::read(&mut buf, max).is_err() {
+                break;
+            }
+            // Every packet read consumes bytes, so a reader loop always ends.
+            assert!(buf.len() < before);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Runs every fuzz target's check over valid seeds, adversarial inputs and a few thousand
+//! deterministic mutations of them, in every test run. Not a substitute for
+//! `cargo fuzz run` (no coverage guidance), but it keeps the targets compiling and catches
+//! a parser that panics on the obvious: cut, flipped, repeated or deeply nested input.
+
+use vitals_fuzz::CHECKS;
+
+/// A small deterministic generator (xorshift64*), so a failure reproduces.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
+    }
+}
+
+const INTERESTING: &[&[u8]] = &[
+    b"",
+    b"0",
+    b"-1",
+    b"1e308",
+    b"-9223372036854775808",
+    b"18446744073709551616",
+    b"NaN",
+    b"null",
+    b"\"",
+    b"\\",
+    b",",
+    b"\n",
+    b"\r\n",
+    b"\0",
+    b"{",
+    b"}",
+    b"[",
+    b"]",
+    b"\xff\xfe",
+    b"\xf0\x9f\x92\x93",
+    b"=",
+    b" ",
+    b"9999-12-31T23:59:59.999Z",
+    b"0000-01-01T00:00:00Z",
+    b"(",
+    b")",
+    b"&&",
+    b"avg(",
+    b"1w",
+];
+
+fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = seeds[rng.below(seeds.len())].clone();
+    for _ in 0..1 + rng.below(4) {
+        let at = rng.below(out.len() + 1);
+        match rng.below(7) {
+            0 if !out.is_empty() => {
+                let i = rng.below(out.len());
+                out[i] ^= 1 << rng.below(8);
+            }
+            1 => out.truncate(at),
+            2 => {
+                let end = (at + rng.below(16)).min(out.len());
+                out.drain(at..end);
+            }
+            3 => {
+                let what = INTERESTING[rng.below(INTERESTING.len())];
+                out.splice(at..at, what.iter().copied());
+            }
+            4 => {
+                // Repeat a chunk (long lines, many items).
+                let end = (at + 1 + rng.below(64)).min(out.len());
+                let chunk = out[at.min(end)..end].to_vec();
+                for _ in 0..rng.below(50) {
+                    out.splice(at..at, chunk.iter().copied());
+                }
+            }
+            5 => {
+                // Splice in part of another seed.
+                let other = &seeds[rng.below(seeds.len())];
+                let from = rng.below(other.len() + 1);
+                let part = other[from..(from + rng.below(64)).min(other.len())].to_vec();
+                out.splice(at..at, part);
+            }
+            _ => {
+                let i = rng.below(out.len() + 1);
+                out.insert(i, rng.next() as u8);
+            }
+        }
+    }
+    out
+}
+
+fn seeds(target: &str) -> Vec<Vec<u8>> {
+    let text: &[&str] = match target {
+        "native_json" => &[
+            r#"{"samples":[{"patient":"p-1","metric":"heart_rate","time":"2025-11-22T02:00:00Z","value":72}]}"#,
+            r#"[{"patient":"p-1","metric":"glucose","time":1763776800000,"value":5.5,"unit":"mmol/L","device":"cgm"}]"#,
+        ],
+        "native_ndjson" => &[
+            "{\"patient\":\"p-1\",\"metric\":\"heart_rate\",\"time\":\"2025-11-22T02:00:00Z\",\"value\":72}\n{\"patient\":\"p-1\",\"metric\":\"skin_temp\",\"time\":\"2025-11-22T02:00:00Z\",\"value\":33.1}\n",
+        ],
+        "native_csv" => &[
+            "patient,metric,time,value,unit,device\np-1,heart_rate,2025-11-22T02:00:00Z,72,bpm,band\np-1,\"eda\",1763776800000,0.4,,\n",
+        ],
+        "line_protocol" => &[
+            "hr,patient=p-1,device=e4 value=72 1763776800000\nrr,patient=p-1 value=812i 1763776800001\neda,patient=p-1 value=0.41,quality=\"ok\" 1763776800002\n",
+        ],
+        "health_auto_export" => &[
+            r#"{"data":{"metrics":[{"name":"heart_rate","units":"count/min","data":[{"date":"2025-11-22 03:00:00 +0100","Min":60,"Avg":70,"Max":80}]},{"name":"step_count","units":"count","data":[{"date":"2025-11-22 03:00:00 +0100","qty":120}]}],"workouts":[]}}"#,
+            "Date/Time,Heart Rate [Min] (count/min),Heart Rate [Max] (count/min),Step Count (count)\n2025-11-22 03:00:00,60,80,120\n",
+        ],
+        "nightscout" => &[
+            r#"[{"type":"sgv","sgv":120,"date":1763776800000,"dateString":"2025-11-22T02:00:00.000Z","direction":"Flat","device":"xDrip-DexcomG6"}]"#,
+            r#"[{"eventType":"Correction Bolus","insulin":2.5,"created_at":"2025-11-22T02:00:00.000Z","_id":"abc"}]"#,
+            r#"{"device":"xDrip","created_at":"2025-11-22T02:00:00Z","uploader":{"battery":87}}"#,
+        ],
+        "apple_health" => &[
+            "<?xml version=\"1.0\"?>\n<!DOCTYPE HealthData [<!ELEMENT HealthData ANY>]>\n<HealthData locale=\"en_US\"><Record type=\"HKQuantityTypeIdentifierHeartRate\" sourceName=\"Watch\" unit=\"count/min\" startDate=\"2025-11-22 03:00:00 +0100\" endDate=\"2025-11-22 03:00:00 +0100\" value=\"72\"/></HealthData>",
+            "1763776800.000000\n4.000000\n0.41\n0.43\n",
+            "1763776800.000000, 1763776800.000000\n1.000000, 1.000000\n812, 798\n",
+        ],
+        "rule" => &[
+            "avg(heart_rate, 5m) > 120 && min(spo2, 1m) < 90",
+            "glucose < 3.9 || (glucose > 13.9 && delta(glucose, 15m) > 2)",
+            "count(eda, 10m) >= 3 and not (skin_temp > 38)",
+        ],
+        "vault_input" => &[
+            "# keys\nk1 = 0000000000000000000000000000000000000000000000000000000000000000\nprimary = k1\n",
+            r#"{"name":"Ada Lovelace","birth_date":"1815-12-10","contact":{"email":"ada@example.org"}}"#,
+        ],
+        "record_files" => &["\x10\0\0\0\0\0\0\0{\"x\":1}\n", "[{\"id\":\"e1\",\"patient\":\"p-1\"}]"],
+        "time_params" => &["2025-11-22T02:00:00Z", "2025-11-22T03:00:00.123+01:00", "1763776800000", "15m", "7d", "2w"],
+        "mqtt_packet" => &[],
+        other => panic!("no seeds for {other}"),
+    };
+    let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();
+    if target == "mqtt_packet" {
+        // CONNECT (client id "d", user "u", password "p"), PUBLISH QoS 1, PINGREQ, DISCONNECT.
+        out.push(b"\x10\x17\x00\x04MQTT\x04\xc2\x00\x3c\x00\x01d\x00\x01u\x00\x01p".to_vec());
+        out.push(b"\x32\x12\x00\x0cv/p-1/sample\x00\x01{}".to_vec());
+        out.push(b"\xc0\x00\xe0\x00".to_vec());
+    }
+    // Deep nesting and long runs, for every target.
+    out.push(b"[".repeat(100_000));
+    out.push(b"{\"a\":".repeat(50_000));
+    out.push(b"((".repeat(50_000));
+    out.push(vec![b'9'; 10_000]);
+    out
+}
+
+#[test]
+fn every_check_survives_its_seeds_adversarial_inputs_and_mutations() {
+    let mut rng = Rng(0x005e_ed0f_7175);
+    for &(target, check) in CHECKS {
+        let seeds = seeds(target);
+        // The record files check opens real stores in a temporary directory: fewer rounds.
+        let rounds = if target == "record_files" { 200 } else { 3_000 };
+        for seed in &seeds {
+            check(seed);
+        }
+        for i in 0..rounds {
+            let input = mutate(&mut rng, &seeds);
+            let outcome = std::panic::catch_unwind(|| check(&input));
+            assert!(
+                outcome.is_ok(),
+                "{target} panicked on mutation {i}; reproduce with `cargo fuzz run {target} --features libfuzzer <file>` on these bytes: {:?}",
+                String::from_utf8_lossy(&input)
+            );
+        }
+    }
+}
+
+#[test]
+fn every_fuzz_target_has_a_check_and_every_check_a_target() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz_targets");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .expect("fuzz_targets")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().trim_end_matches(".rs").to_owned())
+        .collect();
+    files.sort();
+    let mut checks: Vec<String> = CHECKS.iter().map(|(n, _)| (*n).to_owned()).collect();
+    checks.sort();
+    assert_eq!(files, checks);
+    let manifest = std::fs::read_to_string(dir.with_file_name("Cargo.toml")).expect("Cargo.toml");
+    for name in &checks {
+        assert!(manifest.contains(&format!("name = \"{name}\"")), "{name} is not a [[bin]] of fuzz/Cargo.toml");
+    }
+}
