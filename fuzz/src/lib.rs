@@ -44,6 +44,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("record_files", record_files),
     ("time_params", time_params),
     ("mqtt_packet", mqtt_packet),
+    ("file_drop", file_drop),
 ];
 
 pub fn native_json(data: &[u8]) {
@@ -171,13 +172,30 @@ pub fn record_files(data: &[u8]) {
     let _ = vitals_storage::manifest::Manifest::open(&dir.path().join("manifest"));
 }
 
-/// Time and duration parameters of queries and config: parse or refuse, and what parses
-/// stays within the times Vitals stores (so arithmetic on it cannot overflow).
+/// Time and duration parameters of queries and config (`from`/`to`, durations, the
+/// glucose view's `tz_offset_min`/`tz_changes`, Nightscout's `find[date][$gte]`): parse or
+/// refuse, and what parses stays within the times Vitals stores (so arithmetic on it
+/// cannot overflow).
 pub fn time_params(data: &[u8]) {
+    use vitals_query::glucose::{Offsets, agp};
+    let in_range = |t: i64| (0..=vitals_core::time::MAX_TIME_MS).contains(&t);
     let Ok(s) = std::str::from_utf8(data) else { return };
     if let Ok(t) = parse_time(s) {
-        assert!((0..=vitals_core::time::MAX_TIME_MS).contains(&t), "{t}");
-        let _ = t + 1;
+        assert!(in_range(t), "{t}");
+    }
+    if let Some(t) = vitals_ingest::nightscout::find_time(s) {
+        assert!(in_range(t), "{t}");
+    }
+    let (base, changes) = s.split_once('|').unwrap_or(("0", s));
+    if let Ok(offsets) = Offsets::parse(base.trim().parse().ok(), Some(changes)) {
+        let readings: Vec<(i64, f64)> = offsets
+            .changes
+            .iter()
+            .flat_map(|c| [(c.0, 100.0), (c.0.saturating_sub(1), 90.0)])
+            .chain([(0, 80.0), (vitals_core::time::MAX_TIME_MS, 120.0)])
+            .collect();
+        let slots = agp(&readings, &offsets);
+        assert_eq!(slots.iter().map(|s| s.readings).sum::<usize>(), readings.len());
     }
     if let Ok(d) = DurationMs::from_str(s) {
         assert!(d.as_ms() > 0, "{s:?} parsed as {d:?}");
@@ -196,6 +214,30 @@ pub fn mqtt_packet(data: &[u8]) {
             }
             // Every packet read consumes bytes, so a reader loop always ends.
             assert!(buf.len() < before);
+        }
+    }
+}
+
+/// A file as the file drop and `vitals ingest` see it: its kind from name and first bytes,
+/// then, for an E4 session zip, the archive's directory and each session file (inflated
+/// with a cap, decoded). Tried under each name the file drop treats specially.
+pub fn file_drop(data: &[u8]) {
+    use vitals_ingest::file_kind::{FileKind, detect};
+    use vitals_ingest::session_zip::SessionZip;
+    for name in ["drop.bin", "EDA.csv", "export.xml"] {
+        let kind = detect(name, &data[..data.len().min(vitals_ingest::file_kind::HEAD_BYTES)]);
+        assert_eq!(kind, detect(name, data), "the kind depends on the first bytes only");
+        if kind == FileKind::E4Zip {
+            let Ok(mut zip) = SessionZip::open(std::io::Cursor::new(data)) else { continue };
+            let names: Vec<String> = zip.names().map(str::to_owned).collect();
+            for (i, n) in names.iter().enumerate() {
+                if let Ok(text) = zip.read(i, 1 << 20) {
+                    assert!(text.len() <= 1 << 20);
+                    if let Ok(b) = empatica::decode(n, &text, "p", "e4", &mut validator()) {
+                        accounted(&b);
+                    }
+                }
+            }
         }
     }
 }

@@ -133,11 +133,26 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             r#"{"name":"Ada Lovelace","birth_date":"1815-12-10","contact":{"email":"ada@example.org"}}"#,
         ],
         "record_files" => &["\x10\0\0\0\0\0\0\0{\"x\":1}\n", "[{\"id\":\"e1\",\"patient\":\"p-1\"}]"],
-        "time_params" => &["2025-11-22T02:00:00Z", "2025-11-22T03:00:00.123+01:00", "1763776800000", "15m", "7d", "2w"],
+        "time_params" => &[
+            "2025-11-22T02:00:00Z",
+            "2025-11-22T03:00:00.123+01:00",
+            "1763776800000",
+            "15m",
+            "7d",
+            "2w",
+            "2024-03-05",
+            "60|1711846800000:120,1729990800000:60",
+        ],
+        "file_drop" => {
+            &["[{\"patient\":\"p\"}]", "<?xml version=\"1.0\"?><HealthData/>", "Date/Time,Step Count (count)\n"]
+        }
         "mqtt_packet" => &[],
         other => panic!("no seeds for {other}"),
     };
     let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();
+    if target == "file_drop" {
+        out.push(e4_zip());
+    }
     if target == "mqtt_packet" {
         // CONNECT (client id "d", user "u", password "p"), PUBLISH QoS 1, PINGREQ, DISCONNECT.
         out.push(b"\x10\x17\x00\x04MQTT\x04\xc2\x00\x3c\x00\x01d\x00\x01u\x00\x01p".to_vec());
@@ -150,6 +165,21 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     out.push(b"((".repeat(50_000));
     out.push(vec![b'9'; 10_000]);
     out
+}
+
+/// A small E4 session zip, stored (not deflated) so that mutations reach the file contents.
+fn e4_zip() -> Vec<u8> {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, text, method) in [
+        ("s/EDA.csv", "1600000000.0\n4.0\n0.5\n0.6\n", zip::CompressionMethod::Stored),
+        ("s/IBI.csv", "1600000000.0, IBI\n1.5, 0.8\n", zip::CompressionMethod::Stored),
+        ("s/tags.csv", "1600000001.5\n", zip::CompressionMethod::Deflated),
+    ] {
+        w.start_file(name, zip::write::SimpleFileOptions::default().compression_method(method)).expect("start");
+        w.write_all(text.as_bytes()).expect("write");
+    }
+    w.finish().expect("zip").into_inner()
 }
 
 #[test]

@@ -6,10 +6,12 @@
 pub mod apple_health;
 pub mod batch;
 pub mod empatica;
+pub mod file_kind;
 pub mod health_auto_export;
 pub mod line_protocol;
 pub mod native;
 pub mod nightscout;
+pub mod session_zip;
 
 pub use batch::Batch;
 pub use native::{DecodeError, Format};

@@ -83,6 +83,21 @@ fn push(batch: &mut Batch, validator: &mut Validator<'_>, index: usize, raw: Raw
     }
 }
 
+/// The time in a Nightscout query's `find[date][$gte]=...` (and `$gt`, `$lte`, `$lt`, on
+/// `date` or `dateString`): milliseconds since the epoch (any number, as uploaders send
+/// floats), RFC 3339, or a bare date (midnight UTC). Clamped to the times Vitals stores, so
+/// `t + 1` and friends cannot overflow; `None` if it is none of these.
+pub fn find_time(v: &str) -> Option<i64> {
+    let v = v.trim();
+    if let Ok(ms) = v.parse::<f64>() {
+        if ms.is_nan() {
+            return None;
+        }
+        return Some((ms as i64).clamp(0, vitals_core::time::MAX_TIME_MS));
+    }
+    vitals_core::time::parse_time(v).ok().or_else(|| vitals_core::time::parse_time(&format!("{v}T00:00:00Z")).ok())
+}
+
 /// Decodes `POST /api/v1/entries`.
 pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
     let mut out = Decoded::default();
@@ -257,6 +272,18 @@ mod tests {
 
     fn v() -> Validator<'static> {
         Validator::new(Catalog::standard(), NOW, 600_000, None)
+    }
+
+    #[test]
+    fn find_times_are_numbers_dates_or_nothing_and_stay_in_range() {
+        assert_eq!(find_time("1709653500000"), Some(1_709_653_500_000));
+        assert_eq!(find_time(" 1709653500000.7 "), Some(1_709_653_500_000));
+        assert_eq!(find_time("2024-03-05T07:45:00.000-08:00"), Some(1_709_653_500_000));
+        assert_eq!(find_time("2024-03-05"), Some(1_709_596_800_000));
+        assert_eq!(find_time("1e300"), Some(vitals_core::time::MAX_TIME_MS));
+        assert_eq!(find_time("-1e300"), Some(0));
+        assert_eq!(find_time("NaN"), None);
+        assert_eq!(find_time("soon"), None);
     }
 
     #[test]

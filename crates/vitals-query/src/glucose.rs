@@ -78,9 +78,47 @@ pub struct Offsets {
     pub changes: Vec<(i64, i64)>,
 }
 
+/// The most offset changes one request may name.
+pub const MAX_OFFSET_CHANGES: usize = 64;
+
+/// Why the viewer's time zone parameters were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OffsetsError {
+    #[error("an offset from UTC is at most 14 hours (840 minutes)")]
+    OffsetOutOfRange,
+    #[error("tz_changes: {0:?} is not <ms since the epoch>:<minutes>")]
+    BadChange(String),
+    #[error("tz_changes: at most {MAX_OFFSET_CHANGES}, in time order")]
+    BadChanges,
+}
+
 impl Offsets {
     pub fn fixed(offset_ms: i64) -> Offsets {
         Offsets { base_ms: offset_ms, changes: Vec::new() }
+    }
+
+    /// Parses the query parameters `tz_offset_min` (minutes east of UTC, 0 if absent) and
+    /// `tz_changes` (`<ms since the epoch>:<minutes>,...` in time order, as a browser
+    /// computes them for daylight saving). Times are within what Vitals stores, offsets
+    /// within 14 hours, so `t + offset` cannot overflow.
+    pub fn parse(base_min: Option<i64>, changes: Option<&str>) -> Result<Offsets, OffsetsError> {
+        let minutes = |m: i64| {
+            if (-14 * 60..=14 * 60).contains(&m) { Ok(m * 60_000) } else { Err(OffsetsError::OffsetOutOfRange) }
+        };
+        let mut list = Vec::new();
+        for part in changes.unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if list.len() == MAX_OFFSET_CHANGES {
+                return Err(OffsetsError::BadChanges);
+            }
+            let bad = || OffsetsError::BadChange(part.chars().take(40).collect());
+            let (t, m) = part.split_once(':').ok_or_else(bad)?;
+            let t = t.trim().parse::<i64>().ok().filter(|t| (0..=vitals_core::time::MAX_TIME_MS).contains(t));
+            list.push((t.ok_or_else(bad)?, minutes(m.trim().parse::<i64>().map_err(|_| bad())?)?));
+        }
+        if !list.is_sorted_by_key(|c| c.0) {
+            return Err(OffsetsError::BadChanges);
+        }
+        Ok(Offsets { base_ms: minutes(base_min.unwrap_or(0))?, changes: list })
     }
 
     /// The offset in effect at `t`.
@@ -146,6 +184,30 @@ pub fn moving_average(readings: &[(i64, f64)], from: i64, to: i64, step_ms: i64,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn offsets_parse_from_query_parameters_or_are_refused() {
+        assert_eq!(Offsets::parse(None, None), Ok(Offsets::fixed(0)));
+        assert_eq!(
+            Offsets::parse(Some(60), Some("1711846800000:120, 1729990800000:60")),
+            Ok(Offsets {
+                base_ms: 3_600_000,
+                changes: vec![(1_711_846_800_000, 7_200_000), (1_729_990_800_000, 3_600_000)]
+            })
+        );
+        assert_eq!(Offsets::parse(Some(841), None), Err(OffsetsError::OffsetOutOfRange));
+        assert_eq!(Offsets::parse(None, Some("5:-841")), Err(OffsetsError::OffsetOutOfRange));
+        assert!(matches!(Offsets::parse(None, Some("9223372036854775807:60")), Err(OffsetsError::BadChange(_))));
+        assert!(matches!(Offsets::parse(None, Some("-1:60")), Err(OffsetsError::BadChange(_))));
+        assert!(matches!(Offsets::parse(None, Some("12")), Err(OffsetsError::BadChange(_))));
+        assert_eq!(Offsets::parse(None, Some("20:60,10:0")), Err(OffsetsError::BadChanges));
+        let many = (0..65).map(|i| format!("{i}:0")).collect::<Vec<_>>().join(",");
+        assert_eq!(Offsets::parse(None, Some(&many)), Err(OffsetsError::BadChanges));
+        // An echoed part is cut short.
+        let long = format!("{}:x", "9".repeat(10_000));
+        let Err(OffsetsError::BadChange(echo)) = Offsets::parse(None, Some(&long)) else { panic!("refused") };
+        assert!(echo.len() <= 40);
+    }
 
     #[test]
     fn consensus_shares_mean_cv_and_gmi() {

@@ -276,24 +276,8 @@ pub(crate) struct GlucoseParams {
 /// The viewer's time zone over the range: `tz_offset_min` and the `tz_changes` after it.
 fn offsets(p: &GlucoseParams) -> Result<glucose::Offsets, crate::api::error::ApiError> {
     use crate::api::error::{ApiError, Code};
-    let minutes = |m: i64| {
-        if (-14 * 60..=14 * 60).contains(&m) {
-            Ok(m * 60_000)
-        } else {
-            Err(ApiError::new(Code::InvalidQuery, "an offset from UTC is at most 14 hours (840 minutes)"))
-        }
-    };
-    let mut changes = Vec::new();
-    for part in p.tz_changes.as_deref().unwrap_or("").split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let bad =
-            || ApiError::new(Code::InvalidQuery, format!("tz_changes: {part:?} is not <ms since the epoch>:<minutes>"));
-        let (t, m) = part.split_once(':').ok_or_else(bad)?;
-        changes.push((t.parse::<i64>().map_err(|_| bad())?, minutes(m.parse::<i64>().map_err(|_| bad())?)?));
-    }
-    if changes.len() > 64 || !changes.is_sorted_by_key(|c| c.0) {
-        return Err(ApiError::new(Code::InvalidQuery, "tz_changes: at most 64, in time order"));
-    }
-    Ok(glucose::Offsets { base_ms: minutes(p.tz_offset_min.unwrap_or(0))?, changes })
+    glucose::Offsets::parse(p.tz_offset_min, p.tz_changes.as_deref())
+        .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))
 }
 
 /// `GET /api/v1/patients/{patient}/glucose?from=&to=&tz_offset_min=&tz_changes=`: the consensus metrics

@@ -4,11 +4,14 @@
 //! Shared by the file drop and `vitals ingest` against a data directory.
 
 use std::fs;
+use std::io::Read as _;
 use std::path::Path;
 
 use anyhow::{Context, bail};
 use vitals_core::{PatientId, Validator};
+use vitals_ingest::file_kind::{self, FileKind, is_e4_session_file, is_e4_signal};
 use vitals_ingest::health_auto_export::{self, Unsupported};
+use vitals_ingest::session_zip::SessionZip;
 use vitals_ingest::{Batch, Format, apple_health, empatica};
 use vitals_storage::StoreError;
 
@@ -27,7 +30,6 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Reads a whole file of at most [`MAX_WHOLE_FILE_BYTES`] (a zip entry too).
 fn read_capped(mut r: impl std::io::Read, what: &str) -> anyhow::Result<Vec<u8>> {
-    use std::io::Read as _;
     let mut out = Vec::new();
     std::io::Read::take(&mut r, MAX_WHOLE_FILE_BYTES + 1)
         .read_to_end(&mut out)
@@ -64,78 +66,59 @@ pub fn ingest_path(
         let mut files = Vec::new();
         for e in fs::read_dir(path)?.flatten() {
             let n = e.file_name().to_string_lossy().into_owned();
-            if e.path().is_file() && (is_signal(&n) || n.eq_ignore_ascii_case("tags.csv")) {
-                let text = read_text_capped(fs::File::open(e.path())?, &e.path().display().to_string())?;
-                files.push((n, text));
+            if e.path().is_file() && is_e4_session_file(&n) {
+                files.push((n, e.path()));
             }
         }
-        return e4_session(pipeline, source, &p, &name, files);
+        let names: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        return e4_session(pipeline, source, &p, &name, &names, &mut |i| {
+            let path = &files[i].1;
+            read_text_capped(fs::File::open(path)?, &path.display().to_string())
+        });
     }
-    let mut magic = [0u8; 4];
-    let n = std::io::Read::read(&mut fs::File::open(path)?, &mut magic)?;
-    if n == 4 && &magic == b"PK\x03\x04" {
-        let p = need_patient()?;
-        let mut archive = zip::ZipArchive::new(fs::File::open(path)?).context("reading the zip archive")?;
-        let mut files = Vec::new();
-        for i in 0..archive.len() {
-            let mut f = archive.by_index(i).context("reading the zip archive")?;
-            let base = f.name().context("a zip entry name")?.rsplit('/').next().unwrap_or_default().to_owned();
-            if f.is_file() && (is_signal(&base) || base.eq_ignore_ascii_case("tags.csv")) {
-                // Inflated with a cap: a small zip must not become a huge file (a zip bomb).
-                let text = read_text_capped(&mut f, &format!("{base} in the zip"))?;
-                files.push((base, text));
-            }
+    let mut head = Vec::with_capacity(file_kind::HEAD_BYTES);
+    std::io::Read::take(fs::File::open(path)?, file_kind::HEAD_BYTES as u64).read_to_end(&mut head)?;
+    let kind = file_kind::detect(&name, &head);
+    let p = if kind.needs_patient() { Some(need_patient()?) } else { None };
+    let format = match (kind, p) {
+        (FileKind::E4Zip, Some(p)) => {
+            let mut zip = SessionZip::open(fs::File::open(path)?)?;
+            let names: Vec<String> = zip.names().map(str::to_owned).collect();
+            let stem = name.strip_suffix(".zip").unwrap_or(&name).to_owned();
+            return e4_session(pipeline, source, &p, &stem, &names, &mut |i| Ok(zip.read(i, MAX_WHOLE_FILE_BYTES)?));
         }
-        let stem = name.strip_suffix(".zip").unwrap_or(&name).to_owned();
-        return e4_session(pipeline, source, &p, &stem, files);
-    }
-    if is_signal(&name) {
-        let p = need_patient()?;
-        let text = read_text_capped(fs::File::open(path)?, &name)?;
-        return e4_session(pipeline, source, &p, "e4", vec![(name, text)]);
-    }
-    let mut head = vec![0u8; 512];
-    let n = std::io::Read::read(&mut fs::File::open(path)?, &mut head)?;
-    let head: String = String::from_utf8_lossy(&head[..n]).chars().filter(|c| !c.is_whitespace()).collect();
-    if head.starts_with("<?xml") || head.starts_with("<HealthData") || head.starts_with("<!DOCTYPEHealthData") {
-        let p = need_patient()?;
-        return apple_health_export(pipeline, sub(WireFormat::AppleHealth, Vec::new()), &p, path, progress);
-    }
-    let hae_csv = head.len() > 4 && head.as_bytes()[..4].eq_ignore_ascii_case(b"date") && head.contains('(');
-    let format = if head.starts_with("{\"data\":") {
-        need_patient()?;
-        WireFormat::HealthAutoExport
-    } else if hae_csv {
-        // Health Auto Export's CSV export: `Date/Time,Active Energy (kcal),...`.
-        need_patient()?;
-        WireFormat::HealthAutoExportCsv
-    } else {
-        let mut sniff = vec![0u8; 512];
-        let n = std::io::Read::read(&mut fs::File::open(path)?, &mut sniff)?;
-        match Format::sniff(&sniff[..n]) {
-            // Line-based native files go in parts of whole lines.
-            f @ (Format::Ndjson | Format::Csv) => {
-                let mut report = Report::default();
-                for_each_chunk(path, LINES_PER_PART, progress, |format, first_line, chunk| {
-                    debug_assert_eq!(format, f);
-                    let context = [("first_line", (first_line + 1).to_string())];
-                    let mut part = sub(WireFormat::Native(format), chunk.to_vec());
-                    part.patient = None;
-                    let accepted = match pipeline.decode_with(&part, &context) {
-                        Ok(a) => a,
-                        Err(e) => return Err(e.into()),
-                    };
-                    let mut r = durable(pipeline, accepted)?;
-                    for x in &mut r.rejected {
-                        x.index += first_line;
-                    }
-                    report.absorb(r);
-                    Ok(())
-                })?;
-                return Ok(report);
-            }
-            f => WireFormat::Native(f),
+        (FileKind::E4Signal, Some(p)) => {
+            let text = read_text_capped(fs::File::open(path)?, &name)?;
+            return e4_session(pipeline, source, &p, "e4", std::slice::from_ref(&name), &mut |_| Ok(text.clone()));
         }
+        (FileKind::AppleHealthXml, Some(p)) => {
+            return apple_health_export(pipeline, sub(WireFormat::AppleHealth, Vec::new()), &p, path, progress);
+        }
+        (FileKind::HealthAutoExport, _) => WireFormat::HealthAutoExport,
+        (FileKind::HealthAutoExportCsv, _) => WireFormat::HealthAutoExportCsv,
+        // Line-based native files go in parts of whole lines.
+        (FileKind::Native(f @ (Format::Ndjson | Format::Csv)), _) => {
+            let mut report = Report::default();
+            for_each_chunk(path, LINES_PER_PART, progress, |format, first_line, chunk| {
+                debug_assert_eq!(format, f);
+                let context = [("first_line", (first_line + 1).to_string())];
+                let mut part = sub(WireFormat::Native(format), chunk.to_vec());
+                part.patient = None;
+                let accepted = match pipeline.decode_with(&part, &context) {
+                    Ok(a) => a,
+                    Err(e) => return Err(e.into()),
+                };
+                let mut r = durable(pipeline, accepted)?;
+                for x in &mut r.rejected {
+                    x.index += first_line;
+                }
+                report.absorb(r);
+                Ok(())
+            })?;
+            return Ok(report);
+        }
+        (FileKind::Native(f), _) => WireFormat::Native(f),
+        (kind, None) => bail!("{kind:?} needs a patient"),
     };
     let bytes = read_capped(fs::File::open(path)?, &name)?;
     let s = sub(format, bytes);
@@ -214,10 +197,6 @@ fn durable(pipeline: &Pipeline, accepted: Accepted) -> anyhow::Result<Report> {
     }
 }
 
-fn is_signal(name: &str) -> bool {
-    empatica::SIGNAL_FILES.iter().any(|f| f.eq_ignore_ascii_case(name))
-}
-
 /// An Empatica E4 session (a folder, a zip, or one signal file): its signal files and
 /// `tags.csv`, each file a part of its own.
 fn e4_session(
@@ -225,19 +204,23 @@ fn e4_session(
     source: &str,
     patient: &PatientId,
     session: &str,
-    files: Vec<(String, String)>,
+    files: &[String],
+    read: &mut dyn FnMut(usize) -> anyhow::Result<String>,
 ) -> anyhow::Result<Report> {
     let device = if session == "e4" {
         "e4".to_owned()
     } else {
         format!("e4-{}", health_auto_export::device_from_source(session).unwrap_or_else(|| "session".into()))
     };
-    if !files.iter().any(|(n, _)| is_signal(n)) {
+    if !files.iter().any(|n| is_e4_signal(n)) {
         bail!("holds none of {}", empatica::SIGNAL_FILES.join(", "));
     }
     let mut v: Validator<'static> = pipeline.validator(Some(patient.clone()));
     let mut report = Report::default();
-    for (f, text) in files {
+    // One file in memory at a time, each a part of its own.
+    for (i, f) in files.iter().enumerate() {
+        let text = read(i)?;
+        let f = f.clone();
         let sub = Submission::new(source, WireFormat::Empatica, Vec::new()).patient(Some(patient.clone()));
         let context = [("file", f.clone()), ("device", device.clone())];
         let accepted = if f.eq_ignore_ascii_case("tags.csv") {

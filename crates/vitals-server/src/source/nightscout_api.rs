@@ -16,7 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vitals_core::PatientId;
-use vitals_core::time::{MS_PER_DAY, format_time, parse_time};
+use vitals_core::time::{MS_PER_DAY, format_time};
+use vitals_ingest::nightscout;
 use vitals_query::{QueryResult, SeriesQuery};
 
 use super::pipeline::{Accepted, IngestError, Submission};
@@ -160,12 +161,7 @@ enum Kind {
 }
 
 fn bound(q: &HashMap<String, String>, field: &str, op: &str) -> Option<i64> {
-    let v = q.get(&format!("find[{field}][{op}]"))?;
-    if let Ok(ms) = v.trim().parse::<f64>() {
-        // Clamped to the times Vitals stores, so `t + 1` and friends cannot overflow.
-        return Some((ms as i64).clamp(0, vitals_core::time::MAX_TIME_MS));
-    }
-    parse_time(v).ok().or_else(|| parse_time(&format!("{}T00:00:00Z", v.trim())).ok())
+    q.get(&format!("find[{field}][{op}]")).and_then(|v| nightscout::find_time(v))
 }
 
 async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kind, default_count: usize) -> Response {
