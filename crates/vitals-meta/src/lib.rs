@@ -38,6 +38,14 @@ pub enum MetaError {
     Chain(#[from] ChainBreak),
 }
 
+impl MetaError {
+    /// Whether the database refused a write because its disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, MetaError::Db { source: rusqlite::Error::SqliteFailure(e, _), .. }
+            if e.code == rusqlite::ErrorCode::DiskFull)
+    }
+}
+
 /// Which audit entries to return (newest first).
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {

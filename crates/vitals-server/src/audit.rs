@@ -14,7 +14,18 @@ use crate::authz::Action;
 /// Entries appended per transaction at most.
 const MAX_BATCH: usize = 1024;
 
-type Reply = tokio::sync::oneshot::Sender<Result<(), String>>;
+type Reply = tokio::sync::oneshot::Sender<Result<(), AuditError>>;
+
+/// Why an entry could not be recorded.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuditError {
+    #[error("the auditor stopped")]
+    Stopped,
+    #[error("the audit log cannot be written: the disk is full ({0})")]
+    DiskFull(String),
+    #[error("the audit log cannot be written: {0}")]
+    Failed(String),
+}
 
 /// The auditor thread's queue.
 pub struct Auditor {
@@ -41,7 +52,13 @@ impl Auditor {
                     }
                 }
                 let events: Vec<AuditEvent> = batch.iter().map(|(e, _)| e.clone()).collect();
-                let result = meta.append_audit_batch(&events).map(drop).map_err(|e| e.to_string());
+                let result = meta.append_audit_batch(&events).map(drop).map_err(|e| {
+                    if e.is_disk_full() {
+                        AuditError::DiskFull(e.to_string())
+                    } else {
+                        AuditError::Failed(e.to_string())
+                    }
+                });
                 if let Err(e) = &result {
                     tracing::error!(error = %e, entries = events.len(), "appending to the audit log");
                 }
@@ -54,10 +71,10 @@ impl Auditor {
     }
 
     /// Appends an entry; resolves once it is durable.
-    pub async fn record(&self, event: AuditEvent) -> anyhow::Result<()> {
+    pub async fn record(&self, event: AuditEvent) -> Result<(), AuditError> {
         let (reply, done) = tokio::sync::oneshot::channel();
-        self.tx.send((event, reply)).map_err(|_| anyhow::anyhow!("the auditor stopped"))?;
-        done.await.map_err(|_| anyhow::anyhow!("the auditor stopped"))?.map_err(|e| anyhow::anyhow!(e))
+        self.tx.send((event, reply)).map_err(|_| AuditError::Stopped)?;
+        done.await.map_err(|_| AuditError::Stopped)?
     }
 }
 

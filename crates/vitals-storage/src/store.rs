@@ -116,12 +116,27 @@ pub enum StoreError {
     Locked { path: PathBuf },
     #[error("the store is shut down")]
     Closed,
-    #[error("the store stopped accepting writes after a failure: {0}")]
+    #[error("storage failed ({0}); writes are refused until it works again (tried with each write)")]
     Failed(String),
+    #[error("the disk is full ({0}); writes are refused until space is freed (tried with each write)")]
+    NoSpace(String),
     /// A read would hold more raw points than its request allows (found from the segments'
     /// row counts before reading, or while reading).
     #[error("the range holds more than {limit} points")]
     TooManyPoints { limit: usize },
+}
+
+/// Why the last WAL write failed; cleared by the next one that succeeds.
+#[derive(Debug, Clone)]
+struct Failure {
+    reason: String,
+    no_space: bool,
+}
+
+impl Failure {
+    fn error(&self) -> StoreError {
+        if self.no_space { StoreError::NoSpace(self.reason.clone()) } else { StoreError::Failed(self.reason.clone()) }
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
@@ -278,7 +293,7 @@ struct Inner {
     footers: Mutex<HashMap<u64, ArrowReaderMetadata>>,
     in_flight: AtomicUsize,
     buffered: AtomicUsize,
-    failed: Mutex<Option<String>>,
+    failed: Mutex<Option<Failure>>,
     stats: StoreStats,
     wake: (std::sync::Mutex<bool>, Condvar),
     shutdown: AtomicBool,
@@ -403,9 +418,7 @@ impl Store {
         samples: Vec<Sample>,
         done: impl FnOnce(Result<u64, StoreError>) + Send + 'static,
     ) -> Result<(), StoreError> {
-        if let Some(why) = self.inner.failed.lock().clone() {
-            return Err(StoreError::Failed(why));
-        }
+        // After a failure the writer tries to recover with each write: none is refused here.
         if samples.is_empty() {
             done(Ok(0));
             return Ok(());
@@ -569,9 +582,9 @@ impl Store {
         &self.inner.lake
     }
 
-    /// A failure that stopped the write path, if any.
+    /// A failure that stops the write path until a write succeeds again, if any.
     pub fn failure(&self) -> Option<String> {
-        self.inner.failed.lock().clone()
+        self.inner.failed.lock().as_ref().map(|f| f.reason.clone())
     }
 
     /// Flushes what the buffer holds into segments and stops the threads.

@@ -57,6 +57,9 @@ pub struct Wal {
     files: Vec<(u64, PathBuf, u64)>,
     next_seq: u64,
     buf: Vec<u8>,
+    /// The last append failed: the current file may end in a torn record until
+    /// [`recover`](Wal::recover) cuts it.
+    torn: bool,
 }
 
 impl Wal {
@@ -137,12 +140,15 @@ impl Wal {
         }
         let (file, path) = create_file(dir, next_seq)?;
         files.push((next_seq, path.clone(), record::HEADER_LEN as u64));
-        Ok(Wal { dir: dir.to_owned(), file, path, files, next_seq, buf: Vec::with_capacity(1 << 20) })
+        Ok(Wal { dir: dir.to_owned(), file, path, files, next_seq, buf: Vec::with_capacity(1 << 20), torn: false })
     }
 
     /// Appends one record per batch with one write and one fdatasync; returns the seq of
     /// the first record (the others follow consecutively).
     pub fn append(&mut self, batches: &[&[Sample]], catalog: &Catalog) -> Result<u64, WalError> {
+        if self.torn {
+            self.recover()?;
+        }
         let first = self.next_seq;
         self.buf.clear();
         for batch in batches {
@@ -152,8 +158,9 @@ impl Wal {
         }
         let res = self.file.write_all(&self.buf).and_then(|()| self.file.sync_data());
         if let Err(e) = res {
-            // The file's state is unknown after a failed write or fsync: never reuse it.
+            // The file's tail is unknown after a failed write or fsync: cut before reuse.
             self.next_seq = first;
+            self.torn = true;
             return Err(WalError::Io { path: self.path.clone(), source: e });
         }
         if let Some(last) = self.files.last_mut() {
@@ -165,8 +172,28 @@ impl Wal {
         Ok(first)
     }
 
+    /// Undoes a failed [`append`](Self::append): cuts the current file back to where the
+    /// last successful append left it (all of it synced then) and syncs that, so the next
+    /// append starts from a clean tail. After a failed fsync the kernel may have dropped
+    /// the unsynced pages while still showing them, so they are cut, never reused.
+    pub fn recover(&mut self) -> Result<(), WalError> {
+        use std::io::{Seek, SeekFrom};
+        let good = self.current_file_bytes();
+        self.file
+            .set_len(good)
+            .and_then(|()| self.file.seek(SeekFrom::Start(good)).map(|_| ()))
+            .and_then(|()| self.file.sync_all())
+            .map_err(io(&self.path))?;
+        self.torn = false;
+        Ok(())
+    }
+
     /// Starts a new file, so that every record so far is in closed files.
     pub fn rotate(&mut self) -> Result<(), WalError> {
+        // A closed file must end cleanly: a torn tail there would read as corruption.
+        if self.torn {
+            self.recover()?;
+        }
         let (file, path) = create_file(&self.dir, self.next_seq)?;
         self.file = file;
         self.path = path.clone();

@@ -63,14 +63,80 @@ fn a_json_log_on_a_full_disk_refuses_the_record_and_stays_readable() {
 }
 
 #[test]
-fn the_store_on_a_full_disk_refuses_writes_and_reopens_with_everything_acknowledged() {
+fn the_store_on_a_full_disk_refuses_writes_with_no_space_then_recovers_by_itself() {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    use vitals_core::{Catalog, ManualClock, PatientId, Sample};
+    use vitals_storage::{Store, StoreConfig, StoreError};
+
+    const NOW: i64 = 1_763_780_400_000;
+    let fs = Tmpfs::mount(2048);
+    let data = fs.path().join("data");
+    // In the background: the maintenance thread's probe must bring the store back.
+    let config = StoreConfig { flush_interval: Duration::from_secs(3600), ..StoreConfig::default() };
+    let hr = Catalog::standard().id("heart_rate").expect("metric");
+    let sample = |t: i64| Sample {
+        patient: PatientId::new("p").expect("id"),
+        metric: hr,
+        time_ms: t,
+        value: 60.0,
+        device: None,
+        id: None,
+    };
+    let read_all = |store: &Store| -> usize {
+        let read = store
+            .read(&vitals_storage::ReadRequest {
+                patient: PatientId::new("p").expect("id"),
+                metric: hr,
+                device: None,
+                from: 0,
+                to: NOW + 1,
+                rollups: false,
+                max_points: usize::MAX,
+            })
+            .expect("read");
+        read.raw.iter().map(|s| s.times.len()).sum()
+    };
+    let mut acknowledged = 0usize;
+    {
+        let store = Store::open(&data, config.clone(), Arc::new(ManualClock::new(NOW))).expect("open");
+        store.write((0..100).map(|i| sample(NOW - 100_000 + i)).collect()).expect("room for this");
+        acknowledged += 100;
+        store.flush().expect("flush");
+        let filler = fs.fill();
+        for round in 0..3 {
+            let refused = store.write((0..5000).map(|i| sample(NOW - 50_000 + i)).collect());
+            assert!(matches!(refused, Err(StoreError::NoSpace(_))), "round {round}: {refused:?}");
+        }
+        assert!(store.failure().is_some());
+        assert_eq!(read_all(&store), acknowledged, "a refused write is not visible");
+        std::fs::remove_file(filler).expect("space returns");
+        // No write comes: the store finds out by itself that it can write again.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while store.failure().is_some() {
+            assert!(Instant::now() < deadline, "the store did not recover: {:?}", store.failure());
+            #[allow(clippy::disallowed_methods)] // reason: the pause between polls of a condition with a deadline
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        store.write((0..5000).map(|i| sample(NOW - 50_000 + i)).collect()).expect("writes again, no restart");
+        acknowledged += 5000;
+        assert_eq!(read_all(&store), acknowledged);
+        store.close().expect("close");
+    }
+    let store = Store::open(&data, config, Arc::new(ManualClock::new(NOW))).expect("reopens after the full disk");
+    assert_eq!(read_all(&store), acknowledged, "every acknowledged sample, and none of the refused writes");
+}
+
+#[test]
+fn a_store_closed_and_reopened_on_a_full_disk_keeps_what_it_acknowledged() {
     use std::sync::Arc;
 
     use vitals_core::{Catalog, ManualClock, PatientId, Sample};
     use vitals_storage::{Store, StoreConfig};
 
     const NOW: i64 = 1_763_780_400_000;
-    let fs = Tmpfs::mount(2048);
+    let fs = Tmpfs::mount(1024);
     let data = fs.path().join("data");
     let config = StoreConfig { background: false, ..StoreConfig::default() };
     let hr = Catalog::standard().id("heart_rate").expect("metric");
@@ -82,20 +148,22 @@ fn the_store_on_a_full_disk_refuses_writes_and_reopens_with_everything_acknowled
         device: None,
         id: None,
     };
-    let mut acknowledged = 0usize;
     {
         let store = Store::open(&data, config.clone(), Arc::new(ManualClock::new(NOW))).expect("open");
-        store.write((0..100).map(|i| sample(NOW - 100_000 + i)).collect()).expect("room for this");
-        acknowledged += 100;
-        store.flush().expect("flush");
+        store.write(vec![sample(NOW - 1)]).expect("room for this");
         let filler = fs.fill();
-        let refused = store.write((0..5000).map(|i| sample(NOW - 50_000 + i)).collect());
-        assert!(refused.is_err(), "no space for the WAL record");
-        assert!(store.failure().is_some(), "a failed fsync stops writes until a restart");
-        std::fs::remove_file(filler).expect("space returns");
+        // Frees a little room, less than the next record: it is written in part.
+        let mut f = std::fs::OpenOptions::new().write(true).open(&filler).expect("filler");
+        let len = f.metadata().expect("len").len();
+        f.set_len(len - 8192).expect("shrink");
+        std::io::Write::flush(&mut f).expect("flush");
+        assert!(store.write((0..20_000).map(|i| sample(NOW - 50_000 + i)).collect()).is_err());
+        // Closing rotates the WAL (flushing if there is room): the file it closes must not
+        // end in the torn record, or the next start reads it as corruption.
         let _ = store.close();
     }
-    let store = Store::open(&data, config, Arc::new(ManualClock::new(NOW))).expect("reopens after the full disk");
+    // Still full: the store opens (replaying the WAL) without needing room.
+    let store = Store::open(&data, config, Arc::new(ManualClock::new(NOW))).expect("reopens on the full disk");
     let read = store
         .read(&vitals_storage::ReadRequest {
             patient: PatientId::new("p").expect("id"),
@@ -107,9 +175,7 @@ fn the_store_on_a_full_disk_refuses_writes_and_reopens_with_everything_acknowled
             max_points: usize::MAX,
         })
         .expect("read");
-    let n: usize = read.raw.iter().map(|s| s.times.len()).sum();
-    assert_eq!(n, acknowledged, "every acknowledged sample, and none of the refused write");
-    store.write(vec![sample(NOW)]).expect("writes again after the restart");
+    assert_eq!(read.raw.iter().map(|s| s.times.len()).sum::<usize>(), 1);
 }
 
 #[test]

@@ -30,6 +30,7 @@ pub enum Code {
     RateLimited,
     RequestTimeout,
     Unavailable,
+    InsufficientStorage,
     Internal,
 }
 
@@ -53,6 +54,7 @@ impl Code {
             Code::RateLimited => "rate_limited",
             Code::RequestTimeout => "request_timeout",
             Code::Unavailable => "unavailable",
+            Code::InsufficientStorage => "insufficient_storage",
             Code::Internal => "internal",
         }
     }
@@ -71,6 +73,7 @@ impl Code {
             Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Code::Overloaded | Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -115,6 +118,9 @@ impl IntoResponse for ApiError {
             Code::Overloaded => {
                 r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
+            Code::InsufficientStorage => {
+                r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+            }
             Code::Unauthorized => {
                 r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vitals\""));
             }
@@ -142,12 +148,31 @@ impl From<vitals_storage::StoreError> for ApiError {
             E::Closed => ApiError::new(Code::Unavailable, "the server is shutting down"),
             E::Failed(_) => {
                 tracing::error!(error = %e, "write refused");
+                ApiError::new(Code::Unavailable, "storage failed; writes are refused until it works again")
+            }
+            E::NoSpace(_) => {
+                tracing::error!(error = %e, "write refused");
                 ApiError::new(
-                    Code::Unavailable,
-                    "storage failed; writes are refused until an operator restarts the server",
+                    Code::InsufficientStorage,
+                    "the server's disk is full; writes are refused until space is freed (nothing acknowledged is lost)",
                 )
             }
             other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<crate::audit::AuditError> for ApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        match e {
+            crate::audit::AuditError::DiskFull(_) => {
+                tracing::error!(error = %e, "request refused");
+                ApiError::new(
+                    Code::InsufficientStorage,
+                    "the server's disk is full: the audit log cannot record this request, and patient data is not served unrecorded",
+                )
+            }
+            other => ApiError::internal(format!("recording the audit entry: {other}")),
         }
     }
 }

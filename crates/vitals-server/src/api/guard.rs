@@ -105,7 +105,7 @@ pub(crate) async fn require(State(g): State<Guard>, mut req: Request, next: Next
     if matches!(g.action, Action::ErasePatient | Action::WriteIdentity)
         && let Err(e) = g.app.auditor.record(event("requested", patient.clone())).await
     {
-        return ApiError::internal(format!("recording the audit entry: {e:#}")).into_response();
+        return ApiError::from(e).into_response();
     }
     let response = next.run(req).await;
     let patient = response.extensions().get::<AuditPatient>().map(|p| p.0.clone()).or(patient);
@@ -113,7 +113,7 @@ pub(crate) async fn require(State(g): State<Guard>, mut req: Request, next: Next
     match g.app.auditor.record(event(outcome, patient)).await {
         Ok(()) => response,
         // Patient data is not handed out unrecorded.
-        Err(e) => ApiError::internal(format!("recording the audit entry: {e:#}")).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 

@@ -22,6 +22,11 @@ pub(super) fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
         if inner.shutdown.load(Ordering::SeqCst) {
             return;
         }
+        if inner.failed.lock().is_some() {
+            // An empty write: the writer tries to recover with it, so that the store (and
+            // `/healthz`) recovers once space returns even when no sender is writing.
+            let _ = tx.try_send(WriterMsg::Write { samples: Vec::new(), done: Box::new(|_| ()) });
+        }
         let buffered = inner.buffered.load(Ordering::Relaxed);
         let due = buffered >= inner.config.flush_max_samples
             || (buffered > 0 && last_flush.elapsed() >= inner.config.flush_interval);

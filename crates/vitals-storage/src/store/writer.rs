@@ -81,12 +81,18 @@ pub(super) fn metric_mask(catalog: &Catalog, metrics: &[MetricId]) -> Vec<bool> 
 
 pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample>, Done)>) {
     let n: usize = writes.iter().map(|w| w.0.len()).sum();
-    if let Some(why) = inner.failed.lock().clone() {
-        inner.in_flight.fetch_sub(n, Ordering::AcqRel);
-        for (_, done) in writes {
-            done(Err(StoreError::Failed(why.clone())));
+    let failed = inner.failed.lock().clone();
+    if let Some(failure) = failed {
+        // Each write after a failure first puts the WAL back as it was after the last good
+        // one; if that fails too, the write is refused with the first failure.
+        if let Err(e) = wal.recover() {
+            tracing::debug!(error = %e, "the WAL could not recover yet");
+            inner.in_flight.fetch_sub(n, Ordering::AcqRel);
+            for (_, done) in writes {
+                done(Err(failure.error()));
+            }
+            return;
         }
-        return;
     }
     // One record per request, or several for a large one; a request is answered with the
     // seq of its last record.
@@ -103,6 +109,9 @@ pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample
     }
     match wal.append(&batches, inner.catalog) {
         Ok(first_seq) => {
+            if let Some(f) = inner.failed.lock().take() {
+                tracing::warn!(after = %f.reason, "the WAL takes writes again");
+            }
             {
                 let mut g = inner.read.write();
                 for (samples, _) in &writes {
@@ -146,13 +155,20 @@ pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample
         }
         Err(e) => {
             // After a failed fsync the kernel may have dropped the dirty pages: nothing written
-            // since the last good fsync can be trusted, so stop accepting writes (fsyncgate).
-            let why = e.to_string();
-            tracing::error!(error = %why, "WAL write failed; the store stops accepting writes");
-            *inner.failed.lock() = Some(why.clone());
+            // since the last good fsync can be trusted (fsyncgate). The next write cuts the
+            // file back to that point before it tries again (`Wal::recover`).
+            let no_space = matches!(&e, WalError::Io { source, .. }
+                if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded));
+            let failure = Failure { reason: e.to_string(), no_space };
+            let mut slot = inner.failed.lock();
+            if slot.is_none() {
+                tracing::error!(error = %failure.reason, "WAL write failed; writes are refused until one succeeds");
+            }
+            *slot = Some(failure.clone());
+            drop(slot);
             inner.in_flight.fetch_sub(n, Ordering::AcqRel);
             for (_, done) in writes {
-                done(Err(StoreError::Failed(why.clone())));
+                done(Err(failure.error()));
             }
         }
     }

@@ -26,6 +26,7 @@ pub struct TestServer {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
     agent: ureq::Agent,
 }
 
@@ -58,16 +59,26 @@ impl TestServer {
 
     pub fn with_config(f: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("tmp");
+        let data = dir.path().to_owned();
+        TestServer::in_dir(dir, &data, f)
+    }
+
+    /// A server whose data directory is `data` (a file system of the test's choosing).
+    pub fn in_dir(dir: tempfile::TempDir, data: &std::path::Path, f: impl FnOnce(&mut Config)) -> TestServer {
         let mut config = Config::default();
-        config.storage.data_dir = dir.path().to_owned();
+        config.storage.data_dir = data.to_owned();
         f(&mut config);
         let clock = ManualClock::new(NOW);
         let mut sc = config.store_config();
         sc.background = false;
-        let store = Arc::new(Store::open(dir.path(), sc, Arc::new(clock.clone())).expect("store"));
-        let tokens = Directory::open(dir.path()).expect("tokens");
-        tokens.create("admin", Role::Admin, Some(ADMIN), None, 0).expect("admin token");
-        tokens.create("watch", Role::Device, Some(DEVICE), None, 0).expect("device token");
+        let store = Arc::new(Store::open(data, sc, Arc::new(clock.clone())).expect("store"));
+        let tokens = Directory::open(data).expect("tokens");
+        // A data directory reopened after a restart has them already.
+        for (name, role, token) in [("admin", Role::Admin, ADMIN), ("watch", Role::Device, DEVICE)] {
+            if let Err(e) = tokens.create(name, role, Some(token), None, 0) {
+                assert!(e.to_string().contains("already exists"), "{name} token: {e:#}");
+            }
+        }
         let app = Arc::new(App::open(store.clone(), tokens, config, Arc::new(clock.clone())).expect("app"));
         let served = app.clone();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -85,7 +96,17 @@ impl TestServer {
                 .expect("serve");
             });
         });
-        TestServer { url, store, app, clock, shutdown: Some(tx), thread: Some(thread), _dir: dir, agent: agent() }
+        TestServer {
+            url,
+            store,
+            app,
+            clock,
+            shutdown: Some(tx),
+            thread: Some(thread),
+            _dir: dir,
+            data: data.to_owned(),
+            agent: agent(),
+        }
     }
 
     pub fn post(&self, path: &str, token: Option<&str>, content_type: &str, body: &[u8]) -> Resp {
@@ -138,7 +159,7 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
-        self._dir.path()
+        &self.data
     }
 
     /// Posts a JSON value as samples with the admin token.

@@ -11,6 +11,7 @@ mod crash;
 mod dashboard;
 mod dead_letters;
 mod file_drop;
+mod full_disk;
 mod harness;
 mod health_auto_export;
 mod lake;
