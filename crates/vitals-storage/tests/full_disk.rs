@@ -208,3 +208,64 @@ fn a_manifest_edit_that_does_not_fit_is_cut_off_and_the_manifest_reopens() {
     let m = Manifest::open(&dir).expect("reopens: no partial edit");
     assert_eq!(m.state.segments.keys().copied().collect::<Vec<_>>(), vec![1, 500]);
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out
+}
+
+#[test]
+fn flushes_that_fail_on_a_full_disk_leave_no_files_behind_and_succeed_once_space_returns() {
+    use std::sync::Arc;
+
+    use vitals_core::{Catalog, ManualClock, PatientId, Sample};
+    use vitals_storage::{Store, StoreConfig};
+
+    const NOW: i64 = 1_763_780_400_000;
+    let fs = Tmpfs::mount(4096);
+    let data = fs.path().join("data");
+    let config = StoreConfig { background: false, ..StoreConfig::default() };
+    let hr = Catalog::standard().id("heart_rate").expect("metric");
+    let store = Store::open(&data, config, Arc::new(ManualClock::new(NOW))).expect("open");
+    // Many patients: one flush writes many segments, and runs out of room part-way.
+    let samples: Vec<Sample> = (0..400)
+        .flat_map(|p| {
+            (0..200).map(move |i| Sample {
+                patient: PatientId::new(&format!("p-{p}")).expect("id"),
+                metric: hr,
+                time_ms: NOW - 200_000 + i * 1000,
+                value: 50.0 + (i * 7 % 90) as f64,
+                device: None,
+                id: None,
+            })
+        })
+        .collect();
+    store.write(samples).expect("room for the WAL");
+    let lake = data.join("lake");
+    let before = files_under(&lake).len();
+    let filler = fs.fill();
+    // Room for a few segments, not for all of them.
+    let f = std::fs::OpenOptions::new().write(true).open(&filler).expect("filler");
+    f.set_len(f.metadata().expect("len").len() - (64 << 10)).expect("shrink");
+    drop(f);
+    for round in 0..5 {
+        assert!(store.flush().is_err(), "round {round}: no room for the segments");
+        assert_eq!(
+            files_under(&lake).len(),
+            before,
+            "round {round}: a failed flush left files: {:?}",
+            files_under(&lake)
+        );
+    }
+    std::fs::remove_file(filler).expect("space returns");
+    store.flush().expect("flushes once there is room");
+    assert_eq!(store.segments().len(), 400);
+}

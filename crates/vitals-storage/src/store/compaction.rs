@@ -88,7 +88,10 @@ impl Inner {
             let id = manifest.allocate_ids(1);
             let mut dirs = BTreeSet::new();
             let (meta, rollup) = self.write_segment(id, metric, &patient, day, order, &series, &mut dirs)?;
-            self.sync_dirs(&dirs)?;
+            if let Err(e) = self.sync_dirs(&dirs) {
+                self.discard(std::iter::once(&meta));
+                return Err(e);
+            }
             manifest.commit(Edit {
                 add: vec![meta.clone()],
                 remove: inputs.iter().map(|s| s.id).collect(),

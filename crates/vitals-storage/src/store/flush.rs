@@ -158,11 +158,21 @@ impl Inner {
         let mut rollups = Vec::with_capacity(parts.len());
         for ((metric, patient, day), series) in parts {
             let id = manifest.allocate_ids(1);
-            let (meta, rollup) = self.write_segment(id, metric, &patient, day, order, &series, &mut dirs)?;
-            metas.push((patient, metric, meta));
-            rollups.push((id, rollup));
+            match self.write_segment(id, metric, &patient, day, order, &series, &mut dirs) {
+                Ok((meta, rollup)) => {
+                    metas.push((patient, metric, meta));
+                    rollups.push((id, rollup));
+                }
+                Err(e) => {
+                    self.discard(metas.iter().map(|m| &m.2));
+                    return Err(e);
+                }
+            }
         }
-        self.sync_dirs(&dirs)?;
+        if let Err(e) = self.sync_dirs(&dirs) {
+            self.discard(metas.iter().map(|m| &m.2));
+            return Err(e);
+        }
         manifest.commit(Edit {
             add: metas.iter().map(|m| m.2.clone()).collect(),
             flushed_seq: Some(order),
@@ -211,9 +221,18 @@ impl Inner {
         fs::create_dir_all(&dir).map_err(io(&dir))?;
         let name = format!("part-{id:020}.parquet");
         let tmp = dir.join(format!("{name}.tmp"));
-        let w = segment::write(&tmp, m.scale, series)?;
         let path = dir.join(&name);
-        fs::rename(&tmp, &path).map_err(io(&tmp))?;
+        let written = segment::write(&tmp, m.scale, series)
+            .map_err(StoreError::from)
+            .and_then(|w| fs::rename(&tmp, &path).map(|()| w).map_err(io(&tmp)));
+        let w = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // A full disk must not fill up further with the parts of failed attempts.
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
         dirs.insert(dir);
         let last = series
             .iter()
@@ -239,6 +258,15 @@ impl Inner {
             last,
         };
         Ok((meta, w.rollup))
+    }
+
+    /// Deletes segments written by a flush or compaction that failed before its manifest
+    /// edit: no manifest names them, and a retry writes new ones (on a disk that is nearly
+    /// full, they would otherwise take its last room until the next start).
+    pub(super) fn discard<'m>(&self, written: impl Iterator<Item = &'m SegmentMeta>) {
+        for meta in written {
+            let _ = fs::remove_file(self.lake.join(&meta.path));
+        }
     }
 
     /// Fsyncs each partition directory and its ancestors up to the lake, so new files and
