@@ -169,7 +169,7 @@ pub fn record_files(data: &[u8]) {
     std::fs::write(dir.path().join("manifest/CURRENT"), "MANIFEST-000001\n").expect("current");
     let _ = vitals_storage::event_store::EventStore::open(&dir.path().join("events"));
     let _ = vitals_storage::dead_letter::DeadLetters::open(&dir.path().join("dead-letters"), 1 << 30);
-    let _ = vitals_storage::manifest::Manifest::open(&dir.path().join("manifest"));
+    let _ = vitals_storage::manifest::Manifest::open(&vitals_storage::fs::real(), &dir.path().join("manifest"));
 }
 
 /// Time and duration parameters of queries and config (`from`/`to`, durations, the

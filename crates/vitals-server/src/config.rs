@@ -522,8 +522,7 @@ impl Config {
                 .filter_map(|(code, d)| Some((catalog.id(code)?, Duration::from_millis(d.as_ms() as u64))))
                 .collect(),
             repair_wal: self.storage.repair_wal,
-            background: true,
-            max_samples_per_record: StoreConfig::default().max_samples_per_record,
+            ..StoreConfig::default()
         }
     }
 }

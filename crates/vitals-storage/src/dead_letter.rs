@@ -8,15 +8,15 @@
 //! raw bytes`) or a removal (`1u8 | id u64`) written when an entry is replayed or purged.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
+use crate::fs::{Fs, FsFile, FsRef};
 use crate::record::{self, Tail};
-use crate::wal::sync_dir;
 
 const MAGIC: [u8; 4] = *b"VDLQ";
 const VERSION: u32 = 1;
@@ -70,7 +70,7 @@ struct Located {
 
 #[derive(Debug)]
 struct Inner {
-    current: File,
+    current: FsFile,
     current_first: u64,
     current_len: u64,
     /// First id of each file -> its size.
@@ -83,6 +83,7 @@ struct Inner {
 /// The store; cheap to share behind an `Arc`.
 #[derive(Debug)]
 pub struct DeadLetters {
+    fs: FsRef,
     dir: PathBuf,
     max_bytes: u64,
     inner: Mutex<Inner>,
@@ -98,8 +99,13 @@ fn file_path(dir: &Path, first: u64) -> PathBuf {
 
 impl DeadLetters {
     pub fn open(dir: &Path, max_bytes: u64) -> Result<DeadLetters, DeadLetterError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut firsts: Vec<u64> = fs::read_dir(dir)
+        DeadLetters::open_in(&crate::fs::real(), dir, max_bytes)
+    }
+
+    /// [`open`](Self::open) on the file system `fs`.
+    pub fn open_in(fs: &FsRef, dir: &Path, max_bytes: u64) -> Result<DeadLetters, DeadLetterError> {
+        fs.create_dir_all(dir).map_err(io(dir))?;
+        let mut firsts: Vec<u64> = std::fs::read_dir(dir)
             .map_err(io(dir))?
             .filter_map(|e| e.ok())
             .filter_map(|e| e.file_name().to_str()?.strip_prefix("dlq-")?.strip_suffix(".log")?.parse().ok())
@@ -110,7 +116,7 @@ impl DeadLetters {
         let mut next_id = 1u64;
         for first in &firsts {
             let path = file_path(dir, *first);
-            let bytes = fs::read(&path).map_err(io(&path))?;
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
             let scan = record::scan(&bytes, MAGIC, VERSION)
                 .map_err(|e| DeadLetterError::Corrupt { path: path.clone(), reason: e.to_string() })?;
             next_id = next_id.max(*first);
@@ -149,9 +155,9 @@ impl DeadLetters {
                 Tail::Torn { offset } | Tail::Corrupt { offset, .. } => {
                     // Dead letters are a diagnostic store: keep what is readable, log the rest.
                     tracing::warn!(path = %path.display(), offset, "dead-letter file damaged at the end; truncating");
-                    let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-                    f.set_len(offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
-                    offset.max(record::HEADER_LEN as u64)
+                    let keep = offset.max(record::HEADER_LEN as u64);
+                    crate::fs::truncate(fs.as_ref(), &path, keep).map_err(io(&path))?;
+                    keep
                 }
             };
             files.insert(*first, len);
@@ -159,15 +165,16 @@ impl DeadLetters {
         let (current, current_first, current_len) = match files.iter().next_back() {
             Some((first, len)) if *len < FILE_BYTES => {
                 let path = file_path(dir, *first);
-                (OpenOptions::new().append(true).open(&path).map_err(io(&path))?, *first, *len)
+                (fs.append(&path).map_err(io(&path))?, *first, *len)
             }
             _ => {
-                let (f, len) = create(dir, next_id)?;
+                let (f, len) = create(fs.as_ref(), dir, next_id)?;
                 files.insert(next_id, len);
                 (f, next_id, len)
             }
         };
         Ok(DeadLetters {
+            fs: fs.clone(),
             dir: dir.to_owned(),
             max_bytes,
             inner: Mutex::new(Inner { current, current_first, current_len, files, entries, next_id, dropped: 0 }),
@@ -184,7 +191,7 @@ impl DeadLetters {
             reason: format!("entry does not serialize: {e}"),
         })?;
         if g.current_len >= FILE_BYTES {
-            let (f, len) = create(&self.dir, meta.id)?;
+            let (f, len) = create(self.fs.as_ref(), &self.dir, meta.id)?;
             g.current = f;
             g.current_first = meta.id;
             g.current_len = len;
@@ -198,8 +205,7 @@ impl DeadLetters {
             out.extend_from_slice(&header);
             out.extend_from_slice(raw);
         });
-        let path = file_path(&self.dir, g.current_first);
-        g.current.write_all(&buf).and_then(|()| g.current.sync_data()).map_err(io(&path))?;
+        self.append(&mut g, &buf)?;
         let raw_offset = g.current_len + record::FRAME_LEN as u64 + 5 + header.len() as u64;
         g.current_len += buf.len() as u64;
         let (first, len) = (g.current_first, g.current_len);
@@ -211,6 +217,21 @@ impl DeadLetters {
         Ok(id)
     }
 
+    /// Appends records durably to the current file. If the write or the sync fails (a full
+    /// disk), the file is cut back to its last complete record, so that the entries
+    /// written after it stay readable at the next start.
+    fn append(&self, g: &mut Inner, buf: &[u8]) -> Result<(), DeadLetterError> {
+        let path = file_path(&self.dir, g.current_first);
+        if let Err(e) = g.current.write_all(buf).and_then(|()| g.current.sync_data()) {
+            let good = g.current_len;
+            if let Err(u) = g.current.set_len(good).and_then(|()| g.current.sync_all()) {
+                tracing::error!(error = %u, path = %path.display(), "a failed dead-letter write could not be cut off");
+            }
+            return Err(DeadLetterError::Io { path, source: e });
+        }
+        Ok(())
+    }
+
     fn enforce_bound(&self, g: &mut Inner) -> Result<(), DeadLetterError> {
         while g.files.values().sum::<u64>() > self.max_bytes && g.files.len() > 1 {
             let Some((&first, _)) = g.files.iter().next() else { break };
@@ -218,7 +239,7 @@ impl DeadLetters {
                 break;
             }
             let path = file_path(&self.dir, first);
-            fs::remove_file(&path).map_err(io(&path))?;
+            self.fs.remove_file(&path).map_err(io(&path))?;
             g.files.remove(&first);
             let doomed: Vec<u64> = g.entries.iter().filter(|(_, l)| l.file == first).map(|(id, _)| *id).collect();
             g.dropped += doomed.len() as u64;
@@ -274,8 +295,7 @@ impl DeadLetters {
             out.push(1);
             out.extend_from_slice(&id.to_le_bytes());
         });
-        let path = file_path(&self.dir, g.current_first);
-        g.current.write_all(&buf).and_then(|()| g.current.sync_data()).map_err(io(&path))?;
+        self.append(&mut g, &buf)?;
         g.current_len += buf.len() as u64;
         let (first, len) = (g.current_first, g.current_len);
         g.files.insert(first, len);
@@ -321,17 +341,18 @@ impl DeadLetters {
         }
         let path = file_path(&self.dir, first);
         let tmp = path.with_extension("rewrite");
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = self.fs.create(&tmp).map_err(io(&tmp))?;
         f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
-        fs::rename(&tmp, &path).map_err(io(&path))?;
+        drop(f);
+        self.fs.rename(&tmp, &path).map_err(io(&path))?;
         for old in g.files.keys().copied().collect::<Vec<_>>() {
             if old != first {
                 let p = file_path(&self.dir, old);
-                fs::remove_file(&p).map_err(io(&p))?;
+                self.fs.remove_file(&p).map_err(io(&p))?;
             }
         }
-        sync_dir(&self.dir).map_err(io(&self.dir))?;
-        g.current = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
+        self.fs.sync_dir(&self.dir).map_err(io(&self.dir))?;
+        g.current = self.fs.append(&path).map_err(io(&path))?;
         g.current_first = first;
         g.current_len = buf.len() as u64;
         g.files.clear();
@@ -345,11 +366,11 @@ impl DeadLetters {
         let mut g = self.inner.lock();
         let n = g.entries.len();
         let next = g.next_id;
-        let (f, len) = create(&self.dir, next)?;
+        let (f, len) = create(self.fs.as_ref(), &self.dir, next)?;
         for first in g.files.keys().copied().collect::<Vec<_>>() {
             if first != next {
                 let path = file_path(&self.dir, first);
-                fs::remove_file(&path).map_err(io(&path))?;
+                self.fs.remove_file(&path).map_err(io(&path))?;
             }
         }
         g.files.clear();
@@ -358,22 +379,23 @@ impl DeadLetters {
         g.current_first = next;
         g.current_len = len;
         g.entries.clear();
-        sync_dir(&self.dir).map_err(io(&self.dir))?;
+        self.fs.sync_dir(&self.dir).map_err(io(&self.dir))?;
         Ok(n)
     }
 }
 
-fn create(dir: &Path, first: u64) -> Result<(File, u64), DeadLetterError> {
+fn create(fs: &dyn Fs, dir: &Path, first: u64) -> Result<(FsFile, u64), DeadLetterError> {
     let path = file_path(dir, first);
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io(&path))?;
+    let mut f = fs.create(&path).map_err(io(&path))?;
     f.write_all(&record::header(MAGIC, VERSION)).and_then(|()| f.sync_all()).map_err(io(&path))?;
-    sync_dir(dir).map_err(io(dir))?;
-    Ok((OpenOptions::new().append(true).open(&path).map_err(io(&path))?, record::HEADER_LEN as u64))
+    fs.sync_dir(dir).map_err(io(dir))?;
+    Ok((f, record::HEADER_LEN as u64))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn erasing_entries_leaves_no_byte_of_them_and_keeps_the_others_readable() {

@@ -2,15 +2,15 @@
 //! for the small stores that replay everything at start-up: the event store and the
 //! file-drop ledger. A torn last record is dropped; corruption before it fails the open.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::fs::{FsFile, FsRef};
 use crate::record::{self, Tail};
-use crate::wal::sync_dir;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JsonLogError {
@@ -22,8 +22,9 @@ pub enum JsonLogError {
 
 #[derive(Debug)]
 pub struct JsonLog {
+    fs: FsRef,
     path: PathBuf,
-    file: File,
+    file: FsFile,
     /// The length of the file up to its last complete, durable record.
     good_len: u64,
     /// Set when a failed append could not be undone: the log refuses further appends
@@ -39,14 +40,25 @@ impl JsonLog {
         magic: [u8; 4],
         version: u32,
     ) -> Result<(JsonLog, Vec<T>), JsonLogError> {
+        JsonLog::open_in(&crate::fs::real(), dir, name, magic, version)
+    }
+
+    /// [`open`](Self::open) on the file system `fs`.
+    pub fn open_in<T: DeserializeOwned>(
+        fs: &FsRef,
+        dir: &Path,
+        name: &str,
+        magic: [u8; 4],
+        version: u32,
+    ) -> Result<(JsonLog, Vec<T>), JsonLogError> {
         let io = |p: &Path| {
             let p = p.to_owned();
             move |source| JsonLogError::Io { path: p, source }
         };
-        fs::create_dir_all(dir).map_err(io(dir))?;
+        fs.create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(name);
         let mut records = Vec::new();
-        match fs::read(&path) {
+        match std::fs::read(&path) {
             Ok(bytes) => {
                 let scan = record::scan(&bytes, magic, version)
                     .map_err(|e| JsonLogError::Corrupt { path: path.clone(), reason: e.to_string() })?;
@@ -59,9 +71,8 @@ impl JsonLog {
                 match scan.tail {
                     Tail::Clean => {}
                     Tail::Torn { offset } => {
-                        let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-                        f.set_len(offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
-                        f.sync_all().map_err(io(&path))?;
+                        crate::fs::truncate(fs.as_ref(), &path, offset.max(record::HEADER_LEN as u64))
+                            .map_err(io(&path))?;
                     }
                     Tail::Corrupt { offset, reason } => {
                         return Err(JsonLogError::Corrupt { path, reason: format!("offset {offset}: {reason}") });
@@ -69,15 +80,15 @@ impl JsonLog {
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut f = File::create(&path).map_err(io(&path))?;
+                let mut f = fs.create(&path).map_err(io(&path))?;
                 f.write_all(&record::header(magic, version)).and_then(|()| f.sync_all()).map_err(io(&path))?;
-                sync_dir(dir).map_err(io(dir))?;
+                fs.sync_dir(dir).map_err(io(dir))?;
             }
             Err(e) => return Err(JsonLogError::Io { path, source: e }),
         }
-        let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        let good_len = file.metadata().map_err(io(&path))?.len();
-        Ok((JsonLog { path, file, good_len, failed: None }, records))
+        let file = fs.append(&path).map_err(io(&path))?;
+        let good_len = file.len().map_err(io(&path))?;
+        Ok((JsonLog { fs: fs.clone(), path, file, good_len, failed: None }, records))
     }
 
     /// Appends one record durably (write + fdatasync). If the write or the sync fails (a
@@ -110,7 +121,7 @@ impl JsonLog {
 impl JsonLog {
     /// Bytes in the file.
     pub fn len_bytes(&self) -> u64 {
-        self.file.metadata().map_or(0, |m| m.len())
+        self.file.len().unwrap_or(0)
     }
 
     /// Replaces the whole log by `records` (a snapshot of what the log means): written to a
@@ -129,13 +140,14 @@ impl JsonLog {
                 .map_err(|e| JsonLogError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
             record::encode(&mut buf, &payload);
         }
-        let mut f = File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = self.fs.create(&tmp).map_err(io(&tmp))?;
         f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
-        fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
+        drop(f);
+        self.fs.rename(&tmp, &self.path).map_err(io(&self.path))?;
         if let Some(dir) = self.path.parent() {
-            sync_dir(dir).map_err(io(dir))?;
+            self.fs.sync_dir(dir).map_err(io(dir))?;
         }
-        self.file = OpenOptions::new().append(true).open(&self.path).map_err(io(&self.path))?;
+        self.file = self.fs.append(&self.path).map_err(io(&self.path))?;
         self.good_len = buf.len() as u64;
         self.failed = None;
         Ok(())
@@ -155,6 +167,7 @@ impl JsonLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::{self, OpenOptions};
 
     #[test]
     fn records_survive_reopen_and_a_torn_tail_is_dropped() {

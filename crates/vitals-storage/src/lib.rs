@@ -7,6 +7,7 @@ pub mod buffer;
 pub mod data_dir;
 pub mod dead_letter;
 pub mod event_store;
+pub mod fs;
 pub mod json_log;
 pub mod ledger;
 pub mod manifest;

@@ -7,14 +7,13 @@
 //! fsync, rename, fsync directory).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File, OpenOptions};
-use std::io::{Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fs::{FsFile, FsRef};
 use crate::record::{self, Tail};
-use crate::wal::sync_dir;
 
 const MAGIC: [u8; 4] = *b"VMAN";
 const VERSION: u32 = 1;
@@ -103,8 +102,9 @@ impl ManifestState {
 
 #[derive(Debug)]
 pub struct Manifest {
+    fs: FsRef,
     dir: PathBuf,
-    file: File,
+    file: FsFile,
     number: u64,
     edits: usize,
     pub state: ManifestState,
@@ -115,16 +115,16 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    pub fn open(dir: &Path) -> Result<Manifest, ManifestError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
+    pub fn open(fs: &FsRef, dir: &Path) -> Result<Manifest, ManifestError> {
+        fs.create_dir_all(dir).map_err(io(dir))?;
         let current = dir.join("CURRENT");
-        let number = match fs::read_to_string(&current) {
+        let number = match std::fs::read_to_string(&current) {
             Ok(s) => s.trim().strip_prefix("MANIFEST-").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
                 ManifestError::Corrupt { path: current.clone(), reason: format!("bad content {s:?}") }
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 // Logs without the file that names the live one: refuse rather than guess.
-                let logs = fs::read_dir(dir)
+                let logs = std::fs::read_dir(dir)
                     .map_err(io(dir))?
                     .flatten()
                     .filter(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
@@ -137,14 +137,14 @@ impl Manifest {
                         ),
                     });
                 }
-                let mut m = Manifest::create(dir, 1, &ManifestState { next_segment_id: 1, ..Default::default() })?;
+                let mut m = Manifest::create(fs, dir, 1, &ManifestState { next_segment_id: 1, ..Default::default() })?;
                 m.edits = 0;
                 return Ok(m);
             }
             Err(e) => return Err(ManifestError::Io { path: current, source: e }),
         };
         let path = log_path(dir, number);
-        let bytes = fs::read(&path).map_err(io(&path))?;
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
         let scan = record::scan(&bytes, MAGIC, VERSION)
             .map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         let mut state = ManifestState { next_segment_id: 1, ..Default::default() };
@@ -159,9 +159,7 @@ impl Manifest {
             Tail::Clean => {}
             Tail::Torn { offset } => {
                 tracing::warn!(path = %path.display(), offset, "dropping torn last manifest edit (never committed)");
-                let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-                f.set_len(offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
-                f.sync_all().map_err(io(&path))?;
+                crate::fs::truncate(fs.as_ref(), &path, offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
             }
             Tail::Corrupt { offset, reason } => {
                 return Err(ManifestError::Corrupt {
@@ -170,13 +168,22 @@ impl Manifest {
                 });
             }
         }
-        let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        let good_len = file.metadata().map_err(io(&path))?.len();
-        Ok(Manifest { dir: dir.to_owned(), file, number, edits: scan.records.len(), state, good_len, failed: None })
+        let file = fs.append(&path).map_err(io(&path))?;
+        let good_len = file.len().map_err(io(&path))?;
+        Ok(Manifest {
+            fs: fs.clone(),
+            dir: dir.to_owned(),
+            file,
+            number,
+            edits: scan.records.len(),
+            state,
+            good_len,
+            failed: None,
+        })
     }
 
     /// Writes a new log holding `state` as one edit and points CURRENT at it.
-    fn create(dir: &Path, number: u64, state: &ManifestState) -> Result<Manifest, ManifestError> {
+    fn create(fs: &FsRef, dir: &Path, number: u64, state: &ManifestState) -> Result<Manifest, ManifestError> {
         let path = log_path(dir, number);
         let mut bytes = record::header(MAGIC, VERSION).to_vec();
         let snapshot = Edit {
@@ -188,18 +195,25 @@ impl Manifest {
         let payload = serde_json::to_vec(&snapshot)
             .map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         record::encode(&mut bytes, &payload);
-        let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io(&path))?;
+        let mut f = fs.create(&path).map_err(io(&path))?;
         f.write_all(&bytes).map_err(io(&path))?;
         f.sync_all().map_err(io(&path))?;
-        let tmp = dir.join("CURRENT.tmp");
-        let mut c = File::create(&tmp).map_err(io(&tmp))?;
-        c.write_all(format!("MANIFEST-{number:06}\n").as_bytes()).map_err(io(&tmp))?;
-        c.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, dir.join("CURRENT")).map_err(io(&tmp))?;
-        sync_dir(dir).map_err(io(dir))?;
-        let file = OpenOptions::new().append(true).open(&path).map_err(io(&path))?;
-        let good_len = file.metadata().map_err(io(&path))?.len();
-        Ok(Manifest { dir: dir.to_owned(), file, number, edits: 1, state: state.clone(), good_len, failed: None })
+        let good_len = f.len().map_err(io(&path))?;
+        // CURRENT names the live log; replacing it is atomic (and syncs the directory,
+        // which makes the new log's entry durable too).
+        let current = dir.join("CURRENT");
+        crate::fs::replace(fs.as_ref(), &current, format!("MANIFEST-{number:06}\n").as_bytes())
+            .map_err(io(&current))?;
+        Ok(Manifest {
+            fs: fs.clone(),
+            dir: dir.to_owned(),
+            file: f,
+            number,
+            edits: 1,
+            state: state.clone(),
+            good_len,
+            failed: None,
+        })
     }
 
     /// Makes an edit durable, then applies it.
@@ -217,11 +231,7 @@ impl Manifest {
             // Cut back to the last complete edit, so the log stays readable; if that fails,
             // refuse every further edit.
             let good = self.good_len;
-            let undone = self
-                .file
-                .set_len(good)
-                .and_then(|()| self.file.sync_all())
-                .and_then(|()| self.file.seek(SeekFrom::Start(good)).map(drop));
+            let undone = self.file.set_len(good).and_then(|()| self.file.sync_all());
             if let Err(u) = undone {
                 self.failed = Some(format!("a failed edit could not be undone ({u}); restart to recover"));
             }
@@ -231,10 +241,7 @@ impl Manifest {
         self.state.apply(&edit);
         self.edits += 1;
         if self.edits >= SNAPSHOT_AFTER_EDITS {
-            let next = Manifest::create(&self.dir, self.number + 1, &self.state)?;
-            let old = log_path(&self.dir, self.number);
-            *self = next;
-            fs::remove_file(&old).map_err(io(&old))?;
+            self.snapshot()?;
         }
         Ok(())
     }
@@ -242,10 +249,10 @@ impl Manifest {
     /// Rewrites the state as a snapshot in a new log and deletes the old log, so that no
     /// earlier edit (naming removed segments) remains on disk.
     pub fn snapshot(&mut self) -> Result<(), ManifestError> {
-        let next = Manifest::create(&self.dir, self.number + 1, &self.state)?;
+        let next = Manifest::create(&self.fs, &self.dir, self.number + 1, &self.state)?;
         let old = log_path(&self.dir, self.number);
         *self = next;
-        fs::remove_file(&old).map_err(io(&old))
+        self.fs.remove_file(&old).map_err(io(&old))
     }
 
     /// Reserves `n` segment ids (made durable by the edit that adds the segments).
@@ -262,12 +269,13 @@ fn log_path(dir: &Path, number: u64) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
     #[test]
     fn manifest_logs_without_current_are_refused_not_restarted() {
         let dir = tempfile::tempdir().expect("tmp");
-        drop(Manifest::open(dir.path()).expect("fresh"));
+        drop(Manifest::open(&crate::fs::real(), dir.path()).expect("fresh"));
         std::fs::remove_file(dir.path().join("CURRENT")).expect("lose CURRENT");
-        let err = Manifest::open(dir.path()).expect_err("refused");
+        let err = Manifest::open(&crate::fs::real(), dir.path()).expect_err("refused");
         assert!(err.to_string().contains("missing beside 1 manifest log(s)"), "{err}");
         assert!(!dir.path().join("CURRENT").exists(), "nothing was started over");
     }
@@ -294,7 +302,7 @@ mod tests {
     fn edits_survive_reopen_and_snapshots() {
         let dir = tempfile::tempdir().expect("tmp");
         {
-            let mut m = Manifest::open(dir.path()).expect("open");
+            let mut m = Manifest::open(&crate::fs::real(), dir.path()).expect("open");
             for i in 1..=(SNAPSHOT_AFTER_EDITS as u64 + 10) {
                 let id = m.allocate_ids(1);
                 assert_eq!(id, i);
@@ -304,7 +312,7 @@ mod tests {
             }
             assert!(m.number > 1, "a snapshot was taken");
         }
-        let m = Manifest::open(dir.path()).expect("reopen");
+        let m = Manifest::open(&crate::fs::real(), dir.path()).expect("reopen");
         let n = SNAPSHOT_AFTER_EDITS as u64 + 10;
         assert_eq!(m.state.segments.keys().copied().collect::<Vec<_>>(), vec![n - 1, n]);
         assert_eq!(m.state.flushed_seq, n * 10);

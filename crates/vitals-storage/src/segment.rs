@@ -8,6 +8,8 @@
 //! so aggregate queries over whole days never decode the rows.
 
 use std::fs::File;
+
+use crate::fs::Fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -130,7 +132,7 @@ fn schema(scale: u8) -> Arc<Schema> {
 }
 
 /// Writes `series` to `path` (fsynced), storing values with `scale` decimal digits.
-pub fn write(path: &Path, scale: u8, series: &[SeriesRows]) -> Result<WrittenSegment, SegmentError> {
+pub fn write(fs: &dyn Fs, path: &Path, scale: u8, series: &[SeriesRows]) -> Result<WrittenSegment, SegmentError> {
     let perr = |source| SegmentError::Parquet { path: path.to_owned(), source };
     let aerr = |source| SegmentError::Arrow { path: path.to_owned(), source };
     let rows: usize = series.iter().map(|s| s.times.len()).sum();
@@ -173,12 +175,12 @@ pub fn write(path: &Path, scale: u8, series: &[SeriesRows]) -> Result<WrittenSeg
         .set_max_row_group_row_count(Some(MAX_ROW_GROUP_ROWS))
         .set_key_value_metadata(Some(vec![KeyValue::new(ROLLUP_KEY.to_owned(), rollup_json)]))
         .build();
-    let file = File::create(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
+    let file = fs.create(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
     let mut w = ArrowWriter::try_new(file, schema, Some(props)).map_err(perr)?;
     w.write(&batch).map_err(perr)?;
-    let file = w.into_inner().map_err(perr)?;
+    let mut file = w.into_inner().map_err(perr)?;
     file.sync_all().map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
-    let bytes = file.metadata().map_err(|source| SegmentError::Io { path: path.to_owned(), source })?.len();
+    let bytes = file.len().map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
     Ok(WrittenSegment { rows: rows as u64, bytes, min_ms, max_ms, rollup })
 }
 
@@ -309,7 +311,7 @@ mod tests {
                 ids: vec![None],
             },
         ];
-        let w = write(&path, 3, &series).expect("write");
+        let w = write(&crate::fs::RealFs, &path, 3, &series).expect("write");
         assert_eq!((w.rows, w.min_ms, w.max_ms), (4, 0, MS_PER_HOUR + 5));
         let back = read(&path, None, i64::MIN, i64::MAX, None, true).expect("read");
         assert_eq!(back, series);

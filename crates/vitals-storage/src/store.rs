@@ -37,9 +37,10 @@ use vitals_core::{Catalog, Clock, DeviceId, MetricId, PatientId, Sample};
 
 use crate::buffer::{Buffer, Point, merge_dedup};
 use crate::data_dir::DataDir;
+use crate::fs::FsRef;
 use crate::manifest::{Edit, LastPoint, Manifest, ManifestError, SegmentMeta};
 use crate::segment::{self, DeviceRollup, HourAgg, SegmentError, SeriesRows};
-use crate::wal::{Wal, WalError, sync_dir};
+use crate::wal::{Wal, WalError};
 
 /// Tuning of the store; every limit says what happens when it is reached.
 #[derive(Debug, Clone)]
@@ -67,6 +68,9 @@ pub struct StoreConfig {
     /// comes near the size replay accepts ([`crate::record::MAX_RECORD_LEN`]: 256 MiB,
     /// against at most ~300 bytes a sample).
     pub max_samples_per_record: usize,
+    /// The file system the store changes ([`crate::fs::RealFs`]; tests simulate power cuts
+    /// with [`crate::fs::sim::SimFs`]).
+    pub fs: FsRef,
 }
 
 impl Default for StoreConfig {
@@ -82,6 +86,7 @@ impl Default for StoreConfig {
             repair_wal: false,
             background: true,
             max_samples_per_record: 500_000,
+            fs: crate::fs::real(),
         }
     }
 }
@@ -335,7 +340,8 @@ impl Store {
     /// Opens (or creates) the store in `data_dir`, recovering from the WAL.
     pub fn open(data_dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         let catalog = Catalog::standard();
-        fs::create_dir_all(data_dir).map_err(io(data_dir))?;
+        let fsr = config.fs.clone();
+        fsr.create_dir_all(data_dir).map_err(io(data_dir))?;
         let paths = DataDir::new(data_dir);
         let lock_path = paths.lock_file();
         let lock =
@@ -344,10 +350,10 @@ impl Store {
             return Err(StoreError::Locked { path: data_dir.to_owned() });
         }
         let lake = paths.lake();
-        fs::create_dir_all(&lake).map_err(io(&lake))?;
+        fsr.create_dir_all(&lake).map_err(io(&lake))?;
         refuse_a_lost_manifest(&paths)?;
-        let manifest = Manifest::open(&paths.manifest())?;
-        remove_orphans(&lake, &manifest)?;
+        let manifest = Manifest::open(&fsr, &paths.manifest())?;
+        remove_orphans(fsr.as_ref(), &lake, &manifest)?;
         let mut state = ReadState::default();
         for meta in manifest.state.segments.values() {
             let (Ok(patient), Some(metric)) = (PatientId::new(&meta.patient), catalog.id(&meta.metric)) else {
@@ -360,7 +366,7 @@ impl Store {
         }
         let flushed = manifest.state.flushed_seq;
         let mut replayed_samples = 0usize;
-        let wal = Wal::open(&paths.wal(), config.repair_wal, catalog, flushed + 1, |r| {
+        let wal = Wal::open(&fsr, &paths.wal(), config.repair_wal, catalog, flushed + 1, |r| {
             if r.seq > flushed {
                 state.active.insert(&r.samples);
                 note_patients(&mut state.patients, &r.samples);

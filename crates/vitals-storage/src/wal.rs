@@ -10,12 +10,12 @@
 //! one `fdatasync`; nothing is acknowledged before that returns. New files are created with
 //! their header fsynced and the directory fsynced.
 
-use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use vitals_core::{Catalog, DeviceId, PatientId, Sample, SampleId};
 
+use crate::fs::{Fs, FsFile, FsRef};
 use crate::record::{self, Tail};
 
 const MAGIC: [u8; 4] = *b"VWAL";
@@ -50,8 +50,9 @@ pub struct Replayed {
 /// The open log.
 #[derive(Debug)]
 pub struct Wal {
+    fs: FsRef,
     dir: PathBuf,
-    file: File,
+    file: FsFile,
     path: PathBuf,
     /// Closed and current files: (first seq, path, size).
     files: Vec<(u64, PathBuf, u64)>,
@@ -71,14 +72,15 @@ impl Wal {
     /// `min_next_seq` is a floor for the next seq (the manifest's flushed seq + 1), so seqs
     /// never go backwards even when every log file was deleted after a flush.
     pub fn open(
+        fs: &FsRef,
         dir: &Path,
         repair: bool,
         catalog: &Catalog,
         min_next_seq: u64,
         mut on_record: impl FnMut(Replayed),
     ) -> Result<Wal, WalError> {
-        fs::create_dir_all(dir).map_err(io(dir))?;
-        let mut names: Vec<(u64, PathBuf)> = fs::read_dir(dir)
+        fs.create_dir_all(dir).map_err(io(dir))?;
+        let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
             .map_err(io(dir))?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -93,7 +95,7 @@ impl Wal {
         let count = names.len();
         for (i, (first_seq, path)) in names.into_iter().enumerate() {
             next_seq = next_seq.max(first_seq);
-            let bytes = fs::read(&path).map_err(io(&path))?;
+            let bytes = std::fs::read(&path).map_err(io(&path))?;
             let scan = record::scan(&bytes, MAGIC, VERSION)
                 .map_err(|e| WalError::Header { path: path.clone(), reason: e.to_string() })?;
             for (offset, payload) in &scan.records {
@@ -123,24 +125,31 @@ impl Wal {
                     let aside = path.with_extension("damaged");
                     tracing::error!(path = %path.display(), offset, %reason, aside = %aside.display(),
                         "repair: keeping records before the damage, setting the file aside");
-                    fs::rename(&path, &aside).map_err(io(&path))?;
+                    fs.rename(&path, &aside).map_err(io(&path))?;
                     continue;
                 }
             };
             if scan.records.is_empty() {
-                fs::remove_file(&path).map_err(io(&path))?;
+                fs.remove_file(&path).map_err(io(&path))?;
                 continue;
             }
             if keep_len < bytes.len() as u64 {
-                let f = OpenOptions::new().write(true).open(&path).map_err(io(&path))?;
-                f.set_len(keep_len).map_err(io(&path))?;
-                f.sync_all().map_err(io(&path))?;
+                crate::fs::truncate(fs.as_ref(), &path, keep_len).map_err(io(&path))?;
             }
             files.push((first_seq, path, keep_len));
         }
-        let (file, path) = create_file(dir, next_seq)?;
+        let (file, path) = create_file(fs.as_ref(), dir, next_seq)?;
         files.push((next_seq, path.clone(), record::HEADER_LEN as u64));
-        Ok(Wal { dir: dir.to_owned(), file, path, files, next_seq, buf: Vec::with_capacity(1 << 20), torn: false })
+        Ok(Wal {
+            fs: fs.clone(),
+            dir: dir.to_owned(),
+            file,
+            path,
+            files,
+            next_seq,
+            buf: Vec::with_capacity(1 << 20),
+            torn: false,
+        })
     }
 
     /// Appends one record per batch with one write and one fdatasync; returns the seq of
@@ -177,13 +186,8 @@ impl Wal {
     /// append starts from a clean tail. After a failed fsync the kernel may have dropped
     /// the unsynced pages while still showing them, so they are cut, never reused.
     pub fn recover(&mut self) -> Result<(), WalError> {
-        use std::io::{Seek, SeekFrom};
         let good = self.current_file_bytes();
-        self.file
-            .set_len(good)
-            .and_then(|()| self.file.seek(SeekFrom::Start(good)).map(|_| ()))
-            .and_then(|()| self.file.sync_all())
-            .map_err(io(&self.path))?;
+        self.file.set_len(good).and_then(|()| self.file.sync_all()).map_err(io(&self.path))?;
         self.torn = false;
         Ok(())
     }
@@ -194,7 +198,7 @@ impl Wal {
         if self.torn {
             self.recover()?;
         }
-        let (file, path) = create_file(&self.dir, self.next_seq)?;
+        let (file, path) = create_file(self.fs.as_ref(), &self.dir, self.next_seq)?;
         self.file = file;
         self.path = path.clone();
         self.files.push((self.next_seq, path, record::HEADER_LEN as u64));
@@ -205,7 +209,7 @@ impl Wal {
     pub fn remove_through(&mut self, seq: u64) -> Result<(), WalError> {
         while self.files.len() > 1 && self.files[1].0 <= seq + 1 {
             let (_, path, _) = self.files.remove(0);
-            fs::remove_file(&path).map_err(io(&path))?;
+            self.fs.remove_file(&path).map_err(io(&path))?;
         }
         Ok(())
     }
@@ -226,18 +230,13 @@ impl Wal {
     }
 }
 
-fn create_file(dir: &Path, first_seq: u64) -> Result<(File, PathBuf), WalError> {
+fn create_file(fs: &dyn Fs, dir: &Path, first_seq: u64) -> Result<(FsFile, PathBuf), WalError> {
     let path = dir.join(format!("wal-{first_seq:020}.log"));
-    let mut f = OpenOptions::new().create(true).truncate(true).write(true).open(&path).map_err(io(&path))?;
+    let mut f = fs.create(&path).map_err(io(&path))?;
     f.write_all(&record::header(MAGIC, VERSION)).map_err(io(&path))?;
     f.sync_all().map_err(io(&path))?;
-    sync_dir(dir).map_err(io(dir))?;
+    fs.sync_dir(dir).map_err(io(dir))?;
     Ok((f, path))
-}
-
-/// Fsyncs a directory so that entries created or removed in it are durable.
-pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -345,6 +344,7 @@ fn decode(payload: &[u8], catalog: &Catalog) -> Result<Replayed, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sample(patient: &str, metric: &str, t: i64, v: f64, device: Option<&str>, id: Option<&str>) -> Sample {
         Sample {
@@ -359,7 +359,7 @@ mod tests {
 
     fn open(dir: &Path, repair: bool) -> Result<(Wal, Vec<Replayed>), WalError> {
         let mut replayed = Vec::new();
-        let wal = Wal::open(dir, repair, Catalog::standard(), 1, |r| replayed.push(r))?;
+        let wal = Wal::open(&crate::fs::real(), dir, repair, Catalog::standard(), 1, |r| replayed.push(r))?;
         Ok((wal, replayed))
     }
 

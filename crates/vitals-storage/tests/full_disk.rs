@@ -196,7 +196,7 @@ fn a_manifest_edit_that_does_not_fit_is_cut_off_and_the_manifest_reopens() {
         order: id,
         last: Vec::new(),
     };
-    let mut m = Manifest::open(&dir).expect("open");
+    let mut m = Manifest::open(&vitals_storage::fs::real(), &dir).expect("open");
     m.commit(Edit { add: vec![seg(1)], ..Edit::default() }).expect("room for this");
     let filler = fs.fill();
     let big = Edit { add: (2..400).map(seg).collect(), ..Edit::default() };
@@ -205,7 +205,7 @@ fn a_manifest_edit_that_does_not_fit_is_cut_off_and_the_manifest_reopens() {
     std::fs::remove_file(filler).expect("space returns");
     m.commit(Edit { add: vec![seg(500)], ..Edit::default() }).expect("commits again");
     drop(m);
-    let m = Manifest::open(&dir).expect("reopens: no partial edit");
+    let m = Manifest::open(&vitals_storage::fs::real(), &dir).expect("reopens: no partial edit");
     assert_eq!(m.state.segments.keys().copied().collect::<Vec<_>>(), vec![1, 500]);
 }
 

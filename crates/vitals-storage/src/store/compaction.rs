@@ -109,7 +109,7 @@ impl Inner {
             }
             for s in &inputs {
                 let p = self.segment_path(s);
-                fs::remove_file(&p).map_err(io(&p))?;
+                self.config.fs.remove_file(&p).map_err(io(&p))?;
                 self.forget(s.id);
             }
             self.stats.compactions.fetch_add(1, Ordering::Relaxed);

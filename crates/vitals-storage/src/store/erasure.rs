@@ -40,7 +40,7 @@ impl Inner {
             for s in &doomed {
                 self.forget(s.id);
                 let p = self.segment_path(s);
-                fs::remove_file(&p).map_err(io(&p))?;
+                self.config.fs.remove_file(&p).map_err(io(&p))?;
                 erased.segments += 1;
                 erased.rows += s.rows;
             }
@@ -60,7 +60,7 @@ impl Inner {
     pub(super) fn remove_empty_parents(&self, path: &Path) {
         let mut dir = path.parent();
         while let Some(d) = dir {
-            if d == self.lake || fs::remove_dir(d).is_err() {
+            if d == self.lake || self.config.fs.remove_dir(d).is_err() {
                 break;
             }
             dir = d.parent();
@@ -74,7 +74,7 @@ impl Inner {
         let mut stack = vec![self.lake.clone()];
         let mut found = Vec::new();
         while let Some(d) = stack.pop() {
-            let Ok(entries) = fs::read_dir(&d) else { continue };
+            let Ok(entries) = std::fs::read_dir(&d) else { continue };
             for e in entries.flatten() {
                 let path = e.path();
                 if !path.is_dir() {
@@ -88,10 +88,10 @@ impl Inner {
             }
         }
         for dir in found {
-            fs::remove_dir_all(&dir).map_err(io(&dir))?;
+            crate::fs::remove_dir_all(self.config.fs.as_ref(), &dir).map_err(io(&dir))?;
             self.remove_empty_parents(&dir);
         }
-        sync_dir(&self.lake).map_err(io(&self.lake))?;
+        self.config.fs.sync_dir(&self.lake).map_err(io(&self.lake))?;
         Ok(())
     }
 }

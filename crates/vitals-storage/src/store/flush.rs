@@ -81,11 +81,11 @@ pub(super) fn segment_files(lake: &Path) -> Result<usize, StoreError> {
 }
 
 /// Deletes segment files that no manifest entry names (left by a crash mid-flush).
-pub(super) fn remove_orphans(lake: &Path, manifest: &Manifest) -> Result<(), StoreError> {
+pub(super) fn remove_orphans(fs: &dyn crate::fs::Fs, lake: &Path, manifest: &Manifest) -> Result<(), StoreError> {
     let known: BTreeSet<&str> = manifest.state.segments.values().map(|s| s.path.as_str()).collect();
     let mut stack = vec![lake.to_owned()];
     while let Some(dir) = stack.pop() {
-        for e in fs::read_dir(&dir).map_err(io(&dir))? {
+        for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
             let e = e.map_err(io(&dir))?;
             let path = e.path();
             let ft = e.file_type().map_err(io(&path))?;
@@ -100,7 +100,7 @@ pub(super) fn remove_orphans(lake: &Path, manifest: &Manifest) -> Result<(), Sto
             let rel = path.strip_prefix(lake).map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
             if !known.contains(rel.as_str()) {
                 tracing::info!(path = %path.display(), "removing orphan segment file");
-                fs::remove_file(&path).map_err(io(&path))?;
+                fs.remove_file(&path).map_err(io(&path))?;
             }
         }
     }
@@ -218,18 +218,18 @@ impl Inner {
         let m = self.catalog.get(metric);
         let rel_dir = partition_dir(m.code, patient, day);
         let dir = self.lake.join(&rel_dir);
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        self.config.fs.create_dir_all(&dir).map_err(io(&dir))?;
         let name = format!("part-{id:020}.parquet");
         let tmp = dir.join(format!("{name}.tmp"));
         let path = dir.join(&name);
-        let written = segment::write(&tmp, m.scale, series)
+        let written = segment::write(self.config.fs.as_ref(), &tmp, m.scale, series)
             .map_err(StoreError::from)
-            .and_then(|w| fs::rename(&tmp, &path).map(|()| w).map_err(io(&tmp)));
+            .and_then(|w| self.config.fs.rename(&tmp, &path).map(|()| w).map_err(io(&tmp)));
         let w = match written {
             Ok(w) => w,
             Err(e) => {
                 // A full disk must not fill up further with the parts of failed attempts.
-                let _ = fs::remove_file(&tmp);
+                let _ = self.config.fs.remove_file(&tmp);
                 return Err(e);
             }
         };
@@ -265,7 +265,7 @@ impl Inner {
     /// full, they would otherwise take its last room until the next start).
     pub(super) fn discard<'m>(&self, written: impl Iterator<Item = &'m SegmentMeta>) {
         for meta in written {
-            let _ = fs::remove_file(self.lake.join(&meta.path));
+            let _ = self.config.fs.remove_file(&self.lake.join(&meta.path));
         }
     }
 
@@ -284,7 +284,7 @@ impl Inner {
             }
         }
         for d in all.iter().rev() {
-            sync_dir(d).map_err(io(d))?;
+            self.config.fs.sync_dir(d).map_err(io(d))?;
         }
         Ok(())
     }

@@ -39,7 +39,7 @@ impl Inner {
         for (_, s) in &doomed {
             self.forget(s.id);
             let p = self.segment_path(s);
-            fs::remove_file(&p).map_err(io(&p))?;
+            self.config.fs.remove_file(&p).map_err(io(&p))?;
             self.remove_empty_parents(&p);
         }
         self.stats.segments_deleted_by_retention.fetch_add(doomed.len() as u64, Ordering::Relaxed);
