@@ -71,6 +71,8 @@ struct Located {
 #[derive(Debug)]
 struct Inner {
     current: FsFile,
+    /// The last append failed and could not be cut off: the next one cuts it first.
+    torn: bool,
     current_first: u64,
     current_len: u64,
     /// First id of each file -> its size.
@@ -104,7 +106,7 @@ impl DeadLetters {
 
     /// [`open`](Self::open) on the file system `fs`.
     pub fn open_in(fs: &FsRef, dir: &Path, max_bytes: u64) -> Result<DeadLetters, DeadLetterError> {
-        fs.create_dir_all(dir).map_err(io(dir))?;
+        crate::fs::create_dir_all_synced(fs.as_ref(), dir).map_err(io(dir))?;
         let mut firsts: Vec<u64> = std::fs::read_dir(dir)
             .map_err(io(dir))?
             .filter_map(|e| e.ok())
@@ -177,7 +179,16 @@ impl DeadLetters {
             fs: fs.clone(),
             dir: dir.to_owned(),
             max_bytes,
-            inner: Mutex::new(Inner { current, current_first, current_len, files, entries, next_id, dropped: 0 }),
+            inner: Mutex::new(Inner {
+                current,
+                torn: false,
+                current_first,
+                current_len,
+                files,
+                entries,
+                next_id,
+                dropped: 0,
+            }),
         })
     }
 
@@ -193,6 +204,8 @@ impl DeadLetters {
         if g.current_len >= FILE_BYTES {
             let (f, len) = create(self.fs.as_ref(), &self.dir, meta.id)?;
             g.current = f;
+        g.torn = false;
+            g.torn = false;
             g.current_first = meta.id;
             g.current_len = len;
             let first = meta.id;
@@ -222,10 +235,20 @@ impl DeadLetters {
     /// written after it stay readable at the next start.
     fn append(&self, g: &mut Inner, buf: &[u8]) -> Result<(), DeadLetterError> {
         let path = file_path(&self.dir, g.current_first);
+        // A failed write whose cut-back failed too: cut it before writing after it.
+        if g.torn {
+            let good = g.current_len;
+            g.current.set_len(good).and_then(|()| g.current.sync_all()).map_err(io(&path))?;
+            g.torn = false;
+        }
         if let Err(e) = g.current.write_all(buf).and_then(|()| g.current.sync_data()) {
             let good = g.current_len;
-            if let Err(u) = g.current.set_len(good).and_then(|()| g.current.sync_all()) {
-                tracing::error!(error = %u, path = %path.display(), "a failed dead-letter write could not be cut off");
+            g.torn = true;
+            match g.current.set_len(good).and_then(|()| g.current.sync_all()) {
+                Ok(()) => g.torn = false,
+                Err(u) => {
+                    tracing::error!(error = %u, path = %path.display(), "a failed dead-letter write could not be cut off yet")
+                }
             }
             return Err(DeadLetterError::Io { path, source: e });
         }
@@ -353,6 +376,7 @@ impl DeadLetters {
         }
         self.fs.sync_dir(&self.dir).map_err(io(&self.dir))?;
         g.current = self.fs.append(&path).map_err(io(&path))?;
+        g.torn = false;
         g.current_first = first;
         g.current_len = buf.len() as u64;
         g.files.clear();
@@ -376,6 +400,7 @@ impl DeadLetters {
         g.files.clear();
         g.files.insert(next, len);
         g.current = f;
+        g.torn = false;
         g.current_first = next;
         g.current_len = len;
         g.entries.clear();

@@ -146,6 +146,22 @@ impl Write for FsFile {
     }
 }
 
+/// Creates a directory and its missing parents durably: each directory created is synced
+/// into its parent, so that it (and what is later synced into it) survives a power cut.
+pub fn create_dir_all_synced(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir.ancestors().take_while(|a| !a.as_os_str().is_empty() && !a.is_dir()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    fs.create_dir_all(dir)?;
+    for d in missing.iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes a directory and everything in it.
 pub fn remove_dir_all(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     for e in std::fs::read_dir(dir)? {

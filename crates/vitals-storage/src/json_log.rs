@@ -55,7 +55,7 @@ impl JsonLog {
             let p = p.to_owned();
             move |source| JsonLogError::Io { path: p, source }
         };
-        fs.create_dir_all(dir).map_err(io(dir))?;
+        crate::fs::create_dir_all_synced(fs.as_ref(), dir).map_err(io(dir))?;
         let path = dir.join(name);
         let mut records = Vec::new();
         match std::fs::read(&path) {
@@ -144,11 +144,15 @@ impl JsonLog {
         f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
         drop(f);
         self.fs.rename(&tmp, &self.path).map_err(io(&self.path))?;
+        // From here the old file is gone: appends must go to the new one, and only once its
+        // directory entry is durable (else a power cut could bring the old one back without
+        // them).
+        self.failed = Some("a rewrite of the log did not complete; restart to recover".into());
+        self.file = self.fs.append(&self.path).map_err(io(&self.path))?;
+        self.good_len = buf.len() as u64;
         if let Some(dir) = self.path.parent() {
             self.fs.sync_dir(dir).map_err(io(dir))?;
         }
-        self.file = self.fs.append(&self.path).map_err(io(&self.path))?;
-        self.good_len = buf.len() as u64;
         self.failed = None;
         Ok(())
     }

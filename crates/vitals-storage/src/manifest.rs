@@ -116,26 +116,36 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn open(fs: &FsRef, dir: &Path) -> Result<Manifest, ManifestError> {
-        fs.create_dir_all(dir).map_err(io(dir))?;
+        crate::fs::create_dir_all_synced(fs.as_ref(), dir).map_err(io(dir))?;
         let current = dir.join("CURRENT");
         let number = match std::fs::read_to_string(&current) {
             Ok(s) => s.trim().strip_prefix("MANIFEST-").and_then(|n| n.parse::<u64>().ok()).ok_or_else(|| {
                 ManifestError::Corrupt { path: current.clone(), reason: format!("bad content {s:?}") }
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // Logs without the file that names the live one: refuse rather than guess.
-                let logs = std::fs::read_dir(dir)
+                // Logs without the file that names the live one: a first start cut off
+                // before CURRENT was written leaves a log of the empty state, which is
+                // safe to start over from; anything else is refused rather than guessed.
+                let logs: Vec<PathBuf> = std::fs::read_dir(dir)
                     .map_err(io(dir))?
                     .flatten()
                     .filter(|e| e.file_name().to_string_lossy().starts_with("MANIFEST-"))
-                    .count();
-                if logs > 0 {
-                    return Err(ManifestError::Corrupt {
-                        path: current,
-                        reason: format!(
-                            "missing beside {logs} manifest log(s); restore it (it names the live MANIFEST-n)"
-                        ),
-                    });
+                    .map(|e| e.path())
+                    .collect();
+                for log in &logs {
+                    if !holds_only_the_empty_state(log)? {
+                        return Err(ManifestError::Corrupt {
+                            path: current,
+                            reason: format!(
+                                "missing beside {} manifest log(s); restore it (it names the live MANIFEST-n)",
+                                logs.len()
+                            ),
+                        });
+                    }
+                }
+                for log in &logs {
+                    tracing::warn!(path = %log.display(), "removing the log of a first start that did not complete");
+                    fs.remove_file(log).map_err(io(log))?;
                 }
                 let mut m = Manifest::create(fs, dir, 1, &ManifestState { next_segment_id: 1, ..Default::default() })?;
                 m.edits = 0;
@@ -263,6 +273,21 @@ impl Manifest {
     }
 }
 
+/// Whether a manifest log (torn or not) holds nothing but a fresh store's state.
+fn holds_only_the_empty_state(path: &Path) -> Result<bool, ManifestError> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    let Ok(scan) = record::scan(&bytes, MAGIC, VERSION) else { return Ok(false) };
+    if matches!(scan.tail, Tail::Corrupt { .. }) {
+        return Ok(false);
+    }
+    let mut state = ManifestState::default();
+    for (_, payload) in &scan.records {
+        let Ok(edit) = serde_json::from_slice::<Edit>(payload) else { return Ok(false) };
+        state.apply(&edit);
+    }
+    Ok(state.segments.is_empty() && state.flushed_seq == 0)
+}
+
 fn log_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("MANIFEST-{number:06}"))
 }
@@ -273,11 +298,23 @@ mod tests {
     #[test]
     fn manifest_logs_without_current_are_refused_not_restarted() {
         let dir = tempfile::tempdir().expect("tmp");
-        drop(Manifest::open(&crate::fs::real(), dir.path()).expect("fresh"));
+        let mut m = Manifest::open(&crate::fs::real(), dir.path()).expect("fresh");
+        m.commit(Edit { add: vec![seg(1)], ..Edit::default() }).expect("commit");
+        drop(m);
         std::fs::remove_file(dir.path().join("CURRENT")).expect("lose CURRENT");
         let err = Manifest::open(&crate::fs::real(), dir.path()).expect_err("refused");
         assert!(err.to_string().contains("missing beside 1 manifest log(s)"), "{err}");
         assert!(!dir.path().join("CURRENT").exists(), "nothing was started over");
+    }
+
+    #[test]
+    fn a_first_start_cut_off_before_current_starts_over() {
+        let dir = tempfile::tempdir().expect("tmp");
+        drop(Manifest::open(&crate::fs::real(), dir.path()).expect("fresh"));
+        std::fs::remove_file(dir.path().join("CURRENT")).expect("cut before CURRENT");
+        let m = Manifest::open(&crate::fs::real(), dir.path()).expect("starts over");
+        assert!(m.state.segments.is_empty());
+        assert!(dir.path().join("CURRENT").exists());
     }
 
     use super::*;

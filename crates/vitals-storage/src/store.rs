@@ -341,7 +341,7 @@ impl Store {
     pub fn open(data_dir: &Path, config: StoreConfig, clock: Arc<dyn Clock>) -> Result<Store, StoreError> {
         let catalog = Catalog::standard();
         let fsr = config.fs.clone();
-        fsr.create_dir_all(data_dir).map_err(io(data_dir))?;
+        crate::fs::create_dir_all_synced(fsr.as_ref(), data_dir).map_err(io(data_dir))?;
         let paths = DataDir::new(data_dir);
         let lock_path = paths.lock_file();
         let lock =
@@ -350,7 +350,7 @@ impl Store {
             return Err(StoreError::Locked { path: data_dir.to_owned() });
         }
         let lake = paths.lake();
-        fsr.create_dir_all(&lake).map_err(io(&lake))?;
+        crate::fs::create_dir_all_synced(fsr.as_ref(), &lake).map_err(io(&lake))?;
         refuse_a_lost_manifest(&paths)?;
         let manifest = Manifest::open(&fsr, &paths.manifest())?;
         remove_orphans(fsr.as_ref(), &lake, &manifest)?;

@@ -79,7 +79,7 @@ impl Wal {
         min_next_seq: u64,
         mut on_record: impl FnMut(Replayed),
     ) -> Result<Wal, WalError> {
-        fs.create_dir_all(dir).map_err(io(dir))?;
+        crate::fs::create_dir_all_synced(fs.as_ref(), dir).map_err(io(dir))?;
         let mut names: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
             .map_err(io(dir))?
             .filter_map(|e| e.ok())
@@ -197,6 +197,12 @@ impl Wal {
         // A closed file must end cleanly: a torn tail there would read as corruption.
         if self.torn {
             self.recover()?;
+        }
+        // A current file without records is as good as a new one; creating it again would
+        // truncate it and list it twice, and deleting the first entry (after a flush) would
+        // delete the live file.
+        if self.current_file_bytes() <= record::HEADER_LEN as u64 {
+            return Ok(());
         }
         let (file, path) = create_file(self.fs.as_ref(), &self.dir, self.next_seq)?;
         self.file = file;
@@ -389,6 +395,26 @@ mod tests {
         drop(wal);
         let (_, replayed) = open(dir.path(), false).expect("reopen");
         assert_eq!(replayed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![3]);
+    }
+
+    /// Found by the power-loss simulation: a rotation of an empty current file (a flush
+    /// right after a size rotation) created the same file again, and deleting the flushed
+    /// files then deleted the live one with the records written after it.
+    #[test]
+    fn rotating_twice_then_removing_flushed_files_keeps_the_live_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let cat = Catalog::standard();
+        let a = vec![sample("p1", "heart_rate", 1000, 60.0, None, None)];
+        {
+            let (mut wal, _) = open(dir.path(), false).expect("open");
+            wal.append(&[&a], cat).expect("append");
+            wal.rotate().expect("rotate after a full file");
+            wal.rotate().expect("rotate for a flush");
+            wal.remove_through(1).expect("remove flushed");
+            wal.append(&[&a], cat).expect("append after");
+        }
+        let (_, replayed) = open(dir.path(), false).expect("reopen");
+        assert_eq!(replayed.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2], "the record written after the flush");
     }
 
     proptest::proptest! {
