@@ -157,23 +157,44 @@ impl DeadLetters {
                 Tail::Torn { offset } | Tail::Corrupt { offset, .. } => {
                     // Dead letters are a diagnostic store: keep what is readable, log the rest.
                     tracing::warn!(path = %path.display(), offset, "dead-letter file damaged at the end; truncating");
-                    let keep = offset.max(record::HEADER_LEN as u64);
-                    crate::fs::truncate(fs.as_ref(), &path, keep).map_err(io(&path))?;
-                    keep
+                    crate::fs::cut_record_file(fs.as_ref(), &path, offset, MAGIC, VERSION).map_err(io(&path))?;
+                    offset.max(record::HEADER_LEN as u64)
                 }
             };
             files.insert(*first, len);
         }
-        let (current, current_first, current_len) = match files.iter().next_back() {
-            Some((first, len)) if *len < FILE_BYTES => {
-                let path = file_path(dir, *first);
-                (fs.append(&path).map_err(io(&path))?, *first, *len)
+        // The files read are made durable entries before anything is added after them.
+        fs.sync_dir(dir).map_err(io(dir))?;
+        // New entries go to a new file, never after what was only read: the end of the last
+        // file may be an append whose sync failed, still in the page cache but never on the
+        // disk, and an entry written after it would then sit behind damage. Files left
+        // without entries are removed.
+        for (first, len) in files.clone() {
+            if len <= record::HEADER_LEN as u64 && !entries.values().any(|l: &Located| l.file == first) {
+                let path = file_path(dir, first);
+                fs.remove_file(&path).map_err(io(&path))?;
+                files.remove(&first);
             }
-            _ => {
-                let (f, len) = create(fs.as_ref(), dir, next_id)?;
+        }
+        // A file is named after the next id when it is made, and an erasure's rewrite holds
+        // older ids under a newer name: the new file's name is past every file's.
+        if let Some(last) = files.keys().next_back() {
+            next_id = next_id.max(last + 1);
+        }
+        let (current, current_first, current_len) = match create(fs.as_ref(), dir, next_id) {
+            Ok((f, len)) => {
                 files.insert(next_id, len);
                 (f, next_id, len)
             }
+            // No room for a new file (a full disk): append to the last one.
+            Err(DeadLetterError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::StorageFull && !files.is_empty() =>
+            {
+                let (first, len) = files.iter().next_back().map(|(f, l)| (*f, *l)).unwrap_or_default();
+                let path = file_path(dir, first);
+                (fs.append(&path).map_err(io(&path))?, first, len)
+            }
+            Err(e) => return Err(e),
         };
         Ok(DeadLetters {
             fs: fs.clone(),
@@ -202,13 +223,13 @@ impl DeadLetters {
             reason: format!("entry does not serialize: {e}"),
         })?;
         if g.current_len >= FILE_BYTES {
-            let (f, len) = create(self.fs.as_ref(), &self.dir, meta.id)?;
+            // Named past every file (an erasure's rewrite is named after the next id).
+            let first = meta.id.max(g.files.keys().next_back().map_or(0, |l| l + 1));
+            let (f, len) = create(self.fs.as_ref(), &self.dir, first)?;
             g.current = f;
-        g.torn = false;
             g.torn = false;
-            g.current_first = meta.id;
+            g.current_first = first;
             g.current_len = len;
-            let first = meta.id;
             g.files.insert(first, len);
         }
         let mut buf = Vec::with_capacity(header.len() + raw.len() + 16);
@@ -368,13 +389,9 @@ impl DeadLetters {
         f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
         drop(f);
         self.fs.rename(&tmp, &path).map_err(io(&path))?;
-        for old in g.files.keys().copied().collect::<Vec<_>>() {
-            if old != first {
-                let p = file_path(&self.dir, old);
-                self.fs.remove_file(&p).map_err(io(&p))?;
-            }
-        }
-        self.fs.sync_dir(&self.dir).map_err(io(&self.dir))?;
+        // The new file is the store from here, before any old file is deleted: what is
+        // added next must never go to a file that is about to be deleted.
+        let old: Vec<u64> = g.files.keys().copied().filter(|f| *f != first).collect();
         g.current = self.fs.append(&path).map_err(io(&path))?;
         g.torn = false;
         g.current_first = first;
@@ -382,7 +399,17 @@ impl DeadLetters {
         g.files.clear();
         g.files.insert(first, buf.len() as u64);
         g.entries = entries;
+        self.delete_files(&old)?;
         Ok(erased)
+    }
+
+    /// Deletes old files (no longer listed) and makes that durable.
+    fn delete_files(&self, firsts: &[u64]) -> Result<(), DeadLetterError> {
+        for first in firsts {
+            let p = file_path(&self.dir, *first);
+            self.fs.remove_file(&p).map_err(io(&p))?;
+        }
+        self.fs.sync_dir(&self.dir).map_err(io(&self.dir))
     }
 
     /// Deletes every entry and file; returns how many entries there were.
@@ -391,12 +418,8 @@ impl DeadLetters {
         let n = g.entries.len();
         let next = g.next_id;
         let (f, len) = create(self.fs.as_ref(), &self.dir, next)?;
-        for first in g.files.keys().copied().collect::<Vec<_>>() {
-            if first != next {
-                let path = file_path(&self.dir, first);
-                self.fs.remove_file(&path).map_err(io(&path))?;
-            }
-        }
+        // As in an erasure: the new file first, then the old ones go.
+        let old: Vec<u64> = g.files.keys().copied().filter(|f| *f != next).collect();
         g.files.clear();
         g.files.insert(next, len);
         g.current = f;
@@ -404,15 +427,14 @@ impl DeadLetters {
         g.current_first = next;
         g.current_len = len;
         g.entries.clear();
-        self.fs.sync_dir(&self.dir).map_err(io(&self.dir))?;
+        self.delete_files(&old)?;
         Ok(n)
     }
 }
 
 fn create(fs: &dyn Fs, dir: &Path, first: u64) -> Result<(FsFile, u64), DeadLetterError> {
     let path = file_path(dir, first);
-    let mut f = fs.create(&path).map_err(io(&path))?;
-    f.write_all(&record::header(MAGIC, VERSION)).and_then(|()| f.sync_all()).map_err(io(&path))?;
+    let f = crate::fs::create_synced(fs, &path, &record::header(MAGIC, VERSION)).map_err(io(&path))?;
     fs.sync_dir(dir).map_err(io(dir))?;
     Ok((f, record::HEADER_LEN as u64))
 }
@@ -421,6 +443,24 @@ fn create(fs: &dyn Fs, dir: &Path, first: u64) -> Result<(FsFile, u64), DeadLett
 mod tests {
     use super::*;
     use std::fs;
+
+    /// Found by the power-loss simulation: the file an erasure rewrites is named after the
+    /// next id, which the next file made (at open) must not reuse.
+    #[test]
+    fn entries_kept_by_an_erasure_survive_two_restarts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let d = DeadLetters::open(dir.path(), 1 << 30).expect("open");
+        d.add(letter("a"), b"erased").expect("add");
+        let kept = d.add(letter("b"), b"kept").expect("add");
+        d.erase_matching(|_, raw| raw == b"erased").expect("erase");
+        drop(d);
+        let d = DeadLetters::open(dir.path(), 1 << 30).expect("reopen");
+        let later = d.add(letter("c"), b"later").expect("add");
+        drop(d);
+        let d = DeadLetters::open(dir.path(), 1 << 30).expect("reopen again");
+        assert_eq!(d.get(kept).expect("kept").1, b"kept");
+        assert_eq!(d.get(later).expect("later").1, b"later");
+    }
 
     #[test]
     fn erasing_entries_leaves_no_byte_of_them_and_keeps_the_others_readable() {

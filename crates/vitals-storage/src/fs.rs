@@ -133,9 +133,9 @@ impl Write for FsFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match &self.sim {
             None => self.file.write(buf),
-            Some((sim, _)) => {
+            Some((sim, ino)) => {
                 // The simulation may let only part of the bytes through, then fail.
-                let allowed = sim.before_write(buf.len())?;
+                let allowed = sim.before_write(*ino, buf.len())?;
                 self.file.write(&buf[..allowed])
             }
         }
@@ -175,6 +175,32 @@ pub fn remove_dir_all(fs: &dyn Fs, dir: &Path) -> io::Result<()> {
     fs.remove_dir(dir)
 }
 
+/// Cuts a record file back to `len` after a torn tail, durably; a file torn inside its
+/// header (a crash right after it was created) gets its header written again, so that it
+/// does not become a file of zeros.
+pub fn cut_record_file(fs: &dyn Fs, path: &Path, len: u64, magic: [u8; 4], version: u32) -> io::Result<()> {
+    if len >= crate::record::HEADER_LEN as u64 {
+        return truncate(fs, path, len);
+    }
+    let mut f = fs.create(path)?;
+    f.write_all(&crate::record::header(magic, version))?;
+    f.sync_all()
+}
+
+/// Creates a file holding `bytes`, synced; if that fails, the file is removed again (its
+/// content may never reach the disk, and must not be taken for a good file later).
+pub fn create_synced(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<FsFile> {
+    let mut f = fs.create(path)?;
+    match f.write_all(bytes).and_then(|()| f.sync_all()) {
+        Ok(()) => Ok(f),
+        Err(e) => {
+            drop(f);
+            let _ = fs.remove_file(path);
+            Err(e)
+        }
+    }
+}
+
 /// Opens a file for writing and cuts it to `len`, durably (repairs at start-up).
 pub fn truncate(fs: &dyn Fs, path: &Path, len: u64) -> io::Result<()> {
     let mut f = fs.append(path)?;
@@ -189,10 +215,7 @@ pub fn replace(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<()> {
     let mut name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
-    let mut f = fs.create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
+    drop(create_synced(fs, &tmp, bytes)?);
     fs.rename(&tmp, path)?;
     fs.sync_dir(path.parent().unwrap_or(Path::new(".")))
 }

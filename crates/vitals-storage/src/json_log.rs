@@ -27,9 +27,18 @@ pub struct JsonLog {
     file: FsFile,
     /// The length of the file up to its last complete, durable record.
     good_len: u64,
-    /// Set when a failed append could not be undone: the log refuses further appends
-    /// rather than write after a partial record (which would make it unreadable).
-    failed: Option<String>,
+    /// A repair a failure left to do (cut a failed append off, or sync the directory after
+    /// a rewrite): tried again before the next append and when the log is dropped; until it
+    /// succeeds the log refuses appends rather than write after a partial record.
+    failed: Option<Repair>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    CutTail,
+    /// A rewrite renamed the new file over the log: open it (appends must go to it, not to
+    /// the unlinked old file) and sync the directory.
+    Reopen,
 }
 
 impl JsonLog {
@@ -68,24 +77,39 @@ impl JsonLog {
                         reason: format!("record at offset {offset}: {e}"),
                     })?);
                 }
-                match scan.tail {
-                    Tail::Clean => {}
-                    Tail::Torn { offset } => {
-                        crate::fs::truncate(fs.as_ref(), &path, offset.max(record::HEADER_LEN as u64))
-                            .map_err(io(&path))?;
-                    }
+                let good = match scan.tail {
+                    Tail::Clean => bytes.len(),
+                    Tail::Torn { offset } => offset as usize,
                     Tail::Corrupt { offset, reason } => {
                         return Err(JsonLogError::Corrupt { path, reason: format!("offset {offset}: {reason}") });
                     }
+                };
+                // The records read are written again as a fresh file (renamed over the log,
+                // directory synced), never appended after: the end of the file may be an
+                // append whose sync failed, still in the page cache but never on the disk,
+                // and a record written after it would then sit behind damage. This also
+                // drops a torn last record. The logs are small; this costs one write of them.
+                let mut fresh = record::header(magic, version).to_vec();
+                fresh.extend_from_slice(bytes.get(record::HEADER_LEN..good).unwrap_or_default());
+                if let Err(e) = crate::fs::replace(fs.as_ref(), &path, &fresh) {
+                    // No room for the copy (a full disk): append after the records read.
+                    if e.kind() != std::io::ErrorKind::StorageFull {
+                        return Err(io(&path)(e));
+                    }
+                    tracing::warn!(path = %path.display(), "no room to rewrite the log at open: appending to it");
+                    crate::fs::cut_record_file(fs.as_ref(), &path, good as u64, magic, version).map_err(io(&path))?;
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut f = fs.create(&path).map_err(io(&path))?;
-                f.write_all(&record::header(magic, version)).and_then(|()| f.sync_all()).map_err(io(&path))?;
+                crate::fs::create_synced(fs.as_ref(), &path, &record::header(magic, version)).map_err(io(&path))?;
                 fs.sync_dir(dir).map_err(io(dir))?;
             }
             Err(e) => return Err(JsonLogError::Io { path, source: e }),
         }
+        // What was read is made durable before anything is built on it: a rename (a
+        // rewrite) whose directory sync did not happen would otherwise be undone by a power
+        // cut, taking the appends made from here with it.
+        fs.sync_dir(dir).map_err(io(dir))?;
         let file = fs.append(&path).map_err(io(&path))?;
         let good_len = file.len().map_err(io(&path))?;
         Ok((JsonLog { fs: fs.clone(), path, file, good_len, failed: None }, records))
@@ -96,9 +120,7 @@ impl JsonLog {
     /// synced, so the log stays readable and the next append may succeed; if even that
     /// fails, the log refuses every further append.
     pub fn append<T: Serialize>(&mut self, value: &T) -> Result<(), JsonLogError> {
-        if let Some(why) = &self.failed {
-            return Err(JsonLogError::Io { path: self.path.clone(), source: std::io::Error::other(why.clone()) });
-        }
+        self.repair()?;
         let payload = serde_json::to_vec(value)
             .map_err(|e| JsonLogError::Corrupt { path: self.path.clone(), reason: e.to_string() })?;
         let mut buf = Vec::with_capacity(payload.len() + record::FRAME_LEN);
@@ -109,11 +131,44 @@ impl JsonLog {
                 Ok(())
             }
             Err(source) => {
-                if let Err(e) = self.file.set_len(self.good_len).and_then(|()| self.file.sync_all()) {
-                    self.failed = Some(format!("a failed append could not be undone ({e}); restart to recover"));
+                self.failed = Some(Repair::CutTail);
+                if let Err(e) = self.repair() {
+                    tracing::error!(error = %e, "a failed append could not be cut off yet");
                 }
                 Err(JsonLogError::Io { path: self.path.clone(), source })
             }
+        }
+    }
+
+    /// Does the repair a failure left, if any.
+    fn repair(&mut self) -> Result<(), JsonLogError> {
+        let io = |p: &Path, what: &str, e: std::io::Error| JsonLogError::Io {
+            path: p.to_owned(),
+            source: std::io::Error::new(e.kind(), format!("{what} after an earlier failure: {e}")),
+        };
+        match self.failed {
+            None => return Ok(()),
+            Some(Repair::CutTail) => self
+                .file
+                .set_len(self.good_len)
+                .and_then(|()| self.file.sync_all())
+                .map_err(|e| io(&self.path, "cutting off a failed append", e))?,
+            Some(Repair::Reopen) => {
+                self.file = self.fs.append(&self.path).map_err(|e| io(&self.path, "opening a rewritten log", e))?;
+                if let Some(dir) = self.path.parent() {
+                    self.fs.sync_dir(dir).map_err(|e| io(dir, "syncing the directory of a rewrite", e))?;
+                }
+            }
+        }
+        self.failed = None;
+        Ok(())
+    }
+}
+
+impl Drop for JsonLog {
+    fn drop(&mut self) {
+        if let Err(e) = self.repair() {
+            tracing::error!(error = %e, "closing a log");
         }
     }
 }
@@ -147,14 +202,9 @@ impl JsonLog {
         // From here the old file is gone: appends must go to the new one, and only once its
         // directory entry is durable (else a power cut could bring the old one back without
         // them).
-        self.failed = Some("a rewrite of the log did not complete; restart to recover".into());
-        self.file = self.fs.append(&self.path).map_err(io(&self.path))?;
+        self.failed = Some(Repair::Reopen);
         self.good_len = buf.len() as u64;
-        if let Some(dir) = self.path.parent() {
-            self.fs.sync_dir(dir).map_err(io(dir))?;
-        }
-        self.failed = None;
-        Ok(())
+        self.repair()
     }
 
     /// The file's header (magic and version), read back from the file itself.

@@ -169,7 +169,7 @@ impl Manifest {
             Tail::Clean => {}
             Tail::Torn { offset } => {
                 tracing::warn!(path = %path.display(), offset, "dropping torn last manifest edit (never committed)");
-                crate::fs::truncate(fs.as_ref(), &path, offset.max(record::HEADER_LEN as u64)).map_err(io(&path))?;
+                crate::fs::cut_record_file(fs.as_ref(), &path, offset, MAGIC, VERSION).map_err(io(&path))?;
             }
             Tail::Corrupt { offset, reason } => {
                 return Err(ManifestError::Corrupt {
@@ -178,18 +178,45 @@ impl Manifest {
                 });
             }
         }
-        let file = fs.append(&path).map_err(io(&path))?;
-        let good_len = file.len().map_err(io(&path))?;
-        Ok(Manifest {
-            fs: fs.clone(),
-            dir: dir.to_owned(),
-            file,
-            number,
-            edits: scan.records.len(),
-            state,
-            good_len,
-            failed: None,
-        })
+        // Edits go to a new log holding the state as read, never after what was only read:
+        // the end of the log may be an edit whose sync failed, still in the page cache but
+        // never on the disk, and an edit written after it would then sit behind damage.
+        // On a full disk there may be no room for it: then edits go after the log as read
+        // (or to the new one, if CURRENT already names it).
+        match Manifest::create(fs, dir, number + 1, &state) {
+            Ok(mut m) => {
+                if let Err(e) = fs.remove_file(&path) {
+                    tracing::warn!(path = %path.display(), error = %e, "removing the previous manifest log");
+                }
+                m.edits = 1;
+                Ok(m)
+            }
+            Err(ManifestError::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull => {
+                tracing::warn!("no room for a new manifest log: appending to the one read");
+                let named = std::fs::read_to_string(&current).ok();
+                let live = if named.as_deref().map(str::trim) == Some(&format!("MANIFEST-{:06}", number + 1)) {
+                    number + 1
+                } else {
+                    number
+                };
+                let path = log_path(dir, live);
+                fs.sync_dir(dir).map_err(io(dir))?;
+                let file = fs.append(&path).map_err(io(&path))?;
+                let good_len = file.len().map_err(io(&path))?;
+                let edits = if live == number { scan.records.len() } else { 1 };
+                Ok(Manifest {
+                    fs: fs.clone(),
+                    dir: dir.to_owned(),
+                    file,
+                    number: live,
+                    edits,
+                    state,
+                    good_len,
+                    failed: None,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Writes a new log holding `state` as one edit and points CURRENT at it.
@@ -205,9 +232,7 @@ impl Manifest {
         let payload = serde_json::to_vec(&snapshot)
             .map_err(|e| ManifestError::Corrupt { path: path.clone(), reason: e.to_string() })?;
         record::encode(&mut bytes, &payload);
-        let mut f = fs.create(&path).map_err(io(&path))?;
-        f.write_all(&bytes).map_err(io(&path))?;
-        f.sync_all().map_err(io(&path))?;
+        let f = crate::fs::create_synced(fs.as_ref(), &path, &bytes).map_err(io(&path))?;
         let good_len = f.len().map_err(io(&path))?;
         // CURRENT names the live log; replacing it is atomic (and syncs the directory,
         // which makes the new log's entry durable too).

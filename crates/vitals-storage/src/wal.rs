@@ -93,6 +93,8 @@ impl Wal {
         let mut files = Vec::new();
         let mut next_seq = min_next_seq.max(1);
         let count = names.len();
+        // The files after each one, to tell a closed file from the last one that holds records.
+        let later: Vec<PathBuf> = names.iter().map(|(_, p)| p.clone()).collect();
         for (i, (first_seq, path)) in names.into_iter().enumerate() {
             next_seq = next_seq.max(first_seq);
             let bytes = std::fs::read(&path).map_err(io(&path))?;
@@ -107,7 +109,18 @@ impl Wal {
                 next_seq = next_seq.max(r.seq + 1);
                 on_record(r);
             }
-            let is_last = i + 1 == count;
+            // Files after this one that hold no record are leftovers of rotations that failed
+            // (a full disk): this is then the live file, whose tail may be torn.
+            let is_last = i + 1 == count || later[i + 1..].iter().all(|p| holds_no_record(p));
+            // A file cut inside its header holds nothing: the leftover of a creation that
+            // failed (a full disk) or was cut off, wherever it sits.
+            if scan.records.is_empty()
+                && matches!(scan.tail, Tail::Torn { offset } if offset < record::HEADER_LEN as u64)
+            {
+                tracing::warn!(path = %path.display(), "removing a log file whose creation did not complete");
+                fs.remove_file(&path).map_err(io(&path))?;
+                continue;
+            }
             let keep_len = match scan.tail {
                 Tail::Clean => bytes.len() as u64,
                 Tail::Torn { offset } if is_last => {
@@ -133,7 +146,10 @@ impl Wal {
                 fs.remove_file(&path).map_err(io(&path))?;
                 continue;
             }
-            if keep_len < bytes.len() as u64 {
+            // The last file may end in records that were written but never synced (a crash
+            // between write and fsync): they are replayed now, so they are made durable now,
+            // or a power cut later would tear them in what is then a closed file.
+            if keep_len < bytes.len() as u64 || is_last {
                 crate::fs::truncate(fs.as_ref(), &path, keep_len).map_err(io(&path))?;
             }
             files.push((first_seq, path, keep_len));
@@ -220,6 +236,12 @@ impl Wal {
         Ok(())
     }
 
+    /// Cuts a torn tail left by a failed append (when closing), so that the file holds only
+    /// what was acknowledged.
+    pub fn close(mut self) -> Result<(), WalError> {
+        if self.torn { self.recover() } else { Ok(()) }
+    }
+
     /// Seq of the last record written (0 if none).
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
@@ -236,11 +258,21 @@ impl Wal {
     }
 }
 
+/// Whether a log file holds no complete record (read only if it is small).
+fn holds_no_record(path: &Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(m) if m.len() <= record::HEADER_LEN as u64 => true,
+        Ok(m) if m.len() <= 1 << 20 => std::fs::read(path)
+            .ok()
+            .and_then(|b| record::scan(&b, MAGIC, VERSION).ok().map(|s| s.records.is_empty()))
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
 fn create_file(fs: &dyn Fs, dir: &Path, first_seq: u64) -> Result<(FsFile, PathBuf), WalError> {
     let path = dir.join(format!("wal-{first_seq:020}.log"));
-    let mut f = fs.create(&path).map_err(io(&path))?;
-    f.write_all(&record::header(MAGIC, VERSION)).map_err(io(&path))?;
-    f.sync_all().map_err(io(&path))?;
+    let f = crate::fs::create_synced(fs, &path, &record::header(MAGIC, VERSION)).map_err(io(&path))?;
     fs.sync_dir(dir).map_err(io(dir))?;
     Ok((f, path))
 }

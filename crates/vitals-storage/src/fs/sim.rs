@@ -78,6 +78,8 @@ struct State {
 #[derive(Debug)]
 pub struct SimFs {
     root: PathBuf,
+    /// `SIMFS_TRACE=1`: print every operation (number, kind, path, failing) to stderr.
+    trace: bool,
     me: Weak<SimFs>,
     state: Mutex<State>,
 }
@@ -150,7 +152,12 @@ impl SimFs {
             }
         }
         st.durable = st.current.clone();
-        Ok(Arc::new_cyclic(|me| SimFs { root: root.to_owned(), me: me.clone(), state: Mutex::new(st) }))
+        Ok(Arc::new_cyclic(|me| SimFs {
+            root: root.to_owned(),
+            trace: std::env::var_os("SIMFS_TRACE").is_some(),
+            me: me.clone(),
+            state: Mutex::new(st),
+        }))
     }
 
     /// Cuts the power just before operation `op` (1-based), writing what survives into
@@ -181,7 +188,7 @@ impl SimFs {
     }
 
     /// Counts an operation: cuts the power if it is the armed one, and says whether it fails.
-    fn tick(&self, st: &mut State) -> io::Result<bool> {
+    fn tick(&self, st: &mut State, what: &str, path: Option<&Path>) -> io::Result<bool> {
         st.ops += 1;
         if let Some(c) = &st.crash
             && c.at == st.ops
@@ -191,7 +198,17 @@ impl SimFs {
             self.materialize(st, &into)?;
             st.crashed = true;
         }
-        Ok(st.fail.is_some_and(|(from, count)| st.ops >= from && st.ops < from.saturating_add(count)))
+        let failing = st.fail.is_some_and(|(from, count)| st.ops >= from && st.ops < from.saturating_add(count));
+        if self.trace {
+            let crashed = if st.crashed { " (after the cut)" } else { "" };
+            let fails = if failing { " FAILS" } else { "" };
+            eprintln!(
+                "simfs {:>5} {what} {}{fails}{crashed}",
+                st.ops,
+                path.map(|p| p.display().to_string()).unwrap_or_default()
+            );
+        }
+        Ok(failing)
     }
 
     fn inode_of(&self, st: &mut State, path: &Path) -> io::Result<u64> {
@@ -212,12 +229,13 @@ impl SimFs {
         FsFile { file, sim: self.me.upgrade().map(|s| (s, ino)) }
     }
 
-    pub(super) fn before_write(&self, len: usize) -> io::Result<usize> {
+    pub(super) fn before_write(&self, ino: u64, len: usize) -> io::Result<usize> {
         let mut st = self.state.lock();
         if std::mem::take(&mut st.write_torn) {
             return Err(no_space());
         }
-        if self.tick(&mut st)? {
+        let path = st.inodes.get(&ino).and_then(|i| i.path.clone());
+        if self.tick(&mut st, "write", path.as_deref())? {
             if len >= 2 {
                 st.write_torn = true;
                 return Ok(len / 2);
@@ -229,7 +247,8 @@ impl SimFs {
 
     pub(super) fn sync_file(&self, ino: u64, _file: &File) -> io::Result<()> {
         let mut st = self.state.lock();
-        let failing = self.tick(&mut st)?;
+        let path = st.inodes.get(&ino).and_then(|i| i.path.clone());
+        let failing = self.tick(&mut st, "sync", path.as_deref())?;
         let Some(inode) = st.inodes.get_mut(&ino) else { return Ok(()) };
         let Some(path) = inode.path.clone() else { return Ok(()) };
         let now = std::fs::read(&path)?;
@@ -251,7 +270,8 @@ impl SimFs {
 
     pub(super) fn set_len(&self, ino: u64, len: u64) -> io::Result<()> {
         let mut st = self.state.lock();
-        if self.tick(&mut st)? {
+        let path = st.inodes.get(&ino).and_then(|i| i.path.clone());
+        if self.tick(&mut st, "set_len", path.as_deref())? {
             return Err(eio());
         }
         if let Some(inode) = st.inodes.get_mut(&ino)
@@ -313,12 +333,19 @@ impl SimFs {
 impl Fs for SimFs {
     fn create(&self, path: &Path) -> io::Result<FsFile> {
         let mut st = self.state.lock();
-        if self.tick(&mut st)? {
+        if self.tick(&mut st, "create", Some(path))? {
             return Err(no_space());
         }
         let file = std::fs::OpenOptions::new().create(true).truncate(true).write(true).open(path)?;
         let ino = match st.current.get(path) {
-            Some(Node::File(ino)) => *ino,
+            Some(Node::File(ino)) => {
+                // Truncated: whatever was lost of its old pages no longer matters.
+                let ino = *ino;
+                if let Some(i) = st.inodes.get_mut(&ino) {
+                    i.poisoned = None;
+                }
+                ino
+            }
             _ => {
                 let ino = st.new_inode(path, Vec::new());
                 st.current.insert(path.to_owned(), Node::File(ino));
@@ -331,7 +358,7 @@ impl Fs for SimFs {
 
     fn append(&self, path: &Path) -> io::Result<FsFile> {
         let mut st = self.state.lock();
-        if self.tick(&mut st)? {
+        if self.tick(&mut st, "open", Some(path))? {
             return Err(eio());
         }
         let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
@@ -346,7 +373,7 @@ impl Fs for SimFs {
             path.ancestors().take_while(|a| !a.is_dir()).map(Path::to_owned).collect::<Vec<_>>();
         missing.reverse();
         for dir in missing {
-            if self.tick(&mut st)? {
+            if self.tick(&mut st, "mkdir", Some(&dir))? {
                 return Err(no_space());
             }
             std::fs::create_dir(&dir)?;
@@ -358,7 +385,7 @@ impl Fs for SimFs {
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        if self.tick(&mut st)? {
+        if self.tick(&mut st, "rename", Some(to))? {
             return Err(no_space());
         }
         if parent(from) != parent(to) {
@@ -382,7 +409,7 @@ impl Fs for SimFs {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        if self.tick(&mut st)? {
+        if self.tick(&mut st, "remove", Some(path))? {
             return Err(eio());
         }
         let ino = self.inode_of(&mut st, path)?;
@@ -397,7 +424,7 @@ impl Fs for SimFs {
 
     fn remove_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        if self.tick(&mut st)? {
+        if self.tick(&mut st, "rmdir", Some(path))? {
             return Err(eio());
         }
         std::fs::remove_dir(path)?;
@@ -408,7 +435,7 @@ impl Fs for SimFs {
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.state.lock();
-        if self.tick(&mut st)? {
+        if self.tick(&mut st, "sync_dir", Some(path))? {
             return Err(eio());
         }
         if !path.is_dir() {

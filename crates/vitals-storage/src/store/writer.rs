@@ -28,7 +28,10 @@ pub(super) fn writer_loop(inner: &Inner, mut wal: Wal, rx: &Receiver<WriterMsg>)
     let mut writes: Vec<(Vec<Sample>, Done)> = Vec::new();
     let mut controls: Vec<WriterMsg> = Vec::new();
     loop {
-        let Ok(first) = rx.recv() else { return };
+        let Ok(first) = rx.recv() else {
+            close_wal(wal);
+            return;
+        };
         let mut total = 0usize;
         let mut next = Some(first);
         while let Some(m) = next.take() {
@@ -63,9 +66,18 @@ pub(super) fn writer_loop(inner: &Inner, mut wal: Wal, rx: &Receiver<WriterMsg>)
                 WriterMsg::Barrier { reply } => {
                     let _ = reply.send(());
                 }
-                WriterMsg::Stop => return,
+                WriterMsg::Stop => {
+                    close_wal(wal);
+                    return;
+                }
             }
         }
+    }
+}
+
+fn close_wal(wal: Wal) {
+    if let Err(e) = wal.close() {
+        tracing::error!(error = %e, "cutting a failed write off the WAL at close");
     }
 }
 
