@@ -80,6 +80,9 @@ struct Inner {
     entries: BTreeMap<u64, Located>,
     next_id: u64,
     dropped: u64,
+    /// Files no longer listed whose deletion failed: tried again with the next erasure or
+    /// purge, so that an acknowledged one leaves none of them behind.
+    doomed: Vec<u64>,
 }
 
 /// The store; cheap to share behind an `Arc`.
@@ -209,6 +212,7 @@ impl DeadLetters {
                 entries,
                 next_id,
                 dropped: 0,
+                doomed: Vec::new(),
             }),
         })
     }
@@ -366,7 +370,9 @@ impl DeadLetters {
                 keep.push((l.meta.clone(), raw));
             }
         }
-        let first = g.next_id;
+        // Named past every file, so that the rename replaces none of them.
+        let first = g.next_id.max(g.files.keys().next_back().map_or(0, |l| l + 1));
+        g.next_id = first;
         let mut buf = record::header(MAGIC, VERSION).to_vec();
         let mut entries = BTreeMap::new();
         for (meta, raw) in keep {
@@ -399,15 +405,25 @@ impl DeadLetters {
         g.files.clear();
         g.files.insert(first, buf.len() as u64);
         g.entries = entries;
-        self.delete_files(&old)?;
+        self.delete_files(&mut g, &old)?;
         Ok(erased)
     }
 
     /// Deletes old files (no longer listed) and makes that durable.
-    fn delete_files(&self, firsts: &[u64]) -> Result<(), DeadLetterError> {
-        for first in firsts {
-            let p = file_path(&self.dir, *first);
-            self.fs.remove_file(&p).map_err(io(&p))?;
+    fn delete_files(&self, g: &mut Inner, firsts: &[u64]) -> Result<(), DeadLetterError> {
+        g.doomed.extend_from_slice(firsts);
+        // Oldest first: a removal is recorded in a newer file than the entry it removes, so
+        // a crash part-way must never leave the entry without its removal.
+        g.doomed.sort_unstable();
+        g.doomed.dedup();
+        while let Some(first) = g.doomed.first().copied() {
+            let p = file_path(&self.dir, first);
+            match self.fs.remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(&p)(e)),
+            }
+            g.doomed.remove(0);
         }
         self.fs.sync_dir(&self.dir).map_err(io(&self.dir))
     }
@@ -416,7 +432,10 @@ impl DeadLetters {
     pub fn purge(&self) -> Result<usize, DeadLetterError> {
         let mut g = self.inner.lock();
         let n = g.entries.len();
-        let next = g.next_id;
+        // Named past every file, so that it replaces none of them (the current one may be
+        // named after the next id already).
+        let next = g.next_id.max(g.files.keys().next_back().map_or(0, |l| l + 1));
+        g.next_id = next;
         let (f, len) = create(self.fs.as_ref(), &self.dir, next)?;
         // As in an erasure: the new file first, then the old ones go.
         let old: Vec<u64> = g.files.keys().copied().filter(|f| *f != next).collect();
@@ -427,7 +446,7 @@ impl DeadLetters {
         g.current_first = next;
         g.current_len = len;
         g.entries.clear();
-        self.delete_files(&old)?;
+        self.delete_files(&mut g, &old)?;
         Ok(n)
     }
 }

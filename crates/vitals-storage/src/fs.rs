@@ -190,6 +190,7 @@ pub fn cut_record_file(fs: &dyn Fs, path: &Path, len: u64, magic: [u8; 4], versi
 /// Creates a file holding `bytes`, synced; if that fails, the file is removed again (its
 /// content may never reach the disk, and must not be taken for a good file later).
 pub fn create_synced(fs: &dyn Fs, path: &Path, bytes: &[u8]) -> io::Result<FsFile> {
+    // If it cannot even be created, nothing of ours is there to remove.
     let mut f = fs.create(path)?;
     match f.write_all(bytes).and_then(|()| f.sync_all()) {
         Ok(()) => Ok(f),
