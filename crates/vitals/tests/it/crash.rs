@@ -1,5 +1,9 @@
 //! Durability: the real binary is killed with SIGKILL while concurrent clients write; every
 //! acknowledged sample must be there exactly once after a restart.
+//!
+//! Five rounds in every test run; `scripts/kill9 <rounds>` runs the same test for as many
+//! rounds as asked (in release, `VITALS_KILL9_ROUNDS`), killing at a different point of the
+//! load each round.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -62,7 +66,10 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
     let base = chrono_now_ms() - 30 * 86_400_000;
     let next_time = Arc::new(AtomicU64::new(0));
     let acked: Arc<Mutex<BTreeMap<(String, i64), f64>>> = Arc::new(Mutex::new(BTreeMap::new()));
-    for round in 0..5 {
+    let rounds: u64 = std::env::var("VITALS_KILL9_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(5);
+    for round in 0..rounds {
+        // Where in the load this round's kill falls: from 10 to 119 acknowledged batches.
+        let kill_after = 10 + (round * 37 + 50) % 110;
         // A small flush threshold makes flushes (segments + WAL truncation) happen mid-run.
         let server = spawn_server(dir.path(), &[("VITALS_STORAGE_FLUSH_MAX_SAMPLES", "4000")]);
         let stop = Arc::new(AtomicBool::new(false));
@@ -108,7 +115,7 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
             let (m, cv) = &*progress;
             let deadline = Instant::now() + Duration::from_secs(60);
             let mut n = m.lock().expect("lock");
-            while *n < 60 {
+            while *n < kill_after {
                 let left = deadline.saturating_duration_since(Instant::now());
                 assert!(!left.is_zero(), "round {round}: clients made no progress");
                 n = cv.wait_timeout(n, left).expect("wait").0;
@@ -125,7 +132,8 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
     }
     let server = spawn_server(dir.path(), &[]);
     let acked = acked.lock().expect("lock").clone();
-    assert!(acked.len() as u64 >= 5 * 60 * BATCH, "enough acknowledged samples to mean something");
+    assert!(acked.len() as u64 >= rounds * 10 * BATCH, "enough acknowledged samples to mean something");
+    eprintln!("kill -9: {rounds} rounds, {} acknowledged samples, all found exactly once", acked.len());
     for c in 0..CLIENTS {
         let patient = format!("c{c}");
         let r = into_resp(
