@@ -148,6 +148,15 @@ fn push_sorted(s: &mut VecDeque<(i64, f64)>, t: i64, v: f64) {
     }
 }
 
+/// Gives back the room a burst left behind: a backfill hands over hours of a patient at
+/// once, and a queue keeps its largest size for good unless told otherwise.
+fn release_spare(s: &mut VecDeque<(i64, f64)>) {
+    const FLOOR: usize = 4096;
+    if s.capacity() > FLOOR && s.capacity() > 4 * s.len() {
+        s.shrink_to((2 * s.len()).max(FLOOR));
+    }
+}
+
 /// The samples of `s` in `(from, to]`.
 fn range(s: &VecDeque<(i64, f64)>, from: i64, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
     let lo = s.partition_point(|x| x.0 <= from);
@@ -306,6 +315,9 @@ impl SeizureDetector {
                 while s.front().is_some_and(|x| x.0 < e - KEEP_MS) {
                     s.pop_front();
                 }
+            }
+            for s in p.axes.iter_mut().chain([&mut p.hr, &mut p.eda]) {
+                release_spare(s);
             }
         }
     }
@@ -489,6 +501,22 @@ mod tests {
         // The same data in one batch gives the same episodes.
         let mut d2 = SeizureDetector::new(SeizureConfig { enabled: true, ..SeizureConfig::default() });
         assert_eq!(d2.ingest("p", &readings), changes);
+    }
+
+    #[test]
+    fn a_burst_of_history_does_not_keep_its_memory() {
+        let mut d = SeizureDetector::new(SeizureConfig { enabled: true, ..SeizureConfig::default() });
+        let t0 = 1_000_000_000_000;
+        // An hour of 32 Hz motion at once, as a backfill hands it over.
+        let mut readings = hr(t0, 3600, 70.0, i64::MAX, 70.0);
+        readings.extend(axes(t0, 3600, 1.0, 0.1, 0, 0));
+        readings.sort_by_key(|r| r.1);
+        d.ingest("p", &readings);
+        let p = &d.patients["p"];
+        for a in &p.axes {
+            // What a window needs (some hundreds of samples), not the hour's 115,200.
+            assert!(a.capacity() <= 8192, "axis keeps room for {} samples", a.capacity());
+        }
     }
 
     #[test]

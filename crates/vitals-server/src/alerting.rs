@@ -37,6 +37,9 @@ use crate::telemetry::{CodeLabel, Telemetry};
 
 /// How often reminders, escalations and stale-data windows are looked at.
 const TICK_MS: i64 = 1_000;
+/// Batches of durable samples (each at most `vitals_storage::FEED_BATCH_SAMPLES`) waiting
+/// for the engine before ingest waits for it: 64 x 8192 samples, about 35 MB.
+const DURABLE_QUEUE_BATCHES: usize = 64;
 /// At most this many queued samples are evaluated together.
 const MAX_DRAIN_SAMPLES: usize = 1 << 20;
 
@@ -138,7 +141,7 @@ pub fn spawn(app: Context, shutdown: Shutdown) -> anyhow::Result<Option<std::thr
         return Ok(None);
     }
     let detector = app.alerting.seizure.enabled;
-    let rx = app.store.subscribe_durable(&metric_ids(&rules_in_force(&app), detector), 1024);
+    let rx = app.store.subscribe_durable(&metric_ids(&rules_in_force(&app), detector), DURABLE_QUEUE_BATCHES);
     let thread =
         std::thread::Builder::new().name("alerting".into()).spawn(move || Live::new(app).run(&rx, &shutdown))?;
     Ok(Some(thread))

@@ -256,6 +256,7 @@ pub struct StorageConfig {
     pub max_inflight_samples: usize,
     pub max_buffered_samples: usize,
     pub compact_min_segments: usize,
+    pub compact_max_rows: u64,
     pub repair_wal: bool,
 }
 
@@ -307,6 +308,7 @@ impl Default for StorageConfig {
             max_inflight_samples: s.max_inflight_samples,
             max_buffered_samples: s.max_buffered_samples,
             compact_min_segments: s.compact_min_segments,
+            compact_max_rows: s.compact_max_rows,
             repair_wal: false,
         }
     }
@@ -516,6 +518,7 @@ impl Config {
             max_inflight_samples: self.storage.max_inflight_samples,
             max_buffered_samples: self.storage.max_buffered_samples,
             compact_min_segments: self.storage.compact_min_segments,
+            compact_max_rows: self.storage.compact_max_rows,
             retention: self
                 .retention
                 .iter()

@@ -17,5 +17,6 @@ pub mod store;
 pub mod wal;
 
 pub use store::{
-    DurableBatch, Erased, Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig, StoreError, StoreSizes,
+    DurableBatch, Erased, FEED_BATCH_SAMPLES, Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig,
+    StoreError, StoreSizes,
 };

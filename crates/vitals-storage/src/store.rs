@@ -58,6 +58,9 @@ pub struct StoreConfig {
     pub max_buffered_samples: usize,
     /// Merge a run of this many small segments of one partition.
     pub compact_min_segments: usize,
+    /// A compaction merges at most this many rows at once (it holds them in memory, about
+    /// 120 bytes each); a partition with more keeps several segments.
+    pub compact_max_rows: u64,
     /// Per metric: delete day partitions older than this.
     pub retention: HashMap<MetricId, Duration>,
     /// Keep records before a corrupt WAL record and set the damaged file aside.
@@ -76,12 +79,13 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            flush_max_samples: 4_000_000,
+            flush_max_samples: 1_000_000,
             flush_interval: Duration::from_secs(300),
             wal_max_file_bytes: 64 << 20,
-            max_inflight_samples: 4_000_000,
-            max_buffered_samples: 16_000_000,
+            max_inflight_samples: 1_000_000,
+            max_buffered_samples: 4_000_000,
             compact_min_segments: 4,
+            compact_max_rows: 1_000_000,
             retention: HashMap::new(),
             repair_wal: false,
             background: true,
@@ -98,6 +102,8 @@ const SMALL_SEGMENT_ROWS: u64 = 200_000;
 const MAX_COMPACTIONS_PER_ROUND: usize = 16;
 /// How often compaction looks for work when nothing was flushed.
 const COMPACTION_SCAN_INTERVAL: Duration = Duration::from_secs(300);
+/// Most samples in one batch handed to the durable-sample subscriber.
+pub const FEED_BATCH_SAMPLES: usize = 8192;
 /// Most samples one group commit takes from the queue.
 const MAX_GROUP_SAMPLES: usize = 1_000_000;
 /// Rollups kept in memory (entries are per segment, a few KiB each).
@@ -454,8 +460,10 @@ impl Store {
 
     /// Subscribes to durable samples of `metrics`: right after each group commit (WAL
     /// fsynced, samples readable), the committed samples of those metrics arrive as one
-    /// batch. The channel holds `capacity` batches; when it is full the writer waits, so a
-    /// slow subscriber slows ingest rather than missing samples. One subscriber at a time.
+    /// batches of at most [`FEED_BATCH_SAMPLES`]. The channel holds `capacity` batches;
+    /// when it is full the writer waits, so a slow subscriber slows ingest rather than
+    /// missing samples, and what waits for it is at most `capacity` batches. One
+    /// subscriber at a time.
     pub fn subscribe_durable(&self, metrics: &[MetricId], capacity: usize) -> Receiver<DurableBatch> {
         let (tx, rx) = mpsc::sync_channel(capacity.max(1));
         *self.inner.feed.write() = Some(Feed { metrics: metric_mask(self.inner.catalog, metrics), tx });

@@ -3,6 +3,24 @@
 
 use super::*;
 
+/// The longest run of consecutive segments (by order) holding at most `max_rows` rows
+/// together, if it has at least two: a compaction holds its rows in memory, so what it
+/// merges at once is bounded by configuration, not by how dense a day was.
+pub(super) fn longest_run_within(by_order: &[Arc<SegmentMeta>], max_rows: u64) -> &[Arc<SegmentMeta>] {
+    let (mut best, mut start, mut rows) = ((0, 0), 0, 0u64);
+    for (end, s) in by_order.iter().enumerate() {
+        rows += s.rows;
+        while rows > max_rows && start <= end {
+            rows -= by_order[start].rows;
+            start += 1;
+        }
+        if end + 1 - start > best.1 - best.0 {
+            best = (start, end + 1);
+        }
+    }
+    if best.1 - best.0 >= 2 { &by_order[best.0..best.1] } else { &[] }
+}
+
 pub(super) fn non_overlapping(segs: &[Arc<SegmentMeta>]) -> bool {
     let mut ranges: Vec<(i64, i64)> = segs.iter().map(|s| (s.min_ms, s.max_ms)).collect();
     ranges.sort();
@@ -21,7 +39,7 @@ impl Inner {
         by_order.sort_by_key(|s| s.order);
         let day_over = day + MS_PER_DAY + 3_600_000 <= now;
         if day_over || !non_overlapping(segs) {
-            return by_order;
+            return longest_run_within(&by_order, self.config.compact_max_rows).to_vec();
         }
         let mut best: &[Arc<SegmentMeta>] = &[];
         let mut start = 0;
@@ -33,6 +51,7 @@ impl Inner {
                 start = i + 1;
             }
         }
+        let best = longest_run_within(best, self.config.compact_max_rows);
         if best.len() >= self.config.compact_min_segments.max(2) { best.to_vec() } else { Vec::new() }
     }
 
@@ -115,5 +134,43 @@ impl Inner {
             self.stats.compactions.fetch_add(1, Ordering::Relaxed);
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(order: u64, rows: u64) -> Arc<SegmentMeta> {
+        Arc::new(SegmentMeta {
+            id: order,
+            metric: "heart_rate".into(),
+            patient: "p-1".into(),
+            day_ms: 0,
+            path: format!("{order}.parquet"),
+            rows,
+            bytes: rows * 8,
+            min_ms: order as i64 * 1000,
+            max_ms: order as i64 * 1000 + 999,
+            order,
+            last: Vec::new(),
+        })
+    }
+
+    fn orders(run: &[Arc<SegmentMeta>]) -> Vec<u64> {
+        run.iter().map(|s| s.order).collect()
+    }
+
+    #[test]
+    fn a_compaction_merges_at_most_the_configured_rows() {
+        let segs: Vec<_> =
+            [(1, 600), (2, 300), (3, 300), (4, 300), (5, 900), (6, 50)].into_iter().map(|(o, r)| seg(o, r)).collect();
+        // Everything fits: the whole partition.
+        assert_eq!(orders(longest_run_within(&segs, 10_000)), vec![1, 2, 3, 4, 5, 6]);
+        // 1,000 rows: the longest consecutive run within it.
+        assert_eq!(orders(longest_run_within(&segs, 1_000)), vec![2, 3, 4]);
+        // No two neighbours fit together: nothing to do.
+        assert!(longest_run_within(&segs, 100).is_empty());
+        assert!(longest_run_within(&[], 100).is_empty());
     }
 }

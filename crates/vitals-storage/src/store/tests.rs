@@ -138,6 +138,25 @@ fn subscribers_hear_durable_samples_of_their_metrics_only() {
     assert_eq!(count(&store, "eda"), 3);
 }
 
+#[test]
+fn a_large_write_reaches_subscribers_in_bounded_batches() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = open(dir.path(), StoreConfig::default());
+    let c = Catalog::standard();
+    let rx = store.subscribe_durable(&[c.id("heart_rate").expect("hr")], 2);
+    let n = 2 * FEED_BATCH_SAMPLES + 10;
+    let samples: Vec<Sample> = (0..n).map(|i| hr("p", "heart_rate", NOW - 100_000 + i as i64, 60.0)).collect();
+    // The channel holds two batches: the writer waits for the subscriber rather than
+    // queueing the whole write at once.
+    let writer = std::thread::spawn(move || store.write(samples).map(|_| ()));
+    let mut sizes = Vec::new();
+    while sizes.iter().sum::<usize>() < n {
+        sizes.push(rx.recv_timeout(Duration::from_secs(10)).expect("a batch").samples.len());
+    }
+    writer.join().expect("writer").expect("write");
+    assert_eq!(sizes, vec![FEED_BATCH_SAMPLES, FEED_BATCH_SAMPLES, 10]);
+}
+
 /// Every file under `dir` (recursively), with its bytes.
 fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     let mut out = Vec::new();

@@ -81,6 +81,27 @@ fn close_wal(wal: Wal) {
     }
 }
 
+/// Hands the committed samples of the subscribed metrics to the subscriber in batches of
+/// at most [`FEED_BATCH_SAMPLES`], waiting while its channel is full: what waits for it is
+/// then bounded by the channel's capacity times that (a backfill of millions of samples
+/// once queued whole groups, gigabytes of them). Returns false if the subscriber is gone.
+fn send_durable(mask: &[bool], tx: &SyncSender<DurableBatch>, committed: &[Vec<Sample>]) -> bool {
+    let at = std::time::Instant::now();
+    let mut batch = Vec::new();
+    for s in committed.iter().flatten() {
+        if !mask.get(usize::from(s.metric.0)).copied().unwrap_or(false) {
+            continue;
+        }
+        batch.push(s.clone());
+        if batch.len() == FEED_BATCH_SAMPLES
+            && tx.send(DurableBatch { at, samples: std::mem::take(&mut batch) }).is_err()
+        {
+            return false;
+        }
+    }
+    batch.is_empty() || tx.send(DurableBatch { at, samples: batch }).is_ok()
+}
+
 pub(super) fn metric_mask(catalog: &Catalog, metrics: &[MetricId]) -> Vec<bool> {
     let mut mask = vec![false; catalog.len()];
     for m in metrics {
@@ -136,21 +157,17 @@ pub(super) fn commit_group(inner: &Inner, wal: &mut Wal, writes: Vec<(Vec<Sample
             inner.in_flight.fetch_sub(n, Ordering::AcqRel);
             inner.stats.group_commits.fetch_add(1, Ordering::Relaxed);
             inner.stats.samples_written.fetch_add(n as u64, Ordering::Relaxed);
-            let feed: Option<(Vec<Sample>, SyncSender<DurableBatch>)> = inner.feed.read().as_ref().map(|f| {
-                let picked = writes
-                    .iter()
-                    .flat_map(|w| w.0.iter())
-                    .filter(|s| f.metrics.get(usize::from(s.metric.0)).copied().unwrap_or(false))
-                    .cloned()
-                    .collect();
-                (picked, f.tx.clone())
-            });
-            for ((_, done), last) in writes.into_iter().zip(last_record) {
+            let feed: Option<(Vec<bool>, SyncSender<DurableBatch>)> =
+                inner.feed.read().as_ref().map(|f| (f.metrics.clone(), f.tx.clone()));
+            let mut committed = Vec::with_capacity(if feed.is_some() { writes.len() } else { 0 });
+            for ((samples, done), last) in writes.into_iter().zip(last_record) {
                 done(Ok(first_seq + last));
+                if feed.is_some() {
+                    committed.push(samples);
+                }
             }
-            if let Some((picked, tx)) = feed
-                && !picked.is_empty()
-                && tx.send(DurableBatch { at: std::time::Instant::now(), samples: picked }).is_err()
+            if let Some((mask, tx)) = feed
+                && !send_durable(&mask, &tx, &committed)
             {
                 // The subscriber is gone.
                 *inner.feed.write() = None;
