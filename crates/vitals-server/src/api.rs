@@ -5,6 +5,7 @@
 
 pub(crate) mod dashboard_api;
 pub mod error;
+pub(crate) mod extract;
 pub(crate) mod guard;
 pub(crate) mod system_api;
 
@@ -12,6 +13,7 @@ pub(crate) mod alerts_api;
 pub(crate) mod cohorts_api;
 pub(crate) mod dead_letter_api;
 pub mod notifications_api;
+pub mod openapi;
 pub(crate) mod patients_api;
 pub(crate) mod people_api;
 pub(crate) mod rules_api;
@@ -184,7 +186,26 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .get("/api/v1/rules/{name}", A::ReadRules, rules_api::get_one)
         .put("/api/v1/rules/{name}", A::ManageRules, rules_api::replace)
         .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete);
+    // The document describes every route, itself included: it is built once the table is.
+    let document = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let served = document.clone();
+    r.get("/api/v1/openapi.json", A::Me, move || {
+        let served = served.clone();
+        async move {
+            use axum::response::IntoResponse;
+            match served.get() {
+                Some(body) => ([(axum::http::header::CONTENT_TYPE, "application/json")], body.clone()).into_response(),
+                None => ApiError::new(Code::Internal, "the API document did not build").into_response(),
+            }
+        }
+    });
     let Routes { router, specs, .. } = r;
+    match openapi::document(&specs).and_then(|d| serde_json::to_string(&d)) {
+        Ok(json) => {
+            let _ = document.set(json);
+        }
+        Err(e) => tracing::error!(error = %e, "the OpenAPI document did not build"),
+    }
     // Besides /healthz, sign-in (it checks a password, rate-limited) and the dashboard's
     // static shell are the only routes without credentials.
     let router = router

@@ -4,7 +4,9 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::api::extract::Path;
 use serde_json::{Value, json};
 use vitals_core::time::format_time;
 use vitals_query::glucose;
@@ -142,7 +144,7 @@ pub(crate) struct ChartParams {
 pub(crate) async fn chart(
     State(app): State<AppState>,
     Path(patient): Path<String>,
-    axum::extract::Query(p): axum::extract::Query<ChartParams>,
+    crate::api::extract::Query(p): crate::api::extract::Query<ChartParams>,
 ) -> Result<Json<Value>, crate::api::error::ApiError> {
     use crate::api::error::{ApiError, Code};
     let bad = |m: String| ApiError::new(Code::InvalidQuery, m);
@@ -286,7 +288,7 @@ fn offsets(p: &GlucoseParams) -> Result<glucose::Offsets, crate::api::error::Api
 pub(crate) async fn glucose(
     State(app): State<AppState>,
     Path(patient): Path<String>,
-    axum::extract::Query(p): axum::extract::Query<GlucoseParams>,
+    crate::api::extract::Query(p): crate::api::extract::Query<GlucoseParams>,
 ) -> Result<Json<Value>, crate::api::error::ApiError> {
     use crate::api::error::ApiError;
     let (from, to) = time_range(&p.from, &p.to, 400 * 86_400_000)?;
@@ -340,7 +342,7 @@ pub(crate) struct LiveParams {
 pub(crate) async fn live(
     State(app): State<AppState>,
     Path(patient): Path<String>,
-    axum::extract::Query(q): axum::extract::Query<LiveParams>,
+    crate::api::extract::Query(q): crate::api::extract::Query<LiveParams>,
 ) -> Result<
     axum::response::sse::Sse<
         impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,

@@ -2,7 +2,9 @@
 //! gone, remove, purge. (Keeping them is the ingest pipeline's, `crate::source`.)
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::api::extract::{Path, Query};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use serde::Deserialize;

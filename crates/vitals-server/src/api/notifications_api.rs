@@ -5,7 +5,9 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::api::extract::{Path, Query};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};

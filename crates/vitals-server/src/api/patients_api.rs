@@ -1,7 +1,9 @@
 //! Patients: the registry of pseudonyms (`GET/POST /api/v1/patients`) and their identity
 //! in the vault (`GET/PUT /api/v1/patients/{patient}/identity`).
 
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::api::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};

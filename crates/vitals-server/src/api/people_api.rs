@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use crate::api::extract::{Path, Query};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;

@@ -2,7 +2,9 @@
 //! file-drop ledger and device certificates.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::api::extract::Path;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -69,7 +71,7 @@ pub(crate) async fn system(State(app): State<AppState>) -> Json<Value> {
 /// dropped file became), empty while the watcher is off.
 pub(crate) async fn file_drop_ledger(
     State(app): State<AppState>,
-    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    crate::api::extract::Query(q): crate::api::extract::Query<std::collections::HashMap<String, String>>,
 ) -> Json<Value> {
     let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).unwrap_or(50).min(1000);
     let entries: Vec<Value> = app

@@ -1,7 +1,9 @@
 //! Admin routes for API tokens: of users (acting as the user) and of devices.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use crate::api::extract::Path;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use vitals_core::time::{DurationMs, format_time};

@@ -446,3 +446,57 @@ fn extreme_times_are_refused_or_clamped_and_never_overflow() {
     }
     assert_eq!(server.get("/healthz", None).status, 200, "still serving");
 }
+
+/// Every schema object of a document (the values of its `schema` keys and what they nest).
+fn schemas<'a>(v: &'a Value, out: &mut Vec<&'a Value>) {
+    match v {
+        Value::Object(o) => {
+            for (k, x) in o {
+                if k == "schema" {
+                    out.push(x);
+                }
+                schemas(x, out);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| schemas(x, out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn the_openapi_document_describes_every_route_of_the_router() {
+    let server = TestServer::start();
+    assert_eq!(server.get("/api/v1/openapi.json", None).status, 401, "credentials needed");
+    let r = server.get("/api/v1/openapi.json", Some(ADMIN));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.content_type.as_deref(), Some("application/json"));
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")), "{}", doc["openapi"]);
+    let routes = server.app_routes();
+    assert_eq!(vitals_server::api::openapi::undescribed(&routes), Vec::<String>::new());
+    for route in &routes {
+        let method = route.method.as_str().to_lowercase();
+        let op = &doc["paths"][&route.path][&method];
+        assert!(op.is_object(), "{} {} is not in the document", route.method, route.path);
+        assert!(!op["security"].as_array().expect("security").is_empty(), "{} {}", route.method, route.path);
+        for (code, _) in [("401", ()), ("403", ()), ("503", ()), ("507", ())] {
+            assert!(op["responses"][code].is_object(), "{} {} does not document {code}", route.method, route.path);
+        }
+        // Path parameters are declared, one for each `{name}`.
+        let declared: Vec<&str> = op["parameters"]
+            .as_array()
+            .map(|ps| ps.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect())
+            .unwrap_or_default();
+        let in_path: Vec<&str> =
+            route.path.split('/').filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}'))).collect();
+        assert_eq!(declared, in_path, "{} {}", route.method, route.path);
+    }
+    let n: usize = doc["paths"].as_object().expect("paths").values().map(|p| p.as_object().expect("item").len()).sum();
+    assert_eq!(n, routes.len(), "the document has exactly the router's operations");
+    // No schema was lost on the way (a literal that did not parse would be an empty one).
+    let mut all = Vec::new();
+    schemas(&doc, &mut all);
+    assert!(all.len() > 100, "{} schemas", all.len());
+    assert!(all.iter().all(|s| s.as_object().is_some_and(|o| !o.is_empty())), "an empty schema");
+    assert!(doc["components"]["schemas"]["Error"]["required"].is_array());
+}

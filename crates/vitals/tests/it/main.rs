@@ -22,6 +22,7 @@ mod nightscout;
 mod notify;
 mod people;
 mod rules;
+mod schemathesis;
 mod simulate;
 mod tls;
 mod ways_in;

@@ -1,0 +1,700 @@
+//! The OpenAPI 3.1 document of the HTTP API, built from the route table itself: every
+//! route of [`super::routes`] becomes an operation with its credentials, path parameters
+//! and error answers, so a route cannot exist without being described (a test walks both).
+//! What the table does not know (query parameters, bodies, success codes) comes from
+//! [`describe`]; a route it does not know fails the test.
+
+use axum::http::Method;
+use serde_json::{Value, json};
+use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::schema::Schema;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    Components, ContentBuilder, Info, OpenApi, OpenApiBuilder, Paths, Ref, RefOr, Required, ResponseBuilder, Responses,
+    ResponsesBuilder,
+};
+
+use vitals_meta::Role;
+
+use super::RouteSpec;
+use crate::auth::credentials::Credentials;
+
+/// How a route answers when it succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Answer {
+    /// A JSON object.
+    Json,
+    /// A JSON array or object (as Nightscout answers).
+    JsonArrayOrObject,
+    /// No body.
+    Empty,
+    /// JSON by default, CSV when asked (`Accept: text/csv`).
+    JsonOrCsv,
+    /// A zip archive.
+    Zip,
+    /// Server-sent events.
+    EventStream,
+    /// Prometheus text.
+    Text,
+}
+
+/// What the route table does not say about a route.
+struct Doc {
+    summary: &'static str,
+    tag: &'static str,
+    /// Query parameters: name, JSON schema, required.
+    query: Vec<(&'static str, Value, bool)>,
+    /// Request body: content types and the JSON schema of each.
+    body: Vec<(&'static str, Value)>,
+    /// Success statuses.
+    ok: &'static [u16],
+    answer: Answer,
+}
+
+fn string() -> Value {
+    json!({"type": "string"})
+}
+fn integer() -> Value {
+    json!({"type": "integer", "format": "int64"})
+}
+fn count() -> Value {
+    json!({"type": "integer", "format": "int64", "minimum": 0})
+}
+/// A time: RFC 3339, or milliseconds since the epoch.
+fn time() -> Value {
+    json!({"type": "string", "description": "RFC 3339 time or milliseconds since the epoch"})
+}
+fn any_object() -> Value {
+    json!({"type": "object"})
+}
+fn strings() -> Value {
+    json!({"type": "array", "items": {"type": "string"}})
+}
+
+fn role() -> Value {
+    let names: Vec<Value> = Role::ALL.iter().filter_map(|r| serde_json::to_value(r).ok()).collect();
+    json!({"type": "string", "enum": names})
+}
+
+/// A sample as `POST /api/v1/samples` takes it.
+fn sample() -> Value {
+    json!({
+        "type": "object",
+        "required": ["patient", "metric", "time", "value"],
+        "properties": {
+            "patient": {"type": "string"},
+            "metric": {"type": "string"},
+            "time": {"type": ["string", "integer"]},
+            "value": {"type": "number"},
+            "unit": {"type": "string"},
+            "device": {"type": "string"},
+            "id": {"type": "string"}
+        }
+    })
+}
+
+fn rule_spec() -> Value {
+    json!({
+        "type": "object",
+        "required": ["name", "expr"],
+        "additionalProperties": false,
+        "properties": {
+            "name": {"type": "string"},
+            "expr": {"type": "string"},
+            "severity": {"type": "string", "enum": ["info", "warning", "urgent"]},
+            "for": {"type": "string"},
+            "clear": {"type": "string"},
+            "scope": {"type": ["string", "object"], "description": "all patients (default), or those named"},
+            "renotify": {"type": "string"},
+            "enabled": {"type": "boolean"},
+            "description": {"type": "string"}
+        }
+    })
+}
+
+fn identity() -> Value {
+    json!({"type": "object", "additionalProperties": {"type": ["string", "null"]}})
+}
+
+fn doc(
+    summary: &'static str,
+    tag: &'static str,
+    query: Vec<(&'static str, Value, bool)>,
+    body: Vec<(&'static str, Value)>,
+    ok: &'static [u16],
+    answer: Answer,
+) -> Doc {
+    Doc { summary, tag, query, body, ok, answer }
+}
+
+fn json_body(schema: Value) -> Vec<(&'static str, Value)> {
+    vec![("application/json", schema)]
+}
+
+/// What a route takes and answers, beyond what the route table says. `None`: a route this
+/// function does not know (the test over the route table fails on it).
+fn describe(method: &Method, path: &str) -> Option<Doc> {
+    use Answer::*;
+    let m = method.as_str();
+    let range = || vec![("from", time(), false), ("to", time(), false)];
+    if let Some(rest) = path.strip_prefix("/nightscout/{patient}/api/v1/") {
+        let entries = || json!({"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]});
+        let find = || {
+            vec![
+                ("count", count(), false),
+                ("find[date][$gte]", string(), false),
+                ("find[date][$lte]", string(), false),
+            ]
+        };
+        return Some(match (m, rest) {
+            ("POST", "entries" | "entries.json") => doc(
+                "Nightscout: upload entries (sgv, mbg)",
+                "nightscout",
+                vec![],
+                json_body(entries()),
+                &[200],
+                JsonArrayOrObject,
+            ),
+            ("GET", "entries" | "entries.json") => {
+                doc("Nightscout: recent entries", "nightscout", find(), vec![], &[200], JsonArrayOrObject)
+            }
+            ("GET", "entries/sgv.json" | "entries/sgv") => {
+                doc("Nightscout: sensor glucose entries", "nightscout", find(), vec![], &[200], JsonArrayOrObject)
+            }
+            ("GET", "entries/mbg.json") => {
+                doc("Nightscout: meter readings", "nightscout", find(), vec![], &[200], JsonArrayOrObject)
+            }
+            ("GET", "entries/current.json") => {
+                doc("Nightscout: the newest entry", "nightscout", vec![], vec![], &[200], JsonArrayOrObject)
+            }
+            ("POST", "devicestatus" | "devicestatus.json") => doc(
+                "Nightscout: uploader and pump status",
+                "nightscout",
+                vec![],
+                json_body(entries()),
+                &[200],
+                JsonArrayOrObject,
+            ),
+            ("POST" | "PUT", "treatments" | "treatments.json") => {
+                doc("Nightscout: treatments", "nightscout", vec![], json_body(entries()), &[200], JsonArrayOrObject)
+            }
+            ("GET", "status.json" | "status") => {
+                doc("Nightscout: site status", "nightscout", vec![], vec![], &[200], JsonArrayOrObject)
+            }
+            _ => return None,
+        });
+    }
+    let line_protocol = || {
+        vec![
+            ("text/plain", json!({"type": "string"})),
+            ("application/octet-stream", json!({"type": "string", "format": "binary"})),
+        ]
+    };
+    let precision = || json!({"type": "string", "enum": ["n", "ns", "u", "us", "ms", "s", "m", "h"]});
+    Some(match (m, path) {
+        ("GET", "/metrics") => doc("Prometheus metrics", "system", vec![], vec![], &[200], Text),
+        ("GET", "/api/v1/system") => doc("Storage, ingest and alerting state", "system", vec![], vec![], &[200], Json),
+        ("GET", "/api/v1/file-drop") => {
+            doc("The file-drop ledger, newest first", "system", vec![("limit", count(), false)], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/devices") => doc("Devices and their certificates", "people", vec![], vec![], &[200], Json),
+        ("DELETE", "/api/v1/devices/{id}") => doc("Revoke a device", "people", vec![], vec![], &[204], Empty),
+        ("GET", "/api/v1/openapi.json") => doc("This document", "system", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/samples") => doc(
+            "Write samples (JSON array or {\"samples\": [...]}, NDJSON, CSV); answered once durable",
+            "ingest",
+            vec![("patient", string(), false)],
+            vec![
+                (
+                    "application/json",
+                    json!({"oneOf": [
+                        {"type": "array", "items": sample()},
+                        {"type": "object", "required": ["samples"], "properties": {"samples": {"type": "array", "items": sample()}}}
+                    ]}),
+                ),
+                ("application/x-ndjson", string()),
+                ("text/csv", string()),
+            ],
+            &[200],
+            Json,
+        ),
+        ("POST", "/api/v1/ingest/health-auto-export") => doc(
+            "Health Auto Export REST JSON",
+            "ingest",
+            vec![("patient", string(), false)],
+            json_body(json!({"type": "object", "properties": {"data": {"type": "object"}}})),
+            &[200],
+            Json,
+        ),
+        ("POST", "/write") => doc(
+            "InfluxDB 1.x line protocol",
+            "ingest",
+            vec![
+                ("db", string(), true),
+                ("precision", precision(), false),
+                ("u", string(), false),
+                ("p", string(), false),
+            ],
+            line_protocol(),
+            &[204],
+            Empty,
+        ),
+        ("POST", "/api/v2/write") => doc(
+            "InfluxDB 2.x line protocol",
+            "ingest",
+            vec![("bucket", string(), true), ("org", string(), false), ("precision", precision(), false)],
+            line_protocol(),
+            &[204],
+            Empty,
+        ),
+        ("GET", "/api/v1/metrics") => doc("The metric catalog", "series", vec![], vec![], &[200], Json),
+        ("GET", "/api/v1/patients") => doc("Patients one may see", "patients", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/patients") => doc(
+            "Register a patient (answers a new pseudonym)",
+            "patients",
+            vec![],
+            json_body(json!({"type": "object", "properties": {"team": {"type": "string"}, "identity": identity()}})),
+            &[201],
+            Json,
+        ),
+        ("GET", "/api/v1/patients/{patient}/identity") => {
+            doc("A patient's identity (audited)", "patients", vec![], vec![], &[200], Json)
+        }
+        ("PUT", "/api/v1/patients/{patient}/identity") => {
+            doc("Set a patient's identity", "patients", vec![], json_body(identity()), &[200], Json)
+        }
+        ("GET", "/api/v1/patients/{patient}/export") => {
+            doc("Everything stored about a patient, as a zip archive", "patients", vec![], vec![], &[200], Zip)
+        }
+        ("DELETE", "/api/v1/patients/{patient}") => {
+            doc("Erase a patient everywhere", "patients", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/patients/{patient}/events") => {
+            let mut q = range();
+            q.push(("kind", string(), false));
+            doc("A patient's events", "series", q, vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/patients/{patient}/latest") => {
+            doc("The newest reading of each metric", "series", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/patients/{patient}/chart") => doc(
+            "The dashboard's charts",
+            "dashboard",
+            vec![
+                ("metrics", string(), true),
+                ("from", time(), true),
+                ("to", time(), true),
+                ("width", json!({"type": "integer", "minimum": 1}), false),
+            ],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("GET", "/api/v1/patients/{patient}/glucose") => doc(
+            "Consensus glucose metrics and the daily profile",
+            "dashboard",
+            vec![
+                ("from", time(), true),
+                ("to", time(), true),
+                ("tz_offset_min", integer(), false),
+                ("tz_changes", string(), false),
+            ],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("GET", "/api/v1/patients/{patient}/live") => doc(
+            "Server-sent events whenever new data of the patient is durable",
+            "dashboard",
+            vec![("events", count(), false)],
+            vec![],
+            &[200],
+            EventStream,
+        ),
+        ("GET", "/api/v1/patients/{patient}/series/{metric}") => {
+            let mut q = range();
+            for name in ["device", "every", "agg", "include", "time_format"] {
+                q.push((name, string(), false));
+            }
+            doc("Raw points or aggregates of one metric (JSON or CSV)", "series", q, vec![], &[200], JsonOrCsv)
+        }
+        ("GET", "/api/v1/overview") => {
+            doc("Every visible patient at a glance", "dashboard", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/me") => doc("Who the credentials belong to", "people", vec![], vec![], &[200], Json),
+        ("DELETE", "/api/v1/session") => doc("Sign out", "people", vec![], vec![], &[204], Empty),
+        ("GET", "/api/v1/users") => doc("Users", "people", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/users") => doc(
+            "Create a user",
+            "people",
+            vec![],
+            json_body(json!({
+                "type": "object", "required": ["name", "role"],
+                "properties": {"name": {"type": "string"}, "role": role(), "password": {"type": "string"}, "patient": {"type": "string"}}
+            })),
+            &[201],
+            Json,
+        ),
+        ("GET", "/api/v1/users/{user}") => doc("A user", "people", vec![], vec![], &[200], Json),
+        ("PUT", "/api/v1/users/{user}") => doc(
+            "Change a user (role, password, disabled, patient)",
+            "people",
+            vec![],
+            json_body(any_object()),
+            &[200],
+            Json,
+        ),
+        ("DELETE", "/api/v1/users/{user}") => doc("Delete a user", "people", vec![], vec![], &[204], Empty),
+        ("GET", "/api/v1/teams") => doc("Care teams", "people", vec![], vec![], &[200], Json),
+        ("PUT", "/api/v1/teams/{team}") => doc(
+            "Create or replace a care team",
+            "people",
+            vec![],
+            json_body(json!({"type": "object", "properties": {"members": strings(), "patients": strings()}})),
+            &[200],
+            Json,
+        ),
+        ("DELETE", "/api/v1/teams/{team}") => doc("Delete a care team", "people", vec![], vec![], &[204], Empty),
+        ("GET", "/api/v1/audit") => doc(
+            "The audit log, newest first",
+            "people",
+            vec![
+                ("patient", string(), false),
+                ("actor", string(), false),
+                ("action", string(), false),
+                ("from", time(), false),
+                ("to", time(), false),
+                ("before", integer(), false),
+                ("limit", count(), false),
+            ],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("GET", "/api/v1/tokens") => doc("Tokens (never their secrets)", "people", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/tokens") => doc(
+            "Create a token (the secret is shown once)",
+            "people",
+            vec![],
+            json_body(json!({
+                "type": "object", "required": ["name"],
+                "properties": {
+                    "name": {"type": "string"}, "role": role(), "user": {"type": "string"},
+                    "device": {"type": "string"}, "patient": {"type": "string"}, "expires_in": {"type": "string"}
+                }
+            })),
+            &[201],
+            Json,
+        ),
+        ("DELETE", "/api/v1/tokens/{id}") => doc("Revoke a token", "people", vec![], vec![], &[204], Empty),
+        ("GET", "/api/v1/dead-letters") => doc(
+            "Refused input kept for inspection",
+            "dead letters",
+            vec![("after", count(), false), ("limit", count(), false)],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("DELETE", "/api/v1/dead-letters") => {
+            doc("Purge every dead letter", "dead letters", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/dead-letters/{id}") => doc("One dead letter", "dead letters", vec![], vec![], &[200], Json),
+        ("DELETE", "/api/v1/dead-letters/{id}") => {
+            doc("Remove one dead letter", "dead letters", vec![], vec![], &[204], Empty)
+        }
+        ("POST", "/api/v1/dead-letters/{id}/replay") => {
+            doc("Decode a dead letter again with today's rules", "dead letters", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/alerts") => doc(
+            "Alerts, newest first",
+            "alerts",
+            vec![
+                ("patient", string(), false),
+                ("state", json!({"type": "string", "enum": ["open", "acknowledged", "resolved", "retracted"]}), false),
+                ("from", time(), false),
+                ("to", time(), false),
+                ("limit", count(), false),
+            ],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("GET", "/api/v1/alerts/{id}") => doc("One alert", "alerts", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/alerts/{id}/ack") => doc("Acknowledge an alert", "alerts", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/alerts/{id}/snooze") => doc(
+            "Snooze an alert's reminders",
+            "alerts",
+            vec![],
+            json_body(json!({"type": "object", "required": ["for"], "properties": {"for": {"type": "string"}}})),
+            &[200],
+            Json,
+        ),
+        ("GET", "/api/v1/notifications") => doc(
+            "The outbox and its dead-letter list",
+            "notifications",
+            vec![
+                ("state", json!({"type": "string", "enum": ["pending", "delivered", "dead"]}), false),
+                ("alert", string(), false),
+                ("limit", count(), false),
+            ],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("POST", "/api/v1/notifications/test") => doc(
+            "Send a test message to a contact",
+            "notifications",
+            vec![],
+            json_body(
+                json!({"type": "object", "required": ["contact"], "properties": {"contact": {"type": "string"}}}),
+            ),
+            &[202],
+            Json,
+        ),
+        ("GET", "/api/v1/notifications/{id}") => doc("One notice", "notifications", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/notifications/{id}/replay") => {
+            doc("Send a dead notice again", "notifications", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/cohorts") => doc("Cohorts", "cohorts", vec![], vec![], &[200], Json),
+        ("GET", "/api/v1/cohorts/{name}") => doc("One cohort", "cohorts", vec![], vec![], &[200], Json),
+        ("PUT", "/api/v1/cohorts/{name}") => doc(
+            "Create or replace a cohort",
+            "cohorts",
+            vec![],
+            json_body(json!({"type": "object", "required": ["patients"], "properties": {"patients": strings()}})),
+            &[200, 201],
+            Json,
+        ),
+        ("DELETE", "/api/v1/cohorts/{name}") => doc("Delete a cohort", "cohorts", vec![], vec![], &[204], Empty),
+        ("GET", "/api/v1/rules") => doc("Alert rules", "rules", vec![], vec![], &[200], Json),
+        ("POST", "/api/v1/rules") => doc("Create a rule", "rules", vec![], json_body(rule_spec()), &[201], Json),
+        ("POST", "/api/v1/rules/backtest") => doc(
+            "The episodes a rule would have produced over stored data",
+            "rules",
+            vec![],
+            json_body(json!({
+                "type": "object", "required": ["expr", "from", "to"],
+                "properties": {
+                    "expr": {"type": "string"}, "clear": {"type": "string"}, "for": {"type": "string"},
+                    "patients": strings(), "from": {"type": ["string", "integer"]}, "to": {"type": ["string", "integer"]}
+                }
+            })),
+            &[200],
+            Json,
+        ),
+        ("GET", "/api/v1/rules/{name}") => doc("One rule", "rules", vec![], vec![], &[200], Json),
+        ("PUT", "/api/v1/rules/{name}") => {
+            doc("Create or replace a rule", "rules", vec![], json_body(rule_spec()), &[200, 201], Json)
+        }
+        ("DELETE", "/api/v1/rules/{name}") => doc("Delete a rule", "rules", vec![], vec![], &[204], Empty),
+        _ => return None,
+    })
+}
+
+fn schema(v: Value) -> Result<RefOr<Schema>, serde_json::Error> {
+    serde_json::from_value::<Schema>(v).map(RefOr::T)
+}
+
+/// The error bodies of each way of presenting credentials.
+fn error_schema(credentials: Credentials) -> Result<RefOr<Schema>, serde_json::Error> {
+    match credentials {
+        Credentials::Bearer => Ok(RefOr::Ref(Ref::from_schema_name("Error"))),
+        // InfluxDB and Nightscout clients get errors in their own shape; limits and
+        // failures ahead of the handler answer in the API's.
+        Credentials::Influx | Credentials::Nightscout => schema(json!({"anyOf": [
+            {"$ref": "#/components/schemas/Error"},
+            {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+            {"type": "object", "required": ["status", "message"], "properties": {"status": {"type": "integer"}, "message": {"type": "string"}}}
+        ]})),
+    }
+}
+
+/// Every error status a route may answer, and why.
+const ERRORS: [(u16, &str); 12] = [
+    (400, "the request is malformed (the body says where and why)"),
+    (401, "no valid credentials"),
+    (403, "the credentials do not allow this"),
+    (404, "no such thing, or not one of yours"),
+    (408, "the request body stalled"),
+    (409, "conflicts with the current state"),
+    (413, "the body is over the limit"),
+    (422, "understood but refused"),
+    (429, "too many requests; retry later"),
+    (500, "an internal fault (logged; never expected)"),
+    (503, "overloaded or unavailable; retry after Retry-After seconds"),
+    (507, "the data disk is full; retry after Retry-After seconds"),
+];
+
+fn responses(spec: &RouteSpec, d: &Doc) -> Result<Responses, serde_json::Error> {
+    let mut r = ResponsesBuilder::new();
+    for &code in d.ok {
+        let ok = ResponseBuilder::new().description("success");
+        let ok = match (d.answer, code) {
+            (_, 204) | (Answer::Empty, _) => ok,
+            (Answer::Json, _) => {
+                ok.content("application/json", ContentBuilder::new().schema(Some(schema(any_object())?)).build())
+            }
+            (Answer::JsonArrayOrObject, _) => ok.content(
+                "application/json",
+                ContentBuilder::new().schema(Some(schema(json!({"type": ["array", "object"]}))?)).build(),
+            ),
+            (Answer::JsonOrCsv, _) => ok
+                .content("application/json", ContentBuilder::new().schema(Some(schema(any_object())?)).build())
+                .content("text/csv", ContentBuilder::new().schema(Some(schema(string())?)).build()),
+            (Answer::Zip, _) => ok.content(
+                "application/zip",
+                ContentBuilder::new().schema(Some(schema(json!({"type": "string", "format": "binary"}))?)).build(),
+            ),
+            (Answer::EventStream, _) => {
+                let event = json!({
+                    "type": "object",
+                    "required": ["event", "data"],
+                    "properties": {"event": {"type": "string", "enum": ["latest"]}, "data": {"type": "string"}}
+                });
+                ok.content("text/event-stream", ContentBuilder::new().schema(Some(schema(event)?)).build())
+            }
+            (Answer::Text, _) => {
+                ok.content("text/plain", ContentBuilder::new().schema(Some(schema(string())?)).build())
+            }
+        };
+        r = r.response(code.to_string(), ok.build());
+    }
+    for (code, why) in ERRORS {
+        if code == 500 {
+            // Documented in prose only: a 500 is a bug, and the schemathesis run fails on one.
+            continue;
+        }
+        let content = ContentBuilder::new().schema(Some(error_schema(spec.credentials)?)).build();
+        r = r.response(
+            code.to_string(),
+            ResponseBuilder::new().description(why).content("application/json", content).build(),
+        );
+    }
+    Ok(r.build())
+}
+
+fn security(credentials: Credentials) -> Vec<SecurityRequirement> {
+    let names: &[&str] = match credentials {
+        Credentials::Bearer => &["bearer", "session"],
+        Credentials::Influx => &["bearer", "influx_token", "basic"],
+        Credentials::Nightscout => &["bearer", "api_secret", "token_query"],
+    };
+    names.iter().map(|n| SecurityRequirement::new(*n, Vec::<String>::new())).collect()
+}
+
+fn operation(spec: &RouteSpec, d: &Doc) -> Result<Operation, serde_json::Error> {
+    let id = format!(
+        "{}{}",
+        spec.method.as_str().to_lowercase(),
+        spec.path.replace(['{', '}'], "").replace(['/', '.', '-'], "_")
+    );
+    let mut op = OperationBuilder::new()
+        .operation_id(Some(id))
+        .summary(Some(d.summary))
+        .tag(d.tag)
+        .securities(Some(security(spec.credentials)))
+        .responses(responses(spec, d)?);
+    for segment in spec.path.split('/') {
+        if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+            op = op.parameter(
+                ParameterBuilder::new()
+                    .name(name)
+                    .parameter_in(ParameterIn::Path)
+                    .required(Required::True)
+                    .schema(Some(schema(json!({"type": "string", "minLength": 1}))?)),
+            );
+        }
+    }
+    for (name, s, required) in &d.query {
+        op = op.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(if *required { Required::True } else { Required::False })
+                .schema(Some(schema(s.clone())?)),
+        );
+    }
+    if !d.body.is_empty() {
+        let mut body = RequestBodyBuilder::new().required(Some(Required::True));
+        for (content_type, s) in &d.body {
+            body = body.content(*content_type, ContentBuilder::new().schema(Some(schema(s.clone())?)).build());
+        }
+        op = op.request_body(Some(body.build()));
+    }
+    Ok(op.build())
+}
+
+fn http_method(m: &Method) -> Option<HttpMethod> {
+    Some(match *m {
+        Method::GET => HttpMethod::Get,
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::DELETE => HttpMethod::Delete,
+        Method::PATCH => HttpMethod::Patch,
+        _ => return None,
+    })
+}
+
+/// The routes of `specs` that [`describe`] does not know: none, or the document is not
+/// the whole API.
+pub fn undescribed(specs: &[RouteSpec]) -> Vec<String> {
+    specs
+        .iter()
+        .filter(|s| http_method(&s.method).is_none() || describe(&s.method, &s.path).is_none())
+        .map(|s| format!("{} {}", s.method, s.path))
+        .collect()
+}
+
+fn components() -> Result<Components, serde_json::Error> {
+    let mut c = Components::new();
+    c.schemas.insert(
+        "Error".into(),
+        schema(json!({
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string", "description": "stable, e.g. invalid_query, not_found, overloaded"},
+                "message": {"type": "string"}
+            }
+        }))?,
+    );
+    let schemes = [
+        ("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer))),
+        ("session", SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new("vitals_session")))),
+        ("influx_token", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("Authorization")))),
+        ("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic))),
+        ("api_secret", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("api-secret")))),
+        ("token_query", SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("token")))),
+    ];
+    for (name, s) in schemes {
+        c.security_schemes.insert(name.into(), RefOr::T(s));
+    }
+    Ok(c)
+}
+
+/// The document for the routes of `specs` (the router's table). An error: a schema
+/// literal of this file that is not a schema (a test builds the document).
+pub fn document(specs: &[RouteSpec]) -> Result<OpenApi, serde_json::Error> {
+    let mut paths = Paths::new();
+    for spec in specs {
+        let (Some(method), Some(d)) = (http_method(&spec.method), describe(&spec.method, &spec.path)) else {
+            continue;
+        };
+        let item = PathItem::new(method, operation(spec, &d)?);
+        match paths.paths.get_mut(&spec.path) {
+            Some(existing) => existing.merge_operations(item),
+            None => {
+                paths.paths.insert(spec.path.clone(), item);
+            }
+        }
+    }
+    let mut info = Info::new("Vitals", env!("CARGO_PKG_VERSION"));
+    info.description = Some(
+        "The HTTP API of Vitals. Every route needs credentials except /healthz, /api/v1/login and the \
+         dashboard's static shell. Errors are {\"code\", \"message\"} with a stable code; the InfluxDB and \
+         Nightscout routes answer errors as those servers do. A 500 is a bug."
+            .into(),
+    );
+    Ok(OpenApiBuilder::new().info(info).paths(paths).components(Some(components()?)).build())
+}
