@@ -199,6 +199,47 @@ fn erase_damaged_wal_files(wal: &std::path::Path, p: &str) -> anyhow::Result<usi
     Ok(n)
 }
 
+/// The most points an export holds at once (one window of one metric).
+pub const EXPORT_WINDOW_POINTS: u64 = 1 << 20;
+
+/// The narrowest window an export halves down to.
+const MIN_WINDOW_MS: i64 = 3_600_000;
+
+fn request(patient: &PatientId, metric: vitals_core::MetricId, from: i64, to: i64) -> ReadRequest {
+    ReadRequest {
+        patient: patient.clone(),
+        metric,
+        device: None,
+        from,
+        to,
+        rollups: false,
+        // The window was chosen so that its estimate fits; an hour of data is read whole.
+        max_points: usize::MAX,
+    }
+}
+
+/// Time windows `[from, to)` in order that cover all of time and hold data: each is halved
+/// while `estimate` says it holds more than [`EXPORT_WINDOW_POINTS`] points, down to an hour.
+fn export_windows(estimate: impl Fn(i64, i64) -> u64) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![(0, vitals_core::time::MAX_TIME_MS + 1)];
+    while let Some((from, to)) = stack.pop() {
+        let n = estimate(from, to);
+        if n == 0 {
+            continue;
+        }
+        if n <= EXPORT_WINDOW_POINTS || to - from <= MIN_WINDOW_MS {
+            out.push((from, to));
+            continue;
+        }
+        let mid = from + (to - from) / 2;
+        // The earlier half first.
+        stack.push((mid, to));
+        stack.push((from, mid));
+    }
+    out
+}
+
 fn zip_err(e: zip::result::ZipError) -> anyhow::Error {
     anyhow::anyhow!("writing the archive: {e}")
 }
@@ -206,11 +247,21 @@ fn zip_err(e: zip::result::ZipError) -> anyhow::Error {
 /// Everything about a patient as a zip archive: `patient.json`, `identity.json`,
 /// `samples/<metric>.csv`, `events.json`, `alerts.json`, `notices.json` (without the
 /// addresses of other people), `audit.json` (who read or changed their data), `README.txt`.
-pub fn export(app: &App, patient: &PatientId, now_ms: i64) -> anyhow::Result<(Vec<u8>, String)> {
+///
+/// The archive is written to `out` (a file: it may be larger than memory) as it is built,
+/// and samples are read a window of at most [`EXPORT_WINDOW_POINTS`] at a time, so the
+/// memory an export takes does not grow with the patient's history.
+pub fn export<W: Write + std::io::Seek>(
+    app: &App,
+    patient: &PatientId,
+    now_ms: i64,
+    out: W,
+) -> anyhow::Result<(W, String)> {
     let p = patient.as_str();
-    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
-    let add_json = |zip: &mut zip::ZipWriter<std::io::Cursor<Vec<u8>>>, name: &str, v: &Value| {
+    let mut zip = zip::ZipWriter::new(out);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated).large_file(true);
+    let add_json = |zip: &mut zip::ZipWriter<W>, name: &str, v: &Value| {
         zip.start_file(name, opts).map_err(zip_err)?;
         zip.write_all(&serde_json::to_vec_pretty(v)?)?;
         anyhow::Ok(())
@@ -232,30 +283,26 @@ pub fn export(app: &App, patient: &PatientId, now_ms: i64) -> anyhow::Result<(Ve
     let mut samples = 0u64;
     let mut metrics = Vec::new();
     for (id, m) in app.catalog.all() {
-        let read = app.store.read(&ReadRequest {
-            patient: patient.clone(),
-            metric: id,
-            device: None,
-            from: 0,
-            to: i64::MAX / 4,
-            rollups: false,
-            // The archive is built in memory; see docs/security.md on its size.
-            max_points: usize::MAX,
-        })?;
-        let n: usize = read.raw.iter().map(|s| s.times.len()).sum();
-        if n == 0 {
-            continue;
-        }
-        zip.start_file(format!("samples/{}.csv", m.code), opts).map_err(zip_err)?;
-        writeln!(zip, "time,value,unit,device")?;
-        for s in &read.raw {
-            let device = s.device.as_ref().map_or("", |d| d.as_str());
-            for (t, v) in s.times.iter().zip(&s.values) {
-                writeln!(zip, "{},{},{},{}", format_time(*t), v, m.unit, device)?;
+        let windows = export_windows(|from, to| app.store.estimate(&request(patient, id, from, to)));
+        let mut n = 0u64;
+        for (from, to) in windows {
+            let read = app.store.read(&request(patient, id, from, to))?;
+            for s in &read.raw {
+                if n == 0 && !s.times.is_empty() {
+                    zip.start_file(format!("samples/{}.csv", m.code), opts).map_err(zip_err)?;
+                    writeln!(zip, "time,value,unit,device")?;
+                }
+                let device = s.device.as_ref().map_or("", |d| d.as_str());
+                for (t, v) in s.times.iter().zip(&s.values) {
+                    writeln!(zip, "{},{},{},{}", format_time(*t), v, m.unit, device)?;
+                }
+                n += s.times.len() as u64;
             }
         }
-        samples += n as u64;
-        metrics.push(m.code);
+        if n > 0 {
+            samples += n;
+            metrics.push(m.code);
+        }
     }
     let events = app.events.query(p, i64::MIN, i64::MAX, None);
     add_json(&mut zip, "events.json", &serde_json::to_value(&events)?)?;
@@ -294,7 +341,7 @@ pub fn export(app: &App, patient: &PatientId, now_ms: i64) -> anyhow::Result<(Ve
          audit.json     who read, changed or exported these data, and when\n",
         format_time(now_ms)
     )?;
-    let bytes = zip.finish().map_err(zip_err)?.into_inner();
+    let out = zip.finish().map_err(zip_err)?;
     let summary = format!(
         "{samples} samples of {} metrics, {} events, {} alerts, identity {}",
         metrics.len(),
@@ -302,7 +349,7 @@ pub fn export(app: &App, patient: &PatientId, now_ms: i64) -> anyhow::Result<(Ve
         alerts.len(),
         if identity.is_some() { "included" } else { "none recorded" }
     );
-    Ok((bytes, summary))
+    Ok((out, summary))
 }
 
 /// The application over a data directory for offline commands (fails while a server runs).
@@ -315,8 +362,9 @@ fn offline_app(config: &crate::config::Config, directory: crate::auth::Directory
 pub fn export_offline(config: &crate::config::Config, patient: &str, out: &std::path::Path) -> anyhow::Result<String> {
     let id = PatientId::new(patient).map_err(|e| anyhow::anyhow!("patient {patient:?} {e}"))?;
     let app = offline_app(config, crate::auth::Directory::open(&config.storage.data_dir)?)?;
-    let (bytes, summary) = export(&app, &id, vitals_core::Clock::now_ms(&vitals_core::SystemClock))?;
-    std::fs::write(out, bytes).with_context(|| format!("writing {}", out.display()))?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let (file, summary) = export(&app, &id, vitals_core::Clock::now_ms(&vitals_core::SystemClock), file)?;
+    file.sync_all().with_context(|| format!("writing {}", out.display()))?;
     app.store.close()?;
     Ok(summary)
 }
@@ -333,6 +381,26 @@ pub fn erase_offline(config: &crate::config::Config, patient: &str) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn export_windows_cover_the_data_in_order_and_fit_the_window_limit() {
+        // 3 M points a day over days 100..110 (ms since the epoch / day), none elsewhere.
+        let day = 86_400_000i64;
+        let density = 3_000_000.0 / day as f64;
+        let estimate = |from: i64, to: i64| {
+            let (lo, hi) = (from.max(100 * day), to.min(110 * day));
+            if hi <= lo { 0 } else { ((hi - lo) as f64 * density).ceil() as u64 }
+        };
+        let w = export_windows(estimate);
+        assert!(w.windows(2).all(|p| p[0].1 <= p[1].0), "in order, no overlap: {w:?}");
+        assert!(w.iter().all(|&(f, t)| estimate(f, t) <= EXPORT_WINDOW_POINTS || t - f <= MIN_WINDOW_MS));
+        // Together they cover every point.
+        let covered: u64 = w.iter().map(|&(f, t)| estimate(f, t)).sum();
+        assert!(covered >= 30_000_000, "{covered}");
+        assert!(w.first().is_some_and(|f| f.0 <= 100 * day) && w.last().is_some_and(|l| l.1 >= 110 * day));
+        // Nothing to export: no window.
+        assert!(export_windows(|_, _| 0).is_empty());
+    }
 
     #[test]
     fn mentions_matches_whole_identifiers_only() {

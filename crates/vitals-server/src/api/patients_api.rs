@@ -146,23 +146,50 @@ pub(crate) async fn put_identity(
     Ok(Json(json!({"patient": p.as_str(), "identity": identity})))
 }
 
-/// Everything about a patient as one zip archive.
+/// Everything about a patient as one zip archive, streamed from a file that has no name
+/// (in `<data_dir>/exports`: on the data disk, never in memory, gone when the answer is
+/// sent or the process ends).
 pub(crate) async fn export(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Response, ApiError> {
+    use std::io::Seek;
+    use tokio::io::AsyncReadExt;
+
     let p = pseudonym(&patient)?;
     let now = app.clock.now_ms();
     let a = app.clone();
     let pid = p.clone();
-    let (bytes, _) = tokio::task::spawn_blocking(move || crate::rights::export(&a, &pid, now))
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(ApiError::internal)?;
+    let (file, _) = tokio::task::spawn_blocking(move || {
+        let dir = a.config.storage.data_dir.join("exports");
+        std::fs::create_dir_all(&dir)?;
+        let file = tempfile::tempfile_in(&dir)?;
+        let (mut file, summary) = crate::rights::export(&a, &pid, now, file)?;
+        file.rewind()?;
+        anyhow::Ok((file, summary))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    let len = file.metadata().map_err(ApiError::internal)?.len();
+    let body = futures_util::stream::unfold(Some(tokio::fs::File::from_std(file)), |f| async move {
+        let mut f = f?;
+        let mut buf = vec![0u8; 64 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(f)))
+            }
+            // The answer breaks off (the client sees a short body); nothing more is read.
+            Err(e) => Some((Err(e), None)),
+        }
+    });
     let disposition = format!("attachment; filename=\"vitals-patient-{p}.zip\"");
     Ok((
         [
             (axum::http::header::CONTENT_TYPE, "application/zip".to_owned()),
             (axum::http::header::CONTENT_DISPOSITION, disposition),
+            (axum::http::header::CONTENT_LENGTH, len.to_string()),
         ],
-        bytes,
+        axum::body::Body::from_stream(body),
     )
         .into_response())
 }

@@ -217,6 +217,41 @@ fn an_export_holds_identity_samples_events_alerts_and_who_read_them() {
     assert!(!read("patient.json").contains("p-keep"), "nothing about other patients");
 }
 
+#[test]
+fn an_export_larger_than_one_read_window_holds_every_sample_once_in_order() {
+    let server = TestServer::start();
+    let p = "p-big-export";
+    // More points than one window of the export (it reads and writes in windows).
+    let n = vitals_server::rights::EXPORT_WINDOW_POINTS as i64 + 150_000;
+    let start = NOW - n * 100;
+    let (patient, metric) =
+        (vitals_core::PatientId::new(p).expect("id"), server.app.catalog.id("heart_rate").expect("hr"));
+    let mut batch = Vec::new();
+    for i in 0..n {
+        batch.push(vitals_core::Sample {
+            patient: patient.clone(),
+            metric,
+            time_ms: start + i * 100,
+            value: (i % 97) as f64,
+            device: None,
+            id: None,
+        });
+        if batch.len() == 100_000 {
+            server.store.write(std::mem::take(&mut batch)).expect("write");
+        }
+    }
+    server.store.write(batch).expect("write");
+    server.store.flush().expect("flush");
+    let r = server.get_accept(&format!("/api/v1/patients/{p}/export"), Some(ADMIN), "application/zip");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(r.bytes.clone())).expect("a zip archive");
+    let mut csv = String::new();
+    zip.by_name("samples/heart_rate.csv").expect("samples").read_to_string(&mut csv).expect("read");
+    let times: Vec<&str> = csv.lines().skip(1).map(|l| l.split(',').next().expect("time")).collect();
+    assert_eq!(times.len() as i64, n, "every sample once");
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "in time order, no duplicate");
+}
+
 /// Every file under `dir` with its bytes.
 fn files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
