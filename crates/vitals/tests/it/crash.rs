@@ -62,7 +62,8 @@ const BATCH: u64 = 250;
 #[test]
 fn acknowledged_samples_survive_kill_9_exactly_once() {
     let dir = tempfile::tempdir().expect("tmp");
-    // Times a month back, one second apart per sample, unique across rounds and clients.
+    // Times from a month back, 100 ms apart, unique across rounds and clients (1,000
+    // rounds write about 16 M samples: 19 days).
     let base = chrono_now_ms() - 30 * 86_400_000;
     let next_time = Arc::new(AtomicU64::new(0));
     let acked: Arc<Mutex<BTreeMap<(String, i64), f64>>> = Arc::new(Mutex::new(BTreeMap::new()));
@@ -84,7 +85,7 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
                 while !stop.load(Ordering::SeqCst) {
                     let first = next_time.fetch_add(BATCH, Ordering::SeqCst);
                     let items: Vec<(i64, f64)> =
-                        (first..first + BATCH).map(|k| (base + k as i64 * 1000, 40.0 + (k % 150) as f64)).collect();
+                        (first..first + BATCH).map(|k| (base + k as i64 * 100, 40.0 + (k % 150) as f64)).collect();
                     let body = Value::Array(
                         items.iter().map(|(t, v)| json!({"patient": patient, "metric": "heart_rate", "time": t, "value": v, "device": "w"})).collect(),
                     );
@@ -95,6 +96,8 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
                         .send(body.to_string().as_bytes());
                     match sent.map(into_resp) {
                         Ok(r) if r.status == 200 => {
+                            // Acknowledged means every sample of it (none was refused).
+                            assert_eq!(r.json()["accepted"], BATCH, "{}", r.body);
                             let mut a = acked.lock().expect("lock");
                             for (t, v) in items {
                                 a.insert((patient.clone(), t), v);
@@ -133,23 +136,32 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
     let server = spawn_server(dir.path(), &[]);
     let acked = acked.lock().expect("lock").clone();
     assert!(acked.len() as u64 >= rounds * 10 * BATCH, "enough acknowledged samples to mean something");
-    eprintln!("kill -9: {rounds} rounds, {} acknowledged samples, all found exactly once", acked.len());
+    let end = base + next_time.load(Ordering::SeqCst) as i64 * 100 + 1;
     for c in 0..CLIENTS {
         let patient = format!("c{c}");
-        let r = into_resp(
-            agent()
-                .get(&format!("{}/api/v1/patients/{patient}/series/heart_rate?time_format=ms", server.url))
-                .header("Authorization", &format!("Bearer {ADMIN}"))
-                .call()
-                .expect("query"),
-        );
-        assert_eq!(r.status, 200, "{}", r.body);
-        let stored: Vec<(i64, f64)> = r.json()["points"]
-            .as_array()
-            .expect("points")
-            .iter()
-            .map(|p| (p["time"].as_i64().expect("t"), p["value"].as_f64().expect("v")))
-            .collect();
+        // A day at a time: a query answers at most 2 M points.
+        let mut stored: Vec<(i64, f64)> = Vec::new();
+        for from in (base..end).step_by(86_400_000) {
+            let to = (from + 86_400_000).min(end);
+            let r = into_resp(
+                agent()
+                    .get(&format!(
+                        "{}/api/v1/patients/{patient}/series/heart_rate?time_format=ms&from={from}&to={to}",
+                        server.url
+                    ))
+                    .header("Authorization", &format!("Bearer {ADMIN}"))
+                    .call()
+                    .expect("query"),
+            );
+            assert_eq!(r.status, 200, "{}", r.body);
+            stored.extend(
+                r.json()["points"]
+                    .as_array()
+                    .expect("points")
+                    .iter()
+                    .map(|p| (p["time"].as_i64().expect("t"), p["value"].as_f64().expect("v"))),
+            );
+        }
         let mut seen = BTreeMap::new();
         for (t, v) in &stored {
             assert!(seen.insert(*t, *v).is_none(), "{patient}: time {t} stored twice");
@@ -158,6 +170,7 @@ fn acknowledged_samples_survive_kill_9_exactly_once() {
             assert_eq!(seen.get(t), Some(v), "{p}: acknowledged sample at {t} lost");
         }
     }
+    eprintln!("kill -9: {rounds} rounds, {} acknowledged samples, all found exactly once", acked.len());
     let mut server = server;
     let child = &mut server.child;
     child.kill().expect("kill");
