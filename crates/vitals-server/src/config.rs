@@ -91,6 +91,9 @@ pub struct AuthConfig {
     /// Sign-ins checked at once (each Argon2 check takes 19 MiB and a core for tens of ms);
     /// more get 503 with Retry-After.
     pub max_concurrent_logins: usize,
+    /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client for
+    /// the sign-in rate limit. Empty: the peer's address is the client's.
+    pub trusted_proxies: Vec<crate::auth::login_limiter::Network>,
 }
 
 impl Default for AuthConfig {
@@ -102,6 +105,7 @@ impl Default for AuthConfig {
             session_ttl: DurationMs(12 * 3_600_000),
             kept_session_ttl: DurationMs(30 * 86_400_000),
             max_concurrent_logins: 4,
+            trusted_proxies: Vec::new(),
         }
     }
 }

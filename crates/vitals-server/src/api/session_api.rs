@@ -36,8 +36,9 @@ fn set_cookie(app: &AppState, value: &str, max_age_s: i64) -> HeaderValue {
 /// Signs in: JSON `{"name", "password", "keep"?}` (or a form with the same fields).
 pub(crate) async fn login(State(app): State<AppState>, req: axum::extract::Request) -> Result<Response, ApiError> {
     let now = app.clock.now_ms();
-    let ip = crate::tls::peer_of(&req).map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
+    let peer = crate::tls::peer_of(&req).map_or(IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
     let headers = req.headers().clone();
+    let ip = crate::auth::login_limiter::client_address(peer, &headers, &app.config.auth.trusted_proxies);
     let body = axum::body::to_bytes(req.into_body(), 64 << 10)
         .await
         .map_err(|_| ApiError::new(Code::PayloadTooLarge, "a sign-in is at most 64 KiB"))?;

@@ -440,3 +440,39 @@ fn erasure_and_identity_changes_are_recorded_before_they_are_made() {
         assert_eq!(outcomes, ["ok", "requested"], "{action}: {audit}");
     }
 }
+
+fn login_from(server: &TestServer, client: &str) -> u16 {
+    let body = json!({"name": "nobody", "password": "wrong"}).to_string();
+    server
+        .request(
+            "POST",
+            "/api/v1/login",
+            &[("Content-Type", "application/json"), ("X-Forwarded-For", client)],
+            Some(body.as_bytes()),
+        )
+        .status
+}
+
+#[test]
+fn the_sign_in_limit_counts_forwarded_clients_only_behind_a_trusted_proxy() {
+    // Behind a trusted proxy (the test client is 127.0.0.1): each forwarded client has its budget.
+    let server = TestServer::with_config(|c| {
+        c.auth.login_attempts_per_minute = 3;
+        c.auth.max_failed_logins = 1000;
+        c.auth.trusted_proxies = vec!["127.0.0.0/8".parse().expect("network")];
+    });
+    let statuses: Vec<u16> = (0..4).map(|_| login_from(&server, "203.0.113.5")).collect();
+    assert_eq!(statuses, vec![401, 401, 401, 429]);
+    assert_eq!(login_from(&server, "198.51.100.7"), 401, "another client is not limited by the first");
+
+    // No trusted proxy: the header is the client's to invent and does not escape the limit.
+    let server = TestServer::with_config(|c| {
+        c.auth.login_attempts_per_minute = 3;
+        c.auth.max_failed_logins = 1000;
+    });
+    let statuses: Vec<u16> = ["203.0.113.5", "198.51.100.7", "192.0.2.1", "192.0.2.2"]
+        .iter()
+        .map(|ip| login_from(&server, ip))
+        .collect();
+    assert_eq!(statuses, vec![401, 401, 401, 429]);
+}
