@@ -470,9 +470,37 @@ fn the_sign_in_limit_counts_forwarded_clients_only_behind_a_trusted_proxy() {
         c.auth.login_attempts_per_minute = 3;
         c.auth.max_failed_logins = 1000;
     });
-    let statuses: Vec<u16> = ["203.0.113.5", "198.51.100.7", "192.0.2.1", "192.0.2.2"]
-        .iter()
-        .map(|ip| login_from(&server, ip))
-        .collect();
+    let statuses: Vec<u16> =
+        ["203.0.113.5", "198.51.100.7", "192.0.2.1", "192.0.2.2"].iter().map(|ip| login_from(&server, ip)).collect();
     assert_eq!(statuses, vec![401, 401, 401, 429]);
+}
+
+#[test]
+fn sign_ins_beyond_the_concurrency_cap_are_shed_with_503_and_retry_after() {
+    let server = TestServer::with_config(|c| {
+        c.auth.max_concurrent_logins = 1;
+        c.auth.login_attempts_per_minute = 1000;
+    });
+    let r = admin_json(
+        &server,
+        "POST",
+        "/api/v1/users",
+        &json!({"name": "nurse", "role": "clinician", "password": "correct horse battery"}),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    // Each check takes Argon2's time and 19 MiB: eight at once against a cap of one.
+    let answers: Vec<Resp> = std::thread::scope(|s| {
+        let all: Vec<_> = (0..8).map(|_| s.spawn(|| login(&server, "nurse", "correct horse battery"))).collect();
+        all.into_iter().map(|h| h.join().expect("client")).collect()
+    });
+    let shed: Vec<&Resp> = answers.iter().filter(|r| r.status == 503).collect();
+    assert!(!shed.is_empty(), "{:?}", answers.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert!(shed.iter().all(|r| r.retry_after.is_some() && r.json()["code"] == "overloaded"), "{:?}", shed);
+    assert!(
+        answers.iter().all(|r| [200, 503].contains(&r.status)),
+        "{:?}",
+        answers.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
+    // The permits come back: one at a time, every sign-in is checked.
+    assert_eq!(login(&server, "nurse", "correct horse battery").status, 200);
 }

@@ -427,3 +427,96 @@ fn tls_settings_that_cannot_work_stop_the_server_at_start_naming_the_setting() {
     let err = serve_fails(&[("VITALS_MQTT_LISTENER_ENABLED", Path::new("true"))]);
     assert!(err.contains("mqtt_listener: a TLS certificate is needed"), "{err}");
 }
+
+#[test]
+fn the_mqtt_listener_caps_connections_and_what_a_client_may_send_before_it_signs_in() {
+    use std::io::{Read, Write};
+    let pki = pki();
+    let (cert, key) = (pki.server.cert.clone(), pki.server.key.clone());
+    let server = TestServer::with_config(move |c| {
+        c.server.tls_cert = cert;
+        c.server.tls_key = key;
+        c.mqtt_listener.enabled = true;
+        c.mqtt_listener.listen = "127.0.0.1:0".into();
+        c.mqtt_listener.require_client_cert = false;
+        c.mqtt_listener.max_connections = 1;
+    });
+    let (_, token) = server
+        .app
+        .directory
+        .create_token(
+            &vitals_server::auth::NewToken {
+                name: "band",
+                role: Some(vitals_server::auth::Role::Device),
+                patient: Some(OWN),
+                ..Default::default()
+            },
+            NOW,
+        )
+        .expect("token");
+    eventually("the MQTT listener is up", || server.app.mqtt_listener_addr.get().is_some());
+    let addr = *server.app.mqtt_listener_addr.get().expect("listener address");
+    let message = || {
+        let s = json!([{"patient": OWN, "metric": "heart_rate", "time": NOW - 2000, "value": 70}]).to_string();
+        vec![(format!("vitals/{OWN}/samples"), rumqttc::QoS::AtLeastOnce, s)]
+    };
+
+    // One connection at most: while a silent one holds the slot, a device is turned away.
+    let silent = std::net::TcpStream::connect(addr).expect("connect");
+    let refused = mqtt_token_session(addr, &pki.ca, &token, message(), false);
+    assert_eq!(refused.pubacks, 0, "{refused:?}");
+    assert!(refused.closed.is_some(), "{refused:?}");
+    drop(silent);
+    let mut ok = Session::default();
+    eventually("the slot is free again", || {
+        ok = mqtt_token_session(addr, &pki.ca, &token, message(), false);
+        ok.pubacks == 1
+    });
+
+    // Before CONNECT is accepted a client may send one packet of at most 64 KiB: a CONNECT
+    // that announces 1 MiB is cut off without the listener reading (or buffering) it.
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(&pki.ca).expect("ca")).expect("root");
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = Arc::new(tls);
+    // The handshake completes (once the last session's slot is free): what follows is about
+    // MQTT, not TLS.
+    let handshake = || {
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let conn = rustls::ClientConnection::new(tls.clone(), name).expect("client");
+        let mut stream = rustls::StreamOwned::new(conn, std::net::TcpStream::connect(addr).expect("connect"));
+        stream.sock.set_read_timeout(Some(std::time::Duration::from_secs(15))).expect("timeout");
+        while stream.conn.is_handshaking() {
+            stream.conn.complete_io(&mut stream.sock).ok()?;
+        }
+        Some(stream)
+    };
+    let mut stream = None;
+    eventually("a TLS connection to the listener", || {
+        stream = handshake();
+        stream.is_some()
+    });
+    let mut stream = stream.expect("connected");
+    // CONNECT (0x10), remaining length 1 MiB (varint 0x80 0x80 0x40), then 16 KiB of it.
+    let mut packet = vec![0x10, 0x80, 0x80, 0x40];
+    packet.extend(std::iter::repeat_n(0u8, 16 << 10));
+    let at = std::time::Instant::now();
+    let sent = stream.write_all(&packet).and_then(|()| stream.flush());
+    let mut buf = [0u8; 64];
+    // Either the listener already reset the connection while we wrote, or it closes it now.
+    let closed = match sent {
+        Err(e) => e.kind() == std::io::ErrorKind::ConnectionReset || e.kind() == std::io::ErrorKind::BrokenPipe,
+        Ok(()) => match stream.read(&mut buf) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => !matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut),
+        },
+    };
+    assert!(closed, "the listener closes a connection whose first packet is over 64 KiB");
+    // At once, from the length it announced (not after the 10 s a CONNECT may take).
+    assert!(at.elapsed() < std::time::Duration::from_secs(5), "closed after {:?}", at.elapsed());
+}
