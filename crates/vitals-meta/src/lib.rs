@@ -132,18 +132,20 @@ pub trait MetaStore: Send + Sync {
     fn audit_run(&self, after: i64, limit: usize) -> Result<Vec<AuditEntry>, MetaError>;
     /// The last entry's `(seq, hash)` as recorded when it was appended.
     fn audit_head(&self) -> Result<(i64, String), MetaError>;
+    /// The key that entries appended from now on are hashed under (from its first entry).
+    fn set_audit_key(&self, key: audit::AuditKey);
 }
 
-/// Verifies the whole audit chain against its recorded head; returns the number of
-/// entries and the head hash.
-pub fn verify_audit(store: &dyn MetaStore) -> Result<(i64, String), MetaError> {
+/// Verifies the whole audit chain against its recorded head, entries from the key's first
+/// on under `key`; returns the number of entries and the head hash.
+pub fn verify_audit(store: &dyn MetaStore, key: Option<&audit::AuditKey>) -> Result<(i64, String), MetaError> {
     let mut at = (0, audit::GENESIS.to_string());
     loop {
         let run = store.audit_run(at.0, 10_000)?;
         if run.is_empty() {
             break;
         }
-        at = audit::verify_run(at, &run)?;
+        at = audit::verify_run(at, &run, key)?;
     }
     let head = store.audit_head()?;
     if head != at {

@@ -96,6 +96,8 @@ pub struct SqliteMeta {
     /// Lookups on every request (tokens, users, teams): a second connection, so they do not
     /// wait behind a write's disk sync (WAL readers do not block on the writer).
     reader: Mutex<Connection>,
+    /// The audit chain's key, once set (entries from its first on are HMACs under it).
+    audit_key: parking_lot::RwLock<Option<audit::AuditKey>>,
 }
 
 impl std::fmt::Debug for SqliteMeta {
@@ -236,7 +238,7 @@ impl SqliteMeta {
         let reader = Connection::open(path).map_err(db)?;
         reader.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
         reader.pragma_update(None, "foreign_keys", true).map_err(db)?;
-        Ok(SqliteMeta { path: p, conn: Mutex::new(conn), reader: Mutex::new(reader) })
+        Ok(SqliteMeta { path: p, conn: Mutex::new(conn), reader: Mutex::new(reader), audit_key: Default::default() })
     }
 
     /// A lookup on the reading connection.
@@ -587,7 +589,7 @@ impl MetaStore for SqliteMeta {
                 ))?;
                 for e in events {
                     let seq = last + 1;
-                    let hash = audit::chain_hash(&prev, seq, e);
+                    let hash = audit::entry_hash(self.audit_key.read().as_ref(), &prev, seq, e);
                     insert.execute(params![
                         seq, e.ts_ms, e.actor, e.action, e.patient, e.target, e.origin, e.outcome, prev, hash
                     ])?;
@@ -656,6 +658,10 @@ impl MetaStore for SqliteMeta {
                 .optional()
                 .map(|h| h.unwrap_or((0, audit::GENESIS.to_string())))
         })
+    }
+
+    fn set_audit_key(&self, key: audit::AuditKey) {
+        *self.audit_key.write() = Some(key);
     }
 }
 
@@ -800,16 +806,16 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let path = dir.path().join("meta.sqlite");
         let m = SqliteMeta::open(&path).expect("open");
-        assert_eq!(verify_audit(&m).expect("empty chain").0, 0);
+        assert_eq!(verify_audit(&m, None).expect("empty chain").0, 0);
         for i in 1..=5 {
             m.append_audit(&event(i, Some("p-1"), if i % 2 == 0 { "login.failed" } else { "patient.read" }))
                 .expect("append");
         }
-        assert_eq!(verify_audit(&m).expect("intact").0, 5);
+        assert_eq!(verify_audit(&m, None).expect("intact").0, 5);
         let batch = m.append_audit_batch(&[event(6, None, "a.b"), event(7, None, "a.c")]).expect("batch");
         assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![6, 7]);
         assert_eq!(batch[1].prev, batch[0].hash, "a batch is chained entry by entry");
-        assert_eq!(verify_audit(&m).expect("intact after a batch").0, 7);
+        assert_eq!(verify_audit(&m, None).expect("intact after a batch").0, 7);
         let raw = Connection::open(&path).expect("raw");
         raw.execute("DELETE FROM audit WHERE seq > 5", []).expect("drop the batch");
         raw.execute("UPDATE audit_head SET seq = 5, hash = (SELECT hash FROM audit WHERE seq = 5)", []).expect("head");
@@ -819,15 +825,45 @@ mod tests {
         assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
 
         raw.execute("UPDATE audit SET actor = 'user:eve' WHERE seq = 3", []).expect("tamper");
-        let err = verify_audit(&m).expect_err("tampered");
+        let err = verify_audit(&m, None).expect_err("tampered");
         assert!(matches!(err, MetaError::Chain(ChainBreak::Altered { seq: 3 })), "{err}");
         raw.execute("UPDATE audit SET actor = 'user:ann' WHERE seq = 3", []).expect("restore");
         raw.execute("DELETE FROM audit WHERE seq = 5", []).expect("truncate");
-        let err = verify_audit(&m).expect_err("truncated");
+        let err = verify_audit(&m, None).expect_err("truncated");
         assert!(matches!(err, MetaError::Chain(ChainBreak::Truncated { last: 4, .. })), "{err}");
         raw.execute("DELETE FROM audit WHERE seq = 2", []).expect("remove");
-        let err = verify_audit(&m).expect_err("gap");
+        let err = verify_audit(&m, None).expect_err("gap");
         assert!(matches!(err, MetaError::Chain(ChainBreak::Gap { seq: 3, prev_seq: 1 })), "{err}");
+    }
+
+    #[test]
+    fn a_keyed_chain_rewritten_in_the_database_does_not_verify_with_the_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("meta.sqlite");
+        let m = SqliteMeta::open(&path).expect("open");
+        m.append_audit(&event(1, None, "login.ok")).expect("append");
+        // The key arrives with the second entry (an existing installation upgraded).
+        let key = crate::audit::AuditKey::generate(2).expect("key");
+        m.set_audit_key(key.clone());
+        for i in 2..=4 {
+            m.append_audit(&event(i, Some("p-1"), "patient.read")).expect("append");
+        }
+        assert_eq!(verify_audit(&m, Some(&key)).expect("intact").0, 4);
+        assert!(verify_audit(&m, None).is_err(), "keyed entries are not plain SHA-256");
+        // Someone with the database but not the key hides who read entry 3's data and
+        // recomputes the chain and its head with SHA-256.
+        let raw = Connection::open(&path).expect("raw");
+        raw.execute("UPDATE audit SET actor = 'user:nobody' WHERE seq = 3", []).expect("tamper");
+        let mut prev: String = raw.query_row("SELECT hash FROM audit WHERE seq = 2", [], |r| r.get(0)).expect("prev");
+        for entry in m.audit_run(2, 10).expect("run") {
+            let hash = crate::audit::chain_hash(&prev, entry.seq, &entry.event);
+            raw.execute("UPDATE audit SET prev = ?1, hash = ?2 WHERE seq = ?3", params![prev, hash, entry.seq])
+                .expect("rehash");
+            prev = hash;
+        }
+        raw.execute("UPDATE audit_head SET hash = ?1", [&prev]).expect("head");
+        let err = verify_audit(&m, Some(&key)).expect_err("forged");
+        assert!(matches!(err, MetaError::Chain(ChainBreak::Altered { seq: 3 })), "{err}");
     }
 
     use crate::ChainBreak;

@@ -69,7 +69,7 @@ impl App {
     /// sample store (its lock taken), people and tokens, and every other store.
     pub fn open_data_dir(config: Config) -> anyhow::Result<App> {
         let store = stores::open_store(&config)?;
-        let directory = Directory::open(&config.storage.data_dir)?;
+        let directory = Directory::open_for(&config)?;
         App::open(store, directory, config, Arc::new(SystemClock))
     }
 

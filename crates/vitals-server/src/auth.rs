@@ -95,6 +95,8 @@ pub struct NewToken<'a> {
 /// People, tokens and sessions of a data directory.
 pub struct Directory {
     meta: Arc<dyn MetaStore>,
+    /// The audit chain's key (outside the database; see `vitals_meta::audit`).
+    audit_key: vitals_meta::audit::AuditKey,
     /// Failed sign-ins of names that are no account, counted like accounts' so that a
     /// lockout answer does not tell which names exist.
     ghosts: parking_lot::Mutex<std::collections::HashMap<String, (u32, Option<i64>)>>,
@@ -140,16 +142,77 @@ fn sha1_hex(secret: &str) -> String {
     hex::encode(<sha1::Sha1 as sha1::Digest>::digest(secret.as_bytes()))
 }
 
+/// The audit chain's key from `path`; a new one if there is no file, covering the entries
+/// from the next one on (written 0600 and synced before any entry uses it).
+fn load_audit_key(meta: &dyn MetaStore, path: &Path) -> anyhow::Result<vitals_meta::audit::AuditKey> {
+    use std::io::Write;
+    use vitals_meta::audit::AuditKey;
+    let read = |path: &Path| -> anyhow::Result<AuditKey> {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading the audit key {}", path.display()))?;
+        AuditKey::parse(&text).map_err(|e| anyhow::anyhow!("the audit key {}: {e}", path.display()))
+    };
+    if path.exists() {
+        return read(path);
+    }
+    let key = AuditKey::generate(meta.audit_head()?.0 + 1)?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = match options.open(path) {
+        Ok(f) => f,
+        // Another process made it first: use theirs.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return read(path),
+        Err(e) => return Err(e).with_context(|| format!("creating the audit key {}", path.display())),
+    };
+    file.write_all(key.render().as_bytes())
+        .and_then(|()| file.sync_all())
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .with_context(|| format!("writing the audit key {}", path.display()))?;
+    tracing::warn!(
+        file = %path.display(),
+        "created a new audit-chain key next to the data; move it off the data disk (auth.audit_key_file) and back it up"
+    );
+    Ok(key)
+}
+
 impl Directory {
     /// Opens the metadata store of a data directory, importing a `tokens.json` of earlier
     /// versions once (it is renamed to `tokens.json.imported`).
     pub fn open(data_dir: &Path) -> anyhow::Result<Directory> {
+        Directory::open_keyed(data_dir, &DataDir::new(data_dir).audit_key())
+    }
+
+    /// The directory of `config`'s data directory, its audit chain keyed by
+    /// `auth.audit_key_file` (or the default key file in the data directory).
+    pub fn open_for(config: &crate::config::Config) -> anyhow::Result<Directory> {
+        let key_file = if config.auth.audit_key_file.as_os_str().is_empty() {
+            config.data_dir().audit_key()
+        } else {
+            config.auth.audit_key_file.clone()
+        };
+        Directory::open_keyed(&config.storage.data_dir, &key_file)
+    }
+
+    /// Opens the directory with its audit chain keyed by the key in `key_file`, created
+    /// (covering the entries from the next one on) if there is none.
+    pub fn open_keyed(data_dir: &Path, key_file: &Path) -> anyhow::Result<Directory> {
         std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let paths = DataDir::new(data_dir);
         let meta = SqliteMeta::open(&paths.meta())?;
-        let dir = Directory { meta: Arc::new(meta), ghosts: Default::default() };
+        let audit_key = load_audit_key(&meta, key_file)?;
+        meta.set_audit_key(audit_key.clone());
+        let dir = Directory { meta: Arc::new(meta), audit_key, ghosts: Default::default() };
         dir.import_legacy(&paths)?;
         Ok(dir)
+    }
+
+    /// The audit chain's key, for verification.
+    pub fn audit_key(&self) -> &vitals_meta::audit::AuditKey {
+        &self.audit_key
     }
 
     pub fn meta(&self) -> &dyn MetaStore {

@@ -94,6 +94,10 @@ pub struct AuthConfig {
     /// Reverse proxies (addresses or networks) whose `X-Forwarded-For` names the client for
     /// the sign-in rate limit. Empty: the peer's address is the client's.
     pub trusted_proxies: Vec<crate::auth::login_limiter::Network>,
+    /// The audit chain's key (its entries are HMACs under it, so that whoever can write
+    /// the database cannot rewrite history unnoticed). Empty: `<data_dir>/keys/audit.key`,
+    /// created on first start; move it off the data disk.
+    pub audit_key_file: std::path::PathBuf,
 }
 
 impl Default for AuthConfig {
@@ -106,6 +110,7 @@ impl Default for AuthConfig {
             kept_session_ttl: DurationMs(30 * 86_400_000),
             max_concurrent_logins: 4,
             trusted_proxies: Vec::new(),
+            audit_key_file: std::path::PathBuf::new(),
         }
     }
 }

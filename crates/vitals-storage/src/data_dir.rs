@@ -78,6 +78,11 @@ impl DataDir {
         self.root.join("keys").join("vault.key")
     }
 
+    /// The audit chain's key when none is configured.
+    pub fn audit_key(&self) -> PathBuf {
+        self.root.join("keys").join("audit.key")
+    }
+
     /// The token file of earlier versions, imported once.
     pub fn legacy_tokens(&self) -> PathBuf {
         self.root.join("tokens.json")

@@ -71,6 +71,29 @@ fn people_teams_and_patients_are_managed_from_the_command_line_and_the_audit_cha
     assert!(err.contains("TAMPERED") && err.contains("was changed"), "{err}");
     db.execute("UPDATE audit SET actor = 'cli' WHERE action = 'identity.read'", []).expect("restore");
     assert!(ok(data, &["admin", "audit", "verify", "--head", &head]).contains("intact"));
+    // Changed, and every hash and the head recomputed as SHA-256 (all that can be done
+    // without the key file): the keyed entries no longer verify.
+    let key = std::fs::read_to_string(data.join("keys").join("audit.key")).expect("an audit key next to the data");
+    assert!(key.starts_with("vitals-audit-key-v1 1 "), "covers every entry of a new installation: {key}");
+    {
+        let meta = vitals_meta::SqliteMeta::open(&data.join("meta.sqlite")).expect("meta");
+        let mut prev = vitals_meta::audit::GENESIS.to_string();
+        for mut e in vitals_meta::MetaStore::audit_run(&meta, 0, usize::MAX).expect("entries") {
+            if e.event.action == "identity.read" {
+                e.event.actor = "user:eve".into();
+            }
+            let hash = vitals_meta::audit::chain_hash(&prev, e.seq, &e.event);
+            db.execute(
+                "UPDATE audit SET actor = ?1, prev = ?2, hash = ?3 WHERE seq = ?4",
+                rusqlite::params![e.event.actor, prev, hash, e.seq],
+            )
+            .expect("rehash");
+            prev = hash;
+        }
+        db.execute("UPDATE audit_head SET hash = ?1", [&prev]).expect("head");
+    }
+    let (success, _, err) = run(data, &["admin", "audit", "verify"], &[], "");
+    assert!(!success && err.contains("TAMPERED") && err.contains("entry 1:"), "{err}");
     // A chain rewritten from the start (every hash recomputed) no longer holds the head
     // saved elsewhere.
     db.execute("DELETE FROM audit", []).expect("wipe");

@@ -129,7 +129,10 @@ pub(crate) fn run(base_config: &Config, args: &SecurityArgs) -> anyhow::Result<E
         anyhow::Ok(())
     })?;
     let grouped_rate = (grouped_n / 64 * 64) as f64 / t.elapsed().as_secs_f64();
-    anyhow::ensure!(vitals_meta::verify_audit(directory.meta()).is_ok(), "the chain must verify");
+    anyhow::ensure!(
+        vitals_meta::verify_audit(directory.meta(), Some(directory.audit_key())).is_ok(),
+        "the chain must verify"
+    );
 
     // 4. Sign-in cost.
     let policy = LockoutPolicy { max_failed: 1000, lockout_ms: 1 };
