@@ -361,7 +361,7 @@ fn offline_app(config: &crate::config::Config, directory: crate::auth::Directory
 /// `vitals admin patient export` on a stopped server's data directory.
 pub fn export_offline(config: &crate::config::Config, patient: &str, out: &std::path::Path) -> anyhow::Result<String> {
     let id = PatientId::new(patient).map_err(|e| anyhow::anyhow!("patient {patient:?} {e}"))?;
-    let app = offline_app(config, crate::auth::Directory::open_for(&config)?)?;
+    let app = offline_app(config, crate::auth::Directory::open_for(config)?)?;
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let (file, summary) = export(&app, &id, vitals_core::Clock::now_ms(&vitals_core::SystemClock), file)?;
     file.sync_all().with_context(|| format!("writing {}", out.display()))?;
@@ -372,7 +372,7 @@ pub fn export_offline(config: &crate::config::Config, patient: &str, out: &std::
 /// `vitals admin patient erase` on a stopped server's data directory.
 pub fn erase_offline(config: &crate::config::Config, patient: &str) -> anyhow::Result<ErasureReport> {
     let id = PatientId::new(patient).map_err(|e| anyhow::anyhow!("patient {patient:?} {e}"))?;
-    let app = offline_app(config, crate::auth::Directory::open_for(&config)?)?;
+    let app = offline_app(config, crate::auth::Directory::open_for(config)?)?;
     let r = erase(&app, &id)?;
     app.store.close()?;
     Ok(r)

@@ -202,7 +202,7 @@ fn read_json_arg(arg: &str) -> anyhow::Result<Identity> {
 }
 
 pub(crate) fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode> {
-    let d = Directory::open_for(&config)?;
+    let d = Directory::open_for(config)?;
     let now = SystemClock.now_ms();
     match cmd {
         UserCommand::Add { name, role, patient, password_stdin, no_password } => {
@@ -264,7 +264,7 @@ pub(crate) fn user(config: &Config, cmd: UserCommand) -> anyhow::Result<ExitCode
 }
 
 pub(crate) fn team(config: &Config, cmd: TeamCommand) -> anyhow::Result<ExitCode> {
-    let d = Directory::open_for(&config)?;
+    let d = Directory::open_for(config)?;
     let meta = d.meta();
     let now = SystemClock.now_ms();
     let current = |team: &str| -> anyhow::Result<Option<vitals_meta::Team>> {
@@ -323,7 +323,7 @@ pub(crate) fn team(config: &Config, cmd: TeamCommand) -> anyhow::Result<ExitCode
 }
 
 pub(crate) fn patient(config: &Config, cmd: PatientCommand) -> anyhow::Result<ExitCode> {
-    let d = Directory::open_for(&config)?;
+    let d = Directory::open_for(config)?;
     let now = SystemClock.now_ms();
     match cmd {
         PatientCommand::Create { team, identity } => {
@@ -388,7 +388,7 @@ pub(crate) fn patient(config: &Config, cmd: PatientCommand) -> anyhow::Result<Ex
 }
 
 pub(crate) fn device(config: &Config, cmd: DeviceCommand) -> anyhow::Result<ExitCode> {
-    let d = Directory::open_for(&config)?;
+    let d = Directory::open_for(config)?;
     let now = SystemClock.now_ms();
     match cmd {
         DeviceCommand::Add { device, cert, patient, name } => {
@@ -426,7 +426,7 @@ pub(crate) fn device(config: &Config, cmd: DeviceCommand) -> anyhow::Result<Exit
 }
 
 pub(crate) fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<ExitCode> {
-    let d = Directory::open_for(&config)?;
+    let d = Directory::open_for(config)?;
     match cmd {
         AuditCommand::Verify { head } => match vitals_meta::verify_audit(d.meta(), Some(d.audit_key())) {
             Ok((n, hash)) => {
@@ -467,7 +467,7 @@ pub(crate) fn audit(config: &Config, cmd: AuditCommand) -> anyhow::Result<ExitCo
 }
 
 pub(crate) fn vault(config: &Config, cmd: VaultCommand) -> anyhow::Result<ExitCode> {
-    let d = Directory::open_for(&config)?;
+    let d = Directory::open_for(config)?;
     let key_file = vitals_server::stores::vault_key_file(config);
     let from_env = config.vault.key_file.as_os_str().is_empty() && vitals_server::config::vault_key_env().is_some();
     if from_env && !matches!(cmd, VaultCommand::Status | VaultCommand::Rotate) {

@@ -22,7 +22,7 @@ pub(crate) fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCo
                     serde_json::from_str(&c.post("/api/v1/tokens", "application/json", body.as_bytes())?)?;
                 println!("{}", v.get("token").and_then(|t| t.as_str()).unwrap_or_default());
             } else {
-                let tokens = Directory::open_for(&config)?;
+                let tokens = Directory::open_for(config)?;
                 let now = SystemClock.now_ms();
                 let new = vitals_server::auth::NewToken {
                     name: &name,
@@ -44,7 +44,7 @@ pub(crate) fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCo
                 println!("{}", c.get("/api/v1/tokens", "application/json")?);
             } else {
                 let now = SystemClock.now_ms();
-                for t in Directory::open_for(&config)?.list()? {
+                for t in Directory::open_for(config)?.list()? {
                     let state = if t.revoked_ms.is_some() {
                         "revoked"
                     } else if t.is_live(now) {
@@ -69,7 +69,7 @@ pub(crate) fn token(config: &Config, cmd: TokenCommand) -> anyhow::Result<ExitCo
             if let Some(c) = remote(&r)? {
                 c.delete(&format!("/api/v1/tokens/{}", url_escape(&id)))?;
             } else {
-                let d = Directory::open_for(&config)?;
+                let d = Directory::open_for(config)?;
                 if !d.revoke(&id, SystemClock.now_ms())? {
                     bail!("no live token {id:?}");
                 }
