@@ -305,10 +305,12 @@ pub fn mqtt_token_session(
     })
 }
 
-#[test]
-fn without_client_certificates_a_device_token_is_the_mqtt_password_qos_2_is_refused_and_subscriptions_fail() {
-    use rumqttc::QoS;
-    let pki = pki();
+/// A server whose MQTT listener takes a device token as the password (no client
+/// certificates), with such a token bound to OWN and the listener's address.
+fn token_listener(
+    pki: &Pki,
+    more: impl FnOnce(&mut vitals_server::config::Config),
+) -> (TestServer, String, std::net::SocketAddr) {
     let (cert, key) = (pki.server.cert.clone(), pki.server.key.clone());
     let server = TestServer::with_config(move |c| {
         c.server.tls_cert = cert;
@@ -316,22 +318,25 @@ fn without_client_certificates_a_device_token_is_the_mqtt_password_qos_2_is_refu
         c.mqtt_listener.enabled = true;
         c.mqtt_listener.listen = "127.0.0.1:0".into();
         c.mqtt_listener.require_client_cert = false;
+        more(c);
     });
-    let (_, token) = server
-        .app
-        .directory
-        .create_token(
-            &vitals_server::auth::NewToken {
-                name: "band",
-                role: Some(vitals_server::auth::Role::Device),
-                patient: Some(OWN),
-                ..Default::default()
-            },
-            NOW,
-        )
-        .expect("token");
+    let new = vitals_server::auth::NewToken {
+        name: "band",
+        role: Some(vitals_server::auth::Role::Device),
+        patient: Some(OWN),
+        ..Default::default()
+    };
+    let (_, token) = server.app.directory.create_token(&new, NOW).expect("token");
     eventually("the MQTT listener is up", || server.app.mqtt_listener_addr.get().is_some());
     let addr = *server.app.mqtt_listener_addr.get().expect("listener address");
+    (server, token, addr)
+}
+
+#[test]
+fn without_client_certificates_a_device_token_is_the_mqtt_password_qos_2_is_refused_and_subscriptions_fail() {
+    use rumqttc::QoS;
+    let pki = pki();
+    let (server, token, addr) = token_listener(&pki, |_| {});
     let topic = format!("vitals/{OWN}/samples");
     let sample =
         |metric: &str, v: u32| json!([{"patient": OWN, "metric": metric, "time": NOW - 2000, "value": v}]).to_string();
@@ -432,30 +437,7 @@ fn tls_settings_that_cannot_work_stop_the_server_at_start_naming_the_setting() {
 fn the_mqtt_listener_caps_connections_and_what_a_client_may_send_before_it_signs_in() {
     use std::io::{Read, Write};
     let pki = pki();
-    let (cert, key) = (pki.server.cert.clone(), pki.server.key.clone());
-    let server = TestServer::with_config(move |c| {
-        c.server.tls_cert = cert;
-        c.server.tls_key = key;
-        c.mqtt_listener.enabled = true;
-        c.mqtt_listener.listen = "127.0.0.1:0".into();
-        c.mqtt_listener.require_client_cert = false;
-        c.mqtt_listener.max_connections = 1;
-    });
-    let (_, token) = server
-        .app
-        .directory
-        .create_token(
-            &vitals_server::auth::NewToken {
-                name: "band",
-                role: Some(vitals_server::auth::Role::Device),
-                patient: Some(OWN),
-                ..Default::default()
-            },
-            NOW,
-        )
-        .expect("token");
-    eventually("the MQTT listener is up", || server.app.mqtt_listener_addr.get().is_some());
-    let addr = *server.app.mqtt_listener_addr.get().expect("listener address");
+    let (server, token, addr) = token_listener(&pki, |c| c.mqtt_listener.max_connections = 1);
     let message = || {
         let s = json!([{"patient": OWN, "metric": "heart_rate", "time": NOW - 2000, "value": 70}]).to_string();
         vec![(format!("vitals/{OWN}/samples"), rumqttc::QoS::AtLeastOnce, s)]
