@@ -399,12 +399,14 @@ fn check(raw: Raw, want_metric: Option<(&str, bool)>, catalog: &Catalog) -> Resu
             (Expr::Neg(Box::new(e)), ty)
         }
         Raw::Arith(pos, a, op, b) => {
-            // The first side that names a metric gives units to the other.
-            let (ea, ta) = check(*a.clone(), want_metric, catalog).or_else(|_| {
-                let (_, tb) = check(*b.clone(), want_metric, catalog)?;
-                check(*a, metric_of(&tb).or(want_metric), catalog)
-            })?;
-            let (eb, tb) = check(*b, metric_of(&ta).or(want_metric), catalog)?;
+            // The first side that names a metric gives units to the other; with none, the
+            // metric this is compared with. Found without checking (each side is checked
+            // once: trying one side and then the other at every level took time
+            // exponential in the depth, found by fuzzing).
+            let units = names_metric(&a).or_else(|| names_metric(&b));
+            let units = units.as_ref().map(|(m, d)| (m.as_str(), *d)).or(want_metric);
+            let (ea, ta) = check(*a, units, catalog)?;
+            let (eb, tb) = check(*b, metric_of(&ta).or(units), catalog)?;
             if ta == Ty::Bool || tb == Ty::Bool {
                 return Err(ParseError::at(pos, "arithmetic needs numbers, not conditions".into()));
             }
@@ -432,6 +434,22 @@ fn check(raw: Raw, want_metric: Option<(&str, bool)>, catalog: &Catalog) -> Resu
         }
         Raw::And(..) | Raw::Or(..) | Raw::Not(..) => check_bool(raw, catalog)?,
     })
+}
+
+/// The metric whose units an arithmetic expression is in (and whether as a difference), as
+/// [`check`] will type it: its first side's, else its second's.
+fn names_metric(raw: &Raw) -> Option<(String, bool)> {
+    match raw {
+        Raw::Metric(m) => Some((m.clone(), false)),
+        Raw::Window(func, m, _) => match func {
+            Func::Count | Func::Absent => None,
+            Func::Delta | Func::Rate => Some((m.clone(), true)),
+            _ => Some((m.clone(), false)),
+        },
+        Raw::Neg(e) => names_metric(e),
+        Raw::Arith(_, a, _, b) => names_metric(a).or_else(|| names_metric(b)),
+        _ => None,
+    }
 }
 
 fn metric_of(t: &Ty) -> Option<(&str, bool)> {

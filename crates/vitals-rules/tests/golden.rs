@@ -266,3 +266,22 @@ fn deep_or_long_rules_are_refused_with_the_limit_named_without_exhausting_the_st
     let chain = vec!["heart_rate > 1"; 100].join(" or ");
     assert!(parse(&chain).is_ok(), "199 operators");
 }
+
+#[test]
+fn type_checking_takes_time_linear_in_the_rule_even_when_units_do_not_fit() {
+    use std::time::{Duration, Instant};
+    // Found by fuzzing: a chain of products with a unit that nothing gives a metric to made
+    // the checker try each side twice at every level (16 s for this input, 2^n in general).
+    let fuzzed = "88*8*8c*8*4*8*888*2c*82c*8*4*888*2c*8*4*8*888*2c*82c*8*4*8*888*2c*8*4.";
+    let with_metrics = format!("heart_rate > {}1", "5 c * heart_rate * ".repeat(18));
+    let plain = format!("heart_rate > {}1", "2 * ".repeat(250));
+    for src in [fuzzed.to_owned(), with_metrics, plain] {
+        let at = Instant::now();
+        let _ = parse(&src);
+        assert!(at.elapsed() < Duration::from_secs(1), "{:?} for {} bytes", at.elapsed(), src.len());
+    }
+    // Units still come from the metric of the arithmetic, else from the comparison.
+    assert!(parse("blood_glucose > 5.5 mmol/L + 10 mg/dL").is_ok());
+    assert!(parse("blood_glucose > 2 * 90 mg/dL").is_ok());
+    assert!(parse("heart_rate > 10 mg/dL * 2").is_err());
+}

@@ -437,7 +437,7 @@ fn tls_settings_that_cannot_work_stop_the_server_at_start_naming_the_setting() {
 fn the_mqtt_listener_caps_connections_and_what_a_client_may_send_before_it_signs_in() {
     use std::io::{Read, Write};
     let pki = pki();
-    let (server, token, addr) = token_listener(&pki, |c| c.mqtt_listener.max_connections = 1);
+    let (_server, token, addr) = token_listener(&pki, |c| c.mqtt_listener.max_connections = 1);
     let message = || {
         let s = json!([{"patient": OWN, "metric": "heart_rate", "time": NOW - 2000, "value": 70}]).to_string();
         vec![(format!("vitals/{OWN}/samples"), rumqttc::QoS::AtLeastOnce, s)]
