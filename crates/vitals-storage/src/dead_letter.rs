@@ -4,8 +4,12 @@
 //! (and counted).
 //!
 //! Files `dead-letters/dlq-<first id:020>.log` in the record format (magic `VDLQ`,
-//! version 1). A record is either an entry (`0u8 | header json length u32 | header json |
-//! raw bytes`) or a removal (`1u8 | id u64`) written when an entry is replayed or purged.
+//! version 1). A record is an entry (`0u8 | header json length u32 | header json |
+//! raw bytes`), a removal (`1u8 | id u64`) written when an entry is replayed, or a clear
+//! (`2u8`): every entry of the files before it is gone. A purge and an erasure's rewrite
+//! begin their new file with a clear, so that old files a power cut brings back (their
+//! deletion not yet durable) bring none of their entries back; they are deleted at the
+//! next start.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -83,6 +87,10 @@ struct Inner {
     /// Files no longer listed whose deletion failed: tried again with the next erasure or
     /// purge, so that an acknowledged one leaves none of them behind.
     doomed: Vec<u64>,
+    /// A purge or erasure failed after it may have made its file (which begins with a
+    /// clear): nothing may be appended before that file, so the next record goes to a new
+    /// file named past this one.
+    roll_past: Option<u64>,
 }
 
 /// The store; cheap to share behind an `Arc`.
@@ -147,6 +155,7 @@ impl DeadLetters {
                         id.copy_from_slice(&payload[1..9]);
                         entries.remove(&u64::from_le_bytes(id));
                     }
+                    Some(2) if payload.len() == 1 => entries.retain(|_, l| l.file == *first),
                     _ => {
                         return Err(DeadLetterError::Corrupt {
                             path,
@@ -172,13 +181,21 @@ impl DeadLetters {
         // file may be an append whose sync failed, still in the page cache but never on the
         // disk, and an entry written after it would then sit behind damage. Files left
         // without entries are removed.
+        // So are the oldest files up to the first that holds a live entry (after a clear,
+        // or removals): a later file may hold the removal of an entry in an earlier one, so
+        // only a prefix goes, oldest first, never the newest (it may hold a clear).
+        let newest = files.keys().next_back().copied();
+        let mut prefix = true;
         for (first, len) in files.clone() {
-            if len <= record::HEADER_LEN as u64 && !entries.values().any(|l: &Located| l.file == first) {
+            let holds_live = entries.values().any(|l: &Located| l.file == first);
+            prefix &= !holds_live && Some(first) != newest;
+            if prefix || (len <= record::HEADER_LEN as u64 && !holds_live) {
                 let path = file_path(dir, first);
                 fs.remove_file(&path).map_err(io(&path))?;
                 files.remove(&first);
             }
         }
+        fs.sync_dir(dir).map_err(io(dir))?;
         // A file is named after the next id when it is made, and an erasure's rewrite holds
         // older ids under a newer name: the new file's name is past every file's.
         if let Some(last) = files.keys().next_back() {
@@ -213,6 +230,7 @@ impl DeadLetters {
                 next_id,
                 dropped: 0,
                 doomed: Vec::new(),
+                roll_past: None,
             }),
         })
     }
@@ -226,16 +244,7 @@ impl DeadLetters {
             path: self.dir.clone(),
             reason: format!("entry does not serialize: {e}"),
         })?;
-        if g.current_len >= FILE_BYTES {
-            // Named past every file (an erasure's rewrite is named after the next id).
-            let first = meta.id.max(g.files.keys().next_back().map_or(0, |l| l + 1));
-            let (f, len) = create(self.fs.as_ref(), &self.dir, first)?;
-            g.current = f;
-            g.torn = false;
-            g.current_first = first;
-            g.current_len = len;
-            g.files.insert(first, len);
-        }
+        self.roll(&mut g, meta.id)?;
         let mut buf = Vec::with_capacity(header.len() + raw.len() + 16);
         record::encode_with(&mut buf, |out| {
             out.push(0);
@@ -253,6 +262,25 @@ impl DeadLetters {
         g.entries.insert(id, Located { meta, file: first, raw_offset });
         self.enforce_bound(&mut g)?;
         Ok(id)
+    }
+
+    /// Starts a new current file when the current one is full, or when a failed purge or
+    /// erasure may have left a newer file: named past every file (an erasure's rewrite is
+    /// named after the next id).
+    fn roll(&self, g: &mut Inner, id: u64) -> Result<(), DeadLetterError> {
+        if g.current_len < FILE_BYTES && g.roll_past.is_none() {
+            return Ok(());
+        }
+        let past = g.files.keys().next_back().copied().max(g.roll_past).map_or(0, |l| l + 1);
+        let first = id.max(past);
+        let (f, len) = create(self.fs.as_ref(), &self.dir, first)?;
+        g.current = f;
+        g.torn = false;
+        g.current_first = first;
+        g.current_len = len;
+        g.files.insert(first, len);
+        g.roll_past = None;
+        Ok(())
     }
 
     /// Appends records durably to the current file. If the write or the sync fails (a full
@@ -343,6 +371,8 @@ impl DeadLetters {
             out.push(1);
             out.extend_from_slice(&id.to_le_bytes());
         });
+        let next = g.next_id;
+        self.roll(&mut g, next)?;
         self.append(&mut g, &buf)?;
         g.current_len += buf.len() as u64;
         let (first, len) = (g.current_first, g.current_len);
@@ -374,6 +404,8 @@ impl DeadLetters {
         let first = g.next_id.max(g.files.keys().next_back().map_or(0, |l| l + 1));
         g.next_id = first;
         let mut buf = record::header(MAGIC, VERSION).to_vec();
+        // Whatever older file a power cut brings back, its entries stay gone.
+        record::encode_with(&mut buf, |out| out.push(2));
         let mut entries = BTreeMap::new();
         for (meta, raw) in keep {
             let header = serde_json::to_vec(&meta).map_err(|e| DeadLetterError::Corrupt {
@@ -391,14 +423,26 @@ impl DeadLetters {
         }
         let path = file_path(&self.dir, first);
         let tmp = path.with_extension("rewrite");
-        let mut f = self.fs.create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
-        drop(f);
-        self.fs.rename(&tmp, &path).map_err(io(&path))?;
+        let written = (|| {
+            let mut f = self.fs.create(&tmp).map_err(io(&tmp))?;
+            f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+            drop(f);
+            self.fs.rename(&tmp, &path).map_err(io(&path))?;
+            // Its name durable before anything is appended to it and acknowledged.
+            self.fs.sync_dir(&self.dir).map_err(io(&self.dir))?;
+            self.fs.append(&path).map_err(io(&path))
+        })();
         // The new file is the store from here, before any old file is deleted: what is
-        // added next must never go to a file that is about to be deleted.
+        // added next must never go to a file that is about to be deleted, nor before it.
+        let current = match written {
+            Ok(f) => f,
+            Err(e) => {
+                g.roll_past = Some(first);
+                return Err(e);
+            }
+        };
         let old: Vec<u64> = g.files.keys().copied().filter(|f| *f != first).collect();
-        g.current = self.fs.append(&path).map_err(io(&path))?;
+        g.current = current;
         g.torn = false;
         g.current_first = first;
         g.current_len = buf.len() as u64;
@@ -436,7 +480,17 @@ impl DeadLetters {
         // named after the next id already).
         let next = g.next_id.max(g.files.keys().next_back().map_or(0, |l| l + 1));
         g.next_id = next;
-        let (f, len) = create(self.fs.as_ref(), &self.dir, next)?;
+        // The new file begins with a clear, durable with it: from here the purge holds even
+        // if the old files' deletion is lost to a power cut.
+        let mut content = record::header(MAGIC, VERSION).to_vec();
+        record::encode_with(&mut content, |out| out.push(2));
+        let (f, len) = match create_with(self.fs.as_ref(), &self.dir, next, &content) {
+            Ok(made) => made,
+            Err(e) => {
+                g.roll_past = Some(next);
+                return Err(e);
+            }
+        };
         // As in an erasure: the new file first, then the old ones go.
         let old: Vec<u64> = g.files.keys().copied().filter(|f| *f != next).collect();
         g.files.clear();
@@ -452,10 +506,15 @@ impl DeadLetters {
 }
 
 fn create(fs: &dyn Fs, dir: &Path, first: u64) -> Result<(FsFile, u64), DeadLetterError> {
+    create_with(fs, dir, first, &record::header(MAGIC, VERSION))
+}
+
+/// A new file holding `content` (a header and records), synced with its directory entry.
+fn create_with(fs: &dyn Fs, dir: &Path, first: u64, content: &[u8]) -> Result<(FsFile, u64), DeadLetterError> {
     let path = file_path(dir, first);
-    let f = crate::fs::create_synced(fs, &path, &record::header(MAGIC, VERSION)).map_err(io(&path))?;
+    let f = crate::fs::create_synced(fs, &path, content).map_err(io(&path))?;
     fs.sync_dir(dir).map_err(io(dir))?;
-    Ok((f, record::HEADER_LEN as u64))
+    Ok((f, content.len() as u64))
 }
 
 #[cfg(test)]
