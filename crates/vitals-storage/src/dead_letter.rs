@@ -201,17 +201,20 @@ impl DeadLetters {
         if let Some(last) = files.keys().next_back() {
             next_id = next_id.max(last + 1);
         }
+        let mut roll_past = None;
         let (current, current_first, current_len) = match create(fs.as_ref(), dir, next_id) {
             Ok((f, len)) => {
                 files.insert(next_id, len);
                 (f, next_id, len)
             }
-            // No room for a new file (a full disk): append to the last one.
+            // No room for a new file (a full disk): the entries are read, and the next one
+            // waits for room for a new file (never appended after what was only read).
             Err(DeadLetterError::Io { source, .. })
                 if source.kind() == std::io::ErrorKind::StorageFull && !files.is_empty() =>
             {
                 let (first, len) = files.iter().next_back().map(|(f, l)| (*f, *l)).unwrap_or_default();
                 let path = file_path(dir, first);
+                roll_past = Some(first);
                 (fs.append(&path).map_err(io(&path))?, first, len)
             }
             Err(e) => return Err(e),
@@ -230,7 +233,7 @@ impl DeadLetters {
                 next_id,
                 dropped: 0,
                 doomed: Vec::new(),
-                roll_past: None,
+                roll_past,
             }),
         })
     }

@@ -33,12 +33,18 @@ pub struct JsonLog {
     failed: Option<Repair>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Repair {
     CutTail,
     /// A rewrite renamed the new file over the log: open it (appends must go to it, not to
     /// the unlinked old file) and sync the directory.
     Reopen,
+    /// The log was opened on a full disk, where it could not be written again as a fresh
+    /// file: write these bytes (header and the records read) as the log before appending.
+    /// The file itself is never appended to, since what a read of it shows may be pages
+    /// whose sync failed, in the cache but not on the disk: a record after them would sit
+    /// behind damage once the power goes.
+    Rewrite(Vec<u8>),
 }
 
 impl JsonLog {
@@ -92,12 +98,16 @@ impl JsonLog {
                 let mut fresh = record::header(magic, version).to_vec();
                 fresh.extend_from_slice(bytes.get(record::HEADER_LEN..good).unwrap_or_default());
                 if let Err(e) = crate::fs::replace(fs.as_ref(), &path, &fresh) {
-                    // No room for the copy (a full disk): append after the records read.
+                    // No room for the copy (a full disk): the records are read, and the
+                    // fresh file is written before the first append, once there is room.
                     if e.kind() != std::io::ErrorKind::StorageFull {
                         return Err(io(&path)(e));
                     }
-                    tracing::warn!(path = %path.display(), "no room to rewrite the log at open: appending to it");
-                    crate::fs::cut_record_file(fs.as_ref(), &path, good as u64, magic, version).map_err(io(&path))?;
+                    tracing::warn!(path = %path.display(), "no room to rewrite the log at open: appends wait for room");
+                    let file = fs.append(&path).map_err(io(&path))?;
+                    let good_len = fresh.len() as u64;
+                    let log = JsonLog { fs: fs.clone(), path, file, good_len, failed: Some(Repair::Rewrite(fresh)) };
+                    return Ok((log, records));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -146,22 +156,32 @@ impl JsonLog {
             path: p.to_owned(),
             source: std::io::Error::new(e.kind(), format!("{what} after an earlier failure: {e}")),
         };
-        match self.failed {
-            None => return Ok(()),
-            Some(Repair::CutTail) => self
-                .file
-                .set_len(self.good_len)
-                .and_then(|()| self.file.sync_all())
-                .map_err(|e| io(&self.path, "cutting off a failed append", e))?,
-            Some(Repair::Reopen) => {
-                self.file = self.fs.append(&self.path).map_err(|e| io(&self.path, "opening a rewritten log", e))?;
-                if let Some(dir) = self.path.parent() {
-                    self.fs.sync_dir(dir).map_err(|e| io(dir, "syncing the directory of a rewrite", e))?;
+        loop {
+            match &self.failed {
+                None => return Ok(()),
+                Some(Repair::Rewrite(bytes)) => {
+                    crate::fs::replace(self.fs.as_ref(), &self.path, bytes)
+                        .map_err(|e| io(&self.path, "writing the log afresh", e))?;
+                    self.good_len = bytes.len() as u64;
+                    // Renamed and the directory synced: appends go to the new file.
+                    self.failed = Some(Repair::Reopen);
+                }
+                Some(Repair::CutTail) => {
+                    self.file
+                        .set_len(self.good_len)
+                        .and_then(|()| self.file.sync_all())
+                        .map_err(|e| io(&self.path, "cutting off a failed append", e))?;
+                    self.failed = None;
+                }
+                Some(Repair::Reopen) => {
+                    self.file = self.fs.append(&self.path).map_err(|e| io(&self.path, "opening a rewritten log", e))?;
+                    if let Some(dir) = self.path.parent() {
+                        self.fs.sync_dir(dir).map_err(|e| io(dir, "syncing the directory of a rewrite", e))?;
+                    }
+                    self.failed = None;
                 }
             }
         }
-        self.failed = None;
-        Ok(())
     }
 }
 

@@ -112,6 +112,9 @@ pub struct Manifest {
     good_len: u64,
     /// Set when a failed edit could not be cut off again: no further edit is written.
     failed: Option<String>,
+    /// Opened on a full disk, with no room for a new log: the next edit first writes one
+    /// (a snapshot), never appending after what was only read.
+    stale: bool,
 }
 
 impl Manifest {
@@ -181,8 +184,8 @@ impl Manifest {
         // Edits go to a new log holding the state as read, never after what was only read:
         // the end of the log may be an edit whose sync failed, still in the page cache but
         // never on the disk, and an edit written after it would then sit behind damage.
-        // On a full disk there may be no room for it: then edits go after the log as read
-        // (or to the new one, if CURRENT already names it).
+        // On a full disk there may be no room for it: the state is read, and the first edit
+        // writes the new log first (it waits for room).
         match Manifest::create(fs, dir, number + 1, &state) {
             Ok(mut m) => {
                 if let Err(e) = fs.remove_file(&path) {
@@ -192,7 +195,7 @@ impl Manifest {
                 Ok(m)
             }
             Err(ManifestError::Io { source, .. }) if source.kind() == std::io::ErrorKind::StorageFull => {
-                tracing::warn!("no room for a new manifest log: appending to the one read");
+                tracing::warn!("no room for a new manifest log: the first edit waits for room");
                 let named = std::fs::read_to_string(&current).ok();
                 let live = if named.as_deref().map(str::trim) == Some(&format!("MANIFEST-{:06}", number + 1)) {
                     number + 1
@@ -213,6 +216,7 @@ impl Manifest {
                     state,
                     good_len,
                     failed: None,
+                    stale: true,
                 })
             }
             Err(e) => Err(e),
@@ -248,6 +252,7 @@ impl Manifest {
             state: state.clone(),
             good_len,
             failed: None,
+            stale: false,
         })
     }
 
@@ -261,6 +266,10 @@ impl Manifest {
         record::encode(&mut bytes, &payload);
         if let Some(why) = &self.failed {
             return Err(ManifestError::Io { path, source: std::io::Error::other(why.clone()) });
+        }
+        if self.stale {
+            self.snapshot()?;
+            return self.commit(edit);
         }
         if let Err(e) = self.file.write_all(&bytes).and_then(|()| self.file.sync_data()) {
             // Cut back to the last complete edit, so the log stays readable; if that fails,

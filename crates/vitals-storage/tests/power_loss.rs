@@ -326,6 +326,35 @@ proptest! {
     }
 }
 
+/// Found by the hunt: an append whose sync failed, and whose cut-back failed too, stays in
+/// the page cache, where the next open reads it; on a full disk that open could not write
+/// the log afresh and appended after it, so once the power went a record sat behind the
+/// lost pages (zeros) and the log no longer opened. Appends now wait until the log could
+/// be written afresh.
+#[test]
+fn a_log_opened_on_a_full_disk_never_appends_after_pages_whose_sync_failed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("run");
+    let sim = SimFs::new(&root, 7).expect("sim");
+    let fs: FsRef = sim.clone();
+    let (mut log, _) = JsonLog::open_in::<u64>(&fs, &root, "x.log", *b"VTST", 1).expect("open");
+    log.append(&1u64).expect("first append");
+    // The next write goes through; its sync, the cut-back, the cut-back tried again when the
+    // log is closed, and the fresh copy at the next open all fail.
+    sim.fail_ops(sim.ops() + 2, 4);
+    assert!(log.append(&2u64).is_err(), "the failed sync is reported");
+    drop(log);
+    let (mut log, records) = JsonLog::open_in::<u64>(&fs, &root, "x.log", *b"VTST", 1).expect("open on a full disk");
+    assert_eq!(records, vec![1, 2], "what the cache shows is read");
+    log.append(&3u64).expect("an append once there is room again");
+    drop(log);
+    let cut = dir.path().join("cut");
+    sim.power_cut(&cut).expect("cut");
+    let (_, records) = JsonLog::open::<u64>(&cut, "x.log", *b"VTST", 1).expect("the cut reopens");
+    assert_eq!(records.first(), Some(&1));
+    assert_eq!(records.last(), Some(&3), "the acknowledged append survives");
+}
+
 #[derive(Debug, Clone)]
 enum DlqOp {
     Add(usize),

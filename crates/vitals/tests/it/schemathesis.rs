@@ -17,7 +17,10 @@ const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_co
 /// report unless every check passed.
 fn fuzz(server: &TestServer, schema: &std::path::Path, token: &str, filters: &[&str]) {
     let mut cmd = Command::new("python3");
-    cmd.args(["-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())", "run"])
+    // Its cache (`.schemathesis/`) goes beside the schema, in the test's temporary
+    // directory, not into the source tree.
+    cmd.current_dir(schema.parent().unwrap_or(std::path::Path::new(".")))
+        .args(["-c", "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())", "run"])
         .arg(schema)
         .args(["--url", &server.url])
         .args(["-H", &format!("Authorization: Bearer {token}")])
