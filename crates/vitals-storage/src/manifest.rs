@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +77,8 @@ pub struct Edit {
 /// The state the edits add up to.
 #[derive(Debug, Clone, Default)]
 pub struct ManifestState {
-    pub segments: BTreeMap<u64, SegmentMeta>,
+    /// Shared with the store's index (one copy of each segment's metadata in memory).
+    pub segments: BTreeMap<u64, Arc<SegmentMeta>>,
     /// Every WAL record with a seq at or below this is in segments.
     pub flushed_seq: u64,
     pub next_segment_id: u64,
@@ -89,7 +91,7 @@ impl ManifestState {
         }
         for s in &e.add {
             self.next_segment_id = self.next_segment_id.max(s.id + 1);
-            self.segments.insert(s.id, s.clone());
+            self.segments.insert(s.id, Arc::new(s.clone()));
         }
         if let Some(seq) = e.flushed_seq {
             self.flushed_seq = self.flushed_seq.max(seq);
@@ -228,7 +230,7 @@ impl Manifest {
         let path = log_path(dir, number);
         let mut bytes = record::header(MAGIC, VERSION).to_vec();
         let snapshot = Edit {
-            add: state.segments.values().cloned().collect(),
+            add: state.segments.values().map(|s| SegmentMeta::clone(s)).collect(),
             remove: Vec::new(),
             flushed_seq: Some(state.flushed_seq),
             next_segment_id: Some(state.next_segment_id),

@@ -370,7 +370,7 @@ impl Store {
             };
             let last = state.patients.entry(patient.clone()).or_insert(i64::MIN);
             *last = (*last).max(meta.max_ms);
-            state.index.add((patient, metric), Arc::new(meta.clone()));
+            state.index.add((patient, metric), Arc::clone(meta));
         }
         let flushed = manifest.state.flushed_seq;
         let mut replayed_samples = 0usize;
@@ -591,7 +591,7 @@ impl Store {
 
     /// Segments currently in the lake (for tests and tools).
     pub fn segments(&self) -> Vec<SegmentMeta> {
-        self.inner.manifest.lock().state.segments.values().cloned().collect()
+        self.inner.manifest.lock().state.segments.values().map(|s| SegmentMeta::clone(s)).collect()
     }
 
     pub fn lake_dir(&self) -> &Path {

@@ -7,13 +7,20 @@ use std::process::Command;
 
 use vitals_storage::json_log::JsonLog;
 
-/// A tmpfs of `kib` KiB mounted on a temporary directory, unmounted when dropped.
+/// A tmpfs of `kib` KiB mounted on a temporary directory, unmounted when dropped. The
+/// tests of this file run one at a time (the mount is held for the test's life): a `mount`
+/// forked by one test holds a copy of every open file until it execs, the store's lock file
+/// of another test included, and a store reopened in that moment was refused as locked.
 struct Tmpfs {
     dir: tempfile::TempDir,
+    _one_at_a_time: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Tmpfs {
     fn mount(kib: usize) -> Tmpfs {
+        let one_at_a_time = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("tmp");
         let status = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
@@ -21,7 +28,7 @@ impl Tmpfs {
             .status()
             .expect("mount runs");
         assert!(status.success(), "mounting a tmpfs needs root (scripts/test runs as root, as .ci/run does)");
-        Tmpfs { dir }
+        Tmpfs { dir, _one_at_a_time: one_at_a_time }
     }
 
     fn path(&self) -> &Path {

@@ -212,7 +212,11 @@ fn process(app: &AppState, dir: &Path, ledger: &FileLedger, unit: &Unit) {
         } else {
             report.as_str().unwrap_or_default().to_owned()
         };
-        if let Err(e) = fs::write(&side, text) {
+        // Written aside and renamed: whoever watches processed/ and failed/ (a person, a
+        // script, the tests) never reads a report half written.
+        let tmp = side.with_file_name(format!(".{prefix}{name}{suffix}.tmp"));
+        if let Err(e) = fs::write(&tmp, text).and_then(|()| fs::rename(&tmp, &side)) {
+            let _ = fs::remove_file(&tmp);
             tracing::error!(file = %side.display(), error = %e, "file drop: cannot write the report");
         }
         entry.moved_to = format!("{sub}/{prefix}{name}");

@@ -55,24 +55,28 @@ impl Inner {
         if best.len() >= self.config.compact_min_segments.max(2) { best.to_vec() } else { Vec::new() }
     }
 
+    /// Runs one round: at most `max_partitions` partitions, those with the most segments
+    /// first, so that under a sustained load every partition gets its turn (a scan that
+    /// stopped at the first partitions found left the others to pile up segments).
     pub(super) fn compact(&self, max_partitions: usize) -> Result<usize, StoreError> {
         let _m = self.maintenance.lock();
         let now = self.clock.now_ms();
         let jobs: Vec<CompactionJob> = {
             let g = self.read.read();
-            let mut jobs = Vec::new();
-            'outer: for (key, days) in &g.index.series {
+            let mut jobs: Vec<(usize, CompactionJob)> = Vec::new();
+            for (key, days) in &g.index.series {
                 for (day, segs) in days {
                     let pick = self.compaction_pick(segs, *day, now);
                     if !pick.is_empty() {
-                        jobs.push((key.clone(), *day, pick));
-                        if jobs.len() >= max_partitions {
-                            break 'outer;
-                        }
+                        jobs.push((segs.len(), (key.clone(), *day, pick)));
                     }
                 }
             }
-            jobs
+            if jobs.len() > max_partitions {
+                jobs.select_nth_unstable_by(max_partitions, |a, b| b.0.cmp(&a.0));
+                jobs.truncate(max_partitions);
+            }
+            jobs.into_iter().map(|(_, job)| job).collect()
         };
         let count = jobs.len();
         for ((patient, metric), day, inputs) in jobs {
@@ -116,6 +120,7 @@ impl Inner {
                 remove: inputs.iter().map(|s| s.id).collect(),
                 ..Edit::default()
             })?;
+            let meta = manifest.state.segments.get(&id).cloned().unwrap_or_else(|| Arc::new(meta));
             drop(manifest);
             self.cache_rollup(id, Arc::new(rollup));
             {
@@ -124,7 +129,7 @@ impl Inner {
                 for s in &inputs {
                     g.index.remove(&key, day, s.id);
                 }
-                g.index.add(key, Arc::new(meta));
+                g.index.add(key, meta);
             }
             for s in &inputs {
                 let p = self.segment_path(s);

@@ -92,6 +92,12 @@ pub(crate) struct SimulateArgs {
     /// Load mode: send this many samples per second for --duration (default 30s).
     #[arg(long)]
     pub(crate) rate: Option<u64>,
+    /// Load mode: each patient's timeline covers at most this much history (ending an hour
+    /// ago) and starts again from its beginning when used up, sending the same readings
+    /// again. The lake then stops growing, so a long run (a soak) measures the server, not
+    /// its data; without it, the run writes as much new history as it needs.
+    #[arg(long)]
+    pub(crate) span: Option<DurationMs>,
     /// Concurrent connections to the server.
     #[arg(long, default_value_t = 2)]
     pub(crate) connections: usize,

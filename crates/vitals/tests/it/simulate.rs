@@ -315,6 +315,55 @@ fn the_load_mode_reaches_its_rate_against_a_real_server_and_reports_latency() {
     let _ = server.child.wait();
 }
 
+#[test]
+fn the_load_mode_with_a_span_sends_the_same_timeline_again_so_the_lake_stops_growing() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut server = spawn_server(dir.path(), &[]);
+    let run = |span: &str| {
+        vitals(&[
+            "simulate",
+            "--url",
+            &server.url,
+            "--token",
+            ADMIN,
+            "--rate",
+            "2000",
+            "--duration",
+            "2s",
+            "--connections",
+            "1",
+            "--batch",
+            "100",
+            "--patients",
+            "1",
+            "--span",
+            span,
+            "--json",
+        ])
+    };
+    let (ok, _, err) = run("30s");
+    assert!(!ok, "a span under a minute is refused");
+    assert!(err.contains("--span must be at least 1m"), "{err}");
+    let (ok, stdout, err) = run("10m");
+    assert!(ok, "{err}");
+    let r: Value = serde_json::from_str(stdout.trim()).expect("report");
+    assert_eq!(r["accepted"], 4_000, "{r}");
+    assert_eq!(r["failed_requests"], 0, "{r}");
+    // Ten minutes of a reading every 5 s: 4,000 samples sent, at most 121 distinct times.
+    let r = into_resp(
+        agent()
+            .get(&format!("{}/api/v1/patients/load-00000/series/heart_rate?from=0&time_format=ms", server.url))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .call()
+            .expect("series"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let points = r.json()["points"].as_array().expect("points").len();
+    assert!((1..=121).contains(&points), "{points} points");
+    let _ = server.child.kill();
+    let _ = server.child.wait();
+}
+
 struct Demo {
     child: Child,
     url: String,

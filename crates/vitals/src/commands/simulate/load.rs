@@ -36,8 +36,15 @@ pub(super) fn load(a: &SimulateArgs, client: &Client, rate: u64, stop: &Stop) ->
     let requests_per_worker = total_samples / batch as u64 / conns as u64 + 2;
     let fewest_patients_per_worker = (patients / conns).max(1) as u64;
     let per_patient = requests_per_worker.div_ceil(fewest_patients_per_worker) * batch as u64;
+    let history = (per_patient as i64).saturating_mul(5_000 * 11 / 10);
+    if let Some(span) = a.span
+        && span.as_ms() < 60_000
+    {
+        anyhow::bail!("--span must be at least 1m (the timeline is generated a minute at a time)");
+    }
+    let window = a.span.map_or(history, |s| s.as_ms().min(history));
     let now = SystemClock.now_ms();
-    let start_ms = now - (per_patient as i64) * 5_000 * 11 / 10 - 3_600_000;
+    let start_ms = now - window - 3_600_000;
     let sim = Simulator::new(a.seed, Options::default());
     let mix: Mix = "wearable".parse()?;
     let people: Vec<Patient> = (0..patients).map(|i| sim.patient(&format!("load-{i:05}"), mix.clone())).collect();
@@ -94,6 +101,10 @@ pub(super) fn load(a: &SimulateArgs, client: &Client, rate: u64, stop: &Stop) ->
                     let mut n = 0u64;
                     let device = p.device_id(vitals_sim::Device::Watch);
                     while (n as usize) < batch {
+                        if cursor[j] + 60_000 > start_ms + window {
+                            // --span used up: the same timeline again.
+                            cursor[j] = start_ms;
+                        }
                         let from = cursor[j];
                         let to = from + 60_000;
                         sim.generate(p, from, to, Which::Sparse, &mut |r| {
