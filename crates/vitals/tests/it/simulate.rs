@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::cli::vitals;
 use crate::crash::spawn_server;
-use crate::harness::{ADMIN, NOW, TestServer, agent, eventually, into_resp};
+use crate::harness::{ADMIN, NOW, Resp, TestServer, agent, eventually, into_resp};
 
 fn read_dir_sorted(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
@@ -260,39 +260,31 @@ fn simulated_patients_arrive_as_health_auto_export_nightscout_and_mqtt_clients_s
     }
 }
 
+/// A GET as the administrator to a server spawned as its own process.
+fn admin_get(url: &str, path: &str) -> Resp {
+    into_resp(
+        agent().get(&format!("{url}{path}")).header("Authorization", &format!("Bearer {ADMIN}")).call().expect(path),
+    )
+}
+
 fn scrape(url: &str, name: &str) -> u64 {
-    let r = into_resp(
-        agent()
-            .get(&format!("{url}/metrics"))
-            .header("Authorization", &format!("Bearer {ADMIN}"))
-            .call()
-            .expect("metrics"),
-    );
+    let r = admin_get(url, "/metrics");
     r.body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// `vitals simulate` in load mode against `url` at 2,000 samples/s in batches of 100, with
+/// a JSON report; `extra` adds or sets the rest.
+fn load(url: &str, extra: &[&str]) -> (bool, String, String) {
+    let mut args = vec!["simulate", "--url", url, "--token", ADMIN, "--rate", "2000", "--batch", "100", "--json"];
+    args.extend_from_slice(extra);
+    vitals(&args)
 }
 
 #[test]
 fn the_load_mode_reaches_its_rate_against_a_real_server_and_reports_latency() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut server = spawn_server(dir.path(), &[]);
-    let (ok, stdout, err) = vitals(&[
-        "simulate",
-        "--url",
-        &server.url,
-        "--token",
-        ADMIN,
-        "--rate",
-        "2000",
-        "--duration",
-        "3s",
-        "--connections",
-        "2",
-        "--batch",
-        "100",
-        "--patients",
-        "10",
-        "--json",
-    ]);
+    let (ok, stdout, err) = load(&server.url, &["--duration", "3s", "--connections", "2", "--patients", "10"]);
     assert!(ok, "{err}");
     let r: Value = serde_json::from_str(stdout.trim()).expect("report");
     assert_eq!(r["final"], true);
@@ -319,28 +311,8 @@ fn the_load_mode_reaches_its_rate_against_a_real_server_and_reports_latency() {
 fn the_load_mode_with_a_span_sends_the_same_timeline_again_so_the_lake_stops_growing() {
     let dir = tempfile::tempdir().expect("tmp");
     let mut server = spawn_server(dir.path(), &[]);
-    let run = |span: &str| {
-        vitals(&[
-            "simulate",
-            "--url",
-            &server.url,
-            "--token",
-            ADMIN,
-            "--rate",
-            "2000",
-            "--duration",
-            "2s",
-            "--connections",
-            "1",
-            "--batch",
-            "100",
-            "--patients",
-            "1",
-            "--span",
-            span,
-            "--json",
-        ])
-    };
+    let run =
+        |span: &str| load(&server.url, &["--duration", "2s", "--connections", "1", "--patients", "1", "--span", span]);
     let (ok, _, err) = run("30s");
     assert!(!ok, "a span under a minute is refused");
     assert!(err.contains("--span must be at least 1m"), "{err}");
@@ -350,13 +322,7 @@ fn the_load_mode_with_a_span_sends_the_same_timeline_again_so_the_lake_stops_gro
     assert_eq!(r["accepted"], 4_000, "{r}");
     assert_eq!(r["failed_requests"], 0, "{r}");
     // Ten minutes of a reading every 5 s: 4,000 samples sent, at most 121 distinct times.
-    let r = into_resp(
-        agent()
-            .get(&format!("{}/api/v1/patients/load-00000/series/heart_rate?from=0&time_format=ms", server.url))
-            .header("Authorization", &format!("Bearer {ADMIN}"))
-            .call()
-            .expect("series"),
-    );
+    let r = admin_get(&server.url, "/api/v1/patients/load-00000/series/heart_rate?from=0&time_format=ms");
     assert_eq!(r.status, 200, "{}", r.body);
     let points = r.json()["points"].as_array().expect("points").len();
     assert!((1..=121).contains(&points), "{points} points");
