@@ -19,6 +19,7 @@ pub(crate) mod people_api;
 pub(crate) mod rules_api;
 pub mod series_api;
 pub(crate) mod session_api;
+pub(crate) mod sql_api;
 pub(crate) mod tokens_api;
 
 use axum::Router;
@@ -185,7 +186,8 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .heavy(Method::POST, "/api/v1/rules/backtest", A::Backtest, rules_api::backtest)
         .get("/api/v1/rules/{name}", A::ReadRules, rules_api::get_one)
         .put("/api/v1/rules/{name}", A::ManageRules, rules_api::replace)
-        .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete);
+        .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete)
+        .post("/api/v1/sql", A::QuerySql, sql_api::query);
     // The document describes every route, itself included: it is built once the table is.
     let document = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
     let served = document.clone();

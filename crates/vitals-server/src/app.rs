@@ -62,6 +62,8 @@ pub struct App {
     pub rules: Arc<RuleStore>,
     pub alerts: Arc<AlertStore>,
     pub cohorts: Arc<CohortStore>,
+    /// SQL over the store and the small stores (`sql.rs`).
+    pub sql: Arc<vitals_sql::Engine>,
 }
 
 impl App {
@@ -97,7 +99,20 @@ impl App {
             Mapping { rules: config.line_protocol.measurements.clone() },
             clock.clone(),
         ));
+        let sql = Arc::new(vitals_sql::Engine::new(
+            vitals_sql::Sources {
+                store: store.clone(),
+                events: events.clone(),
+                records: Arc::new(crate::sql::StoreRecords {
+                    meta: directory.meta_arc(),
+                    cohorts: cohorts.clone(),
+                    alerts: alerts.clone(),
+                }),
+            },
+            config.sql.limits(),
+        ));
         Ok(App {
+            sql,
             store,
             directory,
             vault,

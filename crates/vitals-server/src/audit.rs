@@ -83,6 +83,11 @@ impl Auditor {
 #[derive(Debug, Clone)]
 pub struct AuditPatient(pub String);
 
+/// Set on a response by a handler whose entry must say more than the route (the text of
+/// an SQL query): the audit entry's target.
+#[derive(Debug, Clone)]
+pub struct AuditTarget(pub String);
+
 /// The audit log's name of an action.
 pub fn audit_action(a: Action) -> &'static str {
     match a {
@@ -103,6 +108,7 @@ pub fn audit_action(a: Action) -> &'static str {
         Action::ManageCohorts => "cohorts.change",
         Action::ManageNotifications => "notifications.manage",
         Action::ManagePeople => "people.manage",
+        Action::QuerySql => "sql.query",
         Action::ReadAudit => "audit.read",
         Action::Operate => "operate",
         Action::Me => "me",

@@ -44,6 +44,8 @@ pub enum Action {
     ManageNotifications,
     /// Users, care teams, tokens.
     ManagePeople,
+    /// Run SQL over pseudonymous data (rows limited to the patients reached).
+    QuerySql,
     /// Read the audit log.
     ReadAudit,
     /// Refused input (it holds raw payloads), server metrics.
@@ -76,11 +78,11 @@ pub fn reach(role: Role, action: Action) -> Reach {
         (Role::Device, _) => No,
 
         (Role::Clinician, ListPatients | ReadPatientData | ReadIdentity | WriteIdentity | ExportPatient) => Own,
-        (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest) => Own,
+        (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest | QuerySql) => Own,
         (Role::Clinician, CreatePatient | ReadRules | ReadCohorts) => Any,
         (Role::Clinician, _) => No,
 
-        (Role::Caregiver, ListPatients | ReadPatientData | ReadIdentity | ReadAlerts | ActOnAlerts) => Own,
+        (Role::Caregiver, ListPatients | ReadPatientData | ReadIdentity | ReadAlerts | ActOnAlerts | QuerySql) => Own,
         (Role::Caregiver, _) => No,
 
         (Role::Patient, ListPatients | ReadPatientData | ReadIdentity | WriteIdentity | ExportPatient) => Own,
@@ -88,7 +90,9 @@ pub fn reach(role: Role, action: Action) -> Reach {
         (Role::Patient, _) => No,
 
         // Pseudonymous data of everyone; never identity, contacts, people or changes.
-        (Role::Analyst, ListPatients | ReadPatientData | ReadAlerts | ReadRules | Backtest | ReadCohorts) => Any,
+        (Role::Analyst, ListPatients | ReadPatientData | ReadAlerts | ReadRules | Backtest | ReadCohorts | QuerySql) => {
+            Any
+        }
         (Role::Analyst, _) => No,
     }
 }

@@ -34,7 +34,39 @@ pub struct Config {
     pub notify: NotifyConfig,
     pub auth: AuthConfig,
     pub vault: VaultConfig,
+    pub sql: SqlConfig,
     pub log: LogConfig,
+}
+
+/// SQL for analysts (`POST /api/v1/sql`, `vitals sql`, and the PostgreSQL protocol).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// Rows one answer may hold; more is an error that asks for a LIMIT or an aggregate.
+    pub max_rows: usize,
+    /// Memory one query's sorts, joins and aggregates may hold (MiB).
+    pub memory_mb: usize,
+    /// How long one query may run.
+    pub timeout: DurationMs,
+    /// Queries running at once; more are refused (503 with Retry-After), not queued.
+    pub max_concurrent: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        Self { max_rows: 1_000_000, memory_mb: 512, timeout: DurationMs(60_000), max_concurrent: 4 }
+    }
+}
+
+impl SqlConfig {
+    pub fn limits(&self) -> vitals_sql::Limits {
+        vitals_sql::Limits {
+            max_rows: self.max_rows,
+            memory_bytes: self.memory_mb.saturating_mul(1 << 20),
+            timeout: Duration::from_millis(u64::try_from(self.timeout.0).unwrap_or(0)),
+            max_concurrent: self.max_concurrent,
+        }
+    }
 }
 
 /// The embedded MQTT listener (TLS; devices authenticate by client certificate).
@@ -422,6 +454,9 @@ impl Config {
             ("server.max_live_streams", config.server.max_live_streams),
             ("auth.max_concurrent_logins", config.auth.max_concurrent_logins),
             ("mqtt_listener.max_connections", config.mqtt_listener.max_connections),
+            ("sql.max_rows", config.sql.max_rows),
+            ("sql.memory_mb", config.sql.memory_mb),
+            ("sql.max_concurrent", config.sql.max_concurrent),
         ] {
             if v == 0 {
                 problems.push(format!("{name} must be positive"));
@@ -493,6 +528,9 @@ impl Config {
             if Catalog::standard().id(code).is_none() {
                 problems.push(format!("retention.{code}: no such metric"));
             }
+        }
+        if config.sql.timeout.0 < 1000 {
+            problems.push("sql.timeout must be at least 1s".into());
         }
         if !matches!(config.log.format.as_str(), "text" | "json") {
             problems.push(format!("log.format {:?} must be text or json", config.log.format));

@@ -26,6 +26,7 @@ pub mod rule_store;
 pub mod runtime;
 pub mod shutdown;
 pub mod source;
+pub mod sql;
 pub mod stores;
 pub mod telemetry;
 pub mod tls;

@@ -70,6 +70,19 @@ impl SeriesBuf {
         merge_dedup(&main[lo..hi], &tail)
     }
 
+    /// The earliest and latest time held (written points, overwritten ones included).
+    fn span(&self) -> Option<(i64, i64)> {
+        let main = &self.points[..self.sorted_len];
+        let mut span = main.first().zip(main.last()).map(|(a, b)| (a.time_ms, b.time_ms));
+        for p in &self.points[self.sorted_len..] {
+            span = Some(match span {
+                None => (p.time_ms, p.time_ms),
+                Some((lo, hi)) => (lo.min(p.time_ms), hi.max(p.time_ms)),
+            });
+        }
+        span
+    }
+
     fn latest(&self) -> Option<Point> {
         let main = self.points[..self.sorted_len].last().copied();
         self.points[self.sorted_len..].iter().copied().fold(main, |best, p| match best {
@@ -201,6 +214,14 @@ impl Buffer {
     /// Every series key present, for listing patients and flushing.
     pub fn series_keys(&self) -> impl Iterator<Item = (&PatientId, MetricId)> {
         self.series.keys().map(|(p, m)| (p, *m))
+    }
+
+    /// Every series with the earliest and latest time of its points (all devices).
+    pub fn series_spans(&self) -> impl Iterator<Item = (&PatientId, MetricId, i64, i64)> {
+        self.series.iter().filter_map(|((p, m), devices)| {
+            let spans = devices.values().filter_map(SeriesBuf::span);
+            spans.reduce(|a, b| (a.0.min(b.0), a.1.max(b.1))).map(|(lo, hi)| (p, *m, lo, hi))
+        })
     }
 
     /// Every patient with its newest sample time.

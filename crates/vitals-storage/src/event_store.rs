@@ -82,6 +82,11 @@ impl EventStore {
         Ok(gone.len())
     }
 
+    /// Every patient with at least one event.
+    pub fn patients(&self) -> Vec<String> {
+        self.index.read().by_patient.keys().cloned().collect()
+    }
+
     /// A patient's events overlapping `[from, to)`, by start time, optionally of one kind.
     pub fn query(&self, patient: &str, from: i64, to: i64, kind: Option<&str>) -> Vec<Event> {
         let idx = self.index.read();

@@ -244,7 +244,7 @@ pub struct Latest {
 }
 
 /// A series of the index: one patient's one metric.
-type SeriesKey = (PatientId, MetricId);
+pub type SeriesKey = (PatientId, MetricId);
 /// Segments of a series by UTC day.
 type Days = BTreeMap<i64, Vec<Arc<SegmentMeta>>>;
 /// Work for one compaction: the series, the day and the segments to merge.
@@ -522,6 +522,29 @@ impl Store {
         let mut v: Vec<(PatientId, i64)> = g.patients.iter().map(|(p, t)| (p.clone(), *t)).collect();
         v.sort();
         v
+    }
+
+    /// Every series (patient, metric) with the UTC days (their start) that hold data, in
+    /// segments or buffered; a buffered series counts every day between its first and last
+    /// point. For planning scans: a read of a day not listed finds nothing.
+    pub fn series_days(&self) -> BTreeMap<SeriesKey, BTreeSet<i64>> {
+        let g = self.inner.read.read();
+        let mut out: BTreeMap<SeriesKey, BTreeSet<i64>> = BTreeMap::new();
+        for (key, days) in &g.index.series {
+            out.entry(key.clone()).or_default().extend(days.keys().copied());
+        }
+        for b in g.frozen.iter().map(|b| &**b).chain(std::iter::once(&g.active)) {
+            for (p, m, lo, hi) in b.series_spans() {
+                let e = out.entry((p.clone(), m)).or_default();
+                let mut d = day_start(lo);
+                // Validated times lie within decades; the bound only keeps a bad clock cheap.
+                while d <= hi && e.len() < 1_000_000 {
+                    e.insert(d);
+                    d += MS_PER_DAY;
+                }
+            }
+        }
+        out
     }
 
     /// The newest value of every metric of a patient.

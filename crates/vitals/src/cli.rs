@@ -25,6 +25,9 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Query one series of one patient.
     Query(QueryArgs),
+    /// Run SQL over the data (tables samples, rollups_hourly, events, alerts, patients,
+    /// cohorts, metrics; see docs/analytics.md).
+    Sql(SqlArgs),
     /// Ingest NDJSON, JSON or CSV files.
     Ingest(IngestArgs),
     /// Administration: users, care teams, tokens, patients, audit log, vault keys, outboxes.
@@ -88,6 +91,20 @@ pub(crate) struct QueryArgs {
     pub(crate) device: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub(crate) format: OutputFormat,
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SqlArgs {
+    /// The query, e.g. "SELECT metric, count(*) FROM samples GROUP BY metric"; - reads stdin.
+    pub(crate) query: String,
+    /// table, csv, json, arrow (IPC stream) or parquet.
+    #[arg(long, default_value = "table")]
+    pub(crate) format: String,
+    /// Write the answer to this file instead of stdout.
+    #[arg(long, short)]
+    pub(crate) output: Option<PathBuf>,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
 }

@@ -87,6 +87,25 @@ impl Client {
         }
     }
 
+    /// POST a body and return the answer's bytes (binary formats), failing with the
+    /// server's message on an error status.
+    pub(crate) fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+        let url = format!("{}{path}", self.base);
+        let mut resp = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.auth())
+            .header("Content-Type", content_type)
+            .send(body)
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        let bytes = resp.body_mut().with_config().limit(u64::MAX).read_to_vec().context("reading response")?;
+        if !status.is_success() {
+            bail!("POST {url}: {status}: {}", error_message(&String::from_utf8_lossy(&bytes)));
+        }
+        Ok(bytes)
+    }
+
     pub(crate) fn delete(&self, path: &str) -> anyhow::Result<()> {
         let url = format!("{}{path}", self.base);
         let mut resp = self

@@ -10,6 +10,7 @@ pub(crate) mod notifications;
 pub(crate) mod query;
 pub(crate) mod serve;
 pub(crate) mod simulate;
+pub(crate) mod sql;
 pub(crate) mod token;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(a) => serve::serve(config, &a),
         Command::Query(a) => query::query(&config, &a),
+        Command::Sql(a) => sql::sql(config, &a),
         Command::Ingest(a) => ingest::ingest(&config, &a),
         Command::Admin(a) => match a.command {
             AdminCommand::Token { command } => token::token(&config, command),

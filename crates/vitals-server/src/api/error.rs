@@ -31,6 +31,10 @@ pub enum Code {
     RequestTimeout,
     Unavailable,
     InsufficientStorage,
+    InvalidSql,
+    TooManyRows,
+    QueryOutOfMemory,
+    QueryFailed,
     Internal,
 }
 
@@ -55,6 +59,10 @@ impl Code {
             Code::RequestTimeout => "request_timeout",
             Code::Unavailable => "unavailable",
             Code::InsufficientStorage => "insufficient_storage",
+            Code::InvalidSql => "invalid_sql",
+            Code::TooManyRows => "too_many_rows",
+            Code::QueryOutOfMemory => "query_out_of_memory",
+            Code::QueryFailed => "query_failed",
             Code::Internal => "internal",
         }
     }
@@ -63,9 +71,15 @@ impl Code {
         match self {
             Code::Unauthorized => StatusCode::UNAUTHORIZED,
             Code::Forbidden => StatusCode::FORBIDDEN,
-            Code::InvalidBody | Code::InvalidQuery | Code::InvalidPatient | Code::InvalidRule | Code::TooManyPoints => {
-                StatusCode::BAD_REQUEST
-            }
+            Code::InvalidBody
+            | Code::InvalidQuery
+            | Code::InvalidPatient
+            | Code::InvalidRule
+            | Code::TooManyPoints
+            | Code::InvalidSql
+            | Code::TooManyRows
+            | Code::QueryOutOfMemory
+            | Code::QueryFailed => StatusCode::BAD_REQUEST,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnknownMetric | Code::UnknownPatient | Code::NotFound => StatusCode::NOT_FOUND,
             Code::Conflict => StatusCode::CONFLICT,
@@ -174,6 +188,22 @@ impl From<crate::audit::AuditError> for ApiError {
             }
             other => ApiError::internal(format!("recording the audit entry: {other}")),
         }
+    }
+}
+
+impl From<vitals_sql::SqlError> for ApiError {
+    fn from(e: vitals_sql::SqlError) -> Self {
+        use vitals_sql::SqlError as E;
+        let code = match &e {
+            E::Invalid(_) | E::NotAllowed(_) => Code::InvalidSql,
+            E::TooManyRows { .. } => Code::TooManyRows,
+            E::Memory { .. } => Code::QueryOutOfMemory,
+            E::Timeout { .. } => Code::RequestTimeout,
+            E::Busy { .. } => Code::Overloaded,
+            E::Failed(_) => Code::QueryFailed,
+            E::Internal(_) => return ApiError::internal(e),
+        };
+        ApiError::new(code, e.to_string())
     }
 }
 

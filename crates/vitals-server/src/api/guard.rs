@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::error::{ApiError, Code};
 use crate::app::AppState;
-use crate::audit::{AuditPatient, audit_action};
+use crate::audit::{AuditPatient, AuditTarget, audit_action};
 use crate::auth::Principal;
 use crate::auth::credentials::{self, Credentials};
 use crate::authz::{self, Action};
@@ -110,7 +110,11 @@ pub(crate) async fn require(State(g): State<Guard>, mut req: Request, next: Next
     let response = next.run(req).await;
     let patient = response.extensions().get::<AuditPatient>().map(|p| p.0.clone()).or(patient);
     let outcome = if response.status().is_success() { "ok" } else { "failed" };
-    match g.app.auditor.record(event(outcome, patient)).await {
+    let mut entry = event(outcome, patient);
+    if let Some(t) = response.extensions().get::<AuditTarget>() {
+        entry.target = format!("{target} {}", t.0);
+    }
+    match g.app.auditor.record(entry).await {
         Ok(()) => response,
         // Patient data is not handed out unrecorded.
         Err(e) => ApiError::from(e).into_response(),

@@ -31,6 +31,8 @@ enum Answer {
     Empty,
     /// JSON by default, CSV when asked (`Accept: text/csv`).
     JsonOrCsv,
+    /// A query's answer: JSON, CSV, Arrow IPC or Parquet.
+    Table,
     /// A zip archive.
     Zip,
     /// Server-sent events.
@@ -192,6 +194,7 @@ fn answer_schema(method: &str, path: &str) -> Option<Value> {
         ("GET", "/api/v1/audit") => with(&[("entries", objects())]),
         ("GET", "/api/v1/alerts") => with(&[("alerts", objects())]),
         ("GET", "/api/v1/dead-letters") => with(&[("dead_letters", objects()), ("total", int()), ("dropped", int())]),
+        ("POST", "/api/v1/sql") => with(&[("columns", objects()), ("rows", json!({"type": "array"})), ("row_count", int())]),
         _ => return None,
     })
 }
@@ -550,6 +553,26 @@ fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             doc("Create or replace a rule", "rules", vec![], json_body(rule_spec()), &[200, 201], Json)
         }
         ("DELETE", "/api/v1/rules/{name}") => doc("Delete a rule", "rules", vec![], vec![], &[204], Empty),
+        ("POST", "/api/v1/sql") => {
+            let format = json!({"type": "string", "enum": ["json", "csv", "arrow", "parquet"]});
+            doc(
+                "Run SQL over pseudonymous data (rows of the caller's patients only)",
+                "sql",
+                vec![("format", format.clone(), false)],
+                vec![
+                    (
+                        "application/json",
+                        json!({
+                            "type": "object", "required": ["sql"], "additionalProperties": false,
+                            "properties": {"sql": {"type": "string", "minLength": 1}, "format": format}
+                        }),
+                    ),
+                    ("application/sql", json!({"type": "string", "minLength": 1})),
+                ],
+                &[200],
+                Table,
+            )
+        }
         _ => return None,
     })
 }
@@ -607,6 +630,16 @@ fn responses(spec: &RouteSpec, d: &Doc) -> Result<Responses, serde_json::Error> 
                     ContentBuilder::new().schema(Some(schema(d.returns.clone().unwrap_or_else(any_object))?)).build(),
                 )
                 .content("text/csv", ContentBuilder::new().schema(Some(schema(string())?)).build()),
+            (Answer::Table, _) => {
+                let binary = || schema(json!({"type": "string", "format": "binary"}));
+                ok.content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(schema(d.returns.clone().unwrap_or_else(any_object))?)).build(),
+                )
+                .content("text/csv", ContentBuilder::new().schema(Some(schema(string())?)).build())
+                .content("application/vnd.apache.arrow.stream", ContentBuilder::new().schema(Some(binary()?)).build())
+                .content("application/vnd.apache.parquet", ContentBuilder::new().schema(Some(binary()?)).build())
+            }
             (Answer::Zip, _) => ok.content(
                 "application/zip",
                 ContentBuilder::new().schema(Some(schema(json!({"type": "string", "format": "binary"}))?)).build(),

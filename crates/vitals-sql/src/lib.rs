@@ -1,0 +1,257 @@
+//! SQL for analysts: Apache DataFusion over the store.
+//!
+//! Tables (`tables`): `samples` and `rollups_hourly` read the store (buffered and flushed
+//! data, last write wins, exactly as the REST API answers), pruned by patient, metric and
+//! time; `events`, `alerts`, `patients`, `cohorts` and `metrics` come from their stores.
+//! Every table that holds a patient applies the caller's [`Scope`] in its scan, so the row
+//! filter is part of every plan, whatever the SQL (joins, subqueries, `UNION`).
+//!
+//! Each query runs in a session of its own with a memory pool, a row limit, a timeout and
+//! a slot among [`Limits::max_concurrent`]; only queries are accepted (no DDL, DML, `COPY`
+//! or `SET`). [`answer`] writes results as JSON, CSV, Arrow IPC, Parquet or a text table.
+//! This crate reads; it never writes the store.
+
+pub mod answer;
+mod filters;
+mod samples;
+mod tables;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::error::DataFusionError;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use futures_util::StreamExt;
+use tokio::sync::Semaphore;
+use vitals_alerts::alert::Alert;
+use vitals_storage::Store;
+use vitals_storage::event_store::EventStore;
+
+pub use datafusion::arrow;
+
+/// Which patients' rows a query may see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    All,
+    Patients(BTreeSet<String>),
+}
+
+impl Scope {
+    pub fn includes(&self, patient: &str) -> bool {
+        match self {
+            Scope::All => true,
+            Scope::Patients(p) => p.contains(patient),
+        }
+    }
+}
+
+/// What one query may use; exceeding any is a clear error, never a dead server.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Rows an answer may hold.
+    pub max_rows: usize,
+    /// Memory the query's operators (sorts, joins, aggregates) may hold.
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+    /// Queries running at once; more are refused (`Busy`), not queued.
+    pub max_concurrent: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_rows: 1_000_000,
+            memory_bytes: 512 << 20,
+            timeout: Duration::from_secs(60),
+            max_concurrent: 4,
+        }
+    }
+}
+
+/// A registered or observed patient, as analysts may see them: never identity.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PatientRecord {
+    pub patient: String,
+    pub registered_ms: Option<i64>,
+    pub teams: Vec<String>,
+    pub cohorts: Vec<String>,
+}
+
+/// The records that live outside the store, provided by whoever runs the engine.
+pub trait Records: Send + Sync {
+    /// Registered patients with their teams and cohorts (patients only seen in the store are
+    /// added by the engine).
+    fn patients(&self) -> Result<Vec<PatientRecord>, String>;
+    /// The current version of every alert.
+    fn alerts(&self) -> Vec<Alert>;
+}
+
+/// Everything the tables read.
+#[derive(Clone)]
+pub struct Sources {
+    pub store: Arc<Store>,
+    pub events: Arc<EventStore>,
+    pub records: Arc<dyn Records>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SqlError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("only queries are allowed (SELECT, WITH, EXPLAIN, SHOW): {0}")]
+    NotAllowed(String),
+    #[error("the answer has more than {limit} rows; add a LIMIT, filter or aggregate")]
+    TooManyRows { limit: usize },
+    #[error("the query needs more than its {mib} MiB of memory: {detail}")]
+    Memory { mib: usize, detail: String },
+    #[error("the query ran longer than its {secs} s limit and was stopped")]
+    Timeout { secs: u64 },
+    #[error("{running} queries are running, the most allowed at once; try again shortly")]
+    Busy { running: usize },
+    #[error("the query failed: {0}")]
+    Failed(String),
+    #[error("reading the data failed: {0}")]
+    Internal(String),
+}
+
+/// A query's result.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+}
+
+/// Runs SQL over the sources under limits.
+pub struct Engine {
+    sources: Sources,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+}
+
+impl Engine {
+    pub fn new(sources: Sources, limits: Limits) -> Engine {
+        let slots = Arc::new(Semaphore::new(limits.max_concurrent.max(1)));
+        Engine { sources, limits, slots }
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Queries running now.
+    pub fn running(&self) -> usize {
+        self.limits.max_concurrent.max(1) - self.slots.available_permits()
+    }
+
+    /// Runs one query for a caller who may see `scope`.
+    pub async fn query(&self, sql: &str, scope: &Scope) -> Result<Answer, SqlError> {
+        let _slot = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| SqlError::Busy { running: self.limits.max_concurrent })?;
+        let secs = self.limits.timeout.as_secs();
+        tokio::time::timeout(self.limits.timeout, self.run(sql, scope))
+            .await
+            .unwrap_or(Err(SqlError::Timeout { secs }))
+    }
+
+    /// The columns a query would answer with, without running it (for clients that ask
+    /// before they execute, such as the PostgreSQL protocol's Describe).
+    pub async fn describe(&self, sql: &str, scope: &Scope) -> Result<SchemaRef, SqlError> {
+        let ctx = self.session(scope)?;
+        let df = ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e))?;
+        Ok(Arc::new(df.schema().as_arrow().clone()))
+    }
+
+    async fn run(&self, sql: &str, scope: &Scope) -> Result<Answer, SqlError> {
+        let ctx = self.session(scope)?;
+        let df = ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e))?;
+        let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
+        let mut stream = df.execute_stream().await.map_err(|e| self.error(e))?;
+        let mut batches = Vec::new();
+        let mut rows = 0usize;
+        while let Some(b) = stream.next().await {
+            let b = b.map_err(|e| self.error(e))?;
+            rows += b.num_rows();
+            if rows > self.limits.max_rows {
+                return Err(SqlError::TooManyRows { limit: self.limits.max_rows });
+            }
+            if b.num_rows() > 0 {
+                batches.push(b);
+            }
+        }
+        Ok(Answer { schema, batches, rows })
+    }
+
+    fn session(&self, scope: &Scope) -> Result<SessionContext, SqlError> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_target_partitions(2)
+            .with_default_catalog_and_schema("vitals", "public");
+        // No spilling: temporary files would hold health data outside the data directory,
+        // and the memory limit is meant as a limit.
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(self.limits.memory_bytes, 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()
+            .map_err(|e| SqlError::Internal(e.to_string()))?;
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        tables::register(&ctx, &self.sources, scope).map_err(|e| SqlError::Internal(e.to_string()))?;
+        Ok(ctx)
+    }
+
+    fn error(&self, e: DataFusionError) -> SqlError {
+        classify(e, self.limits.memory_bytes)
+    }
+}
+
+/// Queries only: DDL (which could read or write files), DML and statements are refused.
+fn options() -> SQLOptions {
+    SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
+}
+
+fn classify(e: DataFusionError, memory_bytes: usize) -> SqlError {
+    match e {
+        DataFusionError::Context(_, inner) => classify(*inner, memory_bytes),
+        DataFusionError::Shared(inner) => classify_ref(&inner, memory_bytes),
+        DataFusionError::Diagnostic(_, inner) => classify(*inner, memory_bytes),
+        other => classify_ref(&other, memory_bytes),
+    }
+}
+
+fn classify_ref(e: &DataFusionError, memory_bytes: usize) -> SqlError {
+    let text = e.strip_backtrace();
+    match e {
+        DataFusionError::SQL(..)
+        | DataFusionError::Plan(_)
+        | DataFusionError::SchemaError(..)
+        | DataFusionError::NotImplemented(_) => {
+            if text.contains("not supported because") || text.contains("DDL not supported") {
+                SqlError::NotAllowed(text)
+            } else {
+                SqlError::Invalid(text)
+            }
+        }
+        DataFusionError::ResourcesExhausted(detail) => SqlError::Memory { mib: memory_bytes >> 20, detail: detail.clone() },
+        DataFusionError::External(inner) => match inner.downcast_ref::<SqlError>() {
+            Some(SqlError::Internal(s)) => SqlError::Internal(s.clone()),
+            Some(SqlError::Failed(s)) => SqlError::Failed(s.clone()),
+            _ => SqlError::Failed(text),
+        },
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
+            classify_ref(inner, memory_bytes)
+        }
+        DataFusionError::Shared(inner) => classify_ref(inner, memory_bytes),
+        _ => SqlError::Failed(text),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,72 @@
+//! `vitals sql`: SQL over a data directory (as the operator: every pseudonym) or a running
+//! server (`--url`, as the token's user), written as a table, CSV, JSON, Arrow IPC or
+//! Parquet to stdout or a file.
+
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use vitals_server::app::App;
+use vitals_server::config::Config;
+use vitals_sql::Scope;
+use vitals_sql::answer::{self, Format};
+
+use super::admin::cli_audit;
+use super::{remote, url_escape};
+use crate::cli::SqlArgs;
+
+pub(crate) fn sql(config: Config, a: &SqlArgs) -> anyhow::Result<ExitCode> {
+    let text = if a.query == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading the query from stdin")?;
+        s
+    } else {
+        a.query.clone()
+    };
+    let format: Format = a.format.parse().map_err(anyhow::Error::msg)?;
+    let bytes = match remote(&a.remote)? {
+        Some(client) => {
+            // The server writes every format but the terminal table, which is drawn here.
+            let wire = if format == Format::Table { Format::Arrow } else { format };
+            let body = client.post_bytes(
+                &format!("/api/v1/sql?format={}", url_escape(wire.name())),
+                "application/sql",
+                text.as_bytes(),
+            )?;
+            if format == Format::Table { table_of_arrow(&body)? } else { body }
+        }
+        None => {
+            let app = App::open_data_dir(config)?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .context("starting the query runtime")?;
+            let answer = runtime.block_on(app.sql.query(&text, &Scope::All));
+            cli_audit(&app.directory, "sql.query", None, &format!("sql {text}"))?;
+            let answer = answer?;
+            app.store.close()?;
+            answer::encode(&answer, format)?
+        }
+    };
+    match &a.output {
+        Some(path) => std::fs::write(path, &bytes).with_context(|| format!("writing {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&bytes)?;
+            if format == Format::Json {
+                out.write_all(b"\n")?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Draws an Arrow IPC stream as a text table.
+fn table_of_arrow(body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let reader = vitals_sql::arrow::ipc::reader::StreamReader::try_new(std::io::Cursor::new(body), None)?;
+    let schema = reader.schema();
+    let batches = reader.collect::<Result<Vec<_>, _>>()?;
+    let rows = batches.iter().map(|b| b.num_rows()).sum();
+    Ok(answer::encode(&vitals_sql::Answer { schema, batches, rows }, Format::Table)?)
+}
