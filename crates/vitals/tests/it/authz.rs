@@ -94,6 +94,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/rules/{name}", "any any - - any -"),
     ("PUT", "/api/v1/rules/{name}", "any - - - - -"),
     ("DELETE", "/api/v1/rules/{name}", "any - - - - -"),
+    ("POST", "/api/v1/sql", "any own own - any -"),
 ];
 
 const ROLES: [Role; 6] = [Role::Admin, Role::Clinician, Role::Caregiver, Role::Patient, Role::Analyst, Role::Device];
@@ -202,6 +203,9 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
             "from": NOW - 3_600_000, "to": NOW})
         .to_string(),
         ("POST", "/api/v1/alerts/{id}/snooze") => json!({"for": "10m"}).to_string(),
+        ("POST", "/api/v1/sql") => {
+            json!({"sql": format!("SELECT count(*) FROM samples WHERE patient = '{patient}'")}).to_string()
+        }
         ("PUT", "/api/v1/patients/{patient}/identity") => {
             json!({"name": format!("{SECRET_NAME} {patient}")}).to_string()
         }

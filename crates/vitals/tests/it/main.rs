@@ -24,5 +24,6 @@ mod people;
 mod rules;
 mod schemathesis;
 mod simulate;
+mod sql;
 mod tls;
 mod ways_in;

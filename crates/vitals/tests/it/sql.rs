@@ -1,0 +1,272 @@
+//! SQL for analysts through the real server and binary: `POST /api/v1/sql` in every answer
+//! format (Arrow IPC and Parquet read back by pyarrow and DuckDB), row scopes per role,
+//! the audit entry with the query text, clear errors, agreement with the REST API over
+//! buffered and flushed data, and `vitals sql` on a data directory and through a server.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use vitals_server::auth::{NewToken, Role};
+
+use crate::cli::vitals;
+use crate::harness::{ADMIN, NOW, Resp, Rng, TestServer};
+
+const OWN: &str = "own-patient-0001";
+const OTHER: &str = "other-patient-0002";
+
+fn sql(server: &TestServer, token: &str, query: &str, format: &str) -> Resp {
+    server.post(
+        &format!("/api/v1/sql?format={format}"),
+        Some(token),
+        "application/json",
+        json!({ "sql": query }).to_string().as_bytes(),
+    )
+}
+
+/// A server with data of OWN and OTHER (some flushed, some buffered) and a token per role:
+/// the clinician's team has OWN only.
+fn world() -> (TestServer, String, String, String) {
+    let server = TestServer::start();
+    let d = &server.app.directory;
+    for (name, role) in [("cli", Role::Clinician), ("ana", Role::Analyst), ("pat", Role::Patient)] {
+        let patient = (role == Role::Patient).then_some(OWN);
+        d.create_user(name, role, None, patient, NOW).expect("user");
+    }
+    vitals_server::people::set_team(d.meta(), "ward", &["cli".into()], &[OWN.into()], NOW).expect("team");
+    let token = |name: &str| d.create_token(&NewToken { name, user: Some(name), ..Default::default() }, NOW).expect("t").1;
+    let (cli, ana, pat) = (token("cli"), token("ana"), token("pat"));
+    for (p, v) in [(OWN, 60), (OTHER, 90)] {
+        let s: Vec<Value> =
+            (0..10).map(|i| json!({"patient": p, "metric": "heart_rate", "time": NOW - 600_000 + i * 60_000, "value": v + i, "device": "w1"})).collect();
+        assert_eq!(server.ingest(&Value::Array(s)).status, 200);
+    }
+    server.store.flush().expect("flush");
+    // Buffered, and one of them overwrites a flushed reading.
+    let s = json!([
+        {"patient": OWN, "metric": "heart_rate", "time": NOW - 600_000, "value": 100, "device": "w1"},
+        {"patient": OWN, "metric": "heart_rate", "time": NOW - 1_000, "value": 72}
+    ]);
+    assert_eq!(server.ingest(&s).status, 200);
+    (server, cli, ana, pat)
+}
+
+#[test]
+fn answers_come_in_json_csv_arrow_and_parquet_and_see_buffered_data() {
+    let (server, _, ana, _) = world();
+    let q = format!(
+        "SELECT patient, metric, time, value, unit, device FROM samples WHERE patient = '{OWN}' ORDER BY time, device"
+    );
+    let r = sql(&server, &ana, &q, "json");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["row_count"], 11);
+    assert_eq!(v["columns"][2], json!({"name": "time", "type": "Timestamp(ms, \"UTC\")"}));
+    assert_eq!(v["rows"][0], json!([OWN, "heart_rate", "2025-11-22T02:50:00Z", 100.0, "bpm", "w1"]), "last write wins");
+    assert_eq!(v["rows"][10], json!([OWN, "heart_rate", "2025-11-22T02:59:59Z", 72.0, "bpm", null]), "buffered");
+
+    let r = sql(&server, &ana, &q, "csv");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.content_type.as_deref(), Some("text/csv; charset=utf-8"));
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert_eq!(lines[0], "patient,metric,time,value,unit,device");
+    assert_eq!(lines[1], format!("{OWN},heart_rate,2025-11-22T02:50:00Z,100.0,bpm,w1"));
+    assert_eq!(lines.len(), 12);
+
+    // Accept picks the format when none is named.
+    let dir = tempfile::tempdir().expect("tmp");
+    for (accept, file) in [("application/vnd.apache.arrow.stream", "a.arrow"), ("application/vnd.apache.parquet", "a.parquet")] {
+        let r = server.request(
+            "POST",
+            "/api/v1/sql",
+            &[("Authorization", &format!("Bearer {ana}")), ("Content-Type", "application/sql"), ("Accept", accept)],
+            Some(q.as_bytes()),
+        );
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(r.content_type.as_deref(), Some(accept));
+        std::fs::write(dir.path().join(file), &r.bytes).expect("write");
+    }
+    let script = r#"
+import json, sys
+import duckdb, pyarrow.ipc as ipc, pyarrow.parquet as pq
+d = sys.argv[1]
+a = ipc.open_stream(open(f"{d}/a.arrow", "rb")).read_all()
+p = pq.read_table(f"{d}/a.parquet")
+rows = duckdb.sql(f"SELECT count(*), sum(value), min(epoch_ms(time)) FROM read_parquet('{d}/a.parquet')").fetchone()
+print(json.dumps({"arrow": a.num_rows, "arrow_values": a.column("value").to_pylist(), "parquet": p.num_rows,
+                  "schema": [f.name for f in p.schema], "duckdb": list(rows)}))
+"#;
+    let out = Command::new("python3").arg("-c").arg(script).arg(dir.path()).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["arrow"], 11);
+    assert_eq!(v["arrow_values"][0], 100.0);
+    assert_eq!(v["parquet"], 11);
+    assert_eq!(v["schema"], json!(["patient", "metric", "time", "value", "unit", "device"]));
+    let sum: f64 = 100.0 + (61..70).sum::<i64>() as f64 + 72.0;
+    assert_eq!(v["duckdb"], json!([11, sum, NOW - 600_000]));
+}
+
+#[test]
+fn a_clinician_sees_only_their_patients_by_any_sql_and_devices_and_patients_get_none() {
+    let (server, cli, ana, pat) = world();
+    for q in [
+        "SELECT DISTINCT patient FROM samples".to_owned(),
+        format!("SELECT patient FROM samples WHERE patient = '{OTHER}' UNION SELECT patient FROM patients"),
+        "SELECT p.patient FROM patients p LEFT JOIN samples s ON s.patient = p.patient".to_owned(),
+        format!("SELECT patient FROM (SELECT * FROM rollups_hourly) r WHERE patient IN ('{OTHER}', '{OWN}')"),
+        "SELECT patient FROM alerts UNION ALL SELECT patient FROM events UNION ALL SELECT patient FROM cohorts".to_owned(),
+        format!("SELECT (SELECT max(patient) FROM samples WHERE patient <> '{OWN}') AS patient"),
+    ] {
+        let r = sql(&server, &cli, &q, "json");
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        for row in r.json()["rows"].as_array().expect("rows") {
+            assert!(row[0].is_null() || row[0] == OWN, "{q}: a clinician saw {row}");
+        }
+        assert!(!r.body.contains(OTHER), "{q}: {}", r.body);
+    }
+    let r = sql(&server, &ana, "SELECT count(DISTINCT patient) FROM samples", "json");
+    assert_eq!(r.json()["rows"], json!([[2]]), "an analyst sees every pseudonym");
+    let r = sql(&server, &pat, "SELECT 1", "json");
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = sql(&server, crate::harness::DEVICE, "SELECT 1", "json");
+    assert_eq!(r.status, 403, "{}", r.body);
+}
+
+#[test]
+fn every_query_is_audited_with_its_text_and_errors_are_clear() {
+    let (server, cli, _, _) = world();
+    let q = "SELECT count(*) AS n FROM samples /* audit me */";
+    assert_eq!(sql(&server, &cli, q, "json").status, 200);
+    let bad = sql(&server, &cli, "SELEC patient FROM samples", "json");
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["code"], "invalid_sql");
+    let ddl = sql(&server, &cli, "COPY (SELECT * FROM samples) TO '/tmp/x.csv'", "json");
+    assert_eq!(ddl.status, 400, "{}", ddl.body);
+    assert_eq!(ddl.json()["code"], "invalid_sql");
+    let fmt = sql(&server, &cli, "SELECT 1", "xml");
+    assert_eq!(fmt.status, 400);
+    let audit = server.get("/api/v1/audit?action=sql.query", Some(ADMIN)).json();
+    let entries = audit["entries"].as_array().expect("entries");
+    let with = |text: &str, outcome: &str| {
+        entries.iter().any(|e| {
+            e["actor"] == "user:cli"
+                && e["outcome"] == outcome
+                && e["target"].as_str().is_some_and(|t| t.starts_with("POST /api/v1/sql") && t.contains(text))
+        })
+    };
+    assert!(with("/* audit me */", "ok"), "{entries:?}");
+    assert!(with("SELEC patient", "failed"), "{entries:?}");
+    assert!(with("COPY (SELECT", "failed"), "{entries:?}");
+
+    let limited = TestServer::with_config(|c| c.sql.max_rows = 5);
+    let r = sql(&limited, ADMIN, "SELECT * FROM range(6)", "json");
+    assert_eq!((r.status, r.json()["code"].as_str()), (400, Some("too_many_rows")), "{}", r.body);
+    assert!(r.body.contains("more than 5 rows"), "{}", r.body);
+}
+
+#[test]
+fn sql_agrees_with_the_rest_api_over_buffered_and_flushed_data() {
+    let server = TestServer::start();
+    let mut rng = Rng::new(16);
+    for round in 0..6 {
+        let batch: Vec<Value> = (0..200)
+            .map(|_| {
+                let p = ["p-a", "p-b"][rng.below(2) as usize];
+                let d = [None, Some("w1"), Some("w2")][rng.below(3) as usize];
+                let t = NOW - 2 * 86_400_000 + rng.below(2 * 86_400) as i64 * 1000;
+                json!({"patient": p, "metric": "heart_rate", "time": t, "value": 40 + rng.below(100), "device": d})
+            })
+            .collect();
+        assert_eq!(server.ingest(&Value::Array(batch)).status, 200);
+        if round % 2 == 0 {
+            server.store.flush().expect("flush");
+        }
+        if round == 3 {
+            server.store.compact().expect("compact");
+        }
+    }
+    for p in ["p-a", "p-b"] {
+        let rest = server.get(
+            &format!("/api/v1/patients/{p}/series/heart_rate?from={}&to={}&include=device", NOW - 3 * 86_400_000, NOW),
+            Some(ADMIN),
+        );
+        assert_eq!(rest.status, 200, "{}", rest.body);
+        let mut want: Vec<(String, f64, String)> = rest.json()["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|x| (x["time"].as_str().expect("t").to_owned(), x["value"].as_f64().expect("v"), x["device"].to_string()))
+            .collect();
+        want.sort_by(|a, b| a.partial_cmp(b).expect("cmp"));
+        let r = sql(
+            &server,
+            ADMIN,
+            &format!("SELECT time, value, device FROM samples WHERE patient = '{p}' AND metric = 'heart_rate'"),
+            "json",
+        );
+        let mut got: Vec<(String, f64, String)> = r.json()["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|x| (x[0].as_str().expect("t").replace("Z", ".000Z"), x[1].as_f64().expect("v"), x[2].to_string()))
+            .collect();
+        got.sort_by(|a, b| a.partial_cmp(b).expect("cmp"));
+        assert_eq!(got.len(), want.len(), "{p}");
+        assert_eq!(got, want, "{p}");
+        let hourly = server.get(
+            &format!("/api/v1/patients/{p}/series/heart_rate?from={}&to={}&every=1h&agg=count,mean", NOW - 3 * 86_400_000, NOW),
+            Some(ADMIN),
+        );
+        let buckets = hourly.json()["points"].as_array().expect("points").len();
+        let r = sql(&server, ADMIN, &format!("SELECT count(*) FROM rollups_hourly WHERE patient = '{p}'"), "json");
+        assert_eq!(r.json()["rows"][0][0].as_u64(), Some(buckets as u64), "{p}");
+    }
+}
+
+#[test]
+fn vitals_sql_reads_a_data_directory_and_a_running_server() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("utf8");
+    let nd = dir.path().join("hr.ndjson");
+    let lines: Vec<String> = (0..30)
+        .map(|i| format!(r#"{{"patient":"p-1","metric":"heart_rate","time":{},"value":{}}}"#, 1_735_689_600_000i64 + i * 60_000, 60 + i))
+        .collect();
+    std::fs::write(&nd, lines.join("\n")).expect("write");
+    let (ok, _, err) = vitals(&["--data-dir", d, "ingest", nd.to_str().expect("utf8"), "--quiet"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) =
+        vitals(&["--data-dir", d, "sql", "SELECT patient, count(*) AS n, max(value) AS hi FROM samples GROUP BY patient"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("| p-1     | 30 | 89.0 |"), "{out}");
+    assert!(out.contains("(1 row)"), "{out}");
+    let (ok, out, err) = vitals(&["--data-dir", d, "sql", "--format", "csv", "SELECT metric, count(*) AS n FROM samples GROUP BY metric"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, "metric,n\nheart_rate,30\n");
+    let parquet = dir.path().join("out.parquet");
+    let (ok, _, err) = vitals(&[
+        "--data-dir",
+        d,
+        "sql",
+        "--format",
+        "parquet",
+        "-o",
+        parquet.to_str().expect("utf8"),
+        "SELECT * FROM samples",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(&std::fs::read(&parquet).expect("parquet")[..4], b"PAR1");
+    let (ok, _, err) = vitals(&["--data-dir", d, "sql", "DROP TABLE samples"]);
+    assert!(!ok);
+    assert!(err.contains("only queries"), "{err}");
+
+    let server = TestServer::start();
+    let s: Vec<Value> = (0..3).map(|i| json!({"patient": "p-9", "metric": "heart_rate", "time": NOW - i * 1000, "value": 70})).collect();
+    assert_eq!(server.ingest(&Value::Array(s)).status, 200);
+    for (format, want) in [("json", "\"row_count\":1"), ("csv", "n\n3\n"), ("table", "| 3 |")] {
+        let (ok, out, err) =
+            vitals(&["sql", "--url", &server.url, "--token", ADMIN, "--format", format, "SELECT count(*) AS n FROM samples"]);
+        assert!(ok, "{err}");
+        assert!(out.contains(want), "{format}: {out}");
+    }
+}
