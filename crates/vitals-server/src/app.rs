@@ -40,6 +40,8 @@ pub struct App {
     pub file_ledger: OnceLock<Arc<FileLedger>>,
     /// Where the embedded MQTT listener listens, once started.
     pub mqtt_listener_addr: OnceLock<SocketAddr>,
+    /// Where the PostgreSQL protocol listens, once it does (`sql.pg_listen`).
+    pub pg_listen_addr: OnceLock<SocketAddr>,
     /// Patients erased while this process runs (the live engine forgets them).
     pub erased: Arc<ErasedPatients>,
     /// Sign-in attempts per client address (rate limit).
@@ -120,6 +122,7 @@ impl App {
             login_limiter: LoginLimiter::default(),
             erased: Arc::default(),
             mqtt_listener_addr: OnceLock::new(),
+            pg_listen_addr: OnceLock::new(),
             file_ledger: OnceLock::new(),
             auditor,
             config,

@@ -50,11 +50,20 @@ pub struct SqlConfig {
     pub timeout: DurationMs,
     /// Queries running at once; more are refused (503 with Retry-After), not queued.
     pub max_concurrent: usize,
+    /// Address of the PostgreSQL protocol listener (e.g. `127.0.0.1:5433`); empty: off.
+    /// TLS with `server.tls_cert` when set.
+    pub pg_listen: String,
 }
 
 impl Default for SqlConfig {
     fn default() -> Self {
-        Self { max_rows: 1_000_000, memory_mb: 512, timeout: DurationMs(60_000), max_concurrent: 4 }
+        Self {
+            max_rows: 1_000_000,
+            memory_mb: 512,
+            timeout: DurationMs(60_000),
+            max_concurrent: 4,
+            pg_listen: String::new(),
+        }
     }
 }
 
@@ -528,6 +537,9 @@ impl Config {
             if Catalog::standard().id(code).is_none() {
                 problems.push(format!("retention.{code}: no such metric"));
             }
+        }
+        if !config.sql.pg_listen.is_empty() && config.sql.pg_listen.parse::<SocketAddr>().is_err() {
+            problems.push(format!("sql.pg_listen {:?} is not an address like 127.0.0.1:5433", config.sql.pg_listen));
         }
         if config.sql.timeout.0 < 1000 {
             problems.push("sql.timeout must be at least 1s".into());

@@ -21,6 +21,7 @@ pub mod cohort_store;
 pub mod config;
 pub(crate) mod notifier;
 pub mod people;
+pub mod pg;
 pub mod rights;
 pub mod rule_store;
 pub mod runtime;

@@ -80,6 +80,10 @@ impl Runtime {
         if let Some(t) = mqtt::spawn(app.clone(), shutdown.clone())? {
             started.push(Task::Async("mqtt", t));
         }
+        if let Some((addr, t)) = crate::pg::spawn(app.clone(), shutdown.clone()).await? {
+            let _ = app.pg_listen_addr.set(addr);
+            started.push(Task::Async("postgres", t));
+        }
         let tls = tls::http_config(&app.config)?;
         let service = api::router(app.clone()).into_make_service_with_connect_info::<tls::Peer>();
         let stop = shutdown.clone();

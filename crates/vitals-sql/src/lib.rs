@@ -212,6 +212,20 @@ impl Engine {
     }
 }
 
+/// The statements of a text that may hold several (`SELECT 1; SELECT 2`), each as SQL
+/// text, in the PostgreSQL dialect. A text that does not parse is returned whole, so that
+/// running it reports the error.
+pub fn split_statements(sql: &str) -> Vec<String> {
+    use datafusion::sql::parser::DFParser;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    match DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) {
+        // One statement: the text as the client wrote it.
+        Ok(statements) if statements.len() <= 1 => vec![sql.to_owned()],
+        Ok(statements) => statements.iter().map(|s| s.to_string()).collect(),
+        Err(_) => vec![sql.to_owned()],
+    }
+}
+
 /// Queries only: DDL (which could read or write files), DML and statements are refused.
 fn options() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)

@@ -21,6 +21,7 @@ mod mqtt;
 mod nightscout;
 mod notify;
 mod people;
+mod pg;
 mod rules;
 mod schemathesis;
 mod simulate;

@@ -91,7 +91,7 @@ import duckdb, pyarrow.ipc as ipc, pyarrow.parquet as pq
 d = sys.argv[1]
 a = ipc.open_stream(open(f"{d}/a.arrow", "rb")).read_all()
 p = pq.read_table(f"{d}/a.parquet")
-rows = duckdb.sql(f"SELECT count(*), sum(value), min(epoch_ms(time)) FROM read_parquet('{d}/a.parquet')").fetchone()
+rows = duckdb.sql(f"SELECT count(*), sum(value), min(epoch_ms(time)) FROM read_parquet('{d}/a.parquet')").fetchall()[0]
 print(json.dumps({"arrow": a.num_rows, "arrow_values": a.column("value").to_pylist(), "parquet": p.num_rows,
                   "schema": [f.name for f in p.schema], "duckdb": list(rows)}))
 "#;
