@@ -90,9 +90,10 @@ pub fn reach(role: Role, action: Action) -> Reach {
         (Role::Patient, _) => No,
 
         // Pseudonymous data of everyone; never identity, contacts, people or changes.
-        (Role::Analyst, ListPatients | ReadPatientData | ReadAlerts | ReadRules | Backtest | ReadCohorts | QuerySql) => {
-            Any
-        }
+        (
+            Role::Analyst,
+            ListPatients | ReadPatientData | ReadAlerts | ReadRules | Backtest | ReadCohorts | QuerySql,
+        ) => Any,
         (Role::Analyst, _) => No,
     }
 }

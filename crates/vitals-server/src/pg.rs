@@ -19,14 +19,13 @@ use pgwire::api::auth::cleartext::CleartextPasswordAuth;
 use pgwire::api::auth::driver::AuthOutcome;
 use pgwire::api::auth::mechanism::AuthMechanismFactory;
 use pgwire::api::auth::{
-    AuthDriver, AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler,
-    protocol_negotiation, save_startup_parameters_to_metadata,
+    AuthDriver, AuthSource, DefaultServerParameterProvider, LoginInfo, Password, StartupHandler, protocol_negotiation,
+    save_startup_parameters_to_metadata,
 };
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse,
-    Response, Tag,
+    DataRowEncoder, DescribePortalResponse, DescribeStatementResponse, FieldInfo, QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -53,7 +52,10 @@ enum Credential {
 }
 
 /// Starts the listener when `sql.pg_listen` is set: its address and task.
-pub async fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<Option<(SocketAddr, JoinHandle<anyhow::Result<()>>)>> {
+pub async fn spawn(
+    app: AppState,
+    shutdown: Shutdown,
+) -> anyhow::Result<Option<(SocketAddr, JoinHandle<anyhow::Result<()>>)>> {
     let listen = app.config.sql.pg_listen.clone();
     if listen.is_empty() {
         return Ok(None);
@@ -295,7 +297,8 @@ impl Queries {
             }
             None => None,
         };
-        let principal = principal.ok_or_else(|| user_error("28000", "the credentials of this connection are no longer valid"))?;
+        let principal =
+            principal.ok_or_else(|| user_error("28000", "the credentials of this connection are no longer valid"))?;
         let scope = crate::sql::scope(&principal)
             .ok_or_else(|| user_error("42501", &format!("a {} may not run SQL", principal.role)))?;
         Ok((principal, scope))
@@ -411,7 +414,11 @@ impl ExtendedQueryHandler for Queries {
         Ok(DescribeStatementResponse::new(Vec::new(), fields))
     }
 
-    async fn do_describe_portal<C>(&self, client: &mut C, target: &Portal<String>) -> PgWireResult<DescribePortalResponse>
+    async fn do_describe_portal<C>(
+        &self,
+        client: &mut C,
+        target: &Portal<String>,
+    ) -> PgWireResult<DescribePortalResponse>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::PortalStore: PortalStore<Statement = String>,

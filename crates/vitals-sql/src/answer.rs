@@ -74,9 +74,7 @@ impl FromStr for Format {
 /// Writes an answer in a format.
 pub fn encode(answer: &Answer, format: Format) -> Result<Vec<u8>, ArrowError> {
     match format {
-        Format::Json => {
-            serde_json::to_vec(&json(answer)?).map_err(|e| ArrowError::ExternalError(Box::new(e)))
-        }
+        Format::Json => serde_json::to_vec(&json(answer)?).map_err(|e| ArrowError::ExternalError(Box::new(e))),
         Format::Csv => {
             let mut out = Vec::new();
             {
@@ -106,9 +104,7 @@ pub fn encode(answer: &Answer, format: Format) -> Result<Vec<u8>, ArrowError> {
             use parquet::arrow::ArrowWriter;
             use parquet::basic::{Compression, ZstdLevel};
             use parquet::file::properties::WriterProperties;
-            let props = WriterProperties::builder()
-                .set_compression(Compression::ZSTD(ZstdLevel::default()))
-                .build();
+            let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
             let mut out = Vec::new();
             let mut w = ArrowWriter::try_new(&mut out, answer.schema.clone(), Some(props))
                 .map_err(|e| ArrowError::ExternalError(Box::new(e)))?;
@@ -159,7 +155,10 @@ pub fn json(answer: &Answer) -> Result<Value, ArrowError> {
 
 /// One column's values as JSON.
 pub fn values(a: &ArrayRef) -> Result<Vec<Value>, ArrowError> {
-    fn nums<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(a: &ArrayRef, f: impl Fn(T::Native) -> Value) -> Vec<Value> {
+    fn nums<T: datafusion::arrow::datatypes::ArrowPrimitiveType>(
+        a: &ArrayRef,
+        f: impl Fn(T::Native) -> Value,
+    ) -> Vec<Value> {
         let p = a.as_primitive::<T>();
         (0..p.len()).map(|i| if p.is_null(i) { Value::Null } else { f(p.value(i)) }).collect()
     }
@@ -183,7 +182,9 @@ pub fn values(a: &ArrayRef) -> Result<Vec<Value>, ArrowError> {
         _ => {
             let opts = FormatOptions::default().with_null("");
             let f = ArrayFormatter::try_new(a.as_ref(), &opts)?;
-            (0..a.len()).map(|i| if a.is_null(i) { Value::Null } else { Value::String(f.value(i).to_string()) }).collect()
+            (0..a.len())
+                .map(|i| if a.is_null(i) { Value::Null } else { Value::String(f.value(i).to_string()) })
+                .collect()
         }
     })
 }

@@ -64,12 +64,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Limits {
-        Limits {
-            max_rows: 1_000_000,
-            memory_bytes: 512 << 20,
-            timeout: Duration::from_secs(60),
-            max_concurrent: 4,
-        }
+        Limits { max_rows: 1_000_000, memory_bytes: 512 << 20, timeout: Duration::from_secs(60), max_concurrent: 4 }
     }
 }
 
@@ -157,9 +152,7 @@ impl Engine {
             .try_acquire_owned()
             .map_err(|_| SqlError::Busy { running: self.limits.max_concurrent })?;
         let secs = self.limits.timeout.as_secs();
-        tokio::time::timeout(self.limits.timeout, self.run(sql, scope))
-            .await
-            .unwrap_or(Err(SqlError::Timeout { secs }))
+        tokio::time::timeout(self.limits.timeout, self.run(sql, scope)).await.unwrap_or(Err(SqlError::Timeout { secs }))
     }
 
     /// The columns a query would answer with, without running it (for clients that ask
@@ -253,15 +246,15 @@ fn classify_ref(e: &DataFusionError, memory_bytes: usize) -> SqlError {
                 SqlError::Invalid(text)
             }
         }
-        DataFusionError::ResourcesExhausted(detail) => SqlError::Memory { mib: memory_bytes >> 20, detail: detail.clone() },
+        DataFusionError::ResourcesExhausted(detail) => {
+            SqlError::Memory { mib: memory_bytes >> 20, detail: detail.clone() }
+        }
         DataFusionError::External(inner) => match inner.downcast_ref::<SqlError>() {
             Some(SqlError::Internal(s)) => SqlError::Internal(s.clone()),
             Some(SqlError::Failed(s)) => SqlError::Failed(s.clone()),
             _ => SqlError::Failed(text),
         },
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
-            classify_ref(inner, memory_bytes)
-        }
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => classify_ref(inner, memory_bytes),
         DataFusionError::Shared(inner) => classify_ref(inner, memory_bytes),
         _ => SqlError::Failed(text),
     }

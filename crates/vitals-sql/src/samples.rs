@@ -9,7 +9,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::TableType;
@@ -101,10 +103,7 @@ impl SeriesTable {
         let (from, to) = match self.kind {
             Kind::Samples => (want.from, want.to),
             // Whole hours, so every bucket returned is complete.
-            Kind::Rollups => (
-                want.from.div_euclid(MS_PER_HOUR).saturating_mul(MS_PER_HOUR),
-                ceil_hour(want.to),
-            ),
+            Kind::Rollups => (want.from.div_euclid(MS_PER_HOUR).saturating_mul(MS_PER_HOUR), ceil_hour(want.to)),
         };
         let mut out = Vec::new();
         for ((patient, metric), days) in self.store.series_days() {

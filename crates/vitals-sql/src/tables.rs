@@ -22,7 +22,7 @@ use vitals_core::Catalog;
 use vitals_core::catalog::Aggregation;
 
 use crate::samples::SeriesTable;
-use crate::{Scope, SqlError, Sources};
+use crate::{Scope, Sources, SqlError};
 
 /// Registers every table for one query.
 pub(crate) fn register(ctx: &SessionContext, sources: &Sources, scope: &Scope) -> Result<()> {
@@ -199,7 +199,10 @@ fn patients_schema() -> SchemaRef {
 }
 
 /// Registered patients and patients only seen in samples, by pseudonym.
-fn patient_rows(s: &Sources, scope: &Scope) -> std::result::Result<BTreeMap<String, (crate::PatientRecord, Option<i64>)>, SqlError> {
+fn patient_rows(
+    s: &Sources,
+    scope: &Scope,
+) -> std::result::Result<BTreeMap<String, (crate::PatientRecord, Option<i64>)>, SqlError> {
     let mut out: BTreeMap<String, (crate::PatientRecord, Option<i64>)> = BTreeMap::new();
     for r in s.records.patients().map_err(SqlError::Internal)? {
         if scope.includes(&r.patient) {

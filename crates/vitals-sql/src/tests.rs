@@ -16,8 +16,8 @@ use vitals_storage::{Store, StoreConfig};
 
 use super::*;
 use crate::filters::Keys;
-use datafusion::common::tree_node::TreeNode;
 use crate::samples::SeriesTable;
+use datafusion::common::tree_node::TreeNode;
 
 const BASE: i64 = 1_750_000_000_000 - 1_750_000_000_000 % MS_PER_DAY;
 
@@ -41,12 +41,23 @@ struct Fixture {
 fn fixture(limits: Limits) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = StoreConfig { background: false, compact_min_segments: 2, ..StoreConfig::default() };
-    let store =
-        Arc::new(Store::open(&dir.path().join("data"), cfg, Arc::new(ManualClock::new(BASE + 10 * MS_PER_DAY))).expect("open"));
+    let store = Arc::new(
+        Store::open(&dir.path().join("data"), cfg, Arc::new(ManualClock::new(BASE + 10 * MS_PER_DAY))).expect("open"),
+    );
     let events = Arc::new(EventStore::open(&dir.path().join("events")).expect("events"));
     let records = Arc::new(Fixed(vec![
-        PatientRecord { patient: "p1".into(), registered_ms: Some(BASE), teams: vec!["north".into()], cohorts: vec!["c1".into()] },
-        PatientRecord { patient: "p2".into(), registered_ms: Some(BASE), teams: vec!["south".into()], cohorts: vec!["c1".into()] },
+        PatientRecord {
+            patient: "p1".into(),
+            registered_ms: Some(BASE),
+            teams: vec!["north".into()],
+            cohorts: vec!["c1".into()],
+        },
+        PatientRecord {
+            patient: "p2".into(),
+            registered_ms: Some(BASE),
+            teams: vec!["south".into()],
+            cohorts: vec!["c1".into()],
+        },
     ]));
     let engine = Engine::new(Sources { store: store.clone(), events, records }, limits);
     Fixture { _dir: dir, store, engine }
@@ -78,7 +89,9 @@ fn rows(a: &Answer) -> Vec<Vec<String>> {
         .as_array()
         .expect("rows")
         .iter()
-        .map(|r| r.as_array().expect("row").iter().map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned)).collect())
+        .map(|r| {
+            r.as_array().expect("row").iter().map(|c| c.as_str().map_or_else(|| c.to_string(), str::to_owned)).collect()
+        })
         .collect()
 }
 
@@ -173,7 +186,11 @@ fn limits_give_clear_errors() {
     assert_eq!(query(&f, "SELECT * FROM range(10)", &Scope::All).expect("ten").rows, 10);
 
     let f = fixture(Limits { memory_bytes: 1 << 20, ..Limits::default() });
-    match query(&f, "SELECT v, count(*) FROM (SELECT value AS v FROM range(2000000)) GROUP BY v ORDER BY count(*) DESC LIMIT 1", &Scope::All) {
+    match query(
+        &f,
+        "SELECT v, count(*) FROM (SELECT value AS v FROM range(2000000)) GROUP BY v ORDER BY count(*) DESC LIMIT 1",
+        &Scope::All,
+    ) {
         Err(SqlError::Memory { mib: 1, .. }) => {}
         other => panic!("{other:?}"),
     }
@@ -189,7 +206,9 @@ fn limits_give_clear_errors() {
     rt.block_on(async {
         let g = f.clone();
         let slow = tokio::spawn(async move {
-            g.engine.query("SELECT sum(a.value * b.value) FROM range(100000) a CROSS JOIN range(100000) b", &Scope::All).await
+            g.engine
+                .query("SELECT sum(a.value * b.value) FROM range(100000) a CROSS JOIN range(100000) b", &Scope::All)
+                .await
         });
         while f.engine.running() == 0 {
             tokio::task::yield_now().await;
@@ -244,7 +263,10 @@ fn scans_read_only_the_partitions_their_filters_name() {
     // outside the range.
     assert_eq!(
         chunks,
-        vec![("p2".to_owned(), "heart_rate", BASE + MS_PER_DAY), ("p2".to_owned(), "heart_rate", BASE + 2 * MS_PER_DAY)]
+        vec![
+            ("p2".to_owned(), "heart_rate", BASE + MS_PER_DAY),
+            ("p2".to_owned(), "heart_rate", BASE + 2 * MS_PER_DAY)
+        ]
     );
 }
 
@@ -253,13 +275,23 @@ fn hourly_rollups_match_the_series_query() {
     let f = fixture(Limits::default());
     let mut batch = Vec::new();
     for i in 0..500 {
-        batch.push(sample("p1", "heart_rate", Some(["a", "b"][i % 2]), BASE + i as i64 * 37_000, 50.0 + (i % 40) as f64));
+        batch.push(sample(
+            "p1",
+            "heart_rate",
+            Some(["a", "b"][i % 2]),
+            BASE + i as i64 * 37_000,
+            50.0 + (i % 40) as f64,
+        ));
     }
     f.store.write(batch[..300].to_vec()).expect("write");
     f.store.flush().expect("flush");
     f.store.write(batch[300..].to_vec()).expect("write");
-    let a = query(&f, "SELECT hour, count, sum, min, max, mean, first, last FROM rollups_hourly ORDER BY hour", &Scope::All)
-        .expect("query");
+    let a = query(
+        &f,
+        "SELECT hour, count, sum, min, max, mean, first, last FROM rollups_hourly ORDER BY hour",
+        &Scope::All,
+    )
+    .expect("query");
     let expected = vitals_query::run(
         &f.store,
         &vitals_query::SeriesQuery {

@@ -194,7 +194,9 @@ fn answer_schema(method: &str, path: &str) -> Option<Value> {
         ("GET", "/api/v1/audit") => with(&[("entries", objects())]),
         ("GET", "/api/v1/alerts") => with(&[("alerts", objects())]),
         ("GET", "/api/v1/dead-letters") => with(&[("dead_letters", objects()), ("total", int()), ("dropped", int())]),
-        ("POST", "/api/v1/sql") => with(&[("columns", objects()), ("rows", json!({"type": "array"})), ("row_count", int())]),
+        ("POST", "/api/v1/sql") => {
+            with(&[("columns", objects()), ("rows", json!({"type": "array"})), ("row_count", int())])
+        }
         _ => return None,
     })
 }

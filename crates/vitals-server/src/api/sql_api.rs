@@ -63,9 +63,8 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<(String, Option<String
     let media = media.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     let (sql, format) = match media.as_str() {
         "application/json" => {
-            let b: SqlBody = serde_json::from_slice(body).map_err(|e| {
-                ApiError::new(Code::InvalidBody, format!("expected {{\"sql\": \"SELECT ...\"}}: {e}"))
-            })?;
+            let b: SqlBody = serde_json::from_slice(body)
+                .map_err(|e| ApiError::new(Code::InvalidBody, format!("expected {{\"sql\": \"SELECT ...\"}}: {e}")))?;
             (b.sql, b.format)
         }
         "application/sql" | "text/plain" => {
@@ -101,6 +100,9 @@ async fn run(
             .and_then(Format::from_media_type)
             .unwrap_or(Format::Json),
     };
+    if format == Format::Table {
+        return Err(ApiError::new(Code::InvalidQuery, "format: use json, csv, arrow or parquet"));
+    }
     let Some(scope) = crate::sql::scope(who) else {
         return Err(ApiError::new(Code::Forbidden, format!("a {} may not run SQL", who.role)));
     };

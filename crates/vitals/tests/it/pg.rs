@@ -26,7 +26,8 @@ fn world() -> World {
     d.create_user("cli", Role::Clinician, Some(PASSWORD), None, NOW).expect("clinician");
     d.create_user("pat", Role::Patient, Some(PASSWORD), Some(OWN), NOW).expect("patient");
     vitals_server::people::set_team(d.meta(), "ward", &["cli".into()], &[OWN.into()], NOW).expect("team");
-    let (_, token) = d.create_token(&NewToken { name: "cli-token", user: Some("cli"), ..Default::default() }, NOW).expect("token");
+    let (_, token) =
+        d.create_token(&NewToken { name: "cli-token", user: Some("cli"), ..Default::default() }, NOW).expect("token");
     for (p, v) in [(OWN, 60), (OTHER, 90)] {
         let s: Vec<Value> = (0..5)
             .map(|i| json!({"patient": p, "metric": "heart_rate", "time": NOW - 300_000 + i * 60_000, "value": v + i}))
@@ -47,7 +48,22 @@ fn world() -> World {
 /// `psql -q -A -t -c <sql>` as `user`: (success, stdout, stderr).
 fn psql(w: &World, user: &str, password: &str, sql: &str) -> (bool, String, String) {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-p", &w.port.to_string(), "-U", user, "-d", "vitals", "-X", "-q", "-A", "-t", "-c", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &w.port.to_string(),
+            "-U",
+            user,
+            "-d",
+            "vitals",
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-c",
+            sql,
+        ])
         .env("PGPASSWORD", password)
         .env("PGSSLMODE", "disable")
         .env("PGCONNECT_TIMEOUT", "10")
@@ -63,14 +79,20 @@ fn psql(w: &World, user: &str, password: &str, sql: &str) -> (bool, String, Stri
 #[test]
 fn psql_queries_as_an_analyst_and_a_clinician_and_refuses_others() {
     let w = world();
-    let (ok, out, err) = psql(&w, "ana", PASSWORD, "SELECT patient, count(*), max(value) FROM samples GROUP BY patient ORDER BY patient");
+    let (ok, out, err) = psql(
+        &w,
+        "ana",
+        PASSWORD,
+        "SELECT patient, count(*), max(value) FROM samples GROUP BY patient ORDER BY patient",
+    );
     assert!(ok, "{err}");
     assert_eq!(out, format!("{OTHER}|5|94.0\n{OWN}|6|75.5"), "the buffered sample is seen");
     let (ok, out, err) = psql(&w, "ana", PASSWORD, "SELECT metric, unit FROM metrics WHERE code = 'heart_rate'");
     assert!(!ok && out.is_empty(), "a wrong column is an error: {out}");
     assert!(err.contains("metric"), "{err}");
     // Several statements in one simple query, and the session statements clients send.
-    let (ok, out, err) = psql(&w, "ana", PASSWORD, "BEGIN; SELECT 1 AS one; SELECT code FROM metrics WHERE code = 'eda'; COMMIT");
+    let (ok, out, err) =
+        psql(&w, "ana", PASSWORD, "BEGIN; SELECT 1 AS one; SELECT code FROM metrics WHERE code = 'eda'; COMMIT");
     assert!(ok, "{err}");
     assert_eq!(out, "1\neda", "{out}");
 
@@ -104,7 +126,14 @@ fn psql_queries_as_an_analyst_and_a_clinician_and_refuses_others() {
         .as_array()
         .expect("entries")
         .iter()
-        .map(|e| format!("{} {} {}", e["actor"].as_str().unwrap_or(""), e["outcome"].as_str().unwrap_or(""), e["target"].as_str().unwrap_or("")))
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["actor"].as_str().unwrap_or(""),
+                e["outcome"].as_str().unwrap_or(""),
+                e["target"].as_str().unwrap_or("")
+            )
+        })
         .collect();
     assert!(targets.iter().any(|t| t == "user:cli ok postgres SELECT DISTINCT patient FROM samples"), "{targets:?}");
     assert!(targets.iter().any(|t| t.starts_with("user:ana failed postgres DROP TABLE")), "{targets:?}");

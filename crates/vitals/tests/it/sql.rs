@@ -33,7 +33,8 @@ fn world() -> (TestServer, String, String, String) {
         d.create_user(name, role, None, patient, NOW).expect("user");
     }
     vitals_server::people::set_team(d.meta(), "ward", &["cli".into()], &[OWN.into()], NOW).expect("team");
-    let token = |name: &str| d.create_token(&NewToken { name, user: Some(name), ..Default::default() }, NOW).expect("t").1;
+    let token =
+        |name: &str| d.create_token(&NewToken { name, user: Some(name), ..Default::default() }, NOW).expect("t").1;
     let (cli, ana, pat) = (token("cli"), token("ana"), token("pat"));
     for (p, v) in [(OWN, 60), (OTHER, 90)] {
         let s: Vec<Value> =
@@ -74,7 +75,9 @@ fn answers_come_in_json_csv_arrow_and_parquet_and_see_buffered_data() {
 
     // Accept picks the format when none is named.
     let dir = tempfile::tempdir().expect("tmp");
-    for (accept, file) in [("application/vnd.apache.arrow.stream", "a.arrow"), ("application/vnd.apache.parquet", "a.parquet")] {
+    for (accept, file) in
+        [("application/vnd.apache.arrow.stream", "a.arrow"), ("application/vnd.apache.parquet", "a.parquet")]
+    {
         let r = server.request(
             "POST",
             "/api/v1/sql",
@@ -114,7 +117,8 @@ fn a_clinician_sees_only_their_patients_by_any_sql_and_devices_and_patients_get_
         format!("SELECT patient FROM samples WHERE patient = '{OTHER}' UNION SELECT patient FROM patients"),
         "SELECT p.patient FROM patients p LEFT JOIN samples s ON s.patient = p.patient".to_owned(),
         format!("SELECT patient FROM (SELECT * FROM rollups_hourly) r WHERE patient IN ('{OTHER}', '{OWN}')"),
-        "SELECT patient FROM alerts UNION ALL SELECT patient FROM events UNION ALL SELECT patient FROM cohorts".to_owned(),
+        "SELECT patient FROM alerts UNION ALL SELECT patient FROM events UNION ALL SELECT patient FROM cohorts"
+            .to_owned(),
         format!("SELECT (SELECT max(patient) FROM samples WHERE patient <> '{OWN}') AS patient"),
     ] {
         let r = sql(&server, &cli, &q, "json");
@@ -195,7 +199,9 @@ fn sql_agrees_with_the_rest_api_over_buffered_and_flushed_data() {
             .as_array()
             .expect("points")
             .iter()
-            .map(|x| (x["time"].as_str().expect("t").to_owned(), x["value"].as_f64().expect("v"), x["device"].to_string()))
+            .map(|x| {
+                (x["time"].as_str().expect("t").to_owned(), x["value"].as_f64().expect("v"), x["device"].to_string())
+            })
             .collect();
         want.sort_by(|a, b| a.partial_cmp(b).expect("cmp"));
         let r = sql(
@@ -214,7 +220,11 @@ fn sql_agrees_with_the_rest_api_over_buffered_and_flushed_data() {
         assert_eq!(got.len(), want.len(), "{p}");
         assert_eq!(got, want, "{p}");
         let hourly = server.get(
-            &format!("/api/v1/patients/{p}/series/heart_rate?from={}&to={}&every=1h&agg=count,mean", NOW - 3 * 86_400_000, NOW),
+            &format!(
+                "/api/v1/patients/{p}/series/heart_rate?from={}&to={}&every=1h&agg=count,mean",
+                NOW - 3 * 86_400_000,
+                NOW
+            ),
             Some(ADMIN),
         );
         let buckets = hourly.json()["points"].as_array().expect("points").len();
@@ -230,17 +240,34 @@ fn vitals_sql_reads_a_data_directory_and_a_running_server() {
     let d = data.to_str().expect("utf8");
     let nd = dir.path().join("hr.ndjson");
     let lines: Vec<String> = (0..30)
-        .map(|i| format!(r#"{{"patient":"p-1","metric":"heart_rate","time":{},"value":{}}}"#, 1_735_689_600_000i64 + i * 60_000, 60 + i))
+        .map(|i| {
+            format!(
+                r#"{{"patient":"p-1","metric":"heart_rate","time":{},"value":{}}}"#,
+                1_735_689_600_000i64 + i * 60_000,
+                60 + i
+            )
+        })
         .collect();
     std::fs::write(&nd, lines.join("\n")).expect("write");
     let (ok, _, err) = vitals(&["--data-dir", d, "ingest", nd.to_str().expect("utf8"), "--quiet"]);
     assert!(ok, "{err}");
-    let (ok, out, err) =
-        vitals(&["--data-dir", d, "sql", "SELECT patient, count(*) AS n, max(value) AS hi FROM samples GROUP BY patient"]);
+    let (ok, out, err) = vitals(&[
+        "--data-dir",
+        d,
+        "sql",
+        "SELECT patient, count(*) AS n, max(value) AS hi FROM samples GROUP BY patient",
+    ]);
     assert!(ok, "{err}");
     assert!(out.contains("| p-1     | 30 | 89.0 |"), "{out}");
     assert!(out.contains("(1 row)"), "{out}");
-    let (ok, out, err) = vitals(&["--data-dir", d, "sql", "--format", "csv", "SELECT metric, count(*) AS n FROM samples GROUP BY metric"]);
+    let (ok, out, err) = vitals(&[
+        "--data-dir",
+        d,
+        "sql",
+        "--format",
+        "csv",
+        "SELECT metric, count(*) AS n FROM samples GROUP BY metric",
+    ]);
     assert!(ok, "{err}");
     assert_eq!(out, "metric,n\nheart_rate,30\n");
     let parquet = dir.path().join("out.parquet");
@@ -261,11 +288,21 @@ fn vitals_sql_reads_a_data_directory_and_a_running_server() {
     assert!(err.contains("only queries"), "{err}");
 
     let server = TestServer::start();
-    let s: Vec<Value> = (0..3).map(|i| json!({"patient": "p-9", "metric": "heart_rate", "time": NOW - i * 1000, "value": 70})).collect();
+    let s: Vec<Value> = (0..3)
+        .map(|i| json!({"patient": "p-9", "metric": "heart_rate", "time": NOW - i * 1000, "value": 70}))
+        .collect();
     assert_eq!(server.ingest(&Value::Array(s)).status, 200);
     for (format, want) in [("json", "\"row_count\":1"), ("csv", "n\n3\n"), ("table", "| 3 |")] {
-        let (ok, out, err) =
-            vitals(&["sql", "--url", &server.url, "--token", ADMIN, "--format", format, "SELECT count(*) AS n FROM samples"]);
+        let (ok, out, err) = vitals(&[
+            "sql",
+            "--url",
+            &server.url,
+            "--token",
+            ADMIN,
+            "--format",
+            format,
+            "SELECT count(*) AS n FROM samples",
+        ]);
         assert!(ok, "{err}");
         assert!(out.contains(want), "{format}: {out}");
     }
