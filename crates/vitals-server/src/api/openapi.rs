@@ -557,23 +557,11 @@ fn describe_route(method: &Method, path: &str) -> Option<Doc> {
         ("DELETE", "/api/v1/rules/{name}") => doc("Delete a rule", "rules", vec![], vec![], &[204], Empty),
         ("POST", "/api/v1/sql") => {
             let format = json!({"type": "string", "enum": ["json", "csv", "arrow", "parquet"]});
-            doc(
-                "Run SQL over pseudonymous data (rows of the caller's patients only)",
-                "sql",
-                vec![("format", format.clone(), false)],
-                vec![
-                    (
-                        "application/json",
-                        json!({
-                            "type": "object", "required": ["sql"], "additionalProperties": false,
-                            "properties": {"sql": {"type": "string", "minLength": 1}, "format": format}
-                        }),
-                    ),
-                    ("application/sql", json!({"type": "string", "minLength": 1})),
-                ],
-                &[200],
-                Table,
-            )
+            let body = json!({"type": "object", "required": ["sql"], "additionalProperties": false,
+                "properties": {"sql": {"type": "string", "minLength": 1}, "format": format.clone()}});
+            let text = ("application/sql", json!({"type": "string", "minLength": 1}));
+            let summary = "Run SQL over pseudonymous data (rows of the caller's patients only)";
+            doc(summary, "sql", vec![("format", format, false)], vec![("application/json", body), text], &[200], Table)
         }
         _ => return None,
     })
