@@ -9,6 +9,7 @@ pub mod dead_letter;
 pub mod event_store;
 pub mod fs;
 pub mod json_log;
+pub mod lake_ddl;
 pub mod ledger;
 pub mod manifest;
 pub mod record;

@@ -28,6 +28,11 @@ pub(crate) enum Command {
     /// Run SQL over the data (tables samples, rollups_hourly, events, alerts, patients,
     /// cohorts, metrics; see docs/analytics.md).
     Sql(SqlArgs),
+    /// The lake: DDL for engines that read it directly.
+    Lake {
+        #[command(subcommand)]
+        command: LakeCommand,
+    },
     /// Ingest NDJSON, JSON or CSV files.
     Ingest(IngestArgs),
     /// Administration: users, care teams, tokens, patients, audit log, vault keys, outboxes.
@@ -93,6 +98,20 @@ pub(crate) struct QueryArgs {
     pub(crate) format: OutputFormat,
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LakeCommand {
+    /// Print SQL that creates tables over the lake as it is (one per metric, and a samples view).
+    Ddl {
+        /// duckdb, athena (Presto/Trino) or spark.
+        #[arg(long = "for")]
+        engine: String,
+        /// Where the engine finds the lake (a path or s3://bucket/prefix); default: this data
+        /// directory's lake.
+        #[arg(long)]
+        location: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::serve(config, &a),
         Command::Query(a) => query::query(&config, &a),
         Command::Sql(a) => sql::sql(config, &a),
+        Command::Lake { command } => sql::lake(&config, command),
         Command::Ingest(a) => ingest::ingest(&config, &a),
         Command::Admin(a) => match a.command {
             AdminCommand::Token { command } => token::token(&config, command),

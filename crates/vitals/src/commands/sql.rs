@@ -1,6 +1,7 @@
 //! `vitals sql`: SQL over a data directory (as the operator: every pseudonym) or a running
 //! server (`--url`, as the token's user), written as a table, CSV, JSON, Arrow IPC or
-//! Parquet to stdout or a file.
+//! Parquet to stdout or a file; and `vitals lake ddl`: tables over the lake for DuckDB,
+//! Athena and Spark.
 
 use std::io::{Read, Write};
 use std::process::ExitCode;
@@ -13,7 +14,7 @@ use vitals_sql::answer::{self, Format};
 
 use super::admin::cli_audit;
 use super::{remote, url_escape};
-use crate::cli::SqlArgs;
+use crate::cli::{LakeCommand, SqlArgs};
 
 pub(crate) fn sql(config: Config, a: &SqlArgs) -> anyhow::Result<ExitCode> {
     let text = if a.query == "-" {
@@ -69,4 +70,24 @@ fn table_of_arrow(body: &[u8]) -> anyhow::Result<Vec<u8>> {
     let batches = reader.collect::<Result<Vec<_>, _>>()?;
     let rows = batches.iter().map(|b| b.num_rows()).sum();
     Ok(answer::encode(&vitals_sql::Answer { schema, batches, rows }, Format::Table)?)
+}
+
+pub(crate) fn lake(config: &Config, command: LakeCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        LakeCommand::Ddl { engine, location } => {
+            use vitals_storage::lake_ddl;
+            let engine: lake_ddl::Engine = engine.parse().map_err(anyhow::Error::msg)?;
+            let lake = config.data_dir().lake();
+            let location = match location {
+                Some(l) => l,
+                None => std::path::absolute(&lake)?.to_string_lossy().into_owned(),
+            };
+            let mut metrics = lake_ddl::metrics_in(&lake);
+            if metrics.is_empty() {
+                metrics = vitals_core::Catalog::standard().all().map(|(_, m)| m.code).collect();
+            }
+            print!("{}", lake_ddl::ddl(engine, &location, &metrics));
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -307,3 +307,50 @@ fn vitals_sql_reads_a_data_directory_and_a_running_server() {
         assert!(out.contains(want), "{format}: {out}");
     }
 }
+
+#[test]
+fn the_duckdb_ddl_reads_the_lake_as_vitals_sql_does() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = dir.path().join("data");
+    let d = data.to_str().expect("utf8");
+    let nd = dir.path().join("s.ndjson");
+    let mut lines = Vec::new();
+    for (p, metric, v) in
+        [("0042", "heart_rate", 61.5), ("p-7", "skin_temperature", 33.25), ("p-7", "heart_rate", 70.0)]
+    {
+        for i in 0..50i64 {
+            lines.push(format!(
+                r#"{{"patient":"{p}","metric":"{metric}","time":{},"value":{}}}"#,
+                1_735_689_600_000i64 + i * 3_600_000,
+                v + (i % 3) as f64
+            ));
+        }
+    }
+    std::fs::write(&nd, lines.join("\n")).expect("write");
+    let (ok, _, err) = vitals(&["--data-dir", d, "ingest", nd.to_str().expect("utf8"), "--quiet"]);
+    assert!(ok, "{err}");
+    let (ok, ddl, err) = vitals(&["--data-dir", d, "lake", "ddl", "--for", "duckdb"]);
+    assert!(ok, "{err}");
+    let query = "SELECT patient, metric, count(*) AS n, sum(value) AS s FROM samples GROUP BY patient, metric ORDER BY patient, metric";
+    let (ok, ours, err) = vitals(&["--data-dir", d, "sql", "--format", "csv", query]);
+    assert!(ok, "{err}");
+    let script = r#"
+import sys, duckdb
+con = duckdb.connect()
+con.execute(sys.argv[1])
+for r in con.execute(sys.argv[2]).fetchall():
+    print(f"{r[0]},{r[1]},{r[2]},{float(r[3])}")
+"#;
+    let out = Command::new("python3").args(["-c", script, &ddl, query]).output().expect("python3");
+    assert!(out.status.success(), "{}\n{ddl}", String::from_utf8_lossy(&out.stderr));
+    let theirs = String::from_utf8_lossy(&out.stdout);
+    let ours: Vec<&str> = ours.lines().skip(1).collect();
+    assert_eq!(ours.len(), 3, "{ours:?}");
+    assert_eq!(theirs.lines().collect::<Vec<_>>(), ours, "DuckDB over the DDL agrees with Vitals' SQL");
+    assert!(ours[0].starts_with("0042,heart_rate,50,"), "a numeric-looking patient id stays text: {ours:?}");
+    let (ok, athena, _) =
+        vitals(&["--data-dir", d, "lake", "ddl", "--for", "athena", "--location", "s3://bucket/vitals/lake"]);
+    assert!(ok);
+    assert!(athena.contains("LOCATION 's3://bucket/vitals/lake/metric=skin_temperature/';"), "{athena}");
+    assert!(!athena.contains("metric=eda"), "only metrics the lake holds: {athena}");
+}
