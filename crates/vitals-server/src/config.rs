@@ -23,6 +23,7 @@ pub use vitals_alerts::NotifyConfig;
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
+    pub lake: LakeConfig,
     pub ingest: IngestConfig,
     /// Metric code -> how long to keep its data, e.g. `eda = "90d"`. Unlisted: forever.
     pub retention: BTreeMap<String, DurationMs>,
@@ -310,6 +311,76 @@ pub struct StorageConfig {
     pub repair_wal: bool,
 }
 
+/// The lake's remote tier on object storage (`vitals-bucket`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LakeConfig {
+    /// `s3://bucket/prefix`, `az://container/prefix`, `gs://bucket/prefix` or
+    /// `file:///path`; empty: the lake stays on the local disk only.
+    pub url: String,
+    /// An S3-compatible server (MinIO, Ceph, Garage...) or an Azure account URL.
+    pub endpoint: String,
+    pub region: String,
+    /// Allow an `http://` endpoint.
+    pub allow_http: bool,
+    /// Server-side encryption on S3: empty (the bucket's default), `s3` (SSE-S3) or `kms`.
+    pub sse: String,
+    /// The KMS key (id, ARN or alias) with `sse = "kms"`.
+    pub sse_kms_key_id: String,
+    /// Days whose segments keep a local copy after upload (the hot tier).
+    pub hot_days: u32,
+    /// A day's segments are uploaded this long after the day ended.
+    pub upload_after: DurationMs,
+    /// Local cache of segments fetched from the bucket (MiB).
+    pub cache_mb: u64,
+    /// Objects that no manifest entry names are deleted once this old.
+    pub orphan_grace: DurationMs,
+    /// Passed to object_store as they are (`aws_access_key_id`, `azure_storage_account_key`,
+    /// ...); credentials are better left to the environment.
+    pub options: BTreeMap<String, String>,
+}
+
+impl Default for LakeConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            allow_http: false,
+            sse: String::new(),
+            sse_kms_key_id: String::new(),
+            hot_days: 7,
+            upload_after: DurationMs(3_600_000),
+            cache_mb: 1024,
+            orphan_grace: DurationMs(3_600_000),
+            options: BTreeMap::new(),
+        }
+    }
+}
+
+impl LakeConfig {
+    /// The bucket's settings, if a remote lake is configured.
+    pub fn bucket(&self) -> Option<vitals_bucket::BucketConfig> {
+        if self.url.is_empty() {
+            return None;
+        }
+        let sse = match self.sse.as_str() {
+            "s3" => vitals_bucket::Sse::S3,
+            "kms" => vitals_bucket::Sse::Kms { key_id: self.sse_kms_key_id.clone() },
+            _ => vitals_bucket::Sse::None,
+        };
+        Some(vitals_bucket::BucketConfig {
+            url: self.url.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            allow_http: self.allow_http,
+            sse,
+            options: self.options.clone(),
+            timeout: Duration::from_secs(30),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
@@ -541,6 +612,13 @@ impl Config {
         if !config.sql.pg_listen.is_empty() && config.sql.pg_listen.parse::<SocketAddr>().is_err() {
             problems.push(format!("sql.pg_listen {:?} is not an address like 127.0.0.1:5433", config.sql.pg_listen));
         }
+        match (config.lake.sse.as_str(), config.lake.sse_kms_key_id.is_empty()) {
+            ("" | "s3", true) | ("kms", false) => {}
+            ("kms", true) => problems.push("lake.sse = \"kms\" needs lake.sse_kms_key_id".into()),
+            (other, _) => {
+                problems.push(format!("lake.sse {other:?} must be \"\", \"s3\" or \"kms\" (with sse_kms_key_id)"))
+            }
+        }
         if config.sql.timeout.0 < 1000 {
             problems.push("sql.timeout must be at least 1s".into());
         }
@@ -584,6 +662,10 @@ impl Config {
                 .filter_map(|(code, d)| Some((catalog.id(code)?, Duration::from_millis(d.as_ms() as u64))))
                 .collect(),
             repair_wal: self.storage.repair_wal,
+            hot_for: Duration::from_secs(u64::from(self.lake.hot_days) * 86_400),
+            upload_after: Duration::from_millis(self.lake.upload_after.as_ms().max(0) as u64),
+            cache_bytes: self.lake.cache_mb.saturating_mul(1 << 20),
+            orphan_grace: Duration::from_millis(self.lake.orphan_grace.as_ms().max(0) as u64),
             ..StoreConfig::default()
         }
     }

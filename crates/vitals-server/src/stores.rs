@@ -8,9 +8,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use vitals_core::SystemClock;
 use vitals_ingest::line_protocol::Mapping;
-use vitals_storage::Store;
 use vitals_storage::dead_letter::DeadLetters;
 use vitals_storage::event_store::EventStore;
+use vitals_storage::{Store, StoreConfig};
 use vitals_vault::{Keyring, Vault};
 
 use crate::alert_store::AlertStore;
@@ -24,9 +24,24 @@ use crate::telemetry::Telemetry;
 /// directory's lock.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
     let dir = config.data_dir();
-    let store = Store::open(dir.root(), config.store_config(), Arc::new(SystemClock))
+    let store = Store::open(dir.root(), store_config(config)?, Arc::new(SystemClock))
         .with_context(|| format!("opening the data directory {}", dir.root().display()))?;
     Ok(Arc::new(store))
+}
+
+/// The store's settings with the remote lake, when `lake.url` is set. A bad URL or option
+/// stops the start; a bucket that does not answer only warns (a device whose network is
+/// down at boot must still take samples and raise alerts; uploads wait for the bucket).
+pub fn store_config(config: &Config) -> anyhow::Result<StoreConfig> {
+    let mut sc = config.store_config();
+    if let Some(b) = config.lake.bucket() {
+        let bucket = vitals_bucket::Bucket::open(&b)?;
+        if let Err(e) = bucket.check() {
+            tracing::warn!(error = %e, "the remote lake does not answer yet; uploads and reads of cold days wait for it");
+        }
+        sc.remote = Some(Arc::new(bucket));
+    }
+    Ok(sc)
 }
 
 /// Opens the event store of a data directory.

@@ -68,6 +68,11 @@ pub struct Telemetry {
     flushes: Counter,
     compactions: Counter,
     maintenance_errors: Counter,
+    lake_uploads: Counter,
+    lake_upload_bytes: Counter,
+    lake_fetches: Counter,
+    lake_remote_deletes: Counter,
+    lake_remote_errors: Counter,
     dead_letters: Gauge,
     dead_letters_dropped: Counter,
 }
@@ -103,6 +108,11 @@ impl Telemetry {
             flushes: Counter::default(),
             compactions: Counter::default(),
             maintenance_errors: Counter::default(),
+            lake_uploads: Counter::default(),
+            lake_upload_bytes: Counter::default(),
+            lake_fetches: Counter::default(),
+            lake_remote_deletes: Counter::default(),
+            lake_remote_errors: Counter::default(),
             dead_letters: Gauge::default(),
             dead_letters_dropped: Counter::default(),
             registry: Registry::default(),
@@ -144,6 +154,15 @@ impl Telemetry {
             "Failed flush, compaction or retention runs",
             t.maintenance_errors.clone(),
         );
+        registry.register("lake_uploads", "Segments uploaded to the remote lake", t.lake_uploads.clone());
+        registry.register("lake_upload_bytes", "Bytes uploaded to the remote lake", t.lake_upload_bytes.clone());
+        registry.register("lake_fetches", "Cold segments fetched from the remote lake", t.lake_fetches.clone());
+        registry.register("lake_remote_deletes", "Objects deleted from the remote lake", t.lake_remote_deletes.clone());
+        registry.register(
+            "lake_remote_errors",
+            "Failed rounds of the remote lake (uploads, deletions, sweeps)",
+            t.lake_remote_errors.clone(),
+        );
         registry.register("mqtt_messages", "MQTT messages received", t.mqtt_messages.clone());
         registry.register(
             "file_drop_failed",
@@ -184,6 +203,11 @@ impl Telemetry {
         catch_up(&self.flushes, stats.flushes.load(Ordering::Relaxed));
         catch_up(&self.compactions, stats.compactions.load(Ordering::Relaxed));
         catch_up(&self.maintenance_errors, stats.maintenance_errors.load(Ordering::Relaxed));
+        catch_up(&self.lake_uploads, stats.uploads.load(Ordering::Relaxed));
+        catch_up(&self.lake_upload_bytes, stats.upload_bytes.load(Ordering::Relaxed));
+        catch_up(&self.lake_fetches, stats.fetches.load(Ordering::Relaxed));
+        catch_up(&self.lake_remote_deletes, stats.remote_deletes.load(Ordering::Relaxed));
+        catch_up(&self.lake_remote_errors, stats.remote_errors.load(Ordering::Relaxed));
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "encoding metrics");

@@ -38,6 +38,11 @@ impl DataDir {
         self.root.join("lake")
     }
 
+    /// Segments fetched from the remote lake (a cache: emptied at every start).
+    pub fn lake_cache(&self) -> PathBuf {
+        self.root.join("lake-cache")
+    }
+
     /// Refused input.
     pub fn dead_letters(&self) -> PathBuf {
         self.root.join("dead-letters")

@@ -13,11 +13,12 @@ pub mod lake_ddl;
 pub mod ledger;
 pub mod manifest;
 pub mod record;
+pub mod remote;
 pub mod segment;
 pub mod store;
 pub mod wal;
 
 pub use store::{
     DurableBatch, Erased, FEED_BATCH_SAMPLES, Latest, RawSeries, ReadRequest, SeriesRead, Store, StoreConfig,
-    StoreError, StoreSizes,
+    StoreError, StoreSizes, TierReport,
 };

@@ -58,6 +58,13 @@ pub struct SegmentMeta {
     /// a compacted segment keeps the highest order of its inputs.
     pub order: u64,
     pub last: Vec<LastPoint>,
+    /// Uploaded to the remote lake (the object's key is `path`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
+    /// Only in the remote lake: the local copy is gone (the day left the hot tier), and
+    /// reads fetch the object into the local cache.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cold: bool,
 }
 
 /// One atomic change.
@@ -368,6 +375,8 @@ mod tests {
             max_ms: 0,
             order: id,
             last: vec![],
+            remote: false,
+            cold: false,
         }
     }
 

@@ -15,10 +15,13 @@ mod erasure;
 mod flush;
 mod read;
 mod retention;
+mod tiering;
 mod writer;
 
 use compaction::non_overlapping;
 use flush::{maintenance_loop, remove_orphans};
+pub use tiering::TierReport;
+use tiering::{Cache, tiering_loop};
 use writer::{metric_mask, note_patients, writer_loop};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -39,6 +42,7 @@ use crate::buffer::{Buffer, Point, merge_dedup};
 use crate::data_dir::DataDir;
 use crate::fs::FsRef;
 use crate::manifest::{Edit, LastPoint, Manifest, ManifestError, SegmentMeta};
+use crate::remote::{Remote, RemoteError};
 use crate::segment::{self, DeviceRollup, HourAgg, SegmentError, SeriesRows};
 use crate::wal::{Wal, WalError};
 
@@ -74,6 +78,19 @@ pub struct StoreConfig {
     /// The file system the store changes ([`crate::fs::RealFs`]; tests simulate power cuts
     /// with [`crate::fs::sim::SimFs`]).
     pub fs: FsRef,
+    /// The remote lake (object storage), if any: settled segments are uploaded to it.
+    pub remote: Option<Arc<dyn Remote>>,
+    /// A day's segments are uploaded once the day ended this long ago (and compaction has
+    /// nothing left to merge in it).
+    pub upload_after: Duration,
+    /// Uploaded segments keep their local copy until their day ended this long ago (the
+    /// hot tier); older ones are read from the remote lake through the cache.
+    pub hot_for: Duration,
+    /// Bytes of fetched segments kept in the local cache.
+    pub cache_bytes: u64,
+    /// Objects under the remote prefix that no manifest entry names are deleted once they
+    /// are older than this (an upload is committed within seconds).
+    pub orphan_grace: Duration,
 }
 
 impl Default for StoreConfig {
@@ -91,6 +108,11 @@ impl Default for StoreConfig {
             background: true,
             max_samples_per_record: 500_000,
             fs: crate::fs::real(),
+            remote: None,
+            upload_after: Duration::from_secs(3600),
+            hot_for: Duration::from_secs(7 * 86_400),
+            cache_bytes: 1 << 30,
+            orphan_grace: Duration::from_secs(3600),
         }
     }
 }
@@ -121,6 +143,8 @@ pub enum StoreError {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Segment(#[from] SegmentError),
+    #[error("remote lake: {0}")]
+    Remote(#[from] RemoteError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("write path overloaded: {what} (limit {limit}); retry shortly")]
@@ -191,6 +215,11 @@ pub struct StoreStats {
     pub compactions: AtomicU64,
     pub maintenance_errors: AtomicU64,
     pub segments_deleted_by_retention: AtomicU64,
+    pub uploads: AtomicU64,
+    pub upload_bytes: AtomicU64,
+    pub fetches: AtomicU64,
+    pub remote_deletes: AtomicU64,
+    pub remote_errors: AtomicU64,
 }
 
 /// A snapshot of sizes, for `/metrics` and the CLI.
@@ -282,6 +311,14 @@ impl Index {
             self.series.remove(key);
         }
     }
+
+    /// Swaps in the new metadata of a segment (same id, day and size; another tier).
+    fn replace(&mut self, key: &(PatientId, MetricId), meta: Arc<SegmentMeta>) {
+        let slot = self.series.get_mut(key).and_then(|d| d.get_mut(&meta.day_ms));
+        if let Some(s) = slot.and_then(|segs| segs.iter_mut().find(|s| s.id == meta.id)) {
+            *s = meta;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -294,6 +331,12 @@ struct ReadState {
 
 struct Inner {
     lake: PathBuf,
+    /// Segments fetched from the remote lake.
+    cache_dir: PathBuf,
+    cache: Mutex<Cache>,
+    /// Keys of remote objects whose segments left the manifest, deleted by the tiering thread.
+    doomed: Mutex<Vec<String>>,
+    tier_wake: (std::sync::Mutex<bool>, Condvar),
     catalog: &'static Catalog,
     config: StoreConfig,
     clock: Arc<dyn Clock>,
@@ -336,6 +379,7 @@ pub struct Store {
     tx: SyncSender<WriterMsg>,
     writer: Mutex<Option<JoinHandle<()>>>,
     maintainer: Mutex<Option<JoinHandle<()>>>,
+    tierer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -362,6 +406,16 @@ impl Store {
         refuse_a_lost_manifest(&paths)?;
         let manifest = Manifest::open(&fsr, &paths.manifest())?;
         remove_orphans(fsr.as_ref(), &lake, &manifest)?;
+        if manifest.state.segments.values().any(|s| s.cold) && config.remote.is_none() {
+            return Err(StoreError::Failed(
+                "part of the lake is only in the remote lake, but no remote lake is configured (lake.url)".into(),
+            ));
+        }
+        let cache_dir = paths.lake_cache();
+        match fs::remove_dir_all(&cache_dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&cache_dir)(e)),
+            _ => fs::create_dir_all(&cache_dir).map_err(io(&cache_dir))?,
+        }
         let mut state = ReadState::default();
         for meta in manifest.state.segments.values() {
             let (Ok(patient), Some(metric)) = (PatientId::new(&meta.patient), catalog.id(&meta.metric)) else {
@@ -388,6 +442,10 @@ impl Store {
         tracing::info!(segments = state.index.sizes.segments, replayed_samples, flushed_seq = flushed, "store opened");
         let inner = Arc::new(Inner {
             lake,
+            cache_dir,
+            cache: Mutex::new(Cache::default()),
+            doomed: Mutex::new(Vec::new()),
+            tier_wake: (std::sync::Mutex::new(false), Condvar::new()),
             catalog,
             buffered: AtomicUsize::new(state.active.len()),
             read: RwLock::new(state),
@@ -412,7 +470,13 @@ impl Store {
             .name("vitals-wal".into())
             .spawn(move || writer_loop(&w, wal, &rx))
             .map_err(|e| StoreError::Io { path: data_dir.to_owned(), source: e })?;
-        let store = Store { inner, tx, writer: Mutex::new(Some(writer)), maintainer: Mutex::new(None) };
+        let store = Store {
+            inner,
+            tx,
+            writer: Mutex::new(Some(writer)),
+            maintainer: Mutex::new(None),
+            tierer: Mutex::new(None),
+        };
         if store.inner.config.background {
             let m = Arc::clone(&store.inner);
             let tx = store.tx.clone();
@@ -421,6 +485,14 @@ impl Store {
                 .spawn(move || maintenance_loop(&m, &tx))
                 .map_err(|e| StoreError::Io { path: data_dir.to_owned(), source: e })?;
             *store.maintainer.lock() = Some(handle);
+            if store.inner.config.remote.is_some() {
+                let t = Arc::clone(&store.inner);
+                let handle = std::thread::Builder::new()
+                    .name("vitals-tiering".into())
+                    .spawn(move || tiering_loop(&t))
+                    .map_err(|e| StoreError::Io { path: data_dir.to_owned(), source: e })?;
+                *store.tierer.lock() = Some(handle);
+            }
         }
         Ok(store)
     }
@@ -603,6 +675,19 @@ impl Store {
         self.inner.apply_retention()
     }
 
+    /// Runs one round of the remote tier now (the tiering thread runs them every few
+    /// seconds): uploads settled days, drops local copies past the hot tier, deletes
+    /// objects of removed segments.
+    pub fn tier(&self) -> Result<TierReport, StoreError> {
+        self.inner.tier_round()
+    }
+
+    /// Deletes objects of the remote lake that no manifest entry names and that are older
+    /// than `grace` (the tiering thread does this hourly with `orphan_grace`).
+    pub fn sweep_remote(&self, grace: Duration) -> Result<usize, StoreError> {
+        self.inner.sweep_remote(grace, None)
+    }
+
     pub fn stats(&self) -> &StoreStats {
         &self.inner.stats
     }
@@ -630,7 +715,11 @@ impl Store {
     pub fn close(&self) -> Result<(), StoreError> {
         self.inner.shutdown.store(true, Ordering::SeqCst);
         self.inner.wake_maintenance();
+        self.inner.wake_tiering();
         if let Some(h) = self.maintainer.lock().take() {
+            let _ = h.join();
+        }
+        if let Some(h) = self.tierer.lock().take() {
             let _ = h.join();
         }
         let flushed = if self.writer.lock().is_some() { self.flush() } else { Ok(()) };

@@ -60,6 +60,8 @@ pub(crate) async fn system(State(app): State<AppState>) -> Json<Value> {
         "buffered_samples": sizes.buffered_samples,
         "flushes": stats.flushes.load(Relaxed), "compactions": stats.compactions.load(Relaxed),
         "maintenance_errors": stats.maintenance_errors.load(Relaxed),
+        "lake_uploads": stats.uploads.load(Relaxed), "lake_fetches": stats.fetches.load(Relaxed),
+        "lake_remote_errors": stats.remote_errors.load(Relaxed),
         "dead_letters": app.dead_letters.len(), "dead_letters_dropped": app.dead_letters.dropped(),
         "patients": app.store.patients().len(),
         "users": meta.users().map(|u| u.len()).unwrap_or(0),

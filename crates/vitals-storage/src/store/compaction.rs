@@ -82,7 +82,7 @@ impl Inner {
         for ((patient, metric), day, inputs) in jobs {
             let mut merged: MergedRows = BTreeMap::new();
             for s in &inputs {
-                for rows in segment::read(&self.segment_path(s), None, i64::MIN, i64::MAX, None, true)? {
+                for rows in segment::read(&self.segment_file(s)?, None, i64::MIN, i64::MAX, None, true)? {
                     // Sample ids ride along by index into a side table while points are merged.
                     let e = merged.entry(rows.device.clone()).or_default();
                     let base = e.1.len() as u32;
@@ -132,9 +132,7 @@ impl Inner {
                 g.index.add(key, meta);
             }
             for s in &inputs {
-                let p = self.segment_path(s);
-                self.config.fs.remove_file(&p).map_err(io(&p))?;
-                self.forget(s.id);
+                self.delete_files(s)?;
             }
             self.stats.compactions.fetch_add(1, Ordering::Relaxed);
         }
@@ -159,6 +157,8 @@ mod tests {
             max_ms: order as i64 * 1000 + 999,
             order,
             last: Vec::new(),
+            remote: false,
+            cold: false,
         })
     }
 

@@ -38,9 +38,7 @@ impl Inner {
                 }
             }
             for s in &doomed {
-                self.forget(s.id);
-                let p = self.segment_path(s);
-                self.config.fs.remove_file(&p).map_err(io(&p))?;
+                self.delete_files(s)?;
                 erased.segments += 1;
                 erased.rows += s.rows;
             }
@@ -49,10 +47,41 @@ impl Inner {
             let still = g.active.series_keys().any(|(p, _)| p == patient) || !g.frozen.is_empty();
             if !still {
                 g.patients.remove(patient);
+                drop(g);
+                drop(_m);
+                self.erase_remote(patient)?;
                 return Ok(erased);
             }
         }
         Err(StoreError::Failed(format!("samples of {patient} kept arriving during its erasure; stop its senders")))
+    }
+
+    /// Deletes the patient's objects from the remote lake now, rather than leaving them to
+    /// the tiering thread: those of the segments just removed, then any other object under
+    /// a `patient=<id>` partition (an upload cut short by a crash, say).
+    fn erase_remote(&self, patient: &PatientId) -> Result<(), StoreError> {
+        let Some(remote) = &self.config.remote else { return Ok(()) };
+        let wanted = format!("/patient={patient}/");
+        let keys: Vec<String> = {
+            let mut d = self.doomed.lock();
+            let (mine, rest) = std::mem::take(&mut *d).into_iter().partition(|k: &String| k.contains(&wanted));
+            *d = rest;
+            mine
+        };
+        let unfinished = |e: &dyn std::fmt::Display| {
+            StoreError::Failed(format!(
+                "the patient's samples are erased here, but the remote lake refused deleting their objects ({e}); \
+                 retried by the tiering thread and its sweep, or run the erasure again"
+            ))
+        };
+        for (i, k) in keys.iter().enumerate() {
+            if let Err(e) = remote.delete(k) {
+                self.doomed.lock().extend(keys[i..].iter().cloned());
+                return Err(unfinished(&e));
+            }
+        }
+        self.sweep_remote(Duration::ZERO, Some(patient)).map_err(|e| unfinished(&e))?;
+        Ok(())
     }
 
     /// Removes the now-empty directories above `path`, up to the lake (`remove_dir` fails on

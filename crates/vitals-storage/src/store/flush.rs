@@ -49,6 +49,7 @@ pub(super) fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
             if let Err(e) = inner.flush(tx) {
                 errors.push(e);
             }
+            inner.wake_tiering();
         }
         if compact_pending || last_compaction.elapsed() >= COMPACTION_SCAN_INTERVAL {
             last_compaction = Instant::now();
@@ -101,9 +102,11 @@ pub(super) fn segment_files(lake: &Path) -> Result<usize, StoreError> {
     Ok(n)
 }
 
-/// Deletes segment files that no manifest entry names (left by a crash mid-flush).
+/// Deletes segment files that no manifest entry names as local (left by a crash mid-flush,
+/// mid-compaction or while a segment left the hot tier).
 pub(super) fn remove_orphans(fs: &dyn crate::fs::Fs, lake: &Path, manifest: &Manifest) -> Result<(), StoreError> {
-    let known: BTreeSet<&str> = manifest.state.segments.values().map(|s| s.path.as_str()).collect();
+    // A cold segment's local copy was being deleted (after the edit that made it cold).
+    let known: BTreeSet<&str> = manifest.state.segments.values().filter(|s| !s.cold).map(|s| s.path.as_str()).collect();
     let mut stack = vec![lake.to_owned()];
     while let Some(dir) = stack.pop() {
         for e in std::fs::read_dir(&dir).map_err(io(&dir))? {
@@ -285,6 +288,8 @@ impl Inner {
             max_ms: w.max_ms,
             order,
             last,
+            remote: false,
+            cold: false,
         };
         Ok((meta, w.rollup))
     }

@@ -9,15 +9,11 @@ pub(super) fn to_points(s: &SeriesRows) -> Vec<Point> {
 }
 
 impl Inner {
-    pub(super) fn segment_path(&self, meta: &SegmentMeta) -> PathBuf {
-        self.lake.join(&meta.path)
-    }
-
     pub(super) fn rollup_of(&self, meta: &SegmentMeta) -> Result<Arc<Vec<DeviceRollup>>, StoreError> {
         if let Some(r) = self.rollups.lock().get(&meta.id) {
             return Ok(Arc::clone(r));
         }
-        let r = Arc::new(segment::read_rollup(&self.segment_path(meta))?);
+        let r = Arc::new(segment::read_rollup(&self.segment_file(meta)?)?);
         self.cache_rollup(meta.id, Arc::clone(&r));
         Ok(r)
     }
@@ -26,7 +22,7 @@ impl Inner {
         if let Some(m) = self.footers.lock().get(&meta.id) {
             return Ok(m.clone());
         }
-        let m = segment::load_metadata(&self.segment_path(meta))?;
+        let m = segment::load_metadata(&self.segment_file(meta)?)?;
         let mut c = self.footers.lock();
         if c.len() >= FOOTER_CACHE_ENTRIES {
             c.clear();
@@ -103,7 +99,7 @@ impl Inner {
             for s in &segs {
                 let footer = self.footer_of(s)?;
                 for rows in
-                    segment::read(&self.segment_path(s), Some(&footer), req.from, req.to, req.device.as_ref(), false)?
+                    segment::read(&self.segment_file(s)?, Some(&footer), req.from, req.to, req.device.as_ref(), false)?
                 {
                     held = held.saturating_add(rows.times.len());
                     over(held)?;

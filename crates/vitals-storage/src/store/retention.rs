@@ -37,10 +37,8 @@ impl Inner {
             }
         }
         for (_, s) in &doomed {
-            self.forget(s.id);
-            let p = self.segment_path(s);
-            self.config.fs.remove_file(&p).map_err(io(&p))?;
-            self.remove_empty_parents(&p);
+            self.delete_files(s)?;
+            self.remove_empty_parents(&self.lake.join(&s.path));
         }
         self.stats.segments_deleted_by_retention.fetch_add(doomed.len() as u64, Ordering::Relaxed);
         tracing::info!(segments = doomed.len(), "retention deleted old partitions");

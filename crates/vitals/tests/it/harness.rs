@@ -69,7 +69,7 @@ impl TestServer {
         config.storage.data_dir = data.to_owned();
         f(&mut config);
         let clock = ManualClock::new(NOW);
-        let mut sc = config.store_config();
+        let mut sc = vitals_server::stores::store_config(&config).expect("store config");
         sc.background = false;
         let store = Arc::new(Store::open(data, sc, Arc::new(clock.clone())).expect("store"));
         let tokens = Directory::open(data).expect("tokens");

@@ -6,6 +6,7 @@ mod admin;
 mod alerts;
 mod api;
 mod authz;
+mod bucket;
 mod cli;
 mod crash;
 mod dashboard;
