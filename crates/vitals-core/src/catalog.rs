@@ -57,6 +57,23 @@ pub struct Metric {
     pub scale: u8,
 }
 
+impl Metric {
+    /// The canonical unit as a UCUM code (FHIR's `Quantity.code`).
+    pub fn ucum(&self) -> &'static str {
+        match self.unit {
+            "bpm" | "breaths/min" => "/min",
+            "degC" => "Cel",
+            "count" => "1",
+            "mmHg" => "mm[Hg]",
+            "dBASPL" => "dB[SPL]",
+            "dBm" => "dB[mW]",
+            "g" => "[g]",
+            // Already UCUM: ms, uS, mg/dL, kcal, %, m, km/h, cm, kg, 1.
+            other => other,
+        }
+    }
+}
+
 macro_rules! metric {
     ($code:literal, $name:literal, $unit:literal, [$($alias:literal => $conv:expr),* $(,)?], $min:expr, $max:expr, $loinc:expr, $agg:ident, $scale:literal) => {
         Metric {

@@ -5,6 +5,7 @@
 //! [`glucose`] summarises glucose readings (consensus metrics, daily profile, moving
 //! average) as pure functions.
 
+pub mod fhir;
 pub mod glucose;
 pub mod series_query;
 

@@ -12,6 +12,7 @@ pub(crate) mod system_api;
 pub(crate) mod alerts_api;
 pub(crate) mod cohorts_api;
 pub(crate) mod dead_letter_api;
+pub(crate) mod fhir_api;
 pub mod notifications_api;
 pub mod openapi;
 pub(crate) mod patients_api;
@@ -149,6 +150,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
         .add_live("/api/v1/patients/{patient}/live", dashboard_api::live)
         .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
+        .heavy(Method::GET, "/api/v1/patients/{patient}/fhir", A::ReadPatientData, fhir_api::bundle)
         .get("/api/v1/overview", A::ListPatients, dashboard_api::overview)
         .get("/api/v1/me", A::Me, people_api::me)
         .delete("/api/v1/session", A::Me, session_api::logout)

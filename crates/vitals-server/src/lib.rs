@@ -19,6 +19,7 @@ pub mod auth;
 pub mod authz;
 pub mod cohort_store;
 pub mod config;
+pub mod fhir;
 pub(crate) mod notifier;
 pub mod people;
 pub mod pg;

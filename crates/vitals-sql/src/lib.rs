@@ -201,7 +201,7 @@ impl Engine {
     }
 
     fn error(&self, e: DataFusionError) -> SqlError {
-        classify(e, self.limits.memory_bytes)
+        classify(&e, self.limits.memory_bytes)
     }
 }
 
@@ -224,16 +224,8 @@ fn options() -> SQLOptions {
     SQLOptions::new().with_allow_ddl(false).with_allow_dml(false).with_allow_statements(false)
 }
 
-fn classify(e: DataFusionError, memory_bytes: usize) -> SqlError {
-    match e {
-        DataFusionError::Context(_, inner) => classify(*inner, memory_bytes),
-        DataFusionError::Shared(inner) => classify_ref(&inner, memory_bytes),
-        DataFusionError::Diagnostic(_, inner) => classify(*inner, memory_bytes),
-        other => classify_ref(&other, memory_bytes),
-    }
-}
-
-fn classify_ref(e: &DataFusionError, memory_bytes: usize) -> SqlError {
+/// What a DataFusion error means to the caller (through its context and shared wrappers).
+fn classify(e: &DataFusionError, memory_bytes: usize) -> SqlError {
     let text = e.strip_backtrace();
     match e {
         DataFusionError::SQL(..)
@@ -254,8 +246,8 @@ fn classify_ref(e: &DataFusionError, memory_bytes: usize) -> SqlError {
             Some(SqlError::Failed(s)) => SqlError::Failed(s.clone()),
             _ => SqlError::Failed(text),
         },
-        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => classify_ref(inner, memory_bytes),
-        DataFusionError::Shared(inner) => classify_ref(inner, memory_bytes),
+        DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => classify(inner, memory_bytes),
+        DataFusionError::Shared(inner) => classify(inner, memory_bytes),
         _ => SqlError::Failed(text),
     }
 }

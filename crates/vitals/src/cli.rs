@@ -112,6 +112,25 @@ pub(crate) enum LakeCommand {
         #[arg(long)]
         location: Option<String>,
     },
+    /// Export samples as FHIR R4 bulk data: Patient, Device and Observation NDJSON files
+    /// and a manifest.json (the shape of FHIR Bulk Data $export).
+    Fhir {
+        /// The directory to write (created if missing).
+        #[arg(long)]
+        out: std::path::PathBuf,
+        /// Only these patients (repeat the flag); default: every patient.
+        #[arg(long)]
+        patient: Vec<String>,
+        /// Only these metrics (repeat the flag); default: every metric.
+        #[arg(long)]
+        metric: Vec<String>,
+        /// Start of the range (RFC 3339 or ms); default: the beginning.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range (exclusive); default: no end.
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

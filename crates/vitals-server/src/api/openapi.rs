@@ -35,6 +35,8 @@ enum Answer {
     Table,
     /// A zip archive.
     Zip,
+    /// A FHIR resource (`application/fhir+json`).
+    Fhir,
     /// Server-sent events.
     EventStream,
     /// Prometheus text.
@@ -379,6 +381,11 @@ fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             &[200],
             EventStream,
         ),
+        ("GET", "/api/v1/patients/{patient}/fhir") => {
+            let mut q = range();
+            q.push(("metric", string(), false));
+            doc("A patient's samples as a FHIR R4 Bundle", "series", q, vec![], &[200], Fhir)
+        }
         ("GET", "/api/v1/patients/{patient}/series/{metric}") => {
             let mut q = range();
             for name in ["device", "every", "agg", "include", "time_format"] {
@@ -629,6 +636,9 @@ fn responses(spec: &RouteSpec, d: &Doc) -> Result<Responses, serde_json::Error> 
                 .content("text/csv", ContentBuilder::new().schema(Some(schema(string())?)).build())
                 .content("application/vnd.apache.arrow.stream", ContentBuilder::new().schema(Some(binary()?)).build())
                 .content("application/vnd.apache.parquet", ContentBuilder::new().schema(Some(binary()?)).build())
+            }
+            (Answer::Fhir, _) => {
+                ok.content("application/fhir+json", ContentBuilder::new().schema(Some(schema(any_object())?)).build())
             }
             (Answer::Zip, _) => ok.content(
                 "application/zip",

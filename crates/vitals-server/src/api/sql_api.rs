@@ -40,8 +40,16 @@ pub(crate) async fn query(
     Extension(who): Extension<Principal>,
     Query(params): Query<SqlParams>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
+    // Read at most one byte past the limit: a larger body is refused without being held.
+    let body = match axum::body::to_bytes(body, MAX_SQL_BYTES + 1).await {
+        Ok(b) => b,
+        Err(_) => {
+            let e = ApiError::new(Code::PayloadTooLarge, format!("a query may be at most {MAX_SQL_BYTES} bytes"));
+            return e.into_response();
+        }
+    };
     let (sql, body_format) = match read_body(&headers, &body) {
         Ok(x) => x,
         Err(e) => return e.into_response(),

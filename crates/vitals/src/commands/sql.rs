@@ -89,5 +89,41 @@ pub(crate) fn lake(config: &Config, command: LakeCommand) -> anyhow::Result<Exit
             print!("{}", lake_ddl::ddl(engine, &location, &metrics));
             Ok(ExitCode::SUCCESS)
         }
+        LakeCommand::Fhir { out, patient, metric, from, to } => {
+            use vitals_core::time::parse_time;
+            let patients = patient
+                .iter()
+                .map(|p| vitals_core::PatientId::new(p).map_err(|e| anyhow::anyhow!("patient {p:?} {e}")))
+                .collect::<anyhow::Result<std::collections::BTreeSet<_>>>()?;
+            let catalog = vitals_core::Catalog::standard();
+            let metrics = metric
+                .iter()
+                .map(|m| catalog.id(m).ok_or_else(|| anyhow::anyhow!("unknown metric {m:?}")))
+                .collect::<anyhow::Result<std::collections::BTreeSet<_>>>()?;
+            let time = |t: &Option<String>, default: i64| -> anyhow::Result<i64> {
+                t.as_deref().map_or(Ok(default), |s| parse_time(s).map_err(|e| anyhow::anyhow!("{s:?}: {e}")))
+            };
+            let sel = vitals_server::fhir::Selection {
+                patients: (!patients.is_empty()).then_some(patients),
+                metrics: (!metrics.is_empty()).then_some(metrics),
+                from: time(&from, 0)?,
+                to: time(&to, i64::MAX)?,
+            };
+            let app = App::open_data_dir(config.clone())?;
+            let request = format!("vitals lake fhir {patient:?} {metric:?} from {from:?} to {to:?}");
+            let manifest = vitals_server::fhir::bulk(&app, &out, &sel, &request)?;
+            let single = (patient.len() == 1).then(|| patient[0].as_str());
+            cli_audit(&app.directory, "fhir.export", single, &format!("fhir export to {}: {request}", out.display()))?;
+            app.store.close()?;
+            for o in manifest["output"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {} in {}",
+                    o["count"],
+                    o["type"].as_str().unwrap_or(""),
+                    out.join(o["url"].as_str().unwrap_or("")).display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }

@@ -55,6 +55,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/glucose", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/live", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/series/{metric}", "any own own own any -"),
+    ("GET", "/api/v1/patients/{patient}/fhir", "any own own own any -"),
     ("GET", "/api/v1/overview", "any own own own any -"),
     ("GET", "/api/v1/me", "any any any any any any"),
     ("GET", "/api/v1/openapi.json", "any any any any any any"),

@@ -11,6 +11,7 @@ mod cli;
 mod crash;
 mod dashboard;
 mod dead_letters;
+mod fhir;
 mod file_drop;
 mod full_disk;
 mod harness;
