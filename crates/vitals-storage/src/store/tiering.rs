@@ -202,6 +202,9 @@ impl Inner {
         report.more = to_upload.len() > MAX_UPLOADS_PER_ROUND;
         let mut uploaded: Vec<Arc<SegmentMeta>> = Vec::new();
         for s in to_upload.iter().take(MAX_UPLOADS_PER_ROUND) {
+            if self.shutdown.load(Ordering::SeqCst) {
+                break; // what was uploaded is still marked below; the rest waits for the next start
+            }
             let path = self.lake.join(&s.path);
             if let Err(e) = remote.put(&s.path, &path) {
                 if !path.exists() {

@@ -16,9 +16,9 @@ use crate::crash::spawn_server;
 use crate::harness::{ADMIN, NOW, TestServer, agent, into_resp};
 
 /// A server process killed when the test ends.
-struct Service {
+pub(crate) struct Service {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
     _dir: tempfile::TempDir,
 }
 
@@ -52,7 +52,7 @@ fn within_a_minute(what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
-fn start_moto() -> Service {
+pub(crate) fn start_moto() -> Service {
     let dir = tempfile::tempdir().expect("tmp");
     let port = free_port();
     let child = Command::new("python3")
@@ -82,13 +82,13 @@ fn start_azurite() -> Service {
 }
 
 /// Runs Python with the port as `sys.argv[1]`; returns its stdout parsed as JSON.
-fn python(code: &str, args: &[&str]) -> Value {
+pub(crate) fn python(code: &str, args: &[&str]) -> Value {
     let out = Command::new("python3").arg("-c").arg(code).args(args).output().expect("python3");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("json")
 }
 
-const S3: &str = r#"
+pub(crate) const S3: &str = r#"
 import json, sys, boto3
 s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}", region_name="us-east-1",
                   aws_access_key_id="test", aws_secret_access_key="test")
@@ -125,7 +125,7 @@ elif op == "list":
 /// Azurite's well-known development account.
 const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
-fn s3_lake(c: &mut vitals_server::config::Config, port: u16, bucket: &str) {
+pub(crate) fn s3_lake(c: &mut vitals_server::config::Config, port: u16, bucket: &str) {
     c.lake.url = format!("s3://{bucket}/vitals/lake");
     c.lake.endpoint = format!("http://127.0.0.1:{port}");
     c.lake.allow_http = true;

@@ -17,6 +17,7 @@ mod full_disk;
 mod harness;
 mod health_auto_export;
 mod lake;
+mod lake_property;
 mod limits;
 mod line_protocol;
 mod mqtt;

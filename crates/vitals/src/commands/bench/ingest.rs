@@ -423,9 +423,45 @@ pub(super) fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
         )?,
     };
     print_queries("vitals", &vt);
+    // The same three questions in SQL (raw samples: DuckDB below has no rollups to use).
+    let codes = SIGNALS.iter().map(|s| format!("'{}'", s.code())).collect::<Vec<_>>().join(", ");
+    let sql = [
+        format!(
+            "SELECT date_trunc('hour', time) AS h, avg(value), min(value), max(value) FROM samples \
+             WHERE patient = '{p0}' AND metric = 'heart_rate' AND time >= to_timestamp_millis({}) \
+             AND time < to_timestamp_millis({end}) GROUP BY h ORDER BY h",
+            end - q1_days * MS_PER_DAY
+        ),
+        format!(
+            "SELECT metric, time, value FROM samples WHERE patient = '{p0}' AND metric IN ({codes}) \
+             AND time >= to_timestamp_millis({}) AND time < to_timestamp_millis({end})",
+            end - 10 * MS_PER_MINUTE
+        ),
+        format!(
+            "SELECT patient, date_trunc('day', time) AS d, avg(value) FROM samples WHERE metric = 'blood_glucose' \
+             AND time >= to_timestamp_millis({}) AND time < to_timestamp_millis({end}) GROUP BY patient, d",
+            ds.start_ms
+        ),
+    ];
+    let run_sql = |q: &str| sql_post(&agent, &format!("{base}/api/v1/sql?format=arrow"), &auth, q);
+    let st = QueryTimes {
+        q1: median_ms(|| run_sql(&sql[0]), a.repeat)?,
+        q2: median_ms(|| run_sql(&sql[1]), a.repeat)?,
+        q3: median_ms(|| run_sql(&sql[2]), a.repeat)?,
+    };
+    print_queries("vitals SQL", &st);
+    // q1 as the REST API answers it: from the hourly rollups, not the raw samples.
+    let q1r = format!(
+        "SELECT hour, mean, min, max FROM rollups_hourly WHERE patient = '{p0}' AND metric = 'heart_rate' \
+         AND hour >= to_timestamp_millis({}) AND hour < to_timestamp_millis({end}) ORDER BY hour",
+        end - q1_days * MS_PER_DAY
+    );
+    let (m, p90) = median_ms(|| run_sql(&q1r), a.repeat)?;
+    println!("vitals SQL q1 from rollups_hourly: median {m:.2} ms, p90 {p90:.2} ms");
     let _ = stop_tx.send(());
     let _ = rt.block_on(server_task);
     store.close()?;
+    duckdb_queries(&data_dir.join("lake"), &sql, a.repeat);
 
     if let Some(influx) = &a.influx_url {
         println!("\n## InfluxDB at {influx}, same data, same clients and batch size");
@@ -494,6 +530,60 @@ fn progress(total: u64) -> ProgressBar {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     bar
+}
+
+fn sql_post(agent: &ureq::Agent, url: &str, auth: &str, sql: &str) -> anyhow::Result<()> {
+    let mut resp = agent
+        .post(url)
+        .header("Authorization", auth)
+        .header("Content-Type", "application/sql")
+        .send(sql)
+        .with_context(|| format!("POST {url}"))?;
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().with_config().limit(1 << 30).read_to_vec()?;
+    if status != 200 {
+        bail!("POST {url}: {status}: {}", String::from_utf8_lossy(&body).chars().take(300).collect::<String>());
+    }
+    Ok(())
+}
+
+/// DuckDB (PyPI, when installed) over the same lake, the same SQL with `samples` as a view
+/// of the Parquet files (hive partitions prune by metric and patient); prints its medians.
+fn duckdb_queries(lake: &Path, sql: &[String; 3], repeat: usize) {
+    const SCRIPT: &str = r#"
+import json, sys, time
+import duckdb
+lake, repeat, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+con = duckdb.connect()
+con.execute("CREATE MACRO to_timestamp_millis(x) AS epoch_ms(x)")
+con.execute(f"CREATE VIEW samples AS SELECT patient, metric, time, CAST(value AS DOUBLE) AS value, device "
+            f"FROM read_parquet('{lake}/**/*.parquet', hive_partitioning = true, union_by_name = true)")
+out = []
+for q in queries:
+    con.execute(q).fetchall()
+    ts = []
+    for _ in range(max(repeat, 1)):
+        t = time.perf_counter(); con.execute(q).fetchall(); ts.append((time.perf_counter() - t) * 1000)
+    ts.sort()
+    out.append([ts[len(ts) // 2], ts[min(len(ts) * 9 // 10, len(ts) - 1)]])
+print(json.dumps(out))
+"#;
+    let queries = serde_json::to_string(sql).unwrap_or_default();
+    let out = std::process::Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(lake)
+        .args([repeat.to_string(), queries])
+        .output();
+    let parsed = match out {
+        Ok(o) if o.status.success() => serde_json::from_slice::<Vec<(f64, f64)>>(&o.stdout).map_err(|e| e.to_string()),
+        Ok(o) => Err(String::from_utf8_lossy(&o.stderr).chars().take(500).collect()),
+        Err(e) => Err(e.to_string()),
+    };
+    match parsed.as_deref() {
+        Ok([q1, q2, q3]) => print_queries("duckdb (same lake, same SQL)", &QueryTimes { q1: *q1, q2: *q2, q3: *q3 }),
+        Ok(_) => println!("duckdb: not measured (unexpected answer)"),
+        Err(e) => println!("duckdb: not measured (python3 with duckdb is needed): {e}"),
+    }
 }
 
 fn print_queries(who: &str, t: &QueryTimes) {
