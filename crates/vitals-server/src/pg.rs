@@ -305,18 +305,32 @@ impl Queries {
     }
 
     /// Runs one statement and records it in the audit log.
-    async fn run<C: ClientInfo>(&self, client: &C, sql: &str, formats: &Format) -> PgWireResult<Response> {
+    async fn run<C: ClientInfo>(
+        &self,
+        client: &C,
+        sql: &str,
+        params: &[vitals_sql::Param],
+        formats: &Format,
+    ) -> PgWireResult<Response> {
         if let Some(r) = session_statement(sql) {
             return Ok(r);
         }
         let (principal, scope) = self.who(client)?;
-        let answer = self.app.sql.query(sql, &scope).await;
+        let answer = self.app.sql.query_with(sql, params, &scope).await;
+        // The values are part of what was asked (a patient id, a range): they are recorded too.
+        let shown: Vec<String> =
+            params.iter().map(|p| p.as_deref().map_or_else(|| "NULL".to_owned(), |s| format!("{s:?}"))).collect();
+        let target = if params.is_empty() {
+            format!("postgres {sql}")
+        } else {
+            format!("postgres {sql} -- parameters: {}", shown.join(", "))
+        };
         let event = vitals_meta::AuditEvent {
             ts_ms: self.app.clock.now_ms(),
             actor: principal.actor.clone(),
             action: crate::audit::audit_action(crate::authz::Action::QuerySql).to_owned(),
             patient: None,
-            target: format!("postgres {sql}"),
+            target,
             origin: client.socket_addr().ip().to_string(),
             outcome: if answer.is_ok() { "ok" } else { "failed" }.to_owned(),
         };
@@ -349,7 +363,7 @@ impl SimpleQueryHandler for Queries {
     {
         let mut out = Vec::new();
         for statement in vitals_sql::split_statements(query) {
-            match self.run(client, &statement, &Format::UnifiedText).await {
+            match self.run(client, &statement, &[], &Format::UnifiedText).await {
                 Ok(r) => out.push(r),
                 // Later statements are not run after an error, as in PostgreSQL.
                 Err(PgWireError::UserError(info)) => {
@@ -407,11 +421,20 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if target.parameter_types.iter().any(Option::is_some) {
-            return Err(user_error("0A000", "query parameters are not supported; send the values in the query"));
-        }
         let fields = self.describe(client, &target.statement, &Format::UnifiedText).await?;
-        Ok(DescribeStatementResponse::new(Vec::new(), fields))
+        let params = if session_statement(&target.statement).is_some() {
+            Vec::new()
+        } else {
+            let (_, scope) = self.who(client)?;
+            let types = self.app.sql.parameter_types(&target.statement, &scope).await.map_err(|e| sql_error(&e))?;
+            // A type the client named at Parse stands; the others are what the query implies.
+            types
+                .iter()
+                .enumerate()
+                .map(|(i, t)| target.parameter_types.get(i).cloned().flatten().unwrap_or_else(|| pg_type(t)))
+                .collect()
+        };
+        Ok(DescribeStatementResponse::new(params, fields))
     }
 
     async fn do_describe_portal<C>(
@@ -436,11 +459,85 @@ impl ExtendedQueryHandler for Queries {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        if !portal.parameters.is_empty() {
-            return Err(user_error("0A000", "query parameters are not supported; send the values in the query"));
-        }
-        self.run(client, &portal.statement.statement, &portal.result_column_format).await
+        let params = decode_params(portal)?;
+        self.run(client, &portal.statement.statement, &params, &portal.result_column_format).await
     }
+}
+
+/// The values of a portal's parameters as text (NULL as `None`). Text-format values are
+/// taken as they are; binary ones are decoded for the types clients send in binary
+/// (integers, floats, booleans, text), and refused otherwise with a clear error.
+fn decode_params(portal: &Portal<String>) -> PgWireResult<Vec<vitals_sql::Param>> {
+    let binary = |i: usize| match &portal.parameter_format {
+        Format::UnifiedText => false,
+        Format::UnifiedBinary => true,
+        // One code applies to every parameter; otherwise one per parameter.
+        Format::Individual(codes) => codes.get(i).or(codes.first()).is_some_and(|c| *c == 1),
+    };
+    let types = &portal.statement.parameter_types;
+    portal
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let Some(bytes) = p else { return Ok(None) };
+            let bad = |why: &str| user_error("22P02", &format!("parameter ${}: {why}", i + 1));
+            if !binary(i) {
+                return String::from_utf8(bytes.to_vec()).map(Some).map_err(|_| bad("not UTF-8"));
+            }
+            let ty = types.get(i).cloned().flatten().unwrap_or(Type::TEXT);
+            let b: &[u8] = bytes;
+            let int = |n: usize| -> PgWireResult<i64> {
+                let arr: [u8; 8] = match n {
+                    2 => <[u8; 2]>::try_from(b).map(|a| i64::from(i16::from_be_bytes(a)).to_be_bytes()),
+                    4 => <[u8; 4]>::try_from(b).map(|a| i64::from(i32::from_be_bytes(a)).to_be_bytes()),
+                    _ => <[u8; 8]>::try_from(b),
+                }
+                .map_err(|_| bad("wrong length for its type"))?;
+                Ok(i64::from_be_bytes(arr))
+            };
+            let text = match ty {
+                Type::INT2 => int(2)?.to_string(),
+                Type::INT4 => int(4)?.to_string(),
+                Type::INT8 => int(8)?.to_string(),
+                Type::FLOAT4 => {
+                    f32::from_be_bytes(<[u8; 4]>::try_from(b).map_err(|_| bad("wrong length"))?).to_string()
+                }
+                Type::FLOAT8 => {
+                    f64::from_be_bytes(<[u8; 8]>::try_from(b).map_err(|_| bad("wrong length"))?).to_string()
+                }
+                Type::BOOL => (b.first() == Some(&1)).to_string(),
+                // Microseconds since 2000-01-01 00:00 UTC (PostgreSQL's epoch).
+                Type::TIMESTAMPTZ | Type::TIMESTAMP => {
+                    let us = int(8)?.checked_add(946_684_800_000_000).ok_or_else(|| bad("out of range"))?;
+                    let t = chrono::DateTime::from_timestamp_micros(us).ok_or_else(|| bad("out of range"))?;
+                    if ty == Type::TIMESTAMPTZ { t.to_rfc3339() } else { t.naive_utc().to_string() }
+                }
+                Type::DATE => {
+                    let days = int(4)?;
+                    let epoch = chrono::NaiveDate::from_ymd_opt(2000, 1, 1).ok_or_else(|| bad("out of range"))?;
+                    epoch
+                        .checked_add_signed(chrono::TimeDelta::days(days))
+                        .ok_or_else(|| bad("out of range"))?
+                        .to_string()
+                }
+                Type::TEXT | Type::VARCHAR | Type::UNKNOWN | Type::NAME => {
+                    String::from_utf8(b.to_vec()).map_err(|_| bad("not UTF-8"))?
+                }
+                other => {
+                    return Err(user_error(
+                        "0A000",
+                        &format!(
+                            "parameter ${}: binary {} values are not supported; send it as text",
+                            i + 1,
+                            other.name()
+                        ),
+                    ));
+                }
+            };
+            Ok(Some(text))
+        })
+        .collect()
 }
 
 /// The PostgreSQL type a column is sent as.

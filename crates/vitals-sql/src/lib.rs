@@ -20,12 +20,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::prelude::{SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use futures_util::StreamExt;
 use tokio::sync::Semaphore;
 use vitals_alerts::alert::Alert;
@@ -114,6 +115,9 @@ pub enum SqlError {
     Internal(String),
 }
 
+/// The value of a query placeholder: its text, or NULL.
+pub type Param = Option<String>;
+
 /// A query's result.
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -146,13 +150,52 @@ impl Engine {
 
     /// Runs one query for a caller who may see `scope`.
     pub async fn query(&self, sql: &str, scope: &Scope) -> Result<Answer, SqlError> {
+        self.query_with(sql, &[], scope).await
+    }
+
+    /// Runs one query with values for its placeholders (`$1`, `$2`...): each value's text
+    /// (or NULL) is cast to the type the query gives its placeholder, text where it says
+    /// none. Values are bound into the plan, never pasted into the SQL.
+    pub async fn query_with(&self, sql: &str, params: &[Param], scope: &Scope) -> Result<Answer, SqlError> {
         let _slot = self
             .slots
             .clone()
             .try_acquire_owned()
             .map_err(|_| SqlError::Busy { running: self.limits.max_concurrent })?;
         let secs = self.limits.timeout.as_secs();
-        tokio::time::timeout(self.limits.timeout, self.run(sql, scope)).await.unwrap_or(Err(SqlError::Timeout { secs }))
+        tokio::time::timeout(self.limits.timeout, self.run(sql, params, scope))
+            .await
+            .unwrap_or(Err(SqlError::Timeout { secs }))
+    }
+
+    /// The types of a query's placeholders, `$1` first (text where the query says none).
+    pub async fn parameter_types(&self, sql: &str, scope: &Scope) -> Result<Vec<DataType>, SqlError> {
+        let ctx = self.session(scope)?;
+        let df = ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e))?;
+        let types = df.logical_plan().get_parameter_types().map_err(|e| self.error(e))?;
+        Ok((1..=types.len())
+            .map(|i| types.get(&format!("${i}")).cloned().flatten().unwrap_or(DataType::Utf8))
+            .collect())
+    }
+
+    fn bind(&self, df: DataFrame, params: &[Param]) -> Result<DataFrame, SqlError> {
+        if params.is_empty() {
+            return Ok(df);
+        }
+        let types = df.logical_plan().get_parameter_types().map_err(|e| self.error(e))?;
+        let values = params
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let t = types.get(&format!("${}", i + 1)).cloned().flatten().unwrap_or(DataType::Utf8);
+                match p {
+                    None => ScalarValue::try_from(&t),
+                    Some(s) => ScalarValue::try_from_string(s.clone(), &t),
+                }
+                .map_err(|e| SqlError::Invalid(format!("parameter ${}: {}", i + 1, e.strip_backtrace())))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        df.with_param_values(values).map_err(|e| self.error(e))
     }
 
     /// The columns a query would answer with, without running it (for clients that ask
@@ -163,9 +206,10 @@ impl Engine {
         Ok(Arc::new(df.schema().as_arrow().clone()))
     }
 
-    async fn run(&self, sql: &str, scope: &Scope) -> Result<Answer, SqlError> {
+    async fn run(&self, sql: &str, params: &[Param], scope: &Scope) -> Result<Answer, SqlError> {
         let ctx = self.session(scope)?;
         let df = ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e))?;
+        let df = self.bind(df, params)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(|e| self.error(e))?;
         let mut batches = Vec::new();

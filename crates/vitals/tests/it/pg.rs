@@ -156,6 +156,15 @@ with psycopg.connect(host="127.0.0.1", port=int(port), user=user, password=passw
         out["other"] = list(cur.fetchone())
         cur.execute("SELECT patient, teams, cohorts FROM patients ORDER BY patient")
         out["patients"] = [list(r) for r in cur.fetchall()]
+        # Parameters, bound server-side (the extended protocol's Bind), as pandas sends them.
+        since = datetime.datetime(2025, 11, 1, tzinfo=datetime.timezone.utc)
+        cur.execute("SELECT count(*) AS n, sum(value) AS s FROM samples WHERE patient = %s AND time >= %s AND value > %s",
+                    (own, since, 61))
+        out["params"] = list(cur.fetchone())
+        cur.execute("SELECT count(*) FROM samples WHERE patient = %s", (other,))
+        out["params_other"] = cur.fetchone()[0]
+        cur.execute("SELECT count(*) FROM samples WHERE patient = %s OR %s", (other, True))
+        out["injection"] = cur.fetchone()[0]
     conn.commit()
     try:
         conn.execute("SELECT nope FROM samples")
@@ -185,11 +194,17 @@ fn psycopg_gets_typed_rows_and_a_clinician_stays_within_their_team() {
     assert_eq!(v["rows"][10], json!([OWN, "2025-11-22T02:59:59+00:00", 75.5, "w1"]));
     assert_eq!(v["other"], json!([5, 92.0]));
     assert_eq!(v["error"], "42601", "a planning error carries an SQLSTATE");
+    assert_eq!(v["params"], json!([4, 264.5]), "parameters are bound: OWN above 61 since November");
+    assert_eq!(v["params_other"], 5);
+    assert_eq!(v["injection"], 11);
 
     let v = psycopg(&w, "cli");
     let patients: Vec<&str> = v["rows"].as_array().expect("rows").iter().map(|r| r[0].as_str().expect("p")).collect();
     assert_eq!(patients.len(), 6);
     assert!(patients.iter().all(|p| *p == OWN), "{patients:?}");
     assert_eq!(v["other"], json!([0, null]), "another team's patient does not exist for a clinician");
+    assert_eq!(v["params"], json!([4, 264.5]));
+    assert_eq!(v["params_other"], 0, "a parameter does not reach past the row filter either");
+    assert_eq!(v["injection"], 6, "OR TRUE as a parameter still sees the clinician's rows only");
     assert_eq!(v["patients"], json!([[OWN, "ward", ""]]));
 }
