@@ -54,6 +54,8 @@ pub struct SqlConfig {
     /// Address of the PostgreSQL protocol listener (e.g. `127.0.0.1:5433`); empty: off.
     /// TLS with `server.tls_cert` when set.
     pub pg_listen: String,
+    /// Open PostgreSQL protocol connections at once; more are refused (SQLSTATE 53300).
+    pub pg_max_connections: usize,
 }
 
 impl Default for SqlConfig {
@@ -64,6 +66,7 @@ impl Default for SqlConfig {
             timeout: DurationMs(60_000),
             max_concurrent: 4,
             pg_listen: String::new(),
+            pg_max_connections: 64,
         }
     }
 }

@@ -68,20 +68,27 @@ pub async fn spawn(
     }
     tracing::info!(%addr, tls = tls.is_some(), "PostgreSQL protocol listening");
     let handlers = Arc::new(Handlers { app: app.clone() });
+    let slots = Arc::new(tokio::sync::Semaphore::new(app.config.sql.pg_max_connections.max(1)));
     let task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 () = shutdown.triggered() => return Ok(()),
                 accepted = listener.accept() => {
-                    let (socket, _) = match accepted {
+                    let (mut socket, peer) = match accepted {
                         Ok(x) => x,
                         Err(e) => {
                             tracing::warn!(error = %e, "accepting a PostgreSQL connection");
                             continue;
                         }
                     };
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, "PostgreSQL connection refused: sql.pg_max_connections reached");
+                        tokio::spawn(async move { too_many_clients(&mut socket).await });
+                        continue;
+                    };
                     let (h, tls) = (handlers.clone(), tls.clone());
                     tokio::spawn(async move {
+                        let _slot = slot;
                         if let Err(e) = pgwire::tokio::process_socket(socket, tls, h).await {
                             tracing::debug!(error = %e, "PostgreSQL connection ended");
                         }
@@ -91,6 +98,25 @@ pub async fn spawn(
         }
     });
     Ok(Some((addr, task)))
+}
+
+/// Answers a connection over the cap as PostgreSQL does: a FATAL error 53300 (clients
+/// read it in place of the answer to their first message), then the end of the connection.
+async fn too_many_clients(socket: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let mut body = Vec::new();
+    for (field, text) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', "53300"), (b'M', "sorry, too many clients already")]
+    {
+        body.push(field);
+        body.extend_from_slice(text.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    msg.extend_from_slice(&body);
+    let _ = socket.write_all(&msg).await;
+    let _ = socket.shutdown().await;
 }
 
 struct Handlers {

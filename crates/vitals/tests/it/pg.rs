@@ -139,6 +139,55 @@ fn psql_queries_as_an_analyst_and_a_clinician_and_refuses_others() {
     assert!(targets.iter().any(|t| t.starts_with("user:ana failed postgres DROP TABLE")), "{targets:?}");
 }
 
+/// Holds `sql.pg_max_connections` connections open, then tries one more.
+const CAP: &str = r#"
+import json, sys, time
+import psycopg
+port, password, cap = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kw = dict(host="127.0.0.1", port=int(port), user="ana", password=password, dbname="vitals", sslmode="disable")
+held = [psycopg.connect(**kw) for _ in range(cap)]
+out = {"held": len(held)}
+try:
+    psycopg.connect(**kw)
+    out["refused"] = None
+except psycopg.OperationalError as e:
+    out["refused"] = str(e)
+for c in held:
+    c.close()
+# The server frees a slot once it has seen the close: poll, with a deadline.
+deadline = time.monotonic() + 10
+while True:
+    try:
+        with psycopg.connect(**kw) as c:
+            out["after"] = c.execute("SELECT 1").fetchone()[0]
+        break
+    except psycopg.OperationalError:
+        if time.monotonic() > deadline:
+            raise
+        time.sleep(0.02)
+print(json.dumps(out))
+"#;
+
+#[test]
+fn connections_over_the_cap_are_refused_as_postgresql_does() {
+    let server = TestServer::with_config(|c| {
+        c.sql.pg_listen = "127.0.0.1:0".into();
+        c.sql.pg_max_connections = 2;
+    });
+    server.app.directory.create_user("ana", Role::Analyst, Some(PASSWORD), None, NOW).expect("analyst");
+    let mut port = 0;
+    eventually("the PostgreSQL listener", || {
+        port = server.app.pg_listen_addr.get().map_or(0, |a| a.port());
+        port != 0
+    });
+    let out = Command::new("python3").args(["-c", CAP, &port.to_string(), PASSWORD, "2"]).output().expect("python3");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["held"], 2);
+    assert!(v["refused"].as_str().is_some_and(|m| m.contains("too many clients")), "{v}");
+    assert_eq!(v["after"], 1, "a slot frees when its connection closes");
+}
+
 const PSYCOPG: &str = r#"
 import json, sys, datetime
 import psycopg
