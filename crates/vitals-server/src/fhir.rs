@@ -58,7 +58,12 @@ fn for_each_sample(
     sel: &Selection,
     mut each: impl FnMut(&PatientId, MetricId, Option<&DeviceId>, i64, f64) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    for ((p, m), days) in store.series_days() {
+    // A patient's series are looked up; only an export of everyone walks the whole index.
+    let series = match &sel.patients {
+        Some(ps) => ps.iter().flat_map(|p| store.series_days(Some(p))).collect(),
+        None => store.series_days(None),
+    };
+    for ((p, m), days) in series {
         if !sel.wants(&p, m) {
             continue;
         }

@@ -106,7 +106,7 @@ impl SeriesTable {
             Kind::Rollups => (want.from.div_euclid(MS_PER_HOUR).saturating_mul(MS_PER_HOUR), ceil_hour(want.to)),
         };
         let mut out = Vec::new();
-        for ((patient, metric), days) in self.store.series_days() {
+        for ((patient, metric), days) in self.store.series_days(None) {
             if !self.scope.includes(patient.as_str())
                 || want.patients.as_ref().is_some_and(|p| !p.contains(patient.as_str()))
                 || want.metrics.as_ref().is_some_and(|m| !m.contains(catalog.get(metric).code))

@@ -598,15 +598,25 @@ impl Store {
 
     /// Every series (patient, metric) with the UTC days (their start) that hold data, in
     /// segments or buffered; a buffered series counts every day between its first and last
-    /// point. For planning scans: a read of a day not listed finds nothing.
-    pub fn series_days(&self) -> BTreeMap<SeriesKey, BTreeSet<i64>> {
+    /// point. For planning scans: a read of a day not listed finds nothing. With `patient`,
+    /// only that patient's series (looked up, not scanned for).
+    pub fn series_days(&self, patient: Option<&PatientId>) -> BTreeMap<SeriesKey, BTreeSet<i64>> {
         let g = self.inner.read.read();
         let mut out: BTreeMap<SeriesKey, BTreeSet<i64>> = BTreeMap::new();
-        for (key, days) in &g.index.series {
-            out.entry(key.clone()).or_default().extend(days.keys().copied());
+        let mut add = |key: &SeriesKey, days: &Days| out.entry(key.clone()).or_default().extend(days.keys().copied());
+        match patient {
+            None => g.index.series.iter().for_each(|(key, days)| add(key, days)),
+            Some(p) => {
+                for (metric, _) in self.inner.catalog.all() {
+                    let key = (p.clone(), metric);
+                    if let Some(days) = g.index.series.get(&key) {
+                        add(&key, days);
+                    }
+                }
+            }
         }
         for b in g.frozen.iter().map(|b| &**b).chain(std::iter::once(&g.active)) {
-            for (p, m, lo, hi) in b.series_spans() {
+            for (p, m, lo, hi) in b.series_spans().filter(|s| patient.is_none_or(|want| want == s.0)) {
                 let e = out.entry((p.clone(), m)).or_default();
                 let mut d = day_start(lo);
                 // Validated times lie within decades; the bound only keeps a bad clock cheap.

@@ -149,6 +149,20 @@ fn every_query_is_audited_with_its_text_and_errors_are_clear() {
     assert_eq!(ddl.json()["code"], "invalid_sql");
     let fmt = sql(&server, &cli, "SELECT 1", "xml");
     assert_eq!(fmt.status, 400);
+    // A query over 64 KiB is refused; 50 MB of junk is refused before it is all read (the
+    // client may see the connection end while it still sends); the server lives on.
+    let r = server.post("/api/v1/sql", Some(&cli), "application/sql", &vec![b'x'; (64 << 10) + 1]);
+    assert_eq!(r.status, 413, "{}", r.body);
+    assert_eq!(r.json()["code"], "payload_too_large");
+    let sent = crate::harness::agent()
+        .post(&format!("{}/api/v1/sql", server.url))
+        .header("Authorization", &format!("Bearer {cli}"))
+        .header("Content-Type", "application/sql")
+        .send(&vec![b'x'; 50 << 20][..]);
+    if let Ok(r) = sent {
+        assert_eq!(crate::harness::into_resp(r).status, 413);
+    }
+    assert_eq!(sql(&server, &cli, "SELECT 1 AS one", "json").status, 200);
     let audit = server.get("/api/v1/audit?action=sql.query", Some(ADMIN)).json();
     let entries = audit["entries"].as_array().expect("entries");
     let with = |text: &str, outcome: &str| {
