@@ -6,10 +6,12 @@ pub mod catalog;
 pub mod event;
 pub mod id;
 pub mod sample;
+pub mod source;
 pub mod time;
 
 pub use catalog::{Aggregation, Catalog, Metric, MetricId};
 pub use event::Event;
 pub use id::{DeviceId, IdError, PatientId, SampleId};
 pub use sample::{MAX_MESSAGE_CHARS, RawSample, RawTime, RejectCode, Rejection, Sample, Validator};
+pub use source::Source;
 pub use time::{Clock, DurationMs, ManualClock, SystemClock};

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::catalog::{Catalog, MetricId};
 use crate::id::{DeviceId, PatientId, SampleId};
+use crate::source::Source;
 use crate::time::{self, MAX_TIME_MS};
 
 /// One reading, canonical: validated ids, a catalog metric, UTC milliseconds, a value in the
@@ -20,6 +21,8 @@ pub struct Sample {
     pub value: f64,
     pub device: Option<DeviceId>,
     pub id: Option<SampleId>,
+    /// The adapter it came in through.
+    pub source: Source,
 }
 
 /// A time as it arrived on the wire.
@@ -146,6 +149,7 @@ pub struct Validator<'c> {
     patients: HashMap<String, PatientId>,
     devices: HashMap<String, DeviceId>,
     only_patient: Option<PatientId>,
+    source: Source,
 }
 
 impl<'c> Validator<'c> {
@@ -158,7 +162,14 @@ impl<'c> Validator<'c> {
             patients: HashMap::new(),
             devices: HashMap::new(),
             only_patient: None,
+            source: Source::Unknown,
         }
+    }
+
+    /// Marks every sample this validator passes as having come in through `source`.
+    pub fn source(mut self, source: Source) -> Self {
+        self.source = source;
+        self
     }
 
     /// Refuses samples of any other patient (a sender whose token is bound to one patient).
@@ -256,7 +267,15 @@ impl<'c> Validator<'c> {
                 ),
             ));
         }
-        Ok(Sample { patient, metric: metric_id, time_ms, value: metric.quantize(value), device, id })
+        Ok(Sample {
+            patient,
+            metric: metric_id,
+            time_ms,
+            value: metric.quantize(value),
+            device,
+            id,
+            source: self.source,
+        })
     }
 }
 

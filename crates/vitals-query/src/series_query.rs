@@ -182,6 +182,7 @@ pub fn run(store: &Store, q: &SeriesQuery) -> Result<QueryResult, QueryError> {
             to: q.to,
             rollups,
             max_points: if bucketed { MAX_SCANNED_POINTS } else { MAX_RAW_POINTS },
+            sources: false,
         })
         .map_err(|e| match e {
             StoreError::TooManyPoints { .. } if bucketed => QueryError::TooManyScanned,

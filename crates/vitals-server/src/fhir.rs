@@ -80,6 +80,7 @@ fn for_each_sample(
                 to,
                 rollups: false,
                 max_points: MAX_DAY_POINTS,
+                sources: false,
             })?;
             for s in &read.raw {
                 for (t, v) in s.times.iter().zip(&s.values) {
@@ -108,6 +109,7 @@ pub fn bundle(app: &App, p: &PatientId, sel: &Selection) -> Result<Value, FhirEr
                 to: sel.to,
                 rollups: false,
                 max_points: usize::MAX,
+                sources: false,
             })
         })
         .sum();

@@ -215,6 +215,7 @@ fn request(patient: &PatientId, metric: vitals_core::MetricId, from: i64, to: i6
         rollups: false,
         // The window was chosen so that its estimate fits; an hour of data is read whole.
         max_points: usize::MAX,
+        sources: false,
     }
 }
 

@@ -36,6 +36,8 @@ const READ_POINTS: u64 = 1_000_000;
 const MAX_TIME: i64 = 253_402_300_800_000;
 /// Partitions a scan is split into (one per core of the machines Vitals is sized for).
 const PARTITIONS: usize = 2;
+/// The position of `source` in `samples`: read from the store only when a query uses it.
+const SOURCE_COLUMN: usize = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Kind {
@@ -65,6 +67,7 @@ impl SeriesTable {
             Field::new("value", DataType::Float64, false),
             Field::new("unit", DataType::Utf8, false),
             Field::new("device", DataType::Utf8, true),
+            Field::new("source", DataType::Utf8, true),
         ]));
         SeriesTable { kind: Kind::Samples, store, scope, schema }
     }
@@ -175,6 +178,7 @@ impl TableProvider for SeriesTable {
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let chunks = self.chunks(&self.keys().wanted(filters));
+        let sources = self.kind == Kind::Samples && projection.is_none_or(|p| p.contains(&SOURCE_COLUMN));
         let mut parts: Vec<Vec<Chunk>> = vec![Vec::new(); PARTITIONS];
         for (i, c) in chunks.into_iter().enumerate() {
             parts[i % PARTITIONS].push(c);
@@ -187,6 +191,7 @@ impl TableProvider for SeriesTable {
                     store: self.store.clone(),
                     schema: self.schema.clone(),
                     chunks: Arc::new(chunks),
+                    sources,
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
@@ -208,6 +213,8 @@ struct ChunkStream {
     store: Arc<Store>,
     schema: SchemaRef,
     chunks: Arc<Vec<Chunk>>,
+    /// Whether the query uses `source`.
+    sources: bool,
 }
 
 impl fmt::Debug for ChunkStream {
@@ -224,11 +231,12 @@ impl PartitionStream for ChunkStream {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
         let (kind, store, schema, chunks) = (self.kind, self.store.clone(), self.schema.clone(), self.chunks.clone());
+        let sources = self.sources;
         tokio::task::spawn_blocking(move || {
             // The receiver is gone when the query ended early or was cancelled.
             let mut emit = |b: Result<RecordBatch>| tx.blocking_send(b).is_ok();
             for c in chunks.iter() {
-                if !read_chunk(kind, &store, &schema, c, &mut emit) {
+                if !read_chunk(kind, &store, &schema, c, sources, &mut emit) {
                     return;
                 }
             }
@@ -255,6 +263,7 @@ fn read_chunk(
     store: &Store,
     schema: &SchemaRef,
     c: &Chunk,
+    sources: bool,
     emit: &mut dyn FnMut(Result<RecordBatch>) -> bool,
 ) -> bool {
     let req = |from: i64, to: i64| ReadRequest {
@@ -265,6 +274,7 @@ fn read_chunk(
         to,
         rollups: false,
         max_points: usize::try_from(READ_POINTS * 4).unwrap_or(usize::MAX),
+        sources,
     };
     let parts = match kind {
         // Rollups are read hour-aligned and whole: their day is folded at once.
@@ -305,11 +315,15 @@ fn samples_batch(store: &Store, schema: &SchemaRef, c: &Chunk, req: &ReadRequest
     let mut times = Vec::with_capacity(n);
     let mut values = Vec::with_capacity(n);
     let mut devices: Vec<Option<&str>> = Vec::with_capacity(n);
+    // Left all null when the query does not use `source` (then the read did not decode it).
+    let mut sources: Vec<Option<&str>> = Vec::with_capacity(n);
     for s in &read.raw {
         times.extend_from_slice(&s.times);
         values.extend_from_slice(&s.values);
         devices.extend(std::iter::repeat_n(s.device.as_ref().map(|d| d.as_str()), s.times.len()));
+        sources.extend(s.sources.iter().map(|x| x.name()));
     }
+    sources.resize(n, None);
     let columns: Vec<ArrayRef> = vec![
         repeat(c.patient.as_str(), n),
         repeat(metric.code, n),
@@ -317,6 +331,7 @@ fn samples_batch(store: &Store, schema: &SchemaRef, c: &Chunk, req: &ReadRequest
         Arc::new(Float64Array::from(values)),
         repeat(metric.unit, n),
         Arc::new(devices.into_iter().collect::<StringArray>()),
+        Arc::new(sources.into_iter().collect::<StringArray>()),
     ];
     Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

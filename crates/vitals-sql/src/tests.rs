@@ -71,6 +71,7 @@ fn sample(p: &str, m: &str, d: Option<&str>, t: i64, v: f64) -> Sample {
         value: v,
         device: d.map(|d| DeviceId::new(d).expect("id")),
         id: None,
+        source: vitals_core::Source::Native,
     }
 }
 

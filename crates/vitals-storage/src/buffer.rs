@@ -6,14 +6,16 @@
 
 use std::collections::HashMap;
 
-use vitals_core::{DeviceId, MetricId, PatientId, Sample, SampleId};
+use vitals_core::{DeviceId, MetricId, PatientId, Sample, SampleId, Source};
 
 /// One stored point. `id` is 0 for none, else 1 + an index into the buffer's id table.
+/// (24 bytes: the source sits in what would be padding.)
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Point {
     pub time_ms: i64,
     pub value: f64,
     pub id: u32,
+    pub source: Source,
 }
 
 const MIN_TAIL: usize = 1024;
@@ -153,7 +155,7 @@ impl Buffer {
                         self.ids.len() as u32
                     }
                 };
-                series.push(Point { time_ms: p.time_ms, value: p.value, id });
+                series.push(Point { time_ms: p.time_ms, value: p.value, id, source: p.source });
                 j += 1;
             }
             self.len += j - i;
@@ -246,7 +248,12 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn pt(t: i64, v: f64) -> Point {
-        Point { time_ms: t, value: v, id: 0 }
+        Point { time_ms: t, value: v, id: 0, source: Source::Native }
+    }
+
+    #[test]
+    fn a_point_is_24_bytes() {
+        assert_eq!(std::mem::size_of::<Point>(), 24);
     }
 
     proptest! {

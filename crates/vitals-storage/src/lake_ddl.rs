@@ -59,7 +59,7 @@ pub fn ddl(engine: Engine, location: &str, metrics: &[&str]) -> String {
         // id such as 0001 stays text.
         let _ = writeln!(
             out,
-            "CREATE OR REPLACE VIEW samples AS\nSELECT patient, metric, time, CAST(value AS DOUBLE) AS value, device, sample_id,\n       make_date(year, month, day) AS day\nFROM read_parquet('{location}/metric=*/year=*/month=*/day=*/patient=*/*.parquet',\n    hive_partitioning = true, union_by_name = true,\n    hive_types = {{'metric': VARCHAR, 'year': INTEGER, 'month': INTEGER, 'day': INTEGER, 'patient': VARCHAR}});"
+            "CREATE OR REPLACE VIEW samples AS\nSELECT patient, metric, time, CAST(value AS DOUBLE) AS value, device, sample_id, source,\n       make_date(year, month, day) AS day\nFROM read_parquet('{location}/metric=*/year=*/month=*/day=*/patient=*/*.parquet',\n    hive_partitioning = true, union_by_name = true,\n    hive_types = {{'metric': VARCHAR, 'year': INTEGER, 'month': INTEGER, 'day': INTEGER, 'patient': VARCHAR}});"
         );
         return out;
     }
@@ -71,21 +71,21 @@ pub fn ddl(engine: Engine, location: &str, metrics: &[&str]) -> String {
             Engine::Athena => {
                 let _ = writeln!(
                     out,
-                    "CREATE EXTERNAL TABLE IF NOT EXISTS {table} (\n  `time` timestamp,\n  `value` decimal(18,{scale}),\n  `device` string,\n  `sample_id` string)\nPARTITIONED BY (`year` int, `month` int, `day` int, `patient` string)\nSTORED AS PARQUET\nLOCATION '{location}/metric={code}/';\nMSCK REPAIR TABLE {table};",
+                    "CREATE EXTERNAL TABLE IF NOT EXISTS {table} (\n  `time` timestamp,\n  `value` decimal(18,{scale}),\n  `device` string,\n  `sample_id` string,\n  `source` string)\nPARTITIONED BY (`year` int, `month` int, `day` int, `patient` string)\nSTORED AS PARQUET\nLOCATION '{location}/metric={code}/';\nMSCK REPAIR TABLE {table};",
                     scale = m.scale
                 );
             }
             Engine::Spark => {
                 let _ = writeln!(
                     out,
-                    "CREATE TABLE IF NOT EXISTS {table} (\n  `time` timestamp,\n  `value` decimal(18,{scale}),\n  `device` string,\n  `sample_id` string,\n  `year` int, `month` int, `day` int, `patient` string)\nUSING parquet\nPARTITIONED BY (`year`, `month`, `day`, `patient`)\nLOCATION '{location}/metric={code}';\nMSCK REPAIR TABLE {table};",
+                    "CREATE TABLE IF NOT EXISTS {table} (\n  `time` timestamp,\n  `value` decimal(18,{scale}),\n  `device` string,\n  `sample_id` string,\n  `source` string,\n  `year` int, `month` int, `day` int, `patient` string)\nUSING parquet\nPARTITIONED BY (`year`, `month`, `day`, `patient`)\nLOCATION '{location}/metric={code}';\nMSCK REPAIR TABLE {table};",
                     scale = m.scale
                 );
             }
             Engine::DuckDb => {}
         }
         parts.push(format!(
-            "SELECT patient, '{code}' AS metric, `time`, CAST(`value` AS double) AS `value`, device, sample_id FROM {table}"
+            "SELECT patient, '{code}' AS metric, `time`, CAST(`value` AS double) AS `value`, device, sample_id, source FROM {table}"
         ));
     }
     if !parts.is_empty() {

@@ -75,14 +75,22 @@ impl fmt::Display for HeaderError {
 pub struct Scan<'a> {
     pub records: Vec<(u64, &'a [u8])>,
     pub tail: Tail,
+    /// The header's format version (the newest accepted one for a file cut inside it).
+    pub version: u32,
 }
 
 /// Checks the header and splits a file's bytes into records.
 pub fn scan(bytes: &[u8], magic: [u8; 4], version: u32) -> Result<Scan<'_>, HeaderError> {
+    scan_versions(bytes, magic, &[version])
+}
+
+/// [`scan`] of a format that still reads files of older `versions` (the newest last).
+pub fn scan_versions<'a>(bytes: &'a [u8], magic: [u8; 4], versions: &[u32]) -> Result<Scan<'a>, HeaderError> {
+    let newest = versions.last().copied().unwrap_or(0);
     if bytes.len() < HEADER_LEN {
         // A file cut before its header was complete holds no acknowledged data.
         if magic.starts_with(&bytes[..bytes.len().min(4)]) {
-            return Ok(Scan { records: Vec::new(), tail: Tail::Torn { offset: 0 } });
+            return Ok(Scan { records: Vec::new(), tail: Tail::Torn { offset: 0 }, version: newest });
         }
         return Err(HeaderError::Short);
     }
@@ -92,7 +100,7 @@ pub fn scan(bytes: &[u8], magic: [u8; 4], version: u32) -> Result<Scan<'_>, Head
         return Err(HeaderError::BadMagic(m));
     }
     let v = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
-    if v != version {
+    if !versions.contains(&v) {
         return Err(HeaderError::UnsupportedVersion(v));
     }
     let mut records = Vec::new();
@@ -118,11 +126,11 @@ pub fn scan(bytes: &[u8], magic: [u8; 4], version: u32) -> Result<Scan<'_>, Head
                     },
                     Search::None => Tail::Torn { offset: pos as u64 },
                 };
-                return Ok(Scan { records, tail });
+                return Ok(Scan { records, tail, version: v });
             }
         }
     }
-    Ok(Scan { records, tail: Tail::Clean })
+    Ok(Scan { records, tail: Tail::Clean, version: v })
 }
 
 fn record_at(bytes: &[u8], pos: usize) -> Result<&[u8], &'static str> {

@@ -2,8 +2,10 @@
 //!
 //! Columns: `time` (timestamp ms UTC, delta-encoded), `value` (decimal(18, scale) with the
 //! metric's catalog scale, so quantized readings become small delta-encoded integers that
-//! every Parquet reader still sees as exact decimals), `device` and `sample_id` (nullable
-//! strings, dictionary-encoded). Rows are sorted by (device, time), unique per (device, time).
+//! every Parquet reader still sees as exact decimals), `device`, `sample_id` and `source`
+//! (nullable strings, dictionary-encoded; segments written before sources have no `source`
+//! column and read as source unknown). Rows are sorted by (device, time), unique per
+//! (device, time).
 //! Hourly rollups per device ride in the footer's key-value metadata (`vitals.rollup.v1`),
 //! so aggregate queries over whole days never decode the rows.
 
@@ -25,7 +27,7 @@ use parquet::file::statistics::Statistics;
 use parquet::schema::types::ColumnPath;
 use serde::{Deserialize, Serialize};
 use vitals_core::time::MS_PER_HOUR;
-use vitals_core::{DeviceId, SampleId};
+use vitals_core::{DeviceId, SampleId, Source};
 
 const ROLLUP_KEY: &str = "vitals.rollup.v1";
 /// Rows per row group: about 2 h of a 4 Hz signal, so a read of recent minutes decodes one
@@ -52,6 +54,24 @@ pub struct SeriesRows {
     pub times: Vec<i64>,
     pub values: Vec<f64>,
     pub ids: Vec<Option<SampleId>>,
+    /// Per row, when read ([`Extra::sources`]) or to be written; empty otherwise.
+    pub sources: Vec<Source>,
+}
+
+/// The optional columns a [`read`] decodes besides time, value and device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extra {
+    /// Sample ids (compaction needs them, queries do not).
+    pub ids: bool,
+    /// Sources (compaction and SQL need them, the REST API does not).
+    pub sources: bool,
+}
+
+impl Extra {
+    /// Everything a segment holds, as compaction rewrites it.
+    pub const ALL: Extra = Extra { ids: true, sources: true };
+    /// Time, value and device only.
+    pub const NONE: Extra = Extra { ids: false, sources: false };
 }
 
 /// Aggregates of one device over one UTC hour.
@@ -128,6 +148,7 @@ fn schema(scale: u8) -> Arc<Schema> {
         Field::new("value", DataType::Decimal128(18, scale as i8), false),
         Field::new("device", DataType::Utf8, true),
         Field::new("sample_id", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
     ]))
 }
 
@@ -141,6 +162,7 @@ pub fn write(fs: &dyn Fs, path: &Path, scale: u8, series: &[SeriesRows]) -> Resu
     let mut values = Vec::with_capacity(rows);
     let mut devices: Vec<Option<&str>> = Vec::with_capacity(rows);
     let mut ids: Vec<Option<&str>> = Vec::with_capacity(rows);
+    let mut sources: Vec<Option<&str>> = Vec::with_capacity(rows);
     let (mut min_ms, mut max_ms) = (i64::MAX, i64::MIN);
     for s in series {
         let dev = s.device.as_ref().map(|d| d.as_str());
@@ -149,6 +171,7 @@ pub fn write(fs: &dyn Fs, path: &Path, scale: u8, series: &[SeriesRows]) -> Resu
             values.push((v * p).round() as i128);
             devices.push(dev);
             ids.push(s.ids.get(i).and_then(|x| x.as_ref()).map(|x| x.as_str()));
+            sources.push(s.sources.get(i).and_then(|x| x.name()));
             min_ms = min_ms.min(t);
             max_ms = max_ms.max(t);
         }
@@ -164,6 +187,7 @@ pub fn write(fs: &dyn Fs, path: &Path, scale: u8, series: &[SeriesRows]) -> Resu
         Arc::new(Decimal128Array::from(values).with_precision_and_scale(18, scale as i8).map_err(aerr)?),
         Arc::new(StringArray::from(devices)),
         Arc::new(StringArray::from(ids)),
+        Arc::new(StringArray::from(sources)),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns).map_err(aerr)?;
     let props = WriterProperties::builder()
@@ -191,8 +215,8 @@ pub fn load_metadata(path: &Path) -> Result<ArrowReaderMetadata, SegmentError> {
         .map_err(|source| SegmentError::Parquet { path: path.to_owned(), source })
 }
 
-/// Reads the rows of a segment with `from <= time < to`, optionally of one device;
-/// `with_ids` also reads the sample ids (compaction needs them, queries do not).
+/// Reads the rows of a segment with `from <= time < to`, optionally of one device, with
+/// the `extra` columns asked for.
 /// `metadata` is the footer from [`load_metadata`] if the caller cached it.
 pub fn read(
     path: &Path,
@@ -200,7 +224,7 @@ pub fn read(
     from: i64,
     to: i64,
     device: Option<&DeviceId>,
-    with_ids: bool,
+    extra: Extra,
 ) -> Result<Vec<SeriesRows>, SegmentError> {
     let perr = |source| SegmentError::Parquet { path: path.to_owned(), source };
     let ferr = |reason: &str| SegmentError::Format { path: path.to_owned(), reason: reason.to_owned() };
@@ -224,8 +248,22 @@ pub fn read(
         })
         .map(|(i, _)| i)
         .collect();
-    let columns: &[usize] = if with_ids { &[0, 1, 2, 3] } else { &[0, 1, 2] };
-    let mask = ProjectionMask::roots(builder.parquet_schema(), columns.iter().copied());
+    let wanted = |name: &str| match name {
+        "time" | "value" | "device" => true,
+        "sample_id" => extra.ids,
+        "source" => extra.sources,
+        _ => false,
+    };
+    let columns: Vec<usize> = builder
+        .parquet_schema()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| wanted(f.name()))
+        .map(|(i, _)| i)
+        .collect();
+    let mask = ProjectionMask::roots(builder.parquet_schema(), columns);
     let reader =
         builder.with_row_groups(groups).with_projection(mask).with_batch_size(64 * 1024).build().map_err(perr)?;
     let mut out: Vec<SeriesRows> = Vec::new();
@@ -244,6 +282,9 @@ pub fn read(
             .and_then(|c| c.as_any().downcast_ref::<StringArray>())
             .ok_or_else(|| ferr("no device column"))?;
         let ids = batch.column_by_name("sample_id").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        let sources = batch.column_by_name("source").and_then(|c| c.as_any().downcast_ref::<StringArray>());
+        // Sources repeat: name lookups are remembered for the run of equal names.
+        let mut last_source: (Option<&str>, Source) = (None, Source::Unknown);
         let div = 10f64.powi(i32::from(v.scale()));
         for i in 0..batch.num_rows() {
             let time = t.value(i);
@@ -269,6 +310,13 @@ pub fn read(
             s.values.push(v.value(i) as f64 / div);
             if let Some(ids) = ids {
                 s.ids.push(if ids.is_null(i) { None } else { SampleId::new(ids.value(i)).ok() });
+            }
+            if extra.sources {
+                let name = sources.and_then(|a| if a.is_null(i) { None } else { Some(a.value(i)) });
+                if name != last_source.0 {
+                    last_source = (name, name.map(Source::from_name).unwrap_or(Source::Unknown));
+                }
+                s.sources.push(last_source.1);
             }
         }
     }
@@ -303,29 +351,57 @@ mod tests {
                 times: vec![0, 1_000, MS_PER_HOUR + 5],
                 values: vec![60.0, 61.5, 70.0],
                 ids: vec![None, Some(SampleId::new("a").expect("id")), None],
+                sources: vec![Source::Native, Source::Native, Source::Nightscout],
             },
             SeriesRows {
                 device: Some(DeviceId::new("w1").expect("id")),
                 times: vec![10],
                 values: vec![0.125],
                 ids: vec![None],
+                sources: vec![Source::Unknown],
             },
         ];
         let w = write(&crate::fs::RealFs, &path, 3, &series).expect("write");
         assert_eq!((w.rows, w.min_ms, w.max_ms), (4, 0, MS_PER_HOUR + 5));
-        let back = read(&path, None, i64::MIN, i64::MAX, None, true).expect("read");
+        let back = read(&path, None, i64::MIN, i64::MAX, None, Extra::ALL).expect("read");
         assert_eq!(back, series);
-        let only =
-            read(&path, Some(&load_metadata(&path).expect("footer")), 1_000, MS_PER_HOUR, None, false).expect("range");
-        assert!(only[0].ids.is_empty(), "ids are only read when asked");
+        let only = read(&path, Some(&load_metadata(&path).expect("footer")), 1_000, MS_PER_HOUR, None, Extra::NONE)
+            .expect("range");
+        assert!(only[0].ids.is_empty() && only[0].sources.is_empty(), "ids and sources are only read when asked");
         assert_eq!(only[0].times, vec![1_000]);
-        let dev =
-            read(&path, None, i64::MIN, i64::MAX, Some(&DeviceId::new("w1").expect("id")), false).expect("device");
+        let dev = read(&path, None, i64::MIN, i64::MAX, Some(&DeviceId::new("w1").expect("id")), Extra::NONE)
+            .expect("device");
         assert_eq!(dev.len(), 1);
         assert_eq!(dev[0].values, vec![0.125]);
         let r = read_rollup(&path).expect("rollup");
         assert_eq!(r, w.rollup);
         assert_eq!(r[0].hours.len(), 2);
         assert_eq!((r[0].hours[0].count, r[0].hours[0].sum, r[0].hours[0].last), (2, 121.5, 61.5));
+    }
+
+    /// Segments written before sources existed have no `source` column: they read back
+    /// with every row's source unknown.
+    #[test]
+    fn a_segment_without_a_source_column_reads_as_source_unknown() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("old.parquet");
+        let old = Arc::new(Schema::new(
+            schema(0).fields().iter().filter(|f| f.name() != "source").cloned().collect::<Vec<_>>(),
+        ));
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(TimestampMillisecondArray::from(vec![5, 6]).with_timezone("UTC")),
+            Arc::new(Decimal128Array::from(vec![60, 61]).with_precision_and_scale(18, 0).expect("decimal")),
+            Arc::new(StringArray::from(vec![None::<&str>, None])),
+            Arc::new(StringArray::from(vec![None::<&str>, Some("x")])),
+        ];
+        let batch = RecordBatch::try_new(old.clone(), columns).expect("batch");
+        let mut w = ArrowWriter::try_new(File::create(&path).expect("create"), old, None).expect("writer");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+        let back = read(&path, None, i64::MIN, i64::MAX, None, Extra::ALL).expect("read");
+        assert_eq!(back.len(), 1);
+        assert_eq!(back[0].values, vec![60.0, 61.0]);
+        assert_eq!(back[0].sources, vec![Source::Unknown, Source::Unknown]);
+        assert_eq!(back[0].ids, vec![None, Some(SampleId::new("x").expect("id"))]);
     }
 }

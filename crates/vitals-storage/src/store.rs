@@ -36,14 +36,14 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 use parquet::arrow::arrow_reader::ArrowReaderMetadata;
 use vitals_core::time::{MS_PER_DAY, civil_day, day_start};
-use vitals_core::{Catalog, Clock, DeviceId, MetricId, PatientId, Sample};
+use vitals_core::{Catalog, Clock, DeviceId, MetricId, PatientId, Sample, Source};
 
 use crate::buffer::{Buffer, Point, merge_dedup};
 use crate::data_dir::DataDir;
 use crate::fs::FsRef;
 use crate::manifest::{Edit, LastPoint, Manifest, ManifestError, SegmentMeta};
 use crate::remote::{Remote, RemoteError};
-use crate::segment::{self, DeviceRollup, HourAgg, SegmentError, SeriesRows};
+use crate::segment::{self, DeviceRollup, Extra, HourAgg, SegmentError, SeriesRows};
 use crate::wal::{Wal, WalError};
 
 /// Tuning of the store; every limit says what happens when it is reached.
@@ -237,6 +237,8 @@ pub struct RawSeries {
     pub device: Option<DeviceId>,
     pub times: Vec<i64>,
     pub values: Vec<f64>,
+    /// Per point, if the read asked for sources ([`ReadRequest::sources`]); else empty.
+    pub sources: Vec<Source>,
 }
 
 /// What a read returns: raw points, plus hourly rollups for whole days that qualified.
@@ -261,6 +263,8 @@ pub struct ReadRequest {
     /// duplicates it may return fewer); past it the read stops with `TooManyPoints`, so
     /// its memory follows this, not the range.
     pub max_points: usize,
+    /// Return each raw point's source too (SQL's `source` column; the REST API has none).
+    pub sources: bool,
 }
 
 /// The newest value of one metric.

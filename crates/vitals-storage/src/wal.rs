@@ -1,10 +1,11 @@
 //! The write-ahead log: every acknowledged sample is here, fsynced, until it is in a segment.
 //!
 //! Files `wal/wal-<first seq, 20 digits>.log` in the record format of [`crate::record`]
-//! (magic `VWAL`, version 1). One record per write request:
-//! `seq u64 | groups u32 | group*`, a group being one series' points:
-//! `patient str8 | metric code str8 | device str8 (empty = none) | n u32 | (time i64, value f64, id str8)*`
-//! where `str8` is a length byte and UTF-8 bytes; all integers little-endian.
+//! (magic `VWAL`, version 2). One record per write request:
+//! `seq u64 | groups u32 | group*`, a group being one series' points from one source:
+//! `patient str8 | metric code str8 | device str8 (empty = none) | source u8 | n u32 | (time i64, value f64, id str8)*`
+//! where `str8` is a length byte and UTF-8 bytes, `source` a [`Source`] code; all integers
+//! little-endian. Files of version 1 (no source byte) are still replayed, as source unknown.
 //!
 //! Fsync policy: [`Wal::append`] writes all records of a group commit with one `write` and
 //! one `fdatasync`; nothing is acknowledged before that returns. New files are created with
@@ -13,13 +14,15 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use vitals_core::{Catalog, DeviceId, PatientId, Sample, SampleId};
+use vitals_core::{Catalog, DeviceId, PatientId, Sample, SampleId, Source};
 
 use crate::fs::{Fs, FsFile, FsRef};
 use crate::record::{self, Tail};
 
 const MAGIC: [u8; 4] = *b"VWAL";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Versions replayed: 1 had no source byte.
+const VERSIONS: [u32; 2] = [1, VERSION];
 
 /// What went wrong with the log.
 #[derive(Debug, thiserror::Error)]
@@ -98,10 +101,10 @@ impl Wal {
         for (i, (first_seq, path)) in names.into_iter().enumerate() {
             next_seq = next_seq.max(first_seq);
             let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let scan = record::scan(&bytes, MAGIC, VERSION)
+            let scan = record::scan_versions(&bytes, MAGIC, &VERSIONS)
                 .map_err(|e| WalError::Header { path: path.clone(), reason: e.to_string() })?;
             for (offset, payload) in &scan.records {
-                let r = decode(payload, catalog).map_err(|reason| WalError::BadPayload {
+                let r = decode(payload, catalog, scan.version).map_err(|reason| WalError::BadPayload {
                     path: path.clone(),
                     offset: *offset,
                     reason,
@@ -264,7 +267,7 @@ fn holds_no_record(path: &Path) -> bool {
         Ok(m) if m.len() <= record::HEADER_LEN as u64 => true,
         Ok(m) if m.len() <= 1 << 20 => std::fs::read(path)
             .ok()
-            .and_then(|b| record::scan(&b, MAGIC, VERSION).ok().map(|s| s.records.is_empty()))
+            .and_then(|b| record::scan_versions(&b, MAGIC, &VERSIONS).ok().map(|s| s.records.is_empty()))
             .unwrap_or(false),
         _ => false,
     }
@@ -298,12 +301,14 @@ fn encode(out: &mut Vec<u8>, seq: u64, samples: &[Sample], catalog: &Catalog) {
             && samples[j].patient == s.patient
             && samples[j].metric == s.metric
             && samples[j].device == s.device
+            && samples[j].source == s.source
         {
             j += 1;
         }
         put_str(out, s.patient.as_str());
         put_str(out, catalog.get(s.metric).code);
         put_str(out, s.device.as_ref().map(|d| d.as_str()).unwrap_or(""));
+        out.push(s.source.code());
         out.extend_from_slice(&((j - i) as u32).to_le_bytes());
         for p in &samples[i..j] {
             out.extend_from_slice(&p.time_ms.to_le_bytes());
@@ -345,10 +350,10 @@ impl<'a> Cursor<'a> {
 /// Decodes a record's payload as replay does; the number of samples it holds (for fuzzing
 /// the format: never panics, whatever the bytes).
 pub fn decode_payload(payload: &[u8], catalog: &Catalog) -> Result<usize, String> {
-    decode(payload, catalog).map(|r| r.samples.len())
+    decode(payload, catalog, VERSION).map(|r| r.samples.len())
 }
 
-fn decode(payload: &[u8], catalog: &Catalog) -> Result<Replayed, String> {
+fn decode(payload: &[u8], catalog: &Catalog, version: u32) -> Result<Replayed, String> {
     let mut c = Cursor(payload);
     let seq = c.u64()?;
     let groups = c.u32()?;
@@ -361,6 +366,7 @@ fn decode(payload: &[u8], catalog: &Catalog) -> Result<Replayed, String> {
             "" => None,
             d => Some(DeviceId::new(d).map_err(|e| format!("device {e}"))?),
         };
+        let source = if version >= 2 { Source::from_code(c.take(1)?[0]) } else { Source::Unknown };
         let n = c.u32()? as usize;
         samples.reserve(n.min(1 << 20));
         for _ in 0..n {
@@ -370,7 +376,15 @@ fn decode(payload: &[u8], catalog: &Catalog) -> Result<Replayed, String> {
                 "" => None,
                 s => Some(SampleId::new(s).map_err(|e| format!("sample id {e}"))?),
             };
-            samples.push(Sample { patient: patient.clone(), metric, time_ms, value, device: device.clone(), id });
+            samples.push(Sample {
+                patient: patient.clone(),
+                metric,
+                time_ms,
+                value,
+                device: device.clone(),
+                id,
+                source,
+            });
         }
     }
     if !c.0.is_empty() {
@@ -392,6 +406,7 @@ mod tests {
             value: v,
             device: device.map(|d| DeviceId::new(d).expect("device")),
             id: id.map(|d| SampleId::new(d).expect("id")),
+            source: Source::Native,
         }
     }
 
@@ -409,6 +424,7 @@ mod tests {
             sample("p1", "heart_rate", 1000, 60.0, Some("w"), None),
             sample("p1", "heart_rate", 2000, 61.0, Some("w"), Some("s-2")),
             sample("p2", "eda", 1000, 0.25, None, None),
+            Sample { source: Source::Nightscout, ..sample("p2", "eda", 2000, 0.5, None, None) },
         ];
         let b = vec![sample("p1", "heart_rate", 1000, 62.0, Some("w"), None)];
         {
@@ -535,5 +551,36 @@ mod tests {
         let (_, replayed) = open(dir.path(), true).expect("repair opens");
         assert!(replayed.is_empty(), "the damaged first record and what followed it are set aside");
         assert!(path.with_extension("damaged").exists());
+    }
+
+    /// A log written by a build before sources (version 1, no source byte) still replays,
+    /// its samples as source unknown, and new records go to a new file of version 2.
+    #[test]
+    fn version_1_files_replay_as_source_unknown() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&7u64.to_le_bytes());
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        put_str(&mut payload, "p1");
+        put_str(&mut payload, "heart_rate");
+        put_str(&mut payload, "w");
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        payload.extend_from_slice(&1000i64.to_le_bytes());
+        payload.extend_from_slice(&60.0f64.to_le_bytes());
+        put_str(&mut payload, "");
+        let mut bytes = record::header(MAGIC, 1).to_vec();
+        record::encode(&mut bytes, &payload);
+        fs::write(dir.path().join(format!("wal-{:020}.log", 7)), &bytes).expect("write");
+        let (mut wal, replayed) = open(dir.path(), false).expect("open");
+        let want = Sample { source: Source::Unknown, ..sample("p1", "heart_rate", 1000, 60.0, Some("w"), None) };
+        assert_eq!(replayed.len(), 1);
+        assert_eq!(replayed[0].seq, 7);
+        assert_eq!(replayed[0].samples, vec![want]);
+        let s = vec![sample("p1", "heart_rate", 2000, 61.0, None, None)];
+        wal.append(&[&s], Catalog::standard()).expect("append");
+        assert_eq!(fs::read(&wal.path).expect("read")[4..8], 2u32.to_le_bytes());
+        drop(wal);
+        let (_, replayed) = open(dir.path(), false).expect("reopen");
+        assert_eq!(replayed.iter().map(|r| r.samples[0].source).collect::<Vec<_>>(), [Source::Unknown, Source::Native]);
     }
 }

@@ -90,6 +90,7 @@ fn the_store_on_a_full_disk_refuses_writes_with_no_space_then_recovers_by_itself
         value: 60.0,
         device: None,
         id: None,
+        source: vitals_core::Source::Native,
     };
     let read_all = |store: &Store| -> usize {
         let read = store
@@ -101,6 +102,7 @@ fn the_store_on_a_full_disk_refuses_writes_with_no_space_then_recovers_by_itself
                 to: NOW + 1,
                 rollups: false,
                 max_points: usize::MAX,
+                sources: false,
             })
             .expect("read");
         read.raw.iter().map(|s| s.times.len()).sum()
@@ -154,6 +156,7 @@ fn a_store_closed_and_reopened_on_a_full_disk_keeps_what_it_acknowledged() {
         value: 60.0,
         device: None,
         id: None,
+        source: vitals_core::Source::Native,
     };
     {
         let store = Store::open(&data, config.clone(), Arc::new(ManualClock::new(NOW))).expect("open");
@@ -180,6 +183,7 @@ fn a_store_closed_and_reopened_on_a_full_disk_keeps_what_it_acknowledged() {
             to: NOW + 1,
             rollups: false,
             max_points: usize::MAX,
+            sources: false,
         })
         .expect("read");
     assert_eq!(read.raw.iter().map(|s| s.times.len()).sum::<usize>(), 1);
@@ -254,6 +258,7 @@ fn flushes_that_fail_on_a_full_disk_leave_no_files_behind_and_succeed_once_space
                 value: 50.0 + (i * 7 % 90) as f64,
                 device: None,
                 id: None,
+                source: vitals_core::Source::Native,
             })
         })
         .collect();

@@ -131,6 +131,7 @@ fn everything(store: &Store) -> BTreeMap<(usize, i64), (f64, usize)> {
                 to: NOW + DAY,
                 rollups: false,
                 max_points: usize::MAX,
+                sources: false,
             })
             .expect("read");
         for s in read.raw {
@@ -175,6 +176,7 @@ fn store_workload(
                         value: counter as f64,
                         device: None,
                         id: None,
+                        source: vitals_core::Source::Native,
                     });
                     keys.push(((*patient, t), counter as f64));
                 }
@@ -235,6 +237,7 @@ proptest! {
             value: 1.0,
             device: None,
             id: None,
+            source: vitals_core::Source::Native,
         };
         prop_assert!(store.write(vec![again]).is_ok(), "the reopened store takes writes");
     }

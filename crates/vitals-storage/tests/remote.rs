@@ -145,6 +145,7 @@ fn hr(patient: &str, t: i64, v: f64) -> Sample {
         value: v,
         device: None,
         id: None,
+        source: vitals_core::Source::Native,
     }
 }
 
@@ -157,6 +158,7 @@ fn points(store: &Store, patient: &str) -> Result<Vec<(i64, f64)>, StoreError> {
         to: i64::MAX / 2,
         rollups: false,
         max_points: usize::MAX,
+        sources: false,
     })?;
     Ok(r.raw.iter().flat_map(|s| s.times.iter().copied().zip(s.values.iter().copied())).collect())
 }

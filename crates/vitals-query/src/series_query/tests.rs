@@ -158,6 +158,7 @@ proptest! {
                         value: f64::from(v),
                         device: DEVICES[d].map(|x| DeviceId::new(x).expect("id")),
                         id: None,
+                        source: vitals_core::Source::Native,
                     }).collect();
                     for &(p, m, d, minute, v) in items {
                         model.insert((p, m, DEVICES[d].map(str::to_owned), BASE + minute * MS_PER_MINUTE), f64::from(v));
@@ -197,6 +198,7 @@ fn resent_samples_are_stored_once_across_flushes() {
         value: v,
         device: None,
         id: None,
+        source: vitals_core::Source::Native,
     };
     store.write(vec![s(60.0)]).expect("write");
     store.flush().expect("flush");

@@ -181,6 +181,7 @@ pub(crate) async fn chart(
                     to,
                     rollups: false,
                     max_points: 0,
+                    sources: false,
                 })
             };
             let densest = metrics.iter().map(|(_, m)| scan(*m)).max().unwrap_or(0);
@@ -309,6 +310,7 @@ pub(crate) async fn glucose(
                 rollups: false,
                 // 400 days of a CGM every minute is 0.6 M readings.
                 max_points: vitals_query::MAX_RAW_POINTS,
+                sources: false,
             })?;
         let mut all: Vec<(i64, f64)> =
             read.raw.iter().flat_map(|s| s.times.iter().copied().zip(s.values.iter().copied())).collect();

@@ -215,7 +215,7 @@ fn e4_session(
     if !files.iter().any(|n| is_e4_signal(n)) {
         bail!("holds none of {}", empatica::SIGNAL_FILES.join(", "));
     }
-    let mut v: Validator<'static> = pipeline.validator(Some(patient.clone()));
+    let mut v: Validator<'static> = pipeline.validator(Some(patient.clone()), WireFormat::Empatica);
     let mut report = Report::default();
     // One file in memory at a time, each a part of its own.
     for (i, f) in files.iter().enumerate() {
@@ -250,7 +250,7 @@ fn apple_health_export(
     path: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<Report> {
-    let mut v = pipeline.validator(Some(patient.clone()));
+    let mut v = pipeline.validator(Some(patient.clone()), sub.format);
     let reader = std::io::BufReader::with_capacity(1 << 20, fs::File::open(path)?);
     let mut report = Report::default();
     let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();

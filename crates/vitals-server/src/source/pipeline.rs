@@ -231,11 +231,13 @@ impl Pipeline {
         &self.dead_letters
     }
 
-    /// The validator of the server's rules at this moment, for a caller bound to `only`.
-    pub fn validator(&self, only: Option<PatientId>) -> Validator<'static> {
+    /// The validator of the server's rules at this moment, for a caller bound to `only`,
+    /// marking samples as decoded from `format`.
+    pub fn validator(&self, only: Option<PatientId>, format: WireFormat) -> Validator<'static> {
         let cfg = &self.ingest;
         Validator::new(Catalog::standard(), self.clock.now_ms(), cfg.max_future.as_ms(), cfg.max_age.map(|d| d.as_ms()))
             .only_patient(only)
+            .source(format.source())
     }
 
     /// Decodes a body, keeps what it refused as a dead letter and counts every refusal.
@@ -247,7 +249,7 @@ impl Pipeline {
     /// the part began, ...).
     pub fn decode_with(&self, sub: &Submission, context: &[(&str, String)]) -> Result<Accepted, IngestError> {
         let started = Instant::now();
-        let mut v = self.validator(sub.only.clone());
+        let mut v = self.validator(sub.only.clone(), sub.format);
         let now = self.clock.now_ms();
         let patient = sub.patient.as_ref().map(PatientId::as_str);
         match sub.format.decode(&sub.body, patient, &self.mapping, &mut v, now) {
@@ -411,7 +413,7 @@ impl Pipeline {
             Some(p) => Some(PatientId::new(p).map_err(|e| ReplayError::Decode(format!("{ONLY_PATIENT} {p:?} {e}")))?),
             None => None,
         };
-        let mut v = self.validator(only);
+        let mut v = self.validator(only, format);
         let d =
             format.decode(&raw, patient, &self.mapping, &mut v, self.clock.now_ms()).map_err(ReplayError::Decode)?;
         let accepted = d.batch.samples.len();

@@ -1,7 +1,7 @@
 //! The wire formats bodies arrive in, and decoding a body of any of them with the server's
 //! validation rules (used by the pipeline, and by the replay of dead letters).
 
-use vitals_core::{Event, Validator};
+use vitals_core::{Event, Source, Validator};
 use vitals_ingest::health_auto_export::{self, Unsupported};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
 use vitals_ingest::{Batch, Format, native, nightscout};
@@ -53,6 +53,18 @@ pub struct Decoded {
 }
 
 impl WireFormat {
+    /// The adapter samples of this format are recorded as having come through.
+    pub fn source(self) -> Source {
+        match self {
+            WireFormat::Native(_) => Source::Native,
+            WireFormat::LineProtocol(_) => Source::LineProtocol,
+            WireFormat::HealthAutoExport | WireFormat::HealthAutoExportCsv => Source::HealthAutoExport,
+            WireFormat::Nightscout(_) => Source::Nightscout,
+            WireFormat::Empatica => Source::EmpaticaE4,
+            WireFormat::AppleHealth => Source::AppleHealth,
+        }
+    }
+
     /// The name dead letters record.
     pub fn name(self) -> &'static str {
         match self {

@@ -82,7 +82,7 @@ impl Inner {
         for ((patient, metric), day, inputs) in jobs {
             let mut merged: MergedRows = BTreeMap::new();
             for s in &inputs {
-                for rows in segment::read(&self.segment_file(s)?, None, i64::MIN, i64::MAX, None, true)? {
+                for rows in segment::read(&self.segment_file(s)?, None, i64::MIN, i64::MAX, None, Extra::ALL)? {
                     // Sample ids ride along by index into a side table while points are merged.
                     let e = merged.entry(rows.device.clone()).or_default();
                     let base = e.1.len() as u32;
@@ -91,7 +91,12 @@ impl Inner {
                         .iter()
                         .zip(&rows.values)
                         .enumerate()
-                        .map(|(i, (&t, &v))| Point { time_ms: t, value: v, id: base + i as u32 })
+                        .map(|(i, (&t, &v))| Point {
+                            time_ms: t,
+                            value: v,
+                            id: base + i as u32,
+                            source: rows.sources.get(i).copied().unwrap_or(Source::Unknown),
+                        })
                         .collect();
                     e.1.extend(rows.ids.iter().cloned());
                     e.0 = if e.0.is_empty() { pts } else { merge_dedup(&e.0, &pts) };
@@ -104,6 +109,7 @@ impl Inner {
                     times: pts.iter().map(|p| p.time_ms).collect(),
                     values: pts.iter().map(|p| p.value).collect(),
                     ids: pts.iter().map(|p| ids.get(p.id as usize).cloned().flatten()).collect(),
+                    sources: pts.iter().map(|p| p.source).collect(),
                 })
                 .collect();
             let order = inputs.iter().map(|s| s.order).max().unwrap_or(0);

@@ -170,6 +170,7 @@ impl Inner {
                         times: chunk.iter().map(|p| p.time_ms).collect(),
                         values: chunk.iter().map(|p| p.value).collect(),
                         ids: chunk.iter().map(|p| b.sample_id(p.id).cloned()).collect(),
+                        sources: chunk.iter().map(|p| p.source).collect(),
                     });
                     i = j;
                 }

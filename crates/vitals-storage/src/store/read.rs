@@ -5,7 +5,17 @@
 use super::*;
 
 pub(super) fn to_points(s: &SeriesRows) -> Vec<Point> {
-    s.times.iter().zip(&s.values).map(|(&t, &v)| Point { time_ms: t, value: v, id: 0 }).collect()
+    s.times
+        .iter()
+        .zip(&s.values)
+        .enumerate()
+        .map(|(i, (&t, &v))| Point {
+            time_ms: t,
+            value: v,
+            id: 0,
+            source: s.sources.get(i).copied().unwrap_or(Source::Unknown),
+        })
+        .collect()
 }
 
 impl Inner {
@@ -83,6 +93,7 @@ impl Inner {
             .sum();
         over(held.saturating_add(usize::try_from(wholly_inside).unwrap_or(usize::MAX)))?;
         let mut out = SeriesRead::default();
+        let extra = Extra { ids: false, sources: req.sources };
         let mut from_segments: BTreeMap<Option<DeviceId>, Vec<Point>> = BTreeMap::new();
         for (day, mut segs) in days {
             if self.answered_by_rollups(req, day, &segs, &buffered_days) {
@@ -99,7 +110,7 @@ impl Inner {
             for s in &segs {
                 let footer = self.footer_of(s)?;
                 for rows in
-                    segment::read(&self.segment_file(s)?, Some(&footer), req.from, req.to, req.device.as_ref(), false)?
+                    segment::read(&self.segment_file(s)?, Some(&footer), req.from, req.to, req.device.as_ref(), extra)?
                 {
                     held = held.saturating_add(rows.times.len());
                     over(held)?;
@@ -121,6 +132,7 @@ impl Inner {
                 device,
                 times: pts.iter().map(|p| p.time_ms).collect(),
                 values: pts.iter().map(|p| p.value).collect(),
+                sources: if req.sources { pts.iter().map(|p| p.source).collect() } else { Vec::new() },
             })
             .collect();
         Ok(out)

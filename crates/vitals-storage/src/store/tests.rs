@@ -19,6 +19,7 @@ fn hr(patient: &str, metric: &str, t: i64, v: f64) -> Sample {
         value: v,
         device: None,
         id: None,
+        source: vitals_core::Source::Native,
     }
 }
 
@@ -36,6 +37,7 @@ fn count(store: &Store, metric: &str) -> usize {
             to: NOW + 1,
             rollups: false,
             max_points: usize::MAX,
+            sources: false,
         })
         .expect("read");
     r.raw.iter().map(|s| s.times.len()).sum()
@@ -112,6 +114,7 @@ fn unflushed_samples_come_back_from_the_wal_exactly_once() {
             to: NOW + 1,
             rollups: false,
             max_points: usize::MAX,
+            sources: false,
         })
         .expect("read");
     assert_eq!(r.raw[0].times, vec![NOW - 1000, NOW]);
@@ -248,6 +251,7 @@ fn a_read_over_its_point_budget_stops_before_or_while_reading() {
         to: NOW + 1,
         rollups: false,
         max_points,
+        sources: false,
     };
     // (from, budget, points read or refused)
     let cases = [
@@ -332,4 +336,52 @@ fn compaction_takes_the_most_fragmented_partitions_first() {
     while store.inner.compact(16).expect("compact") > 0 {}
     assert!((0..60).all(|i| segments_of(&format!("p{i}")) == 1));
     assert_eq!(store.sizes().segment_rows, 12 + 240, "every row kept");
+}
+
+/// A sample's source survives the buffer, the WAL replay, a flush and compaction, and an
+/// overwrite takes the overwriting sample's source.
+#[test]
+fn sources_survive_replay_flush_and_compaction_and_follow_the_last_write() {
+    use vitals_core::Source;
+    let dir = tempfile::tempdir().expect("tmp");
+    let with = |t: i64, v: f64, source: Source| Sample { source, ..hr("p", "heart_rate", t, v) };
+    let sources = |store: &Store| -> Vec<(i64, f64, Source)> {
+        let r = store
+            .read(&ReadRequest {
+                patient: PatientId::new("p").expect("id"),
+                metric: Catalog::standard().id("heart_rate").expect("m"),
+                device: None,
+                from: 0,
+                to: NOW + 1,
+                rollups: false,
+                max_points: usize::MAX,
+                sources: true,
+            })
+            .expect("read");
+        assert_eq!(r.raw.len(), 1);
+        let s = &r.raw[0];
+        assert_eq!(s.sources.len(), s.times.len());
+        s.times.iter().zip(&s.values).zip(&s.sources).map(|((t, v), x)| (*t, *v, *x)).collect()
+    };
+    let want = vec![
+        (NOW - 3000, 60.0, Source::Native),
+        (NOW - 2000, 62.0, Source::Nightscout),
+        (NOW - 1000, 63.0, Source::LineProtocol),
+    ];
+    {
+        let store = open(dir.path(), StoreConfig::default());
+        store.write(vec![with(NOW - 3000, 60.0, Source::Native), with(NOW - 2000, 61.0, Source::Native)]).expect("w");
+        store.flush().expect("flush");
+        store.write(vec![with(NOW - 2000, 62.0, Source::Nightscout)]).expect("w");
+        store.write(vec![with(NOW - 1000, 63.0, Source::LineProtocol)]).expect("w");
+        assert_eq!(sources(&store), want, "buffered over flushed");
+    }
+    // Reopened: the buffered part comes back from the WAL with its sources.
+    let store = open(dir.path(), StoreConfig::default());
+    assert_eq!(sources(&store), want, "replayed");
+    store.flush().expect("flush");
+    assert_eq!(sources(&store), want, "flushed");
+    while store.inner.compact(16).expect("compact") > 0 {}
+    assert_eq!(store.segments().len(), 1);
+    assert_eq!(sources(&store), want, "compacted");
 }

@@ -55,7 +55,7 @@ fn the_lake_is_read_as_is_by_pyarrow_and_duckdb() {
     for metric in ["heart_rate", "eda"] {
         assert_eq!(
             v[metric]["columns"],
-            json!(["day", "device", "month", "patient", "sample_id", "time", "value", "year"]),
+            json!(["day", "device", "month", "patient", "sample_id", "source", "time", "value", "year"]),
             "pyarrow sees the file columns and the Hive partition columns"
         );
         let mut rows: Vec<Value> = want.iter().filter(|w| w.0 == metric).map(|w| json!([w.1, w.2, w.3, w.4])).collect();

@@ -235,6 +235,7 @@ fn an_export_larger_than_one_read_window_holds_every_sample_once_in_order() {
             value: (i % 97) as f64,
             device: None,
             id: None,
+            source: vitals_core::Source::Native,
         });
         if batch.len() == 100_000 {
             server.store.write(std::mem::take(&mut batch)).expect("write");

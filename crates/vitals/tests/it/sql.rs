@@ -345,7 +345,7 @@ fn the_duckdb_ddl_reads_the_lake_as_vitals_sql_does() {
     assert!(ok, "{err}");
     let (ok, ddl, err) = vitals(&["--data-dir", d, "lake", "ddl", "--for", "duckdb"]);
     assert!(ok, "{err}");
-    let query = "SELECT patient, metric, count(*) AS n, sum(value) AS s FROM samples GROUP BY patient, metric ORDER BY patient, metric";
+    let query = "SELECT patient, metric, source, count(*) AS n, sum(value) AS s FROM samples GROUP BY patient, metric, source ORDER BY patient, metric";
     let (ok, ours, err) = vitals(&["--data-dir", d, "sql", "--format", "csv", query]);
     assert!(ok, "{err}");
     let script = r#"
@@ -353,7 +353,7 @@ import sys, duckdb
 con = duckdb.connect()
 con.execute(sys.argv[1])
 for r in con.execute(sys.argv[2]).fetchall():
-    print(f"{r[0]},{r[1]},{r[2]},{float(r[3])}")
+    print(f"{r[0]},{r[1]},{r[2]},{r[3]},{float(r[4])}")
 "#;
     let out = Command::new("python3").args(["-c", script, &ddl, query]).output().expect("python3");
     assert!(out.status.success(), "{}\n{ddl}", String::from_utf8_lossy(&out.stderr));
@@ -361,10 +361,74 @@ for r in con.execute(sys.argv[2]).fetchall():
     let ours: Vec<&str> = ours.lines().skip(1).collect();
     assert_eq!(ours.len(), 3, "{ours:?}");
     assert_eq!(theirs.lines().collect::<Vec<_>>(), ours, "DuckDB over the DDL agrees with Vitals' SQL");
-    assert!(ours[0].starts_with("0042,heart_rate,50,"), "a numeric-looking patient id stays text: {ours:?}");
+    assert!(ours[0].starts_with("0042,heart_rate,native,50,"), "a numeric-looking patient id stays text: {ours:?}");
     let (ok, athena, _) =
         vitals(&["--data-dir", d, "lake", "ddl", "--for", "athena", "--location", "s3://bucket/vitals/lake"]);
     assert!(ok);
     assert!(athena.contains("LOCATION 's3://bucket/vitals/lake/metric=skin_temperature/';"), "{athena}");
     assert!(!athena.contains("metric=eda"), "only metrics the lake holds: {athena}");
+}
+
+/// Every sample records the adapter it came in through, in SQL's `source` column, whether
+/// buffered, flushed or compacted; an overwrite takes the overwriting sample's source.
+#[test]
+fn every_sample_records_the_adapter_it_came_in_through() {
+    let server = TestServer::start();
+    let p = "src-patient-01";
+    // One Health Auto Export record of heart rate is 3 samples (min, average, max).
+    let hae = json!({"data": {"metrics": [{"name": "heart_rate", "units": "count/min",
+        "data": [{"date": "2025-11-21 07:41:00 -0800", "Min": 60, "Avg": 65, "Max": 70}]}]}});
+    let posts: [(String, &str, String); 4] = [
+        (
+            "/api/v1/samples".into(),
+            "application/json",
+            json!([{"patient": p, "metric": "heart_rate", "time": NOW - 60_000, "value": 61},
+                   {"patient": p, "metric": "heart_rate", "time": NOW - 50_000, "value": 62}])
+            .to_string(),
+        ),
+        (
+            "/write?db=vitals&precision=ms".into(),
+            "text/plain",
+            // The second line overwrites the native reading at NOW - 50 s.
+            format!(
+                "heart_rate,patient={p} value=63 {}\nheart_rate,patient={p} value=64 {}\n",
+                NOW - 40_000,
+                NOW - 50_000
+            ),
+        ),
+        (
+            format!("/nightscout/{p}/api/v1/entries"),
+            "application/json",
+            json!([{"type": "sgv", "sgv": 120, "date": NOW - 30_000}]).to_string(),
+        ),
+        (format!("/api/v1/ingest/health-auto-export?patient={p}"), "application/json", hae.to_string()),
+    ];
+    for (path, ctype, body) in &posts {
+        let r = server.post(path, Some(ADMIN), ctype, body.as_bytes());
+        // InfluxDB's /write answers 204 No Content.
+        assert!(r.status == 200 || r.status == 204, "{path}: {} {}", r.status, r.body);
+    }
+    let by_source =
+        format!("SELECT source, count(*) AS n FROM samples WHERE patient = '{p}' GROUP BY source ORDER BY source");
+    let heart = format!(
+        "SELECT value, source FROM samples WHERE patient = '{p}' AND time >= TIMESTAMP '2025-11-22T02:58:00Z' AND metric = 'heart_rate' ORDER BY time"
+    );
+    let want = (
+        json!([["health_auto_export", 3], ["line_protocol", 2], ["native", 1], ["nightscout", 1]]),
+        json!([[61.0, "native"], [64.0, "line_protocol"], [63.0, "line_protocol"]]),
+    );
+    let rows = |server: &TestServer| {
+        let answer = |q: &str| {
+            let r = sql(server, ADMIN, q, "json");
+            assert_eq!(r.status, 200, "{}", r.body);
+            r.json()["rows"].clone()
+        };
+        (answer(&by_source), answer(&heart))
+    };
+    assert_eq!(rows(&server), want, "buffered");
+    server.store.flush().expect("flush");
+    assert_eq!(rows(&server), want, "flushed");
+    // A query that does not name `source` still counts the same rows.
+    let r = sql(&server, ADMIN, &format!("SELECT count(*) AS n FROM samples WHERE patient = '{p}'"), "json");
+    assert_eq!(r.json()["rows"], json!([[7]]), "{}", r.body);
 }

@@ -153,6 +153,7 @@ pub(crate) fn run(base_config: &Config, args: &SecurityArgs) -> anyhow::Result<E
             value: 60.0 + (i % 10) as f64,
             device: None,
             id: None,
+            source: vitals_core::Source::Native,
         })
         .collect();
     store.write(samples)?;
