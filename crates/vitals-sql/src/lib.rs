@@ -9,10 +9,12 @@
 //! Each query runs in a session of its own with a memory pool, a row limit, a timeout and
 //! a slot among [`Limits::max_concurrent`]; only queries are accepted (no DDL, DML, `COPY`
 //! or `SET`). [`answer`] writes results as JSON, CSV, Arrow IPC, Parquet or a text table.
-//! This crate reads; it never writes the store.
+//! A query that reads the PostgreSQL catalog gets one ([`pg_catalog`]: what psql and JDBC
+//! clients browse). This crate reads; it never writes the store.
 
 pub mod answer;
 mod filters;
+pub mod pg_catalog;
 mod samples;
 mod tables;
 
@@ -170,8 +172,7 @@ impl Engine {
 
     /// The types of a query's placeholders, `$1` first (text where the query says none).
     pub async fn parameter_types(&self, sql: &str, scope: &Scope) -> Result<Vec<DataType>, SqlError> {
-        let ctx = self.session(scope)?;
-        let df = ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e))?;
+        let df = self.plan(sql, scope).await?;
         let types = df.logical_plan().get_parameter_types().map_err(|e| self.error(e))?;
         Ok((1..=types.len())
             .map(|i| types.get(&format!("${i}")).cloned().flatten().unwrap_or(DataType::Utf8))
@@ -201,14 +202,12 @@ impl Engine {
     /// The columns a query would answer with, without running it (for clients that ask
     /// before they execute, such as the PostgreSQL protocol's Describe).
     pub async fn describe(&self, sql: &str, scope: &Scope) -> Result<SchemaRef, SqlError> {
-        let ctx = self.session(scope)?;
-        let df = ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e))?;
+        let df = self.plan(sql, scope).await?;
         Ok(Arc::new(df.schema().as_arrow().clone()))
     }
 
     async fn run(&self, sql: &str, params: &[Param], scope: &Scope) -> Result<Answer, SqlError> {
-        let ctx = self.session(scope)?;
-        let df = ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e))?;
+        let df = self.plan(sql, scope).await?;
         let df = self.bind(df, params)?;
         let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
         let mut stream = df.execute_stream().await.map_err(|e| self.error(e))?;
@@ -227,7 +226,33 @@ impl Engine {
         Ok(Answer { schema, batches, rows })
     }
 
-    fn session(&self, scope: &Scope) -> Result<SessionContext, SqlError> {
+    /// Plans one query in a session of its own. A query that names the PostgreSQL catalog
+    /// gets one, and its PostgreSQL-only syntax rewritten on the parsed statement.
+    async fn plan(&self, sql: &str, scope: &Scope) -> Result<DataFrame, SqlError> {
+        let catalog =
+            pg_catalog::wanted(sql) || sql.trim_start().get(..5).is_some_and(|w| w.eq_ignore_ascii_case("show "));
+        let ctx = self.session(scope, catalog)?;
+        if !catalog {
+            return ctx.sql_with_options(sql, options()).await.map_err(|e| self.error(e));
+        }
+        use datafusion::sql::parser::{DFParser, Statement};
+        use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+        let mut statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
+            .map_err(|e| SqlError::Invalid(e.to_string()))?;
+        if statements.len() != 1 {
+            return Err(SqlError::Invalid(format!("expected one statement, found {}", statements.len())));
+        }
+        let mut statement = statements.pop_front().ok_or_else(|| SqlError::Invalid("no statement".into()))?;
+        if let Statement::Statement(s) = &mut statement {
+            pg_catalog::rewrite(s);
+        }
+        let state = ctx.state();
+        let plan = state.statement_to_plan(statement).await.map_err(|e| self.error(e))?;
+        options().verify_plan(&plan).map_err(|e| self.error(e))?;
+        ctx.execute_logical_plan(plan).await.map_err(|e| self.error(e))
+    }
+
+    fn session(&self, scope: &Scope, pg_catalog: bool) -> Result<SessionContext, SqlError> {
         let config = SessionConfig::new()
             .with_information_schema(true)
             .with_target_partitions(2)
@@ -240,7 +265,10 @@ impl Engine {
             .build_arc()
             .map_err(|e| SqlError::Internal(e.to_string()))?;
         let ctx = SessionContext::new_with_config_rt(config, runtime);
-        tables::register(&ctx, &self.sources, scope).map_err(|e| SqlError::Internal(e.to_string()))?;
+        let tables = tables::register(&ctx, &self.sources, scope).map_err(|e| SqlError::Internal(e.to_string()))?;
+        if pg_catalog {
+            pg_catalog::register(&ctx, &tables).map_err(|e| SqlError::Internal(e.to_string()))?;
+        }
         Ok(ctx)
     }
 

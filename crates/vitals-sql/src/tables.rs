@@ -24,25 +24,36 @@ use vitals_core::catalog::Aggregation;
 use crate::samples::SeriesTable;
 use crate::{Scope, Sources, SqlError};
 
-/// Registers every table for one query.
-pub(crate) fn register(ctx: &SessionContext, sources: &Sources, scope: &Scope) -> Result<()> {
+/// Registers every table for one query; their names and schemas, for `pg_catalog`.
+pub(crate) fn register(
+    ctx: &SessionContext,
+    sources: &Sources,
+    scope: &Scope,
+) -> Result<Vec<(&'static str, SchemaRef)>> {
     let scope = Arc::new(scope.clone());
-    ctx.register_table("samples", Arc::new(SeriesTable::samples(sources.store.clone(), scope.clone())))?;
-    ctx.register_table("rollups_hourly", Arc::new(SeriesTable::rollups(sources.store.clone(), scope.clone())))?;
+    let mut tables: Vec<(&'static str, Arc<dyn TableProvider>)> = vec![
+        ("samples", Arc::new(SeriesTable::samples(sources.store.clone(), scope.clone()))),
+        ("rollups_hourly", Arc::new(SeriesTable::rollups(sources.store.clone(), scope.clone()))),
+    ];
     let s = sources.clone();
     let sc = scope.clone();
-    ctx.register_table("events", Lazy::new("events", events_schema(), move || events(&s, &sc)))?;
+    tables.push(("events", Lazy::new("events", events_schema(), move || events(&s, &sc))));
     let s = sources.clone();
     let sc = scope.clone();
-    ctx.register_table("alerts", Lazy::new("alerts", alerts_schema(), move || alerts(&s, &sc)))?;
+    tables.push(("alerts", Lazy::new("alerts", alerts_schema(), move || alerts(&s, &sc))));
     let s = sources.clone();
     let sc = scope.clone();
-    ctx.register_table("patients", Lazy::new("patients", patients_schema(), move || patients(&s, &sc)))?;
+    tables.push(("patients", Lazy::new("patients", patients_schema(), move || patients(&s, &sc))));
     let s = sources.clone();
     let sc = scope.clone();
-    ctx.register_table("cohorts", Lazy::new("cohorts", cohorts_schema(), move || cohorts(&s, &sc)))?;
-    ctx.register_table("metrics", Lazy::new("metrics", metrics_schema(), metrics))?;
-    Ok(())
+    tables.push(("cohorts", Lazy::new("cohorts", cohorts_schema(), move || cohorts(&s, &sc))));
+    tables.push(("metrics", Lazy::new("metrics", metrics_schema(), metrics)));
+    let mut out = Vec::with_capacity(tables.len());
+    for (name, table) in tables {
+        out.push((name, table.schema()));
+        ctx.register_table(name, table)?;
+    }
+    Ok(out)
 }
 
 pub(crate) fn timestamp() -> DataType {

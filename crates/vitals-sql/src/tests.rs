@@ -410,3 +410,47 @@ proptest! {
         }
     }
 }
+
+/// The PostgreSQL catalog describes the session's tables (psql's `\dt` and `\d samples`
+/// queries as psql 15 sends them), and a query that takes the catalog path is still held to
+/// the caller's scope and to queries only.
+#[test]
+fn the_pg_catalog_lists_tables_and_columns_and_changes_no_rule() {
+    let f = fixture(Limits::default());
+    f.store
+        .write(vec![
+            sample("p1", "heart_rate", None, BASE + 1000, 60.0),
+            sample("p2", "heart_rate", None, BASE + 1000, 90.0),
+        ])
+        .expect("write");
+    let dt = "SELECT n.nspname as \"Schema\", c.relname as \"Name\", CASE c.relkind WHEN 'r' THEN 'table' WHEN 'v' THEN 'view' END as \"Type\", pg_catalog.pg_get_userbyid(c.relowner) as \"Owner\" FROM pg_catalog.pg_class c LEFT JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_catalog.pg_am am ON am.oid = c.relam WHERE c.relkind IN ('r','p','') AND n.nspname <> 'pg_catalog' AND n.nspname !~ '^pg_toast' AND n.nspname <> 'information_schema' AND pg_catalog.pg_table_is_visible(c.oid) ORDER BY 1,2";
+    let a = query(&f, dt, &only(&["p1"])).expect("\\dt");
+    let names: Vec<String> = rows(&a).into_iter().map(|r| r[1].clone()).collect();
+    assert_eq!(names, ["alerts", "cohorts", "events", "metrics", "patients", "rollups_hourly", "samples"]);
+    let columns = "SELECT a.attname, pg_catalog.format_type(a.atttypid, a.atttypmod), (SELECT pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) FROM pg_catalog.pg_attrdef d WHERE d.adrelid = a.attrelid AND d.adnum = a.attnum AND a.atthasdef), a.attnotnull, (SELECT c.collname FROM pg_catalog.pg_collation c, pg_catalog.pg_type t WHERE c.oid = a.attcollation AND t.oid = a.atttypid AND a.attcollation <> t.typcollation) AS attcollation, a.attidentity, a.attgenerated FROM pg_catalog.pg_attribute a WHERE a.attrelid = (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(samples)$' COLLATE pg_catalog.default) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum";
+    let a = query(&f, columns, &Scope::All).expect("\\d samples");
+    let got: Vec<(String, String, String)> =
+        rows(&a).into_iter().map(|r| (r[0].clone(), r[1].clone(), r[3].clone())).collect();
+    let want = [
+        ("patient", "text", "true"),
+        ("metric", "text", "true"),
+        ("time", "timestamp with time zone", "true"),
+        ("value", "double precision", "true"),
+        ("unit", "text", "true"),
+        ("device", "text", "false"),
+        ("source", "text", "false"),
+    ];
+    assert_eq!(got, want.map(|(a, b, c)| (a.to_owned(), b.to_owned(), c.to_owned())));
+    // The catalog path plans the same tables with the same row filter.
+    let a = query(&f, "SELECT DISTINCT patient FROM samples WHERE version() LIKE 'PostgreSQL%'", &only(&["p1"]))
+        .expect("scoped");
+    assert_eq!(rows(&a), vec![vec!["p1"]]);
+    for sql in [
+        "CREATE TABLE pg_x AS SELECT 1",
+        "DELETE FROM pg_catalog.pg_class",
+        "COPY (SELECT * FROM pg_catalog.pg_class) TO '/tmp/x.csv'",
+    ] {
+        let e = query(&f, sql, &Scope::All).expect_err(sql);
+        assert!(matches!(e, SqlError::NotAllowed(_) | SqlError::Invalid(_)), "{sql}: {e:?}");
+    }
+}

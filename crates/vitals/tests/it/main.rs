@@ -25,6 +25,7 @@ mod nightscout;
 mod notify;
 mod people;
 mod pg;
+mod pg_catalog;
 mod rules;
 mod schemathesis;
 mod simulate;

@@ -9,17 +9,17 @@ use vitals_server::auth::{NewToken, Role};
 
 use crate::harness::{ADMIN, NOW, TestServer, eventually};
 
-const OWN: &str = "own-patient-0001";
-const OTHER: &str = "other-patient-0002";
-const PASSWORD: &str = "correct horse battery staple";
+pub(crate) const OWN: &str = "own-patient-0001";
+pub(crate) const OTHER: &str = "other-patient-0002";
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
-struct World {
-    server: TestServer,
-    port: u16,
-    token: String,
+pub(crate) struct World {
+    pub(crate) server: TestServer,
+    pub(crate) port: u16,
+    pub(crate) token: String,
 }
 
-fn world() -> World {
+pub(crate) fn world() -> World {
     let server = TestServer::with_config(|c| c.sql.pg_listen = "127.0.0.1:0".into());
     let d = &server.app.directory;
     d.create_user("ana", Role::Analyst, Some(PASSWORD), None, NOW).expect("analyst");
@@ -46,7 +46,7 @@ fn world() -> World {
 }
 
 /// `psql -q -A -t -c <sql>` as `user`: (success, stdout, stderr).
-fn psql(w: &World, user: &str, password: &str, sql: &str) -> (bool, String, String) {
+pub(crate) fn psql(w: &World, user: &str, password: &str, sql: &str) -> (bool, String, String) {
     let out = Command::new("psql")
         .args([
             "-h",
