@@ -13,6 +13,7 @@ pub(crate) mod alerts_api;
 pub(crate) mod cohorts_api;
 pub(crate) mod dead_letter_api;
 pub(crate) mod fhir_api;
+pub(crate) mod fhir_export_api;
 pub mod notifications_api;
 pub mod openapi;
 pub(crate) mod patients_api;
@@ -189,7 +190,13 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .get("/api/v1/rules/{name}", A::ReadRules, rules_api::get_one)
         .put("/api/v1/rules/{name}", A::ManageRules, rules_api::replace)
         .delete("/api/v1/rules/{name}", A::ManageRules, rules_api::delete)
-        .post("/api/v1/sql", A::QuerySql, sql_api::query);
+        .post("/api/v1/sql", A::QuerySql, sql_api::query)
+        .get("/api/v1/fhir/$export", A::ExportBulk, fhir_export_api::kick_off)
+        .get("/api/v1/fhir/Patient/$export", A::ExportBulk, fhir_export_api::kick_off)
+        .get("/api/v1/fhir/Group/{name}/$export", A::ExportBulk, fhir_export_api::kick_off_group)
+        .get("/api/v1/fhir/$export-status/{id}", A::ExportBulk, fhir_export_api::status)
+        .delete("/api/v1/fhir/$export-status/{id}", A::ExportBulk, fhir_export_api::cancel)
+        .get("/api/v1/fhir/$export-file/{id}/{file}", A::ExportBulk, fhir_export_api::file);
     // The document describes every route, itself included: it is built once the table is.
     let document = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
     let served = document.clone();

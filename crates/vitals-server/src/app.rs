@@ -66,6 +66,8 @@ pub struct App {
     pub cohorts: Arc<CohortStore>,
     /// SQL over the store and the small stores (`sql.rs`).
     pub sql: Arc<vitals_sql::Engine>,
+    /// FHIR `$export` jobs over HTTP (`fhir_export.rs`).
+    pub bulk_exports: Arc<crate::fhir_export::BulkExports>,
 }
 
 impl App {
@@ -113,7 +115,10 @@ impl App {
             },
             config.sql.limits(),
         ));
+        let bulk_exports =
+            Arc::new(crate::fhir_export::BulkExports::new(config.storage.data_dir.join("exports").join("fhir")));
         Ok(App {
+            bulk_exports,
             sql,
             store,
             directory,

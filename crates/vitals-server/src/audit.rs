@@ -109,6 +109,7 @@ pub fn audit_action(a: Action) -> &'static str {
         Action::ManageNotifications => "notifications.manage",
         Action::ManagePeople => "people.manage",
         Action::QuerySql => "sql.query",
+        Action::ExportBulk => "fhir.export",
         Action::ReadAudit => "audit.read",
         Action::Operate => "operate",
         Action::Me => "me",

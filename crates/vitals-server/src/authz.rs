@@ -46,6 +46,8 @@ pub enum Action {
     ManagePeople,
     /// Run SQL over pseudonymous data (rows limited to the patients reached).
     QuerySql,
+    /// Export pseudonymous data in bulk (FHIR `$export`; limited to the patients reached).
+    ExportBulk,
     /// Read the audit log.
     ReadAudit,
     /// Refused input (it holds raw payloads), server metrics.
@@ -78,11 +80,12 @@ pub fn reach(role: Role, action: Action) -> Reach {
         (Role::Device, _) => No,
 
         (Role::Clinician, ListPatients | ReadPatientData | ReadIdentity | WriteIdentity | ExportPatient) => Own,
-        (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest | QuerySql) => Own,
+        (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest | QuerySql | ExportBulk) => Own,
         (Role::Clinician, CreatePatient | ReadRules | ReadCohorts) => Any,
         (Role::Clinician, _) => No,
 
         (Role::Caregiver, ListPatients | ReadPatientData | ReadIdentity | ReadAlerts | ActOnAlerts | QuerySql) => Own,
+        (Role::Caregiver, ExportBulk) => Own,
         (Role::Caregiver, _) => No,
 
         (Role::Patient, ListPatients | ReadPatientData | ReadIdentity | WriteIdentity | ExportPatient) => Own,
@@ -92,7 +95,7 @@ pub fn reach(role: Role, action: Action) -> Reach {
         // Pseudonymous data of everyone; never identity, contacts, people or changes.
         (
             Role::Analyst,
-            ListPatients | ReadPatientData | ReadAlerts | ReadRules | Backtest | ReadCohorts | QuerySql,
+            ListPatients | ReadPatientData | ReadAlerts | ReadRules | Backtest | ReadCohorts | QuerySql | ExportBulk,
         ) => Any,
         (Role::Analyst, _) => No,
     }

@@ -1,6 +1,6 @@
 //! FHIR R4 exports (resources from `vitals_query::fhir`): a patient's `Bundle`
 //! (`GET /api/v1/patients/{patient}/fhir`) and bulk NDJSON per resource type in the shape
-//! of FHIR Bulk Data `$export` (`vitals lake fhir`). Both read the store as the REST API
+//! of FHIR Bulk Data `$export` (`vitals lake fhir`, and over HTTP in [`crate::fhir_export`]). Both read the store as the REST API
 //! does: every acknowledged sample, buffered or in the lake (fetched from the bucket for
 //! cold days), last write wins. Identities never leave the vault: a Patient is its
 //! pseudonym.
@@ -22,6 +22,22 @@ use crate::app::App;
 pub const MAX_BUNDLE_OBSERVATIONS: u64 = 100_000;
 /// Points one read of a (patient, metric, day) may hold (a day of 1 Hz data is 86,400).
 const MAX_DAY_POINTS: usize = 20_000_000;
+
+/// Which resource types a bulk export writes (`_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Types {
+    pub patient: bool,
+    pub device: bool,
+    pub observation: bool,
+}
+
+impl Types {
+    pub const ALL: Types = Types { patient: true, device: true, observation: true };
+    pub const NONE: Types = Types { patient: false, device: false, observation: false };
+}
+
+/// Observations between two calls of a bulk export's `stop`.
+const PROGRESS_EVERY: u64 = 10_000;
 
 /// What to export.
 #[derive(Debug, Clone, Default)]
@@ -137,18 +153,24 @@ pub fn bundle(app: &App, p: &PatientId, sel: &Selection) -> Result<Value, FhirEr
     Ok(fhir::bundle(resources, app.clock.now_ms()))
 }
 
-/// Writes `Patient.ndjson`, `Device.ndjson` and `Observation.ndjson` into `dir` (one
-/// resource per line), then `manifest.json` (the `$export` output manifest, with file
-/// names as URLs); returns the manifest.
-pub fn bulk(app: &App, dir: &Path, sel: &Selection, request: &str) -> anyhow::Result<Value> {
+/// Writes the NDJSON files of `types` (`Patient.ndjson`, `Device.ndjson`,
+/// `Observation.ndjson`, one resource per line) into `dir`; returns (type, file name,
+/// resources) of each. `stop` is called with the observations so far every
+/// [`PROGRESS_EVERY`]; when it answers true the export ends with an error (cancelled).
+pub fn bulk(
+    app: &App,
+    dir: &Path,
+    sel: &Selection,
+    types: Types,
+    stop: &dyn Fn(u64) -> bool,
+) -> anyhow::Result<Vec<(&'static str, String, u64)>> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let create = |name: &str| -> anyhow::Result<std::io::BufWriter<std::fs::File>> {
         let path = dir.join(name);
         let f = std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
         Ok(std::io::BufWriter::new(f))
     };
-    let started = app.clock.now_ms();
-    let mut obs = create("Observation.ndjson")?;
+    let mut obs = if types.observation { Some(create("Observation.ndjson")?) } else { None };
     let mut n_obs = 0u64;
     let mut patients: BTreeSet<PatientId> = BTreeSet::new();
     let mut devices: BTreeMap<(PatientId, DeviceId), ()> = BTreeMap::new();
@@ -159,33 +181,50 @@ pub fn bulk(app: &App, dir: &Path, sel: &Selection, request: &str) -> anyhow::Re
         if let Some(d) = d {
             devices.entry((p.clone(), d.clone())).or_default();
         }
-        serde_json::to_writer(&mut obs, &fhir::observation(app.catalog, p, m, d, t, v))?;
-        obs.write_all(b"\n")?;
+        if let Some(obs) = obs.as_mut() {
+            serde_json::to_writer(&mut *obs, &fhir::observation(app.catalog, p, m, d, t, v))?;
+            obs.write_all(b"\n")?;
+        }
         n_obs += 1;
+        if n_obs.is_multiple_of(PROGRESS_EVERY) && stop(n_obs) {
+            anyhow::bail!("cancelled");
+        }
         Ok(())
     })?;
-    obs.flush()?;
-    let mut pat = create("Patient.ndjson")?;
-    for p in &patients {
-        serde_json::to_writer(&mut pat, &fhir::patient(p))?;
-        pat.write_all(b"\n")?;
+    stop(n_obs);
+    let mut files = Vec::new();
+    if let Some(mut obs) = obs {
+        obs.flush()?;
+        files.push(("Observation", "Observation.ndjson".to_owned(), n_obs));
     }
-    pat.flush()?;
-    let mut dev = create("Device.ndjson")?;
-    for (p, d) in devices.keys() {
-        serde_json::to_writer(&mut dev, &fhir::device(d, p))?;
-        dev.write_all(b"\n")?;
+    if types.patient {
+        let mut pat = create("Patient.ndjson")?;
+        for p in &patients {
+            serde_json::to_writer(&mut pat, &fhir::patient(p))?;
+            pat.write_all(b"\n")?;
+        }
+        pat.flush()?;
+        files.insert(0, ("Patient", "Patient.ndjson".to_owned(), patients.len() as u64));
     }
-    dev.flush()?;
-    let manifest = fhir::bulk_manifest(
-        started,
-        request,
-        &[
-            ("Patient", "Patient.ndjson".into(), patients.len() as u64),
-            ("Device", "Device.ndjson".into(), devices.len() as u64),
-            ("Observation", "Observation.ndjson".into(), n_obs),
-        ],
-    );
+    if types.device {
+        let mut dev = create("Device.ndjson")?;
+        for (p, d) in devices.keys() {
+            serde_json::to_writer(&mut dev, &fhir::device(d, p))?;
+            dev.write_all(b"\n")?;
+        }
+        dev.flush()?;
+        let at = usize::from(types.patient);
+        files.insert(at, ("Device", "Device.ndjson".to_owned(), devices.len() as u64));
+    }
+    Ok(files)
+}
+
+/// [`bulk`] of every type into `dir`, then `manifest.json` (the `$export` output manifest,
+/// with file names as URLs); returns the manifest (`vitals lake fhir`).
+pub fn bulk_to_dir(app: &App, dir: &Path, sel: &Selection, request: &str) -> anyhow::Result<Value> {
+    let started = app.clock.now_ms();
+    let files = bulk(app, dir, sel, Types::ALL, &|_| false)?;
+    let manifest = fhir::bulk_manifest(started, request, &files);
     let path = dir.join("manifest.json");
     std::fs::write(&path, serde_json::to_vec_pretty(&manifest)?)
         .with_context(|| format!("writing {}", path.display()))?;

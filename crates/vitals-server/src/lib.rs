@@ -20,6 +20,7 @@ pub mod authz;
 pub mod cohort_store;
 pub mod config;
 pub mod fhir;
+pub mod fhir_export;
 pub(crate) mod notifier;
 pub mod people;
 pub mod pg;

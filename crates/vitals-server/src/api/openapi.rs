@@ -4,6 +4,8 @@
 //! What the table does not know (query parameters, bodies, success codes) comes from
 //! [`describe`]; a route it does not know fails the test.
 
+mod routes;
+
 use axum::http::Method;
 use serde_json::{Value, json};
 use utoipa::openapi::path::{HttpMethod, Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
@@ -19,6 +21,7 @@ use vitals_meta::Role;
 
 use super::RouteSpec;
 use crate::auth::credentials::Credentials;
+use routes::describe_route;
 
 /// How a route answers when it succeeds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +40,8 @@ enum Answer {
     Zip,
     /// A FHIR resource (`application/fhir+json`).
     Fhir,
+    /// FHIR resources, one per line (`application/fhir+ndjson`).
+    FhirNdjson,
     /// Server-sent events.
     EventStream,
     /// Prometheus text.
@@ -203,377 +208,6 @@ fn answer_schema(method: &str, path: &str) -> Option<Value> {
     })
 }
 
-fn describe_route(method: &Method, path: &str) -> Option<Doc> {
-    use Answer::*;
-    let m = method.as_str();
-    let range = || vec![("from", time(), false), ("to", time(), false)];
-    if let Some(rest) = path.strip_prefix("/nightscout/{patient}/api/v1/") {
-        let entries = || json!({"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]});
-        let find = || {
-            vec![
-                ("count", count(), false),
-                ("find[date][$gte]", string(), false),
-                ("find[date][$lte]", string(), false),
-            ]
-        };
-        return Some(match (m, rest) {
-            ("POST", "entries" | "entries.json") => doc(
-                "Nightscout: upload entries (sgv, mbg)",
-                "nightscout",
-                vec![],
-                json_body(entries()),
-                &[200],
-                JsonArrayOrObject,
-            ),
-            ("GET", "entries" | "entries.json") => {
-                doc("Nightscout: recent entries", "nightscout", find(), vec![], &[200], JsonArrayOrObject)
-            }
-            ("GET", "entries/sgv.json" | "entries/sgv") => {
-                doc("Nightscout: sensor glucose entries", "nightscout", find(), vec![], &[200], JsonArrayOrObject)
-            }
-            ("GET", "entries/mbg.json") => {
-                doc("Nightscout: meter readings", "nightscout", find(), vec![], &[200], JsonArrayOrObject)
-            }
-            ("GET", "entries/current.json") => {
-                doc("Nightscout: the newest entry", "nightscout", vec![], vec![], &[200], JsonArrayOrObject)
-            }
-            ("POST", "devicestatus" | "devicestatus.json") => doc(
-                "Nightscout: uploader and pump status",
-                "nightscout",
-                vec![],
-                json_body(entries()),
-                &[200],
-                JsonArrayOrObject,
-            ),
-            ("POST" | "PUT", "treatments" | "treatments.json") => {
-                doc("Nightscout: treatments", "nightscout", vec![], json_body(entries()), &[200], JsonArrayOrObject)
-            }
-            ("GET", "status.json" | "status") => {
-                doc("Nightscout: site status", "nightscout", vec![], vec![], &[200], JsonArrayOrObject)
-            }
-            _ => return None,
-        });
-    }
-    let line_protocol = || {
-        vec![
-            ("text/plain", json!({"type": "string"})),
-            ("application/octet-stream", json!({"type": "string", "format": "binary"})),
-        ]
-    };
-    let precision = || json!({"type": "string", "enum": ["n", "ns", "u", "us", "ms", "s", "m", "h"]});
-    Some(match (m, path) {
-        ("GET", "/metrics") => doc("Prometheus metrics", "system", vec![], vec![], &[200], Text),
-        ("GET", "/api/v1/system") => doc("Storage, ingest and alerting state", "system", vec![], vec![], &[200], Json),
-        ("GET", "/api/v1/file-drop") => {
-            doc("The file-drop ledger, newest first", "system", vec![("limit", count(), false)], vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/devices") => doc("Devices and their certificates", "people", vec![], vec![], &[200], Json),
-        ("DELETE", "/api/v1/devices/{id}") => doc("Revoke a device", "people", vec![], vec![], &[204], Empty),
-        ("GET", "/api/v1/openapi.json") => doc("This document", "system", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/samples") => doc(
-            "Write samples (JSON array or {\"samples\": [...]}, NDJSON, CSV); answered once durable",
-            "ingest",
-            vec![("patient", string(), false)],
-            vec![
-                (
-                    "application/json",
-                    json!({"oneOf": [
-                        {"type": "array", "items": sample()},
-                        {"type": "object", "required": ["samples"], "properties": {"samples": {"type": "array", "items": sample()}}}
-                    ]}),
-                ),
-                ("application/x-ndjson", string()),
-                ("text/csv", string()),
-            ],
-            &[200],
-            Json,
-        ),
-        ("POST", "/api/v1/ingest/health-auto-export") => doc(
-            "Health Auto Export REST JSON",
-            "ingest",
-            vec![("patient", string(), false)],
-            json_body(json!({"type": "object", "properties": {"data": {"type": "object"}}})),
-            &[200],
-            Json,
-        ),
-        ("POST", "/write") => doc(
-            "InfluxDB 1.x line protocol",
-            "ingest",
-            vec![
-                ("db", string(), true),
-                ("precision", precision(), false),
-                ("u", string(), false),
-                ("p", string(), false),
-            ],
-            line_protocol(),
-            &[204],
-            Empty,
-        ),
-        ("POST", "/api/v2/write") => doc(
-            "InfluxDB 2.x line protocol",
-            "ingest",
-            vec![("bucket", string(), true), ("org", string(), false), ("precision", precision(), false)],
-            line_protocol(),
-            &[204],
-            Empty,
-        ),
-        ("GET", "/api/v1/metrics") => doc("The metric catalog", "series", vec![], vec![], &[200], Json),
-        ("GET", "/api/v1/patients") => doc("Patients one may see", "patients", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/patients") => doc(
-            "Register a patient (answers a new pseudonym)",
-            "patients",
-            vec![],
-            json_body(json!({"type": "object", "properties": {"team": {"type": "string"}, "identity": identity()}})),
-            &[201],
-            Json,
-        ),
-        ("GET", "/api/v1/patients/{patient}/identity") => {
-            doc("A patient's identity (audited)", "patients", vec![], vec![], &[200], Json)
-        }
-        ("PUT", "/api/v1/patients/{patient}/identity") => {
-            doc("Set a patient's identity", "patients", vec![], json_body(identity()), &[200], Json)
-        }
-        ("GET", "/api/v1/patients/{patient}/export") => {
-            doc("Everything stored about a patient, as a zip archive", "patients", vec![], vec![], &[200], Zip)
-        }
-        ("DELETE", "/api/v1/patients/{patient}") => {
-            doc("Erase a patient everywhere", "patients", vec![], vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/patients/{patient}/events") => {
-            let mut q = range();
-            q.push(("kind", string(), false));
-            doc("A patient's events", "series", q, vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/patients/{patient}/latest") => {
-            doc("The newest reading of each metric", "series", vec![], vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/patients/{patient}/chart") => doc(
-            "The dashboard's charts",
-            "dashboard",
-            vec![
-                ("metrics", string(), true),
-                ("from", time(), true),
-                ("to", time(), true),
-                ("width", json!({"type": "integer", "minimum": 1}), false),
-            ],
-            vec![],
-            &[200],
-            Json,
-        ),
-        ("GET", "/api/v1/patients/{patient}/glucose") => doc(
-            "Consensus glucose metrics and the daily profile",
-            "dashboard",
-            vec![
-                ("from", time(), true),
-                ("to", time(), true),
-                ("tz_offset_min", integer(), false),
-                ("tz_changes", string(), false),
-            ],
-            vec![],
-            &[200],
-            Json,
-        ),
-        ("GET", "/api/v1/patients/{patient}/live") => doc(
-            "Server-sent events whenever new data of the patient is durable",
-            "dashboard",
-            vec![("events", count(), false)],
-            vec![],
-            &[200],
-            EventStream,
-        ),
-        ("GET", "/api/v1/patients/{patient}/fhir") => {
-            let mut q = range();
-            q.push(("metric", string(), false));
-            doc("A patient's samples as a FHIR R4 Bundle", "series", q, vec![], &[200], Fhir)
-        }
-        ("GET", "/api/v1/patients/{patient}/series/{metric}") => {
-            let mut q = range();
-            for name in ["device", "every", "agg", "include", "time_format"] {
-                q.push((name, string(), false));
-            }
-            doc("Raw points or aggregates of one metric (JSON or CSV)", "series", q, vec![], &[200], JsonOrCsv)
-        }
-        ("GET", "/api/v1/overview") => {
-            doc("Every visible patient at a glance", "dashboard", vec![], vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/me") => doc("Who the credentials belong to", "people", vec![], vec![], &[200], Json),
-        ("DELETE", "/api/v1/session") => doc("Sign out", "people", vec![], vec![], &[204], Empty),
-        ("GET", "/api/v1/users") => doc("Users", "people", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/users") => doc(
-            "Create a user",
-            "people",
-            vec![],
-            json_body(json!({
-                "type": "object", "required": ["name", "role"],
-                "properties": {"name": {"type": "string"}, "role": role(), "password": {"type": "string"}, "patient": {"type": "string"}}
-            })),
-            &[201],
-            Json,
-        ),
-        ("GET", "/api/v1/users/{user}") => doc("A user", "people", vec![], vec![], &[200], Json),
-        ("PUT", "/api/v1/users/{user}") => doc(
-            "Change a user (role, password, disabled, patient)",
-            "people",
-            vec![],
-            json_body(any_object()),
-            &[200],
-            Json,
-        ),
-        ("DELETE", "/api/v1/users/{user}") => doc("Delete a user", "people", vec![], vec![], &[204], Empty),
-        ("GET", "/api/v1/teams") => doc("Care teams", "people", vec![], vec![], &[200], Json),
-        ("PUT", "/api/v1/teams/{team}") => doc(
-            "Create or replace a care team",
-            "people",
-            vec![],
-            json_body(json!({"type": "object", "properties": {"members": strings(), "patients": strings()}})),
-            &[200],
-            Json,
-        ),
-        ("DELETE", "/api/v1/teams/{team}") => doc("Delete a care team", "people", vec![], vec![], &[204], Empty),
-        ("GET", "/api/v1/audit") => doc(
-            "The audit log, newest first",
-            "people",
-            vec![
-                ("patient", string(), false),
-                ("actor", string(), false),
-                ("action", string(), false),
-                ("from", time(), false),
-                ("to", time(), false),
-                ("before", integer(), false),
-                ("limit", count(), false),
-            ],
-            vec![],
-            &[200],
-            Json,
-        ),
-        ("GET", "/api/v1/tokens") => doc("Tokens (never their secrets)", "people", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/tokens") => doc(
-            "Create a token (the secret is shown once)",
-            "people",
-            vec![],
-            json_body(json!({
-                "type": "object", "required": ["name"],
-                "properties": {
-                    "name": {"type": "string"}, "role": role(), "user": {"type": "string"},
-                    "device": {"type": "string"}, "patient": {"type": "string"}, "expires_in": {"type": "string"}
-                }
-            })),
-            &[201],
-            Json,
-        ),
-        ("DELETE", "/api/v1/tokens/{id}") => doc("Revoke a token", "people", vec![], vec![], &[204], Empty),
-        ("GET", "/api/v1/dead-letters") => doc(
-            "Refused input kept for inspection",
-            "dead letters",
-            vec![("after", count(), false), ("limit", count(), false)],
-            vec![],
-            &[200],
-            Json,
-        ),
-        ("DELETE", "/api/v1/dead-letters") => {
-            doc("Purge every dead letter", "dead letters", vec![], vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/dead-letters/{id}") => doc("One dead letter", "dead letters", vec![], vec![], &[200], Json),
-        ("DELETE", "/api/v1/dead-letters/{id}") => {
-            doc("Remove one dead letter", "dead letters", vec![], vec![], &[204], Empty)
-        }
-        ("POST", "/api/v1/dead-letters/{id}/replay") => {
-            doc("Decode a dead letter again with today's rules", "dead letters", vec![], vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/alerts") => doc(
-            "Alerts, newest first",
-            "alerts",
-            vec![
-                ("patient", string(), false),
-                ("state", json!({"type": "string", "enum": ["open", "acknowledged", "resolved", "retracted"]}), false),
-                ("from", time(), false),
-                ("to", time(), false),
-                ("limit", count(), false),
-            ],
-            vec![],
-            &[200],
-            Json,
-        ),
-        ("GET", "/api/v1/alerts/{id}") => doc("One alert", "alerts", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/alerts/{id}/ack") => doc("Acknowledge an alert", "alerts", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/alerts/{id}/snooze") => doc(
-            "Snooze an alert's reminders",
-            "alerts",
-            vec![],
-            json_body(json!({"type": "object", "required": ["for"], "properties": {"for": {"type": "string"}}})),
-            &[200],
-            Json,
-        ),
-        ("GET", "/api/v1/notifications") => doc(
-            "The outbox and its dead-letter list",
-            "notifications",
-            vec![
-                ("state", json!({"type": "string", "enum": ["pending", "delivered", "dead"]}), false),
-                ("alert", string(), false),
-                ("limit", count(), false),
-            ],
-            vec![],
-            &[200],
-            Json,
-        ),
-        ("POST", "/api/v1/notifications/test") => doc(
-            "Send a test message to a contact",
-            "notifications",
-            vec![],
-            json_body(
-                json!({"type": "object", "required": ["contact"], "properties": {"contact": {"type": "string"}}}),
-            ),
-            &[202],
-            Json,
-        ),
-        ("GET", "/api/v1/notifications/{id}") => doc("One notice", "notifications", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/notifications/{id}/replay") => {
-            doc("Send a dead notice again", "notifications", vec![], vec![], &[200], Json)
-        }
-        ("GET", "/api/v1/cohorts") => doc("Cohorts", "cohorts", vec![], vec![], &[200], Json),
-        ("GET", "/api/v1/cohorts/{name}") => doc("One cohort", "cohorts", vec![], vec![], &[200], Json),
-        ("PUT", "/api/v1/cohorts/{name}") => doc(
-            "Create or replace a cohort",
-            "cohorts",
-            vec![],
-            json_body(json!({"type": "object", "required": ["patients"], "properties": {"patients": strings()}})),
-            &[200, 201],
-            Json,
-        ),
-        ("DELETE", "/api/v1/cohorts/{name}") => doc("Delete a cohort", "cohorts", vec![], vec![], &[204], Empty),
-        ("GET", "/api/v1/rules") => doc("Alert rules", "rules", vec![], vec![], &[200], Json),
-        ("POST", "/api/v1/rules") => doc("Create a rule", "rules", vec![], json_body(rule_spec()), &[201], Json),
-        ("POST", "/api/v1/rules/backtest") => doc(
-            "The episodes a rule would have produced over stored data",
-            "rules",
-            vec![],
-            json_body(json!({
-                "type": "object", "required": ["expr", "from", "to"],
-                "properties": {
-                    "expr": {"type": "string"}, "clear": {"type": "string"}, "for": {"type": "string"},
-                    "patients": strings(), "from": {"type": ["string", "integer"]}, "to": {"type": ["string", "integer"]}
-                }
-            })),
-            &[200],
-            Json,
-        ),
-        ("GET", "/api/v1/rules/{name}") => doc("One rule", "rules", vec![], vec![], &[200], Json),
-        ("PUT", "/api/v1/rules/{name}") => {
-            doc("Create or replace a rule", "rules", vec![], json_body(rule_spec()), &[200, 201], Json)
-        }
-        ("DELETE", "/api/v1/rules/{name}") => doc("Delete a rule", "rules", vec![], vec![], &[204], Empty),
-        ("POST", "/api/v1/sql") => {
-            let format = json!({"type": "string", "enum": ["json", "csv", "arrow", "parquet"]});
-            let body = json!({"type": "object", "required": ["sql"], "additionalProperties": false,
-                "properties": {"sql": {"type": "string", "minLength": 1}, "format": format.clone()}});
-            let text = ("application/sql", json!({"type": "string", "minLength": 1}));
-            let summary = "Run SQL over pseudonymous data (rows of the caller's patients only)";
-            doc(summary, "sql", vec![("format", format, false)], vec![("application/json", body), text], &[200], Table)
-        }
-        _ => return None,
-    })
-}
-
 fn schema(v: Value) -> Result<RefOr<Schema>, serde_json::Error> {
     serde_json::from_value::<Schema>(v).map(RefOr::T)
 }
@@ -639,6 +273,9 @@ fn responses(spec: &RouteSpec, d: &Doc) -> Result<Responses, serde_json::Error> 
             }
             (Answer::Fhir, _) => {
                 ok.content("application/fhir+json", ContentBuilder::new().schema(Some(schema(any_object())?)).build())
+            }
+            (Answer::FhirNdjson, _) => {
+                ok.content("application/fhir+ndjson", ContentBuilder::new().schema(Some(schema(string())?)).build())
             }
             (Answer::Zip, _) => ok.content(
                 "application/zip",

@@ -177,7 +177,7 @@ fn blank_if_empty(query: &mut ast::Query) {
     blank.group_by = ast::GroupByExpr::Expressions(Vec::new(), Vec::new());
     blank.having = None;
     blank.distinct = None;
-    query.body = Box::new(ast::SetExpr::Select(blank));
+    *query.body = ast::SetExpr::Select(blank);
     query.order_by = None;
     query.limit_clause = None;
 }
@@ -295,12 +295,11 @@ fn rewrite_expr(e: &mut Expr) {
         {
             *e = Expr::value(Value::SingleQuotedString(OWNER.to_owned()));
         }
-        Expr::Function(f) => {
+        Expr::Function(f)
             if f.name.0.len() == 2
-                && matches!(&f.name.0[0], ObjectNamePart::Identifier(id) if id.value.eq_ignore_ascii_case("pg_catalog"))
-            {
-                f.name.0.remove(0);
-            }
+                && matches!(&f.name.0[0], ObjectNamePart::Identifier(id) if id.value.eq_ignore_ascii_case("pg_catalog")) =>
+        {
+            f.name.0.remove(0);
         }
         Expr::Cast { expr, data_type, .. } => {
             let ty = match data_type {

@@ -111,7 +111,7 @@ pub(crate) fn lake(config: &Config, command: LakeCommand) -> anyhow::Result<Exit
             };
             let app = App::open_data_dir(config.clone())?;
             let request = format!("vitals lake fhir {patient:?} {metric:?} from {from:?} to {to:?}");
-            let manifest = vitals_server::fhir::bulk(&app, &out, &sel, &request)?;
+            let manifest = vitals_server::fhir::bulk_to_dir(&app, &out, &sel, &request)?;
             let single = (patient.len() == 1).then(|| patient[0].as_str());
             cli_audit(&app.directory, "fhir.export", single, &format!("fhir export to {}: {request}", out.display()))?;
             app.store.close()?;

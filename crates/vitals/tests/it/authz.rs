@@ -96,6 +96,12 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("PUT", "/api/v1/rules/{name}", "any - - - - -"),
     ("DELETE", "/api/v1/rules/{name}", "any - - - - -"),
     ("POST", "/api/v1/sql", "any own own - any -"),
+    ("GET", "/api/v1/fhir/$export", "any own own - any -"),
+    ("GET", "/api/v1/fhir/Patient/$export", "any own own - any -"),
+    ("GET", "/api/v1/fhir/Group/{name}/$export", "any own own - any -"),
+    ("GET", "/api/v1/fhir/$export-status/{id}", "any own own - any -"),
+    ("DELETE", "/api/v1/fhir/$export-status/{id}", "any own own - any -"),
+    ("GET", "/api/v1/fhir/$export-file/{id}/{file}", "any own own - any -"),
 ];
 
 const ROLES: [Role; 6] = [Role::Admin, Role::Clinician, Role::Caregiver, Role::Patient, Role::Analyst, Role::Device];
@@ -188,6 +194,7 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         .replace("{user}", "nobody")
         .replace("{team}", "matrix-team")
         .replace("{name}", "nothing")
+        .replace("{file}", "Observation.ndjson")
         .replace("{id}", if template.starts_with("/api/v1/alerts/") { alert } else { "999999" })
         + match template.rsplit('/').next() {
             Some("chart") => "?metrics=heart_rate&from=1763000000000&to=1763780400000",

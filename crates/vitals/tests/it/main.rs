@@ -12,6 +12,7 @@ mod crash;
 mod dashboard;
 mod dead_letters;
 mod fhir;
+mod fhir_export;
 mod file_drop;
 mod full_disk;
 mod harness;
