@@ -338,6 +338,14 @@ pub struct LakeConfig {
     pub cache_mb: u64,
     /// Objects that no manifest entry names are deleted once this old.
     pub orphan_grace: DurationMs,
+    /// Compaction across days: a month's day partitions are merged into archive segments
+    /// (`archive/metric=/year=/month=/patient=/`) once the month ended `archive_after`
+    /// ago; false: never (the lake keeps day partitions only). Local and remote lakes alike.
+    pub archive: bool,
+    pub archive_after: DurationMs,
+    /// Rows one archive segment holds at most (a merge holds them in memory: about 100
+    /// bytes each).
+    pub archive_max_rows: u64,
     /// Passed to object_store as they are (`aws_access_key_id`, `azure_storage_account_key`,
     /// ...); credentials are better left to the environment.
     pub options: BTreeMap<String, String>,
@@ -356,6 +364,9 @@ impl Default for LakeConfig {
             upload_after: DurationMs(3_600_000),
             cache_mb: 1024,
             orphan_grace: DurationMs(3_600_000),
+            archive: true,
+            archive_after: DurationMs(86_400_000),
+            archive_max_rows: 2_000_000,
             options: BTreeMap::new(),
         }
     }
@@ -669,6 +680,11 @@ impl Config {
             upload_after: Duration::from_millis(self.lake.upload_after.as_ms().max(0) as u64),
             cache_bytes: self.lake.cache_mb.saturating_mul(1 << 20),
             orphan_grace: Duration::from_millis(self.lake.orphan_grace.as_ms().max(0) as u64),
+            archive_after: self
+                .lake
+                .archive
+                .then(|| Duration::from_millis(self.lake.archive_after.as_ms().max(0) as u64)),
+            archive_max_rows: self.lake.archive_max_rows.max(1),
             ..StoreConfig::default()
         }
     }

@@ -67,6 +67,7 @@ pub struct Telemetry {
     buffered: Gauge,
     flushes: Counter,
     compactions: Counter,
+    archived: Counter,
     maintenance_errors: Counter,
     lake_uploads: Counter,
     lake_upload_bytes: Counter,
@@ -107,6 +108,7 @@ impl Telemetry {
             buffered: Gauge::default(),
             flushes: Counter::default(),
             compactions: Counter::default(),
+            archived: Counter::default(),
             maintenance_errors: Counter::default(),
             lake_uploads: Counter::default(),
             lake_upload_bytes: Counter::default(),
@@ -149,6 +151,7 @@ impl Telemetry {
         registry.register("buffered_samples", "Samples in memory not yet in segments", t.buffered.clone());
         registry.register("flushes", "Buffer flushes to segments", t.flushes.clone());
         registry.register("compactions", "Partition compactions", t.compactions.clone());
+        registry.register("lake_archived", "Merges across days into archive segments", t.archived.clone());
         registry.register(
             "maintenance_errors",
             "Failed flush, compaction or retention runs",
@@ -202,6 +205,7 @@ impl Telemetry {
         self.buffered.set(sizes.buffered_samples as i64);
         catch_up(&self.flushes, stats.flushes.load(Ordering::Relaxed));
         catch_up(&self.compactions, stats.compactions.load(Ordering::Relaxed));
+        catch_up(&self.archived, stats.archived.load(Ordering::Relaxed));
         catch_up(&self.maintenance_errors, stats.maintenance_errors.load(Ordering::Relaxed));
         catch_up(&self.lake_uploads, stats.uploads.load(Ordering::Relaxed));
         catch_up(&self.lake_upload_bytes, stats.upload_bytes.load(Ordering::Relaxed));

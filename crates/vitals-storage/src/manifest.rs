@@ -46,8 +46,12 @@ pub struct SegmentMeta {
     pub id: u64,
     pub metric: String,
     pub patient: String,
-    /// Start of the UTC day of the partition.
+    /// Start of the UTC day of the partition (of an archive segment: its first day).
     pub day_ms: i64,
+    /// An archive segment (compacted across days, under `archive/`): the start of the last
+    /// UTC day it holds; `None` for a day partition's segment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_day_ms: Option<i64>,
     /// Path relative to the lake directory.
     pub path: String,
     pub rows: u64,
@@ -65,6 +69,24 @@ pub struct SegmentMeta {
     /// reads fetch the object into the local cache.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cold: bool,
+}
+
+impl SegmentMeta {
+    /// The start of the last UTC day the segment may hold rows of.
+    pub fn last_day_ms(&self) -> i64 {
+        self.until_day_ms.unwrap_or(self.day_ms)
+    }
+
+    /// The UTC days (their starts) the segment may hold rows of: one, or an archive's span.
+    pub fn days(&self) -> impl Iterator<Item = i64> + use<> {
+        let (first, last) = (self.day_ms, self.last_day_ms());
+        (0..).map(move |i: i64| first + i * vitals_core::time::MS_PER_DAY).take_while(move |d| *d <= last)
+    }
+
+    /// Compacted across days (under `archive/`).
+    pub fn is_archive(&self) -> bool {
+        self.until_day_ms.is_some()
+    }
 }
 
 /// One atomic change.
@@ -368,6 +390,7 @@ mod tests {
             metric: "heart_rate".into(),
             patient: "p".into(),
             day_ms: 0,
+            until_day_ms: None,
             path: format!("x/part-{id}.parquet"),
             rows: 1,
             bytes: 1,

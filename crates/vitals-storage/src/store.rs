@@ -10,9 +10,11 @@
 //! (group commit), `read`, `flush` (and the maintenance thread), `compaction`, `retention`,
 //! `erasure`. They extend the private `Inner` with their own `impl` blocks.
 
+mod archive;
 mod compaction;
 mod erasure;
 mod flush;
+mod index;
 mod read;
 mod retention;
 mod tiering;
@@ -20,6 +22,7 @@ mod writer;
 
 use compaction::non_overlapping;
 use flush::{maintenance_loop, remove_orphans};
+use index::Index;
 pub use tiering::TierReport;
 use tiering::{Cache, tiering_loop};
 use writer::{metric_mask, note_patients, writer_loop};
@@ -91,6 +94,11 @@ pub struct StoreConfig {
     /// Objects under the remote prefix that no manifest entry names are deleted once they
     /// are older than this (an upload is committed within seconds).
     pub orphan_grace: Duration,
+    /// Compaction across days: a month's segments are merged into archive segments once the
+    /// month ended this long ago (`None`: never; the lake keeps day partitions only).
+    pub archive_after: Option<Duration>,
+    /// Rows one archive segment holds at most (a merge holds them in memory).
+    pub archive_max_rows: u64,
 }
 
 impl Default for StoreConfig {
@@ -113,6 +121,8 @@ impl Default for StoreConfig {
             hot_for: Duration::from_secs(7 * 86_400),
             cache_bytes: 1 << 30,
             orphan_grace: Duration::from_secs(3600),
+            archive_after: Some(Duration::from_secs(86_400)),
+            archive_max_rows: 2_000_000,
         }
     }
 }
@@ -124,6 +134,8 @@ const SMALL_SEGMENT_ROWS: u64 = 200_000;
 const MAX_COMPACTIONS_PER_ROUND: usize = 16;
 /// How often compaction looks for work when nothing was flushed.
 const COMPACTION_SCAN_INTERVAL: Duration = Duration::from_secs(300);
+/// How often the archive pass (compaction across days) looks for months to merge.
+const ARCHIVE_SCAN_INTERVAL: Duration = Duration::from_secs(3600);
 /// Most samples in one batch handed to the durable-sample subscriber.
 pub const FEED_BATCH_SAMPLES: usize = 8192;
 /// Most samples one group commit takes from the queue.
@@ -213,6 +225,8 @@ pub struct StoreStats {
     pub samples_written: AtomicU64,
     pub flushes: AtomicU64,
     pub compactions: AtomicU64,
+    /// Merges across days into archive segments (and retention's rewrites of them).
+    pub archived: AtomicU64,
     pub maintenance_errors: AtomicU64,
     pub segments_deleted_by_retention: AtomicU64,
     pub uploads: AtomicU64,
@@ -284,46 +298,6 @@ type Days = BTreeMap<i64, Vec<Arc<SegmentMeta>>>;
 type CompactionJob = (SeriesKey, i64, Vec<Arc<SegmentMeta>>);
 /// Per device: merged points, and the sample ids their `id` fields index.
 type MergedRows = BTreeMap<Option<DeviceId>, (Vec<Point>, Vec<Option<vitals_core::SampleId>>)>;
-
-#[derive(Debug, Default)]
-struct Index {
-    series: HashMap<SeriesKey, Days>,
-    sizes: StoreSizes,
-}
-
-impl Index {
-    fn add(&mut self, key: (PatientId, MetricId), meta: Arc<SegmentMeta>) {
-        self.sizes.segments += 1;
-        self.sizes.segment_bytes += meta.bytes;
-        self.sizes.segment_rows += meta.rows;
-        self.series.entry(key).or_default().entry(meta.day_ms).or_default().push(meta);
-    }
-
-    fn remove(&mut self, key: &(PatientId, MetricId), day: i64, id: u64) {
-        let Some(days) = self.series.get_mut(key) else { return };
-        let Some(segs) = days.get_mut(&day) else { return };
-        if let Some(pos) = segs.iter().position(|s| s.id == id) {
-            let m = segs.remove(pos);
-            self.sizes.segments -= 1;
-            self.sizes.segment_bytes -= m.bytes;
-            self.sizes.segment_rows -= m.rows;
-        }
-        if segs.is_empty() {
-            days.remove(&day);
-        }
-        if days.is_empty() {
-            self.series.remove(key);
-        }
-    }
-
-    /// Swaps in the new metadata of a segment (same id, day and size; another tier).
-    fn replace(&mut self, key: &(PatientId, MetricId), meta: Arc<SegmentMeta>) {
-        let slot = self.series.get_mut(key).and_then(|d| d.get_mut(&meta.day_ms));
-        if let Some(s) = slot.and_then(|segs| segs.iter_mut().find(|s| s.id == meta.id)) {
-            *s = meta;
-        }
-    }
-}
 
 #[derive(Debug, Default)]
 struct ReadState {
@@ -682,6 +656,20 @@ impl Store {
     /// Runs one round of compaction; returns how many partitions were compacted.
     pub fn compact(&self) -> Result<usize, StoreError> {
         self.inner.compact(usize::MAX)
+    }
+
+    /// Compacts every day partition, then merges every month that ended `archive_after` ago
+    /// into archive segments (compaction across days); returns the merges done. What the
+    /// maintenance thread does over time, at once (`vitals lake compact`).
+    pub fn compact_all(&self) -> Result<usize, StoreError> {
+        let mut n = 0;
+        loop {
+            let round = self.inner.compact(usize::MAX)? + self.inner.archive(usize::MAX)?;
+            if round == 0 {
+                return Ok(n);
+            }
+            n += round;
+        }
     }
 
     /// Deletes partitions older than each metric's retention; returns segments deleted.

@@ -199,6 +199,7 @@ fn a_manifest_edit_that_does_not_fit_is_cut_off_and_the_manifest_reopens() {
         metric: "heart_rate".into(),
         patient: "p".into(),
         day_ms: 0,
+        until_day_ms: None,
         path: format!("metric=heart_rate/part-{id:020}.parquet"),
         rows: 1,
         bytes: 1,

@@ -340,3 +340,38 @@ fn the_cache_stays_within_its_bound_and_a_crash_mid_tiering_leaves_no_stray_file
     assert!(!stray.exists(), "the stray local copy is removed at start");
     assert_eq!(points(&store, "a").expect("read").len(), 100);
 }
+
+/// Compaction across days on the bucket: the cold day objects of a month that ended are
+/// merged (fetched through the cache) into one archive object under `archive/`, the day
+/// objects are deleted, and the archive is read back cold after the hot tier.
+#[test]
+fn an_archived_month_replaces_its_day_objects_in_the_bucket() {
+    let f = Fixture::new();
+    let store = f.open();
+    // The last three days of October (DAY is 2025-11-21).
+    let oct_29 = DAY - 23 * MS_PER_DAY;
+    for d in 0..3 {
+        store.write(a_day_of("p", oct_29 + d * MS_PER_DAY, 50.0 + d as f64)).expect("write");
+    }
+    store.flush().expect("flush");
+    let want = points(&store, "p").expect("read");
+    assert_eq!(want.len(), 300);
+    store.tier().expect("upload");
+    store.tier().expect("cold");
+    assert_eq!(f.bucket.keys().len(), 3);
+    assert!(store.segments().iter().all(|s| s.cold), "past the hot tier");
+    assert_eq!(store.compact_all().expect("archive"), 1);
+    assert_eq!(points(&store, "p").expect("read"), want);
+    // The archive goes up; the day objects are deleted.
+    store.tier().expect("tier");
+    let keys = f.bucket.keys();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("archive/metric=heart_rate/year=2025/month=10/patient=p/part-"), "{keys:?}");
+    store.tier().expect("cold");
+    let seg = store.segments();
+    assert!(seg.len() == 1 && seg[0].cold && seg[0].is_archive(), "{seg:?}");
+    assert_eq!(points(&store, "p").expect("read cold"), want);
+    // The sweep keeps it: the manifest names it.
+    assert_eq!(store.sweep_remote(Duration::ZERO).expect("sweep"), 0);
+    assert_eq!(f.bucket.keys(), keys);
+}

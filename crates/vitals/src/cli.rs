@@ -112,6 +112,9 @@ pub(crate) enum LakeCommand {
         #[arg(long)]
         location: Option<String>,
     },
+    /// Compact the lake now: every day partition, then every month that ended (merged
+    /// across days into archive segments), as the server does over time.
+    Compact,
     /// Export samples as FHIR R4 bulk data: Patient, Device and Observation NDJSON files
     /// and a manifest.json (the shape of FHIR Bulk Data $export).
     Fhir {

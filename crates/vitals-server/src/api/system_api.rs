@@ -59,6 +59,7 @@ pub(crate) async fn system(State(app): State<AppState>) -> Json<Value> {
         "segments": sizes.segments, "segment_bytes": sizes.segment_bytes, "segment_rows": sizes.segment_rows,
         "buffered_samples": sizes.buffered_samples,
         "flushes": stats.flushes.load(Relaxed), "compactions": stats.compactions.load(Relaxed),
+        "lake_archived": stats.archived.load(Relaxed),
         "maintenance_errors": stats.maintenance_errors.load(Relaxed),
         "lake_uploads": stats.uploads.load(Relaxed), "lake_fetches": stats.fetches.load(Relaxed),
         "lake_remote_errors": stats.remote_errors.load(Relaxed),

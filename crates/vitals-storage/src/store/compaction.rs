@@ -32,13 +32,15 @@ impl Inner {
     /// time or the day is over, else the longest run (by order) of small segments. Merging a
     /// run that is contiguous in order keeps last-write-wins intact.
     pub(super) fn compaction_pick(&self, segs: &[Arc<SegmentMeta>], day: i64, now: i64) -> Vec<Arc<SegmentMeta>> {
+        // Archive segments span days: only the archive pass merges them.
+        let segs: Vec<Arc<SegmentMeta>> = segs.iter().filter(|s| !s.is_archive()).cloned().collect();
         if segs.len() < 2 {
             return Vec::new();
         }
-        let mut by_order = segs.to_vec();
+        let mut by_order = segs.clone();
         by_order.sort_by_key(|s| s.order);
         let day_over = day + MS_PER_DAY + 3_600_000 <= now;
-        if day_over || !non_overlapping(segs) {
+        if day_over || !non_overlapping(&segs) {
             return longest_run_within(&by_order, self.config.compact_max_rows).to_vec();
         }
         let mut best: &[Arc<SegmentMeta>] = &[];
@@ -53,6 +55,48 @@ impl Inner {
         }
         let best = longest_run_within(best, self.config.compact_max_rows);
         if best.len() >= self.config.compact_min_segments.max(2) { best.to_vec() } else { Vec::new() }
+    }
+
+    /// The rows of `inputs` (oldest order first) merged with last write wins, from
+    /// `keep_from` on, sample ids and sources kept.
+    pub(super) fn merged_series(
+        &self,
+        inputs: &[Arc<SegmentMeta>],
+        keep_from: i64,
+    ) -> Result<Vec<SeriesRows>, StoreError> {
+        let mut merged: MergedRows = BTreeMap::new();
+        for s in inputs {
+            for rows in segment::read(&self.segment_file(s)?, None, keep_from, i64::MAX, None, Extra::ALL)? {
+                // Sample ids ride along by index into a side table while points are merged.
+                let e = merged.entry(rows.device.clone()).or_default();
+                let base = e.1.len() as u32;
+                let pts: Vec<Point> = rows
+                    .times
+                    .iter()
+                    .zip(&rows.values)
+                    .enumerate()
+                    .map(|(i, (&t, &v))| Point {
+                        time_ms: t,
+                        value: v,
+                        id: base + i as u32,
+                        source: rows.sources.get(i).copied().unwrap_or(Source::Unknown),
+                    })
+                    .collect();
+                e.1.extend(rows.ids.iter().cloned());
+                e.0 = if e.0.is_empty() { pts } else { merge_dedup(&e.0, &pts) };
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .map(|(device, (pts, ids))| SeriesRows {
+                device,
+                times: pts.iter().map(|p| p.time_ms).collect(),
+                values: pts.iter().map(|p| p.value).collect(),
+                ids: pts.iter().map(|p| ids.get(p.id as usize).cloned().flatten()).collect(),
+                sources: pts.iter().map(|p| p.source).collect(),
+            })
+            .filter(|s| !s.times.is_empty())
+            .collect())
     }
 
     /// Runs one round: at most `max_partitions` partitions, those with the most segments
@@ -80,43 +124,12 @@ impl Inner {
         };
         let count = jobs.len();
         for ((patient, metric), day, inputs) in jobs {
-            let mut merged: MergedRows = BTreeMap::new();
-            for s in &inputs {
-                for rows in segment::read(&self.segment_file(s)?, None, i64::MIN, i64::MAX, None, Extra::ALL)? {
-                    // Sample ids ride along by index into a side table while points are merged.
-                    let e = merged.entry(rows.device.clone()).or_default();
-                    let base = e.1.len() as u32;
-                    let pts: Vec<Point> = rows
-                        .times
-                        .iter()
-                        .zip(&rows.values)
-                        .enumerate()
-                        .map(|(i, (&t, &v))| Point {
-                            time_ms: t,
-                            value: v,
-                            id: base + i as u32,
-                            source: rows.sources.get(i).copied().unwrap_or(Source::Unknown),
-                        })
-                        .collect();
-                    e.1.extend(rows.ids.iter().cloned());
-                    e.0 = if e.0.is_empty() { pts } else { merge_dedup(&e.0, &pts) };
-                }
-            }
-            let series: Vec<SeriesRows> = merged
-                .into_iter()
-                .map(|(device, (pts, ids))| SeriesRows {
-                    device,
-                    times: pts.iter().map(|p| p.time_ms).collect(),
-                    values: pts.iter().map(|p| p.value).collect(),
-                    ids: pts.iter().map(|p| ids.get(p.id as usize).cloned().flatten()).collect(),
-                    sources: pts.iter().map(|p| p.source).collect(),
-                })
-                .collect();
+            let series = self.merged_series(&inputs, i64::MIN)?;
             let order = inputs.iter().map(|s| s.order).max().unwrap_or(0);
             let mut manifest = self.manifest.lock();
             let id = manifest.allocate_ids(1);
             let mut dirs = BTreeSet::new();
-            let (meta, rollup) = self.write_segment(id, metric, &patient, day, order, &series, &mut dirs)?;
+            let (meta, rollup) = self.write_segment(id, metric, &patient, (day, None), order, &series, &mut dirs)?;
             if let Err(e) = self.sync_dirs(&dirs) {
                 self.discard(std::iter::once(&meta));
                 return Err(e);
@@ -133,7 +146,7 @@ impl Inner {
                 let mut g = self.read.write();
                 let key = (patient.clone(), metric);
                 for s in &inputs {
-                    g.index.remove(&key, day, s.id);
+                    g.index.remove(&key, s);
                 }
                 g.index.add(key, meta);
             }
@@ -156,6 +169,7 @@ mod tests {
             metric: "heart_rate".into(),
             patient: "p-1".into(),
             day_ms: 0,
+            until_day_ms: None,
             path: format!("{order}.parquet"),
             rows,
             bytes: rows * 8,

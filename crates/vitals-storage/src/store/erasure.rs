@@ -16,12 +16,15 @@ impl Inner {
             let _m = self.maintenance.lock();
             let doomed: Vec<Arc<SegmentMeta>> = {
                 let g = self.read.read();
-                g.index
+                // An archive segment is listed under each of its days: once here.
+                let by_id: BTreeMap<u64, Arc<SegmentMeta>> = g
+                    .index
                     .series
                     .iter()
                     .filter(|(k, _)| &k.0 == patient)
-                    .flat_map(|(_, days)| days.values().flatten().cloned())
-                    .collect()
+                    .flat_map(|(_, days)| days.values().flatten().map(|s| (s.id, Arc::clone(s))))
+                    .collect();
+                by_id.into_values().collect()
             };
             let mut manifest = self.manifest.lock();
             if !doomed.is_empty() {
@@ -33,7 +36,7 @@ impl Inner {
                 let mut g = self.read.write();
                 for s in &doomed {
                     if let Some(metric) = self.catalog.id(&s.metric) {
-                        g.index.remove(&(patient.clone(), metric), s.day_ms, s.id);
+                        g.index.remove(&(patient.clone(), metric), s);
                     }
                 }
             }

@@ -1,6 +1,6 @@
 //! Flushing: the maintenance thread writes frozen buffers as Parquet segments (fsynced,
 //! their directories too) and commits them in one manifest edit; it also runs compaction
-//! and retention on schedule, and removes orphaned files at start.
+//! compaction across days and retention on schedule, and removes orphaned files at start.
 
 use super::*;
 
@@ -22,6 +22,8 @@ pub(super) fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
     let mut compact_pending = true;
     let mut last_compaction = Instant::now();
     let mut round_left_work = false;
+    let mut last_archive: Option<Instant> = None;
+    let mut archive_pending = false;
     loop {
         {
             let (lock, cv) = &inner.wake;
@@ -66,6 +68,23 @@ pub(super) fn maintenance_loop(inner: &Inner, tx: &SyncSender<WriterMsg>) {
             }
         } else {
             round_left_work = false;
+        }
+        // Compaction across days: at start, then hourly (a backfill of old months is merged
+        // once an hour, not at every flush), in rounds of a few merges while there is work.
+        if inner.config.archive_after.is_some()
+            && (archive_pending || last_archive.is_none_or(|t| t.elapsed() >= ARCHIVE_SCAN_INTERVAL))
+        {
+            last_archive = Some(Instant::now());
+            match inner.archive(super::archive::MAX_ARCHIVES_PER_ROUND) {
+                Ok(n) => {
+                    archive_pending = n >= super::archive::MAX_ARCHIVES_PER_ROUND;
+                    round_left_work |= archive_pending;
+                }
+                Err(e) => {
+                    archive_pending = false;
+                    errors.push(e);
+                }
+            }
         }
         if last_retention.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
             last_retention = Some(Instant::now());
@@ -136,6 +155,12 @@ pub(super) fn partition_dir(metric: &str, patient: &PatientId, day_ms: i64) -> S
     format!("metric={metric}/year={y:04}/month={m:02}/day={d:02}/patient={patient}")
 }
 
+/// Where archive segments (compacted across the days of a month) of a series live.
+pub(super) fn archive_dir(metric: &str, patient: &PatientId, day_ms: i64) -> String {
+    let (y, m, _) = civil_day(day_ms);
+    format!("archive/metric={metric}/year={y:04}/month={m:02}/patient={patient}")
+}
+
 impl Inner {
     pub(super) fn wake_maintenance(&self) {
         let (lock, cv) = &self.wake;
@@ -183,7 +208,7 @@ impl Inner {
         let mut rollups = Vec::with_capacity(parts.len());
         for ((metric, patient, day), series) in parts {
             let id = manifest.allocate_ids(1);
-            match self.write_segment(id, metric, &patient, day, order, &series, &mut dirs) {
+            match self.write_segment(id, metric, &patient, (day, None), order, &series, &mut dirs) {
                 Ok((meta, rollup)) => {
                     metas.push((patient, metric, meta));
                     rollups.push((id, rollup));
@@ -243,13 +268,16 @@ impl Inner {
         id: u64,
         metric: MetricId,
         patient: &PatientId,
-        day: i64,
+        (day, until_day): (i64, Option<i64>),
         order: u64,
         series: &[SeriesRows],
         dirs: &mut BTreeSet<PathBuf>,
     ) -> Result<(SegmentMeta, Vec<DeviceRollup>), StoreError> {
         let m = self.catalog.get(metric);
-        let rel_dir = partition_dir(m.code, patient, day);
+        let rel_dir = match until_day {
+            None => partition_dir(m.code, patient, day),
+            Some(_) => archive_dir(m.code, patient, day),
+        };
         let dir = self.lake.join(&rel_dir);
         self.config.fs.create_dir_all(&dir).map_err(io(&dir))?;
         let name = format!("part-{id:020}.parquet");
@@ -282,6 +310,7 @@ impl Inner {
             metric: m.code.to_owned(),
             patient: patient.as_str().to_owned(),
             day_ms: day,
+            until_day_ms: until_day,
             path: format!("{rel_dir}/{name}"),
             rows: w.rows,
             bytes: w.bytes,

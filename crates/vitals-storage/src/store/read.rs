@@ -84,23 +84,28 @@ impl Inner {
             if n > req.max_points { Err(StoreError::TooManyPoints { limit: req.max_points }) } else { Ok(()) }
         };
         over(held)?;
+        // (An archive segment, listed under each of its days, counts once.)
         let wholly_inside: u64 = days
             .iter()
             .filter(|(day, segs)| !self.answered_by_rollups(req, *day, segs, &buffered_days))
             .flat_map(|(_, segs)| segs.iter())
             .filter(|s| s.min_ms >= req.from && s.max_ms < req.to)
-            .map(|s| s.rows)
+            .map(|s| (s.id, s.rows))
+            .collect::<BTreeMap<u64, u64>>()
+            .values()
             .sum();
         over(held.saturating_add(usize::try_from(wholly_inside).unwrap_or(usize::MAX)))?;
         let mut out = SeriesRead::default();
         let extra = Extra { ids: false, sources: req.sources };
         let mut from_segments: BTreeMap<Option<DeviceId>, Vec<Point>> = BTreeMap::new();
         for (day, mut segs) in days {
+            // This day's part of the range: an archive segment holds other days too.
+            let (from, to) = (req.from.max(day), req.to.min(day.saturating_add(MS_PER_DAY)));
             if self.answered_by_rollups(req, day, &segs, &buffered_days) {
                 for s in &segs {
                     for dr in self.rollup_of(s)?.iter() {
                         if req.device.as_ref().is_none_or(|d| dr.device.as_deref() == Some(d.as_str())) {
-                            out.hours.extend_from_slice(&dr.hours);
+                            out.hours.extend(dr.hours.iter().filter(|h| h.hour_ms >= from && h.hour_ms < to));
                         }
                     }
                 }
@@ -109,8 +114,7 @@ impl Inner {
             segs.sort_by_key(|s| s.order);
             for s in &segs {
                 let footer = self.footer_of(s)?;
-                for rows in
-                    segment::read(&self.segment_file(s)?, Some(&footer), req.from, req.to, req.device.as_ref(), extra)?
+                for rows in segment::read(&self.segment_file(s)?, Some(&footer), from, to, req.device.as_ref(), extra)?
                 {
                     held = held.saturating_add(rows.times.len());
                     over(held)?;
@@ -167,7 +171,8 @@ impl Inner {
                 continue;
             }
             for s in segs {
-                let (lo, hi) = (s.min_ms.max(req.from), s.max_ms.min(req.to.saturating_sub(1)));
+                let (from, to) = (req.from.max(*day), req.to.min(day.saturating_add(MS_PER_DAY)));
+                let (lo, hi) = (s.min_ms.max(from), s.max_ms.min(to.saturating_sub(1)));
                 if lo > hi {
                     continue;
                 }

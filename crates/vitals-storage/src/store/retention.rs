@@ -13,12 +13,15 @@ impl Inner {
         let doomed: Vec<((PatientId, MetricId), Arc<SegmentMeta>)> = {
             let g = self.read.read();
             let mut v = Vec::new();
+            let mut seen = BTreeSet::new();
             for (key, days) in &g.index.series {
                 let Some(keep) = self.config.retention.get(&key.1) else { continue };
                 let cutoff = now - keep.as_millis() as i64;
                 for (_, segs) in days.range(..day_start(cutoff)) {
                     for s in segs {
-                        if s.day_ms + MS_PER_DAY <= cutoff {
+                        // An archive segment goes once its last day is out (under that day);
+                        // one that is partly out is rewritten by the archive pass.
+                        if s.last_day_ms() + MS_PER_DAY <= cutoff && seen.insert(s.id) {
                             v.push((key.clone(), Arc::clone(s)));
                         }
                     }
@@ -26,14 +29,35 @@ impl Inner {
             }
             v
         };
+        // Archive segments that are partly out: rewritten without the days that are out.
+        let partial: Vec<((PatientId, MetricId), Arc<SegmentMeta>, i64)> = {
+            let g = self.read.read();
+            let mut v = Vec::new();
+            let mut seen = BTreeSet::new();
+            for (key, days) in &g.index.series {
+                let Some(keep) = self.config.retention.get(&key.1) else { continue };
+                let keep_from = day_start(now - keep.as_millis() as i64);
+                for (_, segs) in days.range(..keep_from) {
+                    for s in segs {
+                        if s.is_archive() && s.last_day_ms() >= keep_from && seen.insert(s.id) {
+                            v.push((key.clone(), Arc::clone(s), keep_from));
+                        }
+                    }
+                }
+            }
+            v
+        };
+        for (key, s, keep_from) in &partial {
+            self.rewrite_archive(key, vec![Arc::clone(s)], *keep_from)?;
+        }
         if doomed.is_empty() {
-            return Ok(0);
+            return Ok(partial.len());
         }
         self.manifest.lock().commit(Edit { remove: doomed.iter().map(|d| d.1.id).collect(), ..Edit::default() })?;
         {
             let mut g = self.read.write();
             for (key, s) in &doomed {
-                g.index.remove(key, s.day_ms, s.id);
+                g.index.remove(key, s);
             }
         }
         for (_, s) in &doomed {

@@ -385,3 +385,90 @@ fn sources_survive_replay_flush_and_compaction_and_follow_the_last_write() {
     assert_eq!(store.segments().len(), 1);
     assert_eq!(sources(&store), want, "compacted");
 }
+
+/// Compaction across days: a month that ended is merged into one archive segment under
+/// `archive/`, and reads answer as before, raw and from the hourly rollups; a late sample
+/// for an archived day wins and the next pass merges it in; the manifest keeps the span
+/// over a restart; retention rewrites an archive that is partly out; erasure removes it.
+#[test]
+fn months_that_ended_are_archived_across_days_and_read_as_before() {
+    let dir = tempfile::tempdir().expect("tmp");
+    const OCT_1: i64 = 1_759_276_800_000; // 2025-10-01T00:00:00Z; NOW is 2025-11-22
+    let cfg = || StoreConfig { archive_max_rows: 3000, ..StoreConfig::default() };
+    let read = |store: &Store, from: i64, to: i64, rollups: bool| {
+        store
+            .read(&ReadRequest {
+                patient: PatientId::new("p").expect("id"),
+                metric: Catalog::standard().id("heart_rate").expect("m"),
+                device: None,
+                from,
+                to,
+                rollups,
+                max_points: usize::MAX,
+                sources: false,
+            })
+            .expect("read")
+    };
+    let points = |store: &Store| -> Vec<(i64, f64)> {
+        let r = read(store, 0, NOW + 1, false);
+        r.raw.iter().flat_map(|s| s.times.iter().copied().zip(s.values.iter().copied())).collect()
+    };
+    let store = open(dir.path(), cfg());
+    // October hourly (744 rows in 31 day segments) and 4 days of November.
+    let samples: Vec<Sample> =
+        (0..35 * 24).map(|h| hr("p", "heart_rate", OCT_1 + h * 3_600_000, 50.0 + (h % 40) as f64)).collect();
+    store.write(samples).expect("write");
+    store.flush().expect("flush");
+    let before = points(&store);
+    assert_eq!(before.len(), 35 * 24);
+    assert_eq!(store.segments().len(), 35);
+    assert_eq!(store.compact_all().expect("archive"), 1, "October is one merge");
+    let segs = store.segments();
+    assert_eq!(segs.len(), 5, "one archive segment and four days of November");
+    let archive: Vec<&SegmentMeta> = segs.iter().filter(|s| s.is_archive()).collect();
+    assert_eq!(archive.len(), 1);
+    assert!(archive[0].path.starts_with("archive/metric=heart_rate/year=2025/month=10/patient=p/part-"), "{archive:?}");
+    assert_eq!((archive[0].day_ms, archive[0].until_day_ms), (OCT_1, Some(OCT_1 + 30 * MS_PER_DAY)));
+    assert!(dir.path().join("lake").join(&archive[0].path).exists());
+    assert!(!dir.path().join("lake/metric=heart_rate/year=2025/month=10").exists(), "the day partitions went");
+    assert_eq!(points(&store), before, "raw reads answer as before");
+    // Two whole days from the rollups: their 48 hours only, not the archive's 744.
+    let (from, to) = (OCT_1 + 9 * MS_PER_DAY, OCT_1 + 11 * MS_PER_DAY);
+    let r = read(&store, from, to, true);
+    assert!(r.raw.is_empty());
+    assert_eq!(r.hours.len(), 48);
+    let sum: f64 = before.iter().filter(|(t, _)| *t >= from && *t < to).map(|(_, v)| v).sum();
+    assert_eq!(r.hours.iter().map(|h| h.sum).sum::<f64>(), sum);
+    // A late sample for an archived day wins, and the next pass merges it in.
+    let late = OCT_1 + 14 * MS_PER_DAY + 5 * 3_600_000;
+    store.write(vec![hr("p", "heart_rate", late, 99.0)]).expect("late");
+    store.flush().expect("flush");
+    let mut want = before.clone();
+    want.iter_mut().filter(|(t, _)| *t == late).for_each(|p| p.1 = 99.0);
+    assert_eq!(points(&store), want, "last write wins over the archive");
+    assert_eq!(store.compact_all().expect("archive"), 1);
+    assert_eq!(store.segments().len(), 5);
+    assert_eq!(points(&store), want);
+    assert_eq!(store.compact_all().expect("archive"), 0, "an archived month is left alone");
+    store.close().expect("close");
+    drop(store);
+    // Reopened with a retention that cuts October on the 20th at noon: the days before the
+    // 20th go, the archive is rewritten with the rest.
+    let hr_id = Catalog::standard().id("heart_rate").expect("m");
+    let keep = NOW - (OCT_1 + 19 * MS_PER_DAY + 12 * 3_600_000);
+    let store = open(
+        dir.path(),
+        StoreConfig { retention: HashMap::from([(hr_id, Duration::from_millis(keep as u64))]), ..cfg() },
+    );
+    assert_eq!(points(&store), want, "the span survives a restart");
+    assert_eq!(store.apply_retention().expect("retention"), 1);
+    let kept: Vec<(i64, f64)> = want.iter().copied().filter(|(t, _)| *t >= OCT_1 + 19 * MS_PER_DAY).collect();
+    assert_eq!(points(&store), kept);
+    let archive: Vec<SegmentMeta> = store.segments().into_iter().filter(|s| s.is_archive()).collect();
+    assert_eq!(archive.len(), 1);
+    assert_eq!(archive[0].day_ms, OCT_1 + 19 * MS_PER_DAY);
+    store.erase_patient(&PatientId::new("p").expect("id")).expect("erase");
+    assert!(store.segments().is_empty());
+    assert!(points(&store).is_empty());
+    assert!(!dir.path().join("lake/archive/metric=heart_rate/year=2025/month=10/patient=p").exists());
+}

@@ -181,6 +181,8 @@ impl Inner {
         let (to_upload, to_chill) = {
             let g = self.read.read();
             let (mut up, mut chill) = (Vec::new(), Vec::new());
+            // An archive segment is listed under each of its days: taken once.
+            let mut seen = BTreeSet::new();
             for days in g.index.series.values() {
                 for (day, segs) in days {
                     let ended = day + MS_PER_DAY;
@@ -189,6 +191,10 @@ impl Inner {
                         continue;
                     }
                     for s in segs {
+                        let ended = s.last_day_ms() + MS_PER_DAY;
+                        if ended + upload_after > now || !seen.insert(s.id) {
+                            continue;
+                        }
                         if !s.remote {
                             up.push(Arc::clone(s));
                         } else if !s.cold && ended + hot_for <= now {
@@ -292,7 +298,10 @@ impl Inner {
             let known: BTreeSet<&str> = manifest.state.segments.values().map(|s| s.path.as_str()).collect();
             objects
                 .into_iter()
-                .filter(|o| o.key.starts_with("metric=") && o.key.rsplit('/').next().is_some_and(is_segment_name))
+                .filter(|o| {
+                    (o.key.starts_with("metric=") || o.key.starts_with("archive/metric="))
+                        && o.key.rsplit('/').next().is_some_and(is_segment_name)
+                })
                 .filter(|o| wanted.as_deref().is_none_or(|w| o.key.contains(w)))
                 .filter(|o| o.modified_ms <= cutoff && !known.contains(o.key.as_str()))
                 .map(|o| o.key)

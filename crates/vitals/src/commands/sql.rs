@@ -83,10 +83,21 @@ pub(crate) fn lake(config: &Config, command: LakeCommand) -> anyhow::Result<Exit
                 None => std::path::absolute(&lake)?.to_string_lossy().into_owned(),
             };
             let mut metrics = lake_ddl::metrics_in(&lake);
-            if metrics.is_empty() {
+            // Months compacted across days (see docs/lake.md).
+            let archived = lake_ddl::metrics_in(&lake.join("archive"));
+            if metrics.is_empty() && archived.is_empty() {
                 metrics = vitals_core::Catalog::standard().all().map(|(_, m)| m.code).collect();
             }
-            print!("{}", lake_ddl::ddl(engine, &location, &metrics));
+            print!("{}", lake_ddl::ddl(engine, &location, &metrics, &archived));
+            Ok(ExitCode::SUCCESS)
+        }
+        LakeCommand::Compact => {
+            let store = vitals_server::stores::open_store(config)?;
+            let before = store.segments().len();
+            let merges = store.compact_all()?;
+            let after = store.segments().len();
+            store.close()?;
+            println!("{merges} merges: {before} segments before, {after} after");
             Ok(ExitCode::SUCCESS)
         }
         LakeCommand::Fhir { out, patient, metric, from, to } => {

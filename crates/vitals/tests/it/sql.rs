@@ -340,11 +340,22 @@ fn the_duckdb_ddl_reads_the_lake_as_vitals_sql_does() {
             ));
         }
     }
+    // One reading of this month: its day partition stays while January 2025 is archived.
+    let now_ms = vitals_core::Clock::now_ms(&vitals_core::SystemClock);
+    lines.push(format!(r#"{{"patient":"p-7","metric":"heart_rate","time":{},"value":70}}"#, now_ms - 60_000));
     std::fs::write(&nd, lines.join("\n")).expect("write");
     let (ok, _, err) = vitals(&["--data-dir", d, "ingest", nd.to_str().expect("utf8"), "--quiet"]);
     assert!(ok, "{err}");
+    // Compaction across days, now: the January days of each series become one archive segment.
+    let (ok, out, err) = vitals(&["--data-dir", d, "lake", "compact"]);
+    assert!(ok, "{err}");
+    assert!(out.starts_with("3 merges"), "{out}");
+    let archive = data.join("lake/archive/metric=heart_rate/year=2025/month=01/patient=0042");
+    assert_eq!(std::fs::read_dir(&archive).expect("archive dir").count(), 1, "one file for three days");
+    assert!(data.join("lake/metric=heart_rate").exists(), "this month stays in day partitions");
     let (ok, ddl, err) = vitals(&["--data-dir", d, "lake", "ddl", "--for", "duckdb"]);
     assert!(ok, "{err}");
+    assert!(ddl.contains("UNION ALL BY NAME"), "both layouts: {ddl}");
     let query = "SELECT patient, metric, source, count(*) AS n, sum(value) AS s FROM samples GROUP BY patient, metric, source ORDER BY patient, metric";
     let (ok, ours, err) = vitals(&["--data-dir", d, "sql", "--format", "csv", query]);
     assert!(ok, "{err}");
@@ -362,10 +373,13 @@ for r in con.execute(sys.argv[2]).fetchall():
     assert_eq!(ours.len(), 3, "{ours:?}");
     assert_eq!(theirs.lines().collect::<Vec<_>>(), ours, "DuckDB over the DDL agrees with Vitals' SQL");
     assert!(ours[0].starts_with("0042,heart_rate,native,50,"), "a numeric-looking patient id stays text: {ours:?}");
+    assert!(ours[2].starts_with("p-7,skin_temperature,native,50,"), "{ours:?}");
+    assert!(ours[1].starts_with("p-7,heart_rate,native,51,"), "archived and day partitions: {ours:?}");
     let (ok, athena, _) =
         vitals(&["--data-dir", d, "lake", "ddl", "--for", "athena", "--location", "s3://bucket/vitals/lake"]);
     assert!(ok);
-    assert!(athena.contains("LOCATION 's3://bucket/vitals/lake/metric=skin_temperature/';"), "{athena}");
+    assert!(athena.contains("LOCATION 's3://bucket/vitals/lake/archive/metric=skin_temperature/';"), "{athena}");
+    assert!(athena.contains("LOCATION 's3://bucket/vitals/lake/metric=heart_rate/';"), "{athena}");
     assert!(!athena.contains("metric=eda"), "only metrics the lake holds: {athena}");
 }
 

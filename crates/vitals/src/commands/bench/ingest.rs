@@ -358,6 +358,18 @@ pub(super) fn run(a: &BenchArgs) -> anyhow::Result<ExitCode> {
     store.flush()?;
     while store.compact()? > 0 {}
     println!("flush + compaction: {:.1} s", t.elapsed().as_secs_f64());
+    // The same data in day partitions only, then with the months that ended compacted
+    // across days (lake.archive; both in this one run).
+    let (day_bytes, day_segments) = (store.sizes().segment_bytes, store.sizes().segments);
+    println!(
+        "vitals storage in day partitions: {} bytes in {} segments = {:.3} bytes/sample",
+        day_bytes,
+        day_segments,
+        day_bytes as f64 / total as f64
+    );
+    let t = Instant::now();
+    let merges = store.compact_all()?;
+    println!("compaction across days: {merges} merges in {:.1} s", t.elapsed().as_secs_f64());
     let lake_bytes = store.sizes().segment_bytes;
     let vitals_bps = lake_bytes as f64 / total as f64;
     println!(
@@ -547,8 +559,9 @@ fn sql_post(agent: &ureq::Agent, url: &str, auth: &str, sql: &str) -> anyhow::Re
     Ok(())
 }
 
-/// DuckDB (PyPI, when installed) over the same lake, the same SQL with `samples` as a view
-/// of the Parquet files (hive partitions prune by metric and patient); prints its medians.
+/// DuckDB (PyPI, when installed) over the same lake, the same SQL with `samples` as the
+/// view `vitals lake ddl --for duckdb` creates (hive partitions prune by metric and
+/// patient); prints its medians.
 fn duckdb_queries(lake: &Path, sql: &[String; 3], repeat: usize) {
     const SCRIPT: &str = r#"
 import json, sys, time
@@ -556,8 +569,8 @@ import duckdb
 lake, repeat, queries = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 con = duckdb.connect()
 con.execute("CREATE MACRO to_timestamp_millis(x) AS epoch_ms(x)")
-con.execute(f"CREATE VIEW samples AS SELECT patient, metric, time, CAST(value AS DOUBLE) AS value, device "
-            f"FROM read_parquet('{lake}/**/*.parquet', hive_partitioning = true, union_by_name = true)")
+# `samples` as `vitals lake ddl --for duckdb` prints it (day partitions and archived months).
+con.execute(sys.argv[4])
 out = []
 for q in queries:
     con.execute(q).fetchall()
@@ -573,6 +586,12 @@ print(json.dumps(out))
         .args(["-c", SCRIPT])
         .arg(lake)
         .args([repeat.to_string(), queries])
+        .arg(vitals_storage::lake_ddl::ddl(
+            vitals_storage::lake_ddl::Engine::DuckDb,
+            &lake.to_string_lossy(),
+            &vitals_storage::lake_ddl::metrics_in(lake),
+            &vitals_storage::lake_ddl::metrics_in(&lake.join("archive")),
+        ))
         .output();
     let parsed = match out {
         Ok(o) if o.status.success() => serde_json::from_slice::<Vec<(f64, f64)>>(&o.stdout).map_err(|e| e.to_string()),
