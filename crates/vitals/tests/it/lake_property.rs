@@ -1,5 +1,6 @@
 //! A property test of the read path over every tier: random writes (overwriting times
-//! often), some left buffered, some flushed, some compacted, some uploaded to S3 (moto) and
+//! often), some left buffered, some flushed, some compacted, some compacted across days
+//! into archive segments (October, a month that ended), some uploaded to S3 (moto) and
 //! dropped from the local disk; random aggregates over random ranges agree between SQL,
 //! the REST API and a model of last-write-wins; once everything is compacted, DuckDB
 //! reading the same lake (the local files plus the bucket's objects) agrees too.
@@ -89,9 +90,18 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=p
         dest = os.path.join(work, o["Key"][len(prefix):])
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         s3.download_file(bucket, o["Key"], dest)
+# Day partitions and archived months: two layouts, read as `vitals lake ddl` does.
+import glob
+parts = []
+for pattern in [f"{work}/metric=*/year=*/month=*/day=*/patient=*/*.parquet",
+                f"{work}/archive/metric=*/year=*/month=*/patient=*/*.parquet"]:
+    if glob.glob(pattern):
+        parts.append(f"SELECT patient, metric, time, value FROM read_parquet('{pattern}', "
+                     f"hive_partitioning = true, union_by_name = true, "
+                     f"hive_types = {{'metric': VARCHAR, 'patient': VARCHAR, 'year': INTEGER, 'month': INTEGER}})")
 rows = duckdb.sql(
     f"SELECT patient, metric, count(*), sum(CAST(value AS DOUBLE)) "
-    f"FROM read_parquet('{work}/**/*.parquet', hive_partitioning = true, union_by_name = true) "
+    f"FROM ({' UNION ALL BY NAME '.join(parts)}) "
     f"WHERE epoch_ms(time) >= {lo} AND epoch_ms(time) < {hi} GROUP BY ALL ORDER BY ALL"
 ).fetchall()
 print(json.dumps([[r[0], r[1], r[2], r[3]] for r in rows]))
@@ -119,11 +129,26 @@ fn duckdb_sums(server: &TestServer, port: &str, bucket: &str, lo: i64, hi: i64) 
         .collect()
 }
 
+/// 2025-10-25T00:00:00Z: days of October, a month that ended (NOW is 2025-11-22), are
+/// compacted across days into archive segments.
+const OCT_25: i64 = 1_761_350_400_000;
+
+/// A sample time: one of the last five days, or of the last days of October.
+fn random_time(rng: &mut Rng) -> i64 {
+    let day = if rng.below(3) == 0 {
+        OCT_25 + rng.below(7) as i64 * MS_PER_DAY
+    } else {
+        NOW - (1 + rng.below(5) as i64) * MS_PER_DAY
+    };
+    // Few distinct times per day, so that later writes overwrite earlier ones.
+    day + rng.below(40) as i64 * 60_000
+}
+
 fn random_range(rng: &mut Rng) -> (i64, i64) {
     if rng.below(3) == 0 {
         return (0, NOW + 1);
     }
-    let lo = NOW - (1 + rng.below(5) as i64) * MS_PER_DAY + rng.below(3000) as i64 * 1000;
+    let lo = random_time(rng) - rng.below(2) as i64 * MS_PER_DAY + rng.below(3000) as i64 * 1000;
     (lo, lo + (1 + rng.below(3 * 86_400) as i64) * 1000)
 }
 
@@ -147,7 +172,7 @@ fn check(server: &TestServer, model: &Model, rng: &mut Rng, case: u64, round: u6
 fn sql_rest_duckdb_and_a_model_agree_over_buffer_segments_compaction_and_s3() {
     let moto = start_moto();
     let port = moto.port.to_string();
-    let mut tiers_seen = (false, false);
+    let mut tiers_seen = (false, false, false);
     for case in 0..CASES {
         let bucket = format!("prop-{case}");
         python(S3, &[&port, "create", &bucket]);
@@ -170,16 +195,20 @@ fn sql_rest_duckdb_and_a_model_agree_over_buffer_segments_compaction_and_s3() {
                 } else {
                     ("step_count", rng.below(500) as f64)
                 };
-                // Few distinct times per day, so that later writes overwrite earlier ones.
-                let t = NOW - (1 + rng.below(5) as i64) * MS_PER_DAY + rng.below(40) as i64 * 60_000;
+                let t = random_time(&mut rng);
                 items.push(json!({"patient": p, "metric": metric, "time": t, "value": v}));
                 model.insert((p, metric, t), v);
             }
             let r = server.ingest(&Value::Array(items));
             assert_eq!(r.status, 200, "{}", r.body);
             assert_eq!(r.json()["accepted"], n, "{}", r.body);
-            match rng.below(4) {
+            match rng.below(5) {
                 0 => {}
+                // Compaction across days now: October's days into archive segments.
+                4 => {
+                    server.store.flush().expect("flush");
+                    server.store.compact_all().expect("compact all");
+                }
                 1 => server.store.flush().expect("flush"),
                 2 => {
                     server.store.flush().expect("flush");
@@ -195,11 +224,13 @@ fn sql_rest_duckdb_and_a_model_agree_over_buffer_segments_compaction_and_s3() {
             let segs = server.store.segments();
             tiers_seen.0 |= segs.iter().any(|s| s.cold);
             tiers_seen.1 |= segs.iter().any(|s| s.remote && !s.cold);
+            tiers_seen.2 |= segs.iter().any(|s| s.is_archive());
             check(&server, &model, &mut rng, case, round);
         }
-        // Everything into the lake, one segment per partition: DuckDB sees what Vitals sees.
+        // Everything into the lake, one segment per partition (October archived): DuckDB
+        // sees what Vitals sees.
         server.store.flush().expect("flush");
-        while server.store.compact().expect("compact") > 0 {}
+        server.store.compact_all().expect("compact all");
         server.store.tier().expect("upload");
         server.store.tier().expect("cold");
         check(&server, &model, &mut rng, case, ROUNDS);
@@ -213,5 +244,8 @@ fn sql_rest_duckdb_and_a_model_agree_over_buffer_segments_compaction_and_s3() {
             );
         }
     }
-    assert!(tiers_seen.0 && tiers_seen.1, "the cases reached cold and hot uploaded segments: {tiers_seen:?}");
+    assert!(
+        tiers_seen.0 && tiers_seen.1 && tiers_seen.2,
+        "the cases reached cold and hot uploaded segments and archive segments: {tiers_seen:?}"
+    );
 }
