@@ -45,7 +45,21 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("time_params", time_params),
     ("mqtt_packet", mqtt_packet),
     ("file_drop", file_drop),
+    ("sql_catalog", sql_catalog),
 ];
+
+/// SQL text as an analyst's client sends it, through the nesting limit and the PostgreSQL
+/// catalog's rewrite of the parsed statement: parses or is refused in bounded time, never
+/// panics, and what it rewrites is SQL that parses again.
+pub fn sql_catalog(data: &[u8]) {
+    let Ok(sql) = std::str::from_utf8(data) else { return };
+    for rewritten in vitals_sql::pg_catalog::rewrite_sql(sql) {
+        // (`x::regclass::regclass...` becomes nested CASTs, which may pass the nesting limit.)
+        if vitals_sql::too_deep(&rewritten).is_ok() {
+            assert!(!vitals_sql::pg_catalog::rewrite_sql(&rewritten).is_empty(), "{rewritten}");
+        }
+    }
+}
 
 pub fn native_json(data: &[u8]) {
     if let Ok(b) = native::decode(data, Format::Json, &mut validator()) {
@@ -147,7 +161,9 @@ pub fn record_files(data: &[u8]) {
             if let Ok(scan) = record::scan(bytes, magic, 1) {
                 for (offset, payload) in &scan.records {
                     assert!((*offset as usize) < bytes.len());
-                    let _ = vitals_storage::wal::decode_payload(payload, Catalog::standard());
+                    for version in [1, 2] {
+                        let _ = vitals_storage::wal::decode_payload(payload, Catalog::standard(), version);
+                    }
                     let _ = serde_json::from_slice::<vitals_storage::manifest::Edit>(payload);
                     let _ = serde_json::from_slice::<Vec<vitals_core::Event>>(payload);
                 }
@@ -164,6 +180,16 @@ pub fn record_files(data: &[u8]) {
         std::fs::write(&path, bytes).expect("write");
     };
     write("events/events.log", *b"VEVT");
+    // A write-ahead log file of each version, opened as at start (repairing what is damaged).
+    for version in [1u32, 2] {
+        let wal = dir.path().join(format!("wal-v{version}"));
+        std::fs::create_dir_all(&wal).expect("mkdir");
+        let mut bytes = record::header(*b"VWAL", version).to_vec();
+        bytes.extend_from_slice(data);
+        std::fs::write(wal.join("wal-00000000000000000001.log"), bytes).expect("write");
+        let fs = vitals_storage::fs::real();
+        let _ = vitals_storage::wal::Wal::open(&fs, &wal, true, Catalog::standard(), 1, |_| {});
+    }
     write("dead-letters/dlq-00000000000000000001.log", *b"VDLQ");
     write("manifest/MANIFEST-000001", *b"VMAN");
     std::fs::write(dir.path().join("manifest/CURRENT"), "MANIFEST-000001\n").expect("current");

@@ -147,6 +147,11 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             &["[{\"patient\":\"p\"}]", "<?xml version=\"1.0\"?><HealthData/>", "Date/Time,Step Count (count)\n"]
         }
         "mqtt_packet" => &[],
+        "sql_catalog" => &[
+            "SELECT c.oid, c.* FROM pg_catalog.pg_class c WHERE c.relname OPERATOR(pg_catalog.~) '^(samples)$' COLLATE pg_catalog.default",
+            "SELECT (SELECT d.adbin FROM pg_attrdef d WHERE d.adrelid = a.attrelid), a.attname::regtype FROM pg_attribute a",
+            "SHOW search_path; SELECT (pg_catalog.current_schemas(true))[1], session_user, 'pg_class'::regclass",
+        ],
         other => panic!("no seeds for {other}"),
     };
     let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();

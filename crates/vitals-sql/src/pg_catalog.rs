@@ -105,6 +105,27 @@ pub(super) fn type_name(oid: i64) -> Option<&'static str> {
     TYPES.iter().find(|t| t.0 == oid).map(|t| t.3)
 }
 
+/// The statements of `sql` (PostgreSQL dialect) after [`rewrite`], as SQL text; empty when
+/// it does not parse. For fuzzing and for seeing what a client's catalog query becomes.
+pub fn rewrite_sql(sql: &str) -> Vec<String> {
+    use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    if crate::too_deep(sql).is_err() {
+        return Vec::new();
+    }
+    let Ok(statements) = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}) else { return Vec::new() };
+    statements
+        .into_iter()
+        .map(|s| match s {
+            DFStatement::Statement(mut st) => {
+                rewrite(&mut st);
+                st.to_string()
+            }
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 /// Whether a query may need the catalog: only then is it built and the statement rewritten.
 pub(crate) fn wanted(sql: &str) -> bool {
     let lower = sql.to_ascii_lowercase();

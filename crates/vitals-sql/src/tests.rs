@@ -454,3 +454,22 @@ fn the_pg_catalog_lists_tables_and_columns_and_changes_no_rule() {
         assert!(matches!(e, SqlError::NotAllowed(_) | SqlError::Invalid(_)), "{sql}: {e:?}");
     }
 }
+
+/// The SQL parser doubles its time per level of nested calls: a query nested deeper than
+/// MAX_NESTING is refused at once instead of holding a core for minutes; quotes and
+/// comments do not count, and real nesting within the limit runs.
+#[test]
+fn deeply_nested_sql_is_refused_before_it_is_parsed() {
+    let f = fixture(Limits::default());
+    let deep = format!("SELECT {}1{}", "abs(".repeat(40), ")".repeat(40));
+    let started = std::time::Instant::now();
+    let e = query(&f, &deep, &Scope::All).expect_err("refused");
+    assert!(matches!(&e, SqlError::Invalid(m) if m.contains("40 levels")), "{e:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert_eq!(split_statements(&deep), vec![deep.clone()], "split leaves it whole for the error");
+    let fine =
+        format!("SELECT {}1{} AS x -- (((((((((((((((((((((", "abs(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+    let a = query(&f, &fine, &Scope::All).expect("within the limit");
+    assert_eq!(rows(&a), vec![vec!["1"]]);
+    assert!(too_deep("SELECT '((((((((((((((((((((((((((((((' AS s").is_ok());
+}

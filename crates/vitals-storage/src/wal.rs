@@ -347,10 +347,10 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Decodes a record's payload as replay does; the number of samples it holds (for fuzzing
-/// the format: never panics, whatever the bytes).
-pub fn decode_payload(payload: &[u8], catalog: &Catalog) -> Result<usize, String> {
-    decode(payload, catalog, VERSION).map(|r| r.samples.len())
+/// Decodes a record's payload of a file of `version` as replay does; the number of samples
+/// it holds (for fuzzing the format: never panics, whatever the bytes).
+pub fn decode_payload(payload: &[u8], catalog: &Catalog, version: u32) -> Result<usize, String> {
+    decode(payload, catalog, version).map(|r| r.samples.len())
 }
 
 fn decode(payload: &[u8], catalog: &Catalog, version: u32) -> Result<Replayed, String> {
