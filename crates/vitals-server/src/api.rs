@@ -119,6 +119,25 @@ impl Routes {
     }
 }
 
+/// A file as a response body, read 64 KiB at a time (an export of any size streams in
+/// bounded memory). A read error breaks the answer off: the client sees a short body.
+pub(crate) fn file_body(file: tokio::fs::File) -> axum::body::Body {
+    use tokio::io::AsyncReadExt;
+    let chunks = futures_util::stream::unfold(Some(file), |f| async move {
+        let mut f = f?;
+        let mut buf = vec![0u8; 64 << 10];
+        match f.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(bytes::Bytes::from(buf)), Some(f)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    axum::body::Body::from_stream(chunks)
+}
+
 /// Every route with the action it performs. `/healthz` is the only public route.
 pub fn router(app: AppState) -> Router {
     routes(app).0

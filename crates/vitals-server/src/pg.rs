@@ -567,19 +567,10 @@ fn decode_params(portal: &Portal<String>) -> PgWireResult<Vec<vitals_sql::Param>
 }
 
 /// The PostgreSQL type a column is sent as.
+/// The type a column is sent as: the one the catalog (`pg_attribute`) describes it with.
 fn pg_type(t: &DataType) -> Type {
-    match t {
-        DataType::Boolean => Type::BOOL,
-        DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
-        DataType::Int32 | DataType::UInt16 => Type::INT4,
-        DataType::Int64 | DataType::UInt32 | DataType::UInt64 => Type::INT8,
-        DataType::Float16 | DataType::Float32 => Type::FLOAT4,
-        DataType::Float64 | DataType::Decimal128(..) | DataType::Decimal256(..) => Type::FLOAT8,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
-        DataType::Date32 | DataType::Date64 => Type::DATE,
-        _ => Type::TEXT,
-    }
+    let oid = vitals_sql::pg_catalog::type_oid(t);
+    u32::try_from(oid).ok().and_then(Type::from_oid).unwrap_or(Type::TEXT)
 }
 
 fn fields(schema: &Schema, formats: &Format) -> Vec<FieldInfo> {

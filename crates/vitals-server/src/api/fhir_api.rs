@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use vitals_core::PatientId;
 use vitals_core::time::parse_time;
+use vitals_core::{MetricId, PatientId};
 
 use crate::api::error::{ApiError, Code};
 use crate::api::extract::{Path, Query};
@@ -42,18 +42,7 @@ pub(crate) async fn bundle(
     if from >= to {
         return Err(bad("from must be before to".into()));
     }
-    let metrics = match q.metric.as_deref().filter(|m| !m.is_empty()) {
-        None => None,
-        Some(list) => Some(
-            list.split(',')
-                .map(|code| {
-                    app.catalog.id(code.trim()).ok_or_else(|| {
-                        ApiError::new(Code::UnknownMetric, format!("unknown metric {code:?}; see GET /api/v1/metrics"))
-                    })
-                })
-                .collect::<Result<BTreeSet<_>, _>>()?,
-        ),
-    };
+    let metrics = metric_codes(&app, q.metric.as_deref())?;
     let sel = Selection { patients: None, metrics, from, to };
     let a = app.clone();
     let bundle = tokio::task::spawn_blocking(move || fhir::bundle(&a, &p, &sel))
@@ -65,4 +54,18 @@ pub(crate) async fn bundle(
         })?;
     let body = serde_json::to_vec(&bundle).map_err(ApiError::internal)?;
     Ok(([(header::CONTENT_TYPE, "application/fhir+json")], body).into_response())
+}
+
+/// The metrics of a comma-separated `metric` parameter; `None` (every metric) when absent or
+/// empty; an unknown code is `unknown_metric`.
+pub(crate) fn metric_codes(app: &AppState, list: Option<&str>) -> Result<Option<BTreeSet<MetricId>>, ApiError> {
+    let Some(list) = list.filter(|m| !m.is_empty()) else { return Ok(None) };
+    list.split(',')
+        .map(|code| {
+            app.catalog.id(code.trim()).ok_or_else(|| {
+                ApiError::new(Code::UnknownMetric, format!("unknown metric {code:?}; see GET /api/v1/metrics"))
+            })
+        })
+        .collect::<Result<BTreeSet<_>, _>>()
+        .map(Some)
 }

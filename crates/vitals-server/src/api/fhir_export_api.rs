@@ -17,7 +17,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tokio::io::AsyncReadExt;
 use vitals_core::PatientId;
 use vitals_core::time::parse_time;
 
@@ -105,18 +104,7 @@ fn start(
         }
     };
     let from = q.since.as_deref().map(parse_time).transpose().map_err(|e| bad(format!("_since: {e}")))?.unwrap_or(0);
-    let metrics = match q.metric.as_deref().filter(|m| !m.is_empty()) {
-        None => None,
-        Some(list) => Some(
-            list.split(',')
-                .map(|code| {
-                    app.catalog.id(code.trim()).ok_or_else(|| {
-                        ApiError::new(Code::UnknownMetric, format!("unknown metric {code:?}; see GET /api/v1/metrics"))
-                    })
-                })
-                .collect::<Result<BTreeSet<_>, _>>()?,
-        ),
-    };
+    let metrics = crate::api::fhir_api::metric_codes(app, q.metric.as_deref())?;
     // The caller's patients, as their SQL sees them, within the cohort when one is named.
     let scope = crate::sql::scope(who).ok_or_else(|| ApiError::new(Code::Forbidden, "no bulk export for this role"))?;
     let mut patients: Option<BTreeSet<String>> = match scope {
@@ -220,22 +208,9 @@ pub(crate) async fn file(
         .ok_or_else(|| ApiError::new(Code::NotFound, format!("the export {id:?} has no file {name:?} (yet)")))?;
     let file = tokio::fs::File::open(&path).await.map_err(ApiError::internal)?;
     let len = file.metadata().await.map_err(ApiError::internal)?.len();
-    let body = futures_util::stream::unfold(Some(file), |f| async move {
-        let mut f = f?;
-        let mut buf = vec![0u8; 64 << 10];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(f)))
-            }
-            // The answer breaks off (the client sees a short body); nothing more is read.
-            Err(e) => Some((Err(e), None)),
-        }
-    });
     let mut r = (
         [(header::CONTENT_TYPE, "application/fhir+ndjson".to_owned()), (header::CONTENT_LENGTH, len.to_string())],
-        axum::body::Body::from_stream(body),
+        crate::api::file_body(file),
     )
         .into_response();
     r.extensions_mut().insert(AuditTarget(format!("fhir export {id} {name}")));

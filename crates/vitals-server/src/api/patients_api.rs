@@ -151,7 +151,6 @@ pub(crate) async fn put_identity(
 /// sent or the process ends).
 pub(crate) async fn export(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Response, ApiError> {
     use std::io::Seek;
-    use tokio::io::AsyncReadExt;
 
     let p = pseudonym(&patient)?;
     let now = app.clock.now_ms();
@@ -169,19 +168,6 @@ pub(crate) async fn export(State(app): State<AppState>, Path(patient): Path<Stri
     .map_err(ApiError::internal)?
     .map_err(ApiError::internal)?;
     let len = file.metadata().map_err(ApiError::internal)?.len();
-    let body = futures_util::stream::unfold(Some(tokio::fs::File::from_std(file)), |f| async move {
-        let mut f = f?;
-        let mut buf = vec![0u8; 64 << 10];
-        match f.read(&mut buf).await {
-            Ok(0) => None,
-            Ok(n) => {
-                buf.truncate(n);
-                Some((Ok(bytes::Bytes::from(buf)), Some(f)))
-            }
-            // The answer breaks off (the client sees a short body); nothing more is read.
-            Err(e) => Some((Err(e), None)),
-        }
-    });
     let disposition = format!("attachment; filename=\"vitals-patient-{p}.zip\"");
     Ok((
         [
@@ -189,7 +175,7 @@ pub(crate) async fn export(State(app): State<AppState>, Path(patient): Path<Stri
             (axum::http::header::CONTENT_DISPOSITION, disposition),
             (axum::http::header::CONTENT_LENGTH, len.to_string()),
         ],
-        axum::body::Body::from_stream(body),
+        crate::api::file_body(tokio::fs::File::from_std(file)),
     )
         .into_response())
 }
