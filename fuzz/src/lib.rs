@@ -46,7 +46,26 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("mqtt_packet", mqtt_packet),
     ("file_drop", file_drop),
     ("sql_catalog", sql_catalog),
+    ("log_message", log_message),
 ];
+
+/// A message of cluster mode's log as a node reads it from the stream (another build, or
+/// damaged bytes): decodes or is refused with a reason, never panics; what decodes encodes
+/// back to messages that decode to the same samples.
+pub fn log_message(data: &[u8]) {
+    let catalog = Catalog::standard();
+    for version in [1u8, 2, 3] {
+        let mut body = b"VLG".to_vec();
+        body.push(version);
+        body.extend_from_slice(data);
+        for bytes in [data, &body[..]] {
+            if let Ok(samples) = vitals_jetstream::decode_message(bytes, catalog) {
+                let again = vitals_jetstream::encode_message(&samples, catalog);
+                assert_eq!(vitals_jetstream::decode_message(&again, catalog).as_ref(), Ok(&samples));
+            }
+        }
+    }
+}
 
 /// SQL text as an analyst's client sends it, through the nesting limit and the PostgreSQL
 /// catalog's rewrite of the parsed statement: parses or is refused in bounded time, never

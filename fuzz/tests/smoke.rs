@@ -152,6 +152,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             "SELECT (SELECT d.adbin FROM pg_attrdef d WHERE d.adrelid = a.attrelid), a.attname::regtype FROM pg_attribute a",
             "SHOW search_path; SELECT (pg_catalog.current_schemas(true))[1], session_user, 'pg_class'::regclass",
         ],
+        "log_message" => &[],
         other => panic!("no seeds for {other}"),
     };
     let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();
@@ -163,6 +164,10 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         out.push(b"\x10\x17\x00\x04MQTT\x04\xc2\x00\x3c\x00\x01d\x00\x01u\x00\x01p".to_vec());
         out.push(b"\x32\x12\x00\x0cv/p-1/sample\x00\x01{}".to_vec());
         out.push(b"\xc0\x00\xe0\x00".to_vec());
+    }
+    if target == "log_message" {
+        let samples: Vec<_> = (0..20).map(vitals_storage::log::conformance::sample).collect();
+        out.push(vitals_jetstream::encode_message(&samples, vitals_core::Catalog::standard()));
     }
     // Deep nesting and long runs, for every target.
     out.push(b"[".repeat(100_000));

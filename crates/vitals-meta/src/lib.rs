@@ -6,13 +6,16 @@
 //! dashboard sessions, the registry of patients' pseudonyms, and the hash-chained audit log.
 //! Identity (names, birth dates...) is not here: it lives in the encrypted vault
 //! (`vitals-vault`). [`MetaStore`] is the contract; [`SqliteMeta`] the embedded
-//! implementation, and a PostgreSQL one can satisfy the same trait later.
+//! implementation; `vitals-postgres` has the PostgreSQL one of cluster mode, and
+//! [`conformance`] (feature `conformance`) is the contract both pass.
 //!
 //! Policy that does not depend on the database (password rules, lockout, the audit chain's
 //! hashing and verification) lives in this crate outside the trait, so every implementation
 //! shares it.
 
 pub mod audit;
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 pub mod model;
 pub mod password;
 mod sqlite;
@@ -26,6 +29,13 @@ pub use sqlite::SqliteMeta;
 pub enum MetaError {
     #[error("metadata database {path}: {source}")]
     Db { path: String, source: rusqlite::Error },
+    /// A database other than the embedded one (PostgreSQL in cluster mode).
+    #[error("metadata database: {source}")]
+    Backend {
+        disk_full: bool,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("{0}")]
     Invalid(String),
     #[error("{0} already exists")]
@@ -41,8 +51,13 @@ pub enum MetaError {
 impl MetaError {
     /// Whether the database refused a write because its disk is full.
     pub fn is_disk_full(&self) -> bool {
-        matches!(self, MetaError::Db { source: rusqlite::Error::SqliteFailure(e, _), .. }
-            if e.code == rusqlite::ErrorCode::DiskFull)
+        match self {
+            MetaError::Db { source: rusqlite::Error::SqliteFailure(e, _), .. } => {
+                e.code == rusqlite::ErrorCode::DiskFull
+            }
+            MetaError::Backend { disk_full, .. } => *disk_full,
+            _ => false,
+        }
     }
 }
 

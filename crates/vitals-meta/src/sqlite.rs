@@ -722,149 +722,28 @@ mod tests {
     }
 
     use super::*;
-    use crate::verify_audit;
 
-    fn user(name: &str, role: Role) -> User {
-        User {
-            id: format!("u-{name}"),
-            name: name.into(),
-            role,
-            password_hash: None,
-            patient: None,
-            disabled: false,
-            failed_logins: 0,
-            locked_until_ms: None,
-            created_ms: 1,
-        }
+    /// One SQLite database in a directory of its own.
+    struct Sqlite {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
     }
 
-    fn event(i: i64, patient: Option<&str>, action: &str) -> AuditEvent {
-        AuditEvent {
-            ts_ms: i,
-            actor: "user:ann".into(),
-            action: action.into(),
-            patient: patient.map(str::to_owned),
-            target: "/api/v1/x".into(),
-            origin: "127.0.0.1".into(),
-            outcome: "ok".into(),
+    impl crate::conformance::Fixture for Sqlite {
+        fn open(&self) -> std::sync::Arc<dyn MetaStore> {
+            std::sync::Arc::new(SqliteMeta::open(&self.path).expect("open"))
+        }
+        fn raw(&self, sql: &str) {
+            Connection::open(&self.path).and_then(|c| c.execute_batch(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
         }
     }
 
     #[test]
-    fn users_teams_and_tokens_round_trip_and_another_handle_sees_changes_at_once() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("meta.sqlite");
-        let a = SqliteMeta::open(&path).expect("open");
-        let b = SqliteMeta::open(&path).expect("open again");
-        a.create_user(&user("ann", Role::Clinician)).expect("ann");
-        assert!(matches!(a.create_user(&user("ann", Role::Admin)), Err(MetaError::Conflict(_))));
-        assert_eq!(b.user("ann").expect("by name").map(|u| u.role), Some(Role::Clinician));
-        assert_eq!(b.user("u-ann").expect("by id").map(|u| u.name), Some("ann".into()));
-        a.create_team("ward-3", 1).expect("team");
-        a.set_member("ward-3", "u-ann", true).expect("member");
-        assert!(matches!(a.set_member("ward-3", "u-nobody", true), Err(MetaError::NotFound(_))));
-        assert!(matches!(a.set_member("ward-9", "u-ann", true), Err(MetaError::NotFound(_))));
-        a.set_team_patient("ward-3", "p-1", true).expect("patient");
-        a.set_team_patient("ward-3", "p-2", true).expect("patient");
-        assert_eq!(b.patients_of_member("u-ann").expect("patients"), vec!["p-1", "p-2"]);
-        a.set_team_patient("ward-3", "p-2", false).expect("unlink");
-        assert_eq!(b.patients_of_member("u-ann").expect("patients"), vec!["p-1"]);
-
-        let t = Token {
-            id: "tok-1".into(),
-            name: "watch".into(),
-            role: Role::Device,
-            user_id: None,
-            device: Some("w1".into()),
-            patient: Some("p-1".into()),
-            sha256: "aa".into(),
-            api_secret_sha256: Some("bb".into()),
-            created_ms: 1,
-            expires_ms: Some(100),
-            revoked_ms: None,
-        };
-        a.create_token(&t).expect("token");
-        assert!(matches!(a.create_token(&t), Err(MetaError::Conflict(_))));
-        assert_eq!(b.token_by_sha256("aa").expect("lookup"), Some(t.clone()));
-        assert_eq!(b.token_by_api_secret("bb").expect("lookup").map(|t| t.id), Some("tok-1".into()));
-        assert!(b.revoke_token("tok-1", 5).expect("revoke"));
-        assert!(!b.revoke_token("tok-1", 6).expect("revoke twice"));
-        assert_eq!(a.token("tok-1").expect("lookup").and_then(|t| t.revoked_ms), Some(5));
-
-        // Deleting a user removes their memberships; deleting a patient their links and tokens.
-        a.create_patient(&Patient { id: "p-1".into(), created_ms: 1, created_by: "cli".into() }).expect("patient");
-        assert!(a.delete_patient("p-1").expect("delete"));
-        assert!(a.patient("p-1").expect("lookup").is_none());
-        assert!(a.token("tok-1").expect("lookup").is_none());
-        assert!(a.patients_of_member("u-ann").expect("patients").is_empty());
-        assert!(a.delete_user("u-ann").expect("delete"));
-        assert!(a.teams().expect("teams")[0].members.is_empty());
+    fn the_sqlite_store_keeps_the_metadata_contract() {
+        crate::conformance::run_all(&|| {
+            let dir = tempfile::tempdir().expect("tmp");
+            let path = dir.path().join("meta.sqlite");
+            Box::new(Sqlite { _dir: dir, path })
+        });
     }
-
-    #[test]
-    fn the_audit_chain_detects_changed_inserted_and_removed_entries() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("meta.sqlite");
-        let m = SqliteMeta::open(&path).expect("open");
-        assert_eq!(verify_audit(&m, None).expect("empty chain").0, 0);
-        for i in 1..=5 {
-            m.append_audit(&event(i, Some("p-1"), if i % 2 == 0 { "login.failed" } else { "patient.read" }))
-                .expect("append");
-        }
-        assert_eq!(verify_audit(&m, None).expect("intact").0, 5);
-        let batch = m.append_audit_batch(&[event(6, None, "a.b"), event(7, None, "a.c")]).expect("batch");
-        assert_eq!(batch.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![6, 7]);
-        assert_eq!(batch[1].prev, batch[0].hash, "a batch is chained entry by entry");
-        assert_eq!(verify_audit(&m, None).expect("intact after a batch").0, 7);
-        let raw = Connection::open(&path).expect("raw");
-        raw.execute("DELETE FROM audit WHERE seq > 5", []).expect("drop the batch");
-        raw.execute("UPDATE audit_head SET seq = 5, hash = (SELECT hash FROM audit WHERE seq = 5)", []).expect("head");
-        let logins = m.audit(&AuditFilter { action: Some("login.".into()), limit: 10, ..Default::default() });
-        assert_eq!(logins.expect("query").iter().map(|e| e.seq).collect::<Vec<_>>(), vec![4, 2]);
-        let page = m.audit(&AuditFilter { before_seq: Some(3), limit: 10, ..Default::default() }).expect("query");
-        assert_eq!(page.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![2, 1]);
-
-        raw.execute("UPDATE audit SET actor = 'user:eve' WHERE seq = 3", []).expect("tamper");
-        let err = verify_audit(&m, None).expect_err("tampered");
-        assert!(matches!(err, MetaError::Chain(ChainBreak::Altered { seq: 3 })), "{err}");
-        raw.execute("UPDATE audit SET actor = 'user:ann' WHERE seq = 3", []).expect("restore");
-        raw.execute("DELETE FROM audit WHERE seq = 5", []).expect("truncate");
-        let err = verify_audit(&m, None).expect_err("truncated");
-        assert!(matches!(err, MetaError::Chain(ChainBreak::Truncated { last: 4, .. })), "{err}");
-        raw.execute("DELETE FROM audit WHERE seq = 2", []).expect("remove");
-        let err = verify_audit(&m, None).expect_err("gap");
-        assert!(matches!(err, MetaError::Chain(ChainBreak::Gap { seq: 3, prev_seq: 1 })), "{err}");
-    }
-
-    #[test]
-    fn a_keyed_chain_rewritten_in_the_database_does_not_verify_with_the_key() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let path = dir.path().join("meta.sqlite");
-        let m = SqliteMeta::open(&path).expect("open");
-        m.append_audit(&event(1, None, "login.ok")).expect("append");
-        // The key arrives with the second entry (an existing installation upgraded).
-        let key = crate::audit::AuditKey::generate(2).expect("key");
-        m.set_audit_key(key.clone());
-        for i in 2..=4 {
-            m.append_audit(&event(i, Some("p-1"), "patient.read")).expect("append");
-        }
-        assert_eq!(verify_audit(&m, Some(&key)).expect("intact").0, 4);
-        assert!(verify_audit(&m, None).is_err(), "keyed entries are not plain SHA-256");
-        // Someone with the database but not the key hides who read entry 3's data and
-        // recomputes the chain and its head with SHA-256.
-        let raw = Connection::open(&path).expect("raw");
-        raw.execute("UPDATE audit SET actor = 'user:nobody' WHERE seq = 3", []).expect("tamper");
-        let mut prev: String = raw.query_row("SELECT hash FROM audit WHERE seq = 2", [], |r| r.get(0)).expect("prev");
-        for entry in m.audit_run(2, 10).expect("run") {
-            let hash = crate::audit::chain_hash(&prev, entry.seq, &entry.event);
-            raw.execute("UPDATE audit SET prev = ?1, hash = ?2 WHERE seq = ?3", params![prev, hash, entry.seq])
-                .expect("rehash");
-            prev = hash;
-        }
-        raw.execute("UPDATE audit_head SET hash = ?1", [&prev]).expect("head");
-        let err = verify_audit(&m, Some(&key)).expect_err("forged");
-        assert!(matches!(err, MetaError::Chain(ChainBreak::Altered { seq: 3 })), "{err}");
-    }
-
-    use crate::ChainBreak;
 }

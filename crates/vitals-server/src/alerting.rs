@@ -55,6 +55,8 @@ pub struct Context {
     pub notify: NotifyConfig,
     pub clock: Arc<dyn Clock>,
     pub telemetry: Arc<Telemetry>,
+    /// Cluster mode: the buckets this node owns; only their patients are evaluated here.
+    pub owns: Option<Arc<crate::cluster::ownership::Ownership>>,
 }
 
 /// Patients erased while the process runs, for the live engine to forget.
@@ -160,6 +162,8 @@ struct Live {
     late_seen: u64,
     /// Version of the erased-patients set last applied.
     erased_seen: u64,
+    /// Version of the cluster's bucket ownership last applied.
+    owned_seen: u64,
 }
 
 impl Live {
@@ -176,6 +180,7 @@ impl Live {
             versions: (u64::MAX, u64::MAX),
             late_seen: 0,
             erased_seen: 0,
+            owned_seen: 0,
             app,
         }
     }
@@ -202,6 +207,7 @@ impl Live {
             let now = self.app.clock.now_ms();
             self.forget_erased();
             self.refresh_rules(false);
+            self.refresh_ownership();
             let mut changes = Vec::new();
             if !batches.is_empty() {
                 let samples: Vec<&vitals_core::Sample> = batches.iter().flat_map(|b| b.samples.iter()).collect();
@@ -240,6 +246,32 @@ impl Live {
                 d.forget_patient(&p);
             }
         }
+    }
+
+    /// Whether this node evaluates `patient` (always, but in cluster mode).
+    fn evaluates(&self, patient: &str) -> bool {
+        self.app.owns.as_ref().is_none_or(|o| o.owns(patient))
+    }
+
+    /// Cluster mode: when buckets came or went, the engine forgets the patients no longer
+    /// evaluated here and re-reads the recent data of those that now are (their episodes
+    /// found again, matched to the alerts already raised).
+    fn refresh_ownership(&mut self) {
+        let Some(o) = &self.app.owns else { return };
+        let v = o.version();
+        if v == self.owned_seen {
+            return;
+        }
+        self.owned_seen = v;
+        for (patient, _) in self.app.store.patients() {
+            if !self.evaluates(patient.as_str()) {
+                self.engine.forget_patient(patient.as_str());
+                if let Some(d) = &mut self.detector {
+                    d.forget_patient(patient.as_str());
+                }
+            }
+        }
+        self.prime();
     }
 
     /// Picks up rule and cohort changes: the new metrics are subscribed to first, then the
@@ -282,6 +314,9 @@ impl Live {
         }
         let mut changes = Vec::new();
         for (patient, last) in self.app.store.patients() {
+            if !self.evaluates(patient.as_str()) {
+                continue;
+            }
             // Settling follows each patient's data, not the clock: a patient whose newest
             // reading is older than the horizon still has its last horizon evaluated (up to
             // a day back; older history changes no alert that is not still open).
@@ -321,6 +356,9 @@ impl Live {
     fn reconcile(&mut self, startup: bool) {
         let now = self.app.clock.now_ms();
         let orphan = |a: &Alert| {
+            if !self.evaluates(&a.patient) {
+                return false; // another node's
+            }
             if a.rule == DETECTOR_RULE {
                 return startup;
             }
@@ -346,7 +384,7 @@ impl Live {
         }
         let mut changes = Vec::new();
         for (patient, readings) in by_patient {
-            if self.app.erased.contains(patient) {
+            if self.app.erased.contains(patient) || !self.evaluates(patient) {
                 continue;
             }
             changes.extend(self.engine.ingest(&self.rules, patient, &readings, now));

@@ -19,10 +19,12 @@ use crate::alerting::ErasedPatients;
 use crate::audit::Auditor;
 use crate::auth::Directory;
 use crate::auth::login_limiter::LoginLimiter;
+use crate::cluster::Cluster;
 use crate::cohort_store::CohortStore;
 use crate::config::Config;
 use crate::rule_store::RuleStore;
 use crate::source::pipeline::Pipeline;
+use crate::source::sink::SampleSink;
 use crate::stores;
 use crate::telemetry::Telemetry;
 
@@ -68,13 +70,23 @@ pub struct App {
     pub sql: Arc<vitals_sql::Engine>,
     /// FHIR `$export` jobs over HTTP (`fhir_export.rs`).
     pub bulk_exports: Arc<crate::fhir_export::BulkExports>,
+    /// Cluster mode: this node's part (`[cluster]`); `None` on one node.
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 impl App {
     /// The application over the data directory of `config`, with the system clock: the
     /// sample store (its lock taken), people and tokens, and every other store.
+    /// In cluster mode (`[cluster] enabled`), the metadata is the cluster's, in PostgreSQL,
+    /// and writes go to the cluster's log.
     pub fn open_data_dir(config: Config) -> anyhow::Result<App> {
         let store = stores::open_store(&config)?;
+        if config.cluster.enabled {
+            let cluster = Arc::new(Cluster::open(&config)?);
+            let meta = vitals_postgres::PgMeta::open(cluster.pool.clone(), &config.cluster.schema)?;
+            let directory = Directory::open_shared(Arc::new(meta), &Directory::key_file(&config))?;
+            return App::open_in(store, directory, config, Arc::new(SystemClock), Some(cluster));
+        }
         let directory = Directory::open_for(&config)?;
         App::open(store, directory, config, Arc::new(SystemClock))
     }
@@ -82,6 +94,17 @@ impl App {
     /// The application over an open store: the other stores of the data directory (dead
     /// letters, events, rules, alerts and their outbox, cohorts, the vault) are opened here.
     pub fn open(store: Arc<Store>, directory: Directory, config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
+        App::open_in(store, directory, config, clock, None)
+    }
+
+    /// [`open`](Self::open) as a node of `cluster`, if any.
+    pub fn open_in(
+        store: Arc<Store>,
+        directory: Directory,
+        config: Config,
+        clock: Arc<dyn Clock>,
+        cluster: Option<Arc<Cluster>>,
+    ) -> anyhow::Result<App> {
         let dead_letters = stores::open_dead_letters(&config)?;
         let events = stores::open_events(&config)?;
         let rules = stores::open_rules(&config)?;
@@ -94,8 +117,12 @@ impl App {
         let live_permits = Arc::new(Semaphore::new(config.server.max_live_streams));
         let login_permits = Arc::new(Semaphore::new(config.auth.max_concurrent_logins));
         let telemetry = Arc::new(Telemetry::new());
+        let sink: Arc<dyn SampleSink> = match &cluster {
+            Some(c) => c.publisher.clone(),
+            None => store.clone(),
+        };
         let pipeline = Arc::new(Pipeline::new(
-            store.clone(),
+            sink,
             events.clone(),
             dead_letters.clone(),
             telemetry.clone(),
@@ -118,6 +145,7 @@ impl App {
         let bulk_exports =
             Arc::new(crate::fhir_export::BulkExports::new(config.storage.data_dir.join("exports").join("fhir")));
         Ok(App {
+            cluster,
             bulk_exports,
             sql,
             store,

@@ -189,12 +189,16 @@ impl Directory {
     /// The directory of `config`'s data directory, its audit chain keyed by
     /// `auth.audit_key_file` (or the default key file in the data directory).
     pub fn open_for(config: &crate::config::Config) -> anyhow::Result<Directory> {
-        let key_file = if config.auth.audit_key_file.as_os_str().is_empty() {
+        Directory::open_keyed(&config.storage.data_dir, &Directory::key_file(config))
+    }
+
+    /// The audit key's file: `auth.audit_key_file`, or the default in the data directory.
+    pub fn key_file(config: &crate::config::Config) -> std::path::PathBuf {
+        if config.auth.audit_key_file.as_os_str().is_empty() {
             config.data_dir().audit_key()
         } else {
             config.auth.audit_key_file.clone()
-        };
-        Directory::open_keyed(&config.storage.data_dir, &key_file)
+        }
     }
 
     /// Opens the directory with its audit chain keyed by the key in `key_file`, created
@@ -208,6 +212,21 @@ impl Directory {
         let dir = Directory { meta: Arc::new(meta), audit_key, ghosts: Default::default() };
         dir.import_legacy(&paths)?;
         Ok(dir)
+    }
+
+    /// Cluster mode: the metadata store every node shares (PostgreSQL). The audit key must
+    /// be the same on every node: the first node creates it, the others need a copy (a
+    /// node without one refuses to start once the chain has entries).
+    pub fn open_shared(meta: Arc<dyn MetaStore>, key_file: &Path) -> anyhow::Result<Directory> {
+        if !key_file.exists() && meta.audit_head()?.0 > 0 {
+            anyhow::bail!(
+                "the audit key {} is missing, and the cluster's audit chain has entries: copy the key file of the node that created it (auth.audit_key_file)",
+                key_file.display()
+            );
+        }
+        let audit_key = load_audit_key(&*meta, key_file)?;
+        meta.set_audit_key(audit_key.clone());
+        Ok(Directory { meta, audit_key, ghosts: Default::default() })
     }
 
     /// The audit chain's key, for verification.

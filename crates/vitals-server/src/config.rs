@@ -18,6 +18,9 @@ use vitals_storage::data_dir::DataDir;
 
 pub use vitals_alerts::NotifyConfig;
 
+mod cluster;
+pub use cluster::ClusterConfig;
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
@@ -36,6 +39,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub vault: VaultConfig,
     pub sql: SqlConfig,
+    pub cluster: ClusterConfig,
     pub log: LogConfig,
 }
 
@@ -636,6 +640,7 @@ impl Config {
         if config.sql.timeout.0 < 1000 {
             problems.push("sql.timeout must be at least 1s".into());
         }
+        problems.extend(config.cluster.problems());
         if !matches!(config.log.format.as_str(), "text" | "json") {
             problems.push(format!("log.format {:?} must be text or json", config.log.format));
         }

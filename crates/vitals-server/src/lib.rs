@@ -17,6 +17,7 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod cluster;
 pub mod cohort_store;
 pub mod config;
 pub mod fhir;

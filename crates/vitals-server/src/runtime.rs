@@ -56,6 +56,14 @@ impl Runtime {
         if let Some(t) = alerting::spawn(alerting_context(&app), shutdown.clone())? {
             started.push(Task::Thread("alerting", t));
         }
+        // Cluster mode: the log into the local store (after alerting subscribed to it), and
+        // the bucket leases.
+        if let Some(cluster) = &app.cluster {
+            let data_dir = app.config.storage.data_dir.clone();
+            for t in cluster.start(app.store.clone(), data_dir, &shutdown)? {
+                started.push(Task::Thread("cluster", t));
+            }
+        }
         // Kept even if a later step fails, so that the caller's shutdown waits for them.
         let result = self.spawn_inputs(&app, listener, &shutdown, &mut started).await;
         started.reverse();
@@ -129,6 +137,10 @@ impl Runtime {
                 first_error.get_or_insert(e);
             }
         }
+        if let Some(cluster) = self.app.cluster.clone() {
+            // The ways in are stopped: what they queued is published before the end.
+            let _ = tokio::task::spawn_blocking(move || cluster.publisher.stop()).await;
+        }
         let store = self.app.store.clone();
         let closed = tokio::task::spawn_blocking(move || store.close())
             .await
@@ -171,6 +183,7 @@ fn alerting_context(app: &App) -> alerting::Context {
         notify: app.config.notify.clone(),
         clock: app.clock.clone(),
         telemetry: app.telemetry.clone(),
+        owns: app.cluster.as_ref().map(|c| c.ownership.clone()),
     }
 }
 

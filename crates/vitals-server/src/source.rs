@@ -24,4 +24,5 @@ pub(crate) mod nightscout_api;
 pub mod pipeline;
 pub(crate) mod request_body;
 pub(crate) mod samples_api;
+pub mod sink;
 pub mod wire_format;

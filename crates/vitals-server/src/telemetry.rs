@@ -62,6 +62,11 @@ pub struct Telemetry {
     /// Requests holding a slot of a limited class (`write`, `heavy`, `live`, `login`).
     pub slots_in_use: Family<LoadLabel, Gauge>,
     wal_bytes: Gauge<u64, AtomicU64>,
+    /// Cluster mode: buckets this node owns, nodes alive, how far its tail of the log is.
+    pub cluster_owned_buckets: Gauge,
+    pub cluster_live_nodes: Gauge,
+    pub cluster_log_behind: Gauge,
+    pub cluster_log_applied: Gauge<u64, AtomicU64>,
     segments: Gauge,
     segment_bytes: Gauge<u64, AtomicU64>,
     buffered: Gauge,
@@ -103,6 +108,10 @@ impl Telemetry {
             file_drop_failed: Counter::default(),
             slots_in_use: Family::default(),
             wal_bytes: Gauge::default(),
+            cluster_owned_buckets: Gauge::default(),
+            cluster_live_nodes: Gauge::default(),
+            cluster_log_behind: Gauge::default(),
+            cluster_log_applied: Gauge::default(),
             segments: Gauge::default(),
             segment_bytes: Gauge::default(),
             buffered: Gauge::default(),
@@ -147,6 +156,26 @@ impl Telemetry {
         registry.register("query_latency_seconds", "Time to answer a series query", t.query_latency.clone());
         registry.register("wal_bytes", "Bytes in write-ahead log files", t.wal_bytes.clone());
         registry.register("segments", "Parquet segments in the lake", t.segments.clone());
+        registry.register(
+            "cluster_owned_buckets",
+            "Cluster mode: patient buckets this node owns (evaluates the rules of)",
+            t.cluster_owned_buckets.clone(),
+        );
+        registry.register(
+            "cluster_live_nodes",
+            "Cluster mode: nodes that renewed their leases",
+            t.cluster_live_nodes.clone(),
+        );
+        registry.register(
+            "cluster_log_behind",
+            "Cluster mode: messages of the log not yet in this node's store",
+            t.cluster_log_behind.clone(),
+        );
+        registry.register(
+            "cluster_log_applied",
+            "Cluster mode: the log's position this node's store holds",
+            t.cluster_log_applied.clone(),
+        );
         registry.register("segment_bytes", "Bytes of Parquet segments in the lake", t.segment_bytes.clone());
         registry.register("buffered_samples", "Samples in memory not yet in segments", t.buffered.clone());
         registry.register("flushes", "Buffer flushes to segments", t.flushes.clone());

@@ -11,6 +11,7 @@ pub mod fs;
 pub mod json_log;
 pub mod lake_ddl;
 pub mod ledger;
+pub mod log;
 pub mod manifest;
 pub mod record;
 pub mod remote;

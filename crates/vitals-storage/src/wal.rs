@@ -245,6 +245,35 @@ impl Wal {
         if self.torn { self.recover() } else { Ok(()) }
     }
 
+    /// Records with a seq after `after`, at most `max`, read back from the files (the
+    /// files hold every record since the last [`remove_through`](Self::remove_through)).
+    pub fn read_after(&self, after: u64, max: usize, catalog: &Catalog) -> Result<Vec<Replayed>, WalError> {
+        let mut out = Vec::new();
+        for (i, (_, path, _)) in self.files.iter().enumerate() {
+            // A file holds seqs below the next file's first: skip files wholly at or before `after`.
+            if self.files.get(i + 1).is_some_and(|next| next.0 <= after + 1) {
+                continue;
+            }
+            let bytes = std::fs::read(path).map_err(io(path))?;
+            let scan = record::scan_versions(&bytes, MAGIC, &VERSIONS)
+                .map_err(|e| WalError::Header { path: path.clone(), reason: e.to_string() })?;
+            for (offset, payload) in &scan.records {
+                let r = decode(payload, catalog, scan.version).map_err(|reason| WalError::BadPayload {
+                    path: path.clone(),
+                    offset: *offset,
+                    reason,
+                })?;
+                if r.seq > after {
+                    out.push(r);
+                    if out.len() >= max {
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Seq of the last record written (0 if none).
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
@@ -345,6 +374,21 @@ impl<'a> Cursor<'a> {
         let n = self.take(1)?[0] as usize;
         std::str::from_utf8(self.take(n)?).map_err(|e| e.to_string())
     }
+}
+
+/// The version of the record encoding written now, and the versions read.
+pub const RECORD_VERSION: u32 = VERSION;
+pub const RECORD_VERSIONS: [u32; 2] = VERSIONS;
+
+/// Appends one record's payload (`seq`, then the samples in groups) as the log files hold
+/// it, for a log kept elsewhere (cluster mode's stream).
+pub fn encode_record(out: &mut Vec<u8>, seq: u64, samples: &[Sample], catalog: &Catalog) {
+    encode(out, seq, samples, catalog)
+}
+
+/// Decodes a record's payload written by [`encode_record`] at `version`.
+pub fn decode_record(payload: &[u8], catalog: &Catalog, version: u32) -> Result<Replayed, String> {
+    decode(payload, catalog, version)
 }
 
 /// Decodes a record's payload of a file of `version` as replay does; the number of samples

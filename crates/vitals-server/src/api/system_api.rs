@@ -17,7 +17,10 @@ use crate::telemetry::LoadLabel;
 /// `GET /healthz`: 200 while storage works (no credentials).
 pub(crate) async fn healthz(State(app): State<AppState>) -> Response {
     match app.store.failure() {
-        None => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+        None => match &app.cluster {
+            None => axum::Json(serde_json::json!({"status": "ok"})).into_response(),
+            Some(c) => axum::Json(serde_json::json!({"status": "ok", "cluster": c.status()})).into_response(),
+        },
         Some(why) => {
             tracing::error!(error = %why, "health check: storage failed");
             ApiError::new(Code::Unavailable, "storage failed").into_response()
@@ -36,6 +39,14 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
     ] {
         let used = max.saturating_sub(permits.available_permits());
         app.telemetry.slots_in_use.get_or_create(&LoadLabel { load: load.into() }).set(used as i64);
+    }
+    if let Some(cluster) = &app.cluster {
+        use std::sync::atomic::Ordering::Relaxed;
+        let t = &app.telemetry;
+        t.cluster_owned_buckets.set(cluster.ownership.owned().len() as i64);
+        t.cluster_live_nodes.set(cluster.ownership.live_nodes() as i64);
+        t.cluster_log_behind.set(cluster.tail.behind.load(Relaxed) as i64);
+        t.cluster_log_applied.set(cluster.tail.applied.load(Relaxed));
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

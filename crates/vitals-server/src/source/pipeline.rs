@@ -19,11 +19,12 @@ use vitals_core::{Catalog, Clock, Event, PatientId, RejectCode, Rejection, Sampl
 use vitals_ingest::Batch;
 use vitals_ingest::health_auto_export::Unsupported;
 use vitals_ingest::line_protocol::Mapping;
+use vitals_storage::StoreError;
 use vitals_storage::dead_letter::{DeadLetterError, DeadLetters};
 use vitals_storage::event_store::EventStore;
-use vitals_storage::{Store, StoreError};
 
 use super::dead_letter::{self, Refused};
+use super::sink::SampleSink;
 use super::wire_format::WireFormat;
 use crate::config::IngestConfig;
 use crate::telemetry::{CodeLabel, SourceLabel, Telemetry};
@@ -199,7 +200,8 @@ pub enum ReplayError {
 
 /// The pipeline and what it writes to.
 pub struct Pipeline {
-    store: Arc<Store>,
+    /// The durable write path: the store's WAL, or the cluster's log.
+    sink: Arc<dyn SampleSink>,
     events: Arc<EventStore>,
     dead_letters: Arc<DeadLetters>,
     telemetry: Arc<Telemetry>,
@@ -216,7 +218,7 @@ impl std::fmt::Debug for Pipeline {
 
 impl Pipeline {
     pub fn new(
-        store: Arc<Store>,
+        sink: Arc<dyn SampleSink>,
         events: Arc<EventStore>,
         dead_letters: Arc<DeadLetters>,
         telemetry: Arc<Telemetry>,
@@ -224,7 +226,7 @@ impl Pipeline {
         mapping: Mapping,
         clock: Arc<dyn Clock>,
     ) -> Pipeline {
-        Pipeline { store, events, dead_letters, telemetry, ingest, mapping, clock }
+        Pipeline { sink, events, dead_letters, telemetry, ingest, mapping, clock }
     }
 
     pub fn dead_letters(&self) -> &DeadLetters {
@@ -373,9 +375,12 @@ impl Pipeline {
     /// Queues samples for the writer; the receiver hears when they are durable.
     fn queue(&self, samples: Vec<Sample>) -> Result<Durable, StoreError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.store.submit(samples, move |r| {
-            let _ = tx.send(r);
-        })?;
+        self.sink.submit(
+            samples,
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        )?;
         Ok(rx)
     }
 
@@ -433,6 +438,7 @@ impl Pipeline {
 mod tests {
     use vitals_core::{ManualClock, RejectCode};
     use vitals_ingest::Format;
+    use vitals_storage::Store;
     use vitals_storage::StoreConfig;
 
     use super::*;

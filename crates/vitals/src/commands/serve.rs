@@ -21,10 +21,18 @@ pub(crate) fn serve(config: Config, _args: &ServeArgs) -> anyhow::Result<ExitCod
         if tokens.is_empty()? {
             let preset = vitals_server::config::initial_admin_token();
             let now = app.clock.now_ms();
-            let (_, secret) = tokens.create("initial admin", Role::Admin, preset.as_deref(), None, now)?;
-            if preset.is_none() {
+            let created = tokens.create("initial admin", Role::Admin, preset.as_deref(), None, now);
+            // Cluster nodes starting together with the same preset: one of them made it.
+            if preset.is_some()
+                && let Err(e) = &created
+                && e.to_string().contains("already exists")
+            {
+                println!("admin token set from VITALS_ADMIN_TOKEN (by another node)");
+            } else if preset.is_none() {
+                let (_, secret) = created?;
                 println!("admin token (shown once, store it safely): {secret}");
             } else {
+                created?;
                 println!("admin token set from VITALS_ADMIN_TOKEN");
             }
         }

@@ -8,6 +8,7 @@ mod api;
 mod authz;
 mod bucket;
 mod cli;
+mod cluster;
 mod crash;
 mod dashboard;
 mod dead_letters;

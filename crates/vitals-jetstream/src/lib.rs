@@ -1,0 +1,339 @@
+//! Cluster mode's durable log: accepted samples on a replicated NATS JetStream stream.
+//!
+//! [`JetStreamLog`] implements `vitals_storage::log::SampleLog`, the contract the embedded
+//! write-ahead log keeps, and passes the same conformance checks. Each record is split by
+//! patient bucket ([`bucket_of`]): the samples of bucket `b` go to subject
+//! `<prefix>.<b>`, so a node can consume the buckets it owns and every patient's samples
+//! stay in order on one subject. A message carries at most `max_message_bytes` (larger
+//! records are cut into several); its body is the write-ahead log's record encoding behind
+//! a four-byte header (`VLG` and a version byte).
+//!
+//! A write is acknowledged only once JetStream acknowledged every message of it, which for
+//! a stream of three replicas means a quorum (two) stored it. A publish whose
+//! acknowledgement is lost is sent again with the same `Nats-Msg-Id`, and the stream's
+//! duplicate window drops the copy, so a retry never stores a record twice.
+//!
+//! This is the only crate that links a NATS client (async-nats). It runs on a small tokio
+//! runtime of its own, so the synchronous callers (the store's writer thread) can use it.
+
+mod record;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use record::{decode as decode_message, encode_message};
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use futures_util::StreamExt;
+
+use vitals_core::{Catalog, PatientId, Sample};
+use vitals_storage::log::{LogError, SampleLog};
+use vitals_storage::wal::Replayed;
+
+/// How to reach the stream.
+#[derive(Debug, Clone)]
+pub struct JetStreamConfig {
+    /// `nats://host:port` of one or more servers of the NATS cluster.
+    pub servers: Vec<String>,
+    /// The stream's name.
+    pub stream: String,
+    /// Subjects are `<prefix>.<bucket>`.
+    pub subject_prefix: String,
+    /// Copies of every message (3 for a cluster that survives the loss of a server).
+    pub replicas: usize,
+    /// Patient buckets: the unit of ownership between nodes. Fixed for a stream's life.
+    pub buckets: u16,
+    /// The largest message (NATS servers refuse more than their `max_payload`, 1 MiB
+    /// unless configured).
+    pub max_message_bytes: usize,
+    /// How long an acknowledgement may take before the publish is sent again.
+    pub ack_timeout: Duration,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        JetStreamConfig {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            stream: "VITALS_SAMPLES".into(),
+            subject_prefix: "vitals.samples".into(),
+            replicas: 3,
+            buckets: 64,
+            max_message_bytes: 900 * 1024,
+            ack_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The bucket of a patient: FNV-1a of the pseudonym, modulo the number of buckets. Stable
+/// across builds and machines (it decides which node evaluates whose rules).
+pub fn bucket_of(patient: &PatientId, buckets: u16) -> u16 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in patient.as_str().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (h % u64::from(buckets.max(1))) as u16
+}
+
+/// The replicated log.
+pub struct JetStreamLog {
+    config: JetStreamConfig,
+    catalog: &'static Catalog,
+    /// Always `Some` but while dropping (a runtime dropped on a tokio worker must be shut
+    /// down in the background).
+    rt: Option<tokio::runtime::Runtime>,
+    js: jetstream::Context,
+    /// Where the log is, for errors: the stream's name and the servers.
+    name: String,
+    /// Message ids: this handle's random prefix and a counter.
+    id_prefix: String,
+    next_id: u64,
+    /// The consumer of the last read and the position it delivers next.
+    reader: Option<(u64, consumer::PullConsumer)>,
+    /// Messages after the last one read (the reader's lag).
+    pending: u64,
+}
+
+impl std::fmt::Debug for JetStreamLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamLog").field("name", &self.name).finish()
+    }
+}
+
+impl JetStreamLog {
+    /// Connects and creates the stream if it does not exist (an existing stream is used as
+    /// it is configured).
+    pub fn open(config: JetStreamConfig, catalog: &'static Catalog) -> Result<JetStreamLog, LogError> {
+        let name = format!("JetStream stream {} on {}", config.stream, config.servers.join(","));
+        let remote = |reason: String| LogError::Remote { log: name.clone(), reason };
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("vitals-jetstream")
+            .enable_all()
+            .build()
+            .map_err(|e| remote(format!("cannot start its runtime: {e}")))?;
+        let mut addrs = Vec::new();
+        for s in &config.servers {
+            addrs.push(s.parse::<async_nats::ServerAddr>().map_err(|e| remote(format!("server {s:?}: {e}")))?);
+        }
+        let stream_config = stream::Config {
+            name: config.stream.clone(),
+            subjects: vec![format!("{}.>", config.subject_prefix)],
+            storage: stream::StorageType::File,
+            num_replicas: config.replicas.max(1),
+            duplicate_window: Duration::from_secs(120),
+            retention: stream::RetentionPolicy::Limits,
+            ..Default::default()
+        };
+        let js = run_on(&rt, async move {
+            let client = async_nats::ConnectOptions::new()
+                .name("vitals")
+                .connection_timeout(Duration::from_secs(10))
+                .connect(addrs)
+                .await
+                .map_err(|e| format!("cannot connect: {e}"))?;
+            let js = jetstream::new(client);
+            js.get_or_create_stream(stream_config).await.map_err(|e| format!("cannot create the stream: {e}"))?;
+            Ok::<_, String>(js)
+        })
+        .and_then(|r| r)
+        .map_err(remote)?;
+        let id_prefix = record::random_hex()?;
+        Ok(JetStreamLog { config, catalog, rt: Some(rt), js, name, id_prefix, next_id: 0, reader: None, pending: 0 })
+    }
+
+    /// Records after `after`, at most `max`; with `wait`, waits up to that long for the
+    /// first one when there is none yet (a tail that keeps up without polling).
+    pub fn read(&mut self, after: u64, max: usize, wait: Option<Duration>) -> Result<Vec<Replayed>, LogError> {
+        let consumer = match &self.reader {
+            Some((next, c)) if *next == after + 1 => c.clone(),
+            _ => {
+                let js = self.js.clone();
+                let stream_name = self.config.stream.clone();
+                self.run(async move {
+                    let stream = js.get_stream(&stream_name).await.map_err(|e| e.to_string())?;
+                    stream
+                        .create_consumer(consumer::pull::Config {
+                            deliver_policy: consumer::DeliverPolicy::ByStartSequence { start_sequence: after + 1 },
+                            ack_policy: consumer::AckPolicy::None,
+                            inactive_threshold: Duration::from_secs(300),
+                            ..Default::default()
+                        })
+                        .await
+                        .map_err(|e| e.to_string())
+                })?
+            }
+        };
+        let reading = consumer.clone();
+        let max = max.clamp(1, 10_000);
+        let raw: (Vec<(u64, bytes::Bytes)>, Option<u64>) = self.run(async move {
+            let mut batch = match wait {
+                None => reading.fetch().max_messages(max).messages().await,
+                Some(w) => reading.batch().max_messages(max).expires(w).messages().await,
+            }
+            .map_err(|e| e.to_string())?;
+            let mut out = Vec::new();
+            let mut pending = None;
+            while let Some(m) = batch.next().await {
+                let m = m.map_err(|e| e.to_string())?;
+                let info = m.info().map_err(|e| e.to_string())?;
+                pending = Some(info.pending);
+                out.push((info.stream_sequence, m.payload.clone()));
+            }
+            Ok((out, pending))
+        })?;
+        let (raw, pending) = raw;
+        if let Some(p) = pending {
+            self.pending = p;
+        }
+        let mut records = Vec::with_capacity(raw.len());
+        for (seq, body) in raw {
+            let samples = record::decode(&body, self.catalog).map_err(|reason| LogError::BadRecord {
+                log: self.name.clone(),
+                position: seq,
+                reason,
+            })?;
+            records.push(Replayed { seq, samples });
+        }
+        let next = records.last().map(|r| r.seq + 1).unwrap_or(after + 1);
+        self.reader = Some((next, consumer));
+        Ok(records)
+    }
+
+    /// Messages after the last one read, as the stream said with it.
+    pub fn pending(&self) -> u64 {
+        self.pending
+    }
+
+    fn remote(&self, reason: impl std::fmt::Display) -> LogError {
+        LogError::Remote { log: self.name.clone(), reason: reason.to_string() }
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, String>> + Send + 'static,
+    ) -> Result<T, LogError> {
+        let Some(rt) = &self.rt else { return Err(self.remote("closed")) };
+        run_on(rt, fut).and_then(|r| r).map_err(|e| self.remote(e))
+    }
+}
+
+impl Drop for JetStreamLog {
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Runs a future on the log's runtime and waits for it (from any thread, a tokio worker too).
+fn run_on<T: Send + 'static>(
+    rt: &tokio::runtime::Runtime,
+    fut: impl Future<Output = T> + Send + 'static,
+) -> Result<T, String> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    rt.spawn(async move {
+        let _ = tx.send(fut.await);
+    });
+    rx.recv().map_err(|_| "the log's runtime stopped".to_string())
+}
+
+/// Publishes one message and waits for JetStream's acknowledgement; sends it again with the
+/// same id when the acknowledgement does not come (the duplicate window drops a copy).
+async fn publish(
+    js: jetstream::Context,
+    subject: String,
+    id: String,
+    body: bytes::Bytes,
+    timeout: Duration,
+) -> Result<u64, String> {
+    let mut last_error = String::new();
+    for _ in 0..4 {
+        let publish = jetstream::message::PublishMessage::build().payload(body.clone()).message_id(id.as_str());
+        let attempt = async {
+            let ack = js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?;
+            ack.await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(timeout, attempt).await {
+            Ok(Ok(ack)) => return Ok(ack.sequence),
+            Ok(Err(e)) => last_error = e,
+            Err(_) => last_error = format!("no acknowledgement within {timeout:?}"),
+        }
+    }
+    Err(format!("publish to {subject} not acknowledged: {last_error}"))
+}
+
+impl SampleLog for JetStreamLog {
+    fn append(&mut self, batches: &[&[Sample]]) -> Result<Vec<u64>, LogError> {
+        // Every message of every batch is published at once; each batch's position is its
+        // last message's sequence.
+        let mut messages: Vec<(usize, String, String, bytes::Bytes)> = Vec::new();
+        for (i, batch) in batches.iter().enumerate() {
+            for (bucket, body) in record::encode_by_bucket(batch, &self.config, self.catalog) {
+                self.next_id += 1;
+                let id = format!("{}-{}", self.id_prefix, self.next_id);
+                messages.push((i, format!("{}.{bucket}", self.config.subject_prefix), id, body));
+            }
+        }
+        let js = self.js.clone();
+        let timeout = self.config.ack_timeout;
+        let sent = messages.iter().map(|(i, subject, id, body)| {
+            let (js, subject, id, body) = (js.clone(), subject.clone(), id.clone(), body.clone());
+            let i = *i;
+            async move { publish(js, subject, id, body, timeout).await.map(|seq| (i, seq)) }
+        });
+        let sent: Vec<_> = sent.collect();
+        let acks = self.run(async move {
+            let all = futures_util::future::join_all(sent).await;
+            all.into_iter().collect::<Result<Vec<(usize, u64)>, String>>()
+        })?;
+        let mut positions = vec![0u64; batches.len()];
+        for (i, seq) in acks {
+            positions[i] = positions[i].max(seq);
+        }
+        Ok(positions)
+    }
+
+    fn read_after(&mut self, after: u64, max: usize) -> Result<Vec<Replayed>, LogError> {
+        self.read(after, max, None)
+    }
+
+    fn trim_through(&mut self, through: u64) -> Result<(), LogError> {
+        let js = self.js.clone();
+        let stream_name = self.config.stream.clone();
+        self.run(async move {
+            let stream = js.get_stream(&stream_name).await.map_err(|e| e.to_string())?;
+            stream.purge().sequence(through + 1).await.map(drop).map_err(|e| e.to_string())
+        })
+    }
+
+    fn last(&mut self) -> Result<u64, LogError> {
+        let js = self.js.clone();
+        let stream_name = self.config.stream.clone();
+        self.run(async move {
+            let mut stream = js.get_stream(&stream_name).await.map_err(|e| e.to_string())?;
+            Ok(stream.info().await.map_err(|e| e.to_string())?.state.last_sequence)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        let p = |s: &str| PatientId::new(s).expect("id");
+        // Fixed values: changing the function would move every patient to another node.
+        assert_eq!(bucket_of(&p("p-1"), 64), 21);
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..1000 {
+            let b = bucket_of(&p(&format!("patient-{i}")), 64);
+            assert!(b < 64);
+            seen.insert(b);
+        }
+        assert_eq!(seen.len(), 64, "a thousand patients fill every bucket");
+        assert_eq!(bucket_of(&p("x"), 0), 0, "no buckets is one bucket");
+    }
+}

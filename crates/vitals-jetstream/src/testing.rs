@@ -1,0 +1,138 @@
+//! A real NATS cluster for tests (feature `testing`): `n` nats-server processes with
+//! JetStream on 127.0.0.1, routed to each other, each with its own store directory; any of
+//! them can be killed with SIGKILL and started again. Dropping the cluster kills them all.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One node's ports.
+#[derive(Debug, Clone, Copy)]
+struct Ports {
+    client: u16,
+    route: u16,
+    monitor: u16,
+}
+
+/// A running test cluster.
+#[derive(Debug)]
+pub struct NatsCluster {
+    dir: PathBuf,
+    ports: Vec<Ports>,
+    children: Vec<Option<Child>>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port on 127.0.0.1: {e}"))
+}
+
+/// Waits (with a deadline) until `cond` holds, polling with a short pause.
+pub fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        #[allow(clippy::disallowed_methods)] // reason: the pause between polls of a condition with a deadline
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl NatsCluster {
+    /// Starts `n` servers under `dir` and waits until JetStream is ready on every one.
+    pub fn start(dir: PathBuf, n: usize) -> NatsCluster {
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let ports: Vec<Ports> =
+            (0..n).map(|_| Ports { client: free_port(), route: free_port(), monitor: free_port() }).collect();
+        let mut cluster = NatsCluster { dir, ports, children: (0..n).map(|_| None).collect() };
+        for i in 0..n {
+            cluster.start_node(i);
+        }
+        for i in 0..n {
+            cluster.wait_ready(i);
+        }
+        cluster
+    }
+
+    /// The client URLs of every server.
+    pub fn urls(&self) -> Vec<String> {
+        self.ports.iter().map(|p| format!("nats://127.0.0.1:{}", p.client)).collect()
+    }
+
+    /// Starts node `i` (again) with its configuration and store.
+    pub fn start_node(&mut self, i: usize) {
+        let routes: Vec<String> = self
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, p)| format!("\"nats-route://127.0.0.1:{}\"", p.route))
+            .collect();
+        let p = self.ports[i];
+        let store = self.dir.join(format!("n{i}"));
+        let conf = format!(
+            "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
+             jetstream {{ store_dir: \"{}\" }}\n\
+             cluster {{ name: vitals, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+            p.client,
+            p.monitor,
+            store.display(),
+            p.route,
+            routes.join(", ")
+        );
+        let path = self.dir.join(format!("n{i}.conf"));
+        std::fs::write(&path, conf).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let log = std::fs::File::create(self.dir.join(format!("n{i}.log"))).expect("log file");
+        let child = Command::new("nats-server")
+            .arg("-c")
+            .arg(&path)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("nats-server (installed by scripts/test) does not start: {e}"));
+        self.children[i] = Some(child);
+    }
+
+    /// Waits until node `i` answers its health check (JetStream ready).
+    pub fn wait_ready(&self, i: usize) {
+        let port = self.ports[i].monitor;
+        eventually(&format!("nats node n{i} to be healthy"), Duration::from_secs(30), || {
+            healthz(port).is_some_and(|body| body.contains("\"ok\""))
+        });
+    }
+
+    /// Kills node `i` with SIGKILL (no goodbye to its peers or clients).
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The directory of the cluster's files (configurations, logs, stores).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.children.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// The body of `GET /healthz` on a monitoring port.
+fn healthz(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let ok = out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200");
+    ok.then_some(out)
+}

@@ -1,0 +1,140 @@
+//! The write path of cluster mode: accepted samples go to the replicated log, and a write
+//! is acknowledged once JetStream acknowledged every message of it.
+//!
+//! Like the embedded writer, each publisher thread takes every write queued at that moment
+//! and publishes them together (their messages in flight at once), then completes each:
+//! under load one round trip covers many requests. Two threads, each with its own
+//! connection, keep the stream busy while the other waits for acknowledgements. Memory is
+//! bounded: past `max_inflight` samples queued or in flight a write is refused at once
+//! (503 and `Retry-After`), as on one node.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use parking_lot::Mutex;
+use vitals_core::Sample;
+use vitals_jetstream::JetStreamLog;
+use vitals_storage::StoreError;
+use vitals_storage::log::SampleLog;
+
+use crate::source::sink::{Done, SampleSink};
+
+/// Threads publishing at once.
+const THREADS: usize = 2;
+/// Samples one publish round takes at most.
+const MAX_ROUND_SAMPLES: usize = 200_000;
+
+type Job = (Vec<Sample>, Done);
+
+/// The cluster's sample sink.
+pub struct Publisher {
+    tx: Mutex<Option<SyncSender<Job>>>,
+    inflight: Arc<AtomicUsize>,
+    max_inflight: usize,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Publisher")
+    }
+}
+
+impl Publisher {
+    /// Starts the publisher threads, each on a log handle `open` gives.
+    pub fn start(
+        mut open: impl FnMut() -> Result<JetStreamLog, vitals_storage::log::LogError>,
+        max_inflight: usize,
+    ) -> anyhow::Result<Publisher> {
+        let (tx, rx) = sync_channel::<Job>(4096);
+        let rx = Arc::new(Mutex::new(rx));
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let mut threads = Vec::new();
+        for i in 0..THREADS {
+            let mut log = open()?;
+            let (rx, inflight) = (Arc::clone(&rx), Arc::clone(&inflight));
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("cluster-publish-{i}"))
+                    .spawn(move || publish_loop(&mut log, &rx, &inflight))?,
+            );
+        }
+        Ok(Publisher { tx: Mutex::new(Some(tx)), inflight, max_inflight, threads: Mutex::new(threads) })
+    }
+
+    /// Stops taking writes and waits for the ones queued to be published.
+    pub fn stop(&self) {
+        self.tx.lock().take();
+        for t in self.threads.lock().drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl SampleSink for Publisher {
+    fn submit(&self, samples: Vec<Sample>, done: Done) -> Result<(), StoreError> {
+        if samples.is_empty() {
+            done(Ok(0));
+            return Ok(());
+        }
+        let n = samples.len();
+        let before = self.inflight.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.max_inflight && before > 0 {
+            self.inflight.fetch_sub(n, Ordering::AcqRel);
+            return Err(StoreError::Overloaded {
+                what: "samples waiting for the cluster's log",
+                limit: self.max_inflight,
+            });
+        }
+        let tx = self.tx.lock().clone();
+        let Some(tx) = tx else {
+            self.inflight.fetch_sub(n, Ordering::AcqRel);
+            return Err(StoreError::Closed);
+        };
+        match tx.try_send((samples, done)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                self.inflight.fetch_sub(n, Ordering::AcqRel);
+                match e {
+                    TrySendError::Full(_) => Err(StoreError::Overloaded { what: "queued write requests", limit: 4096 }),
+                    TrySendError::Disconnected(_) => Err(StoreError::Closed),
+                }
+            }
+        }
+    }
+}
+
+fn publish_loop(log: &mut JetStreamLog, rx: &Mutex<Receiver<Job>>, inflight: &AtomicUsize) {
+    loop {
+        let mut round: Vec<Job> = Vec::new();
+        {
+            let rx = rx.lock();
+            let Ok(first) = rx.recv() else { return };
+            let mut total = first.0.len();
+            round.push(first);
+            while total < MAX_ROUND_SAMPLES {
+                let Ok(next) = rx.try_recv() else { break };
+                total += next.0.len();
+                round.push(next);
+            }
+        }
+        let batches: Vec<&[Sample]> = round.iter().map(|(s, _)| s.as_slice()).collect();
+        let outcome = log.append(&batches);
+        let n: usize = round.iter().map(|(s, _)| s.len()).sum();
+        inflight.fetch_sub(n, Ordering::AcqRel);
+        match outcome {
+            Ok(positions) => {
+                for ((_, done), pos) in round.into_iter().zip(positions) {
+                    done(Ok(pos));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = round.len(), "cluster: publishing to the log failed; writes refused");
+                for (_, done) in round {
+                    done(Err(StoreError::Failed(format!("the cluster's log: {e}"))));
+                }
+            }
+        }
+    }
+}

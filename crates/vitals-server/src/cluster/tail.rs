@@ -1,0 +1,100 @@
+//! Every node reads the whole replicated log into its own store, so queries on any node
+//! see every acknowledged sample (a bounded delay after the acknowledgement: the time to
+//! read it back and fsync it locally), and the alerting thread hears of them as on one node.
+//!
+//! The position read so far is kept in `cluster/applied` in the data directory (written
+//! after each batch is durable in the local store, by rename, without an fsync of its own):
+//! after a restart reading resumes there. Should it be older than what the store holds
+//! (a crash between the two), samples are written again, which is harmless: the same
+//! (patient, metric, device, time) is one sample. A node with an empty data directory
+//! reads the log from its start.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use vitals_jetstream::JetStreamLog;
+use vitals_storage::{Store, StoreError};
+
+use crate::shutdown::Shutdown;
+
+/// Records read at once.
+const BATCH: usize = 2_000;
+/// How long a read waits for the next record.
+const WAIT: Duration = Duration::from_millis(250);
+
+/// How far the tail is.
+#[derive(Debug, Default)]
+pub struct TailState {
+    /// The last position written to the local store.
+    pub applied: AtomicU64,
+    /// Messages in the log after it, as of the last read.
+    pub behind: AtomicU64,
+}
+
+fn applied_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("cluster").join("applied")
+}
+
+/// The position read so far (0: nothing yet).
+pub fn load_applied(data_dir: &Path) -> u64 {
+    std::fs::read_to_string(applied_path(data_dir)).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+}
+
+fn save_applied(data_dir: &Path, seq: u64) -> std::io::Result<()> {
+    let path = applied_path(data_dir);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{seq}\n"))?;
+    std::fs::rename(&tmp, &path)
+}
+
+/// Starts the tail thread.
+pub fn spawn(
+    mut log: JetStreamLog,
+    store: Arc<Store>,
+    data_dir: PathBuf,
+    state: Arc<TailState>,
+    shutdown: Shutdown,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    state.applied.store(load_applied(&data_dir), Ordering::Relaxed);
+    std::thread::Builder::new().name("cluster-tail".into()).spawn(move || {
+        while !shutdown.is_triggered() {
+            let after = state.applied.load(Ordering::Relaxed);
+            let records = match log.read(after, BATCH, Some(WAIT)) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, after, "cluster: reading the log");
+                    shutdown.wait_timeout(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let Some(last) = records.last().map(|r| r.seq) else { continue };
+            let samples: Vec<_> = records.into_iter().flat_map(|r| r.samples).collect();
+            // The local store refuses only when full or failing: wait, never skip.
+            loop {
+                match store.write(samples.clone()) {
+                    Ok(_) => break,
+                    Err(e @ (StoreError::Overloaded { .. } | StoreError::Failed(_) | StoreError::NoSpace(_))) => {
+                        tracing::warn!(error = %e, "cluster: the local store refused the log's samples; trying again");
+                        if shutdown.wait_timeout(Duration::from_millis(200)) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cluster: the local store is gone; the tail stops");
+                        return;
+                    }
+                }
+            }
+            state.applied.store(last, Ordering::Relaxed);
+            state.behind.store(log.pending(), Ordering::Relaxed);
+            if let Err(e) = save_applied(&data_dir, last) {
+                tracing::warn!(error = %e, "cluster: recording the position read");
+            }
+        }
+    })
+}

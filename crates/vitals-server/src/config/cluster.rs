@@ -1,0 +1,87 @@
+//! `[cluster]`: several nodes on NATS JetStream (the durable log) and PostgreSQL (the
+//! metadata and who owns which patient bucket). Off by default: one node, one disk.
+
+use serde::{Deserialize, Serialize};
+use vitals_core::DurationMs;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    pub enabled: bool,
+    /// This node's name, unique in the cluster (letters, digits, `-`, `_`, `.`).
+    pub node: String,
+    /// Where this node's HTTP listener is reached by others (shown in `/healthz`).
+    pub advertise: String,
+    /// NATS servers (`nats://host:port`), any of the cluster's.
+    pub nats: Vec<String>,
+    /// The JetStream stream of accepted samples.
+    pub stream: String,
+    /// Copies of every message (3: the loss of one NATS server loses nothing).
+    pub replicas: usize,
+    /// Patient buckets, the unit of ownership (fixed for a stream's life).
+    pub buckets: u16,
+    /// PostgreSQL connection string (`postgres://user:pass@host/db` or `host=... user=...`);
+    /// better given in the environment as `VITALS_CLUSTER_POSTGRES`.
+    pub postgres: String,
+    /// The PostgreSQL schema of Vitals' tables.
+    pub schema: String,
+    /// A bucket's lease: a dead node's buckets move to the others after this.
+    pub lease_ttl: DurationMs,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            enabled: false,
+            node: String::new(),
+            advertise: String::new(),
+            nats: vec!["nats://127.0.0.1:4222".into()],
+            stream: "VITALS_SAMPLES".into(),
+            replicas: 3,
+            buckets: 64,
+            postgres: String::new(),
+            schema: "vitals".into(),
+            lease_ttl: DurationMs(10_000),
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// What is wrong with the section, each problem a sentence.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.enabled {
+            return out;
+        }
+        let valid_name = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 64
+                && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        if !valid_name(&self.node) {
+            out.push(format!(
+                "cluster.node {:?} must be a name of letters, digits, -, _ and . (unique per node)",
+                self.node
+            ));
+        }
+        if self.nats.is_empty() || self.nats.iter().any(|u| !u.starts_with("nats://") && !u.starts_with("tls://")) {
+            out.push("cluster.nats must list servers as nats://host:port".into());
+        }
+        if self.postgres.is_empty() {
+            out.push("cluster.postgres (or VITALS_CLUSTER_POSTGRES) must name the PostgreSQL database".into());
+        }
+        if !(1..=5).contains(&self.replicas) {
+            out.push("cluster.replicas must be 1 to 5 (JetStream's limit)".into());
+        }
+        if self.buckets == 0 || self.buckets > 4096 {
+            out.push("cluster.buckets must be 1 to 4096".into());
+        }
+        if !valid_name(&self.schema) || self.schema.contains(['-', '.']) || self.schema.to_lowercase() != self.schema {
+            out.push(format!("cluster.schema {:?} must be lower-case letters, digits and _", self.schema));
+        }
+        if self.lease_ttl.as_ms() < 1000 {
+            out.push("cluster.lease_ttl must be at least 1s".into());
+        }
+        out
+    }
+}

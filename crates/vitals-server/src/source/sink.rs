@@ -1,0 +1,20 @@
+//! Where accepted samples go to become durable: the store's write-ahead log on one node,
+//! the replicated log in cluster mode (`cluster::publisher`). Either way `done` runs once
+//! the samples are durable, or with why they are not; a full queue refuses at once.
+
+use vitals_core::Sample;
+use vitals_storage::{Store, StoreError};
+
+/// Runs once a write is durable (its position in the log) or failed.
+pub type Done = Box<dyn FnOnce(Result<u64, StoreError>) + Send>;
+
+/// The durable write path the pipeline hands samples to.
+pub trait SampleSink: Send + Sync {
+    fn submit(&self, samples: Vec<Sample>, done: Done) -> Result<(), StoreError>;
+}
+
+impl SampleSink for Store {
+    fn submit(&self, samples: Vec<Sample>, done: Done) -> Result<(), StoreError> {
+        Store::submit(self, samples, done)
+    }
+}
