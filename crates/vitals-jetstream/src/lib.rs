@@ -93,6 +93,8 @@ pub struct JetStreamLog {
     reader: Option<(u64, consumer::PullConsumer)>,
     /// Messages after the last one read (the reader's lag).
     pending: u64,
+    /// Reads in a row that found nothing.
+    empty_reads: u32,
 }
 
 impl std::fmt::Debug for JetStreamLog {
@@ -140,14 +142,29 @@ impl JetStreamLog {
         .and_then(|r| r)
         .map_err(remote)?;
         let id_prefix = record::random_hex()?;
-        Ok(JetStreamLog { config, catalog, rt: Some(rt), js, name, id_prefix, next_id: 0, reader: None, pending: 0 })
+        Ok(JetStreamLog {
+            config,
+            catalog,
+            rt: Some(rt),
+            js,
+            name,
+            id_prefix,
+            next_id: 0,
+            reader: None,
+            pending: 0,
+            empty_reads: 0,
+        })
     }
 
     /// Records after `after`, at most `max`; with `wait`, waits up to that long for the
     /// first one when there is none yet (a tail that keeps up without polling).
+    ///
+    /// The consumer is kept from one read to the next, and dropped (made again at the next
+    /// read) when a read fails or when reads find nothing while the stream holds more: a
+    /// consumer whose server died answers nothing, or times out.
     pub fn read(&mut self, after: u64, max: usize, wait: Option<Duration>) -> Result<Vec<Replayed>, LogError> {
-        let consumer = match &self.reader {
-            Some((next, c)) if *next == after + 1 => c.clone(),
+        let consumer = match self.reader.take() {
+            Some((next, c)) if next == after + 1 => c,
             _ => {
                 let js = self.js.clone();
                 let stream_name = self.config.stream.clone();
@@ -195,6 +212,15 @@ impl JetStreamLog {
                 reason,
             })?;
             records.push(Replayed { seq, samples });
+        }
+        if records.is_empty() {
+            self.empty_reads += 1;
+            if self.empty_reads.is_multiple_of(8) && self.last()? > after {
+                tracing::warn!(log = %self.name, after, "the log's consumer stopped delivering; making a new one");
+                return Ok(records);
+            }
+        } else {
+            self.empty_reads = 0;
         }
         let next = records.last().map(|r| r.seq + 1).unwrap_or(after + 1);
         self.reader = Some((next, consumer));

@@ -17,11 +17,13 @@
 pub mod leases;
 mod meta;
 pub mod pool;
+pub mod records;
 pub mod schema;
 
 pub use leases::{Leases, Owned, Tenure};
 pub use meta::PgMeta;
 pub use pool::Pool;
+pub use records::Records;
 
 use std::time::Duration;
 

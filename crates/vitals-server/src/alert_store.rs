@@ -8,6 +8,11 @@
 //! recorded. Past 64 MiB (and twice its last snapshot) the log is rewritten as a snapshot
 //! of its meaning: every alert, every pending or dead notice, delivered ones of the last 30
 //! days.
+//!
+//! In cluster mode the log is the one every node shares in PostgreSQL
+//! (`vitals_postgres::Records`): a node reads what the others appended before it answers,
+//! so an alert raised on the node that owns its patient is seen, acknowledged and
+//! delivered from any node.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +24,8 @@ use vitals_alerts::decision::Alerts;
 use vitals_alerts::notice::operator_notices;
 use vitals_alerts::{Alert, AlertState, Notice, NoticeState, NotifyConfig};
 use vitals_storage::json_log::JsonLog;
+
+use crate::store_log::{Applied, StoreLog};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AlertError {
@@ -46,9 +53,41 @@ struct State {
     notices: BTreeMap<String, Notice>,
 }
 
+impl State {
+    /// Applies one record (its versions win); whether it holds a pending notice.
+    fn apply(&mut self, record: Vec<Record>) -> bool {
+        let mut pending = false;
+        for r in record {
+            match r {
+                Record::Alert(a) => {
+                    self.alerts.insert(a.id.clone(), *a);
+                }
+                Record::Notice(n) => {
+                    pending |= n.state == NoticeState::Pending;
+                    self.notices.insert(n.id.clone(), *n);
+                }
+            }
+        }
+        pending
+    }
+
+    fn applied(&mut self, a: Applied<Vec<Record>>) -> bool {
+        match a {
+            Applied::Reset => {
+                *self = State::default();
+                false
+            }
+            Applied::Record(r) => self.apply(r),
+        }
+    }
+}
+
+/// The shared log's name in cluster mode.
+const SHARED_LOG: &str = "alerts";
+
 pub struct AlertStore {
     state: RwLock<State>,
-    log: Mutex<JsonLog>,
+    log: Mutex<StoreLog>,
     /// Bumped on every commit that adds pending notices; the notifier waits on it.
     outbox: (Mutex<u64>, Condvar),
     /// The log is rewritten as a snapshot once it is larger than this and than twice its
@@ -74,19 +113,12 @@ impl AlertStore {
         std::fs::create_dir_all(dir)?;
         let (log, records) = JsonLog::open::<Vec<Record>>(dir, "alerts.log", *b"VALR", 1)?;
         let mut st = State::default();
-        for r in records.into_iter().flatten() {
-            match r {
-                Record::Alert(a) => {
-                    st.alerts.insert(a.id.clone(), *a);
-                }
-                Record::Notice(n) => {
-                    st.notices.insert(n.id.clone(), *n);
-                }
-            }
+        for r in records {
+            st.apply(r);
         }
         Ok(AlertStore {
             state: RwLock::new(st),
-            log: Mutex::new(log),
+            log: Mutex::new(StoreLog::Local(log)),
             outbox: (Mutex::new(0), Condvar::new()),
             compact_bytes,
             // A log already past the limit is compacted at the first commit.
@@ -94,10 +126,48 @@ impl AlertStore {
         })
     }
 
+    /// Cluster mode: the store over the log every node shares.
+    pub fn open_shared(records: vitals_postgres::Records) -> anyhow::Result<AlertStore> {
+        let store = AlertStore {
+            state: RwLock::new(State::default()),
+            log: Mutex::new(StoreLog::Shared { records, name: SHARED_LOG, applied: 0 }),
+            outbox: (Mutex::new(0), Condvar::new()),
+            compact_bytes: COMPACT_BYTES,
+            compacted_size: std::sync::atomic::AtomicU64::new(0),
+        };
+        store.refresh(&mut store.log.lock()).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(store)
+    }
+
+    /// Cluster mode: applies what other nodes appended since the last look (nothing to do
+    /// on one node). A failure is logged and the state answers as it is.
+    fn sync(&self) {
+        let mut log = self.log.lock();
+        if log.is_shared()
+            && let Err(e) = self.refresh(&mut log)
+        {
+            tracing::error!(error = %e, "alert store: reading the shared log");
+        }
+    }
+
+    /// Applies the shared log's new records; wakes the notifier if they hold pending notices.
+    fn refresh(&self, log: &mut StoreLog) -> Result<(), AlertError> {
+        let mut pending = false;
+        log.refresh(|r| pending |= self.state.write().applied(r)).map_err(AlertError::Io)?;
+        if pending {
+            self.poke();
+        }
+        Ok(())
+    }
+
     /// Rewrites the log as a snapshot of the state when it has grown enough: every alert,
     /// every pending or dead notice, delivered ones of the last [`DELIVERED_KEEP_MS`].
-    fn maybe_compact(&self, log: &mut JsonLog, st: &mut State) {
+    fn maybe_compact(&self, log: &mut StoreLog, st: &mut State) {
         use std::sync::atomic::Ordering;
+        // The shared log is a table: PostgreSQL keeps it; it is rewritten only to erase.
+        if log.is_shared() {
+            return;
+        }
         let size = log.len_bytes();
         if size < self.compact_bytes || size < 2 * self.compacted_size.load(Ordering::Relaxed) {
             return;
@@ -115,7 +185,7 @@ impl AlertStore {
     }
 
     /// Rewrites the log as the state: every alert and notice, in chunks of records.
-    fn snapshot(log: &mut JsonLog, st: &State) -> Result<(), vitals_storage::json_log::JsonLogError> {
+    fn snapshot(log: &mut StoreLog, st: &State) -> Result<(), String> {
         let items: Vec<Record> = st
             .alerts
             .values()
@@ -130,6 +200,7 @@ impl AlertStore {
     /// without them (no earlier record keeps them); returns (alerts, notices) removed.
     pub fn erase_patient(&self, patient: &str) -> Result<(usize, usize), AlertError> {
         let mut log = self.log.lock();
+        self.refresh(&mut log)?;
         let mut st = self.state.write();
         let ids: std::collections::BTreeSet<String> =
             st.alerts.values().filter(|a| a.patient == patient).map(|a| a.id.clone()).collect();
@@ -137,7 +208,8 @@ impl AlertStore {
         let before = st.notices.len();
         st.notices.retain(|_, n| !n.alert.as_ref().is_some_and(|a| ids.contains(a)));
         let notices = before - st.notices.len();
-        Self::snapshot(&mut log, &st).map_err(|e| AlertError::Io(e.to_string()))?;
+        // In cluster mode, every node forgets them at its next look (the rewrite's reset).
+        Self::snapshot(&mut log, &st).map_err(AlertError::Io)?;
         self.compacted_size.store(log.len_bytes(), std::sync::atomic::Ordering::Relaxed);
         Ok((ids.len(), notices))
     }
@@ -154,18 +226,11 @@ impl AlertStore {
             .chain(notices.into_iter().map(|n| Record::Notice(Box::new(n))))
             .collect();
         let mut log = self.log.lock();
-        log.append(&records).map_err(|e| AlertError::Io(e.to_string()))?;
+        log.write(records, |r| {
+            self.state.write().applied(r);
+        })
+        .map_err(AlertError::Io)?;
         let mut st = self.state.write();
-        for r in records {
-            match r {
-                Record::Alert(a) => {
-                    st.alerts.insert(a.id.clone(), *a);
-                }
-                Record::Notice(n) => {
-                    st.notices.insert(n.id.clone(), *n);
-                }
-            }
-        }
         self.maybe_compact(&mut log, &mut st);
         drop(st);
         drop(log);
@@ -194,11 +259,13 @@ impl AlertStore {
     }
 
     pub fn get(&self, id: &str) -> Option<Alert> {
+        self.sync();
         self.state.read().alerts.get(id).cloned()
     }
 
     /// Alerts matching the filters, newest first.
     pub fn list(&self, patient: Option<&str>, state: Option<AlertState>, from: i64, to: i64) -> Vec<Alert> {
+        self.sync();
         let mut v: Vec<Alert> = self
             .state
             .read()
@@ -215,6 +282,7 @@ impl AlertStore {
 
     /// Alerts still going on (open or acknowledged).
     pub fn active(&self) -> Vec<Alert> {
+        self.sync();
         self.state.read().alerts.values().filter(|a| a.state.active()).cloned().collect()
     }
 
@@ -258,11 +326,13 @@ impl AlertStore {
     }
 
     pub fn notice(&self, id: &str) -> Option<Notice> {
+        self.sync();
         self.state.read().notices.get(id).cloned()
     }
 
     /// Notices matching the filters, newest first, at most `limit`.
     pub fn notices(&self, state: Option<NoticeState>, alert: Option<&str>, limit: usize) -> Vec<Notice> {
+        self.sync();
         let mut v: Vec<Notice> = self
             .state
             .read()
@@ -279,6 +349,7 @@ impl AlertStore {
 
     /// Pending notices due by `now`, oldest first, and the time the next later one is due.
     pub fn due(&self, now: i64, limit: usize) -> (Vec<Notice>, Option<i64>) {
+        self.sync();
         let st = self.state.read();
         let mut due: Vec<Notice> = Vec::new();
         let mut next: Option<i64> = None;
@@ -328,6 +399,7 @@ impl Alerts for AlertStore {
     }
 
     fn has_notice(&self, id: &str) -> bool {
+        self.sync();
         self.state.read().notices.contains_key(id)
     }
 }

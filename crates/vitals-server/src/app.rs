@@ -107,9 +107,21 @@ impl App {
     ) -> anyhow::Result<App> {
         let dead_letters = stores::open_dead_letters(&config)?;
         let events = stores::open_events(&config)?;
-        let rules = stores::open_rules(&config)?;
-        let alerts = stores::open_alerts(&config)?;
-        let cohorts = stores::open_cohorts(&config)?;
+        let rules = match &cluster {
+            Some(c) => {
+                Arc::new(RuleStore::open_shared(c.records.clone(), &config.alerting.rules, &config.alerting.packs)?)
+            }
+            None => stores::open_rules(&config)?,
+        };
+        // Cluster mode: alerts and their outbox are the cluster's, shared in PostgreSQL.
+        let alerts = match &cluster {
+            Some(c) => Arc::new(AlertStore::open_shared(c.records.clone())?),
+            None => stores::open_alerts(&config)?,
+        };
+        let cohorts = match &cluster {
+            Some(c) => Arc::new(CohortStore::open_shared(c.records.clone())?),
+            None => stores::open_cohorts(&config)?,
+        };
         let vault = Arc::new(stores::open_vault(&config)?);
         let auditor = Auditor::start(directory.meta_arc())?;
         let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use vitals_core::Catalog;
 use vitals_jetstream::{JetStreamConfig, JetStreamLog};
-use vitals_postgres::{Leases, Pool};
+use vitals_postgres::{Leases, Pool, Records};
 use vitals_storage::Store;
 
 use crate::config::{ClusterConfig, Config};
@@ -41,6 +41,8 @@ pub struct Cluster {
     pub ownership: Arc<Ownership>,
     pub tail: Arc<TailState>,
     pub publisher: Arc<Publisher>,
+    /// The small stores' shared logs (alerts and their outbox).
+    pub records: Records,
     leases: Arc<Leases>,
 }
 
@@ -58,6 +60,7 @@ impl Cluster {
         let pool = Pool::connect(&c.postgres, &c.schema, POOL_SIZE).context("cluster: PostgreSQL")?;
         let ttl = Duration::from_millis(c.lease_ttl.as_ms().max(1000) as u64);
         let leases = Arc::new(Leases::open(Arc::clone(&pool), &c.schema, c.buckets, ttl).context("cluster: leases")?);
+        let records = Records::open(Arc::clone(&pool), &c.schema).context("cluster: shared logs")?;
         let js = jetstream_config(&c);
         let publisher = Publisher::start(
             || JetStreamLog::open(js.clone(), Catalog::standard()),
@@ -68,6 +71,7 @@ impl Cluster {
             ownership: Arc::new(Ownership::new(c.buckets)),
             tail: Arc::default(),
             publisher: Arc::new(publisher),
+            records,
             leases,
             pool,
             config: c,

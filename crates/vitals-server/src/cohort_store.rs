@@ -1,6 +1,7 @@
 //! Cohorts: named groups of patients (a ward, a study arm, "my family"), which rule scopes
 //! (`{"cohort": "ward-3"}`) and notification subscriptions (`cohorts = [...]`) refer to.
-//! Kept in `<data_dir>/cohorts/cohorts.log`, an append-only JSON log of puts and deletes.
+//! Kept in `<data_dir>/cohorts/cohorts.log`, an append-only JSON log of puts and deletes;
+//! in cluster mode, in the log every node shares (`store_log`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -9,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use vitals_storage::json_log::JsonLog;
+
+use crate::store_log::{Applied, StoreLog};
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,7 +32,7 @@ pub enum CohortError {
 
 pub struct CohortStore {
     cohorts: RwLock<BTreeMap<String, BTreeSet<String>>>,
-    log: Mutex<JsonLog>,
+    log: Mutex<StoreLog>,
     /// Bumped on every change, so readers notice cheaply.
     version: AtomicU64,
 }
@@ -48,22 +51,64 @@ impl CohortStore {
                 }
             }
         }
-        Ok(CohortStore { cohorts: RwLock::new(cohorts), log: Mutex::new(log), version: AtomicU64::new(0) })
+        let log = Mutex::new(StoreLog::Local(log));
+        Ok(CohortStore { cohorts: RwLock::new(cohorts), log, version: AtomicU64::new(0) })
+    }
+
+    /// Cluster mode: the cohorts every node shares.
+    pub fn open_shared(records: vitals_postgres::Records) -> anyhow::Result<CohortStore> {
+        let log = Mutex::new(StoreLog::Shared { records, name: "cohorts", applied: 0 });
+        let s = CohortStore { cohorts: RwLock::default(), log, version: AtomicU64::new(0) };
+        s.refresh(&mut s.log.lock()).map_err(|e| anyhow::anyhow!(e))?;
+        Ok(s)
+    }
+
+    /// Applies the shared log's new records (cluster mode), bumping the version if any.
+    fn refresh(&self, log: &mut StoreLog) -> Result<(), String> {
+        log.refresh(|a| self.apply(a))
+    }
+
+    /// Cluster mode: catches up with the other nodes' changes; a failure is logged.
+    fn sync(&self) {
+        let mut log = self.log.lock();
+        if log.is_shared()
+            && let Err(e) = self.refresh(&mut log)
+        {
+            tracing::error!(error = %e, "cohort store: reading the shared log");
+        }
+    }
+
+    fn apply(&self, a: Applied<Change>) {
+        let mut c = self.cohorts.write();
+        match a {
+            Applied::Reset => c.clear(),
+            Applied::Record(Change::Put { name, patients }) => {
+                c.insert(name, patients);
+            }
+            Applied::Record(Change::Delete(name)) => {
+                c.remove(&name);
+            }
+        }
+        self.version.fetch_add(1, Ordering::AcqRel);
     }
 
     pub fn version(&self) -> u64 {
+        self.sync();
         self.version.load(Ordering::Acquire)
     }
 
     pub fn list(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.sync();
         self.cohorts.read().clone()
     }
 
     pub fn members(&self, name: &str) -> Option<BTreeSet<String>> {
+        self.sync();
         self.cohorts.read().get(name).cloned()
     }
 
     pub fn contains(&self, name: &str, patient: &str) -> bool {
+        self.sync();
         self.cohorts.read().get(name).is_some_and(|m| m.contains(patient))
     }
 
@@ -73,19 +118,18 @@ impl CohortStore {
         for p in &patients {
             vitals_core::PatientId::new(p).map_err(|e| CohortError::Invalid(format!("patient {p:?}: {e}")))?;
         }
-        let mut c = self.cohorts.write();
-        self.log
-            .lock()
-            .append(&Change::Put { name: name.to_owned(), patients: patients.clone() })
-            .map_err(|e| CohortError::Io(e.to_string()))?;
-        let new = c.insert(name.to_owned(), patients).is_none();
-        self.version.fetch_add(1, Ordering::AcqRel);
+        let mut log = self.log.lock();
+        self.refresh(&mut log).map_err(CohortError::Io)?;
+        let new = !self.cohorts.read().contains_key(name);
+        log.write(Change::Put { name: name.to_owned(), patients }, |a| self.apply(a)).map_err(CohortError::Io)?;
         Ok(new)
     }
 
     /// Takes a patient out of every cohort and rewrites the log without them; returns the
     /// number of cohorts changed.
     pub fn erase_patient(&self, patient: &str) -> Result<usize, CohortError> {
+        let mut log = self.log.lock();
+        self.refresh(&mut log).map_err(CohortError::Io)?;
         let mut c = self.cohorts.write();
         let mut changed = 0;
         for members in c.values_mut() {
@@ -93,20 +137,18 @@ impl CohortStore {
         }
         let snapshot: Vec<Change> =
             c.iter().map(|(name, patients)| Change::Put { name: name.clone(), patients: patients.clone() }).collect();
-        self.log.lock().rewrite(&snapshot).map_err(|e| CohortError::Io(e.to_string()))?;
+        log.rewrite(&snapshot).map_err(CohortError::Io)?;
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(changed)
     }
 
     pub fn delete(&self, name: &str) -> Result<(), CohortError> {
-        let mut c = self.cohorts.write();
-        if !c.contains_key(name) {
+        let mut log = self.log.lock();
+        self.refresh(&mut log).map_err(CohortError::Io)?;
+        if !self.cohorts.read().contains_key(name) {
             return Err(CohortError::NotFound(name.to_owned()));
         }
-        self.log.lock().append(&Change::Delete(name.to_owned())).map_err(|e| CohortError::Io(e.to_string()))?;
-        c.remove(name);
-        self.version.fetch_add(1, Ordering::AcqRel);
-        Ok(())
+        log.write(Change::Delete(name.to_owned()), |a| self.apply(a)).map_err(CohortError::Io)
     }
 }
 

@@ -31,6 +31,7 @@ pub mod runtime;
 pub mod shutdown;
 pub mod source;
 pub mod sql;
+pub mod store_log;
 pub mod stores;
 pub mod telemetry;
 pub mod tls;

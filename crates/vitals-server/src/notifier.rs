@@ -32,6 +32,20 @@ pub(crate) struct Context {
     pub(crate) notify: NotifyConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) telemetry: Arc<Telemetry>,
+    /// Cluster mode: this node delivers the notices of its buckets' patients (the
+    /// operator's, without a patient, with bucket 0); another node's are left to it.
+    pub(crate) owns: Option<Arc<crate::cluster::ownership::Ownership>>,
+}
+
+impl Context {
+    /// Whether this node delivers `n`.
+    fn delivers(&self, n: &Notice) -> bool {
+        let Some(owns) = &self.owns else { return true };
+        match n.alert.as_deref().and_then(|a| self.alerts.get(a)) {
+            Some(alert) => owns.owns(&alert.patient),
+            None => owns.valid() && owns.owned().first() == Some(&0),
+        }
+    }
 }
 
 /// Senders working at once.
@@ -69,7 +83,7 @@ pub(crate) fn spawn(app: Context, shutdown: Shutdown) -> anyhow::Result<Vec<std:
             let now = app.clock.now_ms();
             let (due, next) = app.alerts.due(now, BATCH);
             let mut wait = next.map_or(MAX_WAIT, |t| Duration::from_millis((t - now).clamp(1, 100) as u64));
-            for n in due {
+            for n in due.into_iter().filter(|n| app.delivers(n)) {
                 if in_flight.lock().insert(n.id.clone()) && tx.send(n).is_err() {
                     return;
                 }

@@ -1,7 +1,8 @@
 //! The alert rules in force: those of the config file and of the built-in packs it
 //! switches on (read-only through the API), and those made through the API, kept in `<data_dir>/rules/rules.log` (an append-only JSON
 //! log of puts and deletes, replayed at start). Changes take effect at once: readers get
-//! the current set on every evaluation.
+//! the current set on every evaluation. In cluster mode the API's rules are in the log every
+//! node shares (`store_log`), so a rule saved on one node is in force on all.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,6 +11,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 use vitals_rules::{Rule, RuleError, RuleSpec};
 use vitals_storage::json_log::JsonLog;
+
+use crate::store_log::{Applied, StoreLog};
 
 /// Where a rule comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -43,7 +46,7 @@ pub struct RuleStore {
     /// Config and pack rules.
     config: BTreeMap<String, (Rule, Source)>,
     api: RwLock<BTreeMap<String, Rule>>,
-    log: Mutex<JsonLog>,
+    log: Mutex<StoreLog>,
     /// Bumped on every change, so the engine notices cheaply.
     version: std::sync::atomic::AtomicU64,
 }
@@ -52,6 +55,28 @@ impl RuleStore {
     /// Opens the store; config rules and pack names must already be valid (the config
     /// checks them).
     pub fn open(dir: &Path, config_rules: &[RuleSpec], packs: &[String]) -> anyhow::Result<RuleStore> {
+        let (log, changes) = JsonLog::open::<Change>(dir, "rules.log", *b"VRUL", 1)?;
+        let store = RuleStore::over(StoreLog::Local(log), config_rules, packs)?;
+        for c in changes {
+            store.apply(Applied::Record(c));
+        }
+        store.warn_shadowed();
+        Ok(store)
+    }
+
+    /// Cluster mode: the API's rules every node shares.
+    pub fn open_shared(
+        records: vitals_postgres::Records,
+        config_rules: &[RuleSpec],
+        packs: &[String],
+    ) -> anyhow::Result<RuleStore> {
+        let store = RuleStore::over(StoreLog::Shared { records, name: "rules", applied: 0 }, config_rules, packs)?;
+        store.refresh(&mut store.log.lock()).map_err(|e| anyhow::anyhow!(e))?;
+        store.warn_shadowed();
+        Ok(store)
+    }
+
+    fn over(log: StoreLog, config_rules: &[RuleSpec], packs: &[String]) -> anyhow::Result<RuleStore> {
         let mut config = BTreeMap::new();
         for spec in config_rules {
             let rule = Rule::compile(spec.clone())?;
@@ -64,36 +89,57 @@ impl RuleStore {
                 config.insert(rule.spec.name.clone(), (rule, Source::Pack));
             }
         }
-        let (log, changes) = JsonLog::open::<Change>(dir, "rules.log", *b"VRUL", 1)?;
-        let mut api = BTreeMap::new();
-        for c in changes {
-            match c {
-                Change::Put(spec) => match Rule::compile(spec) {
-                    Ok(rule) => {
-                        api.insert(rule.spec.name.clone(), rule);
-                    }
-                    // A rule saved by an older version that this one refuses: kept out, said.
-                    Err(e) => tracing::error!(error = %e, "a stored rule no longer compiles; it is not in force"),
-                },
-                Change::Delete(name) => {
-                    api.remove(&name);
-                }
-            }
-        }
-        for name in api.keys() {
-            if config.contains_key(name) {
+        Ok(RuleStore { config, api: RwLock::default(), log: Mutex::new(log), version: Default::default() })
+    }
+
+    fn warn_shadowed(&self) {
+        for name in self.api.read().keys() {
+            if self.config.contains_key(name) {
                 tracing::warn!(rule = %name, "the config file defines this rule too; the config's wins");
             }
         }
-        Ok(RuleStore { config, api: RwLock::new(api), log: Mutex::new(log), version: Default::default() })
+    }
+
+    fn apply(&self, a: Applied<Change>) {
+        let mut api = self.api.write();
+        match a {
+            Applied::Reset => api.clear(),
+            Applied::Record(Change::Put(spec)) => match Rule::compile(spec) {
+                Ok(rule) => {
+                    api.insert(rule.spec.name.clone(), rule);
+                }
+                // A rule saved by an older version that this one refuses: kept out, said.
+                Err(e) => tracing::error!(error = %e, "a stored rule no longer compiles; it is not in force"),
+            },
+            Applied::Record(Change::Delete(name)) => {
+                api.remove(&name);
+            }
+        }
+        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    fn refresh(&self, log: &mut StoreLog) -> Result<(), String> {
+        log.refresh(|a| self.apply(a))
+    }
+
+    /// Cluster mode: catches up with the other nodes' changes; a failure is logged.
+    fn sync(&self) {
+        let mut log = self.log.lock();
+        if log.is_shared()
+            && let Err(e) = self.refresh(&mut log)
+        {
+            tracing::error!(error = %e, "rule store: reading the shared log");
+        }
     }
 
     pub fn version(&self) -> u64 {
+        self.sync();
         self.version.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Every rule in force (config rules win over API rules of the same name).
     pub fn list(&self) -> Vec<(Rule, Source)> {
+        self.sync();
         let api = self.api.read();
         let mut out: Vec<(Rule, Source)> = self.config.values().cloned().collect();
         out.extend(api.values().filter(|r| !self.config.contains_key(&r.spec.name)).map(|r| (r.clone(), Source::Api)));
@@ -105,6 +151,7 @@ impl RuleStore {
         if let Some(r) = self.config.get(name) {
             return Some(r.clone());
         }
+        self.sync();
         self.api.read().get(name).map(|r| (r.clone(), Source::Api))
     }
 
@@ -118,14 +165,13 @@ impl RuleStore {
                 "rule {name:?} comes from the config file or a rule pack; change it there"
             )));
         }
-        let mut api = self.api.write();
-        let exists = api.contains_key(&name);
+        let mut log = self.log.lock();
+        self.refresh(&mut log).map_err(RulesError::Io)?;
+        let exists = self.api.read().contains_key(&name);
         if create && exists {
             return Err(RulesError::Conflict(format!("rule {name:?} exists; PUT /api/v1/rules/{name} replaces it")));
         }
-        self.log.lock().append(&Change::Put(rule.spec.clone())).map_err(|e| RulesError::Io(e.to_string()))?;
-        api.insert(name, rule.clone());
-        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        log.write(Change::Put(rule.spec.clone()), |a| self.apply(a)).map_err(RulesError::Io)?;
         Ok((rule, !exists))
     }
 
@@ -134,6 +180,8 @@ impl RuleStore {
     /// Config-file rules naming the patient are left to the operator (and reported).
     pub fn erase_patient(&self, patient: &str) -> Result<Vec<String>, RulesError> {
         use vitals_rules::Scope;
+        let mut log = self.log.lock();
+        self.refresh(&mut log).map_err(RulesError::Io)?;
         let mut api = self.api.write();
         let mut changed = Vec::new();
         let mut next = BTreeMap::new();
@@ -156,7 +204,7 @@ impl RuleStore {
             }
         }
         let snapshot: Vec<Change> = next.values().map(|r| Change::Put(r.spec.clone())).collect();
-        self.log.lock().rewrite(&snapshot).map_err(|e| RulesError::Io(e.to_string()))?;
+        log.rewrite(&snapshot).map_err(RulesError::Io)?;
         *api = next;
         self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         for (name, (rule, _)) in &self.config {
@@ -175,14 +223,12 @@ impl RuleStore {
                 "rule {name:?} comes from the config file or a rule pack; remove it there"
             )));
         }
-        let mut api = self.api.write();
-        if !api.contains_key(name) {
+        let mut log = self.log.lock();
+        self.refresh(&mut log).map_err(RulesError::Io)?;
+        if !self.api.read().contains_key(name) {
             return Err(RulesError::NotFound(name.to_owned()));
         }
-        self.log.lock().append(&Change::Delete(name.to_owned())).map_err(|e| RulesError::Io(e.to_string()))?;
-        api.remove(name);
-        self.version.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-        Ok(())
+        log.write(Change::Delete(name.to_owned()), |a| self.apply(a)).map_err(RulesError::Io)
     }
 }
 

@@ -194,5 +194,6 @@ fn notifier_context(app: &App) -> notifier::Context {
         notify: app.config.notify.clone(),
         clock: app.clock.clone(),
         telemetry: app.telemetry.clone(),
+        owns: app.cluster.as_ref().map(|c| c.ownership.clone()),
     }
 }

@@ -3,7 +3,9 @@
 //! processes. Clients write to both nodes; a Vitals node and a NATS server are killed with
 //! SIGKILL mid-stream; then every acknowledged sample must be in the survivor's queries
 //! exactly once, the survivor must own every bucket, and a node started afresh (an empty
-//! data directory) must catch up to the same answer.
+//! data directory) must catch up to the same answer. A patient of the killed node's buckets
+//! is in an alert episode across the kill: the episode is one alert on every node, and its
+//! notice reaches the webhook (at least once, one idempotency key).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +17,7 @@ use serde_json::{Value, json};
 use vitals_jetstream::testing::NatsCluster;
 
 use crate::crash::{Running, chrono_now_ms, spawn_server};
-use crate::harness::{ADMIN, agent, eventually, into_resp};
+use crate::harness::{ADMIN, Capture, agent, eventually, into_resp};
 
 const CLIENTS: u64 = 4;
 const BATCH: u64 = 200;
@@ -27,11 +29,12 @@ fn postgres_url() -> String {
     })
 }
 
-/// `vitals serve` as node `name` of the cluster.
-fn node(name: &str, data: &Path, nats: &NatsCluster, schema: &str, key: &Path) -> Running {
+/// `vitals serve` as node `name` of the cluster (`config`: the same file for every node).
+fn node(name: &str, data: &Path, nats: &NatsCluster, schema: &str, key: &Path, config: &Path) -> Running {
     let urls = nats.urls().iter().map(|u| format!("\"{u}\"")).collect::<Vec<_>>().join(",");
     let pg = postgres_url();
     let key = key.display().to_string();
+    let config = config.display().to_string();
     spawn_server(
         data,
         &[
@@ -43,6 +46,7 @@ fn node(name: &str, data: &Path, nats: &NatsCluster, schema: &str, key: &Path) -
             ("VITALS_CLUSTER_STREAM", &schema.to_uppercase()),
             ("VITALS_CLUSTER_LEASE_TTL", TTL),
             ("VITALS_AUTH_AUDIT_KEY_FILE", &key),
+            ("VITALS_CONFIG", &config),
         ],
     )
 }
@@ -85,6 +89,22 @@ fn stored(url: &str, patient: &str, from: i64, to: i64) -> Result<Vec<(i64, f64)
     Ok(out)
 }
 
+fn post_readings(url: &str, patient: &str, readings: &[(i64, f64)]) {
+    let body: Vec<Value> = readings
+        .iter()
+        .map(|(t, v)| json!({"patient": patient, "metric": "heart_rate", "time": t, "value": v}))
+        .collect();
+    let r = into_resp(
+        agent()
+            .post(&format!("{url}/api/v1/samples"))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .header("Content-Type", "application/json")
+            .send(Value::Array(body).to_string().as_bytes())
+            .expect("post"),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+}
+
 /// Whether node `url` holds every acknowledged sample exactly once (and says what is wrong).
 fn check(url: &str, acked: &BTreeMap<(String, i64), f64>, from: i64, to: i64) -> Result<(), String> {
     for c in 0..CLIENTS {
@@ -125,9 +145,39 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
     let mut nats = NatsCluster::start(dir.path().join("nats"), 3);
     let schema = format!("cl{}", std::process::id());
     let key = dir.path().join("audit.key");
-    let a = node("a", &dir.path().join("a"), &nats, &schema, &key);
-    let b = node("b", &dir.path().join("b"), &nats, &schema, &key);
+    let hook = Capture::start();
+    let config = dir.path().join("vitals.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[alerting]\n[[alerting.rules]]\nname = \"tachycardia\"\nexpr = \"heart_rate > 185\"\nseverity = \"urgent\"\n\
+             [notify]\nretry_backoff = \"1s\"\nretry_max_backoff = \"1s\"\nmax_attempts = 1000\n\
+             [[notify.contacts]]\nname = \"ward\"\nwebhook = \"{}/h\"\n\
+             [[notify.subscriptions]]\ncontacts = [\"ward\"]\n",
+            hook.url
+        ),
+    )
+    .expect("config");
+    let a = node("a", &dir.path().join("a"), &nats, &schema, &key, &config);
+    let b = node("b", &dir.path().join("b"), &nats, &schema, &key, &config);
     eventually("the two nodes to share the 64 buckets", || owned(&a.url) + owned(&b.url) == 64 && owned(&b.url) > 0);
+    // A patient whose bucket a owns goes into an alert episode before a dies.
+    let of_a: Vec<u64> = get(&a.url, "/healthz").1["cluster"]["owned_buckets"]
+        .as_array()
+        .expect("buckets")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    let alerted = (0..)
+        .map(|i| format!("pa-{i}"))
+        .find(|p| {
+            let id = vitals_core::PatientId::new(p).expect("id");
+            of_a.contains(&u64::from(vitals_jetstream::bucket_of(&id, 64)))
+        })
+        .expect("a patient of a's buckets");
+    let now = chrono_now_ms();
+    post_readings(&b.url, &alerted, &[(now - 30_000, 200.0), (now - 20_000, 205.0)]);
+    eventually("the alert's notice at the webhook", || !hook.requests().is_empty());
 
     let base = chrono_now_ms() - 10 * 86_400_000;
     let next_time = Arc::new(AtomicU64::new(0));
@@ -155,7 +205,7 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
                 let url = if a_alive.load(Ordering::SeqCst) { &urls[turn % 2] } else { &urls[1] };
                 let first = next_time.fetch_add(BATCH, Ordering::SeqCst);
                 let items: Vec<(i64, f64)> =
-                    (first..first + BATCH).map(|k| (base + k as i64 * 100, 40.0 + (k % 150) as f64)).collect();
+                    (first..first + BATCH).map(|k| (base + k as i64 * 100, 40.0 + (k % 100) as f64)).collect();
                 let body = Value::Array(
                     items
                         .iter()
@@ -189,6 +239,8 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
     nats.kill(0);
     let before = batches.load(Ordering::SeqCst);
     eventually("writes acknowledged after the kills", || batches.load(Ordering::SeqCst) >= before + 40);
+    // The episode goes on, now evaluated by the survivor.
+    post_readings(&b.url, &alerted, &[(now - 10_000, 210.0), (now, 208.0)]);
     // b owns a's buckets once their leases run out.
     eventually("the survivor to own every bucket", || owned(&b.url) == 64);
     let moved = killed.elapsed();
@@ -200,7 +252,7 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
     let end = base + next_time.load(Ordering::SeqCst) as i64 * 100 + 1;
     settles("every acknowledged sample on the survivor, exactly once", &b.url, || check(&b.url, &acked, base, end));
     // A new node with an empty data directory catches up from the log.
-    let c = node("c", &dir.path().join("c"), &nats, &schema, &key);
+    let c = node("c", &dir.path().join("c"), &nats, &schema, &key, &config);
     settles("every acknowledged sample on a new node, exactly once", &c.url, || check(&c.url, &acked, base, end));
     eventually("the new node to take its share", || owned(&c.url) > 0 && owned(&b.url) + owned(&c.url) == 64);
     let metrics = into_resp(
@@ -211,6 +263,21 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             .expect("metrics"),
     );
     assert!(metrics.body.contains("vitals_cluster_owned_buckets"), "{}", metrics.body);
+    // One episode, one alert, on every node; its notice delivered, with one key.
+    for url in [&b.url, &c.url] {
+        let (status, body) = get(url, &format!("/api/v1/alerts?patient={alerted}"));
+        assert_eq!(status, 200, "{body}");
+        let alerts = body["alerts"].as_array().expect("alerts");
+        assert_eq!(alerts.len(), 1, "one alert for the episode on {url}: {body}");
+        assert_eq!(alerts[0]["state"], "open", "{body}");
+    }
+    eventually("the notice delivered", || {
+        let (_, n) = get(&b.url, "/api/v1/notifications?state=delivered");
+        n["notifications"].as_array().is_some_and(|v| !v.is_empty())
+    });
+    let keys: std::collections::BTreeSet<String> =
+        hook.requests().iter().filter_map(|r| r.header("idempotency-key").map(str::to_owned)).collect();
+    assert_eq!(keys.len(), 1, "one notice, however many deliveries: {keys:?}");
     eprintln!(
         "cluster failover: {} acknowledged samples on both nodes exactly once; buckets owned again {:?} after the kill",
         acked.len(),
