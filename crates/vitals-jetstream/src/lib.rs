@@ -160,15 +160,16 @@ impl JetStreamLog {
     /// first one when there is none yet (a tail that keeps up without polling).
     ///
     /// The consumer is kept from one read to the next, and dropped (made again at the next
-    /// read) when a read fails or when reads find nothing while the stream holds more: a
-    /// consumer whose server died answers nothing, or times out.
+    /// read) when a read fails, takes longer than `wait` and [`ANSWER_WITHIN`], or finds
+    /// nothing four times in a row while the stream holds more: a consumer whose server
+    /// died answers nothing, or times out.
     pub fn read(&mut self, after: u64, max: usize, wait: Option<Duration>) -> Result<Vec<Replayed>, LogError> {
         let consumer = match self.reader.take() {
             Some((next, c)) if next == after + 1 => c,
             _ => {
                 let js = self.js.clone();
                 let stream_name = self.config.stream.clone();
-                self.run(async move {
+                self.run(bounded(ANSWER_WITHIN, async move {
                     let stream = js.get_stream(&stream_name).await.map_err(|e| e.to_string())?;
                     stream
                         .create_consumer(consumer::pull::Config {
@@ -179,12 +180,13 @@ impl JetStreamLog {
                         })
                         .await
                         .map_err(|e| e.to_string())
-                })?
+                }))?
             }
         };
         let reading = consumer.clone();
         let max = max.clamp(1, 10_000);
-        let raw: (Vec<(u64, bytes::Bytes)>, Option<u64>) = self.run(async move {
+        let within = wait.unwrap_or_default() + ANSWER_WITHIN;
+        let raw: (Vec<(u64, bytes::Bytes)>, Option<u64>) = self.run(bounded(within, async move {
             let mut batch = match wait {
                 None => reading.fetch().max_messages(max).messages().await,
                 Some(w) => reading.batch().max_messages(max).expires(w).messages().await,
@@ -199,13 +201,23 @@ impl JetStreamLog {
                 out.push((info.stream_sequence, m.payload.clone()));
             }
             Ok((out, pending))
-        })?;
+        }))?;
         let (raw, pending) = raw;
         if let Some(p) = pending {
             self.pending = p;
         }
         let mut records = Vec::with_capacity(raw.len());
+        let mut expected = after + 1;
         for (seq, body) in raw {
+            // Nothing is ever deleted inside the stream (trims cut its start only), so a
+            // position skipped is a message the consumer passed over (seen once a server
+            // died under it): keep what came before, and read again from there with a new
+            // consumer.
+            if seq != expected && !(records.is_empty() && self.first()? >= seq) {
+                tracing::warn!(log = %self.name, expected, got = seq, "the log's consumer skipped messages; reading again");
+                return Ok(records);
+            }
+            expected = seq + 1;
             let samples = record::decode(&body, self.catalog).map_err(|reason| LogError::BadRecord {
                 log: self.name.clone(),
                 position: seq,
@@ -215,7 +227,7 @@ impl JetStreamLog {
         }
         if records.is_empty() {
             self.empty_reads += 1;
-            if self.empty_reads.is_multiple_of(8) && self.last()? > after {
+            if self.empty_reads.is_multiple_of(4) && self.last()? > after {
                 tracing::warn!(log = %self.name, after, "the log's consumer stopped delivering; making a new one");
                 return Ok(records);
             }
@@ -225,6 +237,16 @@ impl JetStreamLog {
         let next = records.last().map(|r| r.seq + 1).unwrap_or(after + 1);
         self.reader = Some((next, consumer));
         Ok(records)
+    }
+
+    /// Position of the first record the stream still holds (after trims).
+    fn first(&self) -> Result<u64, LogError> {
+        let js = self.js.clone();
+        let stream_name = self.config.stream.clone();
+        self.run(bounded(ANSWER_WITHIN, async move {
+            let mut stream = js.get_stream(&stream_name).await.map_err(|e| e.to_string())?;
+            Ok(stream.info().await.map_err(|e| e.to_string())?.state.first_sequence)
+        }))
     }
 
     /// Messages after the last one read, as the stream said with it.
@@ -251,6 +273,16 @@ impl Drop for JetStreamLog {
             rt.shutdown_background();
         }
     }
+}
+
+/// How long a server may take to answer a request about the stream or its consumer (a
+/// consumer on a server that died never answers; the read fails and the next one makes a
+/// new consumer).
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// `fut`, or an error once `limit` passed.
+async fn bounded<T>(limit: Duration, fut: impl Future<Output = Result<T, String>>) -> Result<T, String> {
+    tokio::time::timeout(limit, fut).await.unwrap_or_else(|_| Err(format!("no answer within {limit:?}")))
 }
 
 /// Runs a future on the log's runtime and waits for it (from any thread, a tokio worker too).
@@ -337,10 +369,10 @@ impl SampleLog for JetStreamLog {
     fn last(&mut self) -> Result<u64, LogError> {
         let js = self.js.clone();
         let stream_name = self.config.stream.clone();
-        self.run(async move {
+        self.run(bounded(ANSWER_WITHIN, async move {
             let mut stream = js.get_stream(&stream_name).await.map_err(|e| e.to_string())?;
             Ok(stream.info().await.map_err(|e| e.to_string())?.state.last_sequence)
-        })
+        }))
     }
 }
 

@@ -640,7 +640,7 @@ impl Config {
         if config.sql.timeout.0 < 1000 {
             problems.push("sql.timeout must be at least 1s".into());
         }
-        problems.extend(config.cluster.problems());
+        problems.extend(config.cluster.problems(&config.lake.url));
         if !matches!(config.log.format.as_str(), "text" | "json") {
             problems.push(format!("log.format {:?} must be text or json", config.log.format));
         }

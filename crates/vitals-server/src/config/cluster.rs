@@ -47,11 +47,16 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// What is wrong with the section, each problem a sentence.
-    pub fn problems(&self) -> Vec<String> {
+    /// What is wrong with the section, each problem a sentence (`lake_url`: `[lake] url`).
+    pub fn problems(&self, lake_url: &str) -> Vec<String> {
         let mut out = Vec::new();
         if !self.enabled {
             return out;
+        }
+        if !lake_url.is_empty() {
+            out.push(
+                "lake.url cannot be used with cluster mode yet: nodes tiering to one bucket would delete each other's objects (docs/cluster.md)".into(),
+            );
         }
         let valid_name = |s: &str| {
             !s.is_empty()
@@ -83,5 +88,40 @@ impl ClusterConfig {
             out.push("cluster.lease_ttl must be at least 1s".into());
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use crate::config::{Config, Overrides};
+
+    fn load(env: &[(&str, &str)]) -> anyhow::Result<Config> {
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_parts(None, &env, &Overrides::default())
+    }
+
+    #[test]
+    fn a_cluster_node_needs_a_name_nats_and_postgres_and_no_private_lake_bucket() {
+        let err = load(&[("VITALS_CLUSTER_ENABLED", "true"), ("VITALS_CLUSTER_NATS", "[]")]).expect_err("incomplete");
+        let text = err.to_string();
+        for needed in ["cluster.node", "cluster.nats", "cluster.postgres"] {
+            assert!(format!("{err:#}").contains(needed), "{needed} in {text}");
+        }
+        let ok = [
+            ("VITALS_CLUSTER_ENABLED", "true"),
+            ("VITALS_CLUSTER_NODE", "node-1"),
+            ("VITALS_CLUSTER_NATS", "[\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]"),
+            ("VITALS_CLUSTER_POSTGRES", "postgres://vitals@db/vitals"),
+            ("VITALS_CLUSTER_LEASE_TTL", "5s"),
+        ];
+        let c = load(&ok).expect("valid");
+        assert_eq!((c.cluster.nats.len(), c.cluster.lease_ttl.as_ms(), c.cluster.buckets), (2, 5000, 64));
+        let mut with_lake = ok.to_vec();
+        with_lake.push(("VITALS_LAKE_URL", "s3://bucket/lake"));
+        let err = load(&with_lake).expect_err("a lake bucket per node");
+        assert!(format!("{err:#}").contains("lake.url"), "{err:#}");
+        assert!(load(&[("VITALS_LAKE_URL", "s3://bucket/lake")]).is_ok(), "one node tiers to a bucket as before");
     }
 }

@@ -251,9 +251,22 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
     let acked = acked.lock().expect("lock").clone();
     let end = base + next_time.load(Ordering::SeqCst) as i64 * 100 + 1;
     settles("every acknowledged sample on the survivor, exactly once", &b.url, || check(&b.url, &acked, base, end));
+    // Another way in (the InfluxDB line protocol) goes through the same log.
+    let lp = into_resp(
+        agent()
+            .post(&format!("{}/write?db=health&precision=ms", b.url))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .send(format!("heart_rate,patient=lp-1,device=w1 value=72 {}\n", now - 5_000).as_bytes())
+            .expect("line protocol"),
+    );
+    assert_eq!(lp.status, 204, "{}", lp.body);
     // A new node with an empty data directory catches up from the log.
     let c = node("c", &dir.path().join("c"), &nats, &schema, &key, &config);
     settles("every acknowledged sample on a new node, exactly once", &c.url, || check(&c.url, &acked, base, end));
+    settles("the line protocol's sample on the new node", &c.url, || {
+        let points = stored(&c.url, "lp-1", now - 60_000, now + 1)?;
+        if points == [(now - 5_000, 72.0)] { Ok(()) } else { Err(format!("{points:?}")) }
+    });
     eventually("the new node to take its share", || owned(&c.url) > 0 && owned(&b.url) + owned(&c.url) == 64);
     let metrics = into_resp(
         agent()
