@@ -26,6 +26,20 @@ CREATE INDEX records_by_log ON records (log, seq);
 /// The first key of the advisory locks of logs (the second is the log's name hashed).
 const LOCK_SPACE: i32 = 0x7673_6c67;
 
+/// Inserts `bodies` into `log`; the position of the last (`last` if there is none).
+fn insert(
+    tx: &mut postgres::Transaction<'_>,
+    log: &str,
+    bodies: &[String],
+    mut last: i64,
+) -> Result<i64, postgres::Error> {
+    for body in bodies {
+        last =
+            tx.query_one("INSERT INTO records (log, body) VALUES ($1, $2) RETURNING seq", &[&log, body])?.try_get(0)?;
+    }
+    Ok(last)
+}
+
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -51,12 +65,7 @@ impl Records {
         self.pool.with(|c| {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&LOCK_SPACE, &log])?;
-            let mut last = 0i64;
-            for body in bodies {
-                last = tx
-                    .query_one("INSERT INTO records (log, body) VALUES ($1, $2) RETURNING seq", &[&log, body])?
-                    .try_get(0)?;
-            }
+            let last = insert(&mut tx, log, bodies, 0)?;
             tx.commit()?;
             Ok(u64::try_from(last).unwrap_or(0))
         })
@@ -68,14 +77,10 @@ impl Records {
             let mut tx = c.transaction()?;
             tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&LOCK_SPACE, &log])?;
             tx.execute("DELETE FROM records WHERE log = $1", &[&log])?;
-            let mut last: i64 = tx
+            let reset: i64 = tx
                 .query_one("INSERT INTO records (log, reset, body) VALUES ($1, TRUE, '') RETURNING seq", &[&log])?
                 .try_get(0)?;
-            for body in bodies {
-                last = tx
-                    .query_one("INSERT INTO records (log, body) VALUES ($1, $2) RETURNING seq", &[&log, body])?
-                    .try_get(0)?;
-            }
+            let last = insert(&mut tx, log, bodies, reset)?;
             tx.commit()?;
             Ok(u64::try_from(last).unwrap_or(0))
         })

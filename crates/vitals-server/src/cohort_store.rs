@@ -70,12 +70,7 @@ impl CohortStore {
 
     /// Cluster mode: catches up with the other nodes' changes; a failure is logged.
     fn sync(&self) {
-        let mut log = self.log.lock();
-        if log.is_shared()
-            && let Err(e) = self.refresh(&mut log)
-        {
-            tracing::error!(error = %e, "cohort store: reading the shared log");
-        }
+        self.log.lock().sync("cohort store", |a| self.apply(a));
     }
 
     fn apply(&self, a: Applied<Change>) {

@@ -124,12 +124,7 @@ impl RuleStore {
 
     /// Cluster mode: catches up with the other nodes' changes; a failure is logged.
     fn sync(&self) {
-        let mut log = self.log.lock();
-        if log.is_shared()
-            && let Err(e) = self.refresh(&mut log)
-        {
-            tracing::error!(error = %e, "rule store: reading the shared log");
-        }
+        self.log.lock().sync("rule store", |a| self.apply(a));
     }
 
     pub fn version(&self) -> u64 {

@@ -73,6 +73,16 @@ impl StoreLog {
         }
     }
 
+    /// [`refresh`](Self::refresh) before an answer: a failure is logged (naming `store`)
+    /// and the state answers as it is.
+    pub fn sync<T: DeserializeOwned>(&mut self, store: &str, apply: impl FnMut(Applied<T>)) {
+        if self.is_shared()
+            && let Err(e) = self.refresh(apply)
+        {
+            tracing::error!(error = %e, "{store}: reading the shared log");
+        }
+    }
+
     /// Replaces the log by `records` (the caller's state is already what they say).
     pub fn rewrite<T: Serialize>(&mut self, records: &[T]) -> Result<(), String> {
         match self {
@@ -96,5 +106,81 @@ impl StoreLog {
 
     pub fn is_shared(&self) -> bool {
         matches!(self, StoreLog::Shared { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The small stores as two cluster nodes see them, over a real PostgreSQL (started by
+    //! scripts/test, `VITALS_TEST_POSTGRES`).
+
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+
+    use vitals_alerts::{Alert, AlertState};
+    use vitals_postgres::{Pool, Records};
+
+    use crate::alert_store::AlertStore;
+    use crate::cohort_store::CohortStore;
+    use crate::rule_store::RuleStore;
+
+    fn records() -> Records {
+        let url = std::env::var("VITALS_TEST_POSTGRES").unwrap_or_else(|_| {
+            panic!("VITALS_TEST_POSTGRES is not set: run the tests with ./scripts/test, which starts PostgreSQL")
+        });
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let schema = format!("s{}_{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let pool = Pool::connect(&url, &schema, 2).expect("connect");
+        Records::open(Arc::clone(&pool), &schema).expect("records")
+    }
+
+    #[test]
+    fn what_one_node_changes_every_node_sees_and_an_erasure_reaches_them_all() {
+        let shared = records();
+        let (c1, c2) = (
+            CohortStore::open_shared(shared.clone()).expect("node 1"),
+            CohortStore::open_shared(shared.clone()).expect("node 2"),
+        );
+        let v = c2.version();
+        assert!(c1.put("ward-3", BTreeSet::from(["p-1".to_owned(), "p-2".to_owned()])).expect("put"));
+        assert!(c2.contains("ward-3", "p-2"), "node 2 sees node 1's cohort");
+        assert!(c2.version() > v, "and its version moved, so its alerting re-reads rules");
+        assert!(!c2.put("ward-3", BTreeSet::from(["p-1".to_owned()])).expect("replace"), "not new on node 2 either");
+        assert!(!c1.contains("ward-3", "p-2"));
+
+        let spec = |name: &str, expr: &str| -> vitals_rules::RuleSpec {
+            serde_json::from_value(serde_json::json!({"name": name, "expr": expr})).expect("spec")
+        };
+        let (r1, r2) = (
+            RuleStore::open_shared(shared.clone(), &[], &[]).expect("node 1"),
+            RuleStore::open_shared(shared.clone(), &[], &[]).expect("node 2"),
+        );
+        r1.put(spec("hr", "heart_rate > 120"), true).expect("put");
+        assert!(r2.put(spec("hr", "heart_rate > 130"), true).is_err(), "node 2 knows the name is taken");
+        r2.delete("hr").expect("node 2 deletes node 1's rule");
+        assert!(r1.get("hr").is_none());
+
+        let (a1, a2) = (
+            AlertStore::open_shared(shared.clone()).expect("node 1"),
+            AlertStore::open_shared(shared.clone()).expect("node 2"),
+        );
+        let alert = |id: &str, patient: &str| Alert {
+            id: id.into(),
+            rule: "hr".into(),
+            patient: patient.into(),
+            state: AlertState::Open,
+            ..Alert::default()
+        };
+        a1.commit(vec![alert("al-1", "p-1"), alert("al-2", "p-2")], Vec::new()).expect("commit");
+        let acked = a2.ack("al-1", "user:ann", 5).expect("node 2 acknowledges node 1's alert");
+        assert_eq!(a1.get("al-1").map(|a| a.state), Some(acked.state));
+        assert_eq!(a2.erase_patient("p-1").expect("erase"), (1, 0));
+        assert!(a1.get("al-1").is_none(), "node 1 forgets the erased patient's alert");
+        assert!(a1.get("al-2").is_some(), "and keeps the others");
+        assert_eq!(c2.erase_patient("p-1").expect("erase"), 1);
+        assert!(c1.members("ward-3").expect("cohort").is_empty());
+        // A node that starts later reads the same state.
+        let a3 = AlertStore::open_shared(shared).expect("node 3");
+        assert_eq!(a3.list(None, None, i64::MIN, i64::MAX).len(), 1);
     }
 }

@@ -103,12 +103,8 @@ impl Wal {
             let bytes = std::fs::read(&path).map_err(io(&path))?;
             let scan = record::scan_versions(&bytes, MAGIC, &VERSIONS)
                 .map_err(|e| WalError::Header { path: path.clone(), reason: e.to_string() })?;
-            for (offset, payload) in &scan.records {
-                let r = decode(payload, catalog, scan.version).map_err(|reason| WalError::BadPayload {
-                    path: path.clone(),
-                    offset: *offset,
-                    reason,
-                })?;
+            for r in decoded(&path, &scan, catalog) {
+                let r = r?;
                 next_seq = next_seq.max(r.seq + 1);
                 on_record(r);
             }
@@ -257,12 +253,8 @@ impl Wal {
             let bytes = std::fs::read(path).map_err(io(path))?;
             let scan = record::scan_versions(&bytes, MAGIC, &VERSIONS)
                 .map_err(|e| WalError::Header { path: path.clone(), reason: e.to_string() })?;
-            for (offset, payload) in &scan.records {
-                let r = decode(payload, catalog, scan.version).map_err(|reason| WalError::BadPayload {
-                    path: path.clone(),
-                    offset: *offset,
-                    reason,
-                })?;
+            for r in decoded(path, &scan, catalog) {
+                let r = r?;
                 if r.seq > after {
                     out.push(r);
                     if out.len() >= max {
@@ -288,6 +280,21 @@ impl Wal {
     pub fn current_file_bytes(&self) -> u64 {
         self.files.last().map(|f| f.2).unwrap_or(0)
     }
+}
+
+/// A scanned file's records decoded in order; an error names the file and the offset.
+fn decoded<'a>(
+    path: &'a Path,
+    scan: &'a record::Scan<'_>,
+    catalog: &'a Catalog,
+) -> impl Iterator<Item = Result<Replayed, WalError>> + 'a {
+    scan.records.iter().map(move |(offset, payload)| {
+        decode(payload, catalog, scan.version).map_err(|reason| WalError::BadPayload {
+            path: path.to_owned(),
+            offset: *offset,
+            reason,
+        })
+    })
 }
 
 /// Whether a log file holds no complete record (read only if it is small).
