@@ -109,39 +109,66 @@ impl JetStreamLog {
     pub fn open(config: JetStreamConfig, catalog: &'static Catalog) -> Result<JetStreamLog, LogError> {
         let name = format!("JetStream stream {} on {}", config.stream, config.servers.join(","));
         let remote = |reason: String| LogError::Remote { log: name.clone(), reason };
+        let id_prefix = record::random_hex()?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("vitals-jetstream")
             .enable_all()
             .build()
             .map_err(|e| remote(format!("cannot start its runtime: {e}")))?;
-        let mut addrs = Vec::new();
-        for s in &config.servers {
-            addrs.push(s.parse::<async_nats::ServerAddr>().map_err(|e| remote(format!("server {s:?}: {e}")))?);
-        }
-        let stream_config = stream::Config {
-            name: config.stream.clone(),
-            subjects: vec![format!("{}.>", config.subject_prefix)],
-            storage: stream::StorageType::File,
-            num_replicas: config.replicas.max(1),
-            duplicate_window: Duration::from_secs(120),
-            retention: stream::RetentionPolicy::Limits,
-            ..Default::default()
-        };
-        let js = run_on(&rt, async move {
-            let client = async_nats::ConnectOptions::new()
-                .name("vitals")
-                .connection_timeout(Duration::from_secs(10))
-                .connect(addrs)
-                .await
-                .map_err(|e| format!("cannot connect: {e}"))?;
-            let js = jetstream::new(client);
-            js.get_or_create_stream(stream_config).await.map_err(|e| format!("cannot create the stream: {e}"))?;
+        // The runtime may not be dropped on a tokio worker (the server opens the log from
+        // one): every way out of here shuts it down in the background.
+        let opened = (|| {
+            let mut addrs = Vec::new();
+            for s in &config.servers {
+                addrs.push(s.parse::<async_nats::ServerAddr>().map_err(|e| format!("server {s:?}: {e}"))?);
+            }
+            let stream_config = stream::Config {
+                name: config.stream.clone(),
+                subjects: vec![format!("{}.>", config.subject_prefix)],
+                storage: stream::StorageType::File,
+                num_replicas: config.replicas.max(1),
+                duplicate_window: Duration::from_secs(120),
+                retention: stream::RetentionPolicy::Limits,
+                ..Default::default()
+            };
+            let js = run_on(&rt, async move {
+                let client = async_nats::ConnectOptions::new()
+                    .name("vitals")
+                    .connection_timeout(Duration::from_secs(10))
+                    .retry_on_initial_connect()
+                    .connect(addrs)
+                    .await
+                    .map_err(|e| format!("cannot connect: {e}"))?;
+                let js = jetstream::new(client);
+                // Right after a server died, JetStream may be electing leaders for a while:
+                // asked again for up to 30 s.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+                loop {
+                    match bounded(ANSWER_WITHIN, async {
+                        js.get_or_create_stream(stream_config.clone()).await.map_err(|e| e.to_string())
+                    })
+                    .await
+                    {
+                        Ok(_) => break,
+                        Err(e) if tokio::time::Instant::now() >= deadline => {
+                            return Err(format!("cannot create the stream: {e}"));
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                    }
+                }
+                Ok::<_, String>(js)
+            })
+            .and_then(|r| r)?;
             Ok::<_, String>(js)
-        })
-        .and_then(|r| r)
-        .map_err(remote)?;
-        let id_prefix = record::random_hex()?;
+        })();
+        let js = match opened {
+            Ok(js) => js,
+            Err(reason) => {
+                rt.shutdown_background();
+                return Err(remote(reason));
+            }
+        };
         Ok(JetStreamLog {
             config,
             catalog,
@@ -298,7 +325,8 @@ fn run_on<T: Send + 'static>(
 }
 
 /// Publishes one message and waits for JetStream's acknowledgement; sends it again with the
-/// same id when the acknowledgement does not come (the duplicate window drops a copy).
+/// same id when the acknowledgement does not come or the publish is refused (the duplicate
+/// window drops a copy), for up to twice `timeout`.
 async fn publish(
     js: jetstream::Context,
     subject: String,
@@ -307,7 +335,18 @@ async fn publish(
     timeout: Duration,
 ) -> Result<u64, String> {
     let mut last_error = String::new();
-    for _ in 0..4 {
+    // A refusal comes at once while JetStream elects a new leader (a server died): the
+    // next attempt waits a little longer, 50 ms doubling up to 1 s, about 10 s in all.
+    let mut pause = Duration::from_millis(50);
+    let deadline = tokio::time::Instant::now() + timeout * 2;
+    for attempt in 0..16 {
+        if attempt > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
+        }
         let publish = jetstream::message::PublishMessage::build().payload(body.clone()).message_id(id.as_str());
         let attempt = async {
             let ack = js.send_publish(subject.clone(), publish).await.map_err(|e| e.to_string())?;
@@ -354,7 +393,23 @@ impl SampleLog for JetStreamLog {
     }
 
     fn read_after(&mut self, after: u64, max: usize) -> Result<Vec<Replayed>, LogError> {
-        self.read(after, max, None)
+        // A consumer on a server that is catching up (it just came back) delivers what that
+        // server holds so far: read on, up to the stream's last position as its leader
+        // says it now (or `max`), so that an answer short of `max` means the end.
+        let target = self.last()?;
+        let mut out = self.read(after, max, None)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let at = out.last().map_or(after, |r| r.seq);
+            if out.len() >= max || at >= target {
+                return Ok(out);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(self.remote(format!("the stream holds up to {target}, but reads stop at {at}")));
+            }
+            let more = self.read(at, max - out.len(), Some(Duration::from_millis(250)))?;
+            out.extend(more);
+        }
     }
 
     fn trim_through(&mut self, through: u64) -> Result<(), LogError> {
