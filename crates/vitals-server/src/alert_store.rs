@@ -142,11 +142,10 @@ impl AlertStore {
     /// Cluster mode: applies what other nodes appended since the last look (nothing to do
     /// on one node). A failure is logged and the state answers as it is.
     fn sync(&self) {
-        let mut log = self.log.lock();
-        if log.is_shared()
-            && let Err(e) = self.refresh(&mut log)
-        {
-            tracing::error!(error = %e, "alert store: reading the shared log");
+        let mut pending = false;
+        self.log.lock().sync("alert store", |r| pending |= self.state.write().applied(r));
+        if pending {
+            self.poke();
         }
     }
 
