@@ -6,7 +6,9 @@
 //! `<prefix>.<b>`, so a node can consume the buckets it owns and every patient's samples
 //! stay in order on one subject. A message carries at most `max_message_bytes` (larger
 //! records are cut into several); its body is the write-ahead log's record encoding behind
-//! a four-byte header (`VLG` and a version byte).
+//! a four-byte header (`VLG` and a version byte). Events (workouts, sleep, treatments)
+//! travel on the same subjects as JSON behind `VLE` ([`JetStreamLog::append_events`]), so
+//! every node's event store sees them too.
 //!
 //! A write is acknowledged only once JetStream acknowledged every message of it, which for
 //! a stream of three replicas means a quorum (two) stored it. A publish whose
@@ -20,14 +22,14 @@ mod record;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use record::{decode as decode_message, encode_message};
+pub use record::{Message, decode as decode_message, decode_any, encode_events, encode_message};
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use futures_util::StreamExt;
 
-use vitals_core::{Catalog, PatientId, Sample};
+use vitals_core::{Catalog, Event, PatientId, Sample};
 use vitals_storage::log::{LogError, SampleLog};
 use vitals_storage::wal::Replayed;
 
@@ -68,12 +70,27 @@ impl Default for JetStreamConfig {
 /// The bucket of a patient: FNV-1a of the pseudonym, modulo the number of buckets. Stable
 /// across builds and machines (it decides which node evaluates whose rules).
 pub fn bucket_of(patient: &PatientId, buckets: u16) -> u16 {
+    bucket_of_name(patient.as_str(), buckets)
+}
+
+/// [`bucket_of`] of a pseudonym as a string (an event's patient).
+pub fn bucket_of_name(patient: &str, buckets: u16) -> u16 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in patient.as_str().bytes() {
+    for b in patient.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     (h % u64::from(buckets.max(1))) as u16
+}
+
+/// One message read from the log.
+#[derive(Debug)]
+pub struct Read {
+    pub seq: u64,
+    /// What it carries, or why it does not decode.
+    pub message: Result<Message, String>,
+    /// Its body as stored (kept aside when it does not decode).
+    pub bytes: bytes::Bytes,
 }
 
 /// The replicated log.
@@ -191,6 +208,21 @@ impl JetStreamLog {
     /// nothing four times in a row while the stream holds more: a consumer whose server
     /// died answers nothing, or times out.
     pub fn read(&mut self, after: u64, max: usize, wait: Option<Duration>) -> Result<Vec<Replayed>, LogError> {
+        let mut out = Vec::new();
+        for r in self.read_messages(after, max, wait)? {
+            match r.message {
+                Ok(Message::Samples(samples)) => out.push(Replayed { seq: r.seq, samples }),
+                // A position without samples: kept, so positions stay contiguous.
+                Ok(Message::Events(_)) => out.push(Replayed { seq: r.seq, samples: Vec::new() }),
+                Err(reason) => return Err(LogError::BadRecord { log: self.name.clone(), position: r.seq, reason }),
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`read`](Self::read), every message as it is: samples, events, or why it does not
+    /// decode (the caller keeps it aside and reads on).
+    pub fn read_messages(&mut self, after: u64, max: usize, wait: Option<Duration>) -> Result<Vec<Read>, LogError> {
         let consumer = match self.reader.take() {
             Some((next, c)) if next == after + 1 => c,
             _ => {
@@ -245,12 +277,7 @@ impl JetStreamLog {
                 return Ok(records);
             }
             expected = seq + 1;
-            let samples = record::decode(&body, self.catalog).map_err(|reason| LogError::BadRecord {
-                log: self.name.clone(),
-                position: seq,
-                reason,
-            })?;
-            records.push(Replayed { seq, samples });
+            records.push(Read { seq, message: record::decode_any(&body, self.catalog), bytes: body });
         }
         if records.is_empty() {
             self.empty_reads += 1;
@@ -264,6 +291,32 @@ impl JetStreamLog {
         let next = records.last().map(|r| r.seq + 1).unwrap_or(after + 1);
         self.reader = Some((next, consumer));
         Ok(records)
+    }
+
+    /// Publishes a write's events (by their patients' buckets, as samples are) and returns
+    /// the position of the last message once JetStream acknowledged every one.
+    pub fn append_events(&mut self, events: &[Event]) -> Result<u64, LogError> {
+        let messages: Vec<(usize, u16, bytes::Bytes)> =
+            record::encode_events_by_bucket(events, &self.config).into_iter().map(|(b, body)| (0, b, body)).collect();
+        Ok(self.publish_all(messages)?.into_iter().map(|(_, seq)| seq).max().unwrap_or(0))
+    }
+
+    /// Publishes messages `(batch, bucket, body)` at once; answers each one's `(batch,
+    /// position)` once every one is acknowledged.
+    fn publish_all(&mut self, messages: Vec<(usize, u16, bytes::Bytes)>) -> Result<Vec<(usize, u64)>, LogError> {
+        let js = self.js.clone();
+        let timeout = self.config.ack_timeout;
+        let mut sent = Vec::with_capacity(messages.len());
+        for (i, bucket, body) in messages {
+            self.next_id += 1;
+            let id = format!("{}-{}", self.id_prefix, self.next_id);
+            let (js, subject) = (js.clone(), format!("{}.{bucket}", self.config.subject_prefix));
+            sent.push(async move { publish(js, subject, id, body, timeout).await.map(|seq| (i, seq)) });
+        }
+        self.run(async move {
+            let all = futures_util::future::join_all(sent).await;
+            all.into_iter().collect::<Result<Vec<(usize, u64)>, String>>()
+        })
     }
 
     /// Position of the first record the stream still holds (after trims).
@@ -365,26 +418,13 @@ impl SampleLog for JetStreamLog {
     fn append(&mut self, batches: &[&[Sample]]) -> Result<Vec<u64>, LogError> {
         // Every message of every batch is published at once; each batch's position is its
         // last message's sequence.
-        let mut messages: Vec<(usize, String, String, bytes::Bytes)> = Vec::new();
+        let mut messages = Vec::new();
         for (i, batch) in batches.iter().enumerate() {
             for (bucket, body) in record::encode_by_bucket(batch, &self.config, self.catalog) {
-                self.next_id += 1;
-                let id = format!("{}-{}", self.id_prefix, self.next_id);
-                messages.push((i, format!("{}.{bucket}", self.config.subject_prefix), id, body));
+                messages.push((i, bucket, body));
             }
         }
-        let js = self.js.clone();
-        let timeout = self.config.ack_timeout;
-        let sent = messages.iter().map(|(i, subject, id, body)| {
-            let (js, subject, id, body) = (js.clone(), subject.clone(), id.clone(), body.clone());
-            let i = *i;
-            async move { publish(js, subject, id, body, timeout).await.map(|seq| (i, seq)) }
-        });
-        let sent: Vec<_> = sent.collect();
-        let acks = self.run(async move {
-            let all = futures_util::future::join_all(sent).await;
-            all.into_iter().collect::<Result<Vec<(usize, u64)>, String>>()
-        })?;
+        let acks = self.publish_all(messages)?;
         let mut positions = vec![0u64; batches.len()];
         for (i, seq) in acks {
             positions[i] = positions[i].max(seq);

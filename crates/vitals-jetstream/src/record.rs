@@ -1,13 +1,28 @@
 //! A message's body: `VLG`, a version byte, then one write-ahead-log record payload
-//! (`vitals_storage::wal::encode_record`) holding one bucket's samples of a write.
+//! (`vitals_storage::wal::encode_record`) holding one bucket's samples of a write; or
+//! `VLE`, a version byte, then a JSON array of one bucket's events (workouts, sleep,
+//! treatments) of a write.
 
-use vitals_core::{Catalog, Sample};
+use vitals_core::{Catalog, Event, Sample};
 use vitals_storage::log::LogError;
 use vitals_storage::wal;
 
 use crate::{JetStreamConfig, bucket_of};
 
 const MAGIC: &[u8; 3] = b"VLG";
+const EVENTS_MAGIC: &[u8; 3] = b"VLE";
+/// The version of the events' encoding this build writes and reads.
+const EVENTS_VERSION: u8 = 1;
+/// Events one message holds at most (JSON nesting and sizes are bounded by the decoder
+/// that made them; this bounds what a damaged or foreign message can make us allocate).
+const MAX_EVENTS: usize = 10_000;
+
+/// What a message carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Message {
+    Samples(Vec<Sample>),
+    Events(Vec<Event>),
+}
 
 /// Bytes a sample may take in a record, counted generously: time, value, its id, and the
 /// header of a group in case it starts one.
@@ -70,10 +85,78 @@ pub fn encode_message(samples: &[Sample], catalog: &Catalog) -> Vec<u8> {
     body
 }
 
+/// One write's events as message bodies, by bucket of their patient, each under the
+/// configured size (an event larger than it alone in its message).
+pub(crate) fn encode_events_by_bucket(events: &[Event], config: &JetStreamConfig) -> Vec<(u16, bytes::Bytes)> {
+    let limit = config.max_message_bytes.saturating_sub(64).max(1024);
+    let mut order: Vec<u16> = Vec::new();
+    let mut by_bucket: std::collections::HashMap<u16, Vec<String>> = Default::default();
+    for e in events {
+        let b = crate::bucket_of_name(&e.patient, config.buckets);
+        let json = serde_json::to_string(e).unwrap_or_else(|_| "null".into());
+        by_bucket
+            .entry(b)
+            .or_insert_with(|| {
+                order.push(b);
+                Vec::new()
+            })
+            .push(json);
+    }
+    let mut out = Vec::new();
+    for b in order {
+        let Some(list) = by_bucket.remove(&b) else { continue };
+        let mut body: Vec<u8> = Vec::new();
+        let mut n = 0;
+        for json in list {
+            if n > 0 && (body.len() + json.len() + 2 > limit || n >= MAX_EVENTS) {
+                body.push(b']');
+                out.push((b, bytes::Bytes::from(std::mem::take(&mut body))));
+                n = 0;
+            }
+            if n == 0 {
+                body.extend_from_slice(EVENTS_MAGIC);
+                body.push(EVENTS_VERSION);
+                body.push(b'[');
+            } else {
+                body.push(b',');
+            }
+            body.extend_from_slice(json.as_bytes());
+            n += 1;
+        }
+        if n > 0 {
+            body.push(b']');
+            out.push((b, bytes::Bytes::from(body)));
+        }
+    }
+    out
+}
+
+/// One message's body holding `events`.
+pub fn encode_events(events: &[Event]) -> Vec<u8> {
+    let mut body = EVENTS_MAGIC.to_vec();
+    body.push(EVENTS_VERSION);
+    body.extend_from_slice(serde_json::to_string(events).unwrap_or_else(|_| "[]".into()).as_bytes());
+    body
+}
+
+/// What a message's body carries, or why it does not decode.
+pub fn decode_any(body: &[u8], catalog: &Catalog) -> Result<Message, String> {
+    let Some(rest) = body.strip_prefix(EVENTS_MAGIC) else { return decode(body, catalog).map(Message::Samples) };
+    let Some((&version, payload)) = rest.split_first() else { return Err("no version byte".into()) };
+    if version != EVENTS_VERSION {
+        return Err(format!("events version {version}: this build reads {EVENTS_VERSION}"));
+    }
+    let events: Vec<Event> = serde_json::from_slice(payload).map_err(|e| format!("events: {e}"))?;
+    if events.len() > MAX_EVENTS {
+        return Err(format!("{} events in one message: at most {MAX_EVENTS}", events.len()));
+    }
+    Ok(Message::Events(events))
+}
+
 /// The samples of a message's body, or why it does not decode.
 pub fn decode(body: &[u8], catalog: &Catalog) -> Result<Vec<Sample>, String> {
     let Some(rest) = body.strip_prefix(MAGIC) else {
-        return Err("not a Vitals log message (no VLG header)".into());
+        return Err("not a Vitals log message (no VLG or VLE header)".into());
     };
     let Some((&version, payload)) = rest.split_first() else { return Err("no version byte".into()) };
     if !wal::RECORD_VERSIONS.contains(&u32::from(version)) {
@@ -111,6 +194,51 @@ mod tests {
             let want: Vec<Sample> = samples.iter().filter(|s| bucket_of(&s.patient, 4) == b).cloned().collect();
             assert_eq!(got, want, "bucket {b}");
         }
+    }
+
+    fn event(patient: &str, i: usize) -> Event {
+        Event {
+            id: format!("e-{i}"),
+            patient: patient.into(),
+            kind: "workout".into(),
+            start_ms: 1_700_000_000_000 + i as i64,
+            end_ms: 1_700_000_060_000 + i as i64,
+            source: "test".into(),
+            attributes: [("name".to_owned(), serde_json::json!("x".repeat(i % 50)))].into(),
+        }
+    }
+
+    #[test]
+    fn events_go_by_bucket_under_the_limit_and_decode_back_in_order() {
+        let config = JetStreamConfig { max_message_bytes: 4096, buckets: 4, ..Default::default() };
+        let c = Catalog::standard();
+        let events: Vec<Event> = (0..500).map(|i| event(&format!("p-{}", i % 7), i)).collect();
+        let bodies = encode_events_by_bucket(&events, &config);
+        assert!(bodies.len() > 4, "cut into many messages");
+        let mut back: std::collections::HashMap<u16, Vec<Event>> = Default::default();
+        for (b, body) in &bodies {
+            assert!(body.len() <= 4096, "{} bytes", body.len());
+            let Ok(Message::Events(got)) = decode_any(body, c) else { panic!("events decode") };
+            back.entry(*b).or_default().extend(got);
+        }
+        for (b, got) in back {
+            let want: Vec<Event> =
+                events.iter().filter(|e| crate::bucket_of_name(&e.patient, 4) == b).cloned().collect();
+            assert_eq!(got, want, "bucket {b}");
+        }
+        let one = encode_events(&events[..3]);
+        assert_eq!(decode_any(&one, c), Ok(Message::Events(events[..3].to_vec())));
+        let (_, samples) = encode_by_bucket(&[sample(1)], &config, c).remove(0);
+        assert_eq!(decode_any(&samples, c), Ok(Message::Samples(vec![sample(1)])));
+    }
+
+    #[test]
+    fn damaged_event_messages_are_refused_with_a_reason() {
+        let c = Catalog::standard();
+        assert!(decode_any(b"VLE", c).expect_err("no version").contains("version"));
+        assert!(decode_any(b"VLE\x02[]", c).expect_err("newer").contains("events version 2"));
+        assert!(decode_any(b"VLE\x01[{\"id\":1}]", c).expect_err("not an event").starts_with("events:"));
+        assert!(decode_any(b"VLE\x01[", c).is_err(), "truncated");
     }
 
     #[test]

@@ -136,3 +136,18 @@ fn healthz(port: u16) -> Option<String> {
     let ok = out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200");
     ok.then_some(out)
 }
+
+/// Publishes `body` as it is on `subject` through JetStream and waits for the
+/// acknowledgement: a message another build (or a damaged client) put in the stream.
+/// Returns its position.
+pub fn publish_raw(servers: &[String], subject: &str, body: &[u8]) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+    let addrs: Vec<async_nats::ServerAddr> = servers.iter().map(|s| s.parse().expect("a server's URL")).collect();
+    let (subject, body) = (subject.to_owned(), bytes::Bytes::copy_from_slice(body));
+    rt.block_on(async move {
+        let client = async_nats::connect(addrs).await.expect("connect");
+        let js = async_nats::jetstream::new(client);
+        let ack = js.publish(subject, body).await.expect("publish");
+        ack.await.expect("acknowledged").sequence
+    })
+}

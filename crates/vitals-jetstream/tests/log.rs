@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use vitals_core::{Catalog, Sample};
 use vitals_jetstream::testing::NatsCluster;
-use vitals_jetstream::{JetStreamConfig, JetStreamLog};
+use vitals_jetstream::{JetStreamConfig, JetStreamLog, Message};
 use vitals_storage::log::SampleLog;
 use vitals_storage::log::conformance::{self, Fixture, sample};
 
@@ -80,4 +80,42 @@ fn acknowledged_writes_survive_a_server_killed_mid_stream() {
     // A write that failed may have been stored in part (its client sends it again), but
     // never twice.
     assert!(count.values().all(|n| *n == 1), "no sample stored twice");
+}
+
+#[test]
+fn events_and_foreign_messages_keep_their_place_in_the_log() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cluster = NatsCluster::start(dir.path().to_owned(), 3);
+    let config = config(&cluster, "MIXED");
+    let mut log = JetStreamLog::open(config.clone(), Catalog::standard()).expect("open");
+    let first = log.append(&[&[sample(1)]]).expect("samples")[0];
+    let event = vitals_core::Event {
+        id: "w-1".into(),
+        patient: sample(2).patient.as_str().into(),
+        kind: "workout".into(),
+        start_ms: 1_700_000_000_000,
+        end_ms: 1_700_000_600_000,
+        source: "test".into(),
+        attributes: [("name".to_owned(), serde_json::json!("run"))].into(),
+    };
+    let at_events = log.append_events(std::slice::from_ref(&event)).expect("events");
+    let foreign = vitals_jetstream::testing::publish_raw(&cluster.urls(), "t.MIXED.3", b"not ours");
+    let last = log.append(&[&[sample(3)]]).expect("samples")[0];
+    assert_eq!((first + 1, first + 2, first + 3), (at_events, foreign, last), "positions follow each other");
+
+    let mut reader = JetStreamLog::open(config, Catalog::standard()).expect("open again");
+    let read = reader.read_messages(0, 10, None).expect("read");
+    let seqs: Vec<u64> = read.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, vec![first, at_events, foreign, last]);
+    assert_eq!(read[0].message, Ok(Message::Samples(vec![sample(1)])));
+    assert_eq!(read[1].message, Ok(Message::Events(vec![event])));
+    let reason = read[2].message.as_ref().expect_err("a foreign body does not decode");
+    assert!(reason.contains("no VLG or VLE header"), "{reason}");
+    assert_eq!(&read[2].bytes[..], b"not ours", "its bytes are there to keep aside");
+    assert_eq!(read[3].message, Ok(Message::Samples(vec![sample(3)])));
+    // The samples' contract names the position that does not decode.
+    match reader.read_after(first, 10) {
+        Err(vitals_storage::log::LogError::BadRecord { position, .. }) => assert_eq!(position, foreign),
+        other => panic!("expected the bad record at {foreign}: {other:?}"),
+    }
 }

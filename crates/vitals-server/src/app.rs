@@ -24,7 +24,7 @@ use crate::cohort_store::CohortStore;
 use crate::config::Config;
 use crate::rule_store::RuleStore;
 use crate::source::pipeline::Pipeline;
-use crate::source::sink::SampleSink;
+use crate::source::sink::{EventSink, SampleSink};
 use crate::stores;
 use crate::telemetry::Telemetry;
 
@@ -129,13 +129,13 @@ impl App {
         let live_permits = Arc::new(Semaphore::new(config.server.max_live_streams));
         let login_permits = Arc::new(Semaphore::new(config.auth.max_concurrent_logins));
         let telemetry = Arc::new(Telemetry::new());
-        let sink: Arc<dyn SampleSink> = match &cluster {
-            Some(c) => c.publisher.clone(),
-            None => store.clone(),
+        let (sink, event_sink): (Arc<dyn SampleSink>, Arc<dyn EventSink>) = match &cluster {
+            Some(c) => (c.publisher.clone(), c.publisher.clone()),
+            None => (store.clone(), events.clone()),
         };
         let pipeline = Arc::new(Pipeline::new(
             sink,
-            events.clone(),
+            event_sink,
             dead_letters.clone(),
             telemetry.clone(),
             config.ingest.clone(),

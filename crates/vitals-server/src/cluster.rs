@@ -22,7 +22,6 @@ use serde_json::{Value, json};
 use vitals_core::Catalog;
 use vitals_jetstream::{JetStreamConfig, JetStreamLog};
 use vitals_postgres::{Leases, Pool, Records};
-use vitals_storage::Store;
 
 use crate::config::{ClusterConfig, Config};
 use crate::shutdown::Shutdown;
@@ -81,13 +80,13 @@ impl Cluster {
     /// Starts the tail (the log into the local store) and the heartbeat (bucket leases).
     pub fn start(
         &self,
-        store: Arc<Store>,
+        targets: tail::Targets,
         data_dir: std::path::PathBuf,
         shutdown: &Shutdown,
     ) -> anyhow::Result<Vec<std::thread::JoinHandle<()>>> {
         let log =
             JetStreamLog::open(jetstream_config(&self.config), Catalog::standard()).context("cluster: the log")?;
-        let tail = tail::spawn(log, store, data_dir, Arc::clone(&self.tail), shutdown.clone())?;
+        let tail = tail::spawn(log, targets, data_dir, Arc::clone(&self.tail), shutdown.clone())?;
         let heartbeat = self.spawn_heartbeat(shutdown.clone())?;
         Ok(vec![tail, heartbeat])
     }
@@ -136,6 +135,7 @@ impl Cluster {
             "live_nodes": self.ownership.live_nodes(),
             "log_applied": self.tail.applied.load(Ordering::Relaxed),
             "log_behind": self.tail.behind.load(Ordering::Relaxed),
+            "log_undecodable": self.tail.undecodable.load(Ordering::Relaxed),
         })
     }
 }

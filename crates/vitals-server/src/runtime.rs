@@ -60,7 +60,13 @@ impl Runtime {
         // the bucket leases.
         if let Some(cluster) = &app.cluster {
             let data_dir = app.config.storage.data_dir.clone();
-            for t in cluster.start(app.store.clone(), data_dir, &shutdown)? {
+            let targets = crate::cluster::tail::Targets {
+                store: app.store.clone(),
+                events: app.events.clone(),
+                dead_letters: app.dead_letters.clone(),
+                clock: app.clock.clone(),
+            };
+            for t in cluster.start(targets, data_dir, &shutdown)? {
                 started.push(Task::Thread("cluster", t));
             }
         }

@@ -67,6 +67,7 @@ pub struct Telemetry {
     pub cluster_live_nodes: Gauge,
     pub cluster_log_behind: Gauge,
     pub cluster_log_applied: Gauge<u64, AtomicU64>,
+    pub cluster_log_undecodable: Gauge<u64, AtomicU64>,
     segments: Gauge,
     segment_bytes: Gauge<u64, AtomicU64>,
     buffered: Gauge,
@@ -112,6 +113,7 @@ impl Telemetry {
             cluster_live_nodes: Gauge::default(),
             cluster_log_behind: Gauge::default(),
             cluster_log_applied: Gauge::default(),
+            cluster_log_undecodable: Gauge::default(),
             segments: Gauge::default(),
             segment_bytes: Gauge::default(),
             buffered: Gauge::default(),
@@ -175,6 +177,11 @@ impl Telemetry {
             "cluster_log_applied",
             "Cluster mode: the log's position this node's store holds",
             t.cluster_log_applied.clone(),
+        );
+        registry.register(
+            "cluster_log_undecodable",
+            "Cluster mode: messages of the log this node could not decode (kept as dead letters)",
+            t.cluster_log_undecodable.clone(),
         );
         registry.register("segment_bytes", "Bytes of Parquet segments in the lake", t.segment_bytes.clone());
         registry.register("buffered_samples", "Samples in memory not yet in segments", t.buffered.clone());

@@ -47,6 +47,7 @@ pub(crate) async fn metrics(State(app): State<AppState>) -> Response {
         t.cluster_live_nodes.set(cluster.ownership.live_nodes() as i64);
         t.cluster_log_behind.set(cluster.tail.behind.load(Relaxed) as i64);
         t.cluster_log_applied.set(cluster.tail.applied.load(Relaxed));
+        t.cluster_log_undecodable.set(cluster.tail.undecodable.load(Relaxed));
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -6,26 +6,31 @@
 //! under load one round trip covers many requests. Two threads, each with its own
 //! connection, keep the stream busy while the other waits for acknowledgements. Memory is
 //! bounded: past `max_inflight` samples queued or in flight a write is refused at once
-//! (503 and `Retry-After`), as on one node.
+//! (503 and `Retry-After`), as on one node. Events go the same way, published at once in
+//! the round that takes them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use parking_lot::Mutex;
-use vitals_core::Sample;
+use vitals_core::{Event, Sample};
 use vitals_jetstream::JetStreamLog;
 use vitals_storage::StoreError;
 use vitals_storage::log::SampleLog;
 
-use crate::source::sink::{Done, SampleSink};
+use crate::source::sink::{Done, EventSink, SampleSink};
 
 /// Threads publishing at once.
 const THREADS: usize = 2;
 /// Samples one publish round takes at most.
 const MAX_ROUND_SAMPLES: usize = 200_000;
 
-type Job = (Vec<Sample>, Done);
+enum Job {
+    Samples(Vec<Sample>, Done),
+    /// Events, and where to say how their publish went.
+    Events(Vec<Event>, SyncSender<Result<u64, String>>),
+}
 
 /// The cluster's sample sink.
 pub struct Publisher {
@@ -92,7 +97,7 @@ impl SampleSink for Publisher {
             self.inflight.fetch_sub(n, Ordering::AcqRel);
             return Err(StoreError::Closed);
         };
-        match tx.try_send((samples, done)) {
+        match tx.try_send(Job::Samples(samples, done)) {
             Ok(()) => Ok(()),
             Err(e) => {
                 self.inflight.fetch_sub(n, Ordering::AcqRel);
@@ -105,19 +110,56 @@ impl SampleSink for Publisher {
     }
 }
 
+impl EventSink for Publisher {
+    fn put_events(&self, events: Vec<Event>) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let tx = self.tx.lock().clone();
+        let Some(tx) = tx else { return Err(StoreError::Closed.to_string()) };
+        let (reply, answer) = sync_channel(1);
+        match tx.try_send(Job::Events(events, reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(StoreError::Overloaded { what: "queued write requests", limit: 4096 }.to_string());
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed.to_string()),
+        }
+        match answer.recv() {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("the cluster's log: {e}")),
+            Err(_) => Err(StoreError::Closed.to_string()),
+        }
+    }
+}
+
 fn publish_loop(log: &mut JetStreamLog, rx: &Mutex<Receiver<Job>>, inflight: &AtomicUsize) {
     loop {
-        let mut round: Vec<Job> = Vec::new();
+        let mut round: Vec<(Vec<Sample>, Done)> = Vec::new();
+        let mut events = Vec::new();
         {
             let rx = rx.lock();
             let Ok(first) = rx.recv() else { return };
-            let mut total = first.0.len();
-            round.push(first);
-            while total < MAX_ROUND_SAMPLES {
-                let Ok(next) = rx.try_recv() else { break };
-                total += next.0.len();
-                round.push(next);
+            let mut total = 0;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Samples(s, done) => {
+                        total += s.len();
+                        round.push((s, done));
+                    }
+                    Job::Events(e, reply) => events.push((e, reply)),
+                }
+                if total < MAX_ROUND_SAMPLES {
+                    next = rx.try_recv().ok();
+                }
             }
+        }
+        for (list, reply) in events {
+            let _ = reply.send(log.append_events(&list).map_err(|e| e.to_string()));
+        }
+        if round.is_empty() {
+            continue;
         }
         let batches: Vec<&[Sample]> = round.iter().map(|(s, _)| s.as_slice()).collect();
         let outcome = log.append(&batches);

@@ -8,13 +8,19 @@
 //! (a crash between the two), samples are written again, which is harmless: the same
 //! (patient, metric, device, time) is one sample. A node with an empty data directory
 //! reads the log from its start.
+//!
+//! Events travel on the log too and go to the local event store. A message that does not
+//! decode is kept as a dead letter and passed (`log_undecodable` in `/healthz`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use vitals_jetstream::JetStreamLog;
+use vitals_core::Clock;
+use vitals_jetstream::{JetStreamLog, Message};
+use vitals_storage::dead_letter::{DeadLetter, DeadLetters};
+use vitals_storage::event_store::EventStore;
 use vitals_storage::{Store, StoreError};
 
 use crate::shutdown::Shutdown;
@@ -31,6 +37,28 @@ pub struct TailState {
     pub applied: AtomicU64,
     /// Messages in the log after it, as of the last read.
     pub behind: AtomicU64,
+    /// Messages read that did not decode (kept as dead letters, then passed).
+    pub undecodable: AtomicU64,
+}
+
+/// A message this build cannot read: kept as a dead letter (source `cluster/log`, its
+/// position in the context) and logged; the tail reads on, so one bad message never stops
+/// a node from seeing the rest.
+fn keep_aside(dead_letters: &DeadLetters, now_ms: i64, seq: u64, reason: &str, bytes: &[u8]) {
+    tracing::error!(position = seq, reason, "cluster: a message of the log does not decode; kept as a dead letter");
+    let meta = DeadLetter {
+        id: 0,
+        time_ms: now_ms,
+        source: "cluster/log".into(),
+        format: "application/x-vitals-log".into(),
+        reason: format!("log message {seq} does not decode: {reason}"),
+        items: Vec::new(),
+        context: [("position".to_owned(), seq.to_string())].into(),
+        raw_bytes: 0,
+    };
+    if let Err(e) = dead_letters.add(meta, bytes) {
+        tracing::error!(error = %e, position = seq, "cluster: keeping an undecodable message");
+    }
 }
 
 fn applied_path(data_dir: &Path) -> PathBuf {
@@ -52,19 +80,29 @@ fn save_applied(data_dir: &Path, seq: u64) -> std::io::Result<()> {
     std::fs::rename(&tmp, &path)
 }
 
+/// Where the tail puts what it reads: samples in the store, events in the event store,
+/// messages it cannot decode (another build's, damaged) kept as dead letters.
+pub struct Targets {
+    pub store: Arc<Store>,
+    pub events: Arc<EventStore>,
+    pub dead_letters: Arc<DeadLetters>,
+    pub clock: Arc<dyn Clock>,
+}
+
 /// Starts the tail thread.
 pub fn spawn(
     mut log: JetStreamLog,
-    store: Arc<Store>,
+    targets: Targets,
     data_dir: PathBuf,
     state: Arc<TailState>,
     shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     state.applied.store(load_applied(&data_dir), Ordering::Relaxed);
+    let Targets { store, events, dead_letters, clock } = targets;
     std::thread::Builder::new().name("cluster-tail".into()).spawn(move || {
         while !shutdown.is_triggered() {
             let after = state.applied.load(Ordering::Relaxed);
-            let records = match log.read(after, BATCH, Some(WAIT)) {
+            let records = match log.read_messages(after, BATCH, Some(WAIT)) {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::error!(error = %e, after, "cluster: reading the log");
@@ -73,7 +111,25 @@ pub fn spawn(
                 }
             };
             let Some(last) = records.last().map(|r| r.seq) else { continue };
-            let samples: Vec<_> = records.into_iter().flat_map(|r| r.samples).collect();
+            let mut samples = Vec::new();
+            for r in records {
+                match r.message {
+                    Ok(Message::Samples(s)) => samples.extend(s),
+                    Ok(Message::Events(list)) => {
+                        // Like the store, the event store refuses only when failing: wait.
+                        while let Err(e) = events.put(list.clone()) {
+                            tracing::warn!(error = %e, "cluster: the event store refused the log's events; trying again");
+                            if shutdown.wait_timeout(Duration::from_millis(200)) {
+                                return;
+                            }
+                        }
+                    }
+                    Err(reason) => {
+                        keep_aside(&dead_letters, clock.now_ms(), r.seq, &reason, &r.bytes);
+                        state.undecodable.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
             // The local store refuses only when full or failing: wait, never skip.
             loop {
                 match store.write(samples.clone()) {

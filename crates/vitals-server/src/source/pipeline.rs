@@ -21,10 +21,9 @@ use vitals_ingest::health_auto_export::Unsupported;
 use vitals_ingest::line_protocol::Mapping;
 use vitals_storage::StoreError;
 use vitals_storage::dead_letter::{DeadLetterError, DeadLetters};
-use vitals_storage::event_store::EventStore;
 
 use super::dead_letter::{self, Refused};
-use super::sink::SampleSink;
+use super::sink::{EventSink, SampleSink};
 use super::wire_format::WireFormat;
 use crate::config::IngestConfig;
 use crate::telemetry::{CodeLabel, SourceLabel, Telemetry};
@@ -202,7 +201,8 @@ pub enum ReplayError {
 pub struct Pipeline {
     /// The durable write path: the store's WAL, or the cluster's log.
     sink: Arc<dyn SampleSink>,
-    events: Arc<EventStore>,
+    /// Where events go: the event store, or the cluster's log.
+    events: Arc<dyn EventSink>,
     dead_letters: Arc<DeadLetters>,
     telemetry: Arc<Telemetry>,
     ingest: IngestConfig,
@@ -219,7 +219,7 @@ impl std::fmt::Debug for Pipeline {
 impl Pipeline {
     pub fn new(
         sink: Arc<dyn SampleSink>,
-        events: Arc<EventStore>,
+        events: Arc<dyn EventSink>,
         dead_letters: Arc<DeadLetters>,
         telemetry: Arc<Telemetry>,
         ingest: IngestConfig,
@@ -367,7 +367,7 @@ impl Pipeline {
     fn store_events(&self, accepted: Accepted) -> Result<(Vec<Sample>, Unqueued), IngestError> {
         let Accepted { samples, events, report, started } = accepted;
         if !events.is_empty() {
-            self.events.put(events).map_err(|e| IngestError::Events(e.to_string()))?;
+            self.events.put_events(events).map_err(IngestError::Events)?;
         }
         Ok((samples, Unqueued { report, started }))
     }
@@ -442,6 +442,7 @@ mod tests {
     use vitals_storage::StoreConfig;
 
     use super::*;
+    use vitals_storage::event_store::EventStore;
 
     const NOW: i64 = 1_763_780_400_000;
 

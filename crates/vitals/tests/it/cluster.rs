@@ -5,7 +5,8 @@
 //! exactly once, the survivor must own every bucket, and a node started afresh (an empty
 //! data directory) must catch up to the same answer. A patient of the killed node's buckets
 //! is in an alert episode across the kill: the episode is one alert on every node, and its
-//! notice reaches the webhook (at least once, one idempotency key).
+//! notice reaches the webhook (at least once, one idempotency key). Events travel on the
+//! log to every node, and a stray message in the stream is kept aside as a dead letter.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -260,6 +261,21 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             .expect("line protocol"),
     );
     assert_eq!(lp.status, 204, "{}", lp.body);
+    // Events (a Nightscout treatment) go through the log too, to every node's event store.
+    let treatment = json!([{"eventType": "Meal Bolus", "date": now - 60_000, "carbs": 45}]);
+    let ns = into_resp(
+        agent()
+            .post(&format!("{}/nightscout/ev-1/api/v1/treatments", b.url))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .header("Content-Type", "application/json")
+            .send(treatment.to_string().as_bytes())
+            .expect("treatments"),
+    );
+    assert_eq!(ns.status, 200, "{}", ns.body);
+    // A message this build cannot read (another build's, a stray client's) is kept aside as
+    // a dead letter on each node, and does not stop it reading on.
+    let live: Vec<String> = nats.urls()[1..].to_vec();
+    let stray = vitals_jetstream::testing::publish_raw(&live, "vitals.samples.7", b"{\"not\": \"a vitals message\"}");
     // A new node with an empty data directory catches up from the log.
     let c = node("c", &dir.path().join("c"), &nats, &schema, &key, &config);
     settles("every acknowledged sample on a new node, exactly once", &c.url, || check(&c.url, &acked, base, end));
@@ -267,6 +283,22 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
         let points = stored(&c.url, "lp-1", now - 60_000, now + 1)?;
         if points == [(now - 5_000, 72.0)] { Ok(()) } else { Err(format!("{points:?}")) }
     });
+    for url in [&b.url, &c.url] {
+        settles("the treatment, and the stray message kept aside, on every node", url, || {
+            let (_, ev) = get(url, "/api/v1/patients/ev-1/events?kind=treatment");
+            if ev["events"][0]["attributes"]["carbs"] != json!(45) {
+                return Err(ev.to_string());
+            }
+            let (_, dead) = get(url, "/api/v1/dead-letters");
+            let kept = dead["dead_letters"].as_array().cloned().unwrap_or_default();
+            if kept.iter().any(|d| d["source"] == "cluster/log" && d["context"]["position"] == json!(stray.to_string()))
+            {
+                Ok(())
+            } else {
+                Err(dead.to_string())
+            }
+        });
+    }
     eventually("the new node to take its share", || owned(&c.url) > 0 && owned(&b.url) + owned(&c.url) == 64);
     let metrics = into_resp(
         agent()
