@@ -29,7 +29,7 @@ CREATE TABLE bucket_leases (
 "];
 
 /// The database's clock in milliseconds since the epoch.
-const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
+pub(crate) const NOW_MS: &str = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint";
 
 /// A bucket a node holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,6 +7,9 @@
 //! (`vitals` by default), so an installation can share a database; [`schema`] creates and
 //! migrates it under an advisory lock, so nodes starting together do not race.
 //!
+//! [`PgVault`] keeps the identity vault's sealed records (`vitals_vault::Backend`), and
+//! passes the vault's conformance checks too.
+//!
 //! [`Leases`] decides which node owns which patient bucket (each patient's rules run on
 //! exactly one node at a time), on the database's clock, with an epoch per tenure as a
 //! fencing token.
@@ -19,11 +22,13 @@ mod meta;
 pub mod pool;
 pub mod records;
 pub mod schema;
+pub mod vault;
 
 pub use leases::{Leases, Owned, Tenure};
 pub use meta::PgMeta;
 pub use pool::Pool;
-pub use records::Records;
+pub use records::{Fence, Records};
+pub use vault::PgVault;
 
 use std::time::Duration;
 
@@ -46,6 +51,10 @@ pub enum PgError {
     Busy { target: String, waited: Duration },
     #[error("a PostgreSQL call panicked")]
     Panicked,
+    #[error(
+        "{target}: node {node} no longer holds bucket(s) {buckets:?} (another node took them over); nothing written"
+    )]
+    Fenced { target: String, node: String, buckets: Vec<u16> },
     #[error("{target}: schema version {found}, this build knows {known} (a newer Vitals wrote it?)")]
     NewerSchema { target: String, found: i32, known: i32 },
 }

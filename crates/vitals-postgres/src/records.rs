@@ -11,6 +11,7 @@
 
 use std::sync::Arc;
 
+use crate::leases::NOW_MS;
 use crate::{PgError, Pool};
 
 const STEPS: &[&str] = &["
@@ -40,6 +41,14 @@ fn insert(
     Ok(last)
 }
 
+/// The bucket leases a write depends on (see [`Records::append_fenced`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub node: String,
+    /// (bucket, the epoch of the node's tenure).
+    pub leases: Vec<(u16, i64)>,
+}
+
 /// One record read back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Entry {
@@ -62,12 +71,51 @@ impl Records {
 
     /// Appends records to `log` in one transaction; returns the position of the last.
     pub fn append(&self, log: &str, bodies: &[String]) -> Result<u64, PgError> {
-        self.pool.with(|c| {
+        self.append_fenced(log, bodies, None)
+    }
+
+    /// [`append`](Self::append), refused ([`PgError::Fenced`], nothing written) unless the
+    /// fence's node still holds each of its buckets at its epoch, unexpired on the
+    /// database's clock. The lease rows stay locked until the append commits, so a
+    /// takeover cannot slip in between the check and the write: a late write of a node
+    /// that lost its buckets never lands after the new owner's.
+    pub fn append_fenced(&self, log: &str, bodies: &[String], fence: Option<&Fence>) -> Result<u64, PgError> {
+        let held = self.pool.with(|c| {
             let mut tx = c.transaction()?;
+            if let Some(f) = fence
+                && !f.leases.is_empty()
+            {
+                let buckets: Vec<i32> = f.leases.iter().map(|(b, _)| i32::from(*b)).collect();
+                let epochs: Vec<i64> = f.leases.iter().map(|(_, e)| *e).collect();
+                let rows = tx.query(
+                    &format!(
+                        "SELECT bucket FROM bucket_leases
+                         WHERE owner = $1 AND expires_ms > {NOW_MS}
+                           AND (bucket, epoch) IN (SELECT * FROM unnest($2::int[], $3::bigint[]))
+                         FOR SHARE"
+                    ),
+                    &[&f.node, &buckets, &epochs],
+                )?;
+                let held: Vec<u16> = rows
+                    .iter()
+                    .filter_map(|r| r.try_get::<_, i32>(0).ok())
+                    .filter_map(|b| u16::try_from(b).ok())
+                    .collect();
+                let lost: Vec<u16> = f.leases.iter().map(|(b, _)| *b).filter(|b| !held.contains(b)).collect();
+                if !lost.is_empty() {
+                    tx.rollback()?;
+                    return Ok(Err(lost));
+                }
+            }
             tx.execute("SELECT pg_advisory_xact_lock($1, hashtext($2))", &[&LOCK_SPACE, &log])?;
             let last = insert(&mut tx, log, bodies, 0)?;
             tx.commit()?;
-            Ok(u64::try_from(last).unwrap_or(0))
+            Ok(Ok(u64::try_from(last).unwrap_or(0)))
+        })?;
+        held.map_err(|lost| PgError::Fenced {
+            target: self.pool.target().to_owned(),
+            node: fence.map(|f| f.node.clone()).unwrap_or_default(),
+            buckets: lost,
         })
     }
 

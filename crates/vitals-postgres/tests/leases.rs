@@ -83,3 +83,45 @@ fn a_clean_shutdown_hands_buckets_over_at_once() {
     b.release_all("b").expect("release");
     assert_eq!(set(&a, "a").len(), 64, "without waiting for the 60 s time to live");
 }
+
+#[test]
+fn a_write_fenced_by_a_lost_tenure_is_refused_and_leaves_nothing() {
+    let ttl = Duration::from_millis(1200);
+    let (pool, schema, a) = leases(ttl);
+    let b = Leases::open(Arc::clone(&pool), &schema, 64, ttl).expect("second handle");
+    let records = vitals_postgres::Records::open(Arc::clone(&pool), &schema).expect("records");
+    let tenure = a.heartbeat("a", "x").expect("heartbeat");
+    let held = tenure.owned[5];
+    let fence = vitals_postgres::Fence { node: "a".into(), leases: vec![(held.bucket, held.epoch)] };
+    records.append_fenced("alerts", &["one".into()], Some(&fence)).expect("a holds the bucket");
+    // Another node's claim on the same bucket, or a stale epoch, is refused.
+    let wrong = vitals_postgres::Fence { node: "b".into(), ..fence.clone() };
+    assert!(matches!(
+        records.append_fenced("alerts", &["x".into()], Some(&wrong)),
+        Err(vitals_postgres::PgError::Fenced { ref buckets, .. }) if buckets == &[held.bucket]
+    ));
+    // a stops beating; b takes every bucket once a's leases expire.
+    let deadline = Instant::now() + ttl * 6;
+    while b.heartbeat("b", "y").expect("heartbeat").owned.len() < 64 {
+        assert!(Instant::now() < deadline, "b never took a's buckets");
+        #[allow(clippy::disallowed_methods)] // reason: the heartbeat period of a live node
+        std::thread::sleep(ttl / 3);
+    }
+    // a's late write, with its old tenure, lands nowhere.
+    let late = records.append_fenced("alerts", &["late".into()], Some(&fence));
+    assert!(matches!(late, Err(vitals_postgres::PgError::Fenced { .. })), "{late:?}");
+    let now_b = b.heartbeat("b", "y").expect("heartbeat");
+    let moved = now_b.owned.iter().find(|o| o.bucket == held.bucket).expect("b holds it");
+    let fence_b = vitals_postgres::Fence { node: "b".into(), leases: vec![(moved.bucket, moved.epoch)] };
+    records.append_fenced("alerts", &["two".into()], Some(&fence_b)).expect("the new owner writes");
+    let bodies: Vec<String> = records
+        .since("alerts", 0, 100)
+        .expect("read")
+        .into_iter()
+        .filter_map(|(_, e)| match e {
+            vitals_postgres::records::Entry::Record(b) => Some(b),
+            vitals_postgres::records::Entry::Reset => None,
+        })
+        .collect();
+    assert_eq!(bodies, vec!["one".to_string(), "two".to_string()], "the refused writes left nothing");
+}

@@ -215,6 +215,17 @@ impl AlertStore {
 
     /// Writes alert and notice versions as one durable record, then makes them visible.
     pub fn commit(&self, alerts: Vec<Alert>, notices: Vec<Notice>) -> Result<(), AlertError> {
+        self.commit_fenced(alerts, notices, None)
+    }
+
+    /// [`commit`](Self::commit) of the owner of the patients' buckets: in cluster mode
+    /// refused, with nothing recorded, if the fence's leases moved to another node.
+    pub fn commit_fenced(
+        &self,
+        alerts: Vec<Alert>,
+        notices: Vec<Notice>,
+        fence: Option<&vitals_postgres::Fence>,
+    ) -> Result<(), AlertError> {
         if alerts.is_empty() && notices.is_empty() {
             return Ok(());
         }
@@ -225,7 +236,7 @@ impl AlertStore {
             .chain(notices.into_iter().map(|n| Record::Notice(Box::new(n))))
             .collect();
         let mut log = self.log.lock();
-        log.write(records, |r| {
+        log.write_fenced(records, fence, |r| {
             self.state.write().applied(r);
         })
         .map_err(AlertError::Io)?;

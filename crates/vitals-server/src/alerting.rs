@@ -433,7 +433,21 @@ impl Live {
         }
         let alerts: Vec<Alert> = d.alerts.into_values().collect();
         let events: Vec<Event> = alerts.iter().map(Alert::to_event).collect();
-        if let Err(e) = self.app.alerts.commit(alerts, d.notices.into_values().collect()) {
+        let notices: Vec<_> = d.notices.into_values().collect();
+        // Cluster mode: alert versions are recorded only while this node still holds their
+        // patients' buckets (a decision of reminders alone is not fenced: a reminder twice
+        // at worst, as notices are at least once anyway).
+        let fence = match &self.app.owns {
+            None => None,
+            Some(o) => match o.fence(alerts.iter().map(|a| a.patient.as_str())) {
+                Some(f) => Some(f),
+                None => {
+                    tracing::warn!("alerting: buckets lost before a decision was recorded; the new owner decides");
+                    return;
+                }
+            },
+        };
+        if let Err(e) = self.app.alerts.commit_fenced(alerts, notices, fence.as_ref()) {
             tracing::error!(error = %e, "alerting: saving alerts");
             return;
         }

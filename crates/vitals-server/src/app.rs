@@ -122,7 +122,10 @@ impl App {
             Some(c) => Arc::new(CohortStore::open_shared(c.records.clone())?),
             None => stores::open_cohorts(&config)?,
         };
-        let vault = Arc::new(stores::open_vault(&config)?);
+        let vault = Arc::new(match &cluster {
+            Some(c) => stores::open_shared_vault(&config, Arc::clone(&c.pool))?,
+            None => stores::open_vault(&config)?,
+        });
         let auditor = Auditor::start(directory.meta_arc())?;
         let write_permits = Arc::new(Semaphore::new(config.server.max_concurrent_writes));
         let heavy_permits = Arc::new(Semaphore::new(config.server.max_concurrent_heavy));

@@ -186,9 +186,15 @@ impl Directory {
         Directory::open_keyed(data_dir, &DataDir::new(data_dir).audit_key())
     }
 
-    /// The directory of `config`'s data directory, its audit chain keyed by
-    /// `auth.audit_key_file` (or the default key file in the data directory).
+    /// The directory of `config`'s data directory (in cluster mode, the cluster's, in
+    /// PostgreSQL), its audit chain keyed by `auth.audit_key_file` (or the default key file
+    /// in the data directory).
     pub fn open_for(config: &crate::config::Config) -> anyhow::Result<Directory> {
+        if config.cluster.enabled {
+            let pool = crate::cluster::connect(&config.cluster)?;
+            let meta = vitals_postgres::PgMeta::open(pool, &config.cluster.schema)?;
+            return Directory::open_shared(Arc::new(meta), &Directory::key_file(config));
+        }
         Directory::open_keyed(&config.storage.data_dir, &Directory::key_file(config))
     }
 

@@ -67,7 +67,7 @@ impl Cluster {
         )
         .context("cluster: the log")?;
         Ok(Cluster {
-            ownership: Arc::new(Ownership::new(c.buckets)),
+            ownership: Arc::new(Ownership::new(c.buckets, &c.node)),
             tail: Arc::default(),
             publisher: Arc::new(publisher),
             records,
@@ -138,6 +138,12 @@ impl Cluster {
             "log_undecodable": self.tail.undecodable.load(Ordering::Relaxed),
         })
     }
+}
+
+/// A small pool of connections to the cluster's PostgreSQL, for the command line (the
+/// server's [`Cluster`] keeps its own).
+pub fn connect(c: &ClusterConfig) -> anyhow::Result<Arc<Pool>> {
+    Pool::connect(&c.postgres, &c.schema, 2).context("cluster: PostgreSQL")
 }
 
 /// The log's settings from `[cluster]`.

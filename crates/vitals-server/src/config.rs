@@ -640,7 +640,8 @@ impl Config {
         if config.sql.timeout.0 < 1000 {
             problems.push("sql.timeout must be at least 1s".into());
         }
-        problems.extend(config.cluster.problems(&config.lake.url));
+        let vault_key_given = !config.vault.key_file.as_os_str().is_empty() || vault_key_env().is_some();
+        problems.extend(config.cluster.problems(&config.lake.url, vault_key_given));
         if !matches!(config.log.format.as_str(), "text" | "json") {
             problems.push(format!("log.format {:?} must be text or json", config.log.format));
         }

@@ -10,8 +10,8 @@
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use vitals_postgres::Records;
 use vitals_postgres::records::Entry;
+use vitals_postgres::{Fence, Records};
 use vitals_storage::json_log::JsonLog;
 
 /// What a store applies.
@@ -40,6 +40,18 @@ impl StoreLog {
         record: T,
         apply: impl FnMut(Applied<T>),
     ) -> Result<(), String> {
+        self.write_fenced(record, None, apply)
+    }
+
+    /// [`write`](Self::write); in cluster mode refused, with nothing written, unless the
+    /// fence's bucket leases are still this node's (a late write of a node whose buckets
+    /// moved never lands; one node ignores the fence).
+    pub fn write_fenced<T: Serialize + DeserializeOwned>(
+        &mut self,
+        record: T,
+        fence: Option<&Fence>,
+        apply: impl FnMut(Applied<T>),
+    ) -> Result<(), String> {
         match self {
             StoreLog::Local(log) => {
                 log.append(&record).map_err(|e| e.to_string())?;
@@ -49,7 +61,7 @@ impl StoreLog {
             }
             StoreLog::Shared { records, name, .. } => {
                 let body = serde_json::to_string(&record).map_err(|e| e.to_string())?;
-                records.append(name, &[body]).map_err(|e| e.to_string())?;
+                records.append_fenced(name, &[body], fence).map_err(|e| e.to_string())?;
                 self.refresh(apply)
             }
         }
@@ -125,13 +137,44 @@ mod tests {
     use crate::rule_store::RuleStore;
 
     fn records() -> Records {
+        open().1
+    }
+
+    /// A fresh schema's pool and shared logs.
+    fn open() -> (Arc<Pool>, Records, String) {
         let url = std::env::var("VITALS_TEST_POSTGRES").unwrap_or_else(|_| {
             panic!("VITALS_TEST_POSTGRES is not set: run the tests with ./scripts/test, which starts PostgreSQL")
         });
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let schema = format!("s{}_{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let pool = Pool::connect(&url, &schema, 2).expect("connect");
-        Records::open(Arc::clone(&pool), &schema).expect("records")
+        let records = Records::open(Arc::clone(&pool), &schema).expect("records");
+        (pool, records, schema)
+    }
+
+    #[test]
+    fn an_alert_decided_by_a_node_that_lost_the_bucket_is_not_recorded() {
+        use crate::cluster::ownership::Ownership;
+        let (pool, shared, schema) = open();
+        let ttl = std::time::Duration::from_secs(60);
+        let leases = vitals_postgres::Leases::open(Arc::clone(&pool), &schema, 4, ttl).expect("leases");
+        let a = Ownership::new(4, "a");
+        a.update(&leases.heartbeat("a", "x").expect("heartbeat"));
+        let store = AlertStore::open_shared(shared.clone()).expect("node a");
+        let alert = |id: &str| Alert { id: id.into(), rule: "hr".into(), patient: "p-1".into(), ..Alert::default() };
+        let fence = a.fence(["p-1"]).expect("a owns p-1's bucket");
+        store.commit_fenced(vec![alert("al-1")], Vec::new(), Some(&fence)).expect("while a holds it");
+        // a hands its buckets over (as at a clean stop, or once its leases expire); b takes them.
+        leases.release_all("a").expect("release");
+        let b = Ownership::new(4, "b");
+        b.update(&leases.heartbeat("b", "y").expect("heartbeat"));
+        assert!(b.fence(["p-1"]).is_some(), "b owns it now");
+        let late = store.commit_fenced(vec![alert("al-2")], Vec::new(), Some(&fence));
+        assert!(late.is_err(), "a's late decision is refused");
+        let seen = AlertStore::open_shared(shared).expect("another node");
+        assert!(seen.get("al-1").is_some() && seen.get("al-2").is_none(), "only the holder's alert is there");
+        assert!(store.get("al-2").is_none(), "nor on a itself");
+        assert!(Ownership::new(4, "c").fence(["p-1"]).is_none(), "a node without leases has no fence");
     }
 
     #[test]

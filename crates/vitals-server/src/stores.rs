@@ -81,14 +81,27 @@ pub fn open_dead_letters(config: &Config) -> anyhow::Result<Arc<DeadLetters>> {
     Ok(Arc::new(d))
 }
 
-/// Opens the identity vault with the configured key ring (see [`crate::config::VaultConfig`]).
+/// Opens the identity vault with the configured key ring (see [`crate::config::VaultConfig`]):
+/// its SQLite file in the data directory, or in cluster mode the cluster's (a connection
+/// of its own: for the command line).
 pub fn open_vault(config: &Config) -> anyhow::Result<Vault> {
+    if config.cluster.enabled {
+        return open_shared_vault(config, crate::cluster::connect(&config.cluster)?);
+    }
     let keys = vault_keys(config)?;
     let path = config.data_dir().vault();
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     Ok(Vault::open(&path, keys)?)
+}
+
+/// The identity vault of a cluster node: its sealed records in the cluster's PostgreSQL,
+/// opened with the configured key ring (the same on every node).
+pub fn open_shared_vault(config: &Config, pool: Arc<vitals_postgres::Pool>) -> anyhow::Result<Vault> {
+    let backend =
+        vitals_postgres::PgVault::open(pool, &config.cluster.schema).context("cluster: the vault's tables")?;
+    Ok(Vault::with_backend(Box::new(backend), vault_keys(config)?)?)
 }
 
 /// The vault's key file: configured, or the default one in the data directory.

@@ -1,8 +1,8 @@
 //! The identity vault: who a pseudonym is, encrypted at rest, apart from everything else.
 //!
 //! Patients' identifying data (name, date of birth, contacts, external ids such as a
-//! hospital number) lives only here, in its own SQLite file (`vault/identity.sqlite`), each
-//! record sealed with AES-256-GCM under a key the vault never stores: it comes from a key
+//! hospital number) lives only here, in its own SQLite file (`vault/identity.sqlite`; in
+//! cluster mode in PostgreSQL, through the [`Backend`] trait), each record sealed with AES-256-GCM under a key the vault never stores: it comes from a key
 //! file or an environment variable ([`Keyring`]). The pseudonym and the key id are bound to
 //! each ciphertext as associated data, so a record cannot be moved to another patient.
 //! Physiological data, the lake, logs and everything an analyst reaches hold the pseudonym
@@ -13,27 +13,68 @@
 //! then remove the old key. A per-key check value tells a wrong key ("this is not the key
 //! that sealed the vault") from a damaged record.
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod keyring;
+mod sqlite;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
-use parking_lot::Mutex;
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 pub use keyring::{KEY_ENV, Keyring};
+pub use sqlite::SqliteBackend;
 
 /// What the check value of each key decrypts to.
 const CHECK_PLAINTEXT: &[u8] = b"vitals identity vault key check v1";
+
+/// A key's check value: [`CHECK_PLAINTEXT`] sealed under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyCheck {
+    pub id: String,
+    pub nonce: Vec<u8>,
+    pub check: Vec<u8>,
+}
+
+/// One patient's sealed identity, as a backend keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRecord {
+    pub patient: String,
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub sealed: Vec<u8>,
+    pub updated_ms: i64,
+}
+
+/// Where sealed records and key checks are kept. It sees ciphertext only; the
+/// [`Vault`] seals and opens. Every call is durable when it returns.
+pub trait Backend: Send + Sync {
+    /// Where it is, for errors and logs (never credentials).
+    fn location(&self) -> String;
+    fn key_checks(&self) -> Result<Vec<KeyCheck>, VaultError>;
+    /// Stores (replacing) `record`, and `check` unless its key already has one, at once.
+    fn put(&self, check: &KeyCheck, record: &SealedRecord) -> Result<(), VaultError>;
+    fn get(&self, patient: &str) -> Result<Option<SealedRecord>, VaultError>;
+    /// Removes a record, leaving no readable copy where the backend can help it.
+    fn delete(&self, patient: &str) -> Result<bool, VaultError>;
+    /// Records per key id.
+    fn key_usage(&self) -> Result<BTreeMap<String, usize>, VaultError>;
+    fn patients_not_under(&self, key_id: &str) -> Result<Vec<String>, VaultError>;
+    /// Forgets the check values of keys other than `keep` that seal nothing.
+    fn drop_unused_key_checks(&self, keep: &str) -> Result<(), VaultError>;
+}
 
 /// Errors of the vault.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
     #[error("identity vault {path}: {source}")]
     Db { path: String, source: rusqlite::Error },
+    /// Where another backend keeps the records failed (PostgreSQL in cluster mode).
+    #[error("identity vault {location}: {reason}")]
+    Backend { location: String, reason: String },
     #[error("vault key: {0}")]
     Key(String),
     #[error(
@@ -116,16 +157,19 @@ impl Identity {
     }
 }
 
-/// The vault over its SQLite file.
+/// The vault: sealing and opening records with the key ring, over where they are kept (its
+/// SQLite file on one node, PostgreSQL in cluster mode).
 pub struct Vault {
-    path: String,
-    conn: Mutex<Connection>,
+    backend: Box<dyn Backend>,
     keys: Keyring,
 }
 
 impl std::fmt::Debug for Vault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vault").field("path", &self.path).field("primary_key", &self.keys.primary_id()).finish()
+        f.debug_struct("Vault")
+            .field("location", &self.backend.location())
+            .field("primary_key", &self.keys.primary_id())
+            .finish()
     }
 }
 
@@ -144,53 +188,31 @@ fn aad(patient: &str, key_id: &str) -> Vec<u8> {
 }
 
 impl Vault {
-    /// Opens (creating if needed) the vault at `path` and checks that the key ring opens it.
+    /// Opens (creating if needed) the vault's SQLite file at `path` and checks that the key
+    /// ring opens it.
     pub fn open(path: &Path, keys: Keyring) -> Result<Vault, VaultError> {
-        let p = path.display().to_string();
-        let db = |source| VaultError::Db { path: p.clone(), source };
-        let conn = Connection::open(path).map_err(db)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(db)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(db)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(db)?;
-        // Deleted records are overwritten with zeros, not left in free pages.
-        conn.pragma_update(None, "secure_delete", true).map_err(db)?;
-        conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS keys (id TEXT PRIMARY KEY, nonce BLOB NOT NULL, check_value BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS identities (
-                 patient TEXT PRIMARY KEY, key_id TEXT NOT NULL, nonce BLOB NOT NULL, sealed BLOB NOT NULL,
-                 updated_ms INTEGER NOT NULL);",
-        )
-        .map_err(db)?;
-        let vault = Vault { path: p, conn: Mutex::new(conn), keys };
+        Vault::with_backend(Box::new(SqliteBackend::open(path)?), keys)
+    }
+
+    /// The vault over `backend`, once the key ring is checked against what it holds.
+    pub fn with_backend(backend: Box<dyn Backend>, keys: Keyring) -> Result<Vault, VaultError> {
+        let vault = Vault { backend, keys };
         vault.check_keys()?;
         Ok(vault)
     }
 
-    fn db(&self) -> impl Fn(rusqlite::Error) -> VaultError + '_ {
-        |source| VaultError::Db { path: self.path.clone(), source }
-    }
-
     /// Every key id that seals a record must be in the ring and be the right key.
     fn check_keys(&self) -> Result<(), VaultError> {
-        let c = self.conn.lock();
-        let mut s = c.prepare("SELECT id, nonce, check_value FROM keys").map_err(self.db())?;
-        let known: Vec<(String, Vec<u8>, Vec<u8>)> = s
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(self.db())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.db())?;
-        let mut used = c.prepare("SELECT DISTINCT key_id FROM identities").map_err(self.db())?;
-        let used: Vec<String> =
-            used.query_map([], |r| r.get(0)).map_err(self.db())?.collect::<rusqlite::Result<_>>().map_err(self.db())?;
-        for id in &used {
+        for id in self.backend.key_usage()?.keys() {
             if self.keys.get(id).is_none() {
                 return Err(VaultError::MissingKey { id: id.clone() });
             }
         }
-        for (id, nonce, check) in known {
-            let Some(key) = self.keys.get(&id) else { continue };
-            let nonce = Nonce::try_from(nonce.as_slice()).map_err(|_| VaultError::WrongKey { id: id.clone() })?;
-            let opened = cipher(key).decrypt(&nonce, Payload { msg: &check, aad: id.as_bytes() });
+        for check in self.backend.key_checks()? {
+            let Some(key) = self.keys.get(&check.id) else { continue };
+            let id = check.id;
+            let nonce = Nonce::try_from(check.nonce.as_slice()).map_err(|_| VaultError::WrongKey { id: id.clone() })?;
+            let opened = cipher(key).decrypt(&nonce, Payload { msg: &check.check, aad: id.as_bytes() });
             if opened.as_deref() != Ok(CHECK_PLAINTEXT) {
                 return Err(VaultError::WrongKey { id });
             }
@@ -198,84 +220,62 @@ impl Vault {
         Ok(())
     }
 
-    /// Records the primary key's check value the first time it seals something.
-    fn ensure_check(&self, c: &Connection) -> Result<(), VaultError> {
+    /// The primary key's check value, recorded by the backend unless it has one.
+    fn primary_check(&self) -> Result<KeyCheck, VaultError> {
         let (id, key) = self.keys.primary();
-        let have = c.query_row("SELECT 1 FROM keys WHERE id = ?1", [id], |_| Ok(())).optional().map_err(self.db())?;
-        if have.is_none() {
-            let nonce = random_nonce()?;
-            let check = cipher(key)
-                .encrypt(&nonce.into(), Payload { msg: CHECK_PLAINTEXT, aad: id.as_bytes() })
-                .map_err(|_| VaultError::Key("sealing the key check".into()))?;
-            c.execute("INSERT INTO keys (id, nonce, check_value) VALUES (?1, ?2, ?3)", params![id, &nonce[..], check])
-                .map_err(self.db())?;
-        }
-        Ok(())
+        let nonce = random_nonce()?;
+        let check = cipher(key)
+            .encrypt(&nonce.into(), Payload { msg: CHECK_PLAINTEXT, aad: id.as_bytes() })
+            .map_err(|_| VaultError::Key("sealing the key check".into()))?;
+        Ok(KeyCheck { id: id.to_owned(), nonce: nonce.to_vec(), check })
     }
 
-    fn seal(&self, patient: &str, identity: &Identity) -> Result<(String, [u8; 12], Vec<u8>), VaultError> {
+    fn seal(&self, patient: &str, identity: &Identity, now_ms: i64) -> Result<SealedRecord, VaultError> {
         let (id, key) = self.keys.primary();
         let plain = serde_json::to_vec(identity).map_err(|e| VaultError::Invalid(e.to_string()))?;
         let nonce = random_nonce()?;
         let sealed = cipher(key)
             .encrypt(&nonce.into(), Payload { msg: &plain, aad: &aad(patient, id) })
             .map_err(|_| VaultError::Key("sealing a record".into()))?;
-        Ok((id.to_owned(), nonce, sealed))
+        Ok(SealedRecord {
+            patient: patient.to_owned(),
+            key_id: id.to_owned(),
+            nonce: nonce.to_vec(),
+            sealed,
+            updated_ms: now_ms,
+        })
     }
 
-    fn open_record(&self, patient: &str, key_id: &str, nonce: &[u8], sealed: &[u8]) -> Result<Identity, VaultError> {
-        let key = self.keys.get(key_id).ok_or_else(|| VaultError::MissingKey { id: key_id.to_owned() })?;
-        let damaged = || VaultError::Damaged { patient: patient.to_owned() };
-        let nonce = Nonce::try_from(nonce).map_err(|_| damaged())?;
-        let plain =
-            cipher(key).decrypt(&nonce, Payload { msg: sealed, aad: &aad(patient, key_id) }).map_err(|_| damaged())?;
+    fn open_record(&self, r: &SealedRecord) -> Result<Identity, VaultError> {
+        let key = self.keys.get(&r.key_id).ok_or_else(|| VaultError::MissingKey { id: r.key_id.clone() })?;
+        let damaged = || VaultError::Damaged { patient: r.patient.clone() };
+        let nonce = Nonce::try_from(r.nonce.as_slice()).map_err(|_| damaged())?;
+        let plain = cipher(key)
+            .decrypt(&nonce, Payload { msg: &r.sealed, aad: &aad(&r.patient, &r.key_id) })
+            .map_err(|_| damaged())?;
         serde_json::from_slice(&plain).map_err(|_| damaged())
     }
 
     /// Stores (replacing) a patient's identity.
     pub fn put(&self, patient: &str, identity: &Identity, now_ms: i64) -> Result<(), VaultError> {
         identity.validate()?;
-        let (key_id, nonce, sealed) = self.seal(patient, identity)?;
-        let c = self.conn.lock();
-        self.ensure_check(&c)?;
-        c.execute(
-            "INSERT INTO identities (patient, key_id, nonce, sealed, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (patient) DO UPDATE SET key_id = excluded.key_id, nonce = excluded.nonce,
-             sealed = excluded.sealed, updated_ms = excluded.updated_ms",
-            params![patient, key_id, &nonce[..], sealed, now_ms],
-        )
-        .map_err(self.db())?;
-        Ok(())
+        let record = self.seal(patient, identity, now_ms)?;
+        self.backend.put(&self.primary_check()?, &record)
     }
 
     /// A patient's identity, if recorded.
     pub fn get(&self, patient: &str) -> Result<Option<Identity>, VaultError> {
-        let row: Option<(String, Vec<u8>, Vec<u8>)> = {
-            let c = self.conn.lock();
-            c.query_row("SELECT key_id, nonce, sealed FROM identities WHERE patient = ?1", [patient], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()
-            .map_err(self.db())?
-        };
-        row.map(|(k, n, s)| self.open_record(patient, &k, &n, &s)).transpose()
+        self.backend.get(patient)?.map(|r| self.open_record(&r)).transpose()
     }
 
-    /// Removes a patient's identity (erasure); the freed pages are zeroed.
+    /// Removes a patient's identity (erasure).
     pub fn delete(&self, patient: &str) -> Result<bool, VaultError> {
-        let c = self.conn.lock();
-        let n = c.execute("DELETE FROM identities WHERE patient = ?1", [patient]).map_err(self.db())?;
-        // Move the deleted content out of the write-ahead log into the (zeroed) main file.
-        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(self.db())?;
-        Ok(n > 0)
+        self.backend.delete(patient)
     }
 
     /// Number of identity records.
     pub fn len(&self) -> Result<usize, VaultError> {
-        let c = self.conn.lock();
-        c.query_row("SELECT count(*) FROM identities", [], |r| r.get::<_, i64>(0))
-            .map(|n| n as usize)
-            .map_err(self.db())
+        Ok(self.backend.key_usage()?.values().sum())
     }
 
     pub fn is_empty(&self) -> Result<bool, VaultError> {
@@ -284,35 +284,20 @@ impl Vault {
 
     /// How many records each key id seals.
     pub fn key_usage(&self) -> Result<BTreeMap<String, usize>, VaultError> {
-        let c = self.conn.lock();
-        let mut s = c.prepare("SELECT key_id, count(*) FROM identities GROUP BY key_id").map_err(self.db())?;
-        s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as usize)))
-            .map_err(self.db())?
-            .collect::<rusqlite::Result<_>>()
-            .map_err(self.db())
+        self.backend.key_usage()
     }
 
     /// Re-seals every record not under the primary key with it; returns how many. Each record
-    /// is re-sealed in its own transaction, so an interrupted rotation is simply run again.
+    /// is re-sealed on its own, so an interrupted rotation is simply run again.
     pub fn rotate(&self, now_ms: i64) -> Result<usize, VaultError> {
         let primary = self.keys.primary_id().to_owned();
-        let stale: Vec<String> = {
-            let c = self.conn.lock();
-            let mut s = c.prepare("SELECT patient FROM identities WHERE key_id <> ?1").map_err(self.db())?;
-            s.query_map([&primary], |r| r.get(0))
-                .map_err(self.db())?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(self.db())?
-        };
+        let stale = self.backend.patients_not_under(&primary)?;
         for patient in &stale {
             if let Some(identity) = self.get(patient)? {
                 self.put(patient, &identity, now_ms)?;
             }
         }
-        let c = self.conn.lock();
-        c.execute("DELETE FROM keys WHERE id <> ?1 AND id NOT IN (SELECT key_id FROM identities)", [&primary])
-            .map_err(self.db())?;
-        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).map_err(self.db())?;
+        self.backend.drop_unused_key_checks(&primary)?;
         Ok(stale.len())
     }
 }

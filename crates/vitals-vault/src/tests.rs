@@ -44,34 +44,22 @@ fn identities_are_sealed_at_rest_and_read_back_with_the_key() {
     assert_eq!(Vault::open(&path, keys).expect("reopen").get("p-1").expect("get"), Some(ann()));
 }
 
-#[test]
-fn a_wrong_or_missing_key_fails_clearly_and_a_moved_record_does_not_open() {
-    let dir = tempfile::tempdir().expect("tmp");
-    let path = dir.path().join("identity.sqlite");
-    let right = Keyring::parse_env(&format!("k1:{}", STANDARD_KEY_A)).expect("ring");
-    Vault::open(&path, right.clone()).expect("open").put("p-1", &ann(), 1).expect("put");
-    let wrong = Keyring::parse_env(&format!("k1:{}", STANDARD_KEY_B)).expect("ring");
-    let err = Vault::open(&path, wrong).expect_err("wrong key");
-    assert!(matches!(err, VaultError::WrongKey { ref id } if id == "k1"), "{err}");
-    assert!(err.to_string().contains("wrong key for key id \"k1\""), "{err}");
-    let other = Keyring::parse_env(&format!("k2:{}", STANDARD_KEY_A)).expect("ring");
-    let err = Vault::open(&path, other).expect_err("missing key");
-    assert!(matches!(err, VaultError::MissingKey { ref id } if id == "k1"), "{err}");
+struct Sqlite(std::path::PathBuf);
 
-    // Copying one patient's sealed record onto another patient is detected.
-    let v = Vault::open(&path, right).expect("open");
-    v.put("p-2", &Identity { name: Some("Other".into()), ..Default::default() }, 2).expect("put");
-    drop(v);
-    let raw = Connection::open(&path).expect("raw");
-    raw.execute(
-        "UPDATE identities SET nonce = (SELECT nonce FROM identities WHERE patient = 'p-1'),
-         sealed = (SELECT sealed FROM identities WHERE patient = 'p-1') WHERE patient = 'p-2'",
-        [],
-    )
-    .expect("move");
-    let v = Vault::open(&path, Keyring::parse_env(&format!("k1:{}", STANDARD_KEY_A)).expect("ring")).expect("open");
-    assert!(matches!(v.get("p-2"), Err(VaultError::Damaged { .. })));
-    assert_eq!(v.get("p-1").expect("untouched"), Some(ann()));
+impl conformance::Fixture for Sqlite {
+    fn open(&self) -> Box<dyn Backend> {
+        Box::new(SqliteBackend::open(&self.0).expect("open the file"))
+    }
+}
+
+#[test]
+fn the_sqlite_file_keeps_the_vault_contract() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let n = std::sync::atomic::AtomicU32::new(0);
+    conformance::run_all(&|| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::new(Sqlite(dir.path().join(format!("identity-{i}.sqlite"))))
+    });
 }
 
 const STANDARD_KEY_A: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -109,10 +97,7 @@ fn erased_identities_leave_no_sealed_bytes_behind() {
     let path = dir.path().join("identity.sqlite");
     let v = Vault::open(&path, Keyring::parse_env(&format!("k1:{STANDARD_KEY_A}")).expect("ring")).expect("open");
     v.put("p-erase-me", &ann(), 1).expect("put");
-    let sealed: Vec<u8> = {
-        let c = v.conn.lock();
-        c.query_row("SELECT sealed FROM identities", [], |r| r.get(0)).expect("sealed")
-    };
+    let sealed = SqliteBackend::open(&path).expect("raw").get("p-erase-me").expect("get").expect("there").sealed;
     assert!(v.delete("p-erase-me").expect("delete"));
     assert!(!v.delete("p-erase-me").expect("twice"));
     assert_eq!(v.get("p-erase-me").expect("get"), None);

@@ -10,11 +10,13 @@ use std::time::Instant;
 
 use parking_lot::RwLock;
 use vitals_core::PatientId;
-use vitals_postgres::Tenure;
+use vitals_postgres::{Fence, Tenure};
 
 /// This node's buckets.
 #[derive(Debug)]
 pub struct Ownership {
+    /// This node's name (the leases' owner).
+    node: String,
     buckets: u16,
     state: RwLock<State>,
     /// Incremented whenever the set of owned buckets changes.
@@ -30,8 +32,32 @@ struct State {
 }
 
 impl Ownership {
-    pub fn new(buckets: u16) -> Ownership {
-        Ownership { buckets, state: Default::default(), version: AtomicU64::new(0), live_nodes: AtomicUsize::new(0) }
+    pub fn new(buckets: u16, node: &str) -> Ownership {
+        Ownership {
+            node: node.to_owned(),
+            buckets,
+            state: Default::default(),
+            version: AtomicU64::new(0),
+            live_nodes: AtomicUsize::new(0),
+        }
+    }
+
+    /// The fence of a write about `patients`: their buckets at this node's epochs; `None`
+    /// when one of them is not (or no longer surely) this node's.
+    pub fn fence<'a>(&self, patients: impl IntoIterator<Item = &'a str>) -> Option<Fence> {
+        let st = self.state.read();
+        if !st.until.is_some_and(|u| Instant::now() < u) {
+            return None;
+        }
+        let mut leases: Vec<(u16, i64)> = Vec::new();
+        for p in patients {
+            let bucket = vitals_jetstream::bucket_of(&PatientId::new(p).ok()?, self.buckets);
+            let epoch = *st.owned.get(&bucket)?;
+            if !leases.contains(&(bucket, epoch)) {
+                leases.push((bucket, epoch));
+            }
+        }
+        Some(Fence { node: self.node.clone(), leases })
     }
 
     /// Takes in what a heartbeat found.

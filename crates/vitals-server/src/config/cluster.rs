@@ -47,11 +47,19 @@ impl Default for ClusterConfig {
 }
 
 impl ClusterConfig {
-    /// What is wrong with the section, each problem a sentence (`lake_url`: `[lake] url`).
-    pub fn problems(&self, lake_url: &str) -> Vec<String> {
+    /// What is wrong with the section, each problem a sentence (`lake_url`: `[lake] url`;
+    /// `vault_key_given`: `vault.key_file` or `VITALS_VAULT_KEY` is set).
+    pub fn problems(&self, lake_url: &str, vault_key_given: bool) -> Vec<String> {
         let mut out = Vec::new();
         if !self.enabled {
             return out;
+        }
+        if !vault_key_given {
+            out.push(
+                "cluster mode needs the identity vault's key given (vault.key_file or VITALS_VAULT_KEY), the same on every node: \
+                 the vault is shared, and a key made up by each node would not open the others' records"
+                    .into(),
+            );
         }
         if !lake_url.is_empty() {
             out.push(
@@ -115,9 +123,12 @@ mod tests {
             ("VITALS_CLUSTER_NATS", "[\"nats://10.0.0.1:4222\", \"nats://10.0.0.2:4222\"]"),
             ("VITALS_CLUSTER_POSTGRES", "postgres://vitals@db/vitals"),
             ("VITALS_CLUSTER_LEASE_TTL", "5s"),
+            ("VITALS_VAULT_KEY_FILE", "/etc/vitals/vault.key"),
         ];
         let c = load(&ok).expect("valid");
         assert_eq!((c.cluster.nats.len(), c.cluster.lease_ttl.as_ms(), c.cluster.buckets), (2, 5000, 64));
+        let err = load(&ok[..ok.len() - 1]).expect_err("no vault key");
+        assert!(format!("{err:#}").contains("VITALS_VAULT_KEY"), "{err:#}");
         let mut with_lake = ok.to_vec();
         with_lake.push(("VITALS_LAKE_URL", "s3://bucket/lake"));
         let err = load(&with_lake).expect_err("a lake bucket per node");

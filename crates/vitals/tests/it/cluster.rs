@@ -6,7 +6,8 @@
 //! data directory) must catch up to the same answer. A patient of the killed node's buckets
 //! is in an alert episode across the kill: the episode is one alert on every node, and its
 //! notice reaches the webhook (at least once, one idempotency key). Events travel on the
-//! log to every node, and a stray message in the stream is kept aside as a dead letter.
+//! log to every node, identities are the cluster's (one vault in PostgreSQL), and a stray
+//! message in the stream is kept aside as a dead letter.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -47,6 +48,7 @@ fn node(name: &str, data: &Path, nats: &NatsCluster, schema: &str, key: &Path, c
             ("VITALS_CLUSTER_STREAM", &schema.to_uppercase()),
             ("VITALS_CLUSTER_LEASE_TTL", TTL),
             ("VITALS_AUTH_AUDIT_KEY_FILE", &key),
+            ("VITALS_VAULT_KEY", "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
             ("VITALS_CONFIG", &config),
         ],
     )
@@ -272,6 +274,16 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             .expect("treatments"),
     );
     assert_eq!(ns.status, 200, "{}", ns.body);
+    // The identity vault is the cluster's: written on one node, read on another.
+    let put = into_resp(
+        agent()
+            .put(&format!("{}/api/v1/patients/ev-1/identity", b.url))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .header("Content-Type", "application/json")
+            .send(json!({"name": "Annika Lindqvist", "date_of_birth": "1984-03-09"}).to_string().as_bytes())
+            .expect("identity"),
+    );
+    assert!(put.status == 200 || put.status == 204, "{} {}", put.status, put.body);
     // A message this build cannot read (another build's, a stray client's) is kept aside as
     // a dead letter on each node, and does not stop it reading on.
     let live: Vec<String> = nats.urls()[1..].to_vec();
@@ -284,6 +296,8 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
         if points == [(now - 5_000, 72.0)] { Ok(()) } else { Err(format!("{points:?}")) }
     });
     for url in [&b.url, &c.url] {
+        let (status, identity) = get(url, "/api/v1/patients/ev-1/identity");
+        assert_eq!((status, &identity["identity"]["name"]), (200, &json!("Annika Lindqvist")), "{identity}");
         settles("the treatment, and the stray message kept aside, on every node", url, || {
             let (_, ev) = get(url, "/api/v1/patients/ev-1/events?kind=treatment");
             if ev["events"][0]["attributes"]["carbs"] != json!(45) {
