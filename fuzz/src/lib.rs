@@ -54,7 +54,7 @@ pub const CHECKS: &[(&str, Check)] = &[
 /// back to messages that decode to the same samples or events.
 pub fn log_message(data: &[u8]) {
     let catalog = Catalog::standard();
-    for (magic, version) in [(b"VLG", 1u8), (b"VLG", 2), (b"VLG", 3), (b"VLE", 1)] {
+    for (magic, version) in [(b"VLG", 1u8), (b"VLG", 2), (b"VLG", 3), (b"VLE", 1), (b"VLX", 1)] {
         let mut body = magic.to_vec();
         body.push(version);
         body.extend_from_slice(data);
@@ -69,6 +69,11 @@ pub fn log_message(data: &[u8]) {
                     // (Counted, not compared: JSON floats may come back one ulp off.)
                     let back = vitals_jetstream::decode_any(&again, catalog);
                     assert!(matches!(back, Ok(vitals_jetstream::Message::Events(e)) if e.len() == events.len()));
+                }
+                Ok(vitals_jetstream::Message::Erase { patient }) => {
+                    let again = vitals_jetstream::encode_erasure(&patient);
+                    let back = vitals_jetstream::decode_any(&again, catalog);
+                    assert_eq!(back, Ok(vitals_jetstream::Message::Erase { patient }));
                 }
                 Err(_) => {}
             }

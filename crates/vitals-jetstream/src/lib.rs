@@ -22,7 +22,7 @@ mod record;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use record::{Message, decode as decode_message, decode_any, encode_events, encode_message};
+pub use record::{Message, decode as decode_message, decode_any, encode_erasure, encode_events, encode_message};
 
 use std::time::Duration;
 
@@ -213,7 +213,9 @@ impl JetStreamLog {
             match r.message {
                 Ok(Message::Samples(samples)) => out.push(Replayed { seq: r.seq, samples }),
                 // A position without samples: kept, so positions stay contiguous.
-                Ok(Message::Events(_)) => out.push(Replayed { seq: r.seq, samples: Vec::new() }),
+                Ok(Message::Events(_) | Message::Erase { .. }) => {
+                    out.push(Replayed { seq: r.seq, samples: Vec::new() })
+                }
                 Err(reason) => return Err(LogError::BadRecord { log: self.name.clone(), position: r.seq, reason }),
             }
         }
@@ -299,6 +301,14 @@ impl JetStreamLog {
         let messages: Vec<(usize, u16, bytes::Bytes)> =
             record::encode_events_by_bucket(events, &self.config).into_iter().map(|(b, body)| (0, b, body)).collect();
         Ok(self.publish_all(messages)?.into_iter().map(|(_, seq)| seq).max().unwrap_or(0))
+    }
+
+    /// Publishes a patient's erasure on their bucket's subject; its position once
+    /// acknowledged. Every node's tail erases what it holds of the patient when it reads it.
+    pub fn append_erasure(&mut self, patient: &PatientId) -> Result<u64, LogError> {
+        let body = bytes::Bytes::from(record::encode_erasure(patient.as_str()));
+        let bucket = bucket_of(patient, self.config.buckets);
+        Ok(self.publish_all(vec![(0, bucket, body)])?.into_iter().map(|(_, seq)| seq).max().unwrap_or(0))
     }
 
     /// Publishes messages `(batch, bucket, body)` at once; answers each one's `(batch,

@@ -11,6 +11,9 @@ use crate::{JetStreamConfig, bucket_of};
 
 const MAGIC: &[u8; 3] = b"VLG";
 const EVENTS_MAGIC: &[u8; 3] = b"VLE";
+const ERASE_MAGIC: &[u8; 3] = b"VLX";
+/// The version of the erasure's encoding.
+const ERASE_VERSION: u8 = 1;
 /// The version of the events' encoding this build writes and reads.
 const EVENTS_VERSION: u8 = 1;
 /// Events one message holds at most (JSON nesting and sizes are bounded by the decoder
@@ -22,6 +25,26 @@ const MAX_EVENTS: usize = 10_000;
 pub enum Message {
     Samples(Vec<Sample>),
     Events(Vec<Event>),
+    /// A patient erased: every node erases what it holds of them (what came before in the
+    /// log; what comes after is new data).
+    Erase {
+        patient: String,
+    },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Erasure {
+    patient: String,
+}
+
+/// The body of an erasure.
+pub fn encode_erasure(patient: &str) -> Vec<u8> {
+    let mut body = ERASE_MAGIC.to_vec();
+    body.push(ERASE_VERSION);
+    body.extend_from_slice(
+        serde_json::to_string(&Erasure { patient: patient.to_owned() }).unwrap_or_else(|_| "{}".into()).as_bytes(),
+    );
+    body
 }
 
 /// Bytes a sample may take in a record, counted generously: time, value, its id, and the
@@ -141,6 +164,15 @@ pub fn encode_events(events: &[Event]) -> Vec<u8> {
 
 /// What a message's body carries, or why it does not decode.
 pub fn decode_any(body: &[u8], catalog: &Catalog) -> Result<Message, String> {
+    if let Some(rest) = body.strip_prefix(ERASE_MAGIC) {
+        let Some((&version, payload)) = rest.split_first() else { return Err("no version byte".into()) };
+        if version != ERASE_VERSION {
+            return Err(format!("erasure version {version}: this build reads {ERASE_VERSION}"));
+        }
+        let e: Erasure = serde_json::from_slice(payload).map_err(|e| format!("erasure: {e}"))?;
+        vitals_core::PatientId::new(&e.patient).map_err(|why| format!("erasure: patient {:?} {why}", e.patient))?;
+        return Ok(Message::Erase { patient: e.patient });
+    }
     let Some(rest) = body.strip_prefix(EVENTS_MAGIC) else { return decode(body, catalog).map(Message::Samples) };
     let Some((&version, payload)) = rest.split_first() else { return Err("no version byte".into()) };
     if version != EVENTS_VERSION {
@@ -230,6 +262,15 @@ mod tests {
         assert_eq!(decode_any(&one, c), Ok(Message::Events(events[..3].to_vec())));
         let (_, samples) = encode_by_bucket(&[sample(1)], &config, c).remove(0);
         assert_eq!(decode_any(&samples, c), Ok(Message::Samples(vec![sample(1)])));
+    }
+
+    #[test]
+    fn erasures_round_trip_and_damaged_ones_are_refused() {
+        let c = Catalog::standard();
+        assert_eq!(decode_any(&encode_erasure("p-7"), c), Ok(Message::Erase { patient: "p-7".into() }));
+        assert!(decode_any(b"VLX\x02{}", c).expect_err("newer").contains("erasure version 2"));
+        assert!(decode_any(b"VLX\x01{\"patient\": \"a b\"}", c).expect_err("not a pseudonym").contains("patient"));
+        assert!(decode_any(b"VLX\x01{", c).is_err());
     }
 
     #[test]

@@ -69,16 +69,36 @@ fn mentions(hay: &[u8], id: &str) -> bool {
         .any(|(i, w)| w == id && (i == 0 || !is_id(hay[i - 1])) && hay.get(i + id.len()).is_none_or(|b| !is_id(*b)))
 }
 
-/// Erases a patient from every store (blocking: run it off the async workers).
+/// Erases a patient from every store (blocking: run it off the async workers). In cluster
+/// mode the erasure goes on the log first (nothing is erased if that fails), and every
+/// node's tail erases what that node holds when it reads it (`erase_local`); the shared
+/// stores (metadata, vault, alerts, cohorts, rules) are erased here, once.
 pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
     let p = patient.as_str();
+    if let Some(cluster) = &app.cluster {
+        cluster
+            .publisher
+            .erase(patient)
+            .map_err(|e| anyhow::anyhow!("putting the erasure on the cluster's log: {e}"))?;
+    }
     // Stop the patient's senders and the live engine first.
     let registered = app.directory.meta().delete_patient(p)?;
-    app.erased.add(p);
     let identity = app.vault.delete(p)?;
+    let (alerts, notices) = app.alerts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing alerts: {e}"))?;
+    let cohorts = app.cohorts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from cohorts: {e}"))?;
+    let rules = app.rules.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from rules: {e}"))?;
+    let local = erase_local(app, patient)?;
+    Ok(ErasureReport { registered, identity, alerts, notices, cohorts, rules, ..local })
+}
+
+/// Erases what this node holds of a patient: the live engine's state, samples, events,
+/// dead letters, dropped files and their ledger, damaged WAL files. (The report's counts of
+/// shared stores are zero.)
+pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
+    let p = patient.as_str();
+    app.erased.add(p);
     let samples = app.store.erase_patient(patient).context("erasing samples")?;
     let events = app.events.erase_patient(p).context("erasing events")?;
-    let (alerts, notices) = app.alerts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing alerts: {e}"))?;
     let dead_letters = app
         .dead_letters
         .erase_matching(|meta, raw| {
@@ -87,8 +107,6 @@ pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
                 || mentions(meta.reason.as_bytes(), p)
         })
         .context("erasing dead letters")?;
-    let cohorts = app.cohorts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from cohorts: {e}"))?;
-    let rules = app.rules.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from rules: {e}"))?;
     let dropped_files = erase_from_file_drop(&app.config.file_drop_dir(), p).context("erasing dropped files")?;
     let ledger_entries = match app.file_ledger.get() {
         Some(l) => l.erase_matching(|e| e.name.starts_with(&format!("{p}/"))).context("erasing the file ledger")?,
@@ -97,16 +115,16 @@ pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
     let damaged_wal_files =
         erase_damaged_wal_files(&app.config.data_dir().wal(), p).context("erasing damaged WAL files")?;
     Ok(ErasureReport {
-        registered,
-        identity,
+        registered: false,
+        identity: false,
         segments: samples.segments,
         samples: samples.rows,
         events,
-        alerts,
-        notices,
+        alerts: 0,
+        notices: 0,
         dead_letters,
-        cohorts,
-        rules,
+        cohorts: 0,
+        rules: Vec::new(),
         dropped_files,
         ledger_entries,
         damaged_wal_files,

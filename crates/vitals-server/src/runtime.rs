@@ -65,6 +65,14 @@ impl Runtime {
                 events: app.events.clone(),
                 dead_letters: app.dead_letters.clone(),
                 clock: app.clock.clone(),
+                erase: {
+                    let app = app.clone();
+                    std::sync::Arc::new(move |patient: &str| {
+                        let p =
+                            vitals_core::PatientId::new(patient).map_err(|why| anyhow::anyhow!("{patient:?} {why}"))?;
+                        crate::rights::erase_local(&app, &p).map(drop)
+                    })
+                },
             };
             for t in cluster.start(targets, data_dir, &shutdown)? {
                 started.push(Task::Thread("cluster", t));

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use parking_lot::Mutex;
-use vitals_core::{Event, Sample};
+use vitals_core::{Event, PatientId, Sample};
 use vitals_jetstream::JetStreamLog;
 use vitals_storage::StoreError;
 use vitals_storage::log::SampleLog;
@@ -30,6 +30,8 @@ enum Job {
     Samples(Vec<Sample>, Done),
     /// Events, and where to say how their publish went.
     Events(Vec<Event>, SyncSender<Result<u64, String>>),
+    /// A patient's erasure, likewise.
+    Erase(PatientId, SyncSender<Result<u64, String>>),
 }
 
 /// The cluster's sample sink.
@@ -110,15 +112,20 @@ impl SampleSink for Publisher {
     }
 }
 
-impl EventSink for Publisher {
-    fn put_events(&self, events: Vec<Event>) -> Result<(), String> {
-        if events.is_empty() {
-            return Ok(());
-        }
+impl Publisher {
+    /// Publishes a patient's erasure and waits until the log has it (every node's tail
+    /// then erases what it holds of them); its position.
+    pub fn erase(&self, patient: &PatientId) -> Result<u64, String> {
+        let p = patient.clone();
+        self.ask(move |reply| Job::Erase(p, reply))
+    }
+
+    /// Queues a job that answers on a channel, and waits for the answer.
+    fn ask(&self, job: impl FnOnce(SyncSender<Result<u64, String>>) -> Job) -> Result<u64, String> {
         let tx = self.tx.lock().clone();
         let Some(tx) = tx else { return Err(StoreError::Closed.to_string()) };
         let (reply, answer) = sync_channel(1);
-        match tx.try_send(Job::Events(events, reply)) {
+        match tx.try_send(job(reply)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
                 return Err(StoreError::Overloaded { what: "queued write requests", limit: 4096 }.to_string());
@@ -126,11 +133,26 @@ impl EventSink for Publisher {
             Err(TrySendError::Disconnected(_)) => return Err(StoreError::Closed.to_string()),
         }
         match answer.recv() {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(seq)) => Ok(seq),
             Ok(Err(e)) => Err(format!("the cluster's log: {e}")),
             Err(_) => Err(StoreError::Closed.to_string()),
         }
     }
+}
+
+impl EventSink for Publisher {
+    fn put_events(&self, events: Vec<Event>) -> Result<(), String> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.ask(move |reply| Job::Events(events, reply)).map(drop)
+    }
+}
+
+/// What a round publishes besides samples, in the order it was asked.
+enum Control {
+    Events(Vec<Event>),
+    Erase(PatientId),
 }
 
 fn publish_loop(log: &mut JetStreamLog, rx: &Mutex<Receiver<Job>>, inflight: &AtomicUsize) {
@@ -148,15 +170,20 @@ fn publish_loop(log: &mut JetStreamLog, rx: &Mutex<Receiver<Job>>, inflight: &At
                         total += s.len();
                         round.push((s, done));
                     }
-                    Job::Events(e, reply) => events.push((e, reply)),
+                    Job::Events(e, reply) => events.push((Control::Events(e), reply)),
+                    Job::Erase(p, reply) => events.push((Control::Erase(p), reply)),
                 }
                 if total < MAX_ROUND_SAMPLES {
                     next = rx.try_recv().ok();
                 }
             }
         }
-        for (list, reply) in events {
-            let _ = reply.send(log.append_events(&list).map_err(|e| e.to_string()));
+        for (control, reply) in events {
+            let sent = match control {
+                Control::Events(list) => log.append_events(&list),
+                Control::Erase(p) => log.append_erasure(&p),
+            };
+            let _ = reply.send(sent.map_err(|e| e.to_string()));
         }
         if round.is_empty() {
             continue;

@@ -9,8 +9,10 @@
 //! (patient, metric, device, time) is one sample. A node with an empty data directory
 //! reads the log from its start.
 //!
-//! Events travel on the log too and go to the local event store. A message that does not
-//! decode is kept as a dead letter and passed (`log_undecodable` in `/healthz`).
+//! Events travel on the log too and go to the local event store; so do erasures, which
+//! erase what this node holds of the patient (samples, events, dead letters, dropped
+//! files) at their place in the log. A message that does not decode is kept as a dead
+//! letter and passed (`log_undecodable` in `/healthz`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +89,53 @@ pub struct Targets {
     pub events: Arc<EventStore>,
     pub dead_letters: Arc<DeadLetters>,
     pub clock: Arc<dyn Clock>,
+    /// A patient's erasure read in the log.
+    pub erase: EraseLocal,
+}
+
+/// What erases a patient's data held on this node (`rights::erase_local`).
+pub type EraseLocal = Arc<dyn Fn(&str) -> anyhow::Result<()> + Send + Sync>;
+
+/// Why the tail stopped short of a batch's end.
+enum Stop {
+    /// Shutdown was asked for.
+    Shutdown,
+    /// The local store is gone: the tail ends.
+    StoreGone,
+}
+
+/// Writes samples to the local store, which refuses only when full or failing: waits,
+/// never skips.
+fn write_samples(store: &Store, samples: Vec<vitals_core::Sample>, shutdown: &Shutdown) -> Result<(), Stop> {
+    if samples.is_empty() {
+        return Ok(());
+    }
+    loop {
+        match store.write(samples.clone()) {
+            Ok(_) => return Ok(()),
+            Err(e @ (StoreError::Overloaded { .. } | StoreError::Failed(_) | StoreError::NoSpace(_))) => {
+                tracing::warn!(error = %e, "cluster: the local store refused the log's samples; trying again");
+                if shutdown.wait_timeout(Duration::from_millis(200)) {
+                    return Err(Stop::Shutdown);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cluster: the local store is gone; the tail stops");
+                return Err(Stop::StoreGone);
+            }
+        }
+    }
+}
+
+/// Does `what` until it succeeds (a store that refuses is failing: it is asked again).
+fn until_done(what: &str, shutdown: &Shutdown, mut f: impl FnMut() -> anyhow::Result<()>) -> Result<(), Stop> {
+    while let Err(e) = f() {
+        tracing::warn!(error = %format!("{e:#}"), "cluster: {what} failed; trying again");
+        if shutdown.wait_timeout(Duration::from_millis(200)) {
+            return Err(Stop::Shutdown);
+        }
+    }
+    Ok(())
 }
 
 /// Starts the tail thread.
@@ -98,7 +147,7 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     state.applied.store(load_applied(&data_dir), Ordering::Relaxed);
-    let Targets { store, events, dead_letters, clock } = targets;
+    let Targets { store, events, dead_letters, clock, erase } = targets;
     std::thread::Builder::new().name("cluster-tail".into()).spawn(move || {
         while !shutdown.is_triggered() {
             let after = state.applied.load(Ordering::Relaxed);
@@ -111,40 +160,32 @@ pub fn spawn(
                 }
             };
             let Some(last) = records.last().map(|r| r.seq) else { continue };
+            // Samples are written together, but never across an erasure: what came before
+            // it in the log is erased with it, what comes after is new data.
             let mut samples = Vec::new();
-            for r in records {
-                match r.message {
-                    Ok(Message::Samples(s)) => samples.extend(s),
-                    Ok(Message::Events(list)) => {
-                        // Like the store, the event store refuses only when failing: wait.
-                        while let Err(e) = events.put(list.clone()) {
-                            tracing::warn!(error = %e, "cluster: the event store refused the log's events; trying again");
-                            if shutdown.wait_timeout(Duration::from_millis(200)) {
-                                return;
-                            }
+            let applied = || -> Result<(), Stop> {
+                for r in records {
+                    match r.message {
+                        Ok(Message::Samples(s)) => samples.extend(s),
+                        Ok(Message::Events(list)) => until_done("storing the log's events", &shutdown, || {
+                            events.put(list.clone()).map_err(anyhow::Error::from)
+                        })?,
+                        Ok(Message::Erase { patient }) => {
+                            write_samples(&store, std::mem::take(&mut samples), &shutdown)?;
+                            tracing::info!(patient = %patient, position = r.seq, "cluster: erasing a patient, as the log says");
+                            until_done("erasing a patient", &shutdown, || erase(&patient))?;
+                        }
+                        Err(reason) => {
+                            keep_aside(&dead_letters, clock.now_ms(), r.seq, &reason, &r.bytes);
+                            state.undecodable.fetch_add(1, Ordering::Relaxed);
                         }
                     }
-                    Err(reason) => {
-                        keep_aside(&dead_letters, clock.now_ms(), r.seq, &reason, &r.bytes);
-                        state.undecodable.fetch_add(1, Ordering::Relaxed);
-                    }
                 }
-            }
-            // The local store refuses only when full or failing: wait, never skip.
-            loop {
-                match store.write(samples.clone()) {
-                    Ok(_) => break,
-                    Err(e @ (StoreError::Overloaded { .. } | StoreError::Failed(_) | StoreError::NoSpace(_))) => {
-                        tracing::warn!(error = %e, "cluster: the local store refused the log's samples; trying again");
-                        if shutdown.wait_timeout(Duration::from_millis(200)) {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "cluster: the local store is gone; the tail stops");
-                        return;
-                    }
-                }
+                write_samples(&store, std::mem::take(&mut samples), &shutdown)
+            };
+            match applied() {
+                Ok(()) => {}
+                Err(Stop::Shutdown | Stop::StoreGone) => return,
             }
             state.applied.store(last, Ordering::Relaxed);
             state.behind.store(log.pending(), Ordering::Relaxed);

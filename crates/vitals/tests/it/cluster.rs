@@ -6,8 +6,9 @@
 //! data directory) must catch up to the same answer. A patient of the killed node's buckets
 //! is in an alert episode across the kill: the episode is one alert on every node, and its
 //! notice reaches the webhook (at least once, one idempotency key). Events travel on the
-//! log to every node, identities are the cluster's (one vault in PostgreSQL), and a stray
-//! message in the stream is kept aside as a dead letter.
+//! log to every node, identities are the cluster's (one vault in PostgreSQL), an erasure
+//! asked of one node reaches every node through the log, and a stray message in the
+//! stream is kept aside as a dead letter.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -312,6 +313,29 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
                 Err(dead.to_string())
             }
         });
+    }
+    // An erasure asked of one node reaches every node's data, through the log.
+    for patient in ["ev-1", "lp-1"] {
+        let erased = into_resp(
+            agent()
+                .delete(&format!("{}/api/v1/patients/{patient}", c.url))
+                .header("Authorization", &format!("Bearer {ADMIN}"))
+                .call()
+                .expect("erase"),
+        );
+        assert_eq!(erased.status, 200, "{}", erased.body);
+    }
+    for url in [&b.url, &c.url] {
+        settles("the erased patients gone from every node", url, || {
+            let (_, ev) = get(url, "/api/v1/patients/ev-1/events?kind=treatment");
+            let series =
+                format!("/api/v1/patients/lp-1/series/heart_rate?time_format=ms&from={}&to={}", now - 60_000, now + 1);
+            let (_, points) = get(url, &series);
+            let events = ev["events"].as_array().map_or(0, Vec::len);
+            let points_left = points["points"].as_array().map_or(0, Vec::len);
+            if events == 0 && points_left == 0 { Ok(()) } else { Err(format!("{ev} {points}")) }
+        });
+        assert_eq!(get(url, "/api/v1/patients/ev-1/identity").0, 404, "the shared vault forgot them");
     }
     eventually("the new node to take its share", || owned(&c.url) > 0 && owned(&b.url) + owned(&c.url) == 64);
     let metrics = into_resp(
