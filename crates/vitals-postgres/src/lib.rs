@@ -10,6 +10,9 @@
 //! [`PgVault`] keeps the identity vault's sealed records (`vitals_vault::Backend`), and
 //! passes the vault's conformance checks too.
 //!
+//! [`PgLake`] is the shared lake's catalog (`vitals_storage::remote::SharedLake`): the
+//! settled days each writer published, and the objects waiting for deletion.
+//!
 //! [`Leases`] decides which node owns which patient bucket (each patient's rules run on
 //! exactly one node at a time), on the database's clock, with an epoch per tenure as a
 //! fencing token.
@@ -17,6 +20,7 @@
 //! This is the only crate that links a PostgreSQL driver (`postgres`, rust-postgres'
 //! synchronous client).
 
+pub mod lake;
 pub mod leases;
 mod meta;
 pub mod pool;
@@ -24,6 +28,7 @@ pub mod records;
 pub mod schema;
 pub mod vault;
 
+pub use lake::PgLake;
 pub use leases::{Leases, Owned, Tenure};
 pub use meta::PgMeta;
 pub use pool::Pool;

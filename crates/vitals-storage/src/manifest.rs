@@ -69,6 +69,11 @@ pub struct SegmentMeta {
     /// reads fetch the object into the local cache.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cold: bool,
+    /// Cluster mode: adopted from the shared lake's catalog (another node wrote it; always
+    /// `remote` and `cold`). Its `order` is the writer's, so any segment of this node's own
+    /// takes precedence over it; this node never deletes its object.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub foreign: bool,
 }
 
 impl SegmentMeta {
@@ -81,6 +86,12 @@ impl SegmentMeta {
     pub fn days(&self) -> impl Iterator<Item = i64> + use<> {
         let (first, last) = (self.day_ms, self.last_day_ms());
         (0..).map(move |i: i64| first + i * vitals_core::time::MS_PER_DAY).take_while(move |d| *d <= last)
+    }
+
+    /// Which of two segments wins on an equal (series, time): the higher. A foreign
+    /// segment's order is another node's numbering, below every segment of this node's.
+    pub fn precedence(&self) -> (bool, u64) {
+        (!self.foreign, self.order)
     }
 
     /// Compacted across days (under `archive/`).
@@ -400,6 +411,7 @@ mod tests {
             last: vec![],
             remote: false,
             cold: false,
+            foreign: false,
         }
     }
 

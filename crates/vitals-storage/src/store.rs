@@ -17,6 +17,7 @@ mod flush;
 mod index;
 mod read;
 mod retention;
+mod shared;
 mod tiering;
 mod writer;
 
@@ -45,7 +46,7 @@ use crate::buffer::{Buffer, Point, merge_dedup};
 use crate::data_dir::DataDir;
 use crate::fs::FsRef;
 use crate::manifest::{Edit, LastPoint, Manifest, ManifestError, SegmentMeta};
-use crate::remote::{Remote, RemoteError};
+use crate::remote::{Remote, RemoteError, SharedLake};
 use crate::segment::{self, DeviceRollup, Extra, HourAgg, SegmentError, SeriesRows};
 use crate::wal::{Wal, WalError};
 
@@ -99,6 +100,12 @@ pub struct StoreConfig {
     pub archive_after: Option<Duration>,
     /// Rows one archive segment holds at most (a merge holds them in memory).
     pub archive_max_rows: u64,
+    /// Cluster mode: the shared lake (with `remote`): this node uploads, merges across days
+    /// and publishes only the patients it writes, and adopts the others' published days.
+    pub shared: Option<Arc<dyn SharedLake>>,
+    /// Cluster mode: a tag (the node's name) in every new segment's file name, so that two
+    /// nodes' object keys never collide in the shared lake.
+    pub segment_tag: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -123,6 +130,8 @@ impl Default for StoreConfig {
             orphan_grace: Duration::from_secs(3600),
             archive_after: Some(Duration::from_secs(86_400)),
             archive_max_rows: 2_000_000,
+            shared: None,
+            segment_tag: None,
         }
     }
 }
@@ -234,6 +243,9 @@ pub struct StoreStats {
     pub fetches: AtomicU64,
     pub remote_deletes: AtomicU64,
     pub remote_errors: AtomicU64,
+    /// Cluster mode: series-days adopted from the shared lake's catalog, and published to it.
+    pub adopted: AtomicU64,
+    pub published: AtomicU64,
 }
 
 /// A snapshot of sizes, for `/metrics` and the CLI.
@@ -314,6 +326,9 @@ struct Inner {
     cache: Mutex<Cache>,
     /// Keys of remote objects whose segments left the manifest, deleted by the tiering thread.
     doomed: Mutex<Vec<String>>,
+    /// Cluster mode: when each series-day was last compared with the shared lake's catalog,
+    /// and what its segments were then.
+    checked: Mutex<HashMap<(SeriesKey, i64), shared::Checked>>,
     tier_wake: (std::sync::Mutex<bool>, Condvar),
     catalog: &'static Catalog,
     config: StoreConfig,
@@ -423,6 +438,7 @@ impl Store {
             cache_dir,
             cache: Mutex::new(Cache::default()),
             doomed: Mutex::new(Vec::new()),
+            checked: Mutex::new(HashMap::new()),
             tier_wake: (std::sync::Mutex::new(false), Condvar::new()),
             catalog,
             buffered: AtomicUsize::new(state.active.len()),

@@ -209,6 +209,7 @@ fn a_manifest_edit_that_does_not_fit_is_cut_off_and_the_manifest_reopens() {
         last: Vec::new(),
         remote: false,
         cold: false,
+        foreign: false,
     };
     let mut m = Manifest::open(&vitals_storage::fs::real(), &dir).expect("open");
     m.commit(Edit { add: vec![seg(1)], ..Edit::default() }).expect("room for this");

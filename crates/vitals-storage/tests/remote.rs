@@ -3,104 +3,17 @@
 //! `vitals` crate's tests): uploads of settled days, the hot tier, fetches through the
 //! cache, deletion by compaction, retention and erasure, a failing bucket, the sweep.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use vitals_core::time::MS_PER_DAY;
 use vitals_core::{Catalog, ManualClock, PatientId, Sample};
-use vitals_storage::remote::{Remote, RemoteError, RemoteObject};
+use vitals_storage::remote::Remote;
+use vitals_storage::remote::conformance::DirBucket;
 use vitals_storage::{ReadRequest, Store, StoreConfig, StoreError};
 
 const DAY: i64 = 1_763_683_200_000; // 2025-11-21T00:00:00Z
-
-/// A bucket in a directory, which can be told to fail.
-#[derive(Debug)]
-struct DirBucket {
-    root: PathBuf,
-    failing: AtomicBool,
-}
-
-impl DirBucket {
-    fn new(root: &Path) -> Arc<DirBucket> {
-        Arc::new(DirBucket { root: root.to_owned(), failing: AtomicBool::new(false) })
-    }
-
-    fn check(&self, op: &'static str, key: &str) -> Result<(), RemoteError> {
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(RemoteError {
-                op,
-                key: key.into(),
-                location: self.location(),
-                reason: "connection refused".into(),
-                not_found: false,
-            });
-        }
-        Ok(())
-    }
-
-    fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.list().expect("list").into_iter().map(|o| o.key).collect();
-        keys.sort();
-        keys
-    }
-}
-
-impl Remote for DirBucket {
-    fn location(&self) -> String {
-        format!("dir://{}", self.root.display())
-    }
-
-    fn put(&self, key: &str, file: &Path) -> Result<(), RemoteError> {
-        self.check("put", key)?;
-        let dest = self.root.join(key);
-        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-        std::fs::copy(file, &dest).map(|_| ()).map_err(|e| RemoteError {
-            op: "put",
-            key: key.into(),
-            location: self.location(),
-            reason: e.to_string(),
-            not_found: e.kind() == std::io::ErrorKind::NotFound,
-        })
-    }
-
-    fn get(&self, key: &str, dest: &Path) -> Result<(), RemoteError> {
-        self.check("get", key)?;
-        std::fs::copy(self.root.join(key), dest).map(|_| ()).map_err(|e| RemoteError {
-            op: "get",
-            key: key.into(),
-            location: self.location(),
-            reason: e.to_string(),
-            not_found: e.kind() == std::io::ErrorKind::NotFound,
-        })
-    }
-
-    fn delete(&self, key: &str) -> Result<(), RemoteError> {
-        self.check("delete", key)?;
-        let _ = std::fs::remove_file(self.root.join(key));
-        Ok(())
-    }
-
-    fn list(&self) -> Result<Vec<RemoteObject>, RemoteError> {
-        self.check("list", "")?;
-        let mut out = Vec::new();
-        let mut stack = vec![self.root.clone()];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else { continue };
-            for e in entries.flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack.push(p);
-                } else {
-                    let key = p.strip_prefix(&self.root).expect("under").to_string_lossy().into_owned();
-                    out.push(RemoteObject { key, bytes: e.metadata().expect("meta").len(), modified_ms: 0 });
-                }
-            }
-        }
-        Ok(out)
-    }
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -374,4 +287,24 @@ fn an_archived_month_replaces_its_day_objects_in_the_bucket() {
     // The sweep keeps it: the manifest names it.
     assert_eq!(store.sweep_remote(Duration::ZERO).expect("sweep"), 0);
     assert_eq!(f.bucket.keys(), keys);
+}
+
+/// The lake's shared checks (`remote::conformance`) on one node: the same ones cluster
+/// mode's shared lake passes in `vitals-postgres`.
+#[test]
+fn one_node_keeps_the_lake_contract() {
+    struct OneNode;
+    impl vitals_storage::remote::conformance::Fixture for OneNode {
+        fn nodes(&self) -> usize {
+            1
+        }
+        fn shared(
+            &self,
+            _: usize,
+            _: Arc<vitals_storage::remote::conformance::Writer>,
+        ) -> Option<Arc<dyn vitals_storage::remote::SharedLake>> {
+            None
+        }
+    }
+    vitals_storage::remote::conformance::run_all(&|| Box::new(OneNode));
 }

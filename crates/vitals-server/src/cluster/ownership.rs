@@ -46,7 +46,7 @@ impl Ownership {
     /// when one of them is not (or no longer surely) this node's.
     pub fn fence<'a>(&self, patients: impl IntoIterator<Item = &'a str>) -> Option<Fence> {
         let st = self.state.read();
-        if !st.until.is_some_and(|u| Instant::now() < u) {
+        if st.until.is_none_or(|u| Instant::now() >= u) {
             return None;
         }
         let mut leases: Vec<(u16, i64)> = Vec::new();

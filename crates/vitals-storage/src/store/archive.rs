@@ -33,7 +33,7 @@ fn next_month_start(day_ms: i64) -> i64 {
 /// merged, so a month already archived is left alone; a cluster larger than twice
 /// `max_rows` (a re-import over an archived month) is left as it is.
 pub(super) fn archive_groups(mut segs: Vec<Arc<SegmentMeta>>, max_rows: u64) -> Vec<Vec<Arc<SegmentMeta>>> {
-    segs.sort_by_key(|s| (s.day_ms, s.order));
+    segs.sort_by_key(|s| (s.day_ms, s.precedence()));
     let mut clusters: Vec<(i64, Vec<Arc<SegmentMeta>>)> = Vec::new();
     for s in segs {
         match clusters.last_mut() {
@@ -74,6 +74,10 @@ impl Inner {
             let g = self.read.read();
             let mut jobs = Vec::new();
             'series: for (key, days) in &g.index.series {
+                // Cluster mode: the writer of the patient's part of the shared lake archives.
+                if !self.writes(key.0.as_str()) {
+                    continue;
+                }
                 let mut months: BTreeMap<i64, BTreeMap<u64, Arc<SegmentMeta>>> = BTreeMap::new();
                 for (day, segs) in days {
                     let end = next_month_start(*day);
@@ -112,11 +116,11 @@ impl Inner {
     ) -> Result<(), StoreError> {
         let (patient, metric) = key;
         // Oldest first: equal times resolve to the newest.
-        inputs.sort_by_key(|s| s.order);
+        inputs.sort_by_key(|s| s.precedence());
         let series = self.merged_series(&inputs, keep_from)?;
         let first = inputs.iter().map(|s| s.day_ms).min().unwrap_or(0).max(day_start(keep_from.max(0)));
         let last = inputs.iter().map(|s| s.last_day_ms()).max().unwrap_or(first);
-        let order = inputs.iter().map(|s| s.order).max().unwrap_or(0);
+        let order = super::compaction::merged_order(&inputs);
         let mut manifest = self.manifest.lock();
         let mut added: Option<(Arc<SegmentMeta>, Vec<DeviceRollup>)> = None;
         if !series.is_empty() {
@@ -180,6 +184,7 @@ mod tests {
             last: Vec::new(),
             remote: false,
             cold: false,
+            foreign: false,
         })
     }
 

@@ -21,6 +21,12 @@ pub(super) fn longest_run_within(by_order: &[Arc<SegmentMeta>], max_rows: u64) -
     if best.1 - best.0 >= 2 { &by_order[best.0..best.1] } else { &[] }
 }
 
+/// The order of a merge's output: the highest of this node's inputs (an adopted segment's
+/// order is another node's numbering: counted as below all of ours).
+pub(super) fn merged_order(inputs: &[Arc<SegmentMeta>]) -> u64 {
+    inputs.iter().filter(|s| !s.foreign).map(|s| s.order).max().unwrap_or(0)
+}
+
 pub(super) fn non_overlapping(segs: &[Arc<SegmentMeta>]) -> bool {
     let mut ranges: Vec<(i64, i64)> = segs.iter().map(|s| (s.min_ms, s.max_ms)).collect();
     ranges.sort();
@@ -32,13 +38,15 @@ impl Inner {
     /// time or the day is over, else the longest run (by order) of small segments. Merging a
     /// run that is contiguous in order keeps last-write-wins intact.
     pub(super) fn compaction_pick(&self, segs: &[Arc<SegmentMeta>], day: i64, now: i64) -> Vec<Arc<SegmentMeta>> {
-        // Archive segments span days: only the archive pass merges them.
-        let segs: Vec<Arc<SegmentMeta>> = segs.iter().filter(|s| !s.is_archive()).cloned().collect();
+        // Archive segments span days: only the archive pass merges them. Cluster mode: only
+        // the node that writes a patient's part of the shared lake merges adopted segments.
+        let segs: Vec<Arc<SegmentMeta>> =
+            segs.iter().filter(|s| !s.is_archive() && (!s.foreign || self.writes(&s.patient))).cloned().collect();
         if segs.len() < 2 {
             return Vec::new();
         }
         let mut by_order = segs.clone();
-        by_order.sort_by_key(|s| s.order);
+        by_order.sort_by_key(|s| s.precedence());
         let day_over = day + MS_PER_DAY + 3_600_000 <= now;
         if day_over || !non_overlapping(&segs) {
             return longest_run_within(&by_order, self.config.compact_max_rows).to_vec();
@@ -125,7 +133,7 @@ impl Inner {
         let count = jobs.len();
         for ((patient, metric), day, inputs) in jobs {
             let series = self.merged_series(&inputs, i64::MIN)?;
-            let order = inputs.iter().map(|s| s.order).max().unwrap_or(0);
+            let order = merged_order(&inputs);
             let mut manifest = self.manifest.lock();
             let id = manifest.allocate_ids(1);
             let mut dirs = BTreeSet::new();
@@ -179,6 +187,7 @@ mod tests {
             last: Vec::new(),
             remote: false,
             cold: false,
+            foreign: false,
         })
     }
 

@@ -65,6 +65,9 @@ impl Inner {
     fn erase_remote(&self, patient: &PatientId) -> Result<(), StoreError> {
         let Some(remote) = &self.config.remote else { return Ok(()) };
         let wanted = format!("/patient={patient}/");
+        if let Some(shared) = &self.config.shared {
+            return self.erase_shared(shared, remote, patient, &wanted);
+        }
         let keys: Vec<String> = {
             let mut d = self.doomed.lock();
             let (mine, rest) = std::mem::take(&mut *d).into_iter().partition(|k: &String| k.contains(&wanted));
@@ -84,6 +87,37 @@ impl Inner {
             }
         }
         self.sweep_remote(Duration::ZERO, Some(patient)).map_err(|e| unfinished(&e))?;
+        Ok(())
+    }
+
+    /// Cluster mode: the patient leaves the shared lake's catalog, and every object of
+    /// theirs is deleted now, whoever wrote it (every node erases the patient: the erasure
+    /// came through the log).
+    fn erase_shared(
+        &self,
+        shared: &Arc<dyn SharedLake>,
+        remote: &Arc<dyn Remote>,
+        patient: &PatientId,
+        wanted: &str,
+    ) -> Result<(), StoreError> {
+        let unfinished = |e: &dyn std::fmt::Display| {
+            StoreError::Failed(format!(
+                "the patient's samples are erased here, but the shared lake did not let go of their objects ({e}); run the erasure again"
+            ))
+        };
+        shared.remove_patient(patient.as_str()).map_err(|e| unfinished(&e))?;
+        let keys: Vec<String> = remote
+            .list()
+            .map_err(|e| unfinished(&e))?
+            .into_iter()
+            .filter(|o| o.key.contains(wanted) && o.key.rsplit('/').next().is_some_and(super::tiering::is_segment_name))
+            .map(|o| o.key)
+            .collect();
+        for k in &keys {
+            remote.delete(k).map_err(|e| unfinished(&e))?;
+        }
+        shared.forget(&keys).map_err(|e| unfinished(&e))?;
+        self.stats.remote_deletes.fetch_add(keys.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 

@@ -280,7 +280,11 @@ impl Inner {
         };
         let dir = self.lake.join(&rel_dir);
         self.config.fs.create_dir_all(&dir).map_err(io(&dir))?;
-        let name = format!("part-{id:020}.parquet");
+        // Cluster mode: the node's tag keeps object keys apart in the shared lake.
+        let name = match &self.config.segment_tag {
+            Some(tag) => format!("part-{tag}-{id:020}.parquet"),
+            None => format!("part-{id:020}.parquet"),
+        };
         let tmp = dir.join(format!("{name}.tmp"));
         let path = dir.join(&name);
         let written = segment::write(self.config.fs.as_ref(), &tmp, m.scale, series)
@@ -320,6 +324,7 @@ impl Inner {
             last,
             remote: false,
             cold: false,
+            foreign: false,
         };
         Ok((meta, w.rollup))
     }

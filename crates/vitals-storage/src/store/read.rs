@@ -111,7 +111,7 @@ impl Inner {
                 }
                 continue;
             }
-            segs.sort_by_key(|s| s.order);
+            segs.sort_by_key(|s| s.precedence());
             for s in &segs {
                 let footer = self.footer_of(s)?;
                 for rows in segment::read(&self.segment_file(s)?, Some(&footer), from, to, req.device.as_ref(), extra)?

@@ -50,6 +50,15 @@ impl Inner {
         for (key, s, keep_from) in &partial {
             self.rewrite_archive(key, vec![Arc::clone(s)], *keep_from)?;
         }
+        // Cluster mode: the shared lake's catalog forgets those days too (every node's
+        // retention does the same; the first one does it).
+        if let Some(shared) = &self.config.shared
+            && !(doomed.is_empty() && partial.is_empty())
+        {
+            for (metric, keep) in &self.config.retention {
+                shared.expire(self.catalog.get(*metric).code, day_start(now - keep.as_millis() as i64))?;
+            }
+        }
         if doomed.is_empty() {
             return Ok(partial.len());
         }

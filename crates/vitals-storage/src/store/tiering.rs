@@ -40,6 +40,9 @@ pub struct TierReport {
     pub uploaded: usize,
     pub made_cold: usize,
     pub deleted: usize,
+    /// Cluster mode: series-days adopted from the shared lake's catalog, and published.
+    pub adopted: usize,
+    pub published: usize,
     /// More work is waiting than one round takes.
     pub more: bool,
 }
@@ -134,7 +137,8 @@ impl Inner {
         if self.cache.lock().entries.remove(&s.id).is_some() {
             let _ = fs::remove_file(self.cache_dir.join(format!("part-{:020}.parquet", s.id)));
         }
-        if s.remote {
+        // Cluster mode: the catalog of the shared lake decides what is deleted.
+        if s.remote && self.config.shared.is_none() {
             let mut d = self.doomed.lock();
             if d.len() < MAX_DOOMED {
                 d.push(s.path.clone());
@@ -158,11 +162,18 @@ impl Inner {
     pub(super) fn tier_round(&self) -> Result<TierReport, StoreError> {
         let Some(remote) = self.config.remote.clone() else { return Ok(TierReport::default()) };
         let mut report = TierReport::default();
-        let doomed = std::mem::take(&mut *self.doomed.lock());
         let mut failure: Option<RemoteError> = None;
+        if let Some(shared) = &self.config.shared {
+            report.deleted = self.delete_due(shared, &remote)?;
+            // Adopting before uploading: a node that just took over a patient uploads
+            // only what the previous writer had not published.
+            (report.adopted, report.published) = self.share_round(shared)?;
+        }
+        let doomed = std::mem::take(&mut *self.doomed.lock());
+        let mut deleted = 0;
         for (i, key) in doomed.iter().enumerate() {
             match remote.delete(key) {
-                Ok(()) => report.deleted += 1,
+                Ok(()) => deleted += 1,
                 Err(e) => {
                     // The bucket is failing: keep the rest for the next round.
                     self.doomed.lock().extend(doomed[i..].iter().cloned());
@@ -171,7 +182,8 @@ impl Inner {
                 }
             }
         }
-        self.stats.remote_deletes.fetch_add(report.deleted as u64, Ordering::Relaxed);
+        self.stats.remote_deletes.fetch_add(deleted as u64, Ordering::Relaxed);
+        report.deleted += deleted;
         if let Some(e) = failure {
             return Err(e.into());
         }
@@ -195,8 +207,12 @@ impl Inner {
                         if ended + upload_after > now || !seen.insert(s.id) {
                             continue;
                         }
+                        // Cluster mode: only the patient's writer uploads; another node's
+                        // own segment stays on its disk until the catalog's copy is adopted.
                         if !s.remote {
-                            up.push(Arc::clone(s));
+                            if !s.foreign && self.writes(&s.patient) {
+                                up.push(Arc::clone(s));
+                            }
                         } else if !s.cold && ended + hot_for <= now {
                             chill.push(Arc::clone(s));
                         }
@@ -289,6 +305,14 @@ impl Inner {
     /// with `patient`, only that patient's objects. Returns how many were deleted.
     pub(super) fn sweep_remote(&self, grace: Duration, patient: Option<&PatientId>) -> Result<usize, StoreError> {
         let Some(remote) = &self.config.remote else { return Ok(0) };
+        // Cluster mode: one node sweeps, sparing what the catalog lists or has yet to delete.
+        let listed = match &self.config.shared {
+            Some(shared) => match shared.known()? {
+                Some(keys) => keys,
+                None => return Ok(0),
+            },
+            None => BTreeSet::new(),
+        };
         let objects = remote.list()?;
         let cutoff = self.clock.now_ms() - grace.as_millis() as i64;
         let wanted = patient.map(|p| format!("/patient={p}/"));
@@ -303,7 +327,7 @@ impl Inner {
                         && o.key.rsplit('/').next().is_some_and(is_segment_name)
                 })
                 .filter(|o| wanted.as_deref().is_none_or(|w| o.key.contains(w)))
-                .filter(|o| o.modified_ms <= cutoff && !known.contains(o.key.as_str()))
+                .filter(|o| o.modified_ms <= cutoff && !known.contains(o.key.as_str()) && !listed.contains(&o.key))
                 .map(|o| o.key)
                 .collect()
         };
@@ -316,6 +340,6 @@ impl Inner {
     }
 }
 
-fn is_segment_name(name: &str) -> bool {
+pub(super) fn is_segment_name(name: &str) -> bool {
     name.starts_with("part-") && name.ends_with(".parquet")
 }
