@@ -80,13 +80,14 @@ impl App {
     /// In cluster mode (`[cluster] enabled`), the metadata is the cluster's, in PostgreSQL,
     /// and writes go to the cluster's log.
     pub fn open_data_dir(config: Config) -> anyhow::Result<App> {
-        let store = stores::open_store(&config)?;
         if config.cluster.enabled {
             let cluster = Arc::new(Cluster::open(&config)?);
+            let store = stores::open_store_in(&config, Some(&cluster))?;
             let meta = vitals_postgres::PgMeta::open(cluster.pool.clone(), &config.cluster.schema)?;
             let directory = Directory::open_shared(Arc::new(meta), &Directory::key_file(&config))?;
             return App::open_in(store, directory, config, Arc::new(SystemClock), Some(cluster));
         }
+        let store = stores::open_store(&config)?;
         let directory = Directory::open_for(&config)?;
         App::open(store, directory, config, Arc::new(SystemClock))
     }

@@ -340,6 +340,9 @@ pub struct LakeConfig {
     pub upload_after: DurationMs,
     /// Local cache of segments fetched from the bucket (MiB).
     pub cache_mb: u64,
+    /// How often uploads, the hot tier and (cluster mode) the shared lake's catalog are
+    /// tended, when nothing wakes them sooner.
+    pub tier_interval: DurationMs,
     /// Objects that no manifest entry names are deleted once this old.
     pub orphan_grace: DurationMs,
     /// Compaction across days: a month's day partitions are merged into archive segments
@@ -367,6 +370,7 @@ impl Default for LakeConfig {
             hot_days: 7,
             upload_after: DurationMs(3_600_000),
             cache_mb: 1024,
+            tier_interval: DurationMs(10_000),
             orphan_grace: DurationMs(3_600_000),
             archive: true,
             archive_after: DurationMs(86_400_000),
@@ -685,6 +689,7 @@ impl Config {
             hot_for: Duration::from_secs(u64::from(self.lake.hot_days) * 86_400),
             upload_after: Duration::from_millis(self.lake.upload_after.as_ms().max(0) as u64),
             cache_bytes: self.lake.cache_mb.saturating_mul(1 << 20),
+            tier_interval: Duration::from_millis(self.lake.tier_interval.as_ms().max(100) as u64),
             orphan_grace: Duration::from_millis(self.lake.orphan_grace.as_ms().max(0) as u64),
             archive_after: self
                 .lake

@@ -23,8 +23,14 @@ use crate::telemetry::Telemetry;
 /// Opens the sample store (WAL, buffer, lake) with the system clock; it takes the data
 /// directory's lock.
 pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
+    open_store_in(config, None)
+}
+
+/// [`open_store`] on a node of `cluster`: with `lake.url`, it writes the shared lake's part
+/// of the patients it owns.
+pub fn open_store_in(config: &Config, cluster: Option<&crate::cluster::Cluster>) -> anyhow::Result<Arc<Store>> {
     let dir = config.data_dir();
-    let store = Store::open(dir.root(), store_config(config)?, Arc::new(SystemClock))
+    let store = Store::open(dir.root(), store_config_in(config, cluster)?, Arc::new(SystemClock))
         .with_context(|| format!("opening the data directory {}", dir.root().display()))?;
     Ok(Arc::new(store))
 }
@@ -33,6 +39,14 @@ pub fn open_store(config: &Config) -> anyhow::Result<Arc<Store>> {
 /// stops the start; a bucket that does not answer only warns (a device whose network is
 /// down at boot must still take samples and raise alerts; uploads wait for the bucket).
 pub fn store_config(config: &Config) -> anyhow::Result<StoreConfig> {
+    store_config_in(config, None)
+}
+
+/// [`store_config`] on a node of `cluster`. In cluster mode the bucket is the cluster's
+/// shared lake, its catalog in PostgreSQL: a node writes (uploads, merges across days,
+/// publishes) the part of the patients whose bucket it owns and deletes what the catalog
+/// gave up if it owns bucket 0; the command line (no `cluster`) only reads and adopts.
+pub fn store_config_in(config: &Config, cluster: Option<&crate::cluster::Cluster>) -> anyhow::Result<StoreConfig> {
     let mut sc = config.store_config();
     if let Some(b) = config.lake.bucket() {
         let bucket = vitals_bucket::Bucket::open(&b)?;
@@ -40,8 +54,35 @@ pub fn store_config(config: &Config) -> anyhow::Result<StoreConfig> {
             tracing::warn!(error = %e, "the remote lake does not answer yet; uploads and reads of cold days wait for it");
         }
         sc.remote = Some(Arc::new(bucket));
+        if config.cluster.enabled {
+            // A node reads adopted objects until it sees the catalog's new list (it looks
+            // again within ten minutes): they are kept at least that long after being dropped.
+            sc.orphan_grace = sc.orphan_grace.max(MIN_SHARED_GRACE);
+            sc.shared = Some(shared_lake(config, cluster, sc.orphan_grace)?);
+            sc.segment_tag = Some(config.cluster.node.clone());
+        }
     }
     Ok(sc)
+}
+
+/// The shortest `orphan_grace` of the shared lake.
+const MIN_SHARED_GRACE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+fn shared_lake(
+    config: &Config,
+    cluster: Option<&crate::cluster::Cluster>,
+    grace: std::time::Duration,
+) -> anyhow::Result<Arc<dyn vitals_storage::remote::SharedLake>> {
+    let (pool, writes, deletes): (_, vitals_postgres::lake::Writes, vitals_postgres::lake::Deletes) = match cluster {
+        Some(c) => {
+            let (mine, first) = (Arc::clone(&c.ownership), Arc::clone(&c.ownership));
+            (Arc::clone(&c.pool), Arc::new(move |p: &str| mine.owns(p)), Arc::new(move || first.owns_bucket(0)))
+        }
+        None => (crate::cluster::connect(&config.cluster)?, Arc::new(|_: &str| false), Arc::new(|| false)),
+    };
+    let lake = vitals_postgres::PgLake::open(pool, &config.cluster.schema, grace, writes, deletes)
+        .context("cluster: the shared lake's catalog")?;
+    Ok(Arc::new(lake))
 }
 
 /// Opens the event store of a data directory.

@@ -80,6 +80,8 @@ pub struct Telemetry {
     lake_fetches: Counter,
     lake_remote_deletes: Counter,
     lake_remote_errors: Counter,
+    lake_adopted: Counter,
+    lake_published: Counter,
     dead_letters: Gauge,
     dead_letters_dropped: Counter,
 }
@@ -126,6 +128,8 @@ impl Telemetry {
             lake_fetches: Counter::default(),
             lake_remote_deletes: Counter::default(),
             lake_remote_errors: Counter::default(),
+            lake_adopted: Counter::default(),
+            lake_published: Counter::default(),
             dead_letters: Gauge::default(),
             dead_letters_dropped: Counter::default(),
             registry: Registry::default(),
@@ -198,6 +202,16 @@ impl Telemetry {
         registry.register("lake_fetches", "Cold segments fetched from the remote lake", t.lake_fetches.clone());
         registry.register("lake_remote_deletes", "Objects deleted from the remote lake", t.lake_remote_deletes.clone());
         registry.register(
+            "lake_adopted",
+            "Cluster mode: series-days taken from the shared lake's catalog instead of a local copy",
+            t.lake_adopted.clone(),
+        );
+        registry.register(
+            "lake_published",
+            "Cluster mode: series-days this node published to the shared lake's catalog",
+            t.lake_published.clone(),
+        );
+        registry.register(
             "lake_remote_errors",
             "Failed rounds of the remote lake (uploads, deletions, sweeps)",
             t.lake_remote_errors.clone(),
@@ -248,6 +262,8 @@ impl Telemetry {
         catch_up(&self.lake_fetches, stats.fetches.load(Ordering::Relaxed));
         catch_up(&self.lake_remote_deletes, stats.remote_deletes.load(Ordering::Relaxed));
         catch_up(&self.lake_remote_errors, stats.remote_errors.load(Ordering::Relaxed));
+        catch_up(&self.lake_adopted, stats.adopted.load(Ordering::Relaxed));
+        catch_up(&self.lake_published, stats.published.load(Ordering::Relaxed));
         let mut out = String::new();
         if let Err(e) = encode(&mut out, &self.registry) {
             tracing::error!(error = %e, "encoding metrics");

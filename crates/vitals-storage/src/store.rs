@@ -103,6 +103,9 @@ pub struct StoreConfig {
     /// Cluster mode: the shared lake (with `remote`): this node uploads, merges across days
     /// and publishes only the patients it writes, and adopts the others' published days.
     pub shared: Option<Arc<dyn SharedLake>>,
+    /// How often the remote lake is tended (uploads, the hot tier, the shared lake's
+    /// catalog) when nothing wakes it sooner.
+    pub tier_interval: Duration,
     /// Cluster mode: a tag (the node's name) in every new segment's file name, so that two
     /// nodes' object keys never collide in the shared lake.
     pub segment_tag: Option<String>,
@@ -131,6 +134,7 @@ impl Default for StoreConfig {
             archive_after: Some(Duration::from_secs(86_400)),
             archive_max_rows: 2_000_000,
             shared: None,
+            tier_interval: Duration::from_secs(10),
             segment_tag: None,
         }
     }

@@ -75,6 +75,7 @@ pub(crate) async fn system(State(app): State<AppState>) -> Json<Value> {
         "maintenance_errors": stats.maintenance_errors.load(Relaxed),
         "lake_uploads": stats.uploads.load(Relaxed), "lake_fetches": stats.fetches.load(Relaxed),
         "lake_remote_errors": stats.remote_errors.load(Relaxed),
+        "lake_adopted": stats.adopted.load(Relaxed), "lake_published": stats.published.load(Relaxed),
         "dead_letters": app.dead_letters.len(), "dead_letters_dropped": app.dead_letters.dropped(),
         "patients": app.store.patients().len(),
         "users": meta.users().map(|u| u.len()).unwrap_or(0),

@@ -90,7 +90,11 @@ impl Ownership {
     /// Whether this node evaluates `patient`'s rules now.
     pub fn owns(&self, patient: &str) -> bool {
         let Ok(p) = PatientId::new(patient) else { return false };
-        let bucket = vitals_jetstream::bucket_of(&p, self.buckets);
+        self.owns_bucket(vitals_jetstream::bucket_of(&p, self.buckets))
+    }
+
+    /// Whether this node owns `bucket` now.
+    pub fn owns_bucket(&self, bucket: u16) -> bool {
         let st = self.state.read();
         st.until.is_some_and(|u| Instant::now() < u) && st.owned.contains_key(&bucket)
     }

@@ -61,9 +61,10 @@ impl ClusterConfig {
                     .into(),
             );
         }
-        if !lake_url.is_empty() {
+        if lake_url.starts_with("file:") {
             out.push(
-                "lake.url cannot be used with cluster mode yet: nodes tiering to one bucket would delete each other's objects (docs/cluster.md)".into(),
+                "cluster mode's lake.url must be object storage every node reaches (s3://, az://, gs://), not file:// (docs/cluster.md)"
+                    .into(),
             );
         }
         let valid_name = |s: &str| {
@@ -111,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_node_needs_a_name_nats_and_postgres_and_no_private_lake_bucket() {
+    fn a_cluster_node_needs_a_name_nats_postgres_and_a_shared_lake_bucket() {
         let err = load(&[("VITALS_CLUSTER_ENABLED", "true"), ("VITALS_CLUSTER_NATS", "[]")]).expect_err("incomplete");
         let text = err.to_string();
         for needed in ["cluster.node", "cluster.nats", "cluster.postgres"] {
@@ -131,7 +132,10 @@ mod tests {
         assert!(format!("{err:#}").contains("VITALS_VAULT_KEY"), "{err:#}");
         let mut with_lake = ok.to_vec();
         with_lake.push(("VITALS_LAKE_URL", "s3://bucket/lake"));
-        let err = load(&with_lake).expect_err("a lake bucket per node");
+        assert!(load(&with_lake).is_ok(), "the nodes share one bucket");
+        let mut with_dir = ok.to_vec();
+        with_dir.push(("VITALS_LAKE_URL", "file:///var/lib/vitals/lake"));
+        let err = load(&with_dir).expect_err("a directory is no node's shared lake");
         assert!(format!("{err:#}").contains("lake.url"), "{err:#}");
         assert!(load(&[("VITALS_LAKE_URL", "s3://bucket/lake")]).is_ok(), "one node tiers to a bucket as before");
     }

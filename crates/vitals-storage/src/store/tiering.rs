@@ -18,8 +18,6 @@ use crate::remote::RemoteError;
 /// Most segments uploaded in one round (the next round follows at once while there is
 /// more to do).
 const MAX_UPLOADS_PER_ROUND: usize = 256;
-/// How often the tiering thread looks for work.
-const TIER_INTERVAL: Duration = Duration::from_secs(10);
 /// How often the bucket is listed to delete orphaned objects.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 /// Keys of objects waiting for deletion kept in memory; past it they are left to the sweep.
@@ -55,7 +53,7 @@ pub(super) fn tiering_loop(inner: &Inner) {
             let (lock, cv) = &inner.tier_wake;
             let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
             let (mut woken, _) =
-                cv.wait_timeout_while(guard, TIER_INTERVAL, |w| !*w).unwrap_or_else(|e| e.into_inner());
+                cv.wait_timeout_while(guard, inner.config.tier_interval, |w| !*w).unwrap_or_else(|e| e.into_inner());
             *woken = false;
         }
         if inner.shutdown.load(Ordering::SeqCst) {

@@ -8,7 +8,9 @@
 //! notice reaches the webhook (at least once, one idempotency key). Events travel on the
 //! log to every node, identities are the cluster's (one vault in PostgreSQL), an erasure
 //! asked of one node reaches every node through the log, and a stray message in the
-//! stream is kept aside as a dead letter.
+//! stream is kept aside as a dead letter. The lake is shared on object storage (moto's S3
+//! server): the settled days are uploaded by their patients' writers, the other nodes
+//! adopt them and keep no copy of their own, and every node answers from the bucket.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -19,6 +21,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 use vitals_jetstream::testing::NatsCluster;
 
+use crate::bucket::{S3, python, start_moto};
 use crate::crash::{Running, chrono_now_ms, spawn_server};
 use crate::harness::{ADMIN, Capture, agent, eventually, into_resp};
 
@@ -53,6 +56,23 @@ fn node(name: &str, data: &Path, nats: &NatsCluster, schema: &str, key: &Path, c
             ("VITALS_CONFIG", &config),
         ],
     )
+}
+
+/// Parquet files of the loaded patients (`c0`, `c1`...) in a node's local lake.
+fn local_files_of_clients(data: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![data.join("lake")];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") && p.to_string_lossy().contains("/patient=c") {
+                n += 1;
+            }
+        }
+    }
+    n
 }
 
 fn get(url: &str, path: &str) -> (u16, Value) {
@@ -150,6 +170,8 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
     let schema = format!("cl{}", std::process::id());
     let key = dir.path().join("audit.key");
     let hook = Capture::start();
+    let moto = start_moto();
+    python(S3, &[&moto.port.to_string(), "create", "cluster-lake"]);
     let config = dir.path().join("vitals.toml");
     std::fs::write(
         &config,
@@ -157,8 +179,12 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             "[alerting]\n[[alerting.rules]]\nname = \"tachycardia\"\nexpr = \"heart_rate > 185\"\nseverity = \"urgent\"\n\
              [notify]\nretry_backoff = \"1s\"\nretry_max_backoff = \"1s\"\nmax_attempts = 1000\n\
              [[notify.contacts]]\nname = \"ward\"\nwebhook = \"{}/h\"\n\
-             [[notify.subscriptions]]\ncontacts = [\"ward\"]\n",
-            hook.url
+             [[notify.subscriptions]]\ncontacts = [\"ward\"]\n\
+             [storage]\nflush_interval = \"1s\"\n\
+             [lake]\nurl = \"s3://cluster-lake/vitals\"\nendpoint = \"http://127.0.0.1:{}\"\nallow_http = true\n\
+             region = \"us-east-1\"\nhot_days = 0\nupload_after = \"1ms\"\ntier_interval = \"300ms\"\n\
+             [lake.options]\naws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\n",
+            hook.url, moto.port
         ),
     )
     .expect("config");
@@ -292,6 +318,33 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
     // A new node with an empty data directory catches up from the log.
     let c = node("c", &dir.path().join("c"), &nats, &schema, &key, &config);
     settles("every acknowledged sample on a new node, exactly once", &c.url, || check(&c.url, &acked, base, end));
+    // The shared lake: the loaded days are settled (ten days old), uploaded once by their
+    // patients' writers and adopted by the other nodes, which keep no copy of their own;
+    // then every node answers from the bucket, still exactly once.
+    let lake_stat = |url: &str, what: &str| get(url, "/api/v1/system").1[what].as_u64().unwrap_or(0);
+    settles("the loaded days adopted, and only in the bucket", &c.url, || {
+        let adopted = lake_stat(&b.url, "lake_adopted") + lake_stat(&c.url, "lake_adopted");
+        let published = lake_stat(&b.url, "lake_published") + lake_stat(&c.url, "lake_published");
+        let local = ["b", "c"].map(|n| local_files_of_clients(&dir.path().join(n)));
+        if adopted > 0 && published > 0 && local == [0, 0] {
+            Ok(())
+        } else {
+            Err(format!(
+                "adopted {adopted}, published {published}, loaded patients' files on b and c's disks {local:?}"
+            ))
+        }
+    });
+    for url in [&b.url, &c.url] {
+        check(url, &acked, base, end).expect("every acknowledged sample, read from the bucket");
+    }
+    let objects = python(S3, &[&moto.port.to_string(), "list", "cluster-lake"]);
+    let keys: Vec<&String> = objects.as_object().expect("objects").keys().collect();
+    for client in 0..CLIENTS {
+        assert!(
+            keys.iter().any(|k| k.contains(&format!("/patient=c{client}/")) && k.contains("/part-")),
+            "c{client}'s days in the bucket: {keys:?}"
+        );
+    }
     settles("the line protocol's sample on the new node", &c.url, || {
         let points = stored(&c.url, "lp-1", now - 60_000, now + 1)?;
         if points == [(now - 5_000, 72.0)] { Ok(()) } else { Err(format!("{points:?}")) }
