@@ -13,6 +13,10 @@
 //! [`PgLake`] is the shared lake's catalog (`vitals_storage::remote::SharedLake`): the
 //! settled days each writer published, and the objects waiting for deletion.
 //!
+//! [`PgLedger`] is the file-drop ledger (`vitals_storage::ledger::Ledger`): a file
+//! dropped on any node is a duplicate on every other; nodes watching one shared directory
+//! claim a file before processing it.
+//!
 //! [`Leases`] decides which node owns which patient bucket (each patient's rules run on
 //! exactly one node at a time), on the database's clock, with an epoch per tenure as a
 //! fencing token.
@@ -22,6 +26,7 @@
 
 pub mod lake;
 pub mod leases;
+pub mod ledger;
 mod meta;
 pub mod pool;
 pub mod records;
@@ -30,6 +35,7 @@ pub mod vault;
 
 pub use lake::PgLake;
 pub use leases::{Leases, Owned, Tenure};
+pub use ledger::PgLedger;
 pub use meta::PgMeta;
 pub use pool::Pool;
 pub use records::{Fence, Records};

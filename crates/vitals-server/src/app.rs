@@ -11,7 +11,7 @@ use vitals_ingest::line_protocol::Mapping;
 use vitals_storage::Store;
 use vitals_storage::dead_letter::DeadLetters;
 use vitals_storage::event_store::EventStore;
-use vitals_storage::ledger::FileLedger;
+use vitals_storage::ledger::Ledger;
 use vitals_vault::Vault;
 
 use crate::alert_store::AlertStore;
@@ -39,7 +39,7 @@ pub struct App {
     /// Every way in hands its bodies to this.
     pub pipeline: Arc<Pipeline>,
     /// The file-drop ledger, once the watcher runs (the admin view lists it).
-    pub file_ledger: OnceLock<Arc<FileLedger>>,
+    pub file_ledger: OnceLock<Arc<dyn Ledger>>,
     /// Where the embedded MQTT listener listens, once started.
     pub mqtt_listener_addr: OnceLock<SocketAddr>,
     /// Where the PostgreSQL protocol listens, once it does (`sql.pg_listen`).

@@ -9,6 +9,7 @@
 //! pseudonym only, which after erasure points to nothing.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::{Value, json};
@@ -108,9 +109,16 @@ pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureRepo
         })
         .context("erasing dead letters")?;
     let dropped_files = erase_from_file_drop(&app.config.file_drop_dir(), p).context("erasing dropped files")?;
-    let ledger_entries = match app.file_ledger.get() {
-        Some(l) => l.erase_matching(|e| e.name.starts_with(&format!("{p}/"))).context("erasing the file ledger")?,
-        None => erase_from_ledger_file(&app.config.file_drop_dir(), p)?,
+    use vitals_storage::ledger::Ledger as _;
+    let theirs = |e: &vitals_storage::ledger::LedgerEntry| e.name.starts_with(&format!("{p}/"));
+    let ledger_entries = match (app.file_ledger.get(), &app.cluster) {
+        (Some(l), _) => l.erase_matching(&theirs).context("erasing the file ledger")?,
+        // Cluster mode: the shared ledger, though this node's file drop is off.
+        (None, Some(c)) => vitals_postgres::PgLedger::open(Arc::clone(&c.pool), &app.config.cluster.schema)
+            .context("opening the cluster's file ledger")?
+            .erase_matching(&theirs)
+            .context("erasing the file ledger")?,
+        (None, None) => erase_from_ledger_file(&app.config.file_drop_dir(), p)?,
     };
     let damaged_wal_files =
         erase_damaged_wal_files(&app.config.data_dir().wal(), p).context("erasing damaged WAL files")?;
@@ -133,11 +141,12 @@ pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureRepo
 
 /// The ledger of a file drop that is not running (its log is opened here).
 fn erase_from_ledger_file(dir: &std::path::Path, p: &str) -> anyhow::Result<usize> {
+    use vitals_storage::ledger::Ledger as _;
     if !dir.join("ledger.log").exists() {
         return Ok(0);
     }
     let ledger = vitals_storage::ledger::FileLedger::open(dir).context("opening the file ledger")?;
-    ledger.erase_matching(|e| e.name.starts_with(&format!("{p}/"))).context("erasing the file ledger")
+    ledger.erase_matching(&|e| e.name.starts_with(&format!("{p}/"))).context("erasing the file ledger")
 }
 
 /// The file drop's copies of a patient's data: their own files (`inbox/<patient>/`, and in

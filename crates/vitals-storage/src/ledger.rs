@@ -1,7 +1,13 @@
 //! The file-drop ledger: every file processed from the staging directory, by content hash,
 //! so that the same file dropped twice is recognised and not ingested again.
 //!
-//! One record file `ledger.log` (record format, magic `VLDG`, version 1) of JSON entries.
+//! [`Ledger`] is the contract; [`FileLedger`] keeps it on one node in one record file
+//! `ledger.log` (record format, magic `VLDG`, version 1) of JSON entries; cluster mode keeps
+//! it in PostgreSQL (`vitals_postgres::PgLedger`), where nodes that watch one shared
+//! directory also claim a file before processing it. `conformance` (feature) checks both.
+
+#[cfg(any(test, feature = "conformance"))]
+pub mod conformance;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -14,7 +20,40 @@ use crate::json_log::JsonLog;
 const MAGIC: [u8; 4] = *b"VLDG";
 const VERSION: u32 = 1;
 
-pub use crate::json_log::JsonLogError as LedgerError;
+use crate::json_log::JsonLogError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(transparent)]
+    Log(#[from] JsonLogError),
+    /// The ledger's database failed.
+    #[error("the file ledger at {location}: {reason}")]
+    Backend { location: String, reason: String },
+}
+
+/// What a node may do with a dropped file's content.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Begin {
+    /// Processed before (the entry that did): the file is a duplicate.
+    Processed(LedgerEntry),
+    /// This node processes it (and records an entry when done).
+    Claimed,
+    /// Another node is processing the same content now: leave the file for later.
+    Busy,
+}
+
+/// The ledger's contract.
+pub trait Ledger: Send + Sync + std::fmt::Debug {
+    /// Before processing content `sha256`: whether it was processed, and if not, claims it
+    /// for this node (a claim lapses after an hour if no entry is recorded).
+    fn begin(&self, sha256: &str) -> Result<Begin, LedgerError>;
+    /// Appends an entry durably (and lets go of the content's claim).
+    fn record(&self, entry: LedgerEntry) -> Result<(), LedgerError>;
+    /// Removes the entries `doomed` picks, leaving no copy of them; returns how many went.
+    fn erase_matching(&self, doomed: &dyn Fn(&LedgerEntry) -> bool) -> Result<usize, LedgerError>;
+    /// The newest entries, newest first.
+    fn recent(&self, limit: usize) -> Result<Vec<LedgerEntry>, LedgerError>;
+}
 
 /// What happened to one dropped file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,9 +101,15 @@ impl FileLedger {
         let g = self.inner.lock();
         g.processed.get(sha256).map(|i| g.entries[*i].clone())
     }
+}
 
-    /// Appends an entry durably.
-    pub fn record(&self, entry: LedgerEntry) -> Result<(), LedgerError> {
+impl Ledger for FileLedger {
+    /// One node, one watcher: never busy.
+    fn begin(&self, sha256: &str) -> Result<Begin, LedgerError> {
+        Ok(self.processed(sha256).map_or(Begin::Claimed, Begin::Processed))
+    }
+
+    fn record(&self, entry: LedgerEntry) -> Result<(), LedgerError> {
         let mut g = self.inner.lock();
         g.log.append(&entry)?;
         if entry.status == "processed" {
@@ -75,17 +120,16 @@ impl FileLedger {
         Ok(())
     }
 
-    /// Removes the entries `doomed` picks and rewrites the log without them (so no earlier
-    /// record holds them); returns how many went.
-    pub fn erase_matching(&self, doomed: impl Fn(&LedgerEntry) -> bool) -> Result<usize, LedgerError> {
+    /// Rewrites the log without them (so no earlier record holds them).
+    fn erase_matching(&self, doomed: &dyn Fn(&LedgerEntry) -> bool) -> Result<usize, LedgerError> {
         let mut g = self.inner.lock();
         let before = g.entries.len();
         let kept: Vec<LedgerEntry> = g.entries.iter().filter(|e| !doomed(e)).cloned().collect();
         if kept.len() == before {
             return Ok(0);
         }
-        let chunks: Vec<&[LedgerEntry]> = kept.chunks(1000).collect();
-        g.log.rewrite(&chunks)?;
+        // One record per entry, as `open` reads them.
+        g.log.rewrite(&kept)?;
         g.processed = kept
             .iter()
             .enumerate()
@@ -96,9 +140,8 @@ impl FileLedger {
         Ok(before - g.entries.len())
     }
 
-    /// The newest entries, newest first.
-    pub fn recent(&self, limit: usize) -> Vec<LedgerEntry> {
-        self.inner.lock().entries.iter().rev().take(limit).cloned().collect()
+    fn recent(&self, limit: usize) -> Result<Vec<LedgerEntry>, LedgerError> {
+        Ok(self.inner.lock().entries.iter().rev().take(limit).cloned().collect())
     }
 }
 
@@ -106,30 +149,19 @@ impl FileLedger {
 mod tests {
     use super::*;
 
-    fn entry(hash: &str, status: &str) -> LedgerEntry {
-        LedgerEntry {
-            sha256: hash.into(),
-            name: "a.csv".into(),
-            time_ms: 1,
-            status: status.into(),
-            accepted: 1,
-            rejected: 0,
-            moved_to: "processed/a.csv".into(),
-            error: String::new(),
+    struct OneNode(tempfile::TempDir);
+
+    impl conformance::Fixture for OneNode {
+        fn open(&self) -> Box<dyn Ledger> {
+            Box::new(FileLedger::open(self.0.path()).expect("open"))
+        }
+        fn shared(&self) -> bool {
+            false
         }
     }
 
     #[test]
-    fn processed_hashes_survive_reopen() {
-        let dir = tempfile::tempdir().expect("tmp");
-        {
-            let l = FileLedger::open(dir.path()).expect("open");
-            l.record(entry("aa", "processed")).expect("record");
-            l.record(entry("bb", "failed")).expect("record");
-        }
-        let l = FileLedger::open(dir.path()).expect("reopen");
-        assert!(l.processed("aa").is_some());
-        assert!(l.processed("bb").is_none(), "a failed file may be dropped again");
-        assert_eq!(l.recent(10).len(), 2);
+    fn the_file_ledger_keeps_the_contract() {
+        conformance::run_all(&|| Box::new(OneNode(tempfile::tempdir().expect("tmp"))));
     }
 }

@@ -93,7 +93,7 @@ pub(crate) async fn file_drop_ledger(
     let entries: Vec<Value> = app
         .file_ledger
         .get()
-        .map(|l| l.recent(limit))
+        .and_then(|l| l.recent(limit).inspect_err(|e| tracing::error!(error = %e, "the file-drop ledger")).ok())
         .unwrap_or_default()
         .into_iter()
         .map(|e| {

@@ -25,7 +25,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use vitals_core::PatientId;
-use vitals_storage::ledger::{FileLedger, LedgerEntry};
+use vitals_storage::ledger::{Begin, FileLedger, Ledger, LedgerEntry};
 
 use super::file::ingest_path;
 use crate::app::AppState;
@@ -44,13 +44,20 @@ pub(crate) fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<Option<
     for sub in ["inbox", "processed", "failed"] {
         fs::create_dir_all(dir.join(sub)).with_context(|| format!("creating {}", dir.join(sub).display()))?;
     }
-    let ledger = Arc::new(FileLedger::open(&dir).context("opening the file-drop ledger")?);
+    // Cluster mode: the cluster's ledger in PostgreSQL (a file is a duplicate on every node).
+    let ledger: Arc<dyn Ledger> = match &app.cluster {
+        Some(c) => Arc::new(
+            vitals_postgres::PgLedger::open(Arc::clone(&c.pool), &app.config.cluster.schema)
+                .context("opening the cluster's file-drop ledger")?,
+        ),
+        None => Arc::new(FileLedger::open(&dir).context("opening the file-drop ledger")?),
+    };
     let _ = app.file_ledger.set(ledger.clone());
     let interval = Duration::from_millis(app.config.file_drop.poll_interval.as_ms() as u64);
     let thread = std::thread::Builder::new().name("vitals-file-drop".into()).spawn(move || {
         let mut seen: HashMap<PathBuf, (u64, SystemTime)> = HashMap::new();
         loop {
-            if let Err(e) = poll(&app, &dir, &ledger, &mut seen) {
+            if let Err(e) = poll(&app, &dir, ledger.as_ref(), &mut seen) {
                 tracing::error!(error = %format!("{e:#}"), "file drop");
             }
             if shutdown.wait_timeout(interval) {
@@ -118,7 +125,7 @@ fn discover(inbox: &Path) -> anyhow::Result<Vec<Unit>> {
 fn poll(
     app: &AppState,
     dir: &Path,
-    ledger: &FileLedger,
+    ledger: &dyn Ledger,
     seen: &mut HashMap<PathBuf, (u64, SystemTime)>,
 ) -> anyhow::Result<()> {
     let inbox = dir.join("inbox");
@@ -174,7 +181,7 @@ fn stamp(app: &AppState) -> String {
     vitals_core::time::format_time(app.clock.now_ms()).replace([':', '-'], "").replace(".000Z", "Z")
 }
 
-fn process(app: &AppState, dir: &Path, ledger: &FileLedger, unit: &Unit) {
+fn process(app: &AppState, dir: &Path, ledger: &dyn Ledger, unit: &Unit) {
     let name = unit.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let shown = match &unit.patient {
         Some(p) => format!("{p}/{name}"),
@@ -221,7 +228,19 @@ fn process(app: &AppState, dir: &Path, ledger: &FileLedger, unit: &Unit) {
         }
         entry.moved_to = format!("{sub}/{prefix}{name}");
     };
-    if let Some(before) = ledger.processed(&sha) {
+    let before = match ledger.begin(&sha) {
+        Ok(Begin::Processed(before)) => Some(before),
+        Ok(Begin::Claimed) => None,
+        Ok(Begin::Busy) => {
+            tracing::info!(file = %shown, "file drop: another node is processing the same content; left for later");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(file = %shown, error = %e, "file drop: the ledger does not answer; retrying later");
+            return;
+        }
+    };
+    if let Some(before) = before {
         entry.status = "duplicate".into();
         let report = serde_json::json!({"file": shown, "sha256": sha, "duplicate_of": before.name, "processed_at": vitals_core::time::format_time(before.time_ms)});
         report_and_move("processed", &mut entry, report, ".report.json");

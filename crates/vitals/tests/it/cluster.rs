@@ -181,6 +181,7 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
              [[notify.contacts]]\nname = \"ward\"\nwebhook = \"{}/h\"\n\
              [[notify.subscriptions]]\ncontacts = [\"ward\"]\n\
              [storage]\nflush_interval = \"1s\"\n\
+             [file_drop]\nenabled = true\npoll_interval = \"100ms\"\n\
              [lake]\nurl = \"s3://cluster-lake/vitals\"\nendpoint = \"http://127.0.0.1:{}\"\nallow_http = true\n\
              region = \"us-east-1\"\nhot_days = 0\nupload_after = \"1ms\"\ntier_interval = \"300ms\"\n\
              [lake.options]\naws_access_key_id = \"test\"\naws_secret_access_key = \"test\"\n",
@@ -367,6 +368,33 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             }
         });
     }
+    // A file dropped on one node goes through the log to every node; the same content
+    // dropped on another node is a duplicate there (the ledger is the cluster's).
+    let csv = format!(
+        "patient,metric,time,value,unit,device\nfd-1,blood_glucose,{},101,mg/dL,cgm\nfd-1,blood_glucose,{},103,mg/dL,cgm\n",
+        vitals_core::time::format_time(now - 600_000),
+        vitals_core::time::format_time(now - 300_000)
+    );
+    crate::file_drop::drop_file(&dir.path().join("b/drop/inbox"), "readings.csv", csv.as_bytes());
+    settles("the dropped file's readings on the other node", &c.url, || {
+        let series =
+            format!("/api/v1/patients/fd-1/series/blood_glucose?time_format=ms&from={}&to={}", now - 3_600_000, now);
+        let n = get(&c.url, &series).1["points"].as_array().map_or(0, Vec::len);
+        if n == 2 { Ok(()) } else { Err(format!("{n} readings")) }
+    });
+    crate::file_drop::drop_file(&dir.path().join("c/drop/inbox"), "again.csv", csv.as_bytes());
+    settles("the same content dropped on another node, a duplicate", &c.url, || {
+        let (_, ledger) = get(&c.url, "/api/v1/file-drop");
+        let statuses: Vec<(String, String)> = ledger["entries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| (e["name"].as_str().unwrap_or("").to_owned(), e["status"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        let want =
+            [("again.csv".to_owned(), "duplicate".to_owned()), ("readings.csv".to_owned(), "processed".to_owned())];
+        if statuses == want { Ok(()) } else { Err(format!("{statuses:?}")) }
+    });
     // An erasure asked of one node reaches every node's data, through the log.
     for patient in ["ev-1", "lp-1"] {
         let erased = into_resp(
