@@ -248,18 +248,20 @@ impl JetStreamLog {
         let max = max.clamp(1, 10_000);
         let within = wait.unwrap_or_default() + ANSWER_WITHIN;
         let raw: (Vec<(u64, bytes::Bytes)>, Option<u64>) = self.run(bounded(within, async move {
-            let mut batch = match wait {
-                None => reading.fetch().max_messages(max).messages().await,
-                Some(w) => reading.batch().max_messages(max).expires(w).messages().await,
-            }
-            .map_err(|e| e.to_string())?;
+            // What is there now, without waiting; if nothing is, wait (up to `wait`) for the
+            // first message only, then take what came with it: a message is read as soon
+            // as it is stored, not when a batch is full or the wait is over.
             let mut out = Vec::new();
             let mut pending = None;
-            while let Some(m) = batch.next().await {
-                let m = m.map_err(|e| e.to_string())?;
-                let info = m.info().map_err(|e| e.to_string())?;
-                pending = Some(info.pending);
-                out.push((info.stream_sequence, m.payload.clone()));
+            let now = reading.fetch().max_messages(max).messages().await.map_err(|e| e.to_string())?;
+            take(now, &mut out, &mut pending).await?;
+            if let (true, Some(w)) = (out.is_empty(), wait) {
+                let first = reading.batch().max_messages(1).expires(w).messages().await.map_err(|e| e.to_string())?;
+                take(first, &mut out, &mut pending).await?;
+                if !out.is_empty() && max > 1 {
+                    let rest = reading.fetch().max_messages(max - 1).messages().await.map_err(|e| e.to_string())?;
+                    take(rest, &mut out, &mut pending).await?;
+                }
             }
             Ok((out, pending))
         }))?;
@@ -479,6 +481,22 @@ impl SampleLog for JetStreamLog {
             Ok(stream.info().await.map_err(|e| e.to_string())?.state.last_sequence)
         }))
     }
+}
+
+/// Drains one pull request's messages into `out` (stream position, body), noting how many
+/// are left after the last.
+async fn take(
+    mut batch: consumer::pull::Batch,
+    out: &mut Vec<(u64, bytes::Bytes)>,
+    pending: &mut Option<u64>,
+) -> Result<(), String> {
+    while let Some(m) = batch.next().await {
+        let m = m.map_err(|e| e.to_string())?;
+        let info = m.info().map_err(|e| e.to_string())?;
+        *pending = Some(info.pending);
+        out.push((info.stream_sequence, m.payload.clone()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -435,8 +435,8 @@ impl Live {
         let events: Vec<Event> = alerts.iter().map(Alert::to_event).collect();
         let notices: Vec<_> = d.notices.into_values().collect();
         // Cluster mode: alert versions are recorded only while this node still holds their
-        // patients' buckets (a decision of reminders alone is not fenced: a reminder twice
-        // at worst, as notices are at least once anyway).
+        // patients' buckets (a reminder or an escalation comes with its alert's new version;
+        // operator notices, of no patient, are not fenced).
         let fence = match &self.app.owns {
             None => None,
             Some(o) => match o.fence(alerts.iter().map(|a| a.patient.as_str())) {
@@ -461,12 +461,35 @@ impl Live {
         }
     }
 
-    /// Reminders (`renotify`) and escalations of open, unacknowledged, unsnoozed alerts.
+    /// Reminders (`renotify`) and escalations of open, unacknowledged, unsnoozed alerts
+    /// (cluster mode: of the patients this node evaluates; each node reminds of its own).
     fn remind(&mut self, now: i64) {
         let cohorts = &self.app.cohorts;
         let in_cohort = |c: &str, p: &str| cohorts.contains(c, p);
-        let d = decision::on_tick(&self.policy(&in_cohort), &*self.app.alerts, now);
+        let evaluated = |p: &str| self.evaluates(p);
+        let mine = Evaluated { all: &*self.app.alerts, keep: &evaluated };
+        let d = decision::on_tick(&self.policy(&in_cohort), &mine, now);
         self.commit(d);
+    }
+}
+
+/// The alerts of the patients this node evaluates.
+struct Evaluated<'a> {
+    all: &'a dyn decision::Alerts,
+    keep: &'a dyn Fn(&str) -> bool,
+}
+
+impl decision::Alerts for Evaluated<'_> {
+    fn get(&self, id: &str) -> Option<Alert> {
+        self.all.get(id)
+    }
+
+    fn active(&self) -> Vec<Alert> {
+        self.all.active().into_iter().filter(|a| (self.keep)(&a.patient)).collect()
+    }
+
+    fn has_notice(&self, id: &str) -> bool {
+        self.all.has_notice(id)
     }
 }
 

@@ -75,6 +75,12 @@ fn local_files_of_clients(data: &Path) -> usize {
     n
 }
 
+/// A webhook notice's kind and patient.
+fn notice_of(r: &crate::harness::Captured) -> (String, String) {
+    let body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    (body["kind"].as_str().unwrap_or("").to_owned(), body["alert"]["patient"].as_str().unwrap_or("").to_owned())
+}
+
 fn get(url: &str, path: &str) -> (u16, Value) {
     let r = into_resp(
         agent()
@@ -176,7 +182,7 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
     std::fs::write(
         &config,
         format!(
-            "[alerting]\n[[alerting.rules]]\nname = \"tachycardia\"\nexpr = \"heart_rate > 185\"\nseverity = \"urgent\"\n\
+            "[alerting]\n[[alerting.rules]]\nname = \"tachycardia\"\nexpr = \"heart_rate > 185\"\nseverity = \"urgent\"\nrenotify = \"1s\"\n\
              [notify]\nretry_backoff = \"1s\"\nretry_max_backoff = \"1s\"\nmax_attempts = 1000\n\
              [[notify.contacts]]\nname = \"ward\"\nwebhook = \"{}/h\"\n\
              [[notify.subscriptions]]\ncontacts = [\"ward\"]\n\
@@ -439,9 +445,40 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
         let (_, n) = get(&b.url, "/api/v1/notifications?state=delivered");
         n["notifications"].as_array().is_some_and(|v| !v.is_empty())
     });
-    let keys: std::collections::BTreeSet<String> =
-        hook.requests().iter().filter_map(|r| r.header("idempotency-key").map(str::to_owned)).collect();
-    assert_eq!(keys.len(), 1, "one notice, however many deliveries: {keys:?}");
+    let opened: std::collections::BTreeSet<String> = hook
+        .requests()
+        .iter()
+        .filter(|r| notice_of(r) == ("opened".to_owned(), alerted.clone()))
+        .filter_map(|r| r.header("idempotency-key").map(str::to_owned))
+        .collect();
+    assert_eq!(opened.len(), 1, "one opening notice, however many deliveries: {opened:?}");
+    // Each node reminds of the alerts of its own patients (renotify), while the other node's
+    // patients have alerts too.
+    let buckets_of = |url: &str| -> Vec<u64> {
+        get(url, "/healthz").1["cluster"]["owned_buckets"]
+            .as_array()
+            .expect("buckets")
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect()
+    };
+    let patient_of = |buckets: &[u64], prefix: &str| {
+        (0..)
+            .map(|i| format!("{prefix}-{i}"))
+            .find(|p| {
+                buckets
+                    .contains(&u64::from(vitals_jetstream::bucket_of(&vitals_core::PatientId::new(p).expect("id"), 64)))
+            })
+            .expect("a patient of the node's buckets")
+    };
+    let (of_b, of_c) = (patient_of(&buckets_of(&b.url), "rb"), patient_of(&buckets_of(&c.url), "rc"));
+    let later = chrono_now_ms();
+    post_readings(&c.url, &of_b, &[(later - 2_000, 201.0), (later - 1_000, 202.0)]);
+    post_readings(&b.url, &of_c, &[(later - 2_000, 203.0), (later - 1_000, 204.0)]);
+    eventually("reminders of both nodes' alerts", || {
+        let seen: Vec<(String, String)> = hook.requests().iter().map(notice_of).collect();
+        [&of_b, &of_c].iter().all(|p| seen.contains(&("reminder".to_owned(), p.to_string())))
+    });
     eprintln!(
         "cluster failover: {} acknowledged samples on both nodes exactly once; buckets owned again {:?} after the kill",
         acked.len(),
