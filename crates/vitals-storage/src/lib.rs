@@ -4,6 +4,8 @@
 //! Only this crate opens files under the data directory.
 
 pub mod buffer;
+#[cfg(any(test, feature = "conformance"))]
+pub mod checks;
 pub mod data_dir;
 pub mod dead_letter;
 pub mod event_store;

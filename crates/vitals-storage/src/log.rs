@@ -109,17 +109,7 @@ pub mod conformance {
 
     /// Runs every check, each on a fixture of its own; panics naming the check that failed.
     pub fn run_all(fresh: &dyn Fn() -> Box<dyn Fixture>) {
-        for (name, check) in CHECKS {
-            let fixture = fresh();
-            if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(fixture.as_ref()))) {
-                let why = e
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_default();
-                panic!("log conformance check {name} failed: {why}");
-            }
-        }
+        crate::checks::run("log", CHECKS, fresh);
     }
 
     /// Sample `i` of a varied stream: several patients, metrics, devices, ids and sources.

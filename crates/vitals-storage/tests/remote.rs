@@ -8,10 +8,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use vitals_core::time::MS_PER_DAY;
-use vitals_core::{Catalog, ManualClock, PatientId, Sample};
+use vitals_core::{Catalog, ManualClock, PatientId};
 use vitals_storage::remote::Remote;
-use vitals_storage::remote::conformance::DirBucket;
-use vitals_storage::{ReadRequest, Store, StoreConfig, StoreError};
+use vitals_storage::remote::conformance::{DirBucket, a_day_of, hr, points};
+use vitals_storage::{Store, StoreConfig, StoreError};
 
 const DAY: i64 = 1_763_683_200_000; // 2025-11-21T00:00:00Z
 
@@ -48,36 +48,6 @@ impl Fixture {
     fn open_with(&self, cfg: StoreConfig) -> Store {
         Store::open(&self.dir.path().join("data"), cfg, Arc::clone(&self.clock) as _).expect("open")
     }
-}
-
-fn hr(patient: &str, t: i64, v: f64) -> Sample {
-    Sample {
-        patient: PatientId::new(patient).expect("id"),
-        metric: Catalog::standard().id("heart_rate").expect("metric"),
-        time_ms: t,
-        value: v,
-        device: None,
-        id: None,
-        source: vitals_core::Source::Native,
-    }
-}
-
-fn points(store: &Store, patient: &str) -> Result<Vec<(i64, f64)>, StoreError> {
-    let r = store.read(&ReadRequest {
-        patient: PatientId::new(patient).expect("id"),
-        metric: Catalog::standard().id("heart_rate").expect("m"),
-        device: None,
-        from: 0,
-        to: i64::MAX / 2,
-        rollups: false,
-        max_points: usize::MAX,
-        sources: false,
-    })?;
-    Ok(r.raw.iter().flat_map(|s| s.times.iter().copied().zip(s.values.iter().copied())).collect())
-}
-
-fn a_day_of(patient: &str, day: i64, base: f64) -> Vec<Sample> {
-    (0..100).map(|i| hr(patient, day + i * 60_000, base + i as f64)).collect()
 }
 
 #[test]

@@ -134,17 +134,7 @@ pub const CHECKS: &[(&str, Check)] = &[
 
 /// Runs every check on a fixture of its own; panics naming the check that failed.
 pub fn run_all(fresh: &dyn Fn() -> Box<dyn Fixture>) {
-    for (name, check) in CHECKS {
-        let fixture = fresh();
-        if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(fixture.as_ref()))) {
-            let why = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panic!("lake conformance check {name} failed: {why}");
-        }
-    }
+    crate::checks::run("lake", CHECKS, fresh);
 }
 
 /// The nodes of one check: their stores over one bucket and one clock.
@@ -221,7 +211,8 @@ impl Nodes {
     }
 }
 
-fn hr(patient: &str, t: i64, v: f64) -> Sample {
+/// A heart rate sample of `patient`.
+pub fn hr(patient: &str, t: i64, v: f64) -> Sample {
     Sample {
         patient: PatientId::new(patient).expect("id"),
         metric: Catalog::standard().id("heart_rate").expect("metric"),
@@ -233,7 +224,8 @@ fn hr(patient: &str, t: i64, v: f64) -> Sample {
     }
 }
 
-fn a_day_of(patient: &str, day: i64, base: f64) -> Vec<Sample> {
+/// A hundred heart rate samples of `patient`, a minute apart from `day` on.
+pub fn a_day_of(patient: &str, day: i64, base: f64) -> Vec<Sample> {
     (0..100).map(|i| hr(patient, day + i * 60_000, base + i as f64)).collect()
 }
 
