@@ -120,6 +120,10 @@ impl Ledger for PgLedger {
         })
     }
 
+    fn release(&self, sha256: &str) -> Result<(), LedgerError> {
+        self.call(|c| c.execute("DELETE FROM file_claims WHERE sha256 = $1", &[&sha256]).map(drop))
+    }
+
     /// Reads every entry (the ledger holds one row per dropped file) and deletes those
     /// `doomed` picks.
     fn erase_matching(&self, doomed: &dyn Fn(&LedgerEntry) -> bool) -> Result<usize, LedgerError> {

@@ -125,6 +125,12 @@ impl Cluster {
         })
     }
 
+    /// The cluster's file-drop ledger.
+    pub fn ledger(&self) -> anyhow::Result<vitals_postgres::PgLedger> {
+        vitals_postgres::PgLedger::open(Arc::clone(&self.pool), &self.config.schema)
+            .context("cluster: the file-drop ledger")
+    }
+
     /// This node's part, for `/healthz` and the admin view.
     pub fn status(&self) -> Value {
         json!({

@@ -9,13 +9,13 @@
 //! pseudonym only, which after erasure points to nothing.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::Context;
 use serde_json::{Value, json};
 use vitals_core::PatientId;
 use vitals_core::time::format_time;
 use vitals_storage::ReadRequest;
+use vitals_storage::ledger::{Ledger as _, LedgerEntry};
 
 use crate::app::App;
 
@@ -109,15 +109,11 @@ pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureRepo
         })
         .context("erasing dead letters")?;
     let dropped_files = erase_from_file_drop(&app.config.file_drop_dir(), p).context("erasing dropped files")?;
-    use vitals_storage::ledger::Ledger as _;
-    let theirs = |e: &vitals_storage::ledger::LedgerEntry| e.name.starts_with(&format!("{p}/"));
+    let theirs = |e: &LedgerEntry| e.name.starts_with(&format!("{p}/"));
     let ledger_entries = match (app.file_ledger.get(), &app.cluster) {
         (Some(l), _) => l.erase_matching(&theirs).context("erasing the file ledger")?,
         // Cluster mode: the shared ledger, though this node's file drop is off.
-        (None, Some(c)) => vitals_postgres::PgLedger::open(Arc::clone(&c.pool), &app.config.cluster.schema)
-            .context("opening the cluster's file ledger")?
-            .erase_matching(&theirs)
-            .context("erasing the file ledger")?,
+        (None, Some(c)) => c.ledger()?.erase_matching(&theirs).context("erasing the file ledger")?,
         (None, None) => erase_from_ledger_file(&app.config.file_drop_dir(), p)?,
     };
     let damaged_wal_files =
@@ -141,7 +137,6 @@ pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureRepo
 
 /// The ledger of a file drop that is not running (its log is opened here).
 fn erase_from_ledger_file(dir: &std::path::Path, p: &str) -> anyhow::Result<usize> {
-    use vitals_storage::ledger::Ledger as _;
     if !dir.join("ledger.log").exists() {
         return Ok(0);
     }

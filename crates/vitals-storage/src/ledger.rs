@@ -49,6 +49,8 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     fn begin(&self, sha256: &str) -> Result<Begin, LedgerError>;
     /// Appends an entry durably (and lets go of the content's claim).
     fn record(&self, entry: LedgerEntry) -> Result<(), LedgerError>;
+    /// Lets go of a claim without recording anything (the file is left for a later try).
+    fn release(&self, sha256: &str) -> Result<(), LedgerError>;
     /// Removes the entries `doomed` picks, leaving no copy of them; returns how many went.
     fn erase_matching(&self, doomed: &dyn Fn(&LedgerEntry) -> bool) -> Result<usize, LedgerError>;
     /// The newest entries, newest first.
@@ -117,6 +119,10 @@ impl Ledger for FileLedger {
             g.processed.insert(entry.sha256.clone(), i);
         }
         g.entries.push(entry);
+        Ok(())
+    }
+
+    fn release(&self, _sha256: &str) -> Result<(), LedgerError> {
         Ok(())
     }
 

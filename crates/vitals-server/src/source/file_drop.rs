@@ -46,10 +46,7 @@ pub(crate) fn spawn(app: AppState, shutdown: Shutdown) -> anyhow::Result<Option<
     }
     // Cluster mode: the cluster's ledger in PostgreSQL (a file is a duplicate on every node).
     let ledger: Arc<dyn Ledger> = match &app.cluster {
-        Some(c) => Arc::new(
-            vitals_postgres::PgLedger::open(Arc::clone(&c.pool), &app.config.cluster.schema)
-                .context("opening the cluster's file-drop ledger")?,
-        ),
+        Some(c) => Arc::new(c.ledger()?),
         None => Arc::new(FileLedger::open(&dir).context("opening the file-drop ledger")?),
     };
     let _ = app.file_ledger.set(ledger.clone());
@@ -268,6 +265,9 @@ fn process(app: &AppState, dir: &Path, ledger: &dyn Ledger, unit: &Unit) {
                 let why = format!("{e:#}");
                 if why.contains("overloaded") {
                     tracing::warn!(file = %shown, "file drop: store overloaded; retrying later");
+                    if let Err(e) = ledger.release(&sha) {
+                        tracing::warn!(file = %shown, error = %e, "file drop: letting go of the file's claim");
+                    }
                     return;
                 }
                 entry.status = "failed".into();

@@ -102,4 +102,9 @@ fn claims(f: &dyn Fixture) {
     assert_eq!(a.begin("bb").expect("begin"), Begin::Claimed);
     a.record(entry("bb", "b.csv", "failed", 2)).expect("record");
     assert_eq!(b.begin("bb").expect("begin"), Begin::Claimed);
+    // A claim let go of unrecorded (the store was overloaded) is free again at once.
+    assert_eq!(b.begin("cc").expect("begin"), Begin::Claimed);
+    assert_eq!(a.begin("cc").expect("begin"), Begin::Busy);
+    b.release("cc").expect("release");
+    assert_eq!(a.begin("cc").expect("begin"), Begin::Claimed);
 }

@@ -208,7 +208,7 @@ impl Inner {
                         // Cluster mode: only the patient's writer uploads; another node's
                         // own segment stays on its disk until the catalog's copy is adopted.
                         if !s.remote {
-                            if !s.foreign && self.writes(&s.patient) {
+                            if self.writes(&s.patient) {
                                 up.push(Arc::clone(s));
                             }
                         } else if !s.cold && ended + hot_for <= now {
