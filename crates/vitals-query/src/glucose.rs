@@ -1,9 +1,14 @@
 //! Glucose summaries for the dashboard: the international consensus metrics (Battelino et
 //! al., Diabetes Care 2019: time in range 70-180 mg/dL, below 70 and 54, above 180 and 250;
 //! mean, coefficient of variation, GMI), the ambulatory glucose profile (percentiles by
-//! time of day) and the 2-day moving average. Pure functions over readings in mg/dL.
+//! time of day) and the 2-day moving average; [`variability`] adds the variability and risk
+//! metrics (MAGE, MODD, CONGA, LBGI/HBGI, GRI, J-index). Pure functions over readings in
+//! mg/dL.
 
 use serde::Serialize;
+
+pub mod variability;
+pub use variability::{Variability, variability};
 
 /// Consensus metrics over a set of readings.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -410,6 +410,18 @@ async function glucosePage(ids, days = 14) {
     ["Above 180", (x) => pct(x.high_percent + x.very_high_percent)],
     ["Above 250", (x) => pct(x.very_high_percent)],
   ];
+  // Variability and risk (docs/glucose.md); a dash where the readings do not allow one.
+  const num = (v, unit = "") => (v === null || v === undefined ? "–" : `${v.toFixed(1)}${unit}`);
+  const variability = [
+    ["SD", (v) => num(v.sd, " mg/dL")],
+    ["MAGE", (v) => num(v.mage, " mg/dL")],
+    ["MODD", (v) => num(v.modd, " mg/dL")],
+    ["CONGA(1)", (v) => num(v.conga1, " mg/dL")],
+    ["LBGI", (v) => num(v.lbgi)],
+    ["HBGI", (v) => num(v.hbgi)],
+    ["GRI", (v) => num(v.gri)],
+    ["J-index", (v) => num(v.j_index)],
+  ];
   const overview = await api("GET", "/api/v1/overview");
   const others = overview.patients.map((p) => p.patient).filter((p) => p !== primary);
   const compare = el("fieldset", { class: "compare" }, el("legend", {}, "Compare with"),
@@ -450,7 +462,9 @@ async function glucosePage(ids, days = 14) {
     scroller("glucose-stats", el("table", { id: "glucose-stats" },
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, "Last " + days + " days"), ids.map((id) => el("th", { scope: "col" }, id)))),
       el("tbody", {}, rows.map(([label, f]) => el("tr", {}, el("th", { scope: "row" }, label),
-        stats.map((x) => el("td", { class: "num" }, x.summary ? f(x.summary) : "no readings"))))))),
+        stats.map((x) => el("td", { class: "num" }, x.summary ? f(x.summary) : "no readings")))),
+      variability.map(([label, f]) => el("tr", { class: "variability" }, el("th", { scope: "row" }, label),
+        stats.map((x) => el("td", { class: "num" }, x.variability ? f(x.variability) : "no readings"))))))),
     others.length ? compare : null,
     el("h2", {}, "Time in ranges"), tir,
     el("p", { class: "muted tir-keys" }, [["vlow", "below 54"], ["low", "54–69"], ["in", "70–180"], ["high", "181–250"], ["vhigh", "above 250"]]

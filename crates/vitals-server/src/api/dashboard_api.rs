@@ -284,7 +284,8 @@ fn offsets(p: &GlucoseParams) -> Result<glucose::Offsets, crate::api::error::Api
 }
 
 /// `GET /api/v1/patients/{patient}/glucose?from=&to=&tz_offset_min=&tz_changes=`: the consensus metrics
-/// (time in ranges, mean, CV, GMI), the daily profile (percentiles per 30 min of the day)
+/// (time in ranges, mean, CV, GMI), the variability and risk metrics (SD, MAGE, MODD,
+/// CONGA, LBGI/HBGI, GRI, J-index, on local days), the daily profile (percentiles per 30 min of the day)
 /// and the 2-day moving average (hourly), over the CGM readings (`blood_glucose`, mg/dL).
 pub(crate) async fn glucose(
     State(app): State<AppState>,
@@ -323,6 +324,7 @@ pub(crate) async fn glucose(
             "unit": "mg/dL", "from": from, "to": to,
             "target": [70, 180],
             "summary": glucose::summary(&values),
+            "variability": glucose::variability(&inside, &offsets),
             "agp": glucose::agp(&inside, &offsets),
             "moving_average": {"t": ma.iter().map(|m| m.0).collect::<Vec<_>>(), "mean": ma.iter().map(|m| m.1).collect::<Vec<_>>()},
         }))

@@ -282,6 +282,11 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(stat("GMI"), Some(json!("5.8 %")));
     assert_eq!(stat("Time in range 70–180"), Some(json!("100.0 %")));
     assert_eq!(stat("Below 54"), Some(json!("0.0 %")));
+    // Variability: the sample SD of 101..106 and 104 is 1.72; one day has no day-to-day
+    // difference.
+    assert_eq!(stat("SD"), Some(json!("1.7 mg/dL")));
+    assert_eq!(stat("MODD"), Some(json!("–")));
+    assert_eq!(stat("GRI"), Some(json!("0.0")));
     assert_eq!(
         seen["glucose_canvas"],
         json!([{"points": "3", "average": "1"}, {"slots": "3", "compared": "0"}]),
@@ -454,6 +459,19 @@ fn the_glucose_endpoint_computes_consensus_metrics_profile_and_moving_average() 
     assert_eq!(v["agp"].as_array().map(Vec::len), Some(48), "every 30-minute slot of the day");
     let ma = v["moving_average"]["mean"].as_array().expect("ma");
     assert!(!ma.is_empty() && ma.iter().all(|m| m.as_f64().is_some_and(|m| (50.0..=300.0).contains(&m))));
+    // Variability: a 2-hour cycle repeats every day, so MODD is 0; a quarter of readings
+    // very low and a half above 180 put the GRI at its cap; LBGI from 50 and 100 mg/dL.
+    let var = &v["variability"];
+    let f = |g: f64| 1.509 * (g.ln().powf(1.084) - 5.381);
+    let got = |k: &str| var[k].as_f64().unwrap_or_else(|| panic!("{k}: {var}"));
+    assert!((got("lbgi") - 10.0 * (f(50.0).powi(2) + f(100.0).powi(2)) / 4.0).abs() < 1e-9, "{var}");
+    assert!((got("hbgi") - 10.0 * (f(200.0).powi(2) + f(300.0).powi(2)) / 4.0).abs() < 1e-9, "{var}");
+    assert_eq!(var["gri"], json!(100.0));
+    assert!(got("modd").abs() < 1e-9, "{var}");
+    assert_eq!(var["grid_step_min"], json!(30));
+    let sd = got("sd");
+    assert!((got("j_index") - 0.001 * (162.5 + sd).powi(2)).abs() < 1e-9);
+    assert!(got("mage") > 100.0 && got("conga1") > 0.0, "swings of 250 mg/dL: {var}");
     assert_eq!(server.get("/api/v1/patients/g-1/glucose?from=5&to=1", Some(ADMIN)).status, 400);
 }
 

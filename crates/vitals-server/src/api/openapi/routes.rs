@@ -164,7 +164,7 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             Json,
         ),
         ("GET", "/api/v1/patients/{patient}/glucose") => doc(
-            "Consensus glucose metrics and the daily profile",
+            "Consensus glucose metrics, variability and risk indices, and the daily profile",
             "dashboard",
             vec![
                 ("from", time(), true),
