@@ -11,8 +11,11 @@ mod lexer;
 mod parse;
 mod rule;
 
+pub mod anomaly;
+pub mod baseline;
 pub mod eval;
 pub mod live;
+pub mod night;
 pub mod pack;
 pub mod seizure;
 

@@ -16,11 +16,15 @@ pub struct Options {
     pub seizures_per_day: f64,
     /// Fraction of CGM readings lost at random (besides whole signal-loss gaps).
     pub cgm_dropout: f64,
+    /// An `illness` patient falls ill once in every block of this many days (at least 10;
+    /// 10 is ill about a third of the time, for demos; 60 is nearer real life, for
+    /// scoring anomaly detection).
+    pub illness_every_days: i64,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { seizures_per_day: 1.0, cgm_dropout: 0.02 }
+        Options { seizures_per_day: 1.0, cgm_dropout: 0.02, illness_every_days: ILLNESS_BLOCK_DAYS }
     }
 }
 
@@ -71,6 +75,10 @@ pub struct Label {
     pub kind: &'static str,
     pub start_ms: i64,
     pub end_ms: i64,
+    /// Illnesses: when symptoms begin (the resting heart rate has risen to its peak; it
+    /// began to rise at `start_ms`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onset_ms: Option<i64>,
 }
 
 /// Sleep periods and workouts, as Health Auto Export would send them.
@@ -336,13 +344,13 @@ impl Simulator {
                 if t >= wake + 2 * HOUR && t < wake + 3 * HOUR {
                     let night = wake - 2 * HOUR;
                     let v = p.traits.rest_hr - 4.0
-                        + self.illness(p, night)
+                        + self.strain(p, night)
                         + gauss(key(&[p.key, purpose::NOISE, 13, t as u64]));
                     put("resting_heart_rate", v.round());
                 }
             }
             Stream::Hrv if act.asleep => {
-                let v = p.traits.hrv_ms * (1.0 - 0.03 * self.illness(p, t))
+                let v = p.traits.hrv_ms * (1.0 - 0.03 * self.strain(p, t))
                     + 6.0 * gauss(key(&[p.key, purpose::NOISE, 14, t as u64]));
                 put("hrv_sdnn", round_dp(v.max(5.0), 2));
             }
@@ -361,13 +369,35 @@ impl Simulator {
         }
     }
 
+    fn illness_every_days(&self) -> i64 {
+        self.options.illness_every_days.max(ILLNESS_BLOCK_DAYS)
+    }
+
+    /// What raises the night's heart rate (bpm) at `t`: an illness, or for one night a
+    /// rough night (alcohol, a late meal, hard training; `illness` wearers only, so that
+    /// anomaly detection is scored against one-night rises too): on about 8% of nights,
+    /// 3 to 7 bpm.
+    fn strain(&self, p: &Patient, t: i64) -> f64 {
+        self.illness(p, t) + self.rough_night(p, t)
+    }
+
+    fn rough_night(&self, p: &Patient, t: i64) -> f64 {
+        if !p.mix.has(Profile::Illness) {
+            return 0.0;
+        }
+        let night = day_of(t + 12 * HOUR);
+        let mut d = Draws::new(key(&[p.key, purpose::ROUGH_NIGHT, night as u64]));
+        if d.range(0.0, 1.0) < 0.08 { d.range(3.0, 7.0) } else { 0.0 }
+    }
+
     /// Illness elevation of the resting heart rate (bpm) at `t`.
     fn illness(&self, p: &Patient, t: i64) -> f64 {
         if !p.mix.has(Profile::Illness) {
             return 0.0;
         }
-        let block = day_of(t).div_euclid(ILLNESS_BLOCK_DAYS);
-        (block - 1..=block).map(|b| Illness::of_block(p.key, b).elevation(t)).fold(0.0, f64::max)
+        let every = self.illness_every_days();
+        let block = day_of(t).div_euclid(every);
+        (block - 1..=block).map(|b| Illness::of_block(p.key, b, every).elevation(t)).fold(0.0, f64::max)
     }
 
     fn glucose(&self, p: &Patient, plans: &Plans, t: i64) -> Option<f64> {
@@ -422,7 +452,7 @@ impl Simulator {
             }
             hr += 75.0 * act.exercise + 30.0 * act.recovery;
         }
-        hr += self.illness(p, t) * if act.asleep { 1.0 } else { 0.6 };
+        hr += if act.asleep { self.strain(p, t) } else { 0.6 * self.illness(p, t) };
         if let Some(s) = seizure_at(plans, t, 90 * SECOND) {
             let rise = clamp01((t - s.start) as f64 / (20 * SECOND) as f64);
             let decay = if t > s.end { (-((t - s.end) as f64) / (40 * SECOND) as f64).exp() } else { 1.0 };
@@ -527,7 +557,7 @@ impl Simulator {
     /// Seizure, illness and low-glucose episodes starting in `[from, to)`.
     pub fn labels(&self, p: &Patient, from: i64, to: i64) -> Vec<Label> {
         let mut v = Vec::new();
-        let label = |kind, start_ms, end_ms| Label { patient: p.id.clone(), kind, start_ms, end_ms };
+        let label = |kind, start_ms, end_ms| Label { patient: p.id.clone(), kind, start_ms, end_ms, onset_ms: None };
         let plans = self.plans(p, from, to);
         for day in day_of(from)..=day_of(to - 1) {
             let plan = plans.get(day);
@@ -539,10 +569,11 @@ impl Simulator {
             }
         }
         if p.mix.has(Profile::Illness) {
-            let (b0, b1) = (day_of(from).div_euclid(ILLNESS_BLOCK_DAYS), day_of(to - 1).div_euclid(ILLNESS_BLOCK_DAYS));
+            let every = self.illness_every_days();
+            let (b0, b1) = (day_of(from).div_euclid(every), day_of(to - 1).div_euclid(every));
             for b in b0..=b1 {
-                let i = Illness::of_block(p.key, b);
-                v.push(label("illness", i.start, i.end));
+                let i = Illness::of_block(p.key, b, every);
+                v.push(Label { onset_ms: Some(i.peak_from), ..label("illness", i.start, i.end) });
             }
         }
         v.retain(|l| l.start_ms >= from && l.start_ms < to);

@@ -19,6 +19,7 @@ pub(crate) mod purpose {
     pub(crate) const POSTURE: u64 = 6;
     pub(crate) const BEATS: u64 = 7;
     pub(crate) const DROPOUT: u64 = 8;
+    pub(crate) const ROUGH_NIGHT: u64 = 9;
 }
 
 /// Glucose model parameters of a glucose profile (mg/dL; documented in docs/simulator.md).
@@ -251,14 +252,15 @@ pub(crate) struct Illness {
     pub(crate) peak_bpm: f64,
 }
 
-/// Illnesses come one per 10-day block (days since the epoch), starting on its day 2 to 5
-/// and lasting 2.5 to 4 days: ill about a third of the time, for anomaly detection demos.
+/// Illnesses come one per block of days (days since the epoch; 10 by default and at
+/// least), starting on its day 2 to `block - 5` and lasting 2.5 to 4 days: with 10-day
+/// blocks ill about a third of the time, for anomaly detection demos.
 pub(crate) const ILLNESS_BLOCK_DAYS: i64 = 10;
 
 impl Illness {
-    pub(crate) fn of_block(patient_key: u64, block: i64) -> Illness {
+    pub(crate) fn of_block(patient_key: u64, block: i64, block_days: i64) -> Illness {
         let mut d = Draws::new(key(&[patient_key, purpose::ILLNESS, block as u64]));
-        let start = block * ILLNESS_BLOCK_DAYS * DAY + (d.range(2.0, 5.0) * DAY as f64) as i64;
+        let start = block * block_days * DAY + (d.range(2.0, block_days as f64 - 5.0) * DAY as f64) as i64;
         let rise = (d.range(1.0, 1.5) * DAY as f64) as i64;
         let plateau = (d.range(0.5, 1.0) * DAY as f64) as i64;
         let fall = (d.range(1.0, 1.5) * DAY as f64) as i64;

@@ -1,9 +1,11 @@
 //! `vitals bench`: the benchmarks, one file each: `ingest` (the default: durable ingest over
 //! HTTP, bytes on disk, reference queries, optionally against InfluxDB 1.x), `seizures`
-//! (scores the seizure detector), `alerts` (`alert_latency`: sample-to-notification latency
+//! (scores the seizure detector), `anomalies` (scores the anomaly detector on simulated
+//! illnesses), `alerts` (`alert_latency`: sample-to-notification latency
 //! under load), `security` (what authentication and auditing cost).
 
 pub(crate) mod alert_latency;
+pub(crate) mod anomalies;
 mod ingest;
 pub(crate) mod security;
 pub(crate) mod seizures;
@@ -17,6 +19,8 @@ use vitals_server::config::Config;
 pub(crate) enum BenchKind {
     /// Score the seizure detector on the simulator's labelled epilepsy patients.
     Seizures(seizures::SeizureArgs),
+    /// Score the anomaly detector on simulated wearers who fall ill now and then.
+    Anomalies(anomalies::AnomalyArgs),
     /// Time from a sample's acknowledgement to the notifier's HTTP request, under load.
     Alerts(alert_latency::AlertLatencyArgs),
     /// What authentication and auditing cost: token lookups, audit appends, audited reads.
@@ -67,6 +71,7 @@ pub(crate) enum Protocol {
 pub(crate) fn run(config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     match &a.kind {
         Some(BenchKind::Seizures(s)) => seizures::run(config, s),
+        Some(BenchKind::Anomalies(s)) => anomalies::run(s),
         Some(BenchKind::Alerts(l)) => alert_latency::run(config, l),
         Some(BenchKind::Security(a)) => security::run(config, a),
         None => ingest::run(a),
