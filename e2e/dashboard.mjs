@@ -134,6 +134,16 @@ await run(out, async (browser) => {
   await page.screenshot({ path: `${artifacts}/glucose-compared.png`, fullPage: true });
   await check("glucose_compared");
 
+  // Baselines: whether the detector watches, an anomaly's explanation, each signal in its band.
+  await page.goto(`${url}/#/baselines/p-3`);
+  await page.locator("#baseline-status").waitFor();
+  await page.locator("figure#baseline-resting_heart_rate canvas").waitFor();
+  out.baseline_status = await page.locator("#baseline-status").getAttribute("data-status");
+  out.anomalies = await page.locator("#anomalies li").allTextContents();
+  out.baseline_figures = await page.locator("figure[id^=baseline-]").evaluateAll((fs) => fs.map((f) => [f.id, { ...f.dataset }]));
+  await page.screenshot({ path: `${artifacts}/baselines.png`, fullPage: true });
+  await check("baselines");
+
   // Daily metrics: steps as daily bars, then hourly.
   await page.goto(`${url}/#/daily/p-1`);
   const steps = page.locator("section.daily[data-metric=step_count] .plot");

@@ -238,7 +238,8 @@ fn explain(night: &Night, since: i64, nights: u32) -> Explanation {
         )
     };
     let (y, m, dd) = vitals_core::time::civil_day(since * vitals_core::time::MS_PER_DAY);
-    let mut text = format!("For {nights} nights since {y:04}-{m:02}-{dd:02}: ");
+    let plural = if nights == 1 { "night" } else { "nights" };
+    let mut text = format!("For {nights} {plural} since {y:04}-{m:02}-{dd:02}: ");
     text.push_str(&signals.iter().map(describe).collect::<Vec<_>>().join("; "));
     Explanation { since_day: since, nights, signals, text }
 }

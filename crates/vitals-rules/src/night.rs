@@ -4,7 +4,7 @@
 //!
 //! - resting heart rate: the device's own `resting_heart_rate` reported on day `D` (the
 //!   last one), else the lowest 30-minute mean of `heart_rate` from 22:00 on `D - 1` to
-//!   08:00 on `D` (a 30-minute window needs 10 readings), so devices that send only heart
+//!   08:00 on `D` (a 30-minute window needs 3 readings), so devices that send only heart
 //!   rate or RR-derived rate (the epilepsy platform's band) get one too;
 //! - HRV (`hrv_sdnn`), respiratory rate, SpO2: the median of readings from 12:00 on `D - 1`
 //!   to 12:00 on `D` (watches record them asleep);
@@ -12,6 +12,8 @@
 //!   wrist is warm asleep, cool awake);
 //! - steps: the sum over day `D - 1` (complete when night `D` is scored).
 //!
+//! The readings may be raw or, as the server reads them, [`five_minute_means`] (sums for
+//! steps), which bounds the work for a wristband that sends heart rate every second.
 //! Times are local (the caller adds the patient's offset). Pure computation.
 
 use std::collections::BTreeMap;
@@ -81,12 +83,28 @@ pub fn night_values(readings: &[(&str, i64, f64)]) -> Vec<(i64, Signal, f64)> {
     out
 }
 
+/// Readings folded into 5-minute buckets (aligned to the epoch of the times given): the
+/// mean of each metric's readings, the sum of `step_count`'s; each at its bucket's start.
+pub fn five_minute_means<'a>(readings: &[(&'a str, i64, f64)]) -> Vec<(&'a str, i64, f64)> {
+    const FIVE_MIN: i64 = 300_000;
+    let mut buckets: BTreeMap<(&'a str, i64), (f64, usize)> = BTreeMap::new();
+    for &(metric, t, v) in readings.iter().filter(|r| r.2.is_finite()) {
+        let b = buckets.entry((metric, t.div_euclid(FIVE_MIN) * FIVE_MIN)).or_insert((0.0, 0));
+        b.0 += v;
+        b.1 += 1;
+    }
+    buckets
+        .into_iter()
+        .map(|((metric, t), (sum, n))| (metric, t, if metric == "step_count" { sum } else { sum / n as f64 }))
+        .collect()
+}
+
 /// The lowest mean of the 30-minute windows (aligned to the half hour) holding at least
-/// 10 readings.
+/// 3 readings.
 fn lowest_half_hour(beats: &[(i64, f64)]) -> Option<f64> {
     let mut best: Option<f64> = None;
     for group in beats.chunk_by(|a, b| a.0.div_euclid(HOUR / 2) == b.0.div_euclid(HOUR / 2)) {
-        if group.len() >= 10 {
+        if group.len() >= 3 {
             let mean = group.iter().map(|b| b.1).sum::<f64>() / group.len() as f64;
             best = Some(best.map_or(mean, |b: f64| b.min(mean)));
         }
@@ -112,10 +130,10 @@ mod tests {
             ("step_count", d - 9 * HOUR, 200.0),
         ];
         // Heart rate only, the night before: 30 readings at 23:00-23:30 of 70, 20 at
-        // 03:00-03:30 of 52 and 5 at 04:00 of 40 (too few for a window).
+        // 03:00-03:30 of 52 and 2 at 04:00 of 40 (too few for a window).
         r.extend((0..30).map(|i| ("heart_rate", d + DAY - HOUR + i * 60_000, 70.0)));
         r.extend((0..20).map(|i| ("heart_rate", d + DAY + 3 * HOUR + i * 60_000, 52.0)));
-        r.extend((0..5).map(|i| ("heart_rate", d + DAY + 4 * HOUR + i * 60_000, 40.0)));
+        r.extend((0..2).map(|i| ("heart_rate", d + DAY + 4 * HOUR + i * 60_000, 40.0)));
         let v = night_values(&r);
         let day = 20_000;
         assert_eq!(
@@ -128,5 +146,14 @@ mod tests {
                 (day + 1, Signal::RestingHeartRate, 52.0),
             ]
         );
+        // Folded into 5-minute means first, the same nights.
+        assert_eq!(night_values(&five_minute_means(&r)), v);
+        let means = five_minute_means(&[
+            ("heart_rate", 0, 60.0),
+            ("heart_rate", 299_999, 70.0),
+            ("step_count", 1, 5.0),
+            ("step_count", 2, 6.0),
+        ]);
+        assert_eq!(means, vec![("heart_rate", 0, 65.0), ("step_count", 0, 11.0)]);
     }
 }

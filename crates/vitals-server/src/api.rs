@@ -10,6 +10,7 @@ pub(crate) mod guard;
 pub(crate) mod system_api;
 
 pub(crate) mod alerts_api;
+pub(crate) mod baselines_api;
 pub(crate) mod cohorts_api;
 pub(crate) mod dead_letter_api;
 pub(crate) mod fhir_api;
@@ -168,6 +169,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
         .heavy(Method::GET, "/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
         .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
+        .heavy(Method::GET, "/api/v1/patients/{patient}/baselines", A::ReadPatientData, baselines_api::baselines)
         .add_live("/api/v1/patients/{patient}/live", dashboard_api::live)
         .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
         .heavy(Method::GET, "/api/v1/patients/{patient}/fhir", A::ReadPatientData, fhir_api::bundle)

@@ -192,6 +192,8 @@ pub struct AlertingConfig {
     pub rules: Vec<vitals_rules::RuleSpec>,
     /// The seizure detector for wrist wearables.
     pub seizure: vitals_rules::seizure::SeizureConfig,
+    /// Personal baselines and anomaly scoring (`GET .../baselines`).
+    pub anomaly: vitals_rules::anomaly::AnomalyConfig,
 }
 
 impl Default for AlertingConfig {
@@ -204,6 +206,7 @@ impl Default for AlertingConfig {
             packs: Vec::new(),
             rules: Vec::new(),
             seizure: vitals_rules::seizure::SeizureConfig::default(),
+            anomaly: vitals_rules::anomaly::AnomalyConfig::default(),
         }
     }
 }
@@ -620,6 +623,9 @@ impl Config {
                     }
                 }
             }
+        }
+        for why in config.alerting.anomaly.baseline.problems() {
+            problems.push(format!("alerting.anomaly.baseline.{why}"));
         }
         for why in config.alerting.seizure.problems() {
             problems.push(format!("alerting.seizure.{why}"));

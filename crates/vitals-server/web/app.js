@@ -2,7 +2,7 @@
 // No inline code (the Content-Security-Policy forbids it), no third-party requests, and
 // no patient data in URLs beyond pseudonyms.
 
-import { COMPARE_COLORS, barChart, profileChart, rangeBar, readingsChart, sparkline, timePanel, touchGestures, withGaps } from "./charts.js";
+import { COMPARE_COLORS, barChart, baselineChart, profileChart, rangeBar, readingsChart, sparkline, timePanel, touchGestures, withGaps } from "./charts.js";
 
 const app = document.getElementById("app");
 const nav = document.getElementById("nav");
@@ -339,6 +339,7 @@ async function patient(id) {
     el("h1", {}, `Patient ${data.patient}`),
     el("p", { class: "links" }, el("a", { href: `#/glucose/${enc}` }, "Glucose"), " · ",
       el("a", { href: `#/daily/${enc}` }, "Daily metrics"), " · ",
+      el("a", { href: `#/baselines/${enc}` }, "Baselines"), " · ",
       el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
     buttons, rangeForm, status, box,
     el("p", { class: "muted legend" }, el("span", { class: "key key-event" }), " labelled events (workouts, sleep, meals, seizures) ",
@@ -482,6 +483,50 @@ async function glucosePage(ids, days = 14) {
   for (const sw of profile.fig.querySelectorAll(".swatch")) sw.style.background = sw.dataset.color;
   profile.fig.dataset.compared = String(compared.length);
   profile.fig.dataset.slots = String(g.agp.length);
+}
+
+const SIGNAL_NAMES = {
+  resting_heart_rate: "Resting heart rate", hrv: "Heart rate variability", skin_temperature: "Skin temperature (night)",
+  respiratory_rate: "Respiratory rate (night)", spo2: "SpO2 (night)", steps: "Steps (the day before)", sleep: "Sleep",
+};
+
+/** A patient's nights against their own normal (docs/alerting.md): whether the detector is
+ *  still learning, the anomalies with their explanations, and each signal in its band. */
+async function baselinesPage(patient, days = 60) {
+  const enc = encodeURIComponent(patient);
+  const tz = -new Date().getTimezoneOffset();
+  const b = await api("GET", `/api/v1/patients/${enc}/baselines?days=${days}&tz_offset_min=${tz}`);
+  const noon = (day) => Date.parse(`${day}T12:00:00Z`);
+  const from = noon(b.from) - 864e5 / 2, to = noon(b.to) + 864e5 / 2;
+  const t = b.thresholds;
+  const status = b.status === "cold_start"
+    ? `Learning ${patient}'s normal: ${b.nights_with_resting_rate} of the ${b.nights_needed} nights with a resting heart rate it needs so far. No anomaly is flagged until then.`
+    : `Watching for anomalies at ${b.sensitivity} sensitivity: a resting heart rate ${t.rise_bpm} bpm and ${t.rise_z} spreads over this person's normal (the median of their last ${b.window_days} nights) for ${t.nights} nights in a row, or half that with two other signals off.`;
+  const list = b.anomalies.length
+    ? el("ul", { id: "anomalies", class: "anomalies" }, b.anomalies.map((a) => el("li", { "data-start": a.start },
+      el("strong", {}, a.cleared ? `${a.start} to ${a.cleared}` : `Since ${a.start} (open)`), ": ", a.explanation)))
+    : el("p", { id: "anomalies", class: "muted" }, `No anomaly from ${b.from} to ${b.to}.`);
+  const figs = b.signals.map((s) => {
+    const name = SIGNAL_NAMES[s.signal] || s.signal;
+    const inBand = s.nights.filter((n) => n.baseline && n.value !== null && n.value >= n.baseline.low && n.value <= n.baseline.high).length;
+    const f = figure(`baseline-${s.signal}`, el("span", {}, `${name}, ${s.unit}: each night (dots) and this person's normal (dashed) with its band`),
+      `${name} by night from ${b.from} to ${b.to}: ${s.nights.filter((n) => n.value !== null).length} nights, ${inBand} inside the personal band`);
+    f.fig.dataset.nights = String(s.nights.filter((n) => n.value !== null).length);
+    f.fig.dataset.banded = String(s.nights.filter((n) => n.baseline).length);
+    return { s, f };
+  });
+  show(
+    el("h1", {}, `Baselines: ${patient}`),
+    el("p", { class: "links" }, el("a", { href: `#/patient/${enc}` }, "Back to the patient")),
+    el("p", { id: "baseline-status", "data-status": b.status }, status),
+    el("h2", {}, "Anomalies"), list,
+    el("h2", {}, "Signals by night"),
+    ...(figs.length ? figs.map((x) => x.f.fig) : [el("p", { class: "muted" }, "No nightly values yet.")]));
+  for (const { s, f } of figs) {
+    const col = (k) => s.nights.map((n) => (n.baseline ? n.baseline[k] : null));
+    charts.push(baselineChart(f.box, { from, to, unit: s.unit }, s.nights.map((n) => noon(n.day)),
+      s.nights.map((n) => n.value), col("low"), col("median"), col("high")));
+  }
 }
 
 const DAILY = ["step_count", "active_energy", "resting_energy", "walking_running_distance", "flights_climbed", "resting_heart_rate",
@@ -801,6 +846,7 @@ async function route() {
     else if (view === "admin") await admin();
     else if (view === "daily" && arg) await daily(decodeURIComponent(arg));
     else if (view === "glucose" && arg) await glucosePage(arg.split(",").map(decodeURIComponent));
+    else if (view === "baselines" && arg) await baselinesPage(decodeURIComponent(arg));
     else await patients();
   } catch (e) {
     if (e.status === 401) signIn("Your session ended; sign in again.");

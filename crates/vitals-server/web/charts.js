@@ -177,6 +177,23 @@ export function readingsChart(box, { from, to, target, height = 240, unit }, t, 
   }, data);
 }
 
+/** A person's nightly values (points and line) inside their baseline band (`low`-`high`,
+ *  shaded) with the median dashed; nights at UTC noon of their day, `null` where missing. */
+export function baselineChart(box, { from, to, height = 180, unit }, t, value, low, median, high) {
+  const p = palette();
+  return plot(box, {
+    height, ms: 1, legend: { show: false }, cursor: { drag: { x: false, y: false }, points: { show: false } },
+    scales: { x: { time: true, range: () => [from, to] } },
+    axes: [axis(p), axis(p, { size: 56, label: unit, labelSize: 18 })],
+    series: [{},
+      { label: "Band low", stroke: "transparent", points: { show: false } },
+      { label: "Normal", stroke: p.muted, width: 1.5, dash: [6, 4], points: { show: false } },
+      { label: "Band high", stroke: "transparent", points: { show: false } },
+      { label: "Night", stroke: p.accent, width: 2, spanGaps: false, points: { show: true, size: 5, stroke: p.accent, fill: p.accent } }],
+    bands: [{ series: [3, 1], fill: "rgba(46, 125, 50, 0.16)" }],
+  }, [t, low, median, high, value]);
+}
+
 const hhmm = (m) => `${String(Math.floor(m / 60) % 24).padStart(2, "0")}:${String(m % 60).padStart(2, "0")}`;
 
 /** Colours for patients compared with the first one. */

@@ -53,6 +53,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/latest", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/chart", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/glucose", "any own own own any -"),
+    ("GET", "/api/v1/patients/{patient}/baselines", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/live", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/series/{metric}", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/fhir", "any own own own any -"),

@@ -205,6 +205,15 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         .map(|h| json!({"patient": "p-1", "metric": "step_count", "time": day_start + 2 * 3_600_000 - (h + 1) * 3_600_000, "value": 100}))
         .collect();
     assert_eq!(server.ingest(&Value::Array(steps)).status, 200);
+    // 40 mornings of p-3's resting heart rate (09:00), 58 bpm give or take 1, the last two
+    // 65: an open anomaly since two nights ago.
+    let rhr: Vec<Value> = (1..=40)
+        .map(|n| {
+            let v = if n <= 2 { 65.0 } else { 58.0 + [0.0, 1.0, -1.0][(n % 3) as usize] };
+            json!({"patient": "p-3", "metric": "resting_heart_rate", "time": day_start - n * 86_400_000 + 9 * 3_600_000, "value": v})
+        })
+        .collect();
+    assert_eq!(server.ingest(&Value::Array(rhr)).status, 200);
     crate::harness::eventually("alerts for p-1 and p-2", || {
         server.get("/api/v1/alerts?state=open", Some(ADMIN)).json()["alerts"].as_array().map(Vec::len) == Some(2)
     });
@@ -301,6 +310,25 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         "time in ranges, one bar each: {seen}"
     );
     assert_eq!(seen["glucose_profile_compared"], json!(1), "p-3's median on p-1's profile");
+    // Baselines: p-3 is watched, with one open anomaly explained, and its resting rate
+    // (and the steps it has none of) drawn in the band.
+    let date = |ms: i64| vitals_core::time::format_time(ms)[..10].to_owned();
+    assert_eq!(seen["baseline_status"], json!("watching"), "{seen}");
+    let anomalies = seen["anomalies"].as_array().expect("anomalies");
+    assert_eq!(anomalies.len(), 1, "{seen}");
+    let text = anomalies[0].as_str().expect("text");
+    let since = date(day_start - 2 * 86_400_000);
+    assert!(
+        text.starts_with(&format!(
+            "Since {since} (open): For 2 nights since {since}: resting heart rate 65.0 bpm (+7.0 bpm"
+        )),
+        "{text}"
+    );
+    assert_eq!(
+        seen["baseline_figures"],
+        json!([["baseline-resting_heart_rate", {"nights": "40", "banded": "27"}]]),
+        "40 nights with a value; a band from the night with 14 nights in its 28-day window (26 nights ago) to today's: {seen}"
+    );
     // Daily steps: 4 days with steps (3 whole days before today and today's 2 hours), the
     // latest day 200 steps; hourly: the 48 hours up to 03:00, of which 02:00-03:00 has none.
     assert_eq!(seen["daily"]["bars"], json!(4), "{seen}");
@@ -363,7 +391,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(ph["daily"], json!({"bars": 4, "last": "700 count", "hourly_bars": 46}), "{ph}");
     // axe-core: no WCAG 2.1 A/AA rule broken on any view.
     let a11y = seen["a11y"].as_object().expect("a11y");
-    assert_eq!(a11y.len(), 11, "every view checked: {a11y:?}");
+    assert_eq!(a11y.len(), 12, "every view checked: {a11y:?}");
     for (view, violations) in a11y {
         assert_eq!(violations, &json!([]), "{view}");
     }

@@ -6,6 +6,7 @@ mod admin;
 mod alerts;
 mod api;
 mod authz;
+mod baselines;
 mod bucket;
 mod cli;
 mod cluster;

@@ -176,6 +176,18 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             &[200],
             Json,
         ),
+        ("GET", "/api/v1/patients/{patient}/baselines") => doc(
+            "Nights, personal baselines and anomalies",
+            "dashboard",
+            vec![
+                ("to", time(), false),
+                ("days", json!({"type": "integer", "minimum": 7, "maximum": 365}), false),
+                ("tz_offset_min", integer(), false),
+            ],
+            vec![],
+            &[200],
+            Json,
+        ),
         ("GET", "/api/v1/patients/{patient}/live") => doc(
             "Server-sent events whenever new data of the patient is durable",
             "dashboard",

@@ -2,7 +2,7 @@
 //! smartwatch wearers who fall ill now and then (resting heart rate, HRV, skin
 //! temperature, respiratory rate and SpO2 drift for 2.5 to 4 days; the simulator's
 //! `illness` profile). Each night's values come from the simulated readings exactly as the
-//! server makes them (`vitals_rules::night`), and the detector is the live one
+//! server makes them (5-minute means, then `vitals_rules::night`), and the detector is the live one
 //! (`vitals_rules::anomaly`). Reported per sensitivity, with every signal and with the
 //! resting heart rate alone: the share of illnesses warned of, how many days before
 //! symptom onset, and false alerts per person-month.
@@ -58,6 +58,8 @@ pub(crate) fn simulate(sim: &Simulator, id: &str, first_day: i64, last_day: i64)
                 readings.push((r.metric, r.time_ms, r.value));
             }
         });
+        // As the server reads them: 5-minute means.
+        readings = night::five_minute_means(&readings);
         for (d, signal, v) in night::night_values(&readings) {
             if d == day {
                 w.nights.entry(d).or_insert([None; 7])[signal.index()] = Some(v);

@@ -1,0 +1,163 @@
+//! `GET /api/v1/patients/{patient}/baselines?to=&days=&tz_offset_min=`: a patient's
+//! nights, personal baselines and anomalies (docs/alerting.md), computed from the stored
+//! readings by `vitals_rules` at each request: the same nights and the same anomalies
+//! whatever order the readings came in.
+
+use axum::Json;
+use axum::extract::State;
+use serde_json::{Value, json};
+use vitals_query::{Agg, QueryResult, SeriesQuery};
+use vitals_rules::anomaly::{self, NightValues};
+use vitals_rules::baseline::{self, Signal};
+use vitals_rules::night;
+
+use crate::api::error::{ApiError, Code};
+use crate::api::extract::Path;
+use crate::app::AppState;
+
+const DAY: i64 = vitals_core::time::MS_PER_DAY;
+const FIVE_MIN: i64 = 300_000;
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct BaselineParams {
+    /// The end of the period (default: now); its local day is the last night shown.
+    to: Option<String>,
+    /// Nights shown (7 to 365, default 60).
+    days: Option<i64>,
+    /// The patient's offset from UTC in minutes (nights are local).
+    tz_offset_min: Option<i64>,
+}
+
+/// The date of a local day number.
+fn date(day: i64) -> String {
+    let (y, m, d) = vitals_core::time::civil_day(day * DAY);
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+pub(crate) async fn baselines(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+    crate::api::extract::Query(p): crate::api::extract::Query<BaselineParams>,
+) -> Result<Json<Value>, ApiError> {
+    let to = match &p.to {
+        Some(t) => crate::api::error::query_time("to", t)?,
+        None => app.clock.now_ms(),
+    };
+    let days = p.days.unwrap_or(60);
+    if !(7..=365).contains(&days) {
+        return Err(ApiError::new(Code::InvalidQuery, "days: between 7 and 365"));
+    }
+    let offset = vitals_query::glucose::Offsets::parse(p.tz_offset_min, None)
+        .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?
+        .base_ms;
+    let pid = crate::api::patients_api::pseudonym(&patient)?;
+    let config = app.config.alerting.anomaly;
+    let last_day = (to + offset).div_euclid(DAY);
+    let first_day = last_day - days + 1;
+    // The nights shown need the window before the first, and a night begins at noon the
+    // day before.
+    let from = (first_day - i64::from(config.baseline.window_days) - 2) * DAY - offset;
+    let until = (last_day + 1) * DAY - offset;
+    let store = app.store.clone();
+    let catalog = app.catalog;
+    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let mut readings: Vec<(&str, i64, f64)> = Vec::new();
+        for metric in night::METRICS {
+            let Some(id) = catalog.id(metric) else { continue };
+            let agg = if metric == "step_count" { Agg::Sum } else { Agg::Mean };
+            let q = SeriesQuery {
+                patient: pid.clone(),
+                metric: id,
+                device: None,
+                from,
+                to: until,
+                every_ms: Some(FIVE_MIN),
+                aggs: vec![agg],
+            };
+            if let QueryResult::Buckets(buckets) = vitals_query::run(&store, &q)? {
+                readings.extend(buckets.iter().filter_map(|b| Some((metric, b.time_ms + offset, *b.values.first()?))));
+            }
+        }
+        let mut nights: std::collections::BTreeMap<i64, NightValues> = std::collections::BTreeMap::new();
+        for (day, signal, v) in night::night_values(&readings) {
+            if day <= last_day {
+                nights.entry(day).or_insert([None; 7])[signal.index()] = Some(v);
+            }
+        }
+        Ok(answer(&nights, &config, first_day, last_day))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(out))
+}
+
+/// The answer: every signal's nights with its baseline band, each night's state, the
+/// anomalies touching the period and whether the detector is still learning.
+fn answer(
+    nights: &std::collections::BTreeMap<i64, NightValues>,
+    config: &anomaly::AnomalyConfig,
+    first_day: i64,
+    last_day: i64,
+) -> Value {
+    let t = config.sensitivity.thresholds();
+    let window = i64::from(config.baseline.window_days);
+    let mut signals = Vec::new();
+    for signal in Signal::ALL {
+        let history: Vec<(i64, f64)> = nights.iter().filter_map(|(d, v)| v[signal.index()].map(|x| (*d, x))).collect();
+        let shown: Vec<Value> = (first_day..=last_day)
+            .filter_map(|day| {
+                let value = nights.get(&day).and_then(|v| v[signal.index()]);
+                let b = baseline::baseline(signal, &history, day, &config.baseline);
+                if value.is_none() && b.is_none() {
+                    return None;
+                }
+                Some(json!({
+                    "day": date(day),
+                    "value": value,
+                    "baseline": b.map(|b| {
+                        let (low, high) = b.band(t.rise_z);
+                        json!({"median": b.median, "spread": b.spread, "low": low, "high": high, "nights": b.days})
+                    }),
+                    "z": value.zip(b).map(|(v, b)| b.adverse_z(signal, v)),
+                }))
+            })
+            .collect();
+        if !shown.is_empty() {
+            signals.push(json!({"signal": signal.code(), "unit": signal.unit(), "nights": shown}));
+        }
+    }
+    let states: Vec<Value> = (first_day..=last_day)
+        .map(|day| {
+            let n = anomaly::score_night(nights, day, config);
+            json!({"day": date(day), "state": n.state})
+        })
+        .collect();
+    let anomalies: Vec<Value> = anomaly::detect(nights, config)
+        .into_iter()
+        .filter(|a| a.cleared_day.is_none_or(|c| c >= first_day) && a.start_day <= last_day)
+        .map(|a| {
+            json!({
+                "start": date(a.start_day), "fired": date(a.fired_day), "cleared": a.cleared_day.map(date),
+                "explanation": a.explanation.text, "signals": a.explanation.signals,
+            })
+        })
+        .collect();
+    // Learning until the next night would have a resting-rate baseline.
+    let rhr: Vec<(i64, f64)> = nights.iter().filter_map(|(d, v)| v[0].map(|x| (*d, x))).collect();
+    let next = last_day + 1;
+    let learning = baseline::baseline(Signal::RestingHeartRate, &rhr, next, &config.baseline).is_none();
+    let rhr_nights = rhr.iter().filter(|(d, _)| (next - window..next).contains(d)).count();
+    json!({
+        "from": date(first_day),
+        "to": date(last_day),
+        "sensitivity": config.sensitivity,
+        "thresholds": t,
+        "window_days": config.baseline.window_days,
+        "status": if learning { "cold_start" } else { "watching" },
+        "nights_with_resting_rate": rhr_nights,
+        "nights_needed": config.baseline.min_days,
+        "signals": signals,
+        "nights": states,
+        "anomalies": anomalies,
+    })
+}

@@ -1,0 +1,112 @@
+//! Personal baselines and anomalies over the API: nights made from stored readings, the
+//! band around each signal, the cold start, and an anomaly's explanation.
+
+use serde_json::{Value, json};
+
+use crate::harness::{ADMIN, NOW, TestServer};
+
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+
+fn date(ms: i64) -> String {
+    vitals_core::time::format_time(ms)[..10].to_owned()
+}
+
+/// `nights` mornings of resting heart rate (09:00 UTC, ending yesterday) around 58 bpm,
+/// raised by 7 on the last `raised`, and skin temperature at 03:00 around 34.0 °C, raised
+/// 0.5 °C with them.
+fn nights(patient: &str, nights: i64, raised: i64) -> Value {
+    let today = NOW.div_euclid(DAY) * DAY;
+    let mut v = Vec::new();
+    for n in 1..=nights {
+        let day = today - n * DAY;
+        let up = n <= raised;
+        let wobble = [1.0, 0.0, 0.0, 0.0, -1.0][(n % 5) as usize];
+        let rhr = 58.0 + wobble + if up { 7.0 } else { 0.0 };
+        let skin = 34.0 + 0.05 * (n % 3) as f64 + if up { 0.5 } else { 0.0 };
+        v.push(json!({"patient": patient, "metric": "resting_heart_rate", "time": day + 9 * HOUR, "value": rhr}));
+        v.push(json!({"patient": patient, "metric": "skin_temperature", "time": day + 3 * HOUR, "value": skin}));
+    }
+    Value::Array(v)
+}
+
+#[test]
+fn raised_nights_over_a_personal_baseline_are_an_anomaly_with_its_explanation() {
+    let server = TestServer::start();
+    assert_eq!(server.ingest(&nights("b-1", 40, 3)).status, 200);
+    let r = server.get("/api/v1/patients/b-1/baselines?days=30", Some(ADMIN));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    let today = NOW.div_euclid(DAY) * DAY;
+    assert_eq!((v["status"].clone(), v["to"].clone()), (json!("watching"), json!(date(today))), "{v}");
+    // The resting rate's nights with their band: median 58, the band median ± 2 spreads.
+    let rhr = &v["signals"][0];
+    assert_eq!(rhr["signal"], json!("resting_heart_rate"));
+    let shown = rhr["nights"].as_array().expect("nights");
+    let yesterday = shown.iter().find(|n| n["day"] == json!(date(today - DAY))).expect("yesterday");
+    assert_eq!(yesterday["value"], json!(65.0));
+    assert_eq!(yesterday["baseline"]["median"], json!(58.0), "{yesterday}");
+    let (low, high) =
+        (yesterday["baseline"]["low"].as_f64().expect("low"), yesterday["baseline"]["high"].as_f64().expect("high"));
+    assert!(low < 58.0 && high > 58.0 && high < 65.0, "{yesterday}");
+    assert!(yesterday["z"].as_f64().is_some_and(|z| z > 4.0), "{yesterday}");
+    assert_eq!(v["signals"][1]["signal"], json!("skin_temperature"));
+    // One anomaly: since three nights ago, fired on the second, still open, explained.
+    let a = v["anomalies"].as_array().expect("anomalies");
+    assert_eq!(a.len(), 1, "{v}");
+    assert_eq!(
+        (a[0]["start"].clone(), a[0]["fired"].clone(), a[0]["cleared"].clone()),
+        (json!(date(today - 3 * DAY)), json!(date(today - 2 * DAY)), Value::Null)
+    );
+    let text = a[0]["explanation"].as_str().expect("text");
+    assert!(
+        text.starts_with(&format!(
+            "For 2 nights since {}: resting heart rate 65.0 bpm (+7.0 bpm",
+            date(today - 3 * DAY)
+        )),
+        "{text}"
+    );
+    assert!(text.contains("skin temperature"), "{text}");
+    let states: Vec<&str> =
+        v["nights"].as_array().expect("states").iter().filter_map(|n| n["state"].as_str()).collect();
+    assert_eq!(states.len(), 30);
+    assert_eq!(&states[26..], &["elevated", "elevated", "elevated", "missing"], "today's night has no values yet");
+}
+
+#[test]
+fn nothing_is_flagged_before_the_baseline_exists_and_the_answer_says_so() {
+    let server = TestServer::start();
+    assert_eq!(server.ingest(&nights("b-2", 8, 3)).status, 200);
+    let v = server.get("/api/v1/patients/b-2/baselines", Some(ADMIN)).json();
+    assert_eq!(v["status"], json!("cold_start"), "{v}");
+    assert_eq!((v["nights_with_resting_rate"].clone(), v["nights_needed"].clone()), (json!(8), json!(14)));
+    assert_eq!(v["anomalies"], json!([]));
+    let states = v["nights"].as_array().expect("states");
+    assert!(states.iter().all(|n| n["state"] == "cold_start" || n["state"] == "missing"), "{v}");
+    assert!(v["signals"][0]["nights"].as_array().expect("nights").iter().all(|n| n["baseline"].is_null()));
+    // Bad parameters are refused.
+    assert_eq!(server.get("/api/v1/patients/b-2/baselines?days=3", Some(ADMIN)).status, 400);
+    assert_eq!(server.get("/api/v1/patients/b-2/baselines?tz_offset_min=900", Some(ADMIN)).status, 400);
+}
+
+#[test]
+fn a_band_that_sends_only_heart_rate_gets_a_resting_rate_of_its_own() {
+    let server = TestServer::start();
+    let today = NOW.div_euclid(DAY) * DAY;
+    // Heart rate every minute from 02:00 to 04:00 on the last 3 nights: 50 bpm from 03:00
+    // to 03:30, 62 otherwise.
+    let mut v = Vec::new();
+    for n in 1..=3 {
+        for m in 0..120 {
+            let t = today - n * DAY + 2 * HOUR + m * 60_000;
+            let hr = if (60..90).contains(&m) { 50 } else { 62 };
+            v.push(json!({"patient": "b-3", "metric": "heart_rate", "time": t, "value": hr}));
+        }
+    }
+    assert_eq!(server.ingest(&Value::Array(v)).status, 200);
+    let a = server.get("/api/v1/patients/b-3/baselines?days=7", Some(ADMIN)).json();
+    let rhr = &a["signals"][0];
+    assert_eq!(rhr["signal"], json!("resting_heart_rate"), "{a}");
+    let values: Vec<Value> = rhr["nights"].as_array().expect("nights").iter().map(|n| n["value"].clone()).collect();
+    assert_eq!(values, vec![json!(50.0); 3], "the lowest half hour of each night: {a}");
+}
