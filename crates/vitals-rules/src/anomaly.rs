@@ -66,16 +66,43 @@ impl Sensitivity {
 }
 
 /// The detector's settings (`[alerting.anomaly]`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AnomalyConfig {
+    /// Raise alerts (the server's alerting thread); baselines are shown either way.
+    pub enabled: bool,
     pub baseline: BaselineConfig,
+    /// The sensitivity of patients in none of the cohorts below.
     pub sensitivity: Sensitivity,
+    /// Patients of these cohorts are watched with `high` sensitivity (first), those of
+    /// `low_cohorts` with `low`: a patient's sensitivity is set by putting them in one.
+    pub high_cohorts: Vec<String>,
+    pub low_cohorts: Vec<String>,
 }
 
 impl Default for AnomalyConfig {
     fn default() -> Self {
-        AnomalyConfig { baseline: BaselineConfig::default(), sensitivity: Sensitivity::Normal }
+        AnomalyConfig {
+            enabled: false,
+            baseline: BaselineConfig::default(),
+            sensitivity: Sensitivity::Normal,
+            high_cohorts: Vec::new(),
+            low_cohorts: Vec::new(),
+        }
+    }
+}
+
+impl AnomalyConfig {
+    /// The settings for a patient, `in_cohort(cohort)` telling whether they are in one.
+    pub fn for_patient(&self, in_cohort: &dyn Fn(&str) -> bool) -> AnomalyConfig {
+        let sensitivity = if self.high_cohorts.iter().any(|c| in_cohort(c)) {
+            Sensitivity::High
+        } else if self.low_cohorts.iter().any(|c| in_cohort(c)) {
+            Sensitivity::Low
+        } else {
+            self.sensitivity
+        };
+        AnomalyConfig { sensitivity, ..self.clone() }
     }
 }
 
@@ -300,7 +327,7 @@ impl AnomalyDetector {
 
     /// The settings in effect for `patient`.
     pub fn config_for(&self, patient: &str) -> AnomalyConfig {
-        let mut c = self.config;
+        let mut c = self.config.clone();
         if let Some(s) = self.sensitivity.get(patient) {
             c.sensitivity = *s;
         }

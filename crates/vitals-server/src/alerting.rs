@@ -1,6 +1,7 @@
 //! The alerting thread: the live rule engine wired to the store and the outbox. It hears of
 //! samples right after they are durable (the store's subscription), evaluates the rules in
-//! force (config, packs, API; cohort scopes resolved) and the seizure detector per patient,
+//! force (config, packs, API; cohort scopes resolved) and the seizure detector per patient
+//! (and, every 15 minutes, the anomaly detector over nights: `alerting/anomaly_watch.rs`),
 //! hands their changes to `vitals_alerts::decision` (alert versions, suppression, routing,
 //! all-clears), and writes each batch's alert versions together with their notices as one
 //! durable record. Once a second it asks for reminders and escalations of alerts still
@@ -27,6 +28,8 @@ use vitals_rules::seizure::{DETECTOR_RULE, SeizureDetector};
 use vitals_rules::{Rule, Scope, Severity};
 use vitals_storage::event_store::EventStore;
 use vitals_storage::{DurableBatch, Store};
+
+mod anomaly_watch;
 
 use crate::alert_store::AlertStore;
 use crate::cohort_store::CohortStore;
@@ -126,6 +129,15 @@ fn rule_info(rules: &[Rule]) -> HashMap<String, RuleInfo> {
         })
         .collect();
     m.insert(
+        vitals_rules::anomaly::DETECTOR_RULE.to_owned(),
+        RuleInfo {
+            severity: Severity::Warning,
+            expr: "anomaly detector: nights off the person's own baseline (resting heart rate, with HRV, skin temperature, respiratory rate, SpO2, steps)".into(),
+            description: Some("Nights off the person's normal".into()),
+            metrics: vec!["resting_heart_rate".into()],
+        },
+    );
+    m.insert(
         DETECTOR_RULE.to_owned(),
         RuleInfo {
             severity: Severity::Urgent,
@@ -153,6 +165,7 @@ struct Live {
     app: Context,
     engine: Engine,
     detector: Option<SeizureDetector>,
+    anomalies: Option<anomaly_watch::AnomalyWatch>,
     rules: Vec<Rule>,
     info: HashMap<String, RuleInfo>,
     /// Reminder interval per rule that has one.
@@ -174,6 +187,7 @@ impl Live {
         Live {
             engine,
             detector,
+            anomalies: cfg.anomaly.enabled.then(|| anomaly_watch::AnomalyWatch::new(cfg.anomaly.clone())),
             rules: Vec::new(),
             info: HashMap::new(),
             renotify: HashMap::new(),
@@ -219,6 +233,7 @@ impl Live {
             }
             self.handle(&changes, now);
             if tick {
+                self.watch_anomalies(now);
                 self.remind(now);
                 last_tick = now;
             }
@@ -244,6 +259,9 @@ impl Live {
             self.engine.forget_patient(&p);
             if let Some(d) = &mut self.detector {
                 d.forget_patient(&p);
+            }
+            if let Some(w) = &mut self.anomalies {
+                w.forget_patient(&p);
             }
         }
     }
@@ -308,7 +326,8 @@ impl Live {
         // Episodes of alerts still open are re-derived from their start, however old, so
         // that they are found again rather than raised twice.
         let mut oldest: HashMap<String, i64> = HashMap::new();
-        for a in self.app.alerts.active().into_iter().filter(|a| a.rule != DETECTOR_RULE) {
+        let own_rule = |r: &str| r != DETECTOR_RULE && r != vitals_rules::anomaly::DETECTOR_RULE;
+        for a in self.app.alerts.active().into_iter().filter(|a| own_rule(&a.rule)) {
             let e = oldest.entry(a.patient.clone()).or_insert(a.start_ms);
             *e = (*e).min(a.start_ms);
         }
@@ -362,6 +381,9 @@ impl Live {
             if a.rule == DETECTOR_RULE {
                 return startup;
             }
+            if a.rule == vitals_rules::anomaly::DETECTOR_RULE {
+                return false; // the anomaly watch keeps its own
+            }
             let in_force = self.rules.iter().any(|r| r.spec.name == a.rule && r.spec.scope.includes(&a.patient));
             let holds = || {
                 self.engine.episodes(&a.rule, &a.patient).iter().any(|e| e.start == a.start_ms && e.cleared.is_none())
@@ -413,6 +435,32 @@ impl Live {
         let policy = self.policy(&in_cohort);
         let d = decision::on_changes(&policy, &*self.app.alerts, &changes, &latest, now);
         self.commit(d);
+    }
+
+    /// The anomaly detector's changes (when a check is due), each decided with its
+    /// anomaly's explanation as the alert's description.
+    fn watch_anomalies(&mut self, now: i64) {
+        let Some(mut w) = self.anomalies.take() else { return };
+        let rule = vitals_rules::anomaly::DETECTOR_RULE;
+        let alerts = &self.app.alerts;
+        let recorded = |p: &str| -> Vec<Alert> {
+            alerts.list(Some(p), None, i64::MIN, i64::MAX).into_iter().filter(|a| a.rule == rule).collect()
+        };
+        let evaluates = |p: &str| self.evaluates(p) && !self.app.erased.contains(p);
+        let cohorts = &self.app.cohorts;
+        let found = w.check(&self.app.store, &recorded, &evaluates, &|c, p| cohorts.contains(c, p), now);
+        self.anomalies = Some(w);
+        for (change, explanation) in found {
+            let mut info = self.info.clone();
+            if let Some(i) = info.get_mut(rule) {
+                i.description = Some(explanation);
+            }
+            let cohorts = &self.app.cohorts;
+            let in_cohort = |c: &str, p: &str| cohorts.contains(c, p);
+            let policy = Policy { rules: &info, ..self.policy(&in_cohort) };
+            let d = decision::on_changes(&policy, &*self.app.alerts, &[change], &|_, _, _| None, now);
+            self.commit(d);
+        }
     }
 
     fn policy<'a>(&'a self, in_cohort: &'a dyn Fn(&str, &str) -> bool) -> Policy<'a> {

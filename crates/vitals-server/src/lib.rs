@@ -22,6 +22,7 @@ pub mod cohort_store;
 pub mod config;
 pub mod fhir;
 pub mod fhir_export;
+pub(crate) mod nights;
 pub(crate) mod notifier;
 pub mod people;
 pub mod pg;

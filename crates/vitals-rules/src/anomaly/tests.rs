@@ -87,6 +87,15 @@ fn sensitivity_is_per_patient_and_rederives() {
     assert_eq!(det.config_for("p-2").sensitivity, Sensitivity::Normal);
     let back = det.set_sensitivity("p-1", None);
     assert!(matches!(back.as_slice(), [AnomalyChange::Retracted { .. }]), "{back:?}");
+    // Through cohorts: high first, then low, else the default.
+    let c = AnomalyConfig {
+        high_cohorts: vec!["fragile".into()],
+        low_cohorts: vec!["athletes".into()],
+        ..AnomalyConfig::default()
+    };
+    assert_eq!(c.for_patient(&|x| x == "fragile" || x == "athletes").sensitivity, Sensitivity::High);
+    assert_eq!(c.for_patient(&|x| x == "athletes").sensitivity, Sensitivity::Low);
+    assert_eq!(c.for_patient(&|_| false).sensitivity, Sensitivity::Normal);
 }
 
 #[test]
@@ -134,7 +143,7 @@ proptest! {
             prop_assert!(before >= 14, "{a:?}");
         }
         // In order, a night at a time: only openings and resolutions.
-        let mut det = AnomalyDetector::new(config);
+        let mut det = AnomalyDetector::new(config.clone());
         let mut changes = Vec::new();
         for v in &values {
             changes.extend(det.ingest("p", std::slice::from_ref(v)));

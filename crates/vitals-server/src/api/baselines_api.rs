@@ -6,17 +6,14 @@
 use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
-use vitals_query::{Agg, QueryResult, SeriesQuery};
 use vitals_rules::anomaly::{self, NightValues};
 use vitals_rules::baseline::{self, Signal};
-use vitals_rules::night;
 
 use crate::api::error::{ApiError, Code};
 use crate::api::extract::Path;
 use crate::app::AppState;
 
-const DAY: i64 = vitals_core::time::MS_PER_DAY;
-const FIVE_MIN: i64 = 300_000;
+use crate::nights::DAY;
 
 #[derive(Debug, serde::Deserialize)]
 pub(crate) struct BaselineParams {
@@ -51,39 +48,14 @@ pub(crate) async fn baselines(
         .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?
         .base_ms;
     let pid = crate::api::patients_api::pseudonym(&patient)?;
-    let config = app.config.alerting.anomaly;
+    let cohorts = app.cohorts.clone();
+    let config = app.config.alerting.anomaly.for_patient(&|c| cohorts.contains(c, &patient));
     let last_day = (to + offset).div_euclid(DAY);
     let first_day = last_day - days + 1;
-    // The nights shown need the window before the first, and a night begins at noon the
-    // day before.
-    let from = (first_day - i64::from(config.baseline.window_days) - 2) * DAY - offset;
-    let until = (last_day + 1) * DAY - offset;
     let store = app.store.clone();
-    let catalog = app.catalog;
     let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
-        let mut readings: Vec<(&str, i64, f64)> = Vec::new();
-        for metric in night::METRICS {
-            let Some(id) = catalog.id(metric) else { continue };
-            let agg = if metric == "step_count" { Agg::Sum } else { Agg::Mean };
-            let q = SeriesQuery {
-                patient: pid.clone(),
-                metric: id,
-                device: None,
-                from,
-                to: until,
-                every_ms: Some(FIVE_MIN),
-                aggs: vec![agg],
-            };
-            if let QueryResult::Buckets(buckets) = vitals_query::run(&store, &q)? {
-                readings.extend(buckets.iter().filter_map(|b| Some((metric, b.time_ms + offset, *b.values.first()?))));
-            }
-        }
-        let mut nights: std::collections::BTreeMap<i64, NightValues> = std::collections::BTreeMap::new();
-        for (day, signal, v) in night::night_values(&readings) {
-            if day <= last_day {
-                nights.entry(day).or_insert([None; 7])[signal.index()] = Some(v);
-            }
-        }
+        let from_day = first_day - i64::from(config.baseline.window_days) - 1;
+        let nights = crate::nights::read(&store, &pid, from_day, last_day, offset)?;
         Ok(answer(&nights, &config, first_day, last_day))
     })
     .await

@@ -16,13 +16,17 @@ fn date(ms: i64) -> String {
 /// raised by 7 on the last `raised`, and skin temperature at 03:00 around 34.0 °C, raised
 /// 0.5 °C with them.
 fn nights(patient: &str, nights: i64, raised: i64) -> Value {
+    nights_raised_by(patient, nights, raised, 7.0)
+}
+
+fn nights_raised_by(patient: &str, nights: i64, raised: i64, bpm: f64) -> Value {
     let today = NOW.div_euclid(DAY) * DAY;
     let mut v = Vec::new();
     for n in 1..=nights {
         let day = today - n * DAY;
         let up = n <= raised;
         let wobble = [1.0, 0.0, 0.0, 0.0, -1.0][(n % 5) as usize];
-        let rhr = 58.0 + wobble + if up { 7.0 } else { 0.0 };
+        let rhr = 58.0 + wobble + if up { bpm } else { 0.0 };
         let skin = 34.0 + 0.05 * (n % 3) as f64 + if up { 0.5 } else { 0.0 };
         v.push(json!({"patient": patient, "metric": "resting_heart_rate", "time": day + 9 * HOUR, "value": rhr}));
         v.push(json!({"patient": patient, "metric": "skin_temperature", "time": day + 3 * HOUR, "value": skin}));
@@ -109,4 +113,63 @@ fn a_band_that_sends_only_heart_rate_gets_a_resting_rate_of_its_own() {
     assert_eq!(rhr["signal"], json!("resting_heart_rate"), "{a}");
     let values: Vec<Value> = rhr["nights"].as_array().expect("nights").iter().map(|n| n["value"].clone()).collect();
     assert_eq!(values, vec![json!(50.0); 3], "the lowest half hour of each night: {a}");
+}
+
+#[test]
+fn an_anomaly_is_raised_as_an_explained_alert_and_resolved_by_normal_nights() {
+    let server = TestServer::with_config(|c| c.alerting.anomaly.enabled = true);
+    let today = NOW.div_euclid(DAY) * DAY;
+    assert_eq!(server.ingest(&nights("b-4", 40, 2)).status, 200);
+    // Too few nights for a baseline: nothing, however raised.
+    assert_eq!(server.ingest(&nights("b-5", 8, 3)).status, 200);
+    let list = |state: &str| -> Vec<Value> {
+        let r = server.get(&format!("/api/v1/alerts?state={state}"), Some(ADMIN)).json();
+        r["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["rule"] == "anomaly-detector")
+            .collect()
+    };
+    // The detector looks every 15 minutes.
+    server.clock.advance(15 * 60_000 + 1_000);
+    crate::harness::eventually("an anomaly alert", || !list("open").is_empty());
+    let open = list("open");
+    assert_eq!(open.len(), 1, "b-5 has no baseline yet: {open:?}");
+    let a = &open[0];
+    assert_eq!((a["patient"].clone(), a["severity"].clone()), (json!("b-4"), json!("warning")), "{a}");
+    let since = date(today - 2 * DAY);
+    let why = a["description"].as_str().unwrap_or_default();
+    assert!(why.starts_with(&format!("For 2 nights since {since}: resting heart rate 65.0 bpm (+7.0 bpm")), "{a}");
+    assert!(why.contains("skin temperature"), "{why}");
+    assert_eq!(a["paged"], json!(true), "it fired on last night's data: it pages");
+    // Two normal nights later it is over.
+    server.clock.advance(2 * DAY);
+    let normal: Vec<Value> = [today, today + DAY]
+        .iter()
+        .map(|d| json!({"patient": "b-4", "metric": "resting_heart_rate", "time": d + 9 * HOUR, "value": 58}))
+        .collect();
+    assert_eq!(server.ingest(&Value::Array(normal)).status, 200);
+    server.clock.advance(15 * 60_000);
+    crate::harness::eventually("the anomaly resolved", || list("open").is_empty());
+    let resolved = list("resolved");
+    assert_eq!(resolved.len(), 1, "the same alert, resolved: {resolved:?}");
+    assert_eq!(resolved[0]["id"], a["id"]);
+}
+
+#[test]
+fn a_patients_cohort_sets_their_sensitivity() {
+    let server = TestServer::with_config(|c| c.alerting.anomaly.high_cohorts = vec!["fragile".into()]);
+    // 3.5 bpm over normal for two nights: under the normal sensitivity's 4, over high's 3.
+    for p in ["b-6", "b-7"] {
+        assert_eq!(server.ingest(&nights_raised_by(p, 40, 2, 3.5)).status, 200);
+    }
+    let r = server.put_json("/api/v1/cohorts/fragile", &json!({"patients": ["b-6"]}));
+    assert!(r.status == 200 || r.status == 201, "{}", r.body);
+    let high = server.get("/api/v1/patients/b-6/baselines", Some(ADMIN)).json();
+    let normal = server.get("/api/v1/patients/b-7/baselines", Some(ADMIN)).json();
+    assert_eq!((high["sensitivity"].clone(), normal["sensitivity"].clone()), (json!("high"), json!("normal")));
+    assert_eq!(high["anomalies"].as_array().map(Vec::len), Some(1), "{high}");
+    assert_eq!(normal["anomalies"], json!([]), "{normal}");
 }

@@ -1,0 +1,53 @@
+//! A patient's nights read from the store: the readings of `vitals_rules::night::METRICS`
+//! as 5-minute means (sums for steps), folded into nights by `vitals_rules::night`. Shared
+//! by the baselines view (`api/baselines_api.rs`) and the anomaly detector of the alerting
+//! thread (`alerting/anomaly_watch.rs`), so both see the same nights.
+
+use std::collections::BTreeMap;
+
+use vitals_core::{Catalog, PatientId};
+use vitals_query::{Agg, QueryError, QueryResult, SeriesQuery};
+use vitals_rules::anomaly::NightValues;
+use vitals_rules::night;
+use vitals_storage::Store;
+
+pub(crate) const DAY: i64 = vitals_core::time::MS_PER_DAY;
+const FIVE_MIN: i64 = 300_000;
+
+/// The nights `[first_day, last_day]` (local day numbers at `offset_ms` from UTC) of
+/// `patient`.
+pub(crate) fn read(
+    store: &Store,
+    patient: &PatientId,
+    first_day: i64,
+    last_day: i64,
+    offset_ms: i64,
+) -> Result<BTreeMap<i64, NightValues>, QueryError> {
+    // A night begins at noon the day before; steps are the day before's.
+    let from = (first_day - 2) * DAY - offset_ms;
+    let to = (last_day + 1) * DAY - offset_ms;
+    let mut readings: Vec<(&str, i64, f64)> = Vec::new();
+    for metric in night::METRICS {
+        let Some(id) = Catalog::standard().id(metric) else { continue };
+        let agg = if metric == "step_count" { Agg::Sum } else { Agg::Mean };
+        let q = SeriesQuery {
+            patient: patient.clone(),
+            metric: id,
+            device: None,
+            from,
+            to,
+            every_ms: Some(FIVE_MIN),
+            aggs: vec![agg],
+        };
+        if let QueryResult::Buckets(buckets) = vitals_query::run(store, &q)? {
+            readings.extend(buckets.iter().filter_map(|b| Some((metric, b.time_ms + offset_ms, *b.values.first()?))));
+        }
+    }
+    let mut nights: BTreeMap<i64, NightValues> = BTreeMap::new();
+    for (day, signal, v) in night::night_values(&readings) {
+        if (first_day..=last_day).contains(&day) {
+            nights.entry(day).or_insert([None; 7])[signal.index()] = Some(v);
+        }
+    }
+    Ok(nights)
+}
