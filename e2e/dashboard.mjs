@@ -2,6 +2,7 @@
 // prints what it saw as JSON; the Rust integration test `dashboard` starts the server with
 // simulated data, runs this, and checks the output. Screenshots go to $ARTIFACTS.
 // Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_KIOSK_PATIENT, ARTIFACTS.
+import { writeFileSync } from "node:fs";
 import { accessibility, artifacts, run, signIn, url, withAxe } from "./browser.mjs";
 
 const out = { console_errors: [], page_errors: [], a11y: {} };
@@ -143,6 +144,20 @@ await run(out, async (browser) => {
   out.baseline_figures = await page.locator("figure[id^=baseline-]").evaluateAll((fs) => fs.map((f) => [f.id, { ...f.dataset }]));
   await page.screenshot({ path: `${artifacts}/baselines.png`, fullPage: true });
   await check("baselines");
+
+  // The AGP report: the statistics against their targets, one page when printed.
+  await page.goto(`${url}/#/report/p-1`);
+  await page.locator("#report-profile canvas").waitFor();
+  out.report_stats = await page.locator("#report-stats tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  out.report_risk = await page.locator("#report-risk tr").count();
+  await page.screenshot({ path: `${artifacts}/report.png`, fullPage: true });
+  await check("report");
+  await page.emulateMedia({ media: "print" });
+  out.report_print_widths = await page.locator("#report-profile .plot").evaluate((b) => [b.clientWidth, b.querySelector(".uplot").offsetWidth]);
+  const pdf = await page.pdf({ format: "A4", printBackground: true });
+  await page.emulateMedia({ media: "screen" });
+  writeFileSync(`${artifacts}/agp-report.pdf`, pdf);
+  out.report_pdf_pages = (pdf.toString("latin1").match(/\/Type\s*\/Page[^s]/g) || []).length;
 
   // Daily metrics: steps as daily bars, then hourly.
   await page.goto(`${url}/#/daily/p-1`);

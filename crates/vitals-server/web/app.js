@@ -457,6 +457,7 @@ async function glucosePage(ids, days = 14) {
     : el("div", { class: "tir-row" }, el("span", { class: "tir-name" }, ids[i]), el("span", { class: "muted" }, "no readings"))));
   show(
     el("h1", {}, `Glucose: ${primary}`),
+    el("p", { class: "links" }, el("a", { href: `#/report/${enc}` }, "AGP report (printable)")),
     el("div", { class: "toolbar", role: "group", "aria-label": "Period" },
       [7, 14, 30, 90].map((d) => el("button", { type: "button", "aria-pressed": d === days ? "true" : "false",
         onclick: () => glucosePage(ids, d) }, `${d} days`))),
@@ -482,6 +483,72 @@ async function glucosePage(ids, days = 14) {
     compared.map((c) => ({ label: c.id, minutes: c.stats.agp.map((x) => x.minute + 15), p50: c.stats.agp.map((x) => x.p50) }))));
   for (const sw of profile.fig.querySelectorAll(".swatch")) sw.style.background = sw.dataset.color;
   profile.fig.dataset.compared = String(compared.length);
+  profile.fig.dataset.slots = String(g.agp.length);
+}
+
+/** The one-page AGP report (docs/glucose.md): the consensus statistics against their
+ *  targets, the time in ranges, variability and risk, and the daily profile, laid out to
+ *  print on one A4 or Letter page (the print stylesheet). */
+async function reportPage(patient, days = 14) {
+  const enc = encodeURIComponent(patient);
+  const latest = await api("GET", `/api/v1/patients/${enc}/latest`);
+  const newest = latest.metrics.filter((m) => m.metric === "blood_glucose").reduce((t, m) => (m.time > t ? m.time : t), "");
+  const to = Date.parse(newest || new Date().toISOString()) + 1000;
+  const from = to - days * 864e5;
+  const tz = `tz_offset_min=${-new Date(from).getTimezoneOffset()}`;
+  const g = await api("GET", `/api/v1/patients/${enc}/glucose?from=${from}&to=${to}&${tz}`);
+  const s = g.summary, v = g.variability;
+  const fmtDate = (ms) => new Date(ms).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
+  const num = (x, d = 1, unit = "") => (x === null || x === undefined ? "–" : `${x.toFixed(d)}${unit}`);
+  const active = s && v && v.grid_step_min ? Math.min(100, (100 * s.readings * v.grid_step_min) / (days * 1440)) : null;
+  const rows = s ? [
+    ["Readings", String(s.readings), ""],
+    ["Time CGM active", num(active, 1, " %"), "at least 70 % of the period"],
+    ["Mean glucose", num(s.mean, 0, " mg/dL"), ""],
+    ["Glucose management indicator (GMI)", num(s.gmi_percent, 1, " %"), ""],
+    ["Glucose variability (CV)", num(s.cv_percent, 1, " %"), "36 % or less"],
+    ["Very high, above 250 mg/dL", num(s.very_high_percent, 1, " %"), "under 5 %"],
+    ["High, 181–250 mg/dL", num(s.high_percent, 1, " %"), "above 180: under 25 %"],
+    ["In range, 70–180 mg/dL", num(s.in_range_percent, 1, " %"), "over 70 %"],
+    ["Low, 54–69 mg/dL", num(s.low_percent, 1, " %"), "below 70: under 4 %"],
+    ["Very low, below 54 mg/dL", num(s.very_low_percent, 1, " %"), "under 1 %"],
+  ] : [];
+  const risk = v ? [
+    ["SD", num(v.sd, 1, " mg/dL")], ["MAGE", num(v.mage, 1, " mg/dL")], ["MODD", num(v.modd, 1, " mg/dL")],
+    ["CONGA(1)", num(v.conga1, 1, " mg/dL")], ["LBGI", num(v.lbgi, 2)], ["HBGI", num(v.hbgi, 2)],
+    ["GRI", num(v.gri, 1)], ["J-index", num(v.j_index, 1)],
+  ] : [];
+  const profile = figure("report-profile", el("span", {}, "Median (line), 25–75 % and 5–95 % of readings (bands) by time of day; target 70–180 mg/dL"),
+    `Ambulatory glucose profile of ${patient} from ${fmtDate(from)} to ${fmtDate(to)}`);
+  show(
+    el("div", { class: "report", id: "agp-report" },
+      el("div", { class: "toolbar no-print", role: "group", "aria-label": "Period" },
+        [14, 30, 90].map((d) => el("button", { type: "button", "aria-pressed": d === days ? "true" : "false",
+          onclick: () => reportPage(patient, d) }, `${d} days`)),
+        el("button", { type: "button", onclick: () => window.print() }, "Print or save as PDF")),
+      el("h1", {}, "Ambulatory glucose profile"),
+      el("p", { class: "report-meta" }, `Patient ${patient} · ${days} days: ${fmtDate(from)} to ${fmtDate(to)} · printed ${fmtDate(Date.now())}`),
+      s ? el("div", { class: "report-grid" },
+        el("section", {}, el("h2", {}, "Glucose statistics and targets"),
+          el("table", { id: "report-stats" },
+            el("thead", {}, el("tr", {}, ["", "Value", "Target"].map((h) => el("th", { scope: "col" }, h)))),
+            el("tbody", {}, rows.map(([k, x, t]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, x), el("td", { class: "muted" }, t)))))),
+        el("section", {}, el("h2", {}, "Time in ranges"),
+          rangeBar(`Time in ranges of ${patient}`, [
+            { key: "vlow", name: "very low, below 54", percent: s.very_low_percent },
+            { key: "low", name: "low, 54 to 69", percent: s.low_percent },
+            { key: "in", name: "in range, 70 to 180", percent: s.in_range_percent },
+            { key: "high", name: "high, 181 to 250", percent: s.high_percent },
+            { key: "vhigh", name: "very high, above 250", percent: s.very_high_percent },
+          ]),
+          el("h2", {}, "Variability and risk"),
+          el("table", { id: "report-risk" }, el("tbody", {}, risk.map(([k, x]) => el("tr", {}, el("th", { scope: "row" }, k), el("td", { class: "num" }, x)))))))
+        : el("p", { class: "muted" }, "No glucose readings in this period."),
+      el("h2", {}, "Daily profile"), profile.fig,
+      el("p", { class: "muted report-note" }, "Targets: the international consensus on time in range (Battelino et al., Diabetes Care 2019) for most adults with type 1 or type 2 diabetes. Variability: docs/glucose.md.")));
+  const col = (k) => g.agp.map((x) => x[k]);
+  charts.push(profileChart(profile.box, { target: [70, 180], unit: "mg/dL" },
+    g.agp.map((x) => x.minute + 15), col("p5"), col("p25"), col("p50"), col("p75"), col("p95")));
   profile.fig.dataset.slots = String(g.agp.length);
 }
 
@@ -847,6 +914,7 @@ async function route() {
     else if (view === "daily" && arg) await daily(decodeURIComponent(arg));
     else if (view === "glucose" && arg) await glucosePage(arg.split(",").map(decodeURIComponent));
     else if (view === "baselines" && arg) await baselinesPage(decodeURIComponent(arg));
+    else if (view === "report" && arg) await reportPage(decodeURIComponent(arg));
     else await patients();
   } catch (e) {
     if (e.status === 401) signIn("Your session ended; sign in again.");

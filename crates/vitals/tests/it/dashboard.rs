@@ -329,6 +329,15 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         json!([["baseline-resting_heart_rate", {"nights": "40", "banded": "27"}]]),
         "40 nights with a value; a band from the night with 14 nights in its 28-day window (26 nights ago) to today's: {seen}"
     );
+    // The AGP report: p-1's statistics with their targets, variability, one printed page.
+    let stats = seen["report_stats"].as_array().expect("report stats");
+    let row = |name: &str| stats.iter().find(|r| r[0] == name).cloned();
+    assert_eq!(row("Readings"), Some(json!(["Readings", "7", ""])), "{seen}");
+    assert_eq!(row("Mean glucose"), Some(json!(["Mean glucose", "104 mg/dL", ""])));
+    assert_eq!(row("In range, 70–180 mg/dL"), Some(json!(["In range, 70–180 mg/dL", "100.0 %", "over 70 %"])));
+    assert_eq!(seen["report_risk"], json!(8), "SD, MAGE, MODD, CONGA, LBGI, HBGI, GRI, J-index");
+    assert_eq!(seen["report_pdf_pages"], json!(1), "the report prints on one A4 page");
+    assert_eq!(seen["report_print_widths"], json!([700, 700]), "the profile fits the printed page's width");
     // Daily steps: 4 days with steps (3 whole days before today and today's 2 hours), the
     // latest day 200 steps; hourly: the 48 hours up to 03:00, of which 02:00-03:00 has none.
     assert_eq!(seen["daily"]["bars"], json!(4), "{seen}");
@@ -391,7 +400,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(ph["daily"], json!({"bars": 4, "last": "700 count", "hourly_bars": 46}), "{ph}");
     // axe-core: no WCAG 2.1 A/AA rule broken on any view.
     let a11y = seen["a11y"].as_object().expect("a11y");
-    assert_eq!(a11y.len(), 12, "every view checked: {a11y:?}");
+    assert_eq!(a11y.len(), 13, "every view checked: {a11y:?}");
     for (view, violations) in a11y {
         assert_eq!(violations, &json!([]), "{view}");
     }
