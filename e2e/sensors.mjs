@@ -2,6 +2,7 @@
 // intervals, skin temperature, electrodermal activity and motion on one time axis, a
 // labelled seizure shaded and listed; choosing it zooms every chart to it. Prints what it
 // saw as JSON. Env: VITALS_URL, VITALS_USER, VITALS_PASSWORD, VITALS_PATIENT, ARTIFACTS.
+import { writeFileSync } from "node:fs";
 import { accessibility, artifacts, run, signIn, url, withAxe } from "./browser.mjs";
 
 const out = { page_errors: [] };
@@ -39,6 +40,20 @@ await run(out, async (browser) => {
   out.zoomed_panels = await panels();
   out.zoomed_bucket_ms = Number(await page.locator("#charts").getAttribute("data-bucket-ms"));
   await page.screenshot({ path: `${artifacts}/sensors-seizure.png`, fullPage: true });
+  // The seizure diary: the recorded seizure, its CSV download, one printed page.
+  await page.goto(`${url}/#/diary/${encodeURIComponent(process.env.VITALS_PATIENT)}`);
+  await page.locator("#diary-counts").waitFor();
+  out.diary_rows = await page.locator("#diary tbody tr").evaluateAll((trs) => trs.map((tr) => [tr.dataset.status, ...[...tr.cells].map((c) => c.textContent)]));
+  out.diary_counts = await page.locator("#diary-counts").textContent();
+  const csvHref = await page.getByRole("link", { name: "Download CSV" }).getAttribute("href");
+  out.diary_csv = await page.evaluate(async (h) => (await fetch(h)).text(), csvHref);
+  out.diary_a11y = await accessibility(page);
+  await page.screenshot({ path: `${artifacts}/seizure-diary.png`, fullPage: true });
+  await page.emulateMedia({ media: "print" });
+  const pdf = await page.pdf({ format: "A4" });
+  await page.emulateMedia({ media: "screen" });
+  writeFileSync(`${artifacts}/seizure-diary.pdf`, pdf);
+  out.diary_pdf_pages = (pdf.toString("latin1").match(/\/Type\s*\/Page[^s]/g) || []).length;
   // The same page in the dark scheme (the system's preference): its own colours, still
   // within WCAG AA contrast.
   const dark = await browser.newContext({ viewport: { width: 1280, height: 1100 }, timezoneId: "UTC", colorScheme: "dark" });

@@ -20,6 +20,7 @@ pub mod openapi;
 pub(crate) mod patients_api;
 pub(crate) mod people_api;
 pub(crate) mod rules_api;
+pub(crate) mod seizure_diary_api;
 pub mod series_api;
 pub(crate) mod session_api;
 pub(crate) mod sql_api;
@@ -170,6 +171,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .heavy(Method::GET, "/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
         .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
         .heavy(Method::GET, "/api/v1/patients/{patient}/baselines", A::ReadPatientData, baselines_api::baselines)
+        .get("/api/v1/patients/{patient}/seizures", A::ReadPatientData, seizure_diary_api::diary)
         .add_live("/api/v1/patients/{patient}/live", dashboard_api::live)
         .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
         .heavy(Method::GET, "/api/v1/patients/{patient}/fhir", A::ReadPatientData, fhir_api::bundle)

@@ -340,6 +340,7 @@ async function patient(id) {
     el("p", { class: "links" }, el("a", { href: `#/glucose/${enc}` }, "Glucose"), " · ",
       el("a", { href: `#/daily/${enc}` }, "Daily metrics"), " · ",
       el("a", { href: `#/baselines/${enc}` }, "Baselines"), " · ",
+      el("a", { href: `#/diary/${enc}` }, "Seizure diary"), " · ",
       el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
     buttons, rangeForm, status, box,
     el("p", { class: "muted legend" }, el("span", { class: "key key-event" }), " labelled events (workouts, sleep, meals, seizures) ",
@@ -550,6 +551,40 @@ async function reportPage(patient, days = 14) {
   charts.push(profileChart(profile.box, { target: [70, 180], unit: "mg/dL" },
     g.agp.map((x) => x.minute + 15), col("p5"), col("p25"), col("p50"), col("p75"), col("p95")));
   profile.fig.dataset.slots = String(g.agp.length);
+}
+
+/** The seizure diary (docs/dashboard.md): every seizure the detector raised or someone
+ *  recorded, matched, with acknowledgements; a CSV download and a print layout. */
+async function diaryPage(patient, days = 90) {
+  const enc = encodeURIComponent(patient);
+  // Up to the patient's newest reading (the server's time, not this device's).
+  const latest = await api("GET", `/api/v1/patients/${enc}/latest`);
+  const newest = latest.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
+  const to = Date.parse(newest || new Date().toISOString()) + 60e3, from = to - days * 864e5;
+  const q = `from=${Math.floor(from)}&to=${Math.floor(to)}`;
+  const d = await api("GET", `/api/v1/patients/${enc}/seizures?${q}`);
+  const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+  const label = { confirmed: "Detected and recorded", detected: "Detected, not recorded", recorded: "Recorded, not detected" };
+  const c = d.counts;
+  show(
+    el("div", { class: "report", id: "seizure-diary" },
+      el("div", { class: "toolbar no-print", role: "group", "aria-label": "Period" },
+        [30, 90, 365].map((n) => el("button", { type: "button", "aria-pressed": n === days ? "true" : "false",
+          onclick: () => diaryPage(patient, n) }, `${n} days`)),
+        el("a", { class: "button", href: `/api/v1/patients/${enc}/seizures?${q}&format=csv`, download: `seizures-${patient}.csv` }, "Download CSV"),
+        el("button", { type: "button", onclick: () => window.print() }, "Print or save as PDF")),
+      el("h1", {}, "Seizure diary"),
+      el("p", { class: "report-meta" }, `Patient ${patient} · last ${days} days · printed ${new Date().toLocaleDateString()}`),
+      el("p", { id: "diary-counts" }, `${c.confirmed + c.detected + c.recorded} ${c.confirmed + c.detected + c.recorded === 1 ? "seizure" : "seizures"}: ${c.confirmed} detected and recorded, ${c.detected} detected only, ${c.recorded} recorded only.`),
+      d.entries.length
+        ? scroller("diary", el("table", { id: "diary" },
+          el("thead", {}, el("tr", {}, ["Start", "Duration", "Status", "Detected at", "Acknowledged", "Recorded by", "Note"].map((h) => el("th", { scope: "col" }, h)))),
+          el("tbody", {}, d.entries.map((e) => el("tr", { "data-status": e.status },
+            el("td", {}, when(e.start)), el("td", { class: "num" }, `${Math.round(e.duration_s)} s`), el("td", {}, label[e.status]),
+            el("td", {}, when(e.detected_at)),
+            el("td", {}, e.acknowledged_by ? `${e.acknowledged_by}, ${when(e.acknowledged_at)}` : (e.alert ? "not acknowledged" : "–")),
+            el("td", {}, e.recorded_by || "–"), el("td", {}, e.note || ""))))))
+        : el("p", { class: "muted" }, "No seizure detected or recorded in this period.")));
 }
 
 const SIGNAL_NAMES = {
@@ -915,6 +950,7 @@ async function route() {
     else if (view === "glucose" && arg) await glucosePage(arg.split(",").map(decodeURIComponent));
     else if (view === "baselines" && arg) await baselinesPage(decodeURIComponent(arg));
     else if (view === "report" && arg) await reportPage(decodeURIComponent(arg));
+    else if (view === "diary" && arg) await diaryPage(decodeURIComponent(arg));
     else await patients();
   } catch (e) {
     if (e.status === 401) signIn("Your session ended; sign in again.");

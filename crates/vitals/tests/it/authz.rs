@@ -54,6 +54,7 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/chart", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/glucose", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/baselines", "any own own own any -"),
+    ("GET", "/api/v1/patients/{patient}/seizures", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/live", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/series/{metric}", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/fhir", "any own own own any -"),
@@ -199,7 +200,7 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         .replace("{id}", if template.starts_with("/api/v1/alerts/") { alert } else { "999999" })
         + match template.rsplit('/').next() {
             Some("chart") => "?metrics=heart_rate&from=1763000000000&to=1763780400000",
-            Some("glucose") => "?from=1763000000000&to=1763780400000",
+            Some("glucose" | "seizures") => "?from=1763000000000&to=1763780400000",
             Some("live") => "?events=1",
             _ => "",
         };

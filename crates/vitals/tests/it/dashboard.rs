@@ -630,6 +630,24 @@ fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_li
     assert!(q.ends_with("&tz_offset_min=120&tz_changes=1761440400000:60"), "{q}");
     assert_eq!(seen["dark_background"], json!("rgb(17, 17, 17)"));
     assert_eq!(seen["dark_a11y"], json!([]), "the dark scheme passes axe-core too");
+    // The seizure diary: the recorded seizure (no detector ran), its CSV, one printed page.
+    let rows = seen["diary_rows"].as_array().expect("diary rows");
+    assert_eq!(rows.len(), 1, "{seen}");
+    assert_eq!(
+        (rows[0][0].clone(), rows[0][2].clone(), rows[0][3].clone()),
+        (json!("recorded"), json!("120 s"), json!("Recorded, not detected"))
+    );
+    assert_eq!(rows[0][7], json!("tonic-clonic"));
+    assert_eq!(seen["diary_counts"], json!("1 seizure: 0 detected and recorded, 0 detected only, 1 recorded only."));
+    let csv = seen["diary_csv"].as_str().expect("csv");
+    assert!(
+        csv.starts_with("start,end,duration_s,status,")
+            && csv.contains(",recorded,")
+            && csv.contains(",sz-1,test,tonic-clonic"),
+        "{csv}"
+    );
+    assert_eq!(seen["diary_a11y"], json!([]), "{seen}");
+    assert_eq!(seen["diary_pdf_pages"], json!(1));
     for shot in ["sensors.png", "sensors-seizure.png", "sensors-dark.png"] {
         assert!(artifacts.join(shot).metadata().is_ok_and(|m| m.len() > 1000), "{shot} saved");
     }

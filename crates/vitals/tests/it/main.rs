@@ -31,6 +31,7 @@ mod pg;
 mod pg_catalog;
 mod rules;
 mod schemathesis;
+mod seizure_diary;
 mod simulate;
 mod sql;
 mod tls;

@@ -188,6 +188,18 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             &[200],
             Json,
         ),
+        ("GET", "/api/v1/patients/{patient}/seizures") => doc(
+            "The seizure diary: detected, recorded and confirmed seizures with acknowledgements (JSON or CSV)",
+            "dashboard",
+            vec![
+                ("from", time(), true),
+                ("to", time(), true),
+                ("format", json!({"type": "string", "enum": ["json", "csv"]}), false),
+            ],
+            vec![],
+            &[200],
+            JsonOrCsv,
+        ),
         ("GET", "/api/v1/patients/{patient}/live") => doc(
             "Server-sent events whenever new data of the patient is durable",
             "dashboard",
