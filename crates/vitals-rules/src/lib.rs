@@ -12,6 +12,7 @@ mod parse;
 mod rule;
 
 pub mod anomaly;
+pub mod autonomic;
 pub mod baseline;
 pub mod eval;
 pub mod live;

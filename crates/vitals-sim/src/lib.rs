@@ -8,6 +8,7 @@
 //! physiology and parameters are documented in `docs/simulator.md`.
 
 mod cohort;
+mod confounder;
 mod encode;
 mod model;
 mod plan;

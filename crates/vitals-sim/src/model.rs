@@ -20,11 +20,23 @@ pub struct Options {
     /// 10 is ill about a third of the time, for demos; 60 is nearer real life, for
     /// scoring anomaly detection).
     pub illness_every_days: i64,
+    /// Seizures of several kinds (a quarter autonomic-only, without rhythmic motion, 15 %
+    /// short) instead of all hypermotor; labels say which.
+    pub seizure_kinds: bool,
+    /// Epilepsy patients also brush their teeth, clap, shake things, get stressed, hot and
+    /// feverish (`confounder`): what a seizure detector must not take for a seizure.
+    pub confounders: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { seizures_per_day: 1.0, cgm_dropout: 0.02, illness_every_days: ILLNESS_BLOCK_DAYS }
+        Options {
+            seizures_per_day: 1.0,
+            cgm_dropout: 0.02,
+            illness_every_days: ILLNESS_BLOCK_DAYS,
+            seizure_kinds: false,
+            confounders: false,
+        }
     }
 }
 
@@ -79,6 +91,9 @@ pub struct Label {
     /// began to rise at `start_ms`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onset_ms: Option<i64>,
+    /// Seizures with `Options::seizure_kinds`: `hypermotor`, `autonomic` or `short`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subtype: Option<&'static str>,
 }
 
 /// Sleep periods and workouts, as Health Auto Export would send them.
@@ -207,7 +222,14 @@ impl Simulator {
         let first_day = day_of(from) - 2;
         let last_day = day_of(to.max(from)) + 1;
         let days = (first_day..=last_day)
-            .map(|d| DayPlan::draw(p.key, &p.mix, &p.traits, d, self.options.seizures_per_day))
+            .map(|d| {
+                let o = crate::plan::Draw {
+                    seizures_per_day: self.options.seizures_per_day,
+                    seizure_kinds: self.options.seizure_kinds,
+                    confounders: self.options.confounders,
+                };
+                DayPlan::draw(p.key, &p.mix, &p.traits, d, o)
+            })
             .collect();
         Plans { first_day, days }
     }
@@ -458,6 +480,9 @@ impl Simulator {
             let decay = if t > s.end { (-((t - s.end) as f64) / (40 * SECOND) as f64).exp() } else { 1.0 };
             hr *= 1.0 + s.hr_gain * rise * decay;
         }
+        for c in confounders_at(plans, t) {
+            hr = c.heart_rate(hr, t);
+        }
         hr + 2.5 * smooth(p, t, 2.9) + 1.2 * gauss(key(&[p.key, purpose::NOISE, 2, t as u64]))
     }
 
@@ -486,6 +511,7 @@ impl Simulator {
                 v += sz.eda_us * 1.6 * (1.0 - (-s / 20.0).exp()) * (-s / 300.0).exp();
             }
         }
+        v += confounders_at(plans, t).map(|c| c.eda(t)).sum::<f64>();
         v + 0.005 * gauss(key(&[p.key, purpose::NOISE, 3, t as u64]))
     }
 
@@ -517,8 +543,14 @@ impl Simulator {
             v[0] += 0.6 * act.exercise * (TAU * f * ts).sin();
             v[1] += 0.3 * act.exercise * (TAU * 2.0 * f * ts + 0.5).sin();
         }
+        for c in confounders_at(plans, t) {
+            for (a, m) in v.iter_mut().zip(c.motion(t)) {
+                *a += m;
+            }
+        }
         if let Some(s) = seizure_at(plans, t, 0)
             && t < s.end
+            && s.amp_g > 0.0
         {
             // Rhythmic jerks whose frequency falls from f0 to f1 over the episode.
             let d = (s.end - s.start) as f64 / SECOND as f64;
@@ -557,12 +589,20 @@ impl Simulator {
     /// Seizure, illness and low-glucose episodes starting in `[from, to)`.
     pub fn labels(&self, p: &Patient, from: i64, to: i64) -> Vec<Label> {
         let mut v = Vec::new();
-        let label = |kind, start_ms, end_ms| Label { patient: p.id.clone(), kind, start_ms, end_ms, onset_ms: None };
+        let label = |kind, start_ms, end_ms| Label {
+            patient: p.id.clone(),
+            kind,
+            start_ms,
+            end_ms,
+            onset_ms: None,
+            subtype: None,
+        };
         let plans = self.plans(p, from, to);
         for day in day_of(from)..=day_of(to - 1) {
             let plan = plans.get(day);
             for s in &plan.seizures {
-                v.push(label("seizure", s.start, s.end));
+                let subtype = self.options.seizure_kinds.then(|| s.kind.code());
+                v.push(Label { subtype, ..label("seizure", s.start, s.end) });
             }
             for &(s, e, _) in &plan.hypos {
                 v.push(label("hypoglycemia", s, e));
@@ -607,6 +647,13 @@ fn cgm_gap(plans: &Plans, t: i64) -> bool {
 }
 
 /// The seizure in progress at `t` (or ended less than `after` ago).
+/// The confounders that may change a signal at `t` (yesterday's too: a fever crosses
+/// midnight).
+fn confounders_at(plans: &Plans, t: i64) -> impl Iterator<Item = &crate::confounder::Confounder> {
+    let today = day_of(t);
+    [today - 1, today].into_iter().flat_map(|d| plans.get(d).confounders.iter()).filter(move |c| c.active(t))
+}
+
 fn seizure_at(plans: &Plans, t: i64, after: i64) -> Option<&Seizure> {
     let today = day_of(t);
     [today, today - 1]

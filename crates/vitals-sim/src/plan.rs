@@ -20,6 +20,8 @@ pub(crate) mod purpose {
     pub(crate) const BEATS: u64 = 7;
     pub(crate) const DROPOUT: u64 = 8;
     pub(crate) const ROUGH_NIGHT: u64 = 9;
+    pub(crate) const CONFOUNDER: u64 = 10;
+    pub(crate) const SEIZURE_KIND: u64 = 11;
 }
 
 /// Glucose model parameters of a glucose profile (mg/dL; documented in docs/simulator.md).
@@ -115,9 +117,31 @@ impl Traits {
     }
 }
 
+/// What kind of seizure (`Options::seizure_kinds`; otherwise every one is hypermotor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeizureKind {
+    /// Rhythmic jerks at 0.6-1.4 g for 30-120 s, heart rate +35-60 %, an electrodermal surge.
+    Hypermotor,
+    /// No rhythmic motion (hypomotor, autonomic-only): heart rate +30-50 %, the surge.
+    Autonomic,
+    /// 10-25 s of jerks at 0.4-0.8 g, heart rate +15-30 %, a smaller surge.
+    Short,
+}
+
+impl SeizureKind {
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            SeizureKind::Hypermotor => "hypermotor",
+            SeizureKind::Autonomic => "autonomic",
+            SeizureKind::Short => "short",
+        }
+    }
+}
+
 /// A seizure episode, with what it does to each signal.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Seizure {
+    pub(crate) kind: SeizureKind,
     pub(crate) start: i64,
     pub(crate) end: i64,
     /// Rhythmic motion frequency at onset and at the end (Hz; clonic jerks slow down).
@@ -148,10 +172,20 @@ pub(crate) struct DayPlan {
     /// A night out: alcohol lowers glucose for hours after this time.
     pub(crate) drink: Option<i64>,
     pub(crate) seizures: Vec<Seizure>,
+    /// What looks like a seizure but is not (`Options::confounders`, epilepsy only).
+    pub(crate) confounders: Vec<crate::confounder::Confounder>,
+}
+
+/// What `DayPlan::draw` takes from the simulation's options.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Draw {
+    pub(crate) seizures_per_day: f64,
+    pub(crate) seizure_kinds: bool,
+    pub(crate) confounders: bool,
 }
 
 impl DayPlan {
-    pub(crate) fn draw(patient_key: u64, mix: &Mix, t: &Traits, day: i64, seizures_per_day: f64) -> DayPlan {
+    pub(crate) fn draw(patient_key: u64, mix: &Mix, t: &Traits, day: i64, o: Draw) -> DayPlan {
         let mut d = Draws::new(key(&[patient_key, purpose::DAY, day as u64]));
         let at = |min: f64| day * DAY + (min * MINUTE as f64) as i64;
         let wake_min = t.wake_min + d.normal(0.0, 20.0);
@@ -214,11 +248,12 @@ impl DayPlan {
             Vec::new()
         };
         let seizures = if mix.has(Profile::Epilepsy) {
-            let mut v: Vec<Seizure> = (0..d.poisson(seizures_per_day))
+            let mut v: Vec<Seizure> = (0..d.poisson(o.seizures_per_day))
                 .map(|_| {
                     let start = at(d.range(0.0, 1435.0));
                     let dur = d.range(30.0, 120.0);
                     Seizure {
+                        kind: SeizureKind::Hypermotor,
                         start,
                         end: start + (dur * SECOND as f64) as i64,
                         f0: d.range(5.5, 8.0),
@@ -233,11 +268,34 @@ impl DayPlan {
             v.sort_by_key(|s| s.start);
             // Episodes that would overlap merge into the first.
             v.dedup_by(|later, first| later.start < first.end + 10 * MINUTE);
+            if o.seizure_kinds {
+                for s in &mut v {
+                    // From a draw of its own: the rest of the plan is the same either way.
+                    let mut k = Draws::new(key(&[patient_key, purpose::SEIZURE_KIND, s.start as u64]));
+                    let r = k.range(0.0, 1.0);
+                    if r < 0.25 {
+                        s.kind = SeizureKind::Autonomic;
+                        s.amp_g = 0.0;
+                        s.hr_gain = k.range(0.3, 0.5);
+                    } else if r < 0.4 {
+                        s.kind = SeizureKind::Short;
+                        s.end = s.start + (k.range(10.0, 25.0) * SECOND as f64) as i64;
+                        s.amp_g = k.range(0.4, 0.8);
+                        s.hr_gain = k.range(0.15, 0.3);
+                        s.eda_us = k.range(0.8, 2.0);
+                    }
+                }
+            }
             v
         } else {
             Vec::new()
         };
-        DayPlan { wake, bed, meals, exercise, walks, cgm_gap, watch_gap, hypos, drink, seizures }
+        let confounders = if o.confounders && mix.has(Profile::Epilepsy) {
+            crate::confounder::draw(patient_key, day, wake, bed)
+        } else {
+            Vec::new()
+        };
+        DayPlan { wake, bed, meals, exercise, walks, cgm_gap, watch_gap, hypos, drink, seizures, confounders }
     }
 }
 

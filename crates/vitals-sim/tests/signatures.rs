@@ -305,3 +305,43 @@ fn an_athletes_glucose_is_lower_after_training() {
     let (a, m) = (mean(&after), mean(&all));
     assert!(a < m - 8.0, "after training {a} vs overall {m}");
 }
+
+#[test]
+fn seizure_kinds_and_confounders_change_only_what_they_say() {
+    let base = Options { seizures_per_day: 6.0, seizure_kinds: true, ..Options::default() };
+    let plain = Simulator::new(42, base.clone());
+    let confounded = Simulator::new(42, Options { confounders: true, ..base });
+    let p = patient(&plain, "p-sz", "epilepsy");
+    let (from, to) = (T0, T0 + 2 * DAY);
+    // The same seizures, of several kinds, either way.
+    let labels = plain.labels(&p, from, to);
+    assert_eq!(labels, confounded.labels(&p, from, to));
+    let kinds: std::collections::BTreeSet<_> = labels.iter().filter_map(|l| l.subtype).collect();
+    assert!(kinds.contains("autonomic") && kinds.contains("hypermotor"), "{labels:?}");
+    // An autonomic-only seizure: tachycardia without rhythmic motion.
+    let a = labels.iter().find(|l| l.subtype == Some("autonomic")).expect("an autonomic seizure");
+    let rs = readings(&plain, &p, a.start_ms + 5_000, a.start_ms + 25_000, Which::All);
+    let x: Vec<f64> = series(&rs, "acceleration_x").iter().map(|r| r.value).collect();
+    let (band, _) = band_power(&x, 32.0);
+    assert!(band < 0.01, "no clonic motion: {band}");
+    // Confounders: the morning's tooth brushing is rhythmic motion in the 3-8 Hz band, on
+    // a day otherwise the same.
+    let day: Vec<Reading> = readings(&plain, &p, from, from + DAY, Which::Dense);
+    let day_c: Vec<Reading> = readings(&confounded, &p, from, from + DAY, Which::Dense);
+    assert_eq!(day.len(), day_c.len());
+    let differs: Vec<i64> = day
+        .iter()
+        .zip(&day_c)
+        .filter(|(a, b)| a.metric.starts_with("acceleration") && a.value != b.value)
+        .map(|(a, _)| a.time_ms)
+        .collect();
+    assert!(!differs.is_empty(), "confounders move the wrist");
+    let start = differs[0];
+    let brushing: Vec<f64> = series(&day_c, "acceleration_x")
+        .iter()
+        .filter(|r| r.time_ms >= start + 5_000 && r.time_ms < start + 25_000)
+        .map(|r| r.value)
+        .collect();
+    let (band, total) = band_power(&brushing, 32.0);
+    assert!(band > 0.02 && band > 0.5 * total, "rhythmic in the clonic band: {band} of {total}");
+}
