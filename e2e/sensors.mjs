@@ -18,6 +18,7 @@ await run(out, async (browser) => {
   const panels = () => page.locator("#charts figure").evaluateAll((fs) => fs.map((f) => [f.dataset.metric, Number(f.dataset.points)]));
   const range = () => page.locator("#charts").evaluate((c) => [Number(c.dataset.from), Number(c.dataset.to)]);
   out.panels = await panels();
+  out.seizure_watch = [await page.locator("#seizure-watch").getAttribute("data-watch"), await page.locator("#seizure-watch").textContent()];
   out.captions = await page.locator("#charts figcaption strong").allTextContents();
   out.canvases = await page.locator("#charts canvas").count();
   out.bucket_ms = Number(await page.locator("#charts").getAttribute("data-bucket-ms"));

@@ -24,7 +24,7 @@ use vitals_core::DurationMs;
 
 use crate::eval::Episode;
 use crate::live::Change;
-use crate::seizure::DETECTOR_RULE;
+use crate::seizure::{DETECTOR_RULE, push_sorted as push, range};
 
 /// The metrics the detector reads.
 pub const METRICS: [&str; 3] = ["heart_rate", "rr_interval", "eda"];
@@ -123,25 +123,9 @@ pub struct AutonomicDetector {
     patients: HashMap<String, PatientState>,
 }
 
-fn push(s: &mut VecDeque<(i64, f64)>, t: i64, v: f64) {
-    match s.back() {
-        Some(&(last, _)) if last >= t => {
-            let i = s.partition_point(|x| x.0 < t);
-            if s.get(i).is_some_and(|x| x.0 == t) {
-                s[i].1 = v;
-            } else {
-                s.insert(i, (t, v));
-            }
-        }
-        _ => s.push_back((t, v)),
-    }
-}
-
 /// The values of `s` in `(from, to]`.
 fn values(s: &VecDeque<(i64, f64)>, from: i64, to: i64) -> impl Iterator<Item = f64> + '_ {
-    let lo = s.partition_point(|x| x.0 <= from);
-    let hi = s.partition_point(|x| x.0 <= to).max(lo);
-    s.range(lo..hi).map(|x| x.1)
+    range(s, from, to).map(|x| x.1)
 }
 
 fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {

@@ -133,7 +133,7 @@ pub struct SeizureDetector {
     late: u64,
 }
 
-fn push_sorted(s: &mut VecDeque<(i64, f64)>, t: i64, v: f64) {
+pub(crate) fn push_sorted(s: &mut VecDeque<(i64, f64)>, t: i64, v: f64) {
     match s.back() {
         Some(&(last, _)) if last >= t => {
             // Rare: out of order within what is kept. Insert in place (same time: replace).
@@ -158,7 +158,7 @@ fn release_spare(s: &mut VecDeque<(i64, f64)>) {
 }
 
 /// The samples of `s` in `(from, to]`.
-fn range(s: &VecDeque<(i64, f64)>, from: i64, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
+pub(crate) fn range(s: &VecDeque<(i64, f64)>, from: i64, to: i64) -> impl Iterator<Item = (i64, f64)> + '_ {
     let lo = s.partition_point(|x| x.0 <= from);
     let hi = s.partition_point(|x| x.0 <= to).max(lo);
     s.range(lo..hi).copied()

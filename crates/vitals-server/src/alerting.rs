@@ -1,7 +1,9 @@
 //! The alerting thread: the live rule engine wired to the store and the outbox. It hears of
 //! samples right after they are durable (the store's subscription), evaluates the rules in
-//! force (config, packs, API; cohort scopes resolved) and the seizure detector per patient
-//! (and, every 15 minutes, the anomaly detector over nights: `alerting/anomaly_watch.rs`),
+//! force (config, packs, API; cohort scopes resolved) and the seizure detectors per patient
+//! (`alerting/seizure_watch.rs`: motion and autonomic combined, or autonomic alone, by the
+//! signals the patient's device sends; and, every 15 minutes, the anomaly detector over
+//! nights: `alerting/anomaly_watch.rs`),
 //! hands their changes to `vitals_alerts::decision` (alert versions, suppression, routing,
 //! all-clears), and writes each batch's alert versions together with their notices as one
 //! durable record. Once a second it asks for reminders and escalations of alerts still
@@ -24,12 +26,13 @@ use vitals_alerts::{Alert, RuleInfo, Transition};
 use vitals_core::{Catalog, Clock, Event, MetricId};
 use vitals_query::{QueryResult, SeriesQuery};
 use vitals_rules::live::{Change, Engine};
-use vitals_rules::seizure::{DETECTOR_RULE, SeizureDetector};
+use vitals_rules::seizure::DETECTOR_RULE;
 use vitals_rules::{Rule, Scope, Severity};
 use vitals_storage::event_store::EventStore;
 use vitals_storage::{DurableBatch, Store};
 
 mod anomaly_watch;
+pub mod seizure_watch;
 
 use crate::alert_store::AlertStore;
 use crate::cohort_store::CohortStore;
@@ -107,7 +110,9 @@ fn metric_ids(rules: &[Rule], detector: bool) -> Vec<MetricId> {
     let c = Catalog::standard();
     let mut v: Vec<MetricId> = rules.iter().flat_map(Rule::metric_list).filter_map(|(m, _)| c.id(m)).collect();
     if detector {
-        v.extend(vitals_rules::seizure::METRICS.iter().filter_map(|m| c.id(m)));
+        v.extend(
+            vitals_rules::seizure::METRICS.iter().chain(&vitals_rules::autonomic::METRICS).filter_map(|m| c.id(m)),
+        );
     }
     v.sort_unstable_by_key(|m| m.0);
     v.dedup();
@@ -141,7 +146,7 @@ fn rule_info(rules: &[Rule]) -> HashMap<String, RuleInfo> {
         DETECTOR_RULE.to_owned(),
         RuleInfo {
             severity: Severity::Urgent,
-            expr: "seizure detector: rhythmic 3-8 Hz wrist motion with tachycardia or an electrodermal surge".into(),
+            expr: "seizure detectors: rhythmic 3-8 Hz wrist motion with tachycardia or an electrodermal surge; abrupt tachycardia with an electrodermal surge".into(),
             description: Some("Possible seizure (wrist motion, heart rate, electrodermal activity)".into()),
             metrics: vitals_rules::seizure::METRICS.iter().map(|m| (*m).to_owned()).collect(),
         },
@@ -164,7 +169,7 @@ pub fn spawn(app: Context, shutdown: Shutdown) -> anyhow::Result<Option<std::thr
 struct Live {
     app: Context,
     engine: Engine,
-    detector: Option<SeizureDetector>,
+    detector: Option<seizure_watch::SeizureWatch>,
     anomalies: Option<anomaly_watch::AnomalyWatch>,
     rules: Vec<Rule>,
     info: HashMap<String, RuleInfo>,
@@ -183,7 +188,8 @@ impl Live {
     fn new(app: Context) -> Live {
         let cfg = &app.alerting;
         let engine = Engine::new(cfg.horizon.as_ms());
-        let detector = cfg.seizure.enabled.then(|| SeizureDetector::new(cfg.seizure.clone()));
+        let detector =
+            cfg.seizure.enabled.then(|| seizure_watch::SeizureWatch::new(cfg.seizure.clone(), cfg.autonomic.clone()));
         Live {
             engine,
             detector,
@@ -240,7 +246,7 @@ impl Live {
             for b in &batches {
                 self.app.telemetry.alert_eval_seconds.observe(b.at.elapsed().as_secs_f64());
             }
-            let late = self.engine.late() + self.detector.as_ref().map_or(0, SeizureDetector::late);
+            let late = self.engine.late() + self.detector.as_ref().map_or(0, seizure_watch::SeizureWatch::late);
             if late > self.late_seen {
                 self.app.telemetry.alert_late_readings.inc_by(late - self.late_seen);
                 self.late_seen = late;
@@ -412,7 +418,7 @@ impl Live {
             changes.extend(self.engine.ingest(&self.rules, patient, &readings, now));
             if let Some(d) = &mut self.detector {
                 let motion: Vec<(&str, i64, f64)> =
-                    readings.iter().copied().filter(|r| SeizureDetector::reads(r.0)).collect();
+                    readings.iter().copied().filter(|r| seizure_watch::SeizureWatch::reads(r.0)).collect();
                 if !motion.is_empty() {
                     changes.extend(d.ingest(patient, &motion));
                 }

@@ -192,6 +192,8 @@ pub struct AlertingConfig {
     pub rules: Vec<vitals_rules::RuleSpec>,
     /// The seizure detector for wrist wearables.
     pub seizure: vitals_rules::seizure::SeizureConfig,
+    /// The autonomic seizure detector (on with `seizure.enabled`).
+    pub autonomic: vitals_rules::autonomic::AutonomicConfig,
     /// Personal baselines and anomaly scoring (`GET .../baselines`).
     pub anomaly: vitals_rules::anomaly::AnomalyConfig,
 }
@@ -207,6 +209,7 @@ impl Default for AlertingConfig {
             rules: Vec::new(),
             seizure: vitals_rules::seizure::SeizureConfig::default(),
             anomaly: vitals_rules::anomaly::AnomalyConfig::default(),
+            autonomic: vitals_rules::autonomic::AutonomicConfig::default(),
         }
     }
 }
@@ -623,6 +626,9 @@ impl Config {
                     }
                 }
             }
+        }
+        for why in config.alerting.autonomic.problems() {
+            problems.push(format!("alerting.autonomic.{why}"));
         }
         for why in config.alerting.anomaly.baseline.problems() {
             problems.push(format!("alerting.anomaly.baseline.{why}"));

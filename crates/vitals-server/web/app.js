@@ -337,6 +337,10 @@ async function patient(id) {
   });
   show(
     el("h1", {}, `Patient ${data.patient}`),
+    data.seizure_watch ? el("p", { id: "seizure-watch", class: "muted", "data-watch": data.seizure_watch },
+      data.seizure_watch === "combined"
+        ? "Seizure watch: wrist motion and heart rate with electrodermal activity (both detectors)"
+        : "Seizure watch: heart rate with electrodermal activity (the autonomic detector; no accelerometer)") : null,
     el("p", { class: "links" }, el("a", { href: `#/glucose/${enc}` }, "Glucose"), " · ",
       el("a", { href: `#/daily/${enc}` }, "Daily metrics"), " · ",
       el("a", { href: `#/baselines/${enc}` }, "Baselines"), " · ",

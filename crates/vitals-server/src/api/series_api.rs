@@ -47,14 +47,28 @@ fn metric_id(app: &AppState, code: &str) -> Result<MetricId, ApiError> {
         .ok_or_else(|| ApiError::new(Code::UnknownMetric, format!("unknown metric {code:?}; see GET /api/v1/metrics")))
 }
 
+/// `GET /api/v1/patients/{patient}/latest`: the newest reading of each metric, and which
+/// seizure detector watches the patient (`combined`, `autonomic`, or null: none enabled, or
+/// no signal it reads).
 pub async fn latest(
     State(app): State<AppState>,
     Path(patient): Path<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let p = patient_id(&app, &patient)?;
-    let metrics: Vec<_> = app
-        .store
-        .latest(&p)
+    let latest = app.store.latest(&p);
+    let now_ms = app.clock.now_ms();
+    // Which seizure detector watches the patient, by the signals their device sends.
+    let newest = |codes: &[&str]| {
+        latest.iter().filter(|l| codes.contains(&app.catalog.get(l.metric).code)).map(|l| l.time_ms).max()
+    };
+    let seizure_watch = app.config.alerting.seizure.enabled.then(|| {
+        crate::alerting::seizure_watch::Watch::of(
+            newest(&["acceleration_x", "acceleration_y", "acceleration_z"]),
+            newest(&vitals_rules::autonomic::METRICS),
+            now_ms,
+        )
+    });
+    let metrics: Vec<_> = latest
         .into_iter()
         .map(|l| {
             let m = app.catalog.get(l.metric);
@@ -64,8 +78,10 @@ pub async fn latest(
             })
         })
         .collect();
-    let now = format_time(app.clock.now_ms());
-    Ok(Json(serde_json::json!({ "patient": p.to_string(), "metrics": metrics, "now": now })))
+    let now = format_time(now_ms);
+    Ok(Json(serde_json::json!({
+        "patient": p.to_string(), "metrics": metrics, "now": now, "seizure_watch": seizure_watch.flatten(),
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -68,6 +68,23 @@ pub(crate) enum Protocol {
     Line,
 }
 
+/// `f` for every id, on as many threads as there are cores; the results in no set order.
+pub(crate) fn per_patient<T: Send>(
+    ids: &[String],
+    f: &(dyn Fn(&str) -> anyhow::Result<T> + Sync),
+) -> anyhow::Result<Vec<T>> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(ids.len().max(1));
+    let chunks: Vec<Vec<&String>> = (0..workers).map(|w| ids.iter().skip(w).step_by(workers).collect()).collect();
+    let results: Vec<anyhow::Result<T>> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            chunks.iter().map(|chunk| s.spawn(move || chunk.iter().map(|id| f(id)).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    let out: Vec<T> = results.into_iter().collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(out.len() == ids.len(), "a worker thread failed");
+    Ok(out)
+}
+
 pub(crate) fn run(config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
     match &a.kind {
         Some(BenchKind::Seizures(s)) => seizures::run(config, s),

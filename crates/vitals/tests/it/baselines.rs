@@ -173,3 +173,55 @@ fn a_patients_cohort_sets_their_sensitivity() {
     assert_eq!(high["anomalies"].as_array().map(Vec::len), Some(1), "{high}");
     assert_eq!(normal["anomalies"], json!([]), "{normal}");
 }
+
+#[test]
+fn a_band_without_an_accelerometer_is_watched_by_the_autonomic_detector() {
+    let server = TestServer::with_config(|c| c.alerting.seizure.enabled = true);
+    // 18 minutes ending now: RR intervals at 70 bpm, then from 3 minutes ago an abrupt
+    // rise to 110 bpm for 90 s, with an electrodermal surge of 3 µS from 20 s after.
+    let onset = NOW - 3 * 60_000;
+    let mut v = Vec::new();
+    let mut t = NOW - 18 * 60_000;
+    while t < NOW {
+        let bpm = if (onset..onset + 90_000).contains(&t) {
+            70.0 + 40.0 * ((t - onset) as f64 / 10_000.0).min(1.0)
+        } else {
+            70.0
+        };
+        let rr = (60_000.0 / bpm).round();
+        v.push(json!({"patient": "band-1", "metric": "rr_interval", "time": t, "value": rr}));
+        t += rr as i64;
+    }
+    for k in 0..(18 * 60 * 4) {
+        let t = NOW - 18 * 60_000 + k * 250;
+        let surge = if t >= onset + 20_000 { 3.0 * ((t - onset - 20_000) as f64 / 15_000.0).min(1.0) } else { 0.0 };
+        v.push(json!({"patient": "band-1", "metric": "eda", "time": t, "value": 2.0 + surge}));
+    }
+    // Another patient's watch sends acceleration too.
+    for k in 0..40 {
+        v.push(json!({"patient": "watch-1", "metric": "acceleration_x", "time": NOW - k * 250, "value": 0.1}));
+        v.push(json!({"patient": "watch-1", "metric": "heart_rate", "time": NOW - k * 250, "value": 70}));
+    }
+    assert_eq!(server.ingest(&Value::Array(v)).status, 200);
+    let seizure_alerts = || -> Vec<Value> {
+        let r = server.get("/api/v1/alerts?patient=band-1", Some(ADMIN)).json();
+        r["alerts"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|a| a["rule"] == "seizure-detector")
+            .collect()
+    };
+    crate::harness::eventually("a seizure alert for band-1", || !seizure_alerts().is_empty());
+    let a = &seizure_alerts()[0];
+    assert_eq!((a["severity"].clone(), a["paged"].clone()), (json!("urgent"), json!(true)), "{a}");
+    let latest =
+        |p: &str| server.get(&format!("/api/v1/patients/{p}/latest"), Some(ADMIN)).json()["seizure_watch"].clone();
+    assert_eq!(latest("band-1"), json!("autonomic"));
+    assert_eq!(latest("watch-1"), json!("combined"));
+    // With the detectors off, nothing watches.
+    let off = TestServer::start();
+    assert_eq!(off.ingest(&json!([{"patient": "x", "metric": "heart_rate", "time": NOW, "value": 70}])).status, 200);
+    assert_eq!(off.get("/api/v1/patients/x/latest", Some(ADMIN)).json()["seizure_watch"], Value::Null);
+}

@@ -540,7 +540,8 @@ fn the_live_stream_sends_an_event_when_new_data_of_the_patient_is_durable() {
 
 #[test]
 fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_listed_in_a_real_browser() {
-    let server = TestServer::start();
+    // The seizure detectors on: the page says which one watches this wearer.
+    let server = TestServer::with_config(|c| c.alerting.seizure.enabled = true);
     server.app.directory.create_user("root", Role::Admin, Some(PASSWORD), None, NOW).expect("admin");
     // The last hour: heart rate every 5 s, RR intervals, EDA every second, skin temperature
     // every minute, and the last 10 minutes of 4 Hz motion; a seizure 6 to 4 minutes ago.
@@ -630,7 +631,10 @@ fn a_wristband_wearers_sensors_share_one_time_axis_with_the_seizure_drawn_and_li
     assert!(q.ends_with("&tz_offset_min=120&tz_changes=1761440400000:60"), "{q}");
     assert_eq!(seen["dark_background"], json!("rgb(17, 17, 17)"));
     assert_eq!(seen["dark_a11y"], json!([]), "the dark scheme passes axe-core too");
-    // The seizure diary: the recorded seizure (no detector ran), its CSV, one printed page.
+    let watch = &seen["seizure_watch"];
+    assert_eq!(watch[0], json!("combined"), "a wristband with an accelerometer: {watch}");
+    assert!(watch[1].as_str().is_some_and(|t| t.contains("both detectors")), "{watch}");
+    // The seizure diary: the recorded seizure (no detector fired), its CSV, one printed page.
     let rows = seen["diary_rows"].as_array().expect("diary rows");
     assert_eq!(rows.len(), 1, "{seen}");
     assert_eq!(

@@ -163,18 +163,7 @@ pub(crate) fn run(a: &AnomalyArgs) -> anyhow::Result<ExitCode> {
     let scored_from = first_day + 28;
     let started = Instant::now();
     let ids: Vec<String> = (0..a.patients).map(|i| format!("p-illness-{i:03}")).collect();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(ids.len().max(1));
-    let chunks: Vec<Vec<String>> =
-        (0..workers).map(|w| ids.iter().skip(w).step_by(workers).cloned().collect()).collect();
-    let wearers: Vec<anyhow::Result<Wearer>> = std::thread::scope(|s| {
-        let handles: Vec<_> = chunks
-            .iter()
-            .map(|chunk| s.spawn(|| chunk.iter().map(|id| simulate(&sim, id, first_day, last_day)).collect::<Vec<_>>()))
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-    });
-    let wearers: Vec<Wearer> = wearers.into_iter().collect::<anyhow::Result<_>>()?;
-    anyhow::ensure!(wearers.len() == a.patients, "a simulation thread failed");
+    let wearers = super::per_patient(&ids, &|id| simulate(&sim, id, first_day, last_day))?;
     let simulated = started.elapsed().as_secs_f64();
     println!(
         "anomaly detector on {} simulated wearers x {} days (seed {}, an illness every {} days; the first 28 days build the baseline and are not scored)",

@@ -170,20 +170,7 @@ pub(crate) fn run(config: &Config, a: &SeizureArgs) -> anyhow::Result<ExitCode> 
             Options { seizures_per_day: a.seizures_per_day, seizure_kinds: true, confounders, ..Options::default() },
         );
         let ids: Vec<String> = (0..a.patients).map(|i| format!("p-epilepsy-{i:03}")).collect();
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(ids.len().max(1));
-        let chunks: Vec<Vec<String>> =
-            (0..workers).map(|w| ids.iter().skip(w).step_by(workers).cloned().collect()).collect();
-        let runs: Vec<anyhow::Result<PatientRun>> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .map(|chunk| {
-                    s.spawn(|| chunk.iter().map(|id| run_patient(&sim, id, from, to, &cfg, &auto)).collect::<Vec<_>>())
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-        });
-        let runs: Vec<PatientRun> = runs.into_iter().collect::<anyhow::Result<_>>()?;
-        anyhow::ensure!(runs.len() == a.patients, "a simulation thread failed");
+        let runs = super::per_patient(&ids, &|id| run_patient(&sim, id, from, to, &cfg, &auto))?;
         samples += runs.iter().map(|r| r.samples).sum::<u64>();
         let with = if confounders { "with" } else { "without" };
         let grace = a.grace_s * 1000;
