@@ -591,6 +591,94 @@ async function diaryPage(patient, days = 90) {
         : el("p", { class: "muted" }, "No seizure detected or recorded in this period.")));
 }
 
+/** The ward board (docs/dashboard.md): one tile per patient the carer looks after (up to
+ *  50, sized to fill the screen), with the latest values, how long since the device was
+ *  heard from, and any open alert, acknowledged from the board; an alarm that flashes
+ *  (and, once switched on, sounds) while an alert is open and unacknowledged. */
+async function board() {
+  document.body.classList.add("board");
+  const state = { sound: false, heard: new Set(), beeps: 0, audio: null };
+  const grid = el("div", { id: "board", class: "board-grid", role: "list", "aria-label": "Patients" });
+  const alarm = el("p", { id: "board-alarm", class: "board-alarm", role: "alert" });
+  const updated = el("span", { class: "muted", id: "board-updated" });
+  const soundButton = el("button", { type: "button", "aria-pressed": "false", id: "board-sound",
+    onclick: () => {
+      state.sound = !state.sound;
+      soundButton.setAttribute("aria-pressed", String(state.sound));
+      soundButton.textContent = state.sound ? "Sound alarm: on" : "Sound alarm: off";
+      if (state.sound && !state.audio) {
+        try { state.audio = new AudioContext(); } catch { state.audio = null; }
+      }
+    } }, "Sound alarm: off");
+  const beep = () => {
+    state.beeps += 1;
+    grid.dataset.beeps = String(state.beeps);
+    if (!state.audio) return;
+    const o = state.audio.createOscillator(), g = state.audio.createGain();
+    o.frequency.value = 880;
+    g.gain.value = 0.2;
+    o.connect(g).connect(state.audio.destination);
+    o.start();
+    o.stop(state.audio.currentTime + 0.4);
+  };
+  const VALUES = [["heart_rate", "HR", 0], ["blood_glucose", "Glucose", 0], ["spo2", "SpO2", 0]];
+  const layout = (n) => {
+    // Columns and rows that fill the space left under the toolbar with tiles about 3:2.
+    const w = grid.clientWidth || innerWidth, h = Math.max(200, innerHeight - grid.getBoundingClientRect().top - 8);
+    let best = { cols: 1, rows: n, size: 0 };
+    for (let cols = 1; cols <= Math.max(1, n); cols++) {
+      const rows = Math.ceil(n / cols), tw = w / cols, th = h / rows;
+      const size = Math.min(tw, th * 1.5);
+      if (size > best.size) best = { cols, rows, size };
+    }
+    grid.style.gridTemplateColumns = `repeat(${best.cols}, minmax(0, 1fr))`;
+    grid.style.gridAutoRows = `${Math.floor(h / best.rows) - 6}px`;
+    // The largest type (up to 22 px) with which no tile overflows.
+    let font = Math.max(10, Math.min(22, best.size / 11));
+    const overflows = () => [...grid.children].some((t) => t.scrollHeight > t.clientHeight + 1 || t.scrollWidth > t.clientWidth + 1);
+    grid.style.setProperty("--tile-font", `${font}px`);
+    for (let i = 0; i < 8 && font > 9 && overflows(); i++) {
+      font *= 0.9;
+      grid.style.setProperty("--tile-font", `${font}px`);
+    }
+  };
+  const render = async () => {
+    const [o, open] = await Promise.all([api("GET", "/api/v1/overview"), api("GET", "/api/v1/alerts?state=open")]);
+    const acked = await api("GET", "/api/v1/alerts?state=acknowledged");
+    const patients = o.patients.slice(0, 50);
+    const byPatient = new Map();
+    for (const a of [...open.alerts, ...acked.alerts]) if (!byPatient.has(a.patient)) byPatient.set(a.patient, a);
+    const fresh = open.alerts.filter((a) => !state.heard.has(a.id));
+    for (const a of open.alerts) state.heard.add(a.id);
+    if (fresh.length && state.sound) beep();
+    grid.replaceChildren(...patients.map((p) => {
+      const a = byPatient.get(p.patient);
+      const ringing = a && a.state === "open";
+      const values = VALUES.filter(([code]) => p.latest[code]).slice(0, 2)
+        .map(([code, label, d]) => el("span", { class: "v" }, `${label} `, el("b", {}, Number(p.latest[code].value).toFixed(d))));
+      return el("div", { role: "listitem", class: `btile${p.stale ? " stale" : ""}${ringing ? " ringing" : ""}${a && !ringing ? " acked" : ""}`,
+        "data-patient": p.patient },
+        el("a", { class: "name", href: `#/patient/${encodeURIComponent(p.patient)}` }, p.patient),
+        el("span", { class: "vals" }, values.length ? values : "no readings"),
+        el("span", { class: "seen" }, p.stale ? `silent ${ago(p.last_seen, o.now)}` : ago(p.last_seen, o.now)),
+        a ? el("span", { class: "alert" }, `${a.severity}: ${a.description || a.rule}`,
+          ringing ? null : el("span", { class: "by" }, ` · acknowledged by ${a.acknowledged_by}`)) : null,
+        ringing
+          ? el("button", { type: "button", class: "ack", onclick: async () => { await api("POST", `/api/v1/alerts/${encodeURIComponent(a.id)}/ack`); render(); } }, `Acknowledge ${p.patient}`)
+          : null);
+    }));
+    const ringing = patients.filter((p) => byPatient.get(p.patient)?.state === "open");
+    alarm.textContent = ringing.length ? `${ringing.length} open ${ringing.length === 1 ? "alert" : "alerts"}: ${ringing.map((p) => p.patient).join(", ")}` : "";
+    alarm.hidden = !ringing.length;
+    grid.dataset.tiles = String(patients.length);
+    updated.textContent = `Updated ${new Date(o.now).toLocaleTimeString()}`;
+    layout(patients.length);
+  };
+  show(el("div", { class: "board-bar" }, el("h1", {}, "Ward board"), soundButton, updated), alarm, grid);
+  await render();
+  every(5000, render);
+}
+
 const SIGNAL_NAMES = {
   resting_heart_rate: "Resting heart rate", hrv: "Heart rate variability", skin_temperature: "Skin temperature (night)",
   respiratory_rate: "Respiratory rate (night)", spo2: "SpO2 (night)", steps: "Steps (the day before)", sleep: "Sleep",
@@ -944,7 +1032,7 @@ async function route() {
   const [, view, arg] = location.hash.split("/");
   if (pageTimer) { clearInterval(pageTimer); pageTimer = null; }
   if (liveSource) { liveSource.close(); liveSource = null; }
-  document.body.classList.remove("kiosk");
+  document.body.classList.remove("kiosk", "board");
   try {
     if (view === "patient" && arg) await patient(decodeURIComponent(arg));
     else if (view === "alerts") await alerts(arg || "inbox");
@@ -955,6 +1043,7 @@ async function route() {
     else if (view === "baselines" && arg) await baselinesPage(decodeURIComponent(arg));
     else if (view === "report" && arg) await reportPage(decodeURIComponent(arg));
     else if (view === "diary" && arg) await diaryPage(decodeURIComponent(arg));
+    else if (view === "board") await board();
     else await patients();
   } catch (e) {
     if (e.status === 401) signIn("Your session ended; sign in again.");

@@ -779,3 +779,61 @@ fn the_readme_screenshots_show_a_day_of_the_demo_cohort_in_a_real_browser() {
         assert!(drawn.contains(&metric), "{metric} not drawn: {seen}");
     }
 }
+
+#[test]
+fn the_ward_board_fits_50_tiles_rings_for_open_alerts_and_is_acknowledged_from_a_real_browser() {
+    let server = TestServer::with_config(|c| {
+        let rule = json!({"name": "tachycardia", "expr": "heart_rate > 150", "severity": "urgent"});
+        c.alerting.rules = vec![serde_json::from_value(rule).expect("rule")];
+    });
+    let d = &server.app.directory;
+    d.create_user("carer", Role::Clinician, Some(PASSWORD), None, NOW).expect("user");
+    // 50 wearers: heart rate a minute ago (170 for b-00 and b-01: alerts), SpO2 for some,
+    // and three whose devices went quiet two hours ago.
+    let ids: Vec<String> = (0..50).map(|i| format!("b-{i:02}")).collect();
+    let mut samples = Vec::new();
+    for (i, p) in ids.iter().enumerate() {
+        let t = if (10..13).contains(&i) { NOW - 2 * 3_600_000 } else { NOW - 60_000 };
+        let hr = if i < 2 { 170 } else { 60 + i };
+        samples.push(json!({"patient": p, "metric": "heart_rate", "time": t, "value": hr}));
+        if i % 3 == 0 {
+            samples.push(json!({"patient": p, "metric": "spo2", "time": t, "value": 97}));
+        }
+    }
+    assert_eq!(server.ingest(&Value::Array(samples)).status, 200);
+    vitals_server::people::set_team(d.meta(), "ward", &["carer".into()], &ids, NOW).expect("team");
+    crate::harness::eventually("two open alerts", || {
+        server.get("/api/v1/alerts?state=open", Some(ADMIN)).json()["alerts"].as_array().map(Vec::len) == Some(2)
+    });
+    let now = NOW.to_string();
+    let seen =
+        browse(&server, "board.mjs", "carer", &[("VITALS_DEVICE_TOKEN", crate::harness::DEVICE), ("VITALS_NOW", &now)]);
+    // The 1280x800 run comes after b-00 was acknowledged and b-49's alert opened.
+    for (size, rings) in [("1920x1080", ["b-00", "b-01"]), ("1280x800", ["b-01", "b-49"])] {
+        let s = &seen["sizes"][size];
+        assert_eq!(
+            (s["tiles"].clone(), s["inside"].clone()),
+            (json!(50), json!(50)),
+            "all 50 tiles on screen at {size}: {seen}"
+        );
+        assert_eq!((s["scrolls"].clone(), s["clipped"].clone()), (json!(false), json!(0)), "{size}: {s}");
+        let mut ringing: Vec<String> = serde_json::from_value(s["ringing"].clone()).expect("ringing");
+        ringing.sort();
+        assert_eq!(ringing, rings, "{size}");
+        assert_eq!(s["stale"], json!(3), "{size}");
+        assert_eq!(seen["a11y"][size], json!([]), "no WCAG 2.1 A/AA rule broken at {size}: {seen}");
+    }
+    let alarm = seen["alarm"].as_str().expect("alarm");
+    assert!(alarm.starts_with("2 open alerts: ") && alarm.contains("b-00") && alarm.contains("b-01"), "{alarm}");
+    assert_eq!(seen["sent"], json!(200));
+    // After the new alert rang and b-00 was acknowledged from the board.
+    let mut ringing: Vec<String> = serde_json::from_value(seen["after_ack"]["ringing"].clone()).expect("ringing");
+    ringing.sort();
+    assert_eq!(ringing, ["b-01", "b-49"], "{seen}");
+    assert_eq!(seen["acked_text"], json!(" · acknowledged by carer"));
+    let acked = server.get("/api/v1/alerts?patient=b-00", Some(ADMIN)).json();
+    assert_eq!(acked["alerts"][0]["acknowledged_by"], json!("carer"), "{acked}");
+    // (The console's only errors are the 401s of the page asking who is signed in before
+    // the sign-in.)
+    assert_eq!(seen["page_errors"], json!([]), "{seen}");
+}
