@@ -141,6 +141,7 @@ await run(out, async (browser) => {
   await page.locator("figure#baseline-resting_heart_rate canvas").waitFor();
   out.baseline_status = await page.locator("#baseline-status").getAttribute("data-status");
   out.anomalies = await page.locator("#anomalies li").allTextContents();
+  out.recommendations = await page.locator("#recommendations > li").evaluateAll((lis) => lis.map((li) => [li.dataset.kind, li.querySelector("strong")?.textContent]));
   out.baseline_figures = await page.locator("figure[id^=baseline-]").evaluateAll((fs) => fs.map((f) => [f.id, { ...f.dataset }]));
   await page.screenshot({ path: `${artifacts}/baselines.png`, fullPage: true });
   await check("baselines");

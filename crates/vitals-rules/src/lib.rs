@@ -18,6 +18,7 @@ pub mod eval;
 pub mod live;
 pub mod night;
 pub mod pack;
+pub mod recommendation;
 pub mod seizure;
 
 pub use parse::{ArOp, CmpOp, Expr, Func, MAX_NESTING, MAX_OPERATORS, MAX_RULE_BYTES, parse};

@@ -713,6 +713,12 @@ async function baselinesPage(patient, days = 60) {
     el("h1", {}, `Baselines: ${patient}`),
     el("p", { class: "links" }, el("a", { href: `#/patient/${enc}` }, "Back to the patient")),
     el("p", { id: "baseline-status", "data-status": b.status }, status),
+    el("h2", {}, "Recommendations"),
+    b.recommendations.length
+      ? el("ul", { id: "recommendations", class: "recommendations" }, b.recommendations.map((r) => el("li", { "data-kind": r.kind },
+        me.role === "patient" ? r.advice : [el("strong", {}, r.title), el("br"), r.advice,
+          el("details", {}, el("summary", {}, "Evidence"), el("ul", {}, r.evidence.map((e) => el("li", {}, e))))])))
+      : el("p", { id: "recommendations", class: "muted" }, "Nothing to recommend."),
     el("h2", {}, "Anomalies"), list,
     el("h2", {}, "Signals by night"),
     ...(figs.length ? figs.map((x) => x.f.fig) : [el("p", { class: "muted" }, "No nightly values yet.")]));

@@ -104,7 +104,9 @@ fn answer(
             json!({"day": date(day), "state": n.state})
         })
         .collect();
-    let anomalies: Vec<Value> = anomaly::detect(nights, config)
+    let found = anomaly::detect(nights, config);
+    let recommendations = vitals_rules::recommendation::recommend(nights, &found, last_day);
+    let anomalies: Vec<Value> = found
         .into_iter()
         .filter(|a| a.cleared_day.is_none_or(|c| c >= first_day) && a.start_day <= last_day)
         .map(|a| {
@@ -131,5 +133,6 @@ fn answer(
         "signals": signals,
         "nights": states,
         "anomalies": anomalies,
+        "recommendations": recommendations,
     })
 }

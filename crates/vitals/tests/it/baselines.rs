@@ -71,6 +71,12 @@ fn raised_nights_over_a_personal_baseline_are_an_anomaly_with_its_explanation() 
         "{text}"
     );
     assert!(text.contains("skin temperature"), "{text}");
+    // Three raised nights: see a doctor, with the anomaly as the evidence.
+    let rec = &v["recommendations"][0];
+    assert_eq!(rec["kind"], json!("see_doctor"), "{v}");
+    assert_eq!(rec["title"], json!("See a doctor: resting heart rate raised (+7 bpm) for 3 nights"));
+    assert!(rec["advice"].as_str().is_some_and(|a| a.contains("see your doctor")), "{rec}");
+    assert_eq!(rec["evidence"][0], json!(text));
     let states: Vec<&str> =
         v["nights"].as_array().expect("states").iter().filter_map(|n| n["state"].as_str()).collect();
     assert_eq!(states.len(), 30);

@@ -325,6 +325,11 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         "{text}"
     );
     assert_eq!(
+        seen["recommendations"],
+        json!([["rest", "Rest: resting heart rate raised (+7 bpm) for 2 nights"]]),
+        "two raised nights: rest, shown to a clinician with its title: {seen}"
+    );
+    assert_eq!(
         seen["baseline_figures"],
         json!([["baseline-resting_heart_rate", {"nights": "40", "banded": "27"}]]),
         "40 nights with a value; a band from the night with 14 nights in its 28-day window (26 nights ago) to today's: {seen}"
