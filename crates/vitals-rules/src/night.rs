@@ -10,7 +10,9 @@
 //!   to 12:00 on `D` (watches record them asleep);
 //! - skin temperature: the median from 00:00 to 06:00 on `D` (the core of the night: the
 //!   wrist is warm asleep, cool awake);
-//! - steps: the sum over day `D - 1` (complete when night `D` is scored).
+//! - steps: the sum over day `D - 1` (complete when night `D` is scored);
+//! - sleep: the hours asleep from noon on `D - 1` to noon on `D` ([`sleep_hours`], from
+//!   sleep periods rather than readings).
 //!
 //! The readings may be raw or, as the server reads them, [`five_minute_means`] (sums for
 //! steps), which bounds the work for a wristband that sends heart rate every second.
@@ -81,6 +83,34 @@ pub fn night_values(readings: &[(&str, i64, f64)]) -> Vec<(i64, Signal, f64)> {
     out.extend(steps.into_iter().map(|(day, v)| (day, Signal::Steps, v)));
     out.sort_by_key(|a| (a.0, a.1));
     out
+}
+
+/// Hours asleep per night from sleep periods `(start, end)` (local times; awake stages left
+/// out by the caller): the union of the periods, each night's from noon to noon (night `D`
+/// ends at noon on `D`), overlapping periods (several sources, stages) counted once.
+pub fn sleep_hours(periods: &[(i64, i64)]) -> Vec<(i64, Signal, f64)> {
+    let mut p: Vec<(i64, i64)> = periods.iter().copied().filter(|(s, e)| e > s).collect();
+    p.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::new();
+    for (s, e) in p {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    let mut by_night: BTreeMap<i64, i64> = BTreeMap::new();
+    for (s, e) in merged {
+        // Split at the noons it crosses.
+        let mut from = s;
+        while from < e {
+            let night = (from + 12 * HOUR).div_euclid(DAY);
+            let noon = night * DAY + 12 * HOUR;
+            let to = e.min(noon);
+            *by_night.entry(night).or_default() += to - from;
+            from = to;
+        }
+    }
+    by_night.into_iter().map(|(d, ms)| (d, Signal::Sleep, ms as f64 / HOUR as f64)).collect()
 }
 
 /// Readings folded into 5-minute buckets (aligned to the epoch of the times given): the
@@ -155,5 +185,14 @@ mod tests {
             ("step_count", 2, 6.0),
         ]);
         assert_eq!(means, vec![("heart_rate", 0, 65.0), ("step_count", 0, 11.0)]);
+        // Sleep: 23:00-03:00 and 02:00-07:00 (overlapping sources) on the night to day
+        // 20_001, and a nap 13:00-14:00 on day 20_001 (the next night's).
+        let d1 = 20_001 * DAY;
+        let sleep = sleep_hours(&[
+            (d1 - HOUR, d1 + 3 * HOUR),
+            (d1 + 2 * HOUR, d1 + 7 * HOUR),
+            (d1 + 13 * HOUR, d1 + 14 * HOUR),
+        ]);
+        assert_eq!(sleep, vec![(20_001, Signal::Sleep, 8.0), (20_002, Signal::Sleep, 1.0)]);
     }
 }

@@ -8,7 +8,7 @@
 //! - **activity**: the median of the last 7 days' steps under `steps_goal` (7,000): a goal
 //!   of 1,000 more than that median, at most the goal;
 //! - **more sleep**: the median of the last 7 nights' sleep under 7 hours (the `sleep`
-//!   signal: nothing fills it from readings yet, so this one waits for sleep events).
+//!   signal, which the server fills from sleep events).
 //!
 //! Pure computation over the nights of [`crate::anomaly`].
 

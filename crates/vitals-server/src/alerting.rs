@@ -454,7 +454,8 @@ impl Live {
         };
         let evaluates = |p: &str| self.evaluates(p) && !self.app.erased.contains(p);
         let cohorts = &self.app.cohorts;
-        let found = w.check(&self.app.store, &recorded, &evaluates, &|c, p| cohorts.contains(c, p), now);
+        let found =
+            w.check(&self.app.store, &self.app.events, &recorded, &evaluates, &|c, p| cohorts.contains(c, p), now);
         self.anomalies = Some(w);
         for (change, explanation) in found {
             let mut info = self.info.clone();

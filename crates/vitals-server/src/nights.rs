@@ -1,5 +1,6 @@
 //! A patient's nights read from the store: the readings of `vitals_rules::night::METRICS`
-//! as 5-minute means (sums for steps), folded into nights by `vitals_rules::night`. Shared
+//! as 5-minute means (sums for steps), folded into nights by `vitals_rules::night`, and the
+//! hours asleep from the patient's sleep events. Shared
 //! by the baselines view (`api/baselines_api.rs`) and the anomaly detector of the alerting
 //! thread (`alerting/anomaly_watch.rs`), so both see the same nights.
 
@@ -10,6 +11,7 @@ use vitals_query::{Agg, QueryError, QueryResult, SeriesQuery};
 use vitals_rules::anomaly::NightValues;
 use vitals_rules::night;
 use vitals_storage::Store;
+use vitals_storage::event_store::EventStore;
 
 pub(crate) const DAY: i64 = vitals_core::time::MS_PER_DAY;
 const FIVE_MIN: i64 = 300_000;
@@ -18,6 +20,7 @@ const FIVE_MIN: i64 = 300_000;
 /// `patient`.
 pub(crate) fn read(
     store: &Store,
+    events: &EventStore,
     patient: &PatientId,
     first_day: i64,
     last_day: i64,
@@ -43,8 +46,18 @@ pub(crate) fn read(
             readings.extend(buckets.iter().filter_map(|b| Some((metric, b.time_ms + offset_ms, *b.values.first()?))));
         }
     }
+    // Sleep from sleep events (Health Auto Export, Apple Health), awake stages left out.
+    let asleep: Vec<(i64, i64)> = events
+        .query(patient.as_str(), from, to, Some("sleep"))
+        .into_iter()
+        .filter(|e| {
+            let stage = e.attributes.get("stage").or_else(|| e.attributes.get("value"));
+            !stage.and_then(|s| s.as_str()).is_some_and(|s| s.to_ascii_lowercase().contains("awake"))
+        })
+        .map(|e| (e.start_ms + offset_ms, e.end_ms + offset_ms))
+        .collect();
     let mut nights: BTreeMap<i64, NightValues> = BTreeMap::new();
-    for (day, signal, v) in night::night_values(&readings) {
+    for (day, signal, v) in night::night_values(&readings).into_iter().chain(night::sleep_hours(&asleep)) {
         if (first_day..=last_day).contains(&day) {
             nights.entry(day).or_insert([None; 7])[signal.index()] = Some(v);
         }

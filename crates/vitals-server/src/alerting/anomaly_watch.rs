@@ -17,6 +17,7 @@ use vitals_rules::anomaly::{Anomaly, AnomalyConfig, DETECTOR_RULE, detect};
 use vitals_rules::eval::Episode;
 use vitals_rules::live::Change;
 use vitals_storage::Store;
+use vitals_storage::event_store::EventStore;
 
 use crate::nights::DAY;
 
@@ -48,6 +49,7 @@ impl AnomalyWatch {
     pub(super) fn check(
         &mut self,
         store: &Store,
+        events: &EventStore,
         alerts: &dyn Fn(&str) -> Vec<Alert>,
         evaluates: &dyn Fn(&str) -> bool,
         in_cohort: &dyn Fn(&str, &str) -> bool,
@@ -65,7 +67,7 @@ impl AnomalyWatch {
             }
             let today = now.div_euclid(DAY);
             let first = today - TRACKED_DAYS - i64::from(self.config.baseline.window_days) - 1;
-            match crate::nights::read(store, &patient, first, today, 0) {
+            match crate::nights::read(store, events, &patient, first, today, 0) {
                 Ok(nights) => {
                     let config = self.config.for_patient(&|c| in_cohort(c, p));
                     let found = detect(&nights, &config);

@@ -52,10 +52,10 @@ pub(crate) async fn baselines(
     let config = app.config.alerting.anomaly.for_patient(&|c| cohorts.contains(c, &patient));
     let last_day = (to + offset).div_euclid(DAY);
     let first_day = last_day - days + 1;
-    let store = app.store.clone();
+    let (store, events) = (app.store.clone(), app.events.clone());
     let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
         let from_day = first_day - i64::from(config.baseline.window_days) - 1;
-        let nights = crate::nights::read(&store, &pid, from_day, last_day, offset)?;
+        let nights = crate::nights::read(&store, &events, &pid, from_day, last_day, offset)?;
         Ok(answer(&nights, &config, first_day, last_day))
     })
     .await

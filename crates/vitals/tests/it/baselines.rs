@@ -231,3 +231,47 @@ fn a_band_without_an_accelerometer_is_watched_by_the_autonomic_detector() {
     assert_eq!(off.ingest(&json!([{"patient": "x", "metric": "heart_rate", "time": NOW, "value": 70}])).status, 200);
     assert_eq!(off.get("/api/v1/patients/x/latest", Some(ADMIN)).json()["seizure_watch"], Value::Null);
 }
+
+#[test]
+fn sleep_events_make_the_sleep_signal_and_short_nights_a_sleep_goal() {
+    let server = TestServer::start();
+    let today = NOW.div_euclid(DAY) * DAY;
+    // Seven nights of 6 h (23:00-05:00) as core sleep, with an awake stage in each that
+    // does not count, and the same period again from a second source.
+    let mut events = Vec::new();
+    for n in 1..=7 {
+        let bed = today - n * DAY - HOUR;
+        for (i, (s, e, stage)) in
+            [(bed, bed + 6 * HOUR, "Core"), (bed + 2 * HOUR, bed + 3 * HOUR, "Awake"), (bed, bed + 6 * HOUR, "Core")]
+                .into_iter()
+                .enumerate()
+        {
+            events.push(vitals_core::Event {
+                id: format!("sl-{n}-{i}"),
+                patient: "b-8".into(),
+                kind: "sleep".into(),
+                start_ms: s,
+                end_ms: e,
+                source: "health_auto_export".into(),
+                attributes: [("value".to_owned(), json!(stage))].into_iter().collect(),
+            });
+        }
+    }
+    server.app.events.put(events).expect("events");
+    assert_eq!(
+        server.ingest(&json!([{"patient": "b-8", "metric": "heart_rate", "time": NOW, "value": 60}])).status,
+        200
+    );
+    let v = server.get("/api/v1/patients/b-8/baselines?days=7", Some(ADMIN)).json();
+    let sleep = v["signals"]
+        .as_array()
+        .expect("signals")
+        .iter()
+        .find(|s| s["signal"] == "sleep")
+        .cloned()
+        .expect("a sleep signal");
+    let hours: Vec<Value> = sleep["nights"].as_array().expect("nights").iter().map(|n| n["value"].clone()).collect();
+    assert_eq!(hours, vec![json!(6.0); 6], "the six nights shown, 6 h each: {sleep}");
+    let kinds: Vec<Value> = v["recommendations"].as_array().expect("recs").iter().map(|r| r["kind"].clone()).collect();
+    assert_eq!(kinds, [json!("sleep")], "{v}");
+}
