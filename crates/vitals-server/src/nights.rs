@@ -15,6 +15,7 @@ use vitals_storage::event_store::EventStore;
 
 pub(crate) const DAY: i64 = vitals_core::time::MS_PER_DAY;
 const FIVE_MIN: i64 = 300_000;
+const HOUR: i64 = 3_600_000;
 
 /// The nights `[first_day, last_day]` (local day numbers at `offset_ms` from UTC) of
 /// `patient`.
@@ -26,24 +27,44 @@ pub(crate) fn read(
     last_day: i64,
     offset_ms: i64,
 ) -> Result<BTreeMap<i64, NightValues>, QueryError> {
-    // A night begins at noon the day before; steps are the day before's.
+    // A night begins at noon the day before; steps are the day before's. Read a day at a
+    // time, and heart rate and skin temperature only in the hours their nights use, so that
+    // a band sending them every second stays far under a query's limit.
     let from = (first_day - 2) * DAY - offset_ms;
     let to = (last_day + 1) * DAY - offset_ms;
     let mut readings: Vec<(&str, i64, f64)> = Vec::new();
+    // The UTC days that hold data of each of the patient's series: other days are not read.
+    let held = store.series_days(Some(patient));
     for metric in night::METRICS {
         let Some(id) = Catalog::standard().id(metric) else { continue };
+        let Some(days) = held.get(&(patient.clone(), id)) else { continue };
         let agg = if metric == "step_count" { Agg::Sum } else { Agg::Mean };
-        let q = SeriesQuery {
-            patient: patient.clone(),
-            metric: id,
-            device: None,
-            from,
-            to,
-            every_ms: Some(FIVE_MIN),
-            aggs: vec![agg],
+        let hours: &[(i64, i64)] = match metric {
+            "heart_rate" => &[(0, 8), (22, 24)],
+            "skin_temperature" => &[(0, 6)],
+            _ => &[(0, 24)],
         };
-        if let QueryResult::Buckets(buckets) = vitals_query::run(store, &q)? {
-            readings.extend(buckets.iter().filter_map(|b| Some((metric, b.time_ms + offset_ms, *b.values.first()?))));
+        for day in first_day - 2..=last_day {
+            for &(h0, h1) in hours {
+                let (a, b) = (day * DAY + h0 * HOUR - offset_ms, day * DAY + h1 * HOUR - offset_ms);
+                if days.range(a.div_euclid(DAY) * DAY..b).next().is_none() {
+                    continue;
+                }
+                let q = SeriesQuery {
+                    patient: patient.clone(),
+                    metric: id,
+                    device: None,
+                    from: a,
+                    to: b,
+                    every_ms: Some(FIVE_MIN),
+                    aggs: vec![agg],
+                };
+                if let QueryResult::Buckets(buckets) = vitals_query::run(store, &q)? {
+                    readings.extend(
+                        buckets.iter().filter_map(|b| Some((metric, b.time_ms + offset_ms, *b.values.first()?))),
+                    );
+                }
+            }
         }
     }
     // Sleep from sleep events (Health Auto Export, Apple Health), awake stages left out.
