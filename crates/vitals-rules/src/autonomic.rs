@@ -24,7 +24,7 @@ use vitals_core::DurationMs;
 
 use crate::eval::Episode;
 use crate::live::Change;
-use crate::seizure::{DETECTOR_RULE, push_sorted as push, range};
+use crate::seizure::{detector_change, push_sorted as push, range};
 
 /// The metrics the detector reads.
 pub const METRICS: [&str; 3] = ["heart_rate", "rr_interval", "eda"];
@@ -234,14 +234,7 @@ impl AutonomicDetector {
             }
         }
         let Some(run) = p.run else { return };
-        let change = |e: Episode, opened: bool| {
-            let (rule, patient) = (DETECTOR_RULE.to_owned(), patient.to_owned());
-            if opened {
-                Change::Opened { rule, patient, episode: e }
-            } else {
-                Change::Resolved { rule, patient, episode: e }
-            }
-        };
+        let change = |e: Episode, opened: bool| detector_change(patient, e, opened);
         let high = run.last_high == t;
         match &mut p.firing {
             Some(e) if high => e.end = t,

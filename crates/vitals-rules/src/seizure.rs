@@ -164,6 +164,12 @@ pub(crate) fn range(s: &VecDeque<(i64, f64)>, from: i64, to: i64) -> impl Iterat
     s.range(lo..hi).copied()
 }
 
+/// A seizure detector's episode opened (`opened`) or resolved, as the engine's change.
+pub(crate) fn detector_change(patient: &str, episode: Episode, opened: bool) -> Change {
+    let (rule, patient) = (DETECTOR_RULE.to_owned(), patient.to_owned());
+    if opened { Change::Opened { rule, patient, episode } } else { Change::Resolved { rule, patient, episode } }
+}
+
 /// Band share and amplitude of one window of each axis.
 pub fn window_features(axes: [&[(i64, f64)]; 3], window_ms: i64, band: (f64, f64), min_rms_g: f64) -> WindowFeatures {
     let none = WindowFeatures { band_ratio: 0.0, band_rms_g: 0.0 };
@@ -346,14 +352,7 @@ impl SeizureDetector {
     }
 
     fn step(c: &SeizureConfig, patient: &str, p: &mut PatientState, t: i64, rhythmic: bool, out: &mut Vec<Change>) {
-        let change = |e: Episode, opened: bool| {
-            let (rule, patient) = (DETECTOR_RULE.to_owned(), patient.to_owned());
-            if opened {
-                Change::Opened { rule, patient, episode: e }
-            } else {
-                Change::Resolved { rule, patient, episode: e }
-            }
-        };
+        let change = |e: Episode, opened: bool| detector_change(patient, e, opened);
         if rhythmic {
             let sign = Self::autonomic(c, p, t);
             let (start, _, seen) = p.run.unwrap_or((t, t, false));

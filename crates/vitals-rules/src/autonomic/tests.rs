@@ -41,7 +41,7 @@ fn abrupt_tachycardia_with_an_electrodermal_surge_fires_once_and_clears() {
     let changes = run(&seizure(), 100_000);
     assert_eq!(changes.len(), 2, "{changes:?}");
     let Change::Opened { episode, rule, .. } = &changes[0] else { panic!("{changes:?}") };
-    assert_eq!(rule, DETECTOR_RULE);
+    assert_eq!(rule, crate::seizure::DETECTOR_RULE);
     let onset = T0 + 900 * S;
     assert!(episode.start >= onset && episode.start <= onset + 15 * S, "{episode:?}");
     // The surge reaches 1 µS about 25 s after onset.
