@@ -71,7 +71,10 @@ impl AnomalyWatch {
                 Ok(nights) => {
                     let config = self.config.for_patient(&|c| in_cohort(c, p));
                     let found = detect(&nights, &config);
-                    out.extend(changes(p, &found, &alerts(p), today, now));
+                    // Anomalies that began before the nights read have their baseline cut
+                    // off: they can be neither found nor disproved.
+                    let judged_from = (first + i64::from(config.baseline.window_days)) * DAY;
+                    out.extend(changes(p, &found, &alerts(p), today, now, judged_from));
                     self.seen.insert(p.to_owned(), newest);
                 }
                 Err(e) => tracing::error!(error = %e, patient = %p, "alerting: reading nights"),
@@ -97,7 +100,14 @@ fn episode(a: &Anomaly, today: i64, now: i64) -> Episode {
 
 /// What must change for `patient`'s recorded anomaly alerts (`recorded`) to match the
 /// anomalies found.
-fn changes(patient: &str, found: &[Anomaly], recorded: &[Alert], today: i64, now: i64) -> Vec<(Change, String)> {
+fn changes(
+    patient: &str,
+    found: &[Anomaly],
+    recorded: &[Alert],
+    today: i64,
+    now: i64,
+    judged_from: i64,
+) -> Vec<(Change, String)> {
     let mut out = Vec::new();
     let change =
         |c: fn(String, String, Episode) -> Change, ep: Episode| c(DETECTOR_RULE.to_owned(), patient.to_owned(), ep);
@@ -124,8 +134,8 @@ fn changes(patient: &str, found: &[Anomaly], recorded: &[Alert], today: i64, now
             Some(_) => {}
         }
     }
-    // Open alerts no anomaly found holds any more.
-    for r in recorded.iter().filter(|r| r.state.active()) {
+    // Open alerts no anomaly found holds any more (among those the nights read can judge).
+    for r in recorded.iter().filter(|r| r.state.active() && r.start_ms >= judged_from) {
         let held = found.iter().any(|a| alert_id(DETECTOR_RULE, patient, a.start_day * DAY) == r.id);
         if !held {
             let ep = Episode { start: r.start_ms, fired: r.fired_ms, end: r.end_ms, cleared: None };
@@ -156,20 +166,31 @@ mod tests {
     fn new_anomalies_open_cleared_ones_resolve_and_disproved_ones_are_retracted() {
         let (today, now) = (20_000, 20_000 * DAY + 9 * 3_600_000);
         // Fired last night: opens now (it pages).
-        let c = changes("p", &[anomaly(19_998, 19_999, None)], &[], today, now);
+        let c = changes("p", &[anomaly(19_998, 19_999, None)], &[], today, now, 0);
         assert!(
             matches!(&c[..], [(Change::Opened { episode, .. }, t)] if episode.fired == now && episode.start == 19_998 * DAY && t == "why"),
             "{c:?}"
         );
         // Fired ten days ago and cleared since, first seen now (a backfill): opened at its
         // own time, then resolved.
-        let c = changes("p", &[anomaly(19_989, 19_990, Some(19_993))], &[], today, now);
+        let c = changes("p", &[anomaly(19_989, 19_990, Some(19_993))], &[], today, now, 0);
         assert!(
             matches!(&c[..], [(Change::Opened { episode: a, .. }, _), (Change::Resolved { episode: b, .. }, _)]
             if a.fired == 19_991 * DAY && b.cleared == Some(19_994 * DAY)),
             "{c:?}"
         );
         // Older than the tracked days and cleared: left alone.
-        assert!(changes("p", &[anomaly(19_900, 19_901, Some(19_905))], &[], today, now).is_empty());
+        assert!(changes("p", &[anomaly(19_900, 19_901, Some(19_905))], &[], today, now, 0).is_empty());
+        // An open alert no anomaly holds is retracted, unless it began before the nights
+        // read could judge it.
+        let open = Alert {
+            id: alert_id(DETECTOR_RULE, "p", 19_950 * DAY),
+            start_ms: 19_950 * DAY,
+            state: vitals_alerts::AlertState::Open,
+            ..Alert::default()
+        };
+        let c = changes("p", &[], std::slice::from_ref(&open), today, now, 19_940 * DAY);
+        assert!(matches!(&c[..], [(Change::Retracted { .. }, _)]), "{c:?}");
+        assert!(changes("p", &[], &[open], today, now, 19_960 * DAY).is_empty());
     }
 }
