@@ -96,12 +96,22 @@ impl NatsCluster {
         self.children[i] = Some(child);
     }
 
-    /// Waits until node `i` answers its health check (JetStream ready).
+    /// Waits until node `i` answers its health check (JetStream ready). A node restarted
+    /// after a SIGKILL recovers its store and catches up with its peers first, which on a
+    /// loaded 2-core machine has taken over 30 s; past 90 s the test fails with the end of
+    /// the node's log.
     pub fn wait_ready(&self, i: usize) {
         let port = self.ports[i].monitor;
-        eventually(&format!("nats node n{i} to be healthy"), Duration::from_secs(30), || {
-            healthz(port).is_some_and(|body| body.contains("\"ok\""))
-        });
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while !healthz(port).is_some_and(|body| body.contains("\"ok\"")) {
+            if Instant::now() >= deadline {
+                let log = std::fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default();
+                let tail: String = log.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!("timed out after 90s waiting for nats node n{i} to be healthy; its log ends:\n{tail}");
+            }
+            #[allow(clippy::disallowed_methods)] // reason: the pause between polls of a condition with a deadline
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Kills node `i` with SIGKILL (no goodbye to its peers or clients).
