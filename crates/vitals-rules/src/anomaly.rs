@@ -362,11 +362,6 @@ impl AnomalyDetector {
         self.rederive(patient)
     }
 
-    /// The patient's nights, for the baseline band and scoring in the API.
-    pub fn nights(&self, patient: &str) -> Option<&BTreeMap<i64, NightValues>> {
-        self.patients.get(patient).map(|p| &p.nights)
-    }
-
     /// The patient's anomalies, oldest first.
     pub fn anomalies(&self, patient: &str) -> &[Anomaly] {
         self.patients.get(patient).map_or(&[], |p| &p.anomalies)

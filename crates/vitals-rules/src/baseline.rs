@@ -95,8 +95,9 @@ impl Signal {
         }
     }
 
+    /// The signal's place in [`Signal::ALL`] (and in a night's values).
     pub fn index(self) -> usize {
-        Signal::ALL.iter().position(|s| *s == self).unwrap_or(0)
+        self as usize
     }
 }
 
@@ -208,6 +209,13 @@ mod tests {
         // A flat history gets the floor.
         let flat: Vec<(i64, f64)> = (0..20).map(|d| (d, 55.0)).collect();
         assert_eq!(baseline(Signal::RestingHeartRate, &flat, 20, &c).map(|b| b.spread), Some(1.0));
+    }
+
+    #[test]
+    fn a_signals_index_is_its_place_in_all() {
+        for (i, s) in Signal::ALL.into_iter().enumerate() {
+            assert_eq!(s.index(), i, "{s:?}");
+        }
     }
 
     #[test]

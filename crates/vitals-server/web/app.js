@@ -643,8 +643,8 @@ async function board() {
     }
   };
   const render = async () => {
-    const [o, open] = await Promise.all([api("GET", "/api/v1/overview"), api("GET", "/api/v1/alerts?state=open")]);
-    const acked = await api("GET", "/api/v1/alerts?state=acknowledged");
+    const [o, open, acked] = await Promise.all([api("GET", "/api/v1/overview"),
+      api("GET", "/api/v1/alerts?state=open"), api("GET", "/api/v1/alerts?state=acknowledged")]);
     const patients = o.patients.slice(0, 50);
     const byPatient = new Map();
     for (const a of [...open.alerts, ...acked.alerts]) if (!byPatient.has(a.patient)) byPatient.set(a.patient, a);
