@@ -146,6 +146,14 @@ await run(out, async (browser) => {
   await page.screenshot({ path: `${artifacts}/baselines.png`, fullPage: true });
   await check("baselines");
 
+  // The patient view draws p-3's usual heart rate for each hour behind the series.
+  await page.goto(`${url}/#/patient/p-3`);
+  await page.locator("figure[data-metric='heart_rate'][data-profile-hours] canvas").waitFor();
+  out.profile_hours = Number(await page.locator("figure[data-metric='heart_rate']").getAttribute("data-profile-hours"));
+  out.usual_legend = await page.locator("#usual-legend").isVisible();
+  await page.screenshot({ path: `${artifacts}/patient-usual-band.png`, fullPage: true });
+  await check("patient_usual_band");
+
   // The AGP report: the statistics against their targets, one page when printed.
   await page.goto(`${url}/#/report/p-1`);
   await page.locator("#report-profile canvas").waitFor();

@@ -13,11 +13,14 @@
 //! - [`notice`]: contacts, subscriptions, quiet hours, notice ids and texts;
 //! - [`delivery`]: the [`Transport`](delivery::Transport) trait every channel implements and
 //!   the retry policy of the outbox;
-//! - [`config`]: the `[notify]` section and its checks.
+//! - [`config`]: the `[notify]` section and its checks;
+//! - [`campaign`]: messages to the opted-in members of a cohort on a schedule, and their
+//!   unsubscribe links.
 //!
 //! The server keeps the alerts and the outbox durable and runs the transports.
 
 pub mod alert;
+pub mod campaign;
 pub mod config;
 pub mod decision;
 pub mod delivery;

@@ -223,6 +223,8 @@ pub enum NoticeKind {
     Resolved,
     Retracted,
     Operator,
+    /// A campaign's message to a patient (`campaign`).
+    Campaign,
 }
 
 impl NoticeKind {
@@ -234,6 +236,7 @@ impl NoticeKind {
             NoticeKind::Resolved => "resolved",
             NoticeKind::Retracted => "retracted",
             NoticeKind::Operator => "operator",
+            NoticeKind::Campaign => "campaign",
         }
     }
 }
@@ -319,7 +322,7 @@ pub fn render(a: &Alert, kind: NoticeKind, public_url: &str) -> (String, String)
         NoticeKind::Escalated => format!("[{sev}] unacknowledged: {} for {}", a.rule, a.patient),
         NoticeKind::Resolved => format!("[resolved] {} for {}", a.rule, a.patient),
         NoticeKind::Retracted => format!("[withdrawn] {} for {}", a.rule, a.patient),
-        NoticeKind::Operator => format!("[operator] {}", a.rule),
+        NoticeKind::Operator | NoticeKind::Campaign => format!("[operator] {}", a.rule),
     };
     let mut text = match kind {
         NoticeKind::Resolved => format!(

@@ -111,6 +111,16 @@ impl AuditKey {
         Ok(AuditKey { key, from_seq })
     }
 
+    /// A key for another purpose, derived from this one (HMAC-SHA256 of `purpose`), so the
+    /// server has one secret file, yet no use of a derived key reveals the audit key.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        // HMAC takes keys of any length.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("invariant: HMAC accepts any key length");
+        mac.update(b"vitals-derived-key\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     /// The key file's text: `vitals-audit-key-v1 <first entry> <64 hex digits>`.
     pub fn render(&self) -> String {
         format!("{KEY_FILE_TAG} {} {}\n", self.from_seq, hex::encode(self.key))

@@ -1,18 +1,20 @@
 //! Email over SMTP (lettre): STARTTLS (required, not opportunistic), implicit TLS, or plain
 //! for a relay on the same host; TLS 1.2+ by rustls, verified against the bundled web roots
 //! plus `smtp_ca_file`. The notice id is the Message-ID, so a duplicate is recognisable.
+//! A campaign's message carries its unsubscribe link as `List-Unsubscribe` with
+//! `List-Unsubscribe-Post` (RFC 2369, RFC 8058), so mail clients offer one-click unsubscribe.
 
 use std::time::Duration;
 
 use anyhow::Context;
 use lettre::Transport as _;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::SmtpTransport;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 
-use vitals_alerts::{Notice, NotifyConfig, SendError, Transport};
+use vitals_alerts::{Notice, NoticeKind, NotifyConfig, SendError, Transport};
 
 pub(crate) struct Email {
     transport: SmtpTransport,
@@ -53,19 +55,61 @@ impl Transport for Email {
     fn send(&self, n: &Notice) -> Result<(), SendError> {
         let to: Mailbox =
             n.address.parse().map_err(|e| SendError::permanent(format!("email: {:?}: {e}", n.address)))?;
-        let message = Message::builder()
+        let mut builder = Message::builder()
             .from(self.from.clone())
             .to(to)
             .subject(n.subject.clone())
             .message_id(Some(format!("<{}@vitals>", n.id)))
-            .header(ContentType::TEXT_PLAIN)
-            .body(n.text.clone())
-            .map_err(|e| SendError::permanent(format!("email: {e}")))?;
+            .header(ContentType::TEXT_PLAIN);
+        if n.kind == NoticeKind::Campaign
+            && let Some(url) = n.payload["unsubscribe"].as_str()
+        {
+            builder = builder.header(ListUnsubscribe(url.to_owned())).header(ListUnsubscribePost);
+        }
+        let message = builder.body(n.text.clone()).map_err(|e| SendError::permanent(format!("email: {e}")))?;
         match self.transport.send(&message) {
             Ok(_) => Ok(()),
             Err(e) if e.is_permanent() => Err(SendError::permanent(format!("email: {e}"))),
             Err(e) => Err(SendError::transient(format!("email: {e}"))),
         }
+    }
+}
+
+type HeaderError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `List-Unsubscribe: <url>` (RFC 2369).
+#[derive(Clone)]
+struct ListUnsubscribe(String);
+
+impl Header for ListUnsubscribe {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe")
+    }
+
+    fn parse(s: &str) -> Result<Self, HeaderError> {
+        Ok(ListUnsubscribe(s.trim().trim_start_matches('<').trim_end_matches('>').to_owned()))
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), format!("<{}>", self.0))
+    }
+}
+
+/// `List-Unsubscribe-Post: List-Unsubscribe=One-Click` (RFC 8058): the link works by POST.
+#[derive(Clone)]
+struct ListUnsubscribePost;
+
+impl Header for ListUnsubscribePost {
+    fn name() -> HeaderName {
+        HeaderName::new_from_ascii_str("List-Unsubscribe-Post")
+    }
+
+    fn parse(_: &str) -> Result<Self, HeaderError> {
+        Ok(ListUnsubscribePost)
+    }
+
+    fn display(&self) -> HeaderValue {
+        HeaderValue::new(Self::name(), "List-Unsubscribe=One-Click".to_owned())
     }
 }
 

@@ -78,6 +78,9 @@ pub struct AnomalyConfig {
     /// `low_cohorts` with `low`: a patient's sensitivity is set by putting them in one.
     pub high_cohorts: Vec<String>,
     pub low_cohorts: Vec<String>,
+    /// The local time the alerting thread cuts nights in, as an offset from UTC
+    /// (`+01:00`): where the patients sleep. (The Baselines view takes the browser's.)
+    pub utc_offset: String,
 }
 
 impl Default for AnomalyConfig {
@@ -88,11 +91,38 @@ impl Default for AnomalyConfig {
             sensitivity: Sensitivity::Normal,
             high_cohorts: Vec::new(),
             low_cohorts: Vec::new(),
+            utc_offset: "+00:00".into(),
         }
     }
 }
 
 impl AnomalyConfig {
+    /// `utc_offset` in ms; `None` unless it is `±HH:MM` within -12:00..=+14:00.
+    pub fn offset_ms(&self) -> Option<i64> {
+        let s = self.utc_offset.trim();
+        let (sign, rest) = match s.as_bytes().first()? {
+            b'+' => (1, &s[1..]),
+            b'-' => (-1, &s[1..]),
+            _ => return None,
+        };
+        let (h, m) = rest.split_once(':')?;
+        if h.len() != 2 || m.len() != 2 {
+            return None;
+        }
+        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+        let minutes = sign * (h * 60 + m);
+        (m < 60 && (-12 * 60..=14 * 60).contains(&minutes)).then_some(minutes * 60_000)
+    }
+
+    /// Problems with the settings, each as `field: why`.
+    pub fn problems(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.baseline.problems().into_iter().map(|p| format!("baseline.{p}")).collect();
+        if self.offset_ms().is_none() {
+            v.push(format!("utc_offset: {:?} is not an offset like +01:00 (-12:00 to +14:00)", self.utc_offset));
+        }
+        v
+    }
+
     /// The settings for a patient, `in_cohort(cohort)` telling whether they are in one.
     pub fn for_patient(&self, in_cohort: &dyn Fn(&str) -> bool) -> AnomalyConfig {
         let sensitivity = if self.high_cohorts.iter().any(|c| in_cohort(c)) {

@@ -170,6 +170,11 @@ pub fn median(values: &mut [f64]) -> Option<f64> {
 /// The baseline of `signal` for `day` from `history` (`(day, value)`, sorted by day, one
 /// value per day): the days `[day - window_days, day)`. `None` before `min_days` values.
 pub fn baseline(signal: Signal, history: &[(i64, f64)], day: i64, config: &BaselineConfig) -> Option<Baseline> {
+    baseline_of(history, day, config, signal.spread_floor())
+}
+
+/// [`baseline`] with the least spread given.
+fn baseline_of(history: &[(i64, f64)], day: i64, config: &BaselineConfig, floor: f64) -> Option<Baseline> {
     let from = day - i64::from(config.window_days);
     let lo = history.partition_point(|h| h.0 < from);
     let hi = history.partition_point(|h| h.0 < day);
@@ -181,7 +186,43 @@ pub fn baseline(signal: Signal, history: &[(i64, f64)], day: i64, config: &Basel
     let median = median(&mut values)?;
     let mut deviations: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
     let mad = self::median(&mut deviations)?;
-    Some(Baseline { median, spread: (1.4826 * mad).max(signal.spread_floor()), days })
+    Some(Baseline { median, spread: (1.4826 * mad).max(floor), days })
+}
+
+/// Metrics whose normal depends on the time of day (circadian), with the least spread of
+/// their hourly profile: the patient view draws each one's usual band hour by hour.
+pub const PROFILED: [(&str, f64); 4] =
+    [("heart_rate", 2.0), ("skin_temperature", 0.2), ("respiratory_rate", 0.5), ("spo2", 0.5)];
+
+/// A person's normal for each hour of the (local) day: for hour `h`, the median and
+/// robust spread of the hourly means at `h` on the `window_days` days before `day`; `None`
+/// for an hour seen on fewer than `min_days` of them. `hourly` holds `(local time, mean)`
+/// of whole hours, in any order; `floor` is the least spread.
+pub fn by_hour(hourly: &[(i64, f64)], day: i64, config: &BaselineConfig, floor: f64) -> [Option<Baseline>; 24] {
+    const HOUR: i64 = 3_600_000;
+    const DAY: i64 = 24 * HOUR;
+    let (from, to) = ((day - i64::from(config.window_days)) * DAY, day * DAY);
+    let mut at: [Vec<(i64, f64)>; 24] = Default::default();
+    for &(t, v) in hourly {
+        if (from..to).contains(&t) && v.is_finite() {
+            at[(t.rem_euclid(DAY) / HOUR) as usize].push((t.div_euclid(DAY), v));
+        }
+    }
+    let mut out = [None; 24];
+    for (h, values) in at.iter_mut().enumerate() {
+        // One value per day (the mean of any duplicates), as `baseline` takes them.
+        values.sort_by_key(|x| x.0);
+        let mut days: Vec<(i64, f64)> = Vec::with_capacity(values.len());
+        let mut i = 0;
+        while i < values.len() {
+            let j = values[i..].iter().position(|x| x.0 != values[i].0).map_or(values.len(), |k| i + k);
+            let mean = values[i..j].iter().map(|x| x.1).sum::<f64>() / (j - i) as f64;
+            days.push((values[i].0, mean));
+            i = j;
+        }
+        out[h] = baseline_of(&days, day, config, floor);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -223,6 +264,40 @@ mod tests {
         assert!(BaselineConfig::default().problems().is_empty());
         assert_eq!(BaselineConfig { window_days: 5, min_days: 3 }.problems().len(), 1);
         assert_eq!(BaselineConfig { window_days: 28, min_days: 29 }.problems().len(), 1);
+    }
+
+    #[test]
+    fn the_hourly_profile_is_each_hours_baseline_over_the_days_before() {
+        const H: i64 = 3_600_000;
+        let c = BaselineConfig { window_days: 28, min_days: 14 };
+        // 20 days before day 100: 52 bpm at night (00-06), 64 by day, with a wobble; day 100
+        // itself at 120 (not in its own profile); hour 12 seen on 10 days only.
+        let mut hourly = Vec::new();
+        for d in 80..=100 {
+            for h in 0..24 {
+                if h == 12 && d % 2 == 0 {
+                    continue;
+                }
+                let v = if d == 100 {
+                    120.0
+                } else if h < 6 {
+                    52.0
+                } else {
+                    64.0 + (d % 3) as f64 - 1.0
+                };
+                hourly.push((d * 24 * H + h * H, v));
+            }
+        }
+        hourly.reverse();
+        let p = by_hour(&hourly, 100, &c, 2.0);
+        let night = p[3].expect("hour 3");
+        assert_eq!((night.median, night.spread, night.days), (52.0, 2.0, 20), "a flat hour gets the floor");
+        let day = p[15].expect("hour 15");
+        assert_eq!((day.median, day.days), (64.0, 20));
+        assert!((day.spread - 2.0).abs() < 1e-12, "MAD 1 x 1.4826 is under the floor");
+        assert_eq!(p[12], None, "10 days are too few");
+        // Day 90 has only 10 days before it.
+        assert!(by_hour(&hourly, 90, &c, 2.0).iter().all(Option::is_none));
     }
 
     proptest! {

@@ -195,9 +195,10 @@ impl AlertStore {
         log.rewrite(&chunks)
     }
 
-    /// Removes a patient's alerts and their notices and rewrites the log as a snapshot
+    /// Removes a patient's alerts and their notices, and the notices `also` (the campaign
+    /// messages sent to them, which name no patient), and rewrites the log as a snapshot
     /// without them (no earlier record keeps them); returns (alerts, notices) removed.
-    pub fn erase_patient(&self, patient: &str) -> Result<(usize, usize), AlertError> {
+    pub fn erase_patient(&self, patient: &str, also: &[String]) -> Result<(usize, usize), AlertError> {
         let mut log = self.log.lock();
         self.refresh(&mut log)?;
         let mut st = self.state.write();
@@ -205,7 +206,7 @@ impl AlertStore {
             st.alerts.values().filter(|a| a.patient == patient).map(|a| a.id.clone()).collect();
         st.alerts.retain(|id, _| !ids.contains(id));
         let before = st.notices.len();
-        st.notices.retain(|_, n| !n.alert.as_ref().is_some_and(|a| ids.contains(a)));
+        st.notices.retain(|id, n| !n.alert.as_ref().is_some_and(|a| ids.contains(a)) && !also.contains(id));
         let notices = before - st.notices.len();
         // In cluster mode, every node forgets them at its next look (the rewrite's reset).
         Self::snapshot(&mut log, &st).map_err(AlertError::Io)?;

@@ -11,6 +11,7 @@ pub(crate) mod system_api;
 
 pub(crate) mod alerts_api;
 pub(crate) mod baselines_api;
+pub(crate) mod campaigns_api;
 pub(crate) mod cohorts_api;
 pub(crate) mod dead_letter_api;
 pub(crate) mod fhir_api;
@@ -171,6 +172,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .heavy(Method::GET, "/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
         .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
         .heavy(Method::GET, "/api/v1/patients/{patient}/baselines", A::ReadPatientData, baselines_api::baselines)
+        .heavy(Method::GET, "/api/v1/patients/{patient}/profile", A::ReadPatientData, baselines_api::profile)
         .get("/api/v1/patients/{patient}/seizures", A::ReadPatientData, seizure_diary_api::diary)
         .add_live("/api/v1/patients/{patient}/live", dashboard_api::live)
         .get("/api/v1/patients/{patient}/series/{metric}", A::ReadPatientData, series_api::series)
@@ -203,6 +205,12 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .post("/api/v1/notifications/test", A::ManageNotifications, notifications_api::test)
         .get("/api/v1/notifications/{id}", A::ManageNotifications, notifications_api::get_one)
         .post("/api/v1/notifications/{id}/replay", A::ManageNotifications, notifications_api::replay)
+        .get("/api/v1/campaigns", A::ManageCampaigns, campaigns_api::list)
+        .post("/api/v1/campaigns", A::ManageCampaigns, campaigns_api::create)
+        .get("/api/v1/campaigns/{id}", A::ManageCampaigns, campaigns_api::get_one)
+        .post("/api/v1/campaigns/{id}/cancel", A::ManageCampaigns, campaigns_api::cancel)
+        .get("/api/v1/patients/{patient}/campaigns", A::ReadIdentity, campaigns_api::patient_get)
+        .put("/api/v1/patients/{patient}/campaigns", A::WriteIdentity, campaigns_api::patient_put)
         .get("/api/v1/cohorts", A::ReadCohorts, cohorts_api::list)
         .get("/api/v1/cohorts/{name}", A::ReadCohorts, cohorts_api::get_one)
         .put("/api/v1/cohorts/{name}", A::ManageCohorts, cohorts_api::put)
@@ -240,11 +248,13 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         }
         Err(e) => tracing::error!(error = %e, "the OpenAPI document did not build"),
     }
-    // Besides /healthz, sign-in (it checks a password, rate-limited) and the dashboard's
+    // Besides /healthz, sign-in (it checks a password, rate-limited), the unsubscribe
+    // page of campaign messages (its signed token is the credential) and the dashboard's
     // static shell are the only routes without credentials.
     let router = router
         .route("/healthz", get(system_api::healthz))
         .route("/api/v1/login", post(session_api::login))
+        .route("/unsubscribe", get(campaigns_api::unsubscribe_page).post(campaigns_api::unsubscribe))
         // The dashboard's shell and assets: no data, so no credentials (see `web`).
         .route("/", get(web::index))
         .route("/assets/{name}", get(web::asset))

@@ -19,6 +19,7 @@ use crate::alerting::ErasedPatients;
 use crate::audit::Auditor;
 use crate::auth::Directory;
 use crate::auth::login_limiter::LoginLimiter;
+use crate::campaign_store::CampaignStore;
 use crate::cluster::Cluster;
 use crate::cohort_store::CohortStore;
 use crate::config::Config;
@@ -66,6 +67,8 @@ pub struct App {
     pub rules: Arc<RuleStore>,
     pub alerts: Arc<AlertStore>,
     pub cohorts: Arc<CohortStore>,
+    /// Campaigns, consent to them and what was sent (`campaign_store.rs`).
+    pub campaigns: Arc<CampaignStore>,
     /// SQL over the store and the small stores (`sql.rs`).
     pub sql: Arc<vitals_sql::Engine>,
     /// FHIR `$export` jobs over HTTP (`fhir_export.rs`).
@@ -122,6 +125,10 @@ impl App {
         let cohorts = match &cluster {
             Some(c) => Arc::new(CohortStore::open_shared(c.records.clone())?),
             None => stores::open_cohorts(&config)?,
+        };
+        let campaigns = match &cluster {
+            Some(c) => Arc::new(CampaignStore::open_shared(c.records.clone())?),
+            None => stores::open_campaigns(&config)?,
         };
         let vault = Arc::new(match &cluster {
             Some(c) => stores::open_shared_vault(&config, Arc::clone(&c.pool))?,
@@ -187,6 +194,7 @@ impl App {
             rules,
             alerts,
             cohorts,
+            campaigns,
         })
     }
 }

@@ -76,6 +76,21 @@ impl Auditor {
         self.tx.send((event, reply)).map_err(|_| AuditError::Stopped)?;
         done.await.map_err(|_| AuditError::Stopped)?
     }
+
+    /// Appends entries from a thread outside the async runtime (the campaign thread);
+    /// returns once they are durable.
+    pub fn record_all_blocking(&self, events: Vec<AuditEvent>) -> Result<(), AuditError> {
+        let mut replies = Vec::with_capacity(events.len());
+        for event in events {
+            let (reply, done) = tokio::sync::oneshot::channel();
+            self.tx.send((event, reply)).map_err(|_| AuditError::Stopped)?;
+            replies.push(done);
+        }
+        for done in replies {
+            done.blocking_recv().map_err(|_| AuditError::Stopped)??;
+        }
+        Ok(())
+    }
 }
 
 /// The patient named in a request's response, for the audit log of routes that find the
@@ -107,6 +122,7 @@ pub fn audit_action(a: Action) -> &'static str {
         Action::ReadCohorts => "cohorts.read",
         Action::ManageCohorts => "cohorts.change",
         Action::ManageNotifications => "notifications.manage",
+        Action::ManageCampaigns => "campaigns.manage",
         Action::ManagePeople => "people.manage",
         Action::QuerySql => "sql.query",
         Action::ExportBulk => "fhir.export",

@@ -42,6 +42,8 @@ pub enum Action {
     ManageCohorts,
     /// Notices, contacts and deliveries (they hold contact details).
     ManageNotifications,
+    /// Make, follow and cancel campaigns (their sends are listed for the patients reached).
+    ManageCampaigns,
     /// Users, care teams, tokens.
     ManagePeople,
     /// Run SQL over pseudonymous data (rows limited to the patients reached).
@@ -80,7 +82,7 @@ pub fn reach(role: Role, action: Action) -> Reach {
         (Role::Device, _) => No,
 
         (Role::Clinician, ListPatients | ReadPatientData | ReadIdentity | WriteIdentity | ExportPatient) => Own,
-        (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest | QuerySql | ExportBulk) => Own,
+        (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest | QuerySql | ExportBulk | ManageCampaigns) => Own,
         (Role::Clinician, CreatePatient | ReadRules | ReadCohorts) => Any,
         (Role::Clinician, _) => No,
 
@@ -142,6 +144,7 @@ mod tests {
             Action::WriteIdentity,
             Action::ExportPatient,
             Action::ManageNotifications,
+            Action::ManageCampaigns,
             Action::ManagePeople,
             Action::ActOnAlerts,
             Action::ReadAudit,

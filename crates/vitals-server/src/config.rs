@@ -630,8 +630,8 @@ impl Config {
         for why in config.alerting.autonomic.problems() {
             problems.push(format!("alerting.autonomic.{why}"));
         }
-        for why in config.alerting.anomaly.baseline.problems() {
-            problems.push(format!("alerting.anomaly.baseline.{why}"));
+        for why in config.alerting.anomaly.problems() {
+            problems.push(format!("alerting.anomaly.{why}"));
         }
         for why in config.alerting.seizure.problems() {
             problems.push(format!("alerting.seizure.{why}"));

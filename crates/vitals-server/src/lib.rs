@@ -5,9 +5,10 @@
 //!
 //! Rooms: [`app`] (the shared state) and [`runtime`] (start and stop every task);
 //! [`api`] (routes and handlers); [`source`] (the ways in and the ingest pipeline);
-//! [`alerting`] (the live engine's thread) and [`notifier`] (delivery of the outbox);
+//! [`alerting`] (the live engine's thread), [`notifier`] (delivery of the outbox) and
+//! [`campaigns`] (the campaign thread);
 //! [`auth`], [`authz`], [`audit`] (who, what they may do, what they did); the small stores
-//! ([`alert_store`], [`rule_store`], [`cohort_store`]) and [`stores`] (opening them all);
+//! ([`alert_store`], [`rule_store`], [`cohort_store`], [`campaign_store`]) and [`stores`] (opening them all);
 //! [`config`], [`telemetry`], [`tls`], [`web`] (the dashboard's files).
 
 pub mod alert_store;
@@ -17,6 +18,8 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod authz;
+pub mod campaign_store;
+pub(crate) mod campaigns;
 pub mod cluster;
 pub mod cohort_store;
 pub mod config;

@@ -73,7 +73,7 @@ fn mentions(hay: &[u8], id: &str) -> bool {
 /// Erases a patient from every store (blocking: run it off the async workers). In cluster
 /// mode the erasure goes on the log first (nothing is erased if that fails), and every
 /// node's tail erases what that node holds when it reads it (`erase_local`); the shared
-/// stores (metadata, vault, alerts, cohorts, rules) are erased here, once.
+/// stores (metadata, vault, alerts, cohorts, rules, campaigns) are erased here, once.
 pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
     let p = patient.as_str();
     if let Some(cluster) = &app.cluster {
@@ -85,7 +85,9 @@ pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
     // Stop the patient's senders and the live engine first.
     let registered = app.directory.meta().delete_patient(p)?;
     let identity = app.vault.delete(p)?;
-    let (alerts, notices) = app.alerts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing alerts: {e}"))?;
+    let sent = app.campaigns.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from campaigns: {e}"))?;
+    let (alerts, notices) =
+        app.alerts.erase_patient(p, &sent).map_err(|e| anyhow::anyhow!("erasing alerts and notices: {e}"))?;
     let cohorts = app.cohorts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from cohorts: {e}"))?;
     let rules = app.rules.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from rules: {e}"))?;
     let local = erase_local(app, patient)?;

@@ -56,6 +56,7 @@ impl Runtime {
         if let Some(t) = alerting::spawn(alerting_context(&app), shutdown.clone())? {
             started.push(Task::Thread("alerting", t));
         }
+        started.push(Task::Thread("campaigns", crate::campaigns::spawn(app.clone(), shutdown.clone())?));
         // Cluster mode: the log into the local store (after alerting subscribed to it), and
         // the bucket leases.
         if let Some(cluster) = &app.cluster {

@@ -217,13 +217,40 @@ mod tests {
         a1.commit(vec![alert("al-1", "p-1"), alert("al-2", "p-2")], Vec::new()).expect("commit");
         let acked = a2.ack("al-1", "user:ann", 5).expect("node 2 acknowledges node 1's alert");
         assert_eq!(a1.get("al-1").map(|a| a.state), Some(acked.state));
-        assert_eq!(a2.erase_patient("p-1").expect("erase"), (1, 0));
+        assert_eq!(a2.erase_patient("p-1", &[]).expect("erase"), (1, 0));
         assert!(a1.get("al-1").is_none(), "node 1 forgets the erased patient's alert");
         assert!(a1.get("al-2").is_some(), "and keeps the others");
         assert_eq!(c2.erase_patient("p-1").expect("erase"), 1);
         assert!(c1.members("ward-3").expect("cohort").is_empty());
         // A node that starts later reads the same state.
-        let a3 = AlertStore::open_shared(shared).expect("node 3");
+        let a3 = AlertStore::open_shared(shared.clone()).expect("node 3");
         assert_eq!(a3.list(None, None, i64::MIN, i64::MAX).len(), 1);
+
+        // Campaigns: made on one node, consent given on the other, both see both.
+        use crate::campaign_store::{CampaignStore, ConsentChange};
+        let (k1, k2) = (
+            CampaignStore::open_shared(shared.clone()).expect("node 1"),
+            CampaignStore::open_shared(shared).expect("node 2"),
+        );
+        let c = vitals_alerts::campaign::Campaign {
+            id: String::new(),
+            name: "Walk".into(),
+            cohort: "ward-3".into(),
+            subject: "s".into(),
+            message: "m".into(),
+            start_ms: 0,
+            every: None,
+            until_ms: None,
+            created_by: "u-1".into(),
+            created_ms: 0,
+            cancelled_ms: None,
+        };
+        assert_eq!(k1.create(c.clone()).expect("create").id, "cp-1");
+        assert_eq!(k2.create(c).expect("create on node 2").id, "cp-2", "node 2 knows cp-1 is taken");
+        let email = Some(vitals_alerts::Channel::Email);
+        k2.set_consent(ConsentChange { patient: "p-2".into(), channel: email, at_ms: 1, by: "user:bo".into() })
+            .expect("consent");
+        assert_eq!(k1.consent("p-2").map(|c| c.channel), email);
+        assert_eq!(k1.live().len(), 2);
     }
 }

@@ -14,6 +14,7 @@ use vitals_storage::{Store, StoreConfig};
 use vitals_vault::{Keyring, Vault};
 
 use crate::alert_store::AlertStore;
+use crate::campaign_store::CampaignStore;
 use crate::cohort_store::CohortStore;
 use crate::config::Config;
 use crate::rule_store::RuleStore;
@@ -111,6 +112,12 @@ pub fn open_alerts(config: &Config) -> anyhow::Result<Arc<AlertStore>> {
 pub fn open_cohorts(config: &Config) -> anyhow::Result<Arc<CohortStore>> {
     let dir = config.data_dir().cohorts();
     let c = CohortStore::open(&dir).with_context(|| format!("opening the cohort store {}", dir.display()))?;
+    Ok(Arc::new(c))
+}
+
+pub fn open_campaigns(config: &Config) -> anyhow::Result<Arc<CampaignStore>> {
+    let dir = config.data_dir().campaigns();
+    let c = CampaignStore::open(&dir).with_context(|| format!("opening the campaign store {}", dir.display()))?;
     Ok(Arc::new(c))
 }
 

@@ -14,6 +14,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ("app.js", "text/javascript; charset=utf-8", include_bytes!("../web/app.js")),
     ("app.css", "text/css; charset=utf-8", include_bytes!("../web/app.css")),
     ("charts.js", "text/javascript; charset=utf-8", include_bytes!("../web/charts.js")),
+    ("campaigns.js", "text/javascript; charset=utf-8", include_bytes!("../web/campaigns.js")),
     ("icon.svg", "image/svg+xml", include_bytes!("../web/icon.svg")),
     // Vendored npm packages (pinned in web/package-lock.json; scripts/web-vendor).
     ("uPlot.iife.min.js", "text/javascript; charset=utf-8", include_bytes!("../web/vendor/uPlot.iife.min.js")),

@@ -2,6 +2,7 @@
 // No inline code (the Content-Security-Policy forbids it), no third-party requests, and
 // no patient data in URLs beyond pseudonyms.
 
+import { campaignViews } from "./campaigns.js";
 import { COMPARE_COLORS, barChart, baselineChart, profileChart, rangeBar, readingsChart, sparkline, timePanel, touchGestures, withGaps } from "./charts.js";
 
 const app = document.getElementById("app");
@@ -86,11 +87,12 @@ function markScrollers() {
 }
 window.addEventListener("resize", markScrollers);
 
-/** Replaces the page's content; the charts of the page before stop following the window. */
+/** Replaces the page's content (nulls left out, arrays spread); the charts of the page
+ *  before stop following the window. */
 function show(...nodes) {
   for (const c of charts) c.dispose();
   charts = [];
-  app.replaceChildren(...nodes);
+  app.replaceChildren(...nodes.flat().filter((n) => n !== null && n !== undefined));
   requestAnimationFrame(markScrollers);
   app.focus();
 }
@@ -206,6 +208,8 @@ const PANELS = [
   { id: "blood_glucose", label: "Glucose", metrics: ["blood_glucose"], target: [70, 180] },
   { id: "respiratory_rate", label: "Respiratory rate", metrics: ["respiratory_rate"] },
 ];
+/** Panels drawn over the person's usual band for the hour (`GET .../profile`). */
+const PROFILED = new Set(["heart_rate", "skin_temperature", "respiratory_rate", "spo2"]);
 const RANGES = [["1 h", 3600e3], ["6 h", 6 * 3600e3], ["24 h", 864e5], ["7 d", 7 * 864e5], ["30 d", 30 * 864e5], ["1 y", 365 * 864e5]];
 let liveSource = null;
 
@@ -253,6 +257,25 @@ async function patient(id) {
       return { ...f, readout, unit, plotBox, fig, spec, chart: null };
     });
   box.append(...figures.map((f) => f.fig));
+  // Each circadian panel's usual band for the hour, from the 28 days before today.
+  const profiled = figures.filter((f) => PROFILED.has(f.pn.id));
+  const usual = el("span", { id: "usual-legend", hidden: true }, el("span", { class: "key key-usual" }),
+    " usual range for the hour (the 28 days before today; dashed: the usual middle)");
+  if (profiled.length) {
+    const q = `metrics=${profiled.map((f) => f.pn.id).join(",")}&tz_offset_min=${-new Date().getTimezoneOffset()}`;
+    api("GET", `/api/v1/patients/${enc}/profile?${q}`).then((p) => {
+      for (const pr of p.profiles) {
+        const f = profiled.find((x) => x.pn.id === pr.metric);
+        const known = pr.hours.filter((h) => h).length;
+        f.fig.dataset.profileHours = String(known);
+        if (!known) continue;
+        f.spec.profile = pr.hours;
+        usual.hidden = false;
+        // Set again, so the scale makes room for the band.
+        if (f.chart) f.chart.setData(f.chart.data);
+      }
+    }).catch(() => { /* the charts are complete without it */ });
+  }
   let loading = 0;
   const draw = async () => {
     const ticket = ++loading;
@@ -345,10 +368,11 @@ async function patient(id) {
       el("a", { href: `#/daily/${enc}` }, "Daily metrics"), " · ",
       el("a", { href: `#/baselines/${enc}` }, "Baselines"), " · ",
       el("a", { href: `#/diary/${enc}` }, "Seizure diary"), " · ",
+      me.role === "analyst" ? null : [el("a", { href: `#/messages/${enc}`, id: "messages-link" }, "Messages"), " · "],
       el("a", { href: `#/kiosk/${enc}` }, "Kiosk view")),
     buttons, rangeForm, status, box,
     el("p", { class: "muted legend" }, el("span", { class: "key key-event" }), " labelled events (workouts, sleep, meals, seizures) ",
-      el("span", { class: "key key-alert" }), " alert episodes"),
+      el("span", { class: "key key-alert" }), " alert episodes ", usual),
     episodes,
     el("h2", {}, "Latest"),
     scroller("latest", el("table", { id: "latest" },
@@ -1034,6 +1058,8 @@ async function kiosk(id) {
   every(30000, tick);
 }
 
+const campaigns = campaignViews({ api, el, show, scroller });
+
 async function route() {
   const [, view, arg] = location.hash.split("/");
   if (pageTimer) { clearInterval(pageTimer); pageTimer = null; }
@@ -1050,6 +1076,12 @@ async function route() {
     else if (view === "report" && arg) await reportPage(decodeURIComponent(arg));
     else if (view === "diary" && arg) await diaryPage(decodeURIComponent(arg));
     else if (view === "board") await board();
+    else if (view === "campaigns") await campaigns.campaignsPage();
+    else if (view === "campaign" && arg) await campaigns.campaignPage(decodeURIComponent(arg));
+    else if (view === "messages" && arg) {
+      const p = decodeURIComponent(arg);
+      await campaigns.messagesPage(p, me.role === "patient" && me.patient === p);
+    }
     else await patients();
   } catch (e) {
     if (e.status === 401) signIn("Your session ended; sign in again.");
@@ -1066,6 +1098,7 @@ async function start() {
   }
   who.textContent = `${me.name} (${me.role})`;
   document.getElementById("admin-link").hidden = me.role !== "admin";
+  document.getElementById("campaigns-link").hidden = me.role !== "admin" && me.role !== "clinician";
   nav.hidden = false;
   await route();
 }

@@ -92,9 +92,53 @@ function hband(u, lo, hi, fill) {
   ctx.restore();
 }
 
+/** The lowest and highest of a usual band over the hours from `x0` to `x1`; null when no
+ *  hour there has one (or too many days are in view to draw it). */
+function hourExtent(hours, x0, x1) {
+  if (!hours || x1 - x0 > 15 * 864e5) return null;
+  let lo = Infinity, hi = -Infinity;
+  for (let s = Math.floor(x0 / 3600e3) * 3600e3; s < x1; s += 3600e3) {
+    const b = hours[new Date(s).getHours()];
+    if (b) { lo = Math.min(lo, b.low); hi = Math.max(hi, b.high); }
+  }
+  return lo <= hi ? [lo, hi] : null;
+}
+
+/** A person's usual band for each hour of the (local) day, drawn hour by hour behind the
+ *  series: `hours[h]` is `{low, median, high}` or null. Left out past 15 days in view (a
+ *  comb too fine to read). */
+function hourBands(u, hours, fill, stroke) {
+  const { ctx, bbox } = u;
+  const [x0, x1] = [u.scales.x.min, u.scales.x.max];
+  if (x0 === undefined || x1 === undefined || x1 - x0 > 15 * 864e5) return;
+  const first = new Date(x0);
+  first.setMinutes(0, 0, 0);
+  ctx.save();
+  ctx.beginPath();
+  ctx.rect(bbox.left, bbox.top, bbox.width, bbox.height);
+  ctx.clip();
+  ctx.fillStyle = fill;
+  ctx.strokeStyle = stroke;
+  ctx.setLineDash([4, 3]);
+  for (let s = first.getTime(); s < x1; s += 3600e3) {
+    const b = hours[new Date(s).getHours()];
+    if (!b) continue;
+    const l = u.valToPos(Math.max(s, x0), "x", true);
+    const r = u.valToPos(Math.min(s + 3600e3, x1), "x", true);
+    const top = u.valToPos(b.high, "y", true);
+    ctx.fillRect(l, top, r - l, u.valToPos(b.low, "y", true) - top);
+    const m = u.valToPos(b.median, "y", true);
+    ctx.beginPath();
+    ctx.moveTo(l, m);
+    ctx.lineTo(r, m);
+    ctx.stroke();
+  }
+  ctx.restore();
+}
+
 /**
  * One panel of synchronized time charts. `spec`: {height, unit, lines: [{label, color,
- * points?}], target?: [lo, hi]}. Data per line: mean, min and max columns (min/max drawn as
+ * points?}], target?: [lo, hi], profile?: the usual band of each hour of the day}. Data per line: mean, min and max columns (min/max drawn as
  * a band). `view` is shared by the panels ({from, to}); `overlay()` returns the events and
  * alerts to shade; `onSelect(from, to)` is called when a range is dragged out with a mouse;
  * `onCursor(text)` with a readout of the values under the cursor.
@@ -127,6 +171,9 @@ export function timePanel(box, spec, view, overlay, onSelect, onCursor) {
       x: { time: true, range: () => [view.from, view.to] },
       // A y range even without data, so that the axis (and the plot's width) stays.
       y: { range: (u, lo, hi) => {
+        // The usual band is in view too, so a reading is seen against it.
+        const usual = hourExtent(spec.profile, view.from, view.to);
+        if (usual) { lo = lo === null ? usual[0] : Math.min(lo, usual[0]); hi = hi === null ? usual[1] : Math.max(hi, usual[1]); }
         if (lo === null || hi === null) return [0, 1];
         if (hi - lo < 1e-9) { const d = Math.max(1, Math.abs(lo) * 0.05); return [lo - d, hi + d]; } // a flat line
         return U.rangeNum(lo, hi, 0.1, true);
@@ -138,6 +185,7 @@ export function timePanel(box, spec, view, overlay, onSelect, onCursor) {
     hooks: {
       drawClear: [(u) => {
         if (spec.target) hband(u, spec.target[0], spec.target[1], "rgba(46, 125, 50, 0.14)");
+        if (spec.profile) hourBands(u, spec.profile, "rgba(106, 27, 154, 0.12)", "rgba(106, 27, 154, 0.55)");
         const o = overlay();
         shade(u, o.events, "rgba(120, 144, 156, 0.25)");
         shade(u, o.alerts, "rgba(198, 40, 40, 0.10)", "rgba(198, 40, 40, 0.85)");

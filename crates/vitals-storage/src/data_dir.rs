@@ -63,6 +63,11 @@ impl DataDir {
         self.root.join("cohorts")
     }
 
+    /// Campaigns, patients' consent to them and what was sent.
+    pub fn campaigns(&self) -> PathBuf {
+        self.root.join("campaigns")
+    }
+
     /// Alerts and the notice outbox.
     pub fn alerts(&self) -> PathBuf {
         self.root.join("alerts")

@@ -1,7 +1,9 @@
 //! `GET /api/v1/patients/{patient}/baselines?to=&days=&tz_offset_min=`: a patient's
 //! nights, personal baselines and anomalies (docs/alerting.md), computed from the stored
 //! readings by `vitals_rules` at each request: the same nights and the same anomalies
-//! whatever order the readings came in.
+//! whatever order the readings came in. `GET .../profile?metrics=&to=&tz_offset_min=`: the
+//! usual band of circadian metrics hour by hour (`vitals_rules::baseline::by_hour`), which
+//! the patient view draws behind each series.
 
 use axum::Json;
 use axum::extract::State;
@@ -57,6 +59,95 @@ pub(crate) async fn baselines(
         let from_day = first_day - i64::from(config.baseline.window_days) - 1;
         let nights = crate::nights::read(&store, &events, &pid, from_day, last_day, offset)?;
         Ok(answer(&nights, &config, first_day, last_day))
+    })
+    .await
+    .map_err(ApiError::internal)??;
+    Ok(Json(out))
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ProfileParams {
+    /// Comma-separated metrics (default: every one with a profile).
+    metrics: Option<String>,
+    /// The profile is of the days before this one's local day (default: now).
+    to: Option<String>,
+    tz_offset_min: Option<i64>,
+}
+
+pub(crate) async fn profile(
+    State(app): State<AppState>,
+    Path(patient): Path<String>,
+    crate::api::extract::Query(p): crate::api::extract::Query<ProfileParams>,
+) -> Result<Json<Value>, ApiError> {
+    let to = match &p.to {
+        Some(t) => crate::api::error::query_time("to", t)?,
+        None => app.clock.now_ms(),
+    };
+    let offset = vitals_query::glucose::Offsets::parse(p.tz_offset_min, None)
+        .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?
+        .base_ms;
+    let mut wanted = Vec::new();
+    for m in p.metrics.as_deref().map_or_else(Vec::new, |s| s.split(',').map(str::trim).collect()) {
+        match baseline::PROFILED.iter().find(|(code, _)| *code == m) {
+            Some(x) => wanted.push(*x),
+            None => {
+                let known: Vec<&str> = baseline::PROFILED.iter().map(|(c, _)| *c).collect();
+                return Err(ApiError::new(
+                    Code::InvalidQuery,
+                    format!("metrics: {m:?} has no hourly profile (these do: {})", known.join(", ")),
+                ));
+            }
+        }
+    }
+    if wanted.is_empty() {
+        wanted = baseline::PROFILED.to_vec();
+    }
+    let pid = crate::api::patients_api::pseudonym(&patient)?;
+    let cohorts = app.cohorts.clone();
+    let config = app.config.alerting.anomaly.for_patient(&|c| cohorts.contains(c, &patient));
+    let day = (to + offset).div_euclid(DAY);
+    let store = app.store.clone();
+    let out = tokio::task::spawn_blocking(move || -> Result<Value, ApiError> {
+        let k = config.sensitivity.thresholds().rise_z;
+        let from = (day - i64::from(config.baseline.window_days)) * DAY - offset;
+        let mut profiles = Vec::new();
+        for (metric, floor) in wanted {
+            let Some(id) = vitals_core::Catalog::standard().id(metric) else { continue };
+            let q = vitals_query::SeriesQuery {
+                patient: pid.clone(),
+                metric: id,
+                device: None,
+                from,
+                to: day * DAY - offset,
+                every_ms: Some(3_600_000),
+                aggs: vec![vitals_query::Agg::Mean],
+            };
+            let hourly: Vec<(i64, f64)> = match vitals_query::run(&store, &q).map_err(ApiError::internal)? {
+                vitals_query::QueryResult::Buckets(b) => {
+                    b.iter().filter_map(|b| Some((b.time_ms + offset, *b.values.first()?))).collect()
+                }
+                _ => Vec::new(),
+            };
+            let hours: Vec<Value> = baseline::by_hour(&hourly, day, &config.baseline, floor)
+                .iter()
+                .enumerate()
+                .map(|(h, b)| {
+                    b.map_or(Value::Null, |b| {
+                        let (low, high) = b.band(k);
+                        json!({"hour": h, "median": b.median, "spread": b.spread, "low": low, "high": high, "days": b.days})
+                    })
+                })
+                .collect();
+            let unit = vitals_core::Catalog::standard().get(id).unit;
+            profiles.push(json!({"metric": metric, "unit": unit, "hours": hours}));
+        }
+        Ok(json!({
+            "before": date(day),
+            "window_days": config.baseline.window_days,
+            "days_needed": config.baseline.min_days,
+            "band_spreads": k,
+            "profiles": profiles,
+        }))
     })
     .await
     .map_err(ApiError::internal)??;

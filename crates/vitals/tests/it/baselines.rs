@@ -121,6 +121,50 @@ fn a_band_that_sends_only_heart_rate_gets_a_resting_rate_of_its_own() {
     assert_eq!(values, vec![json!(50.0); 3], "the lowest half hour of each night: {a}");
 }
 
+/// Heart rate every 10 minutes for `days` days before today (UTC): 52 bpm from 00:00 to
+/// 06:00, 64 by day.
+fn circadian(patient: &str, days: i64) -> Value {
+    let today = NOW.div_euclid(DAY) * DAY;
+    let mut v = Vec::new();
+    for n in 1..=days {
+        for m in 0..144 {
+            let t = today - n * DAY + m * 600_000;
+            let hr = if t.rem_euclid(DAY) < 6 * HOUR { 52 } else { 64 };
+            v.push(json!({"patient": patient, "metric": "heart_rate", "time": t, "value": hr}));
+        }
+    }
+    Value::Array(v)
+}
+
+#[test]
+fn heart_rate_has_a_usual_band_for_each_hour_of_the_day_once_two_weeks_are_known() {
+    let server = TestServer::start();
+    assert_eq!(server.ingest(&circadian("b-6", 20)).status, 200);
+    assert_eq!(server.ingest(&circadian("b-7", 10)).status, 200);
+    let r = server.get("/api/v1/patients/b-6/profile?metrics=heart_rate", Some(ADMIN));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!((v["window_days"].clone(), v["days_needed"].clone()), (json!(28), json!(14)));
+    let p = &v["profiles"][0];
+    assert_eq!((p["metric"].clone(), p["unit"].clone()), (json!("heart_rate"), json!("bpm")));
+    let hours = p["hours"].as_array().expect("hours");
+    assert_eq!(hours.len(), 24);
+    // A steady person: the floor of 2 bpm for the spread, the band median ± 2 spreads.
+    assert_eq!(hours[3], json!({"hour": 3, "median": 52.0, "spread": 2.0, "low": 48.0, "high": 56.0, "days": 20}));
+    assert_eq!((hours[15]["median"].clone(), hours[15]["low"].clone()), (json!(64.0), json!(60.0)));
+    // Local time moves the hours: at UTC+02:00, 03:00 local is 01:00 UTC (night), 07:00
+    // local is 05:00 UTC (still night), 08:00 local is day.
+    let east = server.get("/api/v1/patients/b-6/profile?metrics=heart_rate&tz_offset_min=120", Some(ADMIN)).json();
+    let h = &east["profiles"][0]["hours"];
+    assert_eq!((h[7]["median"].clone(), h[8]["median"].clone()), (json!(52.0), json!(64.0)), "{east}");
+    // Ten days are not enough: every hour unknown; metrics without a profile are refused.
+    let cold = server.get("/api/v1/patients/b-7/profile", Some(ADMIN)).json();
+    assert_eq!(cold["profiles"].as_array().map(Vec::len), Some(4), "every profiled metric by default");
+    assert!(cold["profiles"][0]["hours"].as_array().expect("hours").iter().all(Value::is_null), "{cold}");
+    let r = server.get("/api/v1/patients/b-6/profile?metrics=step_count", Some(ADMIN));
+    assert!(r.status == 400 && r.body.contains("no hourly profile"), "{}", r.body);
+}
+
 #[test]
 fn an_anomaly_is_raised_as_an_explained_alert_and_resolved_by_normal_nights() {
     let server = TestServer::with_config(|c| c.alerting.anomaly.enabled = true);

@@ -214,6 +214,16 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         })
         .collect();
     assert_eq!(server.ingest(&Value::Array(rhr)).status, 200);
+    // 20 days of p-3's heart rate before yesterday, every 10 minutes: 52 bpm from 00:00 to
+    // 06:00 UTC, 64 by day (under the rule's 70): its usual band for each hour.
+    let hr: Vec<Value> = (2..=21)
+        .flat_map(|n| (0..144).map(move |m| (n, m)))
+        .map(|(n, m)| {
+            let v = if m < 36 { 52 } else { 64 };
+            json!({"patient": "p-3", "metric": "heart_rate", "time": day_start - n * 86_400_000 + m * 600_000, "value": v})
+        })
+        .collect();
+    assert_eq!(server.ingest(&Value::Array(hr)).status, 200);
     crate::harness::eventually("alerts for p-1 and p-2", || {
         server.get("/api/v1/alerts?state=open", Some(ADMIN)).json()["alerts"].as_array().map(Vec::len) == Some(2)
     });
@@ -405,7 +415,9 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(ph["daily"], json!({"bars": 4, "last": "700 count", "hourly_bars": 46}), "{ph}");
     // axe-core: no WCAG 2.1 A/AA rule broken on any view.
     let a11y = seen["a11y"].as_object().expect("a11y");
-    assert_eq!(a11y.len(), 13, "every view checked: {a11y:?}");
+    assert_eq!(a11y.len(), 14, "every view checked: {a11y:?}");
+    assert_eq!(seen["profile_hours"], json!(24), "p-3's usual heart rate for every hour: {seen}");
+    assert_eq!(seen["usual_legend"], json!(true));
     for (view, violations) in a11y {
         assert_eq!(violations, &json!([]), "{view}");
     }
@@ -841,4 +853,61 @@ fn the_ward_board_fits_50_tiles_rings_for_open_alerts_and_is_acknowledged_from_a
     // (The console's only errors are the 401s of the page asking who is signed in before
     // the sign-in.)
     assert_eq!(seen["page_errors"], json!([]), "{seen}");
+}
+
+#[test]
+fn a_clinician_makes_a_campaign_and_records_consent_and_the_patient_reads_and_stops_it_in_a_real_browser() {
+    let sms = crate::harness::Capture::start();
+    sms.respond(201, r#"{"sid":"SM1","status":"queued"}"#);
+    let sms_url = format!("{}/2010-04-01/Accounts/AC1/Messages.json", sms.url);
+    let server = TestServer::with_config(|c| {
+        c.notify.public_url = "https://vitals.example.org".into();
+        c.notify.sms_url = sms_url;
+        c.notify.sms_account_sid = "AC1".into();
+        c.notify.sms_auth_token = "tok".into();
+        c.notify.sms_from = "+15550000000".into();
+    });
+    let d = &server.app.directory;
+    d.create_user("nurse", Role::Clinician, Some(PASSWORD), None, NOW).expect("user");
+    d.create_user("pat", Role::Patient, Some(PASSWORD), Some("p-1"), NOW).expect("patient user");
+    vitals_server::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into()], NOW).expect("team");
+    let admin = |method: &str, path: &str, body: Value| {
+        let auth = format!("Bearer {ADMIN}");
+        let r = server.request(
+            method,
+            path,
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            Some(body.to_string().as_bytes()),
+        );
+        assert!(r.status < 300, "{}", r.body);
+    };
+    admin("PUT", "/api/v1/patients/p-1/identity", json!({"contacts": [{"kind": "phone", "value": "+15550001"}]}));
+    admin("PUT", "/api/v1/cohorts/ward-3", json!({"patients": ["p-1"]}));
+    let seen = browse(&server, "campaigns.mjs", "nurse", &[("VITALS_PATIENT_USER", "pat")]);
+    assert_eq!(seen["page_errors"], json!([]), "{seen}");
+    // The only failed loads are the sign-in form's: `/api/v1/me` before signing in (401).
+    let errors = seen["console_errors"].as_array().expect("console errors");
+    assert!(errors.iter().all(|e| e.as_str().is_some_and(|e| e.contains("401"))), "{seen}");
+    for (view, found) in seen["a11y"].as_object().expect("a11y") {
+        assert_eq!(found, &json!([]), "no WCAG 2.1 A/AA rule broken on {view}");
+    }
+    assert_eq!(seen["consent_before"], json!("Patient p-1 does not receive messages from the care team."));
+    assert_eq!(seen["email_disabled"], json!(true), "no email server: not offered");
+    assert!(seen["consent_after"].as_str().is_some_and(|s| s.contains("by text message (SMS)")), "{seen}");
+    assert_eq!(seen["empty"], json!("No campaigns yet."));
+    assert_eq!(seen["hash"], json!("#/campaign/cp-1"));
+    assert_eq!(seen["status"], json!("active"), "{seen}");
+    let state = seen["sends"][0][1].as_str().unwrap_or_default();
+    assert!(seen["sends"][0][0] == "p-1" && ["pending", "delivered"].contains(&state), "{seen}");
+    crate::harness::eventually("the SMS", || sms.requests().len() == 1);
+    assert!(sms.requests()[0].text().contains("Ten+minutes+of+walking"), "{}", sms.requests()[0].text());
+    assert!(seen["patient_status"].as_str().is_some_and(|s| s.starts_with("You receive messages")), "{seen}");
+    let messages = seen["patient_messages"].as_array().expect("messages");
+    assert!(
+        messages.len() == 1 && messages[0].as_str().is_some_and(|m| m.contains("Ten minutes of walking")),
+        "{seen}"
+    );
+    assert_eq!(seen["patient_stopped"], json!("You do not receive messages from the care team."));
+    let consent = server.get("/api/v1/patients/p-1/campaigns", Some(ADMIN)).json();
+    assert_eq!((consent["consent"].clone(), consent["history"][1]["by"].clone()), (Value::Null, json!("user:pat")));
 }

@@ -8,6 +8,7 @@ mod api;
 mod authz;
 mod baselines;
 mod bucket;
+mod campaigns;
 mod cli;
 mod cluster;
 mod crash;

@@ -444,10 +444,10 @@ fn a_test_notice_checks_a_contacts_channels() {
 
 /// A real SMTP server (aiosmtpd from PyPI) requiring STARTTLS, with a certificate of a
 /// test CA.
-struct Smtp {
+pub(crate) struct Smtp {
     child: std::process::Child,
-    port: u16,
-    maildir: std::path::PathBuf,
+    pub(crate) port: u16,
+    pub(crate) maildir: std::path::PathBuf,
 }
 
 impl Drop for Smtp {
@@ -457,7 +457,7 @@ impl Drop for Smtp {
     }
 }
 
-fn start_smtp(dir: &std::path::Path) -> Smtp {
+pub(crate) fn start_smtp(dir: &std::path::Path) -> Smtp {
     let run = |args: &[&str]| {
         let s = std::process::Command::new("openssl").args(args).current_dir(dir).output().expect("openssl");
         assert!(s.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&s.stderr));
@@ -524,7 +524,7 @@ fn start_smtp(dir: &std::path::Path) -> Smtp {
     smtp
 }
 
-fn mails(maildir: &std::path::Path) -> Vec<String> {
+pub(crate) fn mails(maildir: &std::path::Path) -> Vec<String> {
     let mut v = Vec::new();
     for sub in ["new", "cur"] {
         if let Ok(rd) = std::fs::read_dir(maildir.join(sub)) {

@@ -188,6 +188,14 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             &[200],
             Json,
         ),
+        ("GET", "/api/v1/patients/{patient}/profile") => doc(
+            "The usual band of heart rate, skin temperature, respiratory rate and SpO2 for each hour of the day",
+            "dashboard",
+            vec![("metrics", string(), false), ("to", time(), false), ("tz_offset_min", integer(), false)],
+            vec![],
+            &[200],
+            Json,
+        ),
         ("GET", "/api/v1/patients/{patient}/seizures") => doc(
             "The seizure diary: detected, recorded and confirmed seizures with acknowledgements (JSON or CSV)",
             "dashboard",
@@ -357,6 +365,54 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
         ("POST", "/api/v1/notifications/{id}/replay") => {
             doc("Send a dead notice again", "notifications", vec![], vec![], &[200], Json)
         }
+        ("GET", "/api/v1/campaigns") => {
+            doc("Campaigns, newest first, with their occurrences", "campaigns", vec![], vec![], &[200], Json)
+        }
+        ("POST", "/api/v1/campaigns") => doc(
+            "Create a campaign: a message to a cohort's opted-in members, once or every so often",
+            "campaigns",
+            vec![],
+            json_body(json!({
+                "type": "object", "required": ["name", "cohort", "subject", "message"], "additionalProperties": false,
+                "properties": {
+                    "name": {"type": "string"}, "cohort": {"type": "string"}, "subject": {"type": "string"},
+                    "message": {"type": "string"}, "start": {"type": ["string", "integer"]},
+                    "every": {"type": "string"}, "until": {"type": ["string", "integer"]}
+                }
+            })),
+            &[201],
+            Json,
+        ),
+        ("GET", "/api/v1/campaigns/{id}") => doc(
+            "One campaign with each occurrence's sends (patients reached only) and their delivery",
+            "campaigns",
+            vec![],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("POST", "/api/v1/campaigns/{id}/cancel") => {
+            doc("Cancel a campaign: nothing more is sent", "campaigns", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/patients/{patient}/campaigns") => doc(
+            "A patient's consent to campaigns, the channels they could choose, and the messages sent to them",
+            "campaigns",
+            vec![],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("PUT", "/api/v1/patients/{patient}/campaigns") => doc(
+            "Give consent to campaigns on a channel (email, sms, telegram), or withdraw it (null)",
+            "campaigns",
+            vec![],
+            json_body(json!({
+                "type": "object", "required": ["channel"], "additionalProperties": false,
+                "properties": {"channel": {"type": ["string", "null"], "enum": ["email", "sms", "telegram", null]}}
+            })),
+            &[200],
+            Json,
+        ),
         ("GET", "/api/v1/cohorts") => doc("Cohorts", "cohorts", vec![], vec![], &[200], Json),
         ("GET", "/api/v1/cohorts/{name}") => doc("One cohort", "cohorts", vec![], vec![], &[200], Json),
         ("PUT", "/api/v1/cohorts/{name}") => doc(
