@@ -47,7 +47,36 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("file_drop", file_drop),
     ("sql_catalog", sql_catalog),
     ("log_message", log_message),
+    ("campaign_input", campaign_input),
 ];
+
+/// A campaign as a client sends it, and an unsubscribe link as anyone may open it: the
+/// JSON decodes or is refused; a decoded campaign is checked and scheduled at any time
+/// without a panic, never due again for an occurrence sent; a link verifies only when it
+/// is the key's own token for its notice, and the key's token for a notice verifies.
+pub fn campaign_input(data: &[u8]) {
+    use vitals_alerts::campaign::{Campaign, UnsubscribeKey};
+    if let Ok(c) = serde_json::from_slice::<Campaign>(data) {
+        let _ = c.check();
+        for now in [i64::MIN, -1, 0, c.start_ms, c.start_ms.saturating_add(1), NOW, i64::MAX] {
+            for last in [None, Some(0), Some(7), Some(u32::MAX)] {
+                if let Some(run) = c.due(last, now) {
+                    assert!(last.is_none_or(|l| run > l), "occurrence {run} due again after {last:?}");
+                }
+                let _ = c.next_at(last);
+                let _ = c.at(last.unwrap_or(0));
+            }
+        }
+    }
+    let key = UnsubscribeKey::new([7; 32]);
+    if let Ok(text) = std::str::from_utf8(data)
+        && let Some(notice) = key.verify(text)
+    {
+        assert_eq!(key.token(notice), text, "only the key's own token verifies");
+    }
+    let notice = format!("nt-{}", data.iter().take(8).map(|b| format!("{b:02x}")).collect::<String>());
+    assert_eq!(key.verify(&key.token(&notice)), Some(notice.as_str()));
+}
 
 /// A message of cluster mode's log as a node reads it from the stream (another build, or
 /// damaged bytes): decodes or is refused with a reason, never panics; what decodes encodes

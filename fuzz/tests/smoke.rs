@@ -153,6 +153,11 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             "SHOW search_path; SELECT (pg_catalog.current_schemas(true))[1], session_user, 'pg_class'::regclass",
         ],
         "log_message" => &[],
+        "campaign_input" => &[
+            r#"{"id":"cp-1","name":"Flu season","cohort":"ward-3","subject":"Your flu shot","message":"Free this month.","start_ms":1763776800000,"every":"7d","until_ms":1766368800000,"created_by":"u-1","created_ms":0}"#,
+            r#"{"id":"cp-2","name":"x","cohort":"c","subject":"s","message":"m","start_ms":-9223372036854775808,"every":"1h","until_ms":9223372036854775807,"created_by":"u","created_ms":0,"cancelled_ms":5}"#,
+            "nt-0123456789abcdef.00112233445566778899aabbccddeeff",
+        ],
         other => panic!("no seeds for {other}"),
     };
     let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();

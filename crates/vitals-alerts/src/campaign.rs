@@ -104,7 +104,7 @@ impl Campaign {
         match (self.every, self.until_ms) {
             (None, _) => Some(0),
             (Some(e), Some(until)) => {
-                Some(((until - self.start_ms) / e.as_ms().max(1)).min(i64::from(u32::MAX)) as u32)
+                Some((until.saturating_sub(self.start_ms).max(0) / e.as_ms().max(1)).min(i64::from(u32::MAX)) as u32)
             }
             (Some(_), None) => None,
         }
@@ -118,7 +118,7 @@ impl Campaign {
             return None;
         }
         let mut run = match self.every {
-            Some(e) => ((now - self.start_ms) / e.as_ms().max(1)).min(i64::from(u32::MAX)) as u32,
+            Some(e) => (now.saturating_sub(self.start_ms) / e.as_ms().max(1)).min(i64::from(u32::MAX)) as u32,
             None => 0,
         };
         if let Some(last) = self.last_run() {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use vitals_core::DurationMs;
-use vitals_core::time::format_time;
+use vitals_core::time::{format_time, minute_of_day, utc_offset_minutes};
 use vitals_rules::Severity;
 
 use crate::alert::Alert;
@@ -195,22 +195,6 @@ impl Subscription {
         }
         end - offset * 60_000
     }
-}
-
-fn minute_of_day(s: &str) -> Option<i64> {
-    let (h, m) = s.trim().split_once(':')?;
-    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-    ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
-}
-
-fn utc_offset_minutes(s: &str) -> Option<i64> {
-    let (sign, rest) = match s.as_bytes().first()? {
-        b'+' => (1, &s[1..]),
-        b'-' => (-1, &s[1..]),
-        _ => return None,
-    };
-    let m = minute_of_day(rest)?;
-    (m <= 14 * 60).then_some(sign * m)
 }
 
 /// What a notice is about.

@@ -136,6 +136,26 @@ pub fn day_start(ms: i64) -> i64 {
     ms.div_euclid(MS_PER_DAY) * MS_PER_DAY
 }
 
+/// `HH:MM` (00:00 to 23:59) as minutes since midnight.
+pub fn minute_of_day(s: &str) -> Option<i64> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
+    ((0..24).contains(&h) && (0..60).contains(&m)).then_some(h * 60 + m)
+}
+
+/// An offset from UTC written `+01:00` or `-05:30` (at most 14 hours either way) as
+/// minutes east of UTC: the local time of quiet hours and of nights.
+pub fn utc_offset_minutes(s: &str) -> Option<i64> {
+    let s = s.trim();
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let m = minute_of_day(rest)?;
+    (m <= 14 * 60).then_some(sign * m)
+}
+
 /// A length of time in milliseconds, written like `10m` in config and queries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DurationMs(pub i64);

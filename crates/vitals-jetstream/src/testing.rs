@@ -43,18 +43,56 @@ pub fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 
 impl NatsCluster {
     /// Starts `n` servers under `dir` and waits until JetStream is ready on every one.
+    ///
+    /// A free port is found by binding port 0 and letting it go, so another test can take
+    /// it before nats-server binds it: a server that exits at start because an address is
+    /// in use is started again, with the whole cluster, on other ports (a CI run failed so).
     pub fn start(dir: PathBuf, n: usize) -> NatsCluster {
-        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-        let ports: Vec<Ports> =
-            (0..n).map(|_| Ports { client: free_port(), route: free_port(), monitor: free_port() }).collect();
-        let mut cluster = NatsCluster { dir, ports, children: (0..n).map(|_| None).collect() };
-        for i in 0..n {
-            cluster.start_node(i);
+        for attempt in 1.. {
+            let run = dir.join(format!("try-{attempt}"));
+            std::fs::create_dir_all(&run).unwrap_or_else(|e| panic!("{}: {e}", run.display()));
+            let ports: Vec<Ports> =
+                (0..n).map(|_| Ports { client: free_port(), route: free_port(), monitor: free_port() }).collect();
+            let mut cluster = NatsCluster { dir: run, ports, children: (0..n).map(|_| None).collect() };
+            for i in 0..n {
+                cluster.start_node(i);
+            }
+            let collided = (0..n).any(|i| {
+                cluster.exited_at_start(i) && cluster.log(i).contains("address already in use") && attempt < 5
+            });
+            if collided {
+                continue;
+            }
+            for i in 0..n {
+                cluster.wait_ready(i);
+            }
+            return cluster;
         }
-        for i in 0..n {
-            cluster.wait_ready(i);
+        unreachable!("the loop returns or panics")
+    }
+
+    /// Whether node `i` exits before it is healthy (its process ended).
+    fn exited_at_start(&mut self, i: usize) -> bool {
+        let port = self.ports[i].monitor;
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if let Some(c) = self.children[i].as_mut()
+                && c.try_wait().ok().flatten().is_some()
+            {
+                return true;
+            }
+            if healthz(port).is_some_and(|body| body.contains("\"ok\"")) {
+                return false;
+            }
+            #[allow(clippy::disallowed_methods)] // reason: the pause between polls of a condition with a deadline
+            std::thread::sleep(Duration::from_millis(20));
         }
-        cluster
+        false
+    }
+
+    /// Node `i`'s log so far.
+    fn log(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default()
     }
 
     /// The client URLs of every server.
@@ -105,7 +143,7 @@ impl NatsCluster {
         let deadline = Instant::now() + Duration::from_secs(90);
         while !healthz(port).is_some_and(|body| body.contains("\"ok\"")) {
             if Instant::now() >= deadline {
-                let log = std::fs::read_to_string(self.dir.join(format!("n{i}.log"))).unwrap_or_default();
+                let log = self.log(i);
                 let tail: String = log.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect();
                 panic!("timed out after 90s waiting for nats node n{i} to be healthy; its log ends:\n{tail}");
             }

@@ -97,28 +97,16 @@ impl Default for AnomalyConfig {
 }
 
 impl AnomalyConfig {
-    /// `utc_offset` in ms; `None` unless it is `±HH:MM` within -12:00..=+14:00.
+    /// `utc_offset` in ms; `None` unless it is an offset like `+01:00` (at most 14 hours).
     pub fn offset_ms(&self) -> Option<i64> {
-        let s = self.utc_offset.trim();
-        let (sign, rest) = match s.as_bytes().first()? {
-            b'+' => (1, &s[1..]),
-            b'-' => (-1, &s[1..]),
-            _ => return None,
-        };
-        let (h, m) = rest.split_once(':')?;
-        if h.len() != 2 || m.len() != 2 {
-            return None;
-        }
-        let (h, m): (i64, i64) = (h.parse().ok()?, m.parse().ok()?);
-        let minutes = sign * (h * 60 + m);
-        (m < 60 && (-12 * 60..=14 * 60).contains(&minutes)).then_some(minutes * 60_000)
+        vitals_core::time::utc_offset_minutes(&self.utc_offset).map(|m| m * 60_000)
     }
 
     /// Problems with the settings, each as `field: why`.
     pub fn problems(&self) -> Vec<String> {
         let mut v: Vec<String> = self.baseline.problems().into_iter().map(|p| format!("baseline.{p}")).collect();
         if self.offset_ms().is_none() {
-            v.push(format!("utc_offset: {:?} is not an offset like +01:00 (-12:00 to +14:00)", self.utc_offset));
+            v.push(format!("utc_offset: {:?} is not an offset like +01:00 (-14:00 to +14:00)", self.utc_offset));
         }
         v
     }

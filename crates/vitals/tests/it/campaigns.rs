@@ -39,28 +39,6 @@ fn user_token(server: &TestServer, name: &str, role: &str, patient: Option<&str>
     t["token"].as_str().expect("token").to_owned()
 }
 
-fn form_body(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("k=v");
-            let v = v.replace('+', " ");
-            let mut out = Vec::new();
-            let b = v.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'%' {
-                    out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).expect("hex"));
-                    i += 3;
-                } else {
-                    out.push(b[i]);
-                    i += 1;
-                }
-            }
-            (k.to_owned(), String::from_utf8(out).expect("utf8"))
-        })
-        .collect()
-}
-
 /// The token of the first unsubscribe link in a message (an email's is in its
 /// `List-Unsubscribe` header, before the body, which is quoted-printable).
 fn link_token(text: &str) -> String {
@@ -157,7 +135,7 @@ fn a_campaign_reaches_the_opted_in_members_it_may_and_the_link_in_each_message_s
     server.clock.advance(HOUR);
     eventually("the SMS and the email", || sms.requests().len() == 1 && mails(&smtp.maildir).len() == 1);
     // SMS to p-1's phone: the message, then the link; no pseudonym anywhere.
-    let form = form_body(&sms.requests()[0].text());
+    let form = crate::harness::form_fields(&sms.requests()[0].text());
     assert_eq!(form[0], ("To".to_owned(), "+15550001".to_owned()));
     let text = &form[2].1;
     assert!(text.starts_with("Flu shots are free at the clinic this month."), "{text}");

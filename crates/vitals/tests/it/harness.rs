@@ -332,3 +332,26 @@ fn serve_one(
     );
     let _ = stream.flush();
 }
+
+/// The fields of an `application/x-www-form-urlencoded` body, decoded, in order.
+pub fn form_fields(text: &str) -> Vec<(String, String)> {
+    text.split('&')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("k=v");
+            let v = v.replace('+', " ");
+            let mut out = Vec::new();
+            let b = v.as_bytes();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).expect("hex"));
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            (k.to_owned(), String::from_utf8(out).expect("utf8"))
+        })
+        .collect()
+}

@@ -140,27 +140,7 @@ fn telegram_and_sms_requests_are_what_their_apis_expect_and_all_clear_follows() 
     // Basic base64("AC123:tok")
     assert_eq!(s.header("authorization"), Some("Basic QUMxMjM6dG9r"));
     assert!(s.header("i-twilio-idempotency-token").is_some_and(|k| k.starts_with("nt-")));
-    let form: Vec<(String, String)> = s
-        .text()
-        .split('&')
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("k=v");
-            let v = v.replace('+', " ");
-            let bytes = v.as_bytes();
-            let mut out = Vec::new();
-            let mut i = 0;
-            while i < bytes.len() {
-                if bytes[i] == b'%' {
-                    out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).expect("hex"));
-                    i += 3;
-                } else {
-                    out.push(bytes[i]);
-                    i += 1;
-                }
-            }
-            (k.to_owned(), String::from_utf8(out).expect("utf8"))
-        })
-        .collect();
+    let form = crate::harness::form_fields(&s.text());
     assert_eq!(form[0], ("To".to_owned(), "+15551234567".to_owned()));
     assert_eq!(form[1], ("From".to_owned(), "+15550000000".to_owned()));
     assert!(form[2].0 == "Body" && form[2].1.starts_with("[URGENT] high for p-2"), "{form:?}");
