@@ -233,6 +233,9 @@ pub enum NoticeState {
     Delivered,
     /// Given up on after the last attempt (or a permanent refusal): listable, replayable.
     Dead,
+    /// Not to be sent any more: its recipient withdrew their consent (a campaign's message
+    /// still in the outbox). The reason is in `last_error`.
+    Withdrawn,
 }
 
 impl NoticeState {
@@ -241,6 +244,7 @@ impl NoticeState {
             "pending" => NoticeState::Pending,
             "delivered" => NoticeState::Delivered,
             "dead" => NoticeState::Dead,
+            "withdrawn" => NoticeState::Withdrawn,
             _ => return None,
         })
     }

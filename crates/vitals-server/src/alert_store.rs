@@ -172,7 +172,8 @@ impl AlertStore {
             return;
         }
         let newest = st.notices.values().map(|n| n.created_ms).max().unwrap_or(0);
-        st.notices.retain(|_, n| n.state != NoticeState::Delivered || n.created_ms >= newest - DELIVERED_KEEP_MS);
+        let finished = |s: NoticeState| matches!(s, NoticeState::Delivered | NoticeState::Withdrawn);
+        st.notices.retain(|_, n| !finished(n.state) || n.created_ms >= newest - DELIVERED_KEEP_MS);
         match Self::snapshot(log, st) {
             Ok(()) => {
                 let after = log.len_bytes();
@@ -461,6 +462,10 @@ mod tests {
         assert_eq!(s.notices(Some(NoticeState::Dead), None, 10).len(), 1);
         let n = s.replay_notice("nt-2", 30).expect("replay");
         assert_eq!((n.state, n.attempts, n.next_ms), (NoticeState::Pending, 0, 30));
+        assert!(matches!(s.replay_notice("nt-1", 30), Err(AlertError::Invalid(_))));
+        // A withdrawn notice is never due again, and is not replayable.
+        s.commit(Vec::new(), vec![notice("nt-1", NoticeState::Withdrawn, 10)]).expect("withdraw");
+        assert_eq!(s.due(i64::MAX, 10).0.iter().map(|n| n.id.as_str()).collect::<Vec<_>>(), ["nt-2"]);
         assert!(matches!(s.replay_notice("nt-1", 30), Err(AlertError::Invalid(_))));
     }
 

@@ -11,12 +11,12 @@
 
 use std::time::Duration;
 
-use vitals_alerts::Channel;
 use vitals_alerts::campaign::{Campaign, Member, UnsubscribeKey, deliveries};
+use vitals_alerts::{Channel, Notice, NoticeState};
 use vitals_vault::Identity;
 
 use crate::app::{App, AppState};
-use crate::campaign_store::Run;
+use crate::campaign_store::{ConsentChange, Run};
 use crate::shutdown::Shutdown;
 
 /// How often the thread looks at the clock (it may be a manual clock in tests).
@@ -39,6 +39,28 @@ pub(crate) fn address(identity: &Identity, channel: Channel) -> Option<String> {
     kinds.iter().find_map(|k| {
         identity.contacts.iter().find(|c| c.kind.eq_ignore_ascii_case(k)).map(|c| c.value.trim().to_owned())
     })
+}
+
+/// Records a change of a patient's consent. A withdrawal also withdraws their campaign
+/// messages still waiting in the outbox (a retry after a failed attempt): none of them
+/// goes after it. Returns how many were withdrawn.
+pub(crate) fn set_consent(app: &App, change: ConsentChange) -> anyhow::Result<usize> {
+    let (patient, withdrawn) = (change.patient.clone(), change.channel.is_none());
+    app.campaigns.set_consent(change)?;
+    if !withdrawn {
+        return Ok(0);
+    }
+    let waiting: Vec<Notice> = app
+        .campaigns
+        .sent_to(&patient)
+        .iter()
+        .filter_map(|(_, _, s)| app.alerts.notice(s.notice.as_deref()?))
+        .filter(|n| n.state == NoticeState::Pending)
+        .map(|n| Notice { state: NoticeState::Withdrawn, last_error: Some("consent withdrawn".into()), ..n })
+        .collect();
+    let n = waiting.len();
+    app.alerts.commit(Vec::new(), waiting)?;
+    Ok(n)
 }
 
 /// Starts the thread; it runs until `shutdown`.

@@ -4,7 +4,7 @@
 
 const REPEAT = [["", "Once"], ["1d", "Every day"], ["7d", "Every week"], ["14d", "Every two weeks"], ["28d", "Every four weeks"]];
 const CHANNEL_NAMES = { email: "email", sms: "text message (SMS)", telegram: "Telegram" };
-const STATE_NAMES = { delivered: "delivered", pending: "sending", failed: "failed", skipped: "not sent", sent: "sent" };
+const STATE_NAMES = { delivered: "delivered", pending: "sending", failed: "failed", skipped: "not sent", sent: "sent", withdrawn: "not sent: consent withdrawn" };
 
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "–";

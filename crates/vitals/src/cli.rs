@@ -229,7 +229,7 @@ pub(crate) enum AdminCommand {
 pub(crate) enum NotificationCommand {
     /// List notices, newest first.
     List {
-        /// pending, delivered or dead (default: all).
+        /// pending, delivered, dead or withdrawn (default: all).
         #[arg(long)]
         state: Option<String>,
         #[arg(long, default_value_t = 100)]

@@ -56,6 +56,7 @@ fn send_json(app: &App, s: &SendRecord) -> Value {
             NoticeState::Pending => "pending",
             NoticeState::Delivered => "delivered",
             NoticeState::Dead => "failed",
+            NoticeState::Withdrawn => "withdrawn",
         },
         // Erased from the outbox, or compacted away once delivered.
         (None, None) => "sent",
@@ -311,7 +312,7 @@ pub(crate) async fn patient_put(
         }
     }
     let change = ConsentChange { patient: p.to_string(), channel: b.channel, at_ms: app.clock.now_ms(), by: who.actor };
-    app.campaigns.set_consent(change)?;
+    crate::campaigns::set_consent(&app, change).map_err(ApiError::internal)?;
     Ok(Json(consent_json(&app, p.as_str())?))
 }
 
@@ -378,7 +379,7 @@ pub(crate) async fn unsubscribe(State(app): State<AppState>, RawQuery(q): RawQue
     if app.campaigns.consent(&patient).is_some() {
         let change =
             ConsentChange { patient: patient.clone(), channel: None, at_ms: now, by: "unsubscribe link".into() };
-        if let Err(e) = app.campaigns.set_consent(change) {
+        if let Err(e) = crate::campaigns::set_consent(&app, change) {
             tracing::error!(error = %e, "recording an unsubscribe");
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,

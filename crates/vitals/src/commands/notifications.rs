@@ -15,9 +15,10 @@ pub(crate) fn notifications(config: &Config, cmd: NotificationCommand) -> anyhow
     match cmd {
         NotificationCommand::List { state, limit, remote: r } => {
             let parsed = match &state {
-                Some(s) => {
-                    Some(NoticeState::parse(s).ok_or_else(|| anyhow::anyhow!("--state: pending, delivered or dead"))?)
-                }
+                Some(s) => Some(
+                    NoticeState::parse(s)
+                        .ok_or_else(|| anyhow::anyhow!("--state: pending, delivered, dead or withdrawn"))?,
+                ),
                 None => None,
             };
             if let Some(c) = remote(&r)? {

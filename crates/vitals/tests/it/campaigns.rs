@@ -260,3 +260,43 @@ fn campaigns_need_a_public_url_and_a_cohort() {
     let analyst = user_token(&server, "an", "analyst", None);
     assert_eq!(call(&server, &analyst, "GET", "/api/v1/campaigns", None).status, 403);
 }
+
+#[test]
+fn a_withdrawal_stops_a_message_still_waiting_for_its_retry() {
+    let sms = Capture::start();
+    sms.respond(503, "busy");
+    let hook = Capture::start();
+    let (sms_url, hook_url) = (format!("{}/2010-04-01/Accounts/AC1/Messages.json", sms.url), hook.url.clone());
+    let server = TestServer::with_config(|c| {
+        c.notify.public_url = "https://vitals.example.org".into();
+        c.notify.retry_backoff = vitals_core::DurationMs(30_000);
+        c.notify.sms_url = sms_url;
+        c.notify.sms_account_sid = "AC1".into();
+        c.notify.sms_auth_token = "tok".into();
+        c.notify.sms_from = "+15550000000".into();
+        c.notify.contacts =
+            vec![vitals_alerts::Contact { name: "ops".into(), webhook: Some(hook_url), ..Default::default() }];
+    });
+    let identity = json!({"contacts": [{"kind": "mobile", "value": "+15550001"}]});
+    ok(call(&server, ADMIN, "PUT", "/api/v1/patients/p-1/identity", Some(&identity)), 200);
+    ok(call(&server, ADMIN, "PUT", "/api/v1/cohorts/c", Some(&json!({"patients": ["p-1"]}))), 201);
+    ok(call(&server, ADMIN, "PUT", "/api/v1/patients/p-1/campaigns", Some(&json!({"channel": "sms"}))), 200);
+    let root = user_token(&server, "root", "admin", None);
+    let spec = json!({"name": "n", "cohort": "c", "subject": "s", "message": "m"});
+    ok(call(&server, &root, "POST", "/api/v1/campaigns", Some(&spec)), 201);
+    // The gateway is busy: the message waits 30 s for its retry.
+    let state = || {
+        let c = ok(call(&server, ADMIN, "GET", "/api/v1/campaigns/cp-1", None), 200);
+        c["occurrences"][0]["sends"][0]["state"].as_str().unwrap_or("").to_owned()
+    };
+    eventually("the first attempt", || sms.requests().len() == 1 && state() == "pending");
+    ok(call(&server, ADMIN, "PUT", "/api/v1/patients/p-1/campaigns", Some(&json!({"channel": null}))), 200);
+    assert_eq!(state(), "withdrawn");
+    let listed = ok(call(&server, ADMIN, "GET", "/api/v1/notifications?state=withdrawn", None), 200);
+    assert_eq!(listed["notifications"][0]["last_error"], "consent withdrawn", "{listed}");
+    // Past its retry time, a test message made later goes out; the withdrawn one does not.
+    server.clock.advance(60_000);
+    ok(call(&server, ADMIN, "POST", "/api/v1/notifications/test", Some(&json!({"contact": "ops"}))), 202);
+    eventually("the later message", || hook.requests().len() == 1);
+    assert_eq!(sms.requests().len(), 1, "no retry after the withdrawal");
+}

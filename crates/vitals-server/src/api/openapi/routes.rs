@@ -343,7 +343,7 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             "The outbox and its dead-letter list",
             "notifications",
             vec![
-                ("state", json!({"type": "string", "enum": ["pending", "delivered", "dead"]}), false),
+                ("state", json!({"type": "string", "enum": ["pending", "delivered", "dead", "withdrawn"]}), false),
                 ("alert", string(), false),
                 ("limit", count(), false),
             ],
