@@ -62,6 +62,17 @@ struct State {
 }
 
 impl State {
+    /// The last occurrence of campaign `id` sent.
+    fn last_run(&self, id: &str) -> Option<u32> {
+        self.runs.get(id).and_then(|r| r.iter().map(|r| r.run).max())
+    }
+
+    /// The consent in force for `patient`.
+    fn consent(&self, patient: &str) -> Option<Consent> {
+        let last = self.consent.get(patient)?.last()?;
+        Some(Consent { channel: last.channel?, since_ms: last.at_ms, by: last.by.clone() })
+    }
+
     fn apply(&mut self, change: Change) {
         match change {
             Change::Put(c) => {
@@ -174,7 +185,7 @@ impl CampaignStore {
 
     /// The last occurrence of `id` sent.
     pub fn last_run(&self, id: &str) -> Option<u32> {
-        self.state.read().runs.get(id).and_then(|r| r.iter().map(|r| r.run).max())
+        self.state.read().last_run(id)
     }
 
     /// Campaigns that may still send, with their last occurrence sent (for the campaign
@@ -182,11 +193,7 @@ impl CampaignStore {
     pub fn live(&self) -> Vec<(Campaign, Option<u32>)> {
         self.sync();
         let st = self.state.read();
-        st.campaigns
-            .values()
-            .filter(|c| c.cancelled_ms.is_none())
-            .map(|c| (c.clone(), st.runs.get(&c.id).and_then(|r| r.iter().map(|r| r.run).max())))
-            .collect()
+        st.campaigns.values().filter(|c| c.cancelled_ms.is_none()).map(|c| (c.clone(), st.last_run(&c.id))).collect()
     }
 
     pub fn record_run(&self, run: Run) -> Result<(), CampaignStoreError> {
@@ -196,9 +203,14 @@ impl CampaignStore {
     /// The consent in force for `patient`.
     pub fn consent(&self, patient: &str) -> Option<Consent> {
         self.sync();
+        self.state.read().consent(patient)
+    }
+
+    /// The consent in force for each of `patients` (one look at the shared log for all).
+    pub fn consents<'a>(&self, patients: impl IntoIterator<Item = &'a String>) -> Vec<Option<Consent>> {
+        self.sync();
         let st = self.state.read();
-        let last = st.consent.get(patient)?.last()?;
-        Some(Consent { channel: last.channel?, since_ms: last.at_ms, by: last.by.clone() })
+        patients.into_iter().map(|p| st.consent(p)).collect()
     }
 
     /// Every consent change of `patient`, oldest first.

@@ -96,10 +96,10 @@ fn sends_here(app: &App) -> bool {
 fn send(app: &App, key: &UnsubscribeKey, c: &Campaign, run: u32, now: i64) -> anyhow::Result<()> {
     let members = app.cohorts.members(&c.cohort).unwrap_or_default();
     let author = app.directory.meta().user(&c.created_by)?.and_then(|u| app.directory.principal_of_user(&u));
+    let consents = app.campaigns.consents(&members);
     let mut found = Vec::with_capacity(members.len());
     let mut audit = Vec::new();
-    for patient in members {
-        let consent = app.campaigns.consent(&patient);
+    for (patient, consent) in members.into_iter().zip(consents) {
         let in_reach =
             author.as_ref().is_some_and(|a| crate::authz::visible(a, crate::authz::Action::ReadIdentity, &patient));
         let mut addr = None;

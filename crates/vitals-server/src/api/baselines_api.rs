@@ -27,6 +27,18 @@ pub(crate) struct BaselineParams {
     tz_offset_min: Option<i64>,
 }
 
+/// The end of the period (`to`, default now) and the patient's offset from UTC in ms.
+fn end_and_offset(app: &AppState, to: Option<&str>, tz_offset_min: Option<i64>) -> Result<(i64, i64), ApiError> {
+    let to = match to {
+        Some(t) => crate::api::error::query_time("to", t)?,
+        None => app.clock.now_ms(),
+    };
+    let offset = vitals_query::glucose::Offsets::parse(tz_offset_min, None)
+        .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?
+        .base_ms;
+    Ok((to, offset))
+}
+
 /// The date of a local day number.
 fn date(day: i64) -> String {
     let (y, m, d) = vitals_core::time::civil_day(day * DAY);
@@ -38,17 +50,11 @@ pub(crate) async fn baselines(
     Path(patient): Path<String>,
     crate::api::extract::Query(p): crate::api::extract::Query<BaselineParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let to = match &p.to {
-        Some(t) => crate::api::error::query_time("to", t)?,
-        None => app.clock.now_ms(),
-    };
+    let (to, offset) = end_and_offset(&app, p.to.as_deref(), p.tz_offset_min)?;
     let days = p.days.unwrap_or(60);
     if !(7..=365).contains(&days) {
         return Err(ApiError::new(Code::InvalidQuery, "days: between 7 and 365"));
     }
-    let offset = vitals_query::glucose::Offsets::parse(p.tz_offset_min, None)
-        .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?
-        .base_ms;
     let pid = crate::api::patients_api::pseudonym(&patient)?;
     let cohorts = app.cohorts.clone();
     let config = app.config.alerting.anomaly.for_patient(&|c| cohorts.contains(c, &patient));
@@ -79,13 +85,7 @@ pub(crate) async fn profile(
     Path(patient): Path<String>,
     crate::api::extract::Query(p): crate::api::extract::Query<ProfileParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let to = match &p.to {
-        Some(t) => crate::api::error::query_time("to", t)?,
-        None => app.clock.now_ms(),
-    };
-    let offset = vitals_query::glucose::Offsets::parse(p.tz_offset_min, None)
-        .map_err(|e| ApiError::new(Code::InvalidQuery, e.to_string()))?
-        .base_ms;
+    let (to, offset) = end_and_offset(&app, p.to.as_deref(), p.tz_offset_min)?;
     let mut wanted = Vec::new();
     for m in p.metrics.as_deref().map_or_else(Vec::new, |s| s.split(',').map(str::trim).collect()) {
         match baseline::PROFILED.iter().find(|(code, _)| *code == m) {

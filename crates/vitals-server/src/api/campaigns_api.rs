@@ -47,10 +47,9 @@ fn status(c: &Campaign, runs: &[Run]) -> &'static str {
     }
 }
 
-/// A send as the caller may see it, with the delivery's state from the outbox.
-fn send_json(app: &App, s: &SendRecord) -> Value {
-    let notice = s.notice.as_deref().and_then(|n| app.alerts.notice(n));
-    let state = match (&s.skipped, &notice) {
+/// What became of a send: skipped, or its notice's state in the outbox.
+fn delivery_state(s: &SendRecord, notice: Option<&vitals_alerts::Notice>) -> &'static str {
+    match (&s.skipped, notice) {
         (Some(_), _) => "skipped",
         (None, Some(n)) => match n.state {
             NoticeState::Pending => "pending",
@@ -60,11 +59,16 @@ fn send_json(app: &App, s: &SendRecord) -> Value {
         },
         // Erased from the outbox, or compacted away once delivered.
         (None, None) => "sent",
-    };
+    }
+}
+
+/// A send as the caller may see it, with the delivery's state from the outbox.
+fn send_json(app: &App, s: &SendRecord) -> Value {
+    let notice = s.notice.as_deref().and_then(|n| app.alerts.notice(n));
     json!({
         "patient": s.patient,
         "channel": s.channel,
-        "state": state,
+        "state": delivery_state(s, notice.as_ref()),
         "reason": s.skipped.map(|w| w.as_str()),
         "delivered_at": notice.as_ref().and_then(|n| n.delivered_ms).map(format_time),
         "error": notice.as_ref().filter(|n| n.state != NoticeState::Delivered).and_then(|n| n.last_error.clone()),
@@ -249,7 +253,8 @@ fn consent_json(app: &App, patient: &str) -> Result<Value, ApiError> {
         .sent_to(patient)
         .iter()
         .map(|(c, at, s)| {
-            let state = send_json(app, s)["state"].clone();
+            let notice = s.notice.as_deref().and_then(|n| app.alerts.notice(n));
+            let state = delivery_state(s, notice.as_ref());
             json!({
                 "campaign": c.id,
                 "name": c.name,
