@@ -57,6 +57,7 @@ await run(out, async (browser) => {
   out.patient_title = await page.locator("main h1").textContent();
   out.url_after_open = page.url();
   out.latest_rows = await page.locator("#latest tbody tr").count();
+  out.devices = await page.locator("#devices tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
   // Charts: one panel per sensor on one time axis, downsampled on the server.
   const points = () => page.locator("#charts figure").evaluateAll((fs) =>
     Object.fromEntries(fs.map((f) => [f.dataset.metric, Number(f.dataset.points)])));

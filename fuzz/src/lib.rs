@@ -11,7 +11,9 @@ use std::str::FromStr;
 use vitals_core::time::{DurationMs, parse_time};
 use vitals_core::{Catalog, Validator};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
-use vitals_ingest::{Batch, Format, apple_health, empatica, health_auto_export, native, nightscout};
+use vitals_ingest::{
+    Batch, Format, apple_health, empatica, fit, fitbit_takeout, gadgetbridge, health_auto_export, native, nightscout,
+};
 use vitals_rules::eval::{points, truths};
 
 const NOW: i64 = 1_763_780_400_000;
@@ -48,7 +50,49 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("sql_catalog", sql_catalog),
     ("log_message", log_message),
     ("campaign_input", campaign_input),
+    ("fit", fit_file),
+    ("gadgetbridge", gadgetbridge_db),
+    ("fitbit_takeout", fitbit_takeout_file),
 ];
+
+/// A FIT file as a watch or an upload gives it: every message is a sample, a refusal or
+/// skipped, and every event ends after it starts.
+pub fn fit_file(data: &[u8]) {
+    let mut v = validator();
+    if let Ok(d) = fit::decode(data, "p", &mut v) {
+        accounted(&d.batch);
+        assert!(d.events.iter().all(|e| e.end_ms > e.start_ms));
+    }
+}
+
+/// A Gadgetbridge export (an SQLite file of any content): read or refused, never a panic,
+/// with every row accounted for.
+pub fn gadgetbridge_db(data: &[u8]) {
+    let Ok(mut file) = tempfile::NamedTempFile::new() else { return };
+    if std::io::Write::write_all(&mut file, data).is_err() {
+        return;
+    }
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(db) = rusqlite::Connection::open_with_flags(file.path(), flags) else { return };
+    let mut v = validator();
+    let _ = gadgetbridge::read(&db, "p", &mut v, 7, |b| -> Result<(), ()> {
+        accounted(&b);
+        Ok(())
+    });
+}
+
+/// A Fitbit Takeout per-day file under each name Vitals reads.
+pub fn fitbit_takeout_file(data: &[u8]) {
+    use fitbit_takeout::FitbitFile;
+    for kind in [FitbitFile::HeartRate, FitbitFile::Steps, FitbitFile::RestingHeartRate] {
+        if let Ok(b) = fitbit_takeout::decode(kind, "f.json", data, "p", &mut validator()) {
+            accounted(&b);
+        }
+    }
+    if let Ok(name) = std::str::from_utf8(data) {
+        let _ = fitbit_takeout::kind_of(name);
+    }
+}
 
 /// A campaign as a client sends it, and an unsubscribe link as anyone may open it: the
 /// JSON decodes or is refused; a decoded campaign is checked and scheduled at any time
@@ -307,15 +351,20 @@ pub fn mqtt_packet(data: &[u8]) {
 }
 
 /// A file as the file drop and `vitals ingest` see it: its kind from name and first bytes,
-/// then, for an E4 session zip, the archive's directory and each session file (inflated
-/// with a cap, decoded). Tried under each name the file drop treats specially.
+/// then, for a zip, what it holds and, as an E4 session, the archive's directory and each
+/// session file (inflated with a cap, decoded). Tried under each name the file drop treats
+/// specially.
 pub fn file_drop(data: &[u8]) {
-    use vitals_ingest::file_kind::{FileKind, detect};
+    use vitals_ingest::file_kind::{FileKind, detect, zip_content};
     use vitals_ingest::session_zip::SessionZip;
-    for name in ["drop.bin", "EDA.csv", "export.xml"] {
+    for name in ["drop.bin", "EDA.csv", "export.xml", "steps-2025-11-20.json"] {
         let kind = detect(name, &data[..data.len().min(vitals_ingest::file_kind::HEAD_BYTES)]);
         assert_eq!(kind, detect(name, data), "the kind depends on the first bytes only");
-        if kind == FileKind::E4Zip {
+        if kind == FileKind::Zip {
+            if let Ok(all) = SessionZip::open_matching(std::io::Cursor::new(data), |_, _| true) {
+                let names: Vec<String> = all.names().map(str::to_owned).collect();
+                let _ = zip_content(names.iter().map(String::as_str));
+            }
             let Ok(mut zip) = SessionZip::open(std::io::Cursor::new(data)) else { continue };
             let names: Vec<String> = zip.names().map(str::to_owned).collect();
             for (i, n) in names.iter().enumerate() {

@@ -158,11 +158,24 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             r#"{"id":"cp-2","name":"x","cohort":"c","subject":"s","message":"m","start_ms":-9223372036854775808,"every":"1h","until_ms":9223372036854775807,"created_by":"u","created_ms":0,"cancelled_ms":5}"#,
             "nt-0123456789abcdef.00112233445566778899aabbccddeeff",
         ],
+        "fit" => &[],
+        "gadgetbridge" => &[],
+        "fitbit_takeout" => &[
+            r#"[{"dateTime":"01/15/24 07:00:05","value":{"bpm":62,"confidence":2}},{"dateTime":"01/15/24 07:01:00","value":"31"}]"#,
+            r#"[{"dateTime":"01/15/24 00:00:00","value":{"date":"01/15/24","value":61.6,"error":6.9}}]"#,
+        ],
         other => panic!("no seeds for {other}"),
     };
     let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();
     if target == "file_drop" {
         out.push(e4_zip());
+    }
+    if target == "fit" {
+        // Written by Garmin's encoder (`e2e/make-fit.mjs`): every message kind Vitals reads.
+        out.push(include_bytes!("../seeds/monitoring.fit").to_vec());
+    }
+    if target == "gadgetbridge" {
+        out.push(gadgetbridge_db());
     }
     if target == "mqtt_packet" {
         // CONNECT (client id "d", user "u", password "p"), PUBLISH QoS 1, PINGREQ, DISCONNECT.
@@ -180,6 +193,25 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     out.push(b"((".repeat(50_000));
     out.push(vec![b'9'; 10_000]);
     out
+}
+
+/// A small Gadgetbridge database, as bytes.
+fn gadgetbridge_db() -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("Gadgetbridge");
+    let db = rusqlite::Connection::open(&path).expect("db");
+    db.execute_batch(
+        "CREATE TABLE DEVICE (_id INTEGER PRIMARY KEY, NAME TEXT, MANUFACTURER TEXT, IDENTIFIER TEXT, TYPE INTEGER);
+         CREATE TABLE XIAOMI_ACTIVITY_SAMPLE (TIMESTAMP INTEGER, DEVICE_ID INTEGER, USER_ID INTEGER, STEPS INTEGER,
+            HEART_RATE INTEGER, STRESS INTEGER, SPO2 INTEGER, PRIMARY KEY (TIMESTAMP, DEVICE_ID)) WITHOUT ROWID;
+         CREATE TABLE BATTERY_LEVEL (TIMESTAMP INTEGER, DEVICE_ID INTEGER, LEVEL INTEGER);
+         INSERT INTO DEVICE VALUES (1, 'Band', 'Xiaomi', 'C8:0F:10:AA:BB:CC', 1);
+         INSERT INTO XIAOMI_ACTIVITY_SAMPLE VALUES (1763700000, 1, 1, 12, 61, 40, 97), (1763700060, 1, 1, 0, 255, 255, 0);
+         INSERT INTO BATTERY_LEVEL VALUES (1763700000, 1, 80);",
+    )
+    .expect("schema");
+    drop(db);
+    std::fs::read(&path).expect("bytes")
 }
 
 /// A small E4 session zip, stored (not deflated) so that mutations reach the file contents.
@@ -202,8 +234,13 @@ fn every_check_survives_its_seeds_adversarial_inputs_and_mutations() {
     let mut rng = Rng(0x005e_ed0f_7175);
     for &(target, check) in CHECKS {
         let seeds = seeds(target);
-        // The record files check opens real stores in a temporary directory: fewer rounds.
-        let rounds = if target == "record_files" { 200 } else { 3_000 };
+        // The record files and database checks open real files in a temporary directory:
+        // fewer rounds.
+        let rounds = match target {
+            "record_files" => 200,
+            "gadgetbridge" => 500,
+            _ => 3_000,
+        };
         for seed in &seeds {
             check(seed);
         }

@@ -90,7 +90,7 @@ macro_rules! metric {
     };
 }
 
-static METRICS: [Metric; 32] = [
+static METRICS: [Metric; 33] = [
     metric!("heart_rate", "Heart rate", "bpm", ["count/min" => SAME, "/min" => SAME, "beats/min" => SAME, "1/min" => SAME, "BPM" => SAME], 20.0, 300.0, Some("8867-4"), Mean, 1),
     metric!("heart_rate_min", "Heart rate, minimum of interval", "bpm", ["count/min" => SAME, "/min" => SAME, "beats/min" => SAME], 20.0, 300.0, Some("8867-4"), Mean, 1),
     metric!("heart_rate_max", "Heart rate, maximum of interval", "bpm", ["count/min" => SAME, "/min" => SAME, "beats/min" => SAME], 20.0, 300.0, Some("8867-4"), Mean, 1),
@@ -123,6 +123,7 @@ static METRICS: [Metric; 32] = [
     metric!("bvp", "Blood volume pulse (photoplethysmogram)", "1", [], -10_000.0, 10_000.0, None, Mean, 2),
     metric!("body_mass", "Body mass", "kg", ["lb" => times(0.453_592_37), "g" => times(0.001)], 0.5, 700.0, Some("29463-7"), Mean, 2),
     metric!("blood_glucose_meter", "Blood glucose, fingerstick meter", "mg/dL", ["mg/dl" => SAME, "mmol/L" => times(18.0156), "mmol/l" => times(18.0156)], 10.0, 1000.0, Some("2339-0"), Mean, 1),
+    metric!("stress_level", "Stress level (0-100, as the device scores it)", "1", ["score" => SAME], 0.0, 100.0, None, Mean, 0),
 ];
 
 /// The catalog with its lookup tables.

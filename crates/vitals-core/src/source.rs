@@ -24,11 +24,17 @@ pub enum Source {
     EmpaticaE4 = 5,
     /// An Apple Health `export.xml`.
     AppleHealth = 6,
+    /// A Garmin/ANT FIT file (Garmin, Polar, Suunto, Wahoo, Coros...).
+    Fit = 7,
+    /// A Gadgetbridge database export (Xiaomi, Amazfit, Huawei, Pebble... bands on Android).
+    Gadgetbridge = 8,
+    /// A Google Takeout export of a Fitbit account.
+    FitbitTakeout = 9,
 }
 
 impl Source {
     /// Every source, in code order.
-    pub const ALL: [Source; 7] = [
+    pub const ALL: [Source; 10] = [
         Source::Unknown,
         Source::Native,
         Source::LineProtocol,
@@ -36,6 +42,9 @@ impl Source {
         Source::Nightscout,
         Source::EmpaticaE4,
         Source::AppleHealth,
+        Source::Fit,
+        Source::Gadgetbridge,
+        Source::FitbitTakeout,
     ];
 
     /// The stable name (the lake's `source` column); `None` for [`Source::Unknown`].
@@ -48,6 +57,9 @@ impl Source {
             Source::Nightscout => "nightscout",
             Source::EmpaticaE4 => "empatica_e4",
             Source::AppleHealth => "apple_health",
+            Source::Fit => "fit",
+            Source::Gadgetbridge => "gadgetbridge",
+            Source::FitbitTakeout => "fitbit_takeout",
         })
     }
 

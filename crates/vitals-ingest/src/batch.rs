@@ -4,7 +4,7 @@
 //! [`MAX_REJECTIONS`] of them with their messages and counts every one (in all and by code),
 //! so memory follows the cap, not the input.
 
-use vitals_core::{RejectCode, Rejection, Sample};
+use vitals_core::{RawSample, RejectCode, Rejection, Sample, Validator};
 
 /// Rejections a batch keeps with their messages; later ones are only counted.
 pub const MAX_REJECTIONS: usize = 1000;
@@ -37,6 +37,21 @@ impl Batch {
         if self.rejections.len() < MAX_REJECTIONS {
             self.rejections.push(r);
         }
+    }
+
+    /// Counts and validates one decoded item (`index` labels a refusal).
+    pub fn push(&mut self, v: &mut Validator<'_>, index: usize, raw: &RawSample<'_>) {
+        self.items += 1;
+        match v.validate(index, raw) {
+            Ok(s) => self.samples.push(s),
+            Err(r) => self.reject(r),
+        }
+    }
+
+    /// Counts one item that could not be read at all.
+    pub fn malformed(&mut self, index: usize, why: impl Into<String>) {
+        self.items += 1;
+        self.reject(Rejection::new(index, RejectCode::Malformed, why));
     }
 
     /// Whether some refused items were counted but not kept.

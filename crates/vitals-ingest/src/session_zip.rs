@@ -1,6 +1,7 @@
-//! An Empatica E4 session as a zip archive (as E4 connect downloads it): the session files
-//! it holds, found by base name in any folder of the archive, each inflated on demand and
-//! with a cap, so a small archive cannot become a huge file in memory (a zip bomb).
+//! A zip archive of files Vitals reads (an Empatica E4 session as E4 connect downloads it,
+//! an Apple Health `export.zip`, a Google Takeout, a Garmin Connect export): the files it
+//! holds, found by name in any folder of the archive, each inflated on demand and with a
+//! cap (or streamed), so a small archive cannot become a huge file in memory (a zip bomb).
 
 use std::io::{Read, Seek};
 
@@ -25,15 +26,22 @@ pub struct SessionZip<R: Read + Seek> {
 }
 
 impl<R: Read + Seek> SessionZip<R> {
-    /// Reads the archive's directory (not the files).
+    /// Reads the archive's directory (not the files), keeping an E4 session's files.
     pub fn open(reader: R) -> Result<SessionZip<R>, ZipError> {
+        Self::open_matching(reader, |_, base| is_e4_session_file(base))
+    }
+
+    /// Reads the archive's directory, keeping the files for which `pick(path in the
+    /// archive, base name)` holds; [`names`](Self::names) then gives their base names.
+    pub fn open_matching(reader: R, pick: impl Fn(&str, &str) -> bool) -> Result<SessionZip<R>, ZipError> {
         let mut archive = zip::ZipArchive::new(reader).map_err(|e| ZipError::Archive(e.to_string()))?;
         let mut files = Vec::new();
         for i in 0..archive.len() {
             let entry = archive.by_index_raw(i).map_err(|e| ZipError::Archive(e.to_string()))?;
             let Some(name) = entry.enclosed_name() else { continue };
             let base = name.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            if entry.is_file() && is_e4_session_file(&base) {
+            let path = name.to_string_lossy().replace('\\', "/");
+            if entry.is_file() && pick(&path, &base) {
                 files.push((i, base));
             }
         }
@@ -48,16 +56,28 @@ impl<R: Read + Seek> SessionZip<R> {
     /// Inflates the `n`th session file (of [`names`](Self::names)) as text of at most
     /// `max_bytes`.
     pub fn read(&mut self, n: usize, max_bytes: u64) -> Result<String, ZipError> {
-        let Some((index, name)) = self.files.get(n) else {
-            return Err(ZipError::Archive(format!("no session file {n}")));
-        };
-        let entry = self.archive.by_index(*index).map_err(|e| ZipError::Archive(format!("{name}: {e}")))?;
+        let out = self.read_bytes(n, max_bytes)?;
+        String::from_utf8(out).map_err(|_| ZipError::NotText { name: self.files[n].1.clone() })
+    }
+
+    /// Inflates the `n`th file as bytes, at most `max_bytes`.
+    pub fn read_bytes(&mut self, n: usize, max_bytes: u64) -> Result<Vec<u8>, ZipError> {
+        let name = self.files.get(n).map(|f| f.1.clone()).unwrap_or_default();
+        let entry = self.entry(n)?;
         let mut out = Vec::new();
         entry.take(max_bytes + 1).read_to_end(&mut out).map_err(|e| ZipError::Archive(format!("{name}: {e}")))?;
         if out.len() as u64 > max_bytes {
-            return Err(ZipError::TooLarge { name: name.clone(), max_mib: max_bytes >> 20 });
+            return Err(ZipError::TooLarge { name, max_mib: max_bytes >> 20 });
         }
-        String::from_utf8(out).map_err(|_| ZipError::NotText { name: name.clone() })
+        Ok(out)
+    }
+
+    /// The `n`th file as a stream (an Apple Health `export.xml` of gigabytes is read so).
+    pub fn entry(&mut self, n: usize) -> Result<impl Read + '_, ZipError> {
+        let Some((index, name)) = self.files.get(n) else {
+            return Err(ZipError::Archive(format!("no file {n} in the archive")));
+        };
+        self.archive.by_index(*index).map_err(|e| ZipError::Archive(format!("{name}: {e}")))
     }
 }
 

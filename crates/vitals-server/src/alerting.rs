@@ -32,6 +32,7 @@ use vitals_storage::event_store::EventStore;
 use vitals_storage::{DurableBatch, Store};
 
 mod anomaly_watch;
+pub mod device_watch;
 pub mod seizure_watch;
 
 use crate::alert_store::AlertStore;
@@ -63,6 +64,8 @@ pub struct Context {
     pub telemetry: Arc<Telemetry>,
     /// Cluster mode: the buckets this node owns; only their patients are evaluated here.
     pub owns: Option<Arc<crate::cluster::ownership::Ownership>>,
+    /// Device telemetry, for the stale-device alarm.
+    pub devices: Arc<crate::devices::DeviceBook>,
 }
 
 /// Patients erased while the process runs, for the live engine to forget.
@@ -143,6 +146,15 @@ fn rule_info(rules: &[Rule]) -> HashMap<String, RuleInfo> {
         },
     );
     m.insert(
+        device_watch::DEVICE_STALE_RULE.to_owned(),
+        RuleInfo {
+            severity: Severity::Warning,
+            expr: "stale-device alarm: a device not heard from for [alerting.devices] stale_after".into(),
+            description: Some("A device went quiet".into()),
+            metrics: Vec::new(),
+        },
+    );
+    m.insert(
         DETECTOR_RULE.to_owned(),
         RuleInfo {
             severity: Severity::Urgent,
@@ -171,6 +183,7 @@ struct Live {
     engine: Engine,
     detector: Option<seizure_watch::SeizureWatch>,
     anomalies: Option<anomaly_watch::AnomalyWatch>,
+    devices: Option<device_watch::DeviceWatch>,
     rules: Vec<Rule>,
     info: HashMap<String, RuleInfo>,
     /// Reminder interval per rule that has one.
@@ -194,6 +207,7 @@ impl Live {
             engine,
             detector,
             anomalies: cfg.anomaly.enabled.then(|| anomaly_watch::AnomalyWatch::new(cfg.anomaly.clone())),
+            devices: cfg.devices.enabled.then(|| device_watch::DeviceWatch::new(cfg.devices.stale_after.as_ms())),
             rules: Vec::new(),
             info: HashMap::new(),
             renotify: HashMap::new(),
@@ -240,6 +254,7 @@ impl Live {
             self.handle(&changes, now);
             if tick {
                 self.watch_anomalies(now);
+                self.watch_devices(now);
                 self.remind(now);
                 last_tick = now;
             }
@@ -332,7 +347,9 @@ impl Live {
         // Episodes of alerts still open are re-derived from their start, however old, so
         // that they are found again rather than raised twice.
         let mut oldest: HashMap<String, i64> = HashMap::new();
-        let own_rule = |r: &str| r != DETECTOR_RULE && r != vitals_rules::anomaly::DETECTOR_RULE;
+        let own_rule = |r: &str| {
+            r != DETECTOR_RULE && r != vitals_rules::anomaly::DETECTOR_RULE && r != device_watch::DEVICE_STALE_RULE
+        };
         for a in self.app.alerts.active().into_iter().filter(|a| own_rule(&a.rule)) {
             let e = oldest.entry(a.patient.clone()).or_insert(a.start_ms);
             *e = (*e).min(a.start_ms);
@@ -389,6 +406,9 @@ impl Live {
             }
             if a.rule == vitals_rules::anomaly::DETECTOR_RULE {
                 return false; // the anomaly watch keeps its own
+            }
+            if a.rule == device_watch::DEVICE_STALE_RULE {
+                return self.devices.is_none(); // the device watch keeps its own, while on
             }
             let in_force = self.rules.iter().any(|r| r.spec.name == a.rule && r.spec.scope.includes(&a.patient));
             let holds = || {
@@ -457,6 +477,21 @@ impl Live {
         let found =
             w.check(&self.app.store, &self.app.events, &recorded, &evaluates, &|c, p| cohorts.contains(c, p), now);
         self.anomalies = Some(w);
+        self.decide_described(rule, found, now);
+    }
+
+    /// The stale-device alarm's changes (when a look is due), each with which device as
+    /// the alert's description.
+    fn watch_devices(&mut self, now: i64) {
+        let Some(mut w) = self.devices.take() else { return };
+        let evaluates = |p: &str| self.evaluates(p) && !self.app.erased.contains(p);
+        let found = w.check(&self.app.devices, &evaluates, now);
+        self.devices = Some(w);
+        self.decide_described(device_watch::DEVICE_STALE_RULE, found, now);
+    }
+
+    /// Decides changes of one built-in rule, each with its own description.
+    fn decide_described(&mut self, rule: &str, found: Vec<(Change, String)>, now: i64) {
         for (change, explanation) in found {
             let mut info = self.info.clone();
             if let Some(i) = info.get_mut(rule) {

@@ -14,6 +14,7 @@ pub(crate) mod baselines_api;
 pub(crate) mod campaigns_api;
 pub(crate) mod cohorts_api;
 pub(crate) mod dead_letter_api;
+pub(crate) mod devices_api;
 pub(crate) mod fhir_api;
 pub(crate) mod fhir_export_api;
 pub mod notifications_api;
@@ -38,7 +39,7 @@ use self::guard::{Guard, Load};
 use crate::app::AppState;
 use crate::auth::credentials::Credentials;
 use crate::authz::Action;
-use crate::source::{health_auto_export_api, line_protocol_api, nightscout_api, samples_api};
+use crate::source::{health_auto_export_api, line_protocol_api, nightscout_api, samples_api, upload_api};
 use crate::web;
 
 /// One route of the router and what it requires.
@@ -159,6 +160,14 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .write("/api/v1/ingest/health-auto-export", Credentials::Bearer, health_auto_export_api::post_export)
         .write("/write", Credentials::Influx, line_protocol_api::write_v1)
         .write("/api/v2/write", Credentials::Influx, line_protocol_api::write_v2);
+    r.add(
+        Method::POST,
+        "/api/v1/ingest/file",
+        A::WriteSamples,
+        Credentials::Bearer,
+        Load::Upload,
+        upload_api::post_file,
+    );
     nightscout(&mut r);
     r.get("/api/v1/metrics", A::ReadRules, series_api::list_metrics)
         .get("/api/v1/patients", A::ListPatients, patients_api::list)
@@ -169,6 +178,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .delete("/api/v1/patients/{patient}", A::ErasePatient, patients_api::erase)
         .get("/api/v1/patients/{patient}/events", A::ReadPatientData, series_api::events)
         .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
+        .get("/api/v1/patients/{patient}/devices", A::ReadPatientData, devices_api::patient_devices)
         .heavy(Method::GET, "/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
         .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
         .heavy(Method::GET, "/api/v1/patients/{patient}/baselines", A::ReadPatientData, baselines_api::baselines)

@@ -75,6 +75,8 @@ pub struct App {
     pub bulk_exports: Arc<crate::fhir_export::BulkExports>,
     /// Cluster mode: this node's part (`[cluster]`); `None` on one node.
     pub cluster: Option<Arc<Cluster>>,
+    /// Device telemetry: when each device was last heard, its battery and signal.
+    pub devices: Arc<crate::devices::DeviceBook>,
 }
 
 impl App {
@@ -140,9 +142,15 @@ impl App {
         let live_permits = Arc::new(Semaphore::new(config.server.max_live_streams));
         let login_permits = Arc::new(Semaphore::new(config.auth.max_concurrent_logins));
         let telemetry = Arc::new(Telemetry::new());
+        let devices = Arc::new(crate::devices::DeviceBook::open(&config.storage.data_dir, clock.now_ms()));
+        // Cluster mode: the tail notes devices as it writes the log into this node's store.
         let (sink, event_sink): (Arc<dyn SampleSink>, Arc<dyn EventSink>) = match &cluster {
             Some(c) => (c.publisher.clone(), c.publisher.clone()),
-            None => (store.clone(), events.clone()),
+            None => {
+                let booked =
+                    crate::devices::BookedStore { store: store.clone(), book: devices.clone(), clock: clock.clone() };
+                (Arc::new(booked), events.clone())
+            }
         };
         let pipeline = Arc::new(Pipeline::new(
             sink,
@@ -169,6 +177,7 @@ impl App {
             Arc::new(crate::fhir_export::BulkExports::new(config.storage.data_dir.join("exports").join("fhir")));
         Ok(App {
             cluster,
+            devices,
             bulk_exports,
             sql,
             store,

@@ -196,6 +196,23 @@ pub struct AlertingConfig {
     pub autonomic: vitals_rules::autonomic::AutonomicConfig,
     /// Personal baselines and anomaly scoring (`GET .../baselines`).
     pub anomaly: vitals_rules::anomaly::AnomalyConfig,
+    /// The stale-device alarm.
+    pub devices: DeviceAlarmConfig,
+}
+
+/// The stale-device alarm: an alert when the server has not heard from a device for
+/// `stale_after` (timed by when its readings last arrived, not by their own times).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceAlarmConfig {
+    pub enabled: bool,
+    pub stale_after: DurationMs,
+}
+
+impl Default for DeviceAlarmConfig {
+    fn default() -> Self {
+        Self { enabled: false, stale_after: DurationMs(3_600_000) }
+    }
 }
 
 impl Default for AlertingConfig {
@@ -210,6 +227,7 @@ impl Default for AlertingConfig {
             seizure: vitals_rules::seizure::SeizureConfig::default(),
             anomaly: vitals_rules::anomaly::AnomalyConfig::default(),
             autonomic: vitals_rules::autonomic::AutonomicConfig::default(),
+            devices: DeviceAlarmConfig::default(),
         }
     }
 }
@@ -292,6 +310,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Largest request body; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// Largest file sent to `POST /api/v1/ingest/file` (streamed to disk, not held in
+    /// memory: an Apple Health export runs to gigabytes); larger ones get 413.
+    pub upload_limit_bytes: u64,
     /// Write requests handled at once; more get 503 with Retry-After before their body is
     /// read, so request bodies in memory stay below this times `body_limit_bytes`.
     pub max_concurrent_writes: usize,
@@ -435,6 +456,7 @@ impl Default for ServerConfig {
         Self {
             listen: "127.0.0.1:8080".into(),
             body_limit_bytes: 64 << 20,
+            upload_limit_bytes: 4 << 30,
             max_concurrent_writes: 32,
             max_concurrent_heavy: 4,
             max_live_streams: 256,
@@ -572,6 +594,12 @@ impl Config {
         }
         if config.server.body_limit_bytes < 1024 {
             problems.push("server.body_limit_bytes must be at least 1024".into());
+        }
+        if config.alerting.devices.stale_after.as_ms() < 60_000 {
+            problems.push("alerting.devices.stale_after must be at least 1m".into());
+        }
+        if config.server.upload_limit_bytes < 1024 {
+            problems.push("server.upload_limit_bytes must be at least 1024".into());
         }
         for (name, v) in [
             ("storage.flush_max_samples", config.storage.flush_max_samples),

@@ -23,6 +23,7 @@ pub(crate) mod campaigns;
 pub mod cluster;
 pub mod cohort_store;
 pub mod config;
+pub mod devices;
 pub mod fhir;
 pub mod fhir_export;
 pub(crate) mod nights;

@@ -110,7 +110,10 @@ pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureRepo
                 || mentions(meta.reason.as_bytes(), p)
         })
         .context("erasing dead letters")?;
-    let dropped_files = erase_from_file_drop(&app.config.file_drop_dir(), p).context("erasing dropped files")?;
+    let dropped_files = erase_from_file_drop(&app.config.file_drop_dir(), p).context("erasing dropped files")?
+        + erase_failed_uploads(&app.config.storage.data_dir, p).context("erasing failed uploads")?;
+    app.devices.erase_patient(p);
+    app.devices.save_if_changed().context("erasing device telemetry")?;
     let theirs = |e: &LedgerEntry| e.name.starts_with(&format!("{p}/"));
     let ledger_entries = match (app.file_ledger.get(), &app.cluster) {
         (Some(l), _) => l.erase_matching(&theirs).context("erasing the file ledger")?,
@@ -135,6 +138,19 @@ pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureRepo
         ledger_entries,
         damaged_wal_files,
     })
+}
+
+/// Uploads of the patient that could not be read (`uploads/failed/<patient>/`): how many
+/// files went.
+fn erase_failed_uploads(data_dir: &std::path::Path, patient: &str) -> std::io::Result<usize> {
+    let dir = data_dir.join("uploads").join("failed").join(patient);
+    let n = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries.flatten().filter(|e| !e.file_name().to_string_lossy().ends_with(".error.txt")).count(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    std::fs::remove_dir_all(&dir)?;
+    Ok(n)
 }
 
 /// The ledger of a file drop that is not running (its log is opened here).

@@ -57,6 +57,7 @@ impl Runtime {
             started.push(Task::Thread("alerting", t));
         }
         started.push(Task::Thread("campaigns", crate::campaigns::spawn(app.clone(), shutdown.clone())?));
+        started.push(Task::Thread("devices", crate::devices::spawn_saver(app.devices.clone(), shutdown.clone())?));
         // Cluster mode: the log into the local store (after alerting subscribed to it), and
         // the bucket leases.
         if let Some(cluster) = &app.cluster {
@@ -66,6 +67,7 @@ impl Runtime {
                 events: app.events.clone(),
                 dead_letters: app.dead_letters.clone(),
                 clock: app.clock.clone(),
+                devices: app.devices.clone(),
                 erase: {
                     let app = app.clone();
                     std::sync::Arc::new(move |patient: &str| {
@@ -199,6 +201,7 @@ fn alerting_context(app: &App) -> alerting::Context {
         clock: app.clock.clone(),
         telemetry: app.telemetry.clone(),
         owns: app.cluster.as_ref().map(|c| c.ownership.clone()),
+        devices: app.devices.clone(),
     }
 }
 

@@ -25,4 +25,6 @@ pub mod pipeline;
 pub(crate) mod request_body;
 pub(crate) mod samples_api;
 pub mod sink;
+pub(crate) mod upload_api;
+pub(crate) mod vendor_file;
 pub mod wire_format;

@@ -233,9 +233,28 @@ function describe(label, series, view) {
     `highest ${Math.max(...series.flatMap((s) => s.max)).toFixed(1)}, last ${last.toFixed(1)} ${unit}`;
 }
 
+/** The patient's devices: when the server last heard from each, battery, signal. */
+function deviceTable(devs) {
+  if (!devs || !devs.devices.length) {
+    return el("p", { class: "muted", id: "no-devices" }, "No reading names its device yet.");
+  }
+  const reading = (r, unit) => (r ? `${r.value} ${unit}` : "–");
+  return scroller("devices", el("table", { id: "devices" },
+    el("thead", {}, el("tr", {}, ["Device", "Last heard", "Battery", "Signal", "Readings", "Ways in", "Status"]
+      .map((h) => el("th", { scope: "col" }, h)))),
+    el("tbody", {}, devs.devices.map((d) => el("tr", { "data-device": d.device, class: d.stale ? "stale" : "" },
+      el("td", {}, d.device), el("td", { title: d.last_heard }, ago(d.last_heard, devs.now)),
+      el("td", { class: "num" }, reading(d.battery, "%")), el("td", { class: "num" }, reading(d.signal, "dBm")),
+      el("td", { class: "num" }, String(d.readings)), el("td", {}, d.sources.join(", ")),
+      el("td", {}, d.stale ? `Quiet since ${ago(d.stale_since || d.last_heard, devs.now)}` : "Heard from"))))));
+}
+
 async function patient(id) {
   const enc = encodeURIComponent(id);
-  const data = await api("GET", `/api/v1/patients/${enc}/latest`);
+  const [data, devs] = await Promise.all([
+    api("GET", `/api/v1/patients/${enc}/latest`),
+    api("GET", `/api/v1/patients/${enc}/devices`).catch(() => null),
+  ]);
   const newest = data.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
   const have = new Set(data.metrics.map((m) => m.metric));
   const end = Date.parse(newest || new Date().toISOString()) + 1000;
@@ -378,7 +397,9 @@ async function patient(id) {
     scroller("latest", el("table", { id: "latest" },
       el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
-        el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest))))))));
+        el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))),
+    el("h2", {}, "Devices"),
+    deviceTable(devs));
   // The charts are made once they are in the page (they take its width).
   for (const f of figures) {
     f.chart = timePanel(f.plotBox, f.spec, view, () => overlay, (a, b) => setView(a, b), (text) => { f.readout.textContent = text; });

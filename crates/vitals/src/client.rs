@@ -87,6 +87,26 @@ impl Client {
         }
     }
 
+    /// POST a file as the body, streamed from disk (an upload of gigabytes is not read
+    /// into memory); answers the server's text, failing with its message on an error status.
+    pub(crate) fn post_file(&self, path_and_query: &str, file: &std::path::Path) -> anyhow::Result<String> {
+        let url = format!("{}{path_and_query}", self.base);
+        let mut f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        let mut resp = self
+            .agent
+            .post(&url)
+            .header("Authorization", &self.auth())
+            .header("Content-Type", "application/octet-stream")
+            .send(ureq::SendBody::from_reader(&mut f))
+            .with_context(|| format!("POST {url}"))?;
+        let status = resp.status();
+        let text = resp.body_mut().read_to_string().context("reading response")?;
+        if !status.is_success() {
+            bail!("POST {url}: {status}: {}", error_message(&text));
+        }
+        Ok(text)
+    }
+
     /// POST a body and return the answer's bytes (binary formats), failing with the
     /// server's message on an error status.
     pub(crate) fn post_bytes(&self, path: &str, content_type: &str, body: &[u8]) -> anyhow::Result<Vec<u8>> {

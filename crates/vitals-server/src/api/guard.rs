@@ -129,6 +129,9 @@ pub(crate) enum Load {
     /// Writes samples: `server.max_concurrent_writes` at once, each within
     /// [`WRITE_REQUEST_TIMEOUT`] (so a slow upload cannot hold a permit for ever).
     Write,
+    /// A file upload: a write permit, but no overall timeout (a file of gigabytes takes
+    /// minutes to send and to store; the body's idle timeout still applies).
+    Upload,
     /// Work that grows with the data read (charts, glucose, backtests, exports).
     Heavy,
     /// A live stream (server-sent events), open for long.
@@ -143,7 +146,7 @@ pub(crate) const WRITE_REQUEST_TIMEOUT: std::time::Duration = std::time::Duratio
 pub(crate) async fn limit(State((app, load)): State<(AppState, Load)>, req: Request, next: Next) -> Response {
     let (permits, what) = match load {
         Load::Light => return next.run(req).await,
-        Load::Write => (&app.write_permits, "write requests"),
+        Load::Write | Load::Upload => (&app.write_permits, "write requests"),
         Load::Heavy => (&app.heavy_permits, "heavy reads (charts, backtests, exports)"),
         Load::Live => (&app.live_permits, "live streams"),
     };

@@ -183,12 +183,26 @@ fn answer_schema(method: &str, path: &str) -> Option<Value> {
             ("rejected_total", int()),
             ("unsupported", objects()),
         ]),
+        ("POST", "/api/v1/ingest/file") => with(&[
+            ("accepted", int()),
+            ("events", int()),
+            ("rejected", objects()),
+            ("rejected_total", int()),
+            ("unsupported", objects()),
+        ]),
         ("GET", "/api/v1/metrics") => with(&[("metrics", objects())]),
         ("GET", "/api/v1/patients") => with(&[("patients", objects())]),
         ("POST", "/api/v1/patients") => with(&[("patient", string())]),
         ("GET", "/api/v1/patients/{patient}/latest") => {
             with(&[("patient", string()), ("metrics", objects()), ("now", string())])
         }
+        ("GET", "/api/v1/patients/{patient}/devices") => with(&[
+            ("patient", string()),
+            ("now", string()),
+            ("stale_after_seconds", int()),
+            ("alarm", json!({"type": "boolean"})),
+            ("devices", objects()),
+        ]),
         ("GET", "/api/v1/patients/{patient}/events") => with(&[("patient", string()), ("events", objects())]),
         ("GET", "/api/v1/patients/{patient}/series/{metric}") => with(&[
             ("patient", string()),

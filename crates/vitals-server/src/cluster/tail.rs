@@ -91,6 +91,8 @@ pub struct Targets {
     pub clock: Arc<dyn Clock>,
     /// A patient's erasure read in the log.
     pub erase: EraseLocal,
+    /// Where the devices heard are noted (`devices.rs`).
+    pub devices: Arc<crate::devices::DeviceBook>,
 }
 
 /// What erases a patient's data held on this node (`rights::erase_local`).
@@ -104,15 +106,25 @@ enum Stop {
     StoreGone,
 }
 
+/// Where the tail writes samples: the local store, and the device book once they are in it.
+struct SampleTarget<'a> {
+    store: &'a Store,
+    devices: &'a crate::devices::DeviceBook,
+    clock: &'a dyn vitals_core::Clock,
+}
+
 /// Writes samples to the local store, which refuses only when full or failing: waits,
 /// never skips.
-fn write_samples(store: &Store, samples: Vec<vitals_core::Sample>, shutdown: &Shutdown) -> Result<(), Stop> {
+fn write_samples(to: &SampleTarget<'_>, samples: Vec<vitals_core::Sample>, shutdown: &Shutdown) -> Result<(), Stop> {
     if samples.is_empty() {
         return Ok(());
     }
     loop {
-        match store.write(samples.clone()) {
-            Ok(_) => return Ok(()),
+        match to.store.write(samples.clone()) {
+            Ok(_) => {
+                to.devices.heard(&samples, to.clock.now_ms());
+                return Ok(());
+            }
             Err(e @ (StoreError::Overloaded { .. } | StoreError::Failed(_) | StoreError::NoSpace(_))) => {
                 tracing::warn!(error = %e, "cluster: the local store refused the log's samples; trying again");
                 if shutdown.wait_timeout(Duration::from_millis(200)) {
@@ -147,7 +159,7 @@ pub fn spawn(
     shutdown: Shutdown,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     state.applied.store(load_applied(&data_dir), Ordering::Relaxed);
-    let Targets { store, events, dead_letters, clock, erase } = targets;
+    let Targets { store, events, dead_letters, clock, erase, devices } = targets;
     std::thread::Builder::new().name("cluster-tail".into()).spawn(move || {
         while !shutdown.is_triggered() {
             let after = state.applied.load(Ordering::Relaxed);
@@ -163,6 +175,7 @@ pub fn spawn(
             // Samples are written together, but never across an erasure: what came before
             // it in the log is erased with it, what comes after is new data.
             let mut samples = Vec::new();
+            let target = SampleTarget { store: &store, devices: &devices, clock: clock.as_ref() };
             let applied = || -> Result<(), Stop> {
                 for r in records {
                     match r.message {
@@ -171,7 +184,7 @@ pub fn spawn(
                             events.put(list.clone()).map_err(anyhow::Error::from)
                         })?,
                         Ok(Message::Erase { patient }) => {
-                            write_samples(&store, std::mem::take(&mut samples), &shutdown)?;
+                            write_samples(&target, std::mem::take(&mut samples), &shutdown)?;
                             tracing::info!(patient = %patient, position = r.seq, "cluster: erasing a patient, as the log says");
                             until_done("erasing a patient", &shutdown, || erase(&patient))?;
                         }
@@ -181,7 +194,7 @@ pub fn spawn(
                         }
                     }
                 }
-                write_samples(&store, std::mem::take(&mut samples), &shutdown)
+                write_samples(&target, std::mem::take(&mut samples), &shutdown)
             };
             match applied() {
                 Ok(()) => {}

@@ -1,7 +1,8 @@
 //! Ingesting one file or folder by its content, through the pipeline: an Empatica E4
-//! session folder, zip or signal file, an Apple Health `export.xml` (streamed), a Health
-//! Auto Export JSON or CSV export (these need the patient), or native NDJSON/CSV/JSON.
-//! Shared by the file drop and `vitals ingest` against a data directory.
+//! session folder, zip or signal file, an Apple Health `export.xml` or `export.zip`
+//! (streamed), a Health Auto Export JSON or CSV export, a FIT file, a Gadgetbridge
+//! database, a Fitbit Google Takeout (these need the patient; see `vendor_file`), or native
+//! NDJSON/CSV/JSON. Shared by the file drop, the upload route and `vitals ingest`.
 
 use std::fs;
 use std::io::Read as _;
@@ -9,13 +10,14 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use vitals_core::{PatientId, Validator};
-use vitals_ingest::file_kind::{self, FileKind, is_e4_session_file, is_e4_signal};
+use vitals_ingest::file_kind::{self, FileKind, ZipContent, is_e4_session_file, is_e4_signal};
 use vitals_ingest::health_auto_export::{self, Unsupported};
 use vitals_ingest::session_zip::SessionZip;
 use vitals_ingest::{Batch, Format, apple_health, empatica};
 use vitals_storage::StoreError;
 
 use super::pipeline::{Accepted, IngestError, Pipeline, Report, Submission};
+use super::vendor_file;
 use super::wire_format::WireFormat;
 
 /// Items per part when streaming a large export into the store.
@@ -29,7 +31,7 @@ pub const MAX_WHOLE_FILE_BYTES: u64 = 256 << 20;
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
 /// Reads a whole file of at most [`MAX_WHOLE_FILE_BYTES`] (a zip entry too).
-fn read_capped(mut r: impl std::io::Read, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_capped(mut r: impl std::io::Read, what: &str) -> anyhow::Result<Vec<u8>> {
     let mut out = Vec::new();
     std::io::Read::take(&mut r, MAX_WHOLE_FILE_BYTES + 1)
         .read_to_end(&mut out)
@@ -52,6 +54,56 @@ pub fn ingest_path(
     source: &str,
     path: &Path,
     patient: Option<&PatientId>,
+    progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<Report> {
+    ingest_path_as(pipeline, source, path, patient, None, progress)
+}
+
+/// The file formats a caller may name (the upload route's `format`), instead of letting
+/// the content tell.
+pub const NAMED_FORMATS: [&str; 11] = [
+    "fit",
+    "gadgetbridge",
+    "fitbit_takeout",
+    "apple_health",
+    "e4",
+    "health_auto_export",
+    "health_auto_export_csv",
+    "json",
+    "ndjson",
+    "csv",
+    "garmin_zip",
+];
+
+/// The kind a named format gives a file whose content looks like `detected` (an archive
+/// stays an archive, of the named content).
+fn named_kind(format: &str, detected: FileKind) -> anyhow::Result<(FileKind, Option<ZipContent>)> {
+    let zip = detected == FileKind::Zip;
+    let pick = |content, plain| if zip { (FileKind::Zip, Some(content)) } else { (plain, None) };
+    Ok(match format {
+        "fit" => (FileKind::Fit, None),
+        "gadgetbridge" => (FileKind::Gadgetbridge, None),
+        "fitbit_takeout" => pick(ZipContent::FitbitTakeout, FileKind::FitbitDay),
+        "apple_health" => pick(ZipContent::AppleHealth, FileKind::AppleHealthXml),
+        "e4" => pick(ZipContent::E4Session, FileKind::E4Signal),
+        "garmin_zip" => (FileKind::Zip, Some(ZipContent::Fit)),
+        "health_auto_export" => (FileKind::HealthAutoExport, None),
+        "health_auto_export_csv" => (FileKind::HealthAutoExportCsv, None),
+        "json" => (FileKind::Native(Format::Json), None),
+        "ndjson" => (FileKind::Native(Format::Ndjson), None),
+        "csv" => (FileKind::Native(Format::Csv), None),
+        other => bail!("unknown format {other:?}; one of {}", NAMED_FORMATS.join(", ")),
+    })
+}
+
+/// [`ingest_path`], with the file's format named (one of [`NAMED_FORMATS`]) rather than
+/// told from its content.
+pub fn ingest_path_as(
+    pipeline: &Pipeline,
+    source: &str,
+    path: &Path,
+    patient: Option<&PatientId>,
+    format: Option<&str>,
     progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<Report> {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -78,14 +130,55 @@ pub fn ingest_path(
     }
     let mut head = Vec::with_capacity(file_kind::HEAD_BYTES);
     std::io::Read::take(fs::File::open(path)?, file_kind::HEAD_BYTES as u64).read_to_end(&mut head)?;
-    let kind = file_kind::detect(&name, &head);
+    let detected = file_kind::detect(&name, &head);
+    let (kind, zip_content) = match format {
+        Some(f) => named_kind(f, detected)?,
+        None => (detected, None),
+    };
     let p = if kind.needs_patient() { Some(need_patient()?) } else { None };
     let format = match (kind, p) {
-        (FileKind::E4Zip, Some(p)) => {
-            let mut zip = SessionZip::open(fs::File::open(path)?)?;
-            let names: Vec<String> = zip.names().map(str::to_owned).collect();
-            let stem = name.strip_suffix(".zip").unwrap_or(&name).to_owned();
-            return e4_session(pipeline, source, &p, &stem, &names, &mut |i| Ok(zip.read(i, MAX_WHOLE_FILE_BYTES)?));
+        (FileKind::Zip, Some(p)) => {
+            let content = match zip_content {
+                Some(c) => c,
+                None => {
+                    let all = SessionZip::open_matching(fs::File::open(path)?, |_, _| true)?;
+                    let names: Vec<String> = all.names().map(str::to_owned).collect();
+                    file_kind::zip_content(names.iter().map(String::as_str))
+                }
+            };
+            let ctx = vendor_file::Ctx { pipeline, source, patient: &p, name: &name };
+            return match content {
+                ZipContent::E4Session => {
+                    let mut zip = SessionZip::open(fs::File::open(path)?)?;
+                    let names: Vec<String> = zip.names().map(str::to_owned).collect();
+                    let stem = name.strip_suffix(".zip").unwrap_or(&name).to_owned();
+                    e4_session(pipeline, source, &p, &stem, &names, &mut |i| Ok(zip.read(i, MAX_WHOLE_FILE_BYTES)?))
+                }
+                ZipContent::AppleHealth => {
+                    let mut zip = SessionZip::open_matching(fs::File::open(path)?, |_, base| base == "export.xml")?;
+                    let entry = std::io::BufReader::with_capacity(1 << 20, zip.entry(0)?);
+                    apple_health_stream(pipeline, sub(WireFormat::AppleHealth, Vec::new()), &p, entry, &name, progress)
+                }
+                ZipContent::FitbitTakeout => vendor_file::fitbit_zip(&ctx, path),
+                ZipContent::Fit => vendor_file::fit_zip(&ctx, path),
+                ZipContent::Unknown => bail!(
+                    "the archive holds nothing Vitals reads (an E4 session, an Apple Health export.xml, Fitbit per-day files of a Google Takeout, FIT files)"
+                ),
+            };
+        }
+        (FileKind::Fit, Some(p)) => {
+            let ctx = vendor_file::Ctx { pipeline, source, patient: &p, name: &name };
+            let bytes = read_capped(fs::File::open(path)?, &name)?;
+            return vendor_file::fit(&ctx, &name, &bytes);
+        }
+        (FileKind::Gadgetbridge, Some(p)) => {
+            let ctx = vendor_file::Ctx { pipeline, source, patient: &p, name: &name };
+            return vendor_file::gadgetbridge(&ctx, path);
+        }
+        (FileKind::FitbitDay, Some(p)) => {
+            let ctx = vendor_file::Ctx { pipeline, source, patient: &p, name: &name };
+            let bytes = read_capped(fs::File::open(path)?, &name)?;
+            return vendor_file::fitbit_day(&ctx, &name, &bytes);
         }
         (FileKind::E4Signal, Some(p)) => {
             let text = read_text_capped(fs::File::open(path)?, &name)?;
@@ -188,7 +281,7 @@ pub fn for_each_chunk(
 
 /// Stores what a part gave and waits until it is durable; an overloaded store is an error
 /// the file drop retries later.
-fn durable(pipeline: &Pipeline, accepted: Accepted) -> anyhow::Result<Report> {
+pub(crate) fn durable(pipeline: &Pipeline, accepted: Accepted) -> anyhow::Result<Report> {
     let result = pipeline.submit(accepted).and_then(|p| p.wait());
     match result {
         Ok(r) => Ok(r),
@@ -250,11 +343,23 @@ fn apple_health_export(
     path: &Path,
     progress: &mut dyn FnMut(u64),
 ) -> anyhow::Result<Report> {
-    let mut v = pipeline.validator(Some(patient.clone()), sub.format);
     let reader = std::io::BufReader::with_capacity(1 << 20, fs::File::open(path)?);
-    let mut report = Report::default();
     let file = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let context = [("file", file)];
+    apple_health_stream(pipeline, sub, patient, reader, &file, progress)
+}
+
+/// An Apple Health `export.xml` from a reader (a file, or the entry of an `export.zip`).
+fn apple_health_stream(
+    pipeline: &Pipeline,
+    sub: Submission,
+    patient: &PatientId,
+    reader: impl std::io::BufRead,
+    file: &str,
+    progress: &mut dyn FnMut(u64),
+) -> anyhow::Result<Report> {
+    let mut v = pipeline.validator(Some(patient.clone()), sub.format);
+    let mut report = Report::default();
+    let context = [("file", file.to_owned())];
     let summary = apple_health::stream(reader, patient.as_str(), &mut v, CHUNK, |batch, evs, bytes| {
         progress(bytes);
         // Records are not lines: the dead letter describes the refused ones, without an excerpt.

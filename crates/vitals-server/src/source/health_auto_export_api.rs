@@ -13,7 +13,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::StatusCode;
 use serde::Serialize;
-use vitals_core::{PatientId, Rejection};
+use vitals_core::Rejection;
 use vitals_ingest::health_auto_export::Unsupported;
 
 use super::pipeline::Submission;
@@ -51,26 +51,7 @@ pub(crate) async fn post_export(
             ApiError::new(Code::InvalidBody, e.body_text())
         }
     })?;
-    let asked = params.get("patient").filter(|p| !p.is_empty());
-    let patient = match (&principal.patient, asked) {
-        (Some(bound), None) => bound.clone(),
-        (Some(bound), Some(p)) if bound.as_str() == p => bound.clone(),
-        (Some(bound), Some(p)) => {
-            return Err(ApiError::new(
-                Code::Forbidden,
-                format!("this token may only write for patient {bound}, not {p}"),
-            ));
-        }
-        (None, Some(p)) => {
-            PatientId::new(p).map_err(|e| ApiError::new(Code::InvalidPatient, format!("patient {p:?} {e}")))?
-        }
-        (None, None) => {
-            return Err(ApiError::new(
-                Code::InvalidQuery,
-                "add ?patient=<pseudonym> to the URL, or use a token bound to a patient",
-            ));
-        }
-    };
+    let patient = super::upload_api::patient_for_write(&principal, params.get("patient"))?;
     let sub = Submission::new(SOURCE, WireFormat::HealthAutoExport, body).patient(Some(patient));
     let r = app.pipeline.ingest(sub).await?;
     Ok(Json(ExportResponse {

@@ -4,7 +4,7 @@
 use vitals_core::{Event, Source, Validator};
 use vitals_ingest::health_auto_export::{self, Unsupported};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
-use vitals_ingest::{Batch, Format, native, nightscout};
+use vitals_ingest::{Batch, Format, fit, native, nightscout};
 
 /// How a body is to be read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,12 @@ pub enum WireFormat {
     Empatica,
     /// An Apple Health `export.xml`, streamed by the file source; kept for inspection only.
     AppleHealth,
+    /// A FIT file; the patient travels beside the body.
+    Fit,
+    /// A Gadgetbridge database, read by the file source; kept for inspection only.
+    Gadgetbridge,
+    /// A Fitbit Takeout per-day file, read by the file source (its kind is its name).
+    FitbitTakeout,
 }
 
 /// The Nightscout collections Vitals takes.
@@ -62,6 +68,9 @@ impl WireFormat {
             WireFormat::Nightscout(_) => Source::Nightscout,
             WireFormat::Empatica => Source::EmpaticaE4,
             WireFormat::AppleHealth => Source::AppleHealth,
+            WireFormat::Fit => Source::Fit,
+            WireFormat::Gadgetbridge => Source::Gadgetbridge,
+            WireFormat::FitbitTakeout => Source::FitbitTakeout,
         }
     }
 
@@ -79,6 +88,9 @@ impl WireFormat {
             WireFormat::Nightscout(NightscoutCollection::Treatments) => "nightscout_treatments",
             WireFormat::Empatica => "empatica",
             WireFormat::AppleHealth => "apple_health",
+            WireFormat::Fit => "fit",
+            WireFormat::Gadgetbridge => "gadgetbridge",
+            WireFormat::FitbitTakeout => "fitbit_takeout",
         }
     }
 
@@ -96,6 +108,9 @@ impl WireFormat {
             "line_protocol" => WireFormat::LineProtocol(precision.unwrap_or("ns").parse().ok()?),
             "empatica" => WireFormat::Empatica,
             "apple_health" => WireFormat::AppleHealth,
+            "fit" => WireFormat::Fit,
+            "gadgetbridge" => WireFormat::Gadgetbridge,
+            "fitbit_takeout" => WireFormat::FitbitTakeout,
             _ => return None,
         })
     }
@@ -117,12 +132,15 @@ impl WireFormat {
                 | WireFormat::Nightscout(_)
                 | WireFormat::Empatica
                 | WireFormat::AppleHealth
+                | WireFormat::Fit
+                | WireFormat::Gadgetbridge
+                | WireFormat::FitbitTakeout
         )
     }
 
     /// Decodes a whole body. `now_ms` is the validator's "now" (line protocol lines without
-    /// a time take it). Files of E4 sessions and Apple Health exports are read by the file
-    /// source, not here.
+    /// a time take it). Files of E4 sessions, Apple Health exports, Gadgetbridge databases
+    /// and Fitbit Takeouts are read by the file source, not here.
     pub fn decode(
         self,
         body: &[u8],
@@ -151,8 +169,14 @@ impl WireFormat {
                 d.map(|d| Decoded { batch: d.batch, events: d.events, unsupported: d.unsupported })
                     .map_err(|e| e.to_string())
             }
-            WireFormat::Empatica | WireFormat::AppleHealth => {
-                Err(format!("{} input is read from dropped files only; fix the file and drop it again", self.name()))
+            WireFormat::Fit => fit::decode(body, need()?, v)
+                .map(|d| Decoded { batch: d.batch, events: d.events, ..Decoded::default() })
+                .map_err(|e| e.to_string()),
+            WireFormat::Empatica | WireFormat::AppleHealth | WireFormat::Gadgetbridge | WireFormat::FitbitTakeout => {
+                Err(format!(
+                    "{} input is read from dropped or uploaded files only; fix the file and send it again",
+                    self.name()
+                ))
             }
         }
     }
@@ -188,6 +212,9 @@ mod tests {
             WireFormat::Nightscout(NightscoutCollection::Treatments),
             WireFormat::Empatica,
             WireFormat::AppleHealth,
+            WireFormat::Fit,
+            WireFormat::Gadgetbridge,
+            WireFormat::FitbitTakeout,
         ];
         for f in all {
             let precision = match f {

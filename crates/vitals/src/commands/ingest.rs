@@ -125,41 +125,33 @@ pub(crate) fn ingest(config: &Config, a: &IngestArgs) -> anyhow::Result<ExitCode
 
 /// Whether a file is native NDJSON/CSV/JSON (streamed in chunks) rather than a format
 /// that needs a patient (Health Auto Export, Apple Health, Empatica E4).
+/// Whether a file is Vitals' own JSON, NDJSON or CSV (streamed in chunks), told from its
+/// name and first bytes as the file drop tells it; folders and every other kind go whole.
 fn is_native_file(path: &Path) -> anyhow::Result<bool> {
     if path.is_dir() {
         return Ok(false);
     }
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if vitals_ingest::empatica::SIGNAL_FILES.iter().any(|f| f.eq_ignore_ascii_case(&name)) {
-        return Ok(false);
-    }
-    let mut head = vec![0u8; 512];
+    let mut head = vec![0u8; vitals_ingest::file_kind::HEAD_BYTES];
     let n = std::fs::File::open(path)
         .and_then(|mut f| f.read(&mut head))
         .with_context(|| format!("reading {}", path.display()))?;
-    let head: String = String::from_utf8_lossy(&head[..n]).chars().filter(|c| !c.is_whitespace()).collect();
-    let hae_csv = head.len() > 4
-        && head[..4].eq_ignore_ascii_case("date")
-        && head.split(',').next().is_some_and(|_| head.contains('('));
-    Ok(!(head.starts_with('<') || head.starts_with("{\"data\":") || hae_csv))
+    let kind = vitals_ingest::file_kind::detect(&name, &head[..n]);
+    Ok(matches!(kind, vitals_ingest::file_kind::FileKind::Native(_)))
 }
 
-/// Sends a Health Auto Export file to a running server; other patient-less formats need
-/// the data directory (or the server's file-drop inbox).
+/// A file that is not native (Health Auto Export, Apple Health, FIT, Gadgetbridge, Fitbit
+/// Takeout, E4...) sent to the server's upload route, streamed from disk.
 fn post_export(client: &Client, path: &Path, patient: Option<&PatientId>) -> anyhow::Result<Report> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.iter().find(|b| !b.is_ascii_whitespace()).is_none_or(|b| *b != b'{') {
-        bail!(
-            "{}: only Health Auto Export files can be sent to --url; use --data-dir or the file-drop inbox",
-            path.display()
-        );
+    if path.is_dir() {
+        bail!("{}: a folder cannot be sent to --url; zip it, or use --data-dir or the file-drop inbox", path.display());
     }
-    let patient = patient.context("Health Auto Export files need --patient")?;
-    let text = client.post(
-        &format!("/api/v1/ingest/health-auto-export?patient={}", url_escape(patient.as_str())),
-        "application/json",
-        &bytes,
-    )?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut query = format!("/api/v1/ingest/file?name={}", url_escape(&name));
+    if let Some(p) = patient {
+        query.push_str(&format!("&patient={}", url_escape(p.as_str())));
+    }
+    let text = client.post_file(&query, path)?;
     let v: serde_json::Value = serde_json::from_str(&text).context("reading the server's answer")?;
     let mut report = answer(&v);
     report.events = v["events"].as_u64().unwrap_or(0) as usize;

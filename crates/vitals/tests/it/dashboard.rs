@@ -21,7 +21,9 @@ fn ward() -> TestServer {
             samples.push(json!({"patient": p, "metric": "heart_rate", "time": NOW - 60_000 * (30 - i), "value": hr}));
         }
         samples.push(json!({"patient": p, "metric": "blood_glucose", "time": NOW - 120_000, "value": 104}));
-        samples.push(json!({"patient": p, "metric": "battery_level", "time": NOW - 120_000, "value": 81}));
+        samples.push(
+            json!({"patient": p, "metric": "battery_level", "time": NOW - 120_000, "value": 81, "device": "band-1"}),
+        );
     }
     samples.push(json!({"patient": "p-3", "metric": "heart_rate", "time": NOW - 5 * 3_600_000, "value": 60}));
     assert_eq!(server.ingest(&Value::Array(samples)).status, 200);
@@ -260,6 +262,11 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert!(seen["cookie_hours"].as_f64().is_some_and(|h| (11.9..=12.0).contains(&h)), "a 12-hour session: {seen}");
     assert_eq!(seen["patient_title"], json!("Patient p-1"));
     assert_eq!(seen["latest_rows"], json!(4), "heart rate, glucose, battery, steps");
+    assert_eq!(
+        seen["devices"],
+        json!([["band-1", "0 s ago", "81 %", "–", "1", "native", "Heard from"]]),
+        "the device table: heard when its readings arrived (the server's clock)"
+    );
     // 6 h in about 1100 px: 30 s buckets, so each of the 30 minute readings is one point;
     // glucose: the 7 readings. 24 h: 2 min buckets, 15 of them hold the last 30 minutes.
     assert_eq!(seen["chart_6h"], json!({"heart_rate": 30, "blood_glucose": 7}), "{seen}");

@@ -99,6 +99,18 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             &[200],
             Json,
         ),
+        ("POST", "/api/v1/ingest/file") => doc(
+            "Upload one file of any format Vitals reads (FIT, Gadgetbridge, Fitbit Takeout, Apple Health export.xml or export.zip, E4, Health Auto Export, native)",
+            "ingest",
+            vec![
+                ("patient", string(), false),
+                ("name", string(), false),
+                ("format", json!({"type": "string", "enum": crate::source::file::NAMED_FORMATS}), false),
+            ],
+            vec![("application/octet-stream", json!({"type": "string", "format": "binary"}))],
+            &[200],
+            Json,
+        ),
         ("POST", "/write") => doc(
             "InfluxDB 1.x line protocol",
             "ingest",
@@ -149,6 +161,9 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
         }
         ("GET", "/api/v1/patients/{patient}/latest") => {
             doc("The newest reading of each metric", "series", vec![], vec![], &[200], Json)
+        }
+        ("GET", "/api/v1/patients/{patient}/devices") => {
+            doc("The patient's devices: last heard, battery, signal, stale", "series", vec![], vec![], &[200], Json)
         }
         ("GET", "/api/v1/patients/{patient}/chart") => doc(
             "The dashboard's charts",
