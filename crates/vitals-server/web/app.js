@@ -397,7 +397,7 @@ async function patient(id) {
     scroller("latest", el("table", { id: "latest" },
       el("thead", {}, el("tr", {}, ["Metric", "Value", "Time"].map((h) => el("th", { scope: "col" }, h)))),
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
-        el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest)))))),
+        el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest))))))),
     el("h2", {}, "Devices"),
     deviceTable(devs));
   // The charts are made once they are in the page (they take its width).
