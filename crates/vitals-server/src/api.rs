@@ -300,6 +300,7 @@ fn nightscout(r: &mut Routes) {
     for path in ["treatments", "treatments.json"] {
         r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_treatments);
         r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_treatments);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_treatments);
     }
     for path in ["status.json", "status"] {
         r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::status);

@@ -247,6 +247,59 @@ async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kin
     }
 }
 
+/// `GET treatments`: the patient's treatments as the uploader sent them (every field kept),
+/// newest first; `count` (10), `find[created_at][$gte|$gt|$lte|$lt]` (also on `date` and
+/// `mills`: milliseconds or a date), `find[eventType]=...`.
+pub(crate) async fn get_treatments(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let p = match patient(&p) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(10).min(100_000);
+    let (mut from, mut to) = (i64::MIN, i64::MAX);
+    for field in ["created_at", "date", "mills"] {
+        if let Some(t) = bound(&q, field, "$gte") {
+            from = from.max(t);
+        }
+        if let Some(t) = bound(&q, field, "$gt") {
+            from = from.max(t.saturating_add(1));
+        }
+        if let Some(t) = bound(&q, field, "$lte") {
+            to = to.min(t.saturating_add(1));
+        }
+        if let Some(t) = bound(&q, field, "$lt") {
+            to = to.min(t);
+        }
+    }
+    let event_type = q.get("find[eventType]");
+    let mut events = app.events.query(p.as_str(), i64::MIN, to, Some("treatment"));
+    events.retain(|e| e.start_ms >= from && e.start_ms < to);
+    if let Some(t) = event_type {
+        events.retain(|e| e.attributes.get("eventType").and_then(Value::as_str) == Some(t.as_str()));
+    }
+    events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
+    events.truncate(count);
+    let docs: Vec<Value> = events.into_iter().map(treatment_doc).collect();
+    Json(Value::Array(docs)).into_response()
+}
+
+/// A stored treatment as Nightscout returns it: what was sent, with `_id`, `created_at`
+/// and `eventType` when the sender left them out.
+fn treatment_doc(e: vitals_core::Event) -> Value {
+    let mut doc: serde_json::Map<String, Value> = e.attributes.into_iter().collect();
+    if !doc.contains_key("_id") {
+        let id = e.id.strip_prefix("treatment-").unwrap_or(&e.id).to_owned();
+        doc.insert("_id".into(), json!(id));
+    }
+    doc.entry("created_at").or_insert_with(|| json!(format_time(e.start_ms)));
+    doc.entry("eventType").or_insert_with(|| json!("Note"));
+    Value::Object(doc)
+}
+
 /// Nightscout's trend arrow for a rate of change in mg/dL per minute.
 fn direction(rate: Option<f64>) -> &'static str {
     match rate {

@@ -41,6 +41,8 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("PUT", "/nightscout/{patient}/api/v1/treatments", "any - - - - own"),
     ("POST", "/nightscout/{patient}/api/v1/treatments.json", "any - - - - own"),
     ("PUT", "/nightscout/{patient}/api/v1/treatments.json", "any - - - - own"),
+    ("GET", "/nightscout/{patient}/api/v1/treatments", "any own own own any -"),
+    ("GET", "/nightscout/{patient}/api/v1/treatments.json", "any own own own any -"),
     ("GET", "/nightscout/{patient}/api/v1/status.json", "any own own own any -"),
     ("GET", "/nightscout/{patient}/api/v1/status", "any own own own any -"),
     ("GET", "/api/v1/metrics", "any any - - any -"),

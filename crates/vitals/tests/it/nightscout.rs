@@ -119,3 +119,73 @@ fn nightscout_auth_is_never_anonymous_and_respects_roles_and_bound_patients() {
     assert_eq!(post("ns-3"), 200);
     assert_eq!(post("ns-4"), 403, "a bound token serves only its patient");
 }
+
+/// Treatments as AndroidAPS (NSClient, API v1) and Loop upload them, then read back by a
+/// follower, with Python requests.
+const TREATMENTS: &str = r#"
+import hashlib, json, sys
+import requests
+
+base, token, reader = sys.argv[1], sys.argv[2], sys.argv[3]
+secret = hashlib.sha1(token.encode()).hexdigest()
+aaps = [{"eventType": "Meal Bolus", "created_at": "2025-11-22T02:30:00.000Z", "date": 1763778600000, "carbs": 30,
+         "insulin": 3.5, "enteredBy": "AndroidAPS", "isSMB": False, "pumpId": 4711, "pumpType": "ACCU_CHEK_COMBO",
+         "pumpSerial": "PUMP_10154415", "app": "AAPS", "utcOffset": 60},
+        {"eventType": "Correction Bolus", "created_at": "2025-11-22T02:40:00.000Z", "insulin": 0.4, "isSMB": True,
+         "enteredBy": "AndroidAPS", "pumpId": 4712, "app": "AAPS"}]
+loop = [{"eventType": "Temp Basal", "created_at": "2025-11-22T02:45:00Z", "timestamp": "2025-11-22T02:45:00Z",
+         "enteredBy": "loop://iPhone", "duration": 30, "rate": 0.45, "absolute": 0.45, "temp": "absolute",
+         "syncIdentifier": "8f1c0d2e", "insulinType": "Humalog"}]
+for batch in (aaps, loop):
+    r = requests.post(base + "/api/v1/treatments", json=batch, headers={"api-secret": secret})
+    print(r.status_code)
+# Loop sends its temp basal again (a retry): stored once.
+r = requests.post(base + "/api/v1/treatments", json=loop, headers={"api-secret": secret})
+print(r.status_code)
+r = requests.get(base + "/api/v1/treatments.json",
+                 params={"find[created_at][$gte]": "2025-11-22T02:35:00.000Z", "count": 50, "token": reader})
+print(json.dumps(r.json()))
+r = requests.get(base + "/api/v1/treatments", params={"find[eventType]": "Meal Bolus", "token": reader})
+print(json.dumps(r.json()))
+r = requests.get(base + "/api/v1/treatments.json", params={"count": 1, "token": reader})
+print(json.dumps(r.json()))
+"#;
+
+#[test]
+fn treatments_come_back_to_followers_as_the_uploader_sent_them() {
+    let server = TestServer::start();
+    let base = format!("{}/nightscout/ns-2", server.url);
+    let out = Command::new("python3").args(["-c", TREATMENTS, &base, DEVICE, ADMIN]).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(&lines[..3], ["200", "200", "200"]);
+    let since: Vec<Value> = serde_json::from_str(lines[3]).expect("treatments");
+    let kinds: Vec<&str> = since.iter().map(|t| t["eventType"].as_str().expect("eventType")).collect();
+    assert_eq!(kinds, ["Temp Basal", "Correction Bolus"], "newest first, from 02:35, the retry stored once");
+    let basal = &since[0];
+    for (k, v) in [
+        ("absolute", json!(0.45)),
+        ("duration", json!(30)),
+        ("temp", json!("absolute")),
+        ("enteredBy", json!("loop://iPhone")),
+        ("syncIdentifier", json!("8f1c0d2e")),
+        ("created_at", json!("2025-11-22T02:45:00Z")),
+    ] {
+        assert_eq!(basal[k], v, "{k} as Loop sent it: {basal}");
+    }
+    assert_eq!(basal["_id"], json!("8f1c0d2e"), "the id is the sender's own");
+    assert_eq!(since[1]["isSMB"], json!(true));
+    let meals: Vec<Value> = serde_json::from_str(lines[4]).expect("meals");
+    assert_eq!(meals.len(), 1);
+    assert_eq!(
+        (meals[0]["carbs"].clone(), meals[0]["pumpSerial"].clone(), meals[0]["utcOffset"].clone()),
+        (json!(30), json!("PUMP_10154415"), json!(60))
+    );
+    let newest: Vec<Value> = serde_json::from_str(lines[5]).expect("newest");
+    assert_eq!(newest.len(), 1);
+    assert_eq!(newest[0]["eventType"], json!("Temp Basal"));
+    // Another patient's follower token cannot read them; no token at all neither.
+    let r = server.request("GET", "/nightscout/ns-2/api/v1/treatments.json", &[], None);
+    assert_eq!(r.status, 401);
+}

@@ -19,6 +19,14 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
                 ("find[date][$lte]", string(), false),
             ]
         };
+        let treatment_find = || {
+            vec![
+                ("count", count(), false),
+                ("find[created_at][$gte]", string(), false),
+                ("find[created_at][$lte]", string(), false),
+                ("find[eventType]", string(), false),
+            ]
+        };
         return Some(match (m, rest) {
             ("POST", "entries" | "entries.json") => doc(
                 "Nightscout: upload entries (sgv, mbg)",
@@ -51,6 +59,14 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
             ("POST" | "PUT", "treatments" | "treatments.json") => {
                 doc("Nightscout: treatments", "nightscout", vec![], json_body(entries()), &[200], JsonArrayOrObject)
             }
+            ("GET", "treatments" | "treatments.json") => doc(
+                "Nightscout: treatments as sent, newest first",
+                "nightscout",
+                treatment_find(),
+                vec![],
+                &[200],
+                JsonArrayOrObject,
+            ),
             ("GET", "status.json" | "status") => {
                 doc("Nightscout: site status", "nightscout", vec![], vec![], &[200], JsonArrayOrObject)
             }
