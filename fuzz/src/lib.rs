@@ -199,7 +199,12 @@ pub fn health_auto_export(data: &[u8]) {
 }
 
 pub fn nightscout(data: &[u8]) {
-    for decode in [nightscout::decode_entries, nightscout::decode_devicestatus, nightscout::decode_treatments] {
+    for decode in [
+        nightscout::decode_entries,
+        nightscout::decode_devicestatus,
+        nightscout::decode_treatments,
+        nightscout::decode_profile,
+    ] {
         if let Ok(d) = decode(data, "p", &mut validator()) {
             accounted(&d.batch);
         }

@@ -220,6 +220,64 @@ pub fn decode_treatments(body: &[u8], patient: &str, validator: &mut Validator<'
     Ok(out)
 }
 
+/// Decodes `POST /api/v1/profile`: each profile document (AndroidAPS and Loop upload one
+/// when the profile changes: `defaultProfile`, `store` with basal rates, carb ratios,
+/// sensitivities and targets) becomes a `profile` event holding the whole document, from
+/// its `startDate` (else its time fields). A document without a `store` object is refused.
+pub fn decode_profile(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let _ = validator;
+    let mut out = Decoded::default();
+    for (i, item) in objects(body)?.iter().enumerate() {
+        out.batch.items += 1;
+        let Some(o) = item.as_object() else {
+            out.batch.reject(Rejection::new(i, RejectCode::Malformed, format!("profile {i} is not an object")));
+            continue;
+        };
+        if !o.get("store").is_some_and(Value::is_object) {
+            out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("profile {i}: no store object")));
+            continue;
+        }
+        let start = o
+            .get("startDate")
+            .and_then(Value::as_str)
+            .and_then(|s| vitals_core::time::parse_time(&normalise_iso(s)).ok())
+            .or_else(|| match time_of(o) {
+                Some(RawTime::FloatMs(ms)) if ms.is_finite() && ms >= 0.0 => Some(ms as i64),
+                Some(RawTime::Text(t)) => vitals_core::time::parse_time(&t).ok(),
+                _ => None,
+            });
+        let Some(start) = start.filter(|t| (0..=vitals_core::time::MAX_TIME_MS).contains(t)) else {
+            out.batch.reject(Rejection::new(
+                i,
+                RejectCode::MissingField,
+                format!("profile {i}: no startDate or created_at"),
+            ));
+            continue;
+        };
+        let id = o
+            .get("_id")
+            .and_then(Value::as_str)
+            .map(|id| format!("profile-{id}"))
+            .unwrap_or_else(|| Event::content_id(patient, "profile", start, start, &item.to_string()));
+        let attributes = o
+            .iter()
+            .filter(|(k, _)| !matches!(k.as_str(), "secret" | "api-secret"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        out.events.push(Event {
+            id,
+            patient: patient.to_owned(),
+            kind: "profile".into(),
+            start_ms: start,
+            end_ms: start,
+            source: "nightscout".into(),
+            attributes,
+        });
+        out.batch.items -= 1;
+    }
+    Ok(out)
+}
+
 /// Decodes `POST /api/v1/devicestatus`.
 pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
     let mut out = Decoded::default();
@@ -261,6 +319,27 @@ pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod profile_tests {
+    use super::*;
+    use vitals_core::Catalog;
+
+    #[test]
+    fn profiles_are_kept_whole_from_their_start_and_bad_ones_refused() {
+        let mut v = Validator::new(Catalog::standard(), 1_763_780_400_000, 0, None);
+        let body = br#"[{"_id":"65a1","defaultProfile":"Default","startDate":"2025-11-01T00:00:00.000Z",
+            "store":{"Default":{"dia":4,"basal":[{"time":"00:00","value":0.8,"timeAsSeconds":0}]}},"units":"mg/dl"},
+            {"defaultProfile":"x","created_at":"2025-11-02T00:00:00Z"}, 7]"#;
+        let d = decode_profile(body, "p", &mut v).expect("decodes");
+        assert_eq!(d.events.len(), 1);
+        assert_eq!((d.events[0].id.as_str(), d.events[0].start_ms), ("profile-65a1", 1_761_955_200_000));
+        assert_eq!(d.events[0].attributes["store"]["Default"]["dia"], serde_json::json!(4));
+        let why: Vec<(usize, RejectCode)> = d.batch.rejections.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(why, vec![(1, RejectCode::MissingField), (2, RejectCode::Malformed)]);
+        assert_eq!(d.batch.items, 2, "the stored profile is not an item of the batch, as treatments");
+    }
 }
 
 #[cfg(test)]

@@ -302,6 +302,11 @@ fn nightscout(r: &mut Routes) {
         r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_treatments);
         r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_treatments);
     }
+    for path in ["profile", "profile.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_profile);
+        r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_profile);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_profile);
+    }
     for path in ["status.json", "status"] {
         r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::status);
     }

@@ -152,6 +152,46 @@ pub(crate) async fn post_treatments(
     ingest(app, p, headers, body, NightscoutCollection::Treatments).await
 }
 
+/// Profiles become `profile` events holding the whole document.
+pub(crate) async fn post_profile(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    ingest(app, p, headers, body, NightscoutCollection::Profile).await
+}
+
+/// `GET profile`: the patient's profile documents as uploaded, newest `startDate` first
+/// (`count`, all by default), as followers read basal rates, ratios and targets.
+pub(crate) async fn get_profile(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let p = match patient(&p) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(usize::MAX);
+    let mut events = app.events.query(p.as_str(), i64::MIN, i64::MAX, Some("profile"));
+    events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
+    events.truncate(count);
+    let docs: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            let mut doc: serde_json::Map<String, Value> = e.attributes.into_iter().collect();
+            if !doc.contains_key("_id") {
+                doc.insert("_id".into(), json!(e.id.strip_prefix("profile-").unwrap_or(&e.id)));
+            }
+            doc.entry("startDate").or_insert_with(|| json!(format_time(e.start_ms)));
+            doc.entry("mills").or_insert_with(|| json!(e.start_ms));
+            Value::Object(doc)
+        })
+        .collect();
+    Json(Value::Array(docs)).into_response()
+}
+
 /// Which entries a read returns.
 #[derive(Clone, Copy, PartialEq)]
 enum Kind {

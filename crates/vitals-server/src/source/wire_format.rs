@@ -37,6 +37,7 @@ pub enum NightscoutCollection {
     Entries,
     DeviceStatus,
     Treatments,
+    Profile,
 }
 
 impl NightscoutCollection {
@@ -45,6 +46,7 @@ impl NightscoutCollection {
             NightscoutCollection::Entries => "entries",
             NightscoutCollection::DeviceStatus => "devicestatus",
             NightscoutCollection::Treatments => "treatments",
+            NightscoutCollection::Profile => "profile",
         }
     }
 }
@@ -86,6 +88,7 @@ impl WireFormat {
             WireFormat::Nightscout(NightscoutCollection::Entries) => "nightscout_entries",
             WireFormat::Nightscout(NightscoutCollection::DeviceStatus) => "nightscout_devicestatus",
             WireFormat::Nightscout(NightscoutCollection::Treatments) => "nightscout_treatments",
+            WireFormat::Nightscout(NightscoutCollection::Profile) => "nightscout_profile",
             WireFormat::Empatica => "empatica",
             WireFormat::AppleHealth => "apple_health",
             WireFormat::Fit => "fit",
@@ -105,6 +108,7 @@ impl WireFormat {
             "nightscout_entries" => WireFormat::Nightscout(NightscoutCollection::Entries),
             "nightscout_devicestatus" => WireFormat::Nightscout(NightscoutCollection::DeviceStatus),
             "nightscout_treatments" => WireFormat::Nightscout(NightscoutCollection::Treatments),
+            "nightscout_profile" => WireFormat::Nightscout(NightscoutCollection::Profile),
             "line_protocol" => WireFormat::LineProtocol(precision.unwrap_or("ns").parse().ok()?),
             "empatica" => WireFormat::Empatica,
             "apple_health" => WireFormat::AppleHealth,
@@ -165,6 +169,7 @@ impl WireFormat {
                     NightscoutCollection::Entries => nightscout::decode_entries(body, need()?, v),
                     NightscoutCollection::DeviceStatus => nightscout::decode_devicestatus(body, need()?, v),
                     NightscoutCollection::Treatments => nightscout::decode_treatments(body, need()?, v),
+                    NightscoutCollection::Profile => nightscout::decode_profile(body, need()?, v),
                 };
                 d.map(|d| Decoded { batch: d.batch, events: d.events, unsupported: d.unsupported })
                     .map_err(|e| e.to_string())
@@ -210,6 +215,7 @@ mod tests {
             WireFormat::Nightscout(NightscoutCollection::Entries),
             WireFormat::Nightscout(NightscoutCollection::DeviceStatus),
             WireFormat::Nightscout(NightscoutCollection::Treatments),
+            WireFormat::Nightscout(NightscoutCollection::Profile),
             WireFormat::Empatica,
             WireFormat::AppleHealth,
             WireFormat::Fit,

@@ -120,8 +120,8 @@ fn nightscout_auth_is_never_anonymous_and_respects_roles_and_bound_patients() {
     assert_eq!(post("ns-4"), 403, "a bound token serves only its patient");
 }
 
-/// Treatments as AndroidAPS (NSClient, API v1) and Loop upload them, then read back by a
-/// follower, with Python requests.
+/// Treatments as AndroidAPS (NSClient, API v1) and Loop upload them, and AndroidAPS's
+/// profile store, then read back by a follower, with Python requests.
 const TREATMENTS: &str = r#"
 import hashlib, json, sys
 import requests
@@ -149,10 +149,25 @@ r = requests.get(base + "/api/v1/treatments", params={"find[eventType]": "Meal B
 print(json.dumps(r.json()))
 r = requests.get(base + "/api/v1/treatments.json", params={"count": 1, "token": reader})
 print(json.dumps(r.json()))
+# AndroidAPS uploads its profile store when the profile changes; a follower reads it.
+store = {"Default": {"dia": 5, "timezone": "Europe/Berlin", "units": "mg/dl",
+                     "carbratio": [{"time": "00:00", "value": 10, "timeAsSeconds": 0}],
+                     "sens": [{"time": "00:00", "value": 45, "timeAsSeconds": 0}],
+                     "basal": [{"time": "00:00", "value": 0.8, "timeAsSeconds": 0}, {"time": "06:00", "value": 1.05, "timeAsSeconds": 21600}],
+                     "target_low": [{"time": "00:00", "value": 100, "timeAsSeconds": 0}],
+                     "target_high": [{"time": "00:00", "value": 120, "timeAsSeconds": 0}]}}
+for day, dia in (("2025-11-01", 4), ("2025-11-20", 5)):
+    doc = {"defaultProfile": "Default", "store": store, "startDate": day + "T00:00:00.000Z", "units": "mg/dl",
+           "enteredBy": "AndroidAPS", "created_at": day + "T00:00:00.000Z"}
+    doc["store"]["Default"]["dia"] = dia
+    r = requests.post(base + "/api/v1/profile", json=json.loads(json.dumps(doc)), headers={"api-secret": secret})
+    print(r.status_code)
+r = requests.get(base + "/api/v1/profile.json", params={"token": reader})
+print(json.dumps(r.json()))
 "#;
 
 #[test]
-fn treatments_come_back_to_followers_as_the_uploader_sent_them() {
+fn treatments_and_profiles_come_back_to_followers_as_the_uploader_sent_them() {
     let server = TestServer::start();
     let base = format!("{}/nightscout/ns-2", server.url);
     let out = Command::new("python3").args(["-c", TREATMENTS, &base, DEVICE, ADMIN]).output().expect("python3 runs");
@@ -185,6 +200,17 @@ fn treatments_come_back_to_followers_as_the_uploader_sent_them() {
     let newest: Vec<Value> = serde_json::from_str(lines[5]).expect("newest");
     assert_eq!(newest.len(), 1);
     assert_eq!(newest[0]["eventType"], json!("Temp Basal"));
+    assert_eq!(&lines[6..8], ["200", "200"]);
+    let profiles: Vec<Value> = serde_json::from_str(lines[8]).expect("profiles");
+    assert_eq!(profiles.len(), 2);
+    assert_eq!(profiles[0]["startDate"], json!("2025-11-20T00:00:00.000Z"), "newest first");
+    assert_eq!(profiles[0]["store"]["Default"]["dia"], json!(5));
+    assert_eq!(profiles[1]["store"]["Default"]["dia"], json!(4));
+    assert_eq!(
+        profiles[0]["store"]["Default"]["basal"][1],
+        json!({"time": "06:00", "value": 1.05, "timeAsSeconds": 21600})
+    );
+    assert_eq!(profiles[0]["defaultProfile"], json!("Default"));
     // Another patient's follower token cannot read them; no token at all neither.
     let r = server.request("GET", "/nightscout/ns-2/api/v1/treatments.json", &[], None);
     assert_eq!(r.status, 401);

@@ -67,6 +67,22 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
                 &[200],
                 JsonArrayOrObject,
             ),
+            ("POST" | "PUT", "profile" | "profile.json") => doc(
+                "Nightscout: upload a profile (basal rates, ratios, targets)",
+                "nightscout",
+                vec![],
+                json_body(entries()),
+                &[200],
+                JsonArrayOrObject,
+            ),
+            ("GET", "profile" | "profile.json") => doc(
+                "Nightscout: profiles as uploaded, newest first",
+                "nightscout",
+                vec![("count", count(), false)],
+                vec![],
+                &[200],
+                JsonArrayOrObject,
+            ),
             ("GET", "status.json" | "status") => {
                 doc("Nightscout: site status", "nightscout", vec![], vec![], &[200], JsonArrayOrObject)
             }
