@@ -173,6 +173,9 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
     if target == "fit" {
         // Written by Garmin's encoder (`e2e/make-fit.mjs`): every message kind Vitals reads.
         out.push(include_bytes!("../seeds/monitoring.fit").to_vec());
+        // What made `fitparser` panic under `cargo fuzz` (a cut chained header).
+        out.push(include_bytes!("../seeds/fit-header-overflow.fit").to_vec());
+        out.push(include_bytes!("../seeds/fit-overrun-header.fit").to_vec());
     }
     if target == "gadgetbridge" {
         out.push(gadgetbridge_db());

@@ -61,9 +61,23 @@ pub fn decode(bytes: &[u8], patient: &str, v: &mut Validator<'_>) -> Result<Deco
     let mut m = Mapper { patient, out: Decoded::default(), ..Mapper::default() };
     let mut input = bytes;
     let mut index = 0usize;
+    // Where a (chained) file's header is due: at the start and after each CRC.
+    let mut at_header = true;
     while !input.is_empty() {
         let at = bytes.len() - input.len();
-        match p.deserialize_next(input) {
+        if at_header && input.len() < 14 && !(input[0] == 12 && input.len() >= 12) {
+            // A header cut short (the reader's own handling of it overflows).
+            m.out.batch.malformed(index + 1, format!("byte {at}: a FIT header cut short; the rest is not read"));
+            break;
+        }
+        // The reader is a third party's: a panic in it (fuzzing found an arithmetic
+        // overflow on a cut chained header) ends the file like a read error, not the caller.
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.deserialize_next(input)));
+        let Ok(next) = next else {
+            m.out.batch.malformed(index + 1, format!("byte {at}: the FIT reader failed here; the rest is not read"));
+            break;
+        };
+        match next {
             Ok((rest, obj)) => {
                 if rest.len() >= input.len() {
                     m.out
@@ -72,6 +86,7 @@ pub fn decode(bytes: &[u8], patient: &str, v: &mut Validator<'_>) -> Result<Deco
                     break;
                 }
                 input = rest;
+                at_header = matches!(obj, FitObject::Crc(_));
                 match obj {
                     FitObject::Crc(_) => {
                         p.reset();
@@ -79,9 +94,15 @@ pub fn decode(bytes: &[u8], patient: &str, v: &mut Validator<'_>) -> Result<Deco
                     }
                     FitObject::DataMessage(msg) => {
                         index += 1;
-                        match p.decode_message(msg) {
-                            Ok(rec) => m.record(index, &rec, v),
-                            Err(e) => m.out.batch.malformed(index, format!("message {index} (byte {at}): {e}")),
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.decode_message(msg))) {
+                            Ok(Ok(rec)) => m.record(index, &rec, v),
+                            Ok(Err(e)) => m.out.batch.malformed(index, format!("message {index} (byte {at}): {e}")),
+                            Err(_) => {
+                                m.out
+                                    .batch
+                                    .malformed(index, format!("message {index} (byte {at}): the FIT reader failed"));
+                                break;
+                            }
                         }
                     }
                     FitObject::Header(_) | FitObject::DefinitionMessage(_) => {}
@@ -338,6 +359,21 @@ mod tests {
         let d = decode(&cut, "p", &mut v).expect("a FIT header");
         assert_eq!(d.batch.refused, 1, "{:?}", d.batch.rejections);
         assert!(d.batch.rejections[0].message.contains("byte"), "{}", d.batch.rejections[0].message);
+    }
+
+    #[test]
+    fn a_file_that_made_the_reader_panic_is_refused_from_there_not_a_crash() {
+        // Found by `cargo fuzz`: a chained header cut short, and a message that runs past the
+        // data size (the reader then takes the rest for a header), overflowed in `fitparser`.
+        for bytes in [
+            &include_bytes!("../../../fuzz/seeds/fit-header-overflow.fit")[..],
+            &include_bytes!("../../../fuzz/seeds/fit-overrun-header.fit")[..],
+        ] {
+            let mut v = Validator::new(Catalog::standard(), i64::MAX / 4, 0, None);
+            let d = decode(bytes, "p", &mut v).expect("a FIT header");
+            assert_eq!(d.batch.samples.len() + d.batch.refused, d.batch.items);
+            assert!(d.batch.refused >= 1);
+        }
     }
 
     #[test]

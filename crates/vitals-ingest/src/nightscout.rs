@@ -168,6 +168,24 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
     Ok(out)
 }
 
+/// A document kept whole as an event of `kind` (every field but a secret).
+fn document_event(patient: &str, kind: &str, id: String, (start, end): (i64, i64), o: &Map<String, Value>) -> Event {
+    let attributes = o
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "secret" | "api-secret"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    Event {
+        id,
+        patient: patient.to_owned(),
+        kind: kind.to_owned(),
+        start_ms: start,
+        end_ms: end,
+        source: "nightscout".into(),
+        attributes,
+    }
+}
+
 /// Decodes `POST`/`PUT /api/v1/treatments`: each becomes a `treatment` event (meal
 /// boluses, carbs, BG checks, temp basals...) at `created_at` (or `timestamp`, `date`),
 /// lasting `duration` minutes, with every field kept as an attribute. The sender's id
@@ -200,20 +218,7 @@ pub fn decode_treatments(body: &[u8], patient: &str, validator: &mut Validator<'
             .find_map(|k| o.get(*k).and_then(Value::as_str))
             .map(|id| format!("treatment-{id}"))
             .unwrap_or_else(|| Event::content_id(patient, "treatment", start, end, event_type));
-        let attributes = o
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "secret" | "api-secret"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        out.events.push(Event {
-            id,
-            patient: patient.to_owned(),
-            kind: "treatment".into(),
-            start_ms: start,
-            end_ms: end,
-            source: "nightscout".into(),
-            attributes,
-        });
+        out.events.push(document_event(patient, "treatment", id, (start, end), o));
         // Counted as an accepted item: it is stored, as an event.
         out.batch.items -= 1;
     }
@@ -259,20 +264,7 @@ pub fn decode_profile(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             .and_then(Value::as_str)
             .map(|id| format!("profile-{id}"))
             .unwrap_or_else(|| Event::content_id(patient, "profile", start, start, &item.to_string()));
-        let attributes = o
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "secret" | "api-secret"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        out.events.push(Event {
-            id,
-            patient: patient.to_owned(),
-            kind: "profile".into(),
-            start_ms: start,
-            end_ms: start,
-            source: "nightscout".into(),
-            attributes,
-        });
+        out.events.push(document_event(patient, "profile", id, (start, start), o));
         out.batch.items -= 1;
     }
     Ok(out)
