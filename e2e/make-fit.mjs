@@ -24,7 +24,12 @@ e.onMesg(M.FILE_ID, {
   serialNumber: 3456789012,
   timeCreated: at(0),
 });
-e.onMesg(M.DEVICE_INFO, { timestamp: at(0), manufacturer: 'garmin', serialNumber: 3456789012, batteryStatus: 'good' });
+e.onMesg(M.DEVICE_INFO, {
+  timestamp: at(0), deviceIndex: 'creator', manufacturer: 'garmin', product: 3113, serialNumber: 3456789012,
+  softwareVersion: 12.3, batteryStatus: 'good',
+});
+// A sensor paired to the watch (not the file's creator): its firmware is not the watch's.
+e.onMesg(M.DEVICE_INFO, { timestamp: at(0), deviceIndex: 1, softwareVersion: 4.1 });
 e.onMesg(M.MONITORING, { timestamp: at(0), heartRate: 61 });
 e.onMesg(M.MONITORING, { timestamp16: t16(60), heartRate: 63 });
 // Steps are "cycles" of a walking activity (the profile stores cycles with scale 2 and the

@@ -12,6 +12,7 @@
 //! | `spo2_data` `reading_spo2` | `spo2` |
 //! | `respiration_rate` `respiration_rate` | `respiratory_rate` |
 //! | `sleep_level` `sleep_level` | `sleep` events with a `stage` (runs of one level; the last ends a minute after it) |
+//! | `device_info` of the creator `software_version`, `product_name`/`garmin_product` | a `device_info` event (`device`, `firmware`, `model`) |
 //!
 //! The device is `<manufacturer>-<serial number>` from `file_id` (or `-<product>` without
 //! a serial). A file that stops making sense keeps what was read before, and the rest is one
@@ -28,6 +29,9 @@ use crate::Batch;
 
 /// Seconds from the UNIX epoch to the FIT epoch (1989-12-31T00:00:00Z).
 const FIT_EPOCH_S: i64 = 631_065_600;
+/// The kind of the events that describe a device (firmware, model), as the device
+/// telemetry reads them.
+pub const DEVICE_INFO: &str = "device_info";
 /// The length a sleep level with no later one is taken to last.
 const LAST_SLEEP_LEVEL_MS: i64 = 60_000;
 
@@ -35,7 +39,7 @@ const LAST_SLEEP_LEVEL_MS: i64 = 60_000;
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub batch: Batch,
-    /// Sleep stages.
+    /// Sleep stages, and the device's firmware (`device_info`).
     pub events: Vec<Event>,
     /// The device the file names, as samples carry it.
     pub device: Option<String>,
@@ -137,6 +141,8 @@ struct Mapper<'p> {
     steps: HashMap<String, f64>,
     /// The sleep level in force and since when.
     sleep: Option<(i64, String, i64)>,
+    /// Whether the creator's firmware was noted.
+    firmware_seen: bool,
 }
 
 fn number(v: &Value) -> Option<f64> {
@@ -233,6 +239,36 @@ impl Mapper<'_> {
                     self.last_ms.get_or_insert(t);
                     self.beat_ms.get_or_insert(t);
                 }
+            }
+            "device_info" => {
+                // The device that wrote the file (its index 0, "creator"): its firmware.
+                let creator = match fields.get("device_index") {
+                    None => true,
+                    Some(Value::String(s)) => s == "creator",
+                    Some(x) => number(x) == Some(0.0),
+                };
+                let (Some(dev), Some(version)) = (self.out.device.clone(), num("software_version")) else { return };
+                if !creator || self.firmware_seen {
+                    return;
+                }
+                self.firmware_seen = true;
+                let t = time.or(self.last_ms).unwrap_or(0);
+                let mut attributes = BTreeMap::new();
+                attributes.insert("device".to_owned(), serde_json::Value::String(dev.clone()));
+                attributes.insert("firmware".to_owned(), serde_json::Value::String(format!("{version}")));
+                let model = fields.get("product_name").or(fields.get("garmin_product")).and_then(|x| text(x));
+                if let Some(m) = model {
+                    attributes.insert("model".to_owned(), serde_json::Value::String(m));
+                }
+                self.out.events.push(Event {
+                    id: Event::content_id(self.patient, DEVICE_INFO, t, t, &format!("{dev}/{version}")),
+                    patient: self.patient.to_owned(),
+                    kind: DEVICE_INFO.to_owned(),
+                    start_ms: t,
+                    end_ms: t,
+                    source: "fit".to_owned(),
+                    attributes,
+                });
             }
             "record" | "monitoring" => {
                 let Some(t) = time else {

@@ -46,6 +46,17 @@ pub enum GadgetbridgeError {
 pub struct Summary {
     /// Tables read, with their rows.
     pub tables: Vec<(String, usize)>,
+    /// What the database says of each device: (device id, model, newest firmware and since
+    /// when, UNIX ms).
+    pub devices: Vec<DeviceInfo>,
+}
+
+/// A device as the `DEVICE` and `DEVICE_ATTRIBUTES` tables describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceInfo {
+    pub device: String,
+    pub model: Option<String>,
+    pub firmware: Option<(String, i64)>,
 }
 
 /// A value column and what it becomes.
@@ -93,8 +104,28 @@ fn columns_of(table: &str, present: &[String]) -> Vec<Column> {
     out
 }
 
-/// The device ids of the `DEVICE` table by row id.
-fn devices(db: &Connection) -> Result<HashMap<i64, String>, rusqlite::Error> {
+/// The newest firmware of each device (`DEVICE_ATTRIBUTES.FIRMWARE_VERSION1`, by
+/// `VALID_FROM_UTC`), where the table exists.
+fn firmware(db: &Connection) -> HashMap<i64, (String, i64)> {
+    let mut out: HashMap<i64, (String, i64)> = HashMap::new();
+    let Ok(mut st) = db.prepare("SELECT DEVICE_ID, FIRMWARE_VERSION1, VALID_FROM_UTC FROM DEVICE_ATTRIBUTES") else {
+        return out;
+    };
+    let Ok(mut rows) = st.query([]) else { return out };
+    while let Ok(Some(r)) = rows.next() {
+        let (Ok(ValueRef::Integer(d)), Ok(ValueRef::Text(f))) = (r.get_ref(0), r.get_ref(1)) else { continue };
+        let since = r.get_ref(2).ok().and_then(number).map_or(0, |t| t as i64);
+        let f = String::from_utf8_lossy(f).chars().take(64).collect::<String>();
+        if out.get(&d).is_none_or(|(_, t)| *t <= since) {
+            out.insert(d, (f, since));
+        }
+    }
+    out
+}
+
+/// What the `DEVICE` table (and `DEVICE_ATTRIBUTES`) says of each device, by row id.
+fn described(db: &Connection) -> Result<HashMap<i64, DeviceInfo>, rusqlite::Error> {
+    let firmware = firmware(db);
     let mut out = HashMap::new();
     let mut st = db.prepare("SELECT _id, MANUFACTURER, IDENTIFIER, NAME FROM DEVICE")?;
     let mut rows = st.query([])?;
@@ -112,11 +143,12 @@ fn devices(db: &Connection) -> Result<HashMap<i64, String>, rusqlite::Error> {
                 .map(|c| if c.is_ascii_alphanumeric() || c == ':' { c.to_ascii_lowercase() } else { '-' })
                 .collect()
         };
+        let model = (!name.is_empty()).then(|| name.chars().take(64).collect::<String>());
         let unit = if ident.is_empty() { name } else { ident };
         let maker = if maker.is_empty() { "gadgetbridge".to_owned() } else { maker };
         let mut dev = format!("{}-{}", clean(&maker), clean(&unit));
         dev.truncate(vitals_core::id::MAX_ID_LEN);
-        out.insert(id, dev);
+        out.insert(id, DeviceInfo { device: dev, model, firmware: firmware.get(&id).cloned() });
     }
     Ok(out)
 }
@@ -146,8 +178,10 @@ pub fn read<E>(
     if !tables.iter().any(|t| t == "DEVICE") {
         return Err(GadgetbridgeError::NotGadgetbridge("it has no DEVICE table".into()));
     }
-    let devices = devices(db)?;
-    let mut summary = Summary::default();
+    let described = described(db)?;
+    let devices: HashMap<i64, String> = described.iter().map(|(id, d)| (*id, d.device.clone())).collect();
+    let mut summary = Summary { devices: described.into_values().collect(), ..Summary::default() };
+    summary.devices.sort_by(|a, b| a.device.cmp(&b.device));
     let mut batch = Batch::default();
     let mut index = 0usize;
     for table in &tables {
@@ -266,6 +300,11 @@ mod tests {
             (1763700120, 1, 1, 10, 0, 1, 0), (1763700180, 1, 1, 10, 0, 1, 400), ('soon', 1, 1, 0, 0, 1, 70);
         INSERT INTO XIAOMI_SPO2_SAMPLE VALUES (1763700000000, 1, 1, 97), (1763700060000, 1, 1, 30);
         INSERT INTO BATTERY_LEVEL VALUES (1763700000, 1, 81, 0);
+        CREATE TABLE DEVICE_ATTRIBUTES (_id INTEGER PRIMARY KEY AUTOINCREMENT, FIRMWARE_VERSION1 TEXT NOT NULL,
+            FIRMWARE_VERSION2 TEXT, VALID_FROM_UTC INTEGER, VALID_TO_UTC INTEGER, DEVICE_ID INTEGER NOT NULL,
+            VOLATILE_IDENTIFIER TEXT);
+        INSERT INTO DEVICE_ATTRIBUTES (FIRMWARE_VERSION1, VALID_FROM_UTC, VALID_TO_UTC, DEVICE_ID)
+            VALUES ('V1.0.9.60', 1760000000000, 1762000000000, 1), ('V1.0.9.66', 1762000000000, NULL, 1);
     ";
 
     #[test]
@@ -301,6 +340,14 @@ mod tests {
         assert_eq!(refused.len(), 2, "{messages:?}");
         assert!(messages.iter().any(|m| m.contains("MI_BAND_ACTIVITY_SAMPLE row 5")), "{messages:?}");
         assert_eq!(summary.tables.len(), 3);
+        assert_eq!(
+            summary.devices,
+            vec![DeviceInfo {
+                device: "xiaomi-c8:0f:10:aa:bb:cc".into(),
+                model: Some("Mi Band 5".into()),
+                firmware: Some(("V1.0.9.66".into(), 1_762_000_000_000)),
+            }]
+        );
         let plain = Connection::open_in_memory().expect("db");
         assert!(matches!(
             read(&plain, "p-1", &mut v, 10, |_| Ok::<(), ()>(())),

@@ -149,7 +149,12 @@ impl App {
             None => {
                 let booked =
                     crate::devices::BookedStore { store: store.clone(), book: devices.clone(), clock: clock.clone() };
-                (Arc::new(booked), events.clone())
+                let booked_events = crate::devices::BookedEvents {
+                    events: events.clone(),
+                    book: devices.clone(),
+                    clock: clock.clone(),
+                };
+                (Arc::new(booked), Arc::new(booked_events))
             }
         };
         let pipeline = Arc::new(Pipeline::new(

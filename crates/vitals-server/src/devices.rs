@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use vitals_core::{Catalog, Clock, MetricId, Sample};
+use vitals_core::{Catalog, Clock, Event, MetricId, Sample};
 use vitals_storage::{Store, StoreError};
 
 use crate::shutdown::Shutdown;
-use crate::source::sink::{Done, SampleSink};
+use crate::source::sink::{Done, EventSink, SampleSink};
 
 /// A reading of a device's own state (battery, signal) and when it was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -45,6 +45,14 @@ pub struct DeviceState {
     /// While the stale-device alarm holds: when the device became stale (the alert's start).
     #[serde(default)]
     pub stale_since_ms: Option<i64>,
+    /// Its firmware and model, as the newest `device_info` event said.
+    #[serde(default)]
+    pub firmware: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// When that event was (its own time).
+    #[serde(default)]
+    pub described_ms: Option<i64>,
 }
 
 #[derive(Default, Serialize, Deserialize)]
@@ -111,6 +119,9 @@ impl DeviceBook {
                     signal: None,
                     sources: BTreeSet::new(),
                     stale_since_ms: None,
+                    firmware: None,
+                    model: None,
+                    described_ms: None,
                 }),
             };
             d.last_heard_ms = d.last_heard_ms.max(now_ms);
@@ -127,6 +138,39 @@ impl DeviceBook {
                 && !d.sources.contains(name)
             {
                 d.sources.insert(name.to_owned());
+            }
+        }
+        book.dirty = true;
+    }
+
+    /// Notes what durable `device_info` events say of devices (firmware, model): the newest
+    /// by its own time wins. A device not heard yet is noted as heard at `now_ms`.
+    pub fn described(&self, events: &[Event], now_ms: i64) {
+        let mut book = self.book.lock();
+        for e in events.iter().filter(|e| e.kind == vitals_ingest::fit::DEVICE_INFO) {
+            let Some(device) = e.attributes.get("device").and_then(serde_json::Value::as_str) else { continue };
+            let text = |k: &str| e.attributes.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
+            let d = book.devices.entry(e.patient.clone()).or_default().entry(device.to_owned()).or_insert_with(|| {
+                DeviceState {
+                    patient: e.patient.clone(),
+                    device: device.to_owned(),
+                    first_heard_ms: now_ms,
+                    last_heard_ms: now_ms,
+                    last_sample_ms: e.start_ms,
+                    samples: 0,
+                    battery: None,
+                    signal: None,
+                    sources: BTreeSet::from([e.source.clone()]),
+                    stale_since_ms: None,
+                    firmware: None,
+                    model: None,
+                    described_ms: None,
+                }
+            });
+            if d.described_ms.is_none_or(|t| t <= e.start_ms) {
+                d.described_ms = Some(e.start_ms);
+                d.firmware = text("firmware").or(d.firmware.take());
+                d.model = text("model").or(d.model.take());
             }
         }
         book.dirty = true;
@@ -228,6 +272,25 @@ impl SampleSink for BookedStore {
     }
 }
 
+/// The event store as the pipeline's event sink, noting in the device book what
+/// `device_info` events say once they are durable.
+pub struct BookedEvents {
+    pub events: Arc<vitals_storage::event_store::EventStore>,
+    pub book: Arc<DeviceBook>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl EventSink for BookedEvents {
+    fn put_events(&self, events: Vec<Event>) -> Result<(), String> {
+        let infos: Vec<Event> = events.iter().filter(|e| e.kind == vitals_ingest::fit::DEVICE_INFO).cloned().collect();
+        self.events.put(events).map_err(|e| e.to_string())?;
+        if !infos.is_empty() {
+            self.book.described(&infos, self.clock.now_ms());
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use vitals_core::{DeviceId, PatientId, Source};
@@ -269,6 +332,25 @@ mod tests {
         assert_eq!(cgm.battery, Some(Reading { time_ms: 2_000, value: 80.0 }), "the newest reading, not the last sent");
         assert_eq!(cgm.sources, BTreeSet::from(["nightscout".to_owned()]));
         assert_eq!(book.list(None).len(), 2);
+        // Firmware and model: the newest description by its own time wins, whatever the order.
+        let info = |t: i64, firmware: &str| Event {
+            id: format!("d-{t}"),
+            patient: "p-1".into(),
+            kind: vitals_ingest::fit::DEVICE_INFO.into(),
+            start_ms: t,
+            end_ms: t,
+            source: "fit".into(),
+            attributes: [("device", "cgm"), ("firmware", firmware), ("model", "G7")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), serde_json::Value::String(v.to_owned())))
+                .collect(),
+        };
+        book.described(&[info(5_000, "2.0"), info(4_000, "1.9")], 30_000);
+        let cgm = &book.list(Some("p-1"))[0];
+        assert_eq!(
+            (cgm.firmware.as_deref(), cgm.model.as_deref(), cgm.last_heard_ms),
+            (Some("2.0"), Some("G7"), 20_000)
+        );
         book.save_if_changed().expect("save");
         let again = DeviceBook::open(dir.path(), 0);
         assert_eq!(again.list(None), book.list(None));

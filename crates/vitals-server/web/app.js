@@ -240,11 +240,12 @@ function deviceTable(devs) {
   }
   const reading = (r, unit) => (r ? `${r.value} ${unit}` : "–");
   return scroller("devices", el("table", { id: "devices" },
-    el("thead", {}, el("tr", {}, ["Device", "Last heard", "Battery", "Signal", "Readings", "Ways in", "Status"]
+    el("thead", {}, el("tr", {}, ["Device", "Last heard", "Battery", "Signal", "Firmware", "Readings", "Ways in", "Status"]
       .map((h) => el("th", { scope: "col" }, h)))),
     el("tbody", {}, devs.devices.map((d) => el("tr", { "data-device": d.device, class: d.stale ? "stale" : "" },
       el("td", {}, d.device), el("td", { title: d.last_heard }, ago(d.last_heard, devs.now)),
       el("td", { class: "num" }, reading(d.battery, "%")), el("td", { class: "num" }, reading(d.signal, "dBm")),
+      el("td", { title: d.model || "" }, d.firmware || "–"),
       el("td", { class: "num" }, String(d.readings)), el("td", {}, d.sources.join(", ")),
       el("td", {}, d.stale ? `Quiet since ${ago(d.stale_since || d.last_heard, devs.now)}` : "Heard from"))))));
 }

@@ -220,7 +220,9 @@ pub(crate) async fn chart(
         .events
         .query(&patient, from, to, None)
         .into_iter()
-        .filter(|e| e.kind != "alert")
+        // Alerts come below; a device's description and a Nightscout profile are records,
+        // not moments of the patient's day.
+        .filter(|e| !matches!(e.kind.as_str(), "alert" | "device_info" | "profile"))
         .map(|e| {
             let name = e.attributes.get("name").and_then(Value::as_str);
             json!({"kind": e.kind, "name": name, "start": e.start_ms, "end": e.end_ms.max(e.start_ms)})

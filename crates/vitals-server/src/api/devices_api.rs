@@ -41,6 +41,8 @@ pub(crate) async fn patient_devices(
                 "battery": reading(d.battery),
                 "signal": reading(d.signal),
                 "sources": d.sources,
+                "firmware": d.firmware,
+                "model": d.model,
                 // Whether the alarm holds (when it is on), else whether it would.
                 "stale": if alarm.enabled { d.stale_since_ms.is_some() } else { quiet_ms >= alarm.stale_after.as_ms() },
                 "stale_since": d.stale_since_ms.map(format_time),

@@ -180,9 +180,12 @@ pub fn spawn(
                 for r in records {
                     match r.message {
                         Ok(Message::Samples(s)) => samples.extend(s),
-                        Ok(Message::Events(list)) => until_done("storing the log's events", &shutdown, || {
-                            events.put(list.clone()).map_err(anyhow::Error::from)
-                        })?,
+                        Ok(Message::Events(list)) => {
+                            until_done("storing the log's events", &shutdown, || {
+                                events.put(list.clone()).map_err(anyhow::Error::from)
+                            })?;
+                            devices.described(&list, clock.now_ms());
+                        }
                         Ok(Message::Erase { patient }) => {
                             write_samples(&target, std::mem::take(&mut samples), &shutdown)?;
                             tracing::info!(patient = %patient, position = r.seq, "cluster: erasing a patient, as the log says");

@@ -141,10 +141,41 @@ pub(crate) fn gadgetbridge(ctx: &Ctx<'_>, path: &Path) -> anyhow::Result<Report>
         report.absorb(durable(ctx.pipeline, accepted)?);
         Ok::<(), anyhow::Error>(())
     });
-    match read {
-        Ok(Ok(_)) => Ok(report),
-        Ok(Err(e)) => Err(e),
+    let summary = match read {
+        Ok(Ok(summary)) => summary,
+        Ok(Err(e)) => return Err(e),
         Err(e) => bail!("{}: {e}", ctx.name),
+    };
+    // What the database says of each device (model, firmware), as `device_info` events.
+    let infos: Vec<vitals_core::Event> = summary.devices.iter().map(|d| device_info(ctx.patient.as_str(), d)).collect();
+    if !infos.is_empty() {
+        let accepted = ctx.pipeline.accept(&sub, b"", vitals_ingest::Batch::default(), infos, Vec::new(), &context);
+        report.absorb(durable(ctx.pipeline, accepted)?);
+    }
+    Ok(report)
+}
+
+/// A `device_info` event of a Gadgetbridge device, at the time its firmware was recorded.
+fn device_info(patient: &str, d: &gadgetbridge::DeviceInfo) -> vitals_core::Event {
+    use serde_json::Value;
+    let t = d.firmware.as_ref().map_or(0, |f| f.1);
+    let mut attributes = std::collections::BTreeMap::new();
+    attributes.insert("device".to_owned(), Value::String(d.device.clone()));
+    if let Some((f, _)) = &d.firmware {
+        attributes.insert("firmware".to_owned(), Value::String(f.clone()));
+    }
+    if let Some(m) = &d.model {
+        attributes.insert("model".to_owned(), Value::String(m.clone()));
+    }
+    let extra = format!("{}/{}", d.device, d.firmware.as_ref().map_or("", |f| f.0.as_str()));
+    vitals_core::Event {
+        id: vitals_core::Event::content_id(patient, fit::DEVICE_INFO, t, t, &extra),
+        patient: patient.to_owned(),
+        kind: fit::DEVICE_INFO.to_owned(),
+        start_ms: t,
+        end_ms: t,
+        source: "gadgetbridge".to_owned(),
+        attributes,
     }
 }
 

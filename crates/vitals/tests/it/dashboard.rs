@@ -264,7 +264,7 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     assert_eq!(seen["latest_rows"], json!(4), "heart rate, glucose, battery, steps");
     assert_eq!(
         seen["devices"],
-        json!([["band-1", "0 s ago", "81 %", "–", "1", "native", "Heard from"]]),
+        json!([["band-1", "0 s ago", "81 %", "–", "–", "1", "native", "Heard from"]]),
         "the device table: heard when its readings arrived (the server's clock)"
     );
     // 6 h in about 1100 px: 30 s buckets, so each of the 30 minute readings is one point;

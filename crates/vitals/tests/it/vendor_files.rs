@@ -101,7 +101,11 @@ fn fit_files_are_stored_as_garmins_own_decoder_reads_them() {
     let samples = want["samples"].as_array().expect("samples");
     let v = r.json();
     assert_eq!(v["accepted"], json!(samples.len()), "{v}");
-    assert_eq!((v["rejected_total"].clone(), v["events"].clone()), (json!(0), json!(3)), "{v}");
+    assert_eq!(
+        (v["rejected_total"].clone(), v["events"].clone()),
+        (json!(0), json!(4)),
+        "3 sleep runs, the watch: {v}"
+    );
     let device = want["device"].as_str().expect("device").to_owned();
     let metrics: BTreeSet<&str> = samples.iter().map(|s| s[0].as_str().expect("metric")).collect();
     assert_eq!(
@@ -132,6 +136,15 @@ fn fit_files_are_stored_as_garmins_own_decoder_reads_them() {
         .map(|s| (s[0].as_str().expect("stage").to_owned(), s[1].as_i64().expect("start"), s[2].as_i64().expect("end")))
         .collect();
     assert_eq!(sleep_events(&server, "gf-1"), sleep);
+    // The watch's own firmware (not its paired sensor's), in the device telemetry.
+    let devices = server.get("/api/v1/patients/gf-1/devices", Some(ADMIN)).json();
+    let watch = &devices["devices"][0];
+    assert_eq!(
+        (watch["device"].clone(), watch["firmware"].clone()),
+        (json!(device), want["firmware"].clone()),
+        "{devices}"
+    );
+    assert_eq!((watch["firmware"].clone(), watch["model"].clone()), (json!("12.3"), json!("fr945")));
 
     // The command line sends it to the same route, streamed.
     let (ok, _, err) = crate::cli::vitals(&[
@@ -146,7 +159,7 @@ fn fit_files_are_stored_as_garmins_own_decoder_reads_them() {
         fit.to_str().expect("path"),
     ]);
     assert!(ok, "{err}");
-    assert!(err.contains(&format!("{} accepted, 0 rejected, 3 events", samples.len())), "{err}");
+    assert!(err.contains(&format!("{} accepted, 0 rejected, 4 events", samples.len())), "{err}");
     assert_eq!(series(&server, "gf-5", "rr_interval").len(), 3);
 
     // A Garmin Connect export (the FIT file zipped) through the file drop.
@@ -205,6 +218,12 @@ fn gadgetbridge_db(path: &Path) {
          CREATE TABLE BATTERY_LEVEL (TIMESTAMP INTEGER NOT NULL, DEVICE_ID INTEGER NOT NULL, LEVEL INTEGER NOT NULL,
             BATTERY_INDEX INTEGER NOT NULL, PRIMARY KEY (TIMESTAMP, DEVICE_ID, BATTERY_INDEX)) WITHOUT ROWID;
          CREATE TABLE NOTIFICATION_FILTER (_id INTEGER PRIMARY KEY, APP_IDENTIFIER TEXT);
+         CREATE TABLE DEVICE_ATTRIBUTES (_id INTEGER PRIMARY KEY AUTOINCREMENT, FIRMWARE_VERSION1 TEXT NOT NULL,
+            FIRMWARE_VERSION2 TEXT, VALID_FROM_UTC INTEGER, VALID_TO_UTC INTEGER, DEVICE_ID INTEGER NOT NULL,
+            VOLATILE_IDENTIFIER TEXT);
+         INSERT INTO DEVICE_ATTRIBUTES (FIRMWARE_VERSION1, VALID_FROM_UTC, VALID_TO_UTC, DEVICE_ID)
+            VALUES ('V1.0.9.60', 1760000000000, 1762000000000, 1), ('V1.0.9.66', 1762000000000, NULL, 1),
+                   ('2.1.0.10', 1761000000000, NULL, 2);
          INSERT INTO DEVICE VALUES (1, 'Mi Band 5', 'Xiaomi', 'C8:0F:10:AA:BB:CC', 12, NULL, NULL),
                                    (2, 'Redmi Watch 4', 'Xiaomi', 'D4:3E:11:00:22:33', 200, NULL, NULL);
          INSERT INTO MI_BAND_ACTIVITY_SAMPLE VALUES
@@ -252,6 +271,21 @@ fn gadgetbridge_takeout_and_apple_health_archives_come_in_by_upload_and_drop() {
     assert_eq!(
         series(&server, "gb-1", "stress_level"),
         vec![(1_763_700_000_000, 41.0, watch.clone()), (1_763_700_120_000, 38.0, watch.clone())]
+    );
+    let devices = server.get("/api/v1/patients/gb-1/devices", Some(ADMIN)).json();
+    let described: Vec<(Value, Value, Value)> = devices["devices"]
+        .as_array()
+        .expect("devices")
+        .iter()
+        .map(|d| (d["device"].clone(), d["firmware"].clone(), d["model"].clone()))
+        .collect();
+    assert_eq!(
+        described,
+        vec![
+            (json!(band), json!("V1.0.9.66"), json!("Mi Band 5")),
+            (json!(watch), json!("2.1.0.10"), json!("Redmi Watch 4")),
+        ],
+        "the newest firmware of each device"
     );
     // SpO2 12 % is a reading the catalog refuses: a dead letter names its table and row.
     assert_eq!(series(&server, "gb-1", "spo2"), vec![(1_763_700_000_000, 97.0, watch.clone())]);

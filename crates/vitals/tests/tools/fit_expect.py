@@ -1,6 +1,6 @@
 """What Vitals should store from a FIT file, worked out independently with Garmin's own
 decoder (garmin-fit-sdk on PyPI) and the mapping docs/sources.md describes. Prints JSON:
-{"device": ..., "samples": [[metric, time_ms, value], ...], "sleep": [[stage, start_ms, end_ms], ...]}
+{"device": ..., "firmware": ..., "samples": [[metric, time_ms, value], ...], "sleep": [[stage, start_ms, end_ms], ...]}
 
     python3 fit_expect.py <file.fit>
 """
@@ -23,7 +23,7 @@ def main(path):
     _, errors = decoder.read(mesg_listener=lambda num, m: messages.append((num, m)))
     if errors:
         raise SystemExit(f"garmin-fit-sdk could not read {path}: {errors}")
-    out = {"device": None, "samples": [], "sleep": []}
+    out = {"device": None, "firmware": None, "samples": [], "sleep": []}
     last = None  # the last full timestamp, ms
     beat = None  # where the next beat-to-beat interval starts, ms
     steps = {}
@@ -52,6 +52,10 @@ def main(path):
             if "time_created" in m:
                 last = last or ms(m["time_created"])
                 beat = beat or ms(m["time_created"])
+        elif num == NUM["DEVICE_INFO"]:
+            creator = m.get("device_index", "creator") in ("creator", 0)
+            if creator and out["firmware"] is None and "software_version" in m:
+                out["firmware"] = str(m["software_version"])
         elif num in (NUM["RECORD"], NUM["MONITORING"]):
             if m.get("heart_rate"):
                 add("heart_rate", t, m["heart_rate"])
