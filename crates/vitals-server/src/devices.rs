@@ -55,6 +55,27 @@ pub struct DeviceState {
     pub described_ms: Option<i64>,
 }
 
+impl DeviceState {
+    /// A device first heard at `now_ms`, its first reading (or description) at `at_ms`.
+    fn new(patient: &str, device: &str, now_ms: i64, at_ms: i64) -> DeviceState {
+        DeviceState {
+            patient: patient.to_owned(),
+            device: device.to_owned(),
+            first_heard_ms: now_ms,
+            last_heard_ms: now_ms,
+            last_sample_ms: at_ms,
+            samples: 0,
+            battery: None,
+            signal: None,
+            sources: BTreeSet::new(),
+            stale_since_ms: None,
+            firmware: None,
+            model: None,
+            described_ms: None,
+        }
+    }
+}
+
 #[derive(Default, Serialize, Deserialize)]
 struct Book {
     devices: BTreeMap<String, BTreeMap<String, DeviceState>>,
@@ -108,21 +129,9 @@ impl DeviceBook {
             let devices = book.devices.entry(s.patient.as_str().to_owned()).or_default();
             let d = match devices.get_mut(device.as_str()) {
                 Some(d) => d,
-                None => devices.entry(device.as_str().to_owned()).or_insert(DeviceState {
-                    patient: s.patient.as_str().to_owned(),
-                    device: device.as_str().to_owned(),
-                    first_heard_ms: now_ms,
-                    last_heard_ms: now_ms,
-                    last_sample_ms: s.time_ms,
-                    samples: 0,
-                    battery: None,
-                    signal: None,
-                    sources: BTreeSet::new(),
-                    stale_since_ms: None,
-                    firmware: None,
-                    model: None,
-                    described_ms: None,
-                }),
+                None => devices
+                    .entry(device.as_str().to_owned())
+                    .or_insert_with(|| DeviceState::new(s.patient.as_str(), device.as_str(), now_ms, s.time_ms)),
             };
             d.last_heard_ms = d.last_heard_ms.max(now_ms);
             d.last_sample_ms = d.last_sample_ms.max(s.time_ms);
@@ -151,21 +160,9 @@ impl DeviceBook {
             let Some(device) = e.attributes.get("device").and_then(serde_json::Value::as_str) else { continue };
             let text = |k: &str| e.attributes.get(k).and_then(serde_json::Value::as_str).map(str::to_owned);
             let d = book.devices.entry(e.patient.clone()).or_default().entry(device.to_owned()).or_insert_with(|| {
-                DeviceState {
-                    patient: e.patient.clone(),
-                    device: device.to_owned(),
-                    first_heard_ms: now_ms,
-                    last_heard_ms: now_ms,
-                    last_sample_ms: e.start_ms,
-                    samples: 0,
-                    battery: None,
-                    signal: None,
-                    sources: BTreeSet::from([e.source.clone()]),
-                    stale_since_ms: None,
-                    firmware: None,
-                    model: None,
-                    described_ms: None,
-                }
+                let mut d = DeviceState::new(&e.patient, device, now_ms, e.start_ms);
+                d.sources.insert(e.source.clone());
+                d
             });
             if d.described_ms.is_none_or(|t| t <= e.start_ms) {
                 d.described_ms = Some(e.start_ms);
