@@ -388,6 +388,20 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
         let n = get(&c.url, &series).1["points"].as_array().map_or(0, Vec::len);
         if n == 2 { Ok(()) } else { Err(format!("{n} readings")) }
     });
+    // Every node's device telemetry hears the file's device through the log (the node it
+    // was dropped on too: its pipeline writes to the log, its tail to its store).
+    for url in [&b.url, &c.url] {
+        settles("the device heard on every node", url, || {
+            let (_, d) = get(url, "/api/v1/patients/fd-1/devices");
+            let devices: Vec<(String, Value)> = d["devices"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| (x["device"].as_str().unwrap_or("").to_owned(), x["readings"].clone()))
+                .collect();
+            if devices == [("cgm".to_owned(), json!(2))] { Ok(()) } else { Err(d.to_string()) }
+        });
+    }
     crate::file_drop::drop_file(&dir.path().join("c/drop/inbox"), "again.csv", csv.as_bytes());
     settles("the same content dropped on another node, a duplicate", &c.url, || {
         let (_, ledger) = get(&c.url, "/api/v1/file-drop");
