@@ -168,6 +168,15 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
     Ok(out)
 }
 
+/// A document's time as UNIX ms: a non-negative number of ms, or a readable date.
+fn document_ms(t: RawTime<'_>) -> Option<i64> {
+    match t {
+        RawTime::FloatMs(ms) if ms.is_finite() && ms >= 0.0 => Some(ms as i64),
+        RawTime::Text(t) => vitals_core::time::parse_time(&t).ok(),
+        _ => None,
+    }
+}
+
 /// A document kept whole as an event of `kind` (every field but a secret).
 fn document_event(patient: &str, kind: &str, id: String, (start, end): (i64, i64), o: &Map<String, Value>) -> Event {
     let attributes = o
@@ -199,13 +208,9 @@ pub fn decode_treatments(body: &[u8], patient: &str, validator: &mut Validator<'
             out.batch.reject(Rejection::new(i, RejectCode::Malformed, format!("treatment {i} is not an object")));
             continue;
         };
-        let start = match time_of(o)
+        let start = time_of(o)
             .or_else(|| o.get("timestamp").and_then(Value::as_str).map(|s| RawTime::Text(Cow::Owned(normalise_iso(s)))))
-        {
-            Some(RawTime::FloatMs(ms)) if ms.is_finite() && ms >= 0.0 => Some(ms as i64),
-            Some(RawTime::Text(t)) => vitals_core::time::parse_time(&t).ok(),
-            _ => None,
-        };
+            .and_then(document_ms);
         let Some(start) = start else {
             out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("treatment {i}: no created_at")));
             continue;
@@ -246,11 +251,7 @@ pub fn decode_profile(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             .get("startDate")
             .and_then(Value::as_str)
             .and_then(|s| vitals_core::time::parse_time(&normalise_iso(s)).ok())
-            .or_else(|| match time_of(o) {
-                Some(RawTime::FloatMs(ms)) if ms.is_finite() && ms >= 0.0 => Some(ms as i64),
-                Some(RawTime::Text(t)) => vitals_core::time::parse_time(&t).ok(),
-                _ => None,
-            });
+            .or_else(|| time_of(o).and_then(document_ms));
         let Some(start) = start.filter(|t| (0..=vitals_core::time::MAX_TIME_MS).contains(t)) else {
             out.batch.reject(Rejection::new(
                 i,

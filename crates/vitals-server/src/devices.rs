@@ -7,14 +7,14 @@
 //! so a restart does not forget when a device was last heard. The stale-device alarm
 //! (`alerting`) reads it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
-use vitals_core::{Catalog, Clock, Event, MetricId, Sample};
+use vitals_core::{Catalog, Clock, DeviceId, Event, MetricId, PatientId, Sample};
 use vitals_storage::{Store, StoreError};
 
 use crate::shutdown::Shutdown;
@@ -76,6 +76,29 @@ impl DeviceState {
     }
 }
 
+/// The newer of a reading kept and a new one (the new one on a tie: the last sent).
+fn newest(kept: Option<Reading>, new: Reading) -> Reading {
+    match kept {
+        Some(k) if k.time_ms > new.time_ms => k,
+        _ => new,
+    }
+}
+
+/// What one batch of samples told of one device.
+struct Seen {
+    patient: PatientId,
+    device: DeviceId,
+    first_sample_ms: i64,
+    last_sample_ms: i64,
+    samples: u64,
+    battery: Option<Reading>,
+    signal: Option<Reading>,
+    sources: BTreeSet<&'static str>,
+}
+
+/// What a batch of samples told of its devices ([`DeviceBook::summarize`]).
+pub struct Heard(Vec<Seen>);
+
 #[derive(Default, Serialize, Deserialize)]
 struct Book {
     devices: BTreeMap<String, BTreeMap<String, DeviceState>>,
@@ -123,30 +146,66 @@ impl DeviceBook {
 
     /// Notes durable samples heard at `now_ms`. Samples without a device are not a device's.
     pub fn heard(&self, samples: &[Sample], now_ms: i64) {
-        let mut book = self.book.lock();
+        self.note(self.summarize(samples), now_ms);
+    }
+
+    /// What samples tell of their devices, one entry per device: taken before the samples
+    /// are handed to the store (no copy of them is kept) and noted once they are durable.
+    pub fn summarize(&self, samples: &[Sample]) -> Heard {
+        let mut seen: HashMap<(&PatientId, &DeviceId), Seen> = HashMap::new();
         for s in samples {
             let Some(device) = &s.device else { continue };
-            let devices = book.devices.entry(s.patient.as_str().to_owned()).or_default();
-            let d = match devices.get_mut(device.as_str()) {
-                Some(d) => d,
-                None => devices
-                    .entry(device.as_str().to_owned())
-                    .or_insert_with(|| DeviceState::new(s.patient.as_str(), device.as_str(), now_ms, s.time_ms)),
-            };
-            d.last_heard_ms = d.last_heard_ms.max(now_ms);
+            let d = seen.entry((&s.patient, device)).or_insert_with(|| Seen {
+                patient: s.patient.clone(),
+                device: device.clone(),
+                first_sample_ms: s.time_ms,
+                last_sample_ms: s.time_ms,
+                samples: 0,
+                battery: None,
+                signal: None,
+                sources: BTreeSet::new(),
+            });
+            d.first_sample_ms = d.first_sample_ms.min(s.time_ms);
             d.last_sample_ms = d.last_sample_ms.max(s.time_ms);
             d.samples += 1;
-            let newer = |r: &Option<Reading>| r.is_none_or(|r| r.time_ms <= s.time_ms);
-            if Some(s.metric) == self.battery && newer(&d.battery) {
-                d.battery = Some(Reading { time_ms: s.time_ms, value: s.value });
+            let reading = Reading { time_ms: s.time_ms, value: s.value };
+            if Some(s.metric) == self.battery {
+                d.battery = Some(newest(d.battery, reading));
             }
-            if Some(s.metric) == self.signal && newer(&d.signal) {
-                d.signal = Some(Reading { time_ms: s.time_ms, value: s.value });
+            if Some(s.metric) == self.signal {
+                d.signal = Some(newest(d.signal, reading));
             }
-            if let Some(name) = s.source.name()
-                && !d.sources.contains(name)
-            {
-                d.sources.insert(name.to_owned());
+            if let Some(name) = s.source.name() {
+                d.sources.insert(name);
+            }
+        }
+        Heard(seen.into_values().collect())
+    }
+
+    /// Notes what [`summarize`](Self::summarize) found, heard at `now_ms`.
+    pub fn note(&self, heard: Heard, now_ms: i64) {
+        if heard.0.is_empty() {
+            return;
+        }
+        let mut book = self.book.lock();
+        for h in heard.0 {
+            let devices = book.devices.entry(h.patient.as_str().to_owned()).or_default();
+            let d = devices
+                .entry(h.device.as_str().to_owned())
+                .or_insert_with(|| DeviceState::new(h.patient.as_str(), h.device.as_str(), now_ms, h.first_sample_ms));
+            d.last_heard_ms = d.last_heard_ms.max(now_ms);
+            d.last_sample_ms = d.last_sample_ms.max(h.last_sample_ms);
+            d.samples += h.samples;
+            if let Some(r) = h.battery {
+                d.battery = Some(newest(d.battery, r));
+            }
+            if let Some(r) = h.signal {
+                d.signal = Some(newest(d.signal, r));
+            }
+            for name in h.sources {
+                if !d.sources.contains(name) {
+                    d.sources.insert(name.to_owned());
+                }
             }
         }
         book.dirty = true;
@@ -254,14 +313,14 @@ pub struct BookedStore {
 
 impl SampleSink for BookedStore {
     fn submit(&self, samples: Vec<Sample>, done: Done) -> Result<(), StoreError> {
-        // Only what a device sent is kept for the book (a small copy).
-        let devices: Vec<Sample> = samples.iter().filter(|s| s.device.is_some()).cloned().collect();
+        // One entry per device, not a copy of the samples, waits for durability.
+        let heard = self.book.summarize(&samples);
         let (book, clock) = (self.book.clone(), self.clock.clone());
         self.store.submit(
             samples,
             Box::new(move |r: Result<u64, StoreError>| {
-                if r.is_ok() && !devices.is_empty() {
-                    book.heard(&devices, clock.now_ms());
+                if r.is_ok() {
+                    book.note(heard, clock.now_ms());
                 }
                 done(r)
             }),

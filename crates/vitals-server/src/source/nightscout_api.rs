@@ -180,13 +180,8 @@ pub(crate) async fn get_profile(
     let docs: Vec<Value> = events
         .into_iter()
         .map(|e| {
-            let mut doc: serde_json::Map<String, Value> = e.attributes.into_iter().collect();
-            if !doc.contains_key("_id") {
-                doc.insert("_id".into(), json!(e.id.strip_prefix("profile-").unwrap_or(&e.id)));
-            }
-            doc.entry("startDate").or_insert_with(|| json!(format_time(e.start_ms)));
-            doc.entry("mills").or_insert_with(|| json!(e.start_ms));
-            Value::Object(doc)
+            let (start, mills) = (json!(format_time(e.start_ms)), json!(e.start_ms));
+            stored_doc(e, "profile-", [("startDate", start), ("mills", mills)])
         })
         .collect();
     Json(Value::Array(docs)).into_response()
@@ -323,20 +318,26 @@ pub(crate) async fn get_treatments(
     }
     events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     events.truncate(count);
-    let docs: Vec<Value> = events.into_iter().map(treatment_doc).collect();
+    let docs: Vec<Value> = events
+        .into_iter()
+        .map(|e| {
+            let created = json!(format_time(e.start_ms));
+            stored_doc(e, "treatment-", [("created_at", created), ("eventType", json!("Note"))])
+        })
+        .collect();
     Json(Value::Array(docs)).into_response()
 }
 
-/// A stored treatment as Nightscout returns it: what was sent, with `_id`, `created_at`
-/// and `eventType` when the sender left them out.
-fn treatment_doc(e: vitals_core::Event) -> Value {
+/// A stored document (a treatment, a profile) as Nightscout returns it: what was sent,
+/// with `_id` (the event's id without `prefix`) and `defaults` where the sender left them out.
+fn stored_doc<const N: usize>(e: vitals_core::Event, prefix: &str, defaults: [(&str, Value); N]) -> Value {
     let mut doc: serde_json::Map<String, Value> = e.attributes.into_iter().collect();
     if !doc.contains_key("_id") {
-        let id = e.id.strip_prefix("treatment-").unwrap_or(&e.id).to_owned();
-        doc.insert("_id".into(), json!(id));
+        doc.insert("_id".into(), json!(e.id.strip_prefix(prefix).unwrap_or(&e.id)));
     }
-    doc.entry("created_at").or_insert_with(|| json!(format_time(e.start_ms)));
-    doc.entry("eventType").or_insert_with(|| json!("Note"));
+    for (k, v) in defaults {
+        doc.entry(k).or_insert(v);
+    }
     Value::Object(doc)
 }
 

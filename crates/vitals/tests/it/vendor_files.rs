@@ -364,4 +364,16 @@ fn uploads_larger_than_the_limit_are_refused_before_they_fill_the_disk() {
     assert!(r.body.contains("upload_limit_bytes"), "{}", r.body);
     let left: Vec<_> = std::fs::read_dir(server.data_dir().join("uploads")).expect("uploads/").flatten().collect();
     assert!(left.is_empty(), "the spool is emptied");
+    // An empty body, and a compressed one, are refused with the reason.
+    let r = upload(&server, "patient=big-1&name=empty.csv", b"");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("the upload is empty"), "{}", r.body);
+    let gz = server.request(
+        "POST",
+        "/api/v1/ingest/file?patient=big-1",
+        &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Encoding", "gzip")],
+        Some(b"\x1f\x8b"),
+    );
+    assert_eq!(gz.status, 400, "{}", gz.body);
+    assert!(gz.body.contains("no Content-Encoding"), "{}", gz.body);
 }
