@@ -194,6 +194,8 @@ pub fn health_auto_export(data: &[u8]) {
     for decode in [health_auto_export::decode, health_auto_export::decode_csv] {
         if let Ok(d) = decode(data, "p", &mut validator()) {
             accounted(&d.batch);
+            // Every kept document is the patient's, with an id to replace it by.
+            assert!(d.events.iter().all(|e| e.patient == "p" && !e.id.is_empty()));
         }
     }
 }
@@ -207,6 +209,8 @@ pub fn nightscout(data: &[u8]) {
     ] {
         if let Ok(d) = decode(data, "p", &mut validator()) {
             accounted(&d.batch);
+            // Every kept document is the patient's, with an id to replace it by.
+            assert!(d.events.iter().all(|e| e.patient == "p" && !e.id.is_empty()));
         }
     }
 }

@@ -1,11 +1,15 @@
 //! Nightscout uploader payloads (xDrip+, Loop, AndroidAPS): `entries` and `devicestatus`.
 //!
 //! Entries: an array or a single object; `type` `sgv` (sensor glucose, becomes
-//! `blood_glucose`) or `mbg` (meter, `blood_glucose_meter`); `cal` records are reported as
-//! unsupported. Time from `date` (ms, also as a float as Loop sends it), else `dateString`
-//! or `sysTime`. The uploader `device` becomes the device id. Devicestatus: the uploader's
-//! battery (`uploader.battery`, AndroidAPS' `uploaderBattery`) and the pump's battery
-//! percentage become `battery_level` of the uploader (or `<device>-pump`).
+//! `blood_glucose`) or `mbg` (meter, `blood_glucose_meter`). Time from `date` (ms, also as
+//! a float as Loop sends it), else `dateString` or `sysTime`. The uploader `device` becomes
+//! the device id. Every accepted entry, and every `cal` record, is also kept whole as a
+//! document ([`ENTRIES`]): the arrow the CGM showed (`direction`, `trend`), `delta`,
+//! `noise`, `filtered`/`unfiltered`, `rssi` and the device name as sent, for followers.
+//! Devicestatus: each status is kept whole as a document ([`DEVICESTATUS`]: loop and pump
+//! state, predictions); the uploader's battery (`uploader.battery`, AndroidAPS'
+//! `uploaderBattery`) and the pump's battery percentage also become `battery_level` of the
+//! uploader (or `<device>-pump`).
 
 use std::borrow::Cow;
 
@@ -15,6 +19,11 @@ use vitals_core::{Event, RawSample, RawTime, RejectCode, Rejection, Validator};
 use crate::batch::Batch;
 use crate::health_auto_export::{Unsupported, device_from_source};
 use crate::native::DecodeError;
+
+/// The kind of the documents holding entries as uploaders sent them.
+pub const ENTRIES: &str = "nightscout/entries";
+/// The kind of the documents holding device statuses as uploaders sent them.
+pub const DEVICESTATUS: &str = "nightscout/devicestatus";
 
 /// What a payload decoded to.
 #[derive(Debug, Default)]
@@ -75,11 +84,19 @@ fn normalise_iso(s: &str) -> String {
     s.to_owned()
 }
 
-fn push(batch: &mut Batch, validator: &mut Validator<'_>, index: usize, raw: RawSample<'_>) {
+/// Validates one reading into the batch; its time if it was accepted.
+fn push(batch: &mut Batch, validator: &mut Validator<'_>, index: usize, raw: RawSample<'_>) -> Option<i64> {
     batch.items += 1;
     match validator.validate(index, &raw) {
-        Ok(s) => batch.samples.push(s),
-        Err(r) => batch.reject(r),
+        Ok(s) => {
+            let t = s.time_ms;
+            batch.samples.push(s);
+            Some(t)
+        }
+        Err(r) => {
+            batch.reject(r);
+            None
+        }
     }
 }
 
@@ -101,7 +118,6 @@ pub fn find_time(v: &str) -> Option<i64> {
 /// Decodes `POST /api/v1/entries`.
 pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
     let mut out = Decoded::default();
-    let mut cal = 0usize;
     for (i, item) in objects(body)?.iter().enumerate() {
         let Some(o) = item.as_object() else {
             out.batch.items += 1;
@@ -113,7 +129,19 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             "sgv" => ("sgv", "blood_glucose"),
             "mbg" => ("mbg", "blood_glucose_meter"),
             "cal" => {
-                cal += 1;
+                // Calibrations (slope, intercept, scale) are no reading: kept as a document.
+                out.batch.items += 1;
+                match time_of(o).and_then(document_ms) {
+                    Some(t) => {
+                        out.events.push(document_event(patient, ENTRIES, format!("cal-{t}"), (t, t), o));
+                        out.batch.items -= 1;
+                    }
+                    None => out.batch.reject(Rejection::new(
+                        i,
+                        RejectCode::MissingField,
+                        format!("entry {i}: no date or dateString"),
+                    )),
+                }
                 continue;
             }
             other => {
@@ -160,10 +188,12 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             device: device.map(Cow::Owned),
             id: None,
         };
-        push(&mut out.batch, validator, i, raw);
-    }
-    if cal > 0 {
-        out.unsupported.push(Unsupported { section: "entries/cal".into(), count: cal });
+        if let Some(t) = push(&mut out.batch, validator, i, raw) {
+            // Nightscout's own key: one entry per (type, time); a re-send replaces it.
+            let mut doc = document_event(patient, ENTRIES, format!("{ty}-{t}"), (t, t), o);
+            doc.attributes.entry("type".into()).or_insert_with(|| Value::String(ty.to_owned()));
+            out.events.push(doc);
+        }
     }
     Ok(out)
 }
@@ -285,6 +315,22 @@ pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator
             out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("status {i}: no created_at")));
             continue;
         };
+        match document_ms(time.clone()) {
+            Some(t) => {
+                let sent = o.get("device").and_then(Value::as_str).unwrap_or("");
+                let id = ["_id", "identifier"]
+                    .iter()
+                    .find_map(|k| o.get(*k).and_then(Value::as_str))
+                    .map(|id| format!("devicestatus-{id}"))
+                    .unwrap_or_else(|| Event::content_id(patient, "devicestatus", t, t, sent));
+                out.events.push(document_event(patient, DEVICESTATUS, id, (t, t), o));
+            }
+            None => {
+                out.batch.items += 1;
+                out.batch.reject(Rejection::new(i, RejectCode::InvalidField, format!("status {i}: bad created_at")));
+                continue;
+            }
+        }
         let device =
             o.get("device").and_then(Value::as_str).and_then(device_from_source).unwrap_or_else(|| "uploader".into());
         let uploader = o
@@ -294,7 +340,7 @@ pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator
             .and_then(Value::as_f64);
         let pump = o.get("pump").and_then(|p| p.get("battery")).and_then(|b| b.get("percent")).and_then(Value::as_f64);
         if uploader.is_none() && pump.is_none() {
-            // A status without telemetry Vitals stores (loop state, predictions...).
+            // Loop state, predictions...: only the document.
             continue;
         }
         for (value, dev) in [(uploader, device.clone()), (pump, format!("{device}-pump"))] {
@@ -389,7 +435,27 @@ mod tests {
         );
         let codes: Vec<(usize, RejectCode)> = d.batch.rejections.iter().map(|r| (r.index, r.code)).collect();
         assert_eq!(codes, vec![(5, RejectCode::InvalidField), (6, RejectCode::MissingField)]);
-        assert_eq!(d.unsupported, vec![Unsupported { section: "entries/cal".into(), count: 1 }]);
+        assert!(d.unsupported.is_empty());
+        // Each accepted entry and the calibration are kept whole, as sent.
+        let docs: Vec<(&str, &str, i64)> =
+            d.events.iter().map(|e| (e.kind.as_str(), e.id.as_str(), e.start_ms)).collect();
+        assert_eq!(
+            docs,
+            vec![
+                (ENTRIES, "sgv-1709653500000", 1_709_653_500_000),
+                (ENTRIES, "mbg-1709653200000", 1_709_653_200_000),
+                (ENTRIES, "sgv-1709653800000", 1_709_653_800_000),
+                (ENTRIES, "sgv-1709653800000", 1_709_653_800_000),
+                (ENTRIES, "cal-1709653500000", 1_709_653_500_000),
+            ]
+        );
+        let first = &d.events[0].attributes;
+        assert_eq!(
+            (&first["direction"], &first["device"], &first["filtered"]),
+            (&serde_json::json!("Flat"), &serde_json::json!("xDrip-DexcomG6"), &serde_json::json!(120000))
+        );
+        assert_eq!(d.events[2].attributes["device"], serde_json::json!("loop://iPhone"));
+        assert_eq!(d.events[4].attributes["slope"], serde_json::json!(1000));
         // A single object is one entry.
         let one = decode_entries(br#"{"sgv": 100, "date": 1709653500000}"#, "p-1", &mut v()).expect("one");
         assert_eq!(one.batch.samples.len(), 1);
@@ -405,6 +471,13 @@ mod tests {
             d.batch.samples.iter().map(|s| (s.value, s.device.as_ref().map(|x| x.as_str()).unwrap_or(""))).collect();
         assert_eq!(got, vec![(76.0, "xdrip-dexcomg6"), (55.0, "openaps-phone"), (80.0, "openaps-phone-pump")]);
         assert!(d.batch.rejections.is_empty());
+        // Every status is kept whole, the loop's too.
+        assert_eq!(d.events.iter().filter(|e| e.kind == DEVICESTATUS).count(), 3);
+        assert_eq!(d.events[2].attributes["loop"]["iob"], serde_json::json!(1.2));
+        let bad = decode_devicestatus(br#"[{"device":"x","created_at":"yesterday"},{"device":"x"}]"#, "p-1", &mut v())
+            .expect("decodes");
+        let why: Vec<(usize, RejectCode)> = bad.batch.rejections.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(why, vec![(0, RejectCode::InvalidField), (1, RejectCode::MissingField)]);
     }
 
     #[test]

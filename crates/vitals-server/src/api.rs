@@ -279,7 +279,7 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
 }
 
 /// The Nightscout-compatible API of each patient: reads are `ReadPatientData`, writes
-/// `WriteSamples`, both on the path's patient.
+/// `WriteSamples`, both on the path's patient; the site's status is for every client.
 fn nightscout(r: &mut Routes) {
     use Action::{ReadPatientData as Read, WriteSamples as Write};
     use Credentials::Nightscout as Ns;
@@ -296,6 +296,7 @@ fn nightscout(r: &mut Routes) {
     r.add(Method::GET, &format!("{base}/entries/current.json"), Read, Ns, Load::Light, ns::get_current);
     for path in ["devicestatus", "devicestatus.json"] {
         r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_devicestatus);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_devicestatus);
     }
     for path in ["treatments", "treatments.json"] {
         r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_treatments);
@@ -307,7 +308,9 @@ fn nightscout(r: &mut Routes) {
         r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_profile);
         r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_profile);
     }
+    // The site's settings hold no patient data: every signed-in client reads them (xDrip+
+    // polls them with its uploader secret).
     for path in ["status.json", "status"] {
-        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::status);
+        r.add(Method::GET, &format!("{base}/{path}"), Action::Me, Ns, Load::Light, ns::status);
     }
 }

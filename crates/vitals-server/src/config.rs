@@ -19,7 +19,9 @@ use vitals_storage::data_dir::DataDir;
 pub use vitals_alerts::NotifyConfig;
 
 mod cluster;
+mod nightscout;
 pub use cluster::ClusterConfig;
+pub use nightscout::NightscoutConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -40,6 +42,7 @@ pub struct Config {
     pub vault: VaultConfig,
     pub sql: SqlConfig,
     pub cluster: ClusterConfig,
+    pub nightscout: NightscoutConfig,
     pub log: LogConfig,
 }
 
@@ -686,6 +689,7 @@ impl Config {
         }
         let vault_key_given = !config.vault.key_file.as_os_str().is_empty() || vault_key_env().is_some();
         problems.extend(config.cluster.problems(&config.lake.url, vault_key_given));
+        problems.extend(config.nightscout.problems());
         if !matches!(config.log.format.as_str(), "text" | "json") {
             problems.push(format!("log.format {:?} must be text or json", config.log.format));
         }

@@ -286,7 +286,8 @@ fn zip_err(e: zip::result::ZipError) -> anyhow::Error {
 }
 
 /// Everything about a patient as a zip archive: `patient.json`, `identity.json`,
-/// `samples/<metric>.csv`, `events.json`, `alerts.json`, `notices.json` (without the
+/// `samples/<metric>.csv`, `events.json`, `documents.ndjson` (what CGM uploaders sent, whole),
+/// `alerts.json`, `notices.json` (without the
 /// addresses of other people), `audit.json` (who read or changed their data), `README.txt`.
 ///
 /// The archive is written to `out` (a file: it may be larger than memory) as it is built,
@@ -347,6 +348,13 @@ pub fn export<W: Write + std::io::Seek>(
     }
     let events = app.events.query(p, i64::MIN, i64::MAX, None);
     add_json(&mut zip, "events.json", &serde_json::to_value(&events)?)?;
+    // Documents (what CGM uploaders sent) one line each, never all in memory at once.
+    zip.start_file("documents.ndjson", opts).map_err(zip_err)?;
+    let documents = app.events.documents().each_of_patient(p, |doc| -> anyhow::Result<()> {
+        serde_json::to_writer(&mut zip, &doc)?;
+        zip.write_all(b"\n")?;
+        Ok(())
+    })?;
     let alerts = app.alerts.list(Some(p), None, i64::MIN, i64::MAX);
     add_json(&mut zip, "alerts.json", &Value::Array(alerts.iter().map(vitals_alerts::Alert::render).collect()))?;
     let notices: Vec<Value> = alerts
@@ -377,6 +385,7 @@ pub fn export<W: Write + std::io::Seek>(
          identity.json  identifying data from the vault (if any was recorded)\n\
          samples/*.csv  every reading: time (UTC), value, unit, device\n\
          events.json    events (sleep, workouts, seizures...)\n\
+         documents.ndjson  what CGM uploaders sent (entries, device statuses), one per line\n\
          alerts.json    alerts and their lifecycle\n\
          notices.json   notifications sent about them (recipients' addresses left out)\n\
          audit.json     who read, changed or exported these data, and when\n",
@@ -384,7 +393,7 @@ pub fn export<W: Write + std::io::Seek>(
     )?;
     let out = zip.finish().map_err(zip_err)?;
     let summary = format!(
-        "{samples} samples of {} metrics, {} events, {} alerts, identity {}",
+        "{samples} samples of {} metrics, {} events, {documents} documents, {} alerts, identity {}",
         metrics.len(),
         events.len(),
         alerts.len(),

@@ -2,7 +2,9 @@
 //! `VEVT`, JSON payloads), indexed in memory by patient and start time. Writing an event
 //! with an id the same patient already has replaces it (re-sends are harmless); ids are
 //! the patient's own, so one patient's event never replaces another's. Durable when `put`
-//! returns.
+//! returns. Documents (events whose kind names a collection, `nightscout/entries`: many,
+//! and read only by time) are handed to the [`DocumentStore`] beside the log instead and
+//! never held in memory: `query` does not see them, `documents()` reads them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -10,12 +12,20 @@ use std::path::Path;
 use parking_lot::Mutex;
 use vitals_core::Event;
 
-use crate::json_log::JsonLog;
+use crate::documents::{DocumentError, DocumentStore, is_document};
+use crate::json_log::{JsonLog, JsonLogError};
 
 const MAGIC: [u8; 4] = *b"VEVT";
 const VERSION: u32 = 1;
 
-pub use crate::json_log::JsonLogError as EventStoreError;
+/// What went wrong storing events.
+#[derive(Debug, thiserror::Error)]
+pub enum EventStoreError {
+    #[error(transparent)]
+    Log(#[from] JsonLogError),
+    #[error(transparent)]
+    Documents(#[from] DocumentError),
+}
 
 #[derive(Debug, Default)]
 struct Index {
@@ -42,6 +52,7 @@ impl Index {
 pub struct EventStore {
     log: Mutex<JsonLog>,
     index: parking_lot::RwLock<Index>,
+    documents: DocumentStore,
 }
 
 impl EventStore {
@@ -51,11 +62,20 @@ impl EventStore {
         for e in records.into_iter().flatten() {
             index.put(e);
         }
-        Ok(EventStore { log: Mutex::new(log), index: parking_lot::RwLock::new(index) })
+        let documents = DocumentStore::open(dir)?;
+        Ok(EventStore { log: Mutex::new(log), index: parking_lot::RwLock::new(index), documents })
     }
 
-    /// Stores events durably (one fsync), replacing events with the same id.
+    /// The documents kept beside the events.
+    pub fn documents(&self) -> &DocumentStore {
+        &self.documents
+    }
+
+    /// Stores events durably (one fsync), replacing events with the same id; documents go
+    /// to the document store (one transaction).
     pub fn put(&self, events: Vec<Event>) -> Result<(), EventStoreError> {
+        let (docs, events): (Vec<Event>, Vec<Event>) = events.into_iter().partition(|e| is_document(&e.kind));
+        self.documents.put(&docs)?;
         if events.is_empty() {
             return Ok(());
         }
@@ -70,6 +90,11 @@ impl EventStore {
     /// Removes every event of a patient and rewrites the log without them (so no earlier
     /// record holds them); returns how many were removed.
     pub fn erase_patient(&self, patient: &str) -> Result<usize, EventStoreError> {
+        let documents = self.documents.erase_patient(patient)?;
+        Ok(documents + self.erase_events(patient)?)
+    }
+
+    fn erase_events(&self, patient: &str) -> Result<usize, EventStoreError> {
         let mut log = self.log.lock();
         let mut idx = self.index.write();
         let Some(gone) = idx.by_patient.remove(patient) else { return Ok(0) };

@@ -8,6 +8,7 @@ pub mod buffer;
 pub mod checks;
 pub mod data_dir;
 pub mod dead_letter;
+pub mod documents;
 pub mod event_store;
 pub mod fs;
 pub mod json_log;

@@ -6,7 +6,7 @@
 //! Unlike Nightscout there are no anonymous reads. A token bound to a patient serves only
 //! that patient's URL. Gzip request bodies are accepted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -19,6 +19,7 @@ use vitals_core::PatientId;
 use vitals_core::time::{MS_PER_DAY, format_time};
 use vitals_ingest::nightscout;
 use vitals_query::{QueryResult, SeriesQuery};
+use vitals_storage::documents::DocumentQuery;
 
 use super::pipeline::{Accepted, IngestError, Submission};
 use super::wire_format::{NightscoutCollection, WireFormat};
@@ -65,7 +66,7 @@ async fn ingest(
             let source = format!("nightscout/{}", what.as_str());
             let sub = Submission::new(source, WireFormat::Nightscout(what), plain.into_owned()).patient(Some(p));
             let accepted = app.pipeline.decode(&sub).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-            let docs = documents(&app, &accepted);
+            let docs = documents(&accepted);
             let pending = app.pipeline.submit(accepted).map_err(|e| match e {
                 IngestError::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                 e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
@@ -89,39 +90,28 @@ async fn ingest(
     }
 }
 
-/// The documents Nightscout answers an upload with: the accepted readings, then the events.
-fn documents(app: &AppState, accepted: &Accepted) -> Vec<Value> {
-    let mut docs: Vec<Value> = accepted
-        .samples
-        .iter()
-        .map(|s| {
-            let code = app.catalog.get(s.metric).code;
-            let ty = if code == "blood_glucose_meter" {
-                "mbg"
-            } else if code == "blood_glucose" {
-                "sgv"
-            } else {
-                code
-            };
-            json!({"_id": doc_id(ty, s.time_ms), "type": ty, ty: num(s.value), "date": s.time_ms,
-                   "dateString": format_time(s.time_ms), "device": s.device.as_ref().map(|d| d.as_str())})
-        })
-        .collect();
-    docs.extend(accepted.events.iter().map(|e| {
-        let mut doc = Value::Object(e.attributes.clone().into_iter().collect());
-        doc["_id"] = json!(e.id);
-        doc
-    }));
-    docs
+/// The documents Nightscout answers an upload with: what was stored, with its `_id`.
+fn documents(accepted: &Accepted) -> Vec<Value> {
+    accepted.events.iter().map(|e| ns_doc(e.clone())).collect()
+}
+
+/// A stored document as Nightscout returns it: what the uploader sent, with `_id` (the
+/// sender's, else ours) and the fields Nightscout adds where the sender left them out.
+fn ns_doc(e: vitals_core::Event) -> Value {
+    let (t, ms) = (json!(format_time(e.start_ms)), json!(e.start_ms));
+    match e.kind.as_str() {
+        nightscout::ENTRIES => {
+            stored_doc(e, "", [("date", ms), ("dateString", t.clone()), ("sysTime", t), ("type", json!("sgv"))])
+        }
+        nightscout::DEVICESTATUS => stored_doc(e, "devicestatus-", [("created_at", t), ("mills", ms)]),
+        "profile" => stored_doc(e, "profile-", [("startDate", t), ("mills", ms)]),
+        _ => stored_doc(e, "treatment-", [("created_at", t), ("eventType", json!("Note"))]),
+    }
 }
 
 /// Glucose as clients expect it: an integer when it is one (`118`, not `118.0`).
 fn num(v: f64) -> Value {
     if v.fract() == 0.0 && v.abs() < 1e15 { json!(v as i64) } else { json!(v) }
-}
-
-fn doc_id(ty: &str, time_ms: i64) -> String {
-    format!("{ty}-{time_ms}")
 }
 
 pub(crate) async fn post_entries(
@@ -177,14 +167,7 @@ pub(crate) async fn get_profile(
     let mut events = app.events.query(p.as_str(), i64::MIN, i64::MAX, Some("profile"));
     events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     events.truncate(count);
-    let docs: Vec<Value> = events
-        .into_iter()
-        .map(|e| {
-            let (start, mills) = (json!(format_time(e.start_ms)), json!(e.start_ms));
-            stored_doc(e, "profile-", [("startDate", start), ("mills", mills)])
-        })
-        .collect();
-    Json(Value::Array(docs)).into_response()
+    Json(Value::Array(events.into_iter().map(ns_doc).collect())).into_response()
 }
 
 /// Which entries a read returns.
@@ -199,6 +182,29 @@ fn bound(q: &HashMap<String, String>, field: &str, op: &str) -> Option<i64> {
     q.get(&format!("find[{field}][{op}]")).and_then(|v| nightscout::find_time(v))
 }
 
+/// The bounds of `find[<field>][$gte|$gt|$lte|$lt]` on any of `fields`, as `[from, to)`
+/// within `[from, to)`.
+fn time_bounds(q: &HashMap<String, String>, fields: &[&str], (mut from, mut to): (i64, i64)) -> (i64, i64) {
+    for field in fields {
+        if let Some(t) = bound(q, field, "$gte") {
+            from = from.max(t);
+        }
+        if let Some(t) = bound(q, field, "$gt") {
+            from = from.max(t.saturating_add(1));
+        }
+        if let Some(t) = bound(q, field, "$lte") {
+            to = to.min(t.saturating_add(1));
+        }
+        if let Some(t) = bound(q, field, "$lt") {
+            to = to.min(t);
+        }
+    }
+    (from, to)
+}
+
+/// `GET entries`: the uploaders' entries as they sent them (the CGM's own arrow, delta,
+/// noise, raw values, the device name), newest first; readings that came another way in
+/// (an app, a file) are added as Nightscout would show them, their arrow computed.
 async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kind, default_count: usize) -> Response {
     let p = match patient(&p) {
         Ok(p) => p,
@@ -206,59 +212,44 @@ async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kin
     };
     let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(default_count).min(100_000);
     let now = app.clock.now_ms();
-    let mut from = 0i64;
-    let mut to = now + app.config.ingest.max_future.as_ms() + 1;
-    for field in ["date", "dateString"] {
-        if let Some(t) = bound(&q, field, "$gte") {
-            from = from.max(t);
-        }
-        if let Some(t) = bound(&q, field, "$gt") {
-            from = from.max(t + 1);
-        }
-        if let Some(t) = bound(&q, field, "$lte") {
-            to = to.min(t + 1);
-        }
-        if let Some(t) = bound(&q, field, "$lt") {
-            to = to.min(t);
-        }
-    }
+    let (from, to) = time_bounds(&q, &["date", "dateString"], (0, now + app.config.ingest.max_future.as_ms() + 1));
     let metrics: &[(&str, &str)] = match kind {
         Kind::All => &[("blood_glucose", "sgv"), ("blood_glucose_meter", "mbg")],
         Kind::Sgv => &[("blood_glucose", "sgv")],
         Kind::Mbg => &[("blood_glucose_meter", "mbg")],
     };
-    let store = app.store.clone();
-    let catalog = app.catalog;
+    let only_type = match kind {
+        Kind::All => None,
+        Kind::Sgv => Some("sgv"),
+        Kind::Mbg => Some("mbg"),
+    };
     let metrics: Vec<(&'static str, &'static str)> = metrics.to_vec();
     let docs = tokio::task::spawn_blocking(move || -> Result<Vec<Value>, String> {
-        let mut docs: Vec<(i64, Value)> = Vec::new();
+        let query = DocumentQuery {
+            patient: p.as_str(),
+            kind: nightscout::ENTRIES,
+            from,
+            to,
+            limit: count,
+            field: only_type.map(|t| ("type", t)),
+        };
+        let stored = app.events.documents().newest(&query).map_err(|e| e.to_string())?;
+        let mut docs: Vec<(i64, String, Value)> = Vec::new();
+        let mut sent: HashSet<String> = HashSet::new();
+        for e in stored {
+            sent.insert(e.id.clone());
+            docs.push((e.start_ms, e.id.clone(), ns_doc(e)));
+        }
         for (code, ty) in metrics {
-            let Some(metric) = catalog.id(code) else { continue };
-            // Look back in growing windows until enough readings are found.
-            let mut window = MS_PER_DAY;
-            let points = loop {
-                let start = (to - window).max(from);
-                let q = SeriesQuery {
-                    patient: p.clone(),
-                    metric,
-                    device: None,
-                    from: start,
-                    to,
-                    every_ms: None,
-                    aggs: vec![],
-                };
-                let pts = match vitals_query::run(&store, &q).map_err(|e| e.to_string())? {
-                    QueryResult::Raw(pts) => pts,
-                    QueryResult::Buckets(_) => Vec::new(),
-                };
-                if pts.len() > count || start <= from || window > 400 * MS_PER_DAY {
-                    break pts;
-                }
-                window *= 4;
-            };
+            let Some(metric) = app.catalog.id(code) else { continue };
+            let points = newest_points(&app, &p, metric, (from, to), count)?;
             let n = points.len();
             for (i, pt) in points.iter().enumerate().skip(n.saturating_sub(count)) {
-                let mut doc = json!({"_id": doc_id(ty, pt.time_ms), "type": ty, ty: num(pt.value), "date": pt.time_ms,
+                let id = format!("{ty}-{}", pt.time_ms);
+                if sent.contains(&id) {
+                    continue;
+                }
+                let mut doc = json!({"_id": id, "type": ty, ty: num(pt.value), "date": pt.time_ms,
                     "dateString": format_time(pt.time_ms), "sysTime": format_time(pt.time_ms),
                     "device": pt.device.as_ref().map(|d| d.as_str())});
                 if ty == "sgv" {
@@ -267,12 +258,12 @@ async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kin
                         prev.map(|q| (pt.value - q.value) / ((pt.time_ms - q.time_ms) as f64 / 60_000.0))
                     ));
                 }
-                docs.push((pt.time_ms, doc));
+                docs.push((pt.time_ms, id, doc));
             }
         }
-        docs.sort_by_key(|d| std::cmp::Reverse(d.0));
+        docs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
         docs.truncate(count);
-        Ok(docs.into_iter().map(|d| d.1).collect())
+        Ok(docs.into_iter().map(|d| d.2).collect())
     })
     .await;
     match docs {
@@ -280,6 +271,82 @@ async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kin
         Ok(Err(e)) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(e) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// At least the newest `count` readings of a metric in `[from, to)` (oldest first), looked
+/// for in growing windows back from `to`.
+fn newest_points(
+    app: &AppState,
+    p: &PatientId,
+    metric: vitals_core::MetricId,
+    (from, to): (i64, i64),
+    count: usize,
+) -> Result<Vec<vitals_query::RawPoint>, String> {
+    let mut window = MS_PER_DAY;
+    loop {
+        let start = to.saturating_sub(window).max(from);
+        let q = SeriesQuery { patient: p.clone(), metric, device: None, from: start, to, every_ms: None, aggs: vec![] };
+        let pts = match vitals_query::run(&app.store, &q).map_err(|e| e.to_string())? {
+            QueryResult::Raw(pts) => pts,
+            QueryResult::Buckets(_) => Vec::new(),
+        };
+        if pts.len() > count || start <= from || window > 400 * MS_PER_DAY {
+            return Ok(pts);
+        }
+        window *= 4;
+    }
+}
+
+/// `GET devicestatus`: the uploaders' statuses as sent (loop and pump state, predictions,
+/// batteries), newest first; `count` (10), `find[created_at][$gte|$gt|$lte|$lt]` (also on
+/// `date` and `mills`), and one `find[<field>]=<value>` (e.g. `find[device]=...`).
+pub(crate) async fn get_devicestatus(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    let p = match patient(&p) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(10).min(100_000);
+    let (from, to) = time_bounds(&q, &["created_at", "date", "mills"], (i64::MIN, i64::MAX));
+    let field = equality_find(&q);
+    if let Some((k, _)) = &field
+        && !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return ns_error(StatusCode::BAD_REQUEST, &format!("find[{k}]: only a plain field name can be matched"));
+    }
+    let read = tokio::task::spawn_blocking(move || {
+        let query = DocumentQuery {
+            patient: p.as_str(),
+            kind: nightscout::DEVICESTATUS,
+            from,
+            to,
+            limit: count,
+            field: field.as_ref().map(|(k, v)| (k.as_str(), v.as_str())),
+        };
+        app.events.documents().newest(&query)
+    })
+    .await;
+    match read {
+        Ok(Ok(docs)) => Json(Value::Array(docs.into_iter().map(ns_doc).collect())).into_response(),
+        Ok(Err(e)) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
+}
+
+/// The first `find[<field>]=<value>` of a query that is an equality (not a time bound).
+fn equality_find(q: &HashMap<String, String>) -> Option<(String, String)> {
+    let mut found: Vec<(String, String)> = q
+        .iter()
+        .filter_map(|(k, v)| {
+            let field = k.strip_prefix("find[")?.strip_suffix(']')?;
+            (!field.contains('[') && !field.contains(']')).then(|| (field.to_owned(), v.clone()))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }
 
 /// `GET treatments`: the patient's treatments as the uploader sent them (every field kept),
@@ -295,21 +362,7 @@ pub(crate) async fn get_treatments(
         Err(r) => return *r,
     };
     let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(10).min(100_000);
-    let (mut from, mut to) = (i64::MIN, i64::MAX);
-    for field in ["created_at", "date", "mills"] {
-        if let Some(t) = bound(&q, field, "$gte") {
-            from = from.max(t);
-        }
-        if let Some(t) = bound(&q, field, "$gt") {
-            from = from.max(t.saturating_add(1));
-        }
-        if let Some(t) = bound(&q, field, "$lte") {
-            to = to.min(t.saturating_add(1));
-        }
-        if let Some(t) = bound(&q, field, "$lt") {
-            to = to.min(t);
-        }
-    }
+    let (from, to) = time_bounds(&q, &["created_at", "date", "mills"], (i64::MIN, i64::MAX));
     let event_type = q.get("find[eventType]");
     let mut events = app.events.query(p.as_str(), i64::MIN, to, Some("treatment"));
     events.retain(|e| e.start_ms >= from && e.start_ms < to);
@@ -318,14 +371,7 @@ pub(crate) async fn get_treatments(
     }
     events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     events.truncate(count);
-    let docs: Vec<Value> = events
-        .into_iter()
-        .map(|e| {
-            let created = json!(format_time(e.start_ms));
-            stored_doc(e, "treatment-", [("created_at", created), ("eventType", json!("Note"))])
-        })
-        .collect();
-    Json(Value::Array(docs)).into_response()
+    Json(Value::Array(events.into_iter().map(ns_doc).collect())).into_response()
 }
 
 /// A stored document (a treatment, a profile) as Nightscout returns it: what was sent,
@@ -389,17 +435,29 @@ pub(crate) async fn get_current(
     entries(app, p, q, Kind::Sgv, 1).await
 }
 
+/// `status.json`: the server's settings as followers and uploaders read them (`[nightscout]`:
+/// units, thresholds, the enabled plugins), and what the caller may do.
 pub(crate) async fn status(State(app): State<AppState>, Path(p): Path<String>) -> Response {
     if let Err(r) = patient(&p) {
         return *r;
     }
     let now = app.clock.now_ms();
+    let ns = &app.config.nightscout;
+    let careportal = ns.enable.iter().any(|e| e == "careportal");
     Json(json!({
         "status": "ok", "name": "Vitals", "version": env!("CARGO_PKG_VERSION"),
         "serverTime": format_time(now), "serverTimeEpoch": now,
-        "apiEnabled": true, "careportalEnabled": false, "boluscalcEnabled": false,
-        "settings": {"units": "mg/dl", "timeFormat": 24, "enable": [],
-                     "thresholds": {"bgHigh": 260, "bgTargetTop": 180, "bgTargetBottom": 80, "bgLow": 55}},
+        "apiEnabled": true, "careportalEnabled": careportal,
+        "boluscalcEnabled": ns.enable.iter().any(|e| e == "boluscalc"),
+        "settings": {
+            "units": ns.units, "timeFormat": 24, "customTitle": ns.custom_title, "theme": "colors",
+            "alarmUrgentHigh": true, "alarmHigh": true, "alarmLow": true, "alarmUrgentLow": true,
+            "enable": ns.enable, "showPlugins": ns.enable.join(" "),
+            "thresholds": {"bgHigh": num(ns.bg_high), "bgTargetTop": num(ns.bg_target_top),
+                           "bgTargetBottom": num(ns.bg_target_bottom), "bgLow": num(ns.bg_low)},
+            "authDefaultRoles": "", "DEFAULT_FEATURES": ["bgnow", "delta", "direction", "timeago", "devicestatus", "upbat", "errorcodes", "profile"]
+        },
+        "extendedSettings": {"devicestatus": {"advanced": true}},
         "authorized": null
     }))
     .into_response()

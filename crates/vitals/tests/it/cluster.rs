@@ -308,6 +308,17 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             .expect("treatments"),
     );
     assert_eq!(ns.status, 200, "{}", ns.body);
+    // So do documents (a loop's device status, kept whole on every node's disk).
+    let status = json!({"device": "loop://iPhone", "date": now - 30_000, "loop": {"iob": {"iob": 1.35}}});
+    let ds = into_resp(
+        agent()
+            .post(&format!("{}/nightscout/ev-1/api/v1/devicestatus", b.url))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .header("Content-Type", "application/json")
+            .send(status.to_string().as_bytes())
+            .expect("devicestatus"),
+    );
+    assert_eq!(ds.status, 200, "{}", ds.body);
     // The identity vault is the cluster's: written on one node, read on another.
     let put = into_resp(
         agent()
@@ -363,6 +374,10 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             let (_, ev) = get(url, "/api/v1/patients/ev-1/events?kind=treatment");
             if ev["events"][0]["attributes"]["carbs"] != json!(45) {
                 return Err(ev.to_string());
+            }
+            let (_, ds) = get(url, "/nightscout/ev-1/api/v1/devicestatus.json");
+            if ds[0]["loop"]["iob"]["iob"] != json!(1.35) {
+                return Err(ds.to_string());
             }
             let (_, dead) = get(url, "/api/v1/dead-letters");
             let kept = dead["dead_letters"].as_array().cloned().unwrap_or_default();
@@ -432,9 +447,10 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
             let series =
                 format!("/api/v1/patients/lp-1/series/heart_rate?time_format=ms&from={}&to={}", now - 60_000, now + 1);
             let (_, points) = get(url, &series);
-            let events = ev["events"].as_array().map_or(0, Vec::len);
+            let (_, ds) = get(url, "/nightscout/ev-1/api/v1/devicestatus.json");
+            let events = ev["events"].as_array().map_or(0, Vec::len) + ds.as_array().map_or(1, Vec::len);
             let points_left = points["points"].as_array().map_or(0, Vec::len);
-            if events == 0 && points_left == 0 { Ok(()) } else { Err(format!("{ev} {points}")) }
+            if events == 0 && points_left == 0 { Ok(()) } else { Err(format!("{ev} {ds} {points}")) }
         });
         assert_eq!(get(url, "/api/v1/patients/ev-1/identity").0, 404, "the shared vault forgot them");
     }

@@ -53,9 +53,22 @@ fn an_xdrip_style_upload_works_unchanged_and_followers_read_it_back() {
         (newest[0]["type"].clone(), newest[0]["sgv"].clone(), newest[0]["date"].clone()),
         (json!("sgv"), json!(120), json!(NOW))
     );
-    assert_eq!(newest[0]["direction"], json!("Flat"), "computed from the readings: +3 mg/dL in 5 min: {}", newest[0]);
+    // The follower sees what the CGM showed, not a recomputation: the arrow, delta, noise,
+    // raw values, signal and the device name as sent.
+    for (k, v) in [
+        ("direction", json!("FortyFiveUp")),
+        ("delta", json!(3)),
+        ("noise", json!(1)),
+        ("filtered", json!(120000)),
+        ("unfiltered", json!(121000)),
+        ("rssi", json!(100)),
+        ("device", json!("xDrip-DexcomG6")),
+        ("_id", json!(format!("sgv-{NOW}"))),
+    ] {
+        assert_eq!(newest[0][k], v, "{k} as xDrip+ sent it: {}", newest[0]);
+    }
+    assert_eq!(newest[0]["dateString"], json!("2025-11-22T03:00:00.000Z"), "added where the uploader left it out");
     assert_eq!(newest[1]["type"], json!("mbg"));
-    assert_eq!(newest[0]["device"], json!("xdrip-dexcomg6"));
 
     // sgv.json with date filters, newest first; current.json; status.json.
     let from = NOW - 12 * MS_PER_MINUTE;
@@ -67,6 +80,8 @@ fn an_xdrip_style_upload_works_unchanged_and_followers_read_it_back() {
     assert_eq!(cur.as_array().map(Vec::len), Some(1));
     let status = server.get("/nightscout/ns-1/api/v1/status.json", Some(ADMIN)).json();
     assert_eq!(status["status"], json!("ok"));
+    let status = server.get("/nightscout/ns-1/api/v1/devicestatus.json", Some(ADMIN)).json();
+    assert_eq!(status[0]["uploader"], json!({"battery": 76}), "the status as sent: {status}");
     // The uploader battery became a reading; the treatment an event.
     let latest = server.get("/api/v1/patients/ns-1/latest", Some(ADMIN)).json();
     assert!(
@@ -214,4 +229,162 @@ fn treatments_and_profiles_come_back_to_followers_as_the_uploader_sent_them() {
     // Another patient's follower token cannot read them; no token at all neither.
     let r = server.request("GET", "/nightscout/ns-2/api/v1/treatments.json", &[], None);
     assert_eq!(r.status, 401);
+}
+
+/// A day of a closed loop as its clients talk to the server, replayed with Python requests:
+/// xDrip+ (status poll, gzip entries with a calibration, its battery), Loop (entries with
+/// `trend`/`trendRate` and a `loop://` device, a devicestatus with predictions) and
+/// AndroidAPS on API v1 (devicestatus with `openaps`, pump and phone batteries), then a
+/// follower app reading what a follower screen shows.
+const LOOP_DAY: &str = r#"
+import gzip, hashlib, json, sys
+import requests
+
+base, uploader, follower, now = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+secret = hashlib.sha1(uploader.encode()).hexdigest()
+up = {"api-secret": secret, "Content-Type": "application/json"}
+out = []
+# xDrip+ polls status.json first (to learn units and whether careportal is on).
+r = requests.get(base + "/api/v1/status.json", headers={"api-secret": secret})
+out.append(r.status_code)
+xdrip = [{"device": "xDrip-DexcomG6", "date": now - 600000, "dateString": "2025-11-22T01:50:00.000-0100",
+          "sysTime": "2025-11-22T01:50:00.000-0100", "sgv": 142, "delta": 6.2, "direction": "SingleUp",
+          "type": "sgv", "filtered": 141176.47, "unfiltered": 143529.41, "rssi": 100, "noise": 2},
+         {"device": "xDrip-DexcomG6", "type": "cal", "date": now - 590000, "slope": 850.5, "intercept": 31000, "scale": 1}]
+r = requests.post(base + "/api/v1/entries", data=gzip.compress(json.dumps(xdrip).encode()),
+                  headers=dict(up, **{"Content-Encoding": "gzip", "User-Agent": "xDrip+"}))
+out.append(r.status_code)
+out.append(len(r.json()))
+loop = [{"date": float(now - 300000), "dateString": "2025-11-22T02:55:00Z", "device": "loop://iPhone", "type": "sgv",
+         "sgv": 150, "trend": 2, "direction": "SingleUp", "trendRate": 2.4, "isCalibration": False}]
+r = requests.post(base + "/api/v1/entries.json", json=loop, headers=up)
+out.append(r.status_code)
+status_loop = {"device": "loop://iPhone", "created_at": "2025-11-22T02:55:10Z",
+               "uploader": {"name": "iPhone", "timestamp": "2025-11-22T02:55:10Z", "battery": 64},
+               "pump": {"clock": "2025-11-22T02:55:00Z", "pumpID": "123456", "reservoir": 112.5,
+                        "battery": {"percent": 75}, "suspended": False, "bolusing": False},
+               "loop": {"name": "Loop", "version": "3.4.1", "timestamp": "2025-11-22T02:55:05Z",
+                        "iob": {"iob": 1.35, "timestamp": "2025-11-22T02:55:00Z"}, "cob": {"cob": 12, "timestamp": "2025-11-22T02:55:00Z"},
+                        "predicted": {"startDate": "2025-11-22T02:55:00Z", "values": [150, 153, 155, 156, 156]},
+                        "automaticDoseRecommendation": {"timestamp": "2025-11-22T02:55:05Z", "bolusVolume": 0.1, "basalAdjustment": {"rate": 1.2, "duration": 30}}},
+               "override": {"active": False}}
+r = requests.post(base + "/api/v1/devicestatus", json=[status_loop], headers=up)
+out.append(r.status_code)
+status_aaps = {"device": "openaps://samsung SM-G970F", "created_at": "2025-11-22T02:59:30.000Z", "date": now - 30000,
+               "uploaderBattery": 81, "isCharging": False,
+               "pump": {"clock": "2025-11-22T02:59:00.000Z", "reservoir": 87, "battery": {"percent": 60},
+                        "status": {"status": "normal", "timestamp": "2025-11-22T02:59:00.000Z"}},
+               "openaps": {"suggested": {"bg": 150, "eventualBG": 132, "reason": "COB: 12, Dev: 8", "timestamp": "2025-11-22T02:59:10.000Z"},
+                           "enacted": {"rate": 0.9, "duration": 30, "received": True},
+                           "iob": {"iob": 1.1, "basaliob": 0.3, "time": "2025-11-22T02:59:00.000Z"}},
+               "configuration": {"pump": "Combo", "version": "3.2.0"}}
+r = requests.post(base + "/api/v1/devicestatus", json=status_aaps, headers=up)
+out.append(r.status_code)
+# A follower app: the last two hours of glucose, the newest status, the site settings.
+f = {"token": follower}
+r = requests.get(base + "/api/v1/entries/sgv.json", params=dict(f, count=24, **{"find[date][$gte]": now - 7200000}))
+out.append(json.dumps(r.json()))
+r = requests.get(base + "/api/v1/devicestatus.json", params=dict(f, count=2))
+out.append(json.dumps(r.json()))
+r = requests.get(base + "/api/v1/devicestatus.json", params=dict(f, **{"find[device]": "loop://iPhone"}))
+out.append(json.dumps(r.json()))
+r = requests.get(base + "/api/v1/entries.json", params=dict(f, count=10))
+out.append(json.dumps(r.json()))
+r = requests.get(base + "/api/v1/status.json", params=f)
+out.append(json.dumps(r.json()))
+for line in out:
+    print(line)
+"#;
+
+#[test]
+fn a_closed_loops_uploaders_and_a_follower_talk_to_it_as_to_nightscout() {
+    let server = TestServer::with_config(|c| {
+        c.nightscout.units = "mmol".into();
+        c.nightscout.bg_target_bottom = 72.0;
+    });
+    let base = format!("{}/nightscout/ns-5", server.url);
+    let out = Command::new("python3")
+        .args(["-c", LOOP_DAY, &base, DEVICE, ADMIN, &NOW.to_string()])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(&lines[..6], ["200", "200", "2", "200", "200", "200"], "the sgv and the calibration stored");
+    let parse = |i: usize| -> Value { serde_json::from_str(lines[i]).expect("json") };
+
+    let sgv = parse(6);
+    let sgv = sgv.as_array().expect("array");
+    assert_eq!(sgv.len(), 2, "only sgv entries: {sgv:?}");
+    let (lp, xd) = (&sgv[0], &sgv[1]);
+    assert_eq!(
+        (&lp["device"], &lp["direction"], &lp["trend"], &lp["trendRate"], &lp["sgv"]),
+        (&json!("loop://iPhone"), &json!("SingleUp"), &json!(2), &json!(2.4), &json!(150)),
+        "Loop's entry as sent: {lp}"
+    );
+    assert_eq!(
+        (&xd["direction"], &xd["delta"], &xd["noise"], &xd["filtered"], &xd["unfiltered"], &xd["dateString"]),
+        (
+            &json!("SingleUp"),
+            &json!(6.2),
+            &json!(2),
+            &json!(141176.47),
+            &json!(143529.41),
+            &json!("2025-11-22T01:50:00.000-0100")
+        ),
+        "xDrip+'s entry as sent: {xd}"
+    );
+
+    let statuses = parse(7);
+    let devices: Vec<&str> =
+        statuses.as_array().expect("array").iter().map(|s| s["device"].as_str().expect("device")).collect();
+    assert_eq!(devices, ["openaps://samsung SM-G970F", "loop://iPhone"], "newest first");
+    assert_eq!(statuses[0]["openaps"]["suggested"]["eventualBG"], json!(132));
+    assert_eq!(statuses[0]["pump"]["reservoir"], json!(87));
+    assert_eq!(statuses[1]["loop"]["predicted"]["values"], json!([150, 153, 155, 156, 156]));
+    assert_eq!(statuses[1]["loop"]["automaticDoseRecommendation"]["basalAdjustment"]["rate"], json!(1.2));
+    let only_loop = parse(8);
+    assert_eq!(only_loop.as_array().map(Vec::len), Some(1), "{only_loop}");
+    assert_eq!(only_loop[0]["uploader"]["battery"], json!(64));
+
+    let odd = server.get("/nightscout/ns-5/api/v1/devicestatus.json?find[a%22b]=1", Some(ADMIN));
+    assert_eq!(odd.status, 400, "a field that is not a plain name is refused: {}", odd.body);
+    let all = parse(9);
+    let types: Vec<&str> = all.as_array().expect("array").iter().map(|e| e["type"].as_str().expect("type")).collect();
+    assert_eq!(types, ["sgv", "cal", "sgv"], "entries.json has every type, newest first: {all}");
+    assert_eq!(all[1]["slope"], json!(850.5));
+
+    let status = parse(10);
+    assert_eq!(status["settings"]["units"], json!("mmol"), "from [nightscout]: {status}");
+    assert_eq!(status["settings"]["thresholds"]["bgTargetBottom"], json!(72));
+    assert_eq!(status["careportalEnabled"], json!(true));
+    assert!(status["settings"]["enable"].as_array().expect("enable").contains(&json!("loop")));
+
+    // The batteries also became readings of each device (uploader and pump).
+    let devices = server.get("/api/v1/patients/ns-5/devices", Some(ADMIN)).json();
+    let battery = |device: &str| {
+        devices["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .find(|d| d["device"] == device)
+            .map(|d| d["battery"]["value"].clone())
+    };
+    assert_eq!(battery("openaps-samsung-sm-g970f-pump"), Some(json!(60.0)), "{devices}");
+    assert_eq!(battery("loop-iphone"), Some(json!(64.0)), "{devices}");
+    // A patient's export holds what the uploaders sent; erasure removes it.
+    let r = server.get_accept("/api/v1/patients/ns-5/export", Some(ADMIN), "application/zip");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(r.bytes.clone())).expect("a zip archive");
+    let mut docs = String::new();
+    std::io::Read::read_to_string(&mut zip.by_name("documents.ndjson").expect("documents.ndjson"), &mut docs)
+        .expect("read");
+    assert_eq!(docs.lines().count(), 3 + 2, "three entries and two statuses: {docs}");
+    assert!(docs.contains("automaticDoseRecommendation"), "{docs}");
+    let auth = format!("Bearer {ADMIN}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let r = server.request("DELETE", "/api/v1/patients/ns-5", &headers, Some(b"{}"));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let after = server.get("/nightscout/ns-5/api/v1/devicestatus.json", Some(ADMIN)).json();
+    assert_eq!(after, json!([]), "no status left after erasure");
 }

@@ -56,6 +56,19 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
                 &[200],
                 JsonArrayOrObject,
             ),
+            ("GET", "devicestatus" | "devicestatus.json") => doc(
+                "Nightscout: uploader, pump and loop statuses as sent, newest first",
+                "nightscout",
+                vec![
+                    ("count", count(), false),
+                    ("find[created_at][$gte]", string(), false),
+                    ("find[created_at][$lte]", string(), false),
+                    ("find[device]", string(), false),
+                ],
+                vec![],
+                &[200],
+                JsonArrayOrObject,
+            ),
             ("POST" | "PUT", "treatments" | "treatments.json") => {
                 doc("Nightscout: treatments", "nightscout", vec![], json_body(entries()), &[200], JsonArrayOrObject)
             }

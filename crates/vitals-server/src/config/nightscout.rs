@@ -1,0 +1,75 @@
+//! `[nightscout]`: what the Nightscout-compatible API's `status.json` tells followers and
+//! uploaders (units, the glucose thresholds their screens colour by, the plugins a
+//! follower shows). The same for every patient of the server.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct NightscoutConfig {
+    /// `mg/dl` or `mmol`: the units followers display.
+    pub units: String,
+    /// Above this (mg/dL) is urgent high.
+    pub bg_high: f64,
+    /// Top of the target range (mg/dL).
+    pub bg_target_top: f64,
+    /// Bottom of the target range (mg/dL).
+    pub bg_target_bottom: f64,
+    /// Below this (mg/dL) is urgent low.
+    pub bg_low: f64,
+    /// Plugins followers enable (Nightscout's `ENABLE`): the pills and forecasts they show.
+    pub enable: Vec<String>,
+    /// The name followers show for the site.
+    pub custom_title: String,
+}
+
+impl Default for NightscoutConfig {
+    fn default() -> Self {
+        NightscoutConfig {
+            units: "mg/dl".into(),
+            bg_high: 260.0,
+            bg_target_top: 180.0,
+            bg_target_bottom: 70.0,
+            bg_low: 55.0,
+            enable: [
+                "careportal",
+                "rawbg",
+                "iob",
+                "cob",
+                "bwp",
+                "cage",
+                "sage",
+                "iage",
+                "bage",
+                "basal",
+                "pump",
+                "openaps",
+                "loop",
+                "upbat",
+                "delta",
+                "direction",
+                "timeago",
+                "devicestatus",
+                "profile",
+            ]
+            .map(String::from)
+            .to_vec(),
+            custom_title: "Vitals".into(),
+        }
+    }
+}
+
+impl NightscoutConfig {
+    /// What is wrong with the section, each as one sentence.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !matches!(self.units.as_str(), "mg/dl" | "mmol") {
+            out.push(format!("nightscout.units {:?} must be \"mg/dl\" or \"mmol\"", self.units));
+        }
+        let t = [self.bg_low, self.bg_target_bottom, self.bg_target_top, self.bg_high];
+        if !t.iter().all(|v| v.is_finite() && *v > 0.0) || !t.windows(2).all(|w| w[0] < w[1]) {
+            out.push("nightscout: bg_low < bg_target_bottom < bg_target_top < bg_high, all positive mg/dL".into());
+        }
+        out
+    }
+}
