@@ -194,7 +194,7 @@ pub fn health_auto_export(data: &[u8]) {
     for decode in [health_auto_export::decode, health_auto_export::decode_csv] {
         if let Ok(d) = decode(data, "p", &mut validator()) {
             accounted(&d.batch);
-            // Every kept document is the patient's, with an id to replace it by.
+            // Every event is the patient's, with an id to replace it by.
             assert!(d.events.iter().all(|e| e.patient == "p" && !e.id.is_empty()));
         }
     }
@@ -212,6 +212,36 @@ pub fn nightscout(data: &[u8]) {
             // Every kept document is the patient's, with an id to replace it by.
             assert!(d.events.iter().all(|e| e.patient == "p" && !e.id.is_empty()));
         }
+    }
+    nightscout_v3_query(data);
+}
+
+/// An API v3 query (`a$gt=1&b=x`, before a newline) and a document (JSON, after it): a
+/// query is read or refused with a reason, its limit stays in bounds, its conditions and
+/// `fields` apply to any document.
+fn nightscout_v3_query(data: &[u8]) {
+    use vitals_ingest::nightscout_query::{MAX_LIMIT, equality_find, project, search_of, time_bounds};
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let (query, doc) = text.split_once('\n').unwrap_or((text, "{}"));
+    let q: std::collections::HashMap<String, String> = query
+        .split('&')
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let (from, to) = time_bounds(&q, &["date", "created_at"], (0, i64::MAX));
+    assert!(from >= 0 && to <= i64::MAX);
+    let _ = equality_find(&q);
+    match search_of(&q) {
+        Ok(s) => {
+            assert!((1..=MAX_LIMIT).contains(&s.limit), "{}", s.limit);
+            if let Ok(doc) = serde_json::from_str::<serde_json::Value>(doc) {
+                for c in &s.conditions {
+                    let _ = c.holds(&doc);
+                }
+                let _ = project(doc, s.fields.as_deref());
+            }
+        }
+        Err(why) => assert!(!why.is_empty()),
     }
 }
 

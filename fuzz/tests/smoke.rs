@@ -117,6 +117,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             r#"[{"type":"sgv","sgv":120,"date":1763776800000,"dateString":"2025-11-22T02:00:00.000Z","direction":"Flat","device":"xDrip-DexcomG6"}]"#,
             r#"[{"eventType":"Correction Bolus","insulin":2.5,"created_at":"2025-11-22T02:00:00.000Z","_id":"abc"}]"#,
             r#"{"device":"xDrip","created_at":"2025-11-22T02:00:00Z","uploader":{"battery":87}}"#,
+            "date$gt=1763776800000&type=sgv&sort$desc=date&limit=10&fields=sgv,date\n{\"sgv\":120,\"type\":\"sgv\"}",
         ],
         "apple_health" => &[
             "<?xml version=\"1.0\"?>\n<!DOCTYPE HealthData [<!ELEMENT HealthData ANY>]>\n<HealthData locale=\"en_US\"><Record type=\"HKQuantityTypeIdentifierHeartRate\" sourceName=\"Watch\" unit=\"count/min\" startDate=\"2025-11-22 03:00:00 +0100\" endDate=\"2025-11-22 03:00:00 +0100\" value=\"72\"/></HealthData>",

@@ -23,6 +23,12 @@ pub struct Event {
 }
 
 impl Event {
+    /// When it last changed: the `srvModified` attribute (ms) the server stamps on every
+    /// change of a document, else its start.
+    pub fn changed_ms(&self) -> i64 {
+        self.attributes.get("srvModified").and_then(serde_json::Value::as_i64).unwrap_or(self.start_ms)
+    }
+
     /// A stable id from the event's content, for senders that give none.
     pub fn content_id(patient: &str, kind: &str, start_ms: i64, end_ms: i64, extra: &str) -> String {
         // FNV-1a: stable across builds and platforms (unlike the std hasher).

@@ -1,6 +1,8 @@
 //! Wire-format decoders: bytes in, canonical samples and per-item rejections out.
 //!
-//! One module per format. Decoders never do I/O and never read the clock; validation
+//! One module per format (and for Nightscout's reads `nightscout_query`, their query
+//! language, and `nightscout_doc`, the documents they answer).
+//! Decoders never do I/O and never read the clock; validation
 //! against the catalog and "now" happens through [`vitals_core::Validator`].
 
 pub mod apple_health;
@@ -14,6 +16,8 @@ pub mod health_auto_export;
 pub mod line_protocol;
 pub mod native;
 pub mod nightscout;
+pub mod nightscout_doc;
+pub mod nightscout_query;
 pub mod session_zip;
 
 pub use batch::Batch;

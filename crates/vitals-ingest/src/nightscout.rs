@@ -290,9 +290,9 @@ pub fn decode_profile(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             ));
             continue;
         };
-        let id = o
-            .get("_id")
-            .and_then(Value::as_str)
+        let id = ["_id", "identifier"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str))
             .map(|id| format!("profile-{id}"))
             .unwrap_or_else(|| Event::content_id(patient, "profile", start, start, &item.to_string()));
         out.events.push(document_event(patient, "profile", id, (start, start), o));

@@ -278,10 +278,11 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
     (router, specs)
 }
 
-/// The Nightscout-compatible API of each patient: reads are `ReadPatientData`, writes
-/// `WriteSamples`, both on the path's patient; the site's status is for every client.
+/// The Nightscout-compatible API of each patient: reads are `SyncNightscout` (the patient's
+/// readers, and its bound uploader), writes `WriteSamples`, both on the path's patient;
+/// the site's status is for every client.
 fn nightscout(r: &mut Routes) {
-    use Action::{ReadPatientData as Read, WriteSamples as Write};
+    use Action::{SyncNightscout as Read, WriteSamples as Write};
     use Credentials::Nightscout as Ns;
     use nightscout_api as ns;
     let base = "/nightscout/{patient}/api/v1";
@@ -308,6 +309,28 @@ fn nightscout(r: &mut Routes) {
         r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_profile);
         r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_profile);
     }
+    // API v3 (AndroidAPS' NSClient v3, Trio) over the same documents.
+    use crate::source::nightscout_v3 as v3;
+    let v3_base = "/nightscout/{patient}/api/v3";
+    r.add(
+        Method::GET,
+        "/nightscout/{patient}/api/v2/authorization/request/{token}",
+        Action::Me,
+        Ns,
+        Load::Light,
+        v3::authorization_request,
+    );
+    r.add(Method::GET, &format!("{v3_base}/version"), Action::Me, Ns, Load::Light, v3::version);
+    r.add(Method::GET, &format!("{v3_base}/status"), Action::Me, Ns, Load::Light, v3::status);
+    r.add(Method::GET, &format!("{v3_base}/lastModified"), Read, Ns, Load::Light, v3::last_modified);
+    r.add(Method::GET, &format!("{v3_base}/{{collection}}"), Read, Ns, Load::Light, v3::search);
+    r.add(Method::POST, &format!("{v3_base}/{{collection}}"), Write, Ns, Load::Write, v3::create);
+    r.add(Method::GET, &format!("{v3_base}/{{collection}}/history"), Read, Ns, Load::Light, v3::history);
+    r.add(Method::GET, &format!("{v3_base}/{{collection}}/history/{{since}}"), Read, Ns, Load::Light, v3::history);
+    r.add(Method::GET, &format!("{v3_base}/{{collection}}/{{identifier}}"), Read, Ns, Load::Light, v3::read);
+    r.add(Method::PUT, &format!("{v3_base}/{{collection}}/{{identifier}}"), Write, Ns, Load::Write, v3::replace);
+    r.add(Method::PATCH, &format!("{v3_base}/{{collection}}/{{identifier}}"), Write, Ns, Load::Write, v3::patch);
+    r.add(Method::DELETE, &format!("{v3_base}/{{collection}}/{{identifier}}"), Write, Ns, Load::Write, v3::delete);
     // The site's settings hold no patient data: every signed-in client reads them (xDrip+
     // polls them with its uploader secret).
     for path in ["status.json", "status"] {

@@ -108,7 +108,7 @@ pub fn audit_action(a: Action) -> &'static str {
     match a {
         Action::WriteSamples => "samples.write",
         Action::ListPatients => "patients.list",
-        Action::ReadPatientData => "patient.read",
+        Action::ReadPatientData | Action::SyncNightscout => "patient.read",
         Action::CreatePatient => "patient.create",
         Action::ReadIdentity => "identity.read",
         Action::WriteIdentity => "identity.update",

@@ -16,6 +16,10 @@ pub enum Action {
     ListPatients,
     /// Read a patient's physiological data, events and alerts' values (pseudonymous).
     ReadPatientData,
+    /// Read a patient's Nightscout site back: as `ReadPatientData`, and also the device
+    /// token bound to the patient (uploaders such as AndroidAPS and xDrip+ read what they
+    /// sync: treatments, profiles, the other uploaders' entries).
+    SyncNightscout,
     /// Register a new patient (a pseudonym).
     CreatePatient,
     /// Read who a patient is.
@@ -78,8 +82,9 @@ pub fn reach(role: Role, action: Action) -> Reach {
         (Role::Admin, _) => Any,
         (_, Me) => Any,
 
-        (Role::Device, WriteSamples) => Own,
+        (Role::Device, WriteSamples | SyncNightscout) => Own,
         (Role::Device, _) => No,
+        (_, SyncNightscout) => reach(role, ReadPatientData),
 
         (Role::Clinician, ListPatients | ReadPatientData | ReadIdentity | WriteIdentity | ExportPatient) => Own,
         (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest | QuerySql | ExportBulk | ManageCampaigns) => Own,
@@ -118,6 +123,11 @@ pub fn check(who: &Principal, action: Action, patient: Option<&str>) -> Result<(
         (Reach::None, _) => Err(Denied::Role(who.role)),
         // Routes about several patients filter with `visible`; a bound device's batch is
         // checked sample by sample by the validator.
+        // A device token bound to no patient writes for any (its samples are checked one by
+        // one) but reads none.
+        (Reach::Own, _) if action == Action::SyncNightscout && who.role == Role::Device && who.patient.is_none() => {
+            Err(Denied::Role(who.role))
+        }
         (Reach::Any, _) | (Reach::Own, None) => Ok(()),
         (Reach::Own, Some(p)) if who.scope.includes(p) => Ok(()),
         (Reach::Own, Some(p)) => Err(Denied::Patient { role: who.role, patient: p.to_owned() }),
@@ -151,6 +161,30 @@ mod tests {
             Action::Operate,
         ] {
             assert_eq!(reach(Role::Analyst, a), Reach::None, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn only_a_device_bound_to_the_patient_reads_its_nightscout_site() {
+        let device = |patient: Option<&str>| Principal {
+            actor: "token:t".into(),
+            name: "cgm".into(),
+            role: Role::Device,
+            user_id: None,
+            patient: patient.map(|p| vitals_core::PatientId::new(p).expect("p")),
+            scope: match patient {
+                Some(p) => crate::auth::Scope::Patients([p.to_owned()].into()),
+                None => crate::auth::Scope::All,
+            },
+            csrf: None,
+        };
+        assert!(check(&device(Some("p-1")), Action::SyncNightscout, Some("p-1")).is_ok());
+        assert!(check(&device(Some("p-1")), Action::SyncNightscout, Some("p-2")).is_err());
+        assert!(check(&device(None), Action::SyncNightscout, Some("p-1")).is_err(), "an unbound device reads none");
+        assert!(check(&device(None), Action::WriteSamples, Some("p-1")).is_ok(), "but writes for any");
+        assert!(check(&device(Some("p-1")), Action::ReadPatientData, Some("p-1")).is_err(), "nor the rest of the API");
+        for role in [Role::Clinician, Role::Caregiver, Role::Patient, Role::Analyst, Role::Admin] {
+            assert_eq!(reach(role, Action::SyncNightscout), reach(role, Action::ReadPatientData), "{role}");
         }
     }
 }

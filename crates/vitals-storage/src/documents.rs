@@ -4,8 +4,10 @@
 //! collection, `<api>/<collection>` (e.g. `nightscout/entries`); the event store hands those
 //! here. They live in an embedded SQLite database (`documents.sqlite` beside the event
 //! log, write-ahead journal, synchronous commits), indexed by (patient, kind, start) and
-//! unique by (patient, id): a re-send with the same id replaces the document. Nothing of
-//! them stays in memory. Durable when `put` returns.
+//! unique by (patient, id): a re-send with the same id replaces the document. A document's
+//! `srvModified` attribute (ms, set by the server at each change; else its start) is
+//! indexed too, for clients that sync by what changed since. Nothing of them stays in
+//! memory. Durable when `put` returns.
 
 use std::path::Path;
 
@@ -47,6 +49,11 @@ pub struct DocumentQuery<'a> {
     pub limit: usize,
     /// Only documents whose top-level field equals this text or number (as given).
     pub field: Option<(&'a str, &'a str)>,
+    /// Oldest first instead.
+    pub ascending: bool,
+    /// Leave out deleted documents (`isValid: false`, kept so that clients syncing by
+    /// change learn of the deletion).
+    pub live_only: bool,
 }
 
 #[derive(Debug)]
@@ -68,9 +75,10 @@ impl DocumentStore {
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS documents (
                  patient TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL,
-                 start_ms INTEGER NOT NULL, event TEXT NOT NULL,
+                 start_ms INTEGER NOT NULL, modified_ms INTEGER NOT NULL, event TEXT NOT NULL,
                  PRIMARY KEY (patient, id)) WITHOUT ROWID;
-             CREATE INDEX IF NOT EXISTS documents_by_time ON documents (patient, kind, start_ms);",
+             CREATE INDEX IF NOT EXISTS documents_by_time ON documents (patient, kind, start_ms);
+             CREATE INDEX IF NOT EXISTS documents_by_change ON documents (patient, kind, modified_ms);",
         )
         .map_err(sql)?;
         Ok(DocumentStore { conn: Mutex::new(conn), path })
@@ -99,13 +107,14 @@ impl DocumentStore {
         {
             let mut put = tx
                 .prepare_cached(
-                    "INSERT INTO documents (patient, id, kind, start_ms, event) VALUES (?1, ?2, ?3, ?4, ?5)
-                     ON CONFLICT (patient, id) DO UPDATE SET kind = excluded.kind,
-                         start_ms = excluded.start_ms, event = excluded.event",
+                    "INSERT INTO documents (patient, id, kind, start_ms, modified_ms, event)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (patient, id) DO UPDATE SET kind = excluded.kind, start_ms = excluded.start_ms,
+                         modified_ms = excluded.modified_ms, event = excluded.event",
                 )
                 .map_err(self.sql())?;
             for (e, text) in docs.iter().zip(&rows) {
-                put.execute(params![e.patient, e.id, e.kind, e.start_ms, text]).map_err(self.sql())?;
+                put.execute(params![e.patient, e.id, e.kind, e.start_ms, e.changed_ms(), text]).map_err(self.sql())?;
             }
         }
         tx.commit().map_err(self.sql())
@@ -139,25 +148,68 @@ impl DocumentStore {
             Some((k, v)) => (Some(format!("$.attributes.\"{}\"", k.replace('"', ""))), Some(v)),
             None => (None, None),
         };
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT id, event FROM documents
-                 WHERE patient = ?1 AND kind = ?2 AND start_ms >= ?3 AND start_ms < ?4
-                   AND (?5 IS NULL OR CAST(json_extract(event, ?5) AS TEXT) = ?6)
-                 ORDER BY start_ms DESC, id DESC LIMIT ?7",
-            )
-            .map_err(self.sql())?;
+        let order = if q.ascending { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT id, event FROM documents
+             WHERE patient = ?1 AND kind = ?2 AND start_ms >= ?3 AND start_ms < ?4
+               AND (?5 IS NULL OR CAST(json_extract(event, ?5) AS TEXT) = ?6)
+               AND (?8 = 0 OR COALESCE(json_extract(event, '$.attributes.isValid'), 1) != 0)
+             ORDER BY start_ms {order}, id {order} LIMIT ?7"
+        );
+        let mut stmt = conn.prepare_cached(&sql).map_err(self.sql())?;
         let rows = stmt
-            .query_map(params![q.patient, q.kind, q.from, q.to, field_path, field_value, limit], |r| {
+            .query_map(params![q.patient, q.kind, q.from, q.to, field_path, field_value, limit, q.live_only], |r| {
                 Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
             })
             .map_err(self.sql())?;
+        self.collect(q.patient, rows)
+    }
+
+    fn collect(
+        &self,
+        patient: &str,
+        rows: impl Iterator<Item = rusqlite::Result<(String, String)>>,
+    ) -> Result<Vec<Event>, DocumentError> {
         let mut out = Vec::new();
         for row in rows {
             let (id, text) = row.map_err(self.sql())?;
-            out.push(self.decode(q.patient, &id, &text)?);
+            out.push(self.decode(patient, &id, &text)?);
         }
         Ok(out)
+    }
+
+    /// A patient's documents of one kind changed after `since` (ms), oldest change first,
+    /// at most `limit`.
+    pub fn changed_since(
+        &self,
+        patient: &str,
+        kind: &str,
+        since: i64,
+        limit: usize,
+    ) -> Result<Vec<Event>, DocumentError> {
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, event FROM documents WHERE patient = ?1 AND kind = ?2 AND modified_ms > ?3
+                 ORDER BY modified_ms, id LIMIT ?4",
+            )
+            .map_err(self.sql())?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![patient, kind, since, limit], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sql())?;
+        self.collect(patient, rows)
+    }
+
+    /// When a patient's documents of one kind last changed (ms), if there are any.
+    pub fn last_modified(&self, patient: &str, kind: &str) -> Result<Option<i64>, DocumentError> {
+        let conn = self.conn.lock();
+        conn.query_row(
+            "SELECT MAX(modified_ms) FROM documents WHERE patient = ?1 AND kind = ?2",
+            params![patient, kind],
+            |r| r.get::<_, Option<i64>>(0),
+        )
+        .map_err(self.sql())
     }
 
     /// Removes a document; whether there was one.
@@ -221,7 +273,16 @@ mod tests {
     }
 
     fn q<'a>(patient: &'a str, kind: &'a str, limit: usize) -> DocumentQuery<'a> {
-        DocumentQuery { patient, kind, from: i64::MIN, to: i64::MAX, limit, field: None }
+        DocumentQuery {
+            patient,
+            kind,
+            from: i64::MIN,
+            to: i64::MAX,
+            limit,
+            field: None,
+            ascending: false,
+            live_only: false,
+        }
     }
 
     #[test]
@@ -245,6 +306,23 @@ mod tests {
         let by_field = DocumentQuery { field: Some(("sgv", "4")), ..q("p", "nightscout/entries", 10) };
         assert_eq!(s.newest(&by_field).expect("field")[0].id, "a");
         assert_eq!(s.get("q", "a").expect("get").map(|e| e.start_ms), Some(300), "ids are the patient's own");
+        let oldest = DocumentQuery { ascending: true, ..q("p", "nightscout/entries", 1) };
+        assert_eq!(s.newest(&oldest).expect("oldest")[0].id, "a");
+        // What changed since: by `srvModified`, else the start.
+        let mut changed = doc("p", "b", "nightscout/entries", 200, 2);
+        changed.attributes.insert("srvModified".into(), json!(5000));
+        s.put(&[changed]).expect("change b");
+        let since: Vec<String> =
+            s.changed_since("p", "nightscout/entries", 160, 10).expect("since").into_iter().map(|e| e.id).collect();
+        assert_eq!(since, vec!["b"], "a (150) is older, b changed at 5000");
+        assert_eq!(s.last_modified("p", "nightscout/entries").expect("last"), Some(5000));
+        assert_eq!(s.last_modified("p", "nightscout/food").expect("none"), None);
+        let mut gone = doc("p", "b", "nightscout/entries", 200, 2);
+        gone.attributes.insert("isValid".into(), json!(false));
+        s.put(&[gone]).expect("delete b");
+        let live = DocumentQuery { live_only: true, ..q("p", "nightscout/entries", 10) };
+        assert_eq!(s.newest(&live).expect("live").len(), 1, "b is deleted");
+        assert_eq!(s.newest(&q("p", "nightscout/entries", 10)).expect("all").len(), 2);
         assert!(s.remove("p", "b").expect("remove"));
         assert_eq!(s.each_of_patient::<DocumentError>("p", |_| Ok(())).expect("all"), 2);
     }

@@ -112,6 +112,18 @@ impl EventStore {
         self.index.read().by_patient.keys().cloned().collect()
     }
 
+    /// A patient's event or document by its id.
+    pub fn get(&self, patient: &str, id: &str) -> Result<Option<Event>, EventStoreError> {
+        let idx = self.index.read();
+        if let Some(start) = idx.by_id.get(&(patient.to_owned(), id.to_owned()))
+            && let Some(e) = idx.by_patient.get(patient).and_then(|m| m.get(&(*start, id.to_owned())))
+        {
+            return Ok(Some(e.clone()));
+        }
+        drop(idx);
+        Ok(self.documents.get(patient, id)?)
+    }
+
     /// A patient's events overlapping `[from, to)`, by start time, optionally of one kind.
     pub fn query(&self, patient: &str, from: i64, to: i64, kind: Option<&str>) -> Vec<Event> {
         let idx = self.index.read();

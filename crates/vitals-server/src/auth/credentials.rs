@@ -98,8 +98,15 @@ pub fn influx_token(headers: &HeaderMap, uri: &Uri) -> Option<String> {
 }
 
 /// As Nightscout clients authenticate: `api-secret` (the token or its SHA-1), a bearer
-/// token, or `token`/`secret` query parameters.
+/// token, `token`/`secret` query parameters, or the access token of the token exchange
+/// (`.../api/v2/authorization/request/<token>`).
 fn nightscout(d: &Directory, headers: &HeaderMap, uri: &Uri, now: i64) -> Option<Principal> {
+    if let Some((_, token)) = uri.path().rsplit_once("/api/v2/authorization/request/")
+        && !token.contains('/')
+        && let Some(p) = d.authenticate(token, now)
+    {
+        return Some(p);
+    }
     if let Some(secret) = headers.get("api-secret").and_then(|v| v.to_str().ok()) {
         let s = secret.trim();
         let p = if s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit()) {

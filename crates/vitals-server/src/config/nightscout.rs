@@ -73,3 +73,17 @@ impl NightscoutConfig {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn units_and_thresholds_are_checked() {
+        assert!(NightscoutConfig::default().problems().is_empty());
+        let bad = NightscoutConfig { units: "mmol/L".into(), bg_low: 200.0, ..NightscoutConfig::default() };
+        let why = bad.problems();
+        assert_eq!(why.len(), 2, "{why:?}");
+        assert!(why[0].contains("nightscout.units") && why[1].contains("bg_low <"), "{why:?}");
+    }
+}

@@ -15,17 +15,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use vitals_core::PatientId;
 use vitals_core::time::{MS_PER_DAY, format_time};
+use vitals_core::{Event, PatientId};
 use vitals_ingest::nightscout;
+use vitals_ingest::nightscout_doc::{direction, identifier, is_valid, ns_doc, num};
+use vitals_ingest::nightscout_query::{equality_find, time_bounds};
 use vitals_query::{QueryResult, SeriesQuery};
 use vitals_storage::documents::DocumentQuery;
 
-use super::pipeline::{Accepted, IngestError, Submission};
+use super::pipeline::{IngestError, Submission};
 use super::wire_format::{NightscoutCollection, WireFormat};
 use crate::app::AppState;
 
-fn ns_error(status: StatusCode, message: &str) -> Response {
+pub(super) fn ns_error(status: StatusCode, message: &str) -> Response {
     let mut r = (status, Json(json!({"status": status.as_u16(), "message": message}))).into_response();
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::PAYLOAD_TOO_LARGE) {
         crate::api::error::closing(&mut r);
@@ -38,7 +40,7 @@ pub(crate) fn refuse(status: StatusCode, message: &str) -> Response {
     ns_error(status, message)
 }
 
-fn patient(raw: &str) -> Result<PatientId, Box<Response>> {
+pub(super) fn patient(raw: &str) -> Result<PatientId, Box<Response>> {
     PatientId::new(raw).map_err(|e| Box::new(ns_error(StatusCode::BAD_REQUEST, &format!("patient {raw:?} {e}"))))
 }
 
@@ -58,6 +60,31 @@ async fn ingest(
         Ok(b) => b,
         Err(e) => return ns_error(e.status(), &e.body_text()),
     };
+    match upload(app, p, headers, body, what, false).await {
+        Ok(stored) => Json(Value::Array(stored.into_iter().map(|s| ns_doc(s.doc)).collect())).into_response(),
+        Err(r) => *r,
+    }
+}
+
+/// A document as stored by an upload.
+pub(super) struct Stored {
+    pub doc: Event,
+    /// Whether it replaced a document that was there (and not deleted).
+    pub replaced: bool,
+}
+
+/// Decodes a body of a collection, stamps its documents (see [`stamp`]) and stores them
+/// with their samples; once durable, what was stored. Refusals in Nightscout's format;
+/// `strict`: a body of which nothing is stored is refused with the first reason (API v3
+/// writes one document; API v1 answers such a batch with an empty list, as before).
+pub(super) async fn upload(
+    app: AppState,
+    p: PatientId,
+    headers: HeaderMap,
+    body: Bytes,
+    what: NightscoutCollection,
+    strict: bool,
+) -> Result<Vec<Stored>, Box<Response>> {
     let limit = app.config.server.body_limit_bytes;
     let decoded = {
         let app = app.clone();
@@ -65,53 +92,55 @@ async fn ingest(
             let plain = super::request_body::plain(&headers, &body, limit)?;
             let source = format!("nightscout/{}", what.as_str());
             let sub = Submission::new(source, WireFormat::Nightscout(what), plain.into_owned()).patient(Some(p));
-            let accepted = app.pipeline.decode(&sub).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
-            let docs = documents(&accepted);
+            let mut accepted = app.pipeline.decode(&sub).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
+            if strict
+                && accepted.events.is_empty()
+                && let Some(r) = accepted.report.rejected.first()
+            {
+                // Nothing stored: say why (the first reason), as Nightscout refuses a document.
+                return Err((StatusCode::BAD_REQUEST, format!("item {}: {}", r.index, r.message)));
+            }
+            let replaced = stamp(&app, &mut accepted.events, app.clock.now_ms());
+            let docs = accepted.events.clone();
             let pending = app.pipeline.submit(accepted).map_err(|e| match e {
                 IngestError::Store(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                 e => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             })?;
-            Ok::<_, (StatusCode, String)>((pending, docs))
+            let stored = docs.into_iter().zip(replaced).map(|(doc, replaced)| Stored { doc, replaced }).collect();
+            Ok::<_, (StatusCode, String)>((pending, stored))
         })
         .await
     };
-    let (pending, docs) = match decoded {
+    let (pending, stored) = match decoded {
         Ok(Ok(d)) => d,
-        Ok(Err((status, msg))) => return ns_error(status, &msg),
+        Ok(Err((status, msg))) => return Err(Box::new(ns_error(status, &msg))),
         Err(e) => {
             tracing::error!(error = %e, "nightscout decode task");
-            return ns_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error");
+            return Err(Box::new(ns_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")));
         }
     };
     match pending.durable().await {
-        Ok(_) => Json(Value::Array(docs)).into_response(),
-        Err(IngestError::Store(e)) => crate::api::error::ApiError::from(e).into_response(),
-        Err(e) => ns_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()),
+        Ok(_) => Ok(stored),
+        Err(IngestError::Store(e)) => Err(Box::new(crate::api::error::ApiError::from(e).into_response())),
+        Err(e) => Err(Box::new(ns_error(StatusCode::SERVICE_UNAVAILABLE, &e.to_string()))),
     }
 }
 
-/// The documents Nightscout answers an upload with: what was stored, with its `_id`.
-fn documents(accepted: &Accepted) -> Vec<Value> {
-    accepted.events.iter().map(|e| ns_doc(e.clone())).collect()
-}
-
-/// A stored document as Nightscout returns it: what the uploader sent, with `_id` (the
-/// sender's, else ours) and the fields Nightscout adds where the sender left them out.
-fn ns_doc(e: vitals_core::Event) -> Value {
-    let (t, ms) = (json!(format_time(e.start_ms)), json!(e.start_ms));
-    match e.kind.as_str() {
-        nightscout::ENTRIES => {
-            stored_doc(e, "", [("date", ms), ("dateString", t.clone()), ("sysTime", t), ("type", json!("sgv"))])
-        }
-        nightscout::DEVICESTATUS => stored_doc(e, "devicestatus-", [("created_at", t), ("mills", ms)]),
-        "profile" => stored_doc(e, "profile-", [("startDate", t), ("mills", ms)]),
-        _ => stored_doc(e, "treatment-", [("created_at", t), ("eventType", json!("Note"))]),
-    }
-}
-
-/// Glucose as clients expect it: an integer when it is one (`118`, not `118.0`).
-fn num(v: f64) -> Value {
-    if v.fract() == 0.0 && v.abs() < 1e15 { json!(v as i64) } else { json!(v) }
+/// What the server adds to every stored document, as Nightscout does: `srvModified` (now),
+/// `srvCreated` (kept from the document replaced, else now) and `identifier` (the sender's,
+/// else the document's own id); for each, whether it replaced a live document.
+pub(super) fn stamp(app: &crate::app::App, docs: &mut [Event], now: i64) -> Vec<bool> {
+    docs.iter_mut()
+        .map(|e| {
+            let before = app.events.get(&e.patient, &e.id).ok().flatten();
+            let created = before.as_ref().and_then(|b| b.attributes.get("srvCreated").cloned()).unwrap_or(json!(now));
+            e.attributes.insert("srvModified".into(), json!(now));
+            e.attributes.insert("srvCreated".into(), created);
+            let id = identifier(e);
+            e.attributes.entry("identifier".to_owned()).or_insert(json!(id));
+            before.is_some_and(|b| is_valid(&b))
+        })
+        .collect()
 }
 
 pub(crate) async fn post_entries(
@@ -165,6 +194,7 @@ pub(crate) async fn get_profile(
     };
     let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(usize::MAX);
     let mut events = app.events.query(p.as_str(), i64::MIN, i64::MAX, Some("profile"));
+    events.retain(is_valid);
     events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     events.truncate(count);
     Json(Value::Array(events.into_iter().map(ns_doc).collect())).into_response()
@@ -176,30 +206,6 @@ enum Kind {
     All,
     Sgv,
     Mbg,
-}
-
-fn bound(q: &HashMap<String, String>, field: &str, op: &str) -> Option<i64> {
-    q.get(&format!("find[{field}][{op}]")).and_then(|v| nightscout::find_time(v))
-}
-
-/// The bounds of `find[<field>][$gte|$gt|$lte|$lt]` on any of `fields`, as `[from, to)`
-/// within `[from, to)`.
-fn time_bounds(q: &HashMap<String, String>, fields: &[&str], (mut from, mut to): (i64, i64)) -> (i64, i64) {
-    for field in fields {
-        if let Some(t) = bound(q, field, "$gte") {
-            from = from.max(t);
-        }
-        if let Some(t) = bound(q, field, "$gt") {
-            from = from.max(t.saturating_add(1));
-        }
-        if let Some(t) = bound(q, field, "$lte") {
-            to = to.min(t.saturating_add(1));
-        }
-        if let Some(t) = bound(q, field, "$lt") {
-            to = to.min(t);
-        }
-    }
-    (from, to)
 }
 
 /// `GET entries`: the uploaders' entries as they sent them (the CGM's own arrow, delta,
@@ -232,13 +238,18 @@ async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kin
             to,
             limit: count,
             field: only_type.map(|t| ("type", t)),
+            ascending: false,
+            live_only: false,
         };
         let stored = app.events.documents().newest(&query).map_err(|e| e.to_string())?;
         let mut docs: Vec<(i64, String, Value)> = Vec::new();
         let mut sent: HashSet<String> = HashSet::new();
         for e in stored {
+            // A deleted entry hides its reading too.
             sent.insert(e.id.clone());
-            docs.push((e.start_ms, e.id.clone(), ns_doc(e)));
+            if is_valid(&e) {
+                docs.push((e.start_ms, e.id.clone(), ns_doc(e)));
+            }
         }
         for (code, ty) in metrics {
             let Some(metric) = app.catalog.id(code) else { continue };
@@ -325,6 +336,8 @@ pub(crate) async fn get_devicestatus(
             to,
             limit: count,
             field: field.as_ref().map(|(k, v)| (k.as_str(), v.as_str())),
+            ascending: false,
+            live_only: true,
         };
         app.events.documents().newest(&query)
     })
@@ -334,19 +347,6 @@ pub(crate) async fn get_devicestatus(
         Ok(Err(e)) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         Err(e) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
-}
-
-/// The first `find[<field>]=<value>` of a query that is an equality (not a time bound).
-fn equality_find(q: &HashMap<String, String>) -> Option<(String, String)> {
-    let mut found: Vec<(String, String)> = q
-        .iter()
-        .filter_map(|(k, v)| {
-            let field = k.strip_prefix("find[")?.strip_suffix(']')?;
-            (!field.contains('[') && !field.contains(']')).then(|| (field.to_owned(), v.clone()))
-        })
-        .collect();
-    found.sort();
-    found.into_iter().next()
 }
 
 /// `GET treatments`: the patient's treatments as the uploader sent them (every field kept),
@@ -365,41 +365,13 @@ pub(crate) async fn get_treatments(
     let (from, to) = time_bounds(&q, &["created_at", "date", "mills"], (i64::MIN, i64::MAX));
     let event_type = q.get("find[eventType]");
     let mut events = app.events.query(p.as_str(), i64::MIN, to, Some("treatment"));
-    events.retain(|e| e.start_ms >= from && e.start_ms < to);
+    events.retain(|e| e.start_ms >= from && e.start_ms < to && is_valid(e));
     if let Some(t) = event_type {
         events.retain(|e| e.attributes.get("eventType").and_then(Value::as_str) == Some(t.as_str()));
     }
     events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     events.truncate(count);
     Json(Value::Array(events.into_iter().map(ns_doc).collect())).into_response()
-}
-
-/// A stored document (a treatment, a profile) as Nightscout returns it: what was sent,
-/// with `_id` (the event's id without `prefix`) and `defaults` where the sender left them out.
-fn stored_doc<const N: usize>(e: vitals_core::Event, prefix: &str, defaults: [(&str, Value); N]) -> Value {
-    let mut doc: serde_json::Map<String, Value> = e.attributes.into_iter().collect();
-    if !doc.contains_key("_id") {
-        doc.insert("_id".into(), json!(e.id.strip_prefix(prefix).unwrap_or(&e.id)));
-    }
-    for (k, v) in defaults {
-        doc.entry(k).or_insert(v);
-    }
-    Value::Object(doc)
-}
-
-/// Nightscout's trend arrow for a rate of change in mg/dL per minute.
-fn direction(rate: Option<f64>) -> &'static str {
-    match rate {
-        None => "NONE",
-        Some(r) if !r.is_finite() => "NOT COMPUTABLE",
-        Some(r) if r > 3.0 => "DoubleUp",
-        Some(r) if r > 2.0 => "SingleUp",
-        Some(r) if r > 1.0 => "FortyFiveUp",
-        Some(r) if r >= -1.0 => "Flat",
-        Some(r) if r >= -2.0 => "FortyFiveDown",
-        Some(r) if r >= -3.0 => "SingleDown",
-        Some(_) => "DoubleDown",
-    }
 }
 
 pub(crate) async fn get_entries(
@@ -461,26 +433,4 @@ pub(crate) async fn status(State(app): State<AppState>, Path(p): Path<String>) -
         "authorized": null
     }))
     .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::direction;
-
-    #[test]
-    fn directions_follow_nightscout_thresholds() {
-        let cases = [
-            (None, "NONE"),
-            (Some(3.5), "DoubleUp"),
-            (Some(2.5), "SingleUp"),
-            (Some(1.5), "FortyFiveUp"),
-            (Some(0.0), "Flat"),
-            (Some(-1.5), "FortyFiveDown"),
-            (Some(-2.5), "SingleDown"),
-            (Some(-4.0), "DoubleDown"),
-        ];
-        for (rate, want) in cases {
-            assert_eq!(direction(rate), want, "{rate:?}");
-        }
-    }
 }

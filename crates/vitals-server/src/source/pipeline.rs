@@ -328,6 +328,12 @@ impl Pipeline {
         }
     }
 
+    /// Stores changed events durably (blocking I/O): a deleted document's tombstone, which
+    /// carries no samples.
+    pub fn put_events(&self, events: Vec<Event>) -> Result<(), IngestError> {
+        self.events.put_events(events).map_err(IngestError::Events)
+    }
+
     /// Stores the events (blocking I/O) and queues the samples for the writer.
     pub fn submit(&self, accepted: Accepted) -> Result<Pending, IngestError> {
         let (samples, u) = self.store_events(accepted)?;

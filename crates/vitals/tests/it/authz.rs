@@ -28,29 +28,41 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("POST", "/write", "any - - - - own"),
     ("POST", "/api/v2/write", "any - - - - own"),
     ("POST", "/nightscout/{patient}/api/v1/entries", "any - - - - own"),
-    ("GET", "/nightscout/{patient}/api/v1/entries", "any own own own any -"),
+    ("GET", "/nightscout/{patient}/api/v1/entries", "any own own own any own"),
     ("POST", "/nightscout/{patient}/api/v1/entries.json", "any - - - - own"),
-    ("GET", "/nightscout/{patient}/api/v1/entries.json", "any own own own any -"),
-    ("GET", "/nightscout/{patient}/api/v1/entries/sgv.json", "any own own own any -"),
-    ("GET", "/nightscout/{patient}/api/v1/entries/sgv", "any own own own any -"),
-    ("GET", "/nightscout/{patient}/api/v1/entries/mbg.json", "any own own own any -"),
-    ("GET", "/nightscout/{patient}/api/v1/entries/current.json", "any own own own any -"),
+    ("GET", "/nightscout/{patient}/api/v1/entries.json", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v1/entries/sgv.json", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v1/entries/sgv", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v1/entries/mbg.json", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v1/entries/current.json", "any own own own any own"),
     ("POST", "/nightscout/{patient}/api/v1/devicestatus", "any - - - - own"),
     ("POST", "/nightscout/{patient}/api/v1/devicestatus.json", "any - - - - own"),
-    ("GET", "/nightscout/{patient}/api/v1/devicestatus", "any own own own any -"),
-    ("GET", "/nightscout/{patient}/api/v1/devicestatus.json", "any own own own any -"),
+    ("GET", "/nightscout/{patient}/api/v1/devicestatus", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v1/devicestatus.json", "any own own own any own"),
     ("POST", "/nightscout/{patient}/api/v1/treatments", "any - - - - own"),
     ("PUT", "/nightscout/{patient}/api/v1/treatments", "any - - - - own"),
     ("POST", "/nightscout/{patient}/api/v1/treatments.json", "any - - - - own"),
     ("PUT", "/nightscout/{patient}/api/v1/treatments.json", "any - - - - own"),
-    ("GET", "/nightscout/{patient}/api/v1/treatments", "any own own own any -"),
+    ("GET", "/nightscout/{patient}/api/v1/treatments", "any own own own any own"),
     ("POST", "/nightscout/{patient}/api/v1/profile", "any - - - - own"),
     ("PUT", "/nightscout/{patient}/api/v1/profile", "any - - - - own"),
-    ("GET", "/nightscout/{patient}/api/v1/profile", "any own own own any -"),
+    ("GET", "/nightscout/{patient}/api/v1/profile", "any own own own any own"),
     ("POST", "/nightscout/{patient}/api/v1/profile.json", "any - - - - own"),
     ("PUT", "/nightscout/{patient}/api/v1/profile.json", "any - - - - own"),
-    ("GET", "/nightscout/{patient}/api/v1/profile.json", "any own own own any -"),
-    ("GET", "/nightscout/{patient}/api/v1/treatments.json", "any own own own any -"),
+    ("GET", "/nightscout/{patient}/api/v1/profile.json", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v1/treatments.json", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v2/authorization/request/{token}", "any any any any any any"),
+    ("GET", "/nightscout/{patient}/api/v3/version", "any any any any any any"),
+    ("GET", "/nightscout/{patient}/api/v3/status", "any any any any any any"),
+    ("GET", "/nightscout/{patient}/api/v3/lastModified", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v3/{collection}", "any own own own any own"),
+    ("POST", "/nightscout/{patient}/api/v3/{collection}", "any - - - - own"),
+    ("GET", "/nightscout/{patient}/api/v3/{collection}/history", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v3/{collection}/history/{since}", "any own own own any own"),
+    ("GET", "/nightscout/{patient}/api/v3/{collection}/{identifier}", "any own own own any own"),
+    ("PUT", "/nightscout/{patient}/api/v3/{collection}/{identifier}", "any - - - - own"),
+    ("PATCH", "/nightscout/{patient}/api/v3/{collection}/{identifier}", "any - - - - own"),
+    ("DELETE", "/nightscout/{patient}/api/v3/{collection}/{identifier}", "any - - - - own"),
     ("GET", "/nightscout/{patient}/api/v1/status.json", "any any any any any any"),
     ("GET", "/nightscout/{patient}/api/v1/status", "any any any any any any"),
     ("GET", "/api/v1/metrics", "any any - - any -"),
@@ -216,6 +228,9 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         .replace("{team}", "matrix-team")
         .replace("{name}", "nothing")
         .replace("{file}", "Observation.ndjson")
+        .replace("{collection}", "treatments")
+        .replace("{identifier}", "nothing")
+        .replace("{since}", "0")
         .replace("{id}", if template.starts_with("/api/v1/alerts/") { alert } else { "999999" })
         + match template.rsplit('/').next() {
             Some("chart") => "?metrics=heart_rate&from=1763000000000&to=1763780400000",
@@ -246,6 +261,7 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
 fn send(w: &World, role: Role, method: &str, template: &str, patient: &str) -> Resp {
     let (path, body) = concrete(w, method, template, patient);
     let token = &w.tokens[&role];
+    let path = path.replace("{token}", token);
     let auth = if template.starts_with("/nightscout/") {
         ("api-secret", token.clone())
     } else {
@@ -393,6 +409,9 @@ fn nothing_an_analyst_can_reach_holds_identity_and_their_reads_are_audited() {
                 "/api/v1/openapi.json",
                 "/nightscout/{patient}/api/v1/status.json",
                 "/nightscout/{patient}/api/v1/status",
+                "/nightscout/{patient}/api/v2/authorization/request/{token}",
+                "/nightscout/{patient}/api/v3/version",
+                "/nightscout/{patient}/api/v3/status",
             ];
             reached += usize::from(!unaudited.contains(template));
         }

@@ -388,3 +388,139 @@ fn a_closed_loops_uploaders_and_a_follower_talk_to_it_as_to_nightscout() {
     let after = server.get("/nightscout/ns-5/api/v1/devicestatus.json", Some(ADMIN)).json();
     assert_eq!(after, json!([]), "no status left after erasure");
 }
+
+/// AndroidAPS' NSClient v3 as its Retrofit interface (`NightscoutRemoteService`) talks:
+/// the token exchange, status, lastModified, sgv reads and history, treatment create /
+/// deduplicate / patch / delete, device status and profile uploads; with xDrip+ uploading
+/// on API v1 beside it and downloading treatments with its uploader secret.
+const AAPS_V3: &str = r#"
+import gzip, hashlib, json, sys
+import requests
+
+base, uploader, now = sys.argv[1], sys.argv[2], int(sys.argv[3])
+out = {}
+r = requests.get(base + "/api/v2/authorization/request/" + uploader)
+out["jwt"] = [r.status_code, r.json()]
+bearer = {"Authorization": "Bearer " + r.json()["token"]}
+v3 = base + "/api/v3/"
+out["status"] = requests.get(v3 + "status", headers=bearer).json()
+# xDrip+ uploads two readings on API v1 meanwhile.
+xdrip = [{"device": "xDrip-DexcomG6", "date": now - i * 300000, "sgv": 110 + i, "direction": "FortyFiveDown",
+          "type": "sgv", "delta": -4.5} for i in range(2)]
+r = requests.post(base + "/api/v1/entries", json=xdrip, headers={"api-secret": hashlib.sha1(uploader.encode()).hexdigest()})
+out["xdrip"] = r.status_code
+out["sgvs"] = requests.get(v3 + "entries?sort$desc=date&type=sgv", headers=bearer).json()
+out["newer"] = requests.get(v3 + "entries?sort=date", params={"date$gt": now - 400000, "limit": 10}, headers=bearer).json()
+out["entries_history"] = requests.get(v3 + "entries/history/0", params={"limit": 500}, headers=bearer).json()
+t = {"date": now - 60000, "utcOffset": 60, "eventType": "Correction Bolus", "insulin": 0.6, "type": "NORMAL",
+     "isSMB": False, "isValid": True, "app": "AAPS", "device": "Samsung SM-G970F", "pumpId": 4713,
+     "pumpType": "ACCU_CHEK_COMBO", "pumpSerial": "PUMP_10154415", "identifier": "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab"}
+r = requests.post(v3 + "treatments", json=t, headers=bearer)
+out["create"] = [r.status_code, r.json()]
+r = requests.post(v3 + "treatments", json=t, headers=bearer)
+out["again"] = [r.status_code, r.json()]
+created = out["create"][1]["lastModified"]
+r = requests.patch(v3 + "treatments/" + t["identifier"], json={"notes": "before lunch"}, headers=bearer)
+out["patch"] = [r.status_code, r.json()]
+out["one"] = requests.get(v3 + "treatments/" + t["identifier"], headers=bearer).json()
+out["history"] = requests.get(v3 + "treatments/history/" + str(created - 1), params={"limit": 10}, headers=bearer).json()
+r = requests.delete(v3 + "treatments/" + t["identifier"], headers=bearer)
+out["delete"] = r.status_code
+out["gone"] = requests.get(v3 + "treatments/" + t["identifier"], headers=bearer).status_code
+out["history_after"] = requests.get(v3 + "treatments/history/" + str(created - 1), headers=bearer).json()
+# xDrip+ downloads treatments on API v1 with its uploader secret: the deleted one is gone.
+r = requests.get(base + "/api/v1/treatments.json", headers={"api-secret": hashlib.sha1(uploader.encode()).hexdigest()})
+out["v1_treatments"] = [r.status_code, r.json()]
+ds = {"device": "openaps://samsung SM-G970F", "date": now - 20000, "created_at": "2025-11-22T02:59:40Z",
+      "uploaderBattery": 77, "isCharging": True, "pump": {"reservoir": 80, "battery": {"percent": 55}},
+      "openaps": {"suggested": {"bg": 111, "eventualBG": 104}}, "app": "AAPS"}
+r = requests.post(v3 + "devicestatus", json=ds, headers=bearer)
+out["devicestatus"] = [r.status_code, r.json()]
+out["ds_history"] = requests.get(v3 + "devicestatus/history/0", headers=bearer).json()
+profile = {"date": now - 30000, "defaultProfile": "Default", "startDate": "2025-11-22T02:59:30.000Z", "app": "AAPS",
+           "store": {"Default": {"dia": 5, "units": "mg/dl", "basal": [{"time": "00:00", "value": 0.9, "timeAsSeconds": 0}]}}}
+r = requests.post(v3 + "profile", json=profile, headers=bearer)
+out["profile"] = [r.status_code, r.json()]
+out["last_profile"] = requests.get(v3 + "profile?sort$desc=date&limit=1", headers=bearer).json()
+out["lastModified"] = requests.get(v3 + "lastModified", headers=bearer).json()
+bad = requests.post(v3 + "entries", json={"type": "sgv", "date": now}, headers=bearer)
+out["bad"] = [bad.status_code, bad.json()]
+out["unknown"] = requests.get(v3 + "food", headers=bearer).status_code
+out["anonymous"] = requests.get(v3 + "entries").status_code
+print(json.dumps(out))
+"#;
+
+#[test]
+fn androidaps_nsclient_v3_syncs_by_identifier_and_modification_time() {
+    let server = TestServer::start();
+    let r = server.post(
+        "/api/v1/tokens",
+        Some(ADMIN),
+        "application/json",
+        br#"{"name":"aaps","role":"device","patient":"ns-6"}"#,
+    );
+    let uploader = r.json()["token"].as_str().expect("token").to_owned();
+    let base = format!("{}/nightscout/ns-6", server.url);
+    let out = Command::new("python3")
+        .args(["-c", AAPS_V3, &base, &uploader, &NOW.to_string()])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let o: Value = serde_json::from_str(&stdout).expect("json");
+
+    assert_eq!(o["jwt"][0], json!(200));
+    assert_eq!(o["jwt"][1]["exp"].as_i64().expect("exp") - o["jwt"][1]["iat"].as_i64().expect("iat"), 8 * 3600);
+    assert_eq!(o["status"]["result"]["apiPermissions"]["treatments"], json!("crud"), "{}", o["status"]);
+    assert_eq!(o["xdrip"], json!(200));
+    let sgvs = o["sgvs"]["result"].as_array().expect("sgvs");
+    assert_eq!(sgvs.len(), 2, "{sgvs:?}");
+    assert_eq!((&sgvs[0]["sgv"], &sgvs[0]["direction"]), (&json!(110), &json!("FortyFiveDown")), "as xDrip+ sent");
+    assert_eq!(sgvs[0]["identifier"], json!(format!("sgv-{NOW}")));
+    assert_eq!(sgvs[0]["srvModified"], json!(NOW), "stamped by the server's clock");
+    let newer: Vec<i64> =
+        o["newer"]["result"].as_array().expect("newer").iter().map(|e| e["date"].as_i64().expect("date")).collect();
+    assert_eq!(newer, vec![NOW - 300_000, NOW], "oldest first with sort=date");
+    assert_eq!(o["entries_history"]["result"].as_array().map(Vec::len), Some(2));
+
+    let ident = "6f1e2d3c-aaaa-4bbb-8ccc-0123456789ab";
+    assert_eq!(o["create"][0], json!(201), "{}", o["create"]);
+    assert_eq!(o["create"][1]["identifier"], json!(ident));
+    assert_eq!(o["again"][0], json!(200), "a re-send is deduplicated: {}", o["again"]);
+    assert_eq!(o["again"][1]["isDeduplication"], json!(true));
+    assert_eq!(o["patch"][0], json!(200), "{}", o["patch"]);
+    let one = &o["one"]["result"];
+    assert_eq!(
+        (&one["notes"], &one["insulin"], &one["pumpSerial"]),
+        (&json!("before lunch"), &json!(0.6), &json!("PUMP_10154415"))
+    );
+    assert_eq!(one["identifier"], json!(ident));
+    let history = o["history"]["result"].as_array().expect("history");
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0]["notes"], json!("before lunch"));
+    assert_eq!((o["delete"].clone(), o["gone"].clone()), (json!(200), json!(410)));
+    let after = o["history_after"]["result"].as_array().expect("history");
+    assert_eq!(after[0]["isValid"], json!(false), "the deletion is in the history: {after:?}");
+    assert_eq!(o["v1_treatments"], json!([200, []]), "the uploader reads back; the deleted one is gone");
+
+    assert_eq!(o["devicestatus"][0], json!(201), "{}", o["devicestatus"]);
+    let ds = &o["ds_history"]["result"][0];
+    assert_eq!((&ds["openaps"]["suggested"]["eventualBG"], &ds["isCharging"]), (&json!(104), &json!(true)));
+    assert_eq!(o["profile"][0], json!(201), "{}", o["profile"]);
+    assert_eq!(o["last_profile"]["result"][0]["store"]["Default"]["dia"], json!(5));
+    let collections = &o["lastModified"]["result"]["collections"];
+    for c in ["entries", "treatments", "devicestatus", "profile"] {
+        assert_eq!(collections[c], json!(NOW), "{c}: {collections}");
+    }
+    assert_eq!(o["bad"][0], json!(400), "an entry without its value: {}", o["bad"]);
+    assert!(o["bad"][1]["message"].as_str().expect("message").contains("no sgv"), "{}", o["bad"]);
+    assert_eq!((o["unknown"].clone(), o["anonymous"].clone()), (json!(404), json!(401)));
+
+    // The uploader's devicestatus battery reached the device view; AndroidAPS' treatment
+    // never reached another patient's site.
+    let other = server.get("/nightscout/ns-7/api/v3/treatments", Some(ADMIN)).json();
+    assert_eq!(other["result"], json!([]));
+    let sha1 = hex::encode(<sha1::Sha1 as sha1::Digest>::digest(uploader.as_bytes()));
+    let r = server.request("GET", "/nightscout/ns-7/api/v1/treatments.json", &[("api-secret", &sha1)], None);
+    assert_eq!(r.status, 403, "a bound uploader reads only its own patient's site");
+}

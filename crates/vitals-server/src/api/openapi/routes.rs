@@ -10,6 +10,77 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
     use Answer::*;
     let m = method.as_str();
     let range = || vec![("from", time(), false), ("to", time(), false)];
+    if path == "/nightscout/{patient}/api/v2/authorization/request/{token}" {
+        let summary = "Nightscout: the token exchange of API v3 clients (answers the token as an opaque bearer)";
+        return Some(doc(summary, "nightscout", vec![], vec![], &[200], Json));
+    }
+    if let Some(rest) = path.strip_prefix("/nightscout/{patient}/api/v3/") {
+        let search = || {
+            vec![
+                ("limit", count(), false),
+                ("skip", count(), false),
+                ("sort", string(), false),
+                ("sort$desc", string(), false),
+                ("fields", string(), false),
+                ("date$gt", string(), false),
+                ("date$gte", string(), false),
+                ("date$lt", string(), false),
+                ("date$lte", string(), false),
+            ]
+        };
+        let object = || vec![("application/json", json!({"type": "object"}))];
+        return Some(match (m, rest) {
+            ("GET", "version") => doc("Nightscout v3: version", "nightscout", vec![], vec![], &[200], Json),
+            ("GET", "status") => {
+                doc("Nightscout v3: version and the caller's rights", "nightscout", vec![], vec![], &[200], Json)
+            }
+            ("GET", "lastModified") => {
+                doc("Nightscout v3: when each collection last changed", "nightscout", vec![], vec![], &[200], Json)
+            }
+            ("GET", "{collection}") => doc(
+                "Nightscout v3: search a collection (entries, devicestatus, treatments, profile)",
+                "nightscout",
+                search(),
+                vec![],
+                &[200],
+                Json,
+            ),
+            ("POST", "{collection}") => {
+                doc("Nightscout v3: create a document", "nightscout", vec![], object(), &[200, 201], Json)
+            }
+            ("GET", "{collection}/history" | "{collection}/history/{since}") => doc(
+                "Nightscout v3: documents changed since a time (ms), deleted ones too",
+                "nightscout",
+                vec![("limit", count(), false), ("fields", string(), false)],
+                vec![],
+                &[200],
+                Json,
+            ),
+            ("GET", "{collection}/{identifier}") => doc(
+                "Nightscout v3: one document (410 once deleted)",
+                "nightscout",
+                vec![("fields", string(), false)],
+                vec![],
+                &[200],
+                Json,
+            ),
+            ("PUT", "{collection}/{identifier}") => {
+                doc("Nightscout v3: replace a document", "nightscout", vec![], object(), &[200, 201], Json)
+            }
+            ("PATCH", "{collection}/{identifier}") => {
+                doc("Nightscout v3: change fields of a document", "nightscout", vec![], object(), &[200], Json)
+            }
+            ("DELETE", "{collection}/{identifier}") => doc(
+                "Nightscout v3: delete a document (kept as deleted for sync)",
+                "nightscout",
+                vec![],
+                vec![],
+                &[200],
+                Json,
+            ),
+            _ => return None,
+        });
+    }
     if let Some(rest) = path.strip_prefix("/nightscout/{patient}/api/v1/") {
         let entries = || json!({"oneOf": [{"type": "array", "items": {"type": "object"}}, {"type": "object"}]});
         let find = || {
