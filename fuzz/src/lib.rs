@@ -206,6 +206,8 @@ pub fn nightscout(data: &[u8]) {
         nightscout::decode_devicestatus,
         nightscout::decode_treatments,
         nightscout::decode_profile,
+        nightscout::decode_activity,
+        nightscout::decode_food,
     ] {
         if let Ok(d) = decode(data, "p", &mut validator()) {
             accounted(&d.batch);
@@ -230,7 +232,9 @@ fn nightscout_v3_query(data: &[u8]) {
         .collect();
     let (from, to) = time_bounds(&q, &["date", "created_at"], (0, i64::MAX));
     assert!(from >= 0 && to <= i64::MAX);
-    let _ = equality_find(&q);
+    if let Err(why) = equality_find(&q) {
+        assert!(why.starts_with("find["));
+    }
     match search_of(&q) {
         Ok(s) => {
             assert!((1..=MAX_LIMIT).contains(&s.limit), "{}", s.limit);

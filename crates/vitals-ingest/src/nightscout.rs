@@ -24,6 +24,10 @@ use crate::native::DecodeError;
 pub const ENTRIES: &str = "nightscout/entries";
 /// The kind of the documents holding device statuses as uploaders sent them.
 pub const DEVICESTATUS: &str = "nightscout/devicestatus";
+/// The kind of the documents holding xDrip+'s activity records (heart rate, steps, motion).
+pub const ACTIVITY: &str = "nightscout/activity";
+/// The kind of the documents holding the food database (names, portions, carbs).
+pub const FOOD: &str = "nightscout/food";
 
 /// What a payload decoded to.
 #[derive(Debug, Default)]
@@ -360,6 +364,96 @@ pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator
     Ok(out)
 }
 
+/// Decodes `POST /api/v1/activity` (xDrip+: `type` `hr-bpm` with `bpm` and `accuracy`,
+/// `steps-total` with `steps`, `motion-class` with `class`; at `timeStamp` (ms), else
+/// `created_at`): each record is kept whole as a document; a heart rate also becomes a
+/// `heart_rate` reading of the device (`device`, else `xdrip-watch`). Step totals are
+/// cumulative counts of the watch's own day and stay documents.
+pub fn decode_activity(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let mut out = Decoded::default();
+    for (i, item) in objects(body)?.iter().enumerate() {
+        let Some(o) = item.as_object() else {
+            out.batch.items += 1;
+            out.batch.reject(Rejection::new(i, RejectCode::Malformed, format!("activity {i} is not an object")));
+            continue;
+        };
+        let time = ["timeStamp", "date", "mills"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_f64))
+            .map(RawTime::FloatMs)
+            .or_else(|| time_of(o));
+        let Some(t) = time.clone().and_then(document_ms) else {
+            out.batch.items += 1;
+            out.batch.reject(Rejection::new(
+                i,
+                RejectCode::MissingField,
+                format!("activity {i}: no timeStamp or created_at"),
+            ));
+            continue;
+        };
+        let ty = o.get("type").and_then(Value::as_str).unwrap_or("");
+        let id = ["_id", "identifier"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str))
+            .map(|id| format!("activity-{id}"))
+            .unwrap_or_else(|| Event::content_id(patient, "activity", t, t, ty));
+        out.events.push(document_event(patient, ACTIVITY, id, (t, t), o));
+        if let (Some(bpm), Some(time)) = (o.get("bpm").filter(|_| ty == "hr-bpm"), time) {
+            let Some(value) = bpm.as_f64() else {
+                out.batch.items += 1;
+                out.batch.reject(Rejection::new(
+                    i,
+                    RejectCode::InvalidField,
+                    format!("activity {i}: bpm is not a number"),
+                ));
+                continue;
+            };
+            let device = o.get("device").and_then(Value::as_str).and_then(device_from_source);
+            let raw = RawSample {
+                patient: Cow::Borrowed(patient),
+                metric: Cow::Borrowed("heart_rate"),
+                time,
+                value,
+                unit: Some(Cow::Borrowed("bpm")),
+                device: Some(Cow::Owned(device.unwrap_or_else(|| "xdrip-watch".into()))),
+                id: None,
+            };
+            push(&mut out.batch, validator, i, raw);
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes `POST /api/v1/food` and API v3 `food`: each food (`name`, `category`,
+/// `portion`, `unit`, `carbs`, `fat`, `protein`, `gi`...) kept whole as a document, by the
+/// sender's id, else by its name and category; at its `created_at`/`date` if it has one.
+pub fn decode_food(body: &[u8], patient: &str, validator: &mut Validator<'_>) -> Result<Decoded, DecodeError> {
+    let _ = validator;
+    let mut out = Decoded::default();
+    for (i, item) in objects(body)?.iter().enumerate() {
+        let Some(o) = item.as_object() else {
+            out.batch.items += 1;
+            out.batch.reject(Rejection::new(i, RejectCode::Malformed, format!("food {i} is not an object")));
+            continue;
+        };
+        let name = o.get("name").and_then(Value::as_str).unwrap_or("");
+        if name.is_empty() && !o.contains_key("_id") && !o.contains_key("identifier") {
+            out.batch.items += 1;
+            out.batch.reject(Rejection::new(i, RejectCode::MissingField, format!("food {i}: no name")));
+            continue;
+        }
+        let t = time_of(o).and_then(document_ms).unwrap_or(0);
+        let category = o.get("category").and_then(Value::as_str).unwrap_or("");
+        let id = ["_id", "identifier"]
+            .iter()
+            .find_map(|k| o.get(*k).and_then(Value::as_str))
+            .map(|id| format!("food-{id}"))
+            .unwrap_or_else(|| Event::content_id(patient, "food", 0, 0, &format!("{category}\u{1f}{name}")));
+        out.events.push(document_event(patient, FOOD, id, (t, t), o));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod profile_tests {
     use super::*;
@@ -498,6 +592,35 @@ mod tests {
     }
 
     #[test]
+    fn xdrip_activity_keeps_records_and_heart_rates_become_readings() {
+        let body =
+            br#"[{"type":"hr-bpm","timeStamp":1709653500000,"created_at":"2024-03-05T15:45:00Z","bpm":72,"accuracy":3},
+            {"type":"steps-total","timeStamp":1709653500000,"steps":4211},
+            {"type":"hr-bpm","timeStamp":1709653560000,"bpm":"fast"},
+            {"type":"motion-class","class":"walking"}]"#;
+        let d = decode_activity(body, "p-1", &mut v()).expect("decodes");
+        let hr: Vec<(i64, f64, Option<&str>)> =
+            d.batch.samples.iter().map(|s| (s.time_ms, s.value, s.device.as_ref().map(|x| x.as_str()))).collect();
+        assert_eq!(hr, vec![(1_709_653_500_000, 72.0, Some("xdrip-watch"))]);
+        assert_eq!(d.events.iter().filter(|e| e.kind == ACTIVITY).count(), 3, "every record with a time kept");
+        let why: Vec<(usize, RejectCode)> = d.batch.rejections.iter().map(|r| (r.index, r.code)).collect();
+        assert_eq!(why, vec![(2, RejectCode::InvalidField), (3, RejectCode::MissingField)]);
+    }
+
+    #[test]
+    fn foods_are_kept_by_id_or_name() {
+        let body = br#"[{"type":"food","category":"Breakfast","name":"Oatmeal","portion":250,"unit":"g","carbs":45},
+            {"_id":"f1","name":"Apple","carbs":15}, {"category":"x"}]"#;
+        let d = decode_food(body, "p-1", &mut v()).expect("decodes");
+        assert_eq!(d.events.len(), 2);
+        assert_eq!(d.events[1].id, "food-f1");
+        assert_eq!(d.events[0].attributes["carbs"], serde_json::json!(45));
+        assert_eq!(d.batch.rejections[0].index, 2);
+        let again = decode_food(body, "p-1", &mut v()).expect("decodes");
+        assert_eq!(again.events[0].id, d.events[0].id, "the same food replaces itself");
+    }
+
+    #[test]
     fn offsets_without_colons_are_read() {
         assert_eq!(normalise_iso("2024-03-05T07:45:00.000-0800"), "2024-03-05T07:45:00.000-08:00");
         assert_eq!(normalise_iso("2024-03-05T15:45:00.000Z"), "2024-03-05T15:45:00.000Z");
@@ -506,7 +629,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn decoders_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
-            for f in [decode_entries, decode_devicestatus, decode_treatments] {
+            for f in [decode_entries, decode_devicestatus, decode_treatments, decode_activity, decode_food] {
                 if let Ok(d) = f(&bytes, "p", &mut v()) {
                     proptest::prop_assert_eq!(d.batch.items, d.batch.samples.len() + d.batch.rejections.len());
                 }

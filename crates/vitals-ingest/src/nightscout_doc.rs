@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use vitals_core::Event;
 use vitals_core::time::format_time;
 
-use crate::nightscout::{DEVICESTATUS, ENTRIES};
+use crate::nightscout::{ACTIVITY, DEVICESTATUS, ENTRIES, FOOD};
 
 /// A document's identifier: the sender's `identifier`, else its id without the prefix the
 /// decoder gave it (`treatment-`, `profile-`, `devicestatus-`; entries keep theirs).
@@ -15,7 +15,11 @@ pub fn identifier(e: &Event) -> String {
     if let Some(id) = e.attributes.get("identifier").and_then(Value::as_str) {
         return id.to_owned();
     }
-    let prefix = Collection::ALL.iter().find(|c| c.kind() == e.kind).map_or("", |c| c.prefix());
+    let prefix = match Collection::ALL.iter().find(|c| c.kind() == e.kind) {
+        Some(c) => c.prefix(),
+        None if e.kind == ACTIVITY => "activity-",
+        None => "",
+    };
     e.id.strip_prefix(prefix).unwrap_or(&e.id).to_owned()
 }
 
@@ -32,8 +36,23 @@ pub fn ns_doc(e: Event) -> Value {
         ENTRIES => stored_doc(e, "", [("date", ms), ("dateString", t.clone()), ("sysTime", t), ("type", json!("sgv"))]),
         DEVICESTATUS => stored_doc(e, "devicestatus-", [("created_at", t), ("mills", ms)]),
         "profile" => stored_doc(e, "profile-", [("startDate", t), ("mills", ms)]),
+        ACTIVITY => stored_doc(e, "activity-", [("created_at", t), ("timeStamp", ms)]),
+        FOOD => stored_doc(e, "food-", [("type", json!("food"))]),
         _ => stored_doc(e, "treatment-", [("created_at", t), ("eventType", json!("Note"))]),
     }
+}
+
+/// A reading that came another way in (an app, a file) as Nightscout shows an entry of
+/// type `ty` (`sgv`, `mbg`); a sensor reading gets the arrow of its rate of change since
+/// `prev` (the reading before, if at most 15 minutes before).
+pub fn reading_doc(ty: &str, (time_ms, value): (i64, f64), device: Option<&str>, prev: Option<(i64, f64)>) -> Value {
+    let mut doc = json!({"_id": format!("{ty}-{time_ms}"), "type": ty, ty: num(value), "date": time_ms,
+        "dateString": format_time(time_ms), "sysTime": format_time(time_ms), "device": device});
+    if ty == "sgv" {
+        let prev = prev.filter(|(t, _)| time_ms - t <= 15 * 60_000 && *t < time_ms);
+        doc["direction"] = json!(direction(prev.map(|(t, v)| (value - v) / ((time_ms - t) as f64 / 60_000.0))));
+    }
+    doc
 }
 
 /// Glucose as clients expect it: an integer when it is one (`118`, not `118.0`).
@@ -76,6 +95,7 @@ pub enum Collection {
     DeviceStatus,
     Treatments,
     Profile,
+    Food,
 }
 
 impl Collection {
@@ -85,12 +105,13 @@ impl Collection {
             "devicestatus" => Some(Collection::DeviceStatus),
             "treatments" => Some(Collection::Treatments),
             "profile" => Some(Collection::Profile),
+            "food" => Some(Collection::Food),
             _ => None,
         }
     }
 
-    pub const ALL: [Collection; 4] =
-        [Collection::DeviceStatus, Collection::Entries, Collection::Profile, Collection::Treatments];
+    pub const ALL: [Collection; 5] =
+        [Collection::DeviceStatus, Collection::Entries, Collection::Food, Collection::Profile, Collection::Treatments];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -98,6 +119,7 @@ impl Collection {
             Collection::DeviceStatus => "devicestatus",
             Collection::Treatments => "treatments",
             Collection::Profile => "profile",
+            Collection::Food => "food",
         }
     }
 
@@ -108,6 +130,7 @@ impl Collection {
             Collection::DeviceStatus => DEVICESTATUS,
             Collection::Treatments => "treatment",
             Collection::Profile => "profile",
+            Collection::Food => FOOD,
         }
     }
 
@@ -118,12 +141,13 @@ impl Collection {
             Collection::DeviceStatus => "devicestatus-",
             Collection::Treatments => "treatment-",
             Collection::Profile => "profile-",
+            Collection::Food => "food-",
         }
     }
 
     /// Kept in the document store (on disk) rather than among the events in memory.
     pub fn is_document(self) -> bool {
-        matches!(self, Collection::Entries | Collection::DeviceStatus)
+        matches!(self, Collection::Entries | Collection::DeviceStatus | Collection::Food)
     }
 }
 
@@ -180,7 +204,14 @@ mod tests {
         assert!(is_valid(&t));
         assert!(!is_valid(&doc(DEVICESTATUS, "devicestatus-x", json!({"isValid": false}))));
         assert_eq!(identifier(&doc(DEVICESTATUS, "devicestatus-x", json!({}))), "x");
-        assert_eq!(Collection::parse("food"), None);
+        assert_eq!(Collection::parse("settings"), None);
+        let sgv = reading_doc("sgv", (600_000, 130.0), Some("band"), Some((300_000, 118.0)));
+        assert_eq!(
+            (&sgv["sgv"], &sgv["direction"], &sgv["_id"]),
+            (&json!(130), &json!("SingleUp"), &json!("sgv-600000"))
+        );
+        assert_eq!(reading_doc("sgv", (2_000_000, 130.0), None, Some((300_000, 118.0)))["direction"], json!("NONE"));
+        assert!(reading_doc("mbg", (1, 99.5), None, None).get("direction").is_none());
         assert!(Collection::ALL.iter().all(|c| Collection::parse(c.name()) == Some(*c)));
     }
 

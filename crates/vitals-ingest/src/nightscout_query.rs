@@ -149,8 +149,9 @@ pub fn time_bounds(q: &HashMap<String, String>, fields: &[&str], (mut from, mut 
     (from, to)
 }
 
-/// The first `find[<field>]=<value>` of a query that is an equality (not a time bound).
-pub fn equality_find(q: &HashMap<String, String>) -> Option<(String, String)> {
+/// The first `find[<field>]=<value>` of a query that is an equality (not a time bound);
+/// refused unless the field is a plain name.
+pub fn equality_find(q: &HashMap<String, String>) -> Result<Option<(String, String)>, String> {
     let mut found: Vec<(String, String)> = q
         .iter()
         .filter_map(|(k, v)| {
@@ -159,7 +160,12 @@ pub fn equality_find(q: &HashMap<String, String>) -> Option<(String, String)> {
         })
         .collect();
     found.sort();
-    found.into_iter().next()
+    match found.into_iter().next() {
+        Some((k, _)) if !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') => {
+            Err(format!("find[{k}]: only a plain field name can be matched"))
+        }
+        first => Ok(first),
+    }
 }
 
 #[cfg(test)]
@@ -204,7 +210,9 @@ mod tests {
             time_bounds(&q, &["created_at", "date"], (i64::MIN, i64::MAX)),
             (1_763_769_600_000, 1_763_780_400_000)
         );
-        assert_eq!(equality_find(&q), Some(("device".to_owned(), "loop://iPhone".to_owned())));
+        assert_eq!(equality_find(&q), Ok(Some(("device".to_owned(), "loop://iPhone".to_owned()))));
+        let odd = [("find[a\"b]".to_owned(), "1".to_owned())].into();
+        assert!(equality_find(&odd).is_err());
         assert_eq!(time_bounds(&q, &["mills"], (0, 10)), (0, 10), "other fields leave the window");
     }
 

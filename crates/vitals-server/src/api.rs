@@ -309,6 +309,15 @@ fn nightscout(r: &mut Routes) {
         r.add(Method::PUT, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_profile);
         r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_profile);
     }
+    for path in ["activity", "activity.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_activity);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_activity);
+    }
+    for path in ["food", "food.json"] {
+        r.add(Method::POST, &format!("{base}/{path}"), Write, Ns, Load::Write, ns::post_food);
+        r.add(Method::GET, &format!("{base}/{path}"), Read, Ns, Load::Light, ns::get_food);
+    }
+    r.add(Method::DELETE, &format!("{base}/{{collection}}/{{id}}"), Write, Ns, Load::Write, ns::delete_document);
     // API v3 (AndroidAPS' NSClient v3, Trio) over the same documents.
     use crate::source::nightscout_v3 as v3;
     let v3_base = "/nightscout/{patient}/api/v3";

@@ -19,9 +19,8 @@ use vitals_storage::data_dir::DataDir;
 pub use vitals_alerts::NotifyConfig;
 
 mod cluster;
-mod nightscout;
 pub use cluster::ClusterConfig;
-pub use nightscout::NightscoutConfig;
+pub use vitals_ingest::nightscout_site::NightscoutConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

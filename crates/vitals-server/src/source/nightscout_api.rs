@@ -15,11 +15,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use vitals_core::time::{MS_PER_DAY, format_time};
+use vitals_core::time::MS_PER_DAY;
 use vitals_core::{Event, PatientId};
 use vitals_ingest::nightscout;
-use vitals_ingest::nightscout_doc::{direction, identifier, is_valid, ns_doc, num};
-use vitals_ingest::nightscout_query::{equality_find, time_bounds};
+use vitals_ingest::nightscout_doc::{Collection, identifier, is_valid, ns_doc, reading_doc};
+use vitals_ingest::nightscout_query::{Condition, equality_find, time_bounds};
 use vitals_query::{QueryResult, SeriesQuery};
 use vitals_storage::documents::DocumentQuery;
 
@@ -260,16 +260,9 @@ async fn entries(app: AppState, p: String, q: HashMap<String, String>, kind: Kin
                 if sent.contains(&id) {
                     continue;
                 }
-                let mut doc = json!({"_id": id, "type": ty, ty: num(pt.value), "date": pt.time_ms,
-                    "dateString": format_time(pt.time_ms), "sysTime": format_time(pt.time_ms),
-                    "device": pt.device.as_ref().map(|d| d.as_str())});
-                if ty == "sgv" {
-                    let prev = i.checked_sub(1).map(|j| &points[j]).filter(|q| pt.time_ms - q.time_ms <= 15 * 60_000);
-                    doc["direction"] = json!(direction(
-                        prev.map(|q| (pt.value - q.value) / ((pt.time_ms - q.time_ms) as f64 / 60_000.0))
-                    ));
-                }
-                docs.push((pt.time_ms, id, doc));
+                let prev = i.checked_sub(1).map(|j| (points[j].time_ms, points[j].value));
+                let device = pt.device.as_ref().map(|d| d.as_str());
+                docs.push((pt.time_ms, id, reading_doc(ty, (pt.time_ms, pt.value), device, prev)));
             }
         }
         docs.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| b.1.cmp(&a.1)));
@@ -316,22 +309,50 @@ pub(crate) async fn get_devicestatus(
     Path(p): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    read_documents(app, p, q, nightscout::DEVICESTATUS, 10).await
+}
+
+/// `GET activity`: xDrip+'s activity records as sent, newest first (as `devicestatus`).
+pub(crate) async fn get_activity(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    read_documents(app, p, q, nightscout::ACTIVITY, 10).await
+}
+
+/// `GET food`: the food database (all of it unless `count` is given).
+pub(crate) async fn get_food(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    read_documents(app, p, q, nightscout::FOOD, 100_000).await
+}
+
+/// Documents of a kind, newest first: `count`, time bounds on `created_at`, `date` or
+/// `mills`, one `find[<field>]=` on a plain field name.
+async fn read_documents(
+    app: AppState,
+    p: String,
+    q: HashMap<String, String>,
+    kind: &'static str,
+    default_count: usize,
+) -> Response {
     let p = match patient(&p) {
         Ok(p) => p,
         Err(r) => return *r,
     };
-    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(10).min(100_000);
+    let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(default_count).min(100_000);
     let (from, to) = time_bounds(&q, &["created_at", "date", "mills"], (i64::MIN, i64::MAX));
-    let field = equality_find(&q);
-    if let Some((k, _)) = &field
-        && !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return ns_error(StatusCode::BAD_REQUEST, &format!("find[{k}]: only a plain field name can be matched"));
-    }
+    let field = match plain_find(&q) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let read = tokio::task::spawn_blocking(move || {
         let query = DocumentQuery {
             patient: p.as_str(),
-            kind: nightscout::DEVICESTATUS,
+            kind,
             from,
             to,
             limit: count,
@@ -349,9 +370,15 @@ pub(crate) async fn get_devicestatus(
     }
 }
 
+/// The query's `find[<field>]=<value>`, refused unless the field is a plain name.
+fn plain_find(q: &HashMap<String, String>) -> Result<Option<(String, String)>, Box<Response>> {
+    equality_find(q).map_err(|why| Box::new(ns_error(StatusCode::BAD_REQUEST, &why)))
+}
+
 /// `GET treatments`: the patient's treatments as the uploader sent them (every field kept),
 /// newest first; `count` (10), `find[created_at][$gte|$gt|$lte|$lt]` (also on `date` and
-/// `mills`: milliseconds or a date), `find[eventType]=...`.
+/// `mills`: milliseconds or a date), one `find[<field>]=...` (`eventType`; xDrip+ looks its
+/// own up by `uuid` before deleting them).
 pub(crate) async fn get_treatments(
     State(app): State<AppState>,
     Path(p): Path<String>,
@@ -363,15 +390,58 @@ pub(crate) async fn get_treatments(
     };
     let count = q.get("count").and_then(|c| c.parse::<usize>().ok()).unwrap_or(10).min(100_000);
     let (from, to) = time_bounds(&q, &["created_at", "date", "mills"], (i64::MIN, i64::MAX));
-    let event_type = q.get("find[eventType]");
+    let field = match plain_find(&q) {
+        Ok(f) => f,
+        Err(r) => return *r,
+    };
     let mut events = app.events.query(p.as_str(), i64::MIN, to, Some("treatment"));
     events.retain(|e| e.start_ms >= from && e.start_ms < to && is_valid(e));
-    if let Some(t) = event_type {
-        events.retain(|e| e.attributes.get("eventType").and_then(Value::as_str) == Some(t.as_str()));
+    if let Some((field, value)) = field {
+        let c = Condition { field, op: "eq".into(), value };
+        events.retain(|e| c.holds(&Value::Object(e.attributes.clone().into_iter().collect())));
     }
     events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
     events.truncate(count);
     Json(Value::Array(events.into_iter().map(ns_doc).collect())).into_response()
+}
+
+/// `POST activity`: xDrip+'s heart rate (also a reading), steps and motion records.
+pub(crate) async fn post_activity(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    ingest(app, p, headers, body, NightscoutCollection::Activity).await
+}
+
+/// `POST food`: foods of the food database.
+pub(crate) async fn post_food(
+    State(app): State<AppState>,
+    Path(p): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    ingest(app, p, headers, body, NightscoutCollection::Food).await
+}
+
+/// `DELETE treatments/{id}` (and `devicestatus/{id}`, `entries/{id}`, `food/{id}`): marks
+/// the document deleted, as API v3's `DELETE` does.
+pub(crate) async fn delete_document(
+    State(app): State<AppState>,
+    Path((p, collection, id)): Path<(String, String, String)>,
+) -> Response {
+    let (p, c) = match (patient(&p), Collection::parse(&collection)) {
+        (Ok(p), Some(c)) => (p, c),
+        (Err(r), _) => return *r,
+        (_, None) => return ns_error(StatusCode::NOT_FOUND, &format!("collection {collection:?} is not served here")),
+    };
+    match tokio::task::spawn_blocking(move || super::nightscout_v3::tombstone(&app, &p, c, &id)).await {
+        Ok(Ok(Some(()))) => Json(json!({"n": 1, "ok": 1})).into_response(),
+        Ok(Ok(None)) => ns_error(StatusCode::NOT_FOUND, "no such document"),
+        Ok(Err(e)) => ns_error(StatusCode::SERVICE_UNAVAILABLE, &e),
+        Err(e) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    }
 }
 
 pub(crate) async fn get_entries(
@@ -408,29 +478,10 @@ pub(crate) async fn get_current(
 }
 
 /// `status.json`: the server's settings as followers and uploaders read them (`[nightscout]`:
-/// units, thresholds, the enabled plugins), and what the caller may do.
+/// units, thresholds, the enabled plugins).
 pub(crate) async fn status(State(app): State<AppState>, Path(p): Path<String>) -> Response {
     if let Err(r) = patient(&p) {
         return *r;
     }
-    let now = app.clock.now_ms();
-    let ns = &app.config.nightscout;
-    let careportal = ns.enable.iter().any(|e| e == "careportal");
-    Json(json!({
-        "status": "ok", "name": "Vitals", "version": env!("CARGO_PKG_VERSION"),
-        "serverTime": format_time(now), "serverTimeEpoch": now,
-        "apiEnabled": true, "careportalEnabled": careportal,
-        "boluscalcEnabled": ns.enable.iter().any(|e| e == "boluscalc"),
-        "settings": {
-            "units": ns.units, "timeFormat": 24, "customTitle": ns.custom_title, "theme": "colors",
-            "alarmUrgentHigh": true, "alarmHigh": true, "alarmLow": true, "alarmUrgentLow": true,
-            "enable": ns.enable, "showPlugins": ns.enable.join(" "),
-            "thresholds": {"bgHigh": num(ns.bg_high), "bgTargetTop": num(ns.bg_target_top),
-                           "bgTargetBottom": num(ns.bg_target_bottom), "bgLow": num(ns.bg_low)},
-            "authDefaultRoles": "", "DEFAULT_FEATURES": ["bgnow", "delta", "direction", "timeago", "devicestatus", "upbat", "errorcodes", "profile"]
-        },
-        "extendedSettings": {"devicestatus": {"advanced": true}},
-        "authorized": null
-    }))
-    .into_response()
+    Json(app.config.nightscout.status_json(env!("CARGO_PKG_VERSION"), app.clock.now_ms())).into_response()
 }

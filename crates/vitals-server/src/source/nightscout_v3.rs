@@ -38,6 +38,7 @@ fn wire(c: Collection) -> NightscoutCollection {
         Collection::DeviceStatus => NightscoutCollection::DeviceStatus,
         Collection::Treatments => NightscoutCollection::Treatments,
         Collection::Profile => NightscoutCollection::Profile,
+        Collection::Food => NightscoutCollection::Food,
     }
 }
 
@@ -355,23 +356,31 @@ pub(crate) async fn delete(
         (Ok(p), Ok(c)) => (p, c),
         (Err(r), _) | (_, Err(r)) => return *r,
     };
-    let done = tokio::task::spawn_blocking(move || -> Result<Option<()>, String> {
-        let Some(mut e) = find(&app, &p, c, &ident)? else { return Ok(None) };
-        if is_valid(&e) {
-            e.attributes.insert("identifier".into(), json!(identifier(&e)));
-            e.attributes.insert("isValid".into(), json!(false));
-            e.attributes.insert("srvModified".into(), json!(app.clock.now_ms()));
-            app.pipeline.put_events(vec![e]).map_err(|e| e.to_string())?;
-        }
-        Ok(Some(()))
-    })
-    .await;
+    let done = tokio::task::spawn_blocking(move || tombstone(&app, &p, c, &ident)).await;
     match done {
         Ok(Ok(Some(()))) => (StatusCode::OK, Json(json!({"status": 200}))).into_response(),
         Ok(Ok(None)) => ns_error(StatusCode::NOT_FOUND, "no such document"),
         Ok(Err(e)) => ns_error(StatusCode::SERVICE_UNAVAILABLE, &e),
         Err(e) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
+}
+
+/// Marks a document deleted (`isValid: false`, a new `srvModified`), durably; `None` if
+/// there is no such document. Deleting a deleted document changes nothing.
+pub(super) fn tombstone(
+    app: &crate::app::App,
+    p: &PatientId,
+    c: Collection,
+    ident: &str,
+) -> Result<Option<()>, String> {
+    let Some(mut e) = find(app, p, c, ident)? else { return Ok(None) };
+    if is_valid(&e) {
+        e.attributes.insert("identifier".into(), json!(identifier(&e)));
+        e.attributes.insert("isValid".into(), json!(false));
+        e.attributes.insert("srvModified".into(), json!(app.clock.now_ms()));
+        app.pipeline.put_events(vec![e]).map_err(|e| e.to_string())?;
+    }
+    Ok(Some(()))
 }
 
 /// `GET /api/v3/lastModified`: when each collection of the patient last changed.

@@ -38,6 +38,8 @@ pub enum NightscoutCollection {
     DeviceStatus,
     Treatments,
     Profile,
+    Activity,
+    Food,
 }
 
 impl NightscoutCollection {
@@ -47,6 +49,8 @@ impl NightscoutCollection {
             NightscoutCollection::DeviceStatus => "devicestatus",
             NightscoutCollection::Treatments => "treatments",
             NightscoutCollection::Profile => "profile",
+            NightscoutCollection::Activity => "activity",
+            NightscoutCollection::Food => "food",
         }
     }
 }
@@ -89,6 +93,8 @@ impl WireFormat {
             WireFormat::Nightscout(NightscoutCollection::DeviceStatus) => "nightscout_devicestatus",
             WireFormat::Nightscout(NightscoutCollection::Treatments) => "nightscout_treatments",
             WireFormat::Nightscout(NightscoutCollection::Profile) => "nightscout_profile",
+            WireFormat::Nightscout(NightscoutCollection::Activity) => "nightscout_activity",
+            WireFormat::Nightscout(NightscoutCollection::Food) => "nightscout_food",
             WireFormat::Empatica => "empatica",
             WireFormat::AppleHealth => "apple_health",
             WireFormat::Fit => "fit",
@@ -109,6 +115,8 @@ impl WireFormat {
             "nightscout_devicestatus" => WireFormat::Nightscout(NightscoutCollection::DeviceStatus),
             "nightscout_treatments" => WireFormat::Nightscout(NightscoutCollection::Treatments),
             "nightscout_profile" => WireFormat::Nightscout(NightscoutCollection::Profile),
+            "nightscout_activity" => WireFormat::Nightscout(NightscoutCollection::Activity),
+            "nightscout_food" => WireFormat::Nightscout(NightscoutCollection::Food),
             "line_protocol" => WireFormat::LineProtocol(precision.unwrap_or("ns").parse().ok()?),
             "empatica" => WireFormat::Empatica,
             "apple_health" => WireFormat::AppleHealth,
@@ -170,6 +178,8 @@ impl WireFormat {
                     NightscoutCollection::DeviceStatus => nightscout::decode_devicestatus(body, need()?, v),
                     NightscoutCollection::Treatments => nightscout::decode_treatments(body, need()?, v),
                     NightscoutCollection::Profile => nightscout::decode_profile(body, need()?, v),
+                    NightscoutCollection::Activity => nightscout::decode_activity(body, need()?, v),
+                    NightscoutCollection::Food => nightscout::decode_food(body, need()?, v),
                 };
                 d.map(|d| Decoded { batch: d.batch, events: d.events, unsupported: d.unsupported })
                     .map_err(|e| e.to_string())
@@ -216,6 +226,8 @@ mod tests {
             WireFormat::Nightscout(NightscoutCollection::DeviceStatus),
             WireFormat::Nightscout(NightscoutCollection::Treatments),
             WireFormat::Nightscout(NightscoutCollection::Profile),
+            WireFormat::Nightscout(NightscoutCollection::Activity),
+            WireFormat::Nightscout(NightscoutCollection::Food),
             WireFormat::Empatica,
             WireFormat::AppleHealth,
             WireFormat::Fit,

@@ -292,6 +292,21 @@ r = requests.get(base + "/api/v1/entries.json", params=dict(f, count=10))
 out.append(json.dumps(r.json()))
 r = requests.get(base + "/api/v1/status.json", params=f)
 out.append(json.dumps(r.json()))
+# xDrip+ again: its watch's heart rate and steps as activity, then a treatment it upserts
+# with PUT, looks up by uuid and deletes by _id.
+act = [{"type": "hr-bpm", "timeStamp": now - 120000, "created_at": "2025-11-22T02:58:00.000Z", "bpm": 74, "accuracy": 3},
+       {"type": "steps-total", "timeStamp": now - 120000, "created_at": "2025-11-22T02:58:00.000Z", "steps": 4211}]
+out.append(requests.post(base + "/api/v1/activity", json=act, headers=up).status_code)
+note = {"_id": "65f0c0ffee0123456789abcd", "uuid": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0", "eventType": "Note",
+        "enteredBy": "xdrip", "notes": "sensor warm-up", "created_at": "2025-11-22T02:57:00.000Z", "timestamp": now - 180000}
+out.append(requests.put(base + "/api/v1/treatments", json=[note], headers=up).status_code)
+r = requests.get(base + "/api/v1/treatments.json", params={"find[uuid]": note["uuid"]}, headers=up)
+out.append(json.dumps(r.json()))
+found = r.json()
+assert isinstance(found, list) and found, (r.status_code, found)
+out.append(requests.delete(base + "/api/v1/treatments/" + found[0]["_id"], headers=up).status_code)
+out.append(json.dumps(requests.get(base + "/api/v1/treatments.json", headers=up).json()))
+out.append(json.dumps(requests.get(base + "/api/v1/activity.json", params=f).json()))
 for line in out:
     print(line)
 "#;
@@ -302,9 +317,17 @@ fn a_closed_loops_uploaders_and_a_follower_talk_to_it_as_to_nightscout() {
         c.nightscout.units = "mmol".into();
         c.nightscout.bg_target_bottom = 72.0;
     });
+    // The patient's uploaders share one device token bound to the patient.
+    let r = server.post(
+        "/api/v1/tokens",
+        Some(ADMIN),
+        "application/json",
+        br#"{"name":"cgm","role":"device","patient":"ns-5"}"#,
+    );
+    let uploader = r.json()["token"].as_str().expect("token").to_owned();
     let base = format!("{}/nightscout/ns-5", server.url);
     let out = Command::new("python3")
-        .args(["-c", LOOP_DAY, &base, DEVICE, ADMIN, &NOW.to_string()])
+        .args(["-c", LOOP_DAY, &base, &uploader, ADMIN, &NOW.to_string()])
         .output()
         .expect("python3 runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -360,6 +383,22 @@ fn a_closed_loops_uploaders_and_a_follower_talk_to_it_as_to_nightscout() {
     assert_eq!(status["careportalEnabled"], json!(true));
     assert!(status["settings"]["enable"].as_array().expect("enable").contains(&json!("loop")));
 
+    assert_eq!(&lines[11..13], ["200", "200"], "activity and the PUT treatment stored");
+    let by_uuid = parse(13);
+    assert_eq!(by_uuid[0]["_id"], json!("65f0c0ffee0123456789abcd"), "found by uuid: {by_uuid}");
+    assert_eq!(lines[14], "200", "deleted by _id");
+    assert_eq!(parse(15), json!([]), "the uploader's own read no longer shows it");
+    let activity = parse(16);
+    let kinds: Vec<&str> =
+        activity.as_array().expect("array").iter().map(|a| a["type"].as_str().expect("type")).collect();
+    assert_eq!(kinds.len(), 2, "{activity}");
+    assert!(kinds.contains(&"hr-bpm") && kinds.contains(&"steps-total"));
+    let hr = server.get(
+        &format!("/api/v1/patients/ns-5/series/heart_rate?time_format=ms&from={}&to={}", NOW - 600_000, NOW),
+        Some(ADMIN),
+    );
+    assert_eq!(hr.json()["points"][0]["value"], json!(74), "the watch's heart rate is a reading: {}", hr.body);
+
     // The batteries also became readings of each device (uploader and pump).
     let devices = server.get("/api/v1/patients/ns-5/devices", Some(ADMIN)).json();
     let battery = |device: &str| {
@@ -379,7 +418,7 @@ fn a_closed_loops_uploaders_and_a_follower_talk_to_it_as_to_nightscout() {
     let mut docs = String::new();
     std::io::Read::read_to_string(&mut zip.by_name("documents.ndjson").expect("documents.ndjson"), &mut docs)
         .expect("read");
-    assert_eq!(docs.lines().count(), 3 + 2, "three entries and two statuses: {docs}");
+    assert_eq!(docs.lines().count(), 3 + 2 + 2, "three entries, two statuses, two activity records: {docs}");
     assert!(docs.contains("automaticDoseRecommendation"), "{docs}");
     let auth = format!("Bearer {ADMIN}");
     let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
@@ -445,7 +484,11 @@ out["last_profile"] = requests.get(v3 + "profile?sort$desc=date&limit=1", header
 out["lastModified"] = requests.get(v3 + "lastModified", headers=bearer).json()
 bad = requests.post(v3 + "entries", json={"type": "sgv", "date": now}, headers=bearer)
 out["bad"] = [bad.status_code, bad.json()]
-out["unknown"] = requests.get(v3 + "food", headers=bearer).status_code
+r = requests.post(base + "/api/v1/food", json=[{"type": "food", "category": "Breakfast", "name": "Oatmeal", "portion": 250, "unit": "g", "carbs": 45}],
+                  headers={"api-secret": hashlib.sha1(uploader.encode()).hexdigest()})
+out["food_v1"] = r.status_code
+out["foods"] = requests.get(v3 + "food", params={"limit": 100}, headers=bearer).json()
+out["unknown"] = requests.get(v3 + "settings", headers=bearer).status_code
 out["anonymous"] = requests.get(v3 + "entries").status_code
 print(json.dumps(out))
 "#;
@@ -515,6 +558,8 @@ fn androidaps_nsclient_v3_syncs_by_identifier_and_modification_time() {
     assert_eq!(o["bad"][0], json!(400), "an entry without its value: {}", o["bad"]);
     assert!(o["bad"][1]["message"].as_str().expect("message").contains("no sgv"), "{}", o["bad"]);
     assert_eq!((o["unknown"].clone(), o["anonymous"].clone()), (json!(404), json!(401)));
+    assert_eq!(o["food_v1"], json!(200));
+    assert_eq!(o["foods"]["result"][0]["carbs"], json!(45), "a food stored on v1 is read on v3: {}", o["foods"]);
 
     // The uploader's devicestatus battery reached the device view; AndroidAPS' treatment
     // never reached another patient's site.

@@ -167,6 +167,46 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
                 &[200],
                 JsonArrayOrObject,
             ),
+            ("POST", "activity" | "activity.json") => doc(
+                "Nightscout: xDrip+ activity (hr-bpm also a heart_rate reading, steps-total, motion-class)",
+                "nightscout",
+                vec![],
+                json_body(entries()),
+                &[200],
+                JsonArrayOrObject,
+            ),
+            ("GET", "activity" | "activity.json") => doc(
+                "Nightscout: activity records as sent, newest first",
+                "nightscout",
+                vec![("count", count(), false), ("find[created_at][$gte]", string(), false)],
+                vec![],
+                &[200],
+                JsonArrayOrObject,
+            ),
+            ("POST", "food" | "food.json") => doc(
+                "Nightscout: foods of the food database",
+                "nightscout",
+                vec![],
+                json_body(entries()),
+                &[200],
+                JsonArrayOrObject,
+            ),
+            ("GET", "food" | "food.json") => doc(
+                "Nightscout: the food database",
+                "nightscout",
+                vec![("count", count(), false)],
+                vec![],
+                &[200],
+                JsonArrayOrObject,
+            ),
+            ("DELETE", "{collection}/{id}") => doc(
+                "Nightscout: delete a treatment, device status, entry or food by its _id (kept as deleted for sync)",
+                "nightscout",
+                vec![],
+                vec![],
+                &[200],
+                JsonArrayOrObject,
+            ),
             ("GET", "status.json" | "status") => {
                 doc("Nightscout: site status", "nightscout", vec![], vec![], &[200], JsonArrayOrObject)
             }

@@ -1,8 +1,12 @@
-//! `[nightscout]`: what the Nightscout-compatible API's `status.json` tells followers and
-//! uploaders (units, the glucose thresholds their screens colour by, the plugins a
-//! follower shows). The same for every patient of the server.
+//! A Nightscout site's settings (the server's `[nightscout]` section) and the
+//! `status.json` that tells them to followers and uploaders: units, the glucose thresholds
+//! their screens colour by, the plugins a follower shows. The same for every patient.
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use vitals_core::time::format_time;
+
+use crate::nightscout_doc::num;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -74,6 +78,29 @@ impl NightscoutConfig {
     }
 }
 
+impl NightscoutConfig {
+    /// `status.json` of a site with these settings, at `now_ms`, of server `version`.
+    pub fn status_json(&self, version: &str, now_ms: i64) -> Value {
+        let on = |plugin: &str| self.enable.iter().any(|e| e == plugin);
+        json!({
+            "status": "ok", "name": "Vitals", "version": version,
+            "serverTime": format_time(now_ms), "serverTimeEpoch": now_ms,
+            "apiEnabled": true, "careportalEnabled": on("careportal"), "boluscalcEnabled": on("boluscalc"),
+            "settings": {
+                "units": self.units, "timeFormat": 24, "customTitle": self.custom_title, "theme": "colors",
+                "alarmUrgentHigh": true, "alarmHigh": true, "alarmLow": true, "alarmUrgentLow": true,
+                "enable": self.enable, "showPlugins": self.enable.join(" "),
+                "thresholds": {"bgHigh": num(self.bg_high), "bgTargetTop": num(self.bg_target_top),
+                               "bgTargetBottom": num(self.bg_target_bottom), "bgLow": num(self.bg_low)},
+                "authDefaultRoles": "",
+                "DEFAULT_FEATURES": ["bgnow", "delta", "direction", "timeago", "devicestatus", "upbat", "errorcodes", "profile"]
+            },
+            "extendedSettings": {"devicestatus": {"advanced": true}},
+            "authorized": null
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +112,11 @@ mod tests {
         let why = bad.problems();
         assert_eq!(why.len(), 2, "{why:?}");
         assert!(why[0].contains("nightscout.units") && why[1].contains("bg_low <"), "{why:?}");
+        let status = NightscoutConfig { units: "mmol".into(), ..NightscoutConfig::default() }.status_json("1.0", 0);
+        assert_eq!(
+            (&status["settings"]["units"], &status["settings"]["thresholds"]["bgLow"]),
+            (&json!("mmol"), &json!(55))
+        );
+        assert_eq!(status["careportalEnabled"], json!(true));
     }
 }
