@@ -202,6 +202,11 @@ pub fn decode_entries(body: &[u8], patient: &str, validator: &mut Validator<'_>)
     Ok(out)
 }
 
+/// The sender's own id of a document (the first of `keys` it has), as `<prefix>-<id>`.
+fn sender_id(o: &Map<String, Value>, keys: &[&str], prefix: &str) -> Option<String> {
+    keys.iter().find_map(|k| o.get(*k).and_then(Value::as_str)).map(|id| format!("{prefix}-{id}"))
+}
+
 /// A document's time as UNIX ms: a non-negative number of ms, or a readable date.
 fn document_ms(t: RawTime<'_>) -> Option<i64> {
     match t {
@@ -252,10 +257,7 @@ pub fn decode_treatments(body: &[u8], patient: &str, validator: &mut Validator<'
         let minutes = o.get("duration").and_then(Value::as_f64).filter(|d| d.is_finite() && *d > 0.0).unwrap_or(0.0);
         let end = start.saturating_add((minutes * 60_000.0) as i64);
         let event_type = o.get("eventType").and_then(Value::as_str).unwrap_or("Note");
-        let id = ["_id", "identifier", "syncIdentifier", "uuid"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_str))
-            .map(|id| format!("treatment-{id}"))
+        let id = sender_id(o, &["_id", "identifier", "syncIdentifier", "uuid"], "treatment")
             .unwrap_or_else(|| Event::content_id(patient, "treatment", start, end, event_type));
         out.events.push(document_event(patient, "treatment", id, (start, end), o));
         // Counted as an accepted item: it is stored, as an event.
@@ -294,10 +296,7 @@ pub fn decode_profile(body: &[u8], patient: &str, validator: &mut Validator<'_>)
             ));
             continue;
         };
-        let id = ["_id", "identifier"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_str))
-            .map(|id| format!("profile-{id}"))
+        let id = sender_id(o, &["_id", "identifier"], "profile")
             .unwrap_or_else(|| Event::content_id(patient, "profile", start, start, &item.to_string()));
         out.events.push(document_event(patient, "profile", id, (start, start), o));
         out.batch.items -= 1;
@@ -322,10 +321,7 @@ pub fn decode_devicestatus(body: &[u8], patient: &str, validator: &mut Validator
         match document_ms(time.clone()) {
             Some(t) => {
                 let sent = o.get("device").and_then(Value::as_str).unwrap_or("");
-                let id = ["_id", "identifier"]
-                    .iter()
-                    .find_map(|k| o.get(*k).and_then(Value::as_str))
-                    .map(|id| format!("devicestatus-{id}"))
+                let id = sender_id(o, &["_id", "identifier"], "devicestatus")
                     .unwrap_or_else(|| Event::content_id(patient, "devicestatus", t, t, sent));
                 out.events.push(document_event(patient, DEVICESTATUS, id, (t, t), o));
             }
@@ -392,10 +388,7 @@ pub fn decode_activity(body: &[u8], patient: &str, validator: &mut Validator<'_>
             continue;
         };
         let ty = o.get("type").and_then(Value::as_str).unwrap_or("");
-        let id = ["_id", "identifier"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_str))
-            .map(|id| format!("activity-{id}"))
+        let id = sender_id(o, &["_id", "identifier"], "activity")
             .unwrap_or_else(|| Event::content_id(patient, "activity", t, t, ty));
         out.events.push(document_event(patient, ACTIVITY, id, (t, t), o));
         if let (Some(bpm), Some(time)) = (o.get("bpm").filter(|_| ty == "hr-bpm"), time) {
@@ -444,10 +437,7 @@ pub fn decode_food(body: &[u8], patient: &str, validator: &mut Validator<'_>) ->
         }
         let t = time_of(o).and_then(document_ms).unwrap_or(0);
         let category = o.get("category").and_then(Value::as_str).unwrap_or("");
-        let id = ["_id", "identifier"]
-            .iter()
-            .find_map(|k| o.get(*k).and_then(Value::as_str))
-            .map(|id| format!("food-{id}"))
+        let id = sender_id(o, &["_id", "identifier"], "food")
             .unwrap_or_else(|| Event::content_id(patient, "food", 0, 0, &format!("{category}\u{1f}{name}")));
         out.events.push(document_event(patient, FOOD, id, (t, t), o));
     }
