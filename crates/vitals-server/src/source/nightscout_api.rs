@@ -12,7 +12,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use vitals_core::time::MS_PER_DAY;
@@ -379,10 +379,16 @@ fn plain_find(q: &HashMap<String, String>) -> Result<Option<(String, String)>, B
 /// newest first; `count` (10), `find[created_at][$gte|$gt|$lte|$lt]` (also on `date` and
 /// `mills`: milliseconds or a date), one `find[<field>]=...` (`eventType`; xDrip+ looks its
 /// own up by `uuid` before deleting them).
+///
+/// xDrip+ downloads treatments only when they changed: the answer has an `ETag` (of every
+/// treatment's id, last change and deletion) and `Last-Modified`; `If-None-Match` with that
+/// tag, or `If-Modified-Since` a second after the last change or later, gets 304. (Not the
+/// same second: a change later in that second would be missed.)
 pub(crate) async fn get_treatments(
     State(app): State<AppState>,
     Path(p): Path<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let p = match patient(&p) {
         Ok(p) => p,
@@ -394,15 +400,62 @@ pub(crate) async fn get_treatments(
         Ok(f) => f,
         Err(r) => return *r,
     };
-    let mut events = app.events.query(p.as_str(), i64::MIN, to, Some("treatment"));
-    events.retain(|e| e.start_ms >= from && e.start_ms < to && is_valid(e));
-    if let Some((field, value)) = field {
-        let c = Condition { field, op: "eq".into(), value };
-        events.retain(|e| c.holds(&Value::Object(e.attributes.clone().into_iter().collect())));
+    let mut events = app.events.query(p.as_str(), i64::MIN, i64::MAX, Some("treatment"));
+    let last = events.iter().map(Event::changed_ms).max();
+    let tag = format!(
+        "\"{}\"",
+        Event::content_id(
+            p.as_str(),
+            "treatments",
+            0,
+            0,
+            &events.iter().fold(query_key(&q), |mut acc, e| {
+                acc.push_str(&format!("{}:{}:{}\u{1f}", e.id, e.changed_ms(), is_valid(e)));
+                acc
+            })
+        )
+    );
+    let unchanged_tag = headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == tag.as_bytes());
+    let unchanged_since =
+        matches!((last, header_time(&headers, header::IF_MODIFIED_SINCE)), (Some(l), Some(s)) if l < s);
+    let mut r = if unchanged_tag || (unchanged_since && headers.get(header::IF_NONE_MATCH).is_none()) {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        events.retain(|e| e.start_ms >= from && e.start_ms < to && is_valid(e));
+        if let Some((field, value)) = field {
+            let c = Condition { field, op: "eq".into(), value };
+            events.retain(|e| c.holds(&Value::Object(e.attributes.clone().into_iter().collect())));
+        }
+        events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
+        events.truncate(count);
+        Json(Value::Array(events.into_iter().map(ns_doc).collect())).into_response()
+    };
+    if let Ok(v) = HeaderValue::from_str(&tag) {
+        r.headers_mut().insert(header::ETAG, v);
     }
-    events.sort_by_key(|e| std::cmp::Reverse(e.start_ms));
-    events.truncate(count);
-    Json(Value::Array(events.into_iter().map(ns_doc).collect())).into_response()
+    with_last_modified(r, last)
+}
+
+/// A query's parameters in a stable order, one text (a tag differs per query).
+fn query_key(q: &HashMap<String, String>) -> String {
+    let mut pairs: Vec<(&String, &String)> = q.iter().collect();
+    pairs.sort();
+    pairs.into_iter().fold(String::new(), |acc, (k, v)| acc + k + "=" + v + "\u{1e}")
+}
+
+/// A time in an HTTP date header (`If-Modified-Since`, `Last-Modified`), as ms.
+pub(super) fn header_time(headers: &HeaderMap, name: header::HeaderName) -> Option<i64> {
+    let v = headers.get(name)?.to_str().ok()?;
+    chrono::DateTime::parse_from_rfc2822(v).ok().map(|t| t.timestamp_millis())
+}
+
+/// The answer with `Last-Modified: <last>` (an HTTP date), if there is a last change.
+pub(super) fn with_last_modified(mut r: Response, last: Option<i64>) -> Response {
+    let date = last.and_then(chrono::DateTime::from_timestamp_millis);
+    if let Some(Ok(v)) = date.map(|t| HeaderValue::from_str(&t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())) {
+        r.headers_mut().insert(header::LAST_MODIFIED, v);
+    }
+    r
 }
 
 /// `POST activity`: xDrip+'s heart rate (also a reading), steps and motion records.

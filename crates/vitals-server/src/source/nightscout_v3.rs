@@ -19,7 +19,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use vitals_core::{Event, PatientId};
@@ -27,7 +27,7 @@ use vitals_ingest::nightscout_doc::{Collection, identifier, is_valid, v3_doc};
 use vitals_ingest::nightscout_query::{MAX_LIMIT, project, search_of};
 use vitals_storage::documents::DocumentQuery;
 
-use super::nightscout_api::{ns_error, patient, upload};
+use super::nightscout_api::{header_time, ns_error, patient, upload, with_last_modified};
 use super::wire_format::NightscoutCollection;
 use crate::app::AppState;
 
@@ -170,12 +170,9 @@ pub(crate) async fn history(
     };
     let since = match params.get("since") {
         Some(raw) => raw.parse::<i64>().ok(),
-        None => headers
-            .get(header::IF_MODIFIED_SINCE)
-            .or_else(|| headers.get(header::LAST_MODIFIED))
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| chrono::DateTime::parse_from_rfc2822(v).ok())
-            .map(|t| t.timestamp_millis()),
+        None => {
+            header_time(&headers, header::IF_MODIFIED_SINCE).or_else(|| header_time(&headers, header::LAST_MODIFIED))
+        }
     };
     let Some(since) = since else {
         return ns_error(StatusCode::BAD_REQUEST, "history needs a time: /history/{ms} or a Last-Modified header");
@@ -187,21 +184,11 @@ pub(crate) async fn history(
         Ok(Ok(docs)) => {
             let last = docs.iter().map(Event::changed_ms).max();
             let docs: Vec<Value> = docs.into_iter().map(|d| project(v3_doc(d), fields.as_deref())).collect();
-            let mut r = envelope(StatusCode::OK, Value::Array(docs));
-            if let Some(t) = last.and_then(http_date)
-                && let Ok(v) = HeaderValue::from_str(&t)
-            {
-                r.headers_mut().insert(header::LAST_MODIFIED, v);
-            }
-            r
+            with_last_modified(envelope(StatusCode::OK, Value::Array(docs)), last)
         }
         Ok(Err(e)) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e),
         Err(e) => ns_error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
     }
-}
-
-fn http_date(ms: i64) -> Option<String> {
-    chrono::DateTime::from_timestamp_millis(ms).map(|t| t.format("%a, %d %b %Y %H:%M:%S GMT").to_string())
 }
 
 /// `GET /api/v3/{collection}/{identifier}`: 404 if there is none, 410 if it was deleted.

@@ -302,10 +302,17 @@ note = {"_id": "65f0c0ffee0123456789abcd", "uuid": "0f1e2d3c-4b5a-6978-8796-a5b4
 out.append(requests.put(base + "/api/v1/treatments", json=[note], headers=up).status_code)
 r = requests.get(base + "/api/v1/treatments.json", params={"find[uuid]": note["uuid"]}, headers=up)
 out.append(json.dumps(r.json()))
+# xDrip+ downloads treatments only when they changed (ETag, If-Modified-Since).
+t1 = requests.get(base + "/api/v1/treatments.json", headers=up)
+t2 = requests.get(base + "/api/v1/treatments.json", headers=dict(up, **{"If-None-Match": t1.headers["ETag"]}))
+t3 = requests.get(base + "/api/v1/treatments.json", headers=dict(up, **{"If-Modified-Since": "Sat, 22 Nov 2025 03:00:01 GMT"}))
+t4 = requests.get(base + "/api/v1/treatments.json", headers=dict(up, **{"If-Modified-Since": t1.headers["Last-Modified"]}))
 found = r.json()
 assert isinstance(found, list) and found, (r.status_code, found)
 out.append(requests.delete(base + "/api/v1/treatments/" + found[0]["_id"], headers=up).status_code)
 out.append(json.dumps(requests.get(base + "/api/v1/treatments.json", headers=up).json()))
+t5 = requests.get(base + "/api/v1/treatments.json", headers=dict(up, **{"If-None-Match": t1.headers["ETag"]}))
+out.append(json.dumps([t1.status_code, t1.headers["Last-Modified"], t2.status_code, t2.text, t3.status_code, t4.status_code, t5.status_code]))
 out.append(json.dumps(requests.get(base + "/api/v1/activity.json", params=f).json()))
 for line in out:
     print(line)
@@ -388,7 +395,12 @@ fn a_closed_loops_uploaders_and_a_follower_talk_to_it_as_to_nightscout() {
     assert_eq!(by_uuid[0]["_id"], json!("65f0c0ffee0123456789abcd"), "found by uuid: {by_uuid}");
     assert_eq!(lines[14], "200", "deleted by _id");
     assert_eq!(parse(15), json!([]), "the uploader's own read no longer shows it");
-    let activity = parse(16);
+    assert_eq!(
+        parse(16),
+        json!([200, "Sat, 22 Nov 2025 03:00:00 GMT", 304, "", 304, 200, 200]),
+        "unchanged: 304 by tag or by a later date (not the same second); the deletion changes the tag"
+    );
+    let activity = parse(17);
     let kinds: Vec<&str> =
         activity.as_array().expect("array").iter().map(|a| a["type"].as_str().expect("type")).collect();
     assert_eq!(kinds.len(), 2, "{activity}");

@@ -144,11 +144,11 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
                 doc("Nightscout: treatments", "nightscout", vec![], json_body(entries()), &[200], JsonArrayOrObject)
             }
             ("GET", "treatments" | "treatments.json") => doc(
-                "Nightscout: treatments as sent, newest first",
+                "Nightscout: treatments as sent, newest first (304 when unchanged: ETag, If-Modified-Since)",
                 "nightscout",
                 treatment_find(),
                 vec![],
-                &[200],
+                &[200, 304],
                 JsonArrayOrObject,
             ),
             ("POST" | "PUT", "profile" | "profile.json") => doc(
