@@ -2,11 +2,13 @@
 //! HTTP, bytes on disk, reference queries, optionally against InfluxDB 1.x), `seizures`
 //! (scores the seizure detector), `anomalies` (scores the anomaly detector on simulated
 //! illnesses), `alerts` (`alert_latency`: sample-to-notification latency
-//! under load), `security` (what authentication and auditing cost).
+//! under load), `security` (what authentication and auditing cost), `nightscout` (the
+//! Nightscout way in next to the native one).
 
 pub(crate) mod alert_latency;
 pub(crate) mod anomalies;
 mod ingest;
+pub(crate) mod nightscout;
 pub(crate) mod security;
 pub(crate) mod seizures;
 
@@ -25,6 +27,8 @@ pub(crate) enum BenchKind {
     Alerts(alert_latency::AlertLatencyArgs),
     /// What authentication and auditing cost: token lookups, audit appends, audited reads.
     Security(security::SecurityArgs),
+    /// Nightscout entries uploads and follower reads next to the native way in.
+    Nightscout(nightscout::NightscoutArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,6 +95,7 @@ pub(crate) fn run(config: &Config, a: &BenchArgs) -> anyhow::Result<ExitCode> {
         Some(BenchKind::Anomalies(s)) => anomalies::run(s),
         Some(BenchKind::Alerts(l)) => alert_latency::run(config, l),
         Some(BenchKind::Security(a)) => security::run(config, a),
+        Some(BenchKind::Nightscout(a)) => nightscout::run(config, a),
         None => ingest::run(a),
     }
 }
