@@ -186,9 +186,11 @@ pub(crate) fn run(base_config: &Config, a: &NightscoutArgs) -> anyhow::Result<Ex
     send(&base, &token, &ns, a.clients)?;
     let native_1 = send(&base, &token, &native, a.clients)?;
     let ns_1 = send(&base, &token, &ns, a.clients)?;
-    let last_day = format!("from={}&to={}", start + (a.days as i64 - 1) * MS_PER_DAY, start + a.days as i64 * MS_PER_DAY);
+    let last_day =
+        format!("from={}&to={}", start + (a.days as i64 - 1) * MS_PER_DAY, start + a.days as i64 * MS_PER_DAY);
     let follower = read_ms(&base, &token, "/nightscout/ns-bench-0/api/v1/entries.json?count=288", a.repeat)?;
-    let series = read_ms(&base, &token, &format!("/api/v1/patients/native-bench-0/series/blood_glucose?{last_day}"), a.repeat)?;
+    let series =
+        read_ms(&base, &token, &format!("/api/v1/patients/native-bench-0/series/blood_glucose?{last_day}"), a.repeat)?;
     let _ = stop_tx.send(());
     rt.block_on(serving)??;
     store.close()?;
@@ -202,7 +204,10 @@ pub(crate) fn run(base_config: &Config, a: &NightscoutArgs) -> anyhow::Result<Ex
         "nightscout vs native ({} patients x {} days = {readings} readings each, {} per request, {} clients)",
         a.patients, a.days, a.batch, a.clients
     );
-    println!("  native NDJSON        {:>10.0} readings/s  p50 {:>7.2} ms  p99 {:>7.2} ms", native_1.0, native_1.1, native_1.2);
+    println!(
+        "  native NDJSON        {:>10.0} readings/s  p50 {:>7.2} ms  p99 {:>7.2} ms",
+        native_1.0, native_1.1, native_1.2
+    );
     println!(
         "  Nightscout entries   {:>10.0} readings/s  p50 {:>7.2} ms  p99 {:>7.2} ms  ({:.2}x of native)",
         ns_1.0,
