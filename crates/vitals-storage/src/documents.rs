@@ -130,6 +130,28 @@ impl DocumentStore {
         text.map(|t| self.decode(patient, id, &t)).transpose()
     }
 
+    /// A patient's documents with these ids (those that exist), in one query.
+    pub fn get_many(&self, patient: &str, ids: &[&str]) -> Result<Vec<Event>, DocumentError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let list = serde_json::to_string(ids).map_err(|source| DocumentError::Json {
+            patient: patient.into(),
+            id: String::new(),
+            source,
+        })?;
+        let conn = self.conn.lock();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, event FROM documents WHERE patient = ?1 AND id IN (SELECT value FROM json_each(?2))",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![patient, list], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .map_err(self.sql())?;
+        self.collect(patient, rows)
+    }
+
     fn decode(&self, patient: &str, id: &str, text: &str) -> Result<Event, DocumentError> {
         serde_json::from_str(text).map_err(|source| DocumentError::Json {
             patient: patient.into(),
@@ -306,6 +328,10 @@ mod tests {
         let by_field = DocumentQuery { field: Some(("sgv", "4")), ..q("p", "nightscout/entries", 10) };
         assert_eq!(s.newest(&by_field).expect("field")[0].id, "a");
         assert_eq!(s.get("q", "a").expect("get").map(|e| e.start_ms), Some(300), "ids are the patient's own");
+        let mut many: Vec<String> =
+            s.get_many("p", &["a", "b", "zz"]).expect("many").into_iter().map(|e| e.id).collect();
+        many.sort();
+        assert_eq!(many, vec!["a", "b"], "those that exist, the patient's own");
         let oldest = DocumentQuery { ascending: true, ..q("p", "nightscout/entries", 1) };
         assert_eq!(s.newest(&oldest).expect("oldest")[0].id, "a");
         // What changed since: by `srvModified`, else the start.

@@ -124,6 +124,25 @@ impl EventStore {
         Ok(self.documents.get(patient, id)?)
     }
 
+    /// A patient's events and documents with these ids (those that exist): one lookup in
+    /// memory per id, one query for the documents.
+    pub fn get_many(&self, patient: &str, ids: &[&str]) -> Result<Vec<Event>, EventStoreError> {
+        let mut found = Vec::new();
+        let mut rest = Vec::new();
+        {
+            let idx = self.index.read();
+            for id in ids {
+                let key = (patient.to_owned(), (*id).to_owned());
+                match idx.by_id.get(&key).and_then(|start| idx.by_patient.get(patient)?.get(&(*start, key.1.clone()))) {
+                    Some(e) => found.push(e.clone()),
+                    None => rest.push(*id),
+                }
+            }
+        }
+        found.extend(self.documents.get_many(patient, &rest)?);
+        Ok(found)
+    }
+
     /// A patient's events overlapping `[from, to)`, by start time, optionally of one kind.
     pub fn query(&self, patient: &str, from: i64, to: i64, kind: Option<&str>) -> Vec<Event> {
         let idx = self.index.read();

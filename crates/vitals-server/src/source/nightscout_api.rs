@@ -130,15 +130,26 @@ pub(super) async fn upload(
 /// `srvCreated` (kept from the document replaced, else now) and `identifier` (the sender's,
 /// else the document's own id); for each, whether it replaced a live document.
 pub(super) fn stamp(app: &crate::app::App, docs: &mut [Event], now: i64) -> Vec<bool> {
+    // The documents they replace, in one lookup per patient (a backfill brings hundreds).
+    let mut before: HashMap<(String, String), Event> = HashMap::new();
+    let mut patients: Vec<&str> = docs.iter().map(|e| e.patient.as_str()).collect();
+    patients.sort_unstable();
+    patients.dedup();
+    for p in patients {
+        let ids: Vec<&str> = docs.iter().filter(|e| e.patient == p).map(|e| e.id.as_str()).collect();
+        for e in app.events.get_many(p, &ids).unwrap_or_default() {
+            before.insert((e.patient.clone(), e.id.clone()), e);
+        }
+    }
     docs.iter_mut()
         .map(|e| {
-            let before = app.events.get(&e.patient, &e.id).ok().flatten();
-            let created = before.as_ref().and_then(|b| b.attributes.get("srvCreated").cloned()).unwrap_or(json!(now));
+            let before = before.get(&(e.patient.clone(), e.id.clone()));
+            let created = before.and_then(|b| b.attributes.get("srvCreated").cloned()).unwrap_or(json!(now));
             e.attributes.insert("srvModified".into(), json!(now));
             e.attributes.insert("srvCreated".into(), created);
             let id = identifier(e);
             e.attributes.entry("identifier".to_owned()).or_insert(json!(id));
-            before.is_some_and(|b| is_valid(&b))
+            before.is_some_and(is_valid)
         })
         .collect()
 }
