@@ -21,6 +21,7 @@ pub use vitals_alerts::NotifyConfig;
 mod cluster;
 pub use cluster::ClusterConfig;
 pub use vitals_ingest::nightscout_site::NightscoutConfig;
+pub use vitals_kafka::KafkaConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -34,6 +35,7 @@ pub struct Config {
     pub line_protocol: LineProtocolConfig,
     pub mqtt: MqttConfig,
     pub mqtt_listener: MqttListenerConfig,
+    pub kafka: KafkaConfig,
     pub file_drop: FileDropConfig,
     pub alerting: AlertingConfig,
     pub notify: NotifyConfig,
@@ -633,6 +635,7 @@ impl Config {
         if !m.tls && [&m.ca_file, &m.cert_file, &m.key_file].iter().any(|f| !f.as_os_str().is_empty()) {
             problems.push("mqtt.ca_file, cert_file and key_file need mqtt.tls = true".into());
         }
+        problems.extend(config.kafka.problems());
         let mut names = std::collections::BTreeSet::new();
         for spec in &config.alerting.rules {
             if let Err(e) = vitals_rules::Rule::compile(spec.clone()) {

@@ -105,6 +105,9 @@ impl Runtime {
         if let Some(t) = mqtt::spawn(app.clone(), shutdown.clone())? {
             started.push(Task::Async("mqtt", t));
         }
+        if let Some(t) = crate::source::kafka::spawn(app.clone(), shutdown.clone())? {
+            started.push(Task::Thread("kafka", t));
+        }
         if let Some((addr, t)) = crate::pg::spawn(app.clone(), shutdown.clone()).await? {
             let _ = app.pg_listen_addr.set(addr);
             started.push(Task::Async("postgres", t));

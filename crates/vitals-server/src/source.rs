@@ -18,6 +18,7 @@ pub(crate) mod dead_letter;
 pub mod file;
 pub(crate) mod file_drop;
 pub(crate) mod health_auto_export_api;
+pub(crate) mod kafka;
 pub(crate) mod line_protocol_api;
 pub mod mqtt;
 pub(crate) mod mqtt_listener;

@@ -58,6 +58,12 @@ pub struct Telemetry {
     /// 1 while the MQTT client is connected to its broker.
     pub mqtt_connected: Gauge,
     pub mqtt_connection_errors: Counter,
+    /// Kafka messages read, messages whose offsets were committed (durable), refused
+    /// as a whole, and failures (cluster unreachable, commits refused, stores failing).
+    pub kafka_messages: Counter,
+    pub kafka_committed: Counter,
+    pub kafka_malformed: Counter,
+    pub kafka_errors: Counter,
     pub file_drop_failed: Counter,
     /// Requests holding a slot of a limited class (`write`, `heavy`, `live`, `login`).
     pub slots_in_use: Family<LoadLabel, Gauge>,
@@ -108,6 +114,10 @@ impl Telemetry {
             mqtt_malformed: Counter::default(),
             mqtt_connected: Gauge::default(),
             mqtt_connection_errors: Counter::default(),
+            kafka_messages: Counter::default(),
+            kafka_committed: Counter::default(),
+            kafka_malformed: Counter::default(),
+            kafka_errors: Counter::default(),
             file_drop_failed: Counter::default(),
             slots_in_use: Family::default(),
             wal_bytes: Gauge::default(),
@@ -233,6 +243,18 @@ impl Telemetry {
             "mqtt_connection_errors",
             "Failed or lost connections to the MQTT broker (TLS errors included)",
             t.mqtt_connection_errors.clone(),
+        );
+        registry.register("kafka_messages", "Kafka messages read", t.kafka_messages.clone());
+        registry.register(
+            "kafka_committed",
+            "Kafka messages durable here whose offsets were committed",
+            t.kafka_committed.clone(),
+        );
+        registry.register("kafka_malformed", "Kafka messages refused as a whole", t.kafka_malformed.clone());
+        registry.register(
+            "kafka_errors",
+            "Kafka failures: cluster unreachable, commits refused, batches not stored (read again)",
+            t.kafka_errors.clone(),
         );
         registry.register("dead_letters", "Refused inputs kept for inspection and replay", t.dead_letters.clone());
         registry.register(

@@ -515,3 +515,84 @@ fn acknowledged_samples_survive_a_vitals_node_and_a_nats_server_killed_and_bucke
         moved
     );
 }
+
+/// The Kafka metric `name` of node `url`.
+fn kafka_metric(url: &str, name: &str) -> u64 {
+    let m = into_resp(
+        agent()
+            .get(&format!("{url}/metrics"))
+            .header("Authorization", &format!("Bearer {ADMIN}"))
+            .call()
+            .expect("metrics"),
+    );
+    m.body.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok()).unwrap_or(0)
+}
+
+#[test]
+fn the_nodes_of_one_kafka_group_share_the_partitions_and_every_node_answers_every_reading() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let nats = NatsCluster::start(dir.path().join("nats"), 3);
+    let schema = format!("kf{}", std::process::id());
+    let key = dir.path().join("audit.key");
+    let broker = vitals_kafka::testing::Broker::start();
+    broker.create_topic("readings", 4);
+    let config = dir.path().join("vitals.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nflush_interval = \"1s\"\n\
+             [kafka]\nenabled = true\nbrokers = \"{}\"\ngroup_id = \"vitals-cluster\"\ntopics = [\"readings\"]\n",
+            broker.address()
+        ),
+    )
+    .expect("config");
+    let a = node("a", &dir.path().join("a"), &nats, &schema, &key, &config);
+    let b = node("b", &dir.path().join("b"), &nats, &schema, &key, &config);
+    eventually("the two nodes to share the 64 buckets", || owned(&a.url) + owned(&b.url) == 64 && owned(&b.url) > 0);
+    // Probes on every partition until both nodes read some: both are in the group.
+    let base = chrono_now_ms() - 3_600_000;
+    let mut probes = 0i64;
+    eventually("both nodes in the group", || {
+        let msgs: Vec<(String, Vec<u8>)> = (0..8)
+            .map(|i| {
+                probes += 1;
+                let s = json!({"patient": format!("probe-{i}"), "metric": "heart_rate", "time": base + probes, "value": 60});
+                (format!("probe-{i}"), s.to_string().into_bytes())
+            })
+            .collect();
+        let refs: Vec<(Option<&str>, &[u8])> = msgs.iter().map(|(k, v)| (Some(k.as_str()), v.as_slice())).collect();
+        broker.produce("readings", &refs);
+        kafka_metric(&a.url, "vitals_kafka_committed_total") > 0
+            && kafka_metric(&b.url, "vitals_kafka_committed_total") > 0
+    });
+    // 400 readings of 8 patients, keyed by patient (spread over the 4 partitions).
+    let mut acked = BTreeMap::new();
+    let mut msgs = Vec::new();
+    for c in 0..CLIENTS * 2 {
+        let patient = format!("c{c}");
+        for k in 0..50i64 {
+            let (t, v) = (base + k * 1000, 50.0 + k as f64);
+            acked.insert((patient.clone(), t), v);
+            let s = json!({"patient": patient, "metric": "heart_rate", "time": t, "value": v});
+            msgs.push((patient.clone(), s.to_string().into_bytes()));
+        }
+    }
+    let refs: Vec<(Option<&str>, &[u8])> = msgs.iter().map(|(k, v)| (Some(k.as_str()), v.as_slice())).collect();
+    broker.produce("readings", &refs);
+    let total = |url: &str| kafka_metric(url, "vitals_kafka_committed_total");
+    eventually("every reading committed", || total(&a.url) + total(&b.url) >= 400 + probes as u64);
+    for url in [&a.url, &b.url] {
+        settles("every reading on every node, once", url, || {
+            for c in 0..CLIENTS * 2 {
+                let patient = format!("c{c}");
+                let got = stored(url, &patient, base, base + 86_400_000)?;
+                let want: Vec<(i64, f64)> =
+                    acked.iter().filter(|((p, _), _)| *p == patient).map(|((_, t), v)| (*t, *v)).collect();
+                if got != want {
+                    return Err(format!("{patient}: {} of {} readings", got.len(), want.len()));
+                }
+            }
+            Ok(())
+        });
+    }
+}

@@ -21,6 +21,7 @@ mod file_drop;
 mod full_disk;
 mod harness;
 mod health_auto_export;
+mod kafka;
 mod lake;
 mod lake_property;
 mod limits;
