@@ -153,19 +153,26 @@ impl KafkaConfig {
     /// The consumer's librdkafka properties: offsets are neither stored nor committed by
     /// librdkafka on its own; Vitals commits them after what was read is durable.
     pub(crate) fn client_config(&self) -> ClientConfig {
-        let mut c = ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            .set("group.id", &self.group_id)
-            .set("client.id", &self.client_id)
+        let mut c = self.connection_config();
+        let reset = match self.start_from {
+            StartFrom::Earliest => "earliest",
+            StartFrom::Latest => "latest",
+        };
+        c.set("group.id", &self.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
-            .set(
-                "auto.offset.reset",
-                match self.start_from {
-                    StartFrom::Earliest => "earliest",
-                    StartFrom::Latest => "latest",
-                },
-            )
+            .set("auto.offset.reset", reset);
+        for (k, v) in &self.properties {
+            c.set(k, v);
+        }
+        c
+    }
+
+    /// Where the cluster is and how to sign in (consumers and producers alike).
+    pub(crate) fn connection_config(&self) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("client.id", &self.client_id)
             .set("security.protocol", self.security_protocol.as_str());
         if self.security_protocol.sasl() {
             c.set("sasl.mechanism", &self.sasl_mechanism)
@@ -174,9 +181,6 @@ impl KafkaConfig {
         }
         if self.security_protocol.tls() && !self.ca_file.as_os_str().is_empty() {
             c.set("ssl.ca.location", self.ca_file.to_string_lossy());
-        }
-        for (k, v) in &self.properties {
-            c.set(k, v);
         }
         c
     }

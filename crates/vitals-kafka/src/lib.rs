@@ -8,8 +8,10 @@
 
 mod config;
 mod consumer;
+mod producer;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use config::{KafkaConfig, SecurityProtocol, StartFrom, TopicFormat};
 pub use consumer::{ConsumerError, Handler, KafkaSource, Record};
+pub use producer::{KafkaProducer, ProducerError};

@@ -2,12 +2,9 @@
 //! on 127.0.0.1 with in-memory storage) and a producer that checks every delivery.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use rdkafka::ClientConfig;
-use rdkafka::client::ClientContext;
-use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use crate::{KafkaConfig, KafkaProducer};
 
 /// A running broker; stopped when dropped.
 pub struct Broker {
@@ -65,56 +62,9 @@ impl Broker {
     /// Produces `messages` (key, value) to `topic` and waits until every one is acknowledged
     /// by the broker (`acks=all`); panics on any delivery failure.
     pub fn produce(&self, topic: &str, messages: &[(Option<&str>, &[u8])]) {
-        let producer: BaseProducer<Deliveries> = ClientConfig::new()
-            .set("bootstrap.servers", self.address())
-            .set("acks", "all")
-            .set("linger.ms", "5")
-            .create_with_context(Deliveries::default())
-            .expect("producer");
-        for (key, value) in messages {
-            let mut record = BaseRecord::<str, [u8]>::to(topic).payload(value);
-            if let Some(k) = key {
-                record = record.key(k);
-            }
-            let mut record = Some(record);
-            while let Some(r) = record.take() {
-                if let Err((e, back)) = producer.send(r) {
-                    // The local queue is full: serve deliveries, then try again.
-                    assert!(
-                        matches!(
-                            e,
-                            rdkafka::error::KafkaError::MessageProduction(rdkafka::types::RDKafkaErrorCode::QueueFull)
-                        ),
-                        "send: {e}"
-                    );
-                    producer.poll(Duration::from_millis(50));
-                    record = Some(back);
-                }
-            }
-        }
-        producer.flush(Duration::from_secs(60)).expect("every message delivered in time");
-        let ctx = producer.context();
-        let failed = ctx.failed.lock().expect("lock");
-        assert!(failed.is_empty(), "deliveries failed: {failed:?}");
-        assert_eq!(*ctx.delivered.lock().expect("lock"), messages.len(), "every message acknowledged");
-    }
-}
-
-#[derive(Default)]
-struct Deliveries {
-    delivered: Mutex<usize>,
-    failed: Mutex<Vec<String>>,
-}
-
-impl ClientContext for Deliveries {}
-
-impl ProducerContext for Deliveries {
-    type DeliveryOpaque = ();
-
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
-        match result {
-            Ok(_) => *self.delivered.lock().expect("lock") += 1,
-            Err((e, _)) => self.failed.lock().expect("lock").push(e.to_string()),
-        }
+        let cfg = KafkaConfig { brokers: self.address(), ..KafkaConfig::default() };
+        let producer = KafkaProducer::new(&cfg).expect("producer");
+        let messages: Vec<(Option<&[u8]>, &[u8])> = messages.iter().map(|(k, v)| (k.map(str::as_bytes), *v)).collect();
+        producer.send(topic, &messages).expect("every message delivered");
     }
 }

@@ -8,7 +8,7 @@ mod targets;
 
 pub(crate) use stream::{LiveOptions, backfill, live};
 
-pub(crate) use targets::{FileTarget, HttpTarget, MqttTarget, Sent, Target, Via};
+pub(crate) use targets::{FileTarget, HttpTarget, KafkaTarget, MqttTarget, Sent, Target, Via};
 
 use std::fs::File;
 use std::io::{BufWriter, Write as _};
@@ -73,7 +73,8 @@ pub(crate) struct SimulateArgs {
     /// Ingest path: `native` (NDJSON to /api/v1/samples), `line` (InfluxDB line protocol
     /// to /write), `health-auto-export` (the app's JSON: hourly sums, heart rate
     /// Min/Avg/Max, sleep, workouts), `nightscout` (an uploader's glucose entries and
-    /// battery), or `mqtt` (native NDJSON through --mqtt-broker). Readings a path has no
+    /// battery), `mqtt` (native NDJSON through --mqtt-broker), or `kafka` (native NDJSON to
+    /// --kafka-topic on --kafka-brokers). Readings a path has no
     /// form for are counted as skipped.
     #[arg(long, value_enum, default_value = "native")]
     pub(crate) via: Via,
@@ -83,6 +84,12 @@ pub(crate) struct SimulateArgs {
     /// Topic prefix for --via mqtt (Vitals' `mqtt.topic_prefix`).
     #[arg(long, default_value = "vitals")]
     pub(crate) mqtt_topic_prefix: String,
+    /// The Kafka cluster (host:port[,host:port]) for --via kafka.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    pub(crate) kafka_brokers: String,
+    /// The topic for --via kafka (one of Vitals' `kafka.topics`).
+    #[arg(long, default_value = "vitals-readings")]
+    pub(crate) kafka_topic: String,
     /// Also write the ground-truth labels (seizures, illnesses, low-glucose episodes) here.
     #[arg(long)]
     pub(crate) labels: Option<PathBuf>,
@@ -250,12 +257,17 @@ pub(crate) fn run(a: &SimulateArgs) -> anyhow::Result<ExitCode> {
             let id = format!("vitals-simulate-{}", std::process::id());
             (Arc::new(MqttTarget::connect(&a.mqtt_broker, &a.mqtt_topic_prefix, &id, a.batch)?), None)
         }
+        (None, _) if a.via == Via::Kafka => {
+            (Arc::new(KafkaTarget::connect(&a.kafka_brokers, &a.kafka_topic, a.batch)?), None)
+        }
         (None, Some(_)) => {
             let client = remote_client(a)?.context("--url needs --token")?;
             let token = a.remote.token.clone().unwrap_or_default();
             (Arc::new(HttpTarget::new(client, &token, a.via, a.batch)), None)
         }
-        (None, None) => bail!("where to? --out DIR, --url URL --token TOKEN, or --via mqtt --mqtt-broker HOST:PORT"),
+        (None, None) => bail!(
+            "where to? --out DIR, --url URL --token TOKEN, --via mqtt --mqtt-broker HOST:PORT, or --via kafka --kafka-brokers HOST:PORT"
+        ),
     };
     let mut labels: Option<BufWriter<File>> = match (&a.labels, &a.out) {
         (Some(p), _) => Some(BufWriter::new(File::create(p).with_context(|| format!("creating {}", p.display()))?)),

@@ -260,6 +260,36 @@ fn simulated_patients_arrive_as_health_auto_export_nightscout_and_mqtt_clients_s
     }
 }
 
+#[test]
+fn simulated_patients_stream_through_kafka_as_the_glucose_monitor_did() {
+    let broker = vitals_kafka::testing::Broker::start();
+    broker.create_topic("glucose", 2);
+    let server = TestServer::with_config(|c| {
+        c.kafka.enabled = true;
+        c.kafka.brokers = broker.address();
+        c.kafka.topics = vec!["glucose".into()];
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let files = dir.path().join("kafka");
+    let common = ["simulate", "--seed", "34", "--cohort", "diabetic", "--patients", "3", "--backfill", "1d"];
+    let tail = ["--until", UNTIL, "--quiet", "--json"];
+    let (ok, _, err) = vitals(&[&common[..], &tail[..], &["--out", files.to_str().expect("p")]].concat());
+    assert!(ok, "{err}");
+    let brokers = broker.address();
+    let via = ["--via", "kafka", "--kafka-brokers", &brokers, "--kafka-topic", "glucose"];
+    let (ok, stdout, err) = vitals(&[&common[..], &tail[..], &via[..]].concat());
+    assert!(ok, "{err}");
+    let report: Value = serde_json::from_str(stdout.trim()).expect("report");
+    assert_eq!((report["rejected"].clone(), report["skipped"].clone()), (Value::from(0), Value::from(0)), "{report}");
+    let readings = file_readings(&files);
+    assert_eq!(readings.len(), 3);
+    for (patient, rows) in readings {
+        let want: Vec<(i64, f64)> = rows.iter().filter(|r| r.0 == "blood_glucose").map(|r| (r.1, r.2)).collect();
+        assert!(want.len() > 200, "a day of CGM readings: {}", want.len());
+        eventually("the topic's readings", || points(&server, &patient, "blood_glucose") == want);
+    }
+}
+
 /// A GET as the administrator to a server spawned as its own process.
 fn admin_get(url: &str, path: &str) -> Resp {
     into_resp(

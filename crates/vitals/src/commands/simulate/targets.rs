@@ -1,6 +1,6 @@
 //! Where simulated readings go: files, or a running server over each ingest path a real
 //! client uses (native NDJSON, InfluxDB line protocol, Health Auto Export JSON, a
-//! Nightscout uploader, MQTT through a broker).
+//! Nightscout uploader, MQTT through a broker, Kafka/Event Hubs).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -113,6 +113,9 @@ pub(crate) enum Via {
     /// Native NDJSON published at QoS 1 to `<prefix>/<patient>/samples` on the broker of
     /// --mqtt-broker, which Vitals subscribes to (its MQTT client mode).
     Mqtt,
+    /// Native NDJSON produced to --kafka-topic on --kafka-brokers, keyed by patient, which
+    /// Vitals consumes (`[kafka]`): the glucose monitor's Event Hubs stream.
+    Kafka,
 }
 
 /// A running server over one of its HTTP ingest paths.
@@ -186,7 +189,7 @@ impl Target for HttpTarget {
                 // Hourly sums and Min/Avg/Max stand for many readings: count what was carried.
                 Ok(Sent { accepted: p.carried.saturating_sub(rejected), rejected, skipped: p.skipped })
             }
-            Via::Mqtt => bail!("MQTT goes through a broker, not this server"),
+            Via::Mqtt | Via::Kafka => bail!("MQTT and Kafka go through a broker, not this server"),
             Via::Nightscout => {
                 let (entries, status) = vitals_sim::nightscout(readings, &patient.device_id(Device::Cgm));
                 let base = format!("/nightscout/{}/api/v1", url_escape(&patient.id));
@@ -301,6 +304,37 @@ impl Target for MqttTarget {
         if timeout.timed_out() {
             bail!("the broker did not acknowledge within 60 s");
         }
+        Ok(Sent { accepted: readings.len() as u64, ..Sent::default() })
+    }
+
+    fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+/// A gateway producing native NDJSON to a Kafka topic (one message per send, keyed by
+/// patient); a send returns once the cluster acknowledged it (`acks=all`).
+pub(crate) struct KafkaTarget {
+    producer: vitals_kafka::KafkaProducer,
+    topic: String,
+    batch: usize,
+}
+
+impl KafkaTarget {
+    pub(crate) fn connect(brokers: &str, topic: &str, batch: usize) -> anyhow::Result<KafkaTarget> {
+        let cfg = vitals_kafka::KafkaConfig {
+            brokers: brokers.to_owned(),
+            client_id: "vitals-simulate".into(),
+            ..vitals_kafka::KafkaConfig::default()
+        };
+        Ok(KafkaTarget { producer: vitals_kafka::KafkaProducer::new(&cfg)?, topic: topic.to_owned(), batch })
+    }
+}
+
+impl Target for KafkaTarget {
+    fn send(&self, patient: &Patient, readings: &[Reading], _: &[SimEvent]) -> anyhow::Result<Sent> {
+        let body = lines(Encoding::Ndjson, patient, readings);
+        self.producer.send(&self.topic, &[(Some(patient.id.as_bytes()), body.as_bytes())])?;
         Ok(Sent { accepted: readings.len() as u64, ..Sent::default() })
     }
 
