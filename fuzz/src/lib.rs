@@ -53,6 +53,7 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("fit", fit_file),
     ("gadgetbridge", gadgetbridge_db),
     ("fitbit_takeout", fitbit_takeout_file),
+    ("cloud", cloud),
 ];
 
 /// A FIT file as a watch or an upload gives it: every message is a sample, a refusal or
@@ -196,6 +197,18 @@ pub fn health_auto_export(data: &[u8]) {
             accounted(&d.batch);
             // Every event is the patient's, with an id to replace it by.
             assert!(d.events.iter().all(|e| e.patient == "p" && !e.id.is_empty()));
+        }
+    }
+}
+
+/// What a vendor cloud answers (Dexcom Share readings, a LibreLinkUp graph): every item a
+/// sample or a refusal, every sample the patient's, from the vendor's source.
+pub fn cloud(data: &[u8]) {
+    for vendor in vitals_cloud::Vendor::ALL {
+        let mut v = validator().source(vendor.source());
+        if let Ok(b) = vitals_cloud::decode(vendor, data, "p", &mut v) {
+            accounted(&b);
+            assert!(b.samples.iter().all(|s| s.patient.as_str() == "p" && s.source == vendor.source()));
         }
     }
 }

@@ -165,6 +165,10 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             r#"[{"dateTime":"01/15/24 07:00:05","value":{"bpm":62,"confidence":2}},{"dateTime":"01/15/24 07:01:00","value":"31"}]"#,
             r#"[{"dateTime":"01/15/24 00:00:00","value":{"date":"01/15/24","value":61.6,"error":6.9}}]"#,
         ],
+        "cloud" => &[
+            r#"[{"WT":"Date(1763776800000)","ST":"Date(1763776800000)","DT":"Date(1763776800000-0500)","Value":127,"Trend":"Flat"}]"#,
+            r#"{"status":0,"data":{"connection":{"sensor":{"sn":"0R8FDDJ820"},"glucoseMeasurement":{"FactoryTimestamp":"11/22/2025 1:59:00 AM","ValueInMgPerDl":104}},"graphData":[{"FactoryTimestamp":"11/22/2025 1:45:00 AM","ValueInMgPerDl":101,"type":0}]}}"#,
+        ],
         other => panic!("no seeds for {other}"),
     };
     let mut out: Vec<Vec<u8>> = text.iter().map(|s| s.as_bytes().to_vec()).collect();

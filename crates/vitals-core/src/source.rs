@@ -30,11 +30,15 @@ pub enum Source {
     Gadgetbridge = 8,
     /// A Google Takeout export of a Fitbit account.
     FitbitTakeout = 9,
+    /// Dexcom Share, pulled from the vendor's cloud.
+    DexcomShare = 10,
+    /// Abbott's LibreLinkUp, pulled from the vendor's cloud.
+    LibreLinkUp = 11,
 }
 
 impl Source {
     /// Every source, in code order.
-    pub const ALL: [Source; 10] = [
+    pub const ALL: [Source; 12] = [
         Source::Unknown,
         Source::Native,
         Source::LineProtocol,
@@ -45,6 +49,8 @@ impl Source {
         Source::Fit,
         Source::Gadgetbridge,
         Source::FitbitTakeout,
+        Source::DexcomShare,
+        Source::LibreLinkUp,
     ];
 
     /// The stable name (the lake's `source` column); `None` for [`Source::Unknown`].
@@ -60,6 +66,8 @@ impl Source {
             Source::Fit => "fit",
             Source::Gadgetbridge => "gadgetbridge",
             Source::FitbitTakeout => "fitbit_takeout",
+            Source::DexcomShare => "dexcom_share",
+            Source::LibreLinkUp => "librelinkup",
         })
     }
 

@@ -13,6 +13,7 @@ pub(crate) mod alerts_api;
 pub(crate) mod baselines_api;
 pub(crate) mod campaigns_api;
 pub(crate) mod cohorts_api;
+pub(crate) mod connections_api;
 pub(crate) mod dead_letter_api;
 pub(crate) mod devices_api;
 pub(crate) mod fhir_api;
@@ -179,6 +180,10 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .get("/api/v1/patients/{patient}/events", A::ReadPatientData, series_api::events)
         .get("/api/v1/patients/{patient}/latest", A::ReadPatientData, series_api::latest)
         .get("/api/v1/patients/{patient}/devices", A::ReadPatientData, devices_api::patient_devices)
+        .get("/api/v1/patients/{patient}/connections", A::ReadPatientData, connections_api::list)
+        .put("/api/v1/patients/{patient}/connections/{vendor}", A::ManageConnections, connections_api::connect)
+        .delete("/api/v1/patients/{patient}/connections/{vendor}", A::ManageConnections, connections_api::disconnect)
+        .post("/api/v1/patients/{patient}/connections/{vendor}/sync", A::ManageConnections, connections_api::sync_now)
         .heavy(Method::GET, "/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
         .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
         .heavy(Method::GET, "/api/v1/patients/{patient}/baselines", A::ReadPatientData, baselines_api::baselines)

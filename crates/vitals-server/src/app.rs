@@ -23,6 +23,7 @@ use crate::campaign_store::CampaignStore;
 use crate::cluster::Cluster;
 use crate::cohort_store::CohortStore;
 use crate::config::Config;
+use crate::connection_store::ConnectionStore;
 use crate::rule_store::RuleStore;
 use crate::source::pipeline::Pipeline;
 use crate::source::sink::{EventSink, SampleSink};
@@ -67,6 +68,8 @@ pub struct App {
     pub rules: Arc<RuleStore>,
     pub alerts: Arc<AlertStore>,
     pub cohorts: Arc<CohortStore>,
+    /// Connections to vendor clouds (`connections.rs` pulls them).
+    pub connections: Arc<ConnectionStore>,
     /// Campaigns, consent to them and what was sent (`campaign_store.rs`).
     pub campaigns: Arc<CampaignStore>,
     /// SQL over the store and the small stores (`sql.rs`).
@@ -127,6 +130,10 @@ impl App {
         let cohorts = match &cluster {
             Some(c) => Arc::new(CohortStore::open_shared(c.records.clone())?),
             None => stores::open_cohorts(&config)?,
+        };
+        let connections = match &cluster {
+            Some(c) => Arc::new(ConnectionStore::open_shared(c.records.clone())?),
+            None => stores::open_connections(&config)?,
         };
         let campaigns = match &cluster {
             Some(c) => Arc::new(CampaignStore::open_shared(c.records.clone())?),
@@ -208,6 +215,7 @@ impl App {
             rules,
             alerts,
             cohorts,
+            connections,
             campaigns,
         })
     }

@@ -110,6 +110,7 @@ pub fn audit_action(a: Action) -> &'static str {
         Action::ListPatients => "patients.list",
         Action::ReadPatientData | Action::SyncNightscout => "patient.read",
         Action::CreatePatient => "patient.create",
+        Action::ManageConnections => "connections.manage",
         Action::ReadIdentity => "identity.read",
         Action::WriteIdentity => "identity.update",
         Action::ExportPatient => "patient.export",

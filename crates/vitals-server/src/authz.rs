@@ -22,6 +22,9 @@ pub enum Action {
     SyncNightscout,
     /// Register a new patient (a pseudonym).
     CreatePatient,
+    /// Connect, resync and disconnect a patient's accounts at vendor clouds (their
+    /// credentials go in, sealed, and never come out).
+    ManageConnections,
     /// Read who a patient is.
     ReadIdentity,
     /// Change who a patient is.
@@ -87,6 +90,7 @@ pub fn reach(role: Role, action: Action) -> Reach {
         (_, SyncNightscout) => reach(role, ReadPatientData),
 
         (Role::Clinician, ListPatients | ReadPatientData | ReadIdentity | WriteIdentity | ExportPatient) => Own,
+        (Role::Clinician | Role::Caregiver | Role::Patient, ManageConnections) => Own,
         (Role::Clinician, ReadAlerts | ActOnAlerts | Backtest | QuerySql | ExportBulk | ManageCampaigns) => Own,
         (Role::Clinician, CreatePatient | ReadRules | ReadCohorts) => Any,
         (Role::Clinician, _) => No,

@@ -20,6 +20,7 @@ pub use vitals_alerts::NotifyConfig;
 
 mod cluster;
 pub use cluster::ClusterConfig;
+pub use vitals_cloud::ConnectionsConfig;
 pub use vitals_ingest::nightscout_site::NightscoutConfig;
 pub use vitals_kafka::KafkaConfig;
 
@@ -36,6 +37,7 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub mqtt_listener: MqttListenerConfig,
     pub kafka: KafkaConfig,
+    pub connections: ConnectionsConfig,
     pub file_drop: FileDropConfig,
     pub alerting: AlertingConfig,
     pub notify: NotifyConfig,
@@ -636,6 +638,7 @@ impl Config {
             problems.push("mqtt.ca_file, cert_file and key_file need mqtt.tls = true".into());
         }
         problems.extend(config.kafka.problems());
+        problems.extend(config.connections.problems());
         let mut names = std::collections::BTreeSet::new();
         for spec in &config.alerting.rules {
             if let Err(e) = vitals_rules::Rule::compile(spec.clone()) {

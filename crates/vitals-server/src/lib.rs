@@ -23,6 +23,8 @@ pub(crate) mod campaigns;
 pub mod cluster;
 pub mod cohort_store;
 pub mod config;
+pub mod connection_store;
+pub mod connections;
 pub mod devices;
 pub mod fhir;
 pub mod fhir_export;

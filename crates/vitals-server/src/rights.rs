@@ -31,6 +31,8 @@ pub struct ErasureReport {
     pub notices: usize,
     pub dead_letters: usize,
     pub cohorts: usize,
+    /// Connections to vendor clouds, with their sealed credentials.
+    pub connections: usize,
     pub rules: Vec<String>,
     /// Files of the file drop (copies in `processed/` and `failed/`, their reports, files
     /// waiting in the inbox) removed or rewritten without the patient, and ledger entries.
@@ -44,7 +46,7 @@ impl std::fmt::Display for ErasureReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "identity {}, {} samples in {} segments, {} events, {} alerts, {} notices, {} dead letters, {} cohorts, rules [{}], {} dropped files, {} ledger entries, {} damaged WAL files",
+            "identity {}, {} samples in {} segments, {} events, {} alerts, {} notices, {} dead letters, {} cohorts, {} connections, rules [{}], {} dropped files, {} ledger entries, {} damaged WAL files",
             if self.identity { "erased" } else { "none" },
             self.samples,
             self.segments,
@@ -53,6 +55,7 @@ impl std::fmt::Display for ErasureReport {
             self.notices,
             self.dead_letters,
             self.cohorts,
+            self.connections,
             self.rules.join(", "),
             self.dropped_files,
             self.ledger_entries,
@@ -90,8 +93,10 @@ pub fn erase(app: &App, patient: &PatientId) -> anyhow::Result<ErasureReport> {
         app.alerts.erase_patient(p, &sent).map_err(|e| anyhow::anyhow!("erasing alerts and notices: {e}"))?;
     let cohorts = app.cohorts.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from cohorts: {e}"))?;
     let rules = app.rules.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing from rules: {e}"))?;
+    let connections =
+        app.connections.erase_patient(p).map_err(|e| anyhow::anyhow!("erasing vendor connections: {e}"))?;
     let local = erase_local(app, patient)?;
-    Ok(ErasureReport { registered, identity, alerts, notices, cohorts, rules, ..local })
+    Ok(ErasureReport { registered, identity, alerts, notices, cohorts, connections, rules, ..local })
 }
 
 /// Erases what this node holds of a patient: the live engine's state, samples, events,
@@ -133,6 +138,7 @@ pub fn erase_local(app: &App, patient: &PatientId) -> anyhow::Result<ErasureRepo
         notices: 0,
         dead_letters,
         cohorts: 0,
+        connections: 0,
         rules: Vec::new(),
         dropped_files,
         ledger_entries,

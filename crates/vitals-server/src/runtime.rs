@@ -57,6 +57,9 @@ impl Runtime {
             started.push(Task::Thread("alerting", t));
         }
         started.push(Task::Thread("campaigns", crate::campaigns::spawn(app.clone(), shutdown.clone())?));
+        if let Some(t) = crate::connections::spawn(app.clone(), shutdown.clone())? {
+            started.push(Task::Thread("connections", t));
+        }
         started.push(Task::Thread("devices", crate::devices::spawn_saver(app.devices.clone(), shutdown.clone())?));
         // Cluster mode: the log into the local store (after alerting subscribed to it), and
         // the bucket leases.

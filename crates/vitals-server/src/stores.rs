@@ -17,6 +17,7 @@ use crate::alert_store::AlertStore;
 use crate::campaign_store::CampaignStore;
 use crate::cohort_store::CohortStore;
 use crate::config::Config;
+use crate::connection_store::ConnectionStore;
 use crate::rule_store::RuleStore;
 use crate::source::pipeline::Pipeline;
 use crate::telemetry::Telemetry;
@@ -112,6 +113,13 @@ pub fn open_alerts(config: &Config) -> anyhow::Result<Arc<AlertStore>> {
 pub fn open_cohorts(config: &Config) -> anyhow::Result<Arc<CohortStore>> {
     let dir = config.data_dir().cohorts();
     let c = CohortStore::open(&dir).with_context(|| format!("opening the cohort store {}", dir.display()))?;
+    Ok(Arc::new(c))
+}
+
+/// Opens the store of connections to vendor clouds of a data directory.
+pub fn open_connections(config: &Config) -> anyhow::Result<Arc<ConnectionStore>> {
+    let dir = config.data_dir().connections();
+    let c = ConnectionStore::open(&dir).with_context(|| format!("opening the connection store {}", dir.display()))?;
     Ok(Arc::new(c))
 }
 

@@ -64,6 +64,9 @@ pub struct Telemetry {
     pub kafka_committed: Counter,
     pub kafka_malformed: Counter,
     pub kafka_errors: Counter,
+    /// Pulls of vendor clouds, and those that failed.
+    pub connection_pulls: Counter,
+    pub connection_pull_failures: Counter,
     pub file_drop_failed: Counter,
     /// Requests holding a slot of a limited class (`write`, `heavy`, `live`, `login`).
     pub slots_in_use: Family<LoadLabel, Gauge>,
@@ -118,6 +121,8 @@ impl Telemetry {
             kafka_committed: Counter::default(),
             kafka_malformed: Counter::default(),
             kafka_errors: Counter::default(),
+            connection_pulls: Counter::default(),
+            connection_pull_failures: Counter::default(),
             file_drop_failed: Counter::default(),
             slots_in_use: Family::default(),
             wal_bytes: Gauge::default(),
@@ -255,6 +260,12 @@ impl Telemetry {
             "kafka_errors",
             "Kafka failures: cluster unreachable, commits refused, batches not stored (read again)",
             t.kafka_errors.clone(),
+        );
+        registry.register("connection_pulls", "Pulls of connected vendor clouds", t.connection_pulls.clone());
+        registry.register(
+            "connection_pull_failures",
+            "Pulls of vendor clouds that failed (vendor unreachable, credentials refused, not stored)",
+            t.connection_pull_failures.clone(),
         );
         registry.register("dead_letters", "Refused inputs kept for inspection and replay", t.dead_letters.clone());
         registry.register(

@@ -63,6 +63,11 @@ impl DataDir {
         self.root.join("cohorts")
     }
 
+    /// Connections to vendor clouds (credentials sealed by the vault).
+    pub fn connections(&self) -> PathBuf {
+        self.root.join("connections")
+    }
+
     /// Campaigns, patients' consent to them and what was sent.
     pub fn campaigns(&self) -> PathBuf {
         self.root.join("campaigns")

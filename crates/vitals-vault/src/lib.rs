@@ -302,5 +302,54 @@ impl Vault {
     }
 }
 
+/// A secret sealed under the vault's key ring (a vendor account's credentials), for the
+/// caller to keep: only the ring's keys open it, and only for the context it was sealed
+/// for (the context and the key id are its associated data).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SealedSecret {
+    pub key_id: String,
+    /// Base64 of the nonce and of the ciphertext.
+    pub nonce: String,
+    pub sealed: String,
+}
+
+fn secret_aad(context: &str, key_id: &str) -> Vec<u8> {
+    format!("vitals-secret\0{context}\0{key_id}").into_bytes()
+}
+
+impl Vault {
+    /// The id of the key new records and secrets are sealed under.
+    pub fn primary_key_id(&self) -> &str {
+        self.keys.primary_id()
+    }
+
+    /// Seals `plain` for `context` (e.g. `connection/<patient>/<vendor>`) under the primary key.
+    pub fn seal_secret(&self, context: &str, plain: &[u8]) -> Result<SealedSecret, VaultError> {
+        use base64::Engine as _;
+        let (id, key) = self.keys.primary();
+        let nonce = random_nonce()?;
+        let sealed = cipher(key)
+            .encrypt(&nonce.into(), Payload { msg: plain, aad: &secret_aad(context, id) })
+            .map_err(|_| VaultError::Key("sealing a secret".into()))?;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        Ok(SealedSecret { key_id: id.to_owned(), nonce: b64.encode(nonce), sealed: b64.encode(sealed) })
+    }
+
+    /// Opens a secret sealed for `context`; fails if it was sealed for another context, under
+    /// a key not in the ring, or was altered.
+    pub fn open_secret(&self, context: &str, s: &SealedSecret) -> Result<Vec<u8>, VaultError> {
+        use base64::Engine as _;
+        let key = self.keys.get(&s.key_id).ok_or_else(|| VaultError::MissingKey { id: s.key_id.clone() })?;
+        let damaged = || VaultError::Damaged { patient: context.to_owned() };
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let nonce = b64.decode(&s.nonce).map_err(|_| damaged())?;
+        let sealed = b64.decode(&s.sealed).map_err(|_| damaged())?;
+        let nonce = Nonce::try_from(nonce.as_slice()).map_err(|_| damaged())?;
+        cipher(key)
+            .decrypt(&nonce, Payload { msg: &sealed, aad: &secret_aad(context, &s.key_id) })
+            .map_err(|_| damaged())
+    }
+}
+
 #[cfg(test)]
 mod tests;

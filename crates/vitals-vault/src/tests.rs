@@ -150,3 +150,21 @@ proptest::proptest! {
         proptest::prop_assert_eq!(ring.primary_id(), ids[0].as_str());
     }
 }
+
+#[test]
+fn secrets_open_only_for_their_context_and_with_the_ring() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let keys = Keyring::create_file(&dir.path().join("vault.key"), "k1").expect("key");
+    let v = Vault::open(&dir.path().join("identity.sqlite"), keys).expect("open");
+    let s = v.seal_secret("connection/p-1/dexcom-share", b"{\"password\":\"hunter2\"}").expect("seal");
+    assert_eq!(s.key_id, "k1");
+    assert!(!s.sealed.contains("hunter2"));
+    assert_eq!(v.open_secret("connection/p-1/dexcom-share", &s).expect("open"), b"{\"password\":\"hunter2\"}");
+    assert!(v.open_secret("connection/p-2/dexcom-share", &s).is_err(), "not for another patient");
+    let mut altered = s.clone();
+    altered.sealed.replace_range(0..1, if s.sealed.starts_with('A') { "B" } else { "A" });
+    assert!(v.open_secret("connection/p-1/dexcom-share", &altered).is_err());
+    let other = Keyring::create_file(&dir.path().join("other.key"), "k2").expect("key");
+    let w = Vault::open(&dir.path().join("other.sqlite"), other).expect("open");
+    assert!(matches!(w.open_secret("connection/p-1/dexcom-share", &s), Err(VaultError::MissingKey { .. })));
+}

@@ -1,6 +1,7 @@
 //! The wire formats bodies arrive in, and decoding a body of any of them with the server's
 //! validation rules (used by the pipeline, and by the replay of dead letters).
 
+use vitals_cloud::Vendor;
 use vitals_core::{Event, Source, Validator};
 use vitals_ingest::health_auto_export::{self, Unsupported};
 use vitals_ingest::line_protocol::{self, Mapping, Precision};
@@ -29,6 +30,8 @@ pub enum WireFormat {
     Gadgetbridge,
     /// A Fitbit Takeout per-day file, read by the file source (its kind is its name).
     FitbitTakeout,
+    /// What a vendor's cloud answered a connection's pull; the patient travels beside it.
+    Cloud(Vendor),
 }
 
 /// The Nightscout collections Vitals takes.
@@ -77,6 +80,7 @@ impl WireFormat {
             WireFormat::Fit => Source::Fit,
             WireFormat::Gadgetbridge => Source::Gadgetbridge,
             WireFormat::FitbitTakeout => Source::FitbitTakeout,
+            WireFormat::Cloud(v) => v.source(),
         }
     }
 
@@ -100,6 +104,8 @@ impl WireFormat {
             WireFormat::Fit => "fit",
             WireFormat::Gadgetbridge => "gadgetbridge",
             WireFormat::FitbitTakeout => "fitbit_takeout",
+            WireFormat::Cloud(Vendor::DexcomShare) => "cloud_dexcom_share",
+            WireFormat::Cloud(Vendor::LibreLinkUp) => "cloud_librelinkup",
         }
     }
 
@@ -123,6 +129,8 @@ impl WireFormat {
             "fit" => WireFormat::Fit,
             "gadgetbridge" => WireFormat::Gadgetbridge,
             "fitbit_takeout" => WireFormat::FitbitTakeout,
+            "cloud_dexcom_share" => WireFormat::Cloud(Vendor::DexcomShare),
+            "cloud_librelinkup" => WireFormat::Cloud(Vendor::LibreLinkUp),
             _ => return None,
         })
     }
@@ -147,6 +155,7 @@ impl WireFormat {
                 | WireFormat::Fit
                 | WireFormat::Gadgetbridge
                 | WireFormat::FitbitTakeout
+                | WireFormat::Cloud(_)
         )
     }
 
@@ -187,6 +196,7 @@ impl WireFormat {
             WireFormat::Fit => fit::decode(body, need()?, v)
                 .map(|d| Decoded { batch: d.batch, events: d.events, ..Decoded::default() })
                 .map_err(|e| e.to_string()),
+            WireFormat::Cloud(vendor) => vitals_cloud::decode(vendor, body, need()?, v).map(whole),
             WireFormat::Empatica | WireFormat::AppleHealth | WireFormat::Gadgetbridge | WireFormat::FitbitTakeout => {
                 Err(format!(
                     "{} input is read from dropped or uploaded files only; fix the file and send it again",
@@ -233,6 +243,8 @@ mod tests {
             WireFormat::Fit,
             WireFormat::Gadgetbridge,
             WireFormat::FitbitTakeout,
+            WireFormat::Cloud(Vendor::DexcomShare),
+            WireFormat::Cloud(Vendor::LibreLinkUp),
         ];
         for f in all {
             let precision = match f {

@@ -80,10 +80,14 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/identity", "any own own own - -"),
     ("PUT", "/api/v1/patients/{patient}/identity", "any own - own - -"),
     ("GET", "/api/v1/patients/{patient}/export", "any own - own - -"),
+    ("DELETE", "/api/v1/patients/{patient}/connections/{vendor}", "any own own own - -"),
     ("DELETE", "/api/v1/patients/{patient}", "any - - - - -"),
     ("GET", "/api/v1/patients/{patient}/events", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/latest", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/devices", "any own own own any -"),
+    ("GET", "/api/v1/patients/{patient}/connections", "any own own own any -"),
+    ("PUT", "/api/v1/patients/{patient}/connections/{vendor}", "any own own own - -"),
+    ("POST", "/api/v1/patients/{patient}/connections/{vendor}/sync", "any own own own - -"),
     ("GET", "/api/v1/patients/{patient}/chart", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/glucose", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/baselines", "any own own own any -"),
@@ -240,6 +244,7 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         .replace("{collection}", "treatments")
         .replace("{identifier}", "nothing")
         .replace("{since}", "0")
+        .replace("{vendor}", "dexcom-share")
         .replace("{id}", if template.starts_with("/api/v1/alerts/") { alert } else { "999999" })
         + match template.rsplit('/').next() {
             Some("chart") => "?metrics=heart_rate&from=1763000000000&to=1763780400000",
@@ -261,6 +266,9 @@ fn concrete(w: &World, method: &str, template: &str, patient: &str) -> (String, 
         }
         ("PUT", "/api/v1/patients/{patient}/identity") => {
             json!({"name": format!("{SECRET_NAME} {patient}")}).to_string()
+        }
+        ("PUT", "/api/v1/patients/{patient}/connections/{vendor}") => {
+            json!({"username": "share-user", "password": "share-password"}).to_string()
         }
         _ => "{}".to_owned(),
     };

@@ -11,6 +11,7 @@ mod bucket;
 mod campaigns;
 mod cli;
 mod cluster;
+mod connections;
 mod crash;
 mod dashboard;
 mod dead_letters;

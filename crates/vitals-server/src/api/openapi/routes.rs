@@ -321,6 +321,30 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
         ("GET", "/api/v1/patients/{patient}/devices") => {
             doc("The patient's devices: last heard, battery, signal, stale", "series", vec![], vec![], &[200], Json)
         }
+        ("GET", "/api/v1/patients/{patient}/connections") => doc(
+            "The patient's vendor cloud connections and their sync state (never the credentials)",
+            "sources",
+            vec![],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("PUT", "/api/v1/patients/{patient}/connections/{vendor}") => doc(
+            "Connect a vendor account (Dexcom Share, LibreLinkUp); the credentials are sealed by the vault",
+            "sources",
+            vec![],
+            json_body(json!({"type": "object", "required": ["username", "password"], "properties": {
+                "username": {"type": "string"}, "password": {"type": "string"},
+                "region": {"type": "string"}, "follow": {"type": "string"}}})),
+            &[200, 201],
+            Json,
+        ),
+        ("DELETE", "/api/v1/patients/{patient}/connections/{vendor}") => {
+            doc("Disconnect a vendor account and forget its credentials", "sources", vec![], vec![], &[204], Empty)
+        }
+        ("POST", "/api/v1/patients/{patient}/connections/{vendor}/sync") => {
+            doc("Pull a vendor account now", "sources", vec![], vec![], &[202], Json)
+        }
         ("GET", "/api/v1/patients/{patient}/chart") => doc(
             "The dashboard's charts",
             "dashboard",

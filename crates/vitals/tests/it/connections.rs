@@ -1,0 +1,308 @@
+//! Vendor clouds, against local HTTP servers that stand in for the vendors (they cannot be
+//! reached here): each checks the exact requests (paths, query, headers, bodies) and answers
+//! with payloads shaped as the vendors send them. Credentials are sealed at rest; the cursor
+//! and the vendor's session survive a restart; refused credentials pause the connection.
+
+use serde_json::{Value, json};
+use sha2::Digest as _;
+
+use crate::harness::{ADMIN, Capture, Captured, NOW, TestServer, eventually};
+
+const MIN: i64 = 60_000;
+const APP_ID: &str = "d89443d2-327c-4a6f-89e5-496bbb0317db";
+
+fn server_in(data: &std::path::Path, vendor: &str, base: &str) -> TestServer {
+    TestServer::in_dir(tempfile::tempdir().expect("tmp"), data, |c| {
+        c.connections.enabled = true;
+        c.connections.endpoints.insert(vendor.to_owned(), base.to_owned());
+    })
+}
+
+fn connection(server: &TestServer, patient: &str, vendor: &str) -> Value {
+    let r = server.get(&format!("/api/v1/patients/{patient}/connections"), Some(ADMIN));
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["connections"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|c| c["vendor"] == vendor)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn glucose(server: &TestServer, patient: &str) -> Vec<(i64, f64)> {
+    let r = server.get(&format!("/api/v1/patients/{patient}/series/blood_glucose?time_format=ms"), Some(ADMIN));
+    r.json()["points"]
+        .as_array()
+        .map(|a| a.iter().map(|p| (p["time"].as_i64().expect("t"), p["value"].as_f64().expect("v"))).collect())
+        .unwrap_or_default()
+}
+
+fn connect(server: &TestServer, patient: &str, vendor: &str, body: &Value) -> Value {
+    let r = server.request(
+        "PUT",
+        &format!("/api/v1/patients/{patient}/connections/{vendor}"),
+        &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    );
+    assert!(r.status == 201 || r.status == 200, "{} {}", r.status, r.body);
+    r.json()
+}
+
+fn sync(server: &TestServer, patient: &str, vendor: &str) {
+    let r = server.request(
+        "POST",
+        &format!("/api/v1/patients/{patient}/connections/{vendor}/sync"),
+        &[("Authorization", &format!("Bearer {ADMIN}"))],
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+}
+
+fn dexcom_reading(t: i64, value: Value) -> Value {
+    json!({"WT": format!("Date({t})"), "ST": format!("Date({t})"), "DT": format!("Date({t}-0500)"), "Value": value, "Trend": "Flat"})
+}
+
+/// Every byte of the files under `dir`.
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.extend(std::fs::read(&p).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+/// Pulls done (each counted once its outcome is recorded).
+fn pulls(server: &TestServer) -> u64 {
+    let m = server.get("/metrics", Some(ADMIN)).body;
+    m.lines().find_map(|l| l.strip_prefix("vitals_connection_pulls_total ")?.trim().parse().ok()).unwrap_or(0)
+}
+
+fn has(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+fn json_of(r: &Captured) -> Value {
+    r.json()
+}
+
+#[test]
+fn dexcom_share_signs_in_once_pulls_from_its_cursor_and_renews_an_expired_session() {
+    let dexcom = Capture::start();
+    let base = format!("{}/ShareWebServices/Services", dexcom.url);
+    dexcom.queue(200, "\"8f0e5b1c-1111-4a6f-89e5-496bbb0317db\"");
+    dexcom.queue(200, "\"5e7b0c2d-2222-4c6f-99e5-496bbb0317db\"");
+    let first = json!([
+        dexcom_reading(NOW - 5 * MIN, json!(127)),
+        dexcom_reading(NOW - 10 * MIN, json!("HIGH")),
+        dexcom_reading(NOW - 15 * MIN, json!(131)),
+    ]);
+    dexcom.queue(200, &first.to_string());
+    let data = tempfile::tempdir().expect("data");
+    let server = server_in(data.path(), "dexcom-share", &base);
+    let shown = connect(
+        &server,
+        "dx-1",
+        "dexcom-share",
+        &json!({"username": "ann.share", "password": "s3cret-pw!", "region": "ous"}),
+    );
+    assert!(!shown.to_string().contains("s3cret-pw!") && !shown.to_string().contains("ann.share"), "{shown}");
+    eventually("the first pull", || connection(&server, "dx-1", "dexcom-share")["last_success"].is_string());
+    assert_eq!(glucose(&server, "dx-1"), vec![(NOW - 15 * MIN, 131.0), (NOW - 5 * MIN, 127.0)]);
+    let c = connection(&server, "dx-1", "dexcom-share");
+    assert_eq!(
+        (c["status"].clone(), c["readings"].clone(), c["failures"].clone()),
+        (json!("active"), json!(2), json!(0)),
+        "{c}"
+    );
+    assert_eq!(c["newest_reading"], "2025-11-22T02:55:00.000Z", "{c}");
+
+    // The exact requests Dexcom's follower apps send.
+    let reqs = dexcom.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert_eq!(reqs[0].method, "POST");
+    assert_eq!(reqs[0].path, "/ShareWebServices/Services/General/AuthenticatePublisherAccount");
+    assert_eq!(
+        json_of(&reqs[0]),
+        json!({"accountName": "ann.share", "password": "s3cret-pw!", "applicationId": APP_ID})
+    );
+    assert_eq!(reqs[0].header("content-type"), Some("application/json"));
+    assert_eq!(reqs[1].path, "/ShareWebServices/Services/General/LoginPublisherAccountById");
+    assert_eq!(
+        json_of(&reqs[1]),
+        json!({"accountId": "8f0e5b1c-1111-4a6f-89e5-496bbb0317db", "password": "s3cret-pw!", "applicationId": APP_ID})
+    );
+    assert_eq!(
+        reqs[2].path,
+        "/ShareWebServices/Services/Publisher/ReadPublisherLatestGlucoseValues?sessionId=5e7b0c2d-2222-4c6f-99e5-496bbb0317db&minutes=1440&maxCount=288"
+    );
+    assert_eq!(reqs[2].text(), "{}");
+
+    // The refused reading is a dead letter of the cloud source, with the vendor's answer.
+    let dl = server.get("/api/v1/dead-letters", Some(ADMIN)).json();
+    let letters = dl["dead_letters"].as_array().expect("list");
+    assert_eq!(letters.len(), 1, "{dl}");
+    assert_eq!(letters[0]["source"], "cloud/dexcom-share", "{dl}");
+
+    // Credentials and session are sealed at rest: neither is anywhere in the data directory.
+    let bytes = all_bytes(data.path());
+    for secret in ["s3cret-pw!", "ann.share", "5e7b0c2d-2222"] {
+        assert!(!has(&bytes, secret), "{secret:?} found in the data directory");
+    }
+
+    // A restart: the next pull reuses the sealed session and reads from the cursor. Dexcom
+    // has forgotten the session: signed in again by account id (not by name), once.
+    drop(server);
+    let server = server_in(data.path(), "dexcom-share", &base);
+    dexcom.queue(
+        500,
+        r#"{"Code":"SessionIdNotFound","Message":"Session ID not found","SubCode":null,"TypeName":"FaultException"}"#,
+    );
+    dexcom.queue(200, "\"6a8c1d3e-3333-4d6f-a9e5-496bbb0317db\"");
+    dexcom.queue(200, &json!([dexcom_reading(NOW, json!(122)), dexcom_reading(NOW - 5 * MIN, json!(127))]).to_string());
+    sync(&server, "dx-1", "dexcom-share");
+    eventually("the pull after the restart", || connection(&server, "dx-1", "dexcom-share")["readings"] == 3);
+    let reqs = dexcom.requests();
+    assert_eq!(reqs.len(), 6, "{reqs:?}");
+    let minutes = "minutes=15&maxCount=5"; // 5 minutes since the newest stored reading, + 10
+    assert_eq!(
+        reqs[3].path,
+        format!(
+            "/ShareWebServices/Services/Publisher/ReadPublisherLatestGlucoseValues?sessionId=5e7b0c2d-2222-4c6f-99e5-496bbb0317db&{minutes}"
+        )
+    );
+    assert_eq!(reqs[4].path, "/ShareWebServices/Services/General/LoginPublisherAccountById");
+    assert_eq!(
+        reqs[5].path,
+        format!(
+            "/ShareWebServices/Services/Publisher/ReadPublisherLatestGlucoseValues?sessionId=6a8c1d3e-3333-4d6f-a9e5-496bbb0317db&{minutes}"
+        )
+    );
+    assert_eq!(glucose(&server, "dx-1").len(), 3, "the overlap is not stored twice");
+
+    // A changed password that Dexcom refuses: the connection waits for the user.
+    connect(&server, "dx-1", "dexcom-share", &json!({"username": "ann.share", "password": "wrong"}));
+    dexcom.queue(500, r#"{"Code":"AccountPasswordInvalid","Message":"Password not valid"}"#);
+    eventually("the refusal", || connection(&server, "dx-1", "dexcom-share")["status"] == "needs_attention");
+    let c = connection(&server, "dx-1", "dexcom-share");
+    assert!(c["last_error"].as_str().unwrap_or("").contains("refused"), "{c}");
+    assert!(c["next_attempt"].is_null(), "paused: {c}");
+    assert_eq!(c["readings"], 3, "the cursor and count are kept: {c}");
+    let seen = dexcom.requests().len();
+    assert_eq!(seen, 7);
+
+    // Disconnecting forgets it.
+    let r = server.request(
+        "DELETE",
+        "/api/v1/patients/dx-1/connections/dexcom-share",
+        &[("Authorization", &format!("Bearer {ADMIN}"))],
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert!(connection(&server, "dx-1", "dexcom-share").is_null());
+}
+
+#[test]
+fn librelinkup_follows_the_region_redirect_and_signs_requests_as_the_app_does() {
+    let llu = Capture::start();
+    llu.queue(200, r#"{"status":0,"data":{"redirect":true,"region":"eu"}}"#);
+    llu.queue(
+        200,
+        r#"{"status":0,"data":{"user":{"id":"6f2a1c3e-aaaa-11ec-90ad-0242ac110005","firstName":"A","country":"DE"},"authTicket":{"token":"tok-1","expires":1794000000,"duration":15552000000}}}"#,
+    );
+    llu.queue(200, r#"{"status":0,"data":[{"patientId":"7c3b2d4f-bbbb-11ec-90ad-0242ac110005","firstName":"B","lastName":"C","targetLow":70,"targetHigh":180}],"ticket":{"token":"tok-1","expires":1794000000,"duration":15552000000}}"#);
+    let graph = json!({"status": 0, "data": {
+        "connection": {"patientId": "7c3b2d4f-bbbb-11ec-90ad-0242ac110005", "sensor": {"deviceId": "", "sn": "0R8FDDJ820", "a": 1763000000, "pt": 4},
+            "glucoseMeasurement": {"FactoryTimestamp": "11/22/2025 2:59:00 AM", "Timestamp": "11/22/2025 3:59:00 AM", "type": 1,
+                "ValueInMgPerDl": 104, "TrendArrow": 3, "TrendMessage": null, "MeasurementColor": 1, "GlucoseUnits": 1, "Value": 104, "isHigh": false, "isLow": false}},
+        "activeSensors": [],
+        "graphData": [
+            {"FactoryTimestamp": "11/22/2025 2:30:00 AM", "Timestamp": "11/22/2025 3:30:00 AM", "type": 0, "ValueInMgPerDl": 98, "MeasurementColor": 1, "GlucoseUnits": 1, "Value": 98, "isHigh": false, "isLow": false},
+            {"FactoryTimestamp": "11/22/2025 2:45:00 AM", "Timestamp": "11/22/2025 3:45:00 AM", "type": 0, "ValueInMgPerDl": 101, "MeasurementColor": 1, "GlucoseUnits": 1, "Value": 101, "isHigh": false, "isLow": false}
+        ]},
+        "ticket": {"token": "tok-2", "expires": 1794000100, "duration": 15_552_000_000i64}});
+    llu.queue(200, &graph.to_string());
+    let data = tempfile::tempdir().expect("data");
+    let server = server_in(data.path(), "librelinkup", &llu.url);
+    connect(&server, "ll-1", "librelinkup", &json!({"username": "follower@example.org", "password": "libre-pw"}));
+    eventually("the first pull", || connection(&server, "ll-1", "librelinkup")["last_success"].is_string());
+    assert_eq!(glucose(&server, "ll-1"), vec![(NOW - 30 * MIN, 98.0), (NOW - 15 * MIN, 101.0), (NOW - MIN, 104.0)]);
+    let devices = server.get("/api/v1/patients/ll-1/devices", Some(ADMIN)).json();
+    assert_eq!(devices["devices"][0]["device"], "libre-0r8fddj820", "{devices}");
+    assert_eq!(devices["devices"][0]["sources"], json!(["librelinkup"]), "{devices}");
+    assert_eq!(connection(&server, "ll-1", "librelinkup")["region"], "", "the region asked is kept as given");
+
+    let reqs = llu.requests();
+    assert_eq!(reqs.len(), 4, "{reqs:?}");
+    let app_headers = |r: &Captured| {
+        assert_eq!(r.header("product"), Some("llu.android"), "{r:?}");
+        assert_eq!(r.header("version"), Some("4.16.0"), "{r:?}");
+        assert_eq!(r.header("accept"), Some("application/json"), "{r:?}");
+    };
+    assert_eq!((reqs[0].method.as_str(), reqs[0].path.as_str()), ("POST", "/llu/auth/login"));
+    assert_eq!(json_of(&reqs[0]), json!({"email": "follower@example.org", "password": "libre-pw"}));
+    assert_eq!((reqs[1].method.as_str(), reqs[1].path.as_str()), ("POST", "/eu/llu/auth/login"));
+    assert_eq!(json_of(&reqs[1]), json!({"email": "follower@example.org", "password": "libre-pw"}));
+    let account = hex::encode(sha2::Sha256::digest(b"6f2a1c3e-aaaa-11ec-90ad-0242ac110005"));
+    assert_eq!((reqs[2].method.as_str(), reqs[2].path.as_str()), ("GET", "/eu/llu/connections"));
+    assert_eq!(reqs[3].path, "/eu/llu/connections/7c3b2d4f-bbbb-11ec-90ad-0242ac110005/graph");
+    for r in &reqs {
+        app_headers(r);
+    }
+    for r in &reqs[2..] {
+        assert_eq!(r.header("authorization"), Some("Bearer tok-1"), "{r:?}");
+        assert_eq!(r.header("account-id"), Some(account.as_str()), "{r:?}");
+    }
+
+    // The next pull: the renewed token, the followed patient remembered: one request.
+    llu.queue(200, &graph.to_string());
+    sync(&server, "ll-1", "librelinkup");
+    eventually("the second pull", || pulls(&server) == 2);
+    let r = &llu.requests()[4];
+    assert_eq!(r.path, "/eu/llu/connections/7c3b2d4f-bbbb-11ec-90ad-0242ac110005/graph");
+    assert_eq!(r.header("authorization"), Some("Bearer tok-2"));
+    assert_eq!(glucose(&server, "ll-1").len(), 3, "nothing stored twice");
+
+    // Rate limited: backed off by the vendor's Retry-After, and the error is shown.
+    llu.queue(429, r#"{"message":"too many requests"}"#);
+    sync(&server, "ll-1", "librelinkup");
+    eventually("the rate limit", || pulls(&server) == 3);
+    let c = connection(&server, "ll-1", "librelinkup");
+    assert!(c["last_error"].as_str().unwrap_or("").contains("slow down"), "{c}");
+    assert_eq!(c["failures"], 1, "{c}");
+    assert_eq!(c["status"], "active", "{c}");
+}
+
+#[test]
+fn connecting_checks_what_it_is_given() {
+    let server = TestServer::start();
+    let put = |path: &str, body: &str| {
+        server.request(
+            "PUT",
+            path,
+            &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Type", "application/json")],
+            Some(body.as_bytes()),
+        )
+    };
+    let r = put("/api/v1/patients/p-1/connections/oura", r#"{"username":"a","password":"b"}"#);
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert!(r.body.contains("dexcom-share"), "{}", r.body);
+    let r = put("/api/v1/patients/p-1/connections/dexcom-share", r#"{"username":"a","password":""}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let r = put("/api/v1/patients/p-1/connections/dexcom-share", r#"{"username":"a","password":"b","region":"mars"}"#);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("us, ous, jp"), "{}", r.body);
+    let r = put("/api/v1/patients/p-1/connections/dexcom-share", r#"{"username":"a","password":"b","token":"x"}"#);
+    assert_eq!(r.status, 400, "unknown fields are refused: {}", r.body);
+    let list = server.get("/api/v1/patients/p-1/connections", Some(ADMIN)).json();
+    assert_eq!(list["connections"], json!([]));
+    assert_eq!(list["vendors"][1]["vendor"], "librelinkup", "{list}");
+}
