@@ -58,6 +58,15 @@ await run(out, async (browser) => {
   out.url_after_open = page.url();
   out.latest_rows = await page.locator("#latest tbody tr").count();
   out.devices = await page.locator("#devices tbody tr").evaluateAll((trs) => trs.map((tr) => [...tr.cells].map((c) => c.textContent)));
+  // Vendor accounts: connect one with the form, read its row.
+  await page.locator("#connect-vendor").selectOption("librelinkup");
+  await page.locator("#connect-user").fill("follower@example.org");
+  await page.locator("#connect-password").fill("libre-pw");
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await page.locator("#connections tbody tr[data-vendor=librelinkup]").waitFor();
+  out.connections = await page.locator("#connections tbody tr").evaluateAll((trs) =>
+    trs.map((tr) => [...tr.cells].slice(0, 6).map((c) => c.textContent)));
+  await page.evaluate(() => window.scrollTo(0, 0)); // back to the charts
   // Charts: one panel per sensor on one time axis, downsampled on the server.
   const points = () => page.locator("#charts figure").evaluateAll((fs) =>
     Object.fromEntries(fs.map((f) => [f.dataset.metric, Number(f.dataset.points)])));
@@ -72,6 +81,9 @@ await run(out, async (browser) => {
   out.readouts = await page.locator("#charts .readout").allTextContents();
   await page.mouse.move(0, 0);
   await check("patient");
+  await page.getByRole("button", { name: "Disconnect LibreLinkUp" }).click();
+  await page.locator("#no-connections").waitFor();
+  out.connections_after_disconnect = await page.locator("#connections tbody tr").count();
   out.chart_alerts = Number(await page.locator("#charts").getAttribute("data-alerts"));
   await page.screenshot({ path: `${artifacts}/patient.png`, fullPage: true });
   // Live: a device sends a reading; the server's event redraws the charts.

@@ -250,12 +250,72 @@ function deviceTable(devs) {
       el("td", {}, d.stale ? `Quiet since ${ago(d.stale_since || d.last_heard, devs.now)}` : "Heard from"))))));
 }
 
+/** The patient's accounts at vendor clouds: their sync state, sync now, disconnect, and a
+ *  form to connect one (the credentials go to the server, which seals them at once). */
+function connectionPanel(enc, conns, reload) {
+  if (!conns) return el("p", { class: "muted", id: "no-connections" }, "Connections cannot be shown.");
+  const act = async (method, vendor, what) => {
+    try {
+      await api(method, `/api/v1/patients/${enc}/connections/${encodeURIComponent(vendor)}${what}`);
+      await reload();
+    } catch (e) {
+      note.textContent = e.message;
+    }
+  };
+  const note = el("p", { class: "muted", id: "connect-status", role: "status" });
+  const now = new Date().toISOString();
+  const table = conns.connections.length
+    ? scroller("connections", el("table", { id: "connections" },
+      el("thead", {}, el("tr", {}, ["Account", "Status", "Last success", "Newest reading", "Readings", "Last error", ""]
+        .map((h) => el("th", { scope: "col" }, h)))),
+      el("tbody", {}, conns.connections.map((c) => el("tr", { "data-vendor": c.vendor, class: c.status === "active" ? "" : "stale" },
+        el("td", {}, c.region ? `${c.title} (${c.region})` : c.title),
+        el("td", {}, c.status === "active" ? "Active" : "Needs attention"),
+        el("td", { title: c.last_success || "" }, ago(c.last_success, now)),
+        el("td", { title: c.newest_reading || "" }, ago(c.newest_reading, now)),
+        el("td", { class: "num" }, String(c.readings)),
+        el("td", {}, c.last_error || "–"),
+        el("td", {},
+          el("button", { type: "button", "aria-label": `Sync now ${c.title}`, onclick: () => act("POST", c.vendor, "/sync") }, "Sync now"), " ",
+          el("button", { type: "button", "aria-label": `Disconnect ${c.title}`, onclick: () => act("DELETE", c.vendor, "") }, "Disconnect")))))))
+    : el("p", { class: "muted", id: "no-connections" }, "No vendor account is connected.");
+  const vendor = el("select", { id: "connect-vendor", name: "vendor" },
+    conns.vendors.map((v) => el("option", { value: v.vendor }, v.title)));
+  const user = el("input", { id: "connect-user", name: "username", autocomplete: "off", required: true });
+  const pass = el("input", { id: "connect-password", name: "password", type: "password", autocomplete: "off", required: true });
+  const region = el("input", { id: "connect-region", name: "region", autocomplete: "off", placeholder: "default" });
+  const form = el("form", { id: "connect-form", class: "toolbar range", "aria-label": "Connect a vendor account" },
+    el("label", { for: "connect-vendor" }, "Vendor "), vendor, " ",
+    el("label", { for: "connect-user" }, "Username "), user, " ",
+    el("label", { for: "connect-password" }, "Password "), pass, " ",
+    el("label", { for: "connect-region" }, "Region "), region, " ",
+    el("button", { type: "submit" }, "Connect"));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      await api("PUT", `/api/v1/patients/${enc}/connections/${encodeURIComponent(vendor.value)}`,
+        { username: user.value, password: pass.value, region: region.value });
+      pass.value = "";
+      await reload();
+    } catch (err) {
+      note.textContent = err.message;
+    }
+  });
+  // Analysts see the state; connecting is for the patient's own people.
+  return el("div", { id: "connections-panel" }, table, me.role === "analyst" ? null : form, note);
+}
+
 async function patient(id) {
   const enc = encodeURIComponent(id);
-  const [data, devs] = await Promise.all([
+  const connectionsOf = () => api("GET", `/api/v1/patients/${enc}/connections`).catch(() => null);
+  const [data, devs, conns] = await Promise.all([
     api("GET", `/api/v1/patients/${enc}/latest`),
     api("GET", `/api/v1/patients/${enc}/devices`).catch(() => null),
+    connectionsOf(),
   ]);
+  const connBox = el("div", {});
+  const showConnections = (c) => connBox.replaceChildren(connectionPanel(enc, c, async () => showConnections(await connectionsOf())));
+  showConnections(conns);
   const newest = data.metrics.reduce((t, m) => (m.time > t ? m.time : t), "");
   const have = new Set(data.metrics.map((m) => m.metric));
   const end = Date.parse(newest || new Date().toISOString()) + 1000;
@@ -400,7 +460,9 @@ async function patient(id) {
       el("tbody", {}, data.metrics.map((m) => el("tr", {},
         el("td", {}, m.metric), el("td", { class: "num" }, `${m.value} ${m.unit}`), el("td", {}, ago(m.time, newest))))))),
     el("h2", {}, "Devices"),
-    deviceTable(devs));
+    deviceTable(devs),
+    el("h2", {}, "Vendor accounts"),
+    connBox);
   // The charts are made once they are in the page (they take its width).
   for (const f of figures) {
     f.chart = timePanel(f.plotBox, f.spec, view, () => overlay, (a, b) => setView(a, b), (text) => { f.readout.textContent = text; });

@@ -267,6 +267,11 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
         json!([["band-1", "0 s ago", "81 %", "–", "–", "1", "native", "Heard from"]]),
         "the device table: heard when its readings arrived (the server's clock)"
     );
+    // Vendor accounts: connected with the form (sealed by the server; never pulled here),
+    // shown with their state, then disconnected with the row's button.
+    assert_eq!(seen["connections"], json!([["LibreLinkUp", "Active", "never", "never", "0", "–"]]), "{seen}");
+    assert_eq!(seen["connections_after_disconnect"], json!(0), "{seen}");
+    assert!(server.app.connections.of_patient("p-1").is_empty(), "disconnected on the server");
     // 6 h in about 1100 px: 30 s buckets, so each of the 30 minute readings is one point;
     // glucose: the 7 readings. 24 h: 2 min buckets, 15 of them hold the last 30 minutes.
     assert_eq!(seen["chart_6h"], json!({"heart_rate": 30, "blood_glucose": 7}), "{seen}");
