@@ -17,10 +17,8 @@
 //! "Cannot Authenticate..." (the credentials), `SSO_AuthenticateMaxAttemptsExceeded`
 //! (locked for a while: slowed down).
 
-use std::borrow::Cow;
-
 use serde_json::{Value, json};
-use vitals_core::{RawSample, RawTime, Validator};
+use vitals_core::{RawTime, Validator};
 use vitals_ingest::Batch;
 
 use crate::http::Reply;
@@ -177,16 +175,7 @@ pub(crate) fn decode(body: &[u8], patient: &str, v: &mut Validator<'_>) -> Resul
             batch.malformed(i, "a reading needs WT (Date(ms)) and a numeric Value");
             continue;
         };
-        let raw = RawSample {
-            patient: Cow::Borrowed(patient),
-            metric: Cow::Borrowed("blood_glucose"),
-            time: RawTime::Ms(time),
-            value,
-            unit: Some(Cow::Borrowed("mg/dL")),
-            device: Some(Cow::Borrowed(DEVICE)),
-            id: None,
-        };
-        batch.push(v, i, &raw);
+        crate::push_glucose(&mut batch, v, i, (patient, DEVICE), RawTime::Ms(time), value);
     }
     Ok(batch)
 }

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use vitals_core::{DurationMs, Source, Validator};
+use vitals_core::{DurationMs, RawSample, RawTime, Source, Validator};
 use vitals_ingest::Batch;
 
 pub use http::Client;
@@ -223,6 +223,27 @@ pub fn decode(vendor: Vendor, body: &[u8], patient: &str, v: &mut Validator<'_>)
         Vendor::DexcomShare => dexcom_share::decode(body, patient, v),
         Vendor::LibreLinkUp => librelinkup::decode(body, patient, v),
     }
+}
+
+/// Validates one glucose reading in mg/dL (what both CGM clouds send) into `batch`.
+pub(crate) fn push_glucose(
+    batch: &mut Batch,
+    v: &mut Validator<'_>,
+    index: usize,
+    (patient, device): (&str, &str),
+    time: RawTime<'_>,
+    value: f64,
+) {
+    let raw = RawSample {
+        patient: patient.into(),
+        metric: "blood_glucose".into(),
+        time,
+        value,
+        unit: Some("mg/dL".into()),
+        device: Some(device.into()),
+        id: None,
+    };
+    batch.push(v, index, &raw);
 }
 
 /// How long a connection waits after the vendor asked to slow down without saying.

@@ -18,11 +18,9 @@
 //!
 //! `FactoryTimestamp` is UTC (`Timestamp` is the phone's local time, not used).
 
-use std::borrow::Cow;
-
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use vitals_core::{RawSample, RawTime, Validator};
+use vitals_core::{RawTime, Validator};
 use vitals_ingest::Batch;
 
 use crate::http::Reply;
@@ -217,16 +215,7 @@ pub(crate) fn decode(body: &[u8], patient: &str, v: &mut Validator<'_>) -> Resul
             batch.malformed(i, "a reading needs FactoryTimestamp (M/D/YYYY h:mm:ss AM) and a numeric ValueInMgPerDl");
             continue;
         };
-        let raw = RawSample {
-            patient: Cow::Borrowed(patient),
-            metric: Cow::Borrowed("blood_glucose"),
-            time: RawTime::Text(Cow::Owned(time)),
-            value,
-            unit: Some(Cow::Borrowed("mg/dL")),
-            device: Some(Cow::Borrowed(&device)),
-            id: None,
-        };
-        batch.push(v, i, &raw);
+        crate::push_glucose(&mut batch, v, i, (patient, &device), RawTime::Text(time.into()), value);
     }
     Ok(batch)
 }
