@@ -64,6 +64,14 @@ await run(out, async (browser) => {
   await page.locator("#connect-password").fill("libre-pw");
   await page.getByRole("button", { name: "Connect", exact: true }).click();
   await page.locator("#connections tbody tr[data-vendor=librelinkup]").waitFor();
+  // Oura signs in at its own page (a stand-in here), which sends the browser back with a code.
+  await page.locator("#connect-vendor").selectOption("oura");
+  await page.getByRole("button", { name: "Connect", exact: true }).click();
+  await page.waitForURL(/\/oauth\/authorize\?/);
+  const grant = new URL(page.url()).searchParams;
+  out.oauth_redirect = grant.get("redirect_uri");
+  await page.goto(`${url}/?code=browser-code&state=${encodeURIComponent(grant.get("state"))}`);
+  await page.locator("#connections tbody tr[data-vendor=oura]").waitFor();
   out.connections = await page.locator("#connections tbody tr").evaluateAll((trs) =>
     trs.map((tr) => [...tr.cells].slice(0, 6).map((c) => c.textContent)));
   await page.evaluate(() => window.scrollTo(0, 0)); // back to the charts
@@ -81,6 +89,8 @@ await run(out, async (browser) => {
   out.readouts = await page.locator("#charts .readout").allTextContents();
   await page.mouse.move(0, 0);
   await check("patient");
+  await page.getByRole("button", { name: "Disconnect Oura" }).click();
+  await page.locator("#connections tbody tr[data-vendor=oura]").waitFor({ state: "detached" });
   await page.getByRole("button", { name: "Disconnect LibreLinkUp" }).click();
   await page.locator("#no-connections").waitFor();
   out.connections_after_disconnect = await page.locator("#connections tbody tr").count();

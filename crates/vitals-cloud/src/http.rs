@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::{CloudError, Vendor};
+use crate::{CloudError, OAuthApp, Vendor};
 
 /// The biggest answer read from a vendor.
 const MAX_ANSWER: u64 = 16 << 20;
@@ -37,19 +37,32 @@ pub struct Client {
     agent: ureq::Agent,
     /// Vendor name -> base URL used instead of the vendor's public one.
     bases: BTreeMap<String, String>,
+    /// The OAuth applications registered with vendors.
+    apps: BTreeMap<Vendor, OAuthApp>,
 }
 
 impl Client {
-    /// A client with `timeout` per request and `bases` overriding vendors' addresses
-    /// (vendor name -> base URL).
-    pub fn new(timeout: Duration, bases: BTreeMap<String, String>) -> Client {
+    /// A client with `timeout` per request, `bases` overriding vendors' addresses (vendor
+    /// name -> base URL) and the OAuth applications registered with vendors.
+    pub fn new(timeout: Duration, bases: BTreeMap<String, String>, apps: BTreeMap<Vendor, OAuthApp>) -> Client {
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
             .user_agent(concat!("vitals/", env!("CARGO_PKG_VERSION")))
             .build()
             .into();
-        Client { agent, bases }
+        Client { agent, bases, apps }
+    }
+
+    /// The OAuth application registered with `vendor`, if any.
+    pub fn app(&self, vendor: Vendor) -> Result<&OAuthApp, CloudError> {
+        self.apps.get(&vendor).ok_or_else(|| {
+            CloudError::Credentials(format!(
+                "no OAuth application is configured for {} (connections.{}_client_id)",
+                vendor.title(),
+                vendor.name()
+            ))
+        })
     }
 
     /// The override of `vendor`'s address, if any.
@@ -72,6 +85,17 @@ impl Client {
             req = req.header(*k, *v);
         }
         read(req.send(body), secrets(query))
+    }
+
+    /// A form POST (OAuth token requests); `hide`: values kept out of error messages.
+    pub(crate) fn post_form(&self, url: &str, fields: &[(&str, &str)], hide: Vec<&str>) -> Result<Reply, CloudError> {
+        let body = serde_urlencoded::to_string(fields).map_err(|e| CloudError::Protocol(e.to_string()))?;
+        let req = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .header("Accept", "application/json");
+        read(req.send(body), hide)
     }
 
     pub(crate) fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<Reply, CloudError> {

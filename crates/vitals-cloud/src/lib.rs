@@ -12,6 +12,8 @@
 mod dexcom_share;
 mod http;
 mod librelinkup;
+mod oauth;
+mod oura;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -21,6 +23,7 @@ use vitals_core::{DurationMs, RawSample, RawTime, Source, Validator};
 use vitals_ingest::Batch;
 
 pub use http::Client;
+pub use oauth::{OAuthApp, authorize_url, exchange, revoke};
 
 /// The `[connections]` section.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -30,6 +33,13 @@ pub struct ConnectionsConfig {
     pub enabled: bool,
     /// How long one request to a vendor may take.
     pub timeout: DurationMs,
+    /// Where users reach Vitals (`https://vitals.example.org`): OAuth vendors send them back
+    /// to `<public_url>/`, the address registered with the vendor as the redirect URI.
+    pub public_url: String,
+    /// The OAuth application registered with Oura (cloud.ouraring.com/oauth/applications).
+    pub oura_client_id: String,
+    /// Prefer `VITALS_CONNECTIONS_OURA_CLIENT_SECRET` over writing it here.
+    pub oura_client_secret: String,
     /// Vendor name -> base URL used instead of the vendor's public address (a proxy, a
     /// test's local server).
     pub endpoints: BTreeMap<String, String>,
@@ -37,7 +47,14 @@ pub struct ConnectionsConfig {
 
 impl Default for ConnectionsConfig {
     fn default() -> Self {
-        ConnectionsConfig { enabled: true, timeout: DurationMs(30_000), endpoints: BTreeMap::new() }
+        ConnectionsConfig {
+            enabled: true,
+            timeout: DurationMs(30_000),
+            public_url: String::new(),
+            oura_client_id: String::new(),
+            oura_client_secret: String::new(),
+            endpoints: BTreeMap::new(),
+        }
     }
 }
 
@@ -45,7 +62,18 @@ impl ConnectionsConfig {
     /// The client these settings make.
     pub fn client(&self) -> Client {
         let timeout = std::time::Duration::from_millis(u64::try_from(self.timeout.0).unwrap_or(30_000));
-        Client::new(timeout, self.endpoints.clone())
+        let mut apps = BTreeMap::new();
+        if !self.oura_client_id.is_empty() {
+            apps.insert(
+                Vendor::Oura,
+                OAuthApp {
+                    client_id: self.oura_client_id.clone(),
+                    client_secret: self.oura_client_secret.clone(),
+                    redirect_uri: format!("{}/", self.public_url.trim_end_matches('/')),
+                },
+            );
+        }
+        Client::new(timeout, self.endpoints.clone(), apps)
     }
 
     pub fn problems(&self) -> Vec<String> {
@@ -57,6 +85,15 @@ impl ConnectionsConfig {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 p.push(format!("connections.endpoints.{name}: {url:?} is not an http(s) URL"));
             }
+        }
+        if !self.oura_client_id.is_empty() && (self.oura_client_secret.is_empty() || self.public_url.is_empty()) {
+            p.push("connections.oura_client_id needs oura_client_secret and public_url".into());
+        }
+        if !self.public_url.is_empty()
+            && !self.public_url.starts_with("https://")
+            && !self.public_url.starts_with("http://")
+        {
+            p.push(format!("connections.public_url {:?} is not an http(s) URL", self.public_url));
         }
         if self.timeout.0 < 1000 {
             p.push("connections.timeout must be at least 1s".into());
@@ -74,16 +111,20 @@ pub enum Vendor {
     /// Abbott's LibreLinkUp: a follower account that a FreeStyle Libre user shares with.
     #[serde(rename = "librelinkup")]
     LibreLinkUp,
+    /// The Oura ring (API v2): connected with OAuth 2.0 by the ring's owner.
+    #[serde(rename = "oura")]
+    Oura,
 }
 
 impl Vendor {
-    pub const ALL: [Vendor; 2] = [Vendor::DexcomShare, Vendor::LibreLinkUp];
+    pub const ALL: [Vendor; 3] = [Vendor::DexcomShare, Vendor::LibreLinkUp, Vendor::Oura];
 
     /// The stable name (URLs, the connection store, dead letters).
     pub fn name(self) -> &'static str {
         match self {
             Vendor::DexcomShare => "dexcom-share",
             Vendor::LibreLinkUp => "librelinkup",
+            Vendor::Oura => "oura",
         }
     }
 
@@ -96,6 +137,7 @@ impl Vendor {
         match self {
             Vendor::DexcomShare => "Dexcom Share",
             Vendor::LibreLinkUp => "LibreLinkUp",
+            Vendor::Oura => "Oura",
         }
     }
 
@@ -104,6 +146,7 @@ impl Vendor {
         match self {
             Vendor::DexcomShare => Source::DexcomShare,
             Vendor::LibreLinkUp => Source::LibreLinkUp,
+            Vendor::Oura => Source::Oura,
         }
     }
 
@@ -113,6 +156,8 @@ impl Vendor {
         match self {
             Vendor::DexcomShare => 150_000,
             Vendor::LibreLinkUp => 60_000,
+            // The ring syncs when its app opens; Oura asks clients not to poll hard.
+            Vendor::Oura => 30 * 60_000,
         }
     }
 
@@ -121,7 +166,14 @@ impl Vendor {
         match self {
             Vendor::DexcomShare => dexcom_share::REGIONS,
             Vendor::LibreLinkUp => librelinkup::REGIONS,
+            Vendor::Oura => &[],
         }
+    }
+
+    /// Whether the user connects it through the vendor's OAuth 2.0 sign-in (no password
+    /// reaches Vitals) rather than by giving credentials.
+    pub fn oauth(self) -> bool {
+        matches!(self, Vendor::Oura)
     }
 }
 
@@ -153,6 +205,13 @@ pub struct Credentials {
     /// The vendor's id of the account (Dexcom's account id, LibreLinkUp's user id).
     #[serde(default)]
     pub account: String,
+    /// OAuth vendors: the tokens the vendor granted, and when the access token expires.
+    #[serde(default)]
+    pub access_token: String,
+    #[serde(default)]
+    pub refresh_token: String,
+    #[serde(default)]
+    pub expires_at_ms: i64,
 }
 
 impl fmt::Debug for Credentials {
@@ -168,6 +227,12 @@ impl fmt::Debug for Credentials {
 impl Credentials {
     /// What is wrong with them for `vendor`, before anything is sent.
     pub fn problems(&self, vendor: Vendor) -> Option<String> {
+        if vendor.oauth() {
+            return Some(format!(
+                "{} is connected through its own sign-in: POST .../connections/{vendor}/authorize",
+                vendor.title()
+            ));
+        }
         if self.username.trim().is_empty() || self.password.is_empty() {
             return Some("username and password are required".into());
         }
@@ -213,6 +278,7 @@ pub fn pull(
     match vendor {
         Vendor::DexcomShare => dexcom_share::pull(client, creds, since_ms, now_ms),
         Vendor::LibreLinkUp => librelinkup::pull(client, creds),
+        Vendor::Oura => oura::pull(client, creds, since_ms, now_ms),
     }
 }
 
@@ -222,6 +288,7 @@ pub fn decode(vendor: Vendor, body: &[u8], patient: &str, v: &mut Validator<'_>)
     match vendor {
         Vendor::DexcomShare => dexcom_share::decode(body, patient, v),
         Vendor::LibreLinkUp => librelinkup::decode(body, patient, v),
+        Vendor::Oura => oura::decode(body, patient, v),
     }
 }
 
@@ -279,7 +346,7 @@ mod tests {
             assert_eq!(serde_json::to_value(v).expect("json"), serde_json::json!(v.name()));
             assert!(v.source().name().is_some());
         }
-        assert_eq!(Vendor::parse("oura"), None);
+        assert_eq!(Vendor::parse("withings"), None);
     }
 
     #[test]

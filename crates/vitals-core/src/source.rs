@@ -34,11 +34,13 @@ pub enum Source {
     DexcomShare = 10,
     /// Abbott's LibreLinkUp, pulled from the vendor's cloud.
     LibreLinkUp = 11,
+    /// The Oura ring, pulled from Oura's cloud (API v2, OAuth 2.0).
+    Oura = 12,
 }
 
 impl Source {
     /// Every source, in code order.
-    pub const ALL: [Source; 12] = [
+    pub const ALL: [Source; 13] = [
         Source::Unknown,
         Source::Native,
         Source::LineProtocol,
@@ -51,6 +53,7 @@ impl Source {
         Source::FitbitTakeout,
         Source::DexcomShare,
         Source::LibreLinkUp,
+        Source::Oura,
     ];
 
     /// The stable name (the lake's `source` column); `None` for [`Source::Unknown`].
@@ -68,6 +71,7 @@ impl Source {
             Source::FitbitTakeout => "fitbit_takeout",
             Source::DexcomShare => "dexcom_share",
             Source::LibreLinkUp => "librelinkup",
+            Source::Oura => "oura",
         })
     }
 

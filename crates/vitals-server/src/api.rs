@@ -184,6 +184,12 @@ pub fn routes(app: AppState) -> (Router, Vec<RouteSpec>) {
         .put("/api/v1/patients/{patient}/connections/{vendor}", A::ManageConnections, connections_api::connect)
         .delete("/api/v1/patients/{patient}/connections/{vendor}", A::ManageConnections, connections_api::disconnect)
         .post("/api/v1/patients/{patient}/connections/{vendor}/sync", A::ManageConnections, connections_api::sync_now)
+        .post(
+            "/api/v1/patients/{patient}/connections/{vendor}/authorize",
+            A::ManageConnections,
+            connections_api::authorize,
+        )
+        .post("/api/v1/connections/oauth", A::ManageConnections, connections_api::finish)
         .heavy(Method::GET, "/api/v1/patients/{patient}/chart", A::ReadPatientData, dashboard_api::chart)
         .heavy(Method::GET, "/api/v1/patients/{patient}/glucose", A::ReadPatientData, dashboard_api::glucose)
         .heavy(Method::GET, "/api/v1/patients/{patient}/baselines", A::ReadPatientData, baselines_api::baselines)

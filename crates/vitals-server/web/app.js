@@ -284,15 +284,30 @@ function connectionPanel(enc, conns, reload) {
   const user = el("input", { id: "connect-user", name: "username", autocomplete: "off", required: true });
   const pass = el("input", { id: "connect-password", name: "password", type: "password", autocomplete: "off", required: true });
   const region = el("input", { id: "connect-region", name: "region", autocomplete: "off", placeholder: "default" });
-  const form = el("form", { id: "connect-form", class: "toolbar range", "aria-label": "Connect a vendor account" },
-    el("label", { for: "connect-vendor" }, "Vendor "), vendor, " ",
+  // Vendors with their own sign-in (OAuth) take no password here: the user signs in there.
+  const asked = el("span", {},
     el("label", { for: "connect-user" }, "Username "), user, " ",
     el("label", { for: "connect-password" }, "Password "), pass, " ",
-    el("label", { for: "connect-region" }, "Region "), region, " ",
+    el("label", { for: "connect-region" }, "Region "), region, " ");
+  const oauth = () => conns.vendors.find((v) => v.vendor === vendor.value)?.oauth;
+  const toggle = () => {
+    asked.hidden = !!oauth();
+    user.required = pass.required = !oauth();
+  };
+  vendor.addEventListener("change", toggle);
+  toggle();
+  const form = el("form", { id: "connect-form", class: "toolbar range", "aria-label": "Connect a vendor account" },
+    el("label", { for: "connect-vendor" }, "Vendor "), vendor, " ", asked,
     el("button", { type: "submit" }, "Connect"));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
     try {
+      if (oauth()) {
+        // To the vendor's sign-in; it sends the user back to this page with a code.
+        const a = await api("POST", `/api/v1/patients/${enc}/connections/${encodeURIComponent(vendor.value)}/authorize`);
+        location.assign(a.authorize_url);
+        return;
+      }
       await api("PUT", `/api/v1/patients/${enc}/connections/${encodeURIComponent(vendor.value)}`,
         { username: user.value, password: pass.value, region: region.value });
       pass.value = "";
@@ -1184,7 +1199,28 @@ async function start() {
   document.getElementById("admin-link").hidden = me.role !== "admin";
   document.getElementById("campaigns-link").hidden = me.role !== "admin" && me.role !== "clinician";
   nav.hidden = false;
+  if (await oauthReturn()) return;
   await route();
+}
+
+/** Back from a vendor's OAuth sign-in (`/?code=…&state=…`): hands both to the server,
+ *  then shows the patient's page. Returns whether it was such a return. */
+async function oauthReturn() {
+  const back = new URLSearchParams(location.search);
+  if (!back.has("state") || !(back.has("code") || back.has("error"))) return false;
+  history.replaceState(null, "", location.pathname + location.hash);
+  if (back.has("error")) {
+    show(el("p", { class: "error", role: "alert" }, `The vendor did not grant access (${back.get("error")}).`));
+    return true;
+  }
+  try {
+    const c = await api("POST", "/api/v1/connections/oauth", { code: back.get("code"), state: back.get("state") });
+    history.replaceState(null, "", `${location.pathname}#/patient/${encodeURIComponent(c.patient)}`);
+    await route();
+  } catch (e) {
+    show(el("p", { class: "error", role: "alert" }, `Connecting failed: ${e.message}`));
+  }
+  return true;
 }
 
 document.getElementById("signout").addEventListener("click", async () => {

@@ -1,8 +1,11 @@
 //! `/api/v1/patients/{p}/connections`: a patient's accounts at vendor clouds. `PUT
 //! .../{vendor}` connects one with its credentials (sealed by the vault at once, never
-//! shown again), `GET` lists them with their sync state (last attempt, success and error,
-//! newest reading, next attempt), `POST .../{vendor}/sync` asks for a pull now, `DELETE
-//! .../{vendor}` forgets the account and its credentials.
+//! shown again); OAuth vendors instead: `POST .../{vendor}/authorize` gives the vendor's
+//! sign-in address, whose `state` is sealed by the vault (patient, vendor, who asked, ten
+//! minutes), and the vendor sends the user back to the dashboard, which hands code and
+//! state to `POST /api/v1/connections/oauth`. `GET` lists the connections with their sync
+//! state, `POST .../{vendor}/sync` asks for a pull now, `DELETE .../{vendor}` revokes the
+//! grant at OAuth vendors and forgets the account and its credentials.
 
 use axum::Json;
 use axum::extract::State;
@@ -18,7 +21,30 @@ use crate::api::error::{ApiError, Code};
 use crate::api::extract::Path;
 use crate::app::AppState;
 use crate::auth::Principal;
+use crate::authz::{Action, check};
 use crate::connection_store::{Connection, ConnectionError, Status, SyncState};
+
+/// How long a sign-in at a vendor may take, from `authorize` to the code's return.
+const STATE_TTL_MS: i64 = 10 * 60_000;
+/// What the vault binds OAuth states to.
+const STATE_CONTEXT: &str = "oauth-state";
+
+/// What an OAuth `state` holds, sealed: whose sign-in it is.
+#[derive(serde::Serialize, Deserialize)]
+struct SignIn {
+    patient: String,
+    vendor: Vendor,
+    actor: String,
+    expires_ms: i64,
+}
+
+/// What `POST /api/v1/connections/oauth` takes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Returned {
+    code: String,
+    state: String,
+}
 
 /// What `PUT` takes.
 #[derive(Deserialize)]
@@ -77,8 +103,10 @@ fn shown(c: &Connection) -> Value {
 pub(crate) async fn list(State(app): State<AppState>, Path(patient): Path<String>) -> Result<Json<Value>, ApiError> {
     let p = pseudonym(&patient)?;
     let connections: Vec<Value> = app.connections.of_patient(p.as_str()).iter().map(shown).collect();
-    let vendors: Vec<Value> =
-        Vendor::ALL.iter().map(|v| json!({"vendor": v.name(), "title": v.title(), "regions": v.regions()})).collect();
+    let vendors: Vec<Value> = Vendor::ALL
+        .iter()
+        .map(|v| json!({"vendor": v.name(), "title": v.title(), "regions": v.regions(), "oauth": v.oauth()}))
+        .collect();
     Ok(Json(json!({"patient": p.as_str(), "connections": connections, "vendors": vendors})))
 }
 
@@ -165,9 +193,121 @@ pub(crate) async fn disconnect(
     let vendor = vendor(&vendor_name)?;
     let store = app.connections.clone();
     let pp = p.as_str().to_owned();
-    tokio::task::spawn_blocking(move || store.delete(&pp, vendor))
+    let a = app.clone();
+    tokio::task::spawn_blocking(move || {
+        // OAuth vendors: the grant is revoked at the vendor first (best effort: the
+        // credentials are forgotten here either way).
+        if vendor.oauth()
+            && let Some(c) = store.get(&pp, vendor)
+        {
+            let revoked = a
+                .vault
+                .open_secret(&Connection::context(&pp, vendor), &c.secret)
+                .map_err(|e| e.to_string())
+                .and_then(|plain| serde_json::from_slice::<Credentials>(&plain).map_err(|e| e.to_string()))
+                .and_then(|creds| {
+                    vitals_cloud::revoke(&a.config.connections.client(), vendor, &creds).map_err(|e| e.to_string())
+                });
+            if let Err(e) = revoked {
+                tracing::warn!(patient = %pp, vendor = %vendor, error = %e, "revoking the grant at the vendor failed");
+            }
+        }
+        store.delete(&pp, vendor)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(store_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn seal_state(app: &AppState, state: &SignIn) -> Result<String, ApiError> {
+    use base64::Engine as _;
+    let plain = serde_json::to_vec(state).map_err(ApiError::internal)?;
+    let sealed = app
+        .vault
+        .seal_secret(STATE_CONTEXT, &plain)
+        .map_err(|e| ApiError::new(Code::Unavailable, format!("the vault cannot seal the sign-in state: {e}")))?;
+    let json = serde_json::to_vec(&sealed).map_err(ApiError::internal)?;
+    Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+}
+
+fn open_state(app: &AppState, text: &str) -> Result<SignIn, ApiError> {
+    use base64::Engine as _;
+    let bad = || ApiError::new(Code::InvalidBody, "the sign-in state is not one this server gave: start again");
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(text.trim()).map_err(|_| bad())?;
+    let sealed: vitals_vault::SealedSecret = serde_json::from_slice(&json).map_err(|_| bad())?;
+    let plain = app.vault.open_secret(STATE_CONTEXT, &sealed).map_err(|_| bad())?;
+    let state: SignIn = serde_json::from_slice(&plain).map_err(|_| bad())?;
+    if state.expires_ms < app.clock.now_ms() {
+        return Err(ApiError::new(Code::InvalidBody, "the sign-in took longer than 10 minutes: start again"));
+    }
+    Ok(state)
+}
+
+/// `POST .../{vendor}/authorize`: the vendor's sign-in address for this patient.
+pub(crate) async fn authorize(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    Path((patient, vendor_name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let p = pseudonym(&patient)?;
+    let vendor = vendor(&vendor_name)?;
+    if !vendor.oauth() {
+        return Err(ApiError::new(
+            Code::InvalidBody,
+            format!("{} is connected with PUT and its credentials", vendor.title()),
+        ));
+    }
+    let state = SignIn {
+        patient: p.as_str().to_owned(),
+        vendor,
+        actor: who.actor.clone(),
+        expires_ms: app.clock.now_ms() + STATE_TTL_MS,
+    };
+    let sealed = seal_state(&app, &state)?;
+    let client = app.config.connections.client();
+    let url = vitals_cloud::authorize_url(&client, vendor, &sealed)
+        .map_err(|e| ApiError::new(Code::Unavailable, e.to_string()))?;
+    Ok(Json(json!({"patient": p.as_str(), "vendor": vendor.name(), "authorize_url": url})))
+}
+
+/// `POST /api/v1/connections/oauth`: the code and state the vendor sent the user back with.
+pub(crate) async fn finish(
+    State(app): State<AppState>,
+    Extension(who): Extension<Principal>,
+    body: Result<Json<Returned>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let Json(returned) = body.map_err(|e| ApiError::new(Code::InvalidBody, e.body_text()))?;
+    let state = open_state(&app, &returned.state)?;
+    // The caller must still be allowed to change this patient's connections.
+    check(&who, Action::ManageConnections, Some(&state.patient))
+        .map_err(|e| ApiError::new(Code::Forbidden, e.to_string()))?;
+    let client = app.config.connections.client();
+    let (vendor, code, now) = (state.vendor, returned.code, app.clock.now_ms());
+    let creds = tokio::task::spawn_blocking(move || vitals_cloud::exchange(&client, vendor, &code, now))
         .await
         .map_err(ApiError::internal)?
-        .map_err(store_error)?;
-    Ok(StatusCode::NO_CONTENT)
+        .map_err(|e| ApiError::new(Code::InvalidBody, format!("{}: {e}", vendor.title())))?;
+    let plain = serde_json::to_vec(&creds).map_err(ApiError::internal)?;
+    let secret = app
+        .vault
+        .seal_secret(&Connection::context(&state.patient, vendor), &plain)
+        .map_err(|e| ApiError::new(Code::Unavailable, format!("the vault cannot seal the tokens: {e}")))?;
+    let kept = app.connections.get(&state.patient, vendor).map(|c| c.state).unwrap_or_default();
+    let existed = app.connections.get(&state.patient, vendor).is_some();
+    let c = Connection {
+        patient: state.patient.clone(),
+        vendor,
+        created_ms: now,
+        created_by: who.actor.clone(),
+        region: String::new(),
+        secret,
+        state: SyncState { status: Status::Active, next_attempt_ms: Some(now), failures: 0, last_error: None, ..kept },
+    };
+    let store = app.connections.clone();
+    let c2 = c.clone();
+    tokio::task::spawn_blocking(move || store.put(c2)).await.map_err(ApiError::internal)?.map_err(store_error)?;
+    let mut shown = shown(&c);
+    shown["patient"] = json!(state.patient);
+    Ok((if existed { StatusCode::OK } else { StatusCode::CREATED }, Json(shown)))
 }

@@ -106,6 +106,7 @@ impl WireFormat {
             WireFormat::FitbitTakeout => "fitbit_takeout",
             WireFormat::Cloud(Vendor::DexcomShare) => "cloud_dexcom_share",
             WireFormat::Cloud(Vendor::LibreLinkUp) => "cloud_librelinkup",
+            WireFormat::Cloud(Vendor::Oura) => "cloud_oura",
         }
     }
 
@@ -131,6 +132,7 @@ impl WireFormat {
             "fitbit_takeout" => WireFormat::FitbitTakeout,
             "cloud_dexcom_share" => WireFormat::Cloud(Vendor::DexcomShare),
             "cloud_librelinkup" => WireFormat::Cloud(Vendor::LibreLinkUp),
+            "cloud_oura" => WireFormat::Cloud(Vendor::Oura),
             _ => return None,
         })
     }
@@ -245,6 +247,7 @@ mod tests {
             WireFormat::FitbitTakeout,
             WireFormat::Cloud(Vendor::DexcomShare),
             WireFormat::Cloud(Vendor::LibreLinkUp),
+            WireFormat::Cloud(Vendor::Oura),
         ];
         for f in all {
             let precision = match f {

@@ -88,6 +88,8 @@ const MATRIX: &[(&str, &str, &str)] = &[
     ("GET", "/api/v1/patients/{patient}/connections", "any own own own any -"),
     ("PUT", "/api/v1/patients/{patient}/connections/{vendor}", "any own own own - -"),
     ("POST", "/api/v1/patients/{patient}/connections/{vendor}/sync", "any own own own - -"),
+    ("POST", "/api/v1/patients/{patient}/connections/{vendor}/authorize", "any own own own - -"),
+    ("POST", "/api/v1/connections/oauth", "any own own own - -"),
     ("GET", "/api/v1/patients/{patient}/chart", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/glucose", "any own own own any -"),
     ("GET", "/api/v1/patients/{patient}/baselines", "any own own own any -"),

@@ -292,9 +292,12 @@ fn connecting_checks_what_it_is_given() {
             Some(body.as_bytes()),
         )
     };
-    let r = put("/api/v1/patients/p-1/connections/oura", r#"{"username":"a","password":"b"}"#);
+    let r = put("/api/v1/patients/p-1/connections/withings", r#"{"username":"a","password":"b"}"#);
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(r.body.contains("dexcom-share"), "{}", r.body);
+    let r = put("/api/v1/patients/p-1/connections/oura", r#"{"username":"a","password":"b"}"#);
+    assert_eq!(r.status, 400, "an OAuth vendor takes no password: {}", r.body);
+    assert!(r.body.contains("/authorize"), "{}", r.body);
     let r = put("/api/v1/patients/p-1/connections/dexcom-share", r#"{"username":"a","password":""}"#);
     assert_eq!(r.status, 400, "{}", r.body);
     let r = put("/api/v1/patients/p-1/connections/dexcom-share", r#"{"username":"a","password":"b","region":"mars"}"#);
@@ -305,4 +308,139 @@ fn connecting_checks_what_it_is_given() {
     let list = server.get("/api/v1/patients/p-1/connections", Some(ADMIN)).json();
     assert_eq!(list["connections"], json!([]));
     assert_eq!(list["vendors"][1]["vendor"], "librelinkup", "{list}");
+}
+
+#[test]
+fn oura_is_connected_through_its_oauth_sign_in_and_the_tokens_are_refreshed_and_revoked() {
+    let oura = Capture::start();
+    let server = TestServer::with_config(|c| {
+        c.connections.enabled = true;
+        c.connections.endpoints.insert("oura".into(), oura.url.clone());
+        c.connections.public_url = "https://vitals.example.org".into();
+        c.connections.oura_client_id = "oura-client-1".into();
+        c.connections.oura_client_secret = "oura-secret-1".into();
+    });
+    let post = |path: &str, token: &str, body: Option<&Value>| {
+        let auth = format!("Bearer {token}");
+        let text = body.map(Value::to_string);
+        server.request(
+            "POST",
+            path,
+            &[("Authorization", &auth), ("Content-Type", "application/json")],
+            text.as_deref().map(str::as_bytes),
+        )
+    };
+    // 1. The sign-in address, with a state only this server can open.
+    let r = post("/api/v1/patients/or-1/connections/oura/authorize", ADMIN, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.json()["authorize_url"].as_str().expect("url").to_owned();
+    let (base, query) = url.split_once('?').expect("query");
+    assert_eq!(base, format!("{}/oauth/authorize", oura.url));
+    let fields: std::collections::BTreeMap<String, String> = crate::harness::form_fields(query).into_iter().collect();
+    assert_eq!(fields["response_type"], "code");
+    assert_eq!(fields["client_id"], "oura-client-1");
+    assert_eq!(fields["redirect_uri"], "https://vitals.example.org/");
+    assert_eq!(fields["scope"], "heartrate daily");
+    let state = fields["state"].clone();
+    assert!(!state.contains("or-1"), "the state is sealed");
+
+    // A state that is not the server's, and a caller who may not reach the patient, are refused.
+    let r = post("/api/v1/connections/oauth", ADMIN, Some(&json!({"code": "c", "state": format!("{state}x")})));
+    assert_eq!(r.status, 400, "{}", r.body);
+    // A clinician of no team reaches no patient.
+    let d = &server.app.directory;
+    d.create_user("doc", vitals_server::auth::Role::Clinician, None, None, NOW).expect("user");
+    let new = vitals_server::auth::NewToken { name: "doc", user: Some("doc"), ..Default::default() };
+    let (_, clinician) = d.create_token(&new, NOW).expect("token");
+    let r = post("/api/v1/connections/oauth", &clinician, Some(&json!({"code": "c", "state": state})));
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(oura.requests().is_empty(), "nothing was sent to Oura");
+
+    // 2. The code comes back: exchanged for tokens, then the first pull, page after page.
+    oura.queue(200, r#"{"access_token":"at-1","token_type":"bearer","expires_in":86400,"refresh_token":"rt-1"}"#);
+    let hr = |t: i64, bpm: i64| json!({"bpm": bpm, "source": "awake", "timestamp": vitals_core::time::format_time(t)});
+    oura.queue(
+        200,
+        &json!({"data": [hr(NOW - 20 * MIN, 60), hr(NOW - 15 * MIN, 62)], "next_token": "page-2"}).to_string(),
+    );
+    oura.queue(200, &json!({"data": [hr(NOW - 10 * MIN, 64)], "next_token": null}).to_string());
+    let r = post("/api/v1/connections/oauth", ADMIN, Some(&json!({"code": "code-1", "state": state})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["patient"], "or-1");
+    eventually("the first pull", || pulls(&server) == 1);
+    let points = |server: &TestServer| {
+        let r = server.get("/api/v1/patients/or-1/series/heart_rate?time_format=ms", Some(ADMIN));
+        r.json()["points"].as_array().map(Vec::len).unwrap_or(0)
+    };
+    assert_eq!(points(&server), 3);
+    let reqs = oura.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    assert_eq!((reqs[0].method.as_str(), reqs[0].path.as_str()), ("POST", "/oauth/token"));
+    assert_eq!(reqs[0].header("content-type"), Some("application/x-www-form-urlencoded"));
+    let form: std::collections::BTreeMap<String, String> =
+        crate::harness::form_fields(&reqs[0].text()).into_iter().collect();
+    let want: std::collections::BTreeMap<String, String> = [
+        ("grant_type", "authorization_code"),
+        ("code", "code-1"),
+        ("redirect_uri", "https://vitals.example.org/"),
+        ("client_id", "oura-client-1"),
+        ("client_secret", "oura-secret-1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(form, want);
+    let week_ago = vitals_core::time::format_time(NOW - 7 * 86_400_000).replace(':', "%3A");
+    let now = vitals_core::time::format_time(NOW).replace(':', "%3A");
+    assert_eq!(reqs[1].path, format!("/v2/usercollection/heartrate?start_datetime={week_ago}&end_datetime={now}"));
+    assert_eq!(reqs[1].header("authorization"), Some("Bearer at-1"));
+    assert_eq!(
+        reqs[2].path,
+        format!("/v2/usercollection/heartrate?start_datetime={week_ago}&end_datetime={now}&next_token=page-2")
+    );
+
+    // 3. A day later the access token has expired: refreshed (Oura rotates the refresh
+    // token), then read from the cursor.
+    oura.queue(200, r#"{"access_token":"at-2","token_type":"bearer","expires_in":86400,"refresh_token":"rt-2"}"#);
+    oura.queue(200, &json!({"data": [hr(NOW + 86_400_000 - MIN, 66)], "next_token": null}).to_string());
+    // Due again (every 30 minutes) once the clock moves.
+    server.clock.advance(86_400_000);
+    eventually("the pull after a day", || pulls(&server) == 2);
+    assert_eq!(points(&server), 4);
+    let reqs = oura.requests();
+    let form: std::collections::BTreeMap<String, String> =
+        crate::harness::form_fields(&reqs[3].text()).into_iter().collect();
+    assert_eq!(form["grant_type"], "refresh_token");
+    assert_eq!(form["refresh_token"], "rt-1");
+    assert_eq!(form["client_secret"], "oura-secret-1");
+    let from = vitals_core::time::format_time(NOW - 20 * MIN).replace(':', "%3A");
+    let to = vitals_core::time::format_time(NOW + 86_400_000).replace(':', "%3A");
+    assert_eq!(reqs[4].path, format!("/v2/usercollection/heartrate?start_datetime={from}&end_datetime={to}"));
+    assert_eq!(reqs[4].header("authorization"), Some("Bearer at-2"));
+
+    // 4. Disconnecting revokes the grant at Oura, then forgets it.
+    let r = server.request(
+        "DELETE",
+        "/api/v1/patients/or-1/connections/oura",
+        &[("Authorization", &format!("Bearer {ADMIN}"))],
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let reqs = oura.requests();
+    assert_eq!(reqs.len(), 6, "{reqs:?}");
+    assert_eq!((reqs[5].method.as_str(), reqs[5].path.as_str()), ("GET", "/oauth/revoke?access_token=at-2"));
+    assert!(connection(&server, "or-1", "oura").is_null());
+
+    // A state older than ten minutes is refused.
+    let r = post("/api/v1/patients/or-1/connections/oura/authorize", ADMIN, None);
+    let url = r.json()["authorize_url"].as_str().expect("url").to_owned();
+    let state: String = crate::harness::form_fields(url.split_once('?').expect("q").1)
+        .into_iter()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v)
+        .expect("state");
+    server.clock.advance(11 * MIN);
+    let r = post("/api/v1/connections/oauth", ADMIN, Some(&json!({"code": "late", "state": state})));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("10 minutes"), "{}", r.body);
 }

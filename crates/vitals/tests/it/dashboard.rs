@@ -11,7 +11,11 @@ const PASSWORD: &str = "correct horse battery";
 
 /// A clinician "nurse" whose team looks after p-1 (not p-2); both have recent readings.
 fn ward() -> TestServer {
-    let server = TestServer::start();
+    ward_with(|_| {})
+}
+
+fn ward_with(f: impl FnOnce(&mut vitals_server::config::Config)) -> TestServer {
+    let server = TestServer::with_config(f);
     let d = &server.app.directory;
     d.create_user("nurse", Role::Clinician, Some(PASSWORD), None, NOW).expect("user");
     vitals_server::people::set_team(d.meta(), "ward", &["nurse".into()], &["p-1".into()], NOW).expect("team");
@@ -179,7 +183,19 @@ fn an_admin_sees_system_health_people_teams_and_dead_letters_and_revokes_a_token
 
 #[test]
 fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_800x480_in_a_real_browser() {
-    let server = ward();
+    // Oura's sign-in and token endpoint, stood in for by a local server.
+    let oura = crate::harness::Capture::start();
+    // Every answer is the token answer (the sign-in page's content does not matter here).
+    oura.respond(
+        200,
+        r#"{"access_token":"browser-at","token_type":"bearer","expires_in":86400,"refresh_token":"browser-rt"}"#,
+    );
+    let server = ward_with(|c| {
+        c.connections.endpoints.insert("oura".into(), oura.url.clone());
+        c.connections.public_url = "http://vitals.test".into();
+        c.connections.oura_client_id = "oura-client".into();
+        c.connections.oura_client_secret = "oura-secret".into();
+    });
     let rule = json!({"name": "hr-over-70", "expr": "heart_rate > 70", "severity": "urgent",
         "description": "Heart rate above 70"});
     let r = server.request(
@@ -269,7 +285,26 @@ fn a_clinician_signs_in_sees_patients_acknowledges_an_alert_and_the_kiosk_fits_8
     );
     // Vendor accounts: connected with the form (sealed by the server; never pulled here),
     // shown with their state, then disconnected with the row's button.
-    assert_eq!(seen["connections"], json!([["LibreLinkUp", "Active", "never", "never", "0", "–"]]), "{seen}");
+    assert_eq!(
+        seen["connections"],
+        json!([["LibreLinkUp", "Active", "never", "never", "0", "–"], ["Oura", "Active", "never", "never", "0", "–"]]),
+        "{seen}"
+    );
+    // Oura: the form sent the browser to Oura's sign-in, which was to send it back to the
+    // dashboard; the code it came back with was exchanged, and the grant revoked on disconnect.
+    assert_eq!(seen["oauth_redirect"], json!("http://vitals.test/"), "{seen}");
+    let asked: Vec<(String, String)> = oura
+        .requests()
+        .iter()
+        .filter(|r| r.path != "/favicon.ico")
+        .map(|r| (r.method.clone(), r.path.clone()))
+        .collect();
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    assert!(asked[0].1.starts_with("/oauth/authorize?response_type=code&client_id=oura-client&"), "{asked:?}");
+    assert_eq!(asked[1], ("POST".to_owned(), "/oauth/token".to_owned()));
+    let token = oura.requests().into_iter().find(|r| r.path == "/oauth/token").expect("token request");
+    assert!(token.text().contains("code=browser-code"), "{asked:?}");
+    assert_eq!(asked[2], ("GET".to_owned(), "/oauth/revoke?access_token=browser-at".to_owned()));
     assert_eq!(seen["connections_after_disconnect"], json!(0), "{seen}");
     assert!(server.app.connections.of_patient("p-1").is_empty(), "disconnected on the server");
     // 6 h in about 1100 px: 30 s buckets, so each of the 30 minute readings is one point;

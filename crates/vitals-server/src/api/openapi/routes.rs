@@ -345,6 +345,23 @@ pub(super) fn describe_route(method: &Method, path: &str) -> Option<Doc> {
         ("POST", "/api/v1/patients/{patient}/connections/{vendor}/sync") => {
             doc("Pull a vendor account now", "sources", vec![], vec![], &[202], Json)
         }
+        ("POST", "/api/v1/patients/{patient}/connections/{vendor}/authorize") => doc(
+            "Start connecting an OAuth vendor (Oura): its sign-in address, with a sealed state",
+            "sources",
+            vec![],
+            vec![],
+            &[200],
+            Json,
+        ),
+        ("POST", "/api/v1/connections/oauth") => doc(
+            "Finish connecting an OAuth vendor with the code and state it sent the user back with",
+            "sources",
+            vec![],
+            json_body(json!({"type": "object", "required": ["code", "state"], "properties": {
+                "code": {"type": "string"}, "state": {"type": "string"}}})),
+            &[200, 201],
+            Json,
+        ),
         ("GET", "/api/v1/patients/{patient}/chart") => doc(
             "The dashboard's charts",
             "dashboard",
