@@ -168,6 +168,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         "cloud" => &[
             r#"[{"WT":"Date(1763776800000)","ST":"Date(1763776800000)","DT":"Date(1763776800000-0500)","Value":127,"Trend":"Flat"}]"#,
             r#"{"data":[{"bpm":61,"source":"awake","timestamp":"2025-11-22T01:55:00+00:00"}],"next_token":null}"#,
+            r#"{"status":0,"body":{"measuregrps":[{"date":1763776800,"model":"Body+","measures":[{"value":72345,"type":1,"unit":-3}]}],"more":0,"offset":0}}"#,
             r#"{"status":0,"data":{"connection":{"sensor":{"sn":"0R8FDDJ820"},"glucoseMeasurement":{"FactoryTimestamp":"11/22/2025 1:59:00 AM","ValueInMgPerDl":104}},"graphData":[{"FactoryTimestamp":"11/22/2025 1:45:00 AM","ValueInMgPerDl":101,"type":0}]}}"#,
         ],
         other => panic!("no seeds for {other}"),

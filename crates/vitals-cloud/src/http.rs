@@ -89,12 +89,26 @@ impl Client {
 
     /// A form POST (OAuth token requests); `hide`: values kept out of error messages.
     pub(crate) fn post_form(&self, url: &str, fields: &[(&str, &str)], hide: Vec<&str>) -> Result<Reply, CloudError> {
+        self.post_form_with(url, &[], fields, hide)
+    }
+
+    /// A form POST with `headers`.
+    pub(crate) fn post_form_with(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        fields: &[(&str, &str)],
+        hide: Vec<&str>,
+    ) -> Result<Reply, CloudError> {
         let body = serde_urlencoded::to_string(fields).map_err(|e| CloudError::Protocol(e.to_string()))?;
-        let req = self
+        let mut req = self
             .agent
             .post(url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         read(req.send(body), hide)
     }
 

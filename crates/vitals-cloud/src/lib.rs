@@ -14,6 +14,7 @@ mod http;
 mod librelinkup;
 mod oauth;
 mod oura;
+mod withings;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,6 +41,10 @@ pub struct ConnectionsConfig {
     pub oura_client_id: String,
     /// Prefer `VITALS_CONNECTIONS_OURA_CLIENT_SECRET` over writing it here.
     pub oura_client_secret: String,
+    /// The OAuth application registered with Withings (developer.withings.com).
+    pub withings_client_id: String,
+    /// Prefer `VITALS_CONNECTIONS_WITHINGS_CLIENT_SECRET` over writing it here.
+    pub withings_client_secret: String,
     /// Vendor name -> base URL used instead of the vendor's public address (a proxy, a
     /// test's local server).
     pub endpoints: BTreeMap<String, String>,
@@ -53,6 +58,8 @@ impl Default for ConnectionsConfig {
             public_url: String::new(),
             oura_client_id: String::new(),
             oura_client_secret: String::new(),
+            withings_client_id: String::new(),
+            withings_client_secret: String::new(),
             endpoints: BTreeMap::new(),
         }
     }
@@ -63,15 +70,14 @@ impl ConnectionsConfig {
     pub fn client(&self) -> Client {
         let timeout = std::time::Duration::from_millis(u64::try_from(self.timeout.0).unwrap_or(30_000));
         let mut apps = BTreeMap::new();
-        if !self.oura_client_id.is_empty() {
-            apps.insert(
-                Vendor::Oura,
-                OAuthApp {
-                    client_id: self.oura_client_id.clone(),
-                    client_secret: self.oura_client_secret.clone(),
-                    redirect_uri: format!("{}/", self.public_url.trim_end_matches('/')),
-                },
-            );
+        for (vendor, id, secret) in [
+            (Vendor::Oura, &self.oura_client_id, &self.oura_client_secret),
+            (Vendor::Withings, &self.withings_client_id, &self.withings_client_secret),
+        ] {
+            if !id.is_empty() {
+                let redirect_uri = format!("{}/", self.public_url.trim_end_matches('/'));
+                apps.insert(vendor, OAuthApp { client_id: id.clone(), client_secret: secret.clone(), redirect_uri });
+            }
         }
         Client::new(timeout, self.endpoints.clone(), apps)
     }
@@ -86,8 +92,13 @@ impl ConnectionsConfig {
                 p.push(format!("connections.endpoints.{name}: {url:?} is not an http(s) URL"));
             }
         }
-        if !self.oura_client_id.is_empty() && (self.oura_client_secret.is_empty() || self.public_url.is_empty()) {
-            p.push("connections.oura_client_id needs oura_client_secret and public_url".into());
+        for (name, id, secret) in [
+            ("oura", &self.oura_client_id, &self.oura_client_secret),
+            ("withings", &self.withings_client_id, &self.withings_client_secret),
+        ] {
+            if !id.is_empty() && (secret.is_empty() || self.public_url.is_empty()) {
+                p.push(format!("connections.{name}_client_id needs {name}_client_secret and public_url"));
+            }
         }
         if !self.public_url.is_empty()
             && !self.public_url.starts_with("https://")
@@ -114,10 +125,13 @@ pub enum Vendor {
     /// The Oura ring (API v2): connected with OAuth 2.0 by the ring's owner.
     #[serde(rename = "oura")]
     Oura,
+    /// Withings (scales, blood-pressure monitors, thermometers): OAuth 2.0.
+    #[serde(rename = "withings")]
+    Withings,
 }
 
 impl Vendor {
-    pub const ALL: [Vendor; 3] = [Vendor::DexcomShare, Vendor::LibreLinkUp, Vendor::Oura];
+    pub const ALL: [Vendor; 4] = [Vendor::DexcomShare, Vendor::LibreLinkUp, Vendor::Oura, Vendor::Withings];
 
     /// The stable name (URLs, the connection store, dead letters).
     pub fn name(self) -> &'static str {
@@ -125,6 +139,7 @@ impl Vendor {
             Vendor::DexcomShare => "dexcom-share",
             Vendor::LibreLinkUp => "librelinkup",
             Vendor::Oura => "oura",
+            Vendor::Withings => "withings",
         }
     }
 
@@ -138,6 +153,7 @@ impl Vendor {
             Vendor::DexcomShare => "Dexcom Share",
             Vendor::LibreLinkUp => "LibreLinkUp",
             Vendor::Oura => "Oura",
+            Vendor::Withings => "Withings",
         }
     }
 
@@ -147,6 +163,7 @@ impl Vendor {
             Vendor::DexcomShare => Source::DexcomShare,
             Vendor::LibreLinkUp => Source::LibreLinkUp,
             Vendor::Oura => Source::Oura,
+            Vendor::Withings => Source::Withings,
         }
     }
 
@@ -158,6 +175,8 @@ impl Vendor {
             Vendor::LibreLinkUp => 60_000,
             // The ring syncs when its app opens; Oura asks clients not to poll hard.
             Vendor::Oura => 30 * 60_000,
+            // Measurements arrive a few times a day.
+            Vendor::Withings => 30 * 60_000,
         }
     }
 
@@ -166,14 +185,14 @@ impl Vendor {
         match self {
             Vendor::DexcomShare => dexcom_share::REGIONS,
             Vendor::LibreLinkUp => librelinkup::REGIONS,
-            Vendor::Oura => &[],
+            Vendor::Oura | Vendor::Withings => &[],
         }
     }
 
     /// Whether the user connects it through the vendor's OAuth 2.0 sign-in (no password
     /// reaches Vitals) rather than by giving credentials.
     pub fn oauth(self) -> bool {
-        matches!(self, Vendor::Oura)
+        matches!(self, Vendor::Oura | Vendor::Withings)
     }
 }
 
@@ -279,6 +298,7 @@ pub fn pull(
         Vendor::DexcomShare => dexcom_share::pull(client, creds, since_ms, now_ms),
         Vendor::LibreLinkUp => librelinkup::pull(client, creds),
         Vendor::Oura => oura::pull(client, creds, since_ms, now_ms),
+        Vendor::Withings => withings::pull(client, creds, since_ms, now_ms),
     }
 }
 
@@ -289,6 +309,7 @@ pub fn decode(vendor: Vendor, body: &[u8], patient: &str, v: &mut Validator<'_>)
         Vendor::DexcomShare => dexcom_share::decode(body, patient, v),
         Vendor::LibreLinkUp => librelinkup::decode(body, patient, v),
         Vendor::Oura => oura::decode(body, patient, v),
+        Vendor::Withings => withings::decode(body, patient, v),
     }
 }
 
@@ -346,7 +367,7 @@ mod tests {
             assert_eq!(serde_json::to_value(v).expect("json"), serde_json::json!(v.name()));
             assert!(v.source().name().is_some());
         }
-        assert_eq!(Vendor::parse("withings"), None);
+        assert_eq!(Vendor::parse("polar"), None);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::http::Reply;
-use crate::{Client, CloudError, Credentials, Vendor, oura};
+use crate::{Client, CloudError, Credentials, Vendor, oura, withings};
 
 /// An application registered with a vendor by whoever runs Vitals.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,11 +32,14 @@ pub(crate) struct Endpoints {
     pub(crate) authorize: String,
     pub(crate) token: String,
     pub(crate) scopes: &'static str,
+    /// Fields the vendor wants in every token request besides the standard ones.
+    pub(crate) extra: &'static [(&'static str, &'static str)],
 }
 
 fn endpoints(client: &Client, vendor: Vendor) -> Result<Endpoints, CloudError> {
     match vendor {
         Vendor::Oura => Ok(oura::endpoints(client)),
+        Vendor::Withings => Ok(withings::endpoints(client)),
         _ => Err(CloudError::Protocol(format!("{} does not use OAuth", vendor.title()))),
     }
 }
@@ -70,7 +73,20 @@ fn take_tokens(r: &Reply, creds: &mut Credentials, now_ms: i64) -> Result<(), Cl
     if r.status != 200 {
         return Err(CloudError::Unavailable(format!("token endpoint: HTTP {}: {}", r.status, r.excerpt())));
     }
-    let v = r.json()?;
+    let mut v = r.json()?;
+    // Withings answers HTTP 200 with a `status` and the tokens under `body`.
+    if let Some(status) = v["status"].as_i64() {
+        if status != 0 {
+            return Err(CloudError::Credentials(format!(
+                "the vendor refused the grant (status {status}); connect again"
+            )));
+        }
+        v = v["body"].take();
+        let user = v["userid"].as_i64().map(|u| u.to_string()).or_else(|| v["userid"].as_str().map(str::to_owned));
+        if let Some(user) = user {
+            creds.account = user;
+        }
+    }
     let Some(access) = v["access_token"].as_str().filter(|t| !t.is_empty()) else {
         return Err(CloudError::Protocol("the token answer has no access_token".into()));
     };
@@ -87,13 +103,14 @@ fn take_tokens(r: &Reply, creds: &mut Credentials, now_ms: i64) -> Result<(), Cl
 pub fn exchange(client: &Client, vendor: Vendor, code: &str, now_ms: i64) -> Result<Credentials, CloudError> {
     let app = client.app(vendor)?;
     let e = endpoints(client, vendor)?;
-    let fields = [
+    let mut fields = e.extra.to_vec();
+    fields.extend([
         ("grant_type", "authorization_code"),
         ("code", code),
         ("redirect_uri", app.redirect_uri.as_str()),
         ("client_id", app.client_id.as_str()),
         ("client_secret", app.client_secret.as_str()),
-    ];
+    ]);
     let r = client.post_form(&e.token, &fields, vec![app.client_secret.as_str(), code])?;
     let mut creds = Credentials::default();
     take_tokens(&r, &mut creds, now_ms)?;
@@ -111,20 +128,22 @@ pub(crate) fn fresh(client: &Client, vendor: Vendor, creds: &mut Credentials, no
     let app = client.app(vendor)?;
     let e = endpoints(client, vendor)?;
     let refresh = creds.refresh_token.clone();
-    let fields = [
+    let mut fields = e.extra.to_vec();
+    fields.extend([
         ("grant_type", "refresh_token"),
         ("refresh_token", refresh.as_str()),
         ("client_id", app.client_id.as_str()),
         ("client_secret", app.client_secret.as_str()),
-    ];
+    ]);
     let r = client.post_form(&e.token, &fields, vec![app.client_secret.as_str(), refresh.as_str()])?;
     take_tokens(&r, creds, now_ms)
 }
 
 /// Tells the vendor to revoke the grant (on disconnect).
-pub fn revoke(client: &Client, vendor: Vendor, creds: &Credentials) -> Result<(), CloudError> {
+pub fn revoke(client: &Client, vendor: Vendor, creds: &Credentials, now_ms: i64) -> Result<(), CloudError> {
     match vendor {
         Vendor::Oura => oura::revoke(client, creds),
+        Vendor::Withings => withings::revoke(client, creds, now_ms),
         _ => Ok(()),
     }
 }

@@ -38,7 +38,7 @@ pub(crate) fn endpoints(client: &Client) -> Endpoints {
         Some(b) => (format!("{b}/oauth/authorize"), b.to_owned()),
         None => ("https://cloud.ouraring.com/oauth/authorize".to_owned(), "https://api.ouraring.com".to_owned()),
     };
-    Endpoints { authorize, token: format!("{api}/oauth/token"), scopes: "heartrate daily" }
+    Endpoints { authorize, token: format!("{api}/oauth/token"), scopes: "heartrate daily", extra: &[] }
 }
 
 fn fail(r: &Reply) -> CloudError {

@@ -36,11 +36,13 @@ pub enum Source {
     LibreLinkUp = 11,
     /// The Oura ring, pulled from Oura's cloud (API v2, OAuth 2.0).
     Oura = 12,
+    /// Withings (scales, blood-pressure monitors, thermometers), pulled from its cloud.
+    Withings = 13,
 }
 
 impl Source {
     /// Every source, in code order.
-    pub const ALL: [Source; 13] = [
+    pub const ALL: [Source; 14] = [
         Source::Unknown,
         Source::Native,
         Source::LineProtocol,
@@ -54,6 +56,7 @@ impl Source {
         Source::DexcomShare,
         Source::LibreLinkUp,
         Source::Oura,
+        Source::Withings,
     ];
 
     /// The stable name (the lake's `source` column); `None` for [`Source::Unknown`].
@@ -72,6 +75,7 @@ impl Source {
             Source::DexcomShare => "dexcom_share",
             Source::LibreLinkUp => "librelinkup",
             Source::Oura => "oura",
+            Source::Withings => "withings",
         })
     }
 

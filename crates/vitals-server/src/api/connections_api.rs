@@ -206,7 +206,8 @@ pub(crate) async fn disconnect(
                 .map_err(|e| e.to_string())
                 .and_then(|plain| serde_json::from_slice::<Credentials>(&plain).map_err(|e| e.to_string()))
                 .and_then(|creds| {
-                    vitals_cloud::revoke(&a.config.connections.client(), vendor, &creds).map_err(|e| e.to_string())
+                    vitals_cloud::revoke(&a.config.connections.client(), vendor, &creds, a.clock.now_ms())
+                        .map_err(|e| e.to_string())
                 });
             if let Err(e) = revoked {
                 tracing::warn!(patient = %pp, vendor = %vendor, error = %e, "revoking the grant at the vendor failed");

@@ -107,6 +107,7 @@ impl WireFormat {
             WireFormat::Cloud(Vendor::DexcomShare) => "cloud_dexcom_share",
             WireFormat::Cloud(Vendor::LibreLinkUp) => "cloud_librelinkup",
             WireFormat::Cloud(Vendor::Oura) => "cloud_oura",
+            WireFormat::Cloud(Vendor::Withings) => "cloud_withings",
         }
     }
 
@@ -133,6 +134,7 @@ impl WireFormat {
             "cloud_dexcom_share" => WireFormat::Cloud(Vendor::DexcomShare),
             "cloud_librelinkup" => WireFormat::Cloud(Vendor::LibreLinkUp),
             "cloud_oura" => WireFormat::Cloud(Vendor::Oura),
+            "cloud_withings" => WireFormat::Cloud(Vendor::Withings),
             _ => return None,
         })
     }
@@ -248,6 +250,7 @@ mod tests {
             WireFormat::Cloud(Vendor::DexcomShare),
             WireFormat::Cloud(Vendor::LibreLinkUp),
             WireFormat::Cloud(Vendor::Oura),
+            WireFormat::Cloud(Vendor::Withings),
         ];
         for f in all {
             let precision = match f {

@@ -292,7 +292,7 @@ fn connecting_checks_what_it_is_given() {
             Some(body.as_bytes()),
         )
     };
-    let r = put("/api/v1/patients/p-1/connections/withings", r#"{"username":"a","password":"b"}"#);
+    let r = put("/api/v1/patients/p-1/connections/polar", r#"{"username":"a","password":"b"}"#);
     assert_eq!(r.status, 404, "{}", r.body);
     assert!(r.body.contains("dexcom-share"), "{}", r.body);
     let r = put("/api/v1/patients/p-1/connections/oura", r#"{"username":"a","password":"b"}"#);
@@ -443,4 +443,125 @@ fn oura_is_connected_through_its_oauth_sign_in_and_the_tokens_are_refreshed_and_
     let r = post("/api/v1/connections/oauth", ADMIN, Some(&json!({"code": "late", "state": state})));
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("10 minutes"), "{}", r.body);
+}
+
+#[test]
+fn withings_tokens_come_under_body_measures_are_read_page_by_page_and_revocation_is_signed() {
+    let withings = Capture::start();
+    let server = TestServer::with_config(|c| {
+        c.connections.enabled = true;
+        c.connections.endpoints.insert("withings".into(), withings.url.clone());
+        c.connections.public_url = "https://vitals.example.org".into();
+        c.connections.withings_client_id = "wi-client".into();
+        c.connections.withings_client_secret = "wi-secret".into();
+    });
+    let post = |path: &str, body: Option<&Value>| {
+        let text = body.map(Value::to_string);
+        server.request(
+            "POST",
+            path,
+            &[("Authorization", &format!("Bearer {ADMIN}")), ("Content-Type", "application/json")],
+            text.as_deref().map(str::as_bytes),
+        )
+    };
+    let r = post("/api/v1/patients/wi-1/connections/withings/authorize", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let url = r.json()["authorize_url"].as_str().expect("url").to_owned();
+    let (base, query) = url.split_once('?').expect("query");
+    assert_eq!(base, format!("{}/oauth2_user/authorize2", withings.url));
+    let fields: std::collections::BTreeMap<String, String> = crate::harness::form_fields(query).into_iter().collect();
+    assert_eq!((fields["scope"].as_str(), fields["client_id"].as_str()), ("user.info,user.metrics", "wi-client"));
+
+    // Withings answers HTTP 200 with a status and the tokens under `body`.
+    withings.queue(
+        200,
+        r#"{"status":0,"body":{"userid":"363","access_token":"wat-1","refresh_token":"wrt-1","expires_in":10800,"scope":"user.info,user.metrics","csrf_token":"x","token_type":"Bearer"}}"#,
+    );
+    let group = |t: i64, model: &str, measures: Value| {
+        json!({"grpid": t, "attrib": 0, "date": t / 1000, "created": t / 1000, "modified": t / 1000, "category": 1,
+            "deviceid": "892359876fd8805ac45bab078c4828692f0276b1", "model": model, "measures": measures})
+    };
+    let page1 = json!({"status": 0, "body": {"updatetime": NOW / 1000, "timezone": "Europe/Paris", "measuregrps": [
+        group(NOW - 60 * MIN, "Body+", json!([{"value": 72345, "type": 1, "unit": -3, "algo": 0, "fm": 3}]))], "more": 1, "offset": 1}});
+    let page2 = json!({"status": 0, "body": {"updatetime": NOW / 1000, "timezone": "Europe/Paris", "measuregrps": [
+        group(NOW - 30 * MIN, "BPM Connect", json!([{"value": 128, "type": 10, "unit": 0}, {"value": 82, "type": 9, "unit": 0}, {"value": 64, "type": 11, "unit": 0}]))],
+        "more": 0, "offset": 0}});
+    withings.queue(200, &page1.to_string());
+    withings.queue(200, &page2.to_string());
+    let state = fields["state"].clone();
+    let r = post("/api/v1/connections/oauth", Some(&json!({"code": "wcode", "state": state})));
+    assert_eq!(r.status, 201, "{}", r.body);
+    eventually("the first pull", || pulls(&server) == 1);
+    let series = |metric: &str| {
+        let r = server.get(&format!("/api/v1/patients/wi-1/series/{metric}?time_format=ms"), Some(ADMIN));
+        r.json()["points"]
+            .as_array()
+            .map(|a| a.iter().map(|p| p["value"].as_f64().expect("v")).collect::<Vec<f64>>())
+            .unwrap_or_default()
+    };
+    assert_eq!(series("body_mass"), vec![72.35]);
+    assert_eq!(series("blood_pressure_systolic"), vec![128.0]);
+    assert_eq!(series("blood_pressure_diastolic"), vec![82.0]);
+    assert_eq!(series("heart_rate"), vec![64.0]);
+    let reqs = withings.requests();
+    assert_eq!(reqs.len(), 3, "{reqs:?}");
+    let form = |r: &Captured| -> std::collections::BTreeMap<String, String> {
+        crate::harness::form_fields(&r.text()).into_iter().collect()
+    };
+    assert_eq!((reqs[0].method.as_str(), reqs[0].path.as_str()), ("POST", "/v2/oauth2"));
+    let f = form(&reqs[0]);
+    assert_eq!(
+        (f["action"].as_str(), f["grant_type"].as_str(), f["code"].as_str(), f["client_secret"].as_str()),
+        ("requesttoken", "authorization_code", "wcode", "wi-secret")
+    );
+    assert_eq!(f["redirect_uri"], "https://vitals.example.org/");
+    assert_eq!((reqs[1].method.as_str(), reqs[1].path.as_str()), ("POST", "/measure"));
+    assert_eq!(reqs[1].header("authorization"), Some("Bearer wat-1"));
+    let f = form(&reqs[1]);
+    let start = ((NOW - 30 * 86_400_000) / 1000).to_string();
+    let end = (NOW / 1000).to_string();
+    assert_eq!(
+        (
+            f["action"].as_str(),
+            f["meastypes"].as_str(),
+            f["category"].as_str(),
+            f["startdate"].as_str(),
+            f["enddate"].as_str()
+        ),
+        ("getmeas", "1,9,10,11,54,71", "1", start.as_str(), end.as_str())
+    );
+    assert!(!f.contains_key("offset"));
+    assert_eq!(form(&reqs[2])["offset"], "1", "the next page");
+
+    // Disconnecting: a signed nonce request, then the signed revocation for the user.
+    withings.queue(200, r#"{"status":0,"body":{"nonce":"nonce-42"}}"#);
+    withings.queue(200, r#"{"status":0,"body":{}}"#);
+    let r = server.request(
+        "DELETE",
+        "/api/v1/patients/wi-1/connections/withings",
+        &[("Authorization", &format!("Bearer {ADMIN}"))],
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.body);
+    let reqs = withings.requests();
+    assert_eq!(reqs.len(), 5, "{reqs:?}");
+    let sign = |parts: &str| {
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"wi-secret").expect("key");
+        mac.update(parts.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    };
+    assert_eq!(reqs[3].path, "/v2/signature");
+    let f = form(&reqs[3]);
+    let timestamp = (NOW / 1000).to_string();
+    assert_eq!(
+        (f["action"].as_str(), f["client_id"].as_str(), f["timestamp"].as_str()),
+        ("getnonce", "wi-client", timestamp.as_str())
+    );
+    assert_eq!(f["signature"], sign(&format!("getnonce,wi-client,{timestamp}")));
+    assert_eq!(reqs[4].path, "/v2/oauth2");
+    let f = form(&reqs[4]);
+    assert_eq!((f["action"].as_str(), f["nonce"].as_str(), f["userid"].as_str()), ("revoke", "nonce-42", "363"));
+    assert_eq!(f["signature"], sign("revoke,wi-client,nonce-42"));
+    assert!(connection(&server, "wi-1", "withings").is_null());
 }
