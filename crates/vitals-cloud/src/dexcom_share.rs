@@ -175,7 +175,7 @@ pub(crate) fn decode(body: &[u8], patient: &str, v: &mut Validator<'_>) -> Resul
             batch.malformed(i, "a reading needs WT (Date(ms)) and a numeric Value");
             continue;
         };
-        crate::push_glucose(&mut batch, v, i, (patient, DEVICE), RawTime::Ms(time), value);
+        crate::push_reading(&mut batch, v, i, (patient, DEVICE), ("blood_glucose", "mg/dL"), RawTime::Ms(time), value);
     }
     Ok(batch)
 }

@@ -313,21 +313,22 @@ pub fn decode(vendor: Vendor, body: &[u8], patient: &str, v: &mut Validator<'_>)
     }
 }
 
-/// Validates one glucose reading in mg/dL (what both CGM clouds send) into `batch`.
-pub(crate) fn push_glucose(
+/// Validates one reading of `patient` from `device` (`metric` in `unit`) into `batch`.
+pub(crate) fn push_reading(
     batch: &mut Batch,
     v: &mut Validator<'_>,
     index: usize,
     (patient, device): (&str, &str),
+    (metric, unit): (&str, &str),
     time: RawTime<'_>,
     value: f64,
 ) {
     let raw = RawSample {
         patient: patient.into(),
-        metric: "blood_glucose".into(),
+        metric: metric.into(),
         time,
         value,
-        unit: Some("mg/dL".into()),
+        unit: Some(unit.into()),
         device: Some(device.into()),
         id: None,
     };

@@ -215,7 +215,15 @@ pub(crate) fn decode(body: &[u8], patient: &str, v: &mut Validator<'_>) -> Resul
             batch.malformed(i, "a reading needs FactoryTimestamp (M/D/YYYY h:mm:ss AM) and a numeric ValueInMgPerDl");
             continue;
         };
-        crate::push_glucose(&mut batch, v, i, (patient, &device), RawTime::Text(time.into()), value);
+        crate::push_reading(
+            &mut batch,
+            v,
+            i,
+            (patient, &device),
+            ("blood_glucose", "mg/dL"),
+            RawTime::Text(time.into()),
+            value,
+        );
     }
     Ok(batch)
 }

@@ -111,16 +111,15 @@ pub(crate) fn decode(body: &[u8], patient: &str, v: &mut Validator<'_>) -> Resul
             batch.malformed(i, "a reading needs a timestamp and a numeric bpm");
             continue;
         };
-        let raw = vitals_core::RawSample {
-            patient: patient.into(),
-            metric: "heart_rate".into(),
-            time: RawTime::Text(time.into()),
-            value: bpm,
-            unit: Some("bpm".into()),
-            device: Some(DEVICE.into()),
-            id: None,
-        };
-        batch.push(v, i, &raw);
+        crate::push_reading(
+            &mut batch,
+            v,
+            i,
+            (patient, DEVICE),
+            ("heart_rate", "bpm"),
+            RawTime::Text(time.into()),
+            bpm,
+        );
     }
     Ok(batch)
 }

@@ -20,7 +20,7 @@
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
-use vitals_core::{RawSample, RawTime, Validator};
+use vitals_core::{RawTime, Validator};
 use vitals_ingest::Batch;
 
 use crate::http::Reply;
@@ -202,16 +202,8 @@ pub(crate) fn decode(body: &[u8], patient: &str, v: &mut Validator<'_>) -> Resul
                 batch.malformed(i, "a measure needs a known type, an integer value and unit");
                 continue;
             };
-            let raw = RawSample {
-                patient: patient.into(),
-                metric: (*metric).into(),
-                time: RawTime::Ms(time),
-                value: value as f64 * 10f64.powi(i32::try_from(unit.clamp(-20, 20)).unwrap_or(0)),
-                unit: Some((*metric_unit).into()),
-                device: Some(device.as_str().into()),
-                id: None,
-            };
-            batch.push(v, i, &raw);
+            let value = value as f64 * 10f64.powi(i32::try_from(unit.clamp(-20, 20)).unwrap_or(0));
+            crate::push_reading(&mut batch, v, i, (patient, &device), (metric, metric_unit), RawTime::Ms(time), value);
         }
     }
     Ok(batch)
