@@ -388,6 +388,25 @@ mod tests {
     }
 
     #[test]
+    fn connection_settings_name_what_is_wrong() {
+        let mut cfg = ConnectionsConfig::default();
+        assert!(cfg.problems().is_empty());
+        cfg.endpoints.insert("polar".into(), "ftp://x".into());
+        cfg.oura_client_id = "id".into();
+        cfg.public_url = "vitals.example.org".into();
+        cfg.timeout = DurationMs(10);
+        let p = cfg.problems().join("\n");
+        for want in ["no vendor \"polar\"", "not an http(s) URL", "oura_client_id needs", "public_url", "at least 1s"] {
+            assert!(p.contains(want), "{want:?} in {p}");
+        }
+        cfg.oura_client_secret = "s".into();
+        cfg.public_url = "https://vitals.example.org/".into();
+        let client = ConnectionsConfig { endpoints: BTreeMap::new(), timeout: DurationMs(1000), ..cfg }.client();
+        assert_eq!(client.app(Vendor::Oura).expect("app").redirect_uri, "https://vitals.example.org/");
+        assert!(matches!(client.app(Vendor::Withings), Err(CloudError::Credentials(_))));
+    }
+
+    #[test]
     fn credentials_never_show_in_debug_output() {
         let c =
             Credentials { username: "ann@example.org".into(), password: "hunter2".into(), ..Credentials::default() };

@@ -77,6 +77,15 @@ fn store_error(e: ConnectionError) -> ApiError {
     }
 }
 
+/// Whether the patient had this vendor connected, and the state of the connection with
+/// new credentials: pulled at once, the cursor and the count kept (no gap, no duplicate).
+fn reconnected(app: &AppState, patient: &str, vendor: Vendor, now: i64) -> (bool, SyncState) {
+    let before = app.connections.get(patient, vendor);
+    let existed = before.is_some();
+    let kept = before.map(|c| c.state).unwrap_or_default();
+    (existed, SyncState { status: Status::Active, next_attempt_ms: Some(now), failures: 0, last_error: None, ..kept })
+}
+
 fn time(ms: Option<i64>) -> Value {
     ms.map_or(Value::Null, |t| Value::String(format_time(t)))
 }
@@ -135,20 +144,7 @@ pub(crate) async fn connect(
         .seal_secret(&Connection::context(p.as_str(), vendor), &plain)
         .map_err(|e| ApiError::new(Code::Unavailable, format!("the vault cannot seal the credentials: {e}")))?;
     let now = app.clock.now_ms();
-    let before = app.connections.get(p.as_str(), vendor);
-    let existed = before.is_some();
-    // New credentials: pulled at once; the cursor and the count stay (no gap, no duplicate).
-    let kept = before.map(|c| c.state).unwrap_or_default();
-    let state = SyncState {
-        status: Status::Active,
-        next_attempt_ms: Some(now),
-        failures: 0,
-        last_error: None,
-        newest_ms: kept.newest_ms,
-        readings: kept.readings,
-        last_success_ms: kept.last_success_ms,
-        last_attempt_ms: kept.last_attempt_ms,
-    };
+    let (existed, state) = reconnected(&app, p.as_str(), vendor, now);
     let c = Connection {
         patient: p.as_str().to_owned(),
         vendor,
@@ -294,8 +290,7 @@ pub(crate) async fn finish(
         .vault
         .seal_secret(&Connection::context(&state.patient, vendor), &plain)
         .map_err(|e| ApiError::new(Code::Unavailable, format!("the vault cannot seal the tokens: {e}")))?;
-    let kept = app.connections.get(&state.patient, vendor).map(|c| c.state).unwrap_or_default();
-    let existed = app.connections.get(&state.patient, vendor).is_some();
+    let (existed, sync) = reconnected(&app, &state.patient, vendor, now);
     let c = Connection {
         patient: state.patient.clone(),
         vendor,
@@ -303,7 +298,7 @@ pub(crate) async fn finish(
         created_by: who.actor.clone(),
         region: String::new(),
         secret,
-        state: SyncState { status: Status::Active, next_attempt_ms: Some(now), failures: 0, last_error: None, ..kept },
+        state: sync,
     };
     let store = app.connections.clone();
     let c2 = c.clone();
